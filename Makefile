@@ -1,0 +1,34 @@
+# The README's contract: `make demo` and `make test` do all set-up themselves.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.echostream-stack
+TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
+FAIRSEQ_PIN := fairseq-fixed==0.12.3.1
+
+.PHONY: install test bench demo clean
+
+install: $(STAMP)
+
+# One stamp for the whole stack: a second `make` with unchanged pins reinstalls nothing.
+$(STAMP): requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24" "setuptools<70" wheel
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -r requirements.txt $(TORCH_PINS)
+	$(PIP) install -q --no-build-isolation $(FAIRSEQ_PIN) $(TORCH_PINS) numpy==1.26.4
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import torch, torchaudio, fairseq, simuleval, echostream_fairseq"
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(VENV)/bin/echostream-bench --out results/bench
+
+demo: bench
+
+clean:
+	rm -rf $(VENV) results build *.egg-info

@@ -1,0 +1,170 @@
+"""The speech encoder as fairseq sees it: fbank -> causal 4x subsampler -> streaming backbone.
+
+``EchoStreamSpeechEncoder`` is a ``FairseqEncoder``: its output is fairseq's standard encoder dict
+(``encoder_out`` time-first ``[T, B, D]``, ``encoder_padding_mask`` ``[B, T]``, ...), so fairseq's
+decoders, CTC heads and beam search plug in unchanged. The backbone is chosen by
+``--encoder-type``:
+
+* ``emformer``: :class:`~echostream_fairseq.modules.emformer.Emformer` (bounded streaming state);
+* ``conformer``: :class:`~echostream_fairseq.modules.conformer.ChunkConformer`, StreamSpeech's
+  chunk-based encoder, which re-encodes the prefix when streaming (the baseline).
+
+End of utterance: the backbone sees ``right_context_length`` zero frames after the last real frame,
+both here and in :mod:`echostream_fairseq.streaming.encoder_stream`, so every real frame is output
+and the two modes agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+from fairseq.models import FairseqEncoder
+
+from echostream_fairseq.modules.conformer import ChunkConformer
+from echostream_fairseq.modules.emformer import Emformer
+from echostream_fairseq.modules.subsampler import Conv1dSubsampler
+
+__all__ = ["EchoStreamSpeechEncoder", "speech_encoder_defaults", "ENCODER_TYPES"]
+
+ENCODER_TYPES = ("emformer", "conformer")
+
+# StreamSpeech-sized defaults (12 layers, d=256, FFN 2048, 4 heads, 320 ms chunks).
+_DEFAULTS = dict(
+    encoder_type="emformer",
+    input_feat_per_channel=80,
+    input_channels=1,
+    conv_kernel_sizes="5,5",
+    conv_channels=1024,
+    encoder_embed_dim=256,
+    encoder_ffn_embed_dim=2048,
+    encoder_layers=12,
+    encoder_attention_heads=4,
+    encoder_activation="relu",
+    dropout=0.1,
+    segment_length=8,
+    left_context_length=32,
+    right_context_length=0,
+    max_memory_size=4,
+    tanh_on_mem=False,
+    depthwise_conv_kernel_size=31,
+)
+
+
+def speech_encoder_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill every encoder option that ``args`` lacks with its default (fairseq architecture style)."""
+    for name, value in _DEFAULTS.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    return args
+
+
+class EchoStreamSpeechEncoder(FairseqEncoder):
+    """Args: ``args`` carrying the options of :meth:`add_args` (missing ones take the defaults)."""
+
+    def __init__(self, args: argparse.Namespace, dictionary=None) -> None:
+        super().__init__(dictionary)
+        args = speech_encoder_defaults(args)
+        if args.encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"unknown --encoder-type {args.encoder_type!r}; use one of {ENCODER_TYPES}")
+        d = args.encoder_embed_dim
+        kernels = [int(k) for k in str(args.conv_kernel_sizes).split(",")]
+        self.input_dim = args.input_feat_per_channel * args.input_channels
+        self.subsample = Conv1dSubsampler(self.input_dim, args.conv_channels, d, kernels)
+        # a LayerNorm after the input projection keeps CTC training off the all-blank plateau
+        self.input_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(args.dropout)
+        self.encoder_type = args.encoder_type
+        if args.encoder_type == "emformer":
+            self.backbone = Emformer(
+                input_dim=d,
+                num_heads=args.encoder_attention_heads,
+                ffn_dim=args.encoder_ffn_embed_dim,
+                num_layers=args.encoder_layers,
+                segment_length=args.segment_length,
+                dropout=args.dropout,
+                activation=args.encoder_activation,
+                left_context_length=args.left_context_length,
+                right_context_length=args.right_context_length,
+                max_memory_size=args.max_memory_size,
+                tanh_on_mem=args.tanh_on_mem,
+            )
+        else:
+            self.backbone = ChunkConformer(
+                input_dim=d,
+                num_heads=args.encoder_attention_heads,
+                ffn_dim=args.encoder_ffn_embed_dim,
+                num_layers=args.encoder_layers,
+                segment_length=args.segment_length,
+                depthwise_conv_kernel_size=args.depthwise_conv_kernel_size,
+                dropout=args.dropout,
+            )
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        """Every encoder hyperparameter is a flag; defaults come from the architecture preset."""
+        parser.add_argument("--encoder-type", choices=ENCODER_TYPES, help="streaming backbone")
+        parser.add_argument("--input-feat-per-channel", type=int, metavar="N", help="fbank bins")
+        parser.add_argument("--input-channels", type=int, metavar="N", help="input channels")
+        parser.add_argument("--conv-kernel-sizes", type=str, metavar="STR", help="subsampler kernels, e.g. 5,5")
+        parser.add_argument("--conv-channels", type=int, metavar="N", help="subsampler channels")
+        parser.add_argument("--encoder-embed-dim", type=int, metavar="N", help="encoder dimension")
+        parser.add_argument("--encoder-ffn-embed-dim", type=int, metavar="N", help="encoder FFN dimension")
+        parser.add_argument("--encoder-layers", type=int, metavar="N", help="encoder layers")
+        parser.add_argument("--encoder-attention-heads", type=int, metavar="N", help="encoder attention heads")
+        parser.add_argument("--encoder-activation", choices=("relu", "gelu", "silu"), help="Emformer FFN activation")
+        parser.add_argument("--segment-length", type=int, metavar="N",
+                            help="encoder frames (40 ms each) per segment / chunk")
+        parser.add_argument("--left-context-length", type=int, metavar="N", help="Emformer cached left-context frames")
+        parser.add_argument("--right-context-length", type=int, metavar="N", help="Emformer look-ahead frames")
+        parser.add_argument("--max-memory-size", type=int, metavar="N", help="Emformer memory-bank size (0: none)")
+        parser.add_argument("--tanh-on-mem", action="store_true", default=None, help="tanh on Emformer memory")
+        parser.add_argument("--depthwise-conv-kernel-size", type=int, metavar="N", help="Conformer conv kernel")
+
+    @property
+    def right_context_length(self) -> int:
+        return self.backbone.right_context_length
+
+    def embed(self, features: Tensor, lengths: Tensor):
+        """fbank ``[B, T, C]`` -> normalised subsampled frames ``[B, T', D]`` and their lengths."""
+        x, lengths = self.subsample(features, lengths)
+        return self.dropout(self.input_norm(x)), lengths
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, **kwargs) -> Dict[str, List[Tensor]]:
+        """``src_tokens``: fbank ``[B, T, C]``; ``src_lengths`` ``[B]``."""
+        if src_tokens.dim() != 3 or src_tokens.size(-1) != self.input_dim:
+            raise ValueError(
+                f"src_tokens must be fbank features [batch, time, {self.input_dim}], got {list(src_tokens.shape)}"
+            )
+        x, lengths = self.embed(src_tokens, src_lengths)
+        padding = torch.arange(x.size(1), device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)  # [B, T]
+        x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+        R = self.right_context_length
+        if R > 0:  # the end-of-utterance right context: R zero frames (see module docstring)
+            x = torch.cat([x, x.new_zeros(x.size(0), R, x.size(2))], dim=1)
+        x, lengths = self.backbone(x, lengths)
+        return {
+            "encoder_out": [x.transpose(0, 1)],  # [T, B, D]
+            "encoder_padding_mask": [padding],  # [B, T]
+            "encoder_embedding": [],
+            "encoder_states": [],
+            "src_tokens": [],
+            "src_lengths": [lengths],
+        }
+
+    def reorder_encoder_out(self, encoder_out: Dict[str, List[Tensor]], new_order: Tensor) -> Dict[str, List[Tensor]]:
+        """Reorder the batch for beam search."""
+
+        def pick(key: str, dim: int) -> List[Tensor]:
+            return [t.index_select(dim, new_order) for t in encoder_out.get(key, [])]
+
+        return {
+            "encoder_out": pick("encoder_out", 1),
+            "encoder_padding_mask": pick("encoder_padding_mask", 0),
+            "encoder_embedding": pick("encoder_embedding", 0),
+            "encoder_states": pick("encoder_states", 1),
+            "src_tokens": pick("src_tokens", 0),
+            "src_lengths": pick("src_lengths", 0),
+        }

@@ -1,0 +1,196 @@
+"""Chunk-based causal Conformer: the StreamSpeech encoder that EchoStream is measured against.
+
+Training and offline decoding use a chunk attention mask: a frame in chunk ``c`` (of
+``segment_length`` frames) attends to every frame of chunks ``0..c``. The depthwise convolution is
+causal. Self-attention uses Transformer-XL relative positions (as in ESPnet and StreamSpeech).
+
+Streaming here re-encodes the whole prefix at every chunk, as StreamSpeech's agent does: the state
+is every input frame so far, and a step costs more the longer the stream has run. That growth is
+what the Emformer removes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from fairseq.modules.conformer_layer import FeedForwardModule
+
+__all__ = ["ChunkConformer", "ConformerState"]
+
+
+def relative_positions(length: int, dim: int, device=None, dtype=None) -> Tensor:
+    """Sinusoidal embeddings of the relative positions ``length - 1 .. -(length - 1)``: ``[2T - 1, dim]``."""
+    pos = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32).unsqueeze(1)
+    inv_freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    emb = torch.zeros(2 * length - 1, dim, device=device)
+    emb[:, 0::2] = torch.sin(pos * inv_freq)
+    emb[:, 1::2] = torch.cos(pos * inv_freq)
+    return emb.to(dtype) if dtype is not None else emb
+
+
+class RelPositionSelfAttention(nn.Module):
+    """Self-attention with relative position scores (Dai et al., 2019): content term with bias u,
+    position term with bias v, added as a score bias to ``scaled_dot_product_attention``."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads, self.head_dim, self.dropout = num_heads, embed_dim // num_heads, dropout
+        self.qkv_proj = nn.Linear(embed_dim, 3 * embed_dim)
+        self.pos_proj = nn.Linear(embed_dim, embed_dim, bias=False)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.pos_bias_u = nn.Parameter(torch.zeros(num_heads, self.head_dim))
+        self.pos_bias_v = nn.Parameter(torch.zeros(num_heads, self.head_dim))
+        nn.init.xavier_uniform_(self.pos_bias_u)
+        nn.init.xavier_uniform_(self.pos_bias_v)
+
+    def forward(self, x: Tensor, pos_emb: Tensor, mask: Tensor) -> Tensor:
+        """``x`` ``[B, T, D]``, ``pos_emb`` ``[2T - 1, D]``, ``mask`` ``[B or 1, 1, T, T]`` (True: attend)."""
+        B, T, D = x.shape
+        H, d = self.num_heads, self.head_dim
+        q, k, v = self.qkv_proj(x).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # [B, H, T, d] each
+        p = self.pos_proj(pos_emb).view(-1, H, d).transpose(0, 1)  # [H, 2T - 1, d]
+        scores_pos = torch.matmul(q + self.pos_bias_v.unsqueeze(1), p.transpose(1, 2))  # [B, H, T, 2T - 1]
+        # shift so that entry [i, j] holds relative position i - j
+        scores_pos = F.pad(scores_pos, (1, 0)).view(B, H, 2 * T, T)[:, :, 1:].reshape(B, H, T, 2 * T - 1)[..., :T]
+        bias = (scores_pos / math.sqrt(d)).masked_fill(~mask, float("-inf"))
+        out = F.scaled_dot_product_attention(
+            q + self.pos_bias_u.unsqueeze(1), k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class CausalConvolutionModule(nn.Module):
+    """Conformer convolution module with a causal depthwise convolution and LayerNorm in place of
+    BatchNorm (padding frames then never reach the statistics)."""
+
+    def __init__(self, embed_dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.pointwise_in = nn.Linear(embed_dim, 2 * embed_dim)
+        self.depthwise = nn.Conv1d(embed_dim, embed_dim, kernel_size, groups=embed_dim)
+        self.depthwise_norm = nn.LayerNorm(embed_dim)
+        self.pointwise_out = nn.Linear(embed_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, padding: Optional[Tensor]) -> Tensor:
+        x = F.glu(self.pointwise_in(self.layer_norm(x)), dim=-1)
+        if padding is not None:
+            x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+        x = self.depthwise(F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))).transpose(1, 2)
+        return self.dropout(self.pointwise_out(F.silu(self.depthwise_norm(x))))
+
+
+class ConformerLayer(nn.Module):
+    """Macaron Conformer block: half FFN, relative-position self-attention, convolution, half FFN, LayerNorm."""
+
+    def __init__(self, embed_dim: int, num_heads: int, ffn_dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.ffn1 = FeedForwardModule(embed_dim, ffn_dim, dropout, dropout, activation_fn="swish")
+        self.attn_norm = nn.LayerNorm(embed_dim)
+        self.attn = RelPositionSelfAttention(embed_dim, num_heads, dropout)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.conv = CausalConvolutionModule(embed_dim, kernel_size, dropout)
+        self.ffn2 = FeedForwardModule(embed_dim, ffn_dim, dropout, dropout, activation_fn="swish")
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: Tensor, pos_emb: Tensor, mask: Tensor, padding: Optional[Tensor]) -> Tensor:
+        x = x + 0.5 * self.ffn1(x)
+        x = x + self.attn_dropout(self.attn(self.attn_norm(x), pos_emb, mask))
+        x = x + self.conv(x, padding)
+        x = x + 0.5 * self.ffn2(x)
+        return self.final_norm(x)
+
+
+@dataclass(frozen=True)
+class ConformerState:
+    """Every input frame of the stream so far, ``[B, t, D]``: the baseline re-encodes them all."""
+
+    prefix: Tensor
+    finished: bool = False
+
+
+class ChunkConformer(nn.Module):
+    """Args:
+        input_dim: model dimension ``D``.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden size.
+        num_layers: layers.
+        segment_length: chunk size in frames (the attention mask's block; also the streaming step).
+        depthwise_conv_kernel_size: kernel of the causal depthwise convolution.
+        dropout: dropout probability.
+    """
+
+    right_context_length = 0
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        num_layers: int,
+        segment_length: int,
+        depthwise_conv_kernel_size: int = 31,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if segment_length < 1:
+            raise ValueError(f"segment_length must be >= 1, got {segment_length}")
+        self.input_dim, self.segment_length = input_dim, segment_length
+        self.layers = nn.ModuleList(
+            ConformerLayer(input_dim, num_heads, ffn_dim, depthwise_conv_kernel_size, dropout)
+            for _ in range(num_layers)
+        )
+
+    def forward(self, input: Tensor, lengths: Tensor, chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """``input`` ``[B, T, D]``, ``lengths`` ``[B]`` -> ``[B, T, D]``, ``lengths``.
+
+        ``chunk_size`` overrides ``segment_length`` (multi-chunk training draws one per batch).
+        """
+        if input.dim() != 3 or input.size(-1) != self.input_dim:
+            raise ValueError(f"input must have shape [batch, time, {self.input_dim}], got {list(input.shape)}")
+        B, T, _ = input.shape
+        chunk = self.segment_length if chunk_size is None else chunk_size
+        t = torch.arange(T, device=input.device)
+        mask = t.unsqueeze(0) < ((t // chunk + 1) * chunk).unsqueeze(1)  # [T, T]: key chunk <= query chunk
+        padding = None
+        mask = mask.view(1, 1, T, T)
+        if bool((lengths < T).any()):
+            padding = t.unsqueeze(0) >= lengths.unsqueeze(1)  # [B, T]
+            mask = mask & ~padding.view(B, 1, 1, T)
+        pos_emb = relative_positions(T, self.input_dim, input.device, input.dtype)
+        x = input
+        for layer in self.layers:
+            x = layer(x, pos_emb, mask, padding)
+        return x, lengths
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> ConformerState:
+        p = next(self.parameters())
+        return ConformerState(
+            torch.zeros(batch_size, 0, self.input_dim, device=device or p.device, dtype=dtype or p.dtype)
+        )
+
+    def step(
+        self, segment: Tensor, right_context: Optional[Tensor], state: Optional[ConformerState] = None
+    ) -> Tuple[Tensor, ConformerState]:
+        """Re-encode the prefix plus ``segment`` ``[B, s, D]`` and return the outputs of the new frames."""
+        if segment.dim() != 3 or segment.size(-1) != self.input_dim:
+            raise ValueError(f"segment must have shape [batch, time, {self.input_dim}], got {list(segment.shape)}")
+        if segment.size(1) == 0:
+            raise ValueError("empty segment: a step needs at least one frame")
+        if state is None:
+            state = self.init_state(segment.size(0), segment.device, segment.dtype)
+        if state.finished:
+            raise ValueError("the stream is finished: a short final segment was already processed; start a new state")
+        prefix = torch.cat([state.prefix, segment], dim=1)
+        lengths = torch.full((prefix.size(0),), prefix.size(1), device=prefix.device)
+        out, _ = self.forward(prefix, lengths)
+        s = segment.size(1)
+        return out[:, -s:], ConformerState(prefix, finished=s < self.segment_length)

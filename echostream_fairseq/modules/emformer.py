@@ -1,0 +1,597 @@
+"""Emformer: efficient memory transformer for streaming speech (Shi et al., ICASSP 2021).
+
+The input is cut into segments of ``segment_length`` frames. Each segment attends to
+
+* itself,
+* ``left_context_length`` earlier frames, whose keys and values are cached and never recomputed,
+* ``right_context_length`` look-ahead frames that follow it (processed with the segment, then
+  discarded), and
+* a bank of at most ``max_memory_size`` summary vectors of earlier segments. The memory used by
+  layer ``k`` is produced by layer ``k - 1`` (the mean of the input frames for layer 0), so all
+  segments of an utterance can be trained in parallel.
+
+Two modes share the same weights:
+
+* :meth:`Emformer.forward`: a whole (padded) batch of utterances at once, with block attention masks;
+  used for training and offline decoding.
+* :meth:`Emformer.step`: one segment plus its right context and an explicit :class:`EmformerState`;
+  returns the output and the new state. Its cost does not depend on how long the stream has run.
+
+Streaming an utterance segment by segment equals the full forward on it.
+
+The end of a stream: the last segment may be shorter than ``segment_length``. It is processed
+as it is: no padding frame is attended, and its summary averages only its real frames. This is what
+``torchaudio.models.Emformer.forward`` does on a single utterance. torchaudio's ``infer`` only takes
+whole segments, so a short tail has to be zero-padded there, which changes the output. Our
+:meth:`Emformer.step` takes the short segment as it is, so both of our modes agree.
+
+Padded batches: every row of the input holds its ``lengths[b]`` utterance frames, then its own
+``right_context_length`` look-ahead frames, then padding. Each row's output equals that row run
+alone (torchaudio takes every row's right context from the longest row's positions, so its short
+rows differ).
+
+Layout: batch-first ``[B, T, D]`` throughout, like the public API of torchaudio's Emformer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from echostream_fairseq.modules.packed_linear import PackedLinear
+
+__all__ = [
+    "Emformer",
+    "EmformerLayer",
+    "EmformerState",
+    "from_torchaudio",
+]
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+_FUSED_ACTIVATIONS = {"relu"}  # activations PackedLinear applies inside the matrix product
+
+
+def _weight_init_gains(strategy: Optional[str], num_layers: int) -> List[Optional[float]]:
+    if strategy is None:
+        return [None] * num_layers
+    if strategy == "depthwise":
+        return [1.0 / math.sqrt(i + 1) for i in range(num_layers)]
+    if strategy == "constant":
+        return [1.0 / math.sqrt(2)] * num_layers
+    raise ValueError(f"unknown weight_init_scale_strategy {strategy!r}; use 'depthwise', 'constant' or None")
+
+
+@dataclass(frozen=True)
+class EmformerState:
+    """Streaming state of an :class:`Emformer`: explicit data, passed in and returned.
+
+    Attributes:
+        key_value: one tensor per layer, ``[B, 2, H, num_memory + num_left, D // H]``: the projected
+            keys (index 0) and values (index 1) of the memory bank (the first ``num_memory``
+            positions, oldest first) followed by those of the left context (oldest first).
+        num_memory: memory vectors held, at most ``max_memory_size``.
+        num_left: left-context frames held, at most ``left_context_length``.
+        frames: utterance frames consumed so far.
+        finished: a short (final) segment was consumed; no further step is allowed.
+        signature: the configuration of the model that made the state.
+    """
+
+    key_value: Tuple[Tensor, ...]
+    num_memory: int
+    num_left: int
+    frames: int
+    finished: bool
+    signature: Tuple[int, ...]
+
+    @property
+    def batch_size(self) -> int:
+        return self.key_value[0].size(0)
+
+
+class EmformerLayer(nn.Module):
+    """One Emformer layer: pre-norm attention over [memory, left context, segment, right context]
+    with one fused query/key/value projection, then a pre-norm feed-forward block, then a LayerNorm.
+
+    Args:
+        input_dim: model dimension ``D``.
+        num_heads: attention heads; must divide ``input_dim``.
+        ffn_dim: hidden size of the feed-forward block.
+        dropout: dropout on attention probabilities, the attention output and the feed-forward block.
+        activation: ``relu``, ``gelu`` or ``silu``.
+        weight_init_gain: xavier gain for the query/key/value projection (``None``: PyTorch default).
+        tanh_on_mem: squash memory vectors with tanh; otherwise they are clamped to [-10, 10].
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        weight_init_gain: Optional[float] = None,
+        tanh_on_mem: bool = False,
+    ) -> None:
+        super().__init__()
+        if input_dim % num_heads != 0:
+            raise ValueError(f"input_dim ({input_dim}) must be divisible by num_heads ({num_heads})")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; use one of {sorted(_ACTIVATIONS)}")
+        self.input_dim = input_dim
+        self.num_heads = num_heads
+        self.head_dim = input_dim // num_heads
+        self.dropout = dropout
+        self.tanh_on_mem = tanh_on_mem
+
+        self.layer_norm_input = nn.LayerNorm(input_dim)
+        self.qkv_proj = PackedLinear(input_dim, 3 * input_dim)  # rows: query, key, value
+        self.out_proj = PackedLinear(input_dim, input_dim)
+        fused = activation in _FUSED_ACTIVATIONS
+        self.ffn_norm = nn.LayerNorm(input_dim)
+        self.ffn_in = PackedLinear(input_dim, ffn_dim, activation=activation if fused else "none")
+        self.ffn_activation = nn.Identity() if fused else _ACTIVATIONS[activation]()
+        self.ffn_out = PackedLinear(ffn_dim, input_dim)
+        self.layer_norm_output = nn.LayerNorm(input_dim)
+        if weight_init_gain is not None:
+            # query and key/value are initialised as two matrices, as in the paper's recipe
+            d = input_dim
+            nn.init.xavier_uniform_(self.qkv_proj.weight[:d], gain=weight_init_gain)
+            nn.init.xavier_uniform_(self.qkv_proj.weight[d:], gain=weight_init_gain)
+
+    # -- pieces shared by both modes ---------------------------------------------------------
+
+    def _squash_memory(self, memory: Tensor) -> Tensor:
+        return torch.tanh(memory) if self.tanh_on_mem else memory.clamp(min=-10.0, max=10.0)
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """``query`` ``[B, H, Tq, d]``, ``key``/``value`` ``[B, H, Tk, d]``, ``mask`` broadcastable to
+        ``[B, H, Tq, Tk]``: boolean (True: may attend) or additive. Returns the projected output ``[B, Tq, D]``."""
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=p)
+        out = out.transpose(1, 2).reshape(query.size(0), query.size(2), self.input_dim)
+        return self.out_proj(out)
+
+    def _residual_blocks(self, x: Tensor, attention: Tensor) -> Tensor:
+        x = x + F.dropout(attention, self.dropout, self.training)
+        hidden = F.dropout(self.ffn_activation(self.ffn_in(self.ffn_norm(x))), self.dropout, self.training)
+        x = x + F.dropout(self.ffn_out(hidden), self.dropout, self.training)
+        return self.layer_norm_output(x)
+
+    def _split_heads(self, qkv: Tensor) -> Tensor:
+        """``[B, T, 3D]`` -> ``[B, 3, H, T, d]`` (a view)."""
+        b, t, _ = qkv.shape
+        return qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(0, 2, 3, 1, 4)
+
+    # -- full-utterance mode -----------------------------------------------------------------
+
+    def forward(
+        self,
+        x: Tensor,
+        num_utterance: int,
+        memory: Optional[Tensor],
+        segment_mean: Optional[Tensor],
+        mask: Tensor,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Full-utterance mode.
+
+        Args:
+            x: ``[B, T + N * R, D]``: the ``T`` utterance frames, then the right-context blocks of
+                the ``N`` segments.
+            num_utterance: ``T``.
+            memory: ``[B, N - 1, D]`` memory vectors from the layer below, or ``None`` without memory.
+            segment_mean: ``[N, T]`` averaging matrix that turns frames into per-segment means
+                (padding frames weigh 0), or ``None`` without memory.
+            mask: ``[B or 1, 1, T + N * R + N, T + N * R + N - 1]``, True where a query may attend;
+                queries are [frames, summaries], keys are [frames, memory].
+
+        Returns:
+            ``x`` of the same shape, and the memory ``[B, N - 1, D]`` for the layer above.
+        """
+        ln = self.layer_norm_input(x)
+        if memory is None:
+            heads = self._split_heads(self.qkv_proj(ln))
+            query, key, value = heads[:, 0], heads[:, 1], heads[:, 2]
+            return self._residual_blocks(x, self._attend(query, key, value, mask)), None
+        summary = torch.matmul(segment_mean, ln[:, :num_utterance])  # [B, N, D]
+        num_frames = x.size(1)
+        heads = self._split_heads(self.qkv_proj(torch.cat([ln, summary, memory], dim=1)))
+        num_queries = num_frames + summary.size(1)
+        query = heads[:, 0, :, :num_queries]
+        key = torch.cat([heads[:, 1, :, :num_frames], heads[:, 1, :, num_queries:]], dim=2)
+        value = torch.cat([heads[:, 2, :, :num_frames], heads[:, 2, :, num_queries:]], dim=2)
+        attention = self._attend(query, key, value, mask)
+        next_memory = self._squash_memory(attention[:, num_frames:-1])
+        return self._residual_blocks(x, attention[:, :num_frames]), next_memory
+
+    # -- streaming mode ----------------------------------------------------------------------
+
+    def step(
+        self,
+        x: Tensor,
+        num_segment: int,
+        memory_in: Optional[Tensor],
+        cache: Tensor,
+        num_memory: int,
+        mask: Optional[Tensor],
+        max_memory_size: int,
+        left_context_length: int,
+    ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+        """One segment.
+
+        Args:
+            x: ``[B, s + R, D]``: the segment's ``s`` frames, then its right context.
+            num_segment: ``s``.
+            memory_in: ``[B, 1, D]``: this segment's memory vector from the layer below (``None``
+                without memory). It joins the bank for the next segments.
+            cache: ``[B, 2, H, num_memory + num_left, d]`` keys/values of the memory bank and the
+                left context (see :class:`EmformerState`).
+            num_memory: memory vectors in ``cache``.
+            mask: additive ``[s + R + 1, num_memory + num_left + s + R]`` (0 or -inf), or ``None``
+                (everything visible).
+
+        Returns:
+            the new ``x``, the memory vector ``[B, 1, D]`` for the layer above (or ``None``), and
+            the new cache.
+        """
+        ln = self.layer_norm_input(x)
+        rows = x.size(1)
+        if memory_in is not None:
+            summary = ln[:, :num_segment].mean(dim=1, keepdim=True)
+            ln = torch.cat([ln, summary, memory_in], dim=1)
+        heads = self._split_heads(self.qkv_proj(ln))  # [B, 3, H, rows (+2), d]
+        # keys/values: [memory bank, left context, segment, right context]
+        key_value = torch.cat([cache, heads[:, 1:, :, :rows]], dim=3)
+        query = heads[:, 0, :, : rows + 1] if memory_in is not None else heads[:, 0]
+        attention = self._attend(query, key_value[:, 0], key_value[:, 1], mask)
+
+        # new cache: the newest memories (this segment's vector last), then the newest frames
+        num_left = cache.size(3) - num_memory
+        keep_left = min(left_context_length, num_left + num_segment)
+        context_end = num_memory + num_left + num_segment
+        pieces = []
+        if memory_in is not None:
+            keep_memory = min(max_memory_size - 1, num_memory)
+            pieces += [cache[:, :, :, num_memory - keep_memory : num_memory], heads[:, 1:, :, rows + 1 :]]
+        pieces.append(key_value[:, :, :, context_end - keep_left : context_end])
+        new_cache = torch.cat(pieces, dim=3)
+
+        memory_out = self._squash_memory(attention[:, rows:]) if memory_in is not None else None
+        return self._residual_blocks(x, attention[:, :rows]), memory_out, new_cache
+
+
+class Emformer(nn.Module):
+    """A stack of :class:`EmformerLayer` with the segment/left/right/memory bookkeeping.
+
+    The constructor takes torchaudio's arguments, with the same names and defaults.
+
+    Args:
+        input_dim: model dimension ``D``.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden size.
+        num_layers: layers.
+        segment_length: frames per segment ``S``.
+        dropout: dropout probability.
+        activation: ``relu``, ``gelu`` or ``silu``.
+        left_context_length: cached frames of left context ``L``.
+        right_context_length: look-ahead frames ``R``.
+        max_memory_size: memory vectors ``M`` (0 disables the memory bank).
+        weight_init_scale_strategy: ``depthwise``, ``constant`` or ``None``.
+        tanh_on_mem: tanh on memory vectors (otherwise clamp to [-10, 10]).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        num_layers: int,
+        segment_length: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        left_context_length: int = 0,
+        right_context_length: int = 0,
+        max_memory_size: int = 0,
+        weight_init_scale_strategy: Optional[str] = "depthwise",
+        tanh_on_mem: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value, low in [
+            ("segment_length", segment_length, 1),
+            ("num_layers", num_layers, 1),
+            ("left_context_length", left_context_length, 0),
+            ("right_context_length", right_context_length, 0),
+            ("max_memory_size", max_memory_size, 0),
+        ]:
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        gains = _weight_init_gains(weight_init_scale_strategy, num_layers)
+        self.layers = nn.ModuleList(
+            EmformerLayer(input_dim, num_heads, ffn_dim, dropout, activation, gains[i], tanh_on_mem)
+            for i in range(num_layers)
+        )
+        self.input_dim = input_dim
+        self.num_heads = num_heads
+        self.segment_length = segment_length
+        self.left_context_length = left_context_length
+        self.right_context_length = right_context_length
+        self.max_memory_size = max_memory_size
+        self.use_memory = max_memory_size > 0
+
+    @property
+    def signature(self) -> Tuple[int, ...]:
+        return (
+            len(self.layers),
+            self.input_dim,
+            self.num_heads,
+            self.segment_length,
+            self.left_context_length,
+            self.right_context_length,
+            self.max_memory_size,
+        )
+
+    # -- input checks ------------------------------------------------------------------------
+
+    def _check_frames(self, x: Tensor, what: str) -> None:
+        if x.dim() != 3 or x.size(-1) != self.input_dim:
+            raise ValueError(f"{what} must have shape [batch, time, {self.input_dim}], got {list(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{what} contains NaN or inf")
+
+    # -- full-utterance mode -----------------------------------------------------------------
+
+    def _masks(self, num_frames: int, lengths: Tensor) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+        """Block masks for the full-utterance mode (shared by all layers).
+
+        Returns the attention mask (see :meth:`EmformerLayer.forward`), the per-segment averaging
+        matrix ``[B, N, T]`` (``None`` without memory) and the right-context gather index ``[B, N * R]``.
+        """
+        S, L, R, M = self.segment_length, self.left_context_length, self.right_context_length, self.max_memory_size
+        T, device = num_frames, lengths.device
+        N = -(-T // S)
+        t = torch.arange(T, device=device)
+        seg = torch.arange(N, device=device)
+        frame_seg = t // S  # segment of each utterance frame
+        rc_seg = torch.arange(N * R, device=device) // max(R, 1)  # segment of each right-context frame
+        query_seg = torch.cat([frame_seg, rc_seg])
+        # utterance keys visible to a segment i: [i * S - L, (i + 1) * S)
+        key_t = t.unsqueeze(0)
+        lo = (query_seg * S - L).unsqueeze(1)
+        hi = ((query_seg + 1) * S).unsqueeze(1)
+        frame_keys = (key_t >= lo) & (key_t < hi)
+        rc_keys = query_seg.unsqueeze(1) == rc_seg.unsqueeze(0)
+        blocks = [torch.cat([frame_keys, rc_keys], dim=1)]
+        if self.use_memory:
+            summary_keys = torch.cat(
+                [(key_t >= (seg * S - L).unsqueeze(1)) & (key_t < ((seg + 1) * S).unsqueeze(1)),
+                 seg.unsqueeze(1) == rc_seg.unsqueeze(0)],
+                dim=1,
+            )
+            blocks.append(summary_keys)
+            mask = torch.cat(blocks, dim=0)  # [T + NR + N, T + NR]
+            mem = torch.arange(N - 1, device=device).unsqueeze(0)
+            qs = torch.cat([query_seg, torch.full((N,), -M - 1, device=device)]).unsqueeze(1)
+            memory_keys = (mem < qs) & (mem >= qs - M)  # summaries (qs = -M - 1) see no memory
+            mask = torch.cat([mask, memory_keys], dim=1)
+        else:
+            mask = blocks[0]
+
+        # per-row right context: block i starts at min((i + 1) * S, length)
+        starts = torch.minimum(((seg + 1) * S).unsqueeze(0), lengths.unsqueeze(1))  # [B, N]
+        rc_index = (starts.unsqueeze(2) + torch.arange(R, device=device)).reshape(lengths.size(0), N * R)
+
+        valid = t.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
+        segment_mean = None
+        if self.use_memory:
+            weights = (frame_seg.unsqueeze(0) == seg.unsqueeze(1)).unsqueeze(0) & valid.unsqueeze(1)  # [B, N, T]
+            weights = weights.float()
+            segment_mean = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
+
+        mask = mask.unsqueeze(0)
+        if bool((lengths < T).any()):
+            num_keys = mask.size(-1)
+            key_valid = torch.ones(lengths.size(0), num_keys, dtype=torch.bool, device=device)
+            key_valid[:, :T] = valid
+            mask = mask & key_valid[:, None, :]
+            # a padding query that sees no key attends to everything instead of producing NaN
+            mask = mask | ~mask.any(dim=-1, keepdim=True)
+        return mask.unsqueeze(1), segment_mean, rc_index
+
+    def forward(self, input: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        """Full-utterance mode for training and offline decoding.
+
+        Args:
+            input: ``[B, T + R, D]``: each row's ``lengths[b]`` utterance frames, then its ``R``
+                right-context frames, then padding.
+            lengths: ``[B]`` utterance frames per row (excluding the right context).
+
+        Returns:
+            output ``[B, T, D]`` and ``lengths``.
+        """
+        self._check_frames(input, "input")
+        R = self.right_context_length
+        T = input.size(1) - R
+        if T < 1:
+            raise ValueError(f"input has {input.size(1)} frames; it needs more than right_context_length ({R})")
+        if lengths.dim() != 1 or lengths.size(0) != input.size(0):
+            raise ValueError(f"lengths must have shape [{input.size(0)}], got {list(lengths.shape)}")
+        if bool((lengths < 1).any()) or bool((lengths > T).any()):
+            raise ValueError(f"lengths must lie in [1, {T}], got {lengths.tolist()}")
+        mask, segment_mean, rc_index = self._masks(T, lengths)
+        index = rc_index.unsqueeze(-1).expand(-1, -1, input.size(2))
+        x = torch.cat([input[:, :T], torch.gather(input, 1, index)], dim=1)
+        memory = None
+        if segment_mean is not None:
+            segment_mean = segment_mean.to(input.dtype)
+            memory = torch.matmul(segment_mean, input[:, :T])[:, :-1]
+        for layer in self.layers:
+            x, memory = layer(x, T, memory, segment_mean, mask)
+        return x[:, :T], lengths
+
+    # -- streaming mode ----------------------------------------------------------------------
+
+    def init_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+    ) -> EmformerState:
+        """The state of a stream that has not started."""
+        if dtype is None:
+            dtype = self.layers[0].qkv_proj.weight.dtype
+        if device is None:
+            device = self.layers[0].qkv_proj.weight.device
+        head_dim = self.input_dim // self.num_heads
+        empty = torch.zeros(batch_size, 2, self.num_heads, 0, head_dim, device=device, dtype=dtype)
+        return EmformerState(tuple(empty for _ in self.layers), 0, 0, 0, False, self.signature)
+
+    def _check_state(self, state: EmformerState, batch_size: int, like: Tensor) -> None:
+        if not isinstance(state, EmformerState):
+            raise ValueError(f"state must be an EmformerState, got {type(state).__name__}")
+        if state.signature != self.signature:
+            raise ValueError(
+                f"state was made by an Emformer configured as {state.signature}; this one is {self.signature} "
+                "(layers, dim, heads, segment, left, right, memory)"
+            )
+        if state.finished:
+            raise ValueError("the stream is finished: a short final segment was already processed; start a new state")
+        if state.batch_size != batch_size:
+            raise ValueError(f"state holds {state.batch_size} streams but the segment has {batch_size}")
+        if state.key_value[0].dtype != like.dtype:
+            raise ValueError(f"state dtype {state.key_value[0].dtype} does not match input dtype {like.dtype}")
+
+    def step(
+        self, segment: Tensor, right_context: Optional[Tensor], state: Optional[EmformerState] = None
+    ) -> Tuple[Tensor, EmformerState]:
+        """Streaming mode: one segment.
+
+        Args:
+            segment: ``[B, s, D]`` with ``1 <= s <= segment_length``; ``s < segment_length`` marks the
+                final segment of the stream.
+            right_context: ``[B, R, D]`` look-ahead frames that follow the segment (``None`` when R = 0).
+            state: from the previous step, or ``None`` to start a stream.
+
+        Returns:
+            output ``[B, s, D]`` and the new state.
+        """
+        self._check_frames(segment, "segment")
+        S, R = self.segment_length, self.right_context_length
+        s = segment.size(1)
+        if s == 0:
+            raise ValueError("empty segment: a step needs at least one frame")
+        if s > S:
+            raise ValueError(f"segment has {s} frames; segment_length is {S}")
+        if R > 0:
+            if right_context is None:
+                raise ValueError(f"right_context of {R} frames is required")
+            self._check_frames(right_context, "right_context")
+            if right_context.shape[:2] != (segment.size(0), R):
+                raise ValueError(
+                    f"right_context must have shape [{segment.size(0)}, {R}, {self.input_dim}], got {list(right_context.shape)}"
+                )
+            x = torch.cat([segment, right_context], dim=1)
+        else:
+            if right_context is not None and right_context.size(1) != 0:
+                raise ValueError("right_context_length is 0, but right-context frames were given")
+            x = segment
+        if state is None:
+            state = self.init_state(segment.size(0), segment.device, segment.dtype)
+        self._check_state(state, segment.size(0), segment)
+
+        num_memory, num_left = state.num_memory, state.num_left
+        mask = None
+        memory = None
+        if self.use_memory:
+            memory = segment.mean(dim=1, keepdim=True)
+            if num_memory > 0:  # the summary query sees no memory
+                # additive and in the model's dtype, built once per step, so no layer converts it
+                mask = x.new_zeros(s + R + 1, num_memory + num_left + s + R)
+                mask[-1, :num_memory] = float("-inf")
+        caches = []
+        for layer, cache in zip(self.layers, state.key_value):
+            x, memory, cache = layer.step(
+                x, s, memory, cache, num_memory, mask, self.max_memory_size, self.left_context_length
+            )
+            caches.append(cache)
+        new_state = EmformerState(
+            key_value=tuple(caches),
+            num_memory=min(num_memory + 1, self.max_memory_size) if self.use_memory else 0,
+            num_left=min(num_left + s, self.left_context_length),
+            frames=state.frames + s,
+            finished=s < S,
+            signature=self.signature,
+        )
+        return x[:, :s], new_state
+
+    def infer(
+        self, input: Tensor, lengths: Optional[Tensor] = None, states: Optional[EmformerState] = None
+    ) -> Tuple[Tensor, Tensor, EmformerState]:
+        """torchaudio-shaped streaming call.
+
+        Args:
+            input: ``[B, s + R, D]``: a segment and its right context (``s = segment_length`` except
+                for the final segment of a stream).
+            lengths: ``[B]`` valid frames per row of ``input``; every row must be whole.
+            states: from the previous call, or ``None``.
+
+        Returns:
+            output ``[B, s, D]``, output lengths ``[B]`` (= lengths - R) and the new state.
+        """
+        R = self.right_context_length
+        if input.dim() != 3:
+            raise ValueError(f"input must have shape [batch, time, {self.input_dim}], got {list(input.shape)}")
+        s = input.size(1) - R
+        if lengths is not None and bool((lengths != input.size(1)).any()):
+            raise ValueError(
+                f"every row of a streaming step must hold {input.size(1)} valid frames, got lengths "
+                f"{lengths.tolist()}; pass a shorter input for the final segment instead"
+            )
+        if s < 1:
+            raise ValueError(f"input has {input.size(1)} frames; a step needs more than right_context_length ({R})")
+        output, state = self.step(input[:, :s], input[:, s:] if R > 0 else None, states)
+        output_lengths = torch.full((input.size(0),), s, dtype=torch.long, device=input.device)
+        return output, output_lengths, state
+
+
+def from_torchaudio(ta_emformer: nn.Module) -> Emformer:
+    """Build an :class:`Emformer` carrying the weights of a ``torchaudio.models.Emformer``.
+
+    The two then compute the same function: ``forward(input, lengths)`` on the same input, and
+    ``infer`` called segment by segment (torchaudio's list states; ours an :class:`EmformerState`).
+    """
+    ta_layers: Sequence[nn.Module] = ta_emformer.emformer_layers
+    first = ta_layers[0]
+    attn = first.attention
+    activation = next((name for name, cls in _ACTIVATIONS.items() if isinstance(first.pos_ff[2], cls)), None)
+    if activation is None:
+        raise ValueError(f"unsupported torchaudio activation {type(first.pos_ff[2]).__name__}")
+    model = Emformer(
+        input_dim=attn.input_dim,
+        num_heads=attn.num_heads,
+        ffn_dim=first.pos_ff[1].out_features,
+        num_layers=len(ta_layers),
+        segment_length=ta_emformer.segment_length,
+        dropout=attn.dropout,
+        activation=activation,
+        left_context_length=ta_emformer.left_context_length,
+        right_context_length=ta_emformer.right_context_length,
+        max_memory_size=ta_emformer.max_memory_size,
+        weight_init_scale_strategy=None,
+        tanh_on_mem=attn.tanh_on_mem,
+    )
+    ref = next(ta_emformer.parameters())
+    model.to(device=ref.device, dtype=ref.dtype)
+    with torch.no_grad():
+        for ours, theirs in zip(model.layers, ta_layers):
+            a = theirs.attention
+            ours.qkv_proj.weight.copy_(torch.cat([a.emb_to_query.weight, a.emb_to_key_value.weight]))
+            ours.qkv_proj.bias.copy_(torch.cat([a.emb_to_query.bias, a.emb_to_key_value.bias]))
+            ours.out_proj.load_state_dict(a.out_proj.state_dict())
+            ours.layer_norm_input.load_state_dict(theirs.layer_norm_input.state_dict())
+            ours.layer_norm_output.load_state_dict(theirs.layer_norm_output.state_dict())
+            # torchaudio's pos_ff: LayerNorm, Linear, activation, Dropout, Linear, Dropout
+            for mine, i in ((ours.ffn_norm, 0), (ours.ffn_in, 1), (ours.ffn_out, 4)):
+                mine.load_state_dict(theirs.pos_ff[i].state_dict())
+    model.train(ta_emformer.training)
+    return model

@@ -1,0 +1,32 @@
+"""EchoStream: a fairseq plugin with SimulEval agents for simultaneous speech-to-speech translation.
+
+Install through the Makefile (`make test` / `make demo`): it pins the stack and installs torch and
+fairseq in the order fairseq's build needs.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="echostream",
+    version="0.1.0",
+    description="StreamSpeech's simultaneous speech translation model on bounded-state streaming encoders",
+    packages=find_packages(include=["echostream_fairseq", "echostream_fairseq.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "torch==2.14.1",
+        "torchaudio==2.11.0",
+        "fairseq-fixed==0.12.3.1",
+        "simuleval==1.1.4",
+        "numpy==1.26.4",
+        "sentencepiece",
+        "sacrebleu",
+        "soundfile",
+        "matplotlib",
+        "psutil",
+    ],
+    entry_points={
+        "console_scripts": [
+            "echostream-bench=echostream_fairseq.cli.bench:main",
+        ],
+    },
+)
