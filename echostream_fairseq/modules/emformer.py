@@ -71,8 +71,8 @@ class EmformerState:
     """Streaming state of an :class:`Emformer`: explicit data, passed in and returned.
 
     Attributes:
-        key_value: one tensor per layer, ``[B, 2, H, num_memory + num_left, D // H]``: the projected
-            keys (index 0) and values (index 1) of the memory bank (the first ``num_memory``
+        key_value: one tensor per layer, ``[B, num_memory + num_left, 2, H, D // H]``: the projected
+            keys (index 0 of dim 2) and values (index 1) of the memory bank (the first ``num_memory``
             positions, oldest first) followed by those of the left context (oldest first).
         num_memory: memory vectors held, at most ``max_memory_size``.
         num_left: left-context frames held, at most ``left_context_length``.
@@ -153,13 +153,15 @@ class EmformerLayer(nn.Module):
         ``[B, H, Tq, Tk]``: boolean (True: may attend) or additive. Returns the projected output ``[B, Tq, D]``."""
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=p)
-        out = out.transpose(1, 2).reshape(query.size(0), query.size(2), self.input_dim)
-        return self.out_proj(out)
+        return self.out_proj(out.transpose(1, 2).reshape(query.size(0), query.size(2), self.input_dim))
 
     def _residual_blocks(self, x: Tensor, attention: Tensor) -> Tensor:
         x = x + F.dropout(attention, self.dropout, self.training)
         hidden = F.dropout(self.ffn_activation(self.ffn_in(self.ffn_norm(x))), self.dropout, self.training)
-        x = x + F.dropout(self.ffn_out(hidden), self.dropout, self.training)
+        if self.training and self.dropout > 0:
+            x = x + F.dropout(self.ffn_out(hidden), self.dropout, True)
+        else:  # the residual addition fuses into the matrix product
+            x = self.ffn_out.forward_add(hidden, x)
         return self.layer_norm_output(x)
 
     def _split_heads(self, qkv: Tensor) -> Tensor:
@@ -218,6 +220,7 @@ class EmformerLayer(nn.Module):
         cache: Tensor,
         num_memory: int,
         mask: Optional[Tensor],
+        segment_average: Optional[Tensor],
         max_memory_size: int,
         left_context_length: int,
     ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
@@ -228,39 +231,44 @@ class EmformerLayer(nn.Module):
             num_segment: ``s``.
             memory_in: ``[B, 1, D]``: this segment's memory vector from the layer below (``None``
                 without memory). It joins the bank for the next segments.
-            cache: ``[B, 2, H, num_memory + num_left, d]`` keys/values of the memory bank and the
+            cache: ``[B, num_memory + num_left, 2, H, d]`` keys/values of the memory bank and the
                 left context (see :class:`EmformerState`).
             num_memory: memory vectors in ``cache``.
             mask: additive ``[s + R + 1, num_memory + num_left + s + R]`` (0 or -inf), or ``None``
                 (everything visible).
+            segment_average: ``[1, s]`` filled with ``1 / s`` (``None`` without memory): the summary
+                is one matrix product rather than a mean, which bf16 would run through fp32.
 
         Returns:
             the new ``x``, the memory vector ``[B, 1, D]`` for the layer above (or ``None``), and
             the new cache.
         """
         ln = self.layer_norm_input(x)
-        rows = x.size(1)
+        B, rows, _ = x.shape
         if memory_in is not None:
-            summary = ln[:, :num_segment].mean(dim=1, keepdim=True)
+            summary = torch.matmul(segment_average, ln[:, :num_segment])
             ln = torch.cat([ln, summary, memory_in], dim=1)
-        heads = self._split_heads(self.qkv_proj(ln))  # [B, 3, H, rows (+2), d]
+        # time-major [B, T, 3, H, d]: the cache concatenations below copy contiguous blocks
+        qkv = self.qkv_proj(ln).view(B, ln.size(1), 3, self.num_heads, self.head_dim)
         # keys/values: [memory bank, left context, segment, right context]
-        key_value = torch.cat([cache, heads[:, 1:, :, :rows]], dim=3)
-        query = heads[:, 0, :, : rows + 1] if memory_in is not None else heads[:, 0]
-        attention = self._attend(query, key_value[:, 0], key_value[:, 1], mask)
+        key_value = torch.cat([cache, qkv[:, :rows, 1:]], dim=1)
+        query = qkv[:, : rows + 1 if memory_in is not None else rows, 0].transpose(1, 2)
+        attention = self._attend(query, key_value[:, :, 0].transpose(1, 2), key_value[:, :, 1].transpose(1, 2), mask)
 
         # new cache: the newest memories (this segment's vector last), then the newest frames
-        num_left = cache.size(3) - num_memory
+        num_left = cache.size(1) - num_memory
         keep_left = min(left_context_length, num_left + num_segment)
         context_end = num_memory + num_left + num_segment
         pieces = []
         if memory_in is not None:
             keep_memory = min(max_memory_size - 1, num_memory)
-            pieces += [cache[:, :, :, num_memory - keep_memory : num_memory], heads[:, 1:, :, rows + 1 :]]
-        pieces.append(key_value[:, :, :, context_end - keep_left : context_end])
-        new_cache = torch.cat(pieces, dim=3)
+            pieces += [cache[:, num_memory - keep_memory : num_memory], qkv[:, rows + 1 :, 1:]]
+        pieces.append(key_value[:, context_end - keep_left : context_end])
+        new_cache = torch.cat(pieces, dim=1)
 
-        memory_out = self._squash_memory(attention[:, rows:]) if memory_in is not None else None
+        if memory_in is None:
+            return self._residual_blocks(x, attention), None, new_cache
+        memory_out = self._squash_memory(attention[:, rows:])
         return self._residual_blocks(x, attention[:, :rows]), memory_out, new_cache
 
 
@@ -443,7 +451,7 @@ class Emformer(nn.Module):
         if device is None:
             device = self.layers[0].qkv_proj.weight.device
         head_dim = self.input_dim // self.num_heads
-        empty = torch.zeros(batch_size, 2, self.num_heads, 0, head_dim, device=device, dtype=dtype)
+        empty = torch.zeros(batch_size, 0, 2, self.num_heads, head_dim, device=device, dtype=dtype)
         return EmformerState(tuple(empty for _ in self.layers), 0, 0, 0, False, self.signature)
 
     def _check_state(self, state: EmformerState, batch_size: int, like: Tensor) -> None:
@@ -502,8 +510,10 @@ class Emformer(nn.Module):
         num_memory, num_left = state.num_memory, state.num_left
         mask = None
         memory = None
+        segment_average = None
         if self.use_memory:
-            memory = segment.mean(dim=1, keepdim=True)
+            segment_average = x.new_full((1, s), 1.0 / s)
+            memory = torch.matmul(segment_average, segment)
             if num_memory > 0:  # the summary query sees no memory
                 # additive and in the model's dtype, built once per step, so no layer converts it
                 mask = x.new_zeros(s + R + 1, num_memory + num_left + s + R)
@@ -511,7 +521,7 @@ class Emformer(nn.Module):
         caches = []
         for layer, cache in zip(self.layers, state.key_value):
             x, memory, cache = layer.step(
-                x, s, memory, cache, num_memory, mask, self.max_memory_size, self.left_context_length
+                x, s, memory, cache, num_memory, mask, segment_average, self.max_memory_size, self.left_context_length
             )
             caches.append(cache)
         new_state = EmformerState(

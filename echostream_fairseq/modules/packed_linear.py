@@ -7,7 +7,7 @@ to 4.2 ms in fp32 and from 5.5 ms to 2.7 ms in bf16 on a 2-core AVX-512 machine.
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
 version counter or its dtype changes, and it is never saved. Training, autograd, non-CPU tensors and
-dtypes other than fp32/bf16 use ``F.linear``.
+dtypes other than fp32/bf16 use ``F.linear`` (with autograd enabled, too, so gradients are exact).
 """
 
 from __future__ import annotations
@@ -47,18 +47,17 @@ class PackedLinear(nn.Linear):
         self._packed: Optional[Tensor] = None
         self._packed_key: Optional[Tuple[int, int, torch.dtype]] = None
 
-    def _use_packed(self, x: Tensor) -> bool:
-        return (
-            _ONEDNN
-            and not self.training
-            and x.device.type == "cpu"
-            and x.dtype == self.weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16)
-            and not (torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad))
-        )
+    def _packed_weight(self, x: Tensor) -> Optional[Tensor]:
+        """The packed weight when ``x`` can take the packed path, else ``None``.
 
-    def _packed_weight(self) -> Tensor:
+        The packed path is for inference: autograd is off (``no_grad`` / ``inference_mode``), the module
+        is in eval mode, and ``x`` is a CPU tensor of the weight's dtype (fp32 or bf16).
+        """
+        if torch.is_grad_enabled() or self.training or not _ONEDNN or x.device.type != "cpu":
+            return None
         w = self.weight
+        if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16):
+            return None
         key = (w.data_ptr(), w._version, w.dtype)
         if self._packed_key != key:
             # the batch-size hint only picks a layout; any number of rows works with it
@@ -67,13 +66,27 @@ class PackedLinear(nn.Linear):
         return self._packed
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._use_packed(x):
-            return torch.ops.mkldnn._linear_pointwise(
-                x, self._packed_weight(), self.bias, self.activation, [None] if self.activation != "none" else [], ""
+        packed = self._packed_weight(x)
+        if packed is not None:
+            # oneDNN takes 2-D input with less per-call overhead than 3-D (about 9 us less here)
+            y = torch.ops.mkldnn._linear_pointwise(
+                x.reshape(-1, x.size(-1)), packed, self.bias, self.activation,
+                [None] if self.activation != "none" else [], "",
             )
+            return y.view(*x.shape[:-1], self.out_features)
         y = F.linear(x, self.weight, self.bias)
         act = _ACTIVATIONS[self.activation]
         return y if act is None else act(y)
+
+    def forward_add(self, x: Tensor, residual: Tensor) -> Tensor:
+        """``residual + self(x)``, with the addition fused into the product on the packed path."""
+        packed = self._packed_weight(x) if self.activation == "none" else None
+        if packed is not None and residual.dtype == x.dtype:
+            y = torch.ops.mkldnn._linear_pointwise.binary(
+                x.reshape(-1, x.size(-1)), residual.reshape(-1, self.out_features), packed, self.bias, "add"
+            )
+            return y.view(*x.shape[:-1], self.out_features)
+        return residual + self(x)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation != "none" else "")

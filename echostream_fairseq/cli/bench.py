@@ -1,0 +1,308 @@
+"""``echostream-bench``: per-chunk encoder cost against stream position, and memory over a long stream.
+
+Three encoders with the same size (StreamSpeech's: 12 layers, d=256, FFN 2048, 4 heads, 320 ms
+chunks = 8 frames after 4x subsampling, left context 32, memory 4):
+
+* ours: :class:`~echostream_fairseq.modules.emformer.Emformer` streaming step, fp32 and bf16;
+* torchaudio: ``torchaudio.models.Emformer.infer`` with the same weights (fp32);
+* baseline: the chunk Conformer re-encoding the whole prefix at every chunk, as StreamSpeech does.
+
+The Emformer steps of ours and torchaudio's are interleaved, one after the other, over the same
+stream in one process with the same thread count; ratios are taken between medians of that run.
+Memory: peak resident set size while streaming synthetic fbank through our whole encoder
+(subsampler + Emformer) for ``--memory-minutes`` minutes.
+
+Writes ``bench.md`` (tables), ``bench.json`` and ``bench.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+SECONDS_PER_FRAME = 0.04  # one encoder frame after 4x subsampling of 10 ms fbank
+
+
+def _machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def _median_ms(values: List[float]) -> float:
+    return statistics.median(values) * 1e3
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
+    """Stream up to the largest position through torchaudio's Emformer and ours (fp32, bf16), interleaved."""
+    import torchaudio
+
+    from echostream_fairseq.modules.emformer import from_torchaudio
+
+    torch.manual_seed(0)
+    S, R = args.segment_length, right_context
+    ta = torchaudio.models.Emformer(
+        args.dim, args.heads, args.ffn_dim, args.layers, S,
+        left_context_length=args.left_context_length, right_context_length=R, max_memory_size=args.max_memory_size,
+    ).eval()
+    ours = from_torchaudio(ta).eval()
+    ours_bf16 = from_torchaudio(ta).eval().to(torch.bfloat16)
+    segment_seconds = S * SECONDS_PER_FRAME
+    num_steps = int(round(max(positions) / segment_seconds))
+    frames = torch.randn(1, num_steps * S + R, args.dim)
+    lengths = torch.tensor([S + R])
+    times = {"torchaudio": [], "ours_fp32": [], "ours_bf16": []}
+    err_num = err_den = 0.0
+    st_ta = st_ours = st_bf16 = None
+    with torch.inference_mode():
+        for i in range(num_steps):
+            chunk = frames[:, i * S : i * S + S + R]
+            chunk_bf16 = chunk.to(torch.bfloat16)
+            t0 = time.perf_counter()
+            _, _, st_ta = ta.infer(chunk, lengths, st_ta)
+            t1 = time.perf_counter()
+            out, _, st_ours = ours.infer(chunk, lengths, st_ours)
+            t2 = time.perf_counter()
+            out_bf16, _, st_bf16 = ours_bf16.infer(chunk_bf16, lengths, st_bf16)
+            t3 = time.perf_counter()
+            times["torchaudio"].append(t1 - t0)
+            times["ours_fp32"].append(t2 - t1)
+            times["ours_bf16"].append(t3 - t2)
+            err_num += float((out_bf16.float() - out).pow(2).sum())
+            err_den += float(out.pow(2).sum())
+    warmup = min(10, num_steps // 10)
+    overall = {k: _median_ms(v[warmup:]) for k, v in times.items()}
+    at_position = {}
+    for p in positions:
+        i = min(num_steps - 1, max(0, int(round(p / segment_seconds)) - 1))
+        window = slice(max(warmup, i - 5), max(warmup, i - 5) + 11)
+        at_position[p] = {k: _median_ms(v[window]) for k, v in times.items()}
+    return {
+        "right_context_length": R,
+        "segment_seconds": segment_seconds,
+        "steps": num_steps,
+        "median_ms": overall,
+        "ratio_fp32": overall["ours_fp32"] / overall["torchaudio"],
+        "ratio_bf16": overall["ours_bf16"] / overall["torchaudio"],
+        "bf16_relative_l2": (err_num / err_den) ** 0.5,
+        "at_position_ms": at_position,
+        "trace_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
+    }
+
+
+def conformer_reencode(args, positions: List[float]) -> Dict[float, float]:
+    """Time one baseline chunk step (re-encode the prefix) at each stream position."""
+    from echostream_fairseq.modules.conformer import ChunkConformer
+
+    torch.manual_seed(0)
+    model = ChunkConformer(args.dim, args.heads, args.ffn_dim, args.layers, args.segment_length).eval()
+    S = args.segment_length
+    out = {}
+    with torch.inference_mode():
+        for p in positions:
+            frames = int(round(p / SECONDS_PER_FRAME))
+            prefix = torch.randn(1, frames - S, args.dim)
+            state = model.init_state(1)
+            state = type(state)(prefix)
+            segment = torch.randn(1, S, args.dim)
+            model.step(segment, None, state)  # warm-up (allocations)
+            repeats = 5 if frames <= 1500 else 1
+            out[p] = statistics.median(_time(lambda: model.step(segment, None, state)) for _ in range(repeats)) * 1e3
+    return out
+
+
+def memory_over_stream(args, minutes: float) -> Dict:
+    """Peak RSS while streaming synthetic fbank through our whole encoder for ``minutes``."""
+    import psutil
+
+    from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
+    from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
+
+    torch.manual_seed(0)
+    enc_args = argparse.Namespace(
+        encoder_type="emformer", encoder_layers=args.layers, encoder_embed_dim=args.dim,
+        encoder_ffn_embed_dim=args.ffn_dim, encoder_attention_heads=args.heads,
+        segment_length=args.segment_length, left_context_length=args.left_context_length,
+        right_context_length=0, max_memory_size=args.max_memory_size,
+    )
+    encoder = EchoStreamSpeechEncoder(enc_args).eval()
+    process = psutil.Process()
+    chunk_frames = args.segment_length * 4  # fbank frames per chunk (10 ms each)
+    chunk_seconds = chunk_frames * 0.01
+    num_chunks = int(round(minutes * 60 / chunk_seconds))
+    state = init_encoder_stream(encoder)
+    seconds, rss = [], []
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for i in range(num_chunks):
+            features = torch.randn(1, chunk_frames, encoder.input_dim, generator=generator)
+            _, state = encoder_stream_step(encoder, features, state)
+            seconds.append((i + 1) * chunk_seconds)
+            rss.append(process.memory_info().rss / 2**20)
+    after_first_minute = [r for s, r in zip(seconds, rss) if s >= 60.0] or rss
+    return {
+        "minutes": minutes,
+        "rss_at_1min_mib": after_first_minute[0],
+        "peak_rss_after_1min_mib": max(after_first_minute),
+        "growth_after_1min_mib": max(after_first_minute) - after_first_minute[0],
+        "seconds": seconds,
+        "rss_mib": rss,
+    }
+
+
+def _plot(path: Path, streams: List[Dict], conformer: Dict[float, float], memory: Dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in streams:
+        R = run["right_context_length"]
+        for name, style in (("torchaudio", ":"), ("ours_fp32", "-"), ("ours_bf16", "--")):
+            trace = run["trace_ms"][name]
+            xs = [(i + 1) * run["segment_seconds"] for i in range(len(trace))]
+            # running median over 25 steps so the lines are readable
+            smooth = [statistics.median(trace[max(0, i - 25) : i + 1]) for i in range(len(trace))]
+            ax1.plot(xs, smooth, style, label=f"{name} R={R}")
+    if conformer:
+        ax1.plot(list(conformer), list(conformer.values()), "o-k", label="Conformer re-encode")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("stream position (s)")
+    ax1.set_ylabel("per-chunk step time (ms)")
+    ax1.set_title("Encoder cost per 320 ms chunk")
+    ax1.legend(fontsize=7)
+    ax2.plot([s / 60 for s in memory["seconds"]], memory["rss_mib"])
+    ax2.axvline(1.0, color="gray", linestyle=":")
+    ax2.set_xlabel("stream position (min)")
+    ax2.set_ylabel("resident memory (MiB)")
+    ax2.set_title("Our encoder, streaming")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(machine: str, streams: List[Dict], conformer: Dict[float, float], memory: Dict, positions: List[float]) -> str:
+    lines = [f"Machine: {machine}", ""]
+    lines.append("| right context | torchaudio fp32 (ms) | ours fp32 (ms) | ours bf16 (ms) | fp32 ratio | bf16 ratio | bf16 rel. L2 error |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in streams:
+        m = r["median_ms"]
+        lines.append(
+            f"| {r['right_context_length']} | {m['torchaudio']:.2f} | {m['ours_fp32']:.2f} | {m['ours_bf16']:.2f} | "
+            f"{r['ratio_fp32']:.2f}x | {r['ratio_bf16']:.2f}x | {r['bf16_relative_l2'] * 100:.2f}% |"
+        )
+    lines.append("")
+    lines.append("Medians over every step of one stream, the three models' steps interleaved.")
+    lines.append("")
+    base = streams[0]
+    lines.append(
+        f"| stream position | ours fp32 (ms) | ours bf16 (ms) | torchaudio (ms) | Conformer re-encode (ms) | "
+        f"ours / torchaudio | ours / Conformer |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    for p in positions:
+        a = base["at_position_ms"][p]
+        c = conformer.get(p, float("nan"))
+        lines.append(
+            f"| {p:g} s | {a['ours_fp32']:.2f} | {a['ours_bf16']:.2f} | {a['torchaudio']:.2f} | {c:.1f} | "
+            f"{a['ours_fp32'] / a['torchaudio']:.2f}x | {a['ours_fp32'] / c:.4f}x |"
+        )
+    lines.append("")
+    lines.append(f"Per-position rows: right context {base['right_context_length']}, median of the 11 steps around the position.")
+    lines.append("")
+    lines.append(
+        f"Memory over a {memory['minutes']:g}-minute stream through our encoder (subsampler + Emformer): "
+        f"{memory['rss_at_1min_mib']:.1f} MiB resident at 1 min, peak {memory['peak_rss_after_1min_mib']:.1f} MiB after it, "
+        f"growth {memory['growth_after_1min_mib']:.2f} MiB."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="echostream-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="results/bench", help="output folder (bench.md, bench.json, bench.png)")
+    p.add_argument("--positions", default="1,10,60,300", help="stream positions in seconds")
+    p.add_argument("--right-context-lengths", default="0,2", help="Emformer look-ahead frames to measure")
+    p.add_argument("--memory-minutes", type=float, default=10.0, help="length of the memory stream")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--ffn-dim", type=int, default=2048)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--segment-length", type=int, default=8)
+    p.add_argument("--left-context-length", type=int, default=32)
+    p.add_argument("--max-memory-size", type=int, default=4)
+    return p
+
+
+def run(args: argparse.Namespace) -> Dict:
+    """Run every measurement, print the tables and write bench.md / bench.json / bench.png."""
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        positions = sorted(float(x) for x in args.positions.split(","))
+        rcs = [int(x) for x in args.right_context_lengths.split(",")]
+    except ValueError as e:
+        raise SystemExit(f"echostream-bench: bad --positions or --right-context-lengths: {e}")
+    if not positions or positions[0] <= 0:
+        raise SystemExit("echostream-bench: --positions must be positive seconds")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = _machine()
+    print(f"Machine: {machine}", flush=True)
+    # memory first, before the other measurements leave allocations behind in this process
+    print(f"measuring memory over a {args.memory_minutes:g}-minute stream ...", flush=True)
+    memory = memory_over_stream(args, args.memory_minutes)
+    streams = []
+    for R in rcs:
+        print(f"streaming {max(positions):g} s through ours and torchaudio (right context {R}) ...", flush=True)
+        streams.append(emformer_stream(args, R, positions))
+    print("timing the re-encoding Conformer baseline ...", flush=True)
+    conformer = conformer_reencode(args, positions)
+    table = render(machine, streams, conformer, memory, positions)
+    print()
+    print(table)
+    result = {"machine": machine, "streams": streams, "conformer_ms": conformer, "memory": memory}
+    for name, text in (("bench.json", json.dumps(result)), ("bench.md", table)):
+        tmp = out / (name + ".tmp")  # never leave a half-written result behind
+        tmp.write_text(text)
+        tmp.replace(out / name)
+    _plot(out / "bench.png", streams, conformer, memory)
+    print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}")
+    return result
+
+
+def main(argv=None) -> None:
+    run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
