@@ -58,7 +58,8 @@ class PackedLinear(nn.Linear):
         w = self.weight
         if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16):
             return None
-        key = (w.data_ptr(), w._version, w.dtype)
+        # inference tensors (made under inference_mode) carry no version counter
+        key = (w.data_ptr(), -1 if w.is_inference() else w._version, w.dtype)
         if self._packed_key != key:
             # the batch-size hint only picks a layout; any number of rows works with it
             self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16)

@@ -1,0 +1,42 @@
+"""PackedLinear equals nn.Linear, re-packs when the weight changes, and leaves training to F.linear."""
+
+import torch
+import torch.nn.functional as F
+
+from echostream_fairseq.modules.packed_linear import PackedLinear
+
+
+def test_matches_linear_fp32_and_bf16():
+    lin = PackedLinear(64, 96).eval()
+    x = torch.randn(2, 11, 64)
+    with torch.inference_mode():
+        assert (lin(x) - F.linear(x, lin.weight, lin.bias)).abs().max().item() <= 1e-5
+        assert lin._packed is not None  # the packed path was taken
+        low = PackedLinear(64, 96).eval()
+        low.load_state_dict(lin.state_dict())
+        low = low.to(torch.bfloat16)
+        ref = F.linear(x, lin.weight, lin.bias)
+        rel = (low(x.bfloat16()).float() - ref).norm() / ref.norm()
+        assert rel.item() < 0.01
+
+
+def test_repacks_after_in_place_update_and_fuses():
+    lin = PackedLinear(16, 8, activation="relu").eval()
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        first = lin(x)
+        lin.weight.mul_(-1.0)
+        second = lin(x)
+        assert torch.allclose(second, F.relu(F.linear(x, lin.weight, lin.bias)), atol=1e-6)
+        assert not torch.allclose(first, second)
+        plain = PackedLinear(16, 8).eval()
+        r = torch.randn(5, 8)
+        assert torch.allclose(plain.forward_add(x, r), r + F.linear(x, plain.weight, plain.bias), atol=1e-6)
+
+
+def test_training_uses_autograd():
+    lin = PackedLinear(16, 8, activation="relu")
+    x = torch.randn(4, 16)
+    lin(x).sum().backward()
+    assert lin.weight.grad is not None
+    assert lin._packed is None

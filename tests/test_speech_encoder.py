@@ -1,0 +1,98 @@
+"""The FairseqEncoder wrapper and the chunk-by-chunk streaming driver."""
+
+import argparse
+
+import pytest
+import torch
+
+from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
+from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
+
+
+def _encoder(encoder_type="emformer", right=2, **over):
+    args = argparse.Namespace(
+        encoder_type=encoder_type, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+        encoder_attention_heads=4, conv_channels=64, segment_length=4, left_context_length=6,
+        right_context_length=right, max_memory_size=2, dropout=0.1, depthwise_conv_kernel_size=5,
+    )
+    for k, v in over.items():
+        setattr(args, k, v)
+    return EchoStreamSpeechEncoder(args).eval()
+
+
+def _stream(enc, x, chunk_sizes):
+    state, outs, pos, T, i = init_encoder_stream(enc, x.size(0)), [], 0, x.size(1), 0
+    while pos < T:
+        n = chunk_sizes[i % len(chunk_sizes)]
+        i += 1
+        chunk = x[:, pos : pos + n]
+        pos += chunk.size(1)
+        out, state = encoder_stream_step(enc, chunk, state, finish=pos >= T)
+        outs.append(out)
+    return torch.cat(outs, 1), state
+
+
+@pytest.mark.parametrize("encoder_type,right", [("emformer", 2), ("emformer", 0), ("conformer", 0)])
+@pytest.mark.parametrize("T", [5, 37, 64])
+def test_stream_equals_forward(encoder_type, right, T):
+    enc = _encoder(encoder_type, right)
+    x = torch.randn(1, T, 80)
+    with torch.no_grad():
+        out = enc(x, torch.tensor([T]))
+        streamed, state = _stream(enc, x, [7, 13, 1, 0, 32])
+    full = out["encoder_out"][0].transpose(0, 1)
+    assert streamed.shape == full.shape
+    assert (streamed - full).abs().max().item() <= 1e-5
+    assert state.finished and state.input_frames == T
+
+
+def test_encoder_out_dict_and_padding():
+    enc = _encoder()
+    x = torch.randn(3, 50, 80)
+    lengths = torch.tensor([50, 31, 8])
+    with torch.no_grad():
+        out = enc(x, lengths)
+        alone = enc(x[1:2, :31], torch.tensor([31]))
+    T = 13  # ceil(ceil(50 / 2) / 2)
+    assert out["encoder_out"][0].shape == (T, 3, 32)
+    assert out["encoder_padding_mask"][0].shape == (3, T)
+    assert out["src_lengths"][0].tolist() == [13, 8, 2]
+    assert out["encoder_padding_mask"][0].sum(1).tolist() == [0, 5, 11]
+    a = out["encoder_out"][0][:8, 1]
+    b = alone["encoder_out"][0][:, 0]
+    assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_reorder_encoder_out():
+    enc = _encoder()
+    with torch.no_grad():
+        out = enc(torch.randn(3, 20, 80), torch.tensor([20, 12, 4]))
+    order = torch.tensor([2, 2, 0])
+    re = enc.reorder_encoder_out(out, order)
+    assert torch.equal(re["encoder_out"][0], out["encoder_out"][0][:, order])
+    assert torch.equal(re["encoder_padding_mask"][0], out["encoder_padding_mask"][0][order])
+    assert re["src_lengths"][0].tolist() == [1, 1, 5]
+
+
+def test_add_args_round_trip():
+    parser = argparse.ArgumentParser()
+    EchoStreamSpeechEncoder.add_args(parser)
+    args = parser.parse_args(
+        "--encoder-type emformer --encoder-layers 3 --encoder-embed-dim 48 --encoder-ffn-embed-dim 96 "
+        "--encoder-attention-heads 4 --segment-length 5 --left-context-length 10 --right-context-length 1 "
+        "--max-memory-size 3 --conv-kernel-sizes 3,3 --conv-channels 32".split()
+    )
+    args.dropout = 0.0
+    enc = EchoStreamSpeechEncoder(args)
+    bb = enc.backbone
+    assert (len(bb.layers), bb.input_dim, bb.segment_length, bb.left_context_length) == (3, 48, 5, 10)
+    assert (bb.right_context_length, bb.max_memory_size) == (1, 3)
+    assert enc.subsample.kernel_sizes == (3, 3)
+
+
+def test_defaults_are_streamspeech_sized():
+    enc = EchoStreamSpeechEncoder(argparse.Namespace())
+    bb = enc.backbone
+    assert (len(bb.layers), bb.input_dim, bb.num_heads, bb.segment_length) == (12, 256, 4, 8)
+    assert bb.layers[0].ffn_in.out_features == 2048
+    assert (bb.left_context_length, bb.max_memory_size) == (32, 4)
