@@ -1,12 +1,10 @@
 """The package is a fairseq plugin, and fairseq checkpoints load with weights_only=True."""
 
-import argparse
 import os
 import subprocess
 import sys
 import textwrap
 
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

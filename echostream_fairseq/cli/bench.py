@@ -223,8 +223,8 @@ def render(machine: str, streams: List[Dict], conformer: Dict[float, float], mem
     lines.append("")
     base = streams[0]
     lines.append(
-        f"| stream position | ours fp32 (ms) | ours bf16 (ms) | torchaudio (ms) | Conformer re-encode (ms) | "
-        f"ours / torchaudio | ours / Conformer |"
+        "| stream position | ours fp32 (ms) | ours bf16 (ms) | torchaudio (ms) | Conformer re-encode (ms) | "
+        "ours / torchaudio | ours / Conformer |"
     )
     lines.append("|---|---|---|---|---|---|---|")
     for p in positions:

@@ -186,7 +186,7 @@ class EmformerLayer(nn.Module):
                 the ``N`` segments.
             num_utterance: ``T``.
             memory: ``[B, N - 1, D]`` memory vectors from the layer below, or ``None`` without memory.
-            segment_mean: ``[N, T]`` averaging matrix that turns frames into per-segment means
+            segment_mean: ``[B, N, T]`` averaging matrix that turns frames into per-segment means
                 (padding frames weigh 0), or ``None`` without memory.
             mask: ``[B or 1, 1, T + N * R + N, T + N * R + N - 1]``, True where a query may attend;
                 queries are [frames, summaries], keys are [frames, memory].
