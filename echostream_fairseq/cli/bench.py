@@ -117,7 +117,7 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
 
 def conformer_reencode(args, positions: List[float]) -> Dict[float, float]:
     """Time one baseline chunk step (re-encode the prefix) at each stream position."""
-    from echostream_fairseq.modules.conformer import ChunkConformer
+    from echostream_fairseq.modules.conformer import ChunkConformer, ConformerState
 
     torch.manual_seed(0)
     model = ChunkConformer(args.dim, args.heads, args.ffn_dim, args.layers, args.segment_length).eval()
@@ -127,8 +127,7 @@ def conformer_reencode(args, positions: List[float]) -> Dict[float, float]:
         for p in positions:
             frames = int(round(p / SECONDS_PER_FRAME))
             prefix = torch.randn(1, frames - S, args.dim)
-            state = model.init_state(1)
-            state = type(state)(prefix)
+            state = ConformerState(prefix)
             segment = torch.randn(1, S, args.dim)
             model.step(segment, None, state)  # warm-up (allocations)
             repeats = 5 if frames <= 1500 else 1

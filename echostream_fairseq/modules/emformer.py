@@ -158,7 +158,7 @@ class EmformerLayer(nn.Module):
     def _residual_blocks(self, x: Tensor, attention: Tensor) -> Tensor:
         x = x + F.dropout(attention, self.dropout, self.training)
         hidden = F.dropout(self.ffn_activation(self.ffn_in(self.ffn_norm(x))), self.dropout, self.training)
-        if self.training and self.dropout > 0:
+        if self.training:
             x = x + F.dropout(self.ffn_out(hidden), self.dropout, True)
         else:  # the residual addition fuses into the matrix product
             x = self.ffn_out.forward_add(hidden, x)

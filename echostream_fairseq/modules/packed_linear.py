@@ -7,7 +7,7 @@ to 4.2 ms in fp32 and from 5.5 ms to 2.7 ms in bf16 on a 2-core AVX-512 machine.
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
 version counter or its dtype changes, and it is never saved. Training, autograd, non-CPU tensors and
-dtypes other than fp32/bf16 use ``F.linear`` (with autograd enabled, too, so gradients are exact).
+dtypes other than fp32/bf16 use ``F.linear``.
 """
 
 from __future__ import annotations
