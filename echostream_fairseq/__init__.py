@@ -9,6 +9,6 @@ from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
 
 allow_fairseq_checkpoint_configs()
 
-from echostream_fairseq import models, modules, streaming  # noqa: E402,F401  (registers with fairseq)
+from echostream_fairseq import criterions, models, modules, streaming, tasks  # noqa: E402,F401  (registers with fairseq)
 
 __version__ = "0.1.0"

@@ -1,5 +1,6 @@
-"""What fairseq loads. The speech encoder is here; the ``echostream`` model comes with its decoders."""
+"""What fairseq loads: the speech encoder and the ``echostream`` model with its decoders."""
 
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
+from echostream_fairseq.models.echostream import EchoStreamModel
 
-__all__ = ["EchoStreamSpeechEncoder", "speech_encoder_defaults"]
+__all__ = ["EchoStreamSpeechEncoder", "EchoStreamModel", "speech_encoder_defaults"]

@@ -17,7 +17,7 @@ and the two modes agree.
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -132,8 +132,14 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         x, lengths = self.subsample(features, lengths)
         return self.dropout(self.input_norm(x)), lengths
 
-    def forward(self, src_tokens: Tensor, src_lengths: Tensor, **kwargs) -> Dict[str, List[Tensor]]:
-        """``src_tokens``: fbank ``[B, T, C]``; ``src_lengths`` ``[B]``."""
+    def forward(
+        self, src_tokens: Tensor, src_lengths: Tensor, segment_length: Optional[int] = None, **kwargs
+    ) -> Dict[str, List[Tensor]]:
+        """``src_tokens``: fbank ``[B, T, C]``; ``src_lengths`` ``[B]``.
+
+        ``segment_length`` overrides the backbone's segment/chunk length for this call (multi-chunk
+        training; 0 = offline, one segment over the whole input).
+        """
         if src_tokens.dim() != 3 or src_tokens.size(-1) != self.input_dim:
             raise ValueError(
                 f"src_tokens must be fbank features [batch, time, {self.input_dim}], got {list(src_tokens.shape)}"
@@ -144,7 +150,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         R = self.right_context_length
         if R > 0:  # the end-of-utterance right context: R zero frames (see module docstring)
             x = torch.cat([x, x.new_zeros(x.size(0), R, x.size(2))], dim=1)
-        x, lengths = self.backbone(x, lengths)
+        x, lengths = self.backbone(x, lengths, segment_length)
         return {
             "encoder_out": [x.transpose(0, 1)],  # [T, B, D]
             "encoder_padding_mask": [padding],  # [B, T]

@@ -149,15 +149,17 @@ class ChunkConformer(nn.Module):
             for _ in range(num_layers)
         )
 
-    def forward(self, input: Tensor, lengths: Tensor, chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor, lengths: Tensor, segment_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """``input`` ``[B, T, D]``, ``lengths`` ``[B]`` -> ``[B, T, D]``, ``lengths``.
 
-        ``chunk_size`` overrides ``segment_length`` (multi-chunk training draws one per batch).
+        ``segment_length`` overrides the module's chunk size for this call (multi-chunk training
+        draws one per batch; 0 means one chunk spanning the whole input, i.e. offline).
         """
         if input.dim() != 3 or input.size(-1) != self.input_dim:
             raise ValueError(f"input must have shape [batch, time, {self.input_dim}], got {list(input.shape)}")
         B, T, _ = input.shape
-        chunk = self.segment_length if chunk_size is None else chunk_size
+        chunk = self.segment_length if segment_length is None else segment_length
+        chunk = T if chunk <= 0 else chunk
         t = torch.arange(T, device=input.device)
         mask = t.unsqueeze(0) < ((t // chunk + 1) * chunk).unsqueeze(1)  # [T, T]: key chunk <= query chunk
         padding = None

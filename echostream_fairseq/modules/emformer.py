@@ -352,13 +352,13 @@ class Emformer(nn.Module):
 
     # -- full-utterance mode -----------------------------------------------------------------
 
-    def _masks(self, num_frames: int, lengths: Tensor) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+    def _masks(self, num_frames: int, lengths: Tensor, segment_length: int) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         """Block masks for the full-utterance mode (shared by all layers).
 
         Returns the attention mask (see :meth:`EmformerLayer.forward`), the per-segment averaging
         matrix ``[B, N, T]`` (``None`` without memory) and the right-context gather index ``[B, N * R]``.
         """
-        S, L, R, M = self.segment_length, self.left_context_length, self.right_context_length, self.max_memory_size
+        S, L, R, M = segment_length, self.left_context_length, self.right_context_length, self.max_memory_size
         T, device = num_frames, lengths.device
         N = -(-T // S)
         t = torch.arange(T, device=device)
@@ -409,13 +409,16 @@ class Emformer(nn.Module):
             mask = mask | ~mask.any(dim=-1, keepdim=True)
         return mask.unsqueeze(1), segment_mean, rc_index
 
-    def forward(self, input: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor, lengths: Tensor, segment_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Full-utterance mode for training and offline decoding.
 
         Args:
             input: ``[B, T + R, D]``: each row's ``lengths[b]`` utterance frames, then its ``R``
                 right-context frames, then padding.
             lengths: ``[B]`` utterance frames per row (excluding the right context).
+            segment_length: overrides the module's segment length for this call (multi-chunk
+                training draws one per batch; 0 means one segment spanning the input). Streaming
+                with :meth:`step` always uses the module's ``segment_length``.
 
         Returns:
             output ``[B, T, D]`` and ``lengths``.
@@ -429,7 +432,8 @@ class Emformer(nn.Module):
             raise ValueError(f"lengths must have shape [{input.size(0)}], got {list(lengths.shape)}")
         if bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise ValueError(f"lengths must lie in [1, {T}], got {lengths.tolist()}")
-        mask, segment_mean, rc_index = self._masks(T, lengths)
+        S = self.segment_length if segment_length is None else segment_length
+        mask, segment_mean, rc_index = self._masks(T, lengths, T if S <= 0 else S)
         index = rc_index.unsqueeze(-1).expand(-1, -1, input.size(2))
         x = torch.cat([input[:, :T], torch.gather(input, 1, index)], dim=1)
         memory = None

@@ -1,0 +1,118 @@
+"""Two-pass offline decoding: beam search on the MT decoder, then text-to-unit and unit CTC.
+
+:class:`TwoPassGenerator` runs the encoder once; from its states it reads the ASR CTC (greedy
+source subwords) and the ST CTC, runs fairseq's :class:`~fairseq.sequence_generator.SequenceGenerator`
+on the MT decoder (beam search), re-runs the MT decoder on the best hypothesis to get its states,
+and maps them to units with the T2U encoder and the unit decoder (greedy CTC, offline masks).
+
+Its hypotheses are fairseq's: ``tokens`` are the units (so ``fairseq-generate`` writes them on its
+``H-``/``D-`` lines), ``score`` is the MT beam score, and ``asr_tokens`` / ``mt_tokens`` carry the
+text for the task to print.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import torch
+from torch import Tensor
+from fairseq.sequence_generator import EnsembleModel, SequenceGenerator
+
+from echostream_fairseq.streaming.ctc import ctc_greedy
+
+__all__ = ["TwoPassGenerator"]
+
+
+class _EncodedEnsemble(EnsembleModel):
+    """A one-model ensemble whose encoder output was computed before the search."""
+
+    def __init__(self, model) -> None:
+        super().__init__([model])
+        self.encoder_out = None
+
+    def forward_encoder(self, net_input: Dict[str, Tensor]):
+        return [self.encoder_out]
+
+
+class TwoPassGenerator:
+    """Args:
+        model: an :class:`~echostream_fairseq.models.echostream.EchoStreamModel`.
+        tgt_dict: target subword dictionary (MT), src_dict: source subword dictionary (ASR),
+        unit_dict: unit dictionary.
+        beam, max_len_a, max_len_b, ...: fairseq's beam-search settings for the MT pass.
+    """
+
+    def __init__(self, model, tgt_dict, src_dict, unit_dict, **search_args: Any) -> None:
+        self.model, self.tgt_dict, self.src_dict, self.unit_dict = model, tgt_dict, src_dict, unit_dict
+        self.ensemble = _EncodedEnsemble(model)
+        self.search = SequenceGenerator(self.ensemble, tgt_dict, **search_args)
+        self.symbols_to_strip_from_output = {unit_dict.eos()}
+
+    def cuda(self) -> "TwoPassGenerator":
+        self.search.cuda()
+        return self
+
+    @torch.no_grad()
+    def generate(self, models, sample: Dict[str, Any], **kwargs: Any) -> List[List[Dict[str, Any]]]:
+        model = self.model
+        model.eval()
+        net_input = sample["net_input"]
+        encoder_out = model.encoder(net_input["src_tokens"], net_input["src_lengths"])
+        enc_lengths = encoder_out["src_lengths"][0]
+        ctc = model.ctc_outputs(encoder_out)
+        asr = ctc_greedy(ctc["asr_logits"], enc_lengths, self._specials(self.src_dict))
+        st = ctc_greedy(ctc["st_logits"], enc_lengths, self._specials(self.tgt_dict))
+
+        self.ensemble.encoder_out = encoder_out
+        mt_hypos = self.search.generate([model], sample, **kwargs)
+        self.ensemble.encoder_out = None
+        best = [h[0] for h in mt_hypos]
+        eos, pad = self.tgt_dict.eos(), self.tgt_dict.pad()
+        # decoder input for the chosen text: eos, then the tokens without their final eos
+        texts = [h["tokens"][:-1] if len(h["tokens"]) and h["tokens"][-1] == eos else h["tokens"] for h in best]
+        B = len(texts)
+        L = max(1, max(len(t) for t in texts) + 1)
+        prev = torch.full((B, L), pad, dtype=torch.long, device=enc_lengths.device)
+        for b, t in enumerate(texts):
+            prev[b, 0] = eos
+            prev[b, 1 : 1 + len(t)] = t
+        hidden, _ = model.decoder(prev, encoder_out, features_only=True)
+        text_lengths = prev.ne(pad).sum(dim=1)
+        unit_out = model.text_to_units(hidden, text_lengths)
+        logits = unit_out["unit_logits"].float().log_softmax(dim=-1)
+        logits[..., self._specials(self.unit_dict)] = float("-inf")  # pad/eos/unk are never units
+        units = ctc_greedy(logits, unit_out["unit_lengths"])
+        best_lp = logits.max(dim=-1).values
+
+        results = []
+        for b in range(B):
+            tokens = torch.tensor(units[b] + [self.unit_dict.eos()], dtype=torch.long)
+            # per-unit score: the best log-probability at the first frame of each emitted unit
+            scores = self._unit_scores(logits[b], unit_out["unit_lengths"][b], best_lp[b], len(tokens))
+            results.append([{
+                "tokens": tokens,
+                "score": float(best[b]["score"]),
+                "positional_scores": scores,
+                "alignment": None,
+                "attention": None,
+                "asr_tokens": asr[b],
+                "st_tokens": st[b],
+                "mt_tokens": texts[b].tolist(),
+                "mt_score": float(best[b]["score"]),
+            }])
+        return results
+
+    @staticmethod
+    def _specials(d) -> List[int]:
+        return [d.pad(), d.eos(), d.unk()]
+
+    def _unit_scores(self, lprobs: Tensor, length: Tensor, best_lp: Tensor, n: int) -> Tensor:
+        n_frames = int(length)
+        best = lprobs[:n_frames].argmax(dim=-1)
+        previous = torch.cat([best.new_tensor([0]), best[:-1]])
+        starts = ((best != 0) & (best != previous)).nonzero().flatten()
+        scores = best_lp[:n_frames][starts].cpu()
+        out = torch.zeros(n)
+        k = min(len(scores), n - 1)
+        out[:k] = scores[:k]
+        return out

@@ -1,0 +1,295 @@
+"""The ``echostream`` model: StreamSpeech's multi-task decoders on a swappable streaming encoder.
+
+::
+
+    fbank -> speech encoder (Emformer | chunk Conformer) -> ASR CTC head (source subwords)
+                                                        -> ST CTC head (2 causal layers; target subwords)
+                                                        -> MT decoder (autoregressive; target subwords)
+                                                              -> T2U encoder (causal) -> unit decoder (NAR, CTC)
+
+Simultaneous training, each part switchable:
+
+* multi-chunk: one segment length per batch drawn from ``--multichunk-segment-lengths`` (0 = the
+  whole utterance), so one model serves every chunk size;
+* streaming MT mask: the MT decoder's cross-attention for each target token covers only the source
+  prefix the CTC READ/WRITE policy would have read (``--k1``, ``--n1``);
+* wait-k unit mask: the unit decoder's cross-attention over text states is wait-k (``--k2``,
+  ``--n2``; ``--n2 -1`` draws the stride per batch, which also trains the offline case).
+
+Architectures: ``echostream_emformer`` and ``echostream_conformer`` (StreamSpeech-sized), and
+``echostream_emformer_tiny`` / ``echostream_conformer_tiny`` (CPU-sized).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor
+from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
+
+from echostream_fairseq.models.ctc_heads import CTCHead, TransformerCTCHead
+from echostream_fairseq.models.mt_decoder import MTDecoder
+from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
+from echostream_fairseq.models.unit_decoder import CTCUnitDecoder, T2UEncoder
+from echostream_fairseq.streaming.ctc import ctc_emission_counts
+from echostream_fairseq.streaming.masks import streaming_mt_mask
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EchoStreamModel"]
+
+# multitask YAML decoder_args -> model flags (the YAML wins over the arch preset)
+_YAML_TO_ARGS = {
+    "target_unigram": {
+        "decoder_layers": "mt_decoder_layers",
+        "decoder_embed_dim": "mt_decoder_embed_dim",
+        "decoder_ffn_embed_dim": "mt_decoder_ffn_embed_dim",
+        "decoder_attention_heads": "mt_decoder_attention_heads",
+    },
+    "ctc_target_unigram": {"decoder_layers": "st_ctc_layers"},
+}
+
+
+def _parse_segment_lengths(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"--multichunk-segment-lengths must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"--multichunk-segment-lengths needs integers >= 0 (0 = whole utterance), got {text!r}")
+    return values
+
+
+def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    dest = name.replace("-", "_")
+    parser.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=help)
+    parser.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"turn off --{name}")
+
+
+@register_model("echostream")
+class EchoStreamModel(FairseqEncoderDecoderModel):
+    """Encoder + MT decoder (fairseq's encoder-decoder pair, so beam search runs on it) plus the
+    CTC heads and the text-to-unit stack."""
+
+    def __init__(self, args, encoder, mt_decoder, asr_ctc, st_ctc, t2u_encoder, unit_decoder) -> None:
+        super().__init__(encoder, mt_decoder)
+        self.args = args
+        self.asr_ctc, self.st_ctc = asr_ctc, st_ctc
+        self.t2u_encoder, self.unit_decoder = t2u_encoder, unit_decoder
+        self.multichunk_segment_lengths = _parse_segment_lengths(args.multichunk_segment_lengths)
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        EchoStreamSpeechEncoder.add_args(parser)
+        parser.add_argument("--dropout", type=float, metavar="D", help="dropout")
+        parser.add_argument("--attention-dropout", type=float, metavar="D", help="attention dropout (decoders)")
+        parser.add_argument("--activation-dropout", type=float, metavar="D", help="FFN activation dropout (decoders)")
+        parser.add_argument("--st-ctc-layers", type=int, metavar="N", help="causal layers before the ST CTC projection")
+        parser.add_argument("--st-ctc-left-context", type=int, metavar="N",
+                            help="past encoder frames the ST CTC layers attend (0: all)")
+        parser.add_argument("--mt-decoder-layers", type=int, metavar="N", help="MT decoder layers")
+        parser.add_argument("--mt-decoder-embed-dim", type=int, metavar="N", help="MT decoder dimension")
+        parser.add_argument("--mt-decoder-ffn-embed-dim", type=int, metavar="N", help="MT decoder FFN dimension")
+        parser.add_argument("--mt-decoder-attention-heads", type=int, metavar="N", help="MT decoder heads")
+        parser.add_argument("--t2u-encoder-layers", type=int, metavar="N", help="text-to-unit encoder layers")
+        parser.add_argument("--unit-decoder-layers", type=int, metavar="N", help="unit decoder layers")
+        parser.add_argument("--unit-decoder-embed-dim", type=int, metavar="N",
+                            help="T2U encoder and unit decoder dimension")
+        parser.add_argument("--unit-decoder-ffn-embed-dim", type=int, metavar="N", help="T2U/unit decoder FFN dimension")
+        parser.add_argument("--unit-decoder-attention-heads", type=int, metavar="N", help="T2U/unit decoder heads")
+        parser.add_argument("--ctc-upsample-rate", type=int, metavar="N",
+                            help="unit-decoder positions per text state")
+        _switch(parser, "multichunk", "train with one random segment length per batch")
+        parser.add_argument("--multichunk-segment-lengths", type=str, metavar="LIST",
+                            help="segment lengths (encoder frames) multi-chunk draws from; 0 = whole utterance")
+        _switch(parser, "streaming-mt-mask", "train the MT decoder under the CTC policy's streaming mask")
+        parser.add_argument("--k1", type=int, metavar="N", help="streaming mask lag (extra ST CTC tokens)")
+        parser.add_argument("--n1", type=int, metavar="N", help="streaming mask write stride")
+        _switch(parser, "unit-waitk-mask", "train the unit decoder under a wait-k mask over text")
+        parser.add_argument("--k2", type=int, metavar="N", help="unit decoder wait-k lag (text states)")
+        parser.add_argument("--n2", type=int, metavar="N", help="unit decoder wait-k stride (-1: random per batch)")
+
+    @classmethod
+    def build_model(cls, args, task) -> "EchoStreamModel":
+        base_architecture(args)
+        for name, mapping in _YAML_TO_ARGS.items():
+            entry = task.multitask_config.tasks[name]
+            for key, dest in mapping.items():
+                if key in entry.decoder_args:
+                    logger.info("%s: %s = %s from %s", name, dest, entry.decoder_args[key], task.multitask_config.path)
+                    setattr(args, dest, int(entry.decoder_args[key]))
+        _parse_segment_lengths(args.multichunk_segment_lengths)
+        if args.n1 < 1 or args.k1 < 0 or args.k2 < 0 or (args.n2 < 1 and args.n2 != -1):
+            raise ValueError(f"need k1 >= 0, n1 >= 1, k2 >= 0, n2 >= 1 or -1; got {args.k1}, {args.n1}, {args.k2}, {args.n2}")
+        args.input_feat_per_channel = task.data_cfg.input_feat_per_channel
+        args.input_channels = task.data_cfg.input_channels
+        src_dict = task.multitask_dictionaries["source_unigram"]
+        tgt_dict = task.multitask_dictionaries["target_unigram"]
+        st_dict = task.multitask_dictionaries["ctc_target_unigram"]
+        d = args.encoder_embed_dim
+        encoder = EchoStreamSpeechEncoder(args)
+        asr_ctc = CTCHead(d, len(src_dict), args.dropout)
+        st_ctc = TransformerCTCHead(
+            d, len(st_dict), args.st_ctc_layers, args.encoder_attention_heads, args.encoder_ffn_embed_dim,
+            args.dropout, args.st_ctc_left_context,
+        )
+        mt_decoder = MTDecoder(
+            tgt_dict, d, args.mt_decoder_embed_dim, args.mt_decoder_ffn_embed_dim, args.mt_decoder_layers,
+            args.mt_decoder_attention_heads, args.dropout, args.attention_dropout, args.activation_dropout,
+            max_positions=args.max_target_positions,
+        )
+        u = args.unit_decoder_embed_dim
+        t2u = T2UEncoder(args.mt_decoder_embed_dim, u, args.unit_decoder_ffn_embed_dim, args.t2u_encoder_layers,
+                         args.unit_decoder_attention_heads, args.dropout)
+        unit_decoder = CTCUnitDecoder(u, len(task.target_dictionary), args.ctc_upsample_rate,
+                                      args.unit_decoder_ffn_embed_dim, args.unit_decoder_layers,
+                                      args.unit_decoder_attention_heads, args.dropout)
+        return cls(args, encoder, mt_decoder, asr_ctc, st_ctc, t2u, unit_decoder)
+
+    # -- training forward ----------------------------------------------------------------------
+
+    def draw_segment_length(self) -> Optional[int]:
+        """Multi-chunk: a random segment length for this batch (``None`` keeps the encoder's own)."""
+        if not (self.training and self.args.multichunk):
+            return None
+        choices = self.multichunk_segment_lengths
+        return choices[int(torch.randint(len(choices), (1,)))]
+
+    def ctc_outputs(self, encoder_out: Dict[str, List[Tensor]]) -> Dict[str, Tensor]:
+        """ASR and ST CTC logits ``[B, T, V]`` on the encoder states."""
+        x = encoder_out["encoder_out"][0].transpose(0, 1)
+        padding = encoder_out["encoder_padding_mask"][0]
+        return {"asr_logits": self.asr_ctc(x), "st_logits": self.st_ctc(x, padding)}
+
+    def text_to_units(
+        self, mt_hidden: Tensor, text_lengths: Tensor, k2: int = 0, n2: Optional[int] = None
+    ) -> Dict[str, Tensor]:
+        """MT decoder states ``[B, L, D]`` -> unit logits ``[B, L * r, V]`` and lengths ``[B]``."""
+        text = self.t2u_encoder(mt_hidden)
+        logits, lengths = self.unit_decoder(text, text_lengths, k2, n2)
+        return {"unit_logits": logits, "unit_lengths": lengths}
+
+    def forward(
+        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, **kwargs: Any
+    ) -> Dict[str, Any]:
+        """Teacher-forced pass over every head.
+
+        Args:
+            src_tokens: fbank ``[B, T, C]``; src_lengths ``[B]``.
+            prev_output_tokens: MT decoder input ``[B, L]`` (eos first).
+
+        Returns:
+            a dict with ``encoder_out``, ``asr_logits`` / ``st_logits`` ``[B, T', V]``,
+            ``encoder_lengths``, ``mt_logits`` ``[B, L, V]``, ``unit_logits`` ``[B, L * r, V]``,
+            ``unit_lengths`` and the ``segment_length`` used.
+        """
+        segment_length = self.draw_segment_length()
+        encoder_out = self.encoder(src_tokens, src_lengths, segment_length=segment_length)
+        out: Dict[str, Any] = {"encoder_out": encoder_out, "segment_length": segment_length}
+        out.update(self.ctc_outputs(encoder_out))
+        padding = encoder_out["encoder_padding_mask"][0]
+        enc_lengths = encoder_out["src_lengths"][0]
+        out["encoder_lengths"] = enc_lengths
+        cross_mask = None
+        if self.training and self.args.streaming_mt_mask and segment_length != 0:
+            with torch.no_grad():
+                cross_mask = streaming_mt_mask(
+                    ctc_emission_counts(out["asr_logits"].detach(), padding),
+                    ctc_emission_counts(out["st_logits"].detach(), padding),
+                    prev_output_tokens.size(1), enc_lengths, self.args.k1, self.args.n1,
+                    self.encoder.backbone.segment_length if segment_length is None else segment_length,
+                )
+        mt_logits, extra = self.decoder(prev_output_tokens, encoder_out, cross_attention_mask=cross_mask)
+        out["mt_logits"] = mt_logits
+        text_lengths = prev_output_tokens.ne(self.decoder.padding_idx).sum(dim=1)
+        n2 = None
+        if self.training and self.args.unit_waitk_mask:
+            n2 = self.args.n2
+            if n2 == -1:  # a random stride per batch; a stride past the text length is offline
+                n2 = int(torch.randint(1, prev_output_tokens.size(1) + 2, (1,)))
+        out.update(self.text_to_units(extra["hidden"], text_lengths, self.args.k2, n2))
+        return out
+
+    def max_positions(self):
+        return (self.args.max_source_positions, self.args.max_target_positions)
+
+
+# -- architectures ------------------------------------------------------------------------------
+
+def _default(args, name: str, value) -> None:
+    if getattr(args, name, None) is None:
+        setattr(args, name, value)
+
+
+@register_model_architecture("echostream", "echostream_emformer")
+def base_architecture(args) -> None:
+    """StreamSpeech-sized: 12-layer d=256 encoder, 4-layer d=512 MT decoder, 2+2 layer T2U."""
+    speech_encoder_defaults(args)
+    _default(args, "attention_dropout", 0.0)
+    _default(args, "activation_dropout", 0.0)
+    _default(args, "st_ctc_layers", 2)
+    _default(args, "st_ctc_left_context", 64)
+    _default(args, "mt_decoder_layers", 4)
+    _default(args, "mt_decoder_embed_dim", 512)
+    _default(args, "mt_decoder_ffn_embed_dim", 2048)
+    _default(args, "mt_decoder_attention_heads", 8)
+    _default(args, "t2u_encoder_layers", 2)
+    _default(args, "unit_decoder_layers", 2)
+    _default(args, "unit_decoder_embed_dim", 512)
+    _default(args, "unit_decoder_ffn_embed_dim", 2048)
+    _default(args, "unit_decoder_attention_heads", 8)
+    _default(args, "ctc_upsample_rate", 25)
+    _default(args, "multichunk", True)
+    _default(args, "multichunk_segment_lengths", "4,8,16,32,0")
+    _default(args, "streaming_mt_mask", True)
+    _default(args, "k1", 0)
+    _default(args, "n1", 1)
+    _default(args, "unit_waitk_mask", True)
+    _default(args, "k2", 0)
+    _default(args, "n2", -1)
+    _default(args, "max_source_positions", 6000)
+    _default(args, "max_target_positions", 1024)
+
+
+@register_model_architecture("echostream", "echostream_conformer")
+def conformer_architecture(args) -> None:
+    """The baseline: StreamSpeech's chunk Conformer encoder, same decoders."""
+    _default(args, "encoder_type", "conformer")
+    base_architecture(args)
+
+
+def _tiny(args) -> None:
+    _default(args, "conv_channels", 256)
+    _default(args, "encoder_embed_dim", 144)
+    _default(args, "encoder_ffn_embed_dim", 576)
+    _default(args, "encoder_layers", 6)
+    _default(args, "encoder_attention_heads", 4)
+    _default(args, "depthwise_conv_kernel_size", 15)
+    _default(args, "st_ctc_layers", 2)
+    _default(args, "mt_decoder_layers", 2)
+    _default(args, "mt_decoder_embed_dim", 144)
+    _default(args, "mt_decoder_ffn_embed_dim", 576)
+    _default(args, "mt_decoder_attention_heads", 4)
+    _default(args, "t2u_encoder_layers", 1)
+    _default(args, "unit_decoder_layers", 2)
+    _default(args, "unit_decoder_embed_dim", 144)
+    _default(args, "unit_decoder_ffn_embed_dim", 576)
+    _default(args, "unit_decoder_attention_heads", 4)
+
+
+@register_model_architecture("echostream", "echostream_emformer_tiny")
+def emformer_tiny_architecture(args) -> None:
+    """CPU-sized Emformer model (about 3M parameters): trains on the synthetic corpus in minutes."""
+    _tiny(args)
+    base_architecture(args)
+
+
+@register_model_architecture("echostream", "echostream_conformer_tiny")
+def conformer_tiny_architecture(args) -> None:
+    """CPU-sized chunk-Conformer baseline, the same sizes as ``echostream_emformer_tiny``."""
+    _default(args, "encoder_type", "conformer")
+    _tiny(args)
+    base_architecture(args)

@@ -1,0 +1,150 @@
+"""The autoregressive MT decoder: target subwords from the speech encoder's states.
+
+A pre-norm Transformer decoder (StreamSpeech: 4 layers, d=512, 8 heads). Training passes a
+cross-attention mask ``[B, T_tgt, T_src]`` (the streaming mask of
+:func:`echostream_fairseq.streaming.masks.streaming_mt_mask`) so that each target token sees only
+the source prefix a simultaneous policy would have read. Inference uses fairseq's incremental
+state, so :class:`fairseq.sequence_generator.SequenceGenerator` runs beam search on it.
+
+Besides the logits, :meth:`forward` returns the final hidden states (``extra["hidden"]``,
+``[B, T_tgt, D]``): the text-to-unit encoder reads them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from fairseq.models import FairseqIncrementalDecoder
+from fairseq.modules import PositionalEmbedding
+
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer
+
+__all__ = ["MTDecoder"]
+
+_CACHE_KEYS = ("self_key", "self_value", "cross_key", "cross_value")
+
+
+class MTDecoder(FairseqIncrementalDecoder):
+    """Args:
+        dictionary: target subword dictionary.
+        encoder_dim: size of the encoder states it cross-attends.
+        embed_dim, ffn_dim, num_layers, num_heads: decoder sizes.
+        dropout, attention_dropout, activation_dropout: regularisation.
+        max_positions: longest target sequence.
+    """
+
+    def __init__(
+        self,
+        dictionary,
+        encoder_dim: int,
+        embed_dim: int = 512,
+        ffn_dim: int = 2048,
+        num_layers: int = 4,
+        num_heads: int = 8,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        max_positions: int = 1024,
+    ) -> None:
+        super().__init__(dictionary)
+        self.embed_dim, self.max_target_positions = embed_dim, max_positions
+        self.padding_idx = dictionary.pad()
+        self.embed_tokens = nn.Embedding(len(dictionary), embed_dim, padding_idx=self.padding_idx)
+        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=embed_dim**-0.5)
+        nn.init.constant_(self.embed_tokens.weight[self.padding_idx], 0.0)
+        self.embed_scale = math.sqrt(embed_dim)
+        self.embed_positions = PositionalEmbedding(max_positions, embed_dim, self.padding_idx, learned=False)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(embed_dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout,
+                             memory_dim=encoder_dim)
+            for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    # -- incremental state (fairseq's dict, one entry per layer) -------------------------------
+
+    def _get_caches(self, incremental_state) -> List[Optional[LayerCache]]:
+        saved = self.get_incremental_state(incremental_state, "layer_caches")
+        if not saved:
+            return [None] * len(self.layers)
+        return [
+            LayerCache(*(saved.get(f"{i}.{k}") for k in _CACHE_KEYS)) for i in range(len(self.layers))
+        ]
+
+    def _set_caches(self, incremental_state, caches: List[LayerCache]) -> None:
+        saved: Dict[str, Optional[Tensor]] = {}
+        for i, c in enumerate(caches):
+            for k in _CACHE_KEYS:
+                saved[f"{i}.{k}"] = getattr(c, k)
+        self.set_incremental_state(incremental_state, "layer_caches", saved)
+
+    def reorder_incremental_state(self, incremental_state, new_order: Tensor) -> None:
+        saved = self.get_incremental_state(incremental_state, "layer_caches")
+        if saved:
+            saved = {k: None if v is None else v.index_select(0, new_order) for k, v in saved.items()}
+            self.set_incremental_state(incremental_state, "layer_caches", saved)
+
+    # -- forward --------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: Optional[Dict[str, List[Tensor]]] = None,
+        incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None,
+        cross_attention_mask: Optional[Tensor] = None,
+        features_only: bool = False,
+        **kwargs: Any,
+    ) -> Tuple[Tensor, Dict[str, Any]]:
+        """Args:
+            prev_output_tokens: ``[B, T_tgt]`` (eos first, teacher forcing).
+            encoder_out: fairseq encoder dict (``encoder_out`` ``[T_src, B, D_enc]``).
+            incremental_state: fairseq's dict; only the last position is decoded when given.
+            cross_attention_mask: ``[B, T_tgt, T_src]`` bool, ``True`` = visible (training).
+            features_only: return hidden states instead of logits.
+
+        Returns:
+            logits ``[B, T, V]`` (or hidden states) and ``{"hidden": [B, T, D], "attn": [None]}``.
+        """
+        memory = encoder_out["encoder_out"][0].transpose(0, 1)  # [B, T_src, D_enc]
+        src_padding = encoder_out["encoder_padding_mask"][0] if encoder_out.get("encoder_padding_mask") else None
+        positions = self.embed_positions(prev_output_tokens, incremental_state=incremental_state)
+        tokens = prev_output_tokens
+        caches: List[Optional[LayerCache]] = [None] * len(self.layers)
+        if incremental_state is not None:
+            tokens, positions = tokens[:, -1:], positions[:, -1:]
+            caches = self._get_caches(incremental_state)
+        x = self.dropout(self.embed_scale * self.embed_tokens(tokens) + positions)
+        B, T = tokens.shape
+        past = 0 if caches[0] is None or caches[0].self_key is None else caches[0].self_key.size(2)
+        key_pos = torch.arange(past + T, device=x.device)
+        query_pos = torch.arange(past, past + T, device=x.device)
+        self_mask = (key_pos.unsqueeze(0) <= query_pos.unsqueeze(1)).unsqueeze(0)  # causal [1, T, P + T]
+        memory_mask = None
+        if src_padding is not None and bool(src_padding.any()):
+            memory_mask = (~src_padding).unsqueeze(1)  # [B, 1, T_src]
+        if cross_attention_mask is not None:
+            if incremental_state is not None:
+                cross_attention_mask = cross_attention_mask[:, -T:]
+            memory_mask = cross_attention_mask if memory_mask is None else memory_mask & cross_attention_mask
+        new_caches = []
+        for layer, cache in zip(self.layers, caches):
+            x, cache = layer(x, self_mask, memory, memory_mask, cache)
+            new_caches.append(cache)
+        if incremental_state is not None:
+            self._set_caches(incremental_state, new_caches)
+        hidden = self.final_norm(x)
+        extra = {"hidden": hidden, "attn": [None], "inner_states": None}
+        if features_only:
+            return hidden, extra
+        return self.output_layer(hidden), extra
+
+    def output_layer(self, features: Tensor) -> Tensor:
+        """Logits with the output projection tied to the input embedding."""
+        return nn.functional.linear(features, self.embed_tokens.weight)
+
+    def max_positions(self) -> int:
+        return self.max_target_positions

@@ -1,0 +1,109 @@
+"""Text-to-unit: a causal Transformer encoder over the MT decoder's states, then a
+non-autoregressive unit decoder trained with CTC.
+
+The unit decoder repeats every text state ``upsample_rate`` times (StreamSpeech: 25), adds
+positions, and runs Transformer layers whose self-attention is causal over the upsampled positions
+and whose cross-attention to the text states follows a wait-k mask
+(:func:`~echostream_fairseq.streaming.masks.waitk_text_mask`). A CTC projection over the unit
+dictionary (blank = index 0) gives the units in one pass. Both stacks are causal, so the units of
+text already written do not change when more text arrives: speech can be produced incrementally.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from echostream_fairseq.modules.transformer_layer import TransformerLayer
+from echostream_fairseq.streaming.masks import causal_mask, waitk_text_mask
+
+__all__ = ["T2UEncoder", "CTCUnitDecoder", "sinusoidal_positions"]
+
+
+def sinusoidal_positions(positions: Tensor, dim: int) -> Tensor:
+    """``positions`` ``[T]`` (any integers) -> ``[T, dim]`` sin/cos features."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float) / max(half - 1, 1))
+    angle = positions.float().unsqueeze(1) * freq.unsqueeze(0)
+    out = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    if dim % 2:
+        out = torch.cat([out, out.new_zeros(out.size(0), 1)], dim=1)
+    return out
+
+
+class T2UEncoder(nn.Module):
+    """Causal Transformer over text states.
+
+    Args:
+        input_dim: size of the MT decoder states it reads.
+        embed_dim, ffn_dim, num_layers, num_heads: sizes.
+    """
+
+    def __init__(self, input_dim: int, embed_dim: int, ffn_dim: int, num_layers: int, num_heads: int,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.proj = nn.Identity() if input_dim == embed_dim else nn.Linear(input_dim, embed_dim)
+        self.layers = nn.ModuleList(TransformerLayer(embed_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers))
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, text_states: Tensor) -> Tensor:
+        """``[B, L, input_dim]`` -> ``[B, L, embed_dim]`` (padding rows are ignored downstream)."""
+        x = self.proj(text_states)
+        mask = causal_mask(x.size(1), device=x.device)
+        for layer in self.layers:
+            x, _ = layer(x, mask)
+        return self.final_norm(x)
+
+
+class CTCUnitDecoder(nn.Module):
+    """Upsampled text states -> unit logits.
+
+    Args:
+        embed_dim: size of the T2U states (kept throughout).
+        num_units: output size (unit dictionary including specials; blank = 0).
+        upsample_rate: positions per text state ``r``.
+        ffn_dim, num_layers, num_heads: layer sizes.
+    """
+
+    def __init__(self, embed_dim: int, num_units: int, upsample_rate: int, ffn_dim: int, num_layers: int,
+                 num_heads: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        if upsample_rate < 1:
+            raise ValueError(f"upsample_rate must be >= 1, got {upsample_rate}")
+        self.embed_dim, self.upsample_rate = embed_dim, upsample_rate
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(embed_dim, num_heads, ffn_dim, dropout, memory_dim=embed_dim) for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(embed_dim)
+        self.proj = nn.Linear(embed_dim, num_units)
+
+    def forward(
+        self, text: Tensor, text_lengths: Tensor, k2: int = 0, n2: Optional[int] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """Args:
+            text: ``[B, L, D]`` T2U states.
+            text_lengths: ``[B]`` valid text states.
+            k2, n2: wait-k lag and stride over text; ``n2=None`` lets every position see all text.
+
+        Returns:
+            logits ``[B, L * r, V]`` and their valid lengths ``[B]`` (``text_lengths * r``).
+        """
+        B, L, D = text.shape
+        r = self.upsample_rate
+        x = text.repeat_interleave(r, dim=1)  # [B, L*r, D]
+        pos = sinusoidal_positions(torch.arange(L * r, device=text.device), D).to(x.dtype)
+        x = self.dropout(x + pos.unsqueeze(0))
+        up_lengths = text_lengths * r
+        self_mask = causal_mask(L * r, device=text.device)
+        text_valid = torch.arange(L, device=text.device).unsqueeze(0) < text_lengths.unsqueeze(1)  # [B, L]
+        if n2 is None:
+            cross_mask = text_valid.unsqueeze(1)  # [B, 1, L]
+        else:
+            cross_mask = waitk_text_mask(L, r, k2, n2, text_lengths)
+        for layer in self.layers:
+            x, _ = layer(x, self_mask, text, cross_mask)
+        return self.proj(self.final_norm(x)), up_lengths

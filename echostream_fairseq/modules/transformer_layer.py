@@ -1,0 +1,170 @@
+"""A pre-norm Transformer layer with masked self-attention and optional masked cross-attention.
+
+One layer type serves every Transformer stack downstream of the speech encoder: the ST CTC head's
+causal layers, the MT decoder, the text-to-unit encoder and the non-autoregressive unit decoder.
+Masks are boolean, ``True`` meaning "may attend", shaped ``[B or 1, T_query, T_key]``; the
+simultaneous-training masks of :mod:`echostream_fairseq.streaming.masks` are passed straight in.
+
+Incremental decoding keeps the self-attention keys/values of past positions in a
+:class:`LayerCache` that is passed in and returned (never stored on the module).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer"]
+
+
+@dataclass(frozen=True)
+class LayerCache:
+    """Keys/values a layer has already computed, each ``[B, H, T, d_head]``.
+
+    ``self_key``/``self_value`` grow by one step per decoded position; ``cross_key``/``cross_value``
+    are the projected memory (encoder states), computed once per utterance.
+    """
+
+    self_key: Optional[Tensor] = None
+    self_value: Optional[Tensor] = None
+    cross_key: Optional[Tensor] = None
+    cross_value: Optional[Tensor] = None
+
+    def index_select(self, order: Tensor) -> "LayerCache":
+        """Reorder the batch (beam search)."""
+        pick = lambda t: None if t is None else t.index_select(0, order)  # noqa: E731
+        return LayerCache(pick(self.self_key), pick(self.self_value), pick(self.cross_key), pick(self.cross_value))
+
+
+def _safe_mask(mask: Optional[Tensor]) -> Optional[Tensor]:
+    """A query row that may see no key would give NaN; let it see every key (its output is ignored)."""
+    if mask is None:
+        return None
+    return mask | ~mask.any(dim=-1, keepdim=True)
+
+
+class MultiheadAttention(nn.Module):
+    """Scaled dot-product attention with separate query and key/value input sizes.
+
+    Args:
+        embed_dim: query (and output) size ``D``.
+        num_heads: heads ``H``; ``D`` must be divisible by ``H``.
+        kv_dim: key/value input size (defaults to ``D``).
+        dropout: attention-probability dropout.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, kv_dim: Optional[int] = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        kv_dim = embed_dim if kv_dim is None else kv_dim
+        self.num_heads, self.head_dim, self.dropout = num_heads, embed_dim // num_heads, dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(kv_dim, embed_dim)
+        self.v_proj = nn.Linear(kv_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """``[B, T, D]`` -> ``[B, H, T, d]``."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, source: Tensor) -> Tuple[Tensor, Tensor]:
+        """Keys and values of ``source`` ``[B, S, kv_dim]``, each ``[B, H, S, d]``."""
+        return self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))
+
+    def attend(self, query: Tensor, key: Tensor, value: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """``query`` ``[B, T, D]`` over projected ``key``/``value`` ``[B, H, S, d]``; mask ``[B|1, T, S]``."""
+        q = self.split_heads(self.q_proj(query))
+        m = _safe_mask(mask)
+        out = F.scaled_dot_product_attention(
+            q, key, value, attn_mask=None if m is None else m.unsqueeze(1),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        B, H, T, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * d))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm layer: ``x + SelfAttn(LN(x))``, then ``+ CrossAttn(LN(x), memory)``, then ``+ FFN(LN(x))``.
+
+    Args:
+        embed_dim: model size ``D``.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden size.
+        dropout: residual dropout; ``attention_dropout`` and ``activation_dropout`` likewise.
+        memory_dim: size of the cross-attended states; ``None`` builds no cross-attention.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        memory_dim: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.self_attn_norm = nn.LayerNorm(embed_dim)
+        self.self_attn = MultiheadAttention(embed_dim, num_heads, dropout=attention_dropout)
+        self.cross_attn: Optional[MultiheadAttention] = None
+        if memory_dim is not None:
+            self.cross_attn_norm = nn.LayerNorm(embed_dim)
+            self.cross_attn = MultiheadAttention(embed_dim, num_heads, kv_dim=memory_dim, dropout=attention_dropout)
+        self.ffn_norm = nn.LayerNorm(embed_dim)
+        self.ffn_in = nn.Linear(embed_dim, ffn_dim)
+        self.ffn_out = nn.Linear(ffn_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        self_mask: Optional[Tensor] = None,
+        memory: Optional[Tensor] = None,
+        memory_mask: Optional[Tensor] = None,
+        cache: Optional[LayerCache] = None,
+    ) -> Tuple[Tensor, LayerCache]:
+        """Run the layer.
+
+        Args:
+            x: ``[B, T, D]`` new positions.
+            self_mask: ``[B|1, T, P + T]`` over the ``P`` cached and ``T`` new positions.
+            memory: ``[B, S, memory_dim]`` cross-attended states. With a cache, only the frames
+                beyond those the cache already holds are projected (the source may grow between
+                calls; a new utterance needs a new cache).
+            memory_mask: ``[B|1, T, S]``.
+            cache: keys/values of earlier positions; ``None`` starts empty.
+
+        Returns:
+            ``[B, T, D]`` and the cache extended by the ``T`` new positions.
+        """
+        cache = LayerCache() if cache is None else cache
+        h = self.self_attn_norm(x)
+        key, value = self.self_attn.project_kv(h)
+        if cache.self_key is not None:
+            key = torch.cat([cache.self_key, key], dim=2)
+            value = torch.cat([cache.self_value, value], dim=2)
+        x = x + self.dropout(self.self_attn.attend(h, key, value, self_mask))
+        cross_key, cross_value = cache.cross_key, cache.cross_value
+        if self.cross_attn is not None:
+            have = 0 if cross_key is None else cross_key.size(2)
+            if memory is not None and memory.size(1) > have:
+                # only memory frames not seen before are projected: a growing source (simultaneous
+                # decoding) costs its new frames, not its whole prefix
+                new_key, new_value = self.cross_attn.project_kv(memory[:, have:])
+                cross_key = new_key if cross_key is None else torch.cat([cross_key, new_key], dim=2)
+                cross_value = new_value if cross_value is None else torch.cat([cross_value, new_value], dim=2)
+            elif cross_key is None:
+                raise ValueError("this layer cross-attends: pass memory (or a cache holding it)")
+            h = self.cross_attn_norm(x)
+            x = x + self.dropout(self.cross_attn.attend(h, cross_key, cross_value, memory_mask))
+        h = self.activation_dropout(F.relu(self.ffn_in(self.ffn_norm(x))))
+        x = x + self.dropout(self.ffn_out(h))
+        return x, LayerCache(key, value, cross_key, cross_value)

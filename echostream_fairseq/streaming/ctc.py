@@ -1,0 +1,53 @@
+"""Greedy CTC decoding, shared by training metrics, offline decoding, the streaming masks and the
+agents' READ/WRITE policy.
+
+Blank is index 0 of every dictionary (fairseq's ``<s>``), as in fairseq's CTC criteria.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+from torch import Tensor
+
+__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_emission_counts"]
+
+CTC_BLANK = 0
+
+
+def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> List[List[int]]:
+    """Best path per row of ``logits`` ``[B, T, V]`` (first ``lengths[b]`` frames), repeats
+    collapsed and blanks dropped; ``banned`` ids (e.g. pad/eos/unk) are never chosen."""
+    if banned:
+        logits = logits.clone()
+        logits[..., list(banned)] = float("-inf")
+    best = logits.argmax(dim=-1).tolist()
+    out = []
+    for row, n in zip(best, lengths.tolist()):
+        seq, previous = [], None
+        for t in row[:n]:
+            if t != previous and t != CTC_BLANK:
+                seq.append(t)
+            previous = t
+        out.append(seq)
+    return out
+
+
+def ctc_emission_counts(logits: Tensor, padding_mask: Optional[Tensor] = None, blank: int = CTC_BLANK) -> Tensor:
+    """Greedy CTC prefix length after each frame.
+
+    Args:
+        logits: ``[B, T, V]`` CTC scores.
+        padding_mask: ``[B, T]``, ``True`` at padding (padding emits nothing).
+        blank: blank index.
+
+    Returns:
+        ``[B, T]`` long: tokens the collapsed greedy path holds after frames ``0..t``.
+    """
+    best = logits.argmax(dim=-1)  # [B, T]
+    previous = best.new_full(best.shape, blank)
+    previous[:, 1:] = best[:, :-1]
+    emits = (best != blank) & (best != previous)
+    if padding_mask is not None:
+        emits = emits & ~padding_mask
+    return emits.long().cumsum(dim=1)
