@@ -1,0 +1,169 @@
+"""``echostream-prep``: build a training-ready EchoStream corpus folder.
+
+Three sources::
+
+    echostream-prep synthetic --out DIR [--num-train 1000 --num-dev 100 --num-test 100 --seed 1]
+    echostream-prep cvss --cv-root CV_FR --cvss-root CVSS_C_FR_EN --out DIR [--splits train dev test]
+    echostream-prep tsv --train train.tsv [--dev dev.tsv] [--test test.tsv] --out DIR
+
+Every run is resumable: finished steps are skipped, outputs made with other options are kept
+unless ``--force``. Bad input ends with ``error: <file>:<line>: <problem>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from typing import List, Optional
+
+__all__ = ["build_parser", "main"]
+
+# per source: (default --vocab-size, default --num-units)
+DEFAULTS = {"synthetic": (300, 200), "cvss": (6000, 1000), "tsv": (6000, 1000)}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--out", required=True, help="output folder (created; reruns resume it)")
+    p.add_argument("--force", action="store_true",
+                   help="replace outputs made with other options, or write into a non-empty folder prep did not make")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="sentencepiece vocabulary size per language (default: 300 synthetic, 6000 otherwise; "
+                        "a small corpus may end up with fewer pieces)")
+    p.add_argument("--num-units", type=int, default=None,
+                   help="number of target units K of the log-mel k-means (default: 200 synthetic, 1000 otherwise)")
+    p.add_argument("--unit-extractor", choices=("logmel", "hubert"), default="logmel",
+                   help="logmel: k-means on 80-bin log-mel of the target speech (20 ms hop); hubert: a HuBERT "
+                        "checkpoint's layer features with a given k-means model")
+    p.add_argument("--hubert-checkpoint", help="fairseq HuBERT checkpoint (with --unit-extractor hubert)")
+    p.add_argument("--hubert-layer", type=int, default=11, help="HuBERT transformer layer to read (1-based, default 11)")
+    p.add_argument("--kmeans-model", help="k-means for HuBERT features: .npy/.pt centroids [K, D] or an sklearn "
+                                          "KMeans saved with joblib/pickle (trusted files only)")
+    p.add_argument("--kmeans-max-frames", type=int, default=300_000,
+                   help="train target frames the log-mel k-means is fitted on (default 300000)")
+    p.add_argument("--kmeans-iterations", type=int, default=50, help="maximum k-means iterations (default 50)")
+    p.add_argument("--cmvn-max-utterances", type=int, default=10_000,
+                   help="train utterances the global CMVN is estimated on (default 10000)")
+    p.add_argument("--jobs", type=int, default=2, help="threads decoding and resampling input audio (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="echostream-prep",
+        description="Prepare a French->English speech-to-unit corpus for EchoStream (fairseq speech-to-speech layout).",
+    )
+    sub = parser.add_subparsers(dest="source", required=True, metavar="{synthetic,cvss,tsv}")
+
+    p = sub.add_parser("synthetic", parents=[common], help="offline espeak-ng corpus from a built-in grammar",
+                       description="French->English parallel speech synthesised with espeak-ng from a built-in grammar.")
+    p.add_argument("--num-train", type=int, default=1000)
+    p.add_argument("--num-dev", type=int, default=100)
+    p.add_argument("--num-test", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1, help="fixes sentences, voices, k-means and subsets (default 1)")
+
+    p = sub.add_parser("cvss", parents=[common], help="Common Voice French + CVSS-C fr-en",
+                       description="Common Voice French (clips/*.mp3, {train,dev,test}.tsv) joined with CVSS-C fr-en "
+                                   "({split}.tsv: clip, translation; {split}/{clip}.wav).")
+    p.add_argument("--cv-root", required=True, help="Common Voice French folder (clips/, train.tsv, dev.tsv, test.tsv, ...)")
+    p.add_argument("--cvss-root", required=True, help="CVSS-C fr-en folder (train.tsv, train/, dev.tsv, dev/, ...)")
+    p.add_argument("--splits", nargs="+", default=["train", "dev", "test"], choices=("train", "dev", "test"))
+    p.add_argument("--seed", type=int, default=1, help="seeds k-means and subsets (default 1)")
+
+    p = sub.add_parser("tsv", parents=[common], help="generic TSV per split",
+                       description="One TSV per split with header id, src_audio, src_text, tgt_text, tgt_audio "
+                                   "(audio paths absolute or relative to the TSV's folder).")
+    p.add_argument("--train", required=True)
+    p.add_argument("--dev")
+    p.add_argument("--test")
+    p.add_argument("--seed", type=int, default=1, help="seeds k-means and subsets (default 1)")
+    return parser
+
+
+def _load_corpus(args: argparse.Namespace):
+    from echostream_fairseq.data.corpus import cvss_corpus, synthetic_corpus, tsv_corpus
+
+    if args.source == "synthetic":
+        return synthetic_corpus(args.seed, {"train": args.num_train, "dev": args.num_dev, "test": args.num_test})
+    if args.source == "cvss":
+        return cvss_corpus(args.cv_root, args.cvss_root, list(dict.fromkeys(args.splits)))
+    return tsv_corpus({split: path for split, path in (("train", args.train), ("dev", args.dev), ("test", args.test)) if path})
+
+
+def _print_summary(result: dict, out: str, seconds: float) -> None:
+    stats = result["stats"]
+    print(f"echostream-prep: {out} ready in {seconds:.1f} s "
+          f"(ran: {', '.join(result['ran']) or 'nothing'}; up to date: {', '.join(result['skipped']) or 'nothing'})")
+    print(f"{'split':<6} {'utts':>6} {'src s':>6} {'tgt s':>6} {'units':>6} {'src sw':>6} {'tgt sw':>6}")
+    for split, s in stats["splits"].items():
+        print(f"{split:<6} {s['utterances']:>6} {s['src_seconds_mean']:>6.2f} {s['tgt_seconds_mean']:>6.2f} "
+              f"{s['tgt_units_mean']:>6.1f} {s['src_subwords_mean']:>6.1f} {s['tgt_subwords_mean']:>6.1f}")
+    print(f"units: K={stats['num_units']} ({stats['units_used_in_train']} used in train); subword vocabularies: "
+          f"src {stats['src_subword_vocabulary']}, tgt {stats['tgt_subword_vocabulary']}; "
+          f"train words: src {stats['train_vocabulary_words']['src']}, tgt {stats['train_vocabulary_words']['tgt']}")
+
+
+def _configure_logging(quiet: bool) -> None:
+    logger = logging.getLogger("echostream.prep")
+    if not any(getattr(h, "_echostream_prep", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._echostream_prep = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    # fairseq (imported with the package) announces optional extras at INFO; not news for prep users
+    logging.getLogger("fairseq").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.quiet)
+    # imported here so that --help answers at once
+    from echostream_fairseq.data.audio import AudioError
+    from echostream_fairseq.data.manifest import ManifestError
+    from echostream_fairseq.data.prep import PrepOptions, prepare
+    from echostream_fairseq.data.steps import PrepError
+    from echostream_fairseq.data.tts import TtsError
+    from echostream_fairseq.data.units import UnitError
+
+    vocab_default, units_default = DEFAULTS[args.source]
+    hubert = args.unit_extractor == "hubert"
+    options = PrepOptions(
+        out_dir=args.out,
+        vocab_size=args.vocab_size if args.vocab_size is not None else vocab_default,
+        num_units=args.num_units if args.num_units is not None or hubert else units_default,
+        unit_extractor=args.unit_extractor,
+        hubert_checkpoint=args.hubert_checkpoint,
+        hubert_layer=args.hubert_layer,
+        kmeans_model=args.kmeans_model,
+        kmeans_max_frames=args.kmeans_max_frames,
+        kmeans_iterations=args.kmeans_iterations,
+        cmvn_max_utterances=args.cmvn_max_utterances,
+        seed=args.seed,
+        jobs=args.jobs,
+        force=args.force,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    t0 = time.perf_counter()
+    try:
+        corpus = _load_corpus(args)
+        result = prepare(corpus, options)
+    except (AudioError, ManifestError, PrepError, UnitError, TtsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    _print_summary(result, args.out, time.perf_counter() - t0)
+    if not args.quiet:
+        print(json.dumps({"seconds": {k: round(v, 2) for k, v in result["seconds"].items()}}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Corpus preparation (``echostream-prep``) and the data the training task reads.
+
+Modules, one concept each:
+
+* :mod:`~echostream_fairseq.data.audio`: reading audio, fbank features, 16-bit wav writing.
+* :mod:`~echostream_fairseq.data.manifest`: strict TSV reading, id checks, atomic writes.
+* :mod:`~echostream_fairseq.data.grammar`: the French -> English grammar of the synthetic corpus.
+* :mod:`~echostream_fairseq.data.tts`: espeak-ng speech synthesis through ctypes.
+* :mod:`~echostream_fairseq.data.corpus`: the three corpus sources (synthetic, CVSS, TSV).
+* :mod:`~echostream_fairseq.data.text`: text normalisation and sentencepiece vocabularies.
+* :mod:`~echostream_fairseq.data.kmeans`: seeded k-means in torch.
+* :mod:`~echostream_fairseq.data.units`: discrete target units (log-mel or HuBERT + k-means).
+* :mod:`~echostream_fairseq.data.steps`: resumable steps with parameter stamps.
+* :mod:`~echostream_fairseq.data.prep`: the preparation pipeline that ties them together.
+
+Nothing is imported here, so ``import echostream_fairseq.data.audio`` stays light.
+"""

@@ -1,0 +1,146 @@
+"""Reading speech audio and computing the model's input features.
+
+The training task and ``echostream-prep`` share these functions, so the features that prep
+measures (frame counts, CMVN statistics) are exactly the ones the model sees:
+
+* :func:`read_audio`: any file libsndfile reads (wav, flac, ogg, mp3, ...), downmixed to mono and
+  resampled to the requested rate, as float32 in [-1, 1].
+* :func:`fbank`: 80-bin kaldi-compatible log-mel filterbank, 25 ms window, 10 ms shift, no
+  dither, on the waveform scaled to the int16 range (what fairseq's speech-to-text data does).
+* :func:`num_fbank_frames`: the number of :func:`fbank` frames for a number of samples, without
+  computing them.
+* :func:`write_wav`: 16-bit mono PCM wav.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.compliance.kaldi as kaldi
+import torchaudio.functional as AF
+from torch import Tensor
+
+__all__ = [
+    "AudioError",
+    "SAMPLE_RATE",
+    "FBANK_FRAME_LENGTH_MS",
+    "FBANK_FRAME_SHIFT_MS",
+    "read_audio",
+    "fbank",
+    "num_fbank_frames",
+    "write_wav",
+    "audio_format_hint",
+]
+
+SAMPLE_RATE = 16000
+FBANK_FRAME_LENGTH_MS = 25.0
+FBANK_FRAME_SHIFT_MS = 10.0
+INT16_SCALE = 32768.0  # fairseq feeds kaldi fbank int16-range samples
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message names the file."""
+
+
+def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> Tensor:
+    """Read an audio file as mono float32 at ``sample_rate``.
+
+    Multichannel audio is downmixed by averaging the channels; other rates are resampled with
+    ``torchaudio.functional.resample``.
+
+    Args:
+        path: any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3 with libsndfile >= 1.1).
+        sample_rate: rate of the returned waveform.
+
+    Returns:
+        ``[num_samples]`` float32 tensor in [-1, 1].
+
+    Raises:
+        AudioError: the file is missing, unreadable, empty or holds NaN/inf samples.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: audio file not found")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        # always_2d: [frames, channels] whatever the channel count
+        data, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(f"{path}: cannot read audio ({e}){audio_format_hint(path)}") from None
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError(f"{path}: audio has no samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: audio contains NaN or inf samples")
+    waveform = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
+    if file_rate != sample_rate:
+        waveform = AF.resample(waveform, int(file_rate), int(sample_rate))
+    return waveform.clamp_(-1.0, 1.0)
+
+
+def audio_format_hint(path: str) -> str:
+    """Why libsndfile may refuse a file that is fine: an mp3 with a libsndfile older than 1.1."""
+    if path.lower().endswith(".mp3") and "MP3" not in sf.available_formats():
+        return (f"; this libsndfile ({sf.__libsndfile_version__}) cannot decode mp3: install soundfile>=0.12 "
+                "(it bundles libsndfile>=1.1) or convert the clips to wav/flac")
+    return ""
+
+
+def _fbank_window(sample_rate: int) -> tuple[int, int]:
+    """(window length, shift) of :func:`fbank` in samples, rounded as kaldi rounds them."""
+    return (
+        int(sample_rate * FBANK_FRAME_LENGTH_MS * 0.001),
+        int(sample_rate * FBANK_FRAME_SHIFT_MS * 0.001),
+    )
+
+
+def num_fbank_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
+    """Number of frames :func:`fbank` returns for ``num_samples`` samples (kaldi ``snip_edges``)."""
+    window, shift = _fbank_window(sample_rate)
+    if num_samples < window:
+        return 0
+    return 1 + (num_samples - window) // shift
+
+
+def fbank(waveform: Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 80) -> Tensor:
+    """Kaldi-compatible log-mel filterbank of one mono waveform.
+
+    Args:
+        waveform: ``[num_samples]`` float in [-1, 1].
+        sample_rate: rate of ``waveform``.
+        num_mel_bins: number of mel bins.
+
+    Returns:
+        ``[num_frames, num_mel_bins]`` float32 with
+        ``num_frames == num_fbank_frames(num_samples, sample_rate)`` (0 rows for audio shorter than
+        one 25 ms window).
+    """
+    if waveform.dim() != 1:
+        raise AudioError(f"fbank expects a mono waveform [num_samples], got shape {list(waveform.shape)}")
+    if num_fbank_frames(waveform.numel(), sample_rate) == 0:
+        return torch.zeros(0, num_mel_bins)
+    return kaldi.fbank(
+        waveform.float().unsqueeze(0) * INT16_SCALE,
+        num_mel_bins=num_mel_bins,
+        frame_length=FBANK_FRAME_LENGTH_MS,
+        frame_shift=FBANK_FRAME_SHIFT_MS,
+        dither=0.0,
+        sample_frequency=float(sample_rate),
+    )
+
+
+def write_wav(path: PathLike, waveform: Tensor, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write ``[num_samples]`` float audio in [-1, 1] as 16-bit mono PCM wav (not atomic)."""
+    if waveform.dim() != 1:
+        raise AudioError(f"{os.fspath(path)}: write_wav expects [num_samples], got shape {list(waveform.shape)}")
+    samples = waveform.detach().float().clamp(-1.0, 1.0).numpy()
+    # quantise ourselves with the scale libsndfile reads back with (1/32768), so a round trip
+    # through write_wav and read_audio changes each sample by at most half a step
+    pcm = np.clip(np.round(samples * INT16_SCALE), -32768, 32767).astype(np.int16)
+    sf.write(os.fspath(path), pcm, sample_rate, subtype="PCM_16", format="WAV")

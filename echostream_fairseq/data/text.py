@@ -1,0 +1,119 @@
+"""Text normalisation and sentencepiece subword vocabularies.
+
+Normalisation (the same for every corpus and both languages): Unicode NFKC, lower case, typographic
+apostrophes made ASCII, hyphens and other punctuation replaced by spaces, apostrophes kept only
+inside words (``l'homme``, ``mary's``), whitespace collapsed. Why: the subword targets are
+predicted from speech (CTC heads, MT decoder), and speech carries neither case nor punctuation;
+ASR-BLEU is scored on text without them too. The raw text is kept in ``text/{split}.tsv`` and
+in the SimulEval references.
+
+Subword models are sentencepiece unigram models trained on the train split with ids
+``<s>=0, <pad>=1, </s>=2, <unk>=3``, fairseq's own order, so a piece's sentencepiece id equals
+its index in the fairseq dictionary written next to it.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import re
+import unicodedata
+from typing import Dict, Iterable, List, Sequence
+
+import sentencepiece as spm
+
+from echostream_fairseq.data.manifest import atomic_open
+
+__all__ = [
+    "NORMALIZER_VERSION",
+    "normalize_text",
+    "train_sentencepiece",
+    "encode_pieces",
+    "write_fairseq_dict",
+    "SPECIAL_PIECES",
+]
+
+NORMALIZER_VERSION = 1
+SPECIAL_PIECES = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, added by fairseq's Dictionary itself
+
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
+_NOT_WORD = re.compile(r"[^\w' ]+")  # \w is Unicode-aware: accented letters and digits stay
+_LOOSE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+
+
+def normalize_text(text: str) -> str:
+    """Lower-cased text without punctuation (see the module docstring); may return ``""``."""
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
+    text = _NOT_WORD.sub(" ", text.replace("_", " "))
+    text = _LOOSE_APOSTROPHE.sub(" ", text)
+    return " ".join(text.split())
+
+
+def train_sentencepiece(
+    sentences: Sequence[str], model_dir: str, vocab_size: int, required_chars: Sequence[str] = ()
+) -> spm.SentencePieceProcessor:
+    """Train a unigram model on ``sentences``; writes ``spm.model`` and ``spm.vocab`` atomically.
+
+    ``hard_vocab_limit=False`` lets a small corpus end up with fewer pieces than asked for instead
+    of failing. Training is single-threaded and reads every sentence in order, so the same input
+    gives the same model. ``required_chars`` become pieces even if ``sentences`` lack them (prep
+    passes the characters of every split, so no text of the corpus encodes to ``<unk>``).
+
+    Returns:
+        The loaded model.
+    """
+    if not sentences:
+        raise ValueError("cannot train a sentencepiece model on no sentences")
+    os.makedirs(model_dir, exist_ok=True)
+    # model_writer: the model comes back as bytes (no temporary files, no path recorded in it)
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=buffer,
+        vocab_size=int(vocab_size),
+        model_type="unigram",
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        minloglevel=2,
+        required_chars="".join(required_chars),
+    )
+    model = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
+    model_path = os.path.join(model_dir, "spm.model")
+    with atomic_open(os.path.join(model_dir, "spm.vocab")) as f:
+        for piece_id in range(model.get_piece_size()):
+            f.write(f"{model.id_to_piece(piece_id)}\t{model.get_score(piece_id):g}\n")
+    with atomic_open(model_path, "wb") as f:
+        f.write(buffer.getvalue())
+    return spm.SentencePieceProcessor(model_file=model_path)
+
+
+def encode_pieces(model: spm.SentencePieceProcessor, text: str) -> List[str]:
+    """Sentencepiece pieces of already-normalised ``text``."""
+    return model.encode(text, out_type=str)
+
+
+def write_fairseq_dict(model: spm.SentencePieceProcessor, piece_sequences: Iterable[Sequence[str]], path: str) -> int:
+    """Write a fairseq dictionary (``piece count`` per line, in sentencepiece id order).
+
+    The four special symbols are left out: fairseq's ``Dictionary`` adds them itself, so a piece's
+    line index + 4 is its sentencepiece id. Counts are the piece frequencies in
+    ``piece_sequences`` (the train split); pieces never used there get count 0.
+
+    Returns:
+        The number of pieces written.
+    """
+    counts: Dict[str, int] = collections.Counter(p for pieces in piece_sequences for p in pieces)
+    written = 0
+    with atomic_open(path) as f:
+        for piece_id in range(model.get_piece_size()):
+            piece = model.id_to_piece(piece_id)
+            if piece in SPECIAL_PIECES:
+                continue
+            f.write(f"{piece} {counts.get(piece, 0)}\n")
+            written += 1
+    return written

@@ -1,0 +1,61 @@
+"""espeak-ng through ctypes: history-independent output, distinct voices, errors."""
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from echostream_fairseq.data.tts import ESPEAK_SAMPLE_RATE, TARGET_VOICE, VARIANTS, TtsError, Voice, get_synthesizer
+
+TEXT = "le petit chat noir mange une pomme rouge dans la grande maison"
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return get_synthesizer()
+
+
+def test_same_input_same_samples_whatever_came_before(synth):
+    first = {v: synth.synthesize_int16(TEXT, Voice("fr", v, 160, 45)) for v in VARIANTS}
+    # speak other things with other settings in between, then again in another order
+    for v in reversed(list(VARIANTS)):
+        synth.synthesize_int16("bonjour à tous, il fait beau aujourd'hui", Voice("fr", v, 200, 70, 30))
+        synth.synthesize_int16("the dog runs", TARGET_VOICE)
+        assert np.array_equal(synth.synthesize_int16(TEXT, Voice("fr", v, 160, 45)), first[v]), v
+
+
+def test_voices_sound_different(synth):
+    mel = torchaudio.transforms.MelSpectrogram(ESPEAK_SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=40)
+    spectra = {}
+    for v in VARIANTS:
+        samples = synth.synthesize_int16(TEXT, Voice("fr", v))
+        assert 0 < np.abs(samples.astype(int)).max() < 32767  # audible, never saturated
+        spectra[v] = torch.log(mel(torch.from_numpy(samples.astype(np.float32) / 32768)) + 1e-5).mean(1)
+    names = list(spectra)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            # mean log-mel spectrum differs by at least 0.1 nats per band on average
+            assert (spectra[a] - spectra[b]).abs().mean() > 0.1, (a, b)
+
+
+def test_rate_and_pitch_change_the_audio(synth):
+    base = synth.synthesize_int16(TEXT, Voice("fr", "es-plain", 150, 50))
+    fast = synth.synthesize_int16(TEXT, Voice("fr", "es-plain", 220, 50))
+    high = synth.synthesize_int16(TEXT, Voice("fr", "es-plain", 150, 80))
+    assert len(fast) < 0.8 * len(base)
+    assert not np.array_equal(high[: len(base)], base[: len(high)])
+
+
+def test_resampled_output(synth):
+    wav = synth.synthesize("bonjour", Voice("fr", "es-bright"), 16000)
+    raw = synth.synthesize_int16("bonjour", Voice("fr", "es-bright"))
+    assert wav.dtype == torch.float32 and abs(wav.numel() - len(raw) * 16000 / ESPEAK_SAMPLE_RATE) <= 1
+
+
+def test_errors(synth):
+    with pytest.raises(TtsError, match="unknown voice variant"):
+        synth.synthesize_int16("bonjour", Voice("fr", "nope"))
+    with pytest.raises(TtsError, match="no voice"):
+        synth.synthesize_int16("bonjour", Voice("xx-nolang", "es-plain"))
+    with pytest.raises(TtsError, match="empty text"):
+        synth.synthesize_int16("  ", Voice("fr", "es-plain"))
