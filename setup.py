@@ -27,6 +27,8 @@ setup(
     entry_points={
         "console_scripts": [
             "echostream-bench=echostream_fairseq.cli.bench:main",
+            "echostream-prep=echostream_fairseq.cli.prep:main",
+            "echostream-score=echostream_fairseq.cli.score:main",
         ],
     },
 )

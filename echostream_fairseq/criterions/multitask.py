@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from fairseq import metrics
+from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
@@ -111,7 +111,12 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         def total(key: str) -> float:
-            return sum(log.get(key, 0) for log in logging_outputs)
+            # distributed training hands back tensors: fairseq's item() makes them plain numbers
+            return float(utils.item(sum(log.get(key, 0) for log in logging_outputs)))
+
+        def rate(m, errors: str, count: str) -> float:
+            n = float(utils.item(m[count].sum))
+            return round(100.0 * float(utils.item(m[errors].sum)) / n, 2) if n > 0 else float("nan")
 
         sample_size = total("sample_size")
         ln2 = math.log(2)
@@ -124,17 +129,11 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         for name in ("asr", "st"):
             metrics.log_scalar(f"_{name}_errors", total(f"{name}_errors"))
             metrics.log_scalar(f"_{name}_words", total(f"{name}_words"))
-            metrics.log_derived(
-                f"{name}_wer",
-                lambda m, name=name: round(100.0 * m[f"_{name}_errors"].sum / m[f"_{name}_words"].sum, 2)
-                if m[f"_{name}_words"].sum > 0 else float("nan"),
-            )
+            metrics.log_derived(f"{name}_wer", lambda m, name=name: rate(m, f"_{name}_errors", f"_{name}_words"))
         if total("unit_total") > 0:
             metrics.log_scalar("_unit_errors", total("unit_errors"))
             metrics.log_scalar("_unit_total", total("unit_total"))
-            metrics.log_derived(
-                "unit_er", lambda m: round(100.0 * m["_unit_errors"].sum / m["_unit_total"].sum, 2)
-            )
+            metrics.log_derived("unit_er", lambda m: rate(m, "_unit_errors", "_unit_total"))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -6,7 +6,7 @@
     input_channels: 1
     sample_rate: 16000
     global_cmvn: {stats_npz_path: gcmvn.npz}
-    specaugment: {freq_mask_F: 27, freq_mask_N: 1, time_mask_N: 1, time_mask_T: 100, ...}
+    specaugment: {freq_mask_F: 27, freq_mask_N: 1, time_mask_N: 1, time_mask_T: 40, ...}
     transforms: {'*': [global_cmvn], _train: [global_cmvn, specaugment]}
     units: {kmeans: units/kmeans.pt, num_units: 200, dict: units/dict.txt}
 
@@ -117,11 +117,13 @@ class DataConfig:
 
         cmvn = data.get("global_cmvn") or {}
         stats = _resolve(root, cmvn.get("stats_npz_path")) if isinstance(cmvn, dict) else None
-        transforms = data.get("transforms") or {}
+        # fairseq spells the key "feature_transforms" in newer configs and "transforms" in older ones
+        transforms = data.get("feature_transforms") or data.get("transforms") or {}
         for split, names in transforms.items():
             for name in names or []:
                 if name not in ("global_cmvn", "specaugment", "utterance_cmvn"):
-                    raise ConfigError(f"{path}:{lines.get('transforms', 1)}: unknown feature transform {name!r}")
+                    raise ConfigError(f"{path}:{lines.get('transforms', lines.get('feature_transforms', 1))}: "
+                                      f"unknown feature transform {name!r}")
                 if name == "global_cmvn" and (stats is None or not stats.is_file()):
                     raise ConfigError(
                         f"{path}:{lines.get('global_cmvn', lines.get('transforms', 1))}: "
@@ -152,7 +154,7 @@ class DataConfig:
             names = self.transforms.get("*")
         if not names:
             return None
-        cfg: Dict[str, Any] = {"transforms": list(names)}
+        cfg: Dict[str, Any] = {"feature_transforms": list(names)}
         if self.global_cmvn_stats is not None:
             cfg["global_cmvn"] = {"stats_npz_path": str(self.global_cmvn_stats)}
         cfg["specaugment"] = self.specaugment

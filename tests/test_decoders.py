@@ -1,0 +1,119 @@
+"""The decoders downstream of the encoder: incremental equals full, causality, shapes."""
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+from echostream_fairseq.models.ctc_heads import TransformerCTCHead
+from echostream_fairseq.models.mt_decoder import MTDecoder
+from echostream_fairseq.models.unit_decoder import CTCUnitDecoder, T2UEncoder
+from echostream_fairseq.modules.transformer_layer import TransformerLayer
+
+
+def _dictionary(n=12):
+    d = Dictionary()
+    for i in range(n):
+        d.add_symbol(f"\u2581w{i}")
+    return d
+
+
+def _encoder_out(x, padding=None):
+    B, T, _ = x.shape
+    padding = torch.zeros(B, T, dtype=torch.bool) if padding is None else padding
+    return {"encoder_out": [x.transpose(0, 1)], "encoder_padding_mask": [padding]}
+
+
+def test_mt_decoder_incremental_equals_full():
+    torch.manual_seed(0)
+    d = _dictionary()
+    dec = MTDecoder(d, encoder_dim=16, embed_dim=32, ffn_dim=64, num_layers=2, num_heads=4).eval()
+    enc = _encoder_out(torch.randn(2, 7, 16))
+    prev = torch.randint(4, len(d), (2, 6))
+    prev[:, 0] = d.eos()
+    full, extra = dec(prev, enc)
+    state = {}
+    steps = [dec(prev[:, : t + 1], enc, incremental_state=state)[0] for t in range(prev.size(1))]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert extra["hidden"].shape == (2, 6, 32)
+
+
+def test_mt_decoder_reorder_incremental_state_follows_the_beam():
+    torch.manual_seed(1)
+    d = _dictionary()
+    dec = MTDecoder(d, encoder_dim=8, embed_dim=16, ffn_dim=32, num_layers=1, num_heads=2).eval()
+    enc = _encoder_out(torch.randn(2, 5, 8))
+    prev = torch.randint(4, len(d), (2, 3))
+    state = {}
+    for t in range(2):
+        dec(prev[:, : t + 1], enc, incremental_state=state)
+    order = torch.tensor([1, 0])
+    dec.reorder_incremental_state(state, order)
+    swapped_enc = {k: [v[0].index_select(1 if k == "encoder_out" else 0, order)] for k, v in enc.items()}
+    out = dec(prev[order], swapped_enc, incremental_state=state)[0]
+    full = dec(prev[order], swapped_enc)[0][:, -1:]
+    torch.testing.assert_close(out, full, atol=1e-5, rtol=1e-5)
+
+
+def test_mt_decoder_cross_attention_mask_hides_the_future_source():
+    torch.manual_seed(2)
+    d = _dictionary()
+    dec = MTDecoder(d, encoder_dim=8, embed_dim=16, ffn_dim=32, num_layers=2, num_heads=2).eval()
+    x = torch.randn(1, 6, 8)
+    prev = torch.tensor([[d.eos(), 5, 6]])
+    mask = torch.zeros(1, 3, 6, dtype=torch.bool)
+    mask[0, 0, :2], mask[0, 1, :4], mask[0, 2, :] = True, True, True
+    a = dec(prev, _encoder_out(x), cross_attention_mask=mask)[0]
+    y = x.clone()
+    y[:, 4:] = torch.randn(1, 2, 8)  # frames only token 2 may see
+    b = dec(prev, _encoder_out(y), cross_attention_mask=mask)[0]
+    torch.testing.assert_close(a[:, :2], b[:, :2])
+    assert not torch.allclose(a[:, 2], b[:, 2])
+
+
+def test_cross_attention_cache_projects_only_new_memory_frames():
+    torch.manual_seed(3)
+    layer = TransformerLayer(16, 2, 32, dropout=0.0, memory_dim=8).eval()
+    memory = torch.randn(1, 9, 8)
+    x = torch.randn(1, 1, 16)
+    _, cache = layer(x, memory=memory[:, :5])
+    assert cache.cross_key.size(2) == 5
+    out_grown, cache2 = layer(x, memory=memory, cache=type(cache)(cross_key=cache.cross_key, cross_value=cache.cross_value))
+    assert cache2.cross_key.size(2) == 9
+    out_fresh, _ = layer(x, memory=memory)
+    torch.testing.assert_close(out_grown, out_fresh, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("left_context", [0, 3])
+def test_st_ctc_head_streaming_equals_full(left_context):
+    torch.manual_seed(4)
+    head = TransformerCTCHead(16, 10, num_layers=2, num_heads=2, ffn_dim=32, left_context=left_context).eval()
+    x = torch.randn(2, 11, 16)
+    full = head(x)
+    caches, outs = None, []
+    for a, b in [(0, 4), (4, 5), (5, 11)]:
+        y, caches = head.step(x[:, a:b], caches)
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=1e-5)
+    if left_context:
+        assert caches[0].self_key.size(2) == left_context  # bounded state
+
+
+def test_unit_decoder_earlier_units_do_not_change_when_text_grows():
+    """Causal T2U + wait-k (k2=0, n2=1): appending text leaves the units of earlier text unchanged."""
+    torch.manual_seed(5)
+    t2u = T2UEncoder(16, 16, 32, num_layers=1, num_heads=2).eval()
+    dec = CTCUnitDecoder(16, num_units=9, upsample_rate=3, ffn_dim=32, num_layers=2, num_heads=2).eval()
+    text = torch.randn(1, 5, 16)
+    short, short_len = dec(t2u(text[:, :3]), torch.tensor([3]), k2=0, n2=1)
+    long, long_len = dec(t2u(text), torch.tensor([5]), k2=0, n2=1)
+    assert short.shape == (1, 9, 9) and long.shape == (1, 15, 9)
+    assert short_len.tolist() == [9] and long_len.tolist() == [15]
+    torch.testing.assert_close(long[:, :9], short, atol=1e-5, rtol=1e-5)
+    # offline (n2=None) lets early positions see later text
+    offline, _ = dec(t2u(text), torch.tensor([5]))
+    assert not torch.allclose(offline[:, :9], short, atol=1e-4)
+
+
+def test_unit_decoder_rejects_bad_upsample_rate():
+    with pytest.raises(ValueError, match="upsample_rate"):
+        CTCUnitDecoder(16, 9, upsample_rate=0, ffn_dim=32, num_layers=1, num_heads=2)

@@ -1,0 +1,111 @@
+"""fairseq-train, fairseq-generate and 2-process CPU training, run as users run them."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+TRAIN_FLAGS = [
+    "--user-dir", str(REPO / "echostream_fairseq"),
+    "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny",
+    "--criterion", "echostream_multitask", "--train-subset", "train", "--valid-subset", "dev",
+    "--max-tokens", "3000", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
+    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4", "--clip-norm", "1.0",
+    "--cpu", "--num-workers", "0", "--log-format", "simple", "--log-interval", "1",
+    "--no-epoch-checkpoints", "--seed", "1",
+]
+
+
+def _run(cmd, **kw):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A fresh mini corpus from ``echostream-prep synthetic``."""
+    out = tmp_path_factory.mktemp("prep") / "corpus"
+    r = _run([BIN / "echostream-prep", "synthetic", "--out", out, "--num-train", "24", "--num-dev", "4",
+              "--num-test", "4", "--num-units", "50", "--seed", "3"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    save = tmp_path_factory.mktemp("ckpt")
+    r = _run([BIN / "fairseq-train", corpus, *TRAIN_FLAGS, "--max-update", "6", "--save-dir", save])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return save, r.stderr + r.stdout
+
+
+def test_fairseq_train_logs_every_loss_and_lowers_it(trained):
+    _, log = trained
+    losses = [float(m) for m in re.findall(r"train_inner \| .*? loss=([0-9.]+)", log)]
+    assert len(losses) == 6, log[-2000:]
+    assert losses[-1] < losses[0]
+    for key in ("unit_ctc_loss=", "mt_loss=", "asr_ctc_loss=", "st_ctc_loss=", "asr_wer=", "st_wer="):
+        assert key in log
+    assert re.search(r"valid on 'dev' subset \| .*unit_er", log)
+
+
+def test_checkpoint_reloads_with_weights_only(trained):
+    save, _ = trained
+    code = (
+        "import torch, echostream_fairseq\n"
+        f"state = torch.load({str(save / 'checkpoint_last.pt')!r}, weights_only=True)\n"
+        "print(state['cfg']['model'].arch, len(state['model']))\n"
+    )
+    r = _run([sys.executable, "-c", code])
+    assert r.returncode == 0, r.stderr[-2000:]
+    arch, n_tensors = r.stdout.split()
+    assert arch == "echostream_emformer_tiny" and int(n_tensors) > 50
+
+
+def test_fairseq_generate_writes_units_and_text(corpus, trained, tmp_path):
+    save, _ = trained
+    r = _run([BIN / "fairseq-generate", corpus, "--user-dir", REPO / "echostream_fairseq",
+              "--task", "echostream_speech_to_speech", "--path", save / "checkpoint_last.pt",
+              "--gen-subset", "test", "--max-tokens", "3000", "--beam", "2", "--max-len-b", "20",
+              "--cpu", "--results-path", tmp_path])
+    assert r.returncode == 0, r.stderr[-3000:]
+    units = (tmp_path / "generate-test.txt").read_text().splitlines()
+    text = (tmp_path / "generate-test.text.txt").read_text().splitlines()
+    hyps = [line for line in units if line.startswith("H-")]
+    assert len(hyps) == 4  # every test utterance, none dropped by batching
+    for line in hyps:
+        _, _, unit_str = line.split("\t")
+        assert all(0 <= int(u) < 50 for u in unit_str.split())
+    for prefix in ("ID-", "ASR-", "ST-", "MT-"):
+        assert sum(line.startswith(prefix) for line in text) == 4
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_cpu_training(corpus, tmp_path):
+    port = _free_port()
+    flags = [*TRAIN_FLAGS, "--max-update", "3", "--save-dir", tmp_path, "--distributed-world-size", "2",
+             "--distributed-backend", "gloo", "--distributed-no-spawn", "--ddp-backend", "legacy_ddp",
+             "--distributed-init-method", f"tcp://127.0.0.1:{port}"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen([str(BIN / "fairseq-train"), str(corpus), *map(str, flags), "--distributed-rank", str(rank)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for rank in (0, 1)
+    ]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "distributed init (rank 1)" in logs[0] + logs[1]
+    assert len(re.findall(r"train_inner \|", logs[0])) == 3
+    assert (tmp_path / "checkpoint_last.pt").is_file()
