@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
-from echostream_fairseq.data.text import normalize_text
-from echostream_fairseq.text import edit_distance
+from echostream_fairseq.data.text import edit_distance, normalize_text
 
 __all__ = ["score_generate", "main"]
 

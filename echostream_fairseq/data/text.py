@@ -27,6 +27,8 @@ from echostream_fairseq.data.manifest import atomic_open
 
 __all__ = [
     "NORMALIZER_VERSION",
+    "pieces_to_words",
+    "edit_distance",
     "normalize_text",
     "train_sentencepiece",
     "encode_pieces",
@@ -117,3 +119,20 @@ def write_fairseq_dict(model: spm.SentencePieceProcessor, piece_sequences: Itera
             f.write(f"{piece} {counts.get(piece, 0)}\n")
             written += 1
     return written
+
+
+def pieces_to_words(dictionary, ids: Sequence[int]) -> List[str]:
+    """Sentencepiece token ids -> words (pieces concatenated; ``▁`` starts a word; specials dropped)."""
+    text = "".join(dictionary[i] for i in ids if i >= dictionary.nspecial)
+    return text.replace("\u2581", " ").split()
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance between two sequences (substitution, insertion, deletion cost 1)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]

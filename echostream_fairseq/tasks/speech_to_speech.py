@@ -25,7 +25,7 @@ from fairseq.data import Dictionary
 from fairseq.tasks import FairseqTask, register_task
 
 from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset, load_text_target
-from echostream_fairseq.text import pieces_to_words
+from echostream_fairseq.data.text import pieces_to_words
 from echostream_fairseq.tasks.configs import ConfigError, DataConfig, MultitaskConfig
 
 logger = logging.getLogger(__name__)
