@@ -16,9 +16,10 @@ from typing import Any, Dict, List
 
 import torch
 from torch import Tensor
+from fairseq.data import data_utils
 from fairseq.sequence_generator import EnsembleModel, SequenceGenerator
 
-from echostream_fairseq.streaming.ctc import ctc_greedy
+from echostream_fairseq.streaming.ctc import CTC_BLANK, ctc_greedy
 
 __all__ = ["TwoPassGenerator"]
 
@@ -68,27 +69,25 @@ class TwoPassGenerator:
         self.ensemble.encoder_out = None
         best = [h[0] for h in mt_hypos]
         eos, pad = self.tgt_dict.eos(), self.tgt_dict.pad()
-        # decoder input for the chosen text: eos, then the tokens without their final eos
-        texts = [h["tokens"][:-1] if len(h["tokens"]) and h["tokens"][-1] == eos else h["tokens"] for h in best]
-        B = len(texts)
-        L = max(1, max(len(t) for t in texts) + 1)
-        prev = torch.full((B, L), pad, dtype=torch.long, device=enc_lengths.device)
-        for b, t in enumerate(texts):
-            prev[b, 0] = eos
-            prev[b, 1 : 1 + len(t)] = t
+        # fairseq's hypotheses end with eos; the decoder input is eos, then the tokens before it
+        prev = data_utils.collate_tokens([h["tokens"] for h in best], pad, eos, move_eos_to_beginning=True)
+        prev = prev.to(enc_lengths.device)
         hidden, _ = model.decoder(prev, encoder_out, features_only=True)
         text_lengths = prev.ne(pad).sum(dim=1)
         unit_out = model.text_to_units(hidden, text_lengths)
         logits = unit_out["unit_logits"].float().log_softmax(dim=-1)
         logits[..., self._specials(self.unit_dict)] = float("-inf")  # pad/eos/unk are never units
         units = ctc_greedy(logits, unit_out["unit_lengths"])
-        best_lp = logits.max(dim=-1).values
+        best_lp, best_id = logits.max(dim=-1)
+        previous = torch.zeros_like(best_id)
+        previous[:, 1:] = best_id[:, :-1]
+        starts = (best_id != CTC_BLANK) & (best_id != previous)  # the frames where ctc_greedy emits
 
         results = []
-        for b in range(B):
+        for b, n in enumerate(unit_out["unit_lengths"].tolist()):
             tokens = torch.tensor(units[b] + [self.unit_dict.eos()], dtype=torch.long)
-            # per-unit score: the best log-probability at the first frame of each emitted unit
-            scores = self._unit_scores(logits[b], unit_out["unit_lengths"][b], best_lp[b], len(tokens))
+            # per-unit score: the log-probability at the frame that emits the unit (0 for eos)
+            scores = torch.cat([best_lp[b, :n][starts[b, :n]].cpu(), best_lp.new_zeros(1).cpu()])
             results.append([{
                 "tokens": tokens,
                 "score": float(best[b]["score"]),
@@ -97,7 +96,7 @@ class TwoPassGenerator:
                 "attention": None,
                 "asr_tokens": asr[b],
                 "st_tokens": st[b],
-                "mt_tokens": texts[b].tolist(),
+                "mt_tokens": best[b]["tokens"][:-1].tolist(),
                 "mt_score": float(best[b]["score"]),
             }])
         return results
@@ -105,14 +104,3 @@ class TwoPassGenerator:
     @staticmethod
     def _specials(d) -> List[int]:
         return [d.pad(), d.eos(), d.unk()]
-
-    def _unit_scores(self, lprobs: Tensor, length: Tensor, best_lp: Tensor, n: int) -> Tensor:
-        n_frames = int(length)
-        best = lprobs[:n_frames].argmax(dim=-1)
-        previous = torch.cat([best.new_tensor([0]), best[:-1]])
-        starts = ((best != 0) & (best != previous)).nonzero().flatten()
-        scores = best_lp[:n_frames][starts].cpu()
-        out = torch.zeros(n)
-        k = min(len(scores), n - 1)
-        out[:k] = scores[:k]
-        return out

@@ -1,7 +1,6 @@
 """The echostream model, criterion and task in-process, on the toy corpus."""
 
 import argparse
-import copy
 
 import pytest
 import torch

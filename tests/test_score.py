@@ -41,3 +41,16 @@ def test_missing_results_is_a_clear_error(tmp_path, capsys):
         main(["--results-path", str(tmp_path / "nowhere"), "--data", str(data)])
     assert e.value.code == 2
     assert "generate-test.txt: file not found" in capsys.readouterr().err
+
+
+def test_pieces_to_words_joins_pieces_and_drops_every_special():
+    from fairseq.data import Dictionary
+
+    from echostream_fairseq.data.text import pieces_to_words
+
+    d = Dictionary()
+    for piece in ["\u2581le", "\u2581ch", "at", "\u2581noir"]:
+        d.add_symbol(piece)
+    ids = [d.bos(), d.index("\u2581le"), d.index("\u2581ch"), d.index("at"), d.unk(), d.index("\u2581noir"),
+           d.eos(), d.pad()]
+    assert pieces_to_words(d, ids) == ["le", "chat", "noir"]

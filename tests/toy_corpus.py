@@ -13,6 +13,8 @@ from typing import Dict, List
 import numpy as np
 import soundfile as sf
 
+from echostream_fairseq.data.audio import num_fbank_frames
+
 SRC_WORDS = ["le", "chat", "noir", "mange", "un", "poisson", "rouge", "petit"]
 TGT_WORDS = {"le": "the", "chat": "cat", "noir": "black", "mange": "eats", "un": "a", "poisson": "fish",
              "rouge": "red", "petit": "small"}
@@ -50,7 +52,7 @@ def write_toy_corpus(root: Path, num_train: int = 16, num_dev: int = 4, seed: in
             wav += 0.01 * rng.standard_normal(wav.shape).astype(np.float32)
             path = root / "audio" / f"{uid}.wav"
             sf.write(path, wav, sr, subtype="PCM_16")
-            n_frames = 1 + (len(wav) - 400) // 160
+            n_frames = num_fbank_frames(len(wav))
             units = _dedup([u for w in words for u in _units_of(TGT_WORDS[w])])
             main.append(f"{uid}\taudio/{uid}.wav\t{n_frames}\t{' '.join(map(str, units))}\t{len(units)}")
             src.append(f"{uid}\t" + " ".join("\u2581" + w for w in words))

@@ -123,8 +123,7 @@ def write_fairseq_dict(model: spm.SentencePieceProcessor, piece_sequences: Itera
 
 def pieces_to_words(dictionary, ids: Sequence[int]) -> List[str]:
     """Sentencepiece token ids -> words (pieces concatenated; ``▁`` starts a word; specials dropped)."""
-    text = "".join(dictionary[i] for i in ids if i >= dictionary.nspecial)
-    return text.replace("\u2581", " ").split()
+    return dictionary.string(list(ids), "sentencepiece", extra_symbols_to_ignore={dictionary.unk(), dictionary.pad()}).split()
 
 
 def edit_distance(a: Sequence, b: Sequence) -> int:

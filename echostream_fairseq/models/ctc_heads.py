@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer

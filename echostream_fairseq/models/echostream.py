@@ -35,23 +35,12 @@ from echostream_fairseq.models.mt_decoder import MTDecoder
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
 from echostream_fairseq.models.unit_decoder import CTCUnitDecoder, T2UEncoder
 from echostream_fairseq.streaming.ctc import ctc_emission_counts
+from echostream_fairseq.tasks.configs import DECODER_ARGS
 from echostream_fairseq.streaming.masks import streaming_mt_mask
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EchoStreamModel"]
-
-# multitask YAML decoder_args -> model flags (the YAML wins over the arch preset)
-_YAML_TO_ARGS = {
-    "target_unigram": {
-        "decoder_layers": "mt_decoder_layers",
-        "decoder_embed_dim": "mt_decoder_embed_dim",
-        "decoder_ffn_embed_dim": "mt_decoder_ffn_embed_dim",
-        "decoder_attention_heads": "mt_decoder_attention_heads",
-    },
-    "ctc_target_unigram": {"decoder_layers": "st_ctc_layers"},
-}
-
 
 def _parse_segment_lengths(text: str) -> List[int]:
     try:
@@ -115,7 +104,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
     @classmethod
     def build_model(cls, args, task) -> "EchoStreamModel":
         base_architecture(args)
-        for name, mapping in _YAML_TO_ARGS.items():
+        for name, mapping in DECODER_ARGS.items():  # the multitask YAML wins over the arch preset
             entry = task.multitask_config.tasks[name]
             for key, dest in mapping.items():
                 if key in entry.decoder_args:
@@ -250,8 +239,6 @@ def base_architecture(args) -> None:
     _default(args, "unit_waitk_mask", True)
     _default(args, "k2", 0)
     _default(args, "n2", -1)
-    _default(args, "max_source_positions", 6000)
-    _default(args, "max_target_positions", 1024)
 
 
 @register_model_architecture("echostream", "echostream_conformer")

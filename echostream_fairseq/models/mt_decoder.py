@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 from fairseq.models import FairseqIncrementalDecoder
+from fairseq.models.transformer import Embedding
 from fairseq.modules import PositionalEmbedding
 
 from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer
@@ -52,9 +53,7 @@ class MTDecoder(FairseqIncrementalDecoder):
         super().__init__(dictionary)
         self.embed_dim, self.max_target_positions = embed_dim, max_positions
         self.padding_idx = dictionary.pad()
-        self.embed_tokens = nn.Embedding(len(dictionary), embed_dim, padding_idx=self.padding_idx)
-        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=embed_dim**-0.5)
-        nn.init.constant_(self.embed_tokens.weight[self.padding_idx], 0.0)
+        self.embed_tokens = Embedding(len(dictionary), embed_dim, self.padding_idx)
         self.embed_scale = math.sqrt(embed_dim)
         self.embed_positions = PositionalEmbedding(max_positions, embed_dim, self.padding_idx, learned=False)
         self.dropout = nn.Dropout(dropout)

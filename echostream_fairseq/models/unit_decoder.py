@@ -11,27 +11,16 @@ text already written do not change when more text arrives: speech can be produce
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from fairseq.modules import SinusoidalPositionalEmbedding
 
 from echostream_fairseq.modules.transformer_layer import TransformerLayer
 from echostream_fairseq.streaming.masks import causal_mask, waitk_text_mask
 
-__all__ = ["T2UEncoder", "CTCUnitDecoder", "sinusoidal_positions"]
-
-
-def sinusoidal_positions(positions: Tensor, dim: int) -> Tensor:
-    """``positions`` ``[T]`` (any integers) -> ``[T, dim]`` sin/cos features."""
-    half = dim // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float) / max(half - 1, 1))
-    angle = positions.float().unsqueeze(1) * freq.unsqueeze(0)
-    out = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
-    if dim % 2:
-        out = torch.cat([out, out.new_zeros(out.size(0), 1)], dim=1)
-    return out
+__all__ = ["T2UEncoder", "CTCUnitDecoder"]
 
 
 class T2UEncoder(nn.Module):
@@ -95,7 +84,7 @@ class CTCUnitDecoder(nn.Module):
         B, L, D = text.shape
         r = self.upsample_rate
         x = text.repeat_interleave(r, dim=1)  # [B, L*r, D]
-        pos = sinusoidal_positions(torch.arange(L * r, device=text.device), D).to(x.dtype)
+        pos = SinusoidalPositionalEmbedding.get_embedding(L * r, D).to(device=x.device, dtype=x.dtype)
         x = self.dropout(x + pos.unsqueeze(0))
         up_lengths = text_lengths * r
         self_mask = causal_mask(L * r, device=text.device)

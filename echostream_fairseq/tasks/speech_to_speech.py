@@ -120,13 +120,6 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
     def max_positions(self):
         return self.args.max_source_positions, self.args.max_target_positions
 
-    def build_model(self, args, from_checkpoint: bool = False):
-        args.input_feat_per_channel = self.data_cfg.input_feat_per_channel
-        args.input_channels = self.data_cfg.input_channels
-        args.max_source_positions = getattr(args, "max_source_positions", self.args.max_source_positions)
-        args.max_target_positions = getattr(args, "max_target_positions", self.args.max_target_positions)
-        return super().build_model(args)
-
     # -- offline decoding ------------------------------------------------------------------------
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
