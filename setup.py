@@ -23,12 +23,16 @@ setup(
         "soundfile",
         "matplotlib",
         "psutil",
+        "pocketsphinx==5.1.1",
     ],
     entry_points={
         "console_scripts": [
             "echostream-bench=echostream_fairseq.cli.bench:main",
             "echostream-prep=echostream_fairseq.cli.prep:main",
             "echostream-score=echostream_fairseq.cli.score:main",
+            "echostream-bench-vocoder=echostream_fairseq.cli.bench_vocoder:main",
+            "echostream-vocode=echostream_fairseq.cli.vocode:main",
+            "echostream-train-vocoder=echostream_fairseq.cli.train_vocoder:main",
         ],
     },
 )

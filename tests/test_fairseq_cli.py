@@ -29,16 +29,6 @@ def _run(cmd, **kw):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A fresh mini corpus from ``echostream-prep synthetic``."""
-    out = tmp_path_factory.mktemp("prep") / "corpus"
-    r = _run([BIN / "echostream-prep", "synthetic", "--out", out, "--num-train", "24", "--num-dev", "4",
-              "--num-test", "4", "--num-units", "50", "--seed", "3"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     save = tmp_path_factory.mktemp("ckpt")
     r = _run([BIN / "fairseq-train", corpus, *TRAIN_FLAGS, "--max-update", "6", "--save-dir", save])

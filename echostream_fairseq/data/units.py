@@ -51,6 +51,7 @@ __all__ = [
     "load_kmeans_centroids",
     "unit_model_dict",
     "load_unit_model",
+    "unit_features_for",
     "UNIT_FRAME_HOP",
 ]
 
@@ -303,3 +304,13 @@ def load_unit_model(path: str) -> Dict[str, Any]:
         if key not in model:
             raise UnitError(f"{path}: unit model lacks {key!r}")
     return model
+
+
+def unit_features_for(unit_model: Dict[str, Any]):
+    """The feature extractor a unit model was fitted on, rebuilt from its ``feature_config``."""
+    config = unit_model["feature_config"]
+    if unit_model["extractor"] == "logmel":
+        return LogMelUnitFeatures(LogMelConfig.from_dict(config))
+    if unit_model["extractor"] == "hubert":
+        return HubertUnitFeatures(config["checkpoint"], int(config["layer"]))
+    raise UnitError(f"unknown unit extractor {unit_model['extractor']!r}")

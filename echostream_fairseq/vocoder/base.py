@@ -1,0 +1,93 @@
+"""The interface every unit vocoder offers, and the checks on the units it is given.
+
+A vocoder turns a sequence of discrete units into a waveform at ``sample_rate``, ``frame_hop``
+samples per unit *frame*. Units from the S2ST model are de-duplicated (one id per run), so a
+vocoder first gives each unit a duration in frames (``durations``) and then synthesises the
+frame sequence (``synthesize_frames``). Splitting the two is what lets the incremental
+synthesiser (:mod:`~echostream_fairseq.vocoder.incremental`) keep a left context of *frames*.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+from echostream_fairseq.vocoder.config import VocoderError
+
+__all__ = ["UnitVocoder", "as_unit_tensor"]
+
+UnitsLike = Union[Tensor, Sequence[int]]
+
+
+def as_unit_tensor(units: UnitsLike, num_units: int, what: str = "unit sequence") -> Tensor:
+    """``units`` as a 1-D int64 tensor, checked to lie in ``[0, num_units)`` and to be non-empty."""
+    if not isinstance(units, Tensor):
+        try:
+            units = torch.tensor(list(units), dtype=torch.long)
+        except (TypeError, ValueError, RuntimeError):
+            raise VocoderError(f"{what}: expected integer unit ids, got {units!r:.80}") from None
+    if units.is_floating_point() or units.is_complex() or units.dtype == torch.bool:
+        raise VocoderError(f"{what}: expected integer unit ids, got dtype {units.dtype}")
+    if units.dim() == 2 and units.shape[0] == 1:
+        units = units[0]
+    if units.dim() != 1:
+        raise VocoderError(f"{what}: expected a 1-D sequence of unit ids, got shape {tuple(units.shape)}")
+    if units.numel() == 0:
+        raise VocoderError(f"{what}: empty unit sequence, nothing to synthesise")
+    units = units.long()
+    low, high = int(units.min()), int(units.max())
+    if low < 0 or high >= num_units:
+        bad = units[(units < 0) | (units >= num_units)]
+        position = int(((units < 0) | (units >= num_units)).nonzero()[0])
+        raise VocoderError(
+            f"{what}: unit id {int(bad[0])} at position {position} is outside the vocoder's range 0..{num_units - 1}"
+            + (f" ({bad.numel()} ids out of range)" if bad.numel() > 1 else "")
+        )
+    return units
+
+
+class UnitVocoder(torch.nn.Module):
+    """Units -> waveform. Subclasses set the four attributes and implement the two methods.
+
+    Attributes:
+        sample_rate: output sampling rate in Hz.
+        frame_hop: output samples per unit frame.
+        num_units: unit ids run ``0 .. num_units - 1``.
+        has_duration_predictor: whether ``durations`` can be asked for.
+    """
+
+    sample_rate: int
+    frame_hop: int
+    num_units: int
+    has_duration_predictor: bool
+
+    def durations(self, units: Tensor) -> Tensor:
+        """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""
+        raise NotImplementedError
+
+    def synthesize_frames(self, frames: Tensor) -> Tensor:
+        """``[T]`` frame-level units (already checked) -> ``[T * frame_hop]`` float waveform."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, units: UnitsLike, dur_prediction: bool = False) -> Tensor:
+        """One-shot synthesis: ``[U]`` units -> waveform ``[T * frame_hop]``.
+
+        With ``dur_prediction`` the units are de-duplicated ids and each is repeated by its
+        predicted duration; without it every unit is one frame.
+        """
+        units = as_unit_tensor(units, self.num_units)
+        if dur_prediction:
+            units = self.expand(units)
+        return self.synthesize_frames(units)
+
+    def expand(self, units: Tensor) -> Tensor:
+        """De-duplicated units -> frame-level units (each repeated by its duration)."""
+        if not self.has_duration_predictor:
+            raise VocoderError(
+                f"{type(self).__name__}: this vocoder has no duration predictor; give frame-level units "
+                "(one per 20 ms) or drop --dur-prediction"
+            )
+        return torch.repeat_interleave(units, self.durations(units))

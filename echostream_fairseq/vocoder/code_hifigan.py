@@ -1,0 +1,125 @@
+"""A fairseq/StreamSpeech CodeHiFiGAN vocoder checkpoint, checked and wrapped as a :class:`UnitVocoder`.
+
+The network is fairseq's own (``CodeGenerator`` through ``CodeHiFiGANVocoder``), so checkpoints
+trained with fairseq or speech-resynthesis and ours (``echostream-train-vocoder``) load the same
+way. Before handing the file to fairseq we check it against the config and say what does not
+match; fairseq would otherwise fail deep in ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import Any, Dict, List, Mapping
+
+import torch
+from torch import Tensor
+
+from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
+from echostream_fairseq.vocoder.config import (
+    VocoderError,
+    check_vocoder_config,
+    frame_hop,
+    load_vocoder_config,
+    sample_rate,
+)
+
+__all__ = ["CodeHiFiGANUnitVocoder", "build_generator", "load_generator_state", "check_generator_state"]
+
+
+def build_generator(config: Mapping[str, Any]) -> torch.nn.Module:
+    """A randomly initialised fairseq ``CodeGenerator`` (with weight norm) for ``config``."""
+    from fairseq.models.text_to_speech.codehifigan import CodeGenerator
+
+    return CodeGenerator(dict(check_vocoder_config(config)))
+
+
+def load_generator_state(path: str) -> Dict[str, Tensor]:
+    """The ``generator`` state dict of a checkpoint file, loaded with ``weights_only=True``."""
+    if not os.path.isfile(path):
+        raise VocoderError(f"{path}: vocoder checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and allow-list errors all mean "not a usable checkpoint"
+        raise VocoderError(f"{path}: cannot read the vocoder checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(checkpoint, Mapping) or "generator" not in checkpoint:
+        keys = sorted(checkpoint)[:8] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise VocoderError(f"{path}: not a CodeHiFiGAN checkpoint: no 'generator' entry (found {keys})")
+    return checkpoint["generator"]
+
+
+def check_generator_state(state: Mapping[str, Tensor], config: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`VocoderError` listing the parameters whose names or shapes differ from ``config``'s generator."""
+    with torch.device("meta"):  # shapes only, no memory or init cost
+        expected = {k: tuple(v.shape) for k, v in build_generator(config).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    problems: List[str] = []
+    for key in expected.keys() - found.keys():
+        problems.append(f"missing {key} {expected[key]}")
+    for key in found.keys() - expected.keys():
+        problems.append(f"unexpected {key} {found[key]}")
+    for key in expected.keys() & found.keys():
+        if expected[key] != found[key]:
+            problems.append(f"{key}: checkpoint {found[key]}, config {expected[key]}")
+    if problems:
+        problems.sort()
+        hint = ""
+        emb = found.get("dict.weight")
+        if emb is not None and emb[0] != config["num_embeddings"]:
+            hint = f" (the checkpoint has {emb[0]} unit embeddings, the config num_embeddings={config['num_embeddings']})"
+        raise VocoderError(
+            f"{where}: checkpoint does not match its config{hint}: {len(problems)} difference(s): "
+            + "; ".join(problems[:6]) + (" ..." if len(problems) > 6 else "")
+        )
+
+
+class CodeHiFiGANUnitVocoder(UnitVocoder):
+    """fairseq's ``CodeHiFiGANVocoder`` behind the :class:`UnitVocoder` interface.
+
+    Args:
+        checkpoint: generator checkpoint (``{"generator": state_dict, ...}``).
+        config: parsed, checked ``config.json``.
+    """
+
+    def __init__(self, checkpoint: str, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        from fairseq.models.text_to_speech.vocoder import CodeHiFiGANVocoder
+
+        config = check_vocoder_config(config, where=f"config of {checkpoint}")
+        check_generator_state(load_generator_state(checkpoint), config, checkpoint)
+        with contextlib.redirect_stdout(io.StringIO()):  # fairseq prints while removing weight norm
+            self.fairseq_vocoder = CodeHiFiGANVocoder(checkpoint, dict(config))
+        self.fairseq_vocoder.eval()
+        self.config = config
+        self.sample_rate = sample_rate(config)
+        self.frame_hop = frame_hop(config)
+        self.num_units = int(config["num_embeddings"])
+        self.has_duration_predictor = self.generator.dur_predictor is not None
+
+    @classmethod
+    def from_files(cls, checkpoint: str, config_path: str) -> "CodeHiFiGANUnitVocoder":
+        return cls(checkpoint, load_vocoder_config(config_path))
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """fairseq's ``CodeGenerator`` (weight norm removed)."""
+        return self.fairseq_vocoder.model
+
+    @torch.no_grad()
+    def durations(self, units: Tensor) -> Tensor:
+        # the rounding fairseq's CodeGenerator applies: the predictor is trained on log(1 + frames)
+        log_duration = self.generator.dur_predictor(self.generator.dict(units[None]))
+        return torch.clamp(torch.round(torch.exp(log_duration) - 1).long(), min=1)[0]
+
+    @torch.no_grad()
+    def synthesize_frames(self, frames: Tensor) -> Tensor:
+        return self.fairseq_vocoder({"code": frames[None]}, dur_prediction=False).reshape(-1)
+
+    @torch.no_grad()
+    def forward(self, units, dur_prediction: bool = False) -> Tensor:
+        units = as_unit_tensor(units, self.num_units)
+        if dur_prediction and not self.has_duration_predictor:
+            self.expand(units)  # raises the error that names the missing predictor
+        # one-shot synthesis is fairseq's own path, duration prediction included
+        return self.fairseq_vocoder({"code": units[None]}, dur_prediction=dur_prediction).reshape(-1)

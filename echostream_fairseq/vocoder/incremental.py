@@ -1,0 +1,132 @@
+"""Incremental synthesis: speak only the new units, at a cost that does not grow with the stream.
+
+Every call synthesises ``left_context`` frames already spoken plus the new frames, and returns
+audio for the new frames only. The last ``crossfade`` samples of each call are held back and
+cross-faded with their re-synthesis in the next call, where they have right context; the
+final call (``finish=True``) flushes them. So the output lags the units by ``crossfade``
+samples (40 ms by default) and every call costs one synthesis of at most
+``left_context + new`` frames, whatever has been spoken before.
+
+Durations of new de-duplicated units are predicted with the last ``duration_context`` units as
+left context; units to the right are not known yet, so the last units of a call may get a
+duration that one-shot synthesis (which sees them) would not give.
+
+The state is explicit data (:class:`VocoderState`), passed in and returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
+from echostream_fairseq.vocoder.config import VocoderError
+
+__all__ = ["VocoderState", "IncrementalVocoder"]
+
+
+@dataclass(frozen=True)
+class VocoderState:
+    """What one stream's vocoder remembers between calls (all sizes bounded).
+
+    Attributes:
+        context_frames: ``[<= left_context]`` int64, frame-level units already synthesised.
+        context_units: ``[<= duration_context]`` int64, the last de-duplicated units given.
+        pending: ``[<= crossfade]`` float, synthesised audio held back for the next cross-fade.
+        emitted_samples: samples returned so far.
+    """
+
+    context_frames: Tensor
+    context_units: Tensor
+    pending: Tensor
+    emitted_samples: int = 0
+
+
+class IncrementalVocoder:
+    """Wraps a :class:`UnitVocoder` for streaming use.
+
+    Args:
+        vocoder: any unit vocoder.
+        left_context: frames of already-spoken units re-synthesised as context.
+        crossfade: samples held back and cross-faded at each join (at most
+            ``left_context * vocoder.frame_hop``).
+        dur_prediction: whether the units are de-duplicated (their durations are predicted)
+            or frame-level (one unit per frame).
+        duration_context: de-duplicated units kept as left context for the duration predictor.
+    """
+
+    def __init__(
+        self,
+        vocoder: UnitVocoder,
+        left_context: int = 16,
+        crossfade: int = 640,
+        dur_prediction: bool = True,
+        duration_context: int = 8,
+    ) -> None:
+        if left_context < 0 or crossfade < 0 or duration_context < 0:
+            raise VocoderError("left_context, crossfade and duration_context must be non-negative")
+        if crossfade > left_context * vocoder.frame_hop:
+            raise VocoderError(
+                f"crossfade {crossfade} samples needs at least {-(-crossfade // vocoder.frame_hop)} frames of "
+                f"left context (left_context={left_context}, {vocoder.frame_hop} samples per frame)"
+            )
+        if dur_prediction and not vocoder.has_duration_predictor:
+            vocoder.expand(torch.zeros(1, dtype=torch.long))  # raises the error naming the vocoder
+        self.vocoder = vocoder
+        self.left_context = left_context
+        self.crossfade = crossfade
+        self.dur_prediction = dur_prediction
+        self.duration_context = duration_context
+
+    def initial_state(self) -> VocoderState:
+        empty = torch.zeros(0, dtype=torch.long)
+        return VocoderState(empty, empty, torch.zeros(0))
+
+    def new_frames(self, state: VocoderState, units: Tensor) -> Tensor:
+        """Frame-level units for ``units`` (durations predicted with the state's left context)."""
+        if not self.dur_prediction:
+            return units
+        with_context = torch.cat([state.context_units, units])
+        durations = self.vocoder.durations(with_context)[state.context_units.numel():]
+        return torch.repeat_interleave(units, durations)
+
+    @torch.no_grad()
+    def step(
+        self, state: VocoderState, units: Union[Tensor, Sequence[int]], finish: bool = False
+    ) -> Tuple[Tensor, VocoderState]:
+        """Synthesise ``units`` after those of ``state``.
+
+        Args:
+            state: from :meth:`initial_state` or the previous call.
+            units: ``[U]`` new unit ids (may be empty).
+            finish: the stream ends here: flush the held-back samples.
+
+        Returns:
+            ``(audio, state)``: the new samples (``[N]`` float) and the next state.
+        """
+        if len(units) == 0:
+            if not finish:
+                return torch.zeros(0), state
+            out = state.pending
+            return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0), state.emitted_samples + out.numel())
+        units = as_unit_tensor(units, self.vocoder.num_units, "new units")
+        frames_new = self.new_frames(state, units)
+        frames = torch.cat([state.context_frames, frames_new])
+        audio = self.vocoder.synthesize_frames(frames)
+        start = state.context_frames.numel() * self.vocoder.frame_hop
+        overlap = state.pending.numel()
+        fade_in = (torch.arange(overlap, dtype=audio.dtype) + 0.5) / max(overlap, 1)
+        joined = state.pending * (1 - fade_in) + audio[start - overlap:start] * fade_in
+        combined = torch.cat([joined, audio[start:]])
+        held = 0 if finish else min(self.crossfade, combined.numel())
+        out = combined[: combined.numel() - held]
+        next_state = VocoderState(
+            context_frames=frames[-self.left_context:] if self.left_context else frames[:0],
+            context_units=torch.cat([state.context_units, units])[-self.duration_context:] if self.duration_context else units[:0],
+            pending=combined[combined.numel() - held:],
+            emitted_samples=state.emitted_samples + out.numel(),
+        )
+        return out, next_state
