@@ -41,12 +41,6 @@ import torch
 __all__ = ["build_parser", "main", "run"]
 
 
-def _machine() -> str:
-    from echostream_fairseq.cli.bench import _machine as machine
-
-    return machine()
-
-
 def _split_units(data: str, split: str, limit: Optional[int]) -> List[Tuple[str, torch.Tensor, str]]:
     """``(id, de-duplicated units, target text)`` of the split."""
     from echostream_fairseq.data.manifest import read_tsv
@@ -91,6 +85,7 @@ def _peer_call_ms(vocoder, frames_per_second: float, all_frames: torch.Tensor, p
 
 
 def run(args: argparse.Namespace) -> Dict:
+    from echostream_fairseq.cli.bench import _machine
     from echostream_fairseq.data.audio import write_wav
     from echostream_fairseq.data.manifest import atomic_open, read_tsv
     from echostream_fairseq.data.units import load_unit_model
@@ -134,12 +129,12 @@ def run(args: argparse.Namespace) -> Dict:
         # per-call cost along one long stream (repeat the split's units up to the last position)
         frames_per_second = vocoder.sample_rate / vocoder.frame_hop
         longest = max(positions) if name != "hifigan_full_random" else min(max(positions), args.full_size_max_position)
-        stream_units = long_units
-        while vocoder.expand(stream_units).numel() / frames_per_second < longest + 10:
-            stream_units = torch.cat([stream_units, long_units])
-        frames = vocoder.expand(stream_units)
-        stream_units = stream_units[: int(torch.searchsorted(torch.cumsum(vocoder.durations(stream_units), 0),
-                                                             int((longest + 10) * frames_per_second)))]
+        needed_frames = int((longest + 10) * frames_per_second)
+        repeats = -(-needed_frames // vocoder.expand(long_units).numel())
+        stream_units = long_units.repeat(repeats)
+        durations = vocoder.durations(stream_units)
+        stream_units = stream_units[: int(torch.searchsorted(torch.cumsum(durations, 0), needed_frames))]
+        frames = torch.repeat_interleave(stream_units, durations[: stream_units.numel()])
         _, calls = _stream(vocoder, stream_units, args.chunk_units)
         chunk_frames = int(round(frames.numel() / max(stream_units.numel(), 1) * args.chunk_units))
         rows = {}

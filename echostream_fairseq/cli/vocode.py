@@ -112,8 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         utterances = read_unit_lines(args.in_code_file)
         checked = [(name, as_unit_tensor(units, vocoder.num_units, f"{args.in_code_file}:{number}"))
                    for name, number, units in utterances]  # every line checked before any file is written
-        if args.dur_prediction and not vocoder.has_duration_predictor:
-            vocoder.expand(checked[0][1])  # raises: names the missing predictor
+        if args.dur_prediction:
+            vocoder.check_duration_predictor()
         os.makedirs(args.results_path, exist_ok=True)
         for name, units in tqdm(checked, desc="vocode", unit="utt", disable=not sys.stderr.isatty()):
             waveform = vocoder(units, dur_prediction=args.dur_prediction)

@@ -83,11 +83,15 @@ class UnitVocoder(torch.nn.Module):
             units = self.expand(units)
         return self.synthesize_frames(units)
 
-    def expand(self, units: Tensor) -> Tensor:
-        """De-duplicated units -> frame-level units (each repeated by its duration)."""
+    def check_duration_predictor(self) -> None:
+        """Raise :class:`VocoderError` unless ``durations`` can be asked for."""
         if not self.has_duration_predictor:
             raise VocoderError(
                 f"{type(self).__name__}: this vocoder has no duration predictor; give frame-level units "
                 "(one per 20 ms) or drop --dur-prediction"
             )
+
+    def expand(self, units: Tensor) -> Tensor:
+        """De-duplicated units -> frame-level units (each repeated by its duration)."""
+        self.check_duration_predictor()
         return torch.repeat_interleave(units, self.durations(units))

@@ -119,7 +119,7 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     @torch.no_grad()
     def forward(self, units, dur_prediction: bool = False) -> Tensor:
         units = as_unit_tensor(units, self.num_units)
-        if dur_prediction and not self.has_duration_predictor:
-            self.expand(units)  # raises the error that names the missing predictor
+        if dur_prediction:
+            self.check_duration_predictor()
         # one-shot synthesis is fairseq's own path, duration prediction included
         return self.fairseq_vocoder({"code": units[None]}, dur_prediction=dur_prediction).reshape(-1)

@@ -20,6 +20,17 @@ Scores = List[Tensor]
 Features = List[List[Tensor]]
 
 
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
+    """Leaky-ReLU conv layers then the output conv: (scores ``[B, N]``, every layer's output)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LEAKY_SLOPE)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Looks at every ``period``-th sample: ``[B, 1, T]`` folded to ``[B, 1, T / period, period]``
     and judged by 2-D convolutions that never mix the ``period`` phases."""
@@ -40,14 +51,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-length) % self.period
         if pad:
             audio = F.pad(audio, (0, pad), mode="reflect" if pad < length else "constant")
-        x = audio.view(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.post, audio.view(batch, 1, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -67,14 +71,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(widths[-1], 1, 3, 1, padding=1))
 
     def forward(self, audio: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        x = audio
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.post, audio)
 
 
 class MultiPeriodDiscriminator(nn.Module):

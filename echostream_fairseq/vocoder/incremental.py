@@ -73,8 +73,8 @@ class IncrementalVocoder:
                 f"crossfade {crossfade} samples needs at least {-(-crossfade // vocoder.frame_hop)} frames of "
                 f"left context (left_context={left_context}, {vocoder.frame_hop} samples per frame)"
             )
-        if dur_prediction and not vocoder.has_duration_predictor:
-            vocoder.expand(torch.zeros(1, dtype=torch.long))  # raises the error naming the vocoder
+        if dur_prediction:
+            vocoder.check_duration_predictor()
         self.vocoder = vocoder
         self.left_context = left_context
         self.crossfade = crossfade
