@@ -48,3 +48,49 @@ CHECKPOINT_CONFIG_CLASSES = _config_classes()
 def allow_fairseq_checkpoint_configs() -> None:
     """Allow-list fairseq's stored configuration classes for ``weights_only`` loading (idempotent)."""
     torch.serialization.add_safe_globals(CHECKPOINT_CONFIG_CLASSES)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve here; the message names the file and the reason."""
+
+
+def load_echostream_model(model_path: str, data_bin: str, config_yaml: str = "config.yaml",
+                          multitask_config_yaml: str = "config_multitask.yaml"):
+    """Load an ``echostream`` checkpoint for inference with its task (dictionaries, data config).
+
+    ``data_bin`` replaces the training data folder stored in the checkpoint (the corpus folder
+    with the YAMLs and dictionaries). Returns ``(model, task)`` with the model in eval mode.
+
+    Raises:
+        CheckpointError: missing file, unreadable checkpoint, or a model that is not ``echostream``.
+    """
+    import os
+
+    from fairseq import checkpoint_utils, tasks
+
+    import echostream_fairseq  # noqa: F401  (registers the model, task and criterion)
+
+    allow_fairseq_checkpoint_configs()
+    if not os.path.isfile(model_path):
+        raise CheckpointError(f"{model_path}: model checkpoint not found")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(model_path)
+    except Exception as e:  # torch/pickle errors vary; the file is the problem either way
+        raise CheckpointError(f"{model_path}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
+    cfg = state.get("cfg")
+    model_cfg = cfg["model"] if cfg is not None and cfg.get("model") is not None else state.get("args")
+    arch = getattr(model_cfg, "arch", None) or (model_cfg.get("arch") if hasattr(model_cfg, "get") else None)
+    model_name = getattr(model_cfg, "_name", None) or arch
+    if arch is None or not str(arch).startswith("echostream"):
+        raise CheckpointError(
+            f"{model_path}: the checkpoint holds a {model_name!r} model; the EchoStream agents need an "
+            "'echostream' model (arch echostream_emformer, echostream_conformer or their _tiny variants)"
+        )
+    task_cfg = cfg["task"]
+    task_cfg.data = data_bin
+    task_cfg.config_yaml = config_yaml
+    task_cfg.multitask_config_yaml = multitask_config_yaml
+    task = tasks.setup_task(task_cfg)
+    model = task.build_model(model_cfg)
+    model.load_state_dict(state["model"], strict=True, model_cfg=model_cfg)
+    return model.eval(), task

@@ -31,3 +31,17 @@ def corpus(tmp_path_factory):
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(corpus, tmp_path_factory):
+    """A tiny echostream_emformer_tiny checkpoint: 6 fairseq-train updates on ``corpus``.
+
+    Returns ``(save_dir, log)``; the checkpoint is ``save_dir / "checkpoint_last.pt"``.
+    """
+    from cli_runs import BIN, TRAIN_FLAGS, run_cli
+
+    save = tmp_path_factory.mktemp("ckpt")
+    r = run_cli([BIN / "fairseq-train", corpus, *TRAIN_FLAGS, "--max-update", "6", "--save-dir", save])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return save, r.stderr + r.stdout

@@ -9,31 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
-
-TRAIN_FLAGS = [
-    "--user-dir", str(REPO / "echostream_fairseq"),
-    "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny",
-    "--criterion", "echostream_multitask", "--train-subset", "train", "--valid-subset", "dev",
-    "--max-tokens", "3000", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
-    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4", "--clip-norm", "1.0",
-    "--cpu", "--num-workers", "0", "--log-format", "simple", "--log-interval", "1",
-    "--no-epoch-checkpoints", "--seed", "1",
-]
-
-
-def _run(cmd, **kw):
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=600, **kw)
-
-
-@pytest.fixture(scope="module")
-def trained(corpus, tmp_path_factory):
-    save = tmp_path_factory.mktemp("ckpt")
-    r = _run([BIN / "fairseq-train", corpus, *TRAIN_FLAGS, "--max-update", "6", "--save-dir", save])
-    assert r.returncode == 0, r.stderr[-3000:]
-    return save, r.stderr + r.stdout
+from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli as _run
 
 
 def test_fairseq_train_logs_every_loss_and_lowers_it(trained):

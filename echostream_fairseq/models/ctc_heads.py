@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 
 from torch import Tensor, nn
 
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 from echostream_fairseq.streaming.masks import causal_mask
 
 __all__ = ["CTCHead", "TransformerCTCHead"]
@@ -73,15 +73,5 @@ class TransformerCTCHead(nn.Module):
         Caches keep at most ``left_context`` frames (all frames when it is 0), so with a bounded
         window the per-step cost does not grow with the stream.
         """
-        caches = [None] * len(self.layers) if caches is None else caches
-        past = 0 if caches[0] is None else caches[0].self_key.size(2)
-        t = x.size(1)
-        mask = causal_mask(past + t, self.left_context, device=x.device)[:, past:]
-        new_caches = []
-        for layer, cache in zip(self.layers, caches):
-            x, cache = layer(x, mask, cache=cache)
-            if self.left_context > 0 and cache.self_key.size(2) > self.left_context:
-                keep = self.left_context
-                cache = LayerCache(cache.self_key[:, :, -keep:], cache.self_value[:, :, -keep:])
-            new_caches.append(cache)
-        return self.head(self.final_norm(x)), new_caches
+        x, caches = stack_step(self.layers, x, caches, self.left_context)
+        return self.head(self.final_norm(x)), caches

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer"]
+__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,61 @@ class TransformerLayer(nn.Module):
         h = self.activation_dropout(F.relu(self.ffn_in(self.ffn_norm(x))))
         x = x + self.dropout(self.ffn_out(h))
         return x, LayerCache(key, value, cross_key, cross_value)
+
+
+def stack_step(
+    layers,
+    x: Tensor,
+    caches: Optional[list],
+    self_window: int = 0,
+    new_memory: Optional[Tensor] = None,
+    memory_window: int = 0,
+    memory_mask_fn=None,
+) -> Tuple[Tensor, list]:
+    """Advance a stack of causal layers by ``t`` new positions, with bounded caches.
+
+    Args:
+        layers: the stack's :class:`TransformerLayer` modules.
+        x: ``[B, t, D]`` new positions (``t`` may be 0 to only extend the memory).
+        caches: one :class:`LayerCache` per layer from the previous call (``None``: empty).
+        self_window: past positions each new position may attend (0: all). Caches keep at most
+            this many positions, so a step's cost does not grow with the stream.
+        new_memory: ``[B, s, memory_dim]`` cross-attended states that arrived since the last call;
+            their keys/values are projected once and appended to the cache.
+        memory_window: memory positions kept in the cache (0: all).
+        memory_mask_fn: ``f(num_memory) -> [B|1, t, num_memory]`` bool, or ``None`` (all visible).
+
+    Returns:
+        ``[B, t, D]`` outputs and the new caches.
+    """
+    caches = [None] * len(layers) if caches is None else caches
+    new_caches = []
+    for layer, cache in zip(layers, caches):
+        cache = LayerCache() if cache is None else cache
+        cross_key, cross_value = cache.cross_key, cache.cross_value
+        if layer.cross_attn is not None and new_memory is not None and new_memory.size(1) > 0:
+            k, v = layer.cross_attn.project_kv(new_memory)
+            cross_key = k if cross_key is None else torch.cat([cross_key, k], dim=2)
+            cross_value = v if cross_value is None else torch.cat([cross_value, v], dim=2)
+            if memory_window > 0 and cross_key.size(2) > memory_window:
+                cross_key, cross_value = cross_key[:, :, -memory_window:], cross_value[:, :, -memory_window:]
+        cache = LayerCache(cache.self_key, cache.self_value, cross_key, cross_value)
+        if x.size(1) == 0:
+            new_caches.append(cache)
+            continue
+        past = 0 if cache.self_key is None else cache.self_key.size(2)
+        t = x.size(1)
+        i = torch.arange(past, past + t, device=x.device).unsqueeze(1)
+        j = torch.arange(past + t, device=x.device).unsqueeze(0)
+        self_mask = j <= i
+        if self_window > 0:
+            self_mask = self_mask & (j >= i - self_window)
+        memory_mask = None
+        if layer.cross_attn is not None and memory_mask_fn is not None:
+            memory_mask = memory_mask_fn(cross_key.size(2))
+        x, cache = layer(x, self_mask.unsqueeze(0), None, memory_mask, cache)
+        if self_window > 0 and cache.self_key.size(2) > self_window:
+            cache = LayerCache(cache.self_key[:, :, -self_window:], cache.self_value[:, :, -self_window:],
+                               cache.cross_key, cache.cross_value)
+        new_caches.append(cache)
+    return x, new_caches

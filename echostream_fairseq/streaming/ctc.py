@@ -6,11 +6,11 @@ Blank is index 0 of every dictionary (fairseq's ``<s>``), as in fairseq's CTC cr
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_emission_counts"]
+__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_emission_counts"]
 
 CTC_BLANK = 0
 
@@ -31,6 +31,26 @@ def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> L
             previous = t
         out.append(seq)
     return out
+
+
+def ctc_greedy_extend(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = ()) -> Tuple[List[int], int]:
+    """Streaming :func:`ctc_greedy` for one stream: the tokens that new frames ``[t, V]`` add.
+
+    ``previous`` is the best label of the frame before (blank at the start), so a token repeated
+    across a chunk boundary is collapsed exactly as in one pass. Returns the new tokens and the
+    best label of the last frame (the next call's ``previous``).
+    """
+    if logits.size(0) == 0:
+        return [], previous
+    if banned:
+        logits = logits.clone()
+        logits[..., list(banned)] = float("-inf")
+    tokens = []
+    for t in logits.argmax(dim=-1).tolist():
+        if t != previous and t != CTC_BLANK:
+            tokens.append(t)
+        previous = t
+    return tokens, previous
 
 
 def ctc_emission_counts(logits: Tensor, padding_mask: Optional[Tensor] = None, blank: int = CTC_BLANK) -> Tensor:

@@ -1,0 +1,400 @@
+"""Simultaneous translation of one stream, chunk by chunk, with explicit state.
+
+:class:`SimultaneousTranslator` runs StreamSpeech's pipeline on an ``echostream`` model::
+
+    audio chunk -> resample -> fbank (+CMVN) -> subsampler + encoder step -> ASR CTC, ST CTC step
+      -> CTC READ/WRITE policy -> MT decoder (greedy, incremental) -> T2U + unit CTC (incremental)
+      -> incremental vocoder
+
+Everything is incremental: each stage keeps only what its next step needs
+(:class:`TranslatorState`, a frozen dataclass passed in and returned), so a chunk costs the same
+wherever it falls in the stream. Attention windows bound the states that would otherwise grow
+with the stream: ``mt_source_window`` encoder frames for the MT decoder's cross-attention and
+``target_window`` target subwords for the MT decoder's, the T2U encoder's and the unit decoder's
+self-attention (both larger than a training sentence, so sentence-length input is unaffected).
+
+``reencode=True`` reproduces StreamSpeech's agent instead: every chunk recomputes fbank, the
+encoder and the CTC heads over the whole prefix, re-runs the MT decoder over every written token,
+recomputes the units of the whole text and re-synthesises all of them, keeping only the new part.
+Its per-chunk cost grows with the stream; it is the baseline of the long-stream benchmark, and
+the only mode for ``echostream_conformer`` checkpoints, whose encoder has no bounded state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from echostream_fairseq.modules.transformer_layer import LayerCache, stack_step
+from echostream_fairseq.streaming.ctc import ctc_greedy, ctc_greedy_extend, CTC_BLANK
+from echostream_fairseq.streaming.encoder_stream import EncoderStreamState, encoder_stream_step, init_encoder_stream
+from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, whole_word_prefix
+from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
+
+__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "sinusoid_rows"]
+
+
+def sinusoid_rows(positions: Tensor, dim: int) -> Tensor:
+    """fairseq's sinusoidal embedding rows for ``positions`` ``[N]`` -> ``[N, dim]`` (any position,
+    computed directly: the cost does not depend on how large the positions are)."""
+    half = dim // 2
+    scale = math.log(10000) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float) * -scale)
+    angles = positions.float().unsqueeze(1) * freqs.unsqueeze(0)
+    rows = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if dim % 2 == 1:
+        rows = torch.cat([rows, torch.zeros(rows.size(0), 1)], dim=1)
+    return rows
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    """Attributes:
+        source_segment_size: milliseconds of source per chunk (sets the encoder segment length).
+        policy: READ/WRITE settings.
+        max_len: target subwords written after the source ends, at most.
+        mt_source_window: encoder frames the MT decoder attends, the most recent (0: all).
+        target_window: target subwords the MT decoder, T2U encoder and unit decoder attend back (0: all).
+        reencode: StreamSpeech's behaviour (re-encode and re-decode the whole prefix every chunk).
+        speech_output: run T2U, units and the vocoder (speech-to-speech).
+        translate: run the MT decoder (off for the streaming-ASR agent).
+    """
+
+    source_segment_size: int = 320
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    max_len: int = 200
+    mt_source_window: int = 512
+    target_window: int = 64
+    reencode: bool = False
+    speech_output: bool = True
+    translate: bool = True
+
+
+@dataclass(frozen=True)
+class TranslatorState:
+    """One stream's state (every tensor bounded in incremental mode; see the module docstring)."""
+
+    source_rate: int
+    resample: ResampleState
+    fbank: FbankState
+    encoder: Optional[EncoderStreamState]
+    source_samples: Tensor  # reencode mode only: every 16 kHz sample so far
+    encoder_frames: int
+    asr_tokens: Tuple[int, ...]
+    asr_last: int
+    st_caches: Optional[List[LayerCache]]
+    st_tokens: Tuple[int, ...]
+    st_last: int
+    mt_memory: Optional[List[LayerCache]]  # MT decoder caches (cross keys/values, self keys/values)
+    target_tokens: Tuple[int, ...]  # written target subwords
+    policy: PolicyState
+    t2u_caches: Optional[List[LayerCache]]
+    unit_caches: Optional[List[LayerCache]]
+    text_states: int  # target subwords turned into units
+    unit_last: int
+    units: int  # units emitted
+    all_units: Tuple[int, ...]  # reencode mode only
+    vocoder: Optional[VocoderState]
+    finished: bool = False
+    nonfinite_samples: int = 0
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one chunk produced (all lists are the new items only)."""
+
+    asr_tokens: List[int]
+    target_tokens: List[int]
+    units: List[int]
+    audio: Tensor
+    finished: bool
+    wrote: bool  # the policy let the translation advance
+    encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
+
+
+class SimultaneousTranslator:
+    """Args:
+        model: an ``EchoStreamModel`` (``eval()`` is set here).
+        src_dict, st_dict, tgt_dict, unit_dict: the source (ASR CTC), ST CTC, MT and unit dictionaries.
+        cmvn: ``(mean, std)`` of the training fbank.
+        config: see :class:`TranslatorConfig`.
+        vocoder: an :class:`IncrementalVocoder` (required with ``config.speech_output``).
+    """
+
+    def __init__(self, model, src_dict, st_dict, tgt_dict, unit_dict, cmvn, config: TranslatorConfig,
+                 vocoder: Optional[IncrementalVocoder] = None) -> None:
+        self.model = model.eval()
+        self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict = src_dict, st_dict, tgt_dict, unit_dict
+        self.config = config
+        encoder = model.encoder
+        if encoder.encoder_type == "conformer" and not config.reencode:
+            raise ValueError(
+                "this checkpoint's encoder is the chunk Conformer, which has no bounded streaming state: "
+                "run it with --reencode (StreamSpeech's behaviour)"
+            )
+        if config.speech_output and vocoder is None:
+            raise ValueError("speech output needs a vocoder")
+        if config.source_segment_size < 40:
+            raise ValueError(f"--source-segment-size must be at least 40 ms (one encoder frame), got {config.source_segment_size}")
+        # one encoder segment per chunk, as StreamSpeech sets its chunk size (training drew segment
+        # lengths from --multichunk-segment-lengths, so one model serves every chunk size)
+        self.segment_length = max(1, config.source_segment_size // 40)
+        encoder.backbone.segment_length = self.segment_length
+        self.fbank = FbankStream(cmvn)
+        self.vocoder = vocoder
+        self.src_banned = self._specials(src_dict)
+        self.st_banned = self._specials(st_dict)
+        self.tgt_banned = [tgt_dict.pad(), tgt_dict.unk()]
+        self.unit_banned = self._specials(unit_dict)
+        # unit dictionary index -> vocoder unit id (the symbol is the unit number)
+        self.unit_ids = {i: int(unit_dict[i]) for i in range(unit_dict.nspecial, len(unit_dict)) if unit_dict[i].isdigit()}
+        self.word_start = [tgt_dict[i].startswith("\u2581") for i in range(len(tgt_dict))]
+
+    @staticmethod
+    def _specials(d) -> List[int]:
+        return [d.pad(), d.eos(), d.unk()]
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def initial_state(self, source_rate: int = 16000) -> TranslatorState:
+        """A fresh stream whose audio arrives at ``source_rate`` Hz."""
+        enc = None if self.config.reencode else init_encoder_stream(self.model.encoder)
+        return TranslatorState(
+            source_rate=source_rate,
+            resample=ResampleStream(source_rate).initial_state(),
+            fbank=self.fbank.initial_state(),
+            encoder=enc,
+            source_samples=torch.zeros(0),
+            encoder_frames=0,
+            asr_tokens=(),
+            asr_last=CTC_BLANK,
+            st_caches=None,
+            st_tokens=(),
+            st_last=CTC_BLANK,
+            mt_memory=None,
+            target_tokens=(),
+            policy=PolicyState(),
+            t2u_caches=None,
+            unit_caches=None,
+            text_states=0,
+            unit_last=CTC_BLANK,
+            units=0,
+            all_units=(),
+            vocoder=self.vocoder.initial_state() if self.vocoder is not None else None,
+        )
+
+    # -- one chunk --------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, state: TranslatorState, samples, finish: bool = False) -> Tuple[StepOutput, TranslatorState]:
+        """Feed one chunk of audio (``[N]`` or ``[N, channels]`` at the state's rate; may be empty).
+
+        ``finish=True`` ends the source: the translation is completed and the speech flushed.
+        """
+        if state.finished:
+            raise ValueError("this stream is finished; start a new one with initial_state()")
+        audio, n_bad = to_mono(samples)
+        resampler = ResampleStream(state.source_rate)
+        audio, resample_state = resampler.step(audio, state.resample, finish)
+        state = replace(state, resample=resample_state, nonfinite_samples=state.nonfinite_samples + n_bad)
+        if self.config.reencode:
+            asr_new, st_new, enc_new, state = self._encode_prefix(state, audio, finish)
+        else:
+            asr_new, st_new, enc_new, state = self._encode_increment(state, audio, finish)
+
+        target_new: List[int] = []
+        units_new: List[int] = []
+        wave = torch.zeros(0)
+        wrote = False
+        if self.config.translate:
+            if not self.config.reencode:
+                state = replace(state, mt_memory=self._extend_mt_memory(state.mt_memory, enc_new))
+            target, policy_state = ctc_policy(
+                self.config.policy, state.policy, len(state.asr_tokens), len(state.st_tokens),
+                len(state.target_tokens), finish,
+            )
+            state = replace(state, policy=policy_state)
+            text_states = None
+            if target is not None and state.encoder_frames > 0:
+                target_new, text_states, state = self._write(state, enc_new, target)
+                wrote = bool(target_new) or target == FINISH
+            if self.config.speech_output:
+                units_new, wave, state = self._speak(state, text_states, enc_new, finish)
+        return StepOutput(asr_new, target_new, units_new, wave, finish, wrote, enc_new), replace(state, finished=finish)
+
+    # -- encoder and CTC --------------------------------------------------------------------------
+
+    def _ctc_extend(self, state: TranslatorState, frames: Tensor, st_logits: Tensor):
+        asr_logits = self.model.asr_ctc(frames)[0]
+        asr_new, asr_last = ctc_greedy_extend(asr_logits, state.asr_last, self.src_banned)
+        st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
+        return asr_new, asr_last, st_new, st_last
+
+    def _encode_increment(self, state: TranslatorState, audio: Tensor, finish: bool):
+        features, fbank_state = self.fbank.step(audio, state.fbank)
+        frames, enc_state = encoder_stream_step(self.model.encoder, features.unsqueeze(0), state.encoder, finish)
+        st_logits, st_caches = self.model.st_ctc.step(frames, state.st_caches) if frames.size(1) else (None, state.st_caches)
+        if frames.size(1):
+            asr_new, asr_last, st_new, st_last = self._ctc_extend(state, frames, st_logits[0])
+        else:
+            asr_new, asr_last, st_new, st_last = [], state.asr_last, [], state.st_last
+        return asr_new, st_new, frames, replace(
+            state, fbank=fbank_state, encoder=enc_state, encoder_frames=state.encoder_frames + frames.size(1),
+            asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last, st_caches=st_caches,
+            st_tokens=state.st_tokens + tuple(st_new), st_last=st_last,
+        )
+
+    def _encode_prefix(self, state: TranslatorState, audio: Tensor, finish: bool):
+        """StreamSpeech's way: fbank, encoder and CTC over the whole prefix, every chunk."""
+        samples = torch.cat([state.source_samples, audio])
+        features, _ = self.fbank.step(samples, self.fbank.initial_state())
+        if features.size(0) == 0:
+            return [], [], None, replace(state, source_samples=samples)
+        lengths = torch.tensor([features.size(0)])
+        out = self.model.encoder(features.unsqueeze(0), lengths)
+        frames = out["encoder_out"][0].transpose(0, 1)  # [1, T, D]
+        if not finish:  # an unfinished prefix has no end-of-utterance look-ahead frames to trust
+            frames = frames[:, : max(0, frames.size(1) - self.model.encoder.right_context_length)]
+        asr = ctc_greedy(self.model.asr_ctc(frames), torch.tensor([frames.size(1)]), self.src_banned)[0]
+        st = ctc_greedy(self.model.st_ctc(frames), torch.tensor([frames.size(1)]), self.st_banned)[0]
+        asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
+        return asr_new, st_new, frames, replace(
+            state, source_samples=samples, encoder_frames=frames.size(1),
+            asr_tokens=tuple(asr), st_tokens=tuple(st),
+        )
+
+    # -- MT decoder -------------------------------------------------------------------------------
+
+    def _extend_mt_memory(self, caches, frames: Optional[Tensor]):
+        if frames is None or frames.size(1) == 0:
+            return caches
+        _, caches = stack_step(self.model.decoder.layers, frames[:, :0].new_zeros(1, 0, self.model.decoder.embed_dim),
+                               caches, new_memory=frames, memory_window=self.config.mt_source_window)
+        return caches
+
+    def _mt_token(self, caches, token: int, position: int):
+        """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
+        dec = self.model.decoder
+        x = dec.embed_scale * dec.embed_tokens(torch.tensor([[token]]))
+        x = x + sinusoid_rows(torch.tensor([dec.padding_idx + 1 + position]), dec.embed_dim).unsqueeze(0)
+        x, caches = stack_step(dec.layers, x, caches, self.config.target_window)
+        hidden = dec.final_norm(x)
+        return dec.output_layer(hidden)[0, -1], hidden, caches
+
+    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
+        """Greedy MT decoding from the written prefix to ``target`` subwords (or end of sentence).
+
+        Returns the new subwords, the decoder states the T2U encoder reads for them (``[1, n, D]``:
+        input positions ``written .. written + n - 1``, plus the state that predicted the end of
+        sentence when finishing) and the new state.
+        """
+        cfg = self.config
+        eos = self.tgt_dict.eos()
+        written = list(state.target_tokens)
+        # the caches hold decoder inputs eos, y_1 .. y_{m-1}; y_m (or eos) is fed next
+        if cfg.reencode:  # StreamSpeech re-decodes the written prefix against the whole current source
+            caches, prefix = self._extend_mt_memory(None, enc_new), [eos] + written
+        else:
+            caches, prefix = state.mt_memory, [written[-1] if written else eos]
+        start = len(written) + 1 - len(prefix)
+        for offset, tok in enumerate(prefix):
+            logits, hidden, caches = self._mt_token(caches, tok, start + offset)
+        hidden_rows, snapshots = [hidden], [caches]
+        tokens = list(written)
+        limit = len(written) + cfg.max_len if target == FINISH else target
+        while len(tokens) < limit:
+            logits[self.tgt_banned] = float("-inf")
+            if not tokens:  # at least one subword, as fairseq's min_len=1 in offline decoding
+                logits[eos] = float("-inf")
+            nxt = int(logits.argmax())
+            if nxt == eos:  # before the source ends, an early end of sentence is simply not written
+                break
+            tokens.append(nxt)
+            logits, hidden, caches = self._mt_token(caches, nxt, len(tokens))
+            hidden_rows.append(hidden)
+            snapshots.append(caches)
+        keep = len(tokens)
+        if cfg.policy.whole_word and target != FINISH:
+            keep = whole_word_prefix(tokens, len(written), lambda t: self.word_start[t])
+        new = tokens[len(written):keep]
+        n_states = len(new) + (1 if target == FINISH else 0)
+        text_states = torch.cat(hidden_rows[:n_states], dim=1) if n_states else None
+        if cfg.reencode:
+            next_caches = None  # nothing is kept between chunks
+        else:
+            next_caches = snapshots[len(new) - 1] if new else state.mt_memory
+        return new, text_states, replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new))
+
+    # -- units and speech -------------------------------------------------------------------------
+
+    def _units_for(self, state: TranslatorState, text: Tensor):
+        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change)."""
+        model = self.model
+        t2u, dec = model.t2u_encoder, model.unit_decoder
+        x, t2u_caches = stack_step(t2u.layers, t2u.proj(text), state.t2u_caches, self.config.target_window)
+        text_out = t2u.final_norm(x)
+        n, r = text.size(1), dec.upsample_rate
+        first = state.text_states * r
+        up = text_out.repeat_interleave(r, dim=1)
+        up = up + sinusoid_rows(torch.arange(first, first + n * r), dec.embed_dim).unsqueeze(0)
+        # upsampled position of text token i sees text states <= i (wait-k with k2 = 0, n2 = 1)
+        owner = torch.arange(n * r) // r  # [n*r] index among the new text states
+
+        def memory_mask(num_memory: int) -> Tensor:
+            seen_before = num_memory - n  # text states in the cache before this call
+            j = torch.arange(num_memory).unsqueeze(0)
+            return (j <= seen_before + owner.unsqueeze(1)).unsqueeze(0)
+
+        window = self.config.target_window
+        y, unit_caches = stack_step(dec.layers, up, state.unit_caches, window * r if window else 0,
+                                    new_memory=text_out, memory_window=window, memory_mask_fn=memory_mask)
+        logits = dec.proj(dec.final_norm(y))[0].float()
+        units, last = ctc_greedy_extend(logits, state.unit_last, self.unit_banned)
+        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
+                              text_states=state.text_states + n, unit_last=last)
+
+    def _speak(self, state: TranslatorState, text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool):
+        units: List[int] = []
+        if text_states is not None:
+            if self.config.reencode:
+                units, state = self._reencode_units(state, enc, finish)
+            else:
+                units, state = self._units_for(state, text_states)
+        unit_ids = [self.unit_ids[u] for u in units if u in self.unit_ids]
+        if self.config.reencode:
+            wave, state = self._reencode_speech(state, unit_ids, finish)
+            return units, wave, state
+        wave, voc_state = self.vocoder.step(state.vocoder, unit_ids, finish)
+        return units, wave, replace(state, vocoder=voc_state, units=state.units + len(unit_ids))
+
+    def _reencode_units(self, state: TranslatorState, frames: Tensor, finish: bool):
+        """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""
+        eos = self.tgt_dict.eos()
+        tokens = list(state.target_tokens) if finish else list(state.target_tokens[:-1])
+        prev = torch.tensor([[eos] + tokens])
+        enc = {"encoder_out": [frames.transpose(0, 1)], "encoder_padding_mask": []}
+        hidden, _ = self.model.decoder(prev, enc, features_only=True)
+        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)]), 0, 1)["unit_logits"]
+        units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)]), self.unit_banned)[0]
+        new = units[len(state.all_units):]
+        return new, replace(state, all_units=tuple(units))
+
+    def _reencode_speech(self, state: TranslatorState, new_ids: List[int], finish: bool):
+        """Re-synthesise every unit and keep the audio of the new ones (StreamSpeech's vocoder call)."""
+        if not new_ids:
+            return torch.zeros(0), state
+        voc = self.vocoder.vocoder
+        all_ids = torch.tensor([self.unit_ids[u] for u in state.all_units if u in self.unit_ids])
+        if self.vocoder.dur_prediction:
+            durations = voc.durations(all_ids)
+            frames = torch.repeat_interleave(all_ids, durations)
+            new_frames = int(durations[-len(new_ids):].sum())
+        else:
+            frames, new_frames = all_ids, len(new_ids)
+        wave = voc.synthesize_frames(frames)
+        return wave[wave.numel() - new_frames * voc.frame_hop:], replace(state, units=state.units + len(new_ids))

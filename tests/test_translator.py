@@ -1,0 +1,211 @@
+"""The simultaneous translator on a tiny trained checkpoint: each incremental stage equals its
+offline computation, the state is explicit, and long or odd input is handled."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from echostream_fairseq.checkpoint import CheckpointError, load_echostream_model
+from echostream_fairseq.data.audio import fbank, read_audio
+from echostream_fairseq.streaming.ctc import ctc_greedy
+from echostream_fairseq.streaming.features import load_global_cmvn
+from echostream_fairseq.streaming.policy import PolicyConfig
+from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig, sinusoid_rows
+from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
+from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+
+
+@pytest.fixture(scope="module")
+def loaded(trained, corpus):
+    save, _ = trained
+    return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
+
+
+def _translator(loaded, corpus, **cfg):
+    model, task = loaded
+    d = task.multitask_dictionaries
+    speech = cfg.pop("speech_output", True)
+    voc = IncrementalVocoder(GriffinLimUnitVocoder.from_file(str(corpus / "units" / "kmeans.pt"))) if speech else None
+    config = TranslatorConfig(speech_output=speech, max_len=cfg.pop("max_len", 20), **cfg)
+    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
+                                  config, voc)
+
+
+def _stream(translator, wave, chunk, rate=16000):
+    state = translator.initial_state(rate)
+    outs, i = [], 0
+    while True:
+        last = i + chunk >= len(wave)
+        out, state = translator.step(state, wave[i:i + chunk], finish=last)
+        outs.append(out)
+        i += chunk
+        if last:
+            return outs, state
+
+
+def _source(corpus, k=0):
+    return read_audio(sorted((corpus / "audio" / "src").glob("test_*.wav"))[k])
+
+
+@pytest.mark.parametrize("segment_ms", [160, 320, 640])
+def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, segment_ms):
+    model, task = loaded
+    tr = _translator(loaded, corpus, source_segment_size=segment_ms, speech_output=False)
+    wave = _source(corpus)
+    outs, state = _stream(tr, wave.numpy(), 16 * segment_ms)
+    frames = torch.cat([o.encoder_out for o in outs if o.encoder_out is not None], dim=1)
+    mean, std = load_global_cmvn(task.data_cfg.global_cmvn_stats)
+    feats = ((fbank(wave) - mean) / std).unsqueeze(0)
+    with torch.no_grad():
+        ref = model.encoder(feats, torch.tensor([feats.size(1)]))["encoder_out"][0].transpose(0, 1)
+        lengths = torch.tensor([ref.size(1)])
+        asr = ctc_greedy(model.asr_ctc(ref), lengths, tr.src_banned)[0]
+        st = ctc_greedy(model.st_ctc(ref), lengths, tr.st_banned)[0]
+    assert frames.shape == ref.shape
+    assert (frames - ref).abs().max() <= 1e-5
+    assert list(state.asr_tokens) == asr and list(state.st_tokens) == st
+    assert sum(len(o.asr_tokens) for o in outs) == len(asr)
+
+
+def test_reencode_mode_gives_the_same_encoder_and_ctc_prefixes(loaded, corpus):
+    wave = _source(corpus, 1).numpy()
+    _, inc = _stream(_translator(loaded, corpus, speech_output=False), wave, 5120)
+    _, ree = _stream(_translator(loaded, corpus, speech_output=False, reencode=True), wave, 5120)
+    assert inc.asr_tokens == ree.asr_tokens and inc.st_tokens == ree.st_tokens
+    assert inc.encoder_frames == ree.encoder_frames
+
+
+def test_mt_stage_equals_the_decoder_forward(loaded, corpus):
+    model, _ = loaded
+    tr = _translator(loaded, corpus, speech_output=False, mt_source_window=0, target_window=0)
+    memory = torch.randn(1, 23, model.encoder.backbone.input_dim)
+    tokens = [2, 17, 40, 9, 33, 5]  # eos first, as the decoder input
+    with torch.no_grad():
+        hidden_ref, _ = model.decoder(torch.tensor([tokens]), {"encoder_out": [memory.transpose(0, 1)],
+                                                              "encoder_padding_mask": []}, features_only=True)
+        caches = tr._extend_mt_memory(None, memory[:, :10])
+        caches = tr._extend_mt_memory(caches, memory[:, 10:])  # memory arriving in two chunks
+        rows = []
+        for position, tok in enumerate(tokens):
+            _, hidden, caches = tr._mt_token(caches, tok, position)
+            rows.append(hidden)
+    assert (torch.cat(rows, dim=1) - hidden_ref).abs().max() <= 1e-5
+
+
+def test_unit_stage_equals_offline_text_to_units(loaded, corpus):
+    model, _ = loaded
+    tr = _translator(loaded, corpus, target_window=0)
+    text = torch.randn(1, 7, model.decoder.embed_dim)
+    state = tr.initial_state()
+    units = []
+    with torch.no_grad():
+        for a, b in [(0, 2), (2, 3), (3, 7)]:  # text arriving in pieces
+            new, state = tr._units_for(state, text[:, a:b])
+            units += new
+        logits = model.text_to_units(text, torch.tensor([7]), 0, 1)["unit_logits"]
+        ref = ctc_greedy(logits.float(), torch.tensor([logits.size(1)]), tr.unit_banned)[0]
+    assert units == ref and state.text_states == 7
+
+
+def test_sinusoid_rows_match_fairseq_positions(loaded):
+    model, _ = loaded
+    table = model.decoder.embed_positions.weights
+    pos = torch.tensor([2, 3, 50, 200])
+    assert (sinusoid_rows(pos, table.size(1)) - table[pos]).abs().max() <= 1e-5
+
+
+def test_a_step_never_changes_its_input_state(loaded, corpus):
+    tr = _translator(loaded, corpus)
+    wave = _source(corpus).numpy()
+    state = tr.initial_state()
+    out1, after1 = tr.step(state, wave[:8000])
+    out2, after2 = tr.step(state, wave[:8000])  # replay from the same state
+    assert out1.asr_tokens == out2.asr_tokens and after1.asr_tokens == after2.asr_tokens
+    assert torch.equal(out1.audio, out2.audio)
+    assert state.fbank.frames == 0 and state.encoder.input_frames == 0
+
+
+def test_whole_stream_speaks_and_finishes(loaded, corpus):
+    tr = _translator(loaded, corpus, policy=PolicyConfig(whole_word=True), source_segment_size=640)
+    outs, state = _stream(tr, _source(corpus, 2).numpy(), 10240)
+    assert state.finished and outs[-1].finished
+    audio = torch.cat([o.audio for o in outs])
+    units = sum(len(o.units) for o in outs)
+    assert state.units == units
+    if units:
+        assert audio.numel() > 0 and torch.isfinite(audio).all()
+    with pytest.raises(ValueError, match="this stream is finished"):
+        tr.step(state, np.zeros(10), finish=True)
+
+
+def test_odd_input_gives_sane_output(loaded, corpus):
+    tr = _translator(loaded, corpus)
+    # zero length
+    out, state = tr.step(tr.initial_state(), [], finish=True)
+    assert state.finished and out.audio.numel() == 0 and state.target_tokens == ()
+    # all silence, stereo at 44.1 kHz with NaN samples
+    wave = np.zeros((44100, 2), dtype=np.float32)
+    wave[100:200, 0] = np.nan
+    outs, state = _stream(tr, wave, 14112, rate=44100)
+    assert state.finished and state.nonfinite_samples == 100
+    assert all(torch.isfinite(o.audio).all() for o in outs)
+    # a stream at 8 kHz is resampled: as many encoder frames as the same second at 16 kHz
+    _, s8 = _stream(tr, np.zeros(8000, dtype=np.float32), 2560, rate=8000)
+    _, s16 = _stream(tr, np.zeros(16000, dtype=np.float32), 5120)
+    assert s8.encoder_frames == s16.encoder_frames
+
+
+def test_ten_minute_stream_keeps_a_bounded_state(loaded, corpus):
+    tr = _translator(loaded, corpus, speech_output=False)
+    rng = np.random.default_rng(0)
+    speech = np.concatenate([_source(corpus, k).numpy() for k in range(4)])
+    state = tr.initial_state()
+    chunk = 5120
+    sizes = []
+    with torch.no_grad():
+        for i in range(0, 16000 * 600, chunk):
+            piece = speech[i % len(speech): i % len(speech) + chunk]
+            piece = np.pad(piece, (0, chunk - len(piece))) + rng.normal(0, 1e-4, chunk).astype(np.float32)
+            _, state = tr.step(state, piece)
+            if i // chunk in (200, 1800):
+                sizes.append(_state_bytes(state))
+    assert state.encoder_frames == 600 * 25
+    # tensors held by the state at 1:20 and at 9:36 (token id tuples aside) are the same size
+    assert sizes[1] == sizes[0], sizes
+
+
+def _state_bytes(state):
+    total = 0
+
+    def visit(x):
+        nonlocal total
+        if isinstance(x, torch.Tensor):
+            total += x.numel() * x.element_size()
+        elif dataclasses.is_dataclass(x):
+            for f in dataclasses.fields(x):
+                visit(getattr(x, f.name))
+        elif isinstance(x, (list, tuple)) and x and not isinstance(x[0], int):
+            for y in x:
+                visit(y)
+
+    visit(state)
+    return total
+
+
+def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path, corpus):
+    save, _ = trained
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
+    state["cfg"]["model"].arch = "s2ut_transformer"  # what another fairseq model's checkpoint says
+    state["cfg"]["model"]._name = "s2ut_transformer"
+    ckpt = tmp_path / "other.pt"
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match="'s2ut_transformer' model; the EchoStream agents need an 'echostream' model"):
+        load_echostream_model(str(ckpt), str(corpus))
+    with pytest.raises(CheckpointError, match="model checkpoint not found"):
+        load_echostream_model(str(tmp_path / "missing.pt"), str(corpus))
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt: cannot read the checkpoint"):
+        load_echostream_model(str(tmp_path / "garbage.pt"), str(corpus))
