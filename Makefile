@@ -28,7 +28,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/echostream-bench --out results/bench
 
-demo: bench
+demo: $(STAMP)
+	bash examples/demo.sh
 
 clean:
 	rm -rf $(VENV) results build *.egg-info

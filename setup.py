@@ -33,6 +33,9 @@ setup(
             "echostream-bench-vocoder=echostream_fairseq.cli.bench_vocoder:main",
             "echostream-vocode=echostream_fairseq.cli.vocode:main",
             "echostream-train-vocoder=echostream_fairseq.cli.train_vocoder:main",
+            "echostream-asr-bleu=echostream_fairseq.cli.asr_bleu:main",
+            "echostream-bench-agent=echostream_fairseq.cli.bench_agent:main",
+            "echostream-simul-report=echostream_fairseq.cli.simul_report:main",
         ],
     },
 )

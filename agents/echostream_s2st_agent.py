@@ -1,0 +1,41 @@
+"""Simultaneous speech-to-speech translation with an EchoStream model (SimulEval agent).
+
+    simuleval --agent agents/echostream_s2st_agent.py --source-segment-size 320 \\
+      --user-dir echostream_fairseq/evaluation/asr_bleu \\
+      --source DATA/simuleval/test.source --target DATA/simuleval/test.target \\
+      --model-path CKPT --data-bin DATA --vocoder G --vocoder-cfg G.json --dur-prediction \\
+      --output OUT --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text ENGLISH.txt \\
+      --latency-metrics StartOffset EndOffset ATD
+
+Speech in, speech out: StreamSpeech's CTC READ/WRITE policy on an incremental encoder, MT decoder,
+text-to-unit stack and vocoder (see echostream_fairseq/streaming/translator.py).
+"""
+
+from simuleval.agents import SpeechToSpeechAgent
+from simuleval.agents.actions import ReadAction, WriteAction
+from simuleval.data.segments import SpeechSegment
+from simuleval.utils import entrypoint
+
+from echostream_fairseq.streaming.simuleval_agent import EchoStreamAgentMixin, add_agent_args
+
+SAMPLE_RATE = 16000
+
+
+@entrypoint
+class EchoStreamS2STAgent(EchoStreamAgentMixin, SpeechToSpeechAgent):
+    output = "speech"
+
+    @staticmethod
+    def add_args(parser):
+        add_agent_args(parser, speech_output=True)
+
+    def policy(self):
+        if self.finished_stream():
+            return WriteAction(SpeechSegment(content=[], sample_rate=SAMPLE_RATE, finished=True), finished=True)
+        if not self.states.new_samples and not self.states.source_finished:
+            return ReadAction()
+        out = self._advance()
+        if out.audio.numel() == 0 and not out.finished:
+            return ReadAction()
+        segment = SpeechSegment(content=out.audio.tolist(), sample_rate=SAMPLE_RATE, finished=out.finished)
+        return WriteAction(segment, finished=out.finished)

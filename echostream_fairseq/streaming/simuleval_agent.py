@@ -1,0 +1,220 @@
+"""What the SimulEval agents in ``agents/`` share: flags, loading, and the push/policy glue.
+
+An agent holds one :class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`
+(the model, loaded once) and keeps each instance's :class:`TranslatorState` in its SimulEval
+states. ``push`` hands the new samples of a source segment to the state without accumulating the
+whole source (SimulEval's default keeps every sample of the stream in a Python list), and
+``policy`` runs one translator step on them.
+
+Outputs:
+
+* speech (``EchoStreamAgentBase.output = "speech"``): the new audio of each step;
+* text (``"text"``): target words once they are complete (the next subword starts a new word, or
+  the source ended), so SimulEval's word-level latency sees whole words;
+* source text (``"asr"``): the streaming ASR transcript, complete words likewise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from echostream_fairseq.checkpoint import load_echostream_model
+from echostream_fairseq.data.text import pieces_to_words
+from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
+from echostream_fairseq.streaming.features import load_global_cmvn
+from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
+from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+
+logger = logging.getLogger(__name__)
+
+keep_speech_elapsed_times()  # computation-aware latency of speech output (see evaluation/simuleval_compat.py)
+
+__all__ = ["add_agent_args", "build_translator", "complete_words", "EchoStreamAgentMixin"]
+
+
+def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None:
+    """The flags of StreamSpeech's agents (same names), plus ours."""
+    parser.add_argument("--model-path", required=True, help="echostream checkpoint (fairseq-train output)")
+    parser.add_argument("--data-bin", required=True, help="corpus folder: config YAMLs, dictionaries, gcmvn")
+    parser.add_argument("--config-yaml", default="config.yaml", help="data config, relative to --data-bin")
+    parser.add_argument("--multitask-config-yaml", default="config_multitask.yaml",
+                        help="multitask config, relative to --data-bin")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "cuda"), help="where the model runs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--lagging-k1", type=int, default=0, help="target subwords kept behind the ST CTC prefix")
+    parser.add_argument("--stride-n", type=int, default=1,
+                        help="CTC prefix growth needed before a write, and the write granularity")
+    parser.add_argument("--whole-word", choices=("auto", "on", "off"), default="auto",
+                        help="write whole words only (auto: on for --source-segment-size >= 640, as StreamSpeech)")
+    parser.add_argument("--max-len", type=int, default=200, help="target subwords written after the source ends")
+    parser.add_argument("--mt-source-window", type=int, default=512,
+                        help="encoder frames (40 ms) the MT decoder attends, the most recent (0: all)")
+    parser.add_argument("--target-window", type=int, default=64,
+                        help="target subwords the MT decoder, T2U and unit decoder attend back (0: all)")
+    parser.add_argument("--reencode", action="store_true",
+                        help="StreamSpeech's behaviour: re-encode and re-decode the whole prefix every chunk "
+                             "(the baseline; required for echostream_conformer checkpoints)")
+    parser.add_argument("--extra-output-dir", default=None,
+                        help="write asr.txt, translation.txt (and units.txt) here, one line per instance")
+    parser.add_argument("--output-asr-translation", action="store_true",
+                        help="log the streaming ASR and translation text as they grow")
+    if speech_output:
+        parser.add_argument("--vocoder", default=None,
+                            help="CodeHiFiGAN generator checkpoint, or DATA/units/kmeans.pt with --vocoder-type griffin_lim")
+        parser.add_argument("--vocoder-cfg", default=None, help="the CodeHiFiGAN checkpoint's config.json")
+        parser.add_argument("--vocoder-type", choices=("code_hifigan", "griffin_lim"), default="code_hifigan",
+                            help="griffin_lim: the training-free fallback for log-mel k-means units")
+        parser.add_argument("--dur-prediction", action="store_true",
+                            help="predict durations of the de-duplicated units (what the model emits)")
+        parser.add_argument("--vocoder-left-context", type=int, default=16,
+                            help="unit frames re-synthesised as context by the incremental vocoder")
+
+
+def _device(args) -> torch.device:
+    if args.device in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("--device gpu: no CUDA device is available here; use --device cpu")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def build_translator(args, speech_output: bool, translate: bool = True) -> SimultaneousTranslator:
+    """Load everything an agent needs and check it, so a bad setting fails before the first stream."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    segment_ms = int(getattr(args, "source_segment_size", 320))
+    vocoder = None
+    if speech_output:
+        vocoder = _load_vocoder(args)
+    model, task = load_echostream_model(args.model_path, args.data_bin, args.config_yaml, args.multitask_config_yaml)
+    if task.data_cfg.global_cmvn_stats is None:
+        raise ValueError(f"{args.data_bin}: the data config has no global_cmvn stats; the model was trained with them")
+    whole_word = {"on": True, "off": False}.get(args.whole_word, whole_word_default(segment_ms))
+    config = TranslatorConfig(
+        source_segment_size=segment_ms,
+        policy=PolicyConfig(args.stride_n, args.lagging_k1, whole_word),
+        max_len=args.max_len,
+        mt_source_window=args.mt_source_window,
+        target_window=args.target_window,
+        reencode=args.reencode,
+        speech_output=speech_output,
+        translate=translate,
+    )
+    d = task.multitask_dictionaries
+    if speech_output:
+        num_units = len(task.target_dictionary) - task.target_dictionary.nspecial
+        if vocoder.vocoder.num_units < num_units:
+            raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
+    translator = SimultaneousTranslator(
+        model.to(_device(args)), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+        task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
+    )
+    return translator
+
+
+def _load_vocoder(args):
+    from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
+    from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
+    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+
+    if not args.vocoder:
+        raise ValueError(
+            "speech output needs a vocoder: --vocoder G --vocoder-cfg CONFIG.json (CodeHiFiGAN), or "
+            "--vocoder-type griffin_lim --vocoder DATA/units/kmeans.pt (training-free fallback)"
+        )
+    if args.vocoder_type == "griffin_lim":
+        vocoder = GriffinLimUnitVocoder.from_file(args.vocoder)
+    else:
+        if not args.vocoder_cfg:
+            raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
+        vocoder = CodeHiFiGANUnitVocoder.from_files(args.vocoder, args.vocoder_cfg)
+    return IncrementalVocoder(vocoder.eval(), left_context=args.vocoder_left_context,
+                              dur_prediction=args.dur_prediction)
+
+
+def complete_words(dictionary, tokens, emitted_words: int, finished: bool) -> List[str]:
+    """Words of ``tokens`` (subword ids) after the first ``emitted_words``. The last word is
+    left out until ``finished``: a following subword may still extend it."""
+    words = pieces_to_words(dictionary, tokens)
+    if not finished:
+        words = words[:-1]
+    return words[emitted_words:]
+
+
+class EchoStreamAgentMixin:
+    """SimulEval glue for the three agents (see the module docstring). Subclasses set ``output``
+    and inherit from the matching SimulEval agent class."""
+
+    output = "speech"
+
+    def __init__(self, args) -> None:
+        self.translator = build_translator(args, speech_output=self.output == "speech",
+                                           translate=self.output != "asr")
+        self.log_text = args.output_asr_translation
+        self.extra_output_dir = Path(args.extra_output_dir) if args.extra_output_dir else None
+        if self.extra_output_dir is not None:
+            self.extra_output_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("asr.txt", "translation.txt", "units.txt"):
+                (self.extra_output_dir / name).write_text("")
+        super().__init__(args)
+
+    # SimulEval calls build_states() once and reset() per instance
+    def reset(self) -> None:
+        super().reset()
+        self.states.stream = None
+        self.states.new_samples = []
+        self.states.emitted_words = 0
+        self.states.units = []
+
+    def push(self, source_segment, states=None, upstream_states=None) -> None:
+        states = self.states if states is None else states
+        states.source_finished = source_segment.finished
+        states.update_config(source_segment.config)
+        content = getattr(source_segment, "content", None)
+        if content:
+            states.new_samples.append(content)
+            states.source_sample_rate = source_segment.sample_rate
+
+    def _advance(self):
+        """One translator step on the samples pushed since the last call."""
+        states = self.states
+        if states.stream is None:
+            rate = int(states.source_sample_rate or 16000)
+            states.stream = self.translator.initial_state(rate)
+        samples = [s for chunk in states.new_samples for s in chunk]
+        states.new_samples = []
+        out, states.stream = self.translator.step(states.stream, samples, finish=states.source_finished)
+        if out.finished and states.stream.nonfinite_samples:
+            logger.warning("%d NaN/inf source samples were read as silence", states.stream.nonfinite_samples)
+        states.units.extend(out.units)
+        if self.log_text and (out.asr_tokens or out.target_tokens):
+            t = self.translator
+            logger.info("ASR: %s | translation: %s",
+                        " ".join(pieces_to_words(t.src_dict, states.stream.asr_tokens)),
+                        " ".join(pieces_to_words(t.tgt_dict, states.stream.target_tokens)))
+        if out.finished:
+            self._write_extra_outputs()
+        return out
+
+    def _write_extra_outputs(self) -> None:
+        if self.extra_output_dir is None:
+            return
+        t, s = self.translator, self.states.stream
+        lines = {
+            "asr.txt": " ".join(pieces_to_words(t.src_dict, s.asr_tokens)),
+            "translation.txt": " ".join(pieces_to_words(t.tgt_dict, s.target_tokens)),
+            "units.txt": " ".join(t.unit_dict[u] for u in self.states.units),
+        }
+        for name, line in lines.items():
+            with open(self.extra_output_dir / name, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+    def finished_stream(self) -> bool:
+        s = self.states.stream
+        return s is not None and s.finished
