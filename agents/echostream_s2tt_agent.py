@@ -9,10 +9,9 @@ or the source ended).
 """
 
 from simuleval.agents import SpeechToTextAgent
-from simuleval.agents.actions import ReadAction, WriteAction
 from simuleval.utils import entrypoint
 
-from echostream_fairseq.streaming.simuleval_agent import EchoStreamAgentMixin, add_agent_args, complete_words
+from echostream_fairseq.streaming.simuleval_agent import EchoStreamAgentMixin, add_agent_args
 
 
 @entrypoint
@@ -24,14 +23,4 @@ class EchoStreamS2TTAgent(EchoStreamAgentMixin, SpeechToTextAgent):
         add_agent_args(parser, speech_output=False)
 
     def policy(self):
-        if self.finished_stream():
-            return WriteAction("", finished=True)
-        if not self.states.new_samples and not self.states.source_finished:
-            return ReadAction()
-        out = self._advance()
-        words = complete_words(self.translator.tgt_dict, self.states.stream.target_tokens,
-                               self.states.emitted_words, out.finished)
-        if not words and not out.finished:
-            return ReadAction()
-        self.states.emitted_words += len(words)
-        return WriteAction(" ".join(words), finished=out.finished)
+        return self.write_words()

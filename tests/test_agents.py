@@ -127,3 +127,18 @@ def test_missing_vocoder_and_conformer_without_reencode_fail_at_start(corpus, tr
     r, _ = _simuleval("echostream_s2st_agent.py", corpus, trained, tmp_path, "--vocoder", tmp_path / "g.pt",
                       "--vocoder-cfg", tmp_path / "missing.json")
     assert r.returncode != 0 and "missing.json" in r.stderr
+
+
+def test_split_complete_words_keeps_the_open_word():
+    from fairseq.data import Dictionary
+
+    from echostream_fairseq.streaming.simuleval_agent import split_complete_words
+
+    d = Dictionary()
+    ids = {p: d.add_symbol(p) for p in ["\u2581the", "\u2581sm", "all", "\u2581dog"]}
+    pending = [ids["\u2581the"], ids["\u2581sm"], ids["all"]]
+    assert split_complete_words(d, pending, False) == (["the"], [ids["\u2581sm"], ids["all"]])
+    pending = [ids["\u2581sm"], ids["all"], ids["\u2581dog"]]
+    assert split_complete_words(d, pending, False) == (["small"], [ids["\u2581dog"]])
+    assert split_complete_words(d, pending, True) == (["small", "dog"], [])
+    assert split_complete_words(d, [ids["all"]], False) == ([], [ids["all"]])

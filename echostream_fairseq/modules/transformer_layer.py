@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echostream_fairseq.streaming.masks import causal_mask
+
 __all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step"]
 
 
@@ -211,16 +213,11 @@ def stack_step(
             new_caches.append(cache)
             continue
         past = 0 if cache.self_key is None else cache.self_key.size(2)
-        t = x.size(1)
-        i = torch.arange(past, past + t, device=x.device).unsqueeze(1)
-        j = torch.arange(past + t, device=x.device).unsqueeze(0)
-        self_mask = j <= i
-        if self_window > 0:
-            self_mask = self_mask & (j >= i - self_window)
+        self_mask = causal_mask(past + x.size(1), self_window, x.device, num_queries=x.size(1))
         memory_mask = None
         if layer.cross_attn is not None and memory_mask_fn is not None:
             memory_mask = memory_mask_fn(cross_key.size(2))
-        x, cache = layer(x, self_mask.unsqueeze(0), None, memory_mask, cache)
+        x, cache = layer(x, self_mask, None, memory_mask, cache)
         if self_window > 0 and cache.self_key.size(2) > self_window:
             cache = LayerCache(cache.self_key[:, :, -self_window:], cache.self_value[:, :, -self_window:],
                                cache.cross_key, cache.cross_value)

@@ -20,9 +20,14 @@ from torch import Tensor
 __all__ = ["causal_mask", "streaming_mt_mask", "waitk_text_mask"]
 
 
-def causal_mask(length: int, left_context: int = 0, device=None) -> Tensor:
-    """``[1, T, T]``: position ``i`` sees ``j`` for ``i - left_context <= j <= i`` (0: no left bound)."""
-    i = torch.arange(length, device=device).unsqueeze(1)
+def causal_mask(length: int, left_context: int = 0, device=None, num_queries: Optional[int] = None) -> Tensor:
+    """``[1, Q, T]``: position ``i`` sees ``j`` for ``i - left_context <= j <= i`` (0: no left bound).
+
+    The rows are the last ``num_queries`` positions (default all ``T``): the new positions of an
+    incremental step over ``T - Q`` cached ones.
+    """
+    q = length if num_queries is None else num_queries
+    i = torch.arange(length - q, length, device=device).unsqueeze(1)
     j = torch.arange(length, device=device).unsqueeze(0)
     mask = j <= i
     if left_context > 0:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Sequence, Tuple
 
 import torch
+from simuleval.agents.actions import ReadAction, WriteAction
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.data.text import pieces_to_words
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 keep_speech_elapsed_times()  # computation-aware latency of speech output (see evaluation/simuleval_compat.py)
 
-__all__ = ["add_agent_args", "build_translator", "complete_words", "EchoStreamAgentMixin"]
+__all__ = ["add_agent_args", "build_translator", "split_complete_words", "EchoStreamAgentMixin"]
 
 
 def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None:
@@ -138,13 +138,21 @@ def _load_vocoder(args):
                               dur_prediction=args.dur_prediction)
 
 
-def complete_words(dictionary, tokens, emitted_words: int, finished: bool) -> List[str]:
-    """Words of ``tokens`` (subword ids) after the first ``emitted_words``. The last word is
-    left out until ``finished``: a following subword may still extend it."""
-    words = pieces_to_words(dictionary, tokens)
-    if not finished:
-        words = words[:-1]
-    return words[emitted_words:]
+def split_complete_words(dictionary, pending: Sequence[int], finished: bool) -> Tuple[List[str], List[int]]:
+    """Split subword ids not yet written into complete words and the ids still open.
+
+    A word is complete once a later subword starts a new word (or the stream has finished), so the
+    open part starts at the last word-starting subword. Only the pending ids are looked at: the
+    cost does not grow with what was written before.
+    """
+    if finished:
+        return pieces_to_words(dictionary, pending), []
+    cut = 0
+    for i in range(len(pending) - 1, -1, -1):
+        if dictionary[pending[i]].startswith("\u2581"):
+            cut = i
+            break
+    return pieces_to_words(dictionary, pending[:cut]), list(pending[cut:])
 
 
 class EchoStreamAgentMixin:
@@ -169,8 +177,8 @@ class EchoStreamAgentMixin:
         super().reset()
         self.states.stream = None
         self.states.new_samples = []
-        self.states.emitted_words = 0
-        self.states.units = []
+        self.states.pending_tokens = []  # text agents: subwords not yet written as words
+        self.states.units = []  # units of the instance, for --extra-output-dir only
 
     def push(self, source_segment, states=None, upstream_states=None) -> None:
         states = self.states if states is None else states
@@ -192,7 +200,8 @@ class EchoStreamAgentMixin:
         out, states.stream = self.translator.step(states.stream, samples, finish=states.source_finished)
         if out.finished and states.stream.nonfinite_samples:
             logger.warning("%d NaN/inf source samples were read as silence", states.stream.nonfinite_samples)
-        states.units.extend(out.units)
+        if self.extra_output_dir is not None:
+            states.units.extend(out.units)
         if self.log_text and (out.asr_tokens or out.target_tokens):
             t = self.translator
             logger.info("ASR: %s | translation: %s",
@@ -214,6 +223,21 @@ class EchoStreamAgentMixin:
         for name, line in lines.items():
             with open(self.extra_output_dir / name, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
+
+    def write_words(self):
+        """The text agents' policy: one translator step, then the words it completed."""
+        if self.finished_stream():
+            return WriteAction("", finished=True)
+        if not self.states.new_samples and not self.states.source_finished:
+            return ReadAction()
+        out = self._advance()
+        dictionary, new = ((self.translator.src_dict, out.asr_tokens) if self.output == "asr"
+                           else (self.translator.tgt_dict, out.target_tokens))
+        words, self.states.pending_tokens = split_complete_words(
+            dictionary, self.states.pending_tokens + new, out.finished)
+        if not words and not out.finished:
+            return ReadAction()
+        return WriteAction(" ".join(words), finished=out.finished)
 
     def finished_stream(self) -> bool:
         s = self.states.stream

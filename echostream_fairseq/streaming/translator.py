@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -44,11 +44,11 @@ def sinusoid_rows(positions: Tensor, dim: int) -> Tensor:
     computed directly: the cost does not depend on how large the positions are)."""
     half = dim // 2
     scale = math.log(10000) / (half - 1)
-    freqs = torch.exp(torch.arange(half, dtype=torch.float) * -scale)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float, device=positions.device) * -scale)
     angles = positions.float().unsqueeze(1) * freqs.unsqueeze(0)
     rows = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
     if dim % 2 == 1:
-        rows = torch.cat([rows, torch.zeros(rows.size(0), 1)], dim=1)
+        rows = torch.cat([rows, rows.new_zeros(rows.size(0), 1)], dim=1)
     return rows
 
 
@@ -129,6 +129,7 @@ class SimultaneousTranslator:
     def __init__(self, model, src_dict, st_dict, tgt_dict, unit_dict, cmvn, config: TranslatorConfig,
                  vocoder: Optional[IncrementalVocoder] = None) -> None:
         self.model = model.eval()
+        self.device = next(model.parameters()).device  # audio, fbank and the vocoder stay on the CPU
         self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict = src_dict, st_dict, tgt_dict, unit_dict
         self.config = config
         encoder = model.encoder
@@ -237,12 +238,10 @@ class SimultaneousTranslator:
 
     def _encode_increment(self, state: TranslatorState, audio: Tensor, finish: bool):
         features, fbank_state = self.fbank.step(audio, state.fbank)
-        frames, enc_state = encoder_stream_step(self.model.encoder, features.unsqueeze(0), state.encoder, finish)
-        st_logits, st_caches = self.model.st_ctc.step(frames, state.st_caches) if frames.size(1) else (None, state.st_caches)
-        if frames.size(1):
-            asr_new, asr_last, st_new, st_last = self._ctc_extend(state, frames, st_logits[0])
-        else:
-            asr_new, asr_last, st_new, st_last = [], state.asr_last, [], state.st_last
+        features = features.to(self.device).unsqueeze(0)
+        frames, enc_state = encoder_stream_step(self.model.encoder, features, state.encoder, finish)
+        st_logits, st_caches = self.model.st_ctc.step(frames, state.st_caches)
+        asr_new, asr_last, st_new, st_last = self._ctc_extend(state, frames, st_logits[0])
         return asr_new, st_new, frames, replace(
             state, fbank=fbank_state, encoder=enc_state, encoder_frames=state.encoder_frames + frames.size(1),
             asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last, st_caches=st_caches,
@@ -255,13 +254,14 @@ class SimultaneousTranslator:
         features, _ = self.fbank.step(samples, self.fbank.initial_state())
         if features.size(0) == 0:
             return [], [], None, replace(state, source_samples=samples)
-        lengths = torch.tensor([features.size(0)])
-        out = self.model.encoder(features.unsqueeze(0), lengths)
+        features = features.to(self.device).unsqueeze(0)
+        out = self.model.encoder(features, torch.tensor([features.size(1)], device=self.device))
         frames = out["encoder_out"][0].transpose(0, 1)  # [1, T, D]
         if not finish:  # an unfinished prefix has no end-of-utterance look-ahead frames to trust
             frames = frames[:, : max(0, frames.size(1) - self.model.encoder.right_context_length)]
-        asr = ctc_greedy(self.model.asr_ctc(frames), torch.tensor([frames.size(1)]), self.src_banned)[0]
-        st = ctc_greedy(self.model.st_ctc(frames), torch.tensor([frames.size(1)]), self.st_banned)[0]
+        length = torch.tensor([frames.size(1)], device=self.device)
+        asr = ctc_greedy(self.model.asr_ctc(frames), length, self.src_banned)[0]
+        st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
         return asr_new, st_new, frames, replace(
             state, source_samples=samples, encoder_frames=frames.size(1),
@@ -273,15 +273,17 @@ class SimultaneousTranslator:
     def _extend_mt_memory(self, caches, frames: Optional[Tensor]):
         if frames is None or frames.size(1) == 0:
             return caches
-        _, caches = stack_step(self.model.decoder.layers, frames[:, :0].new_zeros(1, 0, self.model.decoder.embed_dim),
-                               caches, new_memory=frames, memory_window=self.config.mt_source_window)
+        no_tokens = frames.new_zeros(1, 0, self.model.decoder.embed_dim)  # only the memory advances
+        _, caches = stack_step(self.model.decoder.layers, no_tokens, caches, new_memory=frames,
+                               memory_window=self.config.mt_source_window)
         return caches
 
     def _mt_token(self, caches, token: int, position: int):
         """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
         dec = self.model.decoder
-        x = dec.embed_scale * dec.embed_tokens(torch.tensor([[token]]))
-        x = x + sinusoid_rows(torch.tensor([dec.padding_idx + 1 + position]), dec.embed_dim).unsqueeze(0)
+        x = dec.embed_scale * dec.embed_tokens(torch.tensor([[token]], device=self.device))
+        position = torch.tensor([dec.padding_idx + 1 + position], device=self.device)
+        x = x + sinusoid_rows(position, dec.embed_dim).unsqueeze(0)
         x, caches = stack_step(dec.layers, x, caches, self.config.target_window)
         hidden = dec.final_norm(x)
         return dec.output_layer(hidden)[0, -1], hidden, caches
@@ -295,33 +297,31 @@ class SimultaneousTranslator:
         """
         cfg = self.config
         eos = self.tgt_dict.eos()
-        written = list(state.target_tokens)
+        m = len(state.target_tokens)  # subwords written before
         # the caches hold decoder inputs eos, y_1 .. y_{m-1}; y_m (or eos) is fed next
         if cfg.reencode:  # StreamSpeech re-decodes the written prefix against the whole current source
-            caches, prefix = self._extend_mt_memory(None, enc_new), [eos] + written
+            caches, prefix = self._extend_mt_memory(None, enc_new), [eos, *state.target_tokens]
         else:
-            caches, prefix = state.mt_memory, [written[-1] if written else eos]
-        start = len(written) + 1 - len(prefix)
+            caches, prefix = state.mt_memory, [state.target_tokens[-1] if m else eos]
+        start = m + 1 - len(prefix)
         for offset, tok in enumerate(prefix):
             logits, hidden, caches = self._mt_token(caches, tok, start + offset)
         hidden_rows, snapshots = [hidden], [caches]
-        tokens = list(written)
-        limit = len(written) + cfg.max_len if target == FINISH else target
-        while len(tokens) < limit:
+        new: List[int] = []
+        limit = cfg.max_len if target == FINISH else target - m
+        while len(new) < limit:
             logits[self.tgt_banned] = float("-inf")
-            if not tokens:  # at least one subword, as fairseq's min_len=1 in offline decoding
+            if m + len(new) == 0:  # at least one subword, as fairseq's min_len=1 in offline decoding
                 logits[eos] = float("-inf")
             nxt = int(logits.argmax())
             if nxt == eos:  # before the source ends, an early end of sentence is simply not written
                 break
-            tokens.append(nxt)
-            logits, hidden, caches = self._mt_token(caches, nxt, len(tokens))
+            new.append(nxt)
+            logits, hidden, caches = self._mt_token(caches, nxt, m + len(new))
             hidden_rows.append(hidden)
             snapshots.append(caches)
-        keep = len(tokens)
         if cfg.policy.whole_word and target != FINISH:
-            keep = whole_word_prefix(tokens, len(written), lambda t: self.word_start[t])
-        new = tokens[len(written):keep]
+            new = new[: whole_word_prefix(new, 0, lambda t: self.word_start[t])]
         n_states = len(new) + (1 if target == FINISH else 0)
         text_states = torch.cat(hidden_rows[:n_states], dim=1) if n_states else None
         if cfg.reencode:
@@ -341,13 +341,13 @@ class SimultaneousTranslator:
         n, r = text.size(1), dec.upsample_rate
         first = state.text_states * r
         up = text_out.repeat_interleave(r, dim=1)
-        up = up + sinusoid_rows(torch.arange(first, first + n * r), dec.embed_dim).unsqueeze(0)
+        up = up + sinusoid_rows(torch.arange(first, first + n * r, device=self.device), dec.embed_dim).unsqueeze(0)
         # upsampled position of text token i sees text states <= i (wait-k with k2 = 0, n2 = 1)
-        owner = torch.arange(n * r) // r  # [n*r] index among the new text states
+        owner = torch.arange(n * r, device=self.device) // r  # [n*r] index among the new text states
 
         def memory_mask(num_memory: int) -> Tensor:
             seen_before = num_memory - n  # text states in the cache before this call
-            j = torch.arange(num_memory).unsqueeze(0)
+            j = torch.arange(num_memory, device=self.device).unsqueeze(0)
             return (j <= seen_before + owner.unsqueeze(1)).unsqueeze(0)
 
         window = self.config.target_window
@@ -376,11 +376,11 @@ class SimultaneousTranslator:
         """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""
         eos = self.tgt_dict.eos()
         tokens = list(state.target_tokens) if finish else list(state.target_tokens[:-1])
-        prev = torch.tensor([[eos] + tokens])
+        prev = torch.tensor([[eos] + tokens], device=self.device)
         enc = {"encoder_out": [frames.transpose(0, 1)], "encoder_padding_mask": []}
         hidden, _ = self.model.decoder(prev, enc, features_only=True)
-        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)]), 0, 1)["unit_logits"]
-        units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)]), self.unit_banned)[0]
+        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)], device=self.device), 0, 1)["unit_logits"]
+        units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)], device=self.device), self.unit_banned)[0]
         new = units[len(state.all_units):]
         return new, replace(state, all_units=tuple(units))
 
