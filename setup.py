@@ -35,6 +35,7 @@ setup(
             "echostream-train-vocoder=echostream_fairseq.cli.train_vocoder:main",
             "echostream-asr-bleu=echostream_fairseq.cli.asr_bleu:main",
             "echostream-bench-agent=echostream_fairseq.cli.bench_agent:main",
+            "echostream-bench-encoders=echostream_fairseq.cli.bench_encoders:main",
             "echostream-simul-report=echostream_fairseq.cli.simul_report:main",
         ],
     },

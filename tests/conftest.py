@@ -45,3 +45,15 @@ def trained(corpus, tmp_path_factory):
     r = run_cli([BIN / "fairseq-train", corpus, *TRAIN_FLAGS, "--max-update", "6", "--save-dir", save])
     assert r.returncode == 0, r.stderr[-3000:]
     return save, r.stderr + r.stdout
+
+
+@pytest.fixture(scope="session")
+def trained_zipformer(corpus, tmp_path_factory):
+    """Like ``trained``, with ``--arch echostream_zipformer_tiny``."""
+    from cli_runs import BIN, TRAIN_FLAGS, run_cli
+
+    save = tmp_path_factory.mktemp("ckpt_zipformer")
+    flags = [f if f != "echostream_emformer_tiny" else "echostream_zipformer_tiny" for f in TRAIN_FLAGS]
+    r = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "6", "--save-dir", save])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return save, r.stderr + r.stdout

@@ -2,7 +2,7 @@
 
 ::
 
-    fbank -> speech encoder (Emformer | chunk Conformer) -> ASR CTC head (source subwords)
+    fbank -> speech encoder (Emformer | Zipformer | chunk Conformer) -> ASR CTC head (source subwords)
                                                         -> ST CTC head (2 causal layers; target subwords)
                                                         -> MT decoder (autoregressive; target subwords)
                                                               -> T2U encoder (causal) -> unit decoder (NAR, CTC)
@@ -16,8 +16,9 @@ Simultaneous training, each part switchable:
 * wait-k unit mask: the unit decoder's cross-attention over text states is wait-k (``--k2``,
   ``--n2``; ``--n2 -1`` draws the stride per batch, which also trains the offline case).
 
-Architectures: ``echostream_emformer`` and ``echostream_conformer`` (StreamSpeech-sized), and
-``echostream_emformer_tiny`` / ``echostream_conformer_tiny`` (CPU-sized).
+Architectures: ``echostream_emformer``, ``echostream_zipformer`` and ``echostream_conformer``
+(StreamSpeech-sized), and ``echostream_emformer_tiny`` / ``echostream_zipformer_tiny`` /
+``echostream_conformer_tiny`` (CPU-sized).
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         st_dict = task.multitask_dictionaries["ctc_target_unigram"]
         d = args.encoder_embed_dim
         encoder = EchoStreamSpeechEncoder(args)
+        check = getattr(encoder.backbone, "check_segment_length", None)
+        if check is not None:  # the Zipformer's chunks must split evenly at every rate
+            for length in _parse_segment_lengths(args.multichunk_segment_lengths):
+                if length:
+                    try:
+                        check(length)
+                    except ValueError as err:
+                        raise ValueError(f"--multichunk-segment-lengths {args.multichunk_segment_lengths!r}: {err}") from None
         asr_ctc = CTCHead(d, len(src_dict), args.dropout)
         st_ctc = TransformerCTCHead(
             d, len(st_dict), args.st_ctc_layers, args.encoder_attention_heads, args.encoder_ffn_embed_dim,
@@ -278,5 +287,28 @@ def emformer_tiny_architecture(args) -> None:
 def conformer_tiny_architecture(args) -> None:
     """CPU-sized chunk-Conformer baseline, the same sizes as ``echostream_emformer_tiny``."""
     _default(args, "encoder_type", "conformer")
+    _tiny(args)
+    base_architecture(args)
+
+
+@register_model_architecture("echostream", "echostream_zipformer")
+def zipformer_architecture(args) -> None:
+    """Zipformer encoder (about icefall's small sizes, 256-dim output), the same decoders."""
+    _default(args, "encoder_type", "zipformer")
+    base_architecture(args)
+
+
+@register_model_architecture("echostream", "echostream_zipformer_tiny")
+def zipformer_tiny_architecture(args) -> None:
+    """CPU-sized Zipformer model: the decoders of ``echostream_emformer_tiny`` and an encoder of
+    about the same parameter count."""
+    _default(args, "encoder_type", "zipformer")
+    _default(args, "stack_dims", "64,80,96,128,96,80")
+    _default(args, "stack_layers", "1,1,2,2,2,1")
+    _default(args, "stack_heads", "4,4,4,4,4,4")
+    _default(args, "stack_ffn_dims", "128,160,192,256,192,160")
+    _default(args, "stack_conv_kernels", "15,15,7,7,7,15")
+    _default(args, "query_head_dim", 16)
+    _default(args, "value_head_dim", 12)
     _tiny(args)
     base_architecture(args)

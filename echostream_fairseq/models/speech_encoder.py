@@ -1,4 +1,4 @@
-"""The speech encoder as fairseq sees it: fbank -> causal 4x subsampler -> streaming backbone.
+"""The speech encoder as fairseq sees it: fbank -> causal convolutional subsampler -> streaming backbone.
 
 ``EchoStreamSpeechEncoder`` is a ``FairseqEncoder``: its output is fairseq's standard encoder dict
 (``encoder_out`` time-first ``[T, B, D]``, ``encoder_padding_mask`` ``[B, T]``, ...), so fairseq's
@@ -6,6 +6,9 @@ decoders, CTC heads and beam search plug in unchanged. The backbone is chosen by
 ``--encoder-type``:
 
 * ``emformer``: :class:`~echostream_fairseq.modules.emformer.Emformer` (bounded streaming state);
+* ``zipformer``: :class:`~echostream_fairseq.modules.zipformer.Zipformer` (multi-rate stacks,
+  bounded streaming state). Its subsampler has one stride-2 convolution (100 -> 50 Hz) and the
+  Zipformer itself halves the rate at its output, so it too gives 40 ms frames;
 * ``conformer``: :class:`~echostream_fairseq.modules.conformer.ChunkConformer`, StreamSpeech's
   chunk-based encoder, which re-encodes the prefix when streaming (the baseline).
 
@@ -26,10 +29,11 @@ from fairseq.models import FairseqEncoder
 from echostream_fairseq.modules.conformer import ChunkConformer
 from echostream_fairseq.modules.emformer import Emformer
 from echostream_fairseq.modules.subsampler import Conv1dSubsampler
+from echostream_fairseq.modules.zipformer import Zipformer
 
 __all__ = ["EchoStreamSpeechEncoder", "speech_encoder_defaults", "ENCODER_TYPES"]
 
-ENCODER_TYPES = ("emformer", "conformer")
+ENCODER_TYPES = ("emformer", "zipformer", "conformer")
 
 # StreamSpeech-sized defaults (12 layers, d=256, FFN 2048, 4 heads, 320 ms chunks).
 _DEFAULTS = dict(
@@ -53,9 +57,40 @@ _DEFAULTS = dict(
 )
 
 
+# Zipformer options (about icefall's small Zipformer: 19M parameters, near the 12-layer Emformer's
+# 17.5M); the ones shared with the Emformer take these values when --encoder-type is zipformer.
+_ZIPFORMER_DEFAULTS = dict(
+    conv_kernel_sizes="5",  # one stride-2 convolution: 100 Hz fbank -> 50 Hz
+    stack_dims="192,256,256,256,256,256",
+    stack_layers="2,2,2,2,2,2",
+    stack_downsampling="1,2,4,8,4,2",
+    stack_heads="4,4,4,8,4,4",
+    stack_ffn_dims="512,768,768,768,768,768",
+    stack_conv_kernels="31,31,15,15,15,31",
+    query_head_dim=32,
+    value_head_dim=12,
+    future_frames=1,
+    max_memory_size=0,
+)
+
+
+def _int_list(args: argparse.Namespace, name: str) -> list:
+    text = getattr(args, name)
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
 def speech_encoder_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill every encoder option that ``args`` lacks with its default (fairseq architecture style)."""
-    for name, value in _DEFAULTS.items():
+    defaults = dict(_DEFAULTS)
+    if getattr(args, "encoder_type", None) == "zipformer":
+        defaults.update(_ZIPFORMER_DEFAULTS)
+    else:
+        defaults.update({k: v for k, v in _ZIPFORMER_DEFAULTS.items() if k not in _DEFAULTS})
+    for name, value in defaults.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     return args
@@ -70,8 +105,19 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         if args.encoder_type not in ENCODER_TYPES:
             raise ValueError(f"unknown --encoder-type {args.encoder_type!r}; use one of {ENCODER_TYPES}")
         d = args.encoder_embed_dim
-        kernels = [int(k) for k in str(args.conv_kernel_sizes).split(",")]
+        kernels = _int_list(args, "conv_kernel_sizes")
         self.input_dim = args.input_feat_per_channel * args.input_channels
+        self.output_dim = args.encoder_embed_dim
+        if args.encoder_type == "zipformer":
+            if len(kernels) != 1:
+                raise ValueError(
+                    f"--encoder-type zipformer takes 50 Hz input: --conv-kernel-sizes needs exactly one kernel "
+                    f"(one stride-2 convolution, 100 -> 50 Hz), got {args.conv_kernel_sizes!r}"
+                )
+            stack_dims = _int_list(args, "stack_dims")
+            if not stack_dims:
+                raise ValueError("--stack-dims needs at least one stack")
+            d = stack_dims[0]  # the embedding feeds the first stack at its width
         self.subsample = Conv1dSubsampler(self.input_dim, args.conv_channels, d, kernels)
         # a LayerNorm after the input projection keeps CTC training off the all-blank plateau
         self.input_norm = nn.LayerNorm(d)
@@ -90,6 +136,24 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
                 right_context_length=args.right_context_length,
                 max_memory_size=args.max_memory_size,
                 tanh_on_mem=args.tanh_on_mem,
+            )
+        elif args.encoder_type == "zipformer":
+            self.backbone = Zipformer(
+                input_dim=d,
+                output_dim=args.encoder_embed_dim,
+                stack_dims=stack_dims,
+                stack_layers=_int_list(args, "stack_layers"),
+                stack_downsampling=_int_list(args, "stack_downsampling"),
+                stack_heads=_int_list(args, "stack_heads"),
+                stack_ffn_dims=_int_list(args, "stack_ffn_dims"),
+                stack_conv_kernels=_int_list(args, "stack_conv_kernels"),
+                segment_length=args.segment_length,
+                query_head_dim=args.query_head_dim,
+                value_head_dim=args.value_head_dim,
+                left_context_length=args.left_context_length,
+                future_frames=args.future_frames,
+                max_memory_size=args.max_memory_size,
+                dropout=args.dropout,
             )
         else:
             self.backbone = ChunkConformer(
@@ -117,10 +181,20 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         parser.add_argument("--encoder-activation", choices=("relu", "gelu", "silu"), help="Emformer FFN activation")
         parser.add_argument("--segment-length", type=int, metavar="N",
                             help="encoder frames (40 ms each) per segment / chunk")
-        parser.add_argument("--left-context-length", type=int, metavar="N", help="Emformer cached left-context frames")
+        parser.add_argument("--left-context-length", type=int, metavar="N",
+                            help="Emformer/Zipformer cached left context, in 40 ms encoder frames")
         parser.add_argument("--right-context-length", type=int, metavar="N", help="Emformer look-ahead frames")
-        parser.add_argument("--max-memory-size", type=int, metavar="N", help="Emformer memory-bank size (0: none)")
+        parser.add_argument("--max-memory-size", type=int, metavar="N",
+                            help="Emformer/Zipformer memory-bank size (0: none)")
         parser.add_argument("--tanh-on-mem", action="store_true", default=None, help="tanh on Emformer memory")
+        for name, what in [("dims", "channels"), ("layers", "layers"), ("downsampling", "rate factor (1 = 50 Hz)"),
+                           ("heads", "attention heads"), ("ffn-dims", "feed-forward size"),
+                           ("conv-kernels", "causal convolution kernel")]:
+            parser.add_argument(f"--stack-{name}", type=str, metavar="LIST", help=f"Zipformer: {what} per stack")
+        parser.add_argument("--query-head-dim", type=int, metavar="N", help="Zipformer query/key channels per head")
+        parser.add_argument("--value-head-dim", type=int, metavar="N", help="Zipformer value channels per head")
+        parser.add_argument("--future-frames", type=int, metavar="N",
+                            help="Zipformer: frames ahead (within the chunk) a frame attends; 0 = causal")
         parser.add_argument("--depthwise-conv-kernel-size", type=int, metavar="N", help="Conformer conv kernel")
 
     @property
@@ -151,6 +225,8 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         if R > 0:  # the end-of-utterance right context: R zero frames (see module docstring)
             x = torch.cat([x, x.new_zeros(x.size(0), R, x.size(2))], dim=1)
         x, lengths = self.backbone(x, lengths, segment_length)
+        # the backbone may change the frame rate (the Zipformer halves it)
+        padding = torch.arange(x.size(1), device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
         return {
             "encoder_out": [x.transpose(0, 1)],  # [T, B, D]
             "encoder_padding_mask": [padding],  # [B, T]

@@ -149,6 +149,11 @@ class ChunkConformer(nn.Module):
             for _ in range(num_layers)
         )
 
+    @property
+    def input_segment_length(self) -> int:
+        """Input frames per streaming step (the same as the output frames)."""
+        return self.segment_length
+
     def forward(self, input: Tensor, lengths: Tensor, segment_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """``input`` ``[B, T, D]``, ``lengths`` ``[B]`` -> ``[B, T, D]``, ``lengths``.
 

@@ -331,6 +331,11 @@ class Emformer(nn.Module):
         self.use_memory = max_memory_size > 0
 
     @property
+    def input_segment_length(self) -> int:
+        """Input frames per streaming step (the same as the output frames)."""
+        return self.segment_length
+
+    @property
     def signature(self) -> Tuple[int, ...]:
         return (
             len(self.layers),

@@ -6,8 +6,8 @@ until a whole segment plus its right context is there, then the backbone steps. 
 appends the end-of-utterance right context (zero frames) and flushes, the last segment possibly
 short. The result equals the encoder's full forward on the concatenated frames.
 
-With the Emformer backbone the state is bounded (caches of fixed size); with the chunk Conformer
-baseline the backbone state is the whole prefix, re-encoded at every step.
+With the Emformer and Zipformer backbones the state is bounded (caches of fixed size); with the
+chunk Conformer baseline the backbone state is the whole prefix, re-encoded at every step.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class EncoderStreamState:
         subsampler: the subsampler's convolution caches.
         pending: ``[B, t, D]`` subsampled frames not yet consumed by the backbone
             (``t < segment_length + right_context_length``).
-        backbone: the backbone's state (``EmformerState`` / ``ConformerState``), ``None`` before the first step.
+        backbone: the backbone's state (``EmformerState`` / ``ZipformerState`` / ``ConformerState``), ``None`` before the first step.
         input_frames: fbank frames received so far.
         finished: the stream was finished; no further frames are taken.
     """
@@ -70,7 +70,8 @@ def encoder_stream_step(
     if features.size(0) != state.pending.size(0):
         raise ValueError(f"the stream has {state.pending.size(0)} rows but the chunk has {features.size(0)}")
     backbone = encoder.backbone
-    S, R = backbone.segment_length, backbone.right_context_length
+    # input frames per step (the Zipformer's chunk is twice its output segment)
+    S, R = backbone.input_segment_length, backbone.right_context_length
 
     frames, sub_state = encoder.subsample.step(features, state.subsampler)
     frames = encoder.dropout(encoder.input_norm(frames))
@@ -88,7 +89,7 @@ def encoder_stream_step(
         pending = pending[:, s:]
     if finish:
         pending = pending[:, :0]
-    out = torch.cat(outputs, dim=1) if outputs else pending.new_zeros(pending.size(0), 0, pending.size(2))
+    out = torch.cat(outputs, dim=1) if outputs else pending.new_zeros(pending.size(0), 0, encoder.output_dim)
     return out, EncoderStreamState(
         subsampler=sub_state,
         pending=pending,

@@ -145,7 +145,10 @@ class SimultaneousTranslator:
         # one encoder segment per chunk, as StreamSpeech sets its chunk size (training drew segment
         # lengths from --multichunk-segment-lengths, so one model serves every chunk size)
         self.segment_length = max(1, config.source_segment_size // 40)
-        encoder.backbone.segment_length = self.segment_length
+        try:  # the Zipformer's chunks must split evenly at every stack rate
+            encoder.backbone.segment_length = self.segment_length
+        except ValueError as err:
+            raise ValueError(f"--source-segment-size {config.source_segment_size} does not fit this encoder: {err}") from None
         self.fbank = FbankStream(cmvn)
         self.vocoder = vocoder
         self.src_banned = self._specials(src_dict)

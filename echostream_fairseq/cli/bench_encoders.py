@@ -1,0 +1,154 @@
+"""``echostream-bench-encoders``: the Zipformer against the Emformer, streamed chunk by chunk.
+
+For each size (``tiny``: the ``*_tiny`` architectures; ``full``: the StreamSpeech-sized ones) both
+speech encoders are built from their architecture presets (random weights, seed 0), and the same
+synthetic fbank stream is fed to each through
+:func:`~echostream_fairseq.streaming.encoder_stream.encoder_stream_step` (subsampler + backbone), one
+chunk of ``--segment-ms`` at a time. The two encoders alternate chunk by chunk in one process, so
+both see the same machine load; the ratio is taken between medians of that run.
+
+Per chunk the time is the wall time of one step. At each stream position the table gives the median
+over the ``--window`` chunks ending there, the real-time factor (step time / chunk duration) and the
+size of the streaming state. Writes ``bench_encoders.md`` and ``bench_encoders.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from echostream_fairseq.cli.bench import _machine
+from echostream_fairseq.models import echostream as arch
+from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
+from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
+
+ARCHITECTURES = {
+    "tiny": {"Emformer": arch.emformer_tiny_architecture, "Zipformer": arch.zipformer_tiny_architecture},
+    "full": {"Emformer": arch.base_architecture, "Zipformer": arch.zipformer_architecture},
+}
+FBANK_MS = 10
+
+
+def build_encoder(preset, segment_ms: int) -> EchoStreamSpeechEncoder:
+    args = argparse.Namespace(input_feat_per_channel=80, input_channels=1)
+    preset(args)
+    args.segment_length = segment_ms // 40  # output frames of 40 ms
+    torch.manual_seed(0)
+    return EchoStreamSpeechEncoder(args).eval()
+
+
+def state_bytes(state) -> int:
+    """Bytes of every tensor in an encoder stream state (nested dataclasses and tuples)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, (tuple, list)):
+        return sum(state_bytes(s) for s in state)
+    if hasattr(state, "__dataclass_fields__"):
+        return sum(state_bytes(getattr(state, name)) for name in state.__dataclass_fields__)
+    return 0
+
+
+def run_size(size: str, segment_ms: int, positions: List[float], window: int) -> Dict:
+    encoders = {name: build_encoder(preset, segment_ms) for name, preset in ARCHITECTURES[size].items()}
+    chunk = segment_ms // FBANK_MS
+    num_chunks = int(round(max(positions) * 1000 / segment_ms))
+    torch.manual_seed(1)
+    states = {name: init_encoder_stream(enc) for name, enc in encoders.items()}
+    times: Dict[str, List[float]] = {name: [] for name in encoders}
+    names = list(encoders)
+    with torch.inference_mode():
+        for i in range(num_chunks):
+            feats = torch.randn(1, chunk, 80)
+            for name in names if i % 2 == 0 else reversed(names):  # alternate who goes first
+                t0 = time.perf_counter()
+                _, states[name] = encoder_stream_step(encoders[name], feats, states[name])
+                times[name].append(time.perf_counter() - t0)
+    rows = []
+    for name, enc in encoders.items():
+        at = {}
+        for p in positions:
+            end = max(1, int(round(p * 1000 / segment_ms)))
+            at[f"{p:g}"] = statistics.median(times[name][max(0, end - window) : end]) * 1e3
+        first, last = at[f"{positions[0]:g}"], at[f"{positions[-1]:g}"]
+        rows.append({
+            "size": size,
+            "encoder": name,
+            "params": sum(p.numel() for p in enc.parameters()),
+            "step_ms": at,
+            "growth": last / first,
+            "rtf": last / segment_ms,
+            "state_kib": state_bytes(states[name]) / 1024,
+        })
+    emformer = next(r for r in rows if r["encoder"] == "Emformer")
+    for r in rows:
+        r["vs_emformer"] = r["step_ms"][f"{positions[-1]:g}"] / emformer["step_ms"][f"{positions[-1]:g}"]
+    return {"size": size, "rows": rows}
+
+
+def render(machine: str, results: List[Dict], positions: List[float], segment_ms: int, window: int) -> str:
+    head = " | ".join(f"{p:g} s" for p in positions)
+    lines = [
+        f"Per-chunk step time of the speech encoder (fbank -> subsampler -> backbone), {segment_ms} ms chunks, "
+        f"median of the {window} chunks ending at each stream position.",
+        "",
+        f"Machine: {machine}",
+        "",
+        f"| size | encoder | parameters | {head} | last / first | RTF | state | time vs Emformer |",
+        "|" + "---|" * (len(positions) + 7),
+    ]
+    for res in results:
+        for r in res["rows"]:
+            cells = " | ".join(f"{r['step_ms'][f'{p:g}']:.2f} ms" for p in positions)
+            lines.append(
+                f"| {r['size']} | {r['encoder']} | {r['params'] / 1e6:.2f} M | {cells} | {r['growth']:.2f}x "
+                f"| {r['rtf']:.4f} | {r['state_kib']:.0f} KiB | {r['vs_emformer']:.2f}x |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="echostream-bench-encoders", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="results/bench_encoders", help="output folder")
+    p.add_argument("--sizes", default="tiny,full", help="comma-separated: tiny, full")
+    p.add_argument("--positions", default="1,10,60,300", help="stream positions in seconds, ascending")
+    p.add_argument("--segment-ms", type=int, default=320, help="chunk size (a multiple of 160 ms)")
+    p.add_argument("--window", type=int, default=10, help="chunks per median")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    sizes = [s for s in args.sizes.split(",") if s]
+    unknown = [s for s in sizes if s not in ARCHITECTURES]
+    if unknown or not sizes:
+        raise SystemExit(f"--sizes takes {sorted(ARCHITECTURES)}, got {args.sizes!r}")
+    try:
+        positions = [float(p) for p in args.positions.split(",")]
+    except ValueError:
+        raise SystemExit(f"--positions must be comma-separated seconds, got {args.positions!r}") from None
+    if positions != sorted(positions) or positions[0] <= 0:
+        raise SystemExit(f"--positions must be positive and ascending, got {args.positions!r}")
+    if args.segment_ms % 160:
+        raise SystemExit(f"--segment-ms must be a multiple of 160 ms (the Zipformer's coarsest frame), got {args.segment_ms}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    machine = _machine()
+    results = [run_size(s, args.segment_ms, positions, args.window) for s in sizes]
+    table = render(machine, results, positions, args.segment_ms, args.window)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_encoders.md").write_text(table)
+    (out / "bench_encoders.json").write_text(json.dumps(
+        {"machine": machine, "segment_ms": args.segment_ms, "positions": positions, "results": results}, indent=1))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
