@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/echostream-bench --out results/bench
+	$(VENV)/bin/echostream-bench-encoders --out results/bench_encoders
 
 demo: $(STAMP)
 	bash examples/demo.sh
