@@ -21,7 +21,7 @@ def test_bench_encoders_tiny(tmp_path, capsys):
     for r in rows.values():
         assert r["step_ms"]["0.64"] > 0 and r["step_ms"]["1.28"] > 0
         assert r["rtf"] == pytest.approx(r["step_ms"]["1.28"] / 320)
-        assert r["state_kib"] > 0
+        assert r["state_kib"] > 0 and r["vs_fresh"]["1.28"] > 0
     assert 1.5e6 < rows["Zipformer"]["params"] < 2.5e6
     assert "Machine:" in capsys.readouterr().out
 

@@ -9,7 +9,10 @@ both see the same machine load; the ratio is taken between medians of that run.
 
 Per chunk the time is the wall time of one step. At each stream position the table gives the median
 over the ``--window`` chunks ending there, the real-time factor (step time / chunk duration) and the
-size of the streaming state. Writes ``bench_encoders.md`` and ``bench_encoders.json`` to ``--out``.
+size of the streaming state. The machine's speed drifts over a minutes-long run, which would show
+as growth with position; so each encoder also runs a fresh stream, restarted every ``--window``
+chunks, in lockstep with the long one, and "vs fresh" is the long stream's median over its fresh
+twin's in the same window. Writes ``bench_encoders.md`` and ``bench_encoders.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
     num_chunks = int(round(max(positions) * 1000 / segment_ms))
     torch.manual_seed(1)
     states = {name: init_encoder_stream(enc) for name, enc in encoders.items()}
+    fresh = dict(states)
     times: Dict[str, List[float]] = {name: [] for name in encoders}
+    fresh_times: Dict[str, List[float]] = {name: [] for name in encoders}
     names = list(encoders)
     with torch.inference_mode():
         for i in range(num_chunks):
@@ -69,18 +74,26 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
                 t0 = time.perf_counter()
                 _, states[name] = encoder_stream_step(encoders[name], feats, states[name])
                 times[name].append(time.perf_counter() - t0)
+                if i % window == 0:
+                    fresh[name] = init_encoder_stream(encoders[name])
+                t0 = time.perf_counter()
+                _, fresh[name] = encoder_stream_step(encoders[name], feats, fresh[name])
+                fresh_times[name].append(time.perf_counter() - t0)
     rows = []
     for name, enc in encoders.items():
-        at = {}
+        at, vs_fresh = {}, {}
         for p in positions:
             end = max(1, int(round(p * 1000 / segment_ms)))
-            at[f"{p:g}"] = statistics.median(times[name][max(0, end - window) : end]) * 1e3
+            span = slice(max(0, end - window), end)
+            at[f"{p:g}"] = statistics.median(times[name][span]) * 1e3
+            vs_fresh[f"{p:g}"] = statistics.median(times[name][span]) / statistics.median(fresh_times[name][span])
         first, last = at[f"{positions[0]:g}"], at[f"{positions[-1]:g}"]
         rows.append({
             "size": size,
             "encoder": name,
             "params": sum(p.numel() for p in enc.parameters()),
             "step_ms": at,
+            "vs_fresh": vs_fresh,
             "growth": last / first,
             "rtf": last / segment_ms,
             "state_kib": state_bytes(states[name]) / 1024,
@@ -99,15 +112,15 @@ def render(machine: str, results: List[Dict], positions: List[float], segment_ms
         "",
         f"Machine: {machine}",
         "",
-        f"| size | encoder | parameters | {head} | last / first | RTF | state | time vs Emformer |",
-        "|" + "---|" * (len(positions) + 7),
+        f"| size | encoder | parameters | {head} | last / first | last vs fresh | RTF | state | time vs Emformer |",
+        "|" + "---|" * (len(positions) + 8),
     ]
     for res in results:
         for r in res["rows"]:
             cells = " | ".join(f"{r['step_ms'][f'{p:g}']:.2f} ms" for p in positions)
             lines.append(
                 f"| {r['size']} | {r['encoder']} | {r['params'] / 1e6:.2f} M | {cells} | {r['growth']:.2f}x "
-                f"| {r['rtf']:.4f} | {r['state_kib']:.0f} KiB | {r['vs_emformer']:.2f}x |"
+                f"| {r['vs_fresh'][f'{positions[-1]:g}']:.2f}x | {r['rtf']:.4f} | {r['state_kib']:.0f} KiB | {r['vs_emformer']:.2f}x |"
             )
     return "\n".join(lines) + "\n"
 
