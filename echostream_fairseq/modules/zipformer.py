@@ -336,6 +336,8 @@ def _convert_channels(x: Tensor, dim: int) -> Tensor:
 class Zipformer(nn.Module):
     """The multi-rate stack of :class:`ZipformerStack` with chunked causal attention.
 
+    The defaults are the ``echostream_zipformer`` preset's (about icefall's small Zipformer).
+
     Args:
         input_dim: channels of the input frames (the convolutional embedding's output).
         output_dim: channels of the output frames.
@@ -354,11 +356,11 @@ class Zipformer(nn.Module):
         self,
         input_dim: int,
         output_dim: int,
-        stack_dims: Sequence[int] = (192, 256, 384, 512, 384, 256),
-        stack_layers: Sequence[int] = (2, 2, 3, 4, 3, 2),
+        stack_dims: Sequence[int] = (192, 256, 256, 256, 256, 256),
+        stack_layers: Sequence[int] = (2, 2, 2, 2, 2, 2),
         stack_downsampling: Sequence[int] = (1, 2, 4, 8, 4, 2),
         stack_heads: Sequence[int] = (4, 4, 4, 8, 4, 4),
-        stack_ffn_dims: Sequence[int] = (512, 768, 1024, 1536, 1024, 768),
+        stack_ffn_dims: Sequence[int] = (512, 768, 768, 768, 768, 768),
         stack_conv_kernels: Sequence[int] = (31, 31, 15, 15, 15, 31),
         segment_length: int = 8,
         query_head_dim: int = 32,
