@@ -49,6 +49,9 @@ def _common_options() -> argparse.ArgumentParser:
     p.add_argument("--cmvn-max-utterances", type=int, default=10_000,
                    help="train utterances the global CMVN is estimated on (default 10000)")
     p.add_argument("--jobs", type=int, default=2, help="threads decoding and resampling input audio (default 2)")
+    p.add_argument("--precompute-fbank", action="store_true",
+                   help="write each source utterance's 80-dim fbank once to features/{id}.npy and point the "
+                        "manifests at them, so training spends no time on features (the wavs stay for the agents)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
     return p
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-dev", type=int, default=100)
     p.add_argument("--num-test", type=int, default=100)
     p.add_argument("--seed", type=int, default=1, help="fixes sentences, voices, k-means and subsets (default 1)")
+    p.add_argument("--held-out-voices", nargs="*", default=None, metavar="VARIANT",
+                   help="source voice variants kept out of train, dev and test; the split test_heldout repeats the "
+                        "test sentences in these voices only (default: es-crisp es-breathy; the flag alone: none)")
 
     p = sub.add_parser("cvss", parents=[common], help="Common Voice French + CVSS-C fr-en",
                        description="Common Voice French (clips/*.mp3, {train,dev,test}.tsv) joined with CVSS-C fr-en "
@@ -88,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_corpus(args: argparse.Namespace):
-    from echostream_fairseq.data.corpus import cvss_corpus, synthetic_corpus, tsv_corpus
+    from echostream_fairseq.data.corpus import DEFAULT_HELD_OUT_VOICES, cvss_corpus, synthetic_corpus, tsv_corpus
 
     if args.source == "synthetic":
-        return synthetic_corpus(args.seed, {"train": args.num_train, "dev": args.num_dev, "test": args.num_test})
+        return synthetic_corpus(args.seed, {"train": args.num_train, "dev": args.num_dev, "test": args.num_test},
+                                held_out_voices=DEFAULT_HELD_OUT_VOICES if args.held_out_voices is None
+                                else args.held_out_voices)
     if args.source == "cvss":
         return cvss_corpus(args.cv_root, args.cvss_root, list(dict.fromkeys(args.splits)))
     return tsv_corpus({split: path for split, path in (("train", args.train), ("dev", args.dev), ("test", args.test)) if path})
@@ -148,6 +156,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         kmeans_max_frames=args.kmeans_max_frames,
         kmeans_iterations=args.kmeans_iterations,
         cmvn_max_utterances=args.cmvn_max_utterances,
+        precompute_fbank=args.precompute_fbank,
         seed=args.seed,
         jobs=args.jobs,
         force=args.force,

@@ -36,6 +36,8 @@ __all__ = [
     "tsv_corpus",
     "TSV_COLUMNS",
     "source_voice",
+    "HELD_OUT_SPLIT",
+    "DEFAULT_HELD_OUT_VOICES",
 ]
 
 SPLITS = ("train", "dev", "test")
@@ -45,6 +47,12 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*$")
 SOURCE_RATE_RANGE = (135, 205)
 SOURCE_PITCH_RANGE = (35, 65)
 SOURCE_PITCH_SPREAD_RANGE = (35, 75)
+# The held-out-voice test split: the test sentences again, spoken only by source voice variants that
+# no train, dev or test utterance uses. Same sentences, so its scores differ from test's by the
+# voices alone. By default one male and one female variant whose pitch bands sit inside the
+# training voices' range are held out: a model must generalise to them, not extrapolate.
+HELD_OUT_SPLIT = "test_heldout"
+DEFAULT_HELD_OUT_VOICES = ("es-crisp", "es-breathy")
 
 
 @dataclass
@@ -82,34 +90,62 @@ class Corpus:
         return [u for split in self.splits.values() for u in split]
 
 
-def source_voice(seed: int, utterance_id: str) -> Voice:
-    """The synthetic source voice of one utterance: a function of (seed, id) only."""
+def source_voice(seed: int, utterance_id: str, variants: Sequence[str] = SOURCE_VOICES) -> Voice:
+    """The synthetic source voice of one utterance: a function of (seed, id, variants) only."""
     rng = random.Random(f"{seed}:{utterance_id}")  # str seeds hash with sha512: stable across runs
     return Voice(
         SOURCE_LANGUAGE,
-        rng.choice(SOURCE_VOICES),
+        rng.choice(list(variants)),
         rate=rng.randint(*SOURCE_RATE_RANGE),
         pitch=rng.randint(*SOURCE_PITCH_RANGE),
         pitch_range=rng.randint(*SOURCE_PITCH_SPREAD_RANGE),
     )
 
 
-def synthetic_corpus(seed: int, sizes: Dict[str, int]) -> Corpus:
-    """Sentences drawn from the grammar (distinct across splits) with seeded source voices."""
+def _split_voices(held_out: Sequence[str]) -> tuple:
+    """(voices of train/dev/test, held-out voices), checked."""
+    unknown = [v for v in held_out if v not in SOURCE_VOICES]
+    if unknown:
+        raise ManifestError(f"--held-out-voices: unknown voice variant(s) {unknown}; known: {list(SOURCE_VOICES)}")
+    held = tuple(dict.fromkeys(held_out))
+    kept = tuple(v for v in SOURCE_VOICES if v not in held)
+    if not kept:
+        raise ManifestError("--held-out-voices holds out every voice variant: train would have no voice left")
+    return kept, held
+
+
+def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence[str] = ()) -> Corpus:
+    """Sentences drawn from the grammar (distinct across splits) with seeded source voices.
+
+    With ``held_out_voices``, train/dev/test use the other variants only, and a further split
+    :data:`HELD_OUT_SPLIT` holds the test sentences spoken by the held-out variants.
+    """
     for split, n in sizes.items():
         if n < 1:
             raise ManifestError(f"--num-{split} must be at least 1, got {n}")
+    voices, held = _split_voices(held_out_voices)
     sentences = sample_splits(seed, sizes)
     splits = {
         split: [
-            Utterance(f"{split}_{i:05d}", split, s.fr, s.en, src_voice=source_voice(seed, f"{split}_{i:05d}"),
+            Utterance(f"{split}_{i:05d}", split, s.fr, s.en, src_voice=source_voice(seed, f"{split}_{i:05d}", voices),
                       where=f"synthetic {split} #{i}")
             for i, s in enumerate(sentences[split])
         ]
         for split in sizes
     }
+    if held:
+        if "test" not in sizes:
+            raise ManifestError("--held-out-voices needs a test split: the held-out split repeats its sentences")
+        splits[HELD_OUT_SPLIT] = [
+            Utterance(f"{HELD_OUT_SPLIT}_{i:05d}", HELD_OUT_SPLIT, u.src_text, u.tgt_text,
+                      src_voice=source_voice(seed, f"{HELD_OUT_SPLIT}_{i:05d}", held),
+                      where=f"synthetic {HELD_OUT_SPLIT} #{i}")
+            for i, u in enumerate(splits["test"])
+        ]
     fingerprint = {"seed": seed, "sizes": dict(sizes), "grammar_version": GRAMMAR_VERSION,
                    "voices": [SOURCE_RATE_RANGE, SOURCE_PITCH_RANGE, SOURCE_PITCH_SPREAD_RANGE, list(SOURCE_VOICES)]}
+    if held:
+        fingerprint["held_out_voices"] = list(held)
     return Corpus("synthetic", splits, fingerprint)
 
 

@@ -7,12 +7,14 @@ text       ``text/{split}.tsv``: ids and raw text (inputs were validated before,
            input audio included, so a bad corpus fails before anything is written)
 audio      ``audio/src/{id}.wav``, ``audio/tgt/{id}.wav``: 16 kHz 16-bit mono (synthesised,
            or read, downmixed and resampled)
+features   ``features/{id}.npy``: the source fbank ``[frames, 80]`` (only with ``--precompute-fbank``)
 gcmvn      ``gcmvn.npz``: mean and std of the source fbank over (a sample of) train
 subwords   ``{src,tgt}_unigram/``: sentencepiece model, fairseq ``dict.txt``, ``{split}.tsv``
 units      ``units/``: k-means unit model ``kmeans.pt``, ``dict.txt``, ``{split}.tsv`` (units)
-manifests  ``{split}.tsv``: ``id, src_audio, src_n_frames, tgt_audio, tgt_n_frames``
+manifests  ``{split}.tsv``: ``id, src_audio, src_n_frames, tgt_audio, tgt_n_frames`` (``src_audio``:
+           the wav, or its ``.npy`` features)
 configs    ``config.yaml``, ``config_multitask.yaml``
-simuleval  ``simuleval/{dev,test}.{source,target,src_text}``
+simuleval  ``simuleval/{dev,test,test_heldout}.{source,target,src_text}``
 stats      ``stats.json``: corpus statistics
 ========== ==============================================================================
 """
@@ -57,7 +59,7 @@ logger = logging.getLogger("echostream.prep")
 
 PREP_VERSION = 1
 MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames")
-SIMULEVAL_SPLITS = ("dev", "test")
+SIMULEVAL_SPLITS = ("dev", "test", "test_heldout")
 # a 40-frame (0.4 s) time mask: the synthetic utterances last about 2 s, so a 1 s mask would erase half
 SPECAUGMENT = {"freq_mask_F": 27, "freq_mask_N": 1, "time_mask_N": 1, "time_mask_T": 40, "time_mask_p": 1.0, "time_warp_W": 0}
 
@@ -76,6 +78,8 @@ class PrepOptions:
             random subset of utterances beyond that).
         kmeans_iterations: maximum Lloyd iterations.
         cmvn_max_utterances: train utterances the global CMVN is estimated on (seeded subset).
+        precompute_fbank: write the source fbank once (``features/{id}.npy``) and point the
+            manifests at it, so that training reads features instead of computing them.
         seed: seeds k-means and the subsets.
         jobs: threads converting audio (cvss/tsv).
         force: replace outputs made with other parameters / write into a foreign folder.
@@ -92,6 +96,7 @@ class PrepOptions:
     kmeans_max_frames: int = 300_000
     kmeans_iterations: int = 50
     cmvn_max_utterances: int = 10_000
+    precompute_fbank: bool = False
     seed: int = 1
     jobs: int = 2
     force: bool = False
@@ -236,6 +241,20 @@ class _Pipeline:
                     f.cancel()
                 raise
 
+    # -- features -------------------------------------------------------------------------------
+    def feature_path(self, uid: str) -> str:
+        return self.path("features", f"{uid}.npy")
+
+    def features(self, resume: bool) -> None:
+        os.makedirs(self.path("features"), exist_ok=True)
+        remove_stale_temp_files(self.path("features"))
+        todo = [u for u in self.corpus.all() if not (resume and os.path.isfile(self.feature_path(u.id)))]
+        with _torch_threads(1):
+            for u in self._bar(todo, "fbank"):
+                feats = fbank(read_audio(self.wav("src", u.id))).numpy().astype(np.float32)
+                with atomic_open(self.feature_path(u.id), "wb") as f:
+                    np.save(f, feats)
+
     # -- gcmvn ----------------------------------------------------------------------------------
     def gcmvn(self, resume: bool) -> None:
         train = list(self.corpus.splits["train"])
@@ -343,9 +362,11 @@ class _Pipeline:
             for u in utterances:
                 n_samples = sf.info(self.wav("src", u.id)).frames
                 unit_text = units[u.id]
+                source = os.path.join("features", f"{u.id}.npy") if self.options.precompute_fbank else \
+                    os.path.join("audio", "src", f"{u.id}.wav")
                 rows.append({
                     "id": u.id,
-                    "src_audio": os.path.join("audio", "src", f"{u.id}.wav"),
+                    "src_audio": source,
                     "src_n_frames": num_fbank_frames(n_samples),
                     "tgt_audio": unit_text,
                     "tgt_n_frames": len(unit_text.split()),
@@ -414,7 +435,8 @@ def corpus_stats(out_dir: str, splits: Sequence[str]) -> Dict[str, Any]:
         text = _read_simple_tsv(os.path.join(out_dir, "text", f"{split}.tsv"))
         src_pieces = _read_simple_tsv(os.path.join(out_dir, "src_unigram", f"{split}.tsv"))
         tgt_pieces = _read_simple_tsv(os.path.join(out_dir, "tgt_unigram", f"{split}.tsv"))
-        src_seconds = [sf.info(os.path.join(out_dir, row["src_audio"])).frames / SAMPLE_RATE for row in manifest]
+        src_seconds = [sf.info(os.path.join(out_dir, "audio", "src", f"{row['id']}.wav")).frames / SAMPLE_RATE
+                       for row in manifest]
         tgt_seconds = [sf.info(os.path.join(out_dir, "audio", "tgt", f"{row['id']}.wav")).frames / SAMPLE_RATE
                        for row in manifest]
         for row in text:
@@ -476,12 +498,18 @@ def _steps(pipeline: _Pipeline) -> List[Step]:
         unit_params = {"extractor": "logmel", "num_units": options.num_units, "max_frames": options.kmeans_max_frames,
                        "iterations": options.kmeans_iterations, "seed": options.seed}
     units = Step("units", {"after": after(audio), **unit_params}, ["units"], pipeline.units)
-    manifests = Step("manifests", {"after": after(audio, units)}, outputs("{split}.tsv"), pipeline.manifests)
+    feature_steps: List[Step] = []
+    if options.precompute_fbank:
+        feature_steps.append(Step("features", {"after": after(audio)}, ["features"], pipeline.features))
+    manifest_params: Dict[str, Any] = {"after": after(audio, units, *feature_steps)}
+    if options.precompute_fbank:  # only then: folders made before the option keep their stamps
+        manifest_params["precompute_fbank"] = True
+    manifests = Step("manifests", manifest_params, outputs("{split}.tsv"), pipeline.manifests)
     configs = Step("configs", {"after": after(units, gcmvn, subwords)}, ["config.yaml", "config_multitask.yaml"],
                    pipeline.configs)
     simuleval = Step("simuleval", {"after": after(text, audio), "location": pipeline.out}, ["simuleval"], pipeline.simuleval)
     stats = Step("stats", {"after": after(manifests, subwords, units)}, ["stats.json"], pipeline.stats)
-    return [text, audio, gcmvn, subwords, units, manifests, configs, simuleval, stats]
+    return [text, audio, *feature_steps, gcmvn, subwords, units, manifests, configs, simuleval, stats]
 
 
 def prepare(corpus: Corpus, options: PrepOptions) -> Dict[str, Any]:
