@@ -5,6 +5,11 @@ weights, the MT label smoothing and the dictionaries taken from the multitask YA
 (StreamSpeech: 8, 4, 4; smoothing 0.1). Every term is summed over the batch and the total is
 normalised by the number of target units, as StreamSpeech does.
 
+A loss schedule (``--loss-schedule TERM:START[:RAMP] ...``) switches terms on during training: a
+term's weight is 0 before update START, then grows linearly to its full weight over RAMP updates
+(0: at once). For example ``asr_ctc:0 st_ctc:200:200 mt:200:200 unit_ctc:400:200`` trains the ASR
+CTC head alone first. Terms without an entry have their full weight from the start.
+
 Logged (fairseq's usual lines; losses in base 2): ``loss``, ``unit_ctc_loss`` (per unit),
 ``mt_loss`` / ``mt_nll_loss`` (per target subword), ``asr_ctc_loss`` / ``st_ctc_loss`` (per
 subword) and, from greedy CTC decoding, ``asr_wer`` (source words), ``st_wer`` (target words) and,
@@ -14,8 +19,11 @@ in validation, ``unit_er`` (unit edit distance / reference units).
 from __future__ import annotations
 
 import math
+from typing import Dict, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
+from sacrebleu.metrics import BLEU
 from torch import Tensor
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
@@ -24,13 +32,51 @@ from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_l
 from echostream_fairseq.streaming.ctc import CTC_BLANK, ctc_greedy
 from echostream_fairseq.data.text import edit_distance, pieces_to_words
 
-__all__ = ["EchoStreamMultitaskCriterion"]
+__all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_schedule", "schedule_factor"]
+
+LOSS_TERMS = ("unit_ctc", "mt", "asr_ctc", "st_ctc")
+
+
+def parse_loss_schedule(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+    """``["asr_ctc:0", "mt:200:100"]`` -> ``{"asr_ctc": (0, 0), "mt": (200, 100)}`` (term: start, ramp)."""
+    schedule: Dict[str, Tuple[int, int]] = {}
+    for item in items:
+        fields = item.split(":")
+        if len(fields) not in (2, 3) or fields[0] not in LOSS_TERMS:
+            raise ValueError(f"--loss-schedule: {item!r} is not TERM:START[:RAMP] with TERM one of {', '.join(LOSS_TERMS)}")
+        if fields[0] in schedule:
+            raise ValueError(f"--loss-schedule: {fields[0]} is given twice")
+        try:
+            start, ramp = int(fields[1]), int(fields[2]) if len(fields) == 3 else 0
+        except ValueError:
+            raise ValueError(f"--loss-schedule: {item!r}: START and RAMP must be integers (updates)") from None
+        if start < 0 or ramp < 0:
+            raise ValueError(f"--loss-schedule: {item!r}: START and RAMP must not be negative")
+        schedule[fields[0]] = (start, ramp)
+    if schedule and all(start > 0 for start, _ in schedule.values()) and len(schedule) == len(LOSS_TERMS):
+        raise ValueError("--loss-schedule: every term starts after update 0, so the first updates would train nothing")
+    return schedule
+
+
+def schedule_factor(schedule: Dict[str, Tuple[int, int]], term: str, num_updates: int) -> float:
+    """The fraction of ``term``'s weight in force at ``num_updates`` updates done (0 .. 1)."""
+    if term not in schedule:
+        return 1.0
+    start, ramp = schedule[term]
+    if num_updates < start:
+        return 0.0
+    if ramp == 0:
+        return 1.0
+    return min(1.0, (num_updates - start + 1) / ramp)
 
 
 @register_criterion("echostream_multitask")
 class EchoStreamMultitaskCriterion(FairseqCriterion):
-    def __init__(self, task, report_unit_error_rate: bool = True) -> None:
+    def __init__(self, task, report_unit_error_rate: bool = True, report_mt_bleu: bool = True,
+                 loss_schedule: Sequence[str] = ()) -> None:
         super().__init__(task)
+        self.loss_schedule = parse_loss_schedule(loss_schedule or ())
+        self.num_updates = 0
         cfg = task.multitask_config.tasks
         self.mt_weight = cfg["target_unigram"].loss_weight
         self.mt_smoothing = cfg["target_unigram"].label_smoothing
@@ -40,11 +86,29 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         self.tgt_dict = task.multitask_dictionaries["target_unigram"]
         self.unit_dict = task.target_dictionary
         self.report_unit_error_rate = report_unit_error_rate
+        self.report_mt_bleu = report_mt_bleu
 
     @staticmethod
     def add_args(parser) -> None:
         parser.add_argument("--no-unit-error-rate", dest="report_unit_error_rate", action="store_false",
                             help="skip the unit error rate in validation (it costs an edit distance per utterance)")
+        parser.add_argument("--no-mt-bleu", dest="report_mt_bleu", action="store_false",
+                            help="skip the greedy MT decoding and BLEU of the dev split in validation")
+        parser.add_argument("--loss-schedule", nargs="*", default=[], metavar="TERM:START[:RAMP]",
+                            help="switch loss terms on during training: TERM (unit_ctc, mt, asr_ctc, st_ctc) has "
+                                 "weight 0 before update START, then ramps linearly to its full weight over RAMP "
+                                 "updates (default: every term at full weight from the start)")
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """The updates done before the coming step (the task calls this from ``train_step``)."""
+        self.num_updates = int(num_updates)
+
+    def term_weights(self, scheduled: bool = True) -> Dict[str, float]:
+        """The weight of each loss term at the current update (``scheduled=False``: the full weights)."""
+        full = {"unit_ctc": 1.0, "mt": self.mt_weight, "asr_ctc": self.asr_weight, "st_ctc": self.st_weight}
+        if not scheduled:
+            return full
+        return {term: w * schedule_factor(self.loss_schedule, term, self.num_updates) for term, w in full.items()}
 
     def _ctc(self, logits: Tensor, lengths: Tensor, target: Tensor, target_lengths: Tensor) -> Tensor:
         lprobs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # [T, B, V]
@@ -79,7 +143,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         asr_loss = self._ctc(net_output["asr_logits"], enc_lengths, asr["target"], asr["target_lengths"])
         st_loss = self._ctc(net_output["st_logits"], enc_lengths, st["target"], st["target_lengths"])
 
-        loss = unit_loss + self.mt_weight * mt_loss + self.asr_weight * asr_loss + self.st_weight * st_loss
+        # validation always weighs every term fully, so dev losses stay comparable along a schedule
+        w = self.term_weights(scheduled=model.training)
+        loss = w["unit_ctc"] * unit_loss + w["mt"] * mt_loss + w["asr_ctc"] * asr_loss + w["st_ctc"] * st_loss
         sample_size = int(unit_lengths.sum())
         log = {
             "loss": loss.data,
@@ -105,7 +171,34 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             refs = [u[:n] for u, n in zip(units.tolist(), unit_lengths.tolist())]
             log["unit_errors"] = sum(edit_distance(h, r) for h, r in zip(hyps, refs))
             log["unit_total"] = sample_size
+        if not model.training and self.report_mt_bleu:
+            log.update(self._mt_bleu_stats(model, net_output["encoder_out"], mt["target"]))
         return loss, sample_size, log
+
+    @torch.no_grad()
+    def _mt_bleu_stats(self, model, encoder_out, target: Tensor) -> Dict[str, int]:
+        """Greedy MT decoding (no incremental state: the targets are short) -> BLEU statistics."""
+        d = self.tgt_dict
+        batch = target.size(0)
+        tokens = target.new_full((batch, 1), d.eos())
+        done = torch.zeros(batch, dtype=torch.bool, device=target.device)
+        for _ in range(target.size(1) + 10):
+            logits, _ = model.decoder(tokens, encoder_out)
+            logits = logits[:, -1].float()
+            logits[:, [d.pad(), d.unk(), CTC_BLANK]] = float("-inf")
+            step = logits.argmax(dim=-1).masked_fill(done, d.pad())
+            tokens = torch.cat([tokens, step[:, None]], dim=1)
+            done |= step.eq(d.eos())
+            if bool(done.all()):
+                break
+        hyps = [" ".join(pieces_to_words(d, [t for t in row if t != d.eos()])) for row in tokens[:, 1:].tolist()]
+        refs = [" ".join(pieces_to_words(d, [t for t in row if t not in (d.eos(), d.pad())])) for row in target.tolist()]
+        score = BLEU().corpus_score(hyps, [refs])
+        stats = {"mt_bleu_sys_len": score.sys_len, "mt_bleu_ref_len": score.ref_len}
+        for i in range(4):
+            stats[f"mt_bleu_counts_{i}"] = score.counts[i]
+            stats[f"mt_bleu_totals_{i}"] = score.totals[i]
+        return stats
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
@@ -133,6 +226,20 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             metrics.log_scalar("_unit_errors", total("unit_errors"))
             metrics.log_scalar("_unit_total", total("unit_total"))
             metrics.log_derived("unit_er", lambda m: rate(m, "_unit_errors", "_unit_total"))
+
+        if total("mt_bleu_ref_len") > 0:
+            keys = [f"mt_bleu_counts_{i}" for i in range(4)] + [f"mt_bleu_totals_{i}" for i in range(4)] + \
+                ["mt_bleu_sys_len", "mt_bleu_ref_len"]
+            for key in keys:
+                metrics.log_scalar("_" + key, total(key))
+
+            def bleu(m) -> float:
+                value = lambda key: int(utils.item(m["_" + key].sum))  # noqa: E731
+                return round(BLEU.compute_bleu(
+                    [value(f"mt_bleu_counts_{i}") for i in range(4)], [value(f"mt_bleu_totals_{i}") for i in range(4)],
+                    value("mt_bleu_sys_len"), value("mt_bleu_ref_len"), smooth_method="exp").score, 2)
+
+            metrics.log_derived("mt_bleu", bleu)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -120,6 +120,12 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
     def max_positions(self):
         return self.args.max_source_positions, self.args.max_target_positions
 
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        # a criterion with a loss schedule needs the update count, which fairseq gives only to tasks
+        if hasattr(criterion, "set_num_updates"):
+            criterion.set_num_updates(update_num)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
     # -- offline decoding ------------------------------------------------------------------------
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
