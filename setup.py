@@ -37,6 +37,7 @@ setup(
             "echostream-bench-agent=echostream_fairseq.cli.bench_agent:main",
             "echostream-bench-encoders=echostream_fairseq.cli.bench_encoders:main",
             "echostream-simul-report=echostream_fairseq.cli.simul_report:main",
+            "echostream-learning-curves=echostream_fairseq.cli.learning_curves:main",
         ],
     },
 )

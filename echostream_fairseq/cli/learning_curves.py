@@ -1,0 +1,152 @@
+"""``echostream-learning-curves``: dev metrics against training time, from fairseq's JSON logs.
+
+    echostream-learning-curves RUN.log [RUN.log ...] --labels A B ... [--at 2 4 8] \\
+        [--markdown curves.md] [--plot curves.png] [--json curves.json]
+
+Each log is what ``fairseq-train --log-format json`` printed (``train_inner`` and ``valid``
+lines). A validation point's time is the training wall clock (``wall``) of the last
+``train_inner`` line before it, so it counts the time spent training and validating up to there.
+The table gives, per run, the update rate and the dev metrics (ASR CTC WER, ST CTC WER, greedy MT
+BLEU, unit error rate, dev loss) at the validation nearest before each ``--at`` minute and at the
+end; the plot draws the four metrics against minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+__all__ = ["Curve", "read_log", "main"]
+
+METRICS = (("asr_wer", "ASR WER %"), ("st_wer", "ST CTC WER %"), ("mt_bleu", "MT BLEU"),
+           ("unit_er", "unit error %"), ("loss", "dev loss"))
+_LINE = re.compile(r"\|\s*([\w.-]+)\s*\|\s*(\{.*\})\s*$")
+
+
+@dataclass
+class Curve:
+    """One run: validation points ``(minutes, updates, {metric: value})`` in order."""
+
+    label: str
+    points: List[tuple] = field(default_factory=list)
+    train_minutes: float = 0.0
+    updates: int = 0
+
+
+def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
+    """Parse one fairseq JSON log (lines that are not JSON records are skipped).
+
+    ``subset`` is the validation subset: fairseq tags its lines and prefixes its keys with it.
+    """
+    curve = Curve(label)
+    wall = 0.0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = _LINE.search(line)
+            if not m or m.group(1) not in ("train_inner", "train", subset):
+                continue
+            tag, record = m.group(1), json.loads(m.group(2))
+            if tag == "train_inner":
+                wall = float(record["wall"])
+                curve.train_minutes = wall / 60
+                curve.updates = int(float(record["num_updates"]))
+            elif tag == "train":  # end of an epoch: no wall clock, but the update count
+                curve.updates = int(float(record.get("train_num_updates", curve.updates)))
+            elif tag == subset:
+                updates = int(float(record[f"{subset}_num_updates"]))
+                values = {key: float(record[f"{subset}_{key}"]) for key, _ in METRICS if f"{subset}_{key}" in record}
+                curve.points.append((wall / 60, updates, values))
+    if not curve.points:
+        raise SystemExit(f"error: {path}: no validation lines (was it trained with --log-format json?)")
+    return curve
+
+
+def _at(curve: Curve, minutes: float) -> Optional[tuple]:
+    before = [p for p in curve.points if p[0] <= minutes + 1e-9]
+    return before[-1] if before else None
+
+
+def _cell(point: Optional[tuple], key: str) -> str:
+    if point is None or key not in point[2]:
+        return "-"
+    return f"{point[2][key]:.1f}"
+
+
+def markdown(curves: Sequence[Curve], at: Sequence[float]) -> str:
+    lines = []
+    for key, title in METRICS:
+        head = ["run", "updates/min"] + [f"{m:g} min" for m in at] + ["end (min, updates)"]
+        lines.append(f"**{title}**\n")
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for c in curves:
+            rate = c.updates / c.train_minutes if c.train_minutes else 0.0
+            last = c.points[-1]
+            cells = [c.label, f"{rate:.0f}"] + [_cell(_at(c, m), key) for m in at] + \
+                [f"{_cell(last, key)} ({last[0]:.1f}, {last[1]})"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(curves: Sequence[Curve], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    for ax, (key, title) in zip(axes, METRICS[:4]):
+        for c in curves:
+            pts = [(p[0], p[2][key]) for p in c.points if key in p[2]]
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker=".", label=c.label)
+        ax.set_title(title)
+        ax.set_xlabel("training minutes")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="echostream-learning-curves", description=__doc__.split("\n\n")[0])
+    p.add_argument("logs", nargs="+", type=Path, help="fairseq-train logs written with --log-format json")
+    p.add_argument("--labels", nargs="+", help="one label per log (default: the file names)")
+    p.add_argument("--subset", default="dev", help="the validation subset (fairseq's --valid-subset; default dev)")
+    p.add_argument("--at", nargs="+", type=float, default=[2, 4, 6, 8], help="minutes to tabulate (default 2 4 6 8)")
+    p.add_argument("--markdown", type=Path, help="write the tables here")
+    p.add_argument("--plot", type=Path, help="write the plot here (PNG)")
+    p.add_argument("--json", type=Path, help="write the points here")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    labels = args.labels or [p.stem for p in args.logs]
+    if len(labels) != len(args.logs):
+        raise SystemExit(f"error: {len(args.logs)} logs but {len(labels)} labels")
+    for path in args.logs:
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: log not found")
+    curves = [read_log(p, label, args.subset) for p, label in zip(args.logs, labels)]
+    text = markdown(curves, args.at)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+    if args.plot:
+        plot(curves, args.plot)
+    if args.json:
+        data: Dict[str, object] = {c.label: {"updates": c.updates, "train_minutes": round(c.train_minutes, 3),
+                                             "points": [{"minutes": round(m, 3), "updates": u, **v}
+                                                        for m, u, v in c.points]} for c in curves}
+        args.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
