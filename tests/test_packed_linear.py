@@ -40,3 +40,26 @@ def test_training_uses_autograd():
     lin(x).sum().backward()
     assert lin.weight.grad is not None
     assert lin._packed is None
+
+
+def test_validation_after_optimiser_steps_sees_the_new_weights():
+    """fairseq's Adam writes through ``weight.data``, which the version counter does not see."""
+    from fairseq.optim.adam import FairseqAdam
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(PackedLinear(16, 8))
+    x = torch.randn(5, 16)
+    optimizer = FairseqAdam(type("Cfg", (), {"lr": [0.1], "adam_betas": "(0.9, 0.98)", "adam_eps": 1e-8,
+                                             "weight_decay": 0.0, "use_old_adam": False, "fp16_adam_stats": False,
+                                             "tpu": False})(), list(model.parameters()))
+    for _ in range(3):
+        model.eval()
+        with torch.no_grad():
+            validated = model(x)
+        assert torch.allclose(validated, F.linear(x, model[0].weight, model[0].bias), atol=1e-6)
+        model.train()
+        model(x).pow(2).sum().backward()
+        before = model[0].weight.detach().clone()
+        optimizer.step()
+        optimizer.zero_grad()
+        assert not torch.allclose(before, model[0].weight)

@@ -6,7 +6,10 @@ copy packed once for oneDNN cut the 48 matrix products of a 12-layer d=256 Emfor
 to 4.2 ms in fp32 and from 5.5 ms to 2.7 ms in bf16 on a 2-core AVX-512 machine.
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
-version counter or its dtype changes, and it is never saved. Training, autograd, non-CPU tensors and
+version counter or its dtype changes, and whenever the module is switched between training and
+evaluation (optimisers such as fairseq's Adam write through ``weight.data``, which the version
+counter does not see, so validation during training would otherwise use the weights of the first
+validation); it is never saved. Training, autograd, non-CPU tensors and
 dtypes other than fp32/bf16 use ``F.linear``.
 """
 
@@ -46,6 +49,11 @@ class PackedLinear(nn.Linear):
         self.activation = activation
         self._packed: Optional[Tensor] = None
         self._packed_key: Optional[Tuple[int, int, torch.dtype]] = None
+
+    def train(self, mode: bool = True) -> "PackedLinear":
+        # any optimiser step happens between two mode switches; a stale memo would hide it
+        self._packed, self._packed_key = None, None
+        return super().train(mode)
 
     def _packed_weight(self, x: Tensor) -> Optional[Tensor]:
         """The packed weight when ``x`` can take the packed path, else ``None``.
