@@ -36,11 +36,15 @@ def test_points_hold_every_dev_metric(log):
 
 def test_cli_writes_tables_plot_and_json(log, tmp_path):
     out = tmp_path / "c"
-    proc = run_cli([BIN / "echostream-learning-curves", log, log, "--labels", "a", "b", "--at", "100",
+    proc = run_cli([BIN / "echostream-learning-curves", log, log, "--labels", "a", "b", "--at", "100", "--train-at", "2", "6",
                     "--markdown", f"{out}.md", "--plot", f"{out}.png", "--json", f"{out}.json"])
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "c.md").read_text()
     assert "**MT BLEU**" in text and "| a |" in text and "| b |" in text
+    train = text[text.index("**training losses"):]
+    assert "ASR CTC @ 2" in train and "unit CTC @ 6" in train
+    # the logged values of update 2, and the scheduled MT term (weight 0 before update 2) still logged
+    assert read_log(log, "x").train[2]["mt_loss"] > 0 and f"| a | {read_log(log, 'x').train[2]['asr_ctc_loss']:.2f} |" in train
     assert (tmp_path / "c.png").stat().st_size > 10_000
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["a"]["updates"] == 6 and len(data["a"]["points"]) >= 2

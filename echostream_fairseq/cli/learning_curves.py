@@ -8,7 +8,9 @@ lines). A validation point's time is the training wall clock (``wall``) of the l
 ``train_inner`` line before it, so it counts the time spent training and validating up to there.
 The table gives, per run, the update rate and the dev metrics (ASR CTC WER, ST CTC WER, greedy MT
 BLEU, unit error rate, dev loss) at the validation nearest before each ``--at`` minute and at the
-end; the plot draws the four metrics against minutes.
+end; the plot draws the four metrics against minutes. ``--train-at N ...`` adds a table of the
+training losses (fairseq's smoothed ``train_inner`` values, on augmented batches where the recipe
+augments) at those update counts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ __all__ = ["Curve", "read_log", "main"]
 
 METRICS = (("asr_wer", "ASR WER %"), ("st_wer", "ST CTC WER %"), ("mt_bleu", "MT BLEU"),
            ("unit_er", "unit error %"), ("loss", "dev loss"))
+TRAIN_METRICS = (("asr_ctc_loss", "ASR CTC"), ("st_ctc_loss", "ST CTC"), ("mt_loss", "MT"),
+                 ("unit_ctc_loss", "unit CTC"))
 _LINE = re.compile(r"\|\s*([\w.-]+)\s*\|\s*(\{.*\})\s*$")
 
 
@@ -33,6 +37,7 @@ class Curve:
 
     label: str
     points: List[tuple] = field(default_factory=list)
+    train: Dict[int, Dict[str, float]] = field(default_factory=dict)
     train_minutes: float = 0.0
     updates: int = 0
 
@@ -54,6 +59,7 @@ def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
                 wall = float(record["wall"])
                 curve.train_minutes = wall / 60
                 curve.updates = int(float(record["num_updates"]))
+                curve.train[curve.updates] = {key: float(record[key]) for key, _ in TRAIN_METRICS if key in record}
             elif tag == "train":  # end of an epoch: no wall clock, but the update count
                 curve.updates = int(float(record.get("train_num_updates", curve.updates)))
             elif tag == subset:
@@ -66,6 +72,8 @@ def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
 
 
 def _at(curve: Curve, minutes: float) -> Optional[tuple]:
+    if minutes > curve.train_minutes + 1e-9:  # the run did not get that far
+        return None
     before = [p for p in curve.points if p[0] <= minutes + 1e-9]
     return before[-1] if before else None
 
@@ -91,6 +99,20 @@ def markdown(curves: Sequence[Curve], at: Sequence[float]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def train_markdown(curves: Sequence[Curve], updates: Sequence[int]) -> str:
+    """Training losses (bits per token of each term) at the given update counts."""
+    head = ["run"] + [f"{title} @ {n}" for n in updates for _, title in TRAIN_METRICS]
+    lines = ["**training losses (bits per target token) at updates**\n", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for c in curves:
+        cells = [c.label]
+        for n in updates:
+            values = c.train.get(n, {})
+            cells += [f"{values[key]:.2f}" if key in values else "-" for key, _ in TRAIN_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(curves: Sequence[Curve], path: Path) -> None:
@@ -120,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", help="one label per log (default: the file names)")
     p.add_argument("--subset", default="dev", help="the validation subset (fairseq's --valid-subset; default dev)")
     p.add_argument("--at", nargs="+", type=float, default=[2, 4, 6, 8], help="minutes to tabulate (default 2 4 6 8)")
+    p.add_argument("--train-at", nargs="*", type=int, default=[],
+                   help="also tabulate the training losses at these update counts (multiples of --log-interval)")
     p.add_argument("--markdown", type=Path, help="write the tables here")
     p.add_argument("--plot", type=Path, help="write the plot here (PNG)")
     p.add_argument("--json", type=Path, help="write the points here")
@@ -136,6 +160,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             raise SystemExit(f"error: {path}: log not found")
     curves = [read_log(p, label, args.subset) for p, label in zip(args.logs, labels)]
     text = markdown(curves, args.at)
+    if args.train_at:
+        text += "\n" + train_markdown(curves, args.train_at)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n", encoding="utf-8")
