@@ -102,3 +102,21 @@ def test_rerun_without_the_option_needs_force(corpus, tmp_path, capsys):
     assert info.value.code == 2 and "--force" in capsys.readouterr().err
     main(["synthetic", "--out", str(out), *ARGS, "--force"])
     assert read_tsv(out / "train.tsv", ("src_audio",))[0]["src_audio"] == "audio/src/train_00000.wav"
+
+
+def test_no_specaugment_leaves_it_out_of_the_training_transforms(corpus, tmp_path):
+    import shutil
+
+    import yaml
+
+    from echostream_fairseq.tasks.configs import DataConfig
+
+    assert yaml.safe_load((corpus / "config.yaml").read_text())["transforms"]["_train"] == ["global_cmvn", "specaugment"]
+    out = tmp_path / "nospec"
+    shutil.copytree(corpus, out)
+    main(["synthetic", "--out", str(out), *ARGS, "--precompute-fbank", "--no-specaugment", "--force"])
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["transforms"]["_train"] == ["global_cmvn"] and config["specaugment"]["freq_mask_F"] == 27
+    names = [type(t).__name__ for t in DataConfig.load(out / "config.yaml").feature_transforms(True).transforms]
+    assert names == ["GlobalCMVN"]
+    assert (out / "features" / "train_00000.npy").read_bytes() == (corpus / "features" / "train_00000.npy").read_bytes()

@@ -52,6 +52,9 @@ def _common_options() -> argparse.ArgumentParser:
     p.add_argument("--precompute-fbank", action="store_true",
                    help="write each source utterance's 80-dim fbank once to features/{id}.npy and point the "
                         "manifests at them, so training spends no time on features (the wavs stay for the agents)")
+    p.add_argument("--no-specaugment", dest="specaugment", action="store_false",
+                   help="leave SpecAugment out of the training transforms in config.yaml (kept in its "
+                        "specaugment section, so a config can turn it back on)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
     return p
@@ -157,6 +160,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         kmeans_iterations=args.kmeans_iterations,
         cmvn_max_utterances=args.cmvn_max_utterances,
         precompute_fbank=args.precompute_fbank,
+        specaugment=args.specaugment,
         seed=args.seed,
         jobs=args.jobs,
         force=args.force,

@@ -80,6 +80,7 @@ class PrepOptions:
         cmvn_max_utterances: train utterances the global CMVN is estimated on (seeded subset).
         precompute_fbank: write the source fbank once (``features/{id}.npy``) and point the
             manifests at it, so that training reads features instead of computing them.
+        specaugment: list SpecAugment among the training transforms of ``config.yaml``.
         seed: seeds k-means and the subsets.
         jobs: threads converting audio (cvss/tsv).
         force: replace outputs made with other parameters / write into a foreign folder.
@@ -97,6 +98,7 @@ class PrepOptions:
     kmeans_iterations: int = 50
     cmvn_max_utterances: int = 10_000
     precompute_fbank: bool = False
+    specaugment: bool = True
     seed: int = 1
     jobs: int = 2
     force: bool = False
@@ -382,7 +384,8 @@ class _Pipeline:
             "sample_rate": SAMPLE_RATE,
             "global_cmvn": {"stats_npz_path": "gcmvn.npz"},
             "specaugment": dict(SPECAUGMENT),
-            "transforms": {"*": ["global_cmvn"], "_train": ["global_cmvn", "specaugment"]},
+            "transforms": {"*": ["global_cmvn"],
+                           "_train": ["global_cmvn", "specaugment"] if self.options.specaugment else ["global_cmvn"]},
             "units": {"kmeans": "units/kmeans.pt", "num_units": num_units, "dict": "units/dict.txt", "deduplicated": True},
         }
         multitask = {
@@ -505,8 +508,10 @@ def _steps(pipeline: _Pipeline) -> List[Step]:
     if options.precompute_fbank:  # only then: folders made before the option keep their stamps
         manifest_params["precompute_fbank"] = True
     manifests = Step("manifests", manifest_params, outputs("{split}.tsv"), pipeline.manifests)
-    configs = Step("configs", {"after": after(units, gcmvn, subwords)}, ["config.yaml", "config_multitask.yaml"],
-                   pipeline.configs)
+    config_params: Dict[str, Any] = {"after": after(units, gcmvn, subwords)}
+    if not options.specaugment:  # only then: folders made before the option keep their stamps
+        config_params["specaugment"] = False
+    configs = Step("configs", config_params, ["config.yaml", "config_multitask.yaml"], pipeline.configs)
     simuleval = Step("simuleval", {"after": after(text, audio), "location": pipeline.out}, ["simuleval"], pipeline.simuleval)
     stats = Step("stats", {"after": after(manifests, subwords, units)}, ["stats.json"], pipeline.stats)
     return [text, audio, *feature_steps, gcmvn, subwords, units, manifests, configs, simuleval, stats]
