@@ -3,44 +3,57 @@
 #
 #   examples/demo.sh [UPDATES]
 #
-# 1. the synthetic French->English speech corpus (espeak-ng, log-mel k-means units);
-# 2. fairseq-train echostream_emformer_tiny for UPDATES updates (default 1500, resumed if
-#    interrupted);
-# 3. the training-free Griffin-Lim vocoder (VOCODER_DIR=results/synthetic_tiny/vocoder_tiny uses a
-#    HiFi-GAN from examples/vocoder/train_tiny.sh instead);
-# 4. simuleval with the speech-to-speech agent on the 100 test utterances at 320 ms and 2000 ms
-#    chunks: latency (plain and computation-aware), ASR-BLEU (pocketsphinx with a domain LM from
-#    the training-side English) and the text BLEU of the written translation.
+# 1. the synthetic French->English speech corpus (espeak-ng, log-mel k-means units, fbank
+#    precomputed, a held-out-voice test split);
+# 2. fairseq-train echostream_emformer_tiny with the recipe of examples/synthetic_tiny/recipe.sh
+#    for UPDATES updates (resumed if interrupted);
+# 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
+# 4. the ceilings of speech output: the reference target speech, and the reference units through
+#    the vocoder, transcribed by the same recogniser (the training-free Griffin-Lim vocoder;
+#    VOCODER_DIR=results/synthetic_tiny/vocoder_tiny uses a HiFi-GAN from
+#    examples/vocoder/train_tiny.sh instead);
+# 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and
+#    test_heldout: latency (plain and computation-aware), ASR-BLEU (pocketsphinx with a domain LM
+#    from the training-side English) and the text BLEU of the written translation.
 # Every step is skipped when its output is already there.
 set -euo pipefail
-UPDATES=${1:-1500}
+cd "$(dirname "$0")/.."
+source examples/synthetic_tiny/recipe.sh
+UPDATES=${1:-$RECIPE_UPDATES}
 BIN=${BIN:-.venv/bin}
-DATA=${DATA:-results/synthetic_tiny/corpus}
+DATA=${DATA:-results/synthetic/corpus}
 WORK=${WORK:-results/demo}
 SAVE=$WORK/echostream_emformer_tiny
 export PYTHONWARNINGS=ignore
 mkdir -p "$WORK"
 
-echo "== 1/4 corpus: $DATA"
-"$BIN/echostream-prep" synthetic --out "$DATA"
+echo "== 1/5 corpus: $DATA"
+"$BIN/echostream-prep" synthetic --out "$DATA" "${RECIPE_PREP[@]}"
 
-echo "== 2/4 training echostream_emformer_tiny for $UPDATES updates: $SAVE"
+echo "== 2/5 training echostream_emformer_tiny for $UPDATES updates: $SAVE"
 if [ -f "$SAVE/.done_$UPDATES" ]; then
   echo "already trained"
 else
-  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq \
-    --task echostream_speech_to_speech --arch echostream_emformer_tiny --criterion echostream_multitask \
-    --train-subset train --valid-subset dev --max-tokens 4000 \
-    --optimizer adam --adam-betas '(0.9,0.98)' --lr 1e-3 --lr-scheduler inverse_sqrt \
-    --warmup-updates 200 --clip-norm 1.0 --dropout 0.1 \
-    --max-update "$UPDATES" --validate-interval 5 \
-    --cpu --num-workers 0 --seed 1 --save-dir "$SAVE" --no-epoch-checkpoints \
+  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch echostream_emformer_tiny \
+    "${RECIPE_TRAIN[@]}" --max-update "$UPDATES" --save-dir "$SAVE" \
     --log-format tqdm 2>&1 | tee -a "$SAVE.train.log"
   test -f "$SAVE/checkpoint_last.pt" || { echo "training failed: see $SAVE.train.log"; exit 1; }
   touch "$SAVE/.done_$UPDATES"
 fi
 
-echo "== 3/4 vocoder"
+echo "== 3/5 offline decoding (fairseq-generate, beam 5)"
+for SPLIT in test test_heldout; do
+  GEN=$SAVE/generate_$SPLIT
+  if [ ! -f "$GEN/scores.json" ]; then
+    "$BIN/fairseq-generate" "$DATA" --user-dir echostream_fairseq --task echostream_speech_to_speech \
+      --path "$SAVE/checkpoint_last.pt" --gen-subset "$SPLIT" --max-tokens 8000 --beam 5 --cpu \
+      --results-path "$GEN" > "$GEN.log" 2>&1 || { echo "fairseq-generate failed: see $GEN.log"; exit 1; }
+    "$BIN/echostream-score" --results-path "$GEN" --data "$DATA" --split "$SPLIT" --json "$GEN/scores.json" > /dev/null
+  fi
+  echo "$SPLIT: $(cat "$GEN/scores.json")"
+done
+
+echo "== 4/5 ceilings of the speech output (the recogniser on reference speech and on vocoded reference units)"
 if [ -n "${VOCODER_DIR:-}" ]; then
   VOCODER=(--vocoder "$VOCODER_DIR/generator.pt" --vocoder-cfg "$VOCODER_DIR/config.json" --dur-prediction)
   echo "CodeHiFiGAN from $VOCODER_DIR"
@@ -50,27 +63,53 @@ else
 fi
 # the recogniser's language model: the English side of the training split
 cut -f3 "$DATA/text/train.tsv" | tail -n +2 > "$WORK/train_english.txt"
+CEIL=$WORK/ceilings_$(basename "${VOCODER_DIR:-griffin_lim}")
+mkdir -p "$CEIL"
+if [ ! -f "$CEIL/units.json" ]; then
+  cut -f2 "$DATA/units/test.tsv" | tail -n +2 > "$CEIL/test_units.txt"
+  "$BIN/echostream-vocode" --in-code-file "$CEIL/test_units.txt" "${VOCODER[@]}" --results-path "$CEIL/units_wavs" > /dev/null
+  "$BIN/echostream-asr-bleu" --wav-dir "$CEIL/units_wavs" --reference "$DATA/simuleval/test.target" \
+    --lm-text "$WORK/train_english.txt" --json "$CEIL/units.json" > /dev/null
+fi
+if [ ! -f "$CEIL/speech.json" ]; then
+  cut -f1 "$DATA/text/test.tsv" | tail -n +2 | sed "s|^|$PWD/$DATA/audio/tgt/|; s|$|.wav|" > "$CEIL/test_speech.txt"
+  "$BIN/echostream-asr-bleu" --wav-list "$CEIL/test_speech.txt" --reference "$DATA/simuleval/test.target" \
+    --lm-text "$WORK/train_english.txt" --json "$CEIL/speech.json" > /dev/null
+fi
 
-echo "== 4/4 simultaneous speech-to-speech translation (simuleval)"
-RUNS=()
-for SEG in 320 2000; do
-  OUT=$WORK/s2st_${SEG}ms
-  RUNS+=("$OUT")
-  if [ -f "$OUT/scores.tsv" ]; then echo "$SEG ms: done before"; continue; fi
-  rm -rf "$OUT"
-  "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
-    --user-dir echostream_fairseq/evaluation/asr_bleu \
-    --source "$DATA/simuleval/test.source" --target "$DATA/simuleval/test.target" \
-    --source-segment-size "$SEG" --model-path "$SAVE/checkpoint_last.pt" --data-bin "$DATA" \
-    "${VOCODER[@]}" --output "$OUT" --extra-output-dir "$OUT/text" \
-    --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text "$WORK/train_english.txt" \
-    --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 \
-    2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
-  test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
+echo "== 5/5 simultaneous speech-to-speech translation (simuleval)"
+RUNS=(); LABELS=()
+for SPLIT in test test_heldout; do
+  for SEG in 320 2000; do
+    OUT=$WORK/s2st_${SPLIT}_${SEG}ms
+    RUNS+=("$OUT"); LABELS+=("$SPLIT $SEG ms")
+    if [ -f "$OUT/scores.tsv" ]; then echo "$SPLIT $SEG ms: done before"; continue; fi
+    rm -rf "$OUT"
+    "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
+      --user-dir echostream_fairseq/evaluation/asr_bleu \
+      --source "$DATA/simuleval/$SPLIT.source" --target "$DATA/simuleval/$SPLIT.target" \
+      --source-segment-size "$SEG" --model-path "$SAVE/checkpoint_last.pt" --data-bin "$DATA" \
+      "${VOCODER[@]}" --output "$OUT" --extra-output-dir "$OUT/text" \
+      --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text "$WORK/train_english.txt" \
+      --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 \
+      2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
+    test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
+  done
 done
 
-"$BIN/echostream-simul-report" "${RUNS[@]}" --labels "320 ms" "2000 ms" \
+# test and test_heldout hold the same sentences, so one reference serves both
+"$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" \
   --reference "$DATA/simuleval/test.target" --json "$WORK/report.json" | tee "$WORK/report.md"
+python3 - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
+import json, sys
+save, ceil = sys.argv[1:]
+print("\n| offline (fairseq-generate, beam 5) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")
+for split in ("test", "test_heldout"):
+    s = json.load(open(f"{save}/generate_{split}/scores.json"))
+    print(f"| {split} | {s['asr_wer']:.1f} | {s['mt_bleu']:.1f} | {s['st_ctc_bleu']:.1f} | {s['unit_er']:.1f} |")
+units, speech = (json.load(open(f"{ceil}/{n}.json"))["bleu"] for n in ("units", "speech"))
+print(f"\nCeilings of ASR-BLEU on test: reference units through the vocoder {units:.1f}; reference target speech {speech:.1f}.")
+EOF
 echo
-echo "Output speech: $WORK/s2st_320ms/wavs/ and $WORK/s2st_2000ms/wavs/ ({N}_pred.wav, N = test line)."
+echo "Output speech: $WORK/s2st_{test,test_heldout}_{320,2000}ms/wavs/ ({N}_pred.wav, N = line of the source list)."
 echo "Text: .../text/asr.txt, translation.txt, units.txt. Per-instance delays: .../instances.log."

@@ -1,36 +1,35 @@
 #!/usr/bin/env bash
-# Train a tiny EchoStream model on the synthetic French->English corpus on CPU, then decode the
-# test split offline and score it.
+# Train a tiny EchoStream model on the synthetic French->English corpus on CPU with the recipe of
+# recipe.sh, then decode test and test_heldout offline and score them.
 #
 #   examples/synthetic_tiny/train.sh [ARCH] [UPDATES] [WORK_DIR]
 #
-# ARCH defaults to echostream_emformer_tiny (echostream_conformer_tiny is the baseline), UPDATES
-# (the training budget) to 600, WORK_DIR to results/synthetic_tiny. The corpus is made once
-# (echostream-prep skips finished steps) and shared by every ARCH.
+# ARCH defaults to echostream_emformer_tiny (echostream_conformer_tiny is the baseline,
+# echostream_zipformer_tiny the other streaming encoder), UPDATES (the training budget) to the
+# recipe's, WORK_DIR to results/synthetic. The corpus is made once (echostream-prep skips
+# finished steps) and shared by every ARCH; training resumes from SAVE/checkpoint_last.pt.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+source examples/synthetic_tiny/recipe.sh
 ARCH=${1:-echostream_emformer_tiny}
-UPDATES=${2:-600}
-WORK=${3:-results/synthetic_tiny}
+UPDATES=${2:-$RECIPE_UPDATES}
+WORK=${3:-results/synthetic}
 BIN=${BIN:-.venv/bin}
 DATA=$WORK/corpus
 SAVE=$WORK/$ARCH
 export PYTHONWARNINGS=ignore
 
-"$BIN/echostream-prep" synthetic --out "$DATA"
+"$BIN/echostream-prep" synthetic --out "$DATA" "${RECIPE_PREP[@]}"
 
-"$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq \
-  --task echostream_speech_to_speech --arch "$ARCH" --criterion echostream_multitask \
-  --train-subset train --valid-subset dev --max-tokens 4000 \
-  --optimizer adam --adam-betas '(0.9,0.98)' --lr 1e-3 --lr-scheduler inverse_sqrt \
-  --warmup-updates 200 --clip-norm 1.0 --dropout 0.1 \
-  --max-update "$UPDATES" --validate-interval 5 \
-  --cpu --num-workers 0 --seed 1 --save-dir "$SAVE" --no-epoch-checkpoints \
-  --log-format simple --log-interval 50 2>&1 | tee "$SAVE.train.log"
+"$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$ARCH" "${RECIPE_TRAIN[@]}" \
+  --max-update "$UPDATES" --save-dir "$SAVE" --log-format simple --log-interval 50 2>&1 | tee -a "$SAVE.train.log"
 
-"$BIN/fairseq-generate" "$DATA" --user-dir echostream_fairseq \
-  --task echostream_speech_to_speech --path "$SAVE/checkpoint_last.pt" \
-  --gen-subset test --max-tokens 8000 --beam 5 --cpu --results-path "$SAVE/generate" \
-  > "$SAVE.generate.log" 2>&1
-
-"$BIN/echostream-score" --results-path "$SAVE/generate" --data "$DATA" --split test \
-  --json "$SAVE/scores.json"
+for SPLIT in test test_heldout; do
+  "$BIN/fairseq-generate" "$DATA" --user-dir echostream_fairseq \
+    --task echostream_speech_to_speech --path "$SAVE/checkpoint_last.pt" \
+    --gen-subset "$SPLIT" --max-tokens 8000 --beam 5 --cpu --results-path "$SAVE/generate_$SPLIT" \
+    > "$SAVE.generate_$SPLIT.log" 2>&1
+  echo "$SPLIT:"
+  "$BIN/echostream-score" --results-path "$SAVE/generate_$SPLIT" --data "$DATA" --split "$SPLIT" \
+    --json "$SAVE/scores_$SPLIT.json"
+done

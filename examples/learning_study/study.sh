@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The runs of docs/learning.md, two at a time (one thread each) on the 2-core machine.
+#
+#   examples/learning_study/study.sh
+#
+# Makes the 20000-utterance corpus and its subsets, the config variant without SpecAugment, then
+# the runs, then the tables and plot (results/study/). Each pair takes the stated minutes.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-.venv/bin}
+C=results/study/corpus
+S=examples/learning_study/run_variant.sh
+"$BIN/echostream-prep" synthetic --out "$C" --num-train 20000 --precompute-fbank
+"$BIN/python" examples/learning_study/make_subsets.py "$C" 1000 5000 20000
+"$BIN/python" - "$C" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+config = yaml.safe_load(open(f"{path}/config.yaml"))
+config["transforms"]["_train"] = ["global_cmvn"]
+yaml.safe_dump(config, open(f"{path}/config_nospec.yaml", "w"), sort_keys=False)
+PY
+SCHED=(--loss-schedule mt:200:200 unit_ctc:400:200)
+
+# early learning, 12 minutes each: the former demo recipe, then one change at a time
+$S a_1k 12 1 --train-subset train_1000 & $S c_sched 12 1 --train-subset train_20000 "${SCHED[@]}" & wait
+$S d_nospec 12 1 --train-subset train_20000 "${SCHED[@]}" --config-yaml config_nospec.yaml &
+$S e_drop0 12 1 --train-subset train_20000 "${SCHED[@]}" --dropout 0 & wait
+
+# the recipe, 40 minutes each: the peak learning rate
+R=(--train-subset train_20000 "${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 --config-yaml config_nospec.yaml
+   --validate-interval-updates 250)
+SAVE=1 $S g_lr1e-3 40 1 "${R[@]}" & SAVE=1 $S g_lr2e-3 40 1 "${R[@]}" --lr 2e-3 & wait
+
+L=results/study/runs
+"$BIN/echostream-learning-curves" $L/a_1k.log $L/c_sched.log $L/d_nospec.log $L/e_drop0.log \
+  --labels "former recipe, 1k" "+ schedule, 20k" "+ schedule, 20k, no SpecAugment" "+ schedule, 20k, dropout 0" \
+  --at 12 --train-at 100 200 300 400 500 --markdown results/study/early.md
+"$BIN/echostream-learning-curves" $L/g_lr1e-3.log $L/g_lr2e-3.log --labels "recipe, lr 1e-3" "recipe, lr 2e-3" \
+  --at 5 10 20 30 40 --markdown results/study/recipe.md --plot docs/learning_recipe.png --json results/study/recipe.json
+"$BIN/python" examples/learning_study/step_cost.py "$C" --subset train_1000 --threads 1

@@ -1,0 +1,17 @@
+# The CPU recipe for the synthetic corpus, sourced by examples/demo.sh and
+# examples/synthetic_tiny/train.sh (its one home). docs/learning.md measures its choices.
+# RECIPE_UPDATES: the updates of the measured run (40 minutes on one thread of the 2-core machine).
+RECIPE_UPDATES=3354
+# echostream-prep synthetic flags: 20000 training utterances, fbank computed once, no SpecAugment
+RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment)
+# fairseq-train flags (architecture, budget and save folder are the caller's): the CTC heads first
+# (MT ramps in from update 200, units from 400), no dropout, 15 unit-decoder positions per text state
+RECIPE_TRAIN=(
+  --task echostream_speech_to_speech --criterion echostream_multitask
+  --train-subset train --valid-subset dev --max-tokens 4000
+  --optimizer adam --adam-betas '(0.9,0.98)' --lr 2e-3 --lr-scheduler inverse_sqrt
+  --warmup-updates 200 --clip-norm 1.0 --dropout 0 --ctc-upsample-rate 15
+  --loss-schedule mt:200:200 unit_ctc:400:200
+  --cpu --num-workers 0 --seed 1 --no-epoch-checkpoints
+  --save-interval-updates 500 --keep-interval-updates 1
+)

@@ -1,0 +1,36 @@
+"""The CPU recipe (examples/synthetic_tiny/recipe.sh) is valid for echostream-prep and fairseq-train."""
+
+import subprocess
+
+from cli_runs import BIN, REPO, run_cli
+from echostream_fairseq.cli.prep import build_parser
+from toy_corpus import write_toy_corpus
+
+
+def _recipe(name):
+    out = subprocess.run(["bash", "-c", f'source examples/synthetic_tiny/recipe.sh; printf "%s\\n" "${{{name}[@]}}"'],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def test_recipe_updates_is_a_number():
+    (updates,) = _recipe("RECIPE_UPDATES")
+    assert int(updates) > 0
+
+
+def test_prep_flags_parse():
+    args = build_parser().parse_args(["synthetic", "--out", "x", *_recipe("RECIPE_PREP")])
+    assert args.precompute_fbank and not args.specaugment and args.num_train == 20000
+
+
+def test_fairseq_trains_with_the_recipe_flags(tmp_path):
+    corpus = write_toy_corpus(tmp_path / "corpus")
+    flags = _recipe("RECIPE_TRAIN")
+    assert "--loss-schedule" in flags and "--ctc-upsample-rate" in flags
+    proc = run_cli([BIN / "fairseq-train", corpus, "--user-dir", REPO / "echostream_fairseq",
+                    "--arch", "echostream_emformer_tiny", *flags, "--max-update", "3",
+                    "--save-dir", tmp_path / "save", "--log-format", "simple", "--log-interval", "1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "save" / "checkpoint_last.pt").is_file()
+    log = proc.stdout + proc.stderr
+    assert "loss_schedule=['mt:200:200', 'unit_ctc:400:200']" in log or "'loss_schedule': ['mt:200:200', 'unit_ctc:400:200']" in log
