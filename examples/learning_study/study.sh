@@ -31,10 +31,28 @@ R=(--train-subset train_20000 "${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 -
    --validate-interval-updates 250)
 SAVE=1 $S g_lr1e-3 40 1 "${R[@]}" & SAVE=1 $S g_lr2e-3 40 1 "${R[@]}" --lr 2e-3 & wait
 
+# on the recipe (lr 2e-3), 40 minutes each, validated on dev and test_heldout: SpecAugment back on,
+# and 1000 training utterances instead of 20000 (prep's --no-specaugment makes config.yaml the recipe's)
+"$BIN/echostream-prep" synthetic --out "$C" --num-train 20000 --precompute-fbank --no-specaugment --force
+"$BIN/python" - "$C" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+config = yaml.safe_load(open(f"{path}/config.yaml"))
+config["transforms"]["_train"] = ["global_cmvn", "specaugment"]
+yaml.safe_dump(config, open(f"{path}/config_spec.yaml", "w"), sort_keys=False)
+PY
+H=("${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 --lr 2e-3 --valid-subset dev,test_heldout --validate-interval-updates 500)
+$S h_spec 40 1 --train-subset train_20000 "${H[@]}" --config-yaml config_spec.yaml &
+$S h_1k 40 1 --train-subset train_1000 "${H[@]}" & wait
+
 L=results/study/runs
 "$BIN/echostream-learning-curves" $L/a_1k.log $L/c_sched.log $L/d_nospec.log $L/e_drop0.log \
   --labels "former recipe, 1k" "+ schedule, 20k" "+ schedule, 20k, no SpecAugment" "+ schedule, 20k, dropout 0" \
   --at 12 --train-at 100 200 300 400 500 --markdown results/study/early.md
 "$BIN/echostream-learning-curves" $L/g_lr1e-3.log $L/g_lr2e-3.log --labels "recipe, lr 1e-3" "recipe, lr 2e-3" \
   --at 5 10 20 30 40 --markdown results/study/recipe.md --plot docs/learning_recipe.png --json results/study/recipe.json
-"$BIN/python" examples/learning_study/step_cost.py "$C" --subset train_1000 --threads 1
+for SUBSET in dev test_heldout; do
+  "$BIN/echostream-learning-curves" $L/h_spec.log $L/h_1k.log --labels "recipe + SpecAugment" "recipe, 1k" \
+    --subset $SUBSET --at 10 20 30 40 --markdown results/study/h_$SUBSET.md
+done
+for T in 1 2; do "$BIN/python" examples/learning_study/step_cost.py "$C" --subset train_1000 --threads $T; done
