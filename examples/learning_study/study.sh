@@ -45,6 +45,11 @@ H=("${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 --lr 2e-3 --valid-subset dev
 $S h_spec 40 1 --train-subset train_20000 "${H[@]}" --config-yaml config_spec.yaml &
 $S h_1k 40 1 --train-subset train_1000 "${H[@]}" & wait
 
+# both of those stayed on the CTC plateau (stopped after about 1500 updates); the recipe with another
+# seed, and with MT held off until update 600, 12 minutes each
+I=(--train-subset train_20000 --dropout 0 --ctc-upsample-rate 15 --lr 2e-3 --validate-interval-updates 250 --seed 2)
+$S i_seed2 12 1 "${I[@]}" "${SCHED[@]}" & $S i_ctc600_seed2 12 1 "${I[@]}" --loss-schedule mt:600:200 unit_ctc:800:200 & wait
+
 L=results/study/runs
 "$BIN/echostream-learning-curves" $L/a_1k.log $L/c_sched.log $L/d_nospec.log $L/e_drop0.log \
   --labels "former recipe, 1k" "+ schedule, 20k" "+ schedule, 20k, no SpecAugment" "+ schedule, 20k, dropout 0" \
