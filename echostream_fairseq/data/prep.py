@@ -41,7 +41,7 @@ from tqdm import tqdm
 from echostream_fairseq.data.audio import (
     SAMPLE_RATE, AudioError, audio_format_hint, fbank, num_fbank_frames, read_audio, write_wav,
 )
-from echostream_fairseq.data.corpus import Corpus, Utterance
+from echostream_fairseq.data.corpus import HELD_OUT_SPLIT, Corpus, Utterance
 from echostream_fairseq.data.kmeans import fit_kmeans
 from echostream_fairseq.data.manifest import atomic_open, atomic_path, remove_stale_temp_files, write_tsv
 from echostream_fairseq.data.steps import PrepError, Step, StepRunner, digest
@@ -59,7 +59,7 @@ logger = logging.getLogger("echostream.prep")
 
 PREP_VERSION = 1
 MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames")
-SIMULEVAL_SPLITS = ("dev", "test", "test_heldout")
+SIMULEVAL_SPLITS = ("dev", "test", HELD_OUT_SPLIT)
 # a 40-frame (0.4 s) time mask: the synthetic utterances last about 2 s, so a 1 s mask would erase half
 SPECAUGMENT = {"freq_mask_F": 27, "freq_mask_N": 1, "time_mask_N": 1, "time_mask_T": 40, "time_mask_p": 1.0, "time_warp_W": 0}
 
@@ -253,7 +253,7 @@ class _Pipeline:
         todo = [u for u in self.corpus.all() if not (resume and os.path.isfile(self.feature_path(u.id)))]
         with _torch_threads(1):
             for u in self._bar(todo, "fbank"):
-                feats = fbank(read_audio(self.wav("src", u.id))).numpy().astype(np.float32)
+                feats = np.asarray(fbank(read_audio(self.wav("src", u.id))).numpy(), dtype=np.float32)
                 with atomic_open(self.feature_path(u.id), "wb") as f:
                     np.save(f, feats)
 
