@@ -100,7 +100,7 @@ done
 # test and test_heldout hold the same sentences, so one reference serves both
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" \
   --reference "$DATA/simuleval/test.target" --json "$WORK/report.json" | tee "$WORK/report.md"
-python3 - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
+"$BIN/python" - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
 import json, sys
 save, ceil = sys.argv[1:]
 print("\n| offline (fairseq-generate, beam 5) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """Training subsets of a prepared corpus for the learning-curve study.
 
-    python examples/learning_study/make_subsets.py CORPUS 1000 5000
+    .venv/bin/python examples/learning_study/make_subsets.py CORPUS 1000 5000
 
 writes ``train_{N}.tsv`` (the first N train utterances: with one seed, the train split of a smaller
 ``echostream-prep synthetic`` corpus is a prefix of a larger one's) with the matching
@@ -11,34 +11,35 @@ from their wavs, fbank computed on the fly) when the manifests point at precompu
 import sys
 from pathlib import Path
 
+from echostream_fairseq.data.manifest import atomic_open
+
+
+def _lines(path: Path):
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return lines[0], lines[1:]
+
 
 def _write(path: Path, header: str, rows) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(header + "".join(rows), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        f.write(header + "".join(rows))
 
 
 def main(corpus: str, *sizes: str) -> None:
     root = Path(corpus)
-    lines = (root / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
+    header, rows = _lines(root / "train.tsv")
+    precomputed = rows[0].split("\t")[1].endswith(".npy")
+    texts = {task: _lines(root / task / "train.tsv") for task in ("src_unigram", "tgt_unigram")}
     for size in map(int, sizes):
         if size > len(rows):
             raise SystemExit(f"{root}/train.tsv has {len(rows)} utterances, fewer than {size}")
-        name = f"train_{size}"
-        _write(root / f"{name}.tsv", header, rows[:size])
-        if rows[0].split("\t")[1].endswith(".npy"):
-            wav_rows = []
-            for row in rows[:size]:
-                fields = row.split("\t")
-                fields[1] = f"audio/src/{fields[0]}.wav"
-                wav_rows.append("\t".join(fields))
-            _write(root / f"{name}_wav.tsv", header, wav_rows)
-        for task in ("src_unigram", "tgt_unigram"):
-            text = (root / task / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-            _write(root / task / f"{name}.tsv", text[0], text[1:size + 1])
-            if rows[0].split("\t")[1].endswith(".npy"):
-                _write(root / task / f"{name}_wav.tsv", text[0], text[1:size + 1])
+        names = [f"train_{size}"] + ([f"train_{size}_wav"] if precomputed else [])
+        _write(root / f"{names[0]}.tsv", header, rows[:size])
+        if precomputed:
+            wav_rows = ["\t".join([f[0], f"audio/src/{f[0]}.wav", *f[2:]]) for f in (r.split("\t") for r in rows[:size])]
+            _write(root / f"{names[1]}.tsv", header, wav_rows)
+        for task, (text_header, text_rows) in texts.items():
+            for name in names:
+                _write(root / task / f"{name}.tsv", text_header, text_rows[:size])
 
 
 if __name__ == "__main__":
