@@ -10,7 +10,7 @@ Only the encoder and the ASR CTC head run; source words are written once complet
 from simuleval.agents import SpeechToTextAgent
 from simuleval.utils import entrypoint
 
-from echostream_fairseq.streaming.simuleval_agent import EchoStreamAgentMixin, add_agent_args
+from echostream_fairseq.agents.simuleval_agent import EchoStreamAgentMixin, add_agent_args
 
 
 @entrypoint

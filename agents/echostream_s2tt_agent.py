@@ -11,7 +11,7 @@ or the source ended).
 from simuleval.agents import SpeechToTextAgent
 from simuleval.utils import entrypoint
 
-from echostream_fairseq.streaming.simuleval_agent import EchoStreamAgentMixin, add_agent_args
+from echostream_fairseq.agents.simuleval_agent import EchoStreamAgentMixin, add_agent_args
 
 
 @entrypoint

@@ -19,7 +19,7 @@ from torch import Tensor
 from fairseq.data import data_utils
 from fairseq.sequence_generator import EnsembleModel, SequenceGenerator
 
-from echostream_fairseq.streaming.ctc import CTC_BLANK, ctc_greedy
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 
 __all__ = ["TwoPassGenerator"]
 

@@ -132,7 +132,7 @@ def test_missing_vocoder_and_conformer_without_reencode_fail_at_start(corpus, tr
 def test_split_complete_words_keeps_the_open_word():
     from fairseq.data import Dictionary
 
-    from echostream_fairseq.streaming.simuleval_agent import split_complete_words
+    from echostream_fairseq.agents.simuleval_agent import split_complete_words
 
     d = Dictionary()
     ids = {p: d.add_symbol(p) for p in ["\u2581the", "\u2581sm", "all", "\u2581dog"]}

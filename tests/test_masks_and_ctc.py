@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from echostream_fairseq.streaming.ctc import ctc_emission_counts, ctc_greedy
-from echostream_fairseq.streaming.masks import causal_mask, streaming_mt_mask, waitk_text_mask
+from echostream_fairseq.modules.ctc import ctc_emission_counts, ctc_greedy
+from echostream_fairseq.modules.masks import causal_mask, streaming_mt_mask, waitk_text_mask
 
 
 def _one_hot_logits(best, vocab=5):

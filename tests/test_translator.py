@@ -9,7 +9,7 @@ import torch
 
 from echostream_fairseq.checkpoint import CheckpointError, load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
-from echostream_fairseq.streaming.ctc import ctc_greedy
+from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig, sinusoid_rows

@@ -11,7 +11,7 @@ import torch
 from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
-from echostream_fairseq.streaming.ctc import ctc_greedy
+from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
 

@@ -8,7 +8,7 @@
 Both parts run the whole agent (:class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`:
 fbank, encoder, CTC heads, READ/WRITE policy, MT decoder, text-to-unit, unit CTC, vocoder), with speech
 output, on checkpoints loaded as the SimulEval agent loads them
-(:func:`~echostream_fairseq.streaming.simuleval_agent.build_translator`).
+(:func:`~echostream_fairseq.agents.simuleval_agent.build_translator`).
 
 **long-stream.** The split's utterances, concatenated in order (repeated when needed) with
 ``--silence`` seconds of silence between them, up to ``--minutes``, fed in ``--source-segment-size``
@@ -145,7 +145,7 @@ def _agent_flags(args, model: str, reencode: bool, segment_ms: int) -> List[str]
 
 
 def _load_translator(args, model: str, reencode: bool, segment_ms: int):
-    from echostream_fairseq.streaming.simuleval_agent import add_agent_args, build_translator
+    from echostream_fairseq.agents.simuleval_agent import add_agent_args, build_translator
 
     parser = argparse.ArgumentParser(add_help=False)
     add_agent_args(parser, speech_output=True)
@@ -243,7 +243,7 @@ def _force_writing(translator) -> None:
     """Ban the MT decoder's end of sentence and the unit CTC's blank: the decoder then writes
     whatever the policy allows and every written subword becomes units and speech, all along the
     stream (a stress setting for the cost of every stage, not a translation setting)."""
-    from echostream_fairseq.streaming.ctc import CTC_BLANK
+    from echostream_fairseq.modules.ctc import CTC_BLANK
 
     for name in ("tgt_banned", "unit_banned"):
         if not isinstance(getattr(translator, name, None), list):

@@ -29,7 +29,7 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
-from echostream_fairseq.streaming.ctc import CTC_BLANK, ctc_greedy
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 from echostream_fairseq.data.text import edit_distance, pieces_to_words
 
 __all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_schedule", "schedule_factor"]

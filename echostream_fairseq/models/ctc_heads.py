@@ -5,7 +5,7 @@ layers (StreamSpeech: 2), because target words must be gathered from several sou
 different order. Its self-attention sees at most ``left_context`` past frames, so a streaming
 step attends a bounded window whatever the stream's length (0 = the whole past, as StreamSpeech).
 
-Blank is index 0 of each dictionary (see :mod:`echostream_fairseq.streaming.ctc`).
+Blank is index 0 of each dictionary (see :mod:`echostream_fairseq.modules.ctc`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 from torch import Tensor, nn
 
 from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
-from echostream_fairseq.streaming.masks import causal_mask
+from echostream_fairseq.modules.masks import causal_mask
 
 __all__ = ["CTCHead", "TransformerCTCHead"]
 

@@ -35,13 +35,26 @@ from echostream_fairseq.models.ctc_heads import CTCHead, TransformerCTCHead
 from echostream_fairseq.models.mt_decoder import MTDecoder
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
 from echostream_fairseq.models.unit_decoder import CTCUnitDecoder, T2UEncoder
-from echostream_fairseq.streaming.ctc import ctc_emission_counts
-from echostream_fairseq.tasks.configs import DECODER_ARGS
-from echostream_fairseq.streaming.masks import streaming_mt_mask
+from echostream_fairseq.modules.ctc import ctc_emission_counts
+from echostream_fairseq.modules.masks import streaming_mt_mask
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EchoStreamModel"]
+
+# decoder_args keys the model understands, per task, and the model flag each one sets (all optional;
+# they override the arch preset)
+DECODER_ARGS: Dict[str, Dict[str, str]] = {
+    "source_unigram": {},
+    "ctc_target_unigram": {"decoder_layers": "st_ctc_layers"},
+    "target_unigram": {
+        "decoder_layers": "mt_decoder_layers",
+        "decoder_embed_dim": "mt_decoder_embed_dim",
+        "decoder_ffn_embed_dim": "mt_decoder_ffn_embed_dim",
+        "decoder_attention_heads": "mt_decoder_attention_heads",
+    },
+}
+
 
 def _parse_segment_lengths(text: str) -> List[int]:
     try:

@@ -2,7 +2,7 @@
 
 A pre-norm Transformer decoder (StreamSpeech: 4 layers, d=512, 8 heads). Training passes a
 cross-attention mask ``[B, T_tgt, T_src]`` (the streaming mask of
-:func:`echostream_fairseq.streaming.masks.streaming_mt_mask`) so that each target token sees only
+:func:`echostream_fairseq.modules.masks.streaming_mt_mask`) so that each target token sees only
 the source prefix a simultaneous policy would have read. Inference uses fairseq's incremental
 state, so :class:`fairseq.sequence_generator.SequenceGenerator` runs beam search on it.
 

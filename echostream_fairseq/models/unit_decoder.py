@@ -4,7 +4,7 @@ non-autoregressive unit decoder trained with CTC.
 The unit decoder repeats every text state ``upsample_rate`` times (StreamSpeech: 25), adds
 positions, and runs Transformer layers whose self-attention is causal over the upsampled positions
 and whose cross-attention to the text states follows a wait-k mask
-(:func:`~echostream_fairseq.streaming.masks.waitk_text_mask`). A CTC projection over the unit
+(:func:`~echostream_fairseq.modules.masks.waitk_text_mask`). A CTC projection over the unit
 dictionary (blank = index 0) gives the units in one pass. Both stacks are causal, so the units of
 text already written do not change when more text arrives: speech can be produced incrementally.
 """
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from fairseq.modules import SinusoidalPositionalEmbedding
 
 from echostream_fairseq.modules.transformer_layer import TransformerLayer
-from echostream_fairseq.streaming.masks import causal_mask, waitk_text_mask
+from echostream_fairseq.modules.masks import causal_mask, waitk_text_mask
 
 __all__ = ["T2UEncoder", "CTCUnitDecoder"]
 

@@ -3,7 +3,7 @@
 One layer type serves every Transformer stack downstream of the speech encoder: the ST CTC head's
 causal layers, the MT decoder, the text-to-unit encoder and the non-autoregressive unit decoder.
 Masks are boolean, ``True`` meaning "may attend", shaped ``[B or 1, T_query, T_key]``; the
-simultaneous-training masks of :mod:`echostream_fairseq.streaming.masks` are passed straight in.
+simultaneous-training masks of :mod:`echostream_fairseq.modules.masks` are passed straight in.
 
 Incremental decoding keeps the self-attention keys/values of past positions in a
 :class:`LayerCache` that is passed in and returned (never stored on the module).
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from echostream_fairseq.streaming.masks import causal_mask
+from echostream_fairseq.modules.masks import causal_mask
 
 __all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step"]
 

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from echostream_fairseq.modules.transformer_layer import LayerCache, stack_step
-from echostream_fairseq.streaming.ctc import ctc_greedy, ctc_greedy_extend, CTC_BLANK
+from echostream_fairseq.modules.ctc import ctc_greedy, ctc_greedy_extend, CTC_BLANK
 from echostream_fairseq.streaming.encoder_stream import EncoderStreamState, encoder_stream_step, init_encoder_stream
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, whole_word_prefix

@@ -30,6 +30,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from echostream_fairseq.models.echostream import DECODER_ARGS
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -45,20 +47,6 @@ MULTITASK_ROLES: Dict[str, Tuple[str, str]] = {
     "ctc_target_unigram": ("ctc", "ST CTC head: target subwords from the encoder"),
     "target_unigram": ("transformer", "MT decoder: autoregressive target subwords"),
 }
-# decoder_args keys the model understands, per task, and the model flag each one sets (all optional;
-# they override the arch preset)
-DECODER_ARGS: Dict[str, Dict[str, str]] = {
-    "source_unigram": {},
-    "ctc_target_unigram": {"decoder_layers": "st_ctc_layers"},
-    "target_unigram": {
-        "decoder_layers": "mt_decoder_layers",
-        "decoder_embed_dim": "mt_decoder_embed_dim",
-        "decoder_ffn_embed_dim": "mt_decoder_ffn_embed_dim",
-        "decoder_attention_heads": "mt_decoder_attention_heads",
-    },
-}
-
-
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file (and line)."""
 

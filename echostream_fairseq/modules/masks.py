@@ -55,7 +55,7 @@ def streaming_mt_mask(
 
     Args:
         asr_counts, st_counts: ``[B, S]`` from
-            :func:`~echostream_fairseq.streaming.ctc.ctc_emission_counts`.
+            :func:`~echostream_fairseq.modules.ctc.ctc_emission_counts`.
         num_target: decoder positions ``T``.
         lengths: ``[B]`` valid source frames.
         k1: lag in extra ST tokens; ``n1``: write stride.

@@ -1,0 +1,1 @@
+"""SimulEval glue: the agent mixin and flags shared by the agents in the top-level ``agents/``."""

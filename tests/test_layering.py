@@ -1,0 +1,75 @@
+"""Each layer of the package imports only the layers below it (README, "Layout").
+
+modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, cli; data,
+evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text).
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "echostream_fairseq"
+
+_BASE = {"common"}
+_MODEL = _BASE | {"modules", "models"}
+_TRAINING = _MODEL | {"data", "criterions", "tasks", "generator", "checkpoint"}
+_STREAMING = _TRAINING | {"evaluation", "vocoder", "streaming"}
+# what each top-level part of the package may import from the package
+ALLOWED = {
+    "common": _BASE,
+    "data": _BASE | {"data"},
+    "evaluation": _BASE | {"data", "evaluation"},
+    "vocoder": _BASE | {"data", "vocoder"},
+    "modules": _BASE | {"modules"},
+    "models": _MODEL,
+    "criterions": _MODEL | {"data", "criterions"},
+    "tasks": _MODEL | {"data", "tasks", "generator"},  # fairseq's task builds the generator
+    "generator": _MODEL,
+    "checkpoint": _MODEL | {"tasks"},
+    "streaming": _STREAMING,
+    "agents": _STREAMING | {"agents"},
+    "cli": _STREAMING | {"agents", "cli"},
+}
+
+
+def _part(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def _imported_parts(path: Path):
+    """(line, part) for every import of ``echostream_fairseq.<part>``, at any depth of the file."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.level:  # relative imports resolve inside the file's own part
+                continue
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            bits = name.split(".")
+            if bits[0] == "echostream_fairseq" and len(bits) > 1:
+                yield node.lineno, bits[1]
+
+
+def _sources():
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.name != "__init__.py")
+
+
+def test_every_part_has_a_rule():
+    assert {_part(p) for p in _sources()} <= set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_look_down_only(path):
+    part = _part(path)
+    upward = [f"line {line}: {name}" for line, name in _imported_parts(path) if name not in ALLOWED[part]]
+    assert not upward, f"{path.relative_to(PACKAGE)} ({part}) imports a higher layer: {upward}"
+
+
+def test_the_check_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from echostream_fairseq.streaming.policy import ctc_policy\n")
+    assert list(_imported_parts(bad)) == [(2, "streaming"), (2, "streaming")]
+    assert "streaming" not in ALLOWED["models"]
