@@ -1,12 +1,8 @@
-"""Strict TSV reading (file:line errors), cross-file id checks and atomic writes."""
-
-import os
+"""Strict TSV reading (file:line errors), cross-file id checks and TSV writing."""
 
 import pytest
 
-from echostream_fairseq.data.manifest import (
-    TEMP_PREFIX, ManifestError, atomic_open, atomic_path, check_same_ids, read_tsv, remove_stale_temp_files, write_tsv,
-)
+from echostream_fairseq.data.manifest import ManifestError, check_same_ids, read_tsv, write_tsv
 
 COLUMNS = ("id", "src_audio", "tgt_text")
 
@@ -68,25 +64,7 @@ def test_check_same_ids_names_both_files(tmp_path):
         check_same_ids(a, "a", reordered, "r", same_order=True)
 
 
-def test_atomic_write_keeps_old_content_on_failure(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_open(target) as f:
-            f.write("half")
-            raise RuntimeError("interrupted")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
-    with atomic_path(tmp_path / "new.npy") as temp:
-        assert temp.endswith("new.npy") and os.path.basename(temp).startswith(TEMP_PREFIX)
-        open(temp, "w").write("x")
-    assert (tmp_path / "new.npy").read_text() == "x"
-
-
-def test_write_tsv_rejects_tabs_and_cleans_stale_temps(tmp_path):
+def test_write_tsv_rejects_tabs(tmp_path):
     with pytest.raises(ManifestError, match="holds a tab or newline"):
         write_tsv(tmp_path / "t.tsv", ("id", "text"), [{"id": "a", "text": "x\ty"}])
-    assert not (tmp_path / "t.tsv").exists()
-    (tmp_path / f"{TEMP_PREFIX}abc-x.wav").write_text("partial")
-    assert remove_stale_temp_files(tmp_path) == 1
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # no file, and no temporary file left

@@ -11,10 +11,11 @@ import torch
 import yaml
 
 from echostream_fairseq.cli.prep import main
+from echostream_fairseq.common.files import TEMP_PREFIX
 from echostream_fairseq.data import prep as prep_module
 from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.data.grammar import ADJECTIVES, NOUNS
-from echostream_fairseq.data.manifest import TEMP_PREFIX, check_same_ids, read_tsv
+from echostream_fairseq.data.manifest import check_same_ids, read_tsv
 
 NUM_UNITS = 16
 ARGS = ["--num-train", "24", "--num-dev", "3", "--num-test", "3", "--num-units", str(NUM_UNITS), "--seed", "5", "--no-progress"]

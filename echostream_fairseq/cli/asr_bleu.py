@@ -138,8 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fairseq").setLevel(logging.WARNING)
 
+    from echostream_fairseq.common.files import atomic_open
     from echostream_fairseq.data.audio import AudioError
-    from echostream_fairseq.data.manifest import atomic_open
     from echostream_fairseq.evaluation.asr_bleu import AsrBleuError, asr_bleu, build_transcriber
 
     try:

@@ -86,8 +86,9 @@ def _peer_call_ms(vocoder, frames_per_second: float, all_frames: torch.Tensor, p
 
 def run(args: argparse.Namespace) -> Dict:
     from echostream_fairseq.cli.bench import _machine
+    from echostream_fairseq.common.files import atomic_open
     from echostream_fairseq.data.audio import write_wav
-    from echostream_fairseq.data.manifest import atomic_open, read_tsv
+    from echostream_fairseq.data.manifest import read_tsv
     from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, GriffinLimUnitVocoder, build_generator, preset_config
 

@@ -100,8 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
+    from echostream_fairseq.common.files import atomic_path
     from echostream_fairseq.data.audio import write_wav
-    from echostream_fairseq.data.manifest import atomic_path
     from echostream_fairseq.vocoder.base import as_unit_tensor
     from echostream_fairseq.vocoder.config import VocoderError
 

@@ -3,7 +3,7 @@
 Modules, one concept each:
 
 * :mod:`~echostream_fairseq.data.audio`: reading audio, fbank features, 16-bit wav writing.
-* :mod:`~echostream_fairseq.data.manifest`: strict TSV reading, id checks, atomic writes.
+* :mod:`~echostream_fairseq.data.manifest`: strict TSV reading and writing, id checks.
 * :mod:`~echostream_fairseq.data.grammar`: the French -> English grammar of the synthetic corpus.
 * :mod:`~echostream_fairseq.data.tts`: espeak-ng speech synthesis through ctypes.
 * :mod:`~echostream_fairseq.data.corpus`: the three corpus sources (synthetic, CVSS, TSV).

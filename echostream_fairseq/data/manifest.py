@@ -1,41 +1,26 @@
 """Tab-separated manifests: strict reading, cross-file id checks and atomic writing.
 
 Every problem is reported as :class:`ManifestError` with ``"{path}:{line_no}: <problem>"`` so a
-user can jump to the offending line. Writes go through :func:`atomic_path` /
-:func:`atomic_open`: the content lands in a hidden temporary file in the same folder and is moved
-over the destination with ``os.replace`` only once it is complete, so an interrupted run never
-leaves a half-written file under a name that a later step would trust.
+user can jump to the offending line. :func:`write_tsv` writes through
+:func:`echostream_fairseq.common.files.atomic_open`, so an interrupted run never leaves a
+half-written manifest under a name that a later step would trust.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from echostream_fairseq.common.files import atomic_open
 
 __all__ = [
     "ManifestError",
-    "TEMP_PREFIX",
     "read_tsv",
     "check_same_ids",
     "write_tsv",
-    "atomic_path",
-    "atomic_open",
-    "remove_stale_temp_files",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
-TEMP_PREFIX = ".tmp-"  # hidden, and never a name that prep reads
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
 
 
 class ManifestError(ValueError):
@@ -173,39 +158,6 @@ def check_same_ids(
         )
 
 
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; move it over ``path`` when the block succeeds.
-
-    The temporary name keeps ``path``'s extension, for writers that pick a format from it
-    (soundfile, numpy). On an exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="-" + name, dir=folder)
-    os.close(fd)
-    try:
-        yield temp
-        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
-    """``open`` whose content replaces ``path`` only once the block finished without an exception."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
-    with atomic_path(path) as temp:
-        kwargs = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
-        with open(temp, mode, **kwargs) as f:
-            yield f
-
-
 def write_tsv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
     """Atomically write a header line and one line per row; returns the number of rows.
 
@@ -226,16 +178,3 @@ def write_tsv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str
             count += 1
     return count
 
-
-def remove_stale_temp_files(folder: PathLike) -> int:
-    """Delete temporary files that a killed run left in ``folder`` (not recursive); returns the count."""
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        return 0
-    removed = 0
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX) and entry.is_file():
-                os.remove(entry.path)
-                removed += 1
-    return removed

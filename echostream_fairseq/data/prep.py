@@ -38,12 +38,13 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from echostream_fairseq.common.files import atomic_open, atomic_path, remove_stale_temp_files
 from echostream_fairseq.data.audio import (
     SAMPLE_RATE, AudioError, audio_format_hint, fbank, num_fbank_frames, read_audio, write_wav,
 )
 from echostream_fairseq.data.corpus import HELD_OUT_SPLIT, Corpus, Utterance
 from echostream_fairseq.data.kmeans import fit_kmeans
-from echostream_fairseq.data.manifest import atomic_open, atomic_path, remove_stale_temp_files, write_tsv
+from echostream_fairseq.data.manifest import write_tsv
 from echostream_fairseq.data.steps import PrepError, Step, StepRunner, digest
 from echostream_fairseq.data.text import (
     NORMALIZER_VERSION, encode_pieces, normalize_text, train_sentencepiece, write_fairseq_dict,

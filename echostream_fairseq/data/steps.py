@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from echostream_fairseq.data.manifest import atomic_open
+from echostream_fairseq.common.files import atomic_open
 
 __all__ = ["PrepError", "Step", "StepRunner", "digest", "STEPS_DIR"]
 

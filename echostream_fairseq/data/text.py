@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Sequence
 
 import sentencepiece as spm
 
-from echostream_fairseq.data.manifest import atomic_open
+from echostream_fairseq.common.files import atomic_open
 
 __all__ = [
     "NORMALIZER_VERSION",

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
+from echostream_fairseq.common.files import atomic_open
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_audio
-from echostream_fairseq.data.manifest import atomic_open
 from echostream_fairseq.data.text import edit_distance, normalize_text
 
 __all__ = [

@@ -48,8 +48,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Couldn't find ffmpeg", category=RuntimeWarning)
     from simuleval.evaluator.scorers.quality_scorer import QualityScorer, register_quality_scorer
 
+from echostream_fairseq.common.files import atomic_open  # noqa: E402
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_audio  # noqa: E402
-from echostream_fairseq.data.manifest import atomic_open  # noqa: E402
 from echostream_fairseq.data.text import normalize_text  # noqa: E402
 
 __all__ = [

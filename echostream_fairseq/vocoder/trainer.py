@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from echostream_fairseq.data.manifest import atomic_open
+from echostream_fairseq.common.files import atomic_open
 from echostream_fairseq.vocoder.code_hifigan import build_generator
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, frame_hop
 from echostream_fairseq.vocoder.dataset import UnitAudio, load_unit_audio, sample_batch

@@ -11,7 +11,7 @@ from their wavs, fbank computed on the fly) when the manifests point at precompu
 import sys
 from pathlib import Path
 
-from echostream_fairseq.data.manifest import atomic_open
+from echostream_fairseq.common.files import atomic_open
 
 
 def _lines(path: Path):

@@ -1,0 +1,6 @@
+"""What every other part of the package shares; the lowest layer, importing nothing of the package.
+
+* :mod:`~echostream_fairseq.common.files`: atomic file writes and the clean-up of their leftovers.
+* :mod:`~echostream_fairseq.common.audio`: the sample rate and encoder frame every part assumes,
+  and the one check that turns a waveform argument into mono samples at a given rate.
+"""
