@@ -28,7 +28,7 @@ class GriffinLimUnitVocoder(UnitVocoder):
 
     Args:
         unit_model: the dict of ``units/kmeans.pt`` (see :mod:`echostream_fairseq.data.units`).
-        num_iterations: Griffin-Lim iterations (32 is what the README's measurements use).
+        num_iterations: Griffin-Lim iterations (32 is what the measurements in docs/benchmarks.md use).
     """
 
     has_duration_predictor = True
