@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from echostream_fairseq.cli.bench_agent import build_parser, build_stream, main, run, simulate_lag
+from echostream_fairseq.cli.bench_agent import build_parser, main, run
+from echostream_fairseq.cli.bench_agent.inputs import build_stream
+from echostream_fairseq.cli.bench_agent.timing import simulate_lag
 
 
 def _finite(x):
