@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from echostream_fairseq.models import EchoStreamSpeechEncoder
-from echostream_fairseq.streaming import encoder_stream_step, init_encoder_stream
 
 
 def main() -> None:
@@ -30,10 +29,10 @@ def main() -> None:
     fbank = torch.randn(1, frames, encoder.input_dim)  # stands in for real log-mel features
     with torch.inference_mode():
         offline = encoder(fbank, torch.tensor([frames]))["encoder_out"][0].transpose(0, 1)
-        state, outputs, times = init_encoder_stream(encoder), [], []
+        state, outputs, times = encoder.initial_state(), [], []
         for start in range(0, frames, chunk):
             t0 = time.perf_counter()
-            out, state = encoder_stream_step(encoder, fbank[:, start : start + chunk], state,
+            out, state = encoder.step(fbank[:, start : start + chunk], state,
                                              finish=start + chunk >= frames)
             times.append(time.perf_counter() - t0)
             outputs.append(out)

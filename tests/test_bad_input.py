@@ -8,7 +8,6 @@ import torch
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
 from echostream_fairseq.modules.conformer import ChunkConformer
 from echostream_fairseq.modules.emformer import Emformer
-from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
 
 
 @pytest.fixture
@@ -76,19 +75,19 @@ def test_encoder_stream_bad_input():
     args = argparse.Namespace(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
                               encoder_attention_heads=4, conv_channels=32, segment_length=4, dropout=0.0)
     enc = EchoStreamSpeechEncoder(args).eval()
-    state = init_encoder_stream(enc)
+    state = enc.initial_state()
     with torch.no_grad():
         with pytest.raises(ValueError, match=r"features must have shape \[batch, time, 80\], got \[1, 10, 40\]"):
-            encoder_stream_step(enc, torch.randn(1, 10, 40), state)
+            enc.step(torch.randn(1, 10, 40), state)
         bad = torch.randn(1, 10, 80)
         bad[0, 3, 3] = float("nan")
         with pytest.raises(ValueError, match="features contain NaN or inf"):
-            encoder_stream_step(enc, bad, state)
-        _, done = encoder_stream_step(enc, torch.randn(1, 10, 80), state, finish=True)
+            enc.step(bad, state)
+        _, done = enc.step(torch.randn(1, 10, 80), state, finish=True)
         with pytest.raises(ValueError, match="the stream is finished"):
-            encoder_stream_step(enc, torch.randn(1, 10, 80), done)
+            enc.step(torch.randn(1, 10, 80), done)
         with pytest.raises(ValueError, match="state must be an EncoderStreamState"):
-            encoder_stream_step(enc, torch.randn(1, 10, 80), {"pending": None})
+            enc.step(torch.randn(1, 10, 80), {"pending": None})
         with pytest.raises(ValueError, match="src_tokens must be fbank features"):
             enc(torch.randn(1, 10, 81), torch.tensor([10]))
     with pytest.raises(ValueError, match="unknown --encoder-type 'lstm'"):

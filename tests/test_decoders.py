@@ -117,3 +117,73 @@ def test_unit_decoder_earlier_units_do_not_change_when_text_grows():
 def test_unit_decoder_rejects_bad_upsample_rate():
     with pytest.raises(ValueError, match="upsample_rate"):
         CTCUnitDecoder(16, 9, upsample_rate=0, ffn_dim=32, num_layers=1, num_heads=2)
+
+
+def test_mt_decoder_step_equals_the_full_forward():
+    torch.manual_seed(3)
+    d = _dictionary()
+    dec = MTDecoder(d, encoder_dim=16, embed_dim=32, ffn_dim=64, num_layers=2, num_heads=4).eval()
+    memory = torch.randn(1, 23, 16)
+    tokens = [d.eos(), 7, 12, 9, 5, 8]
+    with torch.no_grad():
+        hidden_ref, _ = dec(torch.tensor([tokens]), _encoder_out(memory), features_only=True)
+        logits_ref = dec.output_layer(hidden_ref)
+        no_tokens = torch.zeros(1, 0, dtype=torch.long)
+        _, _, caches = dec.step(no_tokens, None, 0, new_memory=memory[:, :10])
+        _, _, caches = dec.step(no_tokens, caches, 0, new_memory=memory[:, 10:])  # memory in two chunks
+        logits, hidden, caches = dec.step(torch.tensor([tokens[:2]]), caches, 0)  # two inputs at once
+        rows, outs = [hidden], [logits]
+        for position in range(2, len(tokens)):
+            logits, hidden, caches = dec.step(torch.tensor([[tokens[position]]]), caches, position)
+            rows.append(hidden)
+            outs.append(logits)
+    torch.testing.assert_close(torch.cat(rows, dim=1), hidden_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(outs, dim=1), logits_ref, atol=1e-5, rtol=1e-5)
+    assert caches[0].self_key.size(2) == len(tokens) and caches[0].cross_key.size(2) == 23
+
+
+def test_mt_decoder_step_windows_bound_its_caches():
+    torch.manual_seed(4)
+    d = _dictionary()
+    dec = MTDecoder(d, encoder_dim=8, embed_dim=16, ffn_dim=32, num_layers=1, num_heads=2).eval()
+    caches = None
+    with torch.no_grad():
+        for position in range(12):
+            _, _, caches = dec.step(torch.tensor([[5]]), caches, position, new_memory=torch.randn(1, 3, 8),
+                                    memory_window=7, self_window=4)
+    assert caches[0].self_key.size(2) == 4 and caches[0].cross_key.size(2) == 7
+
+
+def test_mt_decoder_positions_are_fairseqs():
+    from fairseq.modules import SinusoidalPositionalEmbedding
+
+    from echostream_fairseq.modules.positions import sinusoidal_rows, token_positions
+
+    table = SinusoidalPositionalEmbedding.get_embedding(300, 32, padding_idx=1)
+    pos = torch.tensor([2, 3, 50, 200, 299])
+    torch.testing.assert_close(sinusoid := sinusoidal_rows(pos, 32), table[pos], atol=1e-5, rtol=0)
+    assert sinusoid.shape == (5, 32)
+    tokens = torch.tensor([[2, 7, 9, 1, 1], [2, 5, 6, 8, 4]])  # pad = 1, right-padded
+    rows = token_positions(tokens, 1, 32)
+    torch.testing.assert_close(rows[0, :3], table[2:5], atol=1e-5, rtol=0)
+    assert rows[0, 3:].abs().max() == 0  # padding gets a zero row
+    torch.testing.assert_close(rows[1], table[2:7], atol=1e-5, rtol=0)
+
+
+def test_text_to_units_steps_equal_the_full_forward():
+    torch.manual_seed(5)
+    t2u = T2UEncoder(input_dim=16, embed_dim=24, ffn_dim=48, num_layers=2, num_heads=4).eval()
+    dec = CTCUnitDecoder(embed_dim=24, num_units=10, upsample_rate=3, ffn_dim=48, num_layers=2, num_heads=4).eval()
+    text = torch.randn(1, 7, 16)
+    with torch.no_grad():
+        full_text = t2u(text)
+        full_logits, _ = dec(full_text, torch.tensor([7]), k2=0, n2=1)
+        t2u_caches = unit_caches = None
+        outs, logits = [], []
+        for a, b in [(0, 2), (2, 3), (3, 7)]:  # text arriving in pieces
+            out, t2u_caches = t2u.step(text[:, a:b], t2u_caches)
+            piece, unit_caches = dec.step(out, unit_caches, a)
+            outs.append(out)
+            logits.append(piece)
+    torch.testing.assert_close(torch.cat(outs, dim=1), full_text, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
-from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
 
 
 def _encoder(encoder_type="emformer", right=2, **over):
@@ -21,13 +20,13 @@ def _encoder(encoder_type="emformer", right=2, **over):
 
 
 def _stream(enc, x, chunk_sizes):
-    state, outs, pos, T, i = init_encoder_stream(enc, x.size(0)), [], 0, x.size(1), 0
+    state, outs, pos, T, i = enc.initial_state(x.size(0)), [], 0, x.size(1), 0
     while pos < T:
         n = chunk_sizes[i % len(chunk_sizes)]
         i += 1
         chunk = x[:, pos : pos + n]
         pos += chunk.size(1)
-        out, state = encoder_stream_step(enc, chunk, state, finish=pos >= T)
+        out, state = enc.step(chunk, state, finish=pos >= T)
         outs.append(out)
     return torch.cat(outs, 1), state
 

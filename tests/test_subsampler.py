@@ -22,7 +22,7 @@ def test_chunked_equals_whole(kernels, T):
     x = torch.randn(2, T, 80)
     with torch.no_grad():
         whole, lengths = sub(x, torch.tensor([T, T]))
-        state, outs = sub.init_state(2), []
+        state, outs = sub.initial_state(2), []
         for a, b in _chunks(T, [7, 1, 0, 32, 3]):
             out, state = sub.step(x[:, a:b], state)
             outs.append(out)

@@ -12,7 +12,7 @@ from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig
-from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig, sinusoid_rows
+from echostream_fairseq.streaming.translator import STAGES, SimultaneousTranslator, TranslatorConfig
 from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
@@ -78,43 +78,35 @@ def test_reencode_mode_gives_the_same_encoder_and_ctc_prefixes(loaded, corpus):
     assert inc.encoder_frames == ree.encoder_frames
 
 
-def test_mt_stage_equals_the_decoder_forward(loaded, corpus):
-    model, _ = loaded
-    tr = _translator(loaded, corpus, speech_output=False, mt_source_window=0, target_window=0)
-    memory = torch.randn(1, 23, model.encoder.backbone.input_dim)
-    tokens = [2, 17, 40, 9, 33, 5]  # eos first, as the decoder input
-    with torch.no_grad():
-        hidden_ref, _ = model.decoder(torch.tensor([tokens]), {"encoder_out": [memory.transpose(0, 1)],
-                                                              "encoder_padding_mask": []}, features_only=True)
-        caches = tr._extend_mt_memory(None, memory[:, :10])
-        caches = tr._extend_mt_memory(caches, memory[:, 10:])  # memory arriving in two chunks
-        rows = []
-        for position, tok in enumerate(tokens):
-            _, hidden, caches = tr._mt_token(caches, tok, position)
-            rows.append(hidden)
-    assert (torch.cat(rows, dim=1) - hidden_ref).abs().max() <= 1e-5
-
-
-def test_unit_stage_equals_offline_text_to_units(loaded, corpus):
-    model, _ = loaded
-    tr = _translator(loaded, corpus, target_window=0)
-    text = torch.randn(1, 7, model.decoder.embed_dim)
+def test_stage_times_come_with_the_step_only_when_asked(loaded, corpus):
+    wave = _source(corpus).numpy()
+    quiet, _ = _stream(_translator(loaded, corpus), wave, 5120)
+    assert all(o.stage_seconds == {} for o in quiet)
+    tr = _translator(loaded, corpus, time_stages=True)
     state = tr.initial_state()
-    units = []
-    with torch.no_grad():
-        for a, b in [(0, 2), (2, 3), (3, 7)]:  # text arriving in pieces
-            new, state = tr._units_for(state, text[:, a:b])
-            units += new
-        logits = model.text_to_units(text, torch.tensor([7]), 0, 1)["unit_logits"]
-        ref = ctc_greedy(logits.float(), torch.tensor([logits.size(1)]), tr.unit_banned)[0]
-    assert units == ref and state.text_states == 7
+    import time
+
+    for k in range(3):
+        t0 = time.perf_counter()
+        out, state = tr.step(state, wave[k * 5120:(k + 1) * 5120])
+        elapsed = time.perf_counter() - t0
+        assert tuple(out.stage_seconds) == STAGES
+        assert all(v >= 0 for v in out.stage_seconds.values())
+        assert out.stage_seconds["encoder"] > 0
+        assert sum(out.stage_seconds.values()) <= elapsed
+    timed, _ = _stream(_translator(loaded, corpus, time_stages=True), wave, 5120)
+    assert [o.target_tokens for o in timed] == [o.target_tokens for o in quiet]  # timing changes nothing
 
 
-def test_sinusoid_rows_match_fairseq_positions(loaded):
-    model, _ = loaded
-    table = model.decoder.embed_positions.weights
-    pos = torch.tensor([2, 3, 50, 200])
-    assert (sinusoid_rows(pos, table.size(1)) - table[pos]).abs().max() <= 1e-5
+def test_force_writing_bans_the_end_of_sentence_and_the_unit_blank(loaded, corpus):
+    model, task = loaded
+    normal, forced = _translator(loaded, corpus), _translator(loaded, corpus, force_writing=True)
+    eos = task.multitask_dictionaries["target_unigram"].eos()
+    assert eos not in normal.tgt_banned and eos in forced.tgt_banned
+    assert 0 not in normal.unit_banned and 0 in forced.unit_banned
+    wave = _source(corpus).numpy()
+    outs, _ = _stream(forced, wave, 5120)
+    assert sum(len(o.target_tokens) for o in outs) == 20  # max_len subwords once the source ends
 
 
 def test_a_step_never_changes_its_input_state(loaded, corpus):

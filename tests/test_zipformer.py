@@ -11,7 +11,6 @@ from echostream_fairseq.models import echostream as arch
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
 from echostream_fairseq.modules.emformer import Emformer
 from echostream_fairseq.modules.zipformer import BiasNorm, Zipformer, ZipformerState, swoosh_l, swoosh_r
-from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
 
 
 def _zipformer(segment_length=4, future_frames=1, max_memory_size=0, left_context_length=6, **kw):
@@ -144,7 +143,7 @@ def test_a_step_never_changes_its_input_state():
     assert all(torch.equal(a, b) for a, b in zip(before, state.key_value))
 
 
-def test_speech_encoder_streams_the_zipformer_preset_through_encoder_stream():
+def test_speech_encoder_streams_the_zipformer_preset_step_by_step():
     args = argparse.Namespace(input_feat_per_channel=80, input_channels=1)
     arch.zipformer_tiny_architecture(args)
     torch.manual_seed(0)
@@ -158,11 +157,9 @@ def test_speech_encoder_streams_the_zipformer_preset_through_encoder_stream():
         assert out["src_lengths"][0].tolist() == [51, 38]
         assert out["encoder_padding_mask"][0].sum(1).tolist() == [0, 13]
         for b, length in enumerate([203, 150]):
-            state, outs = init_encoder_stream(encoder), []
+            state, outs = encoder.initial_state(), []
             for i in range(0, length, 7):  # 70 ms pieces: steps happen whenever a chunk completes
-                piece, state = encoder_stream_step(
-                    encoder, feats[b : b + 1, i : min(i + 7, length)], state, finish=i + 7 >= length
-                )
+                piece, state = encoder.step(feats[b : b + 1, i : min(i + 7, length)], state, finish=i + 7 >= length)
                 outs.append(piece)
             streamed = torch.cat(outs, dim=1)
             n = int(out["src_lengths"][0][b])
@@ -255,7 +252,7 @@ def test_bad_chunks_and_states_are_refused():
 
     emformer = Emformer(32, 4, 64, 1, segment_length=4)
     with pytest.raises(ValueError, match="state must be a ZipformerState, got EmformerState"):
-        model.step(good, None, emformer.init_state(1))
+        model.step(good, None, emformer.initial_state(1))
     other = _zipformer(8)
     _, foreign = other.step(torch.randn(1, 16, 32))
     with pytest.raises(ValueError, match="state was made by a Zipformer configured as"):

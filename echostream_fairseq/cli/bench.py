@@ -140,7 +140,6 @@ def memory_over_stream(args, minutes: float) -> Dict:
     import psutil
 
     from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
-    from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
 
     torch.manual_seed(0)
     enc_args = argparse.Namespace(
@@ -154,13 +153,13 @@ def memory_over_stream(args, minutes: float) -> Dict:
     chunk_frames = args.segment_length * 4  # fbank frames per chunk (10 ms each)
     chunk_seconds = chunk_frames * 0.01
     num_chunks = int(round(minutes * 60 / chunk_seconds))
-    state = init_encoder_stream(encoder)
+    state = encoder.initial_state()
     seconds, rss = [], []
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for i in range(num_chunks):
             features = torch.randn(1, chunk_frames, encoder.input_dim, generator=generator)
-            _, state = encoder_stream_step(encoder, features, state)
+            _, state = encoder.step(features, state)
             seconds.append((i + 1) * chunk_seconds)
             rss.append(process.memory_info().rss / 2**20)
     after_first_minute = [r for s, r in zip(seconds, rss) if s >= 60.0] or rss

@@ -3,7 +3,7 @@
 For each size (``tiny``: the ``*_tiny`` architectures; ``full``: the StreamSpeech-sized ones) both
 speech encoders are built from their architecture presets (random weights, seed 0), and the same
 synthetic fbank stream is fed to each through
-:func:`~echostream_fairseq.streaming.encoder_stream.encoder_stream_step` (subsampler + backbone), one
+:meth:`~echostream_fairseq.models.speech_encoder.EchoStreamSpeechEncoder.step` (subsampler + backbone), one
 chunk of ``--segment-ms`` at a time. The two encoders alternate chunk by chunk in one process, so
 both see the same machine load; the ratio is taken between medians of that run.
 
@@ -29,7 +29,6 @@ import torch
 from echostream_fairseq.cli.bench import _machine
 from echostream_fairseq.models import echostream as arch
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
-from echostream_fairseq.streaming.encoder_stream import encoder_stream_step, init_encoder_stream
 
 ARCHITECTURES = {
     "tiny": {"Emformer": arch.emformer_tiny_architecture, "Zipformer": arch.zipformer_tiny_architecture},
@@ -62,7 +61,7 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
     chunk = segment_ms // FBANK_MS
     num_chunks = int(round(max(positions) * 1000 / segment_ms))
     torch.manual_seed(1)
-    states = {name: init_encoder_stream(enc) for name, enc in encoders.items()}
+    states = {name: enc.initial_state() for name, enc in encoders.items()}
     fresh = dict(states)
     times: Dict[str, List[float]] = {name: [] for name in encoders}
     fresh_times: Dict[str, List[float]] = {name: [] for name in encoders}
@@ -72,12 +71,12 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
             feats = torch.randn(1, chunk, 80)
             for name in names if i % 2 == 0 else reversed(names):  # alternate who goes first
                 t0 = time.perf_counter()
-                _, states[name] = encoder_stream_step(encoders[name], feats, states[name])
+                _, states[name] = encoders[name].step(feats, states[name])
                 times[name].append(time.perf_counter() - t0)
                 if i % window == 0:
-                    fresh[name] = init_encoder_stream(encoders[name])
+                    fresh[name] = encoders[name].initial_state()
                 t0 = time.perf_counter()
-                _, fresh[name] = encoder_stream_step(encoders[name], feats, fresh[name])
+                _, fresh[name] = encoders[name].step(feats, fresh[name])
                 fresh_times[name].append(time.perf_counter() - t0)
     rows = []
     for name, enc in encoders.items():

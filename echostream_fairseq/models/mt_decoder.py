@@ -8,6 +8,10 @@ state, so :class:`fairseq.sequence_generator.SequenceGenerator` runs beam search
 
 Besides the logits, :meth:`forward` returns the final hidden states (``extra["hidden"]``,
 ``[B, T_tgt, D]``): the text-to-unit encoder reads them.
+
+:meth:`step` is the simultaneous translator's incremental path: new decoder inputs and new
+encoder frames in, explicit :class:`LayerCache` lists in and out, both attention caches bounded by
+windows so a step costs the same wherever it falls in the stream.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import torch
 from torch import Tensor, nn
 from fairseq.models import FairseqIncrementalDecoder
 from fairseq.models.transformer import Embedding
-from fairseq.modules import PositionalEmbedding
 
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer
+from echostream_fairseq.modules.positions import sinusoidal_rows, token_positions
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 
 __all__ = ["MTDecoder"]
 
@@ -55,7 +59,6 @@ class MTDecoder(FairseqIncrementalDecoder):
         self.padding_idx = dictionary.pad()
         self.embed_tokens = Embedding(len(dictionary), embed_dim, self.padding_idx)
         self.embed_scale = math.sqrt(embed_dim)
-        self.embed_positions = PositionalEmbedding(max_positions, embed_dim, self.padding_idx, learned=False)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(embed_dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout,
@@ -110,12 +113,15 @@ class MTDecoder(FairseqIncrementalDecoder):
         """
         memory = encoder_out["encoder_out"][0].transpose(0, 1)  # [B, T_src, D_enc]
         src_padding = encoder_out["encoder_padding_mask"][0] if encoder_out.get("encoder_padding_mask") else None
-        positions = self.embed_positions(prev_output_tokens, incremental_state=incremental_state)
         tokens = prev_output_tokens
         caches: List[Optional[LayerCache]] = [None] * len(self.layers)
-        if incremental_state is not None:
-            tokens, positions = tokens[:, -1:], positions[:, -1:]
+        if incremental_state is not None:  # the last token, at its step's position (as fairseq)
+            tokens = tokens[:, -1:]
+            position = torch.tensor([self.padding_idx + prev_output_tokens.size(1)], device=tokens.device)
+            positions = sinusoidal_rows(position, self.embed_dim).unsqueeze(0)
             caches = self._get_caches(incremental_state)
+        else:
+            positions = token_positions(tokens, self.padding_idx, self.embed_dim)
         x = self.dropout(self.embed_scale * self.embed_tokens(tokens) + positions)
         B, T = tokens.shape
         past = 0 if caches[0] is None or caches[0].self_key is None else caches[0].self_key.size(2)
@@ -140,6 +146,36 @@ class MTDecoder(FairseqIncrementalDecoder):
         if features_only:
             return hidden, extra
         return self.output_layer(hidden), extra
+
+    def step(
+        self,
+        tokens: Tensor,
+        caches: Optional[List[LayerCache]],
+        position: int,
+        new_memory: Optional[Tensor] = None,
+        memory_window: int = 0,
+        self_window: int = 0,
+    ) -> Tuple[Tensor, Tensor, List[LayerCache]]:
+        """Advance by new decoder inputs and new encoder frames (inference; no dropout).
+
+        Args:
+            tokens: ``[B, n]`` decoder inputs (``n`` may be 0 to only extend the memory); the first
+                is input number ``position`` of the sentence (0: the begin-of-sentence eos).
+            caches: from the previous step (``None``: a new sentence and an empty memory).
+            new_memory: ``[B, s, D_enc]`` encoder frames that arrived since the last step.
+            memory_window: encoder frames kept for cross-attention, the most recent (0: all).
+            self_window: earlier inputs each input may attend (0: all).
+
+        Returns:
+            logits ``[B, n, V]``, hidden states ``[B, n, D]`` (what the T2U encoder reads) and the
+            caches.
+        """
+        n = tokens.size(1)
+        rows = sinusoidal_rows(torch.arange(n, device=tokens.device) + self.padding_idx + 1 + position, self.embed_dim)
+        x = self.embed_scale * self.embed_tokens(tokens) + rows.unsqueeze(0)
+        x, caches = stack_step(self.layers, x, caches, self_window, new_memory=new_memory, memory_window=memory_window)
+        hidden = self.final_norm(x)
+        return self.output_layer(hidden), hidden, caches
 
     def output_layer(self, features: Tensor) -> Tensor:
         """Logits with the output projection tied to the input embedding."""

@@ -12,15 +12,22 @@ decoders, CTC heads and beam search plug in unchanged. The backbone is chosen by
 * ``conformer``: :class:`~echostream_fairseq.modules.conformer.ChunkConformer`, StreamSpeech's
   chunk-based encoder, which re-encodes the prefix when streaming (the baseline).
 
+Streaming: :meth:`EchoStreamSpeechEncoder.step` takes the new fbank frames of a chunk (any number,
+possibly 0) with an :class:`EncoderStreamState` and returns the encoder frames they complete. The
+subsampler advances by its cache; its output frames wait in ``pending`` until a whole segment plus
+its right context is there, then the backbone steps. With the Emformer and Zipformer backbones the
+state is bounded; with the chunk Conformer baseline the backbone state is the whole prefix.
+
 End of utterance: the backbone sees ``right_context_length`` zero frames after the last real frame,
-both here and in :mod:`echostream_fairseq.streaming.encoder_stream`, so every real frame is output
-and the two modes agree.
+in the full forward and when a stream is finished, so every real frame is output and the two modes
+agree (the streamed frames equal the full forward on the concatenated input).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -28,10 +35,10 @@ from fairseq.models import FairseqEncoder
 
 from echostream_fairseq.modules.conformer import ChunkConformer
 from echostream_fairseq.modules.emformer import Emformer
-from echostream_fairseq.modules.subsampler import Conv1dSubsampler
+from echostream_fairseq.modules.subsampler import Conv1dSubsampler, SubsamplerState
 from echostream_fairseq.modules.zipformer import Zipformer
 
-__all__ = ["EchoStreamSpeechEncoder", "speech_encoder_defaults", "ENCODER_TYPES"]
+__all__ = ["EchoStreamSpeechEncoder", "EncoderStreamState", "speech_encoder_defaults", "ENCODER_TYPES"]
 
 ENCODER_TYPES = ("emformer", "zipformer", "conformer")
 
@@ -94,6 +101,27 @@ def speech_encoder_defaults(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     return args
+
+
+@dataclass(frozen=True)
+class EncoderStreamState:
+    """One batch of streams inside :meth:`EchoStreamSpeechEncoder.step`.
+
+    Attributes:
+        subsampler: the subsampler's convolution caches.
+        pending: ``[B, t, D]`` subsampled frames not yet consumed by the backbone
+            (``t < segment_length + right_context_length``).
+        backbone: the backbone's state (``EmformerState`` / ``ZipformerState`` / ``ConformerState``),
+            ``None`` before the first backbone step.
+        input_frames: fbank frames received so far.
+        finished: the stream was finished; no further frames are taken.
+    """
+
+    subsampler: SubsamplerState
+    pending: Tensor
+    backbone: Any
+    input_frames: int
+    finished: bool
 
 
 class EchoStreamSpeechEncoder(FairseqEncoder):
@@ -235,6 +263,58 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
             "src_tokens": [],
             "src_lengths": [lengths],
         }
+
+    # -- streaming -------------------------------------------------------------------------------
+
+    def set_segment_length(self, segment_length: int) -> None:
+        """Encoder frames per streaming step (a ``ValueError`` if the backbone cannot take it: the
+        Zipformer's chunk must split evenly at every stack rate)."""
+        self.backbone.segment_length = segment_length
+
+    def initial_state(self, batch_size: int = 1) -> EncoderStreamState:
+        """A fresh stream (``batch_size`` rows stepped together)."""
+        p = next(self.parameters())
+        return EncoderStreamState(
+            subsampler=self.subsample.initial_state(batch_size, p.device, p.dtype),
+            pending=torch.zeros(batch_size, 0, self.input_norm.normalized_shape[0], device=p.device, dtype=p.dtype),
+            backbone=None,
+            input_frames=0,
+            finished=False,
+        )
+
+    def step(self, features: Tensor, state: EncoderStreamState, finish: bool = False
+             ) -> Tuple[Tensor, EncoderStreamState]:
+        """Feed ``features`` ``[B, t, C]`` (the fbank frames of one chunk) -> new frames ``[B, t', D]``.
+
+        ``finish=True`` ends the stream and returns every remaining frame.
+        """
+        if not isinstance(state, EncoderStreamState):
+            raise ValueError(f"state must be an EncoderStreamState, got {type(state).__name__}")
+        if state.finished:
+            raise ValueError("the stream is finished; start a new one with initial_state()")
+        if features.dim() != 3 or features.size(-1) != self.input_dim:
+            raise ValueError(f"features must have shape [batch, time, {self.input_dim}], got {list(features.shape)}")
+        if features.size(0) != state.pending.size(0):
+            raise ValueError(f"the stream has {state.pending.size(0)} rows but the chunk has {features.size(0)}")
+        backbone = self.backbone
+        # input frames per backbone step (the Zipformer's chunk is twice its output segment)
+        S, R = backbone.input_segment_length, backbone.right_context_length
+        frames, sub_state = self.subsample.step(features, state.subsampler)
+        pending = torch.cat([state.pending, self.dropout(self.input_norm(frames))], dim=1)
+        if finish:
+            pending = torch.cat([pending, pending.new_zeros(pending.size(0), R, pending.size(2))], dim=1)
+        outputs = []
+        bb_state = state.backbone
+        # whole segments whose right context has arrived; when finishing, also the short last one
+        while pending.size(1) - R >= (1 if finish else S):
+            s = min(S, pending.size(1) - R)
+            out, bb_state = backbone.step(pending[:, :s], pending[:, s : s + R] if R > 0 else None, bb_state)
+            outputs.append(out)
+            pending = pending[:, s:]
+        if finish:
+            pending = pending[:, :0]
+        out = torch.cat(outputs, dim=1) if outputs else pending.new_zeros(pending.size(0), 0, self.output_dim)
+        return out, EncoderStreamState(sub_state, pending, bb_state, state.input_frames + features.size(1), finish)
 
     def reorder_encoder_out(self, encoder_out: Dict[str, List[Tensor]], new_order: Tensor) -> Dict[str, List[Tensor]]:
         """Reorder the batch for beam search."""

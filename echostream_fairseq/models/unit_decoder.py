@@ -7,18 +7,20 @@ and whose cross-attention to the text states follows a wait-k mask
 (:func:`~echostream_fairseq.modules.masks.waitk_text_mask`). A CTC projection over the unit
 dictionary (blank = index 0) gives the units in one pass. Both stacks are causal, so the units of
 text already written do not change when more text arrives: speech can be produced incrementally.
+Each stack has a :meth:`step` for that (explicit :class:`LayerCache` lists in and out, equal to its
+full forward on the concatenated input).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from fairseq.modules import SinusoidalPositionalEmbedding
 
-from echostream_fairseq.modules.transformer_layer import TransformerLayer
 from echostream_fairseq.modules.masks import causal_mask, waitk_text_mask
+from echostream_fairseq.modules.positions import sinusoidal_rows
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 
 __all__ = ["T2UEncoder", "CTCUnitDecoder"]
 
@@ -45,6 +47,13 @@ class T2UEncoder(nn.Module):
         for layer in self.layers:
             x, _ = layer(x, mask)
         return self.final_norm(x)
+
+    def step(self, text_states: Tensor, caches: Optional[List[LayerCache]], self_window: int = 0
+             ) -> Tuple[Tensor, List[LayerCache]]:
+        """New text states ``[B, n, input_dim]`` -> ``[B, n, embed_dim]``, each attending at most
+        ``self_window`` earlier ones (0: all); ``caches`` from the previous step (``None``: empty)."""
+        x, caches = stack_step(self.layers, self.proj(text_states), caches, self_window)
+        return self.final_norm(x), caches
 
 
 class CTCUnitDecoder(nn.Module):
@@ -84,7 +93,7 @@ class CTCUnitDecoder(nn.Module):
         B, L, D = text.shape
         r = self.upsample_rate
         x = text.repeat_interleave(r, dim=1)  # [B, L*r, D]
-        pos = SinusoidalPositionalEmbedding.get_embedding(L * r, D).to(device=x.device, dtype=x.dtype)
+        pos = sinusoidal_rows(torch.arange(L * r, device=x.device), D).to(dtype=x.dtype)
         x = self.dropout(x + pos.unsqueeze(0))
         up_lengths = text_lengths * r
         self_mask = causal_mask(L * r, device=text.device)
@@ -96,3 +105,31 @@ class CTCUnitDecoder(nn.Module):
         for layer in self.layers:
             x, _ = layer(x, self_mask, text, cross_mask)
         return self.proj(self.final_norm(x)), up_lengths
+
+    def step(self, text: Tensor, caches: Optional[List[LayerCache]], text_position: int, text_window: int = 0
+             ) -> Tuple[Tensor, List[LayerCache]]:
+        """Units for new T2U states (inference; wait-k with ``k2 = 0, n2 = 1``, as trained).
+
+        Args:
+            text: ``[B, n, D]`` new T2U states; the first is text state number ``text_position``.
+            caches: from the previous step (``None``: empty).
+            text_window: text states kept for cross-attention, and ``text_window * r`` upsampled
+                positions for self-attention (0: all).
+
+        Returns:
+            logits ``[B, n * r, V]`` and the caches.
+        """
+        n, r = text.size(1), self.upsample_rate
+        first = text_position * r
+        x = text.repeat_interleave(r, dim=1)
+        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).unsqueeze(0)
+        owner = torch.arange(n * r, device=text.device) // r  # index among the new text states
+
+        def memory_mask(num_memory: int) -> Tensor:  # upsampled position of text i sees text <= i
+            seen_before = num_memory - n
+            j = torch.arange(num_memory, device=text.device).unsqueeze(0)
+            return (j <= seen_before + owner.unsqueeze(1)).unsqueeze(0)
+
+        y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=text,
+                               memory_window=text_window, memory_mask_fn=memory_mask)
+        return self.proj(self.final_norm(y)), caches

@@ -178,7 +178,7 @@ class ChunkConformer(nn.Module):
             x = layer(x, pos_emb, mask, padding)
         return x, lengths
 
-    def init_state(self, batch_size: int, device=None, dtype=None) -> ConformerState:
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> ConformerState:
         p = next(self.parameters())
         return ConformerState(
             torch.zeros(batch_size, 0, self.input_dim, device=device or p.device, dtype=dtype or p.dtype)
@@ -193,7 +193,7 @@ class ChunkConformer(nn.Module):
         if segment.size(1) == 0:
             raise ValueError("empty segment: a step needs at least one frame")
         if state is None:
-            state = self.init_state(segment.size(0), segment.device, segment.dtype)
+            state = self.initial_state(segment.size(0), segment.device, segment.dtype)
         if state.finished:
             raise ValueError("the stream is finished: a short final segment was already processed; start a new state")
         prefix = torch.cat([state.prefix, segment], dim=1)

@@ -451,7 +451,7 @@ class Emformer(nn.Module):
 
     # -- streaming mode ----------------------------------------------------------------------
 
-    def init_state(
+    def initial_state(
         self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
     ) -> EmformerState:
         """The state of a stream that has not started."""
@@ -513,7 +513,7 @@ class Emformer(nn.Module):
                 raise ValueError("right_context_length is 0, but right-context frames were given")
             x = segment
         if state is None:
-            state = self.init_state(segment.size(0), segment.device, segment.dtype)
+            state = self.initial_state(segment.size(0), segment.device, segment.dtype)
         self._check_state(state, segment.size(0), segment)
 
         num_memory, num_left = state.num_memory, state.num_left

@@ -77,7 +77,7 @@ class Conv1dSubsampler(nn.Module):
             x = F.glu(conv(F.pad(x, (k - 1, 0))), dim=1)
         return x.transpose(1, 2), self.output_lengths(lengths)
 
-    def init_state(self, batch_size: int, device=None, dtype=None) -> SubsamplerState:
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> SubsamplerState:
         weight = self.convs[0].weight
         device = weight.device if device is None else device
         dtype = weight.dtype if dtype is None else dtype

@@ -541,7 +541,7 @@ class Zipformer(nn.Module):
 
     # -- streaming mode ----------------------------------------------------------------------------
 
-    def init_state(
+    def initial_state(
         self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
     ) -> ZipformerState:
         """The state of a stream that has not started."""
@@ -597,7 +597,7 @@ class Zipformer(nn.Module):
             raise ValueError("the Zipformer takes no right context: its look-ahead lies within the chunk")
         B = segment.size(0)
         if state is None:
-            state = self.init_state(B, segment.device, segment.dtype)
+            state = self.initial_state(B, segment.device, segment.dtype)
         self._check_state(state, B, segment)
 
         padded = -(-s // self.alignment) * self.alignment

@@ -1,5 +1,1 @@
-"""Streaming state and drivers: feed audio features chunk by chunk with explicit state."""
-
-from echostream_fairseq.streaming.encoder_stream import EncoderStreamState, init_encoder_stream, encoder_stream_step
-
-__all__ = ["EncoderStreamState", "init_encoder_stream", "encoder_stream_step"]
+"""Per-stream state and policy: features, the CTC READ/WRITE policy and the simultaneous translator."""

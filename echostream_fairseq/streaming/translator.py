@@ -13,6 +13,11 @@ with the stream: ``mt_source_window`` encoder frames for the MT decoder's cross-
 ``target_window`` target subwords for the MT decoder's, the T2U encoder's and the unit decoder's
 self-attention (both larger than a training sentence, so sentence-length input is unaffected).
 
+The translator composes the model's own incremental steps (the encoder's, the ST CTC head's, the
+MT decoder's, the T2U encoder's and the unit decoder's ``step``) with the READ/WRITE policy of
+:mod:`~echostream_fairseq.streaming.policy`. With ``time_stages`` each :class:`StepOutput` carries
+the wall time of the chunk split into :data:`STAGES` (off, the clock is never read).
+
 ``reencode=True`` reproduces StreamSpeech's agent instead: every chunk recomputes fbank, the
 encoder and the CTC heads over the whole prefix, re-runs the MT decoder over every written token,
 recomputes the units of the whole text and re-synthesises all of them, keeping only the new part.
@@ -22,34 +27,40 @@ the only mode for ``echostream_conformer`` checkpoints, whose encoder has no bou
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from echostream_fairseq.modules.transformer_layer import LayerCache, stack_step
-from echostream_fairseq.modules.ctc import ctc_greedy, ctc_greedy_extend, CTC_BLANK
-from echostream_fairseq.streaming.encoder_stream import EncoderStreamState, encoder_stream_step, init_encoder_stream
+from echostream_fairseq.models.speech_encoder import EncoderStreamState
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy, ctc_greedy_extend
+from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, whole_word_prefix
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
 
-__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "sinusoid_rows"]
+__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES"]
+
+# the stages a chunk's wall time is split into (``time_stages``): resampling, fbank, encoder and
+# CTC heads; MT memory, policy and decoding; T2U and unit decoding; the vocoder
+STAGES = ("encoder", "mt", "units", "vocoder")
 
 
-def sinusoid_rows(positions: Tensor, dim: int) -> Tensor:
-    """fairseq's sinusoidal embedding rows for ``positions`` ``[N]`` -> ``[N, dim]`` (any position,
-    computed directly: the cost does not depend on how large the positions are)."""
-    half = dim // 2
-    scale = math.log(10000) / (half - 1)
-    freqs = torch.exp(torch.arange(half, dtype=torch.float, device=positions.device) * -scale)
-    angles = positions.float().unsqueeze(1) * freqs.unsqueeze(0)
-    rows = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-    if dim % 2 == 1:
-        rows = torch.cat([rows, rows.new_zeros(rows.size(0), 1)], dim=1)
-    return rows
+class _StageClock:
+    """Credits the time since the previous mark to the stage that just ended."""
+
+    __slots__ = ("seconds", "_last")
+
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._last
+        self._last = now
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,9 @@ class TranslatorConfig:
         reencode: StreamSpeech's behaviour (re-encode and re-decode the whole prefix every chunk).
         speech_output: run T2U, units and the vocoder (speech-to-speech).
         translate: run the MT decoder (off for the streaming-ASR agent).
+        time_stages: return each chunk's wall time per stage (:attr:`StepOutput.stage_seconds`).
+        force_writing: never end the sentence nor emit a unit blank, so every stage works on every
+            chunk (a stress setting for benchmarks, not for translation).
     """
 
     source_segment_size: int = 320
@@ -73,6 +87,8 @@ class TranslatorConfig:
     reencode: bool = False
     speech_output: bool = True
     translate: bool = True
+    time_stages: bool = False
+    force_writing: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,7 @@ class StepOutput:
     finished: bool
     wrote: bool  # the policy let the translation advance
     encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
+    stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
 
 
 class SimultaneousTranslator:
@@ -146,7 +163,7 @@ class SimultaneousTranslator:
         # lengths from --multichunk-segment-lengths, so one model serves every chunk size)
         self.segment_length = max(1, config.source_segment_size // 40)
         try:  # the Zipformer's chunks must split evenly at every stack rate
-            encoder.backbone.segment_length = self.segment_length
+            encoder.set_segment_length(self.segment_length)
         except ValueError as err:
             raise ValueError(f"--source-segment-size {config.source_segment_size} does not fit this encoder: {err}") from None
         self.fbank = FbankStream(cmvn)
@@ -155,6 +172,9 @@ class SimultaneousTranslator:
         self.st_banned = self._specials(st_dict)
         self.tgt_banned = [tgt_dict.pad(), tgt_dict.unk()]
         self.unit_banned = self._specials(unit_dict)
+        if config.force_writing:
+            self.tgt_banned.append(tgt_dict.eos())
+            self.unit_banned.append(CTC_BLANK)
         # unit dictionary index -> vocoder unit id (the symbol is the unit number)
         self.unit_ids = {i: int(unit_dict[i]) for i in range(unit_dict.nspecial, len(unit_dict)) if unit_dict[i].isdigit()}
         self.word_start = [tgt_dict[i].startswith("\u2581") for i in range(len(tgt_dict))]
@@ -167,7 +187,7 @@ class SimultaneousTranslator:
 
     def initial_state(self, source_rate: int = 16000) -> TranslatorState:
         """A fresh stream whose audio arrives at ``source_rate`` Hz."""
-        enc = None if self.config.reencode else init_encoder_stream(self.model.encoder)
+        enc = None if self.config.reencode else self.model.encoder.initial_state()
         return TranslatorState(
             source_rate=source_rate,
             resample=ResampleStream(source_rate).initial_state(),
@@ -202,6 +222,7 @@ class SimultaneousTranslator:
         """
         if state.finished:
             raise ValueError("this stream is finished; start a new one with initial_state()")
+        clock = _StageClock() if self.config.time_stages else None
         audio, n_bad = to_mono(samples)
         resampler = ResampleStream(state.source_rate)
         audio, resample_state = resampler.step(audio, state.resample, finish)
@@ -210,6 +231,8 @@ class SimultaneousTranslator:
             asr_new, st_new, enc_new, state = self._encode_prefix(state, audio, finish)
         else:
             asr_new, st_new, enc_new, state = self._encode_increment(state, audio, finish)
+        if clock:
+            clock.mark("encoder")
 
         target_new: List[int] = []
         units_new: List[int] = []
@@ -227,9 +250,12 @@ class SimultaneousTranslator:
             if target is not None and state.encoder_frames > 0:
                 target_new, text_states, state = self._write(state, enc_new, target)
                 wrote = bool(target_new) or target == FINISH
+            if clock:
+                clock.mark("mt")
             if self.config.speech_output:
-                units_new, wave, state = self._speak(state, text_states, enc_new, finish)
-        return StepOutput(asr_new, target_new, units_new, wave, finish, wrote, enc_new), replace(state, finished=finish)
+                units_new, wave, state = self._speak(state, text_states, enc_new, finish, clock)
+        out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, enc_new, clock.seconds if clock else {})
+        return out, replace(state, finished=finish)
 
     # -- encoder and CTC --------------------------------------------------------------------------
 
@@ -242,7 +268,7 @@ class SimultaneousTranslator:
     def _encode_increment(self, state: TranslatorState, audio: Tensor, finish: bool):
         features, fbank_state = self.fbank.step(audio, state.fbank)
         features = features.to(self.device).unsqueeze(0)
-        frames, enc_state = encoder_stream_step(self.model.encoder, features, state.encoder, finish)
+        frames, enc_state = self.model.encoder.step(features, state.encoder, finish)
         st_logits, st_caches = self.model.st_ctc.step(frames, state.st_caches)
         asr_new, asr_last, st_new, st_last = self._ctc_extend(state, frames, st_logits[0])
         return asr_new, st_new, frames, replace(
@@ -276,20 +302,16 @@ class SimultaneousTranslator:
     def _extend_mt_memory(self, caches, frames: Optional[Tensor]):
         if frames is None or frames.size(1) == 0:
             return caches
-        no_tokens = frames.new_zeros(1, 0, self.model.decoder.embed_dim)  # only the memory advances
-        _, caches = stack_step(self.model.decoder.layers, no_tokens, caches, new_memory=frames,
-                               memory_window=self.config.mt_source_window)
+        no_tokens = torch.zeros(1, 0, dtype=torch.long, device=self.device)  # only the memory advances
+        _, _, caches = self.model.decoder.step(no_tokens, caches, 0, new_memory=frames,
+                                               memory_window=self.config.mt_source_window)
         return caches
 
     def _mt_token(self, caches, token: int, position: int):
         """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
-        dec = self.model.decoder
-        x = dec.embed_scale * dec.embed_tokens(torch.tensor([[token]], device=self.device))
-        position = torch.tensor([dec.padding_idx + 1 + position], device=self.device)
-        x = x + sinusoid_rows(position, dec.embed_dim).unsqueeze(0)
-        x, caches = stack_step(dec.layers, x, caches, self.config.target_window)
-        hidden = dec.final_norm(x)
-        return dec.output_layer(hidden)[0, -1], hidden, caches
+        tokens = torch.tensor([[token]], device=self.device)
+        logits, hidden, caches = self.model.decoder.step(tokens, caches, position, self_window=self.config.target_window)
+        return logits[0, -1], hidden, caches
 
     def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
         """Greedy MT decoding from the written prefix to ``target`` subwords (or end of sentence).
@@ -337,43 +359,33 @@ class SimultaneousTranslator:
 
     def _units_for(self, state: TranslatorState, text: Tensor):
         """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change)."""
-        model = self.model
-        t2u, dec = model.t2u_encoder, model.unit_decoder
-        x, t2u_caches = stack_step(t2u.layers, t2u.proj(text), state.t2u_caches, self.config.target_window)
-        text_out = t2u.final_norm(x)
-        n, r = text.size(1), dec.upsample_rate
-        first = state.text_states * r
-        up = text_out.repeat_interleave(r, dim=1)
-        up = up + sinusoid_rows(torch.arange(first, first + n * r, device=self.device), dec.embed_dim).unsqueeze(0)
-        # upsampled position of text token i sees text states <= i (wait-k with k2 = 0, n2 = 1)
-        owner = torch.arange(n * r, device=self.device) // r  # [n*r] index among the new text states
-
-        def memory_mask(num_memory: int) -> Tensor:
-            seen_before = num_memory - n  # text states in the cache before this call
-            j = torch.arange(num_memory, device=self.device).unsqueeze(0)
-            return (j <= seen_before + owner.unsqueeze(1)).unsqueeze(0)
-
         window = self.config.target_window
-        y, unit_caches = stack_step(dec.layers, up, state.unit_caches, window * r if window else 0,
-                                    new_memory=text_out, memory_window=window, memory_mask_fn=memory_mask)
-        logits = dec.proj(dec.final_norm(y))[0].float()
+        text_out, t2u_caches = self.model.t2u_encoder.step(text, state.t2u_caches, window)
+        logits, unit_caches = self.model.unit_decoder.step(text_out, state.unit_caches, state.text_states, window)
+        logits = logits[0].float()
         units, last = ctc_greedy_extend(logits, state.unit_last, self.unit_banned)
         return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
-                              text_states=state.text_states + n, unit_last=last)
+                              text_states=state.text_states + text.size(1), unit_last=last)
 
-    def _speak(self, state: TranslatorState, text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool):
+    def _speak(self, state: TranslatorState, text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
+               clock: Optional[_StageClock]):
         units: List[int] = []
         if text_states is not None:
             if self.config.reencode:
                 units, state = self._reencode_units(state, enc, finish)
             else:
                 units, state = self._units_for(state, text_states)
+        if clock:
+            clock.mark("units")
         unit_ids = [self.unit_ids[u] for u in units if u in self.unit_ids]
         if self.config.reencode:
             wave, state = self._reencode_speech(state, unit_ids, finish)
-            return units, wave, state
-        wave, voc_state = self.vocoder.step(state.vocoder, unit_ids, finish)
-        return units, wave, replace(state, vocoder=voc_state, units=state.units + len(unit_ids))
+        else:
+            wave, voc_state = self.vocoder.step(state.vocoder, unit_ids, finish)
+            state = replace(state, vocoder=voc_state, units=state.units + len(unit_ids))
+        if clock:
+            clock.mark("vocoder")
+        return units, wave, state
 
     def _reencode_units(self, state: TranslatorState, frames: Tensor, finish: bool):
         """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""
