@@ -25,6 +25,7 @@ import torch
 from simuleval.agents.actions import ReadAction, WriteAction
 
 from echostream_fairseq.checkpoint import load_echostream_model
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.text import pieces_to_words
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.streaming.features import load_global_cmvn
@@ -193,7 +194,7 @@ class EchoStreamAgentMixin:
         """One translator step on the samples pushed since the last call."""
         states = self.states
         if states.stream is None:
-            rate = int(states.source_sample_rate or 16000)
+            rate = int(states.source_sample_rate or SAMPLE_RATE)
             states.stream = self.translator.initial_state(rate)
         samples = [s for chunk in states.new_samples for s in chunk]
         states.new_samples = []

@@ -21,12 +21,12 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.compliance.kaldi as kaldi
-import torchaudio.functional as AF
 from torch import Tensor
+
+from echostream_fairseq.common.audio import SAMPLE_RATE, resample
 
 __all__ = [
     "AudioError",
-    "SAMPLE_RATE",
     "FBANK_FRAME_LENGTH_MS",
     "FBANK_FRAME_SHIFT_MS",
     "read_audio",
@@ -36,7 +36,6 @@ __all__ = [
     "audio_format_hint",
 ]
 
-SAMPLE_RATE = 16000
 FBANK_FRAME_LENGTH_MS = 25.0
 FBANK_FRAME_SHIFT_MS = 10.0
 INT16_SCALE = 32768.0  # fairseq feeds kaldi fbank int16-range samples
@@ -52,7 +51,7 @@ def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> Tensor:
     """Read an audio file as mono float32 at ``sample_rate``.
 
     Multichannel audio is downmixed by averaging the channels; other rates are resampled with
-    ``torchaudio.functional.resample``.
+    :func:`echostream_fairseq.common.audio.resample`.
 
     Args:
         path: any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3 with libsndfile >= 1.1).
@@ -79,9 +78,7 @@ def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> Tensor:
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: audio contains NaN or inf samples")
     waveform = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
-    if file_rate != sample_rate:
-        waveform = AF.resample(waveform, int(file_rate), int(sample_rate))
-    return waveform.clamp_(-1.0, 1.0)
+    return resample(waveform, file_rate, sample_rate).clamp_(-1.0, 1.0)
 
 
 def audio_format_hint(path: str) -> str:

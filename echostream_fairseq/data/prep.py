@@ -38,10 +38,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.files import atomic_open, atomic_path, remove_stale_temp_files
-from echostream_fairseq.data.audio import (
-    SAMPLE_RATE, AudioError, audio_format_hint, fbank, num_fbank_frames, read_audio, write_wav,
-)
+from echostream_fairseq.data.audio import AudioError, audio_format_hint, fbank, num_fbank_frames, read_audio, write_wav
 from echostream_fairseq.data.corpus import HELD_OUT_SPLIT, Corpus, Utterance
 from echostream_fairseq.data.kmeans import fit_kmeans
 from echostream_fairseq.data.manifest import write_tsv

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from fairseq.data import Dictionary, FairseqDataset, data_utils
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.audio import AudioError, fbank, read_audio
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 
@@ -85,7 +86,7 @@ class SpeechToUnitDataset(FairseqDataset):
         manifest: Path,
         unit_dict: Dictionary,
         text_targets: Dict[str, TextTarget],
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         input_feat_per_channel: int = 80,
         feature_transform=None,
         shuffle: bool = False,

@@ -33,6 +33,8 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
+
 __all__ = [
     "TtsError",
     "Voice",
@@ -233,7 +235,7 @@ class Synthesizer:
             raise TtsError(f"espeak-ng produced no audio for {text!r} with {voice.describe()}")
         return np.concatenate(self._chunks)
 
-    def synthesize(self, text: str, voice: Voice, sample_rate: int = 16000) -> Tensor:
+    def synthesize(self, text: str, voice: Voice, sample_rate: int = SAMPLE_RATE) -> Tensor:
         """Speak ``text``; returns ``[num_samples]`` float32 in [-1, 1] at ``sample_rate``."""
         samples = torch.from_numpy(self.synthesize_int16(text, voice).astype(np.float32) / 32768.0)
         if sample_rate != ESPEAK_SAMPLE_RATE:

@@ -39,6 +39,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.kmeans import nearest_centroid
 
 __all__ = [
@@ -70,7 +71,7 @@ class LogMelConfig:
     length, so every utterance has at least one unit.
     """
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 1024
     win_length: int = 1024
     hop_length: int = UNIT_FRAME_HOP
@@ -291,7 +292,7 @@ def unit_model_dict(
         "mean_duration": mean_duration.float(),
         "unit_runs": runs,
         "frame_hop": UNIT_FRAME_HOP,
-        "sample_rate": 16000,
+        "sample_rate": SAMPLE_RATE,
         "feature_config": dict(feature_config),
         "seed": int(seed),
     }

@@ -26,7 +26,8 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-from echostream_fairseq.data.audio import SAMPLE_RATE, _fbank_window, fbank
+from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.data.audio import _fbank_window, fbank
 
 __all__ = [
     "to_mono",
@@ -46,7 +47,9 @@ def to_mono(samples: Union[Sequence, np.ndarray, Tensor]) -> Tuple[Tensor, int]:
     """Samples of one chunk -> ``([N] float32 mono, number of non-finite samples replaced by 0)``.
 
     Accepts ``[N]`` or ``[N, channels]`` (what ``soundfile.read`` gives for multichannel files,
-    and so what SimulEval sends); channels are averaged.
+    and so what SimulEval sends); channels are averaged. Unlike the offline recognisers' check
+    (:func:`echostream_fairseq.common.audio.mono_float32`, which refuses several channels and
+    non-finite samples), a bad sample here becomes silence and is counted: a live stream goes on.
     """
     x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
     if x.dim() == 2:

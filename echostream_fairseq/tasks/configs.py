@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.models.echostream import DECODER_ARGS
 
 __all__ = [
@@ -88,7 +89,7 @@ class DataConfig:
     path: Path
     input_feat_per_channel: int = 80
     input_channels: int = 1
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     global_cmvn_stats: Optional[Path] = None
     specaugment: Dict[str, Any] = field(default_factory=dict)
     transforms: Dict[str, Any] = field(default_factory=dict)
@@ -129,7 +130,7 @@ class DataConfig:
             path=path,
             input_feat_per_channel=need_int("input_feat_per_channel", 80),
             input_channels=need_int("input_channels", 1),
-            sample_rate=need_int("sample_rate", 16000),
+            sample_rate=need_int("sample_rate", SAMPLE_RATE),
             global_cmvn_stats=stats,
             specaugment=dict(data.get("specaugment") or {}),
             transforms=transforms,

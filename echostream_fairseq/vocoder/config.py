@@ -15,6 +15,8 @@ import math
 import os
 from typing import Any, Dict, Mapping
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
+
 __all__ = [
     "VocoderError",
     "MODEL_FIELDS",
@@ -44,7 +46,7 @@ MODEL_FIELDS: Dict[str, Any] = {
 DUR_PREDICTOR_FIELDS = ("encoder_embed_dim", "var_pred_hidden_dim", "var_pred_kernel_size", "var_pred_dropout")
 
 _TRAINING_DEFAULTS: Dict[str, Any] = {
-    "sampling_rate": 16000,
+    "sampling_rate": SAMPLE_RATE,
     "segment_size": 8960,  # samples per training crop (28 unit frames)
     "batch_size": 16,
     "learning_rate": 2e-4,
@@ -127,7 +129,7 @@ def frame_hop(config: Mapping[str, Any]) -> int:
 
 
 def sample_rate(config: Mapping[str, Any]) -> int:
-    return int(config.get("sampling_rate", 16000))
+    return int(config.get("sampling_rate", SAMPLE_RATE))
 
 
 def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config") -> Dict[str, Any]:

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
+
 __all__ = ["MelLoss", "discriminator_loss", "generator_adversarial_loss", "feature_matching_loss", "duration_loss"]
 
 
@@ -19,7 +21,7 @@ class MelLoss(nn.Module):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=int(config.get("sampling_rate", 16000)), n_fft=config["n_fft"], win_length=config["win_size"],
+            sample_rate=int(config.get("sampling_rate", SAMPLE_RATE)), n_fft=config["n_fft"], win_length=config["win_size"],
             hop_length=config["hop_size"], f_min=config["fmin"], f_max=config["fmax"], n_mels=config["num_mels"],
             power=1.0, norm="slaney", mel_scale="slaney",
         )
