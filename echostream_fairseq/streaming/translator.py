@@ -166,6 +166,7 @@ class SimultaneousTranslator:
             encoder.set_segment_length(self.segment_length)
         except ValueError as err:
             raise ValueError(f"--source-segment-size {config.source_segment_size} does not fit this encoder: {err}") from None
+        self.cmvn = cmvn
         self.fbank = FbankStream(cmvn)
         self.vocoder = vocoder
         self.src_banned = self._specials(src_dict)
@@ -178,6 +179,12 @@ class SimultaneousTranslator:
         # unit dictionary index -> vocoder unit id (the symbol is the unit number)
         self.unit_ids = {i: int(unit_dict[i]) for i in range(unit_dict.nspecial, len(unit_dict)) if unit_dict[i].isdigit()}
         self.word_start = [tgt_dict[i].startswith("\u2581") for i in range(len(tgt_dict))]
+
+    def with_config(self, **changes) -> "SimultaneousTranslator":
+        """A translator on the same model, dictionaries and vocoder with some
+        :class:`TranslatorConfig` fields changed (e.g. ``time_stages=True``)."""
+        return SimultaneousTranslator(self.model, self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict,
+                                      self.cmvn, replace(self.config, **changes), self.vocoder)
 
     @staticmethod
     def _specials(d) -> List[int]:

@@ -35,8 +35,8 @@ Computation-aware lag: real time is simulated from the per-chunk costs (chunk ``
 chunk is ``finish - arrival``. For the sampled systems the per-chunk cost between measured positions
 is interpolated linearly (held at the first measurement before it).
 
-Per-stage time (exclusive wall time of the translator's encoder, MT, T2U/unit and vocoder calls) is
-recorded along the way, with what each chunk produced (subwords, units, speech).
+Per-stage time (the translator's own ``time_stages`` split of each chunk's wall time into resampling,
+fbank, encoder and CTC; MT memory, policy and decoding; T2U and units; the vocoder) is recorded along the way, with what each chunk produced (subwords, units, speech).
 
 **curve.** ASR-BLEU against AL over chunk sizes for ``echostream`` and ``baseline`` on the first
 ``--num-utterances`` utterances of the split: the real ``simuleval`` CLI on

@@ -23,7 +23,7 @@ from echostream_fairseq.cli.bench_agent.inputs import (
     vocoder_path,
 )
 from echostream_fairseq.cli.bench_agent.stats import mean
-from echostream_fairseq.cli.bench_agent.timing import STAGES, Timed, force_writing, simulate_lag, warm_up
+from echostream_fairseq.cli.bench_agent.timing import STAGES, Timed, simulate_lag, warm_up
 
 __all__ = ["SYSTEM_ORDER", "position_key", "long_stream"]
 
@@ -81,14 +81,12 @@ def long_stream(args) -> Dict[str, Any]:
     started = time.perf_counter()
 
     print(f"loading {args.model} (incremental{', forced-write copy' if args.forced_write else ''}) ...", flush=True)
-    full: Dict[str, Timed] = {"echostream": Timed(load_translator(args, args.model, False, segment_ms))}
-    if args.forced_write:
-        forced = load_translator(args, args.model, False, segment_ms)
-        force_writing(forced)
-        full["echostream_forced"] = Timed(forced)
+    translator = load_translator(args, args.model, False, segment_ms)
+    full: Dict[str, Timed] = {"echostream": Timed(translator)}
+    if args.forced_write:  # the same model, the end of sentence and the unit blank banned
+        full["echostream_forced"] = Timed(translator.with_config(force_writing=True))
     for s in full.values():
         warm_up(s.translator, stream, segment)
-        s.timer.take()
     names = list(full)
     for k in tqdm(range(n), desc=f"EchoStream, {n} chunks", unit="chunk", dynamic_ncols=True):
         chunk = stream[k * segment:(k + 1) * segment]
