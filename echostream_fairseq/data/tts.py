@@ -30,10 +30,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 from torch import Tensor
 
-from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.audio import SAMPLE_RATE, resample
 
 __all__ = [
     "TtsError",
@@ -238,9 +237,7 @@ class Synthesizer:
     def synthesize(self, text: str, voice: Voice, sample_rate: int = SAMPLE_RATE) -> Tensor:
         """Speak ``text``; returns ``[num_samples]`` float32 in [-1, 1] at ``sample_rate``."""
         samples = torch.from_numpy(self.synthesize_int16(text, voice).astype(np.float32) / 32768.0)
-        if sample_rate != ESPEAK_SAMPLE_RATE:
-            samples = AF.resample(samples, ESPEAK_SAMPLE_RATE, sample_rate)
-        return samples.clamp_(-1.0, 1.0)
+        return resample(samples, ESPEAK_SAMPLE_RATE, sample_rate).clamp_(-1.0, 1.0)
 
 
 _SYNTHESIZER: Optional[Synthesizer] = None
