@@ -28,13 +28,11 @@ from echostream_fairseq.data.text import normalize_text  # noqa: E402
 from echostream_fairseq.data.tts import TARGET_VOICE, get_synthesizer  # noqa: E402
 from echostream_fairseq.evaluation.asr_bleu import (  # noqa: E402
     SCORER_NAME,
-    AsrBleuError,
     OfflineASRBLEUScorer,
-    Transcriber,
     add_asr_bleu_args,
     asr_bleu,
-    build_transcriber,
 )
+from echostream_fairseq.evaluation.transcribers import AsrBleuError, Transcriber, build_transcriber  # noqa: E402
 
 # The output "speech" of the tests: espeak-ng renderings of the references (a perfect system).
 REFERENCES = [

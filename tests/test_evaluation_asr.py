@@ -12,13 +12,10 @@ pocketsphinx = pytest.importorskip("pocketsphinx")
 
 from echostream_fairseq.data.audio import write_wav  # noqa: E402
 from echostream_fairseq.data.tts import TARGET_VOICE, get_synthesizer  # noqa: E402
-from echostream_fairseq.evaluation.asr import (  # noqa: E402
-    PocketsphinxRecognizer,
-    evaluate_wavs,
-    word_error_rate,
-    write_bigram_arpa,
-    write_pronunciation_dict,
-)
+from echostream_fairseq.evaluation.lm import write_bigram_arpa  # noqa: E402
+from echostream_fairseq.evaluation.pronunciations import write_pronunciation_dict  # noqa: E402
+from echostream_fairseq.evaluation.recognizer import PocketsphinxRecognizer  # noqa: E402
+from echostream_fairseq.evaluation.wer import evaluate_wavs, word_error_rate  # noqa: E402
 
 # Spoken in the recognition tests; the LM also holds the other sentences, so it has to choose.
 SPOKEN = ["The good sister bought these broken coats last night.", "John walks in front of the churches now."]

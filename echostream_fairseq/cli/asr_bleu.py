@@ -112,7 +112,7 @@ def _wavs_from_list(list_path: Path, num_references: int) -> List[Optional[str]]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from echostream_fairseq.evaluation.asr_bleu import TRANSCRIBERS
+    from echostream_fairseq.evaluation.transcribers import TRANSCRIBERS
 
     parser = argparse.ArgumentParser(prog="echostream-asr-bleu", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -140,7 +140,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     from echostream_fairseq.common.files import atomic_open
     from echostream_fairseq.data.audio import AudioError
-    from echostream_fairseq.evaluation.asr_bleu import AsrBleuError, asr_bleu, build_transcriber
+    from echostream_fairseq.evaluation.asr_bleu import asr_bleu
+    from echostream_fairseq.evaluation.transcribers import AsrBleuError, build_transcriber
 
     try:
         # check every input before the (slow) recogniser is built

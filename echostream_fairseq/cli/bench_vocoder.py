@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> Dict:
             rows[str(p)] = {"incremental_ms": _median_near(calls, p), "peer_ms": peer}
         results["per_call_ms"][name] = rows
     if not args.skip_wer:
-        from echostream_fairseq.evaluation.asr import PocketsphinxRecognizer, evaluate_wavs
+        from echostream_fairseq.evaluation.recognizer import PocketsphinxRecognizer
+        from echostream_fairseq.evaluation.wer import evaluate_wavs
 
         train_text = [r["tgt_text"] for r in read_tsv(os.path.join(args.data, "text", "train.tsv"), ("id", "tgt_text"))]
         recognizer = PocketsphinxRecognizer.from_sentences(train_text)
