@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from echostream_fairseq.common.files import atomic_open
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.text import edit_distance, normalize_text
 
@@ -88,9 +89,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     for key, value in scores.items():
         print(f"{key}\t{value}")
     if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(scores, indent=2) + "\n")
-        tmp.replace(args.json)
+        with atomic_open(args.json) as f:
+            f.write(json.dumps(scores, indent=2) + "\n")
 
 
 if __name__ == "__main__":

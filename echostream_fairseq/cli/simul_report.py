@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from echostream_fairseq.common.files import atomic_open
 
 LATENCY_METRICS = ("AL", "AP", "DAL", "StartOffset", "EndOffset", "ATD")
 
@@ -93,10 +94,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print(markdown(rows))
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
+        with atomic_open(args.json) as f:
             json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
     return 0
 
 
