@@ -24,7 +24,8 @@ ALLOWED = {
     "modules": _BASE | {"modules"},
     "models": _MODEL,
     "criterions": _MODEL | {"data", "criterions"},
-    "tasks": _MODEL | {"data", "tasks", "generator"},  # fairseq's task builds the generator
+    # fairseq's task builds the generator, and allow-lists checkpoint configs before fairseq loads one
+    "tasks": _MODEL | {"data", "tasks", "generator", "checkpoint"},
     "generator": _MODEL,
     "checkpoint": _MODEL | {"tasks"},
     "streaming": _STREAMING,
@@ -73,3 +74,26 @@ def test_the_check_catches_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from echostream_fairseq.streaming.policy import ctc_policy\n")
     assert list(_imported_parts(bad)) == [(2, "streaming"), (2, "streaming")]
     assert "streaming" not in ALLOWED["models"]
+
+
+def test_importing_the_package_and_the_agents_patches_nothing():
+    """Registering with fairseq is the package import's only effect: torch's allow-list and
+    SimulEval's classes are changed by explicit calls (the task, the checkpoint loader, the agents)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, simuleval.evaluator.instance as inst\n"
+        "before = set(map(id, torch.serialization.get_safe_globals()))\n"
+        "summarize = inst.SpeechOutputInstance.summarize\n"
+        "import echostream_fairseq, echostream_fairseq.agents.simuleval_agent\n"
+        "assert set(map(id, torch.serialization.get_safe_globals())) == before, 'allow-list changed'\n"
+        "assert inst.SpeechOutputInstance.summarize is summarize, 'SimulEval patched'\n"
+        "from fairseq.models import ARCH_MODEL_REGISTRY\n"
+        "assert 'echostream_emformer_tiny' in ARCH_MODEL_REGISTRY\n"
+        "from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times\n"
+        "keep_speech_elapsed_times()\n"
+        "assert inst.SpeechOutputInstance.summarize is not summarize\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -34,8 +34,6 @@ from echostream_fairseq.streaming.translator import SimultaneousTranslator, Tran
 
 logger = logging.getLogger(__name__)
 
-keep_speech_elapsed_times()  # computation-aware latency of speech output (see evaluation/simuleval_compat.py)
-
 __all__ = ["add_agent_args", "build_translator", "split_complete_words", "EchoStreamAgentMixin"]
 
 
@@ -163,6 +161,9 @@ class EchoStreamAgentMixin:
     output = "speech"
 
     def __init__(self, args) -> None:
+        # SimulEval builds the agent before its instances: the fix of the computation-aware latency
+        # of speech output (evaluation/simuleval_compat.py) is in place before any is scored
+        keep_speech_elapsed_times()
         self.translator = build_translator(args, speech_output=self.output == "speech",
                                            translate=self.output != "asr")
         self.log_text = args.output_asr_translation

@@ -5,8 +5,8 @@ and its elapsed time (delay plus the wall time the system has spent). Its speech
 then write ``"elapsed": []`` to ``instances.log``, and scoring reads the instances back from that
 log, so every computation-aware metric of speech output (``--computation-aware``) fails with
 "mean requires at least one data point". :func:`keep_speech_elapsed_times` makes the log keep the
-recorded elapsed times. The agents call it when they are imported, before SimulEval builds its
-instances; it changes nothing else and is idempotent.
+recorded elapsed times. The agents call it when SimulEval builds them, before it builds its
+instances (importing them patches nothing); it changes nothing else and is idempotent.
 """
 
 from __future__ import annotations

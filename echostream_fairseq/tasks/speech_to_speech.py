@@ -24,6 +24,7 @@ from typing import Dict, Optional
 from fairseq.data import Dictionary
 from fairseq.tasks import FairseqTask, register_task
 
+from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
 from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset, load_text_target
 from echostream_fairseq.data.text import pieces_to_words
 from echostream_fairseq.tasks.configs import ConfigError, DataConfig, MultitaskConfig
@@ -65,6 +66,9 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, args, **kwargs) -> "EchoStreamSpeechToSpeechTask":
+        # fairseq-train (resuming) and fairseq-generate set the task up before they torch.load a
+        # checkpoint, whose stored configuration needs the allow-list under weights_only loading
+        allow_fairseq_checkpoint_configs()
         root = Path(args.data)
         if not root.is_dir():
             raise ConfigError(f"{root}: data folder not found")
