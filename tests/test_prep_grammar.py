@@ -1,11 +1,13 @@
 """The synthetic French -> English grammar: spelling rules, numbers, reordering, reproducibility."""
 
+import hashlib
+import json
+
 import pytest
 
-from echostream_fairseq.data.grammar import (
-    ADJECTIVES, NOUNS, SentenceSampler, _Det, english_number, french_number, lexicon_summary, render_french,
-    sample_splits,
-)
+from echostream_fairseq.data.grammar import GRAMMAR_VERSION, SentenceSampler, sample_splits
+from echostream_fairseq.data.lexicon import ADJECTIVES, NOUNS, lexicon_summary
+from echostream_fairseq.data.morphology import Determiner, english_number, french_number, render_french
 
 
 @pytest.mark.parametrize(
@@ -28,19 +30,19 @@ def test_feminine_numbers():
 @pytest.mark.parametrize(
     "tokens, expected",
     [
-        ([_Det("def", "m", False), "arbre"], "l'arbre"),
-        ([_Det("def", "m", False), "grand", "arbre"], "le grand arbre"),
-        ([_Det("def", "m", False), "hôtel"], "l'hôtel"),
-        ([_Det("this", "m", False), "oiseau"], "cet oiseau"),
-        ([_Det("this", "m", False), "chat"], "ce chat"),
-        ([_Det("my", "f", False), "amie"], "mon amie"),
-        ([_Det("my", "f", False), "grande", "amie"], "ma grande amie"),
+        ([Determiner("def", "m", False), "arbre"], "l'arbre"),
+        ([Determiner("def", "m", False), "grand", "arbre"], "le grand arbre"),
+        ([Determiner("def", "m", False), "hôtel"], "l'hôtel"),
+        ([Determiner("this", "m", False), "oiseau"], "cet oiseau"),
+        ([Determiner("this", "m", False), "chat"], "ce chat"),
+        ([Determiner("my", "f", False), "amie"], "mon amie"),
+        ([Determiner("my", "f", False), "grande", "amie"], "ma grande amie"),
         (["je", "ai", "mangé"], "j'ai mangé"),
         (["il", "ne", "aime", "pas"], "il n'aime pas"),
-        (["près", "de", _Det("def", "m", False), "marché"], "près du marché"),
-        (["à", _Det("def", "m", False), "marché"], "au marché"),
-        (["à", _Det("def", "f", True), "écoles"], "aux écoles"),
-        (["à", _Det("def", "m", False), "hôpital"], "à l'hôpital"),
+        (["près", "de", Determiner("def", "m", False), "marché"], "près du marché"),
+        (["à", Determiner("def", "m", False), "marché"], "au marché"),
+        (["à", Determiner("def", "f", True), "écoles"], "aux écoles"),
+        (["à", Determiner("def", "m", False), "hôpital"], "à l'hôpital"),
         (["le", "chien", "de", "Antoine"], "le chien d'Antoine"),
     ],
 )
@@ -94,3 +96,16 @@ def test_lexicon_has_a_few_hundred_words():
     summary = lexicon_summary()
     assert summary["lemmas"] >= 200
     assert summary["french_content_word_forms"] > summary["english_content_word_forms"] > 300
+
+
+def test_a_seed_gives_the_sentences_corpora_were_stamped_with():
+    # prep stamps corpora with GRAMMAR_VERSION: if these sentences change, bump it so old corpora are rebuilt
+    splits = sample_splits(0, {"train": 400, "dev": 50, "test": 50})
+    blob = json.dumps({k: [[s.fr, s.en, s.reorderings, s.template] for s in v] for k, v in splits.items()},
+                      ensure_ascii=False)
+    assert GRAMMAR_VERSION == 1
+    assert hashlib.sha256(blob.encode()).hexdigest() == "344ad4b842bc59e997a9adf1f6f608ab8c460eaf9c4554b4acdebd4c4fa95e5c"
+    assert [(s.fr, s.en) for s in splits["test"][:2]] == [
+        ("Leur musée ne sera pas froid.", "Their museum will not be cold."),
+        ("Il y aura un loup célèbre dans mes lacs.", "There will be a famous wolf in my lakes."),
+    ]

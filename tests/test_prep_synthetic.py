@@ -14,7 +14,7 @@ from echostream_fairseq.cli.prep import main
 from echostream_fairseq.common.files import TEMP_PREFIX
 from echostream_fairseq.data import prep as prep_module
 from echostream_fairseq.data.audio import fbank, read_audio
-from echostream_fairseq.data.grammar import ADJECTIVES, NOUNS
+from echostream_fairseq.data.lexicon import ADJECTIVES, NOUNS
 from echostream_fairseq.data.manifest import check_same_ids, read_tsv
 
 NUM_UNITS = 16

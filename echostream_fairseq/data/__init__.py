@@ -4,7 +4,9 @@ Modules, one concept each:
 
 * :mod:`~echostream_fairseq.data.audio`: reading audio, fbank features, 16-bit wav writing.
 * :mod:`~echostream_fairseq.data.manifest`: strict TSV reading and writing, id checks.
-* :mod:`~echostream_fairseq.data.grammar`: the French -> English grammar of the synthetic corpus.
+* :mod:`~echostream_fairseq.data.lexicon`: the words of the synthetic corpus's grammar and their tables.
+* :mod:`~echostream_fairseq.data.morphology`: French spelling rules and numbers in both languages.
+* :mod:`~echostream_fairseq.data.grammar`: the French -> English sentence templates of the synthetic corpus.
 * :mod:`~echostream_fairseq.data.tts`: espeak-ng speech synthesis through ctypes.
 * :mod:`~echostream_fairseq.data.corpus`: the three corpus sources (synthetic, CVSS, TSV).
 * :mod:`~echostream_fairseq.data.text`: text normalisation and sentencepiece vocabularies.
