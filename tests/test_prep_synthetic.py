@@ -12,7 +12,7 @@ import yaml
 
 from echostream_fairseq.cli.prep import main
 from echostream_fairseq.common.files import TEMP_PREFIX
-from echostream_fairseq.data import prep as prep_module
+from echostream_fairseq.data import pipeline as pipeline_module
 from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.data.lexicon import ADJECTIVES, NOUNS
 from echostream_fairseq.data.manifest import check_same_ids, read_tsv
@@ -88,7 +88,7 @@ def test_configs(corpus):
     assert config["input_feat_per_channel"] == 80 and config["sample_rate"] == 16000
     assert config["global_cmvn"] == {"stats_npz_path": "gcmvn.npz"}
     assert config["transforms"] == {"*": ["global_cmvn"], "_train": ["global_cmvn", "specaugment"]}
-    assert config["specaugment"] == prep_module.SPECAUGMENT and config["specaugment"]["freq_mask_F"] == 27
+    assert config["specaugment"] == pipeline_module.SPECAUGMENT and config["specaugment"]["freq_mask_F"] == 27
     # every key is one that fairseq's SpecAugmentTransform reads
     assert set(config["specaugment"]) <= {"time_warp_W", "freq_mask_N", "freq_mask_F", "time_mask_N", "time_mask_T",
                                           "time_mask_p", "mask_value"}
@@ -216,7 +216,7 @@ def test_foreign_folder_needs_force(tmp_path, capsys):
 
 def test_interrupted_audio_step_resumes(corpus, tmp_path, monkeypatch):
     out = tmp_path / "interrupted"
-    real_write = prep_module.write_wav
+    real_write = pipeline_module.write_wav
     calls = {"n": 0}
 
     def flaky_write(path, waveform, *args):
@@ -226,7 +226,7 @@ def test_interrupted_audio_step_resumes(corpus, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_write(path, waveform, *args)
 
-    monkeypatch.setattr(prep_module, "write_wav", flaky_write)
+    monkeypatch.setattr(pipeline_module, "write_wav", flaky_write)
     with pytest.raises(KeyboardInterrupt):
         run(out)
     assert not (out / ".steps" / "audio.json").exists()
@@ -235,7 +235,7 @@ def test_interrupted_audio_step_resumes(corpus, tmp_path, monkeypatch):
     assert len(list((out / "audio" / "src").iterdir())) + len(list((out / "audio" / "tgt").iterdir())) == 6
     assert not (out / "train.tsv").exists()
 
-    monkeypatch.setattr(prep_module, "write_wav", real_write)
+    monkeypatch.setattr(pipeline_module, "write_wav", real_write)
     run(out)
     a, b = snapshot(corpus), snapshot(out)
     for rel in [r for r in a if not r.startswith((".steps", "simuleval"))]:
@@ -248,7 +248,7 @@ def test_interrupted_units_step_is_redone(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(prep_module, "unit_model_dict", broken)
+    monkeypatch.setattr(pipeline_module, "unit_model_dict", broken)
     with pytest.raises(RuntimeError, match="power cut"):
         run(out)
     assert (out / "units" / "train.tsv").exists()  # written before the failure, but not trusted:

@@ -13,7 +13,8 @@ Modules, one concept each:
 * :mod:`~echostream_fairseq.data.kmeans`: seeded k-means in torch.
 * :mod:`~echostream_fairseq.data.units`: discrete target units (log-mel or HuBERT + k-means).
 * :mod:`~echostream_fairseq.data.steps`: resumable steps with parameter stamps.
-* :mod:`~echostream_fairseq.data.prep`: the preparation pipeline that ties them together.
+* :mod:`~echostream_fairseq.data.pipeline`: what each preparation step writes, and the corpus statistics.
+* :mod:`~echostream_fairseq.data.prep`: the preparation steps in order, with their parameters.
 
 Nothing is imported here, so ``import echostream_fairseq.data.audio`` stays light.
 """
