@@ -2,9 +2,7 @@
 
 import pytest
 
-from echostream_fairseq.streaming.policy import (
-    FINISH, PolicyConfig, PolicyState, ctc_policy, whole_word_prefix, whole_word_default,
-)
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, whole_word_default
 
 
 def _drive(config, script, finish_at_end=True):
@@ -57,17 +55,6 @@ def test_whole_word_asks_for_one_extra_token():
 def test_finish_whatever_the_prefixes():
     target, state = ctc_policy(PolicyConfig(), PolicyState(5, 5), 0, 0, 3, True)
     assert target == FINISH and state == PolicyState(5, 5)
-
-
-def test_whole_word_prefix_cuts_before_the_last_word_start():
-    starts = {10: True, 11: False, 12: True, 13: False, 14: True}.get
-    # tokens: _a b _c d _e -> keep "_a b _c d" (the "_e" word may still continue)
-    assert whole_word_prefix([10, 11, 12, 13, 14], 0, starts) == 4
-    # no complete word among the new tokens -> keep only what was committed
-    assert whole_word_prefix([10, 11, 12, 13], 2, starts) == 2
-    assert whole_word_prefix([10, 11], 0, starts) == 0
-    # committed tokens are never taken back
-    assert whole_word_prefix([10, 11, 12, 13, 14], 5, starts) == 5
 
 
 def test_whole_word_default_and_bad_config():

@@ -10,6 +10,11 @@ in the SimulEval references.
 Subword models are sentencepiece unigram models trained on the train split with ids
 ``<s>=0, <pad>=1, </s>=2, <unk>=3``, fairseq's own order, so a piece's sentencepiece id equals
 its index in the fairseq dictionary written next to it.
+
+Words of subword text: a piece that starts with :data:`WORD_START` (``▁``) starts a word.
+:func:`pieces_to_words` joins pieces into words; :func:`whole_word_prefix` says how much of a
+growing piece sequence ends with a complete word (a word is complete once the next piece starts a
+new one), which the simultaneous policy and the text agents use to write whole words only.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import io
 import os
 import re
 import unicodedata
-from typing import Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Sequence
 
 import sentencepiece as spm
 
@@ -27,7 +32,9 @@ from echostream_fairseq.common.files import atomic_open
 
 __all__ = [
     "NORMALIZER_VERSION",
+    "WORD_START",
     "pieces_to_words",
+    "whole_word_prefix",
     "edit_distance",
     "normalize_text",
     "train_sentencepiece",
@@ -38,6 +45,7 @@ __all__ = [
 
 NORMALIZER_VERSION = 1
 SPECIAL_PIECES = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, added by fairseq's Dictionary itself
+WORD_START = "\u2581"  # sentencepiece's "▁": the piece starts a word
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 _NOT_WORD = re.compile(r"[^\w' ]+")  # \w is Unicode-aware: accented letters and digits stay
@@ -124,6 +132,19 @@ def write_fairseq_dict(model: spm.SentencePieceProcessor, piece_sequences: Itera
 def pieces_to_words(dictionary, ids: Sequence[int]) -> List[str]:
     """Sentencepiece token ids -> words (pieces concatenated; ``▁`` starts a word; specials dropped)."""
     return dictionary.string(list(ids), "sentencepiece", extra_symbols_to_ignore={dictionary.unk(), dictionary.pad()}).split()
+
+
+def whole_word_prefix(tokens: Sequence[int], committed: int, starts_word: Callable[[int], bool]) -> int:
+    """How many of ``tokens`` to keep so the text ends with a complete word.
+
+    A word is complete once the token after it starts a new word, so the kept prefix ends just
+    before the last word-starting token. Tokens already ``committed`` (written earlier) are kept.
+    ``starts_word(token)`` tells whether a token's piece starts with :data:`WORD_START`.
+    """
+    for j in range(len(tokens) - 1, committed - 1, -1):
+        if starts_word(tokens[j]):
+            return max(j, committed)
+    return committed
 
 
 def edit_distance(a: Sequence, b: Sequence) -> int:

@@ -13,14 +13,17 @@ the target (ST head). The policy:
   starts a word ends the kept prefix); nothing complete means READ;
 * at the end of the source it writes until the MT decoder's end of sentence.
 
-:func:`ctc_policy` decides; :func:`whole_word_prefix` cuts. Both are pure, so a test can drive
-them with scripted prefix lengths and check the exact action sequence.
+:func:`ctc_policy` decides; :func:`~echostream_fairseq.data.text.whole_word_prefix` cuts (it lives
+with the other word-of-subwords helpers, and is importable from here too). Both are pure, so a
+test can drive them with scripted prefix lengths and check the exact action sequence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Tuple
+
+from echostream_fairseq.data.text import whole_word_prefix
 
 __all__ = ["PolicyConfig", "PolicyState", "ctc_policy", "whole_word_prefix", "FINISH", "whole_word_default"]
 
@@ -90,15 +93,3 @@ def ctc_policy(
     if target - written < 1:
         return None, state
     return target, state
-
-
-def whole_word_prefix(tokens: Sequence[int], committed: int, starts_word: Callable[[int], bool]) -> int:
-    """How many of ``tokens`` to keep so the text ends with a complete word.
-
-    A word is complete once the token after it starts a new word, so the kept prefix ends just
-    before the last word-starting token. Tokens already ``committed`` (written earlier) are kept.
-    """
-    for j in range(len(tokens) - 1, committed - 1, -1):
-        if starts_word(tokens[j]):
-            return max(j, committed)
-    return committed
