@@ -29,7 +29,10 @@ from typing import Dict, List
 
 import torch
 
-SECONDS_PER_FRAME = 0.04  # one encoder frame after 4x subsampling of 10 ms fbank
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.common.files import atomic_open
+
+SECONDS_PER_FRAME = ENCODER_FRAME_MS / 1000  # one encoder frame after 4x subsampling of 10 ms fbank
 
 
 def _machine() -> str:
@@ -290,9 +293,8 @@ def run(args: argparse.Namespace) -> Dict:
     print(table)
     result = {"machine": machine, "streams": streams, "conformer_ms": conformer, "memory": memory}
     for name, text in (("bench.json", json.dumps(result)), ("bench.md", table)):
-        tmp = out / (name + ".tmp")  # never leave a half-written result behind
-        tmp.write_text(text)
-        tmp.replace(out / name)
+        with atomic_open(out / name) as f:  # never leave a half-written result behind
+            f.write(text)
     _plot(out / "bench.png", streams, conformer, memory)
     print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}")
     return result

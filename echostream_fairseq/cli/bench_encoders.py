@@ -27,6 +27,7 @@ from typing import Dict, List
 import torch
 
 from echostream_fairseq.cli.bench import _machine
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.models import echostream as arch
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
 
@@ -40,7 +41,7 @@ FBANK_MS = 10
 def build_encoder(preset, segment_ms: int) -> EchoStreamSpeechEncoder:
     args = argparse.Namespace(input_feat_per_channel=80, input_channels=1)
     preset(args)
-    args.segment_length = segment_ms // 40  # output frames of 40 ms
+    args.segment_length = segment_ms // ENCODER_FRAME_MS  # encoder output frames
     torch.manual_seed(0)
     return EchoStreamSpeechEncoder(args).eval()
 
