@@ -1,7 +1,9 @@
 """Each layer of the package imports only the layers below it (README, "Layout").
 
-modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, cli; data,
-evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text).
+common <- modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, cli;
+data, evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text).
+common (atomic writes, the sample rate and encoder frame, the mono check) is the base: every part
+may import it, and it imports nothing of the package.
 """
 
 import ast
