@@ -26,7 +26,7 @@ from simuleval.agents.actions import ReadAction, WriteAction
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.data.text import pieces_to_words
+from echostream_fairseq.data.text import WORD_START, pieces_to_words, whole_word_prefix
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
@@ -141,16 +141,12 @@ def split_complete_words(dictionary, pending: Sequence[int], finished: bool) -> 
     """Split subword ids not yet written into complete words and the ids still open.
 
     A word is complete once a later subword starts a new word (or the stream has finished), so the
-    open part starts at the last word-starting subword. Only the pending ids are looked at: the
-    cost does not grow with what was written before.
+    open part starts at the last word-starting subword (:func:`whole_word_prefix`, the policy's
+    cut too). Only the pending ids are looked at: the cost does not grow with what was written before.
     """
     if finished:
         return pieces_to_words(dictionary, pending), []
-    cut = 0
-    for i in range(len(pending) - 1, -1, -1):
-        if dictionary[pending[i]].startswith("\u2581"):
-            cut = i
-            break
+    cut = whole_word_prefix(pending, 0, lambda token: dictionary[token].startswith(WORD_START))
     return pieces_to_words(dictionary, pending[:cut]), list(pending[cut:])
 
 
