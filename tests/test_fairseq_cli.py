@@ -25,9 +25,6 @@ def test_fairseq_train_logs_every_loss_and_lowers_it(trained):
 def test_checkpoint_reloads_with_weights_only(trained):
     save, _ = trained
     load = f"state = torch.load({str(save / 'checkpoint_last.pt')!r}, weights_only=True)\n"
-    # importing the package changes nothing in torch: the allow-list is an explicit call
-    bare = _run([sys.executable, "-c", "import torch, echostream_fairseq\n" + load])
-    assert bare.returncode != 0 and "weights_only" in bare.stderr, bare.stderr[-2000:]
     code = (
         "import torch\nfrom echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs\n"
         "allow_fairseq_checkpoint_configs()\n" + load +

@@ -39,12 +39,17 @@ def test_checkpoint_loads_weights_only_through_fairseq(tmp_path):
     # without the plugin, torch's safe loader refuses fairseq's config objects
     plain = _run(load.format(""), ckpt)
     assert plain.returncode != 0 and "Weights only load failed" in plain.stderr
-    # with it, the same safe loader reads them (nothing switched off)
-    ours = _run(load.format(", echostream_fairseq"), ckpt)
+    # importing the plugin changes nothing in torch; its explicit allow-list lets the same safe
+    # loader read them (nothing switched off)
+    imported = _run(load.format(", echostream_fairseq"), ckpt)
+    assert imported.returncode != 0 and "Weights only load failed" in imported.stderr
+    allow = ", echostream_fairseq.checkpoint as c\nc.allow_fairseq_checkpoint_configs()"
+    ours = _run(load.format(allow), ckpt)
     assert ours.returncode == 0, ours.stderr[-2000:]
     assert "[0.0, 1.0, 2.0, 3.0] [0.001]" in ours.stdout
     via_fairseq = _run(
-        "import sys, echostream_fairseq\nfrom fairseq import checkpoint_utils\n"
+        "import sys, echostream_fairseq.checkpoint as c\nc.allow_fairseq_checkpoint_configs()\n"
+        "from fairseq import checkpoint_utils\n"
         "s = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])\nprint(s['legacy_args'].arch)", ckpt
     )
     assert via_fairseq.returncode == 0, via_fairseq.stderr[-2000:]

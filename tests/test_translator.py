@@ -39,7 +39,7 @@ def _stream(translator, wave, chunk, rate=16000):
     outs, i = [], 0
     while True:
         last = i + chunk >= len(wave)
-        out, state = translator.step(state, wave[i:i + chunk], finish=last)
+        out, state = translator.step(wave[i:i + chunk], state, finish=last)
         outs.append(out)
         i += chunk
         if last:
@@ -88,7 +88,7 @@ def test_stage_times_come_with_the_step_only_when_asked(loaded, corpus):
 
     for k in range(3):
         t0 = time.perf_counter()
-        out, state = tr.step(state, wave[k * 5120:(k + 1) * 5120])
+        out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
         elapsed = time.perf_counter() - t0
         assert tuple(out.stage_seconds) == STAGES
         assert all(v >= 0 for v in out.stage_seconds.values())
@@ -113,8 +113,8 @@ def test_a_step_never_changes_its_input_state(loaded, corpus):
     tr = _translator(loaded, corpus)
     wave = _source(corpus).numpy()
     state = tr.initial_state()
-    out1, after1 = tr.step(state, wave[:8000])
-    out2, after2 = tr.step(state, wave[:8000])  # replay from the same state
+    out1, after1 = tr.step(wave[:8000], state)
+    out2, after2 = tr.step(wave[:8000], state)  # replay from the same state
     assert out1.asr_tokens == out2.asr_tokens and after1.asr_tokens == after2.asr_tokens
     assert torch.equal(out1.audio, out2.audio)
     assert state.fbank.frames == 0 and state.encoder.input_frames == 0
@@ -130,13 +130,15 @@ def test_whole_stream_speaks_and_finishes(loaded, corpus):
     if units:
         assert audio.numel() > 0 and torch.isfinite(audio).all()
     with pytest.raises(ValueError, match="this stream is finished"):
-        tr.step(state, np.zeros(10), finish=True)
+        tr.step(np.zeros(10), state, finish=True)
+    with pytest.raises(ValueError, match=r"state must be a TranslatorState \(samples first, then the state\), got ndarray"):
+        tr.step(tr.initial_state(), np.zeros(10))
 
 
 def test_odd_input_gives_sane_output(loaded, corpus):
     tr = _translator(loaded, corpus)
     # zero length
-    out, state = tr.step(tr.initial_state(), [], finish=True)
+    out, state = tr.step([], tr.initial_state(), finish=True)
     assert state.finished and out.audio.numel() == 0 and state.target_tokens == ()
     # all silence, stereo at 44.1 kHz with NaN samples
     wave = np.zeros((44100, 2), dtype=np.float32)
@@ -161,7 +163,7 @@ def test_ten_minute_stream_keeps_a_bounded_state(loaded, corpus):
         for i in range(0, 16000 * 600, chunk):
             piece = speech[i % len(speech): i % len(speech) + chunk]
             piece = np.pad(piece, (0, chunk - len(piece))) + rng.normal(0, 1e-4, chunk).astype(np.float32)
-            _, state = tr.step(state, piece)
+            _, state = tr.step(piece, state)
             if i // chunk in (200, 1800):
                 sizes.append(_state_bytes(state))
     assert state.encoder_frames == 600 * 25

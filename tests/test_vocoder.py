@@ -180,7 +180,7 @@ def stream(vocoder, units, chunk_sizes, **kw):
     inc = IncrementalVocoder(vocoder, **kw)
     state, pieces, start = inc.initial_state(), [], 0
     for i, n in enumerate(chunk_sizes):
-        piece, state = inc.step(state, units[start:start + n], finish=i == len(chunk_sizes) - 1)
+        piece, state = inc.step(units[start:start + n], state, finish=i == len(chunk_sizes) - 1)
         pieces.append(piece)
         start += n
     assert start == units.numel()
@@ -222,7 +222,7 @@ def test_incremental_durations_differ_only_where_right_context_was_missing(hifig
     for n in sizes:
         new = units[sum(len(g) for g in got):][:n]
         got.append(vocoder.durations(torch.cat([state.context_units, new]))[state.context_units.numel():])
-        _, state = inc.step(state, new)
+        _, state = inc.step(new, state)
     got = torch.cat(got)
     one_shot = vocoder.durations(units)
     # the predictor's two kernel-3 convolutions see two units to each side: only the last two
@@ -260,12 +260,12 @@ def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
     units = torch.arange(30000) % 100  # 10 minutes of 20 ms frames, in calls of 25
     sizes = []
     for start in range(0, units.numel(), 25):
-        audio, state = inc.step(state, units[start:start + 25])
+        audio, state = inc.step(units[start:start + 25], state)
         sizes.append((state.context_frames.numel(), state.pending.numel(), state.context_units.numel()))
     assert len(vocoder.calls) == 1200
     assert vocoder.calls[0] == 25 and set(vocoder.calls[1:]) == {16 + 25}
     assert set(sizes) == {(16, 640, 8)}
-    audio, state = inc.step(state, [], finish=True)
+    audio, state = inc.step([], state, finish=True)
     assert state.emitted_samples == 30000 * HOP and audio.numel() == 640
 
 
@@ -273,11 +273,11 @@ def test_incremental_empty_call_and_finish():
     vocoder = CountingVocoder()
     inc = IncrementalVocoder(vocoder, left_context=4, crossfade=320, dur_prediction=True)
     state = inc.initial_state()
-    audio, same = inc.step(state, [])
+    audio, same = inc.step([], state)
     assert audio.numel() == 0 and same is state and vocoder.calls == []
-    audio, state = inc.step(state, [5, 6])  # durations 3 + 1 frames, 320 samples held back
+    audio, state = inc.step([5, 6], state)  # durations 3 + 1 frames, 320 samples held back
     assert audio.numel() == 4 * HOP - 320
-    audio, state = inc.step(state, [], finish=True)
+    audio, state = inc.step([], state, finish=True)
     assert audio.numel() == 320 and state.pending.numel() == 0
 
 
@@ -295,7 +295,7 @@ def test_unit_ids_out_of_range(hifigan):
     with pytest.raises(VocoderError, match=r"unit id -1 at position 0"):
         vocoder([-1, 2])
     with pytest.raises(VocoderError, match="outside the vocoder's range"):
-        IncrementalVocoder(vocoder, dur_prediction=False).step(IncrementalVocoder(vocoder).initial_state(), [99])
+        IncrementalVocoder(vocoder, dur_prediction=False).step([99], IncrementalVocoder(vocoder).initial_state())
 
 
 def test_empty_and_malformed_unit_sequences(hifigan):
@@ -397,3 +397,9 @@ def test_griffin_lim_synthesises_a_single_frame(speech_units):
     assert vocoder.synthesize_frames(units[:1]).shape == (HOP,)
     audio, _ = stream(vocoder, units[:5], [1, 1, 3], dur_prediction=False, left_context=0, crossfade=0)
     assert audio.shape == (5 * HOP,)
+
+
+def test_incremental_step_names_a_swapped_state(hifigan):
+    inc = IncrementalVocoder(hifigan[0])
+    with pytest.raises(VocoderError, match=r"state must be a VocoderState \(units first, then the state\), got list"):
+        inc.step(inc.initial_state(), [1, 2])

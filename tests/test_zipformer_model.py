@@ -47,7 +47,7 @@ def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corp
     state, outs, chunk, i = tr.initial_state(16000), [], 16 * segment_ms, 0
     while True:
         last = i + chunk >= len(wave)
-        out, state = tr.step(state, wave[i:i + chunk].numpy(), finish=last)
+        out, state = tr.step(wave[i:i + chunk].numpy(), state, finish=last)
         outs.append(out)
         i += chunk
         if last:

@@ -195,7 +195,7 @@ class EchoStreamAgentMixin:
             states.stream = self.translator.initial_state(rate)
         samples = [s for chunk in states.new_samples for s in chunk]
         states.new_samples = []
-        out, states.stream = self.translator.step(states.stream, samples, finish=states.source_finished)
+        out, states.stream = self.translator.step(samples, states.stream, finish=states.source_finished)
         if out.finished and states.stream.nonfinite_samples:
             logger.warning("%d NaN/inf source samples were read as silence", states.stream.nonfinite_samples)
         if self.extra_output_dir is not None:

@@ -61,7 +61,7 @@ def _stream(vocoder, units: torch.Tensor, chunk: int, **kw) -> Tuple[torch.Tenso
         last = start + chunk >= units.numel()
         position = state.emitted_samples / vocoder.sample_rate
         t0 = time.perf_counter()
-        piece, state = inc.step(state, units[start:start + chunk], finish=last)
+        piece, state = inc.step(units[start:start + chunk], state, finish=last)
         calls.append((position, time.perf_counter() - t0))
         pieces.append(piece)
     return torch.cat(pieces), calls

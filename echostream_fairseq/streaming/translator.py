@@ -222,11 +222,14 @@ class SimultaneousTranslator:
     # -- one chunk --------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self, state: TranslatorState, samples, finish: bool = False) -> Tuple[StepOutput, TranslatorState]:
-        """Feed one chunk of audio (``[N]`` or ``[N, channels]`` at the state's rate; may be empty).
+    def step(self, samples, state: TranslatorState, finish: bool = False) -> Tuple[StepOutput, TranslatorState]:
+        """Feed one chunk of audio (``[N]`` or ``[N, channels]`` at the state's rate; may be empty)
+        to the stream whose state is ``state``.
 
         ``finish=True`` ends the source: the translation is completed and the speech flushed.
         """
+        if not isinstance(state, TranslatorState):
+            raise ValueError(f"state must be a TranslatorState (samples first, then the state), got {type(state).__name__}")
         if state.finished:
             raise ValueError("this stream is finished; start a new one with initial_state()")
         clock = _StageClock() if self.config.time_stages else None
@@ -388,7 +391,7 @@ class SimultaneousTranslator:
         if self.config.reencode:
             wave, state = self._reencode_speech(state, unit_ids, finish)
         else:
-            wave, voc_state = self.vocoder.step(state.vocoder, unit_ids, finish)
+            wave, voc_state = self.vocoder.step(unit_ids, state.vocoder, finish)
             state = replace(state, vocoder=voc_state, units=state.units + len(unit_ids))
         if clock:
             clock.mark("vocoder")

@@ -95,18 +95,20 @@ class IncrementalVocoder:
 
     @torch.no_grad()
     def step(
-        self, state: VocoderState, units: Union[Tensor, Sequence[int]], finish: bool = False
+        self, units: Union[Tensor, Sequence[int]], state: VocoderState, finish: bool = False
     ) -> Tuple[Tensor, VocoderState]:
         """Synthesise ``units`` after those of ``state``.
 
         Args:
-            state: from :meth:`initial_state` or the previous call.
             units: ``[U]`` new unit ids (may be empty).
+            state: from :meth:`initial_state` or the previous call.
             finish: the stream ends here: flush the held-back samples.
 
         Returns:
             ``(audio, state)``: the new samples (``[N]`` float) and the next state.
         """
+        if not isinstance(state, VocoderState):
+            raise VocoderError(f"state must be a VocoderState (units first, then the state), got {type(state).__name__}")
         if len(units) == 0:
             if not finish:
                 return torch.zeros(0), state

@@ -28,7 +28,7 @@ class Timed:
 
     def step(self, samples: torch.Tensor, record: bool = True) -> float:
         t0 = time.perf_counter()
-        out, self.state = self.translator.step(self.state, samples)
+        out, self.state = self.translator.step(samples, self.state)
         elapsed = time.perf_counter() - t0
         if record:
             self.chunk_s.append(elapsed)
@@ -44,7 +44,7 @@ def warm_up(translator, stream: torch.Tensor, segment: int, chunks: int = 8) -> 
     """A throwaway stream first, so one-off allocations do not land in the measurements."""
     state = translator.initial_state(SAMPLE_RATE)
     for k in range(min(chunks, stream.numel() // segment)):
-        _, state = translator.step(state, stream[k * segment:(k + 1) * segment])
+        _, state = translator.step(stream[k * segment:(k + 1) * segment], state)
 
 
 def simulate_lag(chunk_cost_s: Sequence[float], segment_s: float) -> List[float]:
