@@ -16,9 +16,9 @@ from simuleval.agents.actions import ReadAction, WriteAction
 from simuleval.data.segments import SpeechSegment
 from simuleval.utils import entrypoint
 
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.agents.simuleval_agent import EchoStreamAgentMixin, add_agent_args
 
-SAMPLE_RATE = 16000
 
 
 @entrypoint

@@ -23,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from echostream_fairseq.data.text import whole_word_prefix
 
-__all__ = ["PolicyConfig", "PolicyState", "ctc_policy", "whole_word_prefix", "FINISH", "whole_word_default"]
+__all__ = ["PolicyConfig", "PolicyState", "ctc_policy", "FINISH", "whole_word_default"]
 
 FINISH = -1  # "write until end of sentence" (the source has ended)
 

@@ -34,11 +34,13 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
+from echostream_fairseq.data.text import WORD_START, whole_word_prefix
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
-from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, whole_word_prefix
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
 
 __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES"]
@@ -157,11 +159,12 @@ class SimultaneousTranslator:
             )
         if config.speech_output and vocoder is None:
             raise ValueError("speech output needs a vocoder")
-        if config.source_segment_size < 40:
-            raise ValueError(f"--source-segment-size must be at least 40 ms (one encoder frame), got {config.source_segment_size}")
+        if config.source_segment_size < ENCODER_FRAME_MS:
+            raise ValueError(f"--source-segment-size must be at least {ENCODER_FRAME_MS} ms (one encoder frame), "
+                             f"got {config.source_segment_size}")
         # one encoder segment per chunk, as StreamSpeech sets its chunk size (training drew segment
         # lengths from --multichunk-segment-lengths, so one model serves every chunk size)
-        self.segment_length = max(1, config.source_segment_size // 40)
+        self.segment_length = max(1, config.source_segment_size // ENCODER_FRAME_MS)
         try:  # the Zipformer's chunks must split evenly at every stack rate
             encoder.set_segment_length(self.segment_length)
         except ValueError as err:
@@ -178,7 +181,7 @@ class SimultaneousTranslator:
             self.unit_banned.append(CTC_BLANK)
         # unit dictionary index -> vocoder unit id (the symbol is the unit number)
         self.unit_ids = {i: int(unit_dict[i]) for i in range(unit_dict.nspecial, len(unit_dict)) if unit_dict[i].isdigit()}
-        self.word_start = [tgt_dict[i].startswith("\u2581") for i in range(len(tgt_dict))]
+        self.word_start = [tgt_dict[i].startswith(WORD_START) for i in range(len(tgt_dict))]
 
     def with_config(self, **changes) -> "SimultaneousTranslator":
         """A translator on the same model, dictionaries and vocoder with some
@@ -192,7 +195,7 @@ class SimultaneousTranslator:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def initial_state(self, source_rate: int = 16000) -> TranslatorState:
+    def initial_state(self, source_rate: int = SAMPLE_RATE) -> TranslatorState:
         """A fresh stream whose audio arrives at ``source_rate`` Hz."""
         enc = None if self.config.reencode else self.model.encoder.initial_state()
         return TranslatorState(

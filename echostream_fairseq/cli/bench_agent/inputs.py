@@ -10,11 +10,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["BenchError", "REPO", "SAMPLE_RATE", "split_files", "read_lines", "check_file", "vocoder_path",
+from echostream_fairseq.common.audio import SAMPLE_RATE
+
+__all__ = ["BenchError", "REPO", "split_files", "read_lines", "check_file", "vocoder_path",
            "check_inputs", "agent_flags", "load_translator", "build_stream"]
 
 REPO = Path(__file__).resolve().parents[3]
-SAMPLE_RATE = 16000
 
 
 class BenchError(Exception):

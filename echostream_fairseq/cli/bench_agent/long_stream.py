@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from echostream_fairseq.cli.bench_agent.inputs import (
-    SAMPLE_RATE,
     BenchError,
     build_stream,
     load_translator,
@@ -23,6 +22,7 @@ from echostream_fairseq.cli.bench_agent.inputs import (
     vocoder_path,
 )
 from echostream_fairseq.cli.bench_agent.stats import mean
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.cli.bench_agent.timing import STAGES, Timed, simulate_lag, warm_up
 
 __all__ = ["SYSTEM_ORDER", "position_key", "long_stream"]

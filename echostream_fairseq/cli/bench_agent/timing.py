@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from echostream_fairseq.cli.bench_agent.inputs import SAMPLE_RATE
+from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.streaming.translator import STAGES
 
 __all__ = ["STAGES", "Timed", "warm_up", "simulate_lag"]
