@@ -27,7 +27,7 @@ def test_bench_encoders_tiny(tmp_path, capsys):
 
 
 def test_bench_encoders_refuses_a_chunk_the_zipformer_cannot_split(tmp_path):
-    with pytest.raises(SystemExit, match="--segment-ms must be a multiple of 160 ms"):
-        bench_encoders.main(["--out", str(tmp_path), "--segment-ms", "200"])
+    with pytest.raises(SystemExit, match="--chunk-ms must be a multiple of 160 ms"):
+        bench_encoders.main(["--out", str(tmp_path), "--chunk-ms", "200"])
     with pytest.raises(SystemExit, match="--sizes takes"):
         bench_encoders.main(["--out", str(tmp_path), "--sizes", "huge"])

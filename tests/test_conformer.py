@@ -6,7 +6,7 @@ from echostream_fairseq.modules.conformer import ChunkConformer, relative_positi
 
 
 def test_chunk_mask_hides_future_chunks():
-    model = ChunkConformer(32, 4, 64, 2, segment_length=4, depthwise_conv_kernel_size=5).eval()
+    model = ChunkConformer(32, 4, 64, 2, chunk_length=4, depthwise_conv_kernel_size=5).eval()
     x = torch.randn(1, 20, 32)
     y = x.clone()
     y[:, 12:] = torch.randn(1, 8, 32)  # change chunks 3 and 4
@@ -18,7 +18,7 @@ def test_chunk_mask_hides_future_chunks():
 
 
 def test_reencoding_stream_equals_forward_and_state_grows():
-    model = ChunkConformer(32, 4, 64, 2, segment_length=4, depthwise_conv_kernel_size=5).eval()
+    model = ChunkConformer(32, 4, 64, 2, chunk_length=4, depthwise_conv_kernel_size=5).eval()
     x = torch.randn(1, 22, 32)
     with torch.no_grad():
         full, _ = model(x, torch.tensor([22]))
@@ -32,7 +32,7 @@ def test_reencoding_stream_equals_forward_and_state_grows():
 
 
 def test_padded_rows_equal_rows_alone():
-    model = ChunkConformer(32, 4, 64, 2, segment_length=4, depthwise_conv_kernel_size=5).eval()
+    model = ChunkConformer(32, 4, 64, 2, chunk_length=4, depthwise_conv_kernel_size=5).eval()
     a = torch.randn(1, 13, 32)
     batch = torch.zeros(2, 13, 32)
     batch[0] = a[0]

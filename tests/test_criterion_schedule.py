@@ -58,7 +58,7 @@ def test_schedule_switches_terms_at_the_stated_update(setup):
     ds = task.datasets["train"]
     sample = ds.collater([ds[i] for i in range(4)])
     model.train()
-    model.args.multichunk = False  # one segment length for every call: the losses are comparable
+    model.args.multichunk = False  # one chunk length for every call: the losses are comparable
 
     def loss_at(update):
         criterion.set_num_updates(update)

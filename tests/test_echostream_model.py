@@ -69,15 +69,15 @@ def test_architectures_have_the_documented_sizes(corpus):
 
 
 def test_multichunk_draws_from_the_configured_lengths(corpus):
-    args, task = _setup(corpus, extra=["--multichunk-segment-lengths", "2,0"])
+    args, task = _setup(corpus, extra=["--multichunk-lengths", "2,0"])
     model = task.build_model(args).train()
     torch.manual_seed(0)
-    draws = {model.draw_segment_length() for _ in range(50)}
+    draws = {model.draw_chunk_length() for _ in range(50)}
     assert draws == {2, 0}
     model.eval()
-    assert model.draw_segment_length() is None
+    assert model.draw_chunk_length() is None
     args, task = _setup(corpus, extra=["--no-multichunk"])
-    assert task.build_model(args).train().draw_segment_length() is None
+    assert task.build_model(args).train().draw_chunk_length() is None
 
 
 def test_multitask_yaml_decoder_args_override_the_arch(corpus, tmp_path):

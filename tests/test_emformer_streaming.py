@@ -1,4 +1,4 @@
-"""Streaming segment by segment equals the full forward, including short tails and padded batches."""
+"""Streaming chunk by chunk equals the full forward, including short tails and padded batches."""
 
 import pytest
 import torch
@@ -6,10 +6,10 @@ import torch
 from echostream_fairseq.modules.emformer import Emformer
 
 CONFIGS = [
-    dict(segment_length=4, left_context_length=8, right_context_length=2, max_memory_size=3),
-    dict(segment_length=8, left_context_length=32, right_context_length=0, max_memory_size=4),
-    dict(segment_length=5, left_context_length=0, right_context_length=3, max_memory_size=0),
-    dict(segment_length=3, left_context_length=7, right_context_length=1, max_memory_size=1),
+    dict(chunk_length=4, left_context_length=8, right_context_length=2, max_memory_size=3),
+    dict(chunk_length=8, left_context_length=32, right_context_length=0, max_memory_size=4),
+    dict(chunk_length=5, left_context_length=0, right_context_length=3, max_memory_size=0),
+    dict(chunk_length=3, left_context_length=7, right_context_length=1, max_memory_size=1),
 ]
 
 
@@ -18,8 +18,8 @@ def _model(cfg, layers=3):
 
 
 def _stream(model, x, T):
-    """Stream row-batch ``x`` [B, T + R, D] through ``model`` segment by segment."""
-    S, R = model.segment_length, model.right_context_length
+    """Stream row-batch ``x`` [B, T + R, D] through ``model`` chunk by chunk."""
+    S, R = model.chunk_length, model.right_context_length
     state, outs, start = None, [], 0
     while start < T:
         s = min(S, T - start)
@@ -30,7 +30,7 @@ def _stream(model, x, T):
     return torch.cat(outs, dim=1), state
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "S{segment_length}L{left_context_length}R{right_context_length}M{max_memory_size}".format(**c))
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "S{chunk_length}L{left_context_length}R{right_context_length}M{max_memory_size}".format(**c))
 @pytest.mark.parametrize("T", [1, 7, 16, 23, 41])
 def test_streaming_equals_forward(cfg, T):
     model = _model(cfg)
@@ -41,7 +41,7 @@ def test_streaming_equals_forward(cfg, T):
     assert streamed.shape == full.shape
     assert (streamed - full).abs().max().item() <= 1e-5
     assert state.frames == T
-    assert state.finished == (T % cfg["segment_length"] != 0)
+    assert state.finished == (T % cfg["chunk_length"] != 0)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:2], ids=["R2", "R0"])

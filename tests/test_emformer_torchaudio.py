@@ -6,7 +6,7 @@ import torchaudio
 
 from echostream_fairseq.modules.emformer import Emformer, EmformerState, from_torchaudio
 
-# (input_dim, heads, ffn, layers, segment, left, right, memory, activation, tanh_on_mem)
+# (input_dim, heads, ffn, layers, chunk, left, right, memory, activation, tanh_on_mem)
 CONFIGS = [
     (32, 4, 64, 3, 4, 8, 2, 3, "relu", False),
     (32, 2, 48, 2, 8, 32, 0, 4, "relu", False),
@@ -65,6 +65,6 @@ def test_infer_matches_torchaudio_step_by_step(cfg):
 def test_from_torchaudio_copies_configuration():
     ta, ours = _pair(CONFIGS[0])
     assert isinstance(ours, Emformer)
-    assert (ours.segment_length, ours.left_context_length, ours.right_context_length, ours.max_memory_size) == (4, 8, 2, 3)
+    assert (ours.chunk_length, ours.left_context_length, ours.right_context_length, ours.max_memory_size) == (4, 8, 2, 3)
     assert len(ours.layers) == 3 and ours.num_heads == 4
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ta.parameters())

@@ -48,8 +48,8 @@ def test_streaming_mt_mask_follows_the_policy():
     assert streaming_mt_mask(asr, st, 4, lengths, k1=1)[0].sum(-1).tolist() == [8, 10, 10, 10]
     # stride n1=2: tokens 0 and 1 need 2 ST tokens, 2 and 3 need 4
     assert streaming_mt_mask(asr, st, 4, lengths, n1=2)[0].sum(-1).tolist() == [8, 8, 10, 10]
-    # segments of 3 frames: the read prefix is rounded up to the segment end
-    assert streaming_mt_mask(asr, st, 4, lengths, segment_length=3)[0].sum(-1).tolist() == [6, 9, 10, 10]
+    # chunks of 3 frames: the read prefix is rounded up to the chunk end
+    assert streaming_mt_mask(asr, st, 4, lengths, chunk_length=3)[0].sum(-1).tolist() == [6, 9, 10, 10]
 
 
 def test_streaming_mt_mask_respects_row_lengths():

@@ -11,7 +11,7 @@ from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
 def _encoder(encoder_type="emformer", right=2, **over):
     args = argparse.Namespace(
         encoder_type=encoder_type, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-        encoder_attention_heads=4, conv_channels=64, segment_length=4, left_context_length=6,
+        encoder_attention_heads=4, conv_channels=64, chunk_length=4, left_context_length=6,
         right_context_length=right, max_memory_size=2, dropout=0.1, depthwise_conv_kernel_size=5,
     )
     for k, v in over.items():
@@ -78,13 +78,13 @@ def test_add_args_round_trip():
     EchoStreamSpeechEncoder.add_args(parser)
     args = parser.parse_args(
         "--encoder-type emformer --encoder-layers 3 --encoder-embed-dim 48 --encoder-ffn-embed-dim 96 "
-        "--encoder-attention-heads 4 --segment-length 5 --left-context-length 10 --right-context-length 1 "
+        "--encoder-attention-heads 4 --chunk-length 5 --left-context-length 10 --right-context-length 1 "
         "--max-memory-size 3 --conv-kernel-sizes 3,3 --conv-channels 32".split()
     )
     args.dropout = 0.0
     enc = EchoStreamSpeechEncoder(args)
     bb = enc.backbone
-    assert (len(bb.layers), bb.input_dim, bb.segment_length, bb.left_context_length) == (3, 48, 5, 10)
+    assert (len(bb.layers), bb.input_dim, bb.chunk_length, bb.left_context_length) == (3, 48, 5, 10)
     assert (bb.right_context_length, bb.max_memory_size) == (1, 3)
     assert enc.subsample.kernel_sizes == (3, 3)
 
@@ -92,6 +92,18 @@ def test_add_args_round_trip():
 def test_defaults_are_streamspeech_sized():
     enc = EchoStreamSpeechEncoder(argparse.Namespace())
     bb = enc.backbone
-    assert (len(bb.layers), bb.input_dim, bb.num_heads, bb.segment_length) == (12, 256, 4, 8)
+    assert (len(bb.layers), bb.input_dim, bb.num_heads, bb.chunk_length) == (12, 256, 4, 8)
     assert bb.layers[0].ffn_in.out_features == 2048
     assert (bb.left_context_length, bb.max_memory_size) == (32, 4)
+
+
+def test_options_under_their_former_names_keep_their_values():
+    import argparse
+
+    from echostream_fairseq.models.speech_encoder import speech_encoder_defaults
+
+    old = speech_encoder_defaults(argparse.Namespace(segment_length=4, multichunk_segment_lengths="4,0"))
+    assert old.chunk_length == 4 and old.multichunk_lengths == "4,0"
+    both = speech_encoder_defaults(argparse.Namespace(segment_length=4, chunk_length=16))
+    assert both.chunk_length == 16  # the new name wins
+    assert speech_encoder_defaults(argparse.Namespace()).chunk_length == 8

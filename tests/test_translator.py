@@ -50,12 +50,12 @@ def _source(corpus, k=0):
     return read_audio(sorted((corpus / "audio" / "src").glob("test_*.wav"))[k])
 
 
-@pytest.mark.parametrize("segment_ms", [160, 320, 640])
-def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, segment_ms):
+@pytest.mark.parametrize("chunk_ms", [160, 320, 640])
+def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
     model, task = loaded
-    tr = _translator(loaded, corpus, source_segment_size=segment_ms, speech_output=False)
+    tr = _translator(loaded, corpus, source_segment_size=chunk_ms, speech_output=False)
     wave = _source(corpus)
-    outs, state = _stream(tr, wave.numpy(), 16 * segment_ms)
+    outs, state = _stream(tr, wave.numpy(), 16 * chunk_ms)
     frames = torch.cat([o.encoder_out for o in outs if o.encoder_out is not None], dim=1)
     mean, std = load_global_cmvn(task.data_cfg.global_cmvn_stats)
     feats = ((fbank(wave) - mean) / std).unsqueeze(0)

@@ -13,12 +13,12 @@ from echostream_fairseq.modules.emformer import Emformer
 from echostream_fairseq.modules.zipformer import BiasNorm, Zipformer, ZipformerState, swoosh_l, swoosh_r
 
 
-def _zipformer(segment_length=4, future_frames=1, max_memory_size=0, left_context_length=6, **kw):
+def _zipformer(chunk_length=4, future_frames=1, max_memory_size=0, left_context_length=6, **kw):
     torch.manual_seed(0)
     return Zipformer(
         input_dim=32, output_dim=24, stack_dims=(16, 24, 32, 40, 32, 24), stack_layers=(1, 1, 1, 2, 1, 1),
         stack_heads=(2,) * 6, stack_ffn_dims=(32,) * 6, stack_conv_kernels=(5, 5, 3, 3, 3, 5),
-        segment_length=segment_length, query_head_dim=8, value_head_dim=6, left_context_length=left_context_length,
+        chunk_length=chunk_length, query_head_dim=8, value_head_dim=6, left_context_length=left_context_length,
         future_frames=future_frames, max_memory_size=max_memory_size, dropout=0.0, **kw,
     ).eval()
 
@@ -26,8 +26,8 @@ def _zipformer(segment_length=4, future_frames=1, max_memory_size=0, left_contex
 def _stream(model, x, state=None):
     """Stream ``x`` ``[B, T, D]`` through ``model.step`` chunk by chunk; returns output and state."""
     outs = []
-    for i in range(0, x.size(1), model.input_segment_length):
-        out, state = model.step(x[:, i : i + model.input_segment_length], None, state)
+    for i in range(0, x.size(1), model.input_chunk_length):
+        out, state = model.step(x[:, i : i + model.input_chunk_length], None, state)
         outs.append(out)
     return torch.cat(outs, dim=1), state
 
@@ -48,11 +48,11 @@ def test_swoosh_and_biasnorm_values():
 
 
 @pytest.mark.parametrize(
-    "segment_length,future_frames,max_memory_size",
+    "chunk_length,future_frames,max_memory_size",
     [(4, 0, 0), (4, 1, 0), (8, 1, 0), (12, 0, 2), (8, 1, 3), (16, 2, 1)],
 )
-def test_streaming_equals_chunk_masked_forward(segment_length, future_frames, max_memory_size):
-    model = _zipformer(segment_length, future_frames, max_memory_size)
+def test_streaming_equals_chunk_masked_forward(chunk_length, future_frames, max_memory_size):
+    model = _zipformer(chunk_length, future_frames, max_memory_size)
     x = torch.randn(1, 101, 32)  # 101 is no multiple of the chunk: the last chunk is short and padded
     with torch.no_grad():
         full, lengths = model(x, torch.tensor([101]))
@@ -94,14 +94,14 @@ def test_the_chunk_mask_is_what_streaming_needs():
     assert (c[:, 20] - a[:, 20]).abs().max() > 1e-4
 
 
-def test_offline_segment_length_zero_is_one_causal_chunk():
+def test_offline_chunk_length_zero_is_one_causal_chunk():
     model = _zipformer(4, 0, 0)
     x = torch.randn(1, 48, 32)
     y = x.clone()
     y[:, 30:] += 1.0
     with torch.no_grad():
-        a, _ = model(x, torch.tensor([48]), segment_length=0)
-        b, _ = model(y, torch.tensor([48]), segment_length=0)
+        a, _ = model(x, torch.tensor([48]), chunk_length=0)
+        b, _ = model(y, torch.tensor([48]), chunk_length=0)
         chunked, _ = model(x, torch.tensor([48]))
     # causal: the output frames before input frame 30 (at every rate: the 8-frame group 24..31) agree
     assert torch.equal(a[:, :12], b[:, :12])
@@ -148,7 +148,7 @@ def test_speech_encoder_streams_the_zipformer_preset_step_by_step():
     arch.zipformer_tiny_architecture(args)
     torch.manual_seed(0)
     encoder = EchoStreamSpeechEncoder(args).eval()
-    assert encoder.backbone.input_segment_length == 16 and encoder.output_dim == 144
+    assert encoder.backbone.input_chunk_length == 16 and encoder.output_dim == 144
     feats = torch.randn(2, 203, 80)
     with torch.no_grad():
         out = encoder(feats, torch.tensor([203, 150]))
@@ -189,16 +189,16 @@ def test_zipformer_sizes_are_flags_and_presets():
 # -- bad input ------------------------------------------------------------------------------------
 
 
-def test_incompatible_segment_length_is_refused_everywhere():
-    with pytest.raises(ValueError, match=r"segment_length 6 is not compatible with the stack downsampling "
+def test_incompatible_chunk_length_is_refused_everywhere():
+    with pytest.raises(ValueError, match=r"chunk_length 6 is not compatible with the stack downsampling "
                                          r"\[1, 2, 4, 8, 4, 2\].*multiple of 4 \(160 ms"):
-        _zipformer(segment_length=6)
+        _zipformer(chunk_length=6)
     model = _zipformer(4)
-    with pytest.raises(ValueError, match="segment_length 50 is not compatible"):
-        model.segment_length = 50  # what a 2000 ms agent chunk would ask for
-    assert model.segment_length == 4  # unchanged
-    with pytest.raises(ValueError, match="segment_length 10 is not compatible"):
-        model(torch.randn(1, 40, 32), torch.tensor([40]), segment_length=10)
+    with pytest.raises(ValueError, match="chunk_length 50 is not compatible"):
+        model.chunk_length = 50  # what a 2000 ms agent chunk would ask for
+    assert model.chunk_length == 4  # unchanged
+    with pytest.raises(ValueError, match="chunk_length 10 is not compatible"):
+        model(torch.randn(1, 40, 32), torch.tensor([40]), chunk_length=10)
 
 
 def test_zipformer_needs_a_single_stride_two_embedding():
@@ -223,7 +223,7 @@ def test_zipformer_needs_a_single_stride_two_embedding():
 )
 def test_bad_configuration_is_refused(kwargs, message):
     base = dict(input_dim=8, output_dim=8, stack_dims=(8,) * 6, stack_layers=(1,) * 6, stack_heads=(1,) * 6,
-                stack_ffn_dims=(8,) * 6, stack_conv_kernels=(3,) * 6, segment_length=4)
+                stack_ffn_dims=(8,) * 6, stack_conv_kernels=(3,) * 6, chunk_length=4)
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         Zipformer(**base)
@@ -232,13 +232,13 @@ def test_bad_configuration_is_refused(kwargs, message):
 def test_bad_chunks_and_states_are_refused():
     model = _zipformer(4)
     good = torch.randn(1, 8, 32)
-    with pytest.raises(ValueError, match=r"segment must have shape \[batch, time, 32\], got \[1, 8, 31\]"):
+    with pytest.raises(ValueError, match=r"chunk must have shape \[batch, time, 32\], got \[1, 8, 31\]"):
         model.step(torch.randn(1, 8, 31))
     with pytest.raises(ValueError, match="empty chunk"):
         model.step(torch.randn(1, 0, 32))
     bad = good.clone()
     bad[0, 3, 5] = float("nan")
-    with pytest.raises(ValueError, match="segment contains NaN or inf"):
+    with pytest.raises(ValueError, match="chunk contains NaN or inf"):
         model.step(bad)
     bad[0, 3, 5] = float("inf")
     with pytest.raises(ValueError, match="input contains NaN or inf"):
@@ -250,7 +250,7 @@ def test_bad_chunks_and_states_are_refused():
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 8\]"):
         model(good, torch.tensor([9]))
 
-    emformer = Emformer(32, 4, 64, 1, segment_length=4)
+    emformer = Emformer(32, 4, 64, 1, chunk_length=4)
     with pytest.raises(ValueError, match="state must be a ZipformerState, got EmformerState"):
         model.step(good, None, emformer.initial_state(1))
     other = _zipformer(8)

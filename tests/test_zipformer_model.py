@@ -22,10 +22,10 @@ def loaded(trained_zipformer, corpus):
     return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
 
 
-def _translator(loaded, segment_ms):
+def _translator(loaded, chunk_ms):
     model, task = loaded
     d = task.multitask_dictionaries
-    config = TranslatorConfig(source_segment_size=segment_ms, speech_output=False, max_len=20)
+    config = TranslatorConfig(source_segment_size=chunk_ms, speech_output=False, max_len=20)
     return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
                                   task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config)
 
@@ -38,13 +38,13 @@ def test_fairseq_train_lowers_the_loss_of_the_zipformer_model(trained_zipformer)
     assert "encoder_type='zipformer'" in log or "'encoder_type': 'zipformer'" in log
 
 
-@pytest.mark.parametrize("segment_ms", [160, 320, 640])
-def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corpus, segment_ms):
+@pytest.mark.parametrize("chunk_ms", [160, 320, 640])
+def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corpus, chunk_ms):
     model, task = loaded
     assert model.encoder.encoder_type == "zipformer"
-    tr = _translator(loaded, segment_ms)
+    tr = _translator(loaded, chunk_ms)
     wave = read_audio(sorted((corpus / "audio" / "src").glob("test_*.wav"))[0])
-    state, outs, chunk, i = tr.initial_state(16000), [], 16 * segment_ms, 0
+    state, outs, chunk, i = tr.initial_state(16000), [], 16 * chunk_ms, 0
     while True:
         last = i + chunk >= len(wave)
         out, state = tr.step(wave[i:i + chunk].numpy(), state, finish=last)
@@ -64,18 +64,18 @@ def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corp
 
 
 def test_a_chunk_size_the_stacks_cannot_split_is_refused(loaded):
-    with pytest.raises(ValueError, match=r"--source-segment-size 2000 does not fit this encoder: segment_length 50 "
+    with pytest.raises(ValueError, match=r"--source-segment-size 2000 does not fit this encoder: chunk_length 50 "
                                          r"is not compatible with the stack downsampling.*multiple of 4 \(160 ms"):
         _translator(loaded, 2000)
-    assert _translator(loaded, 1920).segment_length == 48
+    assert _translator(loaded, 1920).chunk_length == 48
 
 
 def test_multichunk_lengths_the_stacks_cannot_split_stop_training(corpus, tmp_path):
     flags = [f if f != "echostream_emformer_tiny" else "echostream_zipformer_tiny" for f in TRAIN_FLAGS]
     r = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "1", "--save-dir", tmp_path,
-                 "--multichunk-segment-lengths", "4,6,0"])
+                 "--multichunk-lengths", "4,6,0"])
     assert r.returncode != 0
-    assert "--multichunk-segment-lengths '4,6,0': segment_length 6 is not compatible" in r.stderr
+    assert "--multichunk-lengths '4,6,0': chunk_length 6 is not compatible" in r.stderr
     assert not list(tmp_path.glob("*.pt"))
 
 

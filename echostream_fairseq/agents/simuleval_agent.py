@@ -87,16 +87,16 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
     """Load everything an agent needs and check it, so a bad setting fails before the first stream."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    segment_ms = int(getattr(args, "source_segment_size", 320))
+    chunk_ms = int(getattr(args, "source_segment_size", 320))
     vocoder = None
     if speech_output:
         vocoder = _load_vocoder(args)
     model, task = load_echostream_model(args.model_path, args.data_bin, args.config_yaml, args.multitask_config_yaml)
     if task.data_cfg.global_cmvn_stats is None:
         raise ValueError(f"{args.data_bin}: the data config has no global_cmvn stats; the model was trained with them")
-    whole_word = {"on": True, "off": False}.get(args.whole_word, whole_word_default(segment_ms))
+    whole_word = {"on": True, "off": False}.get(args.whole_word, whole_word_default(chunk_ms))
     config = TranslatorConfig(
-        source_segment_size=segment_ms,
+        source_segment_size=chunk_ms,
         policy=PolicyConfig(args.stride_n, args.lagging_k1, whole_word),
         max_len=args.max_len,
         mt_source_window=args.mt_source_window,

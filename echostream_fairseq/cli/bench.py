@@ -68,7 +68,7 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
     from echostream_fairseq.modules.emformer import from_torchaudio
 
     torch.manual_seed(0)
-    S, R = args.segment_length, right_context
+    S, R = args.chunk_length, right_context
     ta = torchaudio.models.Emformer(
         args.dim, args.heads, args.ffn_dim, args.layers, S,
         left_context_length=args.left_context_length, right_context_length=R, max_memory_size=args.max_memory_size,
@@ -123,8 +123,8 @@ def conformer_reencode(args, positions: List[float]) -> Dict[float, float]:
     from echostream_fairseq.modules.conformer import ChunkConformer, ConformerState
 
     torch.manual_seed(0)
-    model = ChunkConformer(args.dim, args.heads, args.ffn_dim, args.layers, args.segment_length).eval()
-    S = args.segment_length
+    model = ChunkConformer(args.dim, args.heads, args.ffn_dim, args.layers, args.chunk_length).eval()
+    S = args.chunk_length
     out = {}
     with torch.inference_mode():
         for p in positions:
@@ -148,12 +148,12 @@ def memory_over_stream(args, minutes: float) -> Dict:
     enc_args = argparse.Namespace(
         encoder_type="emformer", encoder_layers=args.layers, encoder_embed_dim=args.dim,
         encoder_ffn_embed_dim=args.ffn_dim, encoder_attention_heads=args.heads,
-        segment_length=args.segment_length, left_context_length=args.left_context_length,
+        chunk_length=args.chunk_length, left_context_length=args.left_context_length,
         right_context_length=0, max_memory_size=args.max_memory_size,
     )
     encoder = EchoStreamSpeechEncoder(enc_args).eval()
     process = psutil.Process()
-    chunk_frames = args.segment_length * 4  # fbank frames per chunk (10 ms each)
+    chunk_frames = args.chunk_length * 4  # fbank frames per chunk (10 ms each)
     chunk_seconds = chunk_frames * 0.01
     num_chunks = int(round(minutes * 60 / chunk_seconds))
     state = encoder.initial_state()
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--ffn-dim", type=int, default=2048)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--segment-length", type=int, default=8)
+    p.add_argument("--chunk-length", type=int, default=8)
     p.add_argument("--left-context-length", type=int, default=32)
     p.add_argument("--max-memory-size", type=int, default=4)
     return p

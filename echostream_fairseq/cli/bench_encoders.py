@@ -4,7 +4,7 @@ For each size (``tiny``: the ``*_tiny`` architectures; ``full``: the StreamSpeec
 speech encoders are built from their architecture presets (random weights, seed 0), and the same
 synthetic fbank stream is fed to each through
 :meth:`~echostream_fairseq.models.speech_encoder.EchoStreamSpeechEncoder.step` (subsampler + backbone), one
-chunk of ``--segment-ms`` at a time. The two encoders alternate chunk by chunk in one process, so
+chunk of ``--chunk-ms`` at a time. The two encoders alternate chunk by chunk in one process, so
 both see the same machine load; the ratio is taken between medians of that run.
 
 Per chunk the time is the wall time of one step. At each stream position the table gives the median
@@ -38,10 +38,10 @@ ARCHITECTURES = {
 FBANK_MS = 10
 
 
-def build_encoder(preset, segment_ms: int) -> EchoStreamSpeechEncoder:
+def build_encoder(preset, chunk_ms: int) -> EchoStreamSpeechEncoder:
     args = argparse.Namespace(input_feat_per_channel=80, input_channels=1)
     preset(args)
-    args.segment_length = segment_ms // ENCODER_FRAME_MS  # encoder output frames
+    args.chunk_length = chunk_ms // ENCODER_FRAME_MS  # encoder output frames
     torch.manual_seed(0)
     return EchoStreamSpeechEncoder(args).eval()
 
@@ -57,10 +57,10 @@ def state_bytes(state) -> int:
     return 0
 
 
-def run_size(size: str, segment_ms: int, positions: List[float], window: int) -> Dict:
-    encoders = {name: build_encoder(preset, segment_ms) for name, preset in ARCHITECTURES[size].items()}
-    chunk = segment_ms // FBANK_MS
-    num_chunks = int(round(max(positions) * 1000 / segment_ms))
+def run_size(size: str, chunk_ms: int, positions: List[float], window: int) -> Dict:
+    encoders = {name: build_encoder(preset, chunk_ms) for name, preset in ARCHITECTURES[size].items()}
+    chunk = chunk_ms // FBANK_MS
+    num_chunks = int(round(max(positions) * 1000 / chunk_ms))
     torch.manual_seed(1)
     states = {name: enc.initial_state() for name, enc in encoders.items()}
     fresh = dict(states)
@@ -83,7 +83,7 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
     for name, enc in encoders.items():
         at, vs_fresh = {}, {}
         for p in positions:
-            end = max(1, int(round(p * 1000 / segment_ms)))
+            end = max(1, int(round(p * 1000 / chunk_ms)))
             span = slice(max(0, end - window), end)
             at[f"{p:g}"] = statistics.median(times[name][span]) * 1e3
             vs_fresh[f"{p:g}"] = statistics.median(times[name][span]) / statistics.median(fresh_times[name][span])
@@ -95,7 +95,7 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
             "step_ms": at,
             "vs_fresh": vs_fresh,
             "growth": last / first,
-            "rtf": last / segment_ms,
+            "rtf": last / chunk_ms,
             "state_kib": state_bytes(states[name]) / 1024,
         })
     emformer = next(r for r in rows if r["encoder"] == "Emformer")
@@ -104,10 +104,10 @@ def run_size(size: str, segment_ms: int, positions: List[float], window: int) ->
     return {"size": size, "rows": rows}
 
 
-def render(machine: str, results: List[Dict], positions: List[float], segment_ms: int, window: int) -> str:
+def render(machine: str, results: List[Dict], positions: List[float], chunk_ms: int, window: int) -> str:
     head = " | ".join(f"{p:g} s" for p in positions)
     lines = [
-        f"Per-chunk step time of the speech encoder (fbank -> subsampler -> backbone), {segment_ms} ms chunks, "
+        f"Per-chunk step time of the speech encoder (fbank -> subsampler -> backbone), {chunk_ms} ms chunks, "
         f"median of the {window} chunks ending at each stream position.",
         "",
         f"Machine: {machine}",
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/bench_encoders", help="output folder")
     p.add_argument("--sizes", default="tiny,full", help="comma-separated: tiny, full")
     p.add_argument("--positions", default="1,10,60,300", help="stream positions in seconds, ascending")
-    p.add_argument("--segment-ms", type=int, default=320, help="chunk size (a multiple of 160 ms)")
+    p.add_argument("--chunk-ms", type=int, default=320, help="chunk size (a multiple of 160 ms)")
     p.add_argument("--window", type=int, default=10, help="chunks per median")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     return p
@@ -148,18 +148,18 @@ def main(argv=None) -> None:
         raise SystemExit(f"--positions must be comma-separated seconds, got {args.positions!r}") from None
     if positions != sorted(positions) or positions[0] <= 0:
         raise SystemExit(f"--positions must be positive and ascending, got {args.positions!r}")
-    if args.segment_ms % 160:
-        raise SystemExit(f"--segment-ms must be a multiple of 160 ms (the Zipformer's coarsest frame), got {args.segment_ms}")
+    if args.chunk_ms % 160:
+        raise SystemExit(f"--chunk-ms must be a multiple of 160 ms (the Zipformer's coarsest frame), got {args.chunk_ms}")
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = _machine()
-    results = [run_size(s, args.segment_ms, positions, args.window) for s in sizes]
-    table = render(machine, results, positions, args.segment_ms, args.window)
+    results = [run_size(s, args.chunk_ms, positions, args.window) for s in sizes]
+    table = render(machine, results, positions, args.chunk_ms, args.window)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_encoders.md").write_text(table)
     (out / "bench_encoders.json").write_text(json.dumps(
-        {"machine": machine, "segment_ms": args.segment_ms, "positions": positions, "results": results}, indent=1))
+        {"machine": machine, "chunk_ms": args.chunk_ms, "positions": positions, "results": results}, indent=1))
     print(table)
 
 

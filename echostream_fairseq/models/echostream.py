@@ -9,7 +9,7 @@
 
 Simultaneous training, each part switchable:
 
-* multi-chunk: one segment length per batch drawn from ``--multichunk-segment-lengths`` (0 = the
+* multi-chunk: one chunk length per batch drawn from ``--multichunk-lengths`` (0 = the
   whole utterance), so one model serves every chunk size;
 * streaming MT mask: the MT decoder's cross-attention for each target token covers only the source
   prefix the CTC READ/WRITE policy would have read (``--k1``, ``--n1``);
@@ -56,13 +56,13 @@ DECODER_ARGS: Dict[str, Dict[str, str]] = {
 }
 
 
-def _parse_segment_lengths(text: str) -> List[int]:
+def _parse_chunk_lengths(text: str) -> List[int]:
     try:
         values = [int(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
-        raise ValueError(f"--multichunk-segment-lengths must be comma-separated integers, got {text!r}") from None
+        raise ValueError(f"--multichunk-lengths must be comma-separated integers, got {text!r}") from None
     if not values or any(v < 0 for v in values):
-        raise ValueError(f"--multichunk-segment-lengths needs integers >= 0 (0 = whole utterance), got {text!r}")
+        raise ValueError(f"--multichunk-lengths needs integers >= 0 (0 = whole utterance), got {text!r}")
     return values
 
 
@@ -82,7 +82,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         self.args = args
         self.asr_ctc, self.st_ctc = asr_ctc, st_ctc
         self.t2u_encoder, self.unit_decoder = t2u_encoder, unit_decoder
-        self.multichunk_segment_lengths = _parse_segment_lengths(args.multichunk_segment_lengths)
+        self.multichunk_lengths = _parse_chunk_lengths(args.multichunk_lengths)
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
@@ -105,9 +105,9 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         parser.add_argument("--unit-decoder-attention-heads", type=int, metavar="N", help="T2U/unit decoder heads")
         parser.add_argument("--ctc-upsample-rate", type=int, metavar="N",
                             help="unit-decoder positions per text state")
-        _switch(parser, "multichunk", "train with one random segment length per batch")
-        parser.add_argument("--multichunk-segment-lengths", type=str, metavar="LIST",
-                            help="segment lengths (encoder frames) multi-chunk draws from; 0 = whole utterance")
+        _switch(parser, "multichunk", "train with one random chunk length per batch")
+        parser.add_argument("--multichunk-lengths", type=str, metavar="LIST",
+                            help="chunk lengths (encoder frames) multi-chunk draws from; 0 = whole utterance")
         _switch(parser, "streaming-mt-mask", "train the MT decoder under the CTC policy's streaming mask")
         parser.add_argument("--k1", type=int, metavar="N", help="streaming mask lag (extra ST CTC tokens)")
         parser.add_argument("--n1", type=int, metavar="N", help="streaming mask write stride")
@@ -124,7 +124,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
                 if key in entry.decoder_args:
                     logger.info("%s: %s = %s from %s", name, dest, entry.decoder_args[key], task.multitask_config.path)
                     setattr(args, dest, int(entry.decoder_args[key]))
-        _parse_segment_lengths(args.multichunk_segment_lengths)
+        _parse_chunk_lengths(args.multichunk_lengths)
         if args.n1 < 1 or args.k1 < 0 or args.k2 < 0 or (args.n2 < 1 and args.n2 != -1):
             raise ValueError(f"need k1 >= 0, n1 >= 1, k2 >= 0, n2 >= 1 or -1; got {args.k1}, {args.n1}, {args.k2}, {args.n2}")
         args.input_feat_per_channel = task.data_cfg.input_feat_per_channel
@@ -134,14 +134,14 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         st_dict = task.multitask_dictionaries["ctc_target_unigram"]
         d = args.encoder_embed_dim
         encoder = EchoStreamSpeechEncoder(args)
-        check = getattr(encoder.backbone, "check_segment_length", None)
+        check = getattr(encoder.backbone, "check_chunk_length", None)
         if check is not None:  # the Zipformer's chunks must split evenly at every rate
-            for length in _parse_segment_lengths(args.multichunk_segment_lengths):
+            for length in _parse_chunk_lengths(args.multichunk_lengths):
                 if length:
                     try:
                         check(length)
                     except ValueError as err:
-                        raise ValueError(f"--multichunk-segment-lengths {args.multichunk_segment_lengths!r}: {err}") from None
+                        raise ValueError(f"--multichunk-lengths {args.multichunk_lengths!r}: {err}") from None
         asr_ctc = CTCHead(d, len(src_dict), args.dropout)
         st_ctc = TransformerCTCHead(
             d, len(st_dict), args.st_ctc_layers, args.encoder_attention_heads, args.encoder_ffn_embed_dim,
@@ -162,11 +162,11 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
 
     # -- training forward ----------------------------------------------------------------------
 
-    def draw_segment_length(self) -> Optional[int]:
-        """Multi-chunk: a random segment length for this batch (``None`` keeps the encoder's own)."""
+    def draw_chunk_length(self) -> Optional[int]:
+        """Multi-chunk: a random chunk length for this batch (``None`` keeps the encoder's own)."""
         if not (self.training and self.args.multichunk):
             return None
-        choices = self.multichunk_segment_lengths
+        choices = self.multichunk_lengths
         return choices[int(torch.randint(len(choices), (1,)))]
 
     def ctc_outputs(self, encoder_out: Dict[str, List[Tensor]]) -> Dict[str, Tensor]:
@@ -195,23 +195,23 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         Returns:
             a dict with ``encoder_out``, ``asr_logits`` / ``st_logits`` ``[B, T', V]``,
             ``encoder_lengths``, ``mt_logits`` ``[B, L, V]``, ``unit_logits`` ``[B, L * r, V]``,
-            ``unit_lengths`` and the ``segment_length`` used.
+            ``unit_lengths`` and the ``chunk_length`` used.
         """
-        segment_length = self.draw_segment_length()
-        encoder_out = self.encoder(src_tokens, src_lengths, segment_length=segment_length)
-        out: Dict[str, Any] = {"encoder_out": encoder_out, "segment_length": segment_length}
+        chunk_length = self.draw_chunk_length()
+        encoder_out = self.encoder(src_tokens, src_lengths, chunk_length=chunk_length)
+        out: Dict[str, Any] = {"encoder_out": encoder_out, "chunk_length": chunk_length}
         out.update(self.ctc_outputs(encoder_out))
         padding = encoder_out["encoder_padding_mask"][0]
         enc_lengths = encoder_out["src_lengths"][0]
         out["encoder_lengths"] = enc_lengths
         cross_mask = None
-        if self.training and self.args.streaming_mt_mask and segment_length != 0:
+        if self.training and self.args.streaming_mt_mask and chunk_length != 0:
             with torch.no_grad():
                 cross_mask = streaming_mt_mask(
                     ctc_emission_counts(out["asr_logits"].detach(), padding),
                     ctc_emission_counts(out["st_logits"].detach(), padding),
                     prev_output_tokens.size(1), enc_lengths, self.args.k1, self.args.n1,
-                    self.encoder.backbone.segment_length if segment_length is None else segment_length,
+                    self.encoder.backbone.chunk_length if chunk_length is None else chunk_length,
                 )
         mt_logits, extra = self.decoder(prev_output_tokens, encoder_out, cross_attention_mask=cross_mask)
         out["mt_logits"] = mt_logits
@@ -254,7 +254,7 @@ def base_architecture(args) -> None:
     _default(args, "unit_decoder_attention_heads", 8)
     _default(args, "ctc_upsample_rate", 25)
     _default(args, "multichunk", True)
-    _default(args, "multichunk_segment_lengths", "4,8,16,32,0")
+    _default(args, "multichunk_lengths", "4,8,16,32,0")
     _default(args, "streaming_mt_mask", True)
     _default(args, "k1", 0)
     _default(args, "n1", 1)

@@ -14,7 +14,7 @@ decoders, CTC heads and beam search plug in unchanged. The backbone is chosen by
 
 Streaming: :meth:`EchoStreamSpeechEncoder.step` takes the new fbank frames of a chunk (any number,
 possibly 0) with an :class:`EncoderStreamState` and returns the encoder frames they complete. The
-subsampler advances by its cache; its output frames wait in ``pending`` until a whole segment plus
+subsampler advances by its cache; its output frames wait in ``pending`` until a whole chunk plus
 its right context is there, then the backbone steps. With the Emformer and Zipformer backbones the
 state is bounded; with the chunk Conformer baseline the backbone state is the whole prefix.
 
@@ -55,7 +55,7 @@ _DEFAULTS = dict(
     encoder_attention_heads=4,
     encoder_activation="relu",
     dropout=0.1,
-    segment_length=8,
+    chunk_length=8,
     left_context_length=32,
     right_context_length=0,
     max_memory_size=4,
@@ -90,8 +90,16 @@ def _int_list(args: argparse.Namespace, name: str) -> list:
         raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
 
 
+# options renamed since checkpoints were first written: the stored value moves to the new name
+RENAMED_ARGS = {"segment_length": "chunk_length", "multichunk_segment_lengths": "multichunk_lengths"}
+
+
 def speech_encoder_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill every encoder option that ``args`` lacks with its default (fairseq architecture style)."""
+    """Fill every encoder option that ``args`` lacks with its default (fairseq architecture style);
+    a checkpoint's options under their former names (:data:`RENAMED_ARGS`) keep their values."""
+    for old, new in RENAMED_ARGS.items():
+        if getattr(args, new, None) is None and getattr(args, old, None) is not None:
+            setattr(args, new, getattr(args, old))
     defaults = dict(_DEFAULTS)
     if getattr(args, "encoder_type", None) == "zipformer":
         defaults.update(_ZIPFORMER_DEFAULTS)
@@ -110,7 +118,7 @@ class EncoderStreamState:
     Attributes:
         subsampler: the subsampler's convolution caches.
         pending: ``[B, t, D]`` subsampled frames not yet consumed by the backbone
-            (``t < segment_length + right_context_length``).
+            (``t < chunk_length + right_context_length``).
         backbone: the backbone's state (``EmformerState`` / ``ZipformerState`` / ``ConformerState``),
             ``None`` before the first backbone step.
         input_frames: fbank frames received so far.
@@ -157,7 +165,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
                 num_heads=args.encoder_attention_heads,
                 ffn_dim=args.encoder_ffn_embed_dim,
                 num_layers=args.encoder_layers,
-                segment_length=args.segment_length,
+                chunk_length=args.chunk_length,
                 dropout=args.dropout,
                 activation=args.encoder_activation,
                 left_context_length=args.left_context_length,
@@ -175,7 +183,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
                 stack_heads=_int_list(args, "stack_heads"),
                 stack_ffn_dims=_int_list(args, "stack_ffn_dims"),
                 stack_conv_kernels=_int_list(args, "stack_conv_kernels"),
-                segment_length=args.segment_length,
+                chunk_length=args.chunk_length,
                 query_head_dim=args.query_head_dim,
                 value_head_dim=args.value_head_dim,
                 left_context_length=args.left_context_length,
@@ -189,7 +197,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
                 num_heads=args.encoder_attention_heads,
                 ffn_dim=args.encoder_ffn_embed_dim,
                 num_layers=args.encoder_layers,
-                segment_length=args.segment_length,
+                chunk_length=args.chunk_length,
                 depthwise_conv_kernel_size=args.depthwise_conv_kernel_size,
                 dropout=args.dropout,
             )
@@ -207,8 +215,8 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         parser.add_argument("--encoder-layers", type=int, metavar="N", help="encoder layers")
         parser.add_argument("--encoder-attention-heads", type=int, metavar="N", help="encoder attention heads")
         parser.add_argument("--encoder-activation", choices=("relu", "gelu", "silu"), help="Emformer FFN activation")
-        parser.add_argument("--segment-length", type=int, metavar="N",
-                            help="encoder frames (40 ms each) per segment / chunk")
+        parser.add_argument("--chunk-length", type=int, metavar="N",
+                            help="encoder frames (40 ms each) per chunk (the streaming step)")
         parser.add_argument("--left-context-length", type=int, metavar="N",
                             help="Emformer/Zipformer cached left context, in 40 ms encoder frames")
         parser.add_argument("--right-context-length", type=int, metavar="N", help="Emformer look-ahead frames")
@@ -235,12 +243,12 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         return self.dropout(self.input_norm(x)), lengths
 
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, segment_length: Optional[int] = None, **kwargs
+        self, src_tokens: Tensor, src_lengths: Tensor, chunk_length: Optional[int] = None, **kwargs
     ) -> Dict[str, List[Tensor]]:
         """``src_tokens``: fbank ``[B, T, C]``; ``src_lengths`` ``[B]``.
 
-        ``segment_length`` overrides the backbone's segment/chunk length for this call (multi-chunk
-        training; 0 = offline, one segment over the whole input).
+        ``chunk_length`` overrides the backbone's chunk length for this call (multi-chunk
+        training; 0 = offline, one chunk over the whole input).
         """
         if src_tokens.dim() != 3 or src_tokens.size(-1) != self.input_dim:
             raise ValueError(
@@ -252,7 +260,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         R = self.right_context_length
         if R > 0:  # the end-of-utterance right context: R zero frames (see module docstring)
             x = torch.cat([x, x.new_zeros(x.size(0), R, x.size(2))], dim=1)
-        x, lengths = self.backbone(x, lengths, segment_length)
+        x, lengths = self.backbone(x, lengths, chunk_length)
         # the backbone may change the frame rate (the Zipformer halves it)
         padding = torch.arange(x.size(1), device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
         return {
@@ -266,10 +274,10 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
 
     # -- streaming -------------------------------------------------------------------------------
 
-    def set_segment_length(self, segment_length: int) -> None:
+    def set_chunk_length(self, chunk_length: int) -> None:
         """Encoder frames per streaming step (a ``ValueError`` if the backbone cannot take it: the
         Zipformer's chunk must split evenly at every stack rate)."""
-        self.backbone.segment_length = segment_length
+        self.backbone.chunk_length = chunk_length
 
     def initial_state(self, batch_size: int = 1) -> EncoderStreamState:
         """A fresh stream (``batch_size`` rows stepped together)."""
@@ -297,15 +305,15 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         if features.size(0) != state.pending.size(0):
             raise ValueError(f"the stream has {state.pending.size(0)} rows but the chunk has {features.size(0)}")
         backbone = self.backbone
-        # input frames per backbone step (the Zipformer's chunk is twice its output segment)
-        S, R = backbone.input_segment_length, backbone.right_context_length
+        # input frames per backbone step (the Zipformer takes twice its output frames)
+        S, R = backbone.input_chunk_length, backbone.right_context_length
         frames, sub_state = self.subsample.step(features, state.subsampler)
         pending = torch.cat([state.pending, self.dropout(self.input_norm(frames))], dim=1)
         if finish:
             pending = torch.cat([pending, pending.new_zeros(pending.size(0), R, pending.size(2))], dim=1)
         outputs = []
         bb_state = state.backbone
-        # whole segments whose right context has arrived; when finishing, also the short last one
+        # whole chunks whose right context has arrived; when finishing, also the short last one
         while pending.size(1) - R >= (1 if finish else S):
             s = min(S, pending.size(1) - R)
             out, bb_state = backbone.step(pending[:, :s], pending[:, s : s + R] if R > 0 else None, bb_state)

@@ -1,7 +1,7 @@
 """Chunk-based causal Conformer: the StreamSpeech encoder that EchoStream is measured against.
 
 Training and offline decoding use a chunk attention mask: a frame in chunk ``c`` (of
-``segment_length`` frames) attends to every frame of chunks ``0..c``. The depthwise convolution is
+``chunk_length`` frames) attends to every frame of chunks ``0..c``. The depthwise convolution is
 causal. Self-attention uses Transformer-XL relative positions (as in ESPnet and StreamSpeech).
 
 Streaming here re-encodes the whole prefix at every chunk, as StreamSpeech's agent does: the state
@@ -123,7 +123,7 @@ class ChunkConformer(nn.Module):
         num_heads: attention heads.
         ffn_dim: feed-forward hidden size.
         num_layers: layers.
-        segment_length: chunk size in frames (the attention mask's block; also the streaming step).
+        chunk_length: chunk size in frames (the attention mask's block; also the streaming step).
         depthwise_conv_kernel_size: kernel of the causal depthwise convolution.
         dropout: dropout probability.
     """
@@ -136,34 +136,34 @@ class ChunkConformer(nn.Module):
         num_heads: int,
         ffn_dim: int,
         num_layers: int,
-        segment_length: int,
+        chunk_length: int,
         depthwise_conv_kernel_size: int = 31,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if segment_length < 1:
-            raise ValueError(f"segment_length must be >= 1, got {segment_length}")
-        self.input_dim, self.segment_length = input_dim, segment_length
+        if chunk_length < 1:
+            raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
+        self.input_dim, self.chunk_length = input_dim, chunk_length
         self.layers = nn.ModuleList(
             ConformerLayer(input_dim, num_heads, ffn_dim, depthwise_conv_kernel_size, dropout)
             for _ in range(num_layers)
         )
 
     @property
-    def input_segment_length(self) -> int:
+    def input_chunk_length(self) -> int:
         """Input frames per streaming step (the same as the output frames)."""
-        return self.segment_length
+        return self.chunk_length
 
-    def forward(self, input: Tensor, lengths: Tensor, segment_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor, lengths: Tensor, chunk_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """``input`` ``[B, T, D]``, ``lengths`` ``[B]`` -> ``[B, T, D]``, ``lengths``.
 
-        ``segment_length`` overrides the module's chunk size for this call (multi-chunk training
+        ``chunk_length`` overrides the module's chunk size for this call (multi-chunk training
         draws one per batch; 0 means one chunk spanning the whole input, i.e. offline).
         """
         if input.dim() != 3 or input.size(-1) != self.input_dim:
             raise ValueError(f"input must have shape [batch, time, {self.input_dim}], got {list(input.shape)}")
         B, T, _ = input.shape
-        chunk = self.segment_length if segment_length is None else segment_length
+        chunk = self.chunk_length if chunk_length is None else chunk_length
         chunk = T if chunk <= 0 else chunk
         t = torch.arange(T, device=input.device)
         mask = t.unsqueeze(0) < ((t // chunk + 1) * chunk).unsqueeze(1)  # [T, T]: key chunk <= query chunk
@@ -185,19 +185,19 @@ class ChunkConformer(nn.Module):
         )
 
     def step(
-        self, segment: Tensor, right_context: Optional[Tensor], state: Optional[ConformerState] = None
+        self, chunk: Tensor, right_context: Optional[Tensor], state: Optional[ConformerState] = None
     ) -> Tuple[Tensor, ConformerState]:
-        """Re-encode the prefix plus ``segment`` ``[B, s, D]`` and return the outputs of the new frames."""
-        if segment.dim() != 3 or segment.size(-1) != self.input_dim:
-            raise ValueError(f"segment must have shape [batch, time, {self.input_dim}], got {list(segment.shape)}")
-        if segment.size(1) == 0:
-            raise ValueError("empty segment: a step needs at least one frame")
+        """Re-encode the prefix plus ``chunk`` ``[B, s, D]`` and return the outputs of the new frames."""
+        if chunk.dim() != 3 or chunk.size(-1) != self.input_dim:
+            raise ValueError(f"chunk must have shape [batch, time, {self.input_dim}], got {list(chunk.shape)}")
+        if chunk.size(1) == 0:
+            raise ValueError("empty chunk: a step needs at least one frame")
         if state is None:
-            state = self.initial_state(segment.size(0), segment.device, segment.dtype)
+            state = self.initial_state(chunk.size(0), chunk.device, chunk.dtype)
         if state.finished:
-            raise ValueError("the stream is finished: a short final segment was already processed; start a new state")
-        prefix = torch.cat([state.prefix, segment], dim=1)
+            raise ValueError("the stream is finished: a short final chunk was already processed; start a new state")
+        prefix = torch.cat([state.prefix, chunk], dim=1)
         lengths = torch.full((prefix.size(0),), prefix.size(1), device=prefix.device)
         out, _ = self.forward(prefix, lengths)
-        s = segment.size(1)
-        return out[:, -s:], ConformerState(prefix, finished=s < self.segment_length)
+        s = chunk.size(1)
+        return out[:, -s:], ConformerState(prefix, finished=s < self.chunk_length)

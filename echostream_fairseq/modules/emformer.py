@@ -1,29 +1,29 @@
 """Emformer: efficient memory transformer for streaming speech (Shi et al., ICASSP 2021).
 
-The input is cut into segments of ``segment_length`` frames. Each segment attends to
+The input is cut into chunks of ``chunk_length`` frames. Each chunk attends to
 
 * itself,
 * ``left_context_length`` earlier frames, whose keys and values are cached and never recomputed,
-* ``right_context_length`` look-ahead frames that follow it (processed with the segment, then
+* ``right_context_length`` look-ahead frames that follow it (processed with the chunk, then
   discarded), and
-* a bank of at most ``max_memory_size`` summary vectors of earlier segments. The memory used by
+* a bank of at most ``max_memory_size`` summary vectors of earlier chunks. The memory used by
   layer ``k`` is produced by layer ``k - 1`` (the mean of the input frames for layer 0), so all
-  segments of an utterance can be trained in parallel.
+  chunks of an utterance can be trained in parallel.
 
 Two modes share the same weights:
 
 * :meth:`Emformer.forward`: a whole (padded) batch of utterances at once, with block attention masks;
   used for training and offline decoding.
-* :meth:`Emformer.step`: one segment plus its right context and an explicit :class:`EmformerState`;
+* :meth:`Emformer.step`: one chunk plus its right context and an explicit :class:`EmformerState`;
   returns the output and the new state. Its cost does not depend on how long the stream has run.
 
-Streaming an utterance segment by segment equals the full forward on it.
+Streaming an utterance chunk by chunk equals the full forward on it.
 
-The end of a stream: the last segment may be shorter than ``segment_length``. It is processed
+The end of a stream: the last chunk may be shorter than ``chunk_length``. It is processed
 as it is: no padding frame is attended, and its summary averages only its real frames. This is what
 ``torchaudio.models.Emformer.forward`` does on a single utterance. torchaudio's ``infer`` only takes
-whole segments, so a short tail has to be zero-padded there, which changes the output. Our
-:meth:`Emformer.step` takes the short segment as it is, so both of our modes agree.
+whole chunks, so a short tail has to be zero-padded there, which changes the output. Our
+:meth:`Emformer.step` takes the short chunk as it is, so both of our modes agree.
 
 Padded batches: every row of the input holds its ``lengths[b]`` utterance frames, then its own
 ``right_context_length`` look-ahead frames, then padding. Each row's output equals that row run
@@ -77,7 +77,7 @@ class EmformerState:
         num_memory: memory vectors held, at most ``max_memory_size``.
         num_left: left-context frames held, at most ``left_context_length``.
         frames: utterance frames consumed so far.
-        finished: a short (final) segment was consumed; no further step is allowed.
+        finished: a short (final) chunk was consumed; no further step is allowed.
         signature: the configuration of the model that made the state.
     """
 
@@ -94,7 +94,7 @@ class EmformerState:
 
 
 class EmformerLayer(nn.Module):
-    """One Emformer layer: pre-norm attention over [memory, left context, segment, right context]
+    """One Emformer layer: pre-norm attention over [memory, left context, chunk, right context]
     with one fused query/key/value projection, then a pre-norm feed-forward block, then a LayerNorm.
 
     Args:
@@ -183,7 +183,7 @@ class EmformerLayer(nn.Module):
 
         Args:
             x: ``[B, T + N * R, D]``: the ``T`` utterance frames, then the right-context blocks of
-                the ``N`` segments.
+                the ``N`` chunks.
             num_utterance: ``T``.
             memory: ``[B, N - 1, D]`` memory vectors from the layer below, or ``None`` without memory.
             segment_mean: ``[B, N, T]`` averaging matrix that turns frames into per-segment means
@@ -220,23 +220,23 @@ class EmformerLayer(nn.Module):
         cache: Tensor,
         num_memory: int,
         mask: Optional[Tensor],
-        segment_average: Optional[Tensor],
+        chunk_average: Optional[Tensor],
         max_memory_size: int,
         left_context_length: int,
     ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
-        """One segment.
+        """One chunk.
 
         Args:
-            x: ``[B, s + R, D]``: the segment's ``s`` frames, then its right context.
+            x: ``[B, s + R, D]``: the chunk's ``s`` frames, then its right context.
             num_segment: ``s``.
-            memory_in: ``[B, 1, D]``: this segment's memory vector from the layer below (``None``
-                without memory). It joins the bank for the next segments.
+            memory_in: ``[B, 1, D]``: this chunk's memory vector from the layer below (``None``
+                without memory). It joins the bank for the next chunks.
             cache: ``[B, num_memory + num_left, 2, H, d]`` keys/values of the memory bank and the
                 left context (see :class:`EmformerState`).
             num_memory: memory vectors in ``cache``.
             mask: additive ``[s + R + 1, num_memory + num_left + s + R]`` (0 or -inf), or ``None``
                 (everything visible).
-            segment_average: ``[1, s]`` filled with ``1 / s`` (``None`` without memory): the summary
+            chunk_average: ``[1, s]`` filled with ``1 / s`` (``None`` without memory): the summary
                 is one matrix product rather than a mean, which bf16 would run through fp32.
 
         Returns:
@@ -246,16 +246,16 @@ class EmformerLayer(nn.Module):
         ln = self.layer_norm_input(x)
         B, rows, _ = x.shape
         if memory_in is not None:
-            summary = torch.matmul(segment_average, ln[:, :num_segment])
+            summary = torch.matmul(chunk_average, ln[:, :num_segment])
             ln = torch.cat([ln, summary, memory_in], dim=1)
         # time-major [B, T, 3, H, d]: the cache concatenations below copy contiguous blocks
         qkv = self.qkv_proj(ln).view(B, ln.size(1), 3, self.num_heads, self.head_dim)
-        # keys/values: [memory bank, left context, segment, right context]
+        # keys/values: [memory bank, left context, chunk, right context]
         key_value = torch.cat([cache, qkv[:, :rows, 1:]], dim=1)
         query = qkv[:, : rows + 1 if memory_in is not None else rows, 0].transpose(1, 2)
         attention = self._attend(query, key_value[:, :, 0].transpose(1, 2), key_value[:, :, 1].transpose(1, 2), mask)
 
-        # new cache: the newest memories (this segment's vector last), then the newest frames
+        # new cache: the newest memories (this chunk's vector last), then the newest frames
         num_left = cache.size(1) - num_memory
         keep_left = min(left_context_length, num_left + num_segment)
         context_end = num_memory + num_left + num_segment
@@ -273,7 +273,7 @@ class EmformerLayer(nn.Module):
 
 
 class Emformer(nn.Module):
-    """A stack of :class:`EmformerLayer` with the segment/left/right/memory bookkeeping.
+    """A stack of :class:`EmformerLayer` with the chunk/left/right/memory bookkeeping.
 
     The constructor takes torchaudio's arguments, with the same names and defaults.
 
@@ -282,7 +282,7 @@ class Emformer(nn.Module):
         num_heads: attention heads.
         ffn_dim: feed-forward hidden size.
         num_layers: layers.
-        segment_length: frames per segment ``S``.
+        chunk_length: frames per chunk ``S``.
         dropout: dropout probability.
         activation: ``relu``, ``gelu`` or ``silu``.
         left_context_length: cached frames of left context ``L``.
@@ -298,7 +298,7 @@ class Emformer(nn.Module):
         num_heads: int,
         ffn_dim: int,
         num_layers: int,
-        segment_length: int,
+        chunk_length: int,
         dropout: float = 0.0,
         activation: str = "relu",
         left_context_length: int = 0,
@@ -309,7 +309,7 @@ class Emformer(nn.Module):
     ) -> None:
         super().__init__()
         for name, value, low in [
-            ("segment_length", segment_length, 1),
+            ("chunk_length", chunk_length, 1),
             ("num_layers", num_layers, 1),
             ("left_context_length", left_context_length, 0),
             ("right_context_length", right_context_length, 0),
@@ -324,16 +324,16 @@ class Emformer(nn.Module):
         )
         self.input_dim = input_dim
         self.num_heads = num_heads
-        self.segment_length = segment_length
+        self.chunk_length = chunk_length
         self.left_context_length = left_context_length
         self.right_context_length = right_context_length
         self.max_memory_size = max_memory_size
         self.use_memory = max_memory_size > 0
 
     @property
-    def input_segment_length(self) -> int:
+    def input_chunk_length(self) -> int:
         """Input frames per streaming step (the same as the output frames)."""
-        return self.segment_length
+        return self.chunk_length
 
     @property
     def signature(self) -> Tuple[int, ...]:
@@ -341,7 +341,7 @@ class Emformer(nn.Module):
             len(self.layers),
             self.input_dim,
             self.num_heads,
-            self.segment_length,
+            self.chunk_length,
             self.left_context_length,
             self.right_context_length,
             self.max_memory_size,
@@ -357,21 +357,21 @@ class Emformer(nn.Module):
 
     # -- full-utterance mode -----------------------------------------------------------------
 
-    def _masks(self, num_frames: int, lengths: Tensor, segment_length: int) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+    def _masks(self, num_frames: int, lengths: Tensor, chunk_length: int) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         """Block masks for the full-utterance mode (shared by all layers).
 
         Returns the attention mask (see :meth:`EmformerLayer.forward`), the per-segment averaging
         matrix ``[B, N, T]`` (``None`` without memory) and the right-context gather index ``[B, N * R]``.
         """
-        S, L, R, M = segment_length, self.left_context_length, self.right_context_length, self.max_memory_size
+        S, L, R, M = chunk_length, self.left_context_length, self.right_context_length, self.max_memory_size
         T, device = num_frames, lengths.device
         N = -(-T // S)
         t = torch.arange(T, device=device)
         seg = torch.arange(N, device=device)
-        frame_seg = t // S  # segment of each utterance frame
-        rc_seg = torch.arange(N * R, device=device) // max(R, 1)  # segment of each right-context frame
+        frame_seg = t // S  # chunk of each utterance frame
+        rc_seg = torch.arange(N * R, device=device) // max(R, 1)  # chunk of each right-context frame
         query_seg = torch.cat([frame_seg, rc_seg])
-        # utterance keys visible to a segment i: [i * S - L, (i + 1) * S)
+        # utterance keys visible to a chunk i: [i * S - L, (i + 1) * S)
         key_t = t.unsqueeze(0)
         lo = (query_seg * S - L).unsqueeze(1)
         hi = ((query_seg + 1) * S).unsqueeze(1)
@@ -414,16 +414,16 @@ class Emformer(nn.Module):
             mask = mask | ~mask.any(dim=-1, keepdim=True)
         return mask.unsqueeze(1), segment_mean, rc_index
 
-    def forward(self, input: Tensor, lengths: Tensor, segment_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor, lengths: Tensor, chunk_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Full-utterance mode for training and offline decoding.
 
         Args:
             input: ``[B, T + R, D]``: each row's ``lengths[b]`` utterance frames, then its ``R``
                 right-context frames, then padding.
             lengths: ``[B]`` utterance frames per row (excluding the right context).
-            segment_length: overrides the module's segment length for this call (multi-chunk
-                training draws one per batch; 0 means one segment spanning the input). Streaming
-                with :meth:`step` always uses the module's ``segment_length``.
+            chunk_length: overrides the module's chunk length for this call (multi-chunk
+                training draws one per batch; 0 means one chunk spanning the input). Streaming
+                with :meth:`step` always uses the module's ``chunk_length``.
 
         Returns:
             output ``[B, T, D]`` and ``lengths``.
@@ -437,7 +437,7 @@ class Emformer(nn.Module):
             raise ValueError(f"lengths must have shape [{input.size(0)}], got {list(lengths.shape)}")
         if bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise ValueError(f"lengths must lie in [1, {T}], got {lengths.tolist()}")
-        S = self.segment_length if segment_length is None else segment_length
+        S = self.chunk_length if chunk_length is None else chunk_length
         mask, segment_mean, rc_index = self._masks(T, lengths, T if S <= 0 else S)
         index = rc_index.unsqueeze(-1).expand(-1, -1, input.size(2))
         x = torch.cat([input[:, :T], torch.gather(input, 1, index)], dim=1)
@@ -469,60 +469,60 @@ class Emformer(nn.Module):
         if state.signature != self.signature:
             raise ValueError(
                 f"state was made by an Emformer configured as {state.signature}; this one is {self.signature} "
-                "(layers, dim, heads, segment, left, right, memory)"
+                "(layers, dim, heads, chunk, left, right, memory)"
             )
         if state.finished:
-            raise ValueError("the stream is finished: a short final segment was already processed; start a new state")
+            raise ValueError("the stream is finished: a short final chunk was already processed; start a new state")
         if state.batch_size != batch_size:
-            raise ValueError(f"state holds {state.batch_size} streams but the segment has {batch_size}")
+            raise ValueError(f"state holds {state.batch_size} streams but the chunk has {batch_size}")
         if state.key_value[0].dtype != like.dtype:
             raise ValueError(f"state dtype {state.key_value[0].dtype} does not match input dtype {like.dtype}")
 
     def step(
-        self, segment: Tensor, right_context: Optional[Tensor], state: Optional[EmformerState] = None
+        self, chunk: Tensor, right_context: Optional[Tensor], state: Optional[EmformerState] = None
     ) -> Tuple[Tensor, EmformerState]:
-        """Streaming mode: one segment.
+        """Streaming mode: one chunk.
 
         Args:
-            segment: ``[B, s, D]`` with ``1 <= s <= segment_length``; ``s < segment_length`` marks the
-                final segment of the stream.
-            right_context: ``[B, R, D]`` look-ahead frames that follow the segment (``None`` when R = 0).
+            chunk: ``[B, s, D]`` with ``1 <= s <= chunk_length``; ``s < chunk_length`` marks the
+                final chunk of the stream.
+            right_context: ``[B, R, D]`` look-ahead frames that follow the chunk (``None`` when R = 0).
             state: from the previous step, or ``None`` to start a stream.
 
         Returns:
             output ``[B, s, D]`` and the new state.
         """
-        self._check_frames(segment, "segment")
-        S, R = self.segment_length, self.right_context_length
-        s = segment.size(1)
+        self._check_frames(chunk, "chunk")
+        S, R = self.chunk_length, self.right_context_length
+        s = chunk.size(1)
         if s == 0:
-            raise ValueError("empty segment: a step needs at least one frame")
+            raise ValueError("empty chunk: a step needs at least one frame")
         if s > S:
-            raise ValueError(f"segment has {s} frames; segment_length is {S}")
+            raise ValueError(f"chunk has {s} frames; chunk_length is {S}")
         if R > 0:
             if right_context is None:
                 raise ValueError(f"right_context of {R} frames is required")
             self._check_frames(right_context, "right_context")
-            if right_context.shape[:2] != (segment.size(0), R):
+            if right_context.shape[:2] != (chunk.size(0), R):
                 raise ValueError(
-                    f"right_context must have shape [{segment.size(0)}, {R}, {self.input_dim}], got {list(right_context.shape)}"
+                    f"right_context must have shape [{chunk.size(0)}, {R}, {self.input_dim}], got {list(right_context.shape)}"
                 )
-            x = torch.cat([segment, right_context], dim=1)
+            x = torch.cat([chunk, right_context], dim=1)
         else:
             if right_context is not None and right_context.size(1) != 0:
                 raise ValueError("right_context_length is 0, but right-context frames were given")
-            x = segment
+            x = chunk
         if state is None:
-            state = self.initial_state(segment.size(0), segment.device, segment.dtype)
-        self._check_state(state, segment.size(0), segment)
+            state = self.initial_state(chunk.size(0), chunk.device, chunk.dtype)
+        self._check_state(state, chunk.size(0), chunk)
 
         num_memory, num_left = state.num_memory, state.num_left
         mask = None
         memory = None
-        segment_average = None
+        chunk_average = None
         if self.use_memory:
-            segment_average = x.new_full((1, s), 1.0 / s)
-            memory = torch.matmul(segment_average, segment)
+            chunk_average = x.new_full((1, s), 1.0 / s)
+            memory = torch.matmul(chunk_average, chunk)
             if num_memory > 0:  # the summary query sees no memory
                 # additive and in the model's dtype, built once per step, so no layer converts it
                 mask = x.new_zeros(s + R + 1, num_memory + num_left + s + R)
@@ -530,7 +530,7 @@ class Emformer(nn.Module):
         caches = []
         for layer, cache in zip(self.layers, state.key_value):
             x, memory, cache = layer.step(
-                x, s, memory, cache, num_memory, mask, segment_average, self.max_memory_size, self.left_context_length
+                x, s, memory, cache, num_memory, mask, chunk_average, self.max_memory_size, self.left_context_length
             )
             caches.append(cache)
         new_state = EmformerState(
@@ -549,8 +549,8 @@ class Emformer(nn.Module):
         """torchaudio-shaped streaming call.
 
         Args:
-            input: ``[B, s + R, D]``: a segment and its right context (``s = segment_length`` except
-                for the final segment of a stream).
+            input: ``[B, s + R, D]``: a chunk and its right context (``s = chunk_length`` except
+                for the final chunk of a stream).
             lengths: ``[B]`` valid frames per row of ``input``; every row must be whole.
             states: from the previous call, or ``None``.
 
@@ -564,7 +564,7 @@ class Emformer(nn.Module):
         if lengths is not None and bool((lengths != input.size(1)).any()):
             raise ValueError(
                 f"every row of a streaming step must hold {input.size(1)} valid frames, got lengths "
-                f"{lengths.tolist()}; pass a shorter input for the final segment instead"
+                f"{lengths.tolist()}; pass a shorter input for the final chunk instead"
             )
         if s < 1:
             raise ValueError(f"input has {input.size(1)} frames; a step needs more than right_context_length ({R})")
@@ -577,7 +577,7 @@ def from_torchaudio(ta_emformer: nn.Module) -> Emformer:
     """Build an :class:`Emformer` carrying the weights of a ``torchaudio.models.Emformer``.
 
     The two then compute the same function: ``forward(input, lengths)`` on the same input, and
-    ``infer`` called segment by segment (torchaudio's list states; ours an :class:`EmformerState`).
+    ``infer`` called chunk by chunk (torchaudio's list states; ours an :class:`EmformerState`).
     """
     ta_layers: Sequence[nn.Module] = ta_emformer.emformer_layers
     first = ta_layers[0]
@@ -590,7 +590,7 @@ def from_torchaudio(ta_emformer: nn.Module) -> Emformer:
         num_heads=attn.num_heads,
         ffn_dim=first.pos_ff[1].out_features,
         num_layers=len(ta_layers),
-        segment_length=ta_emformer.segment_length,
+        chunk_length=ta_emformer.segment_length,
         dropout=attn.dropout,
         activation=activation,
         left_context_length=ta_emformer.left_context_length,

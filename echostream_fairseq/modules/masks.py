@@ -42,15 +42,15 @@ def streaming_mt_mask(
     lengths: Tensor,
     k1: int = 0,
     n1: int = 1,
-    segment_length: int = 0,
+    chunk_length: int = 0,
 ) -> Tensor:
     """The source prefix each target position may attend under the CTC READ/WRITE policy.
 
     Decoder input position ``i`` (0 is the begin-of-sentence input) predicts target token
     ``i + 1``. The policy writes it once the ST CTC prefix holds ``need_i = (i // n1 + 1) * n1 + k1``
     tokens, at a frame where the ASR CTC prefix has just grown (the policy reads until a new source
-    token is recognised). The read prefix then extends to the end of that frame's segment, because
-    the encoder delivers whole segments. Where the condition is never met the whole source is
+    token is recognised). The read prefix then extends to the end of that frame's chunk, because
+    the encoder delivers whole chunks. Where the condition is never met the whole source is
     visible (the policy reads to the end before finishing).
 
     Args:
@@ -59,7 +59,7 @@ def streaming_mt_mask(
         num_target: decoder positions ``T``.
         lengths: ``[B]`` valid source frames.
         k1: lag in extra ST tokens; ``n1``: write stride.
-        segment_length: encoder segment (0: frame-level, no rounding).
+        chunk_length: encoder chunk (0: frame-level, no rounding).
 
     Returns:
         ``[B, T, S]`` bool.
@@ -81,8 +81,8 @@ def streaming_mt_mask(
     # first frame where the policy writes token i (argmax returns the first maximum)
     write_at = ready.int().argmax(dim=-1)  # [B, T]
     end = write_at + 1
-    if segment_length > 0:
-        end = (end + segment_length - 1) // segment_length * segment_length
+    if chunk_length > 0:
+        end = (end + chunk_length - 1) // chunk_length * chunk_length
     end = torch.minimum(end, lengths.unsqueeze(1))
     return frame.view(1, 1, -1) < end.unsqueeze(-1)
 

@@ -21,8 +21,8 @@ the feed-forwards and SwooshR in the convolutions. Left out: the non-linear atte
 relative positional encoding (as in our Emformer, the causal convolutions give position) and the
 training-time regularisers (Balancer, Whiten, ScaledAdam), which belong to icefall's optimiser.
 
-Attention is chunked and causal. The input is cut into chunks of ``segment_length`` output frames
-(``2 * segment_length`` input frames). At a stack's rate a frame attends to
+Attention is chunked and causal. The input is cut into chunks of ``chunk_length`` output frames
+(``2 * chunk_length`` input frames). At a stack's rate a frame attends to
 
 * the frames of its own chunk up to ``future_frames`` ahead of it (0: strictly causal; the
   look-ahead never crosses the chunk end, so it adds no latency beyond the chunk's),
@@ -33,7 +33,7 @@ Attention is chunked and causal. The input is cut into chunks of ``segment_lengt
   of the mean, so the bank costs no extra projection).
 
 The convolutions are causal and keep their last ``kernel_size - 1`` inputs. Every chunk must split
-evenly at every rate: ``2 * segment_length`` must be a multiple of every downsampling factor and of
+evenly at every rate: ``2 * chunk_length`` must be a multiple of every downsampling factor and of
 the output downsampling (with 1,2,4,8,4,2 that is a multiple of 4 output frames, 160 ms). The final
 chunk of a stream may be shorter; it is zero-padded to a whole number of the coarsest frames, and
 the padding is never attended and is zeroed after every stack, in both modes.
@@ -343,7 +343,7 @@ class Zipformer(nn.Module):
         output_dim: channels of the output frames.
         stack_dims / stack_layers / stack_downsampling / stack_heads / stack_ffn_dims /
             stack_conv_kernels: one value per stack.
-        segment_length: output frames per chunk (``output_downsampling`` input frames each).
+        chunk_length: output frames per chunk (``output_downsampling`` input frames each).
         query_head_dim, value_head_dim: attention channels per head.
         left_context_length: cached left context, in output frames' worth of time.
         future_frames: frames ahead (at each stack's rate, within the chunk) a frame may attend.
@@ -362,7 +362,7 @@ class Zipformer(nn.Module):
         stack_heads: Sequence[int] = (4, 4, 4, 8, 4, 4),
         stack_ffn_dims: Sequence[int] = (512, 768, 768, 768, 768, 768),
         stack_conv_kernels: Sequence[int] = (31, 31, 15, 15, 15, 31),
-        segment_length: int = 8,
+        chunk_length: int = 8,
         query_head_dim: int = 32,
         value_head_dim: int = 12,
         left_context_length: int = 32,
@@ -406,35 +406,35 @@ class Zipformer(nn.Module):
         self.output_weights = nn.Parameter(torch.zeros(output_downsampling))
         self.output_proj = PackedLinear(self.full_dim, output_dim)
         self.output_norm = BiasNorm(output_dim)
-        self.segment_length = segment_length  # validated by the setter
+        self.chunk_length = chunk_length  # validated by the setter
 
     # -- chunk geometry ----------------------------------------------------------------------------
 
-    def check_segment_length(self, segment_length: int) -> None:
-        """Raise unless a chunk of ``segment_length`` output frames splits evenly at every rate."""
+    def check_chunk_length(self, chunk_length: int) -> None:
+        """Raise unless a chunk of ``chunk_length`` output frames splits evenly at every rate."""
         unit = self.alignment // math.gcd(self.alignment, self.output_downsampling)
-        if segment_length < 1 or segment_length % unit:
+        if chunk_length < 1 or chunk_length % unit:
             raise ValueError(
-                f"segment_length {segment_length} is not compatible with the stack downsampling "
-                f"{list(self.stack_downsampling)}: a chunk of {segment_length * self.output_downsampling} input "
-                f"frames must split into whole frames at every rate, so segment_length must be a positive "
+                f"chunk_length {chunk_length} is not compatible with the stack downsampling "
+                f"{list(self.stack_downsampling)}: a chunk of {chunk_length * self.output_downsampling} input "
+                f"frames must split into whole frames at every rate, so chunk_length must be a positive "
                 f"multiple of {unit} ({unit * 40} ms of 40 ms output frames)"
             )
 
     @property
-    def segment_length(self) -> int:
+    def chunk_length(self) -> int:
         """Output frames per chunk."""
-        return self._segment_length
+        return self._chunk_length
 
-    @segment_length.setter
-    def segment_length(self, value: int) -> None:
-        self.check_segment_length(int(value))
-        self._segment_length = int(value)
+    @chunk_length.setter
+    def chunk_length(self, value: int) -> None:
+        self.check_chunk_length(int(value))
+        self._chunk_length = int(value)
 
     @property
-    def input_segment_length(self) -> int:
+    def input_chunk_length(self) -> int:
         """Input frames per chunk (what :meth:`step` takes)."""
-        return self._segment_length * self.output_downsampling
+        return self._chunk_length * self.output_downsampling
 
     def left_context_frames(self, stack: int) -> int:
         """Cached left-context frames at the rate of stack ``stack``."""
@@ -444,7 +444,7 @@ class Zipformer(nn.Module):
     def signature(self) -> Tuple:
         return (
             self.input_dim, self.output_dim, self.stack_dims, self.stack_layers, self.stack_downsampling,
-            self._segment_length, self.left_context_length, self.future_frames, self.max_memory_size,
+            self._chunk_length, self.left_context_length, self.future_frames, self.max_memory_size,
         )
 
     def _check_frames(self, x: Tensor, what: str) -> None:
@@ -494,13 +494,13 @@ class Zipformer(nn.Module):
             chunk_mean = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
         return mask.unsqueeze(1), chunk_mean
 
-    def forward(self, input: Tensor, lengths: Tensor, segment_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor, lengths: Tensor, chunk_length: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Chunk-masked mode for training and offline decoding.
 
         Args:
             input: ``[B, T, input_dim]``, each row's ``lengths[b]`` frames then padding.
             lengths: ``[B]``.
-            segment_length: overrides the module's chunk size (output frames) for this call; 0 is
+            chunk_length: overrides the module's chunk size (output frames) for this call; 0 is
                 one chunk spanning the input (still causal up to ``future_frames``).
 
         Returns:
@@ -512,10 +512,10 @@ class Zipformer(nn.Module):
             raise ValueError(f"lengths must have shape [{B}], got {list(lengths.shape)}")
         if bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise ValueError(f"lengths must lie in [1, {T}], got {lengths.tolist()}")
-        S = self._segment_length if segment_length is None else int(segment_length)
+        S = self._chunk_length if chunk_length is None else int(chunk_length)
         padded = -(-T // self.alignment) * self.alignment
         if S != 0:
-            self.check_segment_length(S)
+            self.check_chunk_length(S)
         chunk = padded if S == 0 else S * self.output_downsampling
         valid = torch.arange(padded, device=input.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T']
         x = F.pad(input, (0, 0, 0, padded - T)).masked_fill(~valid.unsqueeze(-1), 0.0)
@@ -564,7 +564,7 @@ class Zipformer(nn.Module):
         if state.signature != self.signature:
             raise ValueError(
                 f"state was made by a Zipformer configured as {state.signature}; this one is {self.signature} "
-                "(input dim, output dim, stack dims, stack layers, downsampling, segment, left, future, memory)"
+                "(input dim, output dim, stack dims, stack layers, downsampling, chunk, left, future, memory)"
             )
         if state.finished:
             raise ValueError("the stream is finished: a short final chunk was already processed; start a new state")
@@ -574,12 +574,12 @@ class Zipformer(nn.Module):
             raise ValueError(f"state dtype {state.key_value[0].dtype} does not match input dtype {like.dtype}")
 
     def step(
-        self, segment: Tensor, right_context: Optional[Tensor] = None, state: Optional[ZipformerState] = None
+        self, chunk: Tensor, right_context: Optional[Tensor] = None, state: Optional[ZipformerState] = None
     ) -> Tuple[Tensor, ZipformerState]:
         """Streaming mode: one chunk.
 
         Args:
-            segment: ``[B, s, input_dim]``, ``1 <= s <= input_segment_length``; a shorter chunk is
+            chunk: ``[B, s, input_dim]``, ``1 <= s <= input_chunk_length``; a shorter chunk is
                 the last of the stream (zero-padded inside to a multiple of the coarsest frame).
             right_context: must be ``None`` or empty (the look-ahead is inside the chunk).
             state: from the previous step, or ``None`` to start a stream.
@@ -587,21 +587,21 @@ class Zipformer(nn.Module):
         Returns:
             output ``[B, ceil(s / output_downsampling), output_dim]`` and the new state.
         """
-        self._check_frames(segment, "segment")
-        s, S_in = segment.size(1), self.input_segment_length
+        self._check_frames(chunk, "chunk")
+        s, S_in = chunk.size(1), self.input_chunk_length
         if s == 0:
             raise ValueError("empty chunk: a step needs at least one frame")
         if s > S_in:
-            raise ValueError(f"chunk has {s} frames; a chunk holds {S_in} input frames (segment_length {self._segment_length})")
+            raise ValueError(f"chunk has {s} frames; a chunk holds {S_in} input frames (chunk_length {self._chunk_length})")
         if right_context is not None and right_context.size(1) != 0:
             raise ValueError("the Zipformer takes no right context: its look-ahead lies within the chunk")
-        B = segment.size(0)
+        B = chunk.size(0)
         if state is None:
-            state = self.initial_state(B, segment.device, segment.dtype)
-        self._check_state(state, B, segment)
+            state = self.initial_state(B, chunk.device, chunk.dtype)
+        self._check_state(state, B, chunk)
 
         padded = -(-s // self.alignment) * self.alignment
-        x = F.pad(segment, (0, 0, 0, padded - s))
+        x = F.pad(chunk, (0, 0, 0, padded - s))
         M, num_memory = self.max_memory_size, state.num_memory
         outputs, key_values, convs, num_left = [], [], [], []
         index = 0
@@ -609,7 +609,7 @@ class Zipformer(nn.Module):
             f = stack.downsampling
             frames, valid = padded // f, -(-s // f)
             left_max, held = self.left_context_frames(i), state.num_left[i]
-            mask = self._step_mask(frames, valid, num_memory + held, segment.device)
+            mask = self._step_mask(frames, valid, num_memory + held, chunk.device)
             stack_in = _convert_channels(x, stack.dim)
             h = stack.downsample(stack_in)
             for layer in stack.layers:

@@ -163,10 +163,10 @@ class SimultaneousTranslator:
             raise ValueError(f"--source-segment-size must be at least {ENCODER_FRAME_MS} ms (one encoder frame), "
                              f"got {config.source_segment_size}")
         # one encoder segment per chunk, as StreamSpeech sets its chunk size (training drew segment
-        # lengths from --multichunk-segment-lengths, so one model serves every chunk size)
-        self.segment_length = max(1, config.source_segment_size // ENCODER_FRAME_MS)
+        # lengths from --multichunk-lengths, so one model serves every chunk size)
+        self.chunk_length = max(1, config.source_segment_size // ENCODER_FRAME_MS)
         try:  # the Zipformer's chunks must split evenly at every stack rate
-            encoder.set_segment_length(self.segment_length)
+            encoder.set_chunk_length(self.chunk_length)
         except ValueError as err:
             raise ValueError(f"--source-segment-size {config.source_segment_size} does not fit this encoder: {err}") from None
         self.cmvn = cmvn

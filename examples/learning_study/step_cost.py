@@ -62,7 +62,7 @@ def main() -> None:
         ds = task.datasets[args.subset]
         sample = ds.collater([ds[i] for i in range(args.batch)])
         model.train()
-        model.multichunk_segment_lengths = [8]
+        model.multichunk_lengths = [8]
         criterion(model, sample)[0].backward()  # warm-up
         start = time.perf_counter()
         for _ in range(args.repeats):

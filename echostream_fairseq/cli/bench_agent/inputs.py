@@ -62,10 +62,10 @@ def check_inputs(args, need_baseline: bool) -> None:
         check_file(args.vocoder_cfg, "vocoder config", "--vocoder-cfg")
 
 
-def agent_flags(args, model: str, reencode: bool, segment_ms: int) -> List[str]:
+def agent_flags(args, model: str, reencode: bool, chunk_ms: int) -> List[str]:
     """The SimulEval agent's flags for ``model`` (also what :func:`load_translator` parses)."""
     flags = ["--model-path", str(model), "--data-bin", str(args.data), "--vocoder", vocoder_path(args),
-             "--vocoder-type", args.vocoder_type, "--source-segment-size", str(segment_ms)]
+             "--vocoder-type", args.vocoder_type, "--source-segment-size", str(chunk_ms)]
     if args.vocoder_cfg:
         flags += ["--vocoder-cfg", args.vocoder_cfg]
     if not args.no_dur_prediction:
@@ -75,13 +75,13 @@ def agent_flags(args, model: str, reencode: bool, segment_ms: int) -> List[str]:
     return flags
 
 
-def load_translator(args, model: str, reencode: bool, segment_ms: int):
+def load_translator(args, model: str, reencode: bool, chunk_ms: int):
     from echostream_fairseq.agents.simuleval_agent import add_agent_args, build_translator
 
     parser = argparse.ArgumentParser(add_help=False)
     add_agent_args(parser, speech_output=True)
     parser.add_argument("--source-segment-size", type=int, default=320)
-    agent_args = parser.parse_args(agent_flags(args, model, reencode, segment_ms))
+    agent_args = parser.parse_args(agent_flags(args, model, reencode, chunk_ms))
     try:
         return build_translator(agent_args, speech_output=True)
     except (OSError, ValueError, RuntimeError, KeyError) as e:

@@ -64,14 +64,14 @@ def long_stream(args) -> Dict[str, Any]:
     torch.set_num_threads(args.threads)
     data = Path(args.data)
     source, _ = split_files(data, args.split)
-    segment_ms = args.source_segment_size
-    segment = segment_ms * SAMPLE_RATE // 1000
+    chunk_ms = args.source_segment_size
+    segment = chunk_ms * SAMPLE_RATE // 1000
     segment_s = segment / SAMPLE_RATE
     n = math.ceil(args.minutes * 60.0 / segment_s - 1e-9)  # chunks covering --minutes
     stream, used = build_stream(read_lines(source), n * segment_s, args.silence)
     n = stream.numel() // segment
     if n < args.timed_chunks + 1:
-        raise BenchError(f"--minutes {args.minutes:g} gives fewer than {args.timed_chunks + 1} chunks of {segment_ms} ms")
+        raise BenchError(f"--minutes {args.minutes:g} gives fewer than {args.timed_chunks + 1} chunks of {chunk_ms} ms")
     positions = [p for p in args.positions if p <= n * segment_s + 1e-9]
     dropped = [p for p in args.positions if p not in positions]
     if dropped:
@@ -81,7 +81,7 @@ def long_stream(args) -> Dict[str, Any]:
     started = time.perf_counter()
 
     print(f"loading {args.model} (incremental{', forced-write copy' if args.forced_write else ''}) ...", flush=True)
-    translator = load_translator(args, args.model, False, segment_ms)
+    translator = load_translator(args, args.model, False, chunk_ms)
     full: Dict[str, Timed] = {"echostream": Timed(translator)}
     if args.forced_write:  # the same model, the end of sentence and the unit blank banned
         full["echostream_forced"] = Timed(translator.with_config(force_writing=True))
@@ -130,7 +130,7 @@ def long_stream(args) -> Dict[str, Any]:
     loaded: Dict[str, Any] = {}
     for name, path in peers.items():
         print(f"loading {path} (re-encode) ...", flush=True)
-        loaded[name] = load_translator(args, path, True, segment_ms)
+        loaded[name] = load_translator(args, path, True, chunk_ms)
         warm_up(loaded[name], stream, segment)
     records: Dict[str, Dict[str, Any]] = {name: {} for name in peers}
     for p in tqdm(positions, desc="re-encoding systems, sampled positions", unit="position", dynamic_ncols=True):
@@ -188,7 +188,7 @@ def long_stream(args) -> Dict[str, Any]:
                               "at_most_20_percent_above": b / a <= 1.2}
     return {
         "config": {
-            "minutes": args.minutes, "stream_s": n * segment_s, "chunks": n, "source_segment_size_ms": segment_ms,
+            "minutes": args.minutes, "stream_s": n * segment_s, "chunks": n, "source_segment_size_ms": chunk_ms,
             "silence_s": args.silence, "utterances_in_stream": used, "split": args.split, "data": str(args.data),
             "positions_s": positions, "window_chunks": args.window, "timed_chunks": args.timed_chunks,
             "vocoder": f"{args.vocoder_type} ({vocoder_path(args)})", "threads": args.threads,
