@@ -107,3 +107,21 @@ def test_options_under_their_former_names_keep_their_values():
     both = speech_encoder_defaults(argparse.Namespace(segment_length=4, chunk_length=16))
     assert both.chunk_length == 16  # the new name wins
     assert speech_encoder_defaults(argparse.Namespace()).chunk_length == 8
+
+
+@pytest.mark.parametrize("encoder_type", ["emformer", "zipformer", "conformer"])
+def test_every_backbone_keeps_the_streaming_contract(encoder_type):
+    import argparse
+
+    from echostream_fairseq.models.echostream import emformer_tiny_architecture, zipformer_tiny_architecture
+    from echostream_fairseq.modules.backbone import StreamingBackbone
+
+    args = argparse.Namespace(encoder_type=encoder_type)
+    (zipformer_tiny_architecture if encoder_type == "zipformer" else emformer_tiny_architecture)(args)
+    backbone = EchoStreamSpeechEncoder(args).backbone
+    assert isinstance(backbone, StreamingBackbone)
+    assert not isinstance(torch.nn.Linear(2, 2), StreamingBackbone)
+    state = backbone.initial_state(1)
+    frames = torch.zeros(1, backbone.input_chunk_length, backbone.input_dim)
+    out, state = backbone.step(frames, None, state)
+    assert out.shape[:2] == (1, backbone.chunk_length)

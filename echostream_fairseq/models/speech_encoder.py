@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from fairseq.models import FairseqEncoder
 
+from echostream_fairseq.modules.backbone import StreamingBackbone
 from echostream_fairseq.modules.conformer import ChunkConformer
 from echostream_fairseq.modules.emformer import Emformer
 from echostream_fairseq.modules.subsampler import Conv1dSubsampler, SubsamplerState
@@ -159,6 +160,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         self.input_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(args.dropout)
         self.encoder_type = args.encoder_type
+        self.backbone: StreamingBackbone
         if args.encoder_type == "emformer":
             self.backbone = Emformer(
                 input_dim=d,
