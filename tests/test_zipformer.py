@@ -15,6 +15,7 @@ from echostream_fairseq.modules.zipformer import BiasNorm, Zipformer, ZipformerS
 
 def _zipformer(chunk_length=4, future_frames=1, max_memory_size=0, left_context_length=6, **kw):
     torch.manual_seed(0)
+    kw.setdefault("stack_downsampling", (1, 2, 4, 8, 4, 2))
     return Zipformer(
         input_dim=32, output_dim=24, stack_dims=(16, 24, 32, 40, 32, 24), stack_layers=(1, 1, 1, 2, 1, 1),
         stack_heads=(2,) * 6, stack_ffn_dims=(32,) * 6, stack_conv_kernels=(5, 5, 3, 3, 3, 5),
@@ -223,7 +224,8 @@ def test_zipformer_needs_a_single_stride_two_embedding():
 )
 def test_bad_configuration_is_refused(kwargs, message):
     base = dict(input_dim=8, output_dim=8, stack_dims=(8,) * 6, stack_layers=(1,) * 6, stack_heads=(1,) * 6,
-                stack_ffn_dims=(8,) * 6, stack_conv_kernels=(3,) * 6, chunk_length=4)
+                stack_downsampling=(1, 2, 4, 8, 4, 2), stack_ffn_dims=(8,) * 6, stack_conv_kernels=(3,) * 6,
+                chunk_length=4, query_head_dim=8, value_head_dim=4)
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         Zipformer(**base)

@@ -46,10 +46,10 @@ class TransformerCTCHead(nn.Module):
         self,
         input_dim: int,
         vocab_size: int,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.0,
         left_context: int = 0,
     ) -> None:
         super().__init__()
