@@ -26,6 +26,7 @@ RUNS=(); LABELS=()
 for PAIR in $MODELS; do
   NAME=${PAIR%%=*}; CKPT=${PAIR#*=}
   MODE=(); [ "$NAME" = conformer ] && MODE=(--reencode)
+  mkdir -p "$OUT/$NAME"
   for SPLIT in test test_heldout; do
     GEN=$OUT/$NAME/generate_$SPLIT
     if [ ! -f "$GEN/scores.json" ]; then
