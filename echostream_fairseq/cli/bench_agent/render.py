@@ -11,7 +11,7 @@ from echostream_fairseq.cli.bench_agent.timing import STAGES
 
 __all__ = ["STAGE_LABELS", "render_long_stream", "render_curve", "render"]
 
-STAGE_LABELS = {"encoder": "fbank+encoder+CTC", "mt": "MT decoder", "units": "T2U + unit CTC", "vocoder": "vocoder",
+STAGE_LABELS = {"encoder": "resampling+fbank+encoder+CTC", "mt": "policy+MT decoder", "units": "T2U + unit CTC", "vocoder": "vocoder",
                 "other": "other"}
 
 
@@ -82,8 +82,8 @@ def render_long_stream(r: Dict[str, Any]) -> str:
         lines.append(f"| {p:g} s | " + " | ".join(cells) + " |")
     lines += [
         "", "### Where the time goes", "",
-        "Mean ms per chunk by stage (exclusive wall time of the translator's calls; other = resampling, policy, "
-        "state bookkeeping), and what the measured chunks produced.", "",
+        "Mean ms per chunk by stage (the translator's own split of each step, time_stages; other = the rest "
+        "of the step's wall time: argument checks and the output), and what the measured chunks produced.", "",
         "| system | position | chunks | total | " + " | ".join(STAGE_LABELS[s] for s in (*STAGES, "other"))
         + " | subwords written | units | speech (s) |",
         "|---|---|---|---|" + "---|" * (len(STAGES) + 1) + "---|---|---|",
