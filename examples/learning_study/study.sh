@@ -50,6 +50,17 @@ $S h_1k 40 1 --train-subset train_1000 "${H[@]}" & wait
 I=(--train-subset train_20000 --dropout 0 --ctc-upsample-rate 15 --lr 2e-3 --validate-interval-updates 250 --seed 2)
 $S i_seed2 12 1 "${I[@]}" "${SCHED[@]}" & $S i_ctc600_seed2 12 1 "${I[@]}" --loss-schedule mt:600:200 unit_ctc:800:200 & wait
 
+# the encoder comparison (docs/comparison.md): the recipe for 3354 updates on each architecture
+# (the Emformer's run is g_lr2e-3 above), and the Emformer with 128 frames of left context
+K=(--train-subset train_20000 "${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 --config-yaml config_nospec.yaml
+   --validate-interval-updates 250 --lr 2e-3 --max-update 3354)
+SAVE=1 $S k_conformer 70 1 "${K[@]}" --arch echostream_conformer_tiny &
+SAVE=1 $S k_zipformer 70 1 "${K[@]}" --arch echostream_zipformer_tiny & wait
+SAVE=1 $S k_emformer_left128 70 1 "${K[@]}" --arch echostream_emformer_tiny --left-context-length 128
+examples/learning_study/compare_encoders.sh
+MODELS="emformer_left128=results/study/runs/k_emformer_left128/checkpoint_last.pt" CHUNKS="320 2000" \
+  OUT=results/study/compare_left128 examples/learning_study/compare_encoders.sh
+
 L=results/study/runs
 "$BIN/echostream-learning-curves" $L/a_1k.log $L/c_sched.log $L/d_nospec.log $L/e_drop0.log \
   --labels "former recipe, 1k" "+ schedule, 20k" "+ schedule, 20k, no SpecAugment" "+ schedule, 20k, dropout 0" \
