@@ -57,6 +57,7 @@ K=(--train-subset train_20000 "${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 -
 SAVE=1 $S k_conformer 70 1 "${K[@]}" --arch echostream_conformer_tiny &
 SAVE=1 $S k_zipformer 70 1 "${K[@]}" --arch echostream_zipformer_tiny & wait
 SAVE=1 $S k_emformer_left128 70 1 "${K[@]}" --arch echostream_emformer_tiny --left-context-length 128
+SAVE=1 $S k_emformer_seed2 38 2 "${K[@]}" --arch echostream_emformer_tiny --seed 2
 examples/learning_study/compare_encoders.sh
 MODELS="emformer_left128=results/study/runs/k_emformer_left128/checkpoint_last.pt" CHUNKS="320 2000" \
   OUT=results/study/compare_left128 examples/learning_study/compare_encoders.sh
