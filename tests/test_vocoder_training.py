@@ -3,7 +3,9 @@ checkpoints it writes load as fairseq-format vocoders."""
 
 import json
 import math
+import re
 
+import pytest
 import torch
 
 from echostream_fairseq.cli.train_vocoder import main as train_main
@@ -121,6 +123,30 @@ def test_vocoder_benchmark_writes_its_tables(corpus, tmp_path, capsys):
     assert set(result["wer"]) == {"original espeak-ng audio", "griffin_lim one_shot", "griffin_lim incremental",
                                   "hifigan_trained one_shot", "hifigan_trained incremental"}
     assert all(0 <= r["wer"] <= 100 * r["reference_words"] for r in result["wer"].values())
+    # one update of a micro generator renders far worse than Griffin-Lim from the centroids
+    assert set(result["mel_distance"]) == {"griffin_lim", "hifigan_trained"}
+    assert 0 < result["mel_distance"]["griffin_lim"] < result["mel_distance"]["hifigan_trained"]
     table = (out / "bench_vocoder.md").read_text()
-    assert "| griffin_lim |" in table and "pocketsphinx WER" in table
+    assert "| griffin_lim |" in table and "pocketsphinx WER" in table and "log-mel L1" in table
     assert len(list((out / "wavs" / "griffin_lim_one_shot").glob("*.wav"))) == 2
+
+
+def test_embeddings_start_as_the_standardised_centroids(corpus, tmp_path):
+    from echostream_fairseq.data.units import load_unit_model
+    from echostream_fairseq.vocoder.config import VocoderError
+
+    centroids = load_unit_model(str(corpus / "units" / "kmeans.pt"))["centroids"].float()
+    dim = centroids.shape[1]
+    config = micro_training_config(embedding_dim=dim, model_in_dim=dim, embedding_init="centroids",
+                                   dur_predictor_params={"encoder_embed_dim": dim, "var_pred_hidden_dim": 8,
+                                                         "var_pred_kernel_size": 3, "var_pred_dropout": 0.5})
+    table = VocoderTrainer(config, options(corpus, tmp_path / "c", 1)).generator.dict.weight
+    expected = (centroids - centroids.mean(0)) / centroids.std(0)
+    assert torch.allclose(table, expected, atol=1e-5)
+    assert torch.allclose(table.mean(0), torch.zeros(dim), atol=1e-5)
+    # the preset asks for it; a table of another width is refused with both shapes named
+    assert preset_config("tiny", NUM_UNITS)["embedding_init"] == "centroids"
+    with pytest.raises(VocoderError, match=re.escape(f"centroids are ({NUM_UNITS}, {dim}), the embedding table ({NUM_UNITS}, 8)")):
+        VocoderTrainer(micro_training_config(embedding_init="centroids"), options(corpus, tmp_path / "d", 1))
+    with pytest.raises(VocoderError, match="embedding_init 'kmeans' is not one of random, centroids"):
+        VocoderTrainer(micro_training_config(embedding_init="kmeans"), options(corpus, tmp_path / "e", 1))

@@ -84,6 +84,26 @@ def _peer_call_ms(vocoder, frames_per_second: float, all_frames: torch.Tensor, p
     return statistics.median(times) * 1e3
 
 
+def _mel_distances(args: argparse.Namespace, vocoders: Dict) -> Dict[str, float]:
+    """Log-mel L1 (the vocoder trainer's validation measure: natural log, 80 bins, 1024-point FFT,
+    256 hop) between the real target speech and its resynthesis from its own frame-level units,
+    so durations are exact and only the rendering is judged."""
+    from echostream_fairseq.vocoder.config import PRESETS
+    from echostream_fairseq.vocoder.dataset import load_unit_audio
+    from echostream_fairseq.vocoder.losses import MelLoss
+
+    examples = load_unit_audio(args.data, args.split, 320, limit=args.limit)
+    mel = MelLoss(PRESETS["tiny"])
+    out = {}
+    for name, vocoder in vocoders.items():
+        total = 0.0
+        for ex in examples:
+            audio = vocoder.synthesize_frames(ex.frames)[: ex.audio.numel()]
+            total += float(mel(audio[None, None], ex.audio[: audio.numel()][None, None]))
+        out[name] = total / len(examples)
+    return out
+
+
 def run(args: argparse.Namespace) -> Dict:
     from echostream_fairseq.cli.bench import _machine
     from echostream_fairseq.common.files import atomic_open
@@ -105,7 +125,8 @@ def run(args: argparse.Namespace) -> Dict:
             torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
             vocoders["hifigan_full_random"] = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config)
     results: Dict = {"machine": _machine(), "split": args.split, "utterances": len(utterances),
-                     "chunk_units": args.chunk_units, "rtf": {}, "per_call_ms": {}, "wer": {}}
+                     "chunk_units": args.chunk_units, "rtf": {}, "per_call_ms": {}, "wer": {},
+                     "mel_distance": _mel_distances(args, {k: v for k, v in vocoders.items() if k != "hifigan_full_random"})}
     positions = [float(p) for p in args.positions.split(",")]
     long_units = torch.cat([u for _, u, _ in utterances])
     for name, vocoder in vocoders.items():
@@ -190,6 +211,10 @@ def render(results: Dict, positions: Sequence[float]) -> str:
             else:
                 cells.append(f"{row['incremental_ms']:.1f} / {row['peer_ms']:.1f} ({row['peer_ms'] / row['incremental_ms']:.1f}x)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results.get("mel_distance"):
+        lines += ["", "Log-mel L1 between the real target speech and its resynthesis from its own frame-level units "
+                  "(lower is closer):", "", "| vocoder | log-mel L1 |", "|---|---|"]
+        lines += [f"| {name} | {d:.3f} |" for name, d in results["mel_distance"].items()]
     if results["wer"]:
         lines += ["", "pocketsphinx WER (US English acoustic model; bigram LM and dictionary from the train split's English text):",
                   "", "| audio | WER (%) | word errors / words | sentences with an error |", "|---|---|---|---|"]

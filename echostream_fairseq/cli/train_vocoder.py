@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-subset", default="train")
     p.add_argument("--valid-subset", default="dev")
     p.add_argument("--valid-utterances", type=int, default=16, help="validation utterances (mel L1 at each save)")
+    p.add_argument("--train-utterances", type=int, default=None,
+                   help="train on the first N utterances of the train split only (all are held in memory)")
     for name, kind in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"override the config's {name}")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -87,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         options = TrainOptions(
             data=args.data, save_dir=args.save_dir, max_updates=args.max_updates, train_subset=args.train_subset,
             valid_subset=args.valid_subset, save_interval=args.save_interval, log_interval=args.log_interval,
-            valid_utterances=args.valid_utterances, progress=not args.no_progress,
+            valid_utterances=args.valid_utterances, train_limit=args.train_utterances, progress=not args.no_progress,
         )
         record = train_vocoder(config, options)
     except (VocoderError, UnitError) as e:

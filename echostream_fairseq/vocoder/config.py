@@ -43,6 +43,7 @@ MODEL_FIELDS: Dict[str, Any] = {
     "num_embeddings": int,
     "embedding_dim": int,
 }
+EMBEDDING_INITS = ("random", "centroids")
 DUR_PREDICTOR_FIELDS = ("encoder_embed_dim", "var_pred_hidden_dim", "var_pred_kernel_size", "var_pred_dropout")
 
 _TRAINING_DEFAULTS: Dict[str, Any] = {
@@ -65,6 +66,9 @@ _TRAINING_DEFAULTS: Dict[str, Any] = {
     "dur_prediction_weight": 1.0,
     # updates with the mel (and duration) loss only, before the discriminators join
     "adversarial_start_step": 0,
+    # "centroids": start the unit embeddings from the standardised k-means centroids (log-mel
+    # units only; embedding_dim must equal their dimension), so the generator starts from spectra
+    "embedding_init": "random",
     "mpd_periods": [2, 3, 5, 7, 11],
     "mpd_channels": [32, 128, 512, 1024, 1024],
     "msd_scales": 3,
@@ -94,16 +98,18 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     },
 }
 # Small enough to learn one espeak-ng voice on 2 CPU cores: narrower generator, two resblock
-# kernels, narrower discriminators, a short mel-only warm-up so the generator starts from speech.
+# kernels, narrower discriminators, unit embeddings that start as the units' log-mel centroids
+# (80 dimensions), a mel-only warm-up so the generator starts from speech.
 PRESETS["tiny"] = {
     **copy.deepcopy(PRESETS["full"]),
     "upsample_initial_channel": 128,
     "resblock_kernel_sizes": [3, 7],
     "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
-    "embedding_dim": 64,
-    "model_in_dim": 64,
+    "embedding_dim": 80,
+    "model_in_dim": 80,
+    "embedding_init": "centroids",
     "dur_predictor_params": {
-        "encoder_embed_dim": 64, "var_pred_hidden_dim": 64, "var_pred_kernel_size": 3, "var_pred_dropout": 0.5,
+        "encoder_embed_dim": 80, "var_pred_hidden_dim": 64, "var_pred_kernel_size": 3, "var_pred_dropout": 0.5,
     },
     "segment_size": 6400,
     "batch_size": 8,
@@ -161,6 +167,9 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
         if config.get(key):
             raise VocoderError(f"{where}: {key}={config[key]!r} needs inputs EchoStream does not produce; "
                                "use a unit-only vocoder (f0 false, no speaker conditioning)")
+    init = config.get("embedding_init", "random")
+    if init not in EMBEDDING_INITS:
+        raise VocoderError(f"{where}: embedding_init {init!r} is not one of {', '.join(EMBEDDING_INITS)}")
     model_in_dim = config.get("model_in_dim", 80)  # fairseq's default when the field is absent
     if model_in_dim != config["embedding_dim"]:
         raise VocoderError(

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from echostream_fairseq.common.files import atomic_open
+from echostream_fairseq.data.units import load_unit_model
 from echostream_fairseq.vocoder.code_hifigan import build_generator
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, frame_hop
 from echostream_fairseq.vocoder.dataset import UnitAudio, load_unit_audio, sample_batch
@@ -63,6 +64,26 @@ class TrainOptions:
     progress: bool = True
 
 
+def init_embeddings_from_centroids(generator: torch.nn.Module, unit_model_path: str) -> None:
+    """Set the generator's unit embeddings to the k-means centroids, standardised per dimension.
+
+    Log-mel units carry their spectrum in their centroid; starting there, the generator's first
+    updates learn to render spectra instead of first having to discover what each unit sounds like.
+    """
+    unit_model = load_unit_model(unit_model_path)
+    if unit_model.get("extractor") != "logmel":
+        raise VocoderError(f"{unit_model_path}: embedding_init 'centroids' needs log-mel units, these are "
+                           f"{unit_model.get('extractor')!r} (use embedding_init 'random')")
+    centroids = unit_model["centroids"].float()
+    table = generator.dict.weight
+    if tuple(centroids.shape) != tuple(table.shape):
+        raise VocoderError(f"{unit_model_path}: centroids are {tuple(centroids.shape)}, the embedding table "
+                           f"{tuple(table.shape)} (num_embeddings x embedding_dim must match)")
+    standardised = (centroids - centroids.mean(0)) / centroids.std(0).clamp(min=1e-5)
+    with torch.no_grad():
+        table.copy_(standardised)
+
+
 def _save(obj: Any, path: str) -> None:
     buffer = io.BytesIO()  # torch.save names the archive after the file: keep temporary names out
     torch.save(obj, buffer)
@@ -83,6 +104,8 @@ class VocoderTrainer:
         self._prepare_save_dir()
         torch.manual_seed(int(c["seed"]))
         self.generator = build_generator(c)
+        if c.get("embedding_init") == "centroids":
+            init_embeddings_from_centroids(self.generator, os.path.join(options.data, "units", "kmeans.pt"))
         self.mpd = MultiPeriodDiscriminator(c["mpd_periods"], c["mpd_channels"])
         self.msd = MultiScaleDiscriminator(c["msd_scales"], c["msd_channels"])
         betas = (c["adam_b1"], c["adam_b2"])
