@@ -24,6 +24,7 @@ setup(
         "matplotlib",
         "psutil",
         "pocketsphinx==5.1.1",
+        "mweralign==1.4.1",
     ],
     entry_points={
         "console_scripts": [
@@ -38,6 +39,7 @@ setup(
             "echostream-bench-encoders=echostream_fairseq.cli.bench_encoders:main",
             "echostream-simul-report=echostream_fairseq.cli.simul_report:main",
             "echostream-learning-curves=echostream_fairseq.cli.learning_curves:main",
+            "echostream-longform=echostream_fairseq.cli.longform:main",
         ],
     },
 )

@@ -25,7 +25,7 @@ import torch
 from simuleval.agents.actions import ReadAction, WriteAction
 
 from echostream_fairseq.checkpoint import load_echostream_model
-from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
 from echostream_fairseq.data.text import WORD_START, pieces_to_words, whole_word_prefix
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.streaming.features import load_global_cmvn
@@ -56,6 +56,14 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                         help="encoder frames (40 ms) the MT decoder attends, the most recent (0: all)")
     parser.add_argument("--target-window", type=int, default=64,
                         help="target subwords the MT decoder, T2U and unit decoder attend back (0: all)")
+    parser.add_argument("--sentence-pause-ms", type=int, default=480,
+                        help="long-form: a pause this long after recognised speech (ASR CTC blank) ends the "
+                             "sentence and the target side starts the next one (0: off, one sentence per stream)")
+    parser.add_argument("--sentence-confirmed-pause-ms", type=int, default=240,
+                        help="long-form: a shorter pause that ends the sentence when the MT decoder also "
+                             "predicts its end (0: off)")
+    parser.add_argument("--no-repeat-ngram", type=int, default=0,
+                        help="never write a subword that repeats an n-gram of this size in the sentence (0: off)")
     parser.add_argument("--reencode", action="store_true",
                         help="StreamSpeech's behaviour: re-encode and re-decode the whole prefix every chunk "
                              "(the baseline; required for echostream_conformer checkpoints)")
@@ -104,6 +112,9 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
         reencode=args.reencode,
         speech_output=speech_output,
         translate=translate,
+        sentence_pause_frames=_pause_frames(args.sentence_pause_ms, "--sentence-pause-ms"),
+        sentence_confirmed_pause_frames=_pause_frames(args.sentence_confirmed_pause_ms, "--sentence-confirmed-pause-ms"),
+        no_repeat_ngram=args.no_repeat_ngram,
     )
     d = task.multitask_dictionaries
     if speech_output:
@@ -115,6 +126,12 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
         task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
     )
     return translator
+
+
+def _pause_frames(ms: int, flag: str) -> int:
+    if ms < 0:
+        raise ValueError(f"{flag} must be >= 0 milliseconds, got {ms}")
+    return -(-ms // ENCODER_FRAME_MS)  # whole encoder frames, rounded up
 
 
 def _load_vocoder(args):
@@ -177,6 +194,9 @@ class EchoStreamAgentMixin:
         self.states.new_samples = []
         self.states.pending_tokens = []  # text agents: subwords not yet written as words
         self.states.units = []  # units of the instance, for --extra-output-dir only
+        # the whole instance's subwords, for --extra-output-dir and the log only (the translator
+        # keeps the current sentence's)
+        self.states.asr_tokens, self.states.target_tokens = [], []
 
     def push(self, source_segment, states=None, upstream_states=None) -> None:
         states = self.states if states is None else states
@@ -198,13 +218,15 @@ class EchoStreamAgentMixin:
         out, states.stream = self.translator.step(samples, states.stream, finish=states.source_finished)
         if out.finished and states.stream.nonfinite_samples:
             logger.warning("%d NaN/inf source samples were read as silence", states.stream.nonfinite_samples)
-        if self.extra_output_dir is not None:
+        if self.extra_output_dir is not None or self.log_text:
             states.units.extend(out.units)
+            states.asr_tokens.extend(out.asr_tokens)
+            states.target_tokens.extend(out.target_tokens)
         if self.log_text and (out.asr_tokens or out.target_tokens):
             t = self.translator
             logger.info("ASR: %s | translation: %s",
-                        " ".join(pieces_to_words(t.src_dict, states.stream.asr_tokens)),
-                        " ".join(pieces_to_words(t.tgt_dict, states.stream.target_tokens)))
+                        " ".join(pieces_to_words(t.src_dict, states.asr_tokens)),
+                        " ".join(pieces_to_words(t.tgt_dict, states.target_tokens)))
         if out.finished:
             self._write_extra_outputs()
         return out
@@ -212,7 +234,7 @@ class EchoStreamAgentMixin:
     def _write_extra_outputs(self) -> None:
         if self.extra_output_dir is None:
             return
-        t, s = self.translator, self.states.stream
+        t, s = self.translator, self.states
         lines = {
             "asr.txt": " ".join(pieces_to_words(t.src_dict, s.asr_tokens)),
             "translation.txt": " ".join(pieces_to_words(t.tgt_dict, s.target_tokens)),
@@ -231,8 +253,9 @@ class EchoStreamAgentMixin:
         out = self._advance()
         dictionary, new = ((self.translator.src_dict, out.asr_tokens) if self.output == "asr"
                            else (self.translator.tgt_dict, out.target_tokens))
+        # a sentence end completes its last word too
         words, self.states.pending_tokens = split_complete_words(
-            dictionary, self.states.pending_tokens + new, out.finished)
+            dictionary, self.states.pending_tokens + new, out.finished or out.sentence_end)
         if not words and not out.finished:
             return ReadAction()
         return WriteAction(" ".join(words), finished=out.finished)

@@ -6,6 +6,14 @@ Three sources::
     echostream-prep cvss --cv-root CV_FR --cvss-root CVSS_C_FR_EN --out DIR [--splits train dev test]
     echostream-prep tsv --train train.tsv [--dev dev.tsv] [--test test.tsv] --out DIR
 
+and, from a synthetic corpus, long-form test streams of new sentences::
+
+    echostream-prep longform --corpus DIR --out STREAMS [--minutes 1 5 10]
+
+and training examples of several sentences in a row, added to a prepared corpus::
+
+    echostream-prep concat --corpus DIR [--split train_concat --count 5000 --max-sentences 3]
+
 Every run is resumable: finished steps are skipped, outputs made with other options are kept
 unless ``--force``. Bad input ends with ``error: <file>:<line>: <problem>`` and exit status 2.
 """
@@ -66,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="echostream-prep",
         description="Prepare a French->English speech-to-unit corpus for EchoStream (fairseq speech-to-speech layout).",
     )
-    sub = parser.add_subparsers(dest="source", required=True, metavar="{synthetic,cvss,tsv}")
+    sub = parser.add_subparsers(dest="source", required=True, metavar="{synthetic,cvss,tsv,longform,concat}")
 
     p = sub.add_parser("synthetic", parents=[common], help="offline espeak-ng corpus from a built-in grammar",
                        description="French->English parallel speech synthesised with espeak-ng from a built-in grammar.")
@@ -93,7 +101,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev")
     p.add_argument("--test")
     p.add_argument("--seed", type=int, default=1, help="seeds k-means and subsets (default 1)")
+
+    p = sub.add_parser("longform", help="long-form test streams of new sentences from a synthetic corpus",
+                       description="One wav per stream of sentences the corpus does not hold, separated by pauses, "
+                                   "the voice changing now and then, with each sentence's start and end time.")
+    p.add_argument("--corpus", required=True, help="a folder made by echostream-prep synthetic")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0, 10.0], help="one stream per length")
+    p.add_argument("--pause-range", type=float, nargs=2, default=[0.2, 1.5], metavar=("LOW", "HIGH"),
+                   help="seconds of silence between sentences, drawn uniformly (default 0.2 1.5)")
+    p.add_argument("--voice-every", type=int, nargs=2, default=[3, 8], metavar=("LOW", "HIGH"),
+                   help="sentences between voice changes, drawn uniformly (default 3 8)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
+
+    p = sub.add_parser("concat", help="add a split of 2-3 train utterances joined with pauses",
+                       description="Training examples of several sentences in a row: train utterances joined with "
+                                   "pauses, their targets one after the other (features, manifest, subwords, units).")
+    p.add_argument("--corpus", required=True, help="a prepared corpus folder (written into)")
+    p.add_argument("--split", default="train_concat")
+    p.add_argument("--count", type=int, default=5000, help="examples to make (default 5000)")
+    p.add_argument("--max-sentences", type=int, default=3, help="utterances per example, at most (at least 2)")
+    p.add_argument("--pause-range", type=float, nargs=2, default=[0.2, 1.5], metavar=("LOW", "HIGH"))
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
     return parser
+
+
+def _concat(args: argparse.Namespace) -> None:
+    from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
+
+    options = ConcatOptions(args.corpus, args.split, args.count, args.max_sentences, tuple(args.pause_range),
+                            seed=args.seed)
+    count = build_concat_split(options, progress=not (args.no_progress or args.quiet))
+    print(f"{args.corpus}/{args.split}.tsv: {count} examples of 2-{args.max_sentences} sentences")
+
+
+def _longform(args: argparse.Namespace) -> None:
+    from echostream_fairseq.data.longform import LongFormOptions, build_longform
+
+    options = LongFormOptions(args.corpus, args.out, tuple(args.minutes), tuple(args.pause_range),
+                              tuple(args.voice_every), args.seed)
+    tables = build_longform(options, progress=not (args.no_progress or args.quiet))
+    for name, table in tables.items():
+        print(f"{name}: {len(table)} sentences, speech ends at {table[-1].end:.1f} s")
 
 
 def _load_corpus(args: argparse.Namespace):
@@ -146,6 +199,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     from echostream_fairseq.data.tts import TtsError
     from echostream_fairseq.data.units import UnitError
 
+    if args.source in ("longform", "concat"):
+        try:
+            (_longform if args.source == "longform" else _concat)(args)
+        except (AudioError, ManifestError, PrepError, TtsError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     vocab_default, units_default = DEFAULTS[args.source]
     hubert = args.unit_extractor == "hubert"
     options = PrepOptions(

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_emission_counts"]
+__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_blank_run", "ctc_emission_counts"]
 
 CTC_BLANK = 0
 
@@ -51,6 +51,23 @@ def ctc_greedy_extend(logits: Tensor, previous: int = CTC_BLANK, banned: Sequenc
             tokens.append(t)
         previous = t
     return tokens, previous
+
+
+def ctc_blank_run(logits: Tensor, run: int = 0, banned: Sequence[int] = ()) -> int:
+    """Frames since the best label was last not blank, after new frames ``[t, V]``.
+
+    ``run`` is the count before them (0 at the start). A long run is a pause in the speech.
+    """
+    if logits.size(0) == 0:
+        return run
+    if banned:
+        logits = logits.clone()
+        logits[..., list(banned)] = float("-inf")
+    labels = logits.argmax(dim=-1)
+    spoken = (labels != CTC_BLANK).nonzero()
+    if spoken.numel() == 0:
+        return run + labels.numel()
+    return labels.numel() - 1 - int(spoken[-1])
 
 
 def ctc_emission_counts(logits: Tensor, padding_mask: Optional[Tensor] = None, blank: int = CTC_BLANK) -> Tensor:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -37,7 +37,7 @@ from torch import Tensor
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
 from echostream_fairseq.data.text import WORD_START, whole_word_prefix
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy, ctc_greedy_extend
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
@@ -79,6 +79,19 @@ class TranslatorConfig:
         time_stages: return each chunk's wall time per stage (:attr:`StepOutput.stage_seconds`).
         force_writing: never end the sentence nor emit a unit blank, so every stage works on every
             chunk (a stress setting for benchmarks, not for translation).
+        sentence_pause_frames: long-form mode when > 0: a sentence ends once the ASR CTC has been
+            blank for this many encoder frames after recognising something; the translation of that
+            sentence is completed and the target side (MT decoder and its source window, T2U, unit
+            decoder, the policy) starts afresh while the encoder and the vocoder stream on.
+        sentence_confirmed_pause_frames: a shorter pause (> 0: on) that also ends a sentence when
+            the MT decoder, asked for its next subword, answers end of sentence.
+        sentence_min_tokens: ASR subwords a sentence needs before a pause can end it; at the end of
+            the stream, a shorter remainder after an ended sentence that has nothing written is not
+            translated (a fragment the decoder would only pad into an invented sentence).
+        sentence_max_len: in long-form mode, subwords a sentence may get when it is completed, beyond
+            ``sentence_max_len_ratio`` x its ST CTC prefix (a bound on a runaway decoder).
+        no_repeat_ngram: never write a subword that would repeat an n-gram of this size already in
+            the sentence (0: off; fairseq-generate's ``--no-repeat-ngram-size``).
     """
 
     source_segment_size: int = 320
@@ -91,11 +104,21 @@ class TranslatorConfig:
     translate: bool = True
     time_stages: bool = False
     force_writing: bool = False
+    sentence_pause_frames: int = 0
+    sentence_confirmed_pause_frames: int = 0
+    sentence_min_tokens: int = 3
+    sentence_max_len: int = 10
+    sentence_max_len_ratio: float = 2.0
+    no_repeat_ngram: int = 0
 
 
 @dataclass(frozen=True)
 class TranslatorState:
-    """One stream's state (every tensor bounded in incremental mode; see the module docstring)."""
+    """One stream's state (every tensor bounded in incremental mode; see the module docstring).
+
+    The token tuples hold the current sentence only (long-form mode starts them afresh at each
+    sentence end); ``sentences`` counts the sentences ended before it.
+    """
 
     source_rate: int
     resample: ResampleState
@@ -120,6 +143,8 @@ class TranslatorState:
     vocoder: Optional[VocoderState]
     finished: bool = False
     nonfinite_samples: int = 0
+    asr_blank_frames: int = 0  # trailing encoder frames whose ASR CTC argmax is blank
+    sentences: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,7 @@ class StepOutput:
     audio: Tensor
     finished: bool
     wrote: bool  # the policy let the translation advance
+    sentence_end: bool = False  # a sentence ended in this chunk: its translation is complete
     encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
 
@@ -260,15 +286,91 @@ class SimultaneousTranslator:
             )
             state = replace(state, policy=policy_state)
             text_states = None
+            if target == FINISH and self._is_fragment(state):
+                target = None
             if target is not None and state.encoder_frames > 0:
-                target_new, text_states, state = self._write(state, enc_new, target)
+                target_new, text_states, state = self._write(state, enc_new, target, self._sentence_limit(state))
                 wrote = bool(target_new) or target == FINISH
             if clock:
                 clock.mark("mt")
             if self.config.speech_output:
                 units_new, wave, state = self._speak(state, text_states, enc_new, finish, clock)
-        out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, enc_new, clock.seconds if clock else {})
+        sentence_end = not finish and self._sentence_ends(state, enc_new)
+        if sentence_end:
+            ended, state = self._end_sentence(state, enc_new, clock)
+            target_new, units_new = target_new + ended.target_tokens, units_new + ended.units
+            wave = torch.cat([wave, ended.audio])
+        out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, sentence_end, enc_new,
+                         clock.seconds if clock else {})
         return out, replace(state, finished=finish)
+
+    # -- sentence ends (long-form mode) -----------------------------------------------------------
+
+    def _sentence_ends(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
+        """A pause after recognised speech, confirmed by the MT decoder wanting to end the sentence."""
+        cfg = self.config
+        if not cfg.sentence_pause_frames or len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
+            return False
+        if state.asr_blank_frames >= cfg.sentence_pause_frames:
+            return True
+        short = cfg.sentence_confirmed_pause_frames
+        if not short or state.asr_blank_frames < short or not cfg.translate or not state.target_tokens:
+            return False
+        if cfg.reencode:
+            caches = self._extend_mt_memory(None, enc_new)
+            prefix = [self.tgt_dict.eos(), *state.target_tokens]
+        else:
+            caches, prefix = state.mt_memory, [state.target_tokens[-1]]
+        start = len(state.target_tokens) + 1 - len(prefix)
+        for offset, token in enumerate(prefix):  # a look ahead: the caches it makes are dropped
+            logits, _, caches = self._mt_token(caches, token, start + offset)
+        logits[self.tgt_banned] = float("-inf")
+        return int(logits.argmax()) == self.tgt_dict.eos()
+
+    def _is_fragment(self, state: TranslatorState) -> bool:
+        """Long-form mode: what is left after the last ended sentence is too short to translate."""
+        cfg = self.config
+        return (bool(cfg.sentence_pause_frames) and state.sentences > 0 and not state.target_tokens
+                and len(state.asr_tokens) < cfg.sentence_min_tokens)
+
+    def _sentence_limit(self, state: TranslatorState) -> Optional[int]:
+        """Subwords a completed sentence may get in long-form mode (None: ``max_len``)."""
+        cfg = self.config
+        if not cfg.sentence_pause_frames:
+            return None
+        return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
+
+    def _repeating(self, written: Sequence[int]) -> List[int]:
+        """Subwords that would repeat an n-gram of ``written`` (``no_repeat_ngram``)."""
+        n = self.config.no_repeat_ngram
+        if n < 1 or len(written) < n - 1:
+            return []
+        if n == 1:
+            return list(set(written))
+        tail = tuple(written[len(written) - n + 1:])
+        return [written[i + n - 1] for i in range(len(written) - n + 1) if tuple(written[i:i + n - 1]) == tail]
+
+    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[_StageClock]):
+        """Complete the current sentence's translation, then start the target side afresh."""
+        cfg = self.config
+        target_new: List[int] = []
+        units_new: List[int] = []
+        wave = torch.zeros(0)
+        if cfg.translate:
+            target_new, text_states, state = self._write(state, enc_new, FINISH, self._sentence_limit(state))
+            if clock:
+                clock.mark("mt")
+            if cfg.speech_output:
+                units_new, wave, state = self._speak(state, text_states, enc_new, False, clock, sentence_done=True)
+        state = replace(
+            state, asr_tokens=(), st_tokens=(), mt_memory=None, target_tokens=(), policy=PolicyState(),
+            t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(),
+            sentences=state.sentences + 1,
+        )
+        if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
+            state = replace(state, source_samples=torch.zeros(0), encoder_frames=0)
+        ended = StepOutput([], target_new, units_new, wave, False, bool(target_new), True)
+        return ended, state
 
     # -- encoder and CTC --------------------------------------------------------------------------
 
@@ -276,18 +378,19 @@ class SimultaneousTranslator:
         asr_logits = self.model.asr_ctc(frames)[0]
         asr_new, asr_last = ctc_greedy_extend(asr_logits, state.asr_last, self.src_banned)
         st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
-        return asr_new, asr_last, st_new, st_last
+        blanks = ctc_blank_run(asr_logits, state.asr_blank_frames, self.src_banned)
+        return asr_new, asr_last, st_new, st_last, blanks
 
     def _encode_increment(self, state: TranslatorState, audio: Tensor, finish: bool):
         features, fbank_state = self.fbank.step(audio, state.fbank)
         features = features.to(self.device).unsqueeze(0)
         frames, enc_state = self.model.encoder.step(features, state.encoder, finish)
         st_logits, st_caches = self.model.st_ctc.step(frames, state.st_caches)
-        asr_new, asr_last, st_new, st_last = self._ctc_extend(state, frames, st_logits[0])
+        asr_new, asr_last, st_new, st_last, blanks = self._ctc_extend(state, frames, st_logits[0])
         return asr_new, st_new, frames, replace(
             state, fbank=fbank_state, encoder=enc_state, encoder_frames=state.encoder_frames + frames.size(1),
             asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last, st_caches=st_caches,
-            st_tokens=state.st_tokens + tuple(st_new), st_last=st_last,
+            st_tokens=state.st_tokens + tuple(st_new), st_last=st_last, asr_blank_frames=blanks,
         )
 
     def _encode_prefix(self, state: TranslatorState, audio: Tensor, finish: bool):
@@ -302,12 +405,14 @@ class SimultaneousTranslator:
         if not finish:  # an unfinished prefix has no end-of-utterance look-ahead frames to trust
             frames = frames[:, : max(0, frames.size(1) - self.model.encoder.right_context_length)]
         length = torch.tensor([frames.size(1)], device=self.device)
-        asr = ctc_greedy(self.model.asr_ctc(frames), length, self.src_banned)[0]
+        asr_logits = self.model.asr_ctc(frames)
+        asr = ctc_greedy(asr_logits, length, self.src_banned)[0]
+        blanks = ctc_blank_run(asr_logits[0], 0, self.src_banned)
         st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
         return asr_new, st_new, frames, replace(
             state, source_samples=samples, encoder_frames=frames.size(1),
-            asr_tokens=tuple(asr), st_tokens=tuple(st),
+            asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks,
         )
 
     # -- MT decoder -------------------------------------------------------------------------------
@@ -326,7 +431,8 @@ class SimultaneousTranslator:
         logits, hidden, caches = self.model.decoder.step(tokens, caches, position, self_window=self.config.target_window)
         return logits[0, -1], hidden, caches
 
-    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
+    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int,
+               sentence_limit: Optional[int] = None):
         """Greedy MT decoding from the written prefix to ``target`` subwords (or end of sentence).
 
         Returns the new subwords, the decoder states the T2U encoder reads for them (``[1, n, D]``:
@@ -346,9 +452,15 @@ class SimultaneousTranslator:
             logits, hidden, caches = self._mt_token(caches, tok, start + offset)
         hidden_rows, snapshots = [hidden], [caches]
         new: List[int] = []
-        limit = cfg.max_len if target == FINISH else target - m
+        if target != FINISH:
+            limit = target - m
+        else:  # max_len more subwords, or up to the sentence's limit in long-form mode
+            limit = cfg.max_len if sentence_limit is None else max(0, sentence_limit - m)
         while len(new) < limit:
             logits[self.tgt_banned] = float("-inf")
+            repeating = self._repeating(state.target_tokens + tuple(new))
+            if repeating:
+                logits[repeating] = float("-inf")
             if m + len(new) == 0:  # at least one subword, as fairseq's min_len=1 in offline decoding
                 logits[eos] = float("-inf")
             nxt = int(logits.argmax())
@@ -381,11 +493,13 @@ class SimultaneousTranslator:
                               text_states=state.text_states + text.size(1), unit_last=last)
 
     def _speak(self, state: TranslatorState, text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
-               clock: Optional[_StageClock]):
+               clock: Optional[_StageClock], sentence_done: bool = False):
+        """Units for new text states, then their speech; ``sentence_done``: the text is complete
+        (its end-of-sentence state included) though the stream goes on."""
         units: List[int] = []
         if text_states is not None:
             if self.config.reencode:
-                units, state = self._reencode_units(state, enc, finish)
+                units, state = self._reencode_units(state, enc, finish or sentence_done)
             else:
                 units, state = self._units_for(state, text_states)
         if clock:

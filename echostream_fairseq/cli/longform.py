@@ -1,0 +1,192 @@
+"""``echostream-longform``: translate long-form streams continuously and score them as long-form work does.
+
+::
+
+    echostream-longform --model-path CKPT --data-bin DATA --streams STREAMS --out OUT \\
+        [--names stream_1min stream_10min] [--source-segment-size 320] [--sentence-level] [agent flags]
+
+``STREAMS`` is a folder written by ``echostream-prep longform``. Each stream is fed to the
+speech-to-text translator chunk by chunk as one recording (no reset by the caller); the written
+words, with the stream time of each, are resegmented against the stream's sentences and scored
+(:mod:`echostream_fairseq.evaluation.longform`). ``--sentence-level`` also translates every
+sentence of the stream alone, with the same settings, for the ratio the long-form score is judged
+by. Every flag of the agents (``--sentence-pause-ms``, ``--reencode``, ``--threads``, ...) applies.
+
+Writes ``OUT/{name}.json`` (scores, per-sentence lags, per-chunk compute, state size) and
+``OUT/{name}.words.tsv``; prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+import warnings
+from typing import Dict, List, Optional
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from echostream_fairseq.agents.simuleval_agent import add_agent_args
+
+    p = argparse.ArgumentParser(prog="echostream-longform", description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", required=True, help="folder made by echostream-prep longform")
+    p.add_argument("--names", nargs="+", default=None, help="streams to run (default: all in streams.source)")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--source-segment-size", type=int, default=320, help="chunk length in ms")
+    p.add_argument("--sentence-level", action="store_true", help="also translate each sentence alone")
+    add_agent_args(p, speech_output=False)
+    return p
+
+
+def _state_bytes(state) -> int:
+    """Bytes held by the tensors of a translator state (nested dataclasses, lists, tuples)."""
+    import dataclasses
+
+    import torch
+
+    seen = set()
+
+    def walk(x) -> int:
+        if isinstance(x, torch.Tensor):
+            if id(x) in seen:
+                return 0
+            seen.add(id(x))
+            return x.numel() * x.element_size()
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return sum(walk(getattr(x, f.name)) for f in dataclasses.fields(x))
+        if isinstance(x, (list, tuple)):
+            return sum(walk(v) for v in x) + (8 * len(x) if x and isinstance(x[0], int) else 0)
+        return 0
+
+    return walk(state)
+
+
+def translate_stream(translator, path: str, chunk_ms: int):
+    """Run one recording through ``translator``; returns timed words and per-chunk records."""
+    import psutil
+
+    from echostream_fairseq.agents.simuleval_agent import split_complete_words
+    from echostream_fairseq.data.audio import read_audio
+    from echostream_fairseq.evaluation.longform import TimedWord
+
+    audio = read_audio(path)
+    rate = 16000
+    chunk = rate * chunk_ms // 1000
+    state = translator.initial_state(rate)
+    words: List[TimedWord] = []
+    pending: List[int] = []
+    chunks = []
+    clock = 0.0  # when the previous chunk's processing ended, had the audio arrived in real time
+    for start in range(0, audio.numel(), chunk):
+        finish = start + chunk >= audio.numel()
+        began = time.perf_counter()
+        out, state = translator.step(audio[start: start + chunk], state, finish=finish)
+        seconds = time.perf_counter() - began
+        now = min(start + chunk, audio.numel()) / rate
+        clock = max(clock, now) + seconds  # a chunk waits for its audio and for the chunk before
+        done, pending = split_complete_words(translator.tgt_dict, pending + out.target_tokens,
+                                             finish or out.sentence_end)
+        words += [TimedWord(w, now, clock) for w in done]
+        chunks.append({"time": round(now, 3), "seconds": seconds, "wrote": bool(out.target_tokens),
+                       "sentence_end": out.sentence_end})
+        if len(chunks) % 250 == 1 or finish:
+            chunks[-1]["state_bytes"] = _state_bytes(state)
+            chunks[-1]["rss_mib"] = psutil.Process().memory_info().rss / 2**20
+    return words, chunks
+
+
+def _minute_cost(chunks, minute: int) -> Optional[float]:
+    times = [c["seconds"] for c in chunks if minute * 60 <= c["time"] < (minute + 1) * 60]
+    return 1000 * statistics.median(times) if times else None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    from echostream_fairseq.agents.simuleval_agent import build_translator
+    from echostream_fairseq.data.longform import read_stream_sentences
+    from echostream_fairseq.evaluation.longform import ReferenceSentence, longform_scores
+
+    names = args.names
+    if names is None:
+        with open(os.path.join(args.streams, "streams.source"), encoding="utf-8") as f:
+            names = [os.path.splitext(os.path.basename(line.strip()))[0] for line in f if line.strip()]
+    for name in names:
+        if not os.path.isfile(os.path.join(args.streams, f"{name}.tsv")):
+            print(f"error: {args.streams}/{name}.tsv: no such stream (made by echostream-prep longform?)", file=sys.stderr)
+            return 2
+    try:
+        translator = build_translator(args, speech_output=False)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    rows: List[Dict[str, object]] = []
+    for name in names:
+        table = read_stream_sentences(os.path.join(args.streams, f"{name}.tsv"))
+        refs = [ReferenceSentence(s.tgt_text, s.start, s.end) for s in table]
+        words, chunks = translate_stream(translator, os.path.join(args.streams, f"{name}.wav"), args.source_segment_size)
+        scores = longform_scores(words, refs)
+        lags = [(s.end, lag) for s, lag in zip(table, scores["lags"]) if lag is not None]
+        first = [lag for end, lag in lags if end < 60]
+        last_minute = int(table[-1].end // 60)
+        last = [lag for end, lag in lags if end >= last_minute * 60]
+        record = {
+            "name": name, "chunk_ms": args.source_segment_size, "words": len(words),
+            **{k: v for k, v in scores.items() if k not in ("hypotheses",)},
+            "lag_first_minute": statistics.mean(first) if first else None,
+            # least-squares slope of the lag against where the sentence ends (seconds per minute)
+            "lag_slope_per_minute": (60 * statistics.linear_regression([e for e, _ in lags], [g for _, g in lags]).slope
+                                     if len(lags) > 2 else None),
+            "lag_last_minute": statistics.mean(last) if last else None,
+            "ms_per_chunk_first_minute": _minute_cost(chunks, 0),
+            "ms_per_chunk_last_minute": _minute_cost(chunks, max(0, last_minute - 1)),
+            "sentence_ends": sum(c["sentence_end"] for c in chunks),
+            "state_bytes": [(c["time"], c["state_bytes"]) for c in chunks if "state_bytes" in c],
+            "rss_mib": [(c["time"], round(c["rss_mib"], 1)) for c in chunks if "rss_mib" in c],
+            "ms_per_chunk_by_minute": [_minute_cost(chunks, m) for m in range(last_minute + 1)],
+            "hypotheses": scores["hypotheses"],
+        }
+        if args.sentence_level:
+            import sacrebleu
+
+            from echostream_fairseq.data.text import normalize_text
+
+            alone = []
+            for s in table:
+                sentence_words, _ = translate_stream(
+                    translator, os.path.join(args.streams, "sentences", f"{name}_{s.index:04d}.wav"),
+                    args.source_segment_size)
+                alone.append(" ".join(normalize_text(w.word) for w in sentence_words))
+            record["sentence_level_bleu"] = float(sacrebleu.corpus_bleu(
+                alone, [[normalize_text(s.tgt_text) for s in table]]).score)
+        with open(os.path.join(args.out, f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+        with open(os.path.join(args.out, f"{name}.words.tsv"), "w", encoding="utf-8") as f:
+            f.write("word\tdelay\tcomputation_aware_delay\n")
+            f.writelines(f"{w.word}\t{w.delay:.3f}\t{w.computation_aware_delay:.3f}\n" for w in words)
+        rows.append(record)
+    print("| stream | sentences | BLEU (resegmented) | sentence-level BLEU | ratio | covered | StreamLAAL (s) "
+          "| StreamLAAL CA (s) | lag min 1 / last (s) | ms/chunk min 1 / last | state KiB first / last |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        level = r.get("sentence_level_bleu")
+        ratio = f"{r['bleu'] / level:.2f}" if level else "-"
+        state = r["state_bytes"]
+        print(f"| {r['name']} | {r['sentences']} | {r['bleu']:.1f} | {level if level is None else round(level, 1)} "
+              f"| {ratio} | {r['coverage']:.0%} | {r['stream_laal']:.2f} | {r['stream_laal_ca']:.2f} "
+              f"| {r['lag_first_minute'] or float('nan'):.2f} / {r['lag_last_minute'] or float('nan'):.2f} "
+              f"| {r['ms_per_chunk_first_minute']:.1f} / {r['ms_per_chunk_last_minute']:.1f} "
+              f"| {state[0][1] / 1024:.0f} / {state[-1][1] / 1024:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

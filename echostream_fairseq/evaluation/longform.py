@@ -1,0 +1,136 @@
+"""Scoring one long output against the sentences of its stream, as long-form work does.
+
+The system writes one long text (words with the stream time at which each was written); the
+reference is the list of the stream's sentences with their start and end times. Scoring:
+
+* :func:`resegment`: the hypothesis is cut into as many pieces as there are reference sentences
+  by minimising WER against them (``mweralign``, the Python successor of mwerSegmenter);
+* :func:`longform_scores`: sacreBLEU of the pieces (text normalised as everywhere in the
+  project), the share of reference sentences whose piece is not empty, StreamLAAL (LAAL per
+  piece with the delays taken from the reference sentence's start and its duration as the
+  source length, averaged over non-empty pieces; FBK's ``simulstream`` definition) and each
+  sentence's lag: when its last word was written, behind the end of its source speech.
+
+Delays are seconds of stream time; a computation-aware delay is when the word would be out had
+the audio arrived in real time (each chunk waits for its audio and for the chunk before it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Sequence
+
+from echostream_fairseq.data.text import normalize_text
+
+__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores"]
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    word: str
+    delay: float  # stream seconds read when the word was written
+    computation_aware_delay: float
+
+
+@dataclass(frozen=True)
+class ReferenceSentence:
+    text: str
+    start: float
+    end: float
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """mweralign's C++ core reports its WER on file descriptor 2; keep it off the caller's output."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def resegment(words: Sequence[str], references: Sequence[str]) -> List[List[int]]:
+    """Indices of ``words`` that fall into each reference sentence's piece (minimum-WER alignment).
+
+    Words are normalised first; a word that normalises to nothing joins no piece.
+    """
+    from mweralign import mweralign
+
+    if not references:
+        raise ValueError("resegment: no reference sentences")
+    kept = [i for i, w in enumerate(words) if normalize_text(w)]
+    hypothesis = " ".join(normalize_text(words[i]) for i in kept)
+    refs = "\n".join(normalize_text(r) or "-" for r in references)
+    if hypothesis:
+        with _quiet_stderr():
+            pieces = mweralign.align_texts(refs, hypothesis).split("\n")
+    else:
+        pieces = [""] * len(references)
+    if len(pieces) != len(references):
+        raise RuntimeError(f"mweralign returned {len(pieces)} pieces for {len(references)} reference sentences")
+    out, position = [], 0
+    for piece in pieces:
+        n = len(piece.split())
+        out.append(kept[position: position + n])
+        position += n
+    if position != len(kept):
+        raise RuntimeError(f"mweralign's pieces hold {position} words, the hypothesis {len(kept)}")
+    return out
+
+
+def laal(delays: Sequence[float], source_length: float, reference_length: int) -> float:
+    """Length-adaptive average lagging of one sentence (delays from the sentence's start)."""
+    if not delays:
+        raise ValueError("laal: no delays")
+    if delays[0] > source_length:
+        return delays[0]
+    rate = max(len(delays), reference_length) / source_length
+    total, counted = 0.0, 0
+    for i, d in enumerate(delays):
+        total += d - i / rate
+        counted = i + 1
+        if d >= source_length:
+            break
+    return total / counted
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def longform_scores(words: Sequence[TimedWord], references: Sequence[ReferenceSentence]) -> Dict[str, object]:
+    """BLEU after resegmentation, coverage, StreamLAAL (plain and computation-aware) and per-sentence lags."""
+    import sacrebleu
+
+    pieces = resegment([w.word for w in words], [r.text for r in references])
+    hyps = [" ".join(normalize_text(words[i].word) for i in piece) for piece in pieces]
+    refs = [normalize_text(r.text) for r in references]
+    bleu = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    laals, ca_laals, lags = [], [], []
+    for piece, ref, ref_text in zip(pieces, references, refs):
+        if not piece:
+            lags.append(None)
+            continue
+        duration = max(ref.end - ref.start, 1e-3)
+        n_ref = len(ref_text.split())
+        laals.append(laal([words[i].delay - ref.start for i in piece], duration, n_ref))
+        ca_laals.append(laal([words[i].computation_aware_delay - ref.start for i in piece], duration, n_ref))
+        lags.append(words[piece[-1]].delay - ref.end)
+    covered = sum(1 for p in pieces if p)
+    return {
+        "bleu": bleu,
+        "sentences": len(references),
+        "covered": covered,
+        "coverage": covered / len(references),
+        "stream_laal": _mean(laals),
+        "stream_laal_ca": _mean(ca_laals),
+        "lags": lags,
+        "hypotheses": hyps,
+    }

@@ -1,0 +1,187 @@
+"""Long-form translation: sentence ends in the translator, long-form streams and scoring."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from echostream_fairseq.checkpoint import load_echostream_model
+from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
+from echostream_fairseq.data.longform import LongFormOptions, build_longform, read_stream_sentences
+from echostream_fairseq.data.manifest import read_tsv
+from echostream_fairseq.data.steps import PrepError
+from echostream_fairseq.evaluation.longform import ReferenceSentence, TimedWord, laal, longform_scores, resegment
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run
+from echostream_fairseq.streaming.features import load_global_cmvn
+from echostream_fairseq.streaming.policy import PolicyState
+from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+
+
+def _logits(labels, vocab=6):
+    out = torch.zeros(len(labels), vocab)
+    out[torch.arange(len(labels)), torch.tensor(labels, dtype=torch.long)] = 1.0
+    return out
+
+
+def test_blank_run_counts_frames_since_the_last_spoken_label():
+    assert ctc_blank_run(_logits([0, 0, 0])) == 3
+    assert ctc_blank_run(_logits([0, 0]), run=5) == 7
+    assert ctc_blank_run(_logits([3, 0, 0, 4, 0])) == 1
+    assert ctc_blank_run(_logits([0, 2])) == 0
+    assert ctc_blank_run(_logits([]).reshape(0, 6), run=4) == 4
+    # a banned label is never the best one: here blank wins instead
+    assert ctc_blank_run(_logits([5, 5]), banned=[5]) == 2
+
+
+class _ScriptedASR(torch.nn.Module):
+    """An ASR CTC head whose best label per encoder frame follows a script, frame after frame."""
+
+    def __init__(self, labels, vocab):
+        super().__init__()
+        self.labels, self.vocab, self.position = labels, vocab, 0
+
+    def forward(self, frames):
+        n = frames.size(1)
+        labels = [self.labels[min(self.position + i, len(self.labels) - 1)] for i in range(n)]
+        self.position += n
+        return _logits(labels, self.vocab)[None]
+
+
+@pytest.fixture(scope="module")
+def loaded(trained, corpus):
+    save, _ = trained
+    return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
+
+
+def _translator(loaded, **cfg):
+    model, task = loaded
+    d = task.multitask_dictionaries
+    config = TranslatorConfig(speech_output=False, max_len=8, **cfg)
+    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config)
+
+
+def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loaded):
+    model, task = loaded
+    tr = _translator(loaded, sentence_pause_frames=10)
+    vocab = len(tr.src_dict)
+    # 8 encoder frames per 320 ms chunk: speech in chunks 0-1, pause from frame 16, speech again
+    # from frame 40, pause again from 56
+    script = [7, 0] * 8 + [CTC_BLANK] * 24 + [9, 0] * 8 + [CTC_BLANK] * 40
+    original = model.asr_ctc
+    model.asr_ctc = _ScriptedASR(script, vocab)
+    try:
+        state = tr.initial_state()
+        ends, sentences, wave = [], [], np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 4).astype(np.float32)
+        for k in range(12):
+            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state, finish=False)
+            ends.append(out.sentence_end)
+            sentences.append(state.sentences)
+            if out.sentence_end:
+                assert state.asr_tokens == () and state.st_tokens == () and state.target_tokens == ()
+                assert state.mt_memory is None and state.policy == PolicyState()
+                assert state.t2u_caches is None and state.text_states == 0 and state.unit_last == CTC_BLANK
+    finally:
+        model.asr_ctc = original
+    # blank run reaches 10 in chunk 3 (frames 16..31 blank = 16) and, after the second sentence, in chunk 8
+    assert [i for i, e in enumerate(ends) if e] == [3, 8]
+    assert sentences == [0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+
+
+def test_long_form_off_keeps_one_sentence_per_stream(loaded):
+    model, _ = loaded
+    tr = _translator(loaded)
+    original = model.asr_ctc
+    model.asr_ctc = _ScriptedASR([7, 0] * 4 + [CTC_BLANK] * 200, len(tr.src_dict))
+    try:
+        state = tr.initial_state()
+        wave = np.zeros(16000 * 3, dtype=np.float32)
+        for k in range(9):
+            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+            assert not out.sentence_end
+    finally:
+        model.asr_ctc = original
+    assert state.sentences == 0 and state.asr_blank_frames >= 60 and state.asr_tokens == (7, 7, 7, 7)
+
+
+def test_laal_matches_its_definition():
+    # 3 words at 1, 2, 3 s of a 4 s sentence with a 4-word reference: rate 1 word/s
+    assert laal([1.0, 2.0, 3.0], 4.0, 4) == pytest.approx(((1 - 0) + (2 - 1) + (3 - 2)) / 3)
+    # rate max(3 words, 2) / 4 s; stops at the first delay past the source end
+    assert laal([1.0, 5.0, 6.0], 4.0, 2) == pytest.approx(((1 - 0) + (5 - 1 / 0.75)) / 2)
+    assert laal([7.0], 4.0, 2) == 7.0
+    with pytest.raises(ValueError, match="no delays"):
+        laal([], 1.0, 1)
+
+
+def test_resegment_cuts_the_hypothesis_at_the_sentences():
+    pieces = resegment("the cat sleeps , a dog runs fast".split(), ["The cat sleeps.", "A dog runs."])
+    assert pieces == [[0, 1, 2], [4, 5, 6, 7]]  # "," normalises to nothing and joins no piece
+    assert resegment([], ["a", "b"]) == [[], []]
+
+
+def test_longform_scores_coverage_and_lags():
+    words = [TimedWord(w, d, d + 0.5) for w, d in (("the", 1.0), ("cat", 1.4), ("sleeps", 2.2))]
+    refs = [ReferenceSentence("The cat sleeps.", 0.5, 2.0), ReferenceSentence("A dog runs.", 3.0, 4.0)]
+    s = longform_scores(words, refs)
+    assert s["covered"] == 1 and s["coverage"] == 0.5
+    assert s["lags"][0] == pytest.approx(0.2) and s["lags"][1] is None
+    assert s["stream_laal"] == pytest.approx(laal([0.5, 0.9, 1.7], 1.5, 3))
+    assert s["stream_laal_ca"] == pytest.approx(laal([1.0, 1.4, 2.2], 1.5, 3))
+
+
+def test_longform_streams_hold_new_sentences_with_their_times(corpus, tmp_path):
+    out = tmp_path / "streams"
+    tables = build_longform(LongFormOptions(str(corpus), str(out), minutes=(0.25,), seed=2), progress=False)
+    table = tables["stream_0.25min"]
+    assert table == read_stream_sentences(str(out / "stream_0.25min.tsv"))
+    audio, rate = sf.read(str(out / "stream_0.25min.wav"))
+    assert rate == 16000 and len(audio) / rate >= 15.0
+    known = {r["tgt_text"] for split in ("train", "dev", "test") for r in read_tsv(str(corpus / "text" / f"{split}.tsv"), ("tgt_text",))}
+    assert not {s.tgt_text for s in table} & known
+    for a, b in zip(table, table[1:]):
+        assert 0.2 - 1e-3 <= b.start - a.end <= 1.5 + 1e-3
+    for s in table:  # the sentence's own wav is the stream's samples between its start and end
+        alone, _ = sf.read(str(out / "sentences" / f"stream_0.25min_{s.index:04d}.wav"))
+        start = round(s.start * rate)
+        assert np.array_equal(audio[start:start + len(alone)], alone)
+    voices = {r["variant"] for r in read_tsv(str(corpus / "audio" / "src_voices.tsv"), ("id", "variant")) if r["id"].startswith("train_")}
+    assert {s.voice.split()[0].split("+")[1] for s in table} <= voices
+    assert (out / "streams.target").read_text().strip() == " ".join(s.tgt_text for s in table)
+    with pytest.raises(PrepError, match="--pause-range"):
+        build_longform(LongFormOptions(str(corpus), str(out), pause_range=(1.0, 0.5)), progress=False)
+
+
+def test_concat_split_joins_utterances_and_their_targets(corpus, tmp_path):
+    import shutil
+
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)
+    assert build_concat_split(ConcatOptions(str(data), count=5, seed=4), progress=False) == 5
+    rows = read_tsv(str(data / "train_concat.tsv"), ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames"))
+    src = {r["id"]: r["tgt_text"] for r in read_tsv(str(data / "src_unigram" / "train.tsv"), ("id", "tgt_text"))}
+    joined = read_tsv(str(data / "src_unigram" / "train_concat.tsv"), ("id", "tgt_text"))
+    units = {r["id"]: r["units"] for r in read_tsv(str(data / "units" / "train.tsv"), ("id", "units"))}
+    for row, text in zip(rows, joined):
+        feats = np.load(data / row["src_audio"])
+        assert feats.shape == (int(row["src_n_frames"]), 80)
+        assert int(row["tgt_n_frames"]) == len(row["tgt_audio"].split())
+        # every example is at least two train utterances: its text is longer than any one alone
+        assert len(text["tgt_text"].split()) > min(len(v.split()) for v in src.values())
+        assert set(row["tgt_audio"].split()) <= {u for v in units.values() for u in v.split()}
+    with pytest.raises(PrepError, match="overwrite"):
+        build_concat_split(ConcatOptions(str(data), split="train"), progress=False)
+
+
+def test_stream_laal_equals_simulstream_on_a_small_case():
+    # simulstream 1.0.0's StreamLaal scorer (word latency unit) gives 0.641667 and 0.854167 on
+    # this hypothesis and these two reference sentences (start, duration 1.5 s / 1.0 s)
+    hyp = "the cat sleeps a dog runs fast".split()
+    ideal = [1.0, 1.4, 2.2, 3.5, 3.9, 4.6, 5.0]
+    words = [TimedWord(w, d, d + 0.3) for w, d in zip(hyp, ideal)]
+    refs = [ReferenceSentence("the cat sleeps", 0.5, 2.0), ReferenceSentence("a dog runs", 3.0, 4.0)]
+    s = longform_scores(words, refs)
+    assert s["stream_laal"] == pytest.approx(0.6416667, abs=1e-6)
+    assert s["stream_laal_ca"] == pytest.approx(0.8541667, abs=1e-6)
