@@ -8,10 +8,10 @@
 # 2. fairseq-train echostream_emformer_tiny with the recipe of examples/synthetic_tiny/recipe.sh
 #    for UPDATES updates (resumed if interrupted);
 # 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
-# 4. the ceilings of speech output: the reference target speech, and the reference units through
-#    the vocoder, transcribed by the same recogniser (the training-free Griffin-Lim vocoder;
-#    VOCODER_DIR=results/synthetic_tiny/vocoder_tiny uses a HiFi-GAN from
-#    examples/vocoder/train_tiny.sh instead);
+# 4. the unit vocoder: the tiny CodeHiFiGAN, trained for VOCODER_UPDATES updates (2000, about
+#    8 minutes on 2 cores; VOCODER=griffin_lim uses the training-free fallback instead, VOCODER_DIR
+#    another trained one), and the ceilings of speech output: the reference target speech, and the
+#    reference units through the vocoder, transcribed by the same recogniser;
 # 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and
 #    test_heldout: latency (plain and computation-aware), ASR-BLEU (pocketsphinx with a domain LM
 #    from the training-side English) and the text BLEU of the written translation.
@@ -53,17 +53,28 @@ for SPLIT in test test_heldout; do
   echo "$SPLIT: $(cat "$GEN/scores.json")"
 done
 
-echo "== 4/5 ceilings of the speech output (the recogniser on reference speech and on vocoded reference units)"
-if [ -n "${VOCODER_DIR:-}" ]; then
-  VOCODER=(--vocoder "$VOCODER_DIR/generator.pt" --vocoder-cfg "$VOCODER_DIR/config.json" --dur-prediction)
-  echo "CodeHiFiGAN from $VOCODER_DIR"
-else
+echo "== 4/5 the vocoder, and the ceilings of the speech output (the recogniser on reference speech and on vocoded reference units)"
+VOCODER_UPDATES=${VOCODER_UPDATES:-2000}
+if [ "${VOCODER:-hifigan}" = griffin_lim ]; then
+  VOCODER_DIR=griffin_lim
   VOCODER=(--vocoder-type griffin_lim --vocoder "$DATA/units/kmeans.pt" --dur-prediction)
   echo "Griffin-Lim from the unit centroids (no training)"
+else
+  if [ -z "${VOCODER_DIR:-}" ]; then
+    VOCODER_DIR=$WORK/vocoder_tiny
+    if [ ! -f "$VOCODER_DIR/.done_$VOCODER_UPDATES" ]; then
+      "$BIN/echostream-train-vocoder" --data "$DATA" --save-dir "$VOCODER_DIR" --preset tiny \
+        --max-updates "$VOCODER_UPDATES" --train-utterances 1000 --threads 2 --no-progress \
+        > "$VOCODER_DIR.log" 2>&1 || { echo "vocoder training failed: see $VOCODER_DIR.log"; exit 1; }
+      touch "$VOCODER_DIR/.done_$VOCODER_UPDATES"
+    fi
+  fi
+  VOCODER=(--vocoder "$VOCODER_DIR/generator.pt" --vocoder-cfg "$VOCODER_DIR/config.json" --dur-prediction)
+  echo "CodeHiFiGAN from $VOCODER_DIR"
 fi
 # the recogniser's language model: the English side of the training split
 cut -f3 "$DATA/text/train.tsv" | tail -n +2 > "$WORK/train_english.txt"
-CEIL=$WORK/ceilings_$(basename "${VOCODER_DIR:-griffin_lim}")
+CEIL=$WORK/ceilings_$(basename "$VOCODER_DIR")
 mkdir -p "$CEIL"
 if [ ! -f "$CEIL/units.json" ]; then
   cut -f2 "$DATA/units/test.tsv" | tail -n +2 > "$CEIL/test_units.txt"

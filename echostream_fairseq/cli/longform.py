@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--source-segment-size", type=int, default=320, help="chunk length in ms")
     p.add_argument("--sentence-level", action="store_true", help="also translate each sentence alone")
-    add_agent_args(p, speech_output=False)
+    p.add_argument("--speech-output", action="store_true",
+                   help="speech-to-speech: write OUT/{name}.wav and score its pocketsphinx transcript (ASR-BLEU, "
+                        "resegmented); needs the vocoder flags")
+    add_agent_args(p, speech_output=True)
     return p
 
 
@@ -79,7 +82,12 @@ def translate_stream(translator, path: str, chunk_ms: int):
     rate = 16000
     chunk = rate * chunk_ms // 1000
     state = translator.initial_state(rate)
+    import torch
+
     words: List[TimedWord] = []
+    speech: List = []
+    played = 0  # samples of output speech so far
+    spoken: List[List] = [[]]  # the speech of each sentence the system ended, without the waits
     pending: List[int] = []
     chunks = []
     clock = 0.0  # when the previous chunk's processing ended, had the audio arrived in real time
@@ -93,12 +101,45 @@ def translate_stream(translator, path: str, chunk_ms: int):
         done, pending = split_complete_words(translator.tgt_dict, pending + out.target_tokens,
                                              finish or out.sentence_end)
         words += [TimedWord(w, now, clock) for w in done]
+        if out.audio.numel():  # played from when it is ready, or after what plays before it
+            silence = int(now * rate) - played
+            if silence > 0:
+                speech.append(torch.zeros(silence))
+                played += silence
+            speech.append(out.audio)
+            played += out.audio.numel()
+            spoken[-1].append(out.audio)
+        if out.sentence_end:
+            spoken.append([])
         chunks.append({"time": round(now, 3), "seconds": seconds, "wrote": bool(out.target_tokens),
                        "sentence_end": out.sentence_end})
         if len(chunks) % 250 == 1 or finish:
             chunks[-1]["state_bytes"] = _state_bytes(state)
             chunks[-1]["rss_mib"] = psutil.Process().memory_info().rss / 2**20
-    return words, chunks
+    track = torch.cat(speech) if speech else torch.zeros(0)
+    return words, chunks, track, [torch.cat(p) for p in spoken if p]
+
+
+def _hear(recognizer, speech) -> str:
+    """The recogniser's transcript of a piece of speech with 0.3 s of silence either side (without
+    a lead-in, pocketsphinx's first words suffer; SimulEval's speech tracks start with silence)."""
+    import torch
+
+    pad = torch.zeros(4800)
+    return recognizer.transcribe(torch.cat([pad, speech, pad]).numpy(), 16000)
+
+
+def _asr_bleu(recognizer, sentences, references) -> Dict[str, float]:
+    """Resegmented BLEU of the recogniser's transcript of the output speech, heard one system
+    sentence at a time without the waits between its pieces (as a sentence-level run is heard)."""
+    from echostream_fairseq.evaluation.longform import TimedWord, longform_scores
+
+    transcript = []
+    for piece in sentences:
+        transcript += _hear(recognizer, piece).split()
+
+    scores = longform_scores([TimedWord(w, 0.0, 0.0) for w in transcript], references)
+    return {"asr_bleu": scores["bleu"], "asr_coverage": scores["coverage"]}
 
 
 def _minute_cost(chunks, minute: int) -> Optional[float]:
@@ -122,8 +163,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not os.path.isfile(os.path.join(args.streams, f"{name}.tsv")):
             print(f"error: {args.streams}/{name}.tsv: no such stream (made by echostream-prep longform?)", file=sys.stderr)
             return 2
+    recognizer = None
     try:
-        translator = build_translator(args, speech_output=False)
+        translator = build_translator(args, speech_output=args.speech_output)
+        if args.speech_output:
+            from echostream_fairseq.data.manifest import read_tsv
+            from echostream_fairseq.evaluation.recognizer import PocketsphinxRecognizer
+
+            train = read_tsv(os.path.join(args.data_bin, "text", "train.tsv"), ("id", "tgt_text"))
+            recognizer = PocketsphinxRecognizer.from_sentences([r["tgt_text"] for r in train])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -132,7 +180,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in names:
         table = read_stream_sentences(os.path.join(args.streams, f"{name}.tsv"))
         refs = [ReferenceSentence(s.tgt_text, s.start, s.end) for s in table]
-        words, chunks = translate_stream(translator, os.path.join(args.streams, f"{name}.wav"), args.source_segment_size)
+        words, chunks, speech, spoken = translate_stream(translator, os.path.join(args.streams, f"{name}.wav"),
+                                                 args.source_segment_size)
         scores = longform_scores(words, refs)
         lags = [(s.end, lag) for s, lag in zip(table, scores["lags"]) if lag is not None]
         first = [lag for end, lag in lags if end < 60]
@@ -154,19 +203,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             "ms_per_chunk_by_minute": [_minute_cost(chunks, m) for m in range(last_minute + 1)],
             "hypotheses": scores["hypotheses"],
         }
+        if recognizer is not None:
+            from echostream_fairseq.data.audio import write_wav
+
+            write_wav(os.path.join(args.out, f"{name}.wav"), speech.clamp(-1, 1))
+            record.update(_asr_bleu(recognizer, spoken, refs))
         if args.sentence_level:
             import sacrebleu
 
             from echostream_fairseq.data.text import normalize_text
 
-            alone = []
+            alone, heard = [], []
             for s in table:
-                sentence_words, _ = translate_stream(
+                sentence_words, _, _, sentence_speech = translate_stream(
                     translator, os.path.join(args.streams, "sentences", f"{name}_{s.index:04d}.wav"),
                     args.source_segment_size)
                 alone.append(" ".join(normalize_text(w.word) for w in sentence_words))
-            record["sentence_level_bleu"] = float(sacrebleu.corpus_bleu(
-                alone, [[normalize_text(s.tgt_text) for s in table]]).score)
+                if recognizer is not None:
+                    heard.append(" ".join(normalize_text(_hear(recognizer, p)) for p in sentence_speech))
+            sentence_refs = [[normalize_text(s.tgt_text) for s in table]]
+            record["sentence_level_bleu"] = float(sacrebleu.corpus_bleu(alone, sentence_refs).score)
+            if recognizer is not None:
+                record["sentence_level_asr_bleu"] = float(sacrebleu.corpus_bleu(heard, sentence_refs).score)
         with open(os.path.join(args.out, f"{name}.json"), "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)
         with open(os.path.join(args.out, f"{name}.words.tsv"), "w", encoding="utf-8") as f:
@@ -185,6 +243,13 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"| {r['lag_first_minute'] or float('nan'):.2f} / {r['lag_last_minute'] or float('nan'):.2f} "
               f"| {r['ms_per_chunk_first_minute']:.1f} / {r['ms_per_chunk_last_minute']:.1f} "
               f"| {state[0][1] / 1024:.0f} / {state[-1][1] / 1024:.0f} |")
+    if recognizer is not None:
+        print("\n| stream | ASR-BLEU (resegmented) | ASR-BLEU, each sentence alone | ratio | sentences heard |\n|---|---|---|---|---|")
+        for r in rows:
+            level = r.get("sentence_level_asr_bleu")
+            ratio = f"{r['asr_bleu'] / level:.2f}" if level else "-"
+            print(f"| {r['name']} | {r['asr_bleu']:.1f} | {level if level is None else round(level, 1)} | {ratio} "
+                  f"| {r['asr_coverage']:.0%} |")
     return 0
 
 

@@ -64,7 +64,7 @@ _TRAINING_DEFAULTS: Dict[str, Any] = {
     "mel_loss_weight": 45.0,
     "feature_matching_weight": 2.0,
     "dur_prediction_weight": 1.0,
-    # updates with the mel (and duration) loss only, before the discriminators join
+    # updates with the mel (and duration) loss only, before the discriminators join (None: never)
     "adversarial_start_step": 0,
     # "centroids": start the unit embeddings from the standardised k-means centroids (log-mel
     # units only; embedding_dim must equal their dimension), so the generator starts from spectra
@@ -98,8 +98,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     },
 }
 # Small enough to learn one espeak-ng voice on 2 CPU cores: narrower generator, two resblock
-# kernels, narrower discriminators, unit embeddings that start as the units' log-mel centroids
-# (80 dimensions), a mel-only warm-up so the generator starts from speech.
+# kernels, unit embeddings that start as the units' log-mel centroids (80 dimensions), and the
+# mel and duration losses only: at this budget the adversarial phase made the speech less
+# intelligible (docs/benchmarks.md), so the (narrow) discriminators are only used when
+# --adversarial-start-step asks for them.
 PRESETS["tiny"] = {
     **copy.deepcopy(PRESETS["full"]),
     "upsample_initial_channel": 128,
@@ -116,7 +118,7 @@ PRESETS["tiny"] = {
     "learning_rate": 3e-4,
     "mpd_channels": [8, 32, 64, 128, 128],
     "msd_channels": [8, 16, 64, 128, 128, 128],
-    "adversarial_start_step": 1500,
+    "adversarial_start_step": None,
 }
 
 

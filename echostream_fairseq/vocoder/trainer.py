@@ -4,7 +4,8 @@ The generator is fairseq's ``CodeGenerator`` (unit embeddings -> HiFi-GAN, plus 
 predictor); the discriminators and losses are in this package. Each update:
 
 1. a batch of frame-aligned crops of target speech and their frame-level units;
-2. after ``adversarial_start_step`` updates, one discriminator step (MPD + MSD, least squares);
+2. after ``adversarial_start_step`` updates (``None``: never), one discriminator step (MPD + MSD,
+   least squares);
 3. one generator step on ``mel_loss_weight * mel L1 + dur_prediction_weight * duration MSE``
    plus, once adversarial, ``adversarial + feature_matching_weight * feature matching``.
 
@@ -185,7 +186,8 @@ class VocoderTrainer:
             "mel": self.mel_loss(generated, real),
             "dur": duration_loss(log_duration, batch["durations"], batch["unit_mask"]),
         }
-        adversarial = self.step >= c["adversarial_start_step"]
+        start = c["adversarial_start_step"]
+        adversarial = start is not None and self.step >= start
         if adversarial:
             self.optim_d.zero_grad(set_to_none=True)
             (mpd_real, _), (mpd_fake, _) = self.mpd(real), self.mpd(generated.detach())

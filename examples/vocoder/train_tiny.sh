@@ -4,11 +4,11 @@
 #
 #   examples/vocoder/train_tiny.sh [UPDATES] [WORK_DIR]
 #
-# UPDATES (the training budget) defaults to 3000 (about 30 minutes on 2 cores), WORK_DIR to
+# UPDATES (the training budget) defaults to 2000 (about 8 minutes on 2 cores), WORK_DIR to
 # results/synthetic_tiny (the corpus is shared with examples/synthetic_tiny/train.sh).
 # Rerunning resumes the training where it stopped.
 set -euo pipefail
-UPDATES=${1:-3000}
+UPDATES=${1:-2000}
 WORK=${2:-results/synthetic_tiny}
 BIN=${BIN:-.venv/bin}
 DATA=$WORK/corpus
