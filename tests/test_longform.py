@@ -198,3 +198,29 @@ def test_split_at_silences_keeps_the_sounding_pieces():
     assert 1.1 * rate <= pieces[0].numel() <= (1.1 + 0.3) * rate + 320
     assert 0.5 * rate <= pieces[1].numel() <= (0.5 + 0.3) * rate + 320
     assert torch.count_nonzero(pieces[0]) == torch.count_nonzero(torch.cat([tone, tone]))
+
+
+def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, tmp_path, capsys):
+    import json
+
+    from echostream_fairseq.cli.longform import main
+
+    save, _ = trained
+    streams = tmp_path / "streams"
+    build_longform(LongFormOptions(str(corpus), str(streams), minutes=(0.1,), seed=5), progress=False)
+    common = ["--model-path", str(save / "checkpoint_last.pt"), "--data-bin", str(corpus), "--streams", str(streams),
+              "--threads", "1"]
+    out = tmp_path / "eval"
+    assert main(common + ["--out", str(out), "--sentence-level", "--sentence-pause-ms", "200"]) == 0
+    record = json.loads((out / "stream_0.1min.json").read_text())
+    table = read_stream_sentences(str(streams / "stream_0.1min.tsv"))
+    assert record["sentences"] == len(table) and len(record["lags"]) == len(table)
+    assert 0 <= record["bleu"] <= 100 and 0 <= record["sentence_level_bleu"] <= 100
+    assert 0 <= record["coverage"] <= 1 and record["state_bytes"][0][1] > 0
+    words = (out / "stream_0.1min.words.tsv").read_text().splitlines()
+    assert words[0] == "word\tdelay\tcomputation_aware_delay" and len(words) == record["words"] + 1
+    assert "| stream_0.1min |" in capsys.readouterr().out
+    assert main(common + ["--out", str(out), "--names", "stream_9min"]) == 2
+    assert "stream_9min.tsv: no such stream" in capsys.readouterr().err
+    assert main(common + ["--out", str(out), "--sentence-pause-ms", "-1"]) == 2
+    assert "--sentence-pause-ms must be >= 0 milliseconds, got -1" in capsys.readouterr().err
