@@ -63,3 +63,15 @@ def test_whole_word_default_and_bad_config():
         PolicyConfig(stride_n=0)
     with pytest.raises(ValueError, match="lagging_k1 must be >= 0"):
         PolicyConfig(lagging_k1=-1)
+
+
+def test_repeated_ngram_ends_are_the_tokens_that_would_repeat_an_ngram():
+    from echostream_fairseq.streaming.policy import repeated_ngram_ends
+
+    written = [5, 6, 7, 5, 6]
+    assert repeated_ngram_ends(written, 3) == [7]  # "5 6 7" again
+    assert repeated_ngram_ends(written, 2) == [7]  # "6 7" would repeat after the last 6
+    assert repeated_ngram_ends(written, 1) == [5, 6, 7]
+    assert repeated_ngram_ends(written, 4) == []
+    assert repeated_ngram_ends(written, 0) == [] and repeated_ngram_ends([], 3) == []
+    assert repeated_ngram_ends([9, 9], 2) == [9]

@@ -21,10 +21,10 @@ test can drive them with scripted prefix lengths and check the exact action sequ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 
-__all__ = ["PolicyConfig", "PolicyState", "ctc_policy", "FINISH", "whole_word_default"]
+__all__ = ["PolicyConfig", "PolicyState", "ctc_policy", "FINISH", "whole_word_default", "repeated_ngram_ends"]
 
 FINISH = -1  # "write until end of sentence" (the source has ended)
 
@@ -92,3 +92,14 @@ def ctc_policy(
     if target - written < 1:
         return None, state
     return target, state
+
+
+def repeated_ngram_ends(written: Sequence[int], n: int) -> List[int]:
+    """The tokens that, written next, would repeat an ``n``-gram already in ``written`` (0: none),
+    as fairseq-generate's ``--no-repeat-ngram-size`` bans them."""
+    if n < 1 or len(written) < n - 1:
+        return []
+    if n == 1:
+        return sorted(set(written))
+    tail = tuple(written[len(written) - n + 1:])
+    return [written[i + n - 1] for i in range(len(written) - n + 1) if tuple(written[i:i + n - 1]) == tail]

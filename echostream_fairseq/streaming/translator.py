@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -40,7 +40,7 @@ from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
-from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, repeated_ngram_ends
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
 
 __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES"]
@@ -340,16 +340,6 @@ class SimultaneousTranslator:
             return None
         return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
 
-    def _repeating(self, written: Sequence[int]) -> List[int]:
-        """Subwords that would repeat an n-gram of ``written`` (``no_repeat_ngram``)."""
-        n = self.config.no_repeat_ngram
-        if n < 1 or len(written) < n - 1:
-            return []
-        if n == 1:
-            return list(set(written))
-        tail = tuple(written[len(written) - n + 1:])
-        return [written[i + n - 1] for i in range(len(written) - n + 1) if tuple(written[i:i + n - 1]) == tail]
-
     def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[_StageClock]):
         """Complete the current sentence's translation, then start the target side afresh."""
         cfg = self.config
@@ -458,7 +448,7 @@ class SimultaneousTranslator:
             limit = cfg.max_len if sentence_limit is None else max(0, sentence_limit - m)
         while len(new) < limit:
             logits[self.tgt_banned] = float("-inf")
-            repeating = self._repeating(state.target_tokens + tuple(new))
+            repeating = repeated_ngram_ends(state.target_tokens + tuple(new), cfg.no_repeat_ngram)
             if repeating:
                 logits[repeating] = float("-inf")
             if m + len(new) == 0:  # at least one subword, as fairseq's min_len=1 in offline decoding
