@@ -187,19 +187,6 @@ def test_stream_laal_equals_simulstream_on_a_small_case():
     assert s["stream_laal_ca"] == pytest.approx(0.8541667, abs=1e-6)
 
 
-def test_split_at_silences_keeps_the_sounding_pieces():
-    rate = 16000
-    tone = torch.sin(torch.arange(rate // 2) * 0.3)  # 0.5 s
-    gap_short, gap_long = torch.zeros(int(0.1 * rate)), torch.zeros(int(0.6 * rate))
-    audio = torch.cat([gap_long, tone, gap_short, tone, gap_long, tone, gap_long])
-    pieces = __import__("echostream_fairseq.evaluation.longform", fromlist=["x"]).split_at_silences(audio, rate)
-    assert len(pieces) == 2  # the 0.1 s gap does not cut
-    # each piece holds its tones and at most 0.15 s of silence either side
-    assert 1.1 * rate <= pieces[0].numel() <= (1.1 + 0.3) * rate + 320
-    assert 0.5 * rate <= pieces[1].numel() <= (0.5 + 0.3) * rate + 320
-    assert torch.count_nonzero(pieces[0]) == torch.count_nonzero(torch.cat([tone, tone]))
-
-
 def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, tmp_path, capsys):
     import json
 

@@ -25,7 +25,7 @@ from typing import Dict, Iterator, List, Sequence
 
 from echostream_fairseq.data.text import normalize_text
 
-__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores", "split_at_silences"]
+__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores"]
 
 
 @dataclass(frozen=True)
@@ -54,36 +54,6 @@ def _quiet_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def split_at_silences(audio, sample_rate: int, min_silence: float = 0.3, frame: float = 0.02,
-                      threshold: float = 0.01) -> List:
-    """Cut ``[N]`` audio into its sounding pieces, at runs of at least ``min_silence`` seconds whose
-    20 ms frames have an RMS below ``threshold`` x the loudest frame's. Each piece keeps its silences
-    up to half of ``min_silence`` on either side."""
-    import torch
-
-    hop = int(frame * sample_rate)
-    if audio.numel() < hop:
-        return [audio] if audio.numel() else []
-    frames = audio[: audio.numel() // hop * hop].reshape(-1, hop)
-    rms = frames.pow(2).mean(1).sqrt()
-    loud = rms >= threshold * float(rms.max()) if float(rms.max()) > 0 else torch.zeros_like(rms, dtype=torch.bool)
-    pieces, start, quiet_run = [], None, 0
-    need, pad = int(round(min_silence / frame)), int(round(min_silence / frame / 2))
-    for i, is_loud in enumerate(loud.tolist()):
-        if is_loud:
-            if start is None:
-                start = max(0, i - pad)
-            quiet_run = 0
-        elif start is not None:
-            quiet_run += 1
-            if quiet_run >= need:
-                pieces.append(audio[start * hop: (i - quiet_run + pad + 1) * hop])
-                start, quiet_run = None, 0
-    if start is not None:
-        pieces.append(audio[start * hop:])
-    return pieces
 
 
 def resegment(words: Sequence[str], references: Sequence[str]) -> List[List[int]]:
