@@ -289,7 +289,7 @@ class SimultaneousTranslator:
             if target == FINISH and self._is_fragment(state):
                 target = None
             if target is not None and state.encoder_frames > 0:
-                target_new, text_states, state = self._write(state, enc_new, target, self._sentence_limit(state))
+                target_new, text_states, state = self._write(state, enc_new, target)
                 wrote = bool(target_new) or target == FINISH
             if clock:
                 clock.mark("mt")
@@ -297,9 +297,9 @@ class SimultaneousTranslator:
                 units_new, wave, state = self._speak(state, text_states, enc_new, finish, clock)
         sentence_end = not finish and self._sentence_ends(state, enc_new)
         if sentence_end:
-            ended, state = self._end_sentence(state, enc_new, clock)
-            target_new, units_new = target_new + ended.target_tokens, units_new + ended.units
-            wave = torch.cat([wave, ended.audio])
+            last_tokens, last_units, last_wave, state = self._end_sentence(state, enc_new, clock)
+            target_new, units_new = target_new + last_tokens, units_new + last_units
+            wave = torch.cat([wave, last_wave])
         out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, sentence_end, enc_new,
                          clock.seconds if clock else {})
         return out, replace(state, finished=finish)
@@ -341,13 +341,15 @@ class SimultaneousTranslator:
         return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
 
     def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[_StageClock]):
-        """Complete the current sentence's translation, then start the target side afresh."""
+        """Complete the current sentence's translation, then start the target side afresh.
+
+        Returns the sentence's last subwords, units and speech, and the new state."""
         cfg = self.config
         target_new: List[int] = []
         units_new: List[int] = []
         wave = torch.zeros(0)
         if cfg.translate:
-            target_new, text_states, state = self._write(state, enc_new, FINISH, self._sentence_limit(state))
+            target_new, text_states, state = self._write(state, enc_new, FINISH)
             if clock:
                 clock.mark("mt")
             if cfg.speech_output:
@@ -359,8 +361,7 @@ class SimultaneousTranslator:
         )
         if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
             state = replace(state, source_samples=torch.zeros(0), encoder_frames=0)
-        ended = StepOutput([], target_new, units_new, wave, False, bool(target_new), True)
-        return ended, state
+        return target_new, units_new, wave, state
 
     # -- encoder and CTC --------------------------------------------------------------------------
 
@@ -421,8 +422,7 @@ class SimultaneousTranslator:
         logits, hidden, caches = self.model.decoder.step(tokens, caches, position, self_window=self.config.target_window)
         return logits[0, -1], hidden, caches
 
-    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int,
-               sentence_limit: Optional[int] = None):
+    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
         """Greedy MT decoding from the written prefix to ``target`` subwords (or end of sentence).
 
         Returns the new subwords, the decoder states the T2U encoder reads for them (``[1, n, D]``:
@@ -445,12 +445,14 @@ class SimultaneousTranslator:
         if target != FINISH:
             limit = target - m
         else:  # max_len more subwords, or up to the sentence's limit in long-form mode
+            sentence_limit = self._sentence_limit(state)
             limit = cfg.max_len if sentence_limit is None else max(0, sentence_limit - m)
         while len(new) < limit:
             logits[self.tgt_banned] = float("-inf")
-            repeating = repeated_ngram_ends(state.target_tokens + tuple(new), cfg.no_repeat_ngram)
-            if repeating:
-                logits[repeating] = float("-inf")
+            if cfg.no_repeat_ngram:
+                repeating = repeated_ngram_ends(state.target_tokens + tuple(new), cfg.no_repeat_ngram)
+                if repeating:
+                    logits[repeating] = float("-inf")
             if m + len(new) == 0:  # at least one subword, as fairseq's min_len=1 in offline decoding
                 logits[eos] = float("-inf")
             nxt = int(logits.argmax())
