@@ -92,7 +92,7 @@ def _mel_distances(args: argparse.Namespace, vocoders: Dict) -> Dict[str, float]
     from echostream_fairseq.vocoder.dataset import load_unit_audio
     from echostream_fairseq.vocoder.losses import MelLoss
 
-    examples = load_unit_audio(args.data, args.split, 320, limit=args.limit)
+    examples = load_unit_audio(args.data, args.split, next(iter(vocoders.values())).frame_hop, limit=args.limit)
     mel = MelLoss(PRESETS["tiny"])
     out = {}
     for name, vocoder in vocoders.items():

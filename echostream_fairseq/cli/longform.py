@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _state_bytes(state) -> int:
-    """Bytes held by the tensors of a translator state (nested dataclasses, lists, tuples)."""
+    """Bytes a translator state holds: its tensors, plus 8 per token of its token tuples."""
     import dataclasses
 
     import torch
@@ -71,23 +71,28 @@ def _state_bytes(state) -> int:
 
 
 def translate_stream(translator, path: str, chunk_ms: int):
-    """Run one recording through ``translator``; returns timed words and per-chunk records."""
+    """Run one recording through ``translator``.
+
+    Returns the timed words, the per-chunk records, the output speech as it would play live
+    (each piece from when it is ready, or after the piece before it), and the speech of each
+    sentence the system ended, without those waits.
+    """
     import psutil
+    import torch
 
     from echostream_fairseq.agents.simuleval_agent import split_complete_words
+    from echostream_fairseq.common.audio import SAMPLE_RATE
     from echostream_fairseq.data.audio import read_audio
     from echostream_fairseq.evaluation.longform import TimedWord
 
     audio = read_audio(path)
-    rate = 16000
+    rate = SAMPLE_RATE
     chunk = rate * chunk_ms // 1000
     state = translator.initial_state(rate)
-    import torch
-
     words: List[TimedWord] = []
     speech: List = []
     played = 0  # samples of output speech so far
-    spoken: List[List] = [[]]  # the speech of each sentence the system ended, without the waits
+    spoken: List[List] = [[]]
     pending: List[int] = []
     chunks = []
     clock = 0.0  # when the previous chunk's processing ended, had the audio arrived in real time
@@ -101,7 +106,7 @@ def translate_stream(translator, path: str, chunk_ms: int):
         done, pending = split_complete_words(translator.tgt_dict, pending + out.target_tokens,
                                              finish or out.sentence_end)
         words += [TimedWord(w, now, clock) for w in done]
-        if out.audio.numel():  # played from when it is ready, or after what plays before it
+        if out.audio.numel():
             silence = int(now * rate) - played
             if silence > 0:
                 speech.append(torch.zeros(silence))
@@ -111,8 +116,7 @@ def translate_stream(translator, path: str, chunk_ms: int):
             spoken[-1].append(out.audio)
         if out.sentence_end:
             spoken.append([])
-        chunks.append({"time": round(now, 3), "seconds": seconds, "wrote": bool(out.target_tokens),
-                       "sentence_end": out.sentence_end})
+        chunks.append({"time": round(now, 3), "seconds": seconds, "sentence_end": out.sentence_end})
         if len(chunks) % 250 == 1 or finish:
             chunks[-1]["state_bytes"] = _state_bytes(state)
             chunks[-1]["rss_mib"] = psutil.Process().memory_info().rss / 2**20
@@ -125,8 +129,10 @@ def _hear(recognizer, speech) -> str:
     a lead-in, pocketsphinx's first words suffer; SimulEval's speech tracks start with silence)."""
     import torch
 
-    pad = torch.zeros(4800)
-    return recognizer.transcribe(torch.cat([pad, speech, pad]).numpy(), 16000)
+    from echostream_fairseq.common.audio import SAMPLE_RATE
+
+    pad = torch.zeros(int(0.3 * SAMPLE_RATE))
+    return recognizer.transcribe(torch.cat([pad, speech, pad]).numpy(), SAMPLE_RATE)
 
 
 def _asr_bleu(recognizer, sentences, references) -> Dict[str, float]:
