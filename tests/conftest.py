@@ -57,3 +57,33 @@ def trained_zipformer(corpus, tmp_path_factory):
     r = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "6", "--save-dir", save])
     assert r.returncode == 0, r.stderr[-3000:]
     return save, r.stderr + r.stdout
+
+
+def _blank_lowered(trained, tmp_path_factory, heads, name):
+    import torch
+
+    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+
+    allow_fairseq_checkpoint_configs()
+    save, _ = trained
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
+    for head in heads:
+        state["model"][head][0] -= 30.0  # index 0 is blank
+    out = tmp_path_factory.mktemp(name)
+    torch.save(state, out / "checkpoint_last.pt")
+    return out, None
+
+
+@pytest.fixture(scope="session")
+def speaking(trained, tmp_path_factory):
+    """The tiny trained checkpoint with the CTC blank of the unit and ASR heads pushed down: after
+    6 updates those heads emit only blanks, and a test of speech output needs some speech."""
+    return _blank_lowered(trained, tmp_path_factory, ("unit_decoder.proj.bias", "asr_ctc.proj.bias"), "speaking")
+
+
+@pytest.fixture(scope="session")
+def writing(trained, tmp_path_factory):
+    """Like ``speaking``, with the ST CTC blank pushed down too, so the policy writes along the
+    stream and every stage works on most chunks."""
+    heads = ("unit_decoder.proj.bias", "asr_ctc.proj.bias", "st_ctc.head.proj.bias")
+    return _blank_lowered(trained, tmp_path_factory, heads, "writing")

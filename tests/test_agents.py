@@ -16,24 +16,6 @@ def _lists(corpus, tmp_path, n=2, sources=None):
     return tmp_path / "source.txt", tmp_path / "target.txt"
 
 
-@pytest.fixture(scope="module")
-def speaking(trained, tmp_path_factory):
-    """The tiny trained checkpoint with the CTC blank of the unit and ASR heads pushed down: after
-    6 updates those heads emit only blanks, and a test of speech output needs some speech."""
-    import torch
-
-    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
-
-    allow_fairseq_checkpoint_configs()
-    save, _ = trained
-    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
-    for name in ("unit_decoder.proj.bias", "asr_ctc.proj.bias"):
-        state["model"][name][0] -= 30.0  # index 0 is blank
-    out = tmp_path_factory.mktemp("speaking")
-    torch.save(state, out / "checkpoint_last.pt")
-    return out, None
-
-
 def _simuleval(agent, corpus, trained, tmp_path, *extra, sources=None, segment=320):
     save, _ = trained
     source, target = _lists(corpus, tmp_path, sources=sources)
@@ -132,7 +114,7 @@ def test_missing_vocoder_and_conformer_without_reencode_fail_at_start(corpus, tr
 def test_split_complete_words_keeps_the_open_word():
     from fairseq.data import Dictionary
 
-    from echostream_fairseq.agents.simuleval_agent import split_complete_words
+    from echostream_fairseq.data.text import split_complete_words
 
     d = Dictionary()
     ids = {p: d.add_symbol(p) for p in ["\u2581the", "\u2581sm", "all", "\u2581dog"]}

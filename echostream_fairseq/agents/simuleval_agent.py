@@ -19,22 +19,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import List, Sequence, Tuple
-
-import torch
 from simuleval.agents.actions import ReadAction, WriteAction
 
-from echostream_fairseq.checkpoint import load_echostream_model
-from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
-from echostream_fairseq.data.text import WORD_START, pieces_to_words, whole_word_prefix
+from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.data.text import pieces_to_words, split_complete_words
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
-from echostream_fairseq.streaming.features import load_global_cmvn
-from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
-from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.streaming.loading import VOCODER_TYPES, load_translator, load_vocoder
+from echostream_fairseq.streaming.translator import SimultaneousTranslator
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_agent_args", "build_translator", "split_complete_words", "EchoStreamAgentMixin"]
+__all__ = ["add_agent_args", "build_translator", "EchoStreamAgentMixin"]
 
 
 def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None:
@@ -75,7 +70,7 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
         parser.add_argument("--vocoder", default=None,
                             help="CodeHiFiGAN generator checkpoint, or DATA/units/kmeans.pt with --vocoder-type griffin_lim")
         parser.add_argument("--vocoder-cfg", default=None, help="the CodeHiFiGAN checkpoint's config.json")
-        parser.add_argument("--vocoder-type", choices=("code_hifigan", "griffin_lim"), default="code_hifigan",
+        parser.add_argument("--vocoder-type", choices=VOCODER_TYPES, default="code_hifigan",
                             help="griffin_lim: the training-free fallback for log-mel k-means units")
         parser.add_argument("--dur-prediction", action="store_true",
                             help="predict durations of the de-duplicated units (what the model emits)")
@@ -83,88 +78,22 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                             help="unit frames re-synthesised as context by the incremental vocoder")
 
 
-def _device(args) -> torch.device:
-    if args.device in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("--device gpu: no CUDA device is available here; use --device cpu")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def build_translator(args, speech_output: bool, translate: bool = True) -> SimultaneousTranslator:
-    """Load everything an agent needs and check it, so a bad setting fails before the first stream."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    chunk_ms = int(getattr(args, "source_segment_size", 320))
+    """The translator the flags describe (:func:`~echostream_fairseq.streaming.loading.load_translator`)."""
     vocoder = None
     if speech_output:
-        vocoder = _load_vocoder(args)
-    model, task = load_echostream_model(args.model_path, args.data_bin, args.config_yaml, args.multitask_config_yaml)
-    if task.data_cfg.global_cmvn_stats is None:
-        raise ValueError(f"{args.data_bin}: the data config has no global_cmvn stats; the model was trained with them")
-    whole_word = {"on": True, "off": False}.get(args.whole_word, whole_word_default(chunk_ms))
-    config = TranslatorConfig(
-        source_segment_size=chunk_ms,
-        policy=PolicyConfig(args.stride_n, args.lagging_k1, whole_word),
-        max_len=args.max_len,
-        mt_source_window=args.mt_source_window,
-        target_window=args.target_window,
+        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, args.vocoder_type, args.dur_prediction,
+                               args.vocoder_left_context)
+    return load_translator(
+        args.model_path, args.data_bin, output="speech" if speech_output else ("text" if translate else "asr"),
+        vocoder=vocoder, source_segment_size=int(getattr(args, "source_segment_size", 320)),
+        device=args.device, threads=args.threads, config_yaml=args.config_yaml,
+        multitask_config_yaml=args.multitask_config_yaml, lagging_k1=args.lagging_k1, stride_n=args.stride_n,
+        whole_word=args.whole_word, max_len=args.max_len, mt_source_window=args.mt_source_window,
+        target_window=args.target_window, sentence_pause_ms=args.sentence_pause_ms,
+        sentence_confirmed_pause_ms=args.sentence_confirmed_pause_ms, no_repeat_ngram=args.no_repeat_ngram,
         reencode=args.reencode,
-        speech_output=speech_output,
-        translate=translate,
-        sentence_pause_frames=_pause_frames(args.sentence_pause_ms, "--sentence-pause-ms"),
-        sentence_confirmed_pause_frames=_pause_frames(args.sentence_confirmed_pause_ms, "--sentence-confirmed-pause-ms"),
-        no_repeat_ngram=args.no_repeat_ngram,
     )
-    d = task.multitask_dictionaries
-    if speech_output:
-        num_units = len(task.target_dictionary) - task.target_dictionary.nspecial
-        if vocoder.vocoder.num_units < num_units:
-            raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
-    translator = SimultaneousTranslator(
-        model.to(_device(args)), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-        task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
-    )
-    return translator
-
-
-def _pause_frames(ms: int, flag: str) -> int:
-    if ms < 0:
-        raise ValueError(f"{flag} must be >= 0 milliseconds, got {ms}")
-    return -(-ms // ENCODER_FRAME_MS)  # whole encoder frames, rounded up
-
-
-def _load_vocoder(args):
-    from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
-    from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
-    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
-
-    if not args.vocoder:
-        raise ValueError(
-            "speech output needs a vocoder: --vocoder G --vocoder-cfg CONFIG.json (CodeHiFiGAN), or "
-            "--vocoder-type griffin_lim --vocoder DATA/units/kmeans.pt (training-free fallback)"
-        )
-    if args.vocoder_type == "griffin_lim":
-        vocoder = GriffinLimUnitVocoder.from_file(args.vocoder)
-    else:
-        if not args.vocoder_cfg:
-            raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
-        vocoder = CodeHiFiGANUnitVocoder.from_files(args.vocoder, args.vocoder_cfg)
-    return IncrementalVocoder(vocoder.eval(), left_context=args.vocoder_left_context,
-                              dur_prediction=args.dur_prediction)
-
-
-def split_complete_words(dictionary, pending: Sequence[int], finished: bool) -> Tuple[List[str], List[int]]:
-    """Split subword ids not yet written into complete words and the ids still open.
-
-    A word is complete once a later subword starts a new word (or the stream has finished), so the
-    open part starts at the last word-starting subword (:func:`whole_word_prefix`, the policy's
-    cut too). Only the pending ids are looked at: the cost does not grow with what was written before.
-    """
-    if finished:
-        return pieces_to_words(dictionary, pending), []
-    cut = whole_word_prefix(pending, 0, lambda token: dictionary[token].startswith(WORD_START))
-    return pieces_to_words(dictionary, pending[:cut]), list(pending[cut:])
 
 
 class EchoStreamAgentMixin:

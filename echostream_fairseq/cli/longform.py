@@ -80,7 +80,7 @@ def translate_stream(translator, path: str, chunk_ms: int):
     import psutil
     import torch
 
-    from echostream_fairseq.agents.simuleval_agent import split_complete_words
+    from echostream_fairseq.data.text import split_complete_words
     from echostream_fairseq.common.audio import SAMPLE_RATE
     from echostream_fairseq.data.audio import read_audio
     from echostream_fairseq.evaluation.longform import TimedWord

@@ -24,7 +24,7 @@ import io
 import os
 import re
 import unicodedata
-from typing import Callable, Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import sentencepiece as spm
 
@@ -35,6 +35,7 @@ __all__ = [
     "WORD_START",
     "pieces_to_words",
     "whole_word_prefix",
+    "split_complete_words",
     "edit_distance",
     "normalize_text",
     "train_sentencepiece",
@@ -145,6 +146,19 @@ def whole_word_prefix(tokens: Sequence[int], committed: int, starts_word: Callab
         if starts_word(tokens[j]):
             return max(j, committed)
     return committed
+
+
+def split_complete_words(dictionary, pending: Sequence[int], finished: bool) -> Tuple[List[str], List[int]]:
+    """Split subword ids not yet shown into complete words and the ids still open.
+
+    A word is complete once a later subword starts a new word (or the text has ended), so the
+    open part starts at the last word-starting subword (:func:`whole_word_prefix`, the policy's
+    cut too). Only the pending ids are looked at: the cost does not grow with what came before.
+    """
+    if finished:
+        return pieces_to_words(dictionary, pending), []
+    cut = whole_word_prefix(pending, 0, lambda token: dictionary[token].startswith(WORD_START))
+    return pieces_to_words(dictionary, pending[:cut]), list(pending[cut:])
 
 
 def edit_distance(a: Sequence, b: Sequence) -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -37,6 +37,7 @@ from torch import Tensor
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
 from echostream_fairseq.data.text import WORD_START, whole_word_prefix
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
+from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
@@ -57,6 +58,10 @@ class _StageClock:
 
     def __init__(self) -> None:
         self.seconds: Dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
+        """Time spent elsewhere (other streams of a batch) is nobody's stage."""
         self._last = time.perf_counter()
 
     def mark(self, stage: str) -> None:
@@ -257,22 +262,54 @@ class SimultaneousTranslator:
 
         ``finish=True`` ends the source: the translation is completed and the speech flushed.
         """
-        if not isinstance(state, TranslatorState):
-            raise ValueError(f"state must be a TranslatorState (samples first, then the state), got {type(state).__name__}")
-        if state.finished:
-            raise ValueError("this stream is finished; start a new one with initial_state()")
-        clock = _StageClock() if self.config.time_stages else None
-        audio, n_bad = to_mono(samples)
-        resampler = ResampleStream(state.source_rate)
-        audio, resample_state = resampler.step(audio, state.resample, finish)
-        state = replace(state, resample=resample_state, nonfinite_samples=state.nonfinite_samples + n_bad)
-        if self.config.reencode:
-            asr_new, st_new, enc_new, state = self._encode_prefix(state, audio, finish)
-        else:
-            asr_new, st_new, enc_new, state = self._encode_increment(state, audio, finish)
-        if clock:
-            clock.mark("encoder")
+        return self.step_batch([(samples, state, finish)])[0]
 
+    @torch.inference_mode()
+    def step_batch(self, requests: Sequence[Tuple[object, TranslatorState, bool]]
+                   ) -> List[Tuple[StepOutput, TranslatorState]]:
+        """:meth:`step` for several independent streams at once: ``(samples, state, finish)`` each.
+
+        The encoder and both CTC heads run as one batch over every group of streams whose states
+        share a layout (:mod:`~echostream_fairseq.modules.batching`: in steady state, all streams
+        of this translator), so their per-stream cost falls with the number of streams; the
+        target side then steps each stream on its own. The results equal :meth:`step` per stream.
+        """
+        for _, state, _ in requests:
+            if not isinstance(state, TranslatorState):
+                raise ValueError(f"state must be a TranslatorState (samples first, then the state), got {type(state).__name__}")
+            if state.finished:
+                raise ValueError("this stream is finished; start a new one with initial_state()")
+        clocks: List[Optional[_StageClock]] = []
+        states, audios = [], []
+        for samples, state, finish in requests:
+            clocks.append(_StageClock() if self.config.time_stages else None)
+            audio, n_bad = to_mono(samples)
+            audio, resample_state = ResampleStream(state.source_rate).step(audio, state.resample, finish)
+            states.append(replace(state, resample=resample_state, nonfinite_samples=state.nonfinite_samples + n_bad))
+            audios.append(audio)
+            if clocks[-1]:
+                clocks[-1].mark("encoder")
+        finishes = [finish for _, _, finish in requests]
+        if self.config.reencode:
+            encoded = []
+            for state, audio, finish, clock in zip(states, audios, finishes, clocks):
+                if clock:
+                    clock.restart()
+                encoded.append(self._encode_prefix(state, audio, finish))
+                if clock:
+                    clock.mark("encoder")
+        else:
+            encoded = self._encode_increments(states, audios, finishes, clocks)
+        results = []
+        for (asr_new, st_new, enc_new, state), finish, clock in zip(encoded, finishes, clocks):
+            if clock:
+                clock.restart()
+            results.append(self._decode(state, asr_new, st_new, enc_new, finish, clock))
+        return results
+
+    def _decode(self, state: TranslatorState, asr_new: List[int], st_new: List[int], enc_new: Optional[Tensor],
+                finish: bool, clock: Optional[_StageClock]) -> Tuple[StepOutput, TranslatorState]:
+        """Everything after the encoder for one stream: policy, MT, units, speech, sentence ends."""
         target_new: List[int] = []
         units_new: List[int] = []
         wave = torch.zeros(0)
@@ -365,27 +402,61 @@ class SimultaneousTranslator:
 
     # -- encoder and CTC --------------------------------------------------------------------------
 
-    def _ctc_extend(self, state: TranslatorState, frames: Tensor, st_logits: Tensor):
-        asr_logits = self.model.asr_ctc(frames)[0]
+    def _encoder(self):
+        """The model's encoder set to this translator's chunk length (translators of other chunk
+        sizes may share the model)."""
+        encoder = self.model.encoder
+        if encoder.backbone.chunk_length != self.chunk_length:
+            encoder.set_chunk_length(self.chunk_length)
+        return encoder
+
+    def _encode_increments(self, states: List[TranslatorState], audios: List[Tensor], finishes: List[bool],
+                           clocks: List[Optional[_StageClock]]):
+        """fbank per stream, then the encoder and the CTC heads once per group of stackable states."""
+        encoder = self._encoder()
+        features, fbank_states = [], []
+        for state, audio, clock in zip(states, audios, clocks):
+            if clock:
+                clock.restart()
+            frames, fbank_state = self.fbank.step(audio, state.fbank)
+            features.append(frames.to(self.device))
+            fbank_states.append(fbank_state)
+            if clock:
+                clock.mark("encoder")
+        layouts = [(f.shape, finish, state_layout(s.encoder), state_layout(s.st_caches))
+                   for f, finish, s in zip(features, finishes, states)]
+        results: List = [None] * len(states)
+        for group in group_by_layout(layouts):
+            started = time.perf_counter()
+            enc_state = stack_states([states[i].encoder for i in group])
+            st_caches = stack_states([states[i].st_caches for i in group])
+            batch = torch.stack([features[i] for i in group])
+            frames, enc_state = encoder.step(batch, enc_state, finishes[group[0]])
+            st_logits, st_caches = self.model.st_ctc.step(frames, st_caches)
+            asr_logits = self.model.asr_ctc(frames)
+            sizes = [1] * len(group)
+            for row, (i, enc, st) in enumerate(zip(group, split_state(enc_state, sizes), split_state(st_caches, sizes))):
+                results[i] = self._ctc_extend(replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
+                                              frames[row : row + 1], asr_logits[row], st_logits[row])
+            share = (time.perf_counter() - started) / len(group)
+            for i in group:  # each stream is credited its share of the batch
+                if clocks[i]:
+                    clocks[i].seconds["encoder"] += share
+        return results
+
+    def _ctc_extend(self, state: TranslatorState, frames: Tensor, asr_logits: Tensor, st_logits: Tensor):
         asr_new, asr_last = ctc_greedy_extend(asr_logits, state.asr_last, self.src_banned)
         st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
         blanks = ctc_blank_run(asr_logits, state.asr_blank_frames, self.src_banned)
-        return asr_new, asr_last, st_new, st_last, blanks
-
-    def _encode_increment(self, state: TranslatorState, audio: Tensor, finish: bool):
-        features, fbank_state = self.fbank.step(audio, state.fbank)
-        features = features.to(self.device).unsqueeze(0)
-        frames, enc_state = self.model.encoder.step(features, state.encoder, finish)
-        st_logits, st_caches = self.model.st_ctc.step(frames, state.st_caches)
-        asr_new, asr_last, st_new, st_last, blanks = self._ctc_extend(state, frames, st_logits[0])
         return asr_new, st_new, frames, replace(
-            state, fbank=fbank_state, encoder=enc_state, encoder_frames=state.encoder_frames + frames.size(1),
-            asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last, st_caches=st_caches,
+            state, encoder_frames=state.encoder_frames + frames.size(1),
+            asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last,
             st_tokens=state.st_tokens + tuple(st_new), st_last=st_last, asr_blank_frames=blanks,
         )
 
     def _encode_prefix(self, state: TranslatorState, audio: Tensor, finish: bool):
         """StreamSpeech's way: fbank, encoder and CTC over the whole prefix, every chunk."""
+        self._encoder()
         samples = torch.cat([state.source_samples, audio])
         features, _ = self.fbank.step(samples, self.fbank.initial_state())
         if features.size(0) == 0:

@@ -1,0 +1,81 @@
+"""Stacking the streaming states of several streams into one batch, and splitting it back.
+
+Every streaming state in the package is explicit data: a frozen dataclass (or tuple, list) whose
+tensors are batch-first and whose other fields (counters, flags, signatures) say where the stream
+stands. Streams whose states have the same *layout* -- the same non-tensor fields and the same
+tensor shapes apart from the batch dimension -- can be stepped as one batch: their tensors are
+concatenated along dimension 0, the step runs once, and the result is split again. Streams at
+different points (a fresh one whose left context is still filling, one that has just started a
+sentence) simply have different layouts and are stepped in different groups; in steady state the
+attention windows are full and every stream of a chunk size shares one layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Hashable, List, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["state_layout", "stack_states", "split_state", "group_by_layout"]
+
+
+def state_layout(state: Any) -> Hashable:
+    """A hashable description of everything but the batch: equal layouts can be stacked."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return ("T", tuple(state.shape[1:]), state.dtype, state.device.type)
+    if dataclasses.is_dataclass(state):
+        return (type(state).__name__,) + tuple(state_layout(getattr(state, f.name)) for f in dataclasses.fields(state))
+    if isinstance(state, (tuple, list)):
+        return (type(state).__name__,) + tuple(state_layout(x) for x in state)
+    return ("V", state)
+
+
+def stack_states(states: Sequence[Any]) -> Any:
+    """States of one layout -> one state whose tensors hold every stream's rows, in order."""
+    if not states:
+        raise ValueError("no states to stack")
+    first = states[0]
+    if len(states) == 1:
+        return first
+    if first is None:
+        return None
+    if isinstance(first, Tensor):
+        return torch.cat(list(states), dim=0)
+    if dataclasses.is_dataclass(first):
+        fields = {f.name: stack_states([getattr(s, f.name) for s in states]) for f in dataclasses.fields(first)}
+        return type(first)(**fields)
+    if isinstance(first, (tuple, list)):
+        return type(first)(stack_states([s[i] for s in states]) for i in range(len(first)))
+    if any(s != first for s in states[1:]):
+        raise ValueError(f"states of different layouts cannot be stacked: {first!r} vs {states[1:]!r}")
+    return first
+
+
+def split_state(state: Any, sizes: Sequence[int]) -> List[Any]:
+    """The inverse of :func:`stack_states`: one state per stream, ``sizes[i]`` rows each."""
+    n = len(sizes)
+    if n == 1:
+        return [state]
+    if state is None:
+        return [None] * n
+    if isinstance(state, Tensor):
+        return list(torch.split(state, list(sizes), dim=0))
+    if dataclasses.is_dataclass(state):
+        parts = {f.name: split_state(getattr(state, f.name), sizes) for f in dataclasses.fields(state)}
+        return [type(state)(**{name: parts[name][i] for name in parts}) for i in range(n)]
+    if isinstance(state, (tuple, list)):
+        columns = [split_state(x, sizes) for x in state]
+        return [type(state)(column[i] for column in columns) for i in range(n)]
+    return [state] * n
+
+
+def group_by_layout(layouts: Sequence[Hashable]) -> List[List[int]]:
+    """Indices grouped by equal layout, groups in order of first appearance."""
+    groups: Dict[Hashable, List[int]] = {}
+    for i, layout in enumerate(layouts):
+        groups.setdefault(layout, []).append(i)
+    return list(groups.values())

@@ -1,0 +1,144 @@
+"""Loading a trained system for streaming: checkpoint, data folder, vocoder -> a translator.
+
+One function, :func:`load_translator`, with the agents' flags as keyword arguments (same names,
+underscores for dashes), so the SimulEval agents, the Python API and the server build the same
+translator from the same settings and every bad setting fails before the first stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import torch
+
+from echostream_fairseq.checkpoint import load_echostream_model
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.streaming.features import load_global_cmvn
+from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
+from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+
+__all__ = ["VOCODER_TYPES", "OUTPUTS", "load_vocoder", "load_translator", "pause_frames", "translator_for_chunk"]
+
+VOCODER_TYPES = ("code_hifigan", "griffin_lim")
+# what a translator produces: translated speech (and text), translated text, or the source transcript
+OUTPUTS = ("speech", "text", "asr")
+WHOLE_WORD = ("auto", "on", "off")
+
+
+def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
+                 dur_prediction: bool = False, left_context: int = 16) -> IncrementalVocoder:
+    """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
+    (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis."""
+    from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
+    from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
+
+    if vocoder_type not in VOCODER_TYPES:
+        raise ValueError(f"unknown vocoder type {vocoder_type!r}; use one of {VOCODER_TYPES}")
+    if not path:
+        raise ValueError(
+            "speech output needs a vocoder: --vocoder G --vocoder-cfg CONFIG.json (CodeHiFiGAN), or "
+            "--vocoder-type griffin_lim --vocoder DATA/units/kmeans.pt (training-free fallback)"
+        )
+    if vocoder_type == "griffin_lim":
+        vocoder = GriffinLimUnitVocoder.from_file(path)
+    else:
+        if not config:
+            raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
+        vocoder = CodeHiFiGANUnitVocoder.from_files(path, config)
+    return IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction)
+
+
+def pause_frames(ms: int, flag: str) -> int:
+    """Milliseconds -> whole encoder frames, rounded up."""
+    if ms < 0:
+        raise ValueError(f"{flag} must be >= 0 milliseconds, got {ms}")
+    return -(-ms // ENCODER_FRAME_MS)
+
+
+def _device(name: str) -> torch.device:
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("--device gpu: no CUDA device is available here; use --device cpu")
+        return torch.device("cuda")
+    if name != "cpu":
+        raise ValueError(f"unknown device {name!r}; use cpu or gpu")
+    return torch.device("cpu")
+
+
+def _whole_word(setting: str, chunk_ms: int) -> bool:
+    if setting not in WHOLE_WORD:
+        raise ValueError(f"--whole-word must be one of {WHOLE_WORD}, got {setting!r}")
+    return {"on": True, "off": False}.get(setting, whole_word_default(chunk_ms))
+
+
+def load_translator(
+    model_path: str,
+    data_bin: str,
+    *,
+    output: str = "speech",
+    vocoder: Optional[IncrementalVocoder] = None,
+    source_segment_size: int = 320,
+    device: str = "cpu",
+    threads: Optional[int] = None,
+    config_yaml: str = "config.yaml",
+    multitask_config_yaml: str = "config_multitask.yaml",
+    lagging_k1: int = 0,
+    stride_n: int = 1,
+    whole_word: str = "auto",
+    max_len: int = 200,
+    mt_source_window: int = 512,
+    target_window: int = 64,
+    sentence_pause_ms: int = 480,
+    sentence_confirmed_pause_ms: int = 240,
+    no_repeat_ngram: int = 0,
+    reencode: bool = False,
+) -> SimultaneousTranslator:
+    """The translator of a trained checkpoint (the agents' flags, see ``docs/agents.md``).
+
+    ``output``: ``speech`` (needs ``vocoder``), ``text`` or ``asr`` (the source transcript only).
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
+    speech_output = output == "speech"
+    if speech_output and vocoder is None:
+        raise ValueError("speech output needs a vocoder (load_vocoder)")
+    if threads:
+        torch.set_num_threads(threads)
+    model, task = load_echostream_model(model_path, data_bin, config_yaml, multitask_config_yaml)
+    if task.data_cfg.global_cmvn_stats is None:
+        raise ValueError(f"{data_bin}: the data config has no global_cmvn stats; the model was trained with them")
+    config = TranslatorConfig(
+        source_segment_size=source_segment_size,
+        policy=PolicyConfig(stride_n, lagging_k1, _whole_word(whole_word, source_segment_size)),
+        max_len=max_len,
+        mt_source_window=mt_source_window,
+        target_window=target_window,
+        reencode=reencode,
+        speech_output=speech_output,
+        translate=output != "asr",
+        sentence_pause_frames=pause_frames(sentence_pause_ms, "--sentence-pause-ms"),
+        sentence_confirmed_pause_frames=pause_frames(sentence_confirmed_pause_ms, "--sentence-confirmed-pause-ms"),
+        no_repeat_ngram=no_repeat_ngram,
+    )
+    if speech_output:
+        num_units = len(task.target_dictionary) - task.target_dictionary.nspecial
+        if vocoder.vocoder.num_units < num_units:
+            raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
+    d = task.multitask_dictionaries
+    return SimultaneousTranslator(
+        model.to(_device(device)), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+        task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
+    )
+
+
+def translator_for_chunk(translator: SimultaneousTranslator, source_segment_size: int,
+                         whole_word: str = "auto") -> SimultaneousTranslator:
+    """The same system at another chunk size (sharing the model: the translator sets the encoder's
+    chunk length before each encoder step). ``whole_word`` as in :func:`load_translator`."""
+    config = translator.config
+    if source_segment_size == config.source_segment_size:
+        return translator
+    policy = replace(config.policy, whole_word=_whole_word(whole_word, source_segment_size))
+    return translator.with_config(source_segment_size=source_segment_size, policy=policy)

@@ -1,0 +1,143 @@
+"""The Python streaming API and batched stepping: streams stepped together equal each stream
+stepped alone, pieces of any length and any input format give the same events, bad input fails
+with a message, and a closed stream is freed."""
+
+import numpy as np
+import pytest
+import torch
+
+from echostream_fairseq.data.audio import read_audio
+from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
+from echostream_fairseq.streaming.api import EchoStream
+
+
+@pytest.fixture(scope="module")
+def system(writing, corpus):
+    save, _ = writing
+    return EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(corpus / "units" / "kmeans.pt"),
+                           vocoder_type="griffin_lim", max_len=12)
+
+
+def _waves(corpus, n):
+    return [read_audio(p).numpy() for p in sorted((corpus / "audio" / "src").glob("test_*.wav"))[:n]]
+
+
+def _alone(system, wave, rate=16000, chunk_ms=None, piece=4000):
+    stream = system.open(rate, chunk_ms)
+    events = []
+    for i in range(0, len(wave), piece):
+        events += stream.feed(wave[i:i + piece])
+    events += stream.finish()
+    stream.close()
+    return events
+
+
+def _same(a, b):
+    assert [e.kind for e in a] == [e.kind for e in b]
+    for x, y in zip(a, b):
+        assert x.text == y.text and x.source_seconds == pytest.approx(y.source_seconds)
+        if x.audio is not None:
+            assert x.audio.shape == y.audio.shape
+            np.testing.assert_allclose(x.audio, y.audio, atol=1e-4)
+
+
+def test_streams_stepped_as_one_batch_equal_each_stream_alone(system, corpus):
+    waves = _waves(corpus, 4)
+    resampled = np.repeat(waves[3], 3)  # a 48 kHz stereo stream: its own resampler, its own layout
+    stereo = np.stack([resampled, resampled], axis=1)
+    alone = [_alone(system, w) for w in waves[:3]] + [_alone(system, stereo, rate=48000, piece=12000)]
+    assert any(e.kind == "target_text" for e in alone[0]) and any(e.kind == "target_speech" for e in alone[0])
+    sources = list(waves[:3]) + [stereo]
+    rates = [16000, 16000, 16000, 48000]
+    joins = [0, 0, 3, 5]  # streams join at different ticks and so are at different points
+    streams, got, tick = {}, {}, 0
+    while tick < 200 and (len(streams) < 4 or any(not s.finished for s in streams.values())):
+        for k in range(4):
+            if joins[k] == tick:
+                s = system.open(rates[k])
+                s.push(sources[k])
+                s.request_finish()
+                streams[k], got[k] = s, []
+        stepped = system.step(streams.values())
+        if tick == 6:
+            assert len(stepped) == 4  # everybody stepped in the same tick
+        for s, events in stepped.items():
+            got[next(k for k, v in streams.items() if v is s)].extend(events)
+        tick += 1
+    for k in range(4):
+        assert streams[k].finished
+        _same(got[k], alone[k])
+        streams[k].close()
+    assert system.streams == []
+
+
+def test_streams_of_different_chunk_sizes_share_a_tick(system, corpus):
+    waves = _waves(corpus, 2)
+    alone = [_alone(system, waves[0], chunk_ms=160), _alone(system, waves[1], chunk_ms=320)]
+    streams = [system.open(chunk_ms=160), system.open(chunk_ms=320)]
+    got = [[], []]
+    for s, w in zip(streams, waves):
+        s.push(w)
+        s.request_finish()
+    while any(not s.finished for s in streams):
+        stepped = system.step(streams)
+        for k, s in enumerate(streams):
+            got[k] += stepped.get(s, [])
+    for k in range(2):
+        _same(got[k], alone[k])
+        streams[k].close()
+
+
+def test_pieces_of_any_length_and_int16_give_the_same_events(system, corpus):
+    wave = _waves(corpus, 1)[0]
+    reference = _alone(system, wave, piece=len(wave))
+    _same(_alone(system, wave, piece=777), reference)
+    quantised = np.round(wave * 32767).astype(np.int16)
+    a = _alone(system, quantised, piece=3000)
+    b = _alone(system, quantised.astype(np.float32) / 32768.0, piece=3000)
+    _same(a, b)
+    kinds = [e.kind for e in reference]
+    assert kinds[-1] == "finished" and kinds.count("finished") == 1
+    speech = sum(e.audio.size for e in reference if e.kind == "target_speech")
+    assert speech > 0 and system.output_sample_rate == 16000
+
+
+def test_bad_input_is_refused_with_a_message(system):
+    with pytest.raises(ValueError, match="sample_rate must be a positive integer"):
+        system.open(0)
+    stream = system.open()
+    with pytest.raises(ValueError, match="audio must be numbers"):
+        stream.feed(np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=r"\[samples\] or \[samples, channels\]"):
+        stream.feed(np.zeros((2, 2, 2), dtype=np.float32))
+    events = stream.feed(np.array([np.nan, 0.0, np.inf], dtype=np.float32))
+    assert events == [] and stream.nonfinite_samples == 2
+    stream.finish()
+    with pytest.raises(ValueError, match="takes no more audio"):
+        stream.feed(np.zeros(10, dtype=np.float32))
+    stream.close()
+    assert stream.state is None and stream not in system.streams
+
+
+def test_state_layouts_stack_and_split_back():
+    from echostream_fairseq.modules.emformer import Emformer
+
+    emformer = Emformer(input_dim=16, num_heads=2, ffn_dim=32, num_layers=2, chunk_length=4,
+                        left_context_length=8, right_context_length=2, max_memory_size=2).eval()
+    x = torch.randn(3, 6, 16)
+    states = []
+    with torch.no_grad():
+        for b in range(3):
+            _, state = emformer.step(x[b:b + 1, :4], x[b:b + 1, 4:], None)
+            states.append(state)
+        fresh = emformer.initial_state(1)
+        assert group_by_layout([state_layout(s) for s in states + [fresh]]) == [[0, 1, 2], [3]]
+        stacked = stack_states(states)
+        assert stacked.batch_size == 3
+        out, _ = emformer.step(x[:, :4], x[:, 4:], stacked)
+        for b, part in enumerate(split_state(stacked, [1, 1, 1])):
+            assert all(torch.equal(p, q) for p, q in zip(part.key_value, states[b].key_value))
+            alone, _ = emformer.step(x[b:b + 1, :4], x[b:b + 1, 4:], states[b])
+            torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="different layouts"):
+        stack_states([1, 2])
