@@ -40,6 +40,7 @@ setup(
             "echostream-simul-report=echostream_fairseq.cli.simul_report:main",
             "echostream-learning-curves=echostream_fairseq.cli.learning_curves:main",
             "echostream-longform=echostream_fairseq.cli.longform:main",
+            "echostream-bench-batch=echostream_fairseq.cli.bench_batch:main",
         ],
     },
 )

@@ -94,3 +94,25 @@ def load_echostream_model(model_path: str, data_bin: str, config_yaml: str = "co
     model = task.build_model(model_cfg)
     model.load_state_dict(state["model"], strict=True, model_cfg=model_cfg)
     return model.eval(), task
+
+
+def build_random_echostream_model(arch: str, data_bin: str, extra_args=(), seed: int = 0):
+    """An ``echostream`` model of architecture preset ``arch`` with random weights (seeded), and
+    its task on ``data_bin``: what a speed benchmark needs, without training. ``extra_args`` are
+    more fairseq-train flags (e.g. ``["--encoder-layers", "6"]``). Returns ``(model, task)``."""
+    import os
+
+    import torch
+    from fairseq import options, tasks
+
+    import echostream_fairseq  # noqa: F401  (registers the model, task and criterion)
+
+    parser = options.get_training_parser()
+    user_dir = os.path.dirname(os.path.abspath(__file__))
+    args = options.parse_args_and_arch(parser, [
+        str(data_bin), "--user-dir", user_dir, "--task", "echostream_speech_to_speech", "--arch", arch,
+        "--criterion", "echostream_multitask", "--cpu", *map(str, extra_args),
+    ])
+    task = tasks.setup_task(args)
+    torch.manual_seed(seed)
+    return task.build_model(args).eval(), task

@@ -90,6 +90,7 @@ class Stream:
         self._pending_target: List[int] = []
         self.consumed_samples = 0
         self.nonfinite_samples = 0
+        self.last_step_seconds: Dict[str, float] = {}  # the last step's wall time per stage (time_stages)
         self.closed = False
 
     # -- input ------------------------------------------------------------------------------------
@@ -152,6 +153,7 @@ class Stream:
         if self.closed:  # closed while its step ran: the result is dropped with the stream
             return []
         self._state = state
+        self.last_step_seconds = out.stage_seconds
         self.consumed_samples += samples.numel()
         t = self.translator
         now = self.source_seconds

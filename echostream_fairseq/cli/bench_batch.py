@@ -1,0 +1,257 @@
+"""``echostream-bench-batch``: many concurrent streams, stepped as one batch against one at a time.
+
+::
+
+    echostream-bench-batch --data results/synthetic/corpus [--model CKPT] [--vocoder G --vocoder-cfg CFG]
+                           [--streams 1 2 4 8 16 32 64] [--full-size-streams 1 2 4 8] [--out results/bench_batch]
+
+Systems, with speech output:
+
+* ``tiny``: ``--model`` (default: ``echostream_emformer_tiny`` with random weights) and ``--vocoder``
+  (default: the corpus's Griffin-Lim fallback);
+* ``tiny_text``: the same model with text output (no units, no vocoder);
+* ``full``: ``echostream_emformer`` (StreamSpeech's sizes) and the full-size CodeHiFiGAN, random
+  weights (seed 0).
+
+Each of N streams reads its own source (the split's utterances, in turn, 0.5 s of silence after
+each), so the streams are at different points of their sentences. A trained model runs with the
+agents' settings (long-form sentence ends), so it writes what it would write live; with random
+weights the target side is forced to work on every chunk (``force_writing``: no end of sentence,
+no unit blank) and writes far more speech than a speaker says (the table gives the rate).
+After ``--warmup`` chunks per stream (the attention windows fill and the states share one layout),
+``--ticks`` ticks are timed: in a tick every stream has one chunk waiting and is stepped by
+
+* ``batched``: one :meth:`~echostream_fairseq.streaming.api.EchoStream.step` (the encoder and CTC
+  heads as one batch, the target side per stream), or
+* ``one at a time``: one translator step per stream, as a server with one processor per connection
+  (simulstream's design) does.
+
+Both modes start from the same states and produce the same output. Per-stream cost = tick time / N.
+Real time: every stream's chunk arrives at the same moment (the worst alignment); N streams are
+held in real time when the 95th percentile of the tick time is below the chunk's duration.
+Writes ``bench_batch.md`` and ``bench_batch.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.files import atomic_open
+from echostream_fairseq.streaming.translator import STAGES
+
+logger = logging.getLogger(__name__)
+
+
+class BenchError(Exception):
+    """An unusable input; the message says what to fix."""
+
+
+def _sources(data: Path, split: str, limit: int) -> List[torch.Tensor]:
+    from echostream_fairseq.data.audio import read_audio
+
+    listing = data / "simuleval" / f"{split}.source"
+    if not listing.is_file():
+        raise BenchError(f"{listing} not found: --data must be a corpus folder written by echostream-prep")
+    paths = [line.strip() for line in listing.read_text().splitlines() if line.strip()][:limit]
+    if not paths:
+        raise BenchError(f"{listing} lists no audio")
+    return [read_audio(p, SAMPLE_RATE) for p in paths]
+
+
+def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
+    """The agents' default settings (long-form sentence ends) for a trained model; random weights
+    write nonsense at their own pace, so their target side is forced to work on every chunk."""
+    from echostream_fairseq.streaming.features import load_global_cmvn
+    from echostream_fairseq.streaming.loading import pause_frames
+    from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+
+    d = task.multitask_dictionaries
+    speech = vocoder is not None
+    if trained:
+        config = TranslatorConfig(source_segment_size=chunk_ms, sentence_pause_frames=pause_frames(480, "pause"),
+                                  sentence_confirmed_pause_frames=pause_frames(240, "pause"),
+                                  speech_output=speech, time_stages=True)
+    else:
+        config = TranslatorConfig(source_segment_size=chunk_ms, force_writing=True, speech_output=speech,
+                                  time_stages=True)
+    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
+                                  config, vocoder)
+
+
+def _systems(args) -> Dict[str, object]:
+    from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
+    from echostream_fairseq.data.units import load_unit_model
+    from echostream_fairseq.streaming.loading import load_vocoder
+    from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
+    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+
+    kmeans = Path(args.data) / "units" / "kmeans.pt"
+    systems = {}
+    if args.model:
+        model, task = load_echostream_model(args.model, args.data)
+    else:
+        model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
+    if args.vocoder:
+        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True)
+    else:
+        vocoder = load_vocoder(str(kmeans), None, "griffin_lim", True)
+    systems["tiny"] = _translator(model, task, vocoder, args.chunk_ms, trained=bool(args.model))
+    systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
+    if args.full_size_streams:
+        model, task = build_random_echostream_model("echostream_emformer", args.data)
+        num_units = int(load_unit_model(str(kmeans))["num_units"])
+        with tempfile.TemporaryDirectory() as tmp:
+            config = preset_config("full", num_units)
+            torch.manual_seed(0)
+            torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
+            full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
+        systems["full"] = _translator(model, task, IncrementalVocoder(full, dur_prediction=True), args.chunk_ms, False)
+    return systems
+
+
+def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: int) -> Dict:
+    """Time ``ticks`` ticks of ``n`` streams, batched and one at a time, from the same states."""
+    from echostream_fairseq.streaming.api import EchoStream
+
+    chunk = translator.config.source_segment_size * SAMPLE_RATE // 1000
+    need = (warmup + ticks) * chunk
+    audio = []
+    for k in range(n):  # stream k reads the utterances from number k on
+        pieces, length, j = [], 0, k
+        while length < need:
+            pieces += [sources[j % len(sources)], torch.zeros(SAMPLE_RATE // 2)]
+            length += pieces[-2].numel() + pieces[-1].numel()
+            j += 1
+        audio.append(torch.cat(pieces)[:need])
+    system = EchoStream(translator)
+    streams = [system.open() for _ in range(n)]
+    for s, a in zip(streams, audio):
+        s.push(a[: warmup * chunk])
+    while any(s.ready for s in streams):
+        system.step(streams)
+    states = [s.state for s in streams]
+    batched, alone, speech, stages = [], [], 0, {}
+    for t in range(ticks):
+        pieces = [a[(warmup + t) * chunk:(warmup + t + 1) * chunk] for a in audio]
+        for s, p in zip(streams, pieces):
+            s.push(p)
+        started = time.perf_counter()
+        events = system.step(streams)
+        batched.append(time.perf_counter() - started)
+        speech += sum(e.audio.size for evs in events.values() for e in evs if e.kind == "target_speech")
+        for s in streams:
+            for stage, seconds in s.last_step_seconds.items():
+                stages[stage] = stages.get(stage, 0.0) + seconds / (n * ticks) * 1e3
+        started = time.perf_counter()
+        states = [translator.step(p, st)[1] for p, st in zip(pieces, states)]
+        alone.append(time.perf_counter() - started)
+    for s in streams:
+        s.close()
+    p95 = lambda xs: sorted(xs)[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]  # noqa: E731
+    return {
+        "streams": n,
+        "batched_ms_per_stream": statistics.median(batched) / n * 1e3,
+        "alone_ms_per_stream": statistics.median(alone) / n * 1e3,
+        "batched_tick_p95_ms": p95(batched) * 1e3,
+        "alone_tick_p95_ms": p95(alone) * 1e3,
+        # seconds of speech written per second of source, per stream
+        "speech_rate": (speech / translator.vocoder.vocoder.sample_rate / (n * ticks * chunk / SAMPLE_RATE)
+                        if translator.config.speech_output else 0.0),
+        "batched_stage_ms_per_stream": stages,
+    }
+
+
+def _table(name: str, rows: List[Dict], chunk_ms: int) -> List[str]:
+    single = rows[0]["alone_ms_per_stream"] if rows and rows[0]["streams"] == 1 else None
+    lines = [f"### {name}", "",
+             "| streams | batched ms/stream/chunk | one at a time | batched / single-stream | "
+             "batched tick p95 ms | one-at-a-time tick p95 ms | real time (batched / one at a time) | "
+             "speech s per source s | batched ms/stream: encoder, mt, units, vocoder |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = f"{r['batched_ms_per_stream'] / single:.2f}x" if single else "-"
+        held = lambda ms: "yes" if ms < chunk_ms else "no"  # noqa: E731
+        lines.append(f"| {r['streams']} | {r['batched_ms_per_stream']:.2f} | {r['alone_ms_per_stream']:.2f} | {ratio} | "
+                     f"{r['batched_tick_p95_ms']:.0f} | {r['alone_tick_p95_ms']:.0f} | "
+                     f"{held(r['batched_tick_p95_ms'])} / {held(r['alone_tick_p95_ms'])} | {r['speech_rate']:.2f} | "
+                     + ", ".join(f"{r['batched_stage_ms_per_stream'].get(k, 0.0):.1f}" for k in STAGES) + " |")
+    for mode, key in (("batched", "batched_tick_p95_ms"), ("one at a time", "alone_tick_p95_ms")):
+        held = [r["streams"] for r in rows if r[key] < chunk_ms]
+        lines.append("")
+        lines.append(f"Most streams held in real time, {mode}: {max(held) if held else 0} (of the counts tried)")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="results/synthetic/corpus", help="corpus folder (dictionaries, test audio)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--model", default=None, help="tiny checkpoint (default: random echostream_emformer_tiny)")
+    p.add_argument("--vocoder", default=None, help="tiny CodeHiFiGAN generator (default: Griffin-Lim)")
+    p.add_argument("--vocoder-cfg", default=None)
+    p.add_argument("--chunk-ms", type=int, default=320)
+    p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 48, 64])
+    p.add_argument("--full-size-streams", type=int, nargs="*", default=[1, 2, 4, 6, 8])
+    p.add_argument("--warmup", type=int, default=12, help="chunks per stream before timing")
+    p.add_argument("--ticks", type=int, default=10, help="timed ticks per count")
+    p.add_argument("--utterances", type=int, default=64, help="source utterances to read")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default="results/bench_batch")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from echostream_fairseq.cli.bench import _machine
+
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.model and not Path(args.model).is_file():
+            raise BenchError(f"checkpoint not found: {args.model} (--model)")
+        if args.vocoder and not args.vocoder_cfg:
+            raise BenchError("--vocoder-cfg is required with --vocoder")
+        if any(n < 1 for n in args.streams + args.full_size_streams):
+            raise BenchError("stream counts must be >= 1")
+        sources = _sources(Path(args.data), args.split, args.utterances)
+        systems = _systems(args)
+    except (BenchError, OSError, ValueError) as e:
+        print(f"echostream-bench-batch: {e}", file=sys.stderr)
+        return 2
+    results = {"machine": _machine(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
+               "systems": {}}
+    counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),
+              "full": sorted(set(args.full_size_streams))}
+    lines = ["# Concurrent streams: batched against one at a time", "", f"Machine: {results['machine']}",
+             f"Chunk {args.chunk_ms} ms, speech output; tiny: {'trained, agent settings' if args.model else 'random, forced writing'}"
+             f", full: random, forced writing; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.", ""]
+    with torch.inference_mode():
+        for name, translator in systems.items():
+            rows = []
+            for n in counts[name]:
+                rows.append(_run(translator, sources, n, args.warmup, args.ticks))
+                print(f"{name} {n} streams: {rows[-1]}", flush=True)
+            results["systems"][name] = rows
+            lines += _table(name, rows, args.chunk_ms)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "bench_batch.json", "w") as f:
+        json.dump(results, f, indent=1)
+    with atomic_open(out / "bench_batch.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
