@@ -11,6 +11,7 @@ setup(
     version="0.1.0",
     description="StreamSpeech's simultaneous speech translation model on bounded-state streaming encoders",
     packages=find_packages(include=["echostream_fairseq", "echostream_fairseq.*"]),
+    package_data={"echostream_fairseq.server": ["static/*"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "torch==2.14.1",
@@ -25,6 +26,7 @@ setup(
         "psutil",
         "pocketsphinx==5.1.1",
         "mweralign==1.4.1",
+        "aiohttp==3.14.5",
     ],
     entry_points={
         "console_scripts": [
@@ -41,6 +43,8 @@ setup(
             "echostream-learning-curves=echostream_fairseq.cli.learning_curves:main",
             "echostream-longform=echostream_fairseq.cli.longform:main",
             "echostream-bench-batch=echostream_fairseq.cli.bench_batch:main",
+            "echostream-serve=echostream_fairseq.cli.serve:main",
+            "echostream-client=echostream_fairseq.cli.client:main",
         ],
     },
 )

@@ -1,6 +1,6 @@
 """Each layer of the package imports only the layers below it (README, "Layout").
 
-common <- modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, cli;
+common <- modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, server <- cli;
 data, evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text).
 common (atomic writes, the sample rate and encoder frame, the mono check) is the base: every part
 may import it, and it imports nothing of the package.
@@ -32,7 +32,8 @@ ALLOWED = {
     "checkpoint": _MODEL | {"tasks"},
     "streaming": _STREAMING,
     "agents": _STREAMING | {"agents"},
-    "cli": _STREAMING | {"agents", "cli"},
+    "server": _STREAMING | {"server"},
+    "cli": _STREAMING | {"agents", "server", "cli"},
 }
 
 

@@ -113,6 +113,11 @@ class Stream:
         self._finish_requested = True
 
     @property
+    def finish_requested(self) -> bool:
+        """The source has ended (:meth:`request_finish` or :meth:`finish`)."""
+        return self._finish_requested
+
+    @property
     def ready(self) -> bool:
         """A whole chunk is waiting, or the source has ended and the stream has not finished."""
         return not self.closed and not self.finished and (self._buffered >= self.chunk_samples or self._finish_requested)

@@ -1,0 +1,1 @@
+"""The live server: ``echostream-serve``, its WebSocket protocol and its page."""
