@@ -23,7 +23,8 @@ $(STAMP): requirements.txt setup.py
 	touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	bash tests/install_browser.sh
+	$(PY) -m pytest -q -rs tests
 
 bench: $(STAMP)
 	$(VENV)/bin/echostream-bench --out results/bench

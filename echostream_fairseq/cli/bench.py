@@ -35,18 +35,25 @@ from echostream_fairseq.common.files import atomic_open
 SECONDS_PER_FRAME = ENCODER_FRAME_MS / 1000  # one encoder frame after 4x subsampling of 10 ms fbank
 
 
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def _machine() -> str:
+    """The CPU model, its vector extensions, cores and threads: every benchmark table's header."""
     cpu = platform.processor() or "unknown CPU"
+    flags: set = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
-                    break
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    vector = ", ".join(x for x in VECTOR_EXTENSIONS if x in flags) or "none of " + "/".join(VECTOR_EXTENSIONS)
     return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"{cpu} ({vector}), {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"Python {platform.python_version()}"
     )
 

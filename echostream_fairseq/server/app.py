@@ -30,7 +30,7 @@ from echostream_fairseq.streaming.api import EchoStream, Event, Stream
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ServerLimits", "StreamPool", "make_app", "STREAM_PATH", "INFO_PATH"]
+__all__ = ["ServerLimits", "StreamPool", "make_app", "POOL", "STREAM_PATH", "INFO_PATH"]
 
 STREAM_PATH = "/ws"
 INFO_PATH = "/api/info"
@@ -124,6 +124,10 @@ class StreamPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+POOL = web.AppKey("pool", StreamPool)
+POOL_TASK = web.AppKey("pool_task", asyncio.Task)
 
 
 class Connection:
@@ -279,26 +283,25 @@ def make_app(system: EchoStream, limits: ServerLimits = ServerLimits(), chunk_si
     for chunk_ms in chunk_sizes:  # fail now, not on a client's start message
         system.open(chunk_ms=chunk_ms).close()
     app = web.Application()
-    app["limits"] = limits
 
     async def start_pool(app: web.Application) -> None:
         pool = StreamPool(system, limits, chunk_sizes)
-        app["pool"] = pool
-        app["pool_task"] = asyncio.create_task(pool.run())
+        app[POOL] = pool
+        app[POOL_TASK] = asyncio.create_task(pool.run())
 
     async def stop_pool(app: web.Application) -> None:
-        app["pool_task"].cancel()
-        app["pool"].shutdown()
+        app[POOL_TASK].cancel()
+        app[POOL].shutdown()
 
     async def stream_endpoint(request: web.Request) -> web.WebSocketResponse:
         # aiohttp's own limit is a backstop; messages over ours get a clear error first
         ws = web.WebSocketResponse(max_msg_size=4 * limits.max_message_bytes + 4096, heartbeat=30.0)
         await ws.prepare(request)
-        await Connection(ws, request.app["pool"], request.query.get("token")).serve()
+        await Connection(ws, request.app[POOL], request.query.get("token")).serve()
         return ws
 
     async def info(request: web.Request) -> web.Response:
-        pool = request.app["pool"]
+        pool = request.app[POOL]
         return web.json_response({
             "protocol": PROTOCOL_VERSION, "stream_endpoint": STREAM_PATH, "chunk_sizes": list(chunk_sizes),
             "default_chunk_ms": system.translator.config.source_segment_size,

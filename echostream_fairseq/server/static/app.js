@@ -4,6 +4,8 @@
 
 const CAPTURE_RATE = 16000;
 const $ = (id) => document.getElementById(id);
+// messages received per type, for scripts and tests: window.echostreamCounts
+const counts = (window.echostreamCounts = {});
 const state = { info: null, ws: null, capture: null, media: null, sent: 0, done: 0, speech: 0,
                 player: null, playAt: 0, speechHeader: null, fileTimer: null };
 
@@ -30,7 +32,7 @@ function readout() {
   $("sent-seconds").textContent = state.sent.toFixed(1);
   $("done-seconds").textContent = state.done.toFixed(1);
   $("lag").textContent = Math.max(0, state.sent - state.done).toFixed(2);
-  $("speech-seconds").textContent = state.speech.toFixed(1);
+  $("speech-seconds").textContent = state.speech.toFixed(2);
 }
 
 function playSpeech(samples) {
@@ -51,6 +53,8 @@ function playSpeech(samples) {
 }
 
 function onMessage(event) {
+  const kind = typeof event.data === "string" ? JSON.parse(event.data).type : "speech_samples";
+  counts[kind] = (counts[kind] || 0) + 1;
   if (typeof event.data !== "string") {
     playSpeech(new Float32Array(event.data));
     return;

@@ -1,0 +1,29 @@
+"""``echostream-bench-batch`` on the test corpus: the table and JSON it writes, and its input errors."""
+
+import json
+
+from echostream_fairseq.cli.bench_batch import main
+
+
+def test_bench_batch_writes_the_table_with_both_modes(corpus, trained, tmp_path, capsys):
+    save, _ = trained
+    out = tmp_path / "bench"
+    assert main(["--data", str(corpus), "--model", str(save / "checkpoint_last.pt"), "--streams", "1", "3",
+                 "--full-size-streams", "--warmup", "2", "--ticks", "2", "--utterances", "4",
+                 "--out", str(out)]) == 0
+    results = json.loads((out / "bench_batch.json").read_text())
+    assert set(results["systems"]) == {"tiny", "tiny_text"}
+    rows = results["systems"]["tiny"]
+    assert [r["streams"] for r in rows] == [1, 3]
+    for r in rows:
+        assert r["batched_ms_per_stream"] > 0 and r["alone_ms_per_stream"] > 0
+        assert set(r["batched_stage_ms_per_stream"]) == {"encoder", "mt", "units", "vocoder"}
+    table = (out / "bench_batch.md").read_text()
+    assert "Machine: " in table and "| 3 |" in table and "Most streams held in real time, batched:" in table
+
+
+def test_bench_batch_names_a_bad_input(tmp_path, capsys):
+    assert main(["--data", str(tmp_path), "--full-size-streams"]) == 2
+    assert "simuleval/test.source not found: --data must be a corpus folder" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path), "--model", str(tmp_path / "x.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
