@@ -117,8 +117,13 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         # Incremental synthesis meets a new input length on most calls; oneDNN builds a convolution
         # primitive per new shape (30-50 ms for the tiny generator on 2 cores, measured), PyTorch's
         # own CPU convolution costs about the same per call and nothing per shape.
-        with torch.backends.mkldnn.flags(enabled=frames.device.type != "cpu"):
+        mkldnn = torch.backends.mkldnn
+        enabled = mkldnn.enabled
+        mkldnn.enabled = enabled and frames.device.type != "cpu"
+        try:
             return self.fairseq_vocoder({"code": frames[None]}, dur_prediction=False).reshape(-1)
+        finally:
+            mkldnn.enabled = enabled
 
     @torch.no_grad()
     def forward(self, units, dur_prediction: bool = False) -> Tensor:
