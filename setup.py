@@ -28,6 +28,8 @@ setup(
         "mweralign==1.4.1",
         "aiohttp==3.14.5",
     ],
+    # FBK's simulstream serving and long-form evaluation toolkit, for its EchoStream speech processor
+    extras_require={"simulstream": ["simulstream==1.0.0"]},
     entry_points={
         "console_scripts": [
             "echostream-bench=echostream_fairseq.cli.bench:main",

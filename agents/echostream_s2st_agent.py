@@ -12,13 +12,9 @@ text-to-unit stack and vocoder (see echostream_fairseq/streaming/translator.py).
 """
 
 from simuleval.agents import SpeechToSpeechAgent
-from simuleval.agents.actions import ReadAction, WriteAction
-from simuleval.data.segments import SpeechSegment
 from simuleval.utils import entrypoint
 
-from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.agents.simuleval_agent import EchoStreamAgentMixin, add_agent_args
-
 
 
 @entrypoint
@@ -30,12 +26,4 @@ class EchoStreamS2STAgent(EchoStreamAgentMixin, SpeechToSpeechAgent):
         add_agent_args(parser, speech_output=True)
 
     def policy(self):
-        if self.finished_stream():
-            return WriteAction(SpeechSegment(content=[], sample_rate=SAMPLE_RATE, finished=True), finished=True)
-        if not self.states.new_samples and not self.states.source_finished:
-            return ReadAction()
-        out = self._advance()
-        if out.audio.numel() == 0 and not out.finished:
-            return ReadAction()
-        segment = SpeechSegment(content=out.audio.tolist(), sample_rate=SAMPLE_RATE, finished=out.finished)
-        return WriteAction(segment, finished=out.finished)
+        return self.speak()

@@ -1,16 +1,14 @@
 """What the SimulEval agents in ``agents/`` share: flags, loading, and the push/policy glue.
 
-An agent holds one :class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`
-(the model, loaded once) and keeps each instance's :class:`TranslatorState` in its SimulEval
-states. ``push`` hands the new samples of a source segment to the state without accumulating the
-whole source (SimulEval's default keeps every sample of the stream in a Python list), and
-``policy`` runs one translator step on them.
+The agents are thin adapters over the streaming API (:mod:`echostream_fairseq.streaming.api`):
+an agent holds one :class:`~echostream_fairseq.streaming.api.EchoStream` (the model, loaded
+once) and opens one stream per SimulEval instance. ``push`` keeps the new samples of a source
+segment (SimulEval's default keeps every sample of the stream in a Python list), and ``policy``
+feeds them to the stream (one segment is one chunk) and writes what came back:
 
-Outputs:
-
-* speech (``EchoStreamAgentBase.output = "speech"``): the new audio of each step;
-* text (``"text"``): target words once they are complete (the next subword starts a new word, or
-  the source ended), so SimulEval's word-level latency sees whole words;
+* speech (``output = "speech"``): the new audio;
+* text (``"text"``): the translated words, complete (the next subword starts a new word, a
+  sentence ended, or the source did), so SimulEval's word-level latency sees whole words;
 * source text (``"asr"``): the streaming ASR transcript, complete words likewise.
 """
 
@@ -19,11 +17,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import List
 from simuleval.agents.actions import ReadAction, WriteAction
+from simuleval.data.segments import SpeechSegment
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.data.text import pieces_to_words, split_complete_words
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
+from echostream_fairseq.streaming.api import EchoStream, Event
 from echostream_fairseq.streaming.loading import VOCODER_TYPES, load_translator, load_vocoder
 from echostream_fairseq.streaming.translator import SimultaneousTranslator
 
@@ -106,8 +106,8 @@ class EchoStreamAgentMixin:
         # SimulEval builds the agent before its instances: the fix of the computation-aware latency
         # of speech output (evaluation/simuleval_compat.py) is in place before any is scored
         keep_speech_elapsed_times()
-        self.translator = build_translator(args, speech_output=self.output == "speech",
-                                           translate=self.output != "asr")
+        self.system = EchoStream(build_translator(args, speech_output=self.output == "speech",
+                                                  translate=self.output != "asr"))
         self.log_text = args.output_asr_translation
         self.extra_output_dir = Path(args.extra_output_dir) if args.extra_output_dir else None
         if self.extra_output_dir is not None:
@@ -119,13 +119,12 @@ class EchoStreamAgentMixin:
     # SimulEval calls build_states() once and reset() per instance
     def reset(self) -> None:
         super().reset()
+        if getattr(self.states, "stream", None) is not None:
+            self.states.stream.close()
         self.states.stream = None
         self.states.new_samples = []
-        self.states.pending_tokens = []  # text agents: subwords not yet written as words
-        self.states.units = []  # units of the instance, for --extra-output-dir only
-        # the whole instance's subwords, for --extra-output-dir and the log only (the translator
-        # keeps the current sentence's)
-        self.states.asr_tokens, self.states.target_tokens = [], []
+        # the whole instance's words and units, for --extra-output-dir and the log only
+        self.states.words = {"source_text": [], "target_text": [], "target_units": []}
 
     def push(self, source_segment, states=None, upstream_states=None) -> None:
         states = self.states if states is None else states
@@ -136,58 +135,72 @@ class EchoStreamAgentMixin:
             states.new_samples.append(content)
             states.source_sample_rate = source_segment.sample_rate
 
-    def _advance(self):
-        """One translator step on the samples pushed since the last call."""
+    def _advance(self) -> List[Event]:
+        """Feed the samples pushed since the last call to the instance's stream (SimulEval's
+        segments are one chunk each), and finish it with the source."""
         states = self.states
         if states.stream is None:
-            rate = int(states.source_sample_rate or SAMPLE_RATE)
-            states.stream = self.translator.initial_state(rate)
+            states.stream = self.system.open(int(states.source_sample_rate or SAMPLE_RATE))
+        stream = states.stream
         samples = [s for chunk in states.new_samples for s in chunk]
         states.new_samples = []
-        out, states.stream = self.translator.step(samples, states.stream, finish=states.source_finished)
-        if out.finished and states.stream.nonfinite_samples:
-            logger.warning("%d NaN/inf source samples were read as silence", states.stream.nonfinite_samples)
+        events = stream.feed(samples) if samples else []
+        if states.source_finished:
+            events += stream.finish()
+            if stream.nonfinite_samples:
+                logger.warning("%d NaN/inf source samples were read as silence", stream.nonfinite_samples)
         if self.extra_output_dir is not None or self.log_text:
-            states.units.extend(out.units)
-            states.asr_tokens.extend(out.asr_tokens)
-            states.target_tokens.extend(out.target_tokens)
-        if self.log_text and (out.asr_tokens or out.target_tokens):
-            t = self.translator
-            logger.info("ASR: %s | translation: %s",
-                        " ".join(pieces_to_words(t.src_dict, states.asr_tokens)),
-                        " ".join(pieces_to_words(t.tgt_dict, states.target_tokens)))
-        if out.finished:
+            for e in events:
+                if e.kind in states.words:
+                    states.words[e.kind].extend(e.units if e.kind == "target_units" else [e.text])
+        if self.log_text and any(e.kind in ("source_text", "target_text") for e in events):
+            logger.info("ASR: %s | translation: %s", " ".join(states.words["source_text"]),
+                        " ".join(states.words["target_text"]))
+        if stream.finished:
             self._write_extra_outputs()
-        return out
+        return events
 
     def _write_extra_outputs(self) -> None:
         if self.extra_output_dir is None:
             return
-        t, s = self.translator, self.states
+        words = self.states.words
         lines = {
-            "asr.txt": " ".join(pieces_to_words(t.src_dict, s.asr_tokens)),
-            "translation.txt": " ".join(pieces_to_words(t.tgt_dict, s.target_tokens)),
-            "units.txt": " ".join(t.unit_dict[u] for u in self.states.units),
+            "asr.txt": " ".join(words["source_text"]),
+            "translation.txt": " ".join(words["target_text"]),
+            "units.txt": " ".join(map(str, words["target_units"])),
         }
         for name, line in lines.items():
             with open(self.extra_output_dir / name, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
 
     def write_words(self):
-        """The text agents' policy: one translator step, then the words it completed."""
+        """The text agents' policy: feed the new audio, then write the words it completed."""
         if self.finished_stream():
             return WriteAction("", finished=True)
         if not self.states.new_samples and not self.states.source_finished:
             return ReadAction()
-        out = self._advance()
-        dictionary, new = ((self.translator.src_dict, out.asr_tokens) if self.output == "asr"
-                           else (self.translator.tgt_dict, out.target_tokens))
-        # a sentence end completes its last word too
-        words, self.states.pending_tokens = split_complete_words(
-            dictionary, self.states.pending_tokens + new, out.finished or out.sentence_end)
-        if not words and not out.finished:
+        events = self._advance()
+        kind = "source_text" if self.output == "asr" else "target_text"
+        words = [e.text for e in events if e.kind == kind]
+        finished = self.finished_stream()
+        if not words and not finished:
             return ReadAction()
-        return WriteAction(" ".join(words), finished=out.finished)
+        return WriteAction(" ".join(words), finished=finished)
+
+    def speak(self):
+        """The speech agent's policy: feed the new audio, then write the speech it made."""
+        if self.finished_stream():
+            return WriteAction(SpeechSegment(content=[], sample_rate=self.system.output_sample_rate, finished=True),
+                               finished=True)
+        if not self.states.new_samples and not self.states.source_finished:
+            return ReadAction()
+        events = self._advance()
+        audio = [x for e in events if e.kind == "target_speech" for x in e.audio.tolist()]
+        finished = self.finished_stream()
+        if not audio and not finished:
+            return ReadAction()
+        return WriteAction(SpeechSegment(content=audio, sample_rate=self.system.output_sample_rate, finished=finished),
+                           finished=finished)
 
     def finished_stream(self) -> bool:
         s = self.states.stream

@@ -146,6 +146,8 @@ class Connection:
 
     def deliver(self, events: List[Event], compute_ms: float, batch: int) -> None:
         for event in events:
+            if event.kind == "target_units":  # the protocol carries text and speech
+                continue
             message = {"type": event.kind, "source_seconds": round(event.source_seconds, 3)}
             if event.kind in ("source_text", "target_text"):
                 message["text"] = event.text

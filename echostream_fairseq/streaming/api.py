@@ -19,7 +19,8 @@ steps every stream that has a whole chunk waiting as one batch
 (:meth:`~echostream_fairseq.streaming.translator.SimultaneousTranslator.step_batch`).
 
 Events (:class:`Event`, ``kind``): ``source_text`` (new words of the streaming transcript),
-``target_text`` (new translated words), ``target_speech`` (new samples of translated speech,
+``target_text`` (new translated words), ``target_units`` (new discrete units of the translated
+speech, the vocoder's unit numbers), ``target_speech`` (new samples of translated speech,
 float32 mono at :attr:`EchoStream.output_sample_rate`), ``sentence_end`` (the sentence's
 translation is complete; the next one starts) and ``finished``. Words are whole: a word is sent
 once the next subword starts a new word, at a sentence end, or at the end.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from echostream_fairseq.streaming.translator import SimultaneousTranslator, Step
 
 __all__ = ["EVENT_KINDS", "Event", "Stream", "EchoStream"]
 
-EVENT_KINDS = ("source_text", "target_text", "target_speech", "sentence_end", "finished")
+EVENT_KINDS = ("source_text", "target_text", "target_units", "target_speech", "sentence_end", "finished")
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,14 @@ class Event:
     Attributes:
         kind: one of :data:`EVENT_KINDS`.
         text: the new words (``source_text``, ``target_text``), space-joined.
+        units: ``target_units``: the new units (the numbers the vocoder knows them by).
         audio: ``target_speech``: float32 ``[n]`` samples at the system's output rate.
         source_seconds: seconds of source audio the stream had consumed when it was produced.
     """
 
     kind: str
     text: str = ""
+    units: Tuple[int, ...] = ()
     audio: Optional[np.ndarray] = None
     source_seconds: float = 0.0
 
@@ -172,6 +175,9 @@ class Stream:
                                                                complete)
             if words:
                 events.append(Event("target_text", " ".join(words), source_seconds=now))
+        units = tuple(t.unit_ids[u] for u in out.units if u in t.unit_ids)
+        if units:
+            events.append(Event("target_units", units=units, source_seconds=now))
         if out.audio.numel():
             events.append(Event("target_speech", audio=out.audio.float().numpy(), source_seconds=now))
         if out.sentence_end:
