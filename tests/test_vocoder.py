@@ -212,6 +212,23 @@ def test_incremental_audio_is_close_to_one_shot(kind, hifigan, speech_units):
     assert apart > 1.5 * close, (close, apart)
 
 
+def test_left_context_beyond_the_receptive_field_changes_nothing(speech_units, tmp_path):
+    """The default left context (12 frames) gives the audio of a longer one: a sample of the
+    ``tiny`` preset's HiFi-GAN depends on about 7 frames to its left."""
+    from echostream_fairseq.vocoder import build_generator, preset_config
+
+    _, units = speech_units
+    config = preset_config("tiny", 16)
+    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
+    vocoder = CodeHiFiGANUnitVocoder(str(tmp_path / "g.pt"), config).eval()
+    sizes = chunks_of(units.numel(), seed=2, low=4, high=12)
+    default, _ = stream(vocoder, units, sizes, dur_prediction=False)
+    longer, _ = stream(vocoder, units, sizes, dur_prediction=False, left_context=32)
+    shorter, _ = stream(vocoder, units, sizes, dur_prediction=False, left_context=2)
+    assert (default - longer).abs().max() < 1e-5
+    assert (shorter - longer).abs().max() > 1e-3  # too short a context does change it
+
+
 def test_incremental_durations_differ_only_where_right_context_was_missing(hifigan):
     vocoder = hifigan[0]
     torch.manual_seed(3)
@@ -255,7 +272,7 @@ class CountingVocoder(UnitVocoder):
 
 def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
     vocoder = CountingVocoder()
-    inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False)  # default left_context: 16
+    inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False)  # default left_context: 12
     state = inc.initial_state()
     units = torch.arange(30000) % 100  # 10 minutes of 20 ms frames, in calls of 25
     sizes = []
@@ -263,8 +280,8 @@ def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
         audio, state = inc.step(units[start:start + 25], state)
         sizes.append((state.context_frames.numel(), state.pending.numel(), state.context_units.numel()))
     assert len(vocoder.calls) == 1200
-    assert vocoder.calls[0] == 25 and set(vocoder.calls[1:]) == {16 + 25}
-    assert set(sizes) == {(16, 640, 8)}
+    assert vocoder.calls[0] == 25 and set(vocoder.calls[1:]) == {12 + 25}
+    assert set(sizes) == {(12, 640, 8)}
     audio, state = inc.step([], state, finish=True)
     assert state.emitted_samples == 30000 * HOP and audio.numel() == 640
 

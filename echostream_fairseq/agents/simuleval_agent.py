@@ -74,7 +74,7 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                             help="griffin_lim: the training-free fallback for log-mel k-means units")
         parser.add_argument("--dur-prediction", action="store_true",
                             help="predict durations of the de-duplicated units (what the model emits)")
-        parser.add_argument("--vocoder-left-context", type=int, default=16,
+        parser.add_argument("--vocoder-left-context", type=int, default=12,
                             help="unit frames re-synthesised as context by the incremental vocoder")
 
 

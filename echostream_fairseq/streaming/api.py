@@ -226,7 +226,7 @@ class EchoStream:
 
     @classmethod
     def load(cls, model_path: str, data_bin: str, *, vocoder: Optional[str] = None, vocoder_cfg: Optional[str] = None,
-             vocoder_type: str = "code_hifigan", dur_prediction: bool = True, vocoder_left_context: int = 16,
+             vocoder_type: str = "code_hifigan", dur_prediction: bool = True, vocoder_left_context: int = 12,
              output: Optional[str] = None, chunk_ms: int = 320, **options) -> "EchoStream":
         """Load a checkpoint with its data folder and (for speech output) its vocoder.
 

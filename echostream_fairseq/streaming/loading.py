@@ -28,7 +28,7 @@ WHOLE_WORD = ("auto", "on", "off")
 
 
 def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
-                 dur_prediction: bool = False, left_context: int = 16) -> IncrementalVocoder:
+                 dur_prediction: bool = False, left_context: int = 12) -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder

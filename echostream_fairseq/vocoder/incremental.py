@@ -61,7 +61,7 @@ class IncrementalVocoder:
     def __init__(
         self,
         vocoder: UnitVocoder,
-        left_context: int = 16,
+        left_context: int = 12,
         crossfade: int = 640,
         dur_prediction: bool = True,
         duration_context: int = 8,
