@@ -141,3 +141,41 @@ def test_state_layouts_stack_and_split_back():
             torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="different layouts"):
         stack_states([1, 2])
+
+
+@torch.inference_mode()
+def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
+    """Three streams at different points (memory lengths, subwords written, a full self-attention
+    window) written in lockstep over padded caches give each stream's own subwords, decoder
+    states and caches."""
+    from dataclasses import replace
+
+    # the test model would end its sentences at once: with the end of sentence banned it writes on
+    translator = system.translator.with_config(target_window=4, force_writing=True, speech_output=False)
+    waves = _waves(corpus, 3)
+    states = []
+    for k, (chunks, written) in enumerate(((3, 2), (5, 1), (8, 6))):  # memory lengths, written prefixes
+        state = translator.initial_state()
+        for c in range(chunks):
+            _, state = translator.step(waves[k][c * 5120:(c + 1) * 5120], state)
+        _, _, state = translator._write(state, None, written)  # the test model's policy writes little
+        states.append(state)
+    assert len({len(s.target_tokens) for s in states}) > 1
+    assert len({s.mt_memory[0].cross_key.size(2) for s in states}) > 1
+    targets = [len(s.target_tokens) + n for s, n in zip(states, (3, 0, 6))]
+    batched = translator._write_batch(states, targets)
+    for state, target, (new, text, after) in zip(states, targets, batched):
+        alone_new, alone_text, alone_after = translator._write(state, None, target)
+        assert new == alone_new
+        if text is None:
+            assert alone_text is None
+        else:
+            torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
+        for a, b in zip(after.mt_memory, alone_after.mt_memory):
+            for x, y in ((a.self_key, b.self_key), (a.self_value, b.self_value), (a.cross_key, b.cross_key)):
+                assert (x is None) == (y is None)
+                if x is not None:
+                    torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+        assert after.target_tokens == alone_after.target_tokens
+    assert batched[1][0] == [] and batched[1][2].mt_memory is states[1].mt_memory
+    assert max(len(b[0]) for b in batched) >= 3 and states[2].mt_memory[0].self_key.size(2) == 4

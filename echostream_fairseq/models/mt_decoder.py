@@ -25,7 +25,7 @@ from fairseq.models import FairseqIncrementalDecoder
 from fairseq.models.transformer import Embedding
 
 from echostream_fairseq.modules.positions import sinusoidal_rows, token_positions
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, padded_step, stack_step
 
 __all__ = ["MTDecoder"]
 
@@ -176,6 +176,26 @@ class MTDecoder(FairseqIncrementalDecoder):
         x, caches = stack_step(self.layers, x, caches, self_window, new_memory=new_memory, memory_window=memory_window)
         hidden = self.final_norm(x)
         return self.output_layer(hidden), hidden, caches
+
+    def step_rows(self, tokens: Tensor, positions: Tensor, caches: List[LayerCache], self_valid: Tensor,
+                  memory_valid: Tensor, self_window: int = 0) -> Tuple[Tensor, Tensor, List[LayerCache], Tensor]:
+        """One decoder input for each of several streams at different points (inference).
+
+        Args:
+            tokens: ``[B]`` decoder inputs; ``positions`` ``[B]``: each one's input number.
+            caches, self_valid, memory_valid: left-padded caches of the streams and their valid
+                masks (:func:`~echostream_fairseq.modules.transformer_layer.pad_caches`).
+            self_window: earlier inputs each input may attend (0: all), as in :meth:`step`.
+
+        Returns:
+            logits ``[B, V]``, hidden states ``[B, 1, D]``, the caches and the new self mask; row
+            ``b`` equals :meth:`step` of stream ``b`` alone.
+        """
+        rows = sinusoidal_rows(positions + self.padding_idx + 1, self.embed_dim)
+        x = self.embed_scale * self.embed_tokens(tokens.unsqueeze(1)) + rows.unsqueeze(1)
+        x, caches, self_valid = padded_step(self.layers, x, caches, self_valid, memory_valid, self_window)
+        hidden = self.final_norm(x)
+        return self.output_layer(hidden)[:, -1], hidden, caches, self_valid
 
     def output_layer(self, features: Tensor) -> Tensor:
         """Logits with the output projection tied to the input embedding."""

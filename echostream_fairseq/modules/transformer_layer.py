@@ -12,7 +12,7 @@ Incremental decoding keeps the self-attention keys/values of past positions in a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from echostream_fairseq.modules.masks import causal_mask
 
-__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step"]
+__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step", "pad_caches", "unpad_row",
+           "padded_step"]
 
 
 @dataclass(frozen=True)
@@ -223,3 +224,73 @@ def stack_step(
                                cache.cross_key, cache.cross_value)
         new_caches.append(cache)
     return x, new_caches
+
+
+def pad_caches(rows: Sequence[Sequence[LayerCache]]) -> Tuple[List[LayerCache], Tensor, Tensor]:
+    """The caches of several streams (one list of layer caches each, batch 1) as one batch.
+
+    Streams hold different numbers of positions and memory frames, so both are padded on the
+    left: a row's own keys are the last ones of its row. Returns the batched caches and the valid
+    masks ``[B, P]`` (self) and ``[B, S]`` (memory), ``True`` for a row's own positions.
+    """
+    first = rows[0][0]
+    self_lengths = [0 if r[0].self_key is None else r[0].self_key.size(2) for r in rows]
+    memory_lengths = [0 if r[0].cross_key is None else r[0].cross_key.size(2) for r in rows]
+    P, S = max(self_lengths), max(memory_lengths)
+    like = first.cross_key if first.cross_key is not None else first.self_key
+
+    def padded(t: Optional[Tensor], width: int) -> Tensor:
+        have = 0 if t is None else t.size(2)
+        if have == width:
+            return t if t is not None else like.new_zeros(1, like.size(1), 0, like.size(3))
+        pad = like.new_zeros(1, like.size(1), width - have, like.size(3))
+        return pad if t is None else torch.cat([pad, t], dim=2)
+
+    layers = []
+    for i in range(len(rows[0])):
+        parts = [r[i] for r in rows]
+        layers.append(LayerCache(
+            torch.cat([padded(c.self_key, P) for c in parts]), torch.cat([padded(c.self_value, P) for c in parts]),
+            torch.cat([padded(c.cross_key, S) for c in parts]), torch.cat([padded(c.cross_value, S) for c in parts]),
+        ))
+
+    def valid(lengths: List[int], width: int) -> Tensor:
+        n = torch.tensor(lengths, device=like.device).unsqueeze(1)
+        return torch.arange(width, device=like.device).unsqueeze(0) >= width - n
+
+    return layers, valid(self_lengths, P), valid(memory_lengths, S)
+
+
+def unpad_row(caches: Sequence[LayerCache], row: int, self_length: int, memory_length: int) -> List[LayerCache]:
+    """Row ``row`` of :func:`pad_caches`-style batched caches, with its own positions only."""
+    def own(t: Tensor, n: int) -> Optional[Tensor]:
+        return None if n == 0 else t[row:row + 1, :, t.size(2) - n:]
+
+    return [LayerCache(own(c.self_key, self_length), own(c.self_value, self_length),
+                       own(c.cross_key, memory_length), own(c.cross_value, memory_length)) for c in caches]
+
+
+def padded_step(layers, x: Tensor, caches: List[LayerCache], self_valid: Tensor, memory_valid: Tensor,
+                self_window: int = 0) -> Tuple[Tensor, List[LayerCache], Tensor]:
+    """One new position per row through a stack of layers, over left-padded caches.
+
+    Args:
+        x: ``[B, 1, D]``; caches, ``self_valid`` ``[B, P]``, ``memory_valid`` ``[B, S]``: from
+            :func:`pad_caches` (or a previous call).
+        self_window: positions kept (0: all), as :func:`stack_step` keeps them.
+
+    Returns:
+        ``[B, 1, D]``, the caches with the new position appended, and the new ``self_valid``.
+    """
+    valid = torch.cat([self_valid, self_valid.new_ones(self_valid.size(0), 1)], dim=1)
+    self_mask, memory_mask = valid.unsqueeze(1), memory_valid.unsqueeze(1)
+    new_caches = []
+    for layer, cache in zip(layers, caches):
+        x, cache = layer(x, self_mask, None, memory_mask, cache)
+        if self_window > 0 and cache.self_key.size(2) > self_window:
+            cache = LayerCache(cache.self_key[:, :, -self_window:], cache.self_value[:, :, -self_window:],
+                               cache.cross_key, cache.cross_value)
+        new_caches.append(cache)
+    if self_window > 0 and valid.size(1) > self_window:
+        valid = valid[:, -self_window:]
+    return x, new_caches, valid

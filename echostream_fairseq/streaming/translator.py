@@ -35,13 +35,14 @@ import torch
 from torch import Tensor
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
-from echostream_fairseq.data.text import WORD_START, whole_word_prefix
+from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import LayerCache
+from echostream_fairseq.streaming.mt_writing import MTWriting
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
-from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy, repeated_ngram_ends
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
 
 __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES"]
@@ -167,7 +168,7 @@ class StepOutput:
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
 
 
-class SimultaneousTranslator:
+class SimultaneousTranslator(MTWriting):
     """Args:
         model: an ``EchoStreamModel`` (``eval()`` is set here).
         src_dict, st_dict, tgt_dict, unit_dict: the source (ASR CTC), ST CTC, MT and unit dictionaries.
@@ -300,38 +301,88 @@ class SimultaneousTranslator:
                     clock.mark("encoder")
         else:
             encoded = self._encode_increments(states, audios, finishes, clocks)
-        results = []
-        for (asr_new, st_new, enc_new, state), finish, clock in zip(encoded, finishes, clocks):
+        # the policy of every stream, then the MT writes (batched where they can be), then the rest
+        plans = []
+        for (_, _, enc_new, state), finish, clock in zip(encoded, finishes, clocks):
             if clock:
                 clock.restart()
-            results.append(self._decode(state, asr_new, st_new, enc_new, finish, clock))
+            plans.append(self._plan(state, enc_new, finish))
+            if clock:
+                clock.mark("mt")
+        writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
+                                 clocks)
+        results = []
+        for (asr_new, _, enc_new, _), (state, target), written, finish, clock in zip(
+                encoded, plans, writes, finishes, clocks):
+            if clock:
+                clock.restart()
+            results.append(self._complete(state, asr_new, enc_new, target, written, finish, clock))
         return results
 
-    def _decode(self, state: TranslatorState, asr_new: List[int], st_new: List[int], enc_new: Optional[Tensor],
-                finish: bool, clock: Optional[_StageClock]) -> Tuple[StepOutput, TranslatorState]:
-        """Everything after the encoder for one stream: policy, MT, units, speech, sentence ends."""
+    def _plan(self, state: TranslatorState, enc_new: Optional[Tensor], finish: bool):
+        """The MT memory and the READ/WRITE decision: ``(state, target)`` (target ``None``: no write)."""
+        if not self.config.translate:
+            return state, None
+        if not self.config.reencode:
+            state = replace(state, mt_memory=self._extend_mt_memory(state.mt_memory, enc_new))
+        target, policy_state = ctc_policy(
+            self.config.policy, state.policy, len(state.asr_tokens), len(state.st_tokens),
+            len(state.target_tokens), finish,
+        )
+        state = replace(state, policy=policy_state)
+        if target == FINISH and self._is_fragment(state):
+            target = None
+        if state.encoder_frames == 0:
+            target = None
+        return state, target
+
+    def _write_all(self, plans, clocks):
+        """``_write`` for every stream that writes: one batched decoding for the incremental writes
+        of streams whose MT memory holds frames, one by one for the rest (the end of a sentence or
+        of the source, ``--reencode``). Returns ``(new subwords, text states, state)`` or ``None`` each."""
+        results: List = [None] * len(plans)
+        batch = []
+        for i, (state, enc_new, target) in enumerate(plans):
+            if target is None:
+                continue
+            memory = state.mt_memory
+            if (not self.config.reencode and target != FINISH and memory is not None
+                    and memory[0].cross_key is not None):
+                batch.append(i)
+                continue
+            started = time.perf_counter()
+            results[i] = self._write(state, enc_new, target)
+            if clocks[i]:
+                clocks[i].seconds["mt"] += time.perf_counter() - started
+        if len(batch) == 1:
+            state, enc_new, target = plans[batch[0]]
+            started = time.perf_counter()
+            results[batch[0]] = self._write(state, enc_new, target)
+            if clocks[batch[0]]:
+                clocks[batch[0]].seconds["mt"] += time.perf_counter() - started
+        elif batch:
+            started = time.perf_counter()
+            for i, written in zip(batch, self._write_batch([plans[i][0] for i in batch], [plans[i][2] for i in batch])):
+                results[i] = written
+            share = (time.perf_counter() - started) / len(batch)
+            for i in batch:
+                if clocks[i]:
+                    clocks[i].seconds["mt"] += share
+        return results
+
+    def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target,
+                  written, finish: bool, clock: Optional[_StageClock]) -> Tuple[StepOutput, TranslatorState]:
+        """After the MT write: units, speech, the sentence end, the step's output."""
         target_new: List[int] = []
         units_new: List[int] = []
         wave = torch.zeros(0)
         wrote = False
-        if self.config.translate:
-            if not self.config.reencode:
-                state = replace(state, mt_memory=self._extend_mt_memory(state.mt_memory, enc_new))
-            target, policy_state = ctc_policy(
-                self.config.policy, state.policy, len(state.asr_tokens), len(state.st_tokens),
-                len(state.target_tokens), finish,
-            )
-            state = replace(state, policy=policy_state)
-            text_states = None
-            if target == FINISH and self._is_fragment(state):
-                target = None
-            if target is not None and state.encoder_frames > 0:
-                target_new, text_states, state = self._write(state, enc_new, target)
-                wrote = bool(target_new) or target == FINISH
-            if clock:
-                clock.mark("mt")
-            if self.config.speech_output:
-                units_new, wave, state = self._speak(state, text_states, enc_new, finish, clock)
+        text_states = None
+        if written is not None:
+            target_new, text_states, state = written
+            wrote = bool(target_new) or target == FINISH
+        if self.config.translate and self.config.speech_output:
+            units_new, wave, state = self._speak(state, text_states, enc_new, finish, clock)
         sentence_end = not finish and self._sentence_ends(state, enc_new)
         if sentence_end:
             last_tokens, last_units, last_wave, state = self._end_sentence(state, enc_new, clock)
@@ -476,72 +527,6 @@ class SimultaneousTranslator:
             state, source_samples=samples, encoder_frames=frames.size(1),
             asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks,
         )
-
-    # -- MT decoder -------------------------------------------------------------------------------
-
-    def _extend_mt_memory(self, caches, frames: Optional[Tensor]):
-        if frames is None or frames.size(1) == 0:
-            return caches
-        no_tokens = torch.zeros(1, 0, dtype=torch.long, device=self.device)  # only the memory advances
-        _, _, caches = self.model.decoder.step(no_tokens, caches, 0, new_memory=frames,
-                                               memory_window=self.config.mt_source_window)
-        return caches
-
-    def _mt_token(self, caches, token: int, position: int):
-        """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
-        tokens = torch.tensor([[token]], device=self.device)
-        logits, hidden, caches = self.model.decoder.step(tokens, caches, position, self_window=self.config.target_window)
-        return logits[0, -1], hidden, caches
-
-    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
-        """Greedy MT decoding from the written prefix to ``target`` subwords (or end of sentence).
-
-        Returns the new subwords, the decoder states the T2U encoder reads for them (``[1, n, D]``:
-        input positions ``written .. written + n - 1``, plus the state that predicted the end of
-        sentence when finishing) and the new state.
-        """
-        cfg = self.config
-        eos = self.tgt_dict.eos()
-        m = len(state.target_tokens)  # subwords written before
-        # the caches hold decoder inputs eos, y_1 .. y_{m-1}; y_m (or eos) is fed next
-        if cfg.reencode:  # StreamSpeech re-decodes the written prefix against the whole current source
-            caches, prefix = self._extend_mt_memory(None, enc_new), [eos, *state.target_tokens]
-        else:
-            caches, prefix = state.mt_memory, [state.target_tokens[-1] if m else eos]
-        start = m + 1 - len(prefix)
-        for offset, tok in enumerate(prefix):
-            logits, hidden, caches = self._mt_token(caches, tok, start + offset)
-        hidden_rows, snapshots = [hidden], [caches]
-        new: List[int] = []
-        if target != FINISH:
-            limit = target - m
-        else:  # max_len more subwords, or up to the sentence's limit in long-form mode
-            sentence_limit = self._sentence_limit(state)
-            limit = cfg.max_len if sentence_limit is None else max(0, sentence_limit - m)
-        while len(new) < limit:
-            logits[self.tgt_banned] = float("-inf")
-            if cfg.no_repeat_ngram:
-                repeating = repeated_ngram_ends(state.target_tokens + tuple(new), cfg.no_repeat_ngram)
-                if repeating:
-                    logits[repeating] = float("-inf")
-            if m + len(new) == 0:  # at least one subword, as fairseq's min_len=1 in offline decoding
-                logits[eos] = float("-inf")
-            nxt = int(logits.argmax())
-            if nxt == eos:  # before the source ends, an early end of sentence is simply not written
-                break
-            new.append(nxt)
-            logits, hidden, caches = self._mt_token(caches, nxt, m + len(new))
-            hidden_rows.append(hidden)
-            snapshots.append(caches)
-        if cfg.policy.whole_word and target != FINISH:
-            new = new[: whole_word_prefix(new, 0, lambda t: self.word_start[t])]
-        n_states = len(new) + (1 if target == FINISH else 0)
-        text_states = torch.cat(hidden_rows[:n_states], dim=1) if n_states else None
-        if cfg.reencode:
-            next_caches = None  # nothing is kept between chunks
-        else:
-            next_caches = snapshots[len(new) - 1] if new else state.mt_memory
-        return new, text_states, replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new))
 
     # -- units and speech -------------------------------------------------------------------------
 
