@@ -1,4 +1,4 @@
-"""Simultaneous translation of one stream, chunk by chunk, with explicit state.
+"""Simultaneous translation of a stream (or many), chunk by chunk, with explicit state.
 
 :class:`SimultaneousTranslator` runs StreamSpeech's pipeline on an ``echostream`` model::
 
@@ -17,6 +17,11 @@ The translator composes the model's own incremental steps (the encoder's, the ST
 MT decoder's, the T2U encoder's and the unit decoder's ``step``) with the READ/WRITE policy of
 :mod:`~echostream_fairseq.streaming.policy`. With ``time_stages`` each :class:`StepOutput` carries
 the wall time of the chunk split into :data:`STAGES` (off, the clock is never read).
+
+:meth:`SimultaneousTranslator.step_batch` steps many independent streams at once: the encoder and
+CTC heads as one batch per group of stackable states (:mod:`~echostream_fairseq.modules.batching`),
+the MT writes in lockstep over padded caches (:mod:`~echostream_fairseq.streaming.mt_writing`),
+the rest per stream; each stream's result equals its :meth:`~SimultaneousTranslator.step` alone.
 
 ``reencode=True`` reproduces StreamSpeech's agent instead: every chunk recomputes fbank, the
 encoder and the CTC heads over the whole prefix, re-runs the MT decoder over every written token,
@@ -273,7 +278,8 @@ class SimultaneousTranslator(MTWriting):
         The encoder and both CTC heads run as one batch over every group of streams whose states
         share a layout (:mod:`~echostream_fairseq.modules.batching`: in steady state, all streams
         of this translator), so their per-stream cost falls with the number of streams; the
-        target side then steps each stream on its own. The results equal :meth:`step` per stream.
+        streams that write then decode in lockstep, and units and speech step each stream on its
+        own. The results equal :meth:`step` per stream.
         """
         for _, state, _ in requests:
             if not isinstance(state, TranslatorState):
