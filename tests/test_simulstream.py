@@ -57,3 +57,19 @@ def test_simulstream_config_errors_name_the_key(writing, corpus):
         EchoStreamSpeechProcessor.load_model(SimpleNamespace(**{**vars(_config(writing, corpus)), "output": "speech"}))
     with pytest.raises(ValueError, match="not an EchoStream setting: 'beam_size'"):
         EchoStreamSpeechProcessor.load_model(_config(writing, corpus, beam_size=5))
+
+
+def test_bench_serving_puts_both_servers_in_one_table(writing, corpus, tmp_path):
+    from echostream_fairseq.cli.bench_serving import main
+
+    save, _ = writing
+    out = tmp_path / "serving"
+    assert main(["--model", str(save / "checkpoint_last.pt"), "--data", str(corpus), "--clients", "2",
+                 "--seconds", "2", "--out", str(out)]) == 0
+    rows = json.loads((out / "bench_serving.json").read_text())["rows"]
+    assert [r["clients"] for r in rows] == [2]
+    for server in ("echostream", "simulstream"):
+        # 2 s of audio = 6 whole chunks per client, each answered
+        assert rows[0][server]["chunks"] == 12 and rows[0][server]["median_ms"] > 0
+    table = (out / "bench_serving.md").read_text()
+    assert "| 2 |" in table and "Most clients kept up with" in table

@@ -179,3 +179,27 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
         assert after.target_tokens == alone_after.target_tokens
     assert batched[1][0] == [] and batched[1][2].mt_memory is states[1].mt_memory
     assert max(len(b[0]) for b in batched) >= 3 and states[2].mt_memory[0].self_key.size(2) == 4
+
+
+def test_streams_that_started_at_different_times_stack_and_keep_their_counts():
+    from echostream_fairseq.modules.emformer import Emformer
+
+    emformer = Emformer(input_dim=16, num_heads=2, ffn_dim=32, num_layers=2, chunk_length=4,
+                        left_context_length=8, right_context_length=2, max_memory_size=2).eval()
+    x = torch.randn(2, 40, 16)
+    with torch.no_grad():
+        states = []
+        for b, steps in enumerate((3, 4)):  # windows full after 2 steps; 12 and 16 frames consumed
+            state = None
+            for k in range(steps):
+                _, state = emformer.step(x[b:b + 1, 4 * k:4 * k + 4], x[b:b + 1, 4 * k + 4:4 * k + 6], state)
+            states.append(state)
+        assert [s.frames for s in states] == [12, 16]
+        assert state_layout(states[0]) == state_layout(states[1])  # the count is not part of the layout
+        out, stacked = emformer.step(x[:, 20:24], x[:, 24:26], stack_states(states))
+        parts = split_state(stacked, [1, 1], like=states)
+        assert [p.frames for p in parts] == [16, 20]
+        for b in range(2):
+            alone, after = emformer.step(x[b:b + 1, 20:24], x[b:b + 1, 24:26], states[b])
+            torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-5)
+            assert parts[b].frames == after.frames

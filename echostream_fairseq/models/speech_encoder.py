@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from fairseq.models import FairseqEncoder
 
 from echostream_fairseq.modules.backbone import StreamingBackbone
+from echostream_fairseq.modules.batching import counter_field
 from echostream_fairseq.modules.conformer import ChunkConformer
 from echostream_fairseq.modules.emformer import Emformer
 from echostream_fairseq.modules.subsampler import Conv1dSubsampler, SubsamplerState
@@ -129,7 +130,7 @@ class EncoderStreamState:
     subsampler: SubsamplerState
     pending: Tensor
     backbone: Any
-    input_frames: int
+    input_frames: int = counter_field()
     finished: bool
 
 

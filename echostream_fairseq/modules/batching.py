@@ -8,17 +8,33 @@ concatenated along dimension 0, the step runs once, and the result is split agai
 different points (a fresh one whose left context is still filling, one that has just started a
 sentence) simply have different layouts and are stepped in different groups; in steady state the
 attention windows are full and every stream of a chunk size shares one layout.
+
+A field declared with :func:`counter_field` (``frames``: how much a stream has consumed) counts
+and never changes what a step computes, so it is not part of the layout: streams that started at
+different times still stack. The stack starts such a counter at zero, and :func:`split_state`
+adds each stream's own count back (``like``: the states that were stacked).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Hashable, List, Sequence
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["state_layout", "stack_states", "split_state", "group_by_layout"]
+__all__ = ["counter_field", "state_layout", "stack_states", "split_state", "group_by_layout"]
+
+_COUNTER = "echostream_batch_counter"
+
+
+def counter_field():
+    """A dataclass field that only counts (see the module docstring)."""
+    return dataclasses.field(metadata={_COUNTER: True})
+
+
+def _is_counter(f) -> bool:
+    return bool(f.metadata.get(_COUNTER))
 
 
 def state_layout(state: Any) -> Hashable:
@@ -28,7 +44,8 @@ def state_layout(state: Any) -> Hashable:
     if isinstance(state, Tensor):
         return ("T", tuple(state.shape[1:]), state.dtype, state.device.type)
     if dataclasses.is_dataclass(state):
-        return (type(state).__name__,) + tuple(state_layout(getattr(state, f.name)) for f in dataclasses.fields(state))
+        return (type(state).__name__,) + tuple("counter" if _is_counter(f) else state_layout(getattr(state, f.name))
+                                               for f in dataclasses.fields(state))
     if isinstance(state, (tuple, list)):
         return (type(state).__name__,) + tuple(state_layout(x) for x in state)
     return ("V", state)
@@ -46,7 +63,8 @@ def stack_states(states: Sequence[Any]) -> Any:
     if isinstance(first, Tensor):
         return torch.cat(list(states), dim=0)
     if dataclasses.is_dataclass(first):
-        fields = {f.name: stack_states([getattr(s, f.name) for s in states]) for f in dataclasses.fields(first)}
+        fields = {f.name: 0 if _is_counter(f) else stack_states([getattr(s, f.name) for s in states])
+                  for f in dataclasses.fields(first)}
         return type(first)(**fields)
     if isinstance(first, (tuple, list)):
         return type(first)(stack_states([s[i] for s in states]) for i in range(len(first)))
@@ -55,20 +73,35 @@ def stack_states(states: Sequence[Any]) -> Any:
     return first
 
 
-def split_state(state: Any, sizes: Sequence[int]) -> List[Any]:
-    """The inverse of :func:`stack_states`: one state per stream, ``sizes[i]`` rows each."""
+def split_state(state: Any, sizes: Sequence[int], like: Optional[Sequence[Any]] = None) -> List[Any]:
+    """The inverse of :func:`stack_states`: one state per stream, ``sizes[i]`` rows each.
+
+    ``like``: the states that were stacked (a step may have advanced them since); each stream's
+    counters are its own count in ``like`` plus what the stacked state counted.
+    """
     n = len(sizes)
     if n == 1:
         return [state]
+    like = [None] * n if like is None else list(like)
     if state is None:
         return [None] * n
     if isinstance(state, Tensor):
         return list(torch.split(state, list(sizes), dim=0))
     if dataclasses.is_dataclass(state):
-        parts = {f.name: split_state(getattr(state, f.name), sizes) for f in dataclasses.fields(state)}
+        parts = {}
+        for f in dataclasses.fields(state):
+            value = getattr(state, f.name)
+            before = [None if x is None else getattr(x, f.name) for x in like]
+            if _is_counter(f):
+                parts[f.name] = [value + (b or 0) for b in before]
+            else:
+                parts[f.name] = split_state(value, sizes, before)
         return [type(state)(**{name: parts[name][i] for name in parts}) for i in range(n)]
     if isinstance(state, (tuple, list)):
-        columns = [split_state(x, sizes) for x in state]
+        columns = []
+        for k, x in enumerate(state):
+            before = [y[k] if isinstance(y, (tuple, list)) and k < len(y) else None for y in like]
+            columns.append(split_state(x, sizes, before))
         return [type(state)(column[i] for column in columns) for i in range(n)]
     return [state] * n
 

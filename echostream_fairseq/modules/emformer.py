@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echostream_fairseq.modules.batching import counter_field
 from echostream_fairseq.modules.packed_linear import PackedLinear
 
 __all__ = [
@@ -84,7 +85,7 @@ class EmformerState:
     key_value: Tuple[Tensor, ...]
     num_memory: int
     num_left: int
-    frames: int
+    frames: int = counter_field()
     finished: bool
     signature: Tuple[int, ...]
 

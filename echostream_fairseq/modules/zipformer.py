@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echostream_fairseq.modules.batching import counter_field
 from echostream_fairseq.modules.packed_linear import PackedLinear
 
 __all__ = [
@@ -308,7 +309,7 @@ class ZipformerState:
     conv: Tuple[Tuple[Tensor, Tensor], ...]
     num_memory: int
     num_left: Tuple[int, ...]
-    frames: int
+    frames: int = counter_field()
     finished: bool
     signature: Tuple
 

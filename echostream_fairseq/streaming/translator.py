@@ -492,7 +492,8 @@ class SimultaneousTranslator(MTWriting):
             st_logits, st_caches = self.model.st_ctc.step(frames, st_caches)
             asr_logits = self.model.asr_ctc(frames)
             sizes = [1] * len(group)
-            for row, (i, enc, st) in enumerate(zip(group, split_state(enc_state, sizes), split_state(st_caches, sizes))):
+            encoders = split_state(enc_state, sizes, like=[states[i].encoder for i in group])
+            for row, (i, enc, st) in enumerate(zip(group, encoders, split_state(st_caches, sizes))):
                 results[i] = self._ctc_extend(replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
                                               frames[row : row + 1], asr_logits[row], st_logits[row])
             share = (time.perf_counter() - started) / len(group)
