@@ -29,8 +29,9 @@ once the next subword starts a new word, at a sentence end, or at the end.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ class Stream:
         self.chunk_ms = translator.config.source_segment_size
         self.chunk_samples = max(1, sample_rate * self.chunk_ms // 1000)
         self._state = translator.initial_state(sample_rate)
-        self._pieces: List[torch.Tensor] = []
+        self._pieces: Deque[torch.Tensor] = deque()
         self._buffered = 0
         self._finish_requested = False
         self._lock = threading.Lock()
@@ -144,14 +145,24 @@ class Stream:
         return self._state
 
     def take_chunk(self):
-        """``(samples, finish)`` for the next step: one chunk, or everything left when finishing."""
+        """``(samples, finish)`` for the next step: one chunk, or everything left when finishing.
+
+        Only the pieces that make up the chunk are touched (a long piece is cut, not copied), so a
+        step costs the same however much audio is waiting.
+        """
         with self._lock:
-            audio = torch.cat(self._pieces) if self._pieces else torch.zeros(0)
-            last = self._finish_requested and audio.numel() <= self.chunk_samples
-            take = audio.numel() if last else self.chunk_samples
-            chunk, rest = audio[:take], audio[take:]
-            self._pieces = [rest] if rest.numel() else []
-            self._buffered = rest.numel()
+            last = self._finish_requested and self._buffered <= self.chunk_samples
+            need = self._buffered if last else self.chunk_samples
+            taken: List[torch.Tensor] = []
+            while need > 0:
+                piece = self._pieces.popleft()
+                if piece.numel() > need:
+                    self._pieces.appendleft(piece[need:])
+                    piece = piece[:need]
+                taken.append(piece)
+                need -= piece.numel()
+            chunk = torch.cat(taken) if len(taken) > 1 else (taken[0] if taken else torch.zeros(0))
+            self._buffered -= chunk.numel()
         return chunk, last
 
     # -- output -----------------------------------------------------------------------------------
@@ -206,7 +217,7 @@ class Stream:
         """Free the stream's state (it may be unfinished); the system forgets it."""
         self.closed = True
         self._state = None
-        self._pieces, self._buffered = [], 0
+        self._pieces, self._buffered = deque(), 0
         self.system._forget(self)
 
 
