@@ -347,26 +347,22 @@ class SimultaneousTranslator(MTWriting):
         of streams whose MT memory holds frames, one by one for the rest (the end of a sentence or
         of the source, ``--reencode``). Returns ``(new subwords, text states, state)`` or ``None`` each."""
         results: List = [None] * len(plans)
-        batch = []
-        for i, (state, enc_new, target) in enumerate(plans):
+        batch, alone = [], []
+        for i, (state, _, target) in enumerate(plans):
             if target is None:
                 continue
             memory = state.mt_memory
-            if (not self.config.reencode and target != FINISH and memory is not None
-                    and memory[0].cross_key is not None):
-                batch.append(i)
-                continue
+            batchable = (not self.config.reencode and target != FINISH and memory is not None
+                         and memory[0].cross_key is not None)
+            (batch if batchable else alone).append(i)
+        if len(batch) == 1:
+            alone, batch = alone + batch, []
+        for i in alone:
             started = time.perf_counter()
-            results[i] = self._write(state, enc_new, target)
+            results[i] = self._write(*plans[i])
             if clocks[i]:
                 clocks[i].seconds["mt"] += time.perf_counter() - started
-        if len(batch) == 1:
-            state, enc_new, target = plans[batch[0]]
-            started = time.perf_counter()
-            results[batch[0]] = self._write(state, enc_new, target)
-            if clocks[batch[0]]:
-                clocks[batch[0]].seconds["mt"] += time.perf_counter() - started
-        elif batch:
+        if batch:
             started = time.perf_counter()
             for i, written in zip(batch, self._write_batch([plans[i][0] for i in batch], [plans[i][2] for i in batch])):
                 results[i] = written
@@ -480,10 +476,13 @@ class SimultaneousTranslator(MTWriting):
             fbank_states.append(fbank_state)
             if clock:
                 clock.mark("encoder")
-        layouts = [(f.shape, finish, state_layout(s.encoder), state_layout(s.st_caches))
-                   for f, finish, s in zip(features, finishes, states)]
+        if len(states) == 1:  # one stream (the agents, a lone feed): nothing to group
+            groups = [[0]]
+        else:
+            groups = group_by_layout([(f.shape, finish, state_layout(s.encoder), state_layout(s.st_caches))
+                                      for f, finish, s in zip(features, finishes, states)])
         results: List = [None] * len(states)
-        for group in group_by_layout(layouts):
+        for group in groups:
             started = time.perf_counter()
             enc_state = stack_states([states[i].encoder for i in group])
             st_caches = stack_states([states[i].st_caches for i in group])
