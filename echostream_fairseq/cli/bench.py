@@ -58,6 +58,14 @@ def _machine() -> str:
     )
 
 
+def write_report(out: Path, stem: str, results: Dict, table: str) -> None:
+    """``STEM.json`` and ``STEM.md`` in ``out`` (made if missing), each written whole or not at all."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in ((f"{stem}.json", json.dumps(results, indent=1)), (f"{stem}.md", table)):
+        with atomic_open(out / name) as f:  # never leave a half-written result behind
+            f.write(text)
+
+
 def _median_ms(values: List[float]) -> float:
     return statistics.median(values) * 1e3
 
@@ -299,9 +307,7 @@ def run(args: argparse.Namespace) -> Dict:
     print()
     print(table)
     result = {"machine": machine, "streams": streams, "conformer_ms": conformer, "memory": memory}
-    for name, text in (("bench.json", json.dumps(result)), ("bench.md", table)):
-        with atomic_open(out / name) as f:  # never leave a half-written result behind
-            f.write(text)
+    write_report(out, "bench", result, table)
     _plot(out / "bench.png", streams, conformer, memory)
     print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}")
     return result

@@ -35,7 +35,6 @@ Writes ``bench_batch.md`` and ``bench_batch.json`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -48,7 +47,6 @@ from typing import Dict, List
 import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.common.files import atomic_open
 from echostream_fairseq.streaming.translator import STAGES
 
 logger = logging.getLogger(__name__)
@@ -212,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from echostream_fairseq.cli.bench import _machine
+    from echostream_fairseq.cli.bench import _machine, write_report
 
     try:
         if args.threads:
@@ -243,12 +241,7 @@ def main(argv=None) -> int:
                 print(f"{name} {n} streams: {rows[-1]}", flush=True)
             results["systems"][name] = rows
             lines += _table(name, rows, args.chunk_ms)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "bench_batch.json", "w") as f:
-        json.dump(results, f, indent=1)
-    with atomic_open(out / "bench_batch.md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_report(Path(args.out), "bench_batch", results, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

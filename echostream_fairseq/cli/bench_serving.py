@@ -33,7 +33,6 @@ from typing import Dict, List
 import numpy as np
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.common.files import atomic_open
 
 CHUNK_MS = 320
 
@@ -148,7 +147,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("simulstream").setLevel(logging.WARNING)
-    from echostream_fairseq.cli.bench import _machine
+    from echostream_fairseq.cli.bench import _machine, write_report
     from echostream_fairseq.streaming.api import EchoStream
 
     try:
@@ -191,12 +190,8 @@ def main(argv=None) -> int:
         lines.append(f"| {r['clients']} | {e['median_ms']:.0f} | {e['p95_ms']:.0f} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} |")
     lines += ["", f"Most clients kept up with (p95 delay under {CHUNK_MS} ms, of the counts tried): "
               f"echostream {held('echostream')}, simulstream {held('simulstream')}"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "bench_serving.json", "w") as f:
-        json.dump({"machine": _machine(), "seconds": args.seconds, "rows": rows}, f, indent=1)
-    with atomic_open(out / "bench_serving.md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_report(Path(args.out), "bench_serving", {"machine": _machine(), "seconds": args.seconds, "rows": rows},
+                 "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
