@@ -140,7 +140,6 @@ class Connection:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.received_samples = 0
         self.first_audio_at: Optional[float] = None
-        self.done = False
 
     # -- from the pool (event loop thread) ---------------------------------------------------------
 
