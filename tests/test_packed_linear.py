@@ -1,12 +1,23 @@
 """PackedLinear equals nn.Linear, re-packs when the weight changes, and leaves training to F.linear."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from echostream_fairseq.modules.packed_linear import PackedLinear
+from echostream_fairseq.modules import packed_linear
+from echostream_fairseq.modules.packed_linear import PackedLinear, linear_backend, packed_path, set_linear_backend
 
 
-def test_matches_linear_fp32_and_bf16():
+@pytest.fixture
+def backend():
+    """Set the linear backend for one test and restore it after."""
+    before = linear_backend()
+    yield set_linear_backend
+    set_linear_backend(before)
+
+
+def test_matches_linear_fp32_and_bf16(backend):
+    backend("onednn")
     lin = PackedLinear(64, 96).eval()
     x = torch.randn(2, 11, 64)
     with torch.inference_mode():
@@ -63,3 +74,20 @@ def test_validation_after_optimiser_steps_sees_the_new_weights():
         optimizer.step()
         optimizer.zero_grad()
         assert not torch.allclose(before, model[0].weight)
+
+
+def test_backends_choose_the_path(backend):
+    x = torch.randn(3, 16)
+    backend("aten")
+    lin = PackedLinear(16, 8).eval()
+    with torch.inference_mode():
+        plain = lin(x)
+    assert lin._packed is None and not packed_path(torch.float32)
+    backend("auto")
+    with torch.inference_mode():
+        auto = lin(x)
+    # auto timed both paths once for fp32 and remembers the faster
+    assert packed_linear._auto_choice[torch.float32] == (lin._packed is not None)
+    assert torch.allclose(auto, plain, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown linear backend 'mkl'; use one of auto, onednn, aten"):
+        backend("mkl")

@@ -25,11 +25,12 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.cli.bench_floor import matmul_floor_ms, memory_bandwidth_gbs, op_profile, record_linear_calls, weight_bytes
 from echostream_fairseq.common.files import atomic_open
 
 SECONDS_PER_FRAME = ENCODER_FRAME_MS / 1000  # one encoder frame after 4x subsampling of 10 ms fbank
@@ -76,11 +77,67 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
-    """Stream up to the largest position through torchaudio's Emformer and ours (fp32, bf16), interleaved."""
-    import torchaudio
+def _variants(ta, args) -> Dict[str, Tuple[Callable, str]]:
+    """The Emformer steps to time: name -> (step(chunk, lengths, state), the dtype of its floor).
 
+    Each of ours is its own copy of torchaudio's weights, so no variant finds another's in cache.
+    """
     from echostream_fairseq.modules.emformer import from_torchaudio
+    from echostream_fairseq.modules.packed_linear import linear_backend, set_linear_backend
+    from echostream_fairseq.modules.precision import convert_precision
+
+    def ours(dtype: str, backend: Optional[str] = None, compiled: bool = False) -> Callable:
+        model = convert_precision(from_torchaudio(ta).eval(), dtype)
+        low = torch.bfloat16 if dtype == "bf16" else torch.float32
+        infer = model.infer
+        if compiled:
+            infer = steady_state_compiled(model)
+
+        def step(chunk, lengths, state):
+            before = linear_backend()
+            if backend:
+                set_linear_backend(backend)
+            try:
+                return infer(chunk.to(low), lengths, state)
+            finally:
+                set_linear_backend(before)
+
+        step.model = model
+        return step
+
+    variants = {
+        "torchaudio fp32": (ta.infer, "fp32"),
+        "ours fp32": (ours("fp32"), "fp32"),
+        "ours fp32, oneDNN packed": (ours("fp32", "onednn"), "fp32"),
+        "ours fp32, F.linear": (ours("fp32", "aten"), "fp32"),
+        "ours bf16": (ours("bf16"), "bf16"),
+        "ours int8": (ours("int8"), "int8"),
+    }
+    if args.compile:
+        variants["ours fp32, compiled"] = (ours("fp32", "aten", compiled=True), "fp32")
+    return variants
+
+
+def steady_state_compiled(model) -> Callable:
+    """``model.infer`` through ``torch.compile`` once the state has reached its fixed size.
+
+    The first chunks of a stream grow the cache (each a new shape); they run eagerly, so the
+    graph is compiled once, for the shape every later chunk has.
+    """
+    compiled = torch.compile(model.infer, dynamic=False)
+
+    def infer(chunk, lengths, state):
+        full = state is not None and state.num_left == model.left_context_length and (
+            state.num_memory == model.max_memory_size)
+        return (compiled if full else model.infer)(chunk, lengths, state)
+
+    return infer
+
+
+def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
+    """Stream up to the largest position through torchaudio's Emformer and every variant of ours,
+    interleaved; then the floor of the same step and a profile of ours."""
+    import torchaudio
 
     torch.manual_seed(0)
     S, R = args.chunk_length, right_context
@@ -88,31 +145,27 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
         args.dim, args.heads, args.ffn_dim, args.layers, S,
         left_context_length=args.left_context_length, right_context_length=R, max_memory_size=args.max_memory_size,
     ).eval()
-    ours = from_torchaudio(ta).eval()
-    ours_bf16 = from_torchaudio(ta).eval().to(torch.bfloat16)
+    variants = _variants(ta, args)
     segment_seconds = S * SECONDS_PER_FRAME
     num_steps = int(round(max(positions) / segment_seconds))
     frames = torch.randn(1, num_steps * S + R, args.dim)
     lengths = torch.tensor([S + R])
-    times = {"torchaudio": [], "ours_fp32": [], "ours_bf16": []}
-    err_num = err_den = 0.0
-    st_ta = st_ours = st_bf16 = None
+    times: Dict[str, List[float]] = {name: [] for name in variants}
+    states: Dict[str, object] = {name: None for name in variants}
+    err = {name: [0.0, 0.0] for name in variants}
     with torch.inference_mode():
         for i in range(num_steps):
             chunk = frames[:, i * S : i * S + S + R]
-            chunk_bf16 = chunk.to(torch.bfloat16)
-            t0 = time.perf_counter()
-            _, _, st_ta = ta.infer(chunk, lengths, st_ta)
-            t1 = time.perf_counter()
-            out, _, st_ours = ours.infer(chunk, lengths, st_ours)
-            t2 = time.perf_counter()
-            out_bf16, _, st_bf16 = ours_bf16.infer(chunk_bf16, lengths, st_bf16)
-            t3 = time.perf_counter()
-            times["torchaudio"].append(t1 - t0)
-            times["ours_fp32"].append(t2 - t1)
-            times["ours_bf16"].append(t3 - t2)
-            err_num += float((out_bf16.float() - out).pow(2).sum())
-            err_den += float(out.pow(2).sum())
+            reference = None
+            for name, (step, _) in variants.items():
+                t0 = time.perf_counter()
+                out, _, states[name] = step(chunk, lengths, states[name])
+                times[name].append(time.perf_counter() - t0)
+                out = out.float()
+                if reference is None:
+                    reference = out  # torchaudio's
+                err[name][0] += float((out - reference).pow(2).sum())
+                err[name][1] += float(reference.pow(2).sum())
     warmup = min(10, num_steps // 10)
     overall = {k: _median_ms(v[warmup:]) for k, v in times.items()}
     at_position = {}
@@ -120,14 +173,36 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
         i = min(num_steps - 1, max(0, int(round(p / segment_seconds)) - 1))
         window = slice(max(warmup, i - 5), max(warmup, i - 5) + 11)
         at_position[p] = {k: _median_ms(v[window]) for k, v in times.items()}
+
+    # the floor: the products of one steady-state step of ours, alone, per dtype
+    default = variants["ours fp32"][0]
+    chunk = frames[:, :S + R]
+    steady = states["ours fp32"]
+    calls = record_linear_calls(default.model, lambda: default(chunk, lengths, steady))
+    floor = matmul_floor_ms(calls)
+    bytes_by_dtype = {d: weight_bytes(calls, d) for d in floor}
+    profile = op_profile(lambda: default(chunk, lengths, steady))
+    ta_ms = overall["torchaudio fp32"]
+    rows = {
+        name: {
+            "median_ms": overall[name],
+            "vs_torchaudio": overall[name] / ta_ms,
+            "vs_floor": overall[name] / floor[dtype]["floor"],
+            "floor_dtype": dtype,
+            "relative_l2_vs_torchaudio": (err[name][0] / max(err[name][1], 1e-30)) ** 0.5,
+        }
+        for name, (_, dtype) in variants.items()
+    }
     return {
         "right_context_length": R,
         "segment_seconds": segment_seconds,
         "steps": num_steps,
-        "median_ms": overall,
-        "ratio_fp32": overall["ours_fp32"] / overall["torchaudio"],
-        "ratio_bf16": overall["ours_bf16"] / overall["torchaudio"],
-        "bf16_relative_l2": (err_num / err_den) ** 0.5,
+        "variants": rows,
+        "floor_ms": floor,
+        "products_per_step": len(calls),
+        "rows_per_product": sorted({c.rows for c in calls}),
+        "weight_bytes": bytes_by_dtype,
+        "profile": profile,
         "at_position_ms": at_position,
         "trace_ms": {k: [t * 1e3 for t in v] for k, v in times.items()},
     }
@@ -200,7 +275,7 @@ def _plot(path: Path, streams: List[Dict], conformer: Dict[float, float], memory
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for run in streams:
         R = run["right_context_length"]
-        for name, style in (("torchaudio", ":"), ("ours_fp32", "-"), ("ours_bf16", "--")):
+        for name, style in (("torchaudio fp32", ":"), ("ours fp32", "-"), ("ours bf16", "--"), ("ours int8", "-.")):
             trace = run["trace_ms"][name]
             xs = [(i + 1) * run["segment_seconds"] for i in range(len(trace))]
             # running median over 25 steps so the lines are readable
@@ -224,34 +299,54 @@ def _plot(path: Path, streams: List[Dict], conformer: Dict[float, float], memory
     plt.close(fig)
 
 
-def render(machine: str, streams: List[Dict], conformer: Dict[float, float], memory: Dict, positions: List[float]) -> str:
-    lines = [f"Machine: {machine}", ""]
-    lines.append("| right context | torchaudio fp32 (ms) | ours fp32 (ms) | ours bf16 (ms) | fp32 ratio | bf16 ratio | bf16 rel. L2 error |")
-    lines.append("|---|---|---|---|---|---|---|")
+def render(machine: str, bandwidth: float, streams: List[Dict], conformer: Dict[float, float], memory: Dict,
+           positions: List[float]) -> str:
+    lines = [f"Machine: {machine}; memory read bandwidth {bandwidth:.1f} GB/s", ""]
     for r in streams:
-        m = r["median_ms"]
-        lines.append(
-            f"| {r['right_context_length']} | {m['torchaudio']:.2f} | {m['ours_fp32']:.2f} | {m['ours_bf16']:.2f} | "
-            f"{r['ratio_fp32']:.2f}x | {r['ratio_bf16']:.2f}x | {r['bf16_relative_l2'] * 100:.2f}% |"
-        )
+        lines.append(f"Emformer step, right context {r['right_context_length']} ({r['steps']} steps of one stream, "
+                     "every variant's step interleaved; medians):")
+        lines.append("")
+        lines.append("| step | median (ms) | / torchaudio fp32 | / matmul floor (its dtype) | rel. L2 vs torchaudio |")
+        lines.append("|---|---|---|---|---|")
+        for name, v in r["variants"].items():
+            lines.append(f"| {name} | {v['median_ms']:.2f} | {v['vs_torchaudio']:.2f}x | "
+                         f"{v['vs_floor']:.2f}x ({v['floor_dtype']}) | {v['relative_l2_vs_torchaudio'] * 100:.2f}% |")
+        lines.append("")
+    r = streams[0]
+    lines.append(f"Matmul floor: the {r['products_per_step']} products of one step (rows {r['rows_per_product']}), "
+                 "same weights, alone, back to back; the fastest kernel is the floor. Bandwidth floor: the "
+                 "weights read once at the measured bandwidth.")
     lines.append("")
-    lines.append("Medians over every step of one stream, the three models' steps interleaved.")
+    lines.append("| dtype | weights (MiB) | kernels (ms) | floor (ms) | bandwidth floor (ms) |")
+    lines.append("|---|---|---|---|---|")
+    for dtype, kernels in r["floor_ms"].items():
+        nbytes = r["weight_bytes"][dtype]
+        each = ", ".join(f"{k} {v:.2f}" for k, v in kernels.items() if k != "floor")
+        lines.append(f"| {dtype} | {nbytes / 2**20:.1f} | {each} | {kernels['floor']:.2f} | "
+                     f"{nbytes / 2**30 / bandwidth * 1e3:.2f} |")
     lines.append("")
-    base = streams[0]
+    lines.append(f"Where the time of `ours fp32` goes (right context {r['right_context_length']}, torch.profiler, "
+                 "self time per step):")
+    lines.append("")
+    lines.append("| operator | ms per step | share | calls per step |")
+    lines.append("|---|---|---|---|")
+    for e in r["profile"]:
+        lines.append(f"| `{e['op']}` | {e['ms_per_step']:.3f} | {e['share'] * 100:.1f}% | {e['calls_per_step']:.0f} |")
+    lines.append("")
     lines.append(
         "| stream position | ours fp32 (ms) | ours bf16 (ms) | torchaudio (ms) | Conformer re-encode (ms) | "
         "ours / torchaudio | ours / Conformer |"
     )
     lines.append("|---|---|---|---|---|---|---|")
     for p in positions:
-        a = base["at_position_ms"][p]
+        a = r["at_position_ms"][p]
         c = conformer.get(p, float("nan"))
+        ours, ta = a["ours fp32"], a["torchaudio fp32"]
         lines.append(
-            f"| {p:g} s | {a['ours_fp32']:.2f} | {a['ours_bf16']:.2f} | {a['torchaudio']:.2f} | {c:.1f} | "
-            f"{a['ours_fp32'] / a['torchaudio']:.2f}x | {a['ours_fp32'] / c:.4f}x |"
+            f"| {p:g} s | {ours:.2f} | {a['ours bf16']:.2f} | {ta:.2f} | {c:.1f} | {ours / ta:.2f}x | {ours / c:.4f}x |"
         )
     lines.append("")
-    lines.append(f"Per-position rows: right context {base['right_context_length']}, median of the 11 steps around the position.")
+    lines.append(f"Per-position rows: right context {r['right_context_length']}, median of the 11 steps around the position.")
     lines.append("")
     lines.append(
         f"Memory over a {memory['minutes']:g}-minute stream through our encoder (subsampler + Emformer): "
@@ -268,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--right-context-lengths", default="0,2", help="Emformer look-ahead frames to measure")
     p.add_argument("--memory-minutes", type=float, default=10.0, help="length of the memory stream")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time our fp32 step through torch.compile (about a minute of compilation)")
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--ffn-dim", type=int, default=2048)
@@ -303,10 +400,11 @@ def run(args: argparse.Namespace) -> Dict:
         streams.append(emformer_stream(args, R, positions))
     print("timing the re-encoding Conformer baseline ...", flush=True)
     conformer = conformer_reencode(args, positions)
-    table = render(machine, streams, conformer, memory, positions)
+    bandwidth = memory_bandwidth_gbs()
+    table = render(machine, bandwidth, streams, conformer, memory, positions)
     print()
     print(table)
-    result = {"machine": machine, "streams": streams, "conformer_ms": conformer, "memory": memory}
+    result = {"machine": machine, "memory_bandwidth_gbs": bandwidth, "streams": streams, "conformer_ms": conformer, "memory": memory}
     write_report(out, "bench", result, table)
     _plot(out / "bench.png", streams, conformer, memory)
     print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}")

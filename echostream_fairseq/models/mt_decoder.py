@@ -172,7 +172,8 @@ class MTDecoder(FairseqIncrementalDecoder):
         """
         n = tokens.size(1)
         rows = sinusoidal_rows(torch.arange(n, device=tokens.device) + self.padding_idx + 1 + position, self.embed_dim)
-        x = self.embed_scale * self.embed_tokens(tokens) + rows.unsqueeze(0)
+        embedded = self.embed_tokens(tokens)
+        x = self.embed_scale * embedded + rows.to(embedded.dtype).unsqueeze(0)
         x, caches = stack_step(self.layers, x, caches, self_window, new_memory=new_memory, memory_window=memory_window)
         hidden = self.final_norm(x)
         return self.output_layer(hidden), hidden, caches
@@ -192,7 +193,8 @@ class MTDecoder(FairseqIncrementalDecoder):
             ``b`` equals :meth:`step` of stream ``b`` alone.
         """
         rows = sinusoidal_rows(positions + self.padding_idx + 1, self.embed_dim)
-        x = self.embed_scale * self.embed_tokens(tokens.unsqueeze(1)) + rows.unsqueeze(1)
+        embedded = self.embed_tokens(tokens.unsqueeze(1))
+        x = self.embed_scale * embedded + rows.to(embedded.dtype).unsqueeze(1)
         x, caches, self_valid = padded_step(self.layers, x, caches, self_valid, memory_valid, self_window)
         hidden = self.final_norm(x)
         return self.output_layer(hidden)[:, -1], hidden, caches, self_valid

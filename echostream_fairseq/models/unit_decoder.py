@@ -122,7 +122,7 @@ class CTCUnitDecoder(nn.Module):
         n, r = text.size(1), self.upsample_rate
         first = text_position * r
         x = text.repeat_interleave(r, dim=1)
-        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).unsqueeze(0)
+        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
         owner = torch.arange(n * r, device=text.device) // r  # index among the new text states
 
         def memory_mask(num_memory: int) -> Tensor:  # upsampled position of text i sees text <= i

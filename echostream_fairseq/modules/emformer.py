@@ -457,9 +457,9 @@ class Emformer(nn.Module):
     ) -> EmformerState:
         """The state of a stream that has not started."""
         if dtype is None:
-            dtype = self.layers[0].qkv_proj.weight.dtype
+            dtype = self.layers[0].layer_norm_input.weight.dtype  # norms keep the activations' dtype under every precision
         if device is None:
-            device = self.layers[0].qkv_proj.weight.device
+            device = self.layers[0].layer_norm_input.weight.device
         head_dim = self.input_dim // self.num_heads
         empty = torch.zeros(batch_size, 0, 2, self.num_heads, head_dim, device=device, dtype=dtype)
         return EmformerState(tuple(empty for _ in self.layers), 0, 0, 0, False, self.signature)

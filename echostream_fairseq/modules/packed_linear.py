@@ -1,9 +1,12 @@
-"""A drop-in ``nn.Linear`` that multiplies with a pre-packed oneDNN weight at CPU inference.
+"""A drop-in ``nn.Linear`` that can multiply with a pre-packed oneDNN weight at CPU inference.
 
 Why: a streaming step multiplies ~10 rows by every weight of the model, so its time is spent
-reading weights. The default CPU GEMM repacks the weight matrix on every call; multiplying with a
-copy packed once for oneDNN cut the 48 matrix products of a 12-layer d=256 Emformer step from 9.9 ms
-to 4.2 ms in fp32 and from 5.5 ms to 2.7 ms in bf16 on a 2-core AVX-512 machine.
+reading weights. On some CPUs the default GEMM repacks the weight on every call, and a copy packed
+once for oneDNN cut the 48 matrix products of a 12-layer d=256 Emformer step from 9.9 ms to 4.2 ms
+(fp32) on a 2-core AVX-512 machine; on an AMX Xeon the same packing made the step slower. So the
+path is chosen per CPU and dtype (:func:`set_linear_backend`): ``auto`` (the default, or the
+``ECHOSTREAM_LINEAR_BACKEND`` environment variable) times both paths once, on the step's shapes, the
+first time a dtype is used, and keeps the faster; ``onednn`` and ``aten`` force one.
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
 version counter or its dtype changes, and whenever the module is switched between training and
@@ -15,13 +18,18 @@ dtypes other than fp32/bf16 use ``F.linear``.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import logging
+import os
+import time
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PackedLinear"]
+__all__ = ["PackedLinear", "linear_backend", "packed_path", "set_linear_backend"]
+
+logger = logging.getLogger(__name__)
 
 _ACTIVATIONS = {"none": None, "relu": F.relu}
 
@@ -34,6 +42,70 @@ def _onednn_available() -> bool:
 
 
 _ONEDNN = _onednn_available()
+LINEAR_BACKENDS = ("auto", "onednn", "aten")
+_backend = "auto"
+_auto_choice: Dict[torch.dtype, bool] = {}  # dtype -> packed path faster on this CPU
+
+
+def set_linear_backend(name: str) -> None:
+    """``auto`` (time both paths per dtype, keep the faster), ``onednn`` (packed) or ``aten`` (``F.linear``)."""
+    global _backend
+    if name not in LINEAR_BACKENDS:
+        raise ValueError(f"unknown linear backend {name!r}; use one of {', '.join(LINEAR_BACKENDS)}")
+    _backend = name
+
+
+def linear_backend() -> str:
+    return _backend
+
+
+def _calibrate(dtype: torch.dtype) -> bool:
+    """Whether the packed product beats ``F.linear`` here, timed on an Emformer step's shapes (10 rows, d=256)."""
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(o, i, generator=gen).to(dtype) for o, i in ((2048, 256), (256, 2048), (768, 256))]
+    inputs = [torch.randn(10, w.size(1), generator=gen).to(dtype) for w in weights]
+    packed = [torch.ops.mkldnn._reorder_linear_weight(w, 16) for w in weights]
+
+    def plain() -> None:
+        for x, w in zip(inputs, weights):
+            F.linear(x, w)
+
+    def onednn() -> None:
+        for x, w in zip(inputs, packed):
+            torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+    best = {plain: float("inf"), onednn: float("inf")}
+    with torch.inference_mode():
+        for _ in range(5):  # alternate, keep each path's best of five rounds of 10 calls
+            for fn in best:
+                fn()
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    fn()
+                best[fn] = min(best[fn], time.perf_counter() - t0)
+    faster = best[onednn] < 0.95 * best[plain]  # ties go to the simpler path
+    logger.info(
+        "linear backend for %s: %s (packed %.3f ms, F.linear %.3f ms per call set)",
+        dtype, "onednn" if faster else "aten", best[onednn] * 100, best[plain] * 100,
+    )
+    return faster
+
+
+def packed_path(dtype: torch.dtype) -> bool:
+    """Whether inference in ``dtype`` takes the packed path under the current backend."""
+    if not _ONEDNN or _backend == "aten":
+        return False
+    if _backend == "onednn":
+        return True
+    if dtype not in _auto_choice:
+        _auto_choice[dtype] = _calibrate(dtype)
+    return _auto_choice[dtype]
+
+
+try:
+    set_linear_backend(os.environ.get("ECHOSTREAM_LINEAR_BACKEND", "auto"))
+except ValueError as e:
+    raise ValueError(f"ECHOSTREAM_LINEAR_BACKEND: {e}") from None
 
 
 class PackedLinear(nn.Linear):
@@ -64,7 +136,7 @@ class PackedLinear(nn.Linear):
         if torch.is_grad_enabled() or self.training or not _ONEDNN or x.device.type != "cpu":
             return None
         w = self.weight
-        if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16):
+        if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16) or not packed_path(w.dtype):
             return None
         # inference tensors (made under inference_mode) carry no version counter
         key = (w.data_ptr(), -1 if w.is_inference() else w._version, w.dtype)

@@ -546,7 +546,7 @@ class Zipformer(nn.Module):
         self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
     ) -> ZipformerState:
         """The state of a stream that has not started."""
-        p = self.output_proj.weight
+        p = self.output_norm.bias  # norms keep the activations' dtype under every precision
         device = p.device if device is None else device
         dtype = p.dtype if dtype is None else dtype
         key_value, conv = [], []

@@ -14,6 +14,7 @@ import torch
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.modules.precision import convert_precision
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
@@ -81,6 +82,7 @@ def load_translator(
     vocoder: Optional[IncrementalVocoder] = None,
     source_segment_size: int = 320,
     device: str = "cpu",
+    dtype: str = "fp32",
     threads: Optional[int] = None,
     config_yaml: str = "config.yaml",
     multitask_config_yaml: str = "config_multitask.yaml",
@@ -98,6 +100,7 @@ def load_translator(
     """The translator of a trained checkpoint (the agents' flags, see ``docs/agents.md``).
 
     ``output``: ``speech`` (needs ``vocoder``), ``text`` or ``asr`` (the source transcript only).
+    ``dtype``: ``fp32``, ``bf16`` or ``int8`` (see :mod:`echostream_fairseq.modules.precision`).
     """
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
@@ -106,7 +109,9 @@ def load_translator(
         raise ValueError("speech output needs a vocoder (load_vocoder)")
     if threads:
         torch.set_num_threads(threads)
+    target = _device(device)
     model, task = load_echostream_model(model_path, data_bin, config_yaml, multitask_config_yaml)
+    model = convert_precision(model.eval(), dtype, target)
     if task.data_cfg.global_cmvn_stats is None:
         raise ValueError(f"{data_bin}: the data config has no global_cmvn stats; the model was trained with them")
     config = TranslatorConfig(
@@ -128,7 +133,7 @@ def load_translator(
             raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
     d = task.multitask_dictionaries
     return SimultaneousTranslator(
-        model.to(_device(device)), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+        model.to(target), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
         task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
     )
 

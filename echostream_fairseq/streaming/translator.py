@@ -186,6 +186,8 @@ class SimultaneousTranslator(MTWriting):
                  vocoder: Optional[IncrementalVocoder] = None) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device  # audio, fbank and the vocoder stay on the CPU
+        # the activations' dtype (bf16 under --dtype bf16; int8 models keep fp32 activations)
+        self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict = src_dict, st_dict, tgt_dict, unit_dict
         self.config = config
         encoder = model.encoder
@@ -472,7 +474,7 @@ class SimultaneousTranslator(MTWriting):
             if clock:
                 clock.restart()
             frames, fbank_state = self.fbank.step(audio, state.fbank)
-            features.append(frames.to(self.device))
+            features.append(frames.to(self.device, self.dtype))
             fbank_states.append(fbank_state)
             if clock:
                 clock.mark("encoder")
@@ -518,7 +520,7 @@ class SimultaneousTranslator(MTWriting):
         features, _ = self.fbank.step(samples, self.fbank.initial_state())
         if features.size(0) == 0:
             return [], [], None, replace(state, source_samples=samples)
-        features = features.to(self.device).unsqueeze(0)
+        features = features.to(self.device, self.dtype).unsqueeze(0)
         out = self.model.encoder(features, torch.tensor([features.size(1)], device=self.device))
         frames = out["encoder_out"][0].transpose(0, 1)  # [1, T, D]
         if not finish:  # an unfinished prefix has no end-of-utterance look-ahead frames to trust
