@@ -45,6 +45,7 @@ setup(
             "echostream-learning-curves=echostream_fairseq.cli.learning_curves:main",
             "echostream-longform=echostream_fairseq.cli.longform:main",
             "echostream-bench-batch=echostream_fairseq.cli.bench_batch:main",
+            "echostream-bench-system=echostream_fairseq.cli.bench_system:main",
             "echostream-bench-serving=echostream_fairseq.cli.bench_serving:main",
             "echostream-serve=echostream_fairseq.cli.serve:main",
             "echostream-client=echostream_fairseq.cli.client:main",

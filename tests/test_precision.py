@@ -1,4 +1,4 @@
-"""--dtype: int8 linear layers and bf16 models stay close to fp32, every linear layer is converted,
+"""--model-dtype: int8 linear layers and bf16 models stay close to fp32, every linear layer is converted,
 the whole translator streams under each precision, and bad settings fail with a message."""
 
 import pytest
@@ -49,7 +49,7 @@ def test_convert_precision_converts_every_linear_and_checks_its_arguments():
 @pytest.fixture(scope="module")
 def translators(writing, corpus):
     save, _ = writing
-    return {dtype: load_translator(str(save / "checkpoint_last.pt"), str(corpus), output="text", dtype=dtype, max_len=12)
+    return {dtype: load_translator(str(save / "checkpoint_last.pt"), str(corpus), output="text", model_dtype=dtype, max_len=12)
             for dtype in ("fp32", "bf16", "int8")}
 
 
@@ -80,5 +80,5 @@ def test_each_precision_streams_to_the_end(translators, corpus):
 
 
 def test_int8_on_a_gpu_is_refused():
-    with pytest.raises(ValueError, match="--dtype int8 runs on CPU only"):
+    with pytest.raises(ValueError, match="--model-dtype int8 runs on CPU only"):
         convert_precision(nn.Linear(2, 2).eval(), "int8", torch.device("cuda"))

@@ -420,3 +420,38 @@ def test_incremental_step_names_a_swapped_state(hifigan):
     inc = IncrementalVocoder(hifigan[0])
     with pytest.raises(VocoderError, match=r"state must be a VocoderState \(units first, then the state\), got list"):
         inc.step(inc.initial_state(), [1, 2])
+
+
+def test_length_buckets_round_every_call_up_with_earlier_frames():
+    vocoder = CountingVocoder()
+    inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False, length_bucket=8)
+    state, emitted = inc.initial_state(), 0
+    sizes = [5, 9, 13, 30, 7, 1, 22, 16, 3, 11]
+    for n in sizes:
+        audio, state = inc.step(torch.arange(n) % 100, state)
+        emitted += audio.numel()
+        assert state.context_frames.numel() <= 12 + 7
+    # first calls: as much history as exists; from the fourth on, 12 to 19 frames of it, to a multiple of 8
+    assert vocoder.calls[:3] == [5, 5 + 9, 14 + 13]
+    assert all(c % 8 == 0 for c in vocoder.calls[3:]), vocoder.calls
+    assert [c - n for c, n in zip(vocoder.calls[3:], sizes[3:])] == [min(19, 12 + (-(12 + n)) % 8) for n in sizes[3:]]
+    assert emitted + state.pending.numel() == sum(sizes) * HOP
+    assert inc.warm_up(64) == 11 and vocoder.calls[-11:] == list(range(8, 89, 8))
+    assert IncrementalVocoder(CountingVocoder(), dur_prediction=False).warm_up() == 0  # no buckets: nothing to prepare
+    with pytest.raises(VocoderError, match="length_bucket must be >= 1, got 0"):
+        IncrementalVocoder(vocoder, length_bucket=0)
+
+
+def test_length_buckets_leave_the_audio_as_it_was(speech_units, tmp_path):
+    """A CodeHiFiGAN's buckets (8 frames) only add context beyond the receptive field."""
+    from echostream_fairseq.vocoder import build_generator, preset_config
+
+    _, units = speech_units
+    config = preset_config("tiny", 16)
+    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
+    vocoder = CodeHiFiGANUnitVocoder(str(tmp_path / "g.pt"), config).eval()
+    assert vocoder.length_bucket == 8
+    sizes = chunks_of(units.numel(), seed=4, low=3, high=17)
+    bucketed, _ = stream(vocoder, units, sizes, dur_prediction=False)
+    plain, _ = stream(vocoder, units, sizes, dur_prediction=False, length_bucket=1)
+    assert bucketed.numel() == plain.numel() and (bucketed - plain).abs().max() < 1e-5

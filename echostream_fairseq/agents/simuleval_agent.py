@@ -41,9 +41,10 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
     parser.add_argument("--multitask-config-yaml", default="config_multitask.yaml",
                         help="multitask config, relative to --data-bin")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "cuda"), help="where the model runs")
-    parser.add_argument("--dtype", default="fp32", choices=DTYPES,
-                        help="inference precision: fp32, bf16 (every weight and activation) or int8 (int8 linear layers); "
-                             "the vocoder stays fp32")
+    # not --dtype: SimulEval owns that flag (fp16/fp32) and rejects other values before an agent loads
+    parser.add_argument("--model-dtype", default="fp32", choices=DTYPES,
+                        help="inference precision: fp32, bf16 (every weight and activation, the CodeHiFiGAN's too) "
+                             "or int8 (int8 linear layers; the vocoder stays fp32)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--lagging-k1", type=int, default=0, help="target subwords kept behind the ST CTC prefix")
     parser.add_argument("--stride-n", type=int, default=1,
@@ -87,11 +88,11 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
     vocoder = None
     if speech_output:
         vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, args.vocoder_type, args.dur_prediction,
-                               args.vocoder_left_context)
+                               args.vocoder_left_context, args.model_dtype)
     return load_translator(
         args.model_path, args.data_bin, output="speech" if speech_output else ("text" if translate else "asr"),
         vocoder=vocoder, source_segment_size=int(getattr(args, "source_segment_size", 320)),
-        device=args.device, dtype=args.dtype, threads=args.threads, config_yaml=args.config_yaml,
+        device=args.device, model_dtype=args.model_dtype, threads=args.threads, config_yaml=args.config_yaml,
         multitask_config_yaml=args.multitask_config_yaml, lagging_k1=args.lagging_k1, stride_n=args.stride_n,
         whole_word=args.whole_word, max_len=args.max_len, mt_source_window=args.mt_source_window,
         target_window=args.target_window, sentence_pause_ms=args.sentence_pause_ms,

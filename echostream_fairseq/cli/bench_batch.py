@@ -91,10 +91,7 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
 
 def _systems(args) -> Dict[str, object]:
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
-    from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.streaming.loading import load_vocoder
-    from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
-    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
     kmeans = Path(args.data) / "units" / "kmeans.pt"
     systems = {}
@@ -110,14 +107,23 @@ def _systems(args) -> Dict[str, object]:
     systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
     if args.full_size_streams:
         model, task = build_random_echostream_model("echostream_emformer", args.data)
-        num_units = int(load_unit_model(str(kmeans))["num_units"])
-        with tempfile.TemporaryDirectory() as tmp:
-            config = preset_config("full", num_units)
-            torch.manual_seed(0)
-            torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
-            full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
-        systems["full"] = _translator(model, task, IncrementalVocoder(full, dur_prediction=True), args.chunk_ms, False)
+        systems["full"] = _translator(model, task, random_full_size_vocoder(kmeans), args.chunk_ms, False)
     return systems
+
+
+def random_full_size_vocoder(kmeans: Path):
+    """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units."""
+    from echostream_fairseq.data.units import load_unit_model
+    from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
+    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+
+    num_units = int(load_unit_model(str(kmeans))["num_units"])
+    with tempfile.TemporaryDirectory() as tmp:
+        config = preset_config("full", num_units)
+        torch.manual_seed(0)
+        torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
+        full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
+    return IncrementalVocoder(full, dur_prediction=True)
 
 
 def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: int) -> Dict:

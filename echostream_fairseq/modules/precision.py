@@ -1,6 +1,6 @@
 """Inference precision: the whole model in fp32, bf16, or with int8 linear layers.
 
-``--dtype`` names one of :data:`DTYPES`; :func:`convert_precision` turns a trained (fp32) model
+``--model-dtype`` (``model_dtype=`` in the Python API) names one of :data:`DTYPES`; :func:`convert_precision` turns a trained (fp32) model
 into it, in place, for inference only:
 
 * ``fp32``: unchanged.
@@ -103,7 +103,7 @@ def convert_precision(model: nn.Module, dtype: str, device: Optional[torch.devic
         param = next(model.parameters(), None)
         where = device if device is not None else (param.device if param is not None else torch.device("cpu"))
         if torch.device(where).type != "cpu":
-            raise ValueError(f"--dtype int8 runs on CPU only; the model is on {where}")
+            raise ValueError(f"--model-dtype int8 runs on CPU only; the model is on {where}")
         if _quantise_linears(model) == 0:
-            raise ValueError("--dtype int8: the model has no linear layer to quantise")
+            raise ValueError("--model-dtype int8: the model has no linear layer to quantise")
     return model

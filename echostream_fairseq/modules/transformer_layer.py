@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from echostream_fairseq.modules.masks import causal_mask
+from echostream_fairseq.modules.packed_linear import PackedLinear  # the fastest product on this CPU at inference
 
 __all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step", "pad_caches", "unpad_row",
            "padded_step"]
@@ -66,10 +67,10 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         kv_dim = embed_dim if kv_dim is None else kv_dim
         self.num_heads, self.head_dim, self.dropout = num_heads, embed_dim // num_heads, dropout
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.k_proj = nn.Linear(kv_dim, embed_dim)
-        self.v_proj = nn.Linear(kv_dim, embed_dim)
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = PackedLinear(embed_dim, embed_dim)
+        self.k_proj = PackedLinear(kv_dim, embed_dim)
+        self.v_proj = PackedLinear(kv_dim, embed_dim)
+        self.out_proj = PackedLinear(embed_dim, embed_dim)
 
     def split_heads(self, x: Tensor) -> Tensor:
         """``[B, T, D]`` -> ``[B, H, T, d]``."""
@@ -121,8 +122,8 @@ class TransformerLayer(nn.Module):
             self.cross_attn_norm = nn.LayerNorm(embed_dim)
             self.cross_attn = MultiheadAttention(embed_dim, num_heads, kv_dim=memory_dim, dropout=attention_dropout)
         self.ffn_norm = nn.LayerNorm(embed_dim)
-        self.ffn_in = nn.Linear(embed_dim, ffn_dim)
-        self.ffn_out = nn.Linear(ffn_dim, embed_dim)
+        self.ffn_in = PackedLinear(embed_dim, ffn_dim)
+        self.ffn_out = PackedLinear(ffn_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.activation_dropout = nn.Dropout(activation_dropout)
 

@@ -247,7 +247,8 @@ class EchoStream:
         output = output or ("speech" if vocoder else "text")
         unit_vocoder = None
         if output == "speech":
-            unit_vocoder = load_vocoder(vocoder, vocoder_cfg, vocoder_type, dur_prediction, vocoder_left_context)
+            unit_vocoder = load_vocoder(vocoder, vocoder_cfg, vocoder_type, dur_prediction, vocoder_left_context,
+                                        options.get("model_dtype", "fp32"))
         return cls(load_translator(model_path, data_bin, output=output, vocoder=unit_vocoder,
                                    source_segment_size=chunk_ms, **options))
 

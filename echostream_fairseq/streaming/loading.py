@@ -14,7 +14,7 @@ import torch
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
-from echostream_fairseq.modules.precision import convert_precision
+from echostream_fairseq.modules.precision import convert_precision, torch_dtype
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
@@ -29,9 +29,11 @@ WHOLE_WORD = ("auto", "on", "off")
 
 
 def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
-                 dur_prediction: bool = False, left_context: int = 12) -> IncrementalVocoder:
+                 dur_prediction: bool = False, left_context: int = 12, model_dtype: str = "fp32") -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
-    (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis."""
+    (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
+    ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16; ``int8`` and ``fp32`` keep it fp32 (there
+    is no int8 convolution path)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 
@@ -48,7 +50,11 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
         if not config:
             raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
         vocoder = CodeHiFiGANUnitVocoder.from_files(path, config)
-    return IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction)
+        if torch_dtype(model_dtype) == torch.bfloat16:
+            vocoder = vocoder.to(torch.bfloat16)
+    incremental = IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction)
+    incremental.warm_up()  # the first stream should not pay for preparing the convolutions
+    return incremental
 
 
 def pause_frames(ms: int, flag: str) -> int:
@@ -82,7 +88,7 @@ def load_translator(
     vocoder: Optional[IncrementalVocoder] = None,
     source_segment_size: int = 320,
     device: str = "cpu",
-    dtype: str = "fp32",
+    model_dtype: str = "fp32",
     threads: Optional[int] = None,
     config_yaml: str = "config.yaml",
     multitask_config_yaml: str = "config_multitask.yaml",
@@ -100,7 +106,7 @@ def load_translator(
     """The translator of a trained checkpoint (the agents' flags, see ``docs/agents.md``).
 
     ``output``: ``speech`` (needs ``vocoder``), ``text`` or ``asr`` (the source transcript only).
-    ``dtype``: ``fp32``, ``bf16`` or ``int8`` (see :mod:`echostream_fairseq.modules.precision`).
+    ``model_dtype``: ``fp32``, ``bf16`` or ``int8`` (see :mod:`echostream_fairseq.modules.precision`).
     """
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
@@ -111,7 +117,7 @@ def load_translator(
         torch.set_num_threads(threads)
     target = _device(device)
     model, task = load_echostream_model(model_path, data_bin, config_yaml, multitask_config_yaml)
-    model = convert_precision(model.eval(), dtype, target)
+    model = convert_precision(model.eval(), model_dtype, target)
     if task.data_cfg.global_cmvn_stats is None:
         raise ValueError(f"{data_bin}: the data config has no global_cmvn stats; the model was trained with them")
     config = TranslatorConfig(

@@ -56,12 +56,15 @@ class UnitVocoder(torch.nn.Module):
         frame_hop: output samples per unit frame.
         num_units: unit ids run ``0 .. num_units - 1``.
         has_duration_predictor: whether ``durations`` can be asked for.
+        length_bucket: incremental synthesis keeps every call's frame count a multiple of this
+            (see :class:`~echostream_fairseq.vocoder.incremental.IncrementalVocoder`); 1: any length.
     """
 
     sample_rate: int
     frame_hop: int
     num_units: int
     has_duration_predictor: bool
+    length_bucket: int = 1
 
     def durations(self, units: Tensor) -> Tensor:
         """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""

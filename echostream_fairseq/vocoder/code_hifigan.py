@@ -27,6 +27,12 @@ from echostream_fairseq.vocoder.config import (
 
 __all__ = ["CodeHiFiGANUnitVocoder", "build_generator", "load_generator_state", "check_generator_state"]
 
+# oneDNN keeps 1024 prepared convolutions by default; a full-size generator needs about 60 per input
+# length, so a stream's dozen lengths (two dtypes in a benchmark) would evict each other and be
+# prepared again on every call (measured: the bf16 vocoder's mean cost per chunk 181 ms, 89 with room).
+# Read by oneDNN when it first prepares one; a value set by the user wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192")
+
 
 def build_generator(config: Mapping[str, Any]) -> torch.nn.Module:
     """A randomly initialised fairseq ``CodeGenerator`` (with weight norm) for ``config``."""
@@ -112,18 +118,16 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         log_duration = self.generator.dur_predictor(self.generator.dict(units[None]))
         return torch.clamp(torch.round(torch.exp(log_duration) - 1).long(), min=1)[0]
 
+    # oneDNN builds a convolution primitive per input length (30-50 ms for the tiny generator, more
+    # for the full-size one, on 2 cores) and then runs it faster than PyTorch's own CPU convolution
+    # (the full-size generator on 28 frames: 132 ms against 212 in fp32, 89 ms in bf16, measured);
+    # incremental synthesis keeps the lengths to multiples of this, so a stream meets only a few.
+    length_bucket = 8
+
     @torch.no_grad()
     def synthesize_frames(self, frames: Tensor) -> Tensor:
-        # Incremental synthesis meets a new input length on most calls; oneDNN builds a convolution
-        # primitive per new shape (30-50 ms for the tiny generator on 2 cores, measured), PyTorch's
-        # own CPU convolution costs about the same per call and nothing per shape.
-        mkldnn = torch.backends.mkldnn
-        enabled = mkldnn.enabled
-        mkldnn.enabled = enabled and frames.device.type != "cpu"
-        try:
-            return self.fairseq_vocoder({"code": frames[None]}, dur_prediction=False).reshape(-1)
-        finally:
-            mkldnn.enabled = enabled
+        audio = self.fairseq_vocoder({"code": frames[None]}, dur_prediction=False).reshape(-1)
+        return audio.float()  # a bf16 generator still returns fp32 samples
 
     @torch.no_grad()
     def forward(self, units, dur_prediction: bool = False) -> Tensor:

@@ -1,11 +1,14 @@
 """Incremental synthesis: speak only the new units, at a cost that does not grow with the stream.
 
 Every call synthesises ``left_context`` frames already spoken plus the new frames, and returns
-audio for the new frames only. The last ``crossfade`` samples of each call are held back and
+audio for the new frames only. The left context is topped up with earlier frames (up to
+``length_bucket - 1`` more) so that the frames of a call are a multiple of the vocoder's
+``length_bucket``: a convolution library that prepares each input length once then meets only a
+few lengths, and the extra context only brings the audio closer to one-shot synthesis. The last ``crossfade`` samples of each call are held back and
 cross-faded with their re-synthesis in the next call, where they have right context; the
 final call (``finish=True``) flushes them. So the output lags the units by ``crossfade``
 samples (40 ms by default) and every call costs one synthesis of at most
-``left_context + new`` frames, whatever has been spoken before.
+``left_context + length_bucket - 1 + new`` frames, whatever has been spoken before.
 
 Durations of new de-duplicated units are predicted with the last ``duration_context`` units as
 left context; units to the right are not known yet, so the last units of a call may get a
@@ -17,7 +20,7 @@ The state is explicit data (:class:`VocoderState`), passed in and returned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -33,7 +36,7 @@ class VocoderState:
     """What one stream's vocoder remembers between calls (all sizes bounded).
 
     Attributes:
-        context_frames: ``[<= left_context]`` int64, frame-level units already synthesised.
+        context_frames: ``[<= left_context + length_bucket - 1]`` int64, frame-level units already synthesised.
         context_units: ``[<= duration_context]`` int64, the last de-duplicated units given.
         pending: ``[<= crossfade]`` float, synthesised audio held back for the next cross-fade.
         emitted_samples: samples returned so far.
@@ -56,6 +59,8 @@ class IncrementalVocoder:
         dur_prediction: whether the units are de-duplicated (their durations are predicted)
             or frame-level (one unit per frame).
         duration_context: de-duplicated units kept as left context for the duration predictor.
+        length_bucket: frames per call are kept a multiple of this when enough history exists
+            (default: the vocoder's ``length_bucket``).
     """
 
     def __init__(
@@ -65,9 +70,13 @@ class IncrementalVocoder:
         crossfade: int = 640,
         dur_prediction: bool = True,
         duration_context: int = 8,
+        length_bucket: Optional[int] = None,
     ) -> None:
         if left_context < 0 or crossfade < 0 or duration_context < 0:
             raise VocoderError("left_context, crossfade and duration_context must be non-negative")
+        length_bucket = getattr(vocoder, "length_bucket", 1) if length_bucket is None else length_bucket
+        if length_bucket < 1:
+            raise VocoderError(f"length_bucket must be >= 1, got {length_bucket}")
         if crossfade > left_context * vocoder.frame_hop:
             raise VocoderError(
                 f"crossfade {crossfade} samples needs at least {-(-crossfade // vocoder.frame_hop)} frames of "
@@ -80,6 +89,25 @@ class IncrementalVocoder:
         self.crossfade = crossfade
         self.dur_prediction = dur_prediction
         self.duration_context = duration_context
+        self.length_bucket = length_bucket
+
+    @property
+    def history_frames(self) -> int:
+        """Spoken frames a state keeps: the left context and what may top it up to a bucket."""
+        return self.left_context + self.length_bucket - 1 if self.left_context else 0
+
+    @torch.no_grad()
+    def warm_up(self, max_new_frames: int = 64) -> int:
+        """Synthesise once at every length a call with up to ``max_new_frames`` new frames can have,
+        so that a library which prepares each length on first use (oneDNN) has done so before the
+        first stream. Returns the number of lengths run (0 for a vocoder without length buckets)."""
+        if self.length_bucket == 1:
+            return 0
+        longest = self.history_frames + max_new_frames
+        lengths = range(self.length_bucket, longest + self.length_bucket, self.length_bucket)
+        for n in lengths:
+            self.vocoder.synthesize_frames(torch.zeros(n, dtype=torch.long))
+        return len(lengths)
 
     def initial_state(self) -> VocoderState:
         empty = torch.zeros(0, dtype=torch.long)
@@ -116,9 +144,12 @@ class IncrementalVocoder:
             return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0), state.emitted_samples + out.numel())
         units = as_unit_tensor(units, self.vocoder.num_units, "new units")
         frames_new = self.new_frames(state, units)
-        frames = torch.cat([state.context_frames, frames_new])
+        history = state.context_frames
+        context = self.left_context + (-(self.left_context + frames_new.numel())) % self.length_bucket
+        context = min(context, history.numel())
+        frames = torch.cat([history[history.numel() - context:], frames_new])
         audio = self.vocoder.synthesize_frames(frames)
-        start = state.context_frames.numel() * self.vocoder.frame_hop
+        start = context * self.vocoder.frame_hop
         overlap = state.pending.numel()
         fade_in = (torch.arange(overlap, dtype=audio.dtype) + 0.5) / max(overlap, 1)
         joined = state.pending * (1 - fade_in) + audio[start - overlap:start] * fade_in
@@ -126,7 +157,7 @@ class IncrementalVocoder:
         held = 0 if finish else min(self.crossfade, combined.numel())
         out = combined[: combined.numel() - held]
         next_state = VocoderState(
-            context_frames=frames[-self.left_context:] if self.left_context else frames[:0],
+            context_frames=torch.cat([history, frames_new])[-self.history_frames:] if self.history_frames else frames[:0],
             context_units=torch.cat([state.context_units, units])[-self.duration_context:] if self.duration_context else units[:0],
             pending=combined[combined.numel() - held:],
             emitted_samples=state.emitted_samples + out.numel(),

@@ -1,0 +1,30 @@
+"""``echostream-bench-system`` on the test corpus: one row per dtype with its stages, and its input errors."""
+
+import json
+
+import pytest
+
+from echostream_fairseq.cli.bench_system import main
+
+
+def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
+    out = tmp_path / "bench"
+    assert main(["--data", str(corpus), "--sizes", "tiny", "--warmup", "2", "--chunks", "3", "--utterances", "2",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "bench_system.json").read_text())
+    rows = result["results"]["tiny"]
+    assert list(rows) == ["fp32", "bf16", "int8"]
+    for r in rows.values():
+        assert set(r["stage_ms"]) == {"encoder", "mt", "units", "vocoder"}
+        assert all(v > 0 for v in r["stage_ms"].values())  # random weights are forced to write and speak
+        assert r["real_time_factor"] == pytest.approx(r["median_ms"] / 320)
+        assert sum(r["stage_ms"].values()) <= r["mean_ms"]  # the stages are parts of the step
+    table = (out / "bench_system.md").read_text()
+    assert "Machine: " in table and "| tiny | int8 |" in table
+
+
+def test_bench_system_names_a_bad_input(tmp_path, capsys):
+    assert main(["--data", str(tmp_path), "--sizes", "tiny"]) == 2
+    assert "simuleval/test.source not found: --data must be a corpus folder" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path), "--chunks", "0"]) == 2
+    assert "--chunks must be >= 1" in capsys.readouterr().err
