@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> Dict:
     """Run every measurement, print the tables and write bench.md / bench.json / bench.png."""
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    for noisy in ("matplotlib", "filelock", "torch._inductor", "torch._dynamo"):  # compile logs every lock at DEBUG
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

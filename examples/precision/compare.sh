@@ -46,12 +46,15 @@ for DTYPE in $DTYPES; do
 done
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" \
   --reference "$DATA/simuleval/test.target" --json "$WORK/report.json" > "$WORK/report.md"
-{
-  echo
-  echo "| dtype | ASR WER % (simuleval, $SEG ms) |"
-  echo "|---|---|"
-  for DTYPE in $DTYPES; do
-    echo "| $DTYPE | $(awk -F'\t' 'NR==1{for(i=1;i<=NF;i++) if($i=="WER") c=i} NR==2{printf "%.1f", $c}' "$WORK/asr_${DTYPE}/scores.tsv") |"
-  done
-} >> "$WORK/report.md"
+"$BIN/python" - "$WORK" $DTYPES >> "$WORK/report.md" <<'PY'
+import json, sys
+from echostream_fairseq.evaluation.wer import word_error_rate
+work, dtypes = sys.argv[1], sys.argv[2:]
+print("\n| dtype | ASR WER %, normalised (SimulEval's own WER, case and punctuation counted) |\n|---|---|")
+for dtype in dtypes:
+    rows = [json.loads(line) for line in open(f"{work}/asr_{dtype}/instances.log")]
+    wer = word_error_rate([r["reference"] for r in rows], [r["prediction"] for r in rows])
+    simuleval = open(f"{work}/asr_{dtype}/scores.tsv").read().split("\n")[1].split("\t")[0]
+    print(f"| {dtype} | {wer:.1f} ({float(simuleval):.1f}) |")
+PY
 cat "$WORK/report.md"
