@@ -82,12 +82,13 @@ def test_backends_choose_the_path(backend):
     lin = PackedLinear(16, 8).eval()
     with torch.inference_mode():
         plain = lin(x)
-    assert lin._packed is None and not packed_path(torch.float32)
+    assert lin._packed is None and not packed_path(torch.float32, 8, 16, 3)
     backend("auto")
     with torch.inference_mode():
         auto = lin(x)
-    # auto timed both paths once for fp32 and remembers the faster
-    assert packed_linear._auto_choice[torch.float32] == (lin._packed is not None)
+    # auto timed both paths once for this dtype, shape and row count, and remembers the faster
+    assert packed_linear._auto_choice[(torch.float32, 8, 16, 2)] == (lin._packed is not None)
+    assert [packed_linear.rows_class(n) for n in (1, 2, 3, 4, 7, 8, 15, 16, 500)] == [1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert torch.allclose(auto, plain, atol=1e-5)
     with pytest.raises(ValueError, match="unknown linear backend 'mkl'; use one of auto, onednn, aten"):
         backend("mkl")

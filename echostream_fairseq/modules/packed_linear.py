@@ -4,9 +4,10 @@ Why: a streaming step multiplies ~10 rows by every weight of the model, so its t
 reading weights. On some CPUs the default GEMM repacks the weight on every call, and a copy packed
 once for oneDNN cut the 48 matrix products of a 12-layer d=256 Emformer step from 9.9 ms to 4.2 ms
 (fp32) on a 2-core AVX-512 machine; on an AMX Xeon the same packing made the step slower. So the
-path is chosen per CPU and dtype (:func:`set_linear_backend`): ``auto`` (the default, or the
-``ECHOSTREAM_LINEAR_BACKEND`` environment variable) times both paths once, on the step's shapes, the
-first time a dtype is used, and keeps the faster; ``onednn`` and ``aten`` force one.
+path is chosen per CPU, dtype and product shape (:func:`set_linear_backend`): ``auto`` (the
+default, or the ``ECHOSTREAM_LINEAR_BACKEND`` environment variable) times both paths once per
+dtype, weight shape and class of row count (:func:`rows_class`), the first time it meets one, and
+keeps the faster; ``onednn`` and ``aten`` force one.
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
 version counter or its dtype changes, and whenever the module is switched between training and
@@ -44,11 +45,12 @@ def _onednn_available() -> bool:
 _ONEDNN = _onednn_available()
 LINEAR_BACKENDS = ("auto", "onednn", "aten")
 _backend = "auto"
-_auto_choice: Dict[torch.dtype, bool] = {}  # dtype -> packed path faster on this CPU
+# (dtype, out_features, in_features, rows class) -> whether the packed path is faster on this CPU
+_auto_choice: Dict[Tuple[torch.dtype, int, int, int], bool] = {}
 
 
 def set_linear_backend(name: str) -> None:
-    """``auto`` (time both paths per dtype, keep the faster), ``onednn`` (packed) or ``aten`` (``F.linear``)."""
+    """``auto`` (time both paths per product shape, keep the faster), ``onednn`` (packed) or ``aten`` (``F.linear``)."""
     global _backend
     if name not in LINEAR_BACKENDS:
         raise ValueError(f"unknown linear backend {name!r}; use one of {', '.join(LINEAR_BACKENDS)}")
@@ -59,20 +61,25 @@ def linear_backend() -> str:
     return _backend
 
 
-def _calibrate(dtype: torch.dtype) -> bool:
-    """Whether the packed product beats ``F.linear`` here, timed on an Emformer step's shapes (10 rows, d=256)."""
+def rows_class(rows: int) -> int:
+    """Products with 1, 2-3, 4-7, 8-15 and 16 or more rows are timed apart: one decoder token
+    and a chunk of frames can favour different paths (measured: 512x512 with one row, 67 us
+    with ``F.linear`` against 256 packed, on an AMX Xeon whose 10-row products were a tie)."""
+    return min(rows, 16).bit_length()
+
+
+def _calibrate(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> bool:
+    """Whether the packed product beats ``F.linear`` for this shape, timed on random weights."""
     gen = torch.Generator().manual_seed(0)
-    weights = [torch.randn(o, i, generator=gen).to(dtype) for o, i in ((2048, 256), (256, 2048), (768, 256))]
-    inputs = [torch.randn(10, w.size(1), generator=gen).to(dtype) for w in weights]
-    packed = [torch.ops.mkldnn._reorder_linear_weight(w, 16) for w in weights]
+    weight = torch.randn(out_features, in_features, generator=gen).to(dtype)
+    x = torch.randn(min(rows, 64), in_features, generator=gen).to(dtype)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 16)
 
     def plain() -> None:
-        for x, w in zip(inputs, weights):
-            F.linear(x, w)
+        F.linear(x, weight)
 
     def onednn() -> None:
-        for x, w in zip(inputs, packed):
-            torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+        torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
     best = {plain: float("inf"), onednn: float("inf")}
     with torch.inference_mode():
@@ -85,21 +92,23 @@ def _calibrate(dtype: torch.dtype) -> bool:
                 best[fn] = min(best[fn], time.perf_counter() - t0)
     faster = best[onednn] < 0.95 * best[plain]  # ties go to the simpler path
     logger.info(
-        "linear backend for %s: %s (packed %.3f ms, F.linear %.3f ms per call set)",
-        dtype, "onednn" if faster else "aten", best[onednn] * 100, best[plain] * 100,
+        "linear backend for %s %dx%d, %d rows: %s (packed %.1f us, F.linear %.1f us)",
+        dtype, out_features, in_features, x.size(0), "onednn" if faster else "aten",
+        best[onednn] * 1e5, best[plain] * 1e5,
     )
     return faster
 
 
-def packed_path(dtype: torch.dtype) -> bool:
-    """Whether inference in ``dtype`` takes the packed path under the current backend."""
+def packed_path(dtype: torch.dtype, out_features: int = 2048, in_features: int = 256, rows: int = 10) -> bool:
+    """Whether an inference product of this dtype and shape takes the packed path under the current backend."""
     if not _ONEDNN or _backend == "aten":
         return False
     if _backend == "onednn":
         return True
-    if dtype not in _auto_choice:
-        _auto_choice[dtype] = _calibrate(dtype)
-    return _auto_choice[dtype]
+    key = (dtype, out_features, in_features, rows_class(rows))
+    if key not in _auto_choice:
+        _auto_choice[key] = _calibrate(dtype, out_features, in_features, rows)
+    return _auto_choice[key]
 
 
 try:
@@ -136,7 +145,9 @@ class PackedLinear(nn.Linear):
         if torch.is_grad_enabled() or self.training or not _ONEDNN or x.device.type != "cpu":
             return None
         w = self.weight
-        if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16) or not packed_path(w.dtype):
+        if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16):
+            return None
+        if not packed_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features):
             return None
         # inference tensors (made under inference_mode) carry no version counter
         key = (w.data_ptr(), -1 if w.is_inference() else w._version, w.dtype)
