@@ -89,12 +89,12 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
                                   config, vocoder)
 
 
-def _systems(args) -> Dict[str, object]:
+def tiny_system(args):
+    """``(model, task, vocoder)`` of ``--model`` (default: random ``echostream_emformer_tiny``) and
+    ``--vocoder`` (default: the corpus's Griffin-Lim fallback)."""
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
     from echostream_fairseq.streaming.loading import load_vocoder
 
-    kmeans = Path(args.data) / "units" / "kmeans.pt"
-    systems = {}
     if args.model:
         model, task = load_echostream_model(args.model, args.data)
     else:
@@ -102,7 +102,16 @@ def _systems(args) -> Dict[str, object]:
     if args.vocoder:
         vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True)
     else:
-        vocoder = load_vocoder(str(kmeans), None, "griffin_lim", True)
+        vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True)
+    return model, task, vocoder
+
+
+def _systems(args) -> Dict[str, object]:
+    from echostream_fairseq.checkpoint import build_random_echostream_model
+
+    kmeans = Path(args.data) / "units" / "kmeans.pt"
+    systems = {}
+    model, task, vocoder = tiny_system(args)
     systems["tiny"] = _translator(model, task, vocoder, args.chunk_ms, trained=bool(args.model))
     systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
     if args.full_size_streams:

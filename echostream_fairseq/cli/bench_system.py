@@ -31,7 +31,7 @@ from typing import Dict, List
 import torch
 
 from echostream_fairseq.cli.bench import _machine, write_report
-from echostream_fairseq.cli.bench_batch import BenchError, _sources, _translator, random_full_size_vocoder
+from echostream_fairseq.cli.bench_batch import BenchError, _sources, _translator, random_full_size_vocoder, tiny_system
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.modules.precision import DTYPES, convert_precision
 from echostream_fairseq.streaming.translator import STAGES
@@ -41,25 +41,16 @@ logger = logging.getLogger(__name__)
 
 def _systems(args) -> Dict[str, Dict[str, object]]:
     """size -> dtype -> translator (each dtype its own copy of the model; bf16 a bf16 copy of a CodeHiFiGAN)."""
-    from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
-    from echostream_fairseq.streaming.loading import load_vocoder
+    from echostream_fairseq.checkpoint import build_random_echostream_model
 
-    kmeans = Path(args.data) / "units" / "kmeans.pt"
     systems: Dict[str, Dict[str, object]] = {}
     for size in args.sizes:
         if size == "tiny":
-            if args.model:
-                model, task = load_echostream_model(args.model, args.data)
-            else:
-                model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
-            if args.vocoder:
-                vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True)
-            else:
-                vocoder = load_vocoder(str(kmeans), None, "griffin_lim", True)
+            model, task, vocoder = tiny_system(args)
             trained = bool(args.model)
         else:
             model, task = build_random_echostream_model("echostream_emformer", args.data)
-            vocoder = random_full_size_vocoder(kmeans)
+            vocoder = random_full_size_vocoder(Path(args.data) / "units" / "kmeans.pt")
             trained = False
         systems[size] = {
             dtype: _translator(convert_precision(copy.deepcopy(model).eval(), dtype), task, _vocoder_in(vocoder, dtype),
