@@ -26,7 +26,7 @@ test: $(STAMP)
 	bash tests/install_browser.sh
 	$(PY) -m pytest -q -rs tests
 
-# the whole-system benchmark needs dictionaries and audio: a small synthetic corpus (about a minute)
+# the whole-system benchmark needs dictionaries and audio: a small synthetic corpus (seconds)
 BENCH_CORPUS := results/bench_corpus
 bench: $(STAMP)
 	$(VENV)/bin/echostream-bench --compile --out results/bench

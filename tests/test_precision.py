@@ -8,7 +8,7 @@ from torch import nn
 
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.modules.packed_linear import PackedLinear
-from echostream_fairseq.modules.precision import Int8Linear, convert_precision, torch_dtype
+from echostream_fairseq.modules.precision import Int8Linear, convert_precision, precision_of, torch_dtype
 from echostream_fairseq.streaming.api import EchoStream
 from echostream_fairseq.streaming.loading import load_translator
 
@@ -66,6 +66,7 @@ def test_the_model_under_each_precision_stays_close_to_fp32(translators, corpus)
             out = model.encoder(features.to(torch_dtype(dtype)), lengths)["encoder_out"][0]
             assert out.dtype == torch_dtype(dtype)
             assert _rel(out, ref) < tol, dtype
+    assert [precision_of(t.model) for t in translators.values()] == ["fp32", "bf16", "int8"]
     linears = [m for m in translators["int8"].model.modules() if isinstance(m, nn.Linear)]
     assert linears == [] and any(isinstance(m, Int8Linear) for m in translators["int8"].model.decoder.modules())
 

@@ -99,10 +99,16 @@ def test_a_stream_through_the_server_equals_the_api_and_brings_speech(speech_sys
     wave = _waves(corpus, 1)[0]
 
     async def scenario():
-        async with Server(speech_system) as server:
-            return await stream_file(server.url, wave, 16000, speed=1.0, piece_ms=100)
+        import aiohttp
 
-    result = asyncio.run(scenario())
+        async with Server(speech_system) as server:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(server.url + "/api/info") as r:
+                    info = await r.json()
+            return info, await stream_file(server.url, wave, 16000, speed=1.0, piece_ms=100)
+
+    info, result = asyncio.run(scenario())
+    assert info["stream_endpoint"] == "/ws" and info["output"] == "speech" and info["model_dtype"] == "fp32"
     kinds = [m["type"] for m in result["messages"]]
     assert kinds[0] == "ready" and kinds[-1] == "finished" and result["error"] is None
     assert result["ready"]["output_sample_rate"] == 16000 and result["close_code"] == 1000

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DTYPES", "Int8Linear", "convert_precision", "torch_dtype"]
+__all__ = ["DTYPES", "Int8Linear", "convert_precision", "precision_of", "torch_dtype"]
 
 DTYPES = ("fp32", "bf16", "int8")
 _ACTIVATIONS = {"none": None, "relu": F.relu}
@@ -79,6 +79,14 @@ class Int8Linear(nn.Module):
     def extra_repr(self) -> str:
         act = f", activation={self.activation}" if self.activation != "none" else ""
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel{act}"
+
+
+def precision_of(model: nn.Module) -> str:
+    """The :data:`DTYPES` name a model was converted to (``fp32`` for an unconverted one)."""
+    if any(isinstance(m, Int8Linear) for m in model.modules()):
+        return "int8"
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return "bf16" if param is not None and param.dtype == torch.bfloat16 else "fp32"
 
 
 def _quantise_linears(module: nn.Module) -> int:

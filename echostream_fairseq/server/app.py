@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Set, Tuple
 import torch
 from aiohttp import WSMsgType, web
 
+from echostream_fairseq.modules.precision import precision_of
 from echostream_fairseq.server.protocol import (
     ERROR_CODES, PROTOCOL_VERSION, ProtocolError, StartMessage, decode_audio, encode_speech, parse_start,
     parse_text_message,
@@ -307,7 +308,8 @@ def make_app(system: EchoStream, limits: ServerLimits = ServerLimits(), chunk_si
             "protocol": PROTOCOL_VERSION, "stream_endpoint": STREAM_PATH, "chunk_sizes": list(chunk_sizes),
             "default_chunk_ms": system.translator.config.source_segment_size,
             "output": "speech" if system.output_sample_rate else "text",
-            "output_sample_rate": system.output_sample_rate, "token_required": limits.token is not None,
+            "output_sample_rate": system.output_sample_rate, "model_dtype": precision_of(system.translator.model),
+            "token_required": limits.token is not None,
             "open_streams": len(pool.connections), "limits": {k: v for k, v in asdict(limits).items() if k != "token"},
         })
 
