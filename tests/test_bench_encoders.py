@@ -31,3 +31,15 @@ def test_bench_encoders_refuses_a_chunk_the_zipformer_cannot_split(tmp_path):
         bench_encoders.main(["--out", str(tmp_path), "--chunk-ms", "200"])
     with pytest.raises(SystemExit, match="--sizes takes"):
         bench_encoders.main(["--out", str(tmp_path), "--sizes", "huge"])
+
+
+def test_bench_encoders_times_compiled_steady_state_steps(tmp_path):
+    out = tmp_path / "bench"
+    bench_encoders.main(["--out", str(out), "--sizes", "tiny", "--positions", "0.32", "--window", "1",
+                         "--compile-sizes", "tiny"])
+    steps = json.loads((out / "bench_encoders.json").read_text())["compiled_steady_state_ms"]["tiny"]
+    assert list(steps) == ["Emformer eager", "Emformer compiled", "Zipformer eager", "Zipformer compiled"]
+    assert all(ms > 0 for ms in steps.values())
+    assert "| Zipformer compiled |" in (out / "bench_encoders.md").read_text()
+    with pytest.raises(SystemExit, match="--compile-sizes takes"):
+        bench_encoders.main(["--out", str(out), "--compile-sizes", "huge"])

@@ -12,7 +12,10 @@ over the ``--window`` chunks ending there, the real-time factor (step time / chu
 size of the streaming state. The machine's speed drifts over a minutes-long run, which would show
 as growth with position; so each encoder also runs a fresh stream, restarted every ``--window``
 chunks, in lockstep with the long one, and "vs fresh" is the long stream's median over its fresh
-twin's in the same window. Writes ``bench_encoders.md`` and ``bench_encoders.json`` to ``--out``.
+twin's in the same window. With ``--compile-sizes``, each encoder of those sizes is also taken to
+a steady state (every cache at its final size) and its step timed eagerly and through
+``torch.compile`` (one graph for the steady-state shape), all four interleaved. Writes
+``bench_encoders.md`` and ``bench_encoders.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -104,7 +107,40 @@ def run_size(size: str, chunk_ms: int, positions: List[float], window: int) -> D
     return {"size": size, "rows": rows}
 
 
-def render(machine: str, results: List[Dict], positions: List[float], chunk_ms: int, window: int) -> str:
+def compiled_steps(size: str, chunk_ms: int, warmup: int = 60, repeats: int = 40) -> Dict[str, float]:
+    """Median steady-state step (ms) of each encoder of ``size``, eager and compiled (checked to
+    give the eager output within 1e-3)."""
+    import logging
+
+    for noisy in ("filelock", "torch._inductor", "torch._dynamo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    encoders = {name: build_encoder(preset, chunk_ms) for name, preset in ARCHITECTURES[size].items()}
+    torch.manual_seed(2)
+    feats = torch.randn(1, chunk_ms // FBANK_MS, 80)
+    steps = {}
+    with torch.inference_mode():
+        for name, enc in encoders.items():
+            state = enc.initial_state()
+            for _ in range(warmup):  # past every cache's final size
+                _, state = enc.step(feats, state)
+            compiled = torch.compile(enc.step, dynamic=False)
+            out, _ = compiled(feats, state)  # compiles here (a minute or two on 2 cores)
+            diff = float((out - enc.step(feats, state)[0]).abs().max())
+            if diff > 1e-3:
+                raise RuntimeError(f"the compiled {name} step differs from the eager one by {diff:g}")
+            steps[f"{name} eager"] = lambda enc=enc, state=state: enc.step(feats, state)
+            steps[f"{name} compiled"] = lambda compiled=compiled, state=state: compiled(feats, state)
+        times: Dict[str, List[float]] = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) * 1e3 for name, v in times.items()}
+
+
+def render(machine: str, results: List[Dict], positions: List[float], chunk_ms: int, window: int,
+           compiled: Dict[str, Dict[str, float]]) -> str:
     head = " | ".join(f"{p:g} s" for p in positions)
     lines = [
         f"Per-chunk step time of the speech encoder (fbank -> subsampler -> backbone), {chunk_ms} ms chunks, "
@@ -122,6 +158,11 @@ def render(machine: str, results: List[Dict], positions: List[float], chunk_ms: 
                 f"| {r['size']} | {r['encoder']} | {r['params'] / 1e6:.2f} M | {cells} | {r['growth']:.2f}x "
                 f"| {r['vs_fresh'][f'{positions[-1]:g}']:.2f}x | {r['rtf']:.4f} | {r['state_kib']:.0f} KiB | {r['vs_emformer']:.2f}x |"
             )
+    for size, steps in compiled.items():
+        base = steps["Emformer eager"]
+        lines += ["", f"Steady-state step, {size}, eager and compiled (torch.compile, inductor), interleaved medians:", "",
+                  "| step | ms | vs Emformer eager |", "|---|---|---|"]
+        lines += [f"| {name} | {ms:.2f} | {ms / base:.2f}x |" for name, ms in steps.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -133,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=int, default=320, help="chunk size (a multiple of 160 ms)")
     p.add_argument("--window", type=int, default=10, help="chunks per median")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--compile-sizes", default="", help="comma-separated sizes whose steady-state step is also "
+                   "timed through torch.compile (minutes of compilation)")
     return p
 
 
@@ -153,13 +196,18 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = _machine()
+    compile_sizes = [s for s in args.compile_sizes.split(",") if s]
+    if any(s not in ARCHITECTURES for s in compile_sizes):
+        raise SystemExit(f"--compile-sizes takes {sorted(ARCHITECTURES)}, got {args.compile_sizes!r}")
     results = [run_size(s, args.chunk_ms, positions, args.window) for s in sizes]
-    table = render(machine, results, positions, args.chunk_ms, args.window)
+    compiled = {s: compiled_steps(s, args.chunk_ms) for s in compile_sizes}
+    table = render(machine, results, positions, args.chunk_ms, args.window, compiled)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_encoders.md").write_text(table)
     (out / "bench_encoders.json").write_text(json.dumps(
-        {"machine": machine, "chunk_ms": args.chunk_ms, "positions": positions, "results": results}, indent=1))
+        {"machine": machine, "chunk_ms": args.chunk_ms, "positions": positions, "results": results,
+         "compiled_steady_state_ms": compiled}, indent=1))
     print(table)
 
 
