@@ -455,3 +455,23 @@ def test_length_buckets_leave_the_audio_as_it_was(speech_units, tmp_path):
     bucketed, _ = stream(vocoder, units, sizes, dur_prediction=False)
     plain, _ = stream(vocoder, units, sizes, dur_prediction=False, length_bucket=1)
     assert bucketed.numel() == plain.numel() and (bucketed - plain).abs().max() < 1e-5
+
+
+def test_warm_up_keeps_the_faster_convolution_and_the_same_audio(speech_units, tmp_path):
+    from echostream_fairseq.vocoder import build_generator, preset_config
+
+    _, units = speech_units
+    config = preset_config("tiny", 16)
+    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
+    vocoder = CodeHiFiGANUnitVocoder(str(tmp_path / "g.pt"), config).eval()
+    sizes = chunks_of(units.numel(), seed=5, low=3, high=17)
+    reference, _ = stream(vocoder, units, sizes, dur_prediction=False)
+    inc = IncrementalVocoder(vocoder, dur_prediction=False)
+    assert inc.warm_up(16) == 5  # lengths 8 ... 40
+    assert isinstance(vocoder.onednn, bool) and inc.length_bucket == (8 if vocoder.onednn else 1)
+    state, pieces, start = inc.initial_state(), [], 0
+    for i, n in enumerate(sizes):
+        piece, state = inc.step(units[start:start + n], state, finish=i == len(sizes) - 1)
+        pieces.append(piece)
+        start += n
+    assert (torch.cat(pieces) - reference).abs().max() < 1e-4

@@ -19,6 +19,8 @@ The state is explicit data (:class:`VocoderState`), passed in and returned.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
@@ -29,6 +31,8 @@ from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.config import VocoderError
 
 __all__ = ["VocoderState", "IncrementalVocoder"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,32 @@ class IncrementalVocoder:
     def warm_up(self, max_new_frames: int = 64) -> int:
         """Synthesise once at every length a call with up to ``max_new_frames`` new frames can have,
         so that a library which prepares each length on first use (oneDNN) has done so before the
-        first stream. Returns the number of lengths run (0 for a vocoder without length buckets)."""
+        first stream. Returns the number of lengths run (0 for a vocoder without length buckets).
+
+        A vocoder that can also run without oneDNN (``onednn``, the CodeHiFiGAN) is then timed both
+        ways on a typical call; without oneDNN there is nothing to prepare, so if that path is as
+        fast, it is kept and the buckets are dropped."""
         if self.length_bucket == 1:
             return 0
         longest = self.history_frames + max_new_frames
         lengths = range(self.length_bucket, longest + self.length_bucket, self.length_bucket)
         for n in lengths:
             self.vocoder.synthesize_frames(torch.zeros(n, dtype=torch.long))
+        if hasattr(self.vocoder, "onednn"):
+            typical = torch.zeros(lengths[len(lengths) // 3], dtype=torch.long)
+            best = {True: float("inf"), False: float("inf")}
+            for _ in range(3):
+                for path in best:
+                    self.vocoder.onednn = path
+                    started = time.perf_counter()
+                    self.vocoder.synthesize_frames(typical)
+                    best[path] = min(best[path], time.perf_counter() - started)
+            self.vocoder.onednn = best[True] < 0.95 * best[False]
+            logger.info("vocoder convolutions: %s (%d frames: oneDNN %.1f ms, PyTorch's own %.1f ms)",
+                        "oneDNN, 8-frame buckets" if self.vocoder.onednn else "PyTorch's own", typical.numel(),
+                        best[True] * 1e3, best[False] * 1e3)
+            if not self.vocoder.onednn:
+                self.length_bucket = 1
         return len(lengths)
 
     def initial_state(self) -> VocoderState:
