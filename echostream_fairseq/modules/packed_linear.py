@@ -99,7 +99,7 @@ def _calibrate(dtype: torch.dtype, out_features: int, in_features: int, rows: in
     return faster
 
 
-def packed_path(dtype: torch.dtype, out_features: int = 2048, in_features: int = 256, rows: int = 10) -> bool:
+def packed_path(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> bool:
     """Whether an inference product of this dtype and shape takes the packed path under the current backend."""
     if not _ONEDNN or _backend == "aten":
         return False

@@ -186,7 +186,7 @@ class SimultaneousTranslator(MTWriting):
                  vocoder: Optional[IncrementalVocoder] = None) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device  # audio, fbank and the vocoder stay on the CPU
-        # the activations' dtype (bf16 under --dtype bf16; int8 models keep fp32 activations)
+        # the activations' dtype (bf16 under --model-dtype bf16; int8 models keep fp32 activations)
         self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict = src_dict, st_dict, tgt_dict, unit_dict
         self.config = config

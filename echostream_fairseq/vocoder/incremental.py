@@ -126,8 +126,8 @@ class IncrementalVocoder:
                     best[path] = min(best[path], time.perf_counter() - started)
             self.vocoder.onednn = best[True] < 0.95 * best[False]
             logger.info("vocoder convolutions: %s (%d frames: oneDNN %.1f ms, PyTorch's own %.1f ms)",
-                        "oneDNN, 8-frame buckets" if self.vocoder.onednn else "PyTorch's own", typical.numel(),
-                        best[True] * 1e3, best[False] * 1e3)
+                        f"oneDNN, {self.length_bucket}-frame buckets" if self.vocoder.onednn else "PyTorch's own",
+                        typical.numel(), best[True] * 1e3, best[False] * 1e3)
             if not self.vocoder.onednn:
                 self.length_bucket = 1
         return len(lengths)
@@ -167,10 +167,11 @@ class IncrementalVocoder:
             return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0), state.emitted_samples + out.numel())
         units = as_unit_tensor(units, self.vocoder.num_units, "new units")
         frames_new = self.new_frames(state, units)
-        history = state.context_frames
+        spoken = state.context_frames.numel()
         context = self.left_context + (-(self.left_context + frames_new.numel())) % self.length_bucket
-        context = min(context, history.numel())
-        frames = torch.cat([history[history.numel() - context:], frames_new])
+        context = min(context, spoken)
+        history = torch.cat([state.context_frames, frames_new])
+        frames = history[spoken - context:]
         audio = self.vocoder.synthesize_frames(frames)
         start = context * self.vocoder.frame_hop
         overlap = state.pending.numel()
@@ -180,7 +181,7 @@ class IncrementalVocoder:
         held = 0 if finish else min(self.crossfade, combined.numel())
         out = combined[: combined.numel() - held]
         next_state = VocoderState(
-            context_frames=torch.cat([history, frames_new])[-self.history_frames:] if self.history_frames else frames[:0],
+            context_frames=history[-self.history_frames:] if self.history_frames else frames[:0],
             context_units=torch.cat([state.context_units, units])[-self.duration_context:] if self.duration_context else units[:0],
             pending=combined[combined.numel() - held:],
             emitted_samples=state.emitted_samples + out.numel(),
