@@ -132,7 +132,9 @@ def random_full_size_vocoder(kmeans: Path):
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
-    return IncrementalVocoder(full, dur_prediction=True)
+    incremental = IncrementalVocoder(full, dur_prediction=True)
+    incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
+    return incremental
 
 
 def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: int) -> Dict:

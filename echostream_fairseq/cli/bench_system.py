@@ -69,8 +69,10 @@ def _vocoder_in(vocoder, dtype: str):
         return vocoder
     bf16 = copy.deepcopy(vocoder.vocoder).to(torch.bfloat16)
     bf16.onednn = True  # its own warm-up times the paths again (bf16 without oneDNN is ten times slower here)
-    return IncrementalVocoder(bf16, vocoder.left_context, vocoder.crossfade, vocoder.dur_prediction,
-                              vocoder.duration_context)
+    incremental = IncrementalVocoder(bf16, vocoder.left_context, vocoder.crossfade, vocoder.dur_prediction,
+                                     vocoder.duration_context)
+    incremental.warm_up()
+    return incremental
 
 
 def _run(translators: Dict[str, object], sources: List[torch.Tensor], warmup: int, chunks: int) -> Dict[str, Dict]:
@@ -86,8 +88,6 @@ def _run(translators: Dict[str, object], sources: List[torch.Tensor], warmup: in
         length += pieces[-2].numel() + pieces[-1].numel()
         j += 1
     audio = torch.cat(pieces)[:need]
-    for t in translators.values():  # as the server does before its first stream
-        t.vocoder.warm_up()
     streams = {dtype: EchoStream(t).open() for dtype, t in translators.items()}
     totals: Dict[str, List[float]] = {d: [] for d in translators}
     stages: Dict[str, Dict[str, List[float]]] = {d: {s: [] for s in STAGES} for d in translators}
