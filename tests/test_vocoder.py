@@ -212,15 +212,20 @@ def test_incremental_audio_is_close_to_one_shot(kind, hifigan, speech_units):
     assert apart > 1.5 * close, (close, apart)
 
 
+def random_tiny_hifigan(folder):
+    """A CodeHiFiGAN of the ``tiny`` preset for 16 units, random weights, saved in ``folder``."""
+    from echostream_fairseq.vocoder import build_generator, preset_config
+
+    config = preset_config("tiny", 16)
+    torch.save({"generator": build_generator(config).state_dict()}, folder / "g.pt")
+    return CodeHiFiGANUnitVocoder(str(folder / "g.pt"), config).eval()
+
+
 def test_left_context_beyond_the_receptive_field_changes_nothing(speech_units, tmp_path):
     """The default left context (12 frames) gives the audio of a longer one: a sample of the
     ``tiny`` preset's HiFi-GAN depends on about 7 frames to its left."""
-    from echostream_fairseq.vocoder import build_generator, preset_config
-
     _, units = speech_units
-    config = preset_config("tiny", 16)
-    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
-    vocoder = CodeHiFiGANUnitVocoder(str(tmp_path / "g.pt"), config).eval()
+    vocoder = random_tiny_hifigan(tmp_path)
     sizes = chunks_of(units.numel(), seed=2, low=4, high=12)
     default, _ = stream(vocoder, units, sizes, dur_prediction=False)
     longer, _ = stream(vocoder, units, sizes, dur_prediction=False, left_context=32)
@@ -444,12 +449,8 @@ def test_length_buckets_round_every_call_up_with_earlier_frames():
 
 def test_length_buckets_leave_the_audio_as_it_was(speech_units, tmp_path):
     """A CodeHiFiGAN's buckets (8 frames) only add context beyond the receptive field."""
-    from echostream_fairseq.vocoder import build_generator, preset_config
-
     _, units = speech_units
-    config = preset_config("tiny", 16)
-    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
-    vocoder = CodeHiFiGANUnitVocoder(str(tmp_path / "g.pt"), config).eval()
+    vocoder = random_tiny_hifigan(tmp_path)
     assert vocoder.length_bucket == 8
     sizes = chunks_of(units.numel(), seed=4, low=3, high=17)
     bucketed, _ = stream(vocoder, units, sizes, dur_prediction=False)
@@ -458,20 +459,12 @@ def test_length_buckets_leave_the_audio_as_it_was(speech_units, tmp_path):
 
 
 def test_warm_up_keeps_the_faster_convolution_and_the_same_audio(speech_units, tmp_path):
-    from echostream_fairseq.vocoder import build_generator, preset_config
-
     _, units = speech_units
-    config = preset_config("tiny", 16)
-    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
-    vocoder = CodeHiFiGANUnitVocoder(str(tmp_path / "g.pt"), config).eval()
+    vocoder = random_tiny_hifigan(tmp_path)
     sizes = chunks_of(units.numel(), seed=5, low=3, high=17)
     reference, _ = stream(vocoder, units, sizes, dur_prediction=False)
     inc = IncrementalVocoder(vocoder, dur_prediction=False)
     assert inc.warm_up(16) == 5  # lengths 8 ... 40
     assert isinstance(vocoder.onednn, bool) and inc.length_bucket == (8 if vocoder.onednn else 1)
-    state, pieces, start = inc.initial_state(), [], 0
-    for i, n in enumerate(sizes):
-        piece, state = inc.step(units[start:start + n], state, finish=i == len(sizes) - 1)
-        pieces.append(piece)
-        start += n
-    assert (torch.cat(pieces) - reference).abs().max() < 1e-4
+    chosen, _ = stream(vocoder, units, sizes, dur_prediction=False, length_bucket=inc.length_bucket)
+    assert (chosen - reference).abs().max() < 1e-4
