@@ -148,8 +148,6 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
     """Three streams at different points (memory lengths, subwords written, a full self-attention
     window) written in lockstep over padded caches give each stream's own subwords, decoder
     states and caches."""
-    from dataclasses import replace
-
     # the test model would end its sentences at once: with the end of sentence banned it writes on
     translator = system.translator.with_config(target_window=4, force_writing=True, speech_output=False)
     waves = _waves(corpus, 3)
