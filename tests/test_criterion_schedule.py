@@ -1,4 +1,4 @@
-"""The criterion's loss schedule (terms switched on at stated updates) and its dev MT BLEU."""
+"""The criterion's loss schedule (terms switched on at stated updates), its gate, and its dev MT BLEU."""
 
 import math
 
@@ -8,7 +8,8 @@ import torch
 from fairseq import options, tasks
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
-from echostream_fairseq.criterions.multitask import EchoStreamMultitaskCriterion, parse_loss_schedule, schedule_factor
+from echostream_fairseq.criterions.multitask import (
+    EchoStreamMultitaskCriterion, parse_loss_gate, parse_loss_schedule, schedule_factor)
 from toy_corpus import write_toy_corpus
 
 
@@ -77,6 +78,67 @@ def test_schedule_switches_terms_at_the_stated_update(setup):
     loss, _, log = criterion(model, sample)
     full = log["unit_ctc_loss"] + 8 * log["mt_loss"] + 4 * log["asr_ctc_loss"] + 4 * log["st_ctc_loss"]
     assert float(loss) == pytest.approx(float(full), rel=1e-5)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("six", "is not BITS[:LATEST]"),
+    ("6:1:2", "is not BITS[:LATEST]"),
+    ("0", "BITS must be positive"),
+    ("6:-5", "LATEST not negative"),
+])
+def test_bad_gates_are_named(text, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_loss_gate(text)
+    assert parse_loss_gate("6.5:900") == (6.5, 900) and parse_loss_gate("6") == (6.0, None)
+
+
+def _train_updates(criterion, model, sample, updates, first=0):
+    """Run ``updates`` training forwards as fairseq numbers them; the weights in force at each."""
+    model.train()
+    weights, bits = [], []
+    for n in range(first, first + updates):
+        criterion.set_num_updates(n)
+        weights.append(criterion.term_weights())
+        torch.manual_seed(n)
+        _, _, log = criterion(model, sample)
+        bits.append(float(log["asr_ctc_loss"]) / float(log["src_ntokens"]) / math.log(2))
+    return weights, bits
+
+
+def test_gate_holds_the_schedule_until_the_asr_ctc_loss_is_low(setup):
+    torch.manual_seed(0)
+    args, task = setup("--loss-schedule", "mt:2:2", "--loss-schedule-gate", "1000")
+    model, criterion = task.build_model(args), task.build_criterion(args)
+    ds = task.datasets["train"]
+    sample = ds.collater([ds[i] for i in range(4)])
+    model.args.multichunk = False
+    weights, bits = _train_updates(criterion, model, sample, 6)
+    # any loss is below 1000 bits: the gate opens once update 0 is done, the clock starts at 1
+    assert criterion.gate_update == 1 and criterion.running_asr_ctc == pytest.approx(bits[0])
+    assert [w["mt"] for w in weights] == [0.0, 0.0, 0.0, 4.0, 8.0, 8.0]
+    assert all(w["asr_ctc"] == 4.0 and w["unit_ctc"] == 1.0 for w in weights)  # unscheduled: always full
+
+    # a threshold no loss reaches: closed until LATEST, with the running loss an average of ten updates
+    args, task = setup("--loss-schedule", "mt:0:2", "--loss-schedule-gate", "0.001:4")
+    criterion = task.build_criterion(args)
+    weights, bits = _train_updates(criterion, model, sample, 7)
+    assert criterion.gate_update == 4
+    assert [w["mt"] for w in weights] == [0.0, 0.0, 0.0, 0.0, 4.0, 8.0, 8.0]
+    running = bits[0]
+    for b in bits[1:4]:
+        running = 0.9 * running + 0.1 * b
+    assert criterion.running_asr_ctc == pytest.approx(running)
+    _, _, log = criterion(model, sample)
+    assert log["loss_gate_open"] == 1.0
+
+    # a resumed run (its first update is not 0) past the plateau counts the schedule from update 0
+    args, task = setup("--loss-schedule", "mt:2:2", "--loss-schedule-gate", "1000")
+    criterion = task.build_criterion(args)
+    weights, _ = _train_updates(criterion, model, sample, 2, first=500)
+    assert criterion.gate_update == 0 and weights[0]["mt"] == 0.0 and weights[1]["mt"] == 8.0
+    args, task = setup("--loss-schedule-gate", "6")
+    with pytest.raises(ValueError, match="needs a --loss-schedule"):
+        task.build_criterion(args)
 
 
 def test_fairseq_trainer_tells_the_criterion_the_update(setup):

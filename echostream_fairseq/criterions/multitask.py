@@ -10,6 +10,14 @@ term's weight is 0 before update START, then grows linearly to its full weight o
 (0: at once). For example ``asr_ctc:0 st_ctc:200:200 mt:200:200 unit_ctc:400:200`` trains the ASR
 CTC head alone first. Terms without an entry have their full weight from the start.
 
+A gate (``--loss-schedule-gate BITS[:LATEST]``) starts the schedule's clock only once the ASR CTC
+head has left the all-blank plateau: at the first update whose running training ASR CTC loss
+(an exponential average over about ten updates, in bits per source subword) is below BITS, or at
+update LATEST if that comes first. Until then every scheduled term weighs 0; after, START and RAMP
+count from the update the gate opened. Why: with a fixed START, a run whose CTC heads had not left
+the plateau when MT ramped in stayed on it (docs/learning.md). The opening update is not saved in
+checkpoints: a run resumed with a running loss already below BITS counts its schedule from update 0.
+
 Logged (fairseq's usual lines; losses in base 2): ``loss``, ``unit_ctc_loss`` (per unit),
 ``mt_loss`` / ``mt_nll_loss`` (per target subword), ``asr_ctc_loss`` / ``st_ctc_loss`` (per
 subword) and, from greedy CTC decoding, ``asr_wer`` (source words), ``st_wer`` (target words) and,
@@ -18,8 +26,9 @@ in validation, ``unit_er`` (unit edit distance / reference units).
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +41,10 @@ from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_l
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 from echostream_fairseq.data.text import edit_distance, pieces_to_words
 
-__all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_schedule", "schedule_factor"]
+__all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_gate", "parse_loss_schedule",
+           "schedule_factor"]
+
+logger = logging.getLogger(__name__)
 
 LOSS_TERMS = ("unit_ctc", "mt", "asr_ctc", "st_ctc")
 
@@ -58,6 +70,23 @@ def parse_loss_schedule(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
     return schedule
 
 
+def parse_loss_gate(text: Optional[str]) -> Optional[Tuple[float, Optional[int]]]:
+    """``"6.0:1500"`` -> ``(6.0, 1500)``; ``"6.0"`` -> ``(6.0, None)``; ``None`` -> ``None`` (no gate)."""
+    if text is None:
+        return None
+    fields = text.split(":")
+    try:
+        if len(fields) not in (1, 2):
+            raise ValueError
+        bits = float(fields[0])
+        latest = int(fields[1]) if len(fields) == 2 else None
+    except ValueError:
+        raise ValueError(f"--loss-schedule-gate: {text!r} is not BITS[:LATEST] (a loss in bits, an update)") from None
+    if not bits > 0 or (latest is not None and latest < 0):
+        raise ValueError(f"--loss-schedule-gate: {text!r}: BITS must be positive and LATEST not negative")
+    return bits, latest
+
+
 def schedule_factor(schedule: Dict[str, Tuple[int, int]], term: str, num_updates: int) -> float:
     """The fraction of ``term``'s weight in force at ``num_updates`` updates done (0 .. 1)."""
     if term not in schedule:
@@ -73,9 +102,17 @@ def schedule_factor(schedule: Dict[str, Tuple[int, int]], term: str, num_updates
 @register_criterion("echostream_multitask")
 class EchoStreamMultitaskCriterion(FairseqCriterion):
     def __init__(self, task, report_unit_error_rate: bool = True, report_mt_bleu: bool = True,
-                 loss_schedule: Sequence[str] = ()) -> None:
+                 loss_schedule: Sequence[str] = (), loss_schedule_gate: Optional[str] = None) -> None:
         super().__init__(task)
         self.loss_schedule = parse_loss_schedule(loss_schedule or ())
+        self.gate = parse_loss_gate(loss_schedule_gate)
+        if self.gate is not None and not self.loss_schedule:
+            raise ValueError("--loss-schedule-gate needs a --loss-schedule to hold back")
+        # the update the schedule's clock starts at (None: the gate is still closed)
+        self.gate_update: Optional[int] = None if self.gate is not None else 0
+        self.running_asr_ctc: Optional[float] = None  # bits per source subword
+        self._pending: List[float] = [0.0, 0.0]  # this update's ASR CTC loss (nats) and subwords
+        self._first_num_updates: Optional[int] = None
         self.num_updates = 0
         cfg = task.multitask_config.tasks
         self.mt_weight = cfg["target_unigram"].loss_weight
@@ -98,17 +135,54 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
                             help="switch loss terms on during training: TERM (unit_ctc, mt, asr_ctc, st_ctc) has "
                                  "weight 0 before update START, then ramps linearly to its full weight over RAMP "
                                  "updates (default: every term at full weight from the start)")
+        parser.add_argument("--loss-schedule-gate", default=None, metavar="BITS[:LATEST]",
+                            help="start the --loss-schedule clock once the running training ASR CTC loss is "
+                                 "below BITS bits per source subword (the head has left the all-blank plateau), "
+                                 "or at update LATEST at the latest; until then scheduled terms weigh 0")
 
     def set_num_updates(self, num_updates: int) -> None:
         """The updates done before the coming step (the task calls this from ``train_step``)."""
-        self.num_updates = int(num_updates)
+        num_updates = int(num_updates)
+        if self._first_num_updates is None:
+            self._first_num_updates = num_updates
+        if num_updates != self.num_updates and self.gate_update is None:
+            self._update_gate(num_updates)
+        self.num_updates = num_updates
+
+    def _update_gate(self, num_updates: int) -> None:
+        """Fold the finished update's ASR CTC loss into the running loss; open the gate if it is low."""
+        loss, subwords = self._pending
+        self._pending = [0.0, 0.0]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            both = torch.tensor([loss, subwords], dtype=torch.float64)
+            torch.distributed.all_reduce(both)  # every worker opens the gate at the same update
+            loss, subwords = both.tolist()
+        if subwords > 0:
+            bits = loss / subwords / math.log(2)
+            first = self.running_asr_ctc is None
+            self.running_asr_ctc = bits if first else 0.9 * self.running_asr_ctc + 0.1 * bits
+            threshold, _ = self.gate
+            if first and self._first_num_updates and bits < threshold:
+                self.gate_update = 0  # resumed past the plateau: the schedule counts from update 0
+            elif self.running_asr_ctc < threshold:
+                self.gate_update = num_updates
+        latest = self.gate[1]
+        if self.gate_update is None and latest is not None and num_updates >= latest:
+            self.gate_update = latest
+        if self.gate_update is not None:
+            logger.info("loss schedule gate open at update %d (running ASR CTC loss %s bits), the schedule "
+                        "counts from update %d", num_updates,
+                        "n/a" if self.running_asr_ctc is None else f"{self.running_asr_ctc:.2f}", self.gate_update)
 
     def term_weights(self, scheduled: bool = True) -> Dict[str, float]:
         """The weight of each loss term at the current update (``scheduled=False``: the full weights)."""
         full = {"unit_ctc": 1.0, "mt": self.mt_weight, "asr_ctc": self.asr_weight, "st_ctc": self.st_weight}
         if not scheduled:
             return full
-        return {term: w * schedule_factor(self.loss_schedule, term, self.num_updates) for term, w in full.items()}
+        if self.gate_update is None:  # the gate is closed: scheduled terms wait
+            return {term: 0.0 if term in self.loss_schedule else w for term, w in full.items()}
+        clock = self.num_updates - self.gate_update
+        return {term: w * schedule_factor(self.loss_schedule, term, clock) for term, w in full.items()}
 
     def _ctc(self, logits: Tensor, lengths: Tensor, target: Tensor, target_lengths: Tensor) -> Tensor:
         lprobs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # [T, B, V]
@@ -145,6 +219,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
 
         # validation always weighs every term fully, so dev losses stay comparable along a schedule
         w = self.term_weights(scheduled=model.training)
+        if model.training and self.gate_update is None:
+            self._pending[0] += float(asr_loss.detach())
+            self._pending[1] += float(asr["target_lengths"].sum())
         loss = w["unit_ctc"] * unit_loss + w["mt"] * mt_loss + w["asr_ctc"] * asr_loss + w["st_ctc"] * st_loss
         sample_size = int(unit_lengths.sum())
         log = {
@@ -161,6 +238,8 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             "tgt_ntokens": int(mt["target_lengths"].sum()),
             "st_ntokens": int(st["target_lengths"].sum()),
         }
+        if model.training and self.gate is not None:
+            log["loss_gate_open"] = float(self.gate_update is not None)
         log["asr_errors"], log["asr_words"] = self._word_errors(
             self.src_dict, net_output["asr_logits"], enc_lengths, asr["target"], asr["target_lengths"])
         log["st_errors"], log["st_words"] = self._word_errors(
@@ -222,6 +301,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             metrics.log_scalar(f"_{name}_errors", total(f"{name}_errors"))
             metrics.log_scalar(f"_{name}_words", total(f"{name}_words"))
             metrics.log_derived(f"{name}_wer", lambda m, name=name: rate(m, f"_{name}_errors", f"_{name}_words"))
+        if any("loss_gate_open" in log for log in logging_outputs):
+            # 1 once the schedule's clock runs (the mean over the logged updates while it opens)
+            metrics.log_scalar("loss_gate_open", total("loss_gate_open") / len(logging_outputs), round=2)
         if total("unit_total") > 0:
             metrics.log_scalar("_unit_errors", total("unit_errors"))
             metrics.log_scalar("_unit_total", total("unit_total"))

@@ -73,3 +73,12 @@ for SUBSET in dev test_heldout; do
     --subset $SUBSET --at 10 20 30 40 --markdown results/study/h_$SUBSET.md
 done
 for T in 1 2; do "$BIN/python" examples/learning_study/step_cost.py "$C" --subset train_1000 --threads $T; done
+
+# the gate (--loss-schedule-gate): the schedule's clock waits until the running ASR CTC loss is
+# below 6 bits (off the plateau; at update 1500 at the latest), then MT ramps in at once and units
+# 200 updates later; 40 minutes each, validated on dev and test_heldout: the recipe, and the
+# recipe with SpecAugment (which stayed on the plateau above)
+J=(--train-subset train_20000 --dropout 0 --ctc-upsample-rate 15 --lr 2e-3 --valid-subset dev,test_heldout
+   --validate-interval-updates 500 --loss-schedule mt:0:200 unit_ctc:200:200 --loss-schedule-gate 6.0:1500)
+SAVE=1 $S j_gate 40 1 "${J[@]}" --config-yaml config_nospec.yaml &
+SAVE=1 $S j_gate_spec 40 1 "${J[@]}" --config-yaml config_spec.yaml & wait
