@@ -5,6 +5,7 @@ import json
 import pytest
 
 from cli_runs import BIN, TRAIN_FLAGS, run_cli
+from echostream_fairseq.cli import learning_curves
 from echostream_fairseq.cli.learning_curves import read_log
 from toy_corpus import write_toy_corpus
 
@@ -51,9 +52,12 @@ def test_cli_writes_tables_plot_and_json(log, tmp_path):
 
 
 def test_bad_input_is_named(tmp_path, log):
+    # in-process: the messages are main()'s own (the exit status of the command is tested above)
     empty = tmp_path / "empty.log"
     empty.write_text("nothing here\n")
-    proc = run_cli([BIN / "echostream-learning-curves", empty])
-    assert proc.returncode != 0 and f"{empty}: no validation lines" in proc.stderr
-    proc = run_cli([BIN / "echostream-learning-curves", log, "--labels", "a", "b"])
-    assert proc.returncode != 0 and "1 logs but 2 labels" in proc.stderr
+    with pytest.raises(SystemExit, match=f"{empty}: no validation lines"):
+        learning_curves.main([str(empty)])
+    with pytest.raises(SystemExit, match="1 logs but 2 labels"):
+        learning_curves.main([str(log), "--labels", "a", "b"])
+    with pytest.raises(SystemExit, match="missing.log: log not found"):
+        learning_curves.main([str(tmp_path / "missing.log")])

@@ -31,29 +31,40 @@ def _run(code, *argv):
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT)
 
 
+# run after MAKE_CHECKPOINT in the same process (fairseq imported, the plugin not yet), in this
+# order: each step's outcome is what the steps before it left behind
+LOAD_STEPS = textwrap.dedent(
+    """
+    import sys, torch
+    path = sys.argv[1]
+
+    def attempt():
+        try:
+            state = torch.load(path, weights_only=True)
+        except Exception as e:
+            return "refused" if "Weights only load failed" in str(e) else repr(e)
+        return f"{state['model']['w'].tolist()} {state['cfg'].optimization.lr}"
+
+    print("plain:", attempt())  # without the plugin, torch's safe loader refuses fairseq's configs
+    import echostream_fairseq
+    print("imported:", attempt())  # importing the plugin changes nothing in torch
+    import echostream_fairseq.checkpoint as c
+    c.allow_fairseq_checkpoint_configs()
+    print("allowed:", attempt())  # its explicit allow-list lets the same safe loader read them
+    from fairseq import checkpoint_utils
+    print("fairseq:", checkpoint_utils.load_checkpoint_to_cpu(path)["legacy_args"].arch)
+    """
+)
+
+
 def test_checkpoint_loads_weights_only_through_fairseq(tmp_path):
     ckpt = str(tmp_path / "checkpoint.pt")
-    made = _run(MAKE_CHECKPOINT, ckpt)
-    assert made.returncode == 0, made.stderr[-2000:]
-    load = "import sys, torch{}\nstate = torch.load(sys.argv[1], weights_only=True)\nprint(state['model']['w'].tolist(), state['cfg'].optimization.lr)"
-    # without the plugin, torch's safe loader refuses fairseq's config objects
-    plain = _run(load.format(""), ckpt)
-    assert plain.returncode != 0 and "Weights only load failed" in plain.stderr
-    # importing the plugin changes nothing in torch; its explicit allow-list lets the same safe
-    # loader read them (nothing switched off)
-    imported = _run(load.format(", echostream_fairseq"), ckpt)
-    assert imported.returncode != 0 and "Weights only load failed" in imported.stderr
-    allow = ", echostream_fairseq.checkpoint as c\nc.allow_fairseq_checkpoint_configs()"
-    ours = _run(load.format(allow), ckpt)
-    assert ours.returncode == 0, ours.stderr[-2000:]
-    assert "[0.0, 1.0, 2.0, 3.0] [0.001]" in ours.stdout
-    via_fairseq = _run(
-        "import sys, echostream_fairseq.checkpoint as c\nc.allow_fairseq_checkpoint_configs()\n"
-        "from fairseq import checkpoint_utils\n"
-        "s = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])\nprint(s['legacy_args'].arch)", ckpt
-    )
-    assert via_fairseq.returncode == 0, via_fairseq.stderr[-2000:]
-    assert via_fairseq.stdout.strip().endswith("transformer")
+    steps = _run(MAKE_CHECKPOINT + LOAD_STEPS, ckpt)
+    assert steps.returncode == 0, steps.stderr[-2000:]
+    lines = steps.stdout.strip().splitlines()
+    assert lines[0] == "plain: refused" and lines[1] == "imported: refused"
+    assert lines[2] == "allowed: [0.0, 1.0, 2.0, 3.0] [0.001]"
+    assert lines[3].startswith("fairseq:") and lines[3].endswith("transformer")
 
 
 def test_user_dir_import():

@@ -468,3 +468,43 @@ def test_warm_up_keeps_the_faster_convolution_and_the_same_audio(speech_units, t
     assert isinstance(vocoder.onednn, bool) and inc.length_bucket == (8 if vocoder.onednn else 1)
     chosen, _ = stream(vocoder, units, sizes, dur_prediction=False, length_bucket=inc.length_bucket)
     assert (chosen - reference).abs().max() < 1e-4
+
+
+def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_units, tmp_path):
+    """step_batch: calls of equal length share one generator run, in power-of-two sub-batches."""
+    from echostream_fairseq.vocoder.incremental import _power_of_two_groups
+
+    assert [len(g) for g in _power_of_two_groups(list(range(13)), 8)] == [8, 4, 1]
+    assert [len(g) for g in _power_of_two_groups(list(range(7)), 8)] == [4, 2, 1]
+    assert _power_of_two_groups([3, 5], 1) == [[3], [5]]
+    _, units = speech_units
+    vocoder = random_tiny_hifigan(tmp_path)
+    streams = [torch.roll(units, -17 * k)[:120] for k in range(6)]  # six different unit streams
+    assert units.numel() >= 120
+    sizes = [[8, 8, 0, 8, 16, 8, 24, 48], [8, 8, 8, 0, 16, 8, 24, 48], [16, 0, 8, 8, 16, 8, 24, 40],
+             [8, 8, 0, 8, 16, 8, 24, 48], [3, 5, 9, 0, 31, 2, 40, 30], [8, 8, 8, 8, 8, 8, 8, 64]]
+    alone = [stream(vocoder, s, n, dur_prediction=False)[1] for s, n in zip(streams, sizes)]
+    shapes = []
+    run = vocoder.synthesize_frames_batch
+
+    def recording(frames):
+        shapes.append(tuple(frames.shape))
+        return run(frames)
+
+    vocoder.synthesize_frames_batch = recording
+    inc = IncrementalVocoder(vocoder, dur_prediction=False, max_batch=4)
+    states, starts = [inc.initial_state() for _ in streams], [0] * len(streams)
+    for tick in range(8):
+        requests = []
+        for k, s in enumerate(streams):
+            n = sizes[k][tick]
+            requests.append((s[starts[k]:starts[k] + n], states[k], tick == 7))
+            starts[k] += n
+        for k, (piece, state) in enumerate(inc.step_batch(requests)):
+            states[k] = state
+            assert piece.shape == alone[k][tick].shape
+            assert torch.allclose(piece, alone[k][tick], rtol=0, atol=1e-5), (tick, k)
+    assert max(b for b, _ in shapes) == 4 and all(b in (1, 2, 4) for b, _ in shapes)
+    assert len(shapes) < sum(1 for row in sizes for n in row if n)  # calls were shared
+    with pytest.raises(VocoderError, match="max_batch must be a power of two, got 3"):
+        IncrementalVocoder(vocoder, dur_prediction=False, max_batch=3)

@@ -100,9 +100,9 @@ def tiny_system(args):
     else:
         model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
     if args.vocoder:
-        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True)
+        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, max_batch=8)
     else:
-        vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True)
+        vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True, max_batch=8)
     return model, task, vocoder
 
 
@@ -132,7 +132,7 @@ def random_full_size_vocoder(kmeans: Path):
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
-    incremental = IncrementalVocoder(full, dur_prediction=True)
+    incremental = IncrementalVocoder(full, dur_prediction=True, max_batch=8)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
 

@@ -29,11 +29,13 @@ WHOLE_WORD = ("auto", "on", "off")
 
 
 def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
-                 dur_prediction: bool = False, left_context: int = 12, model_dtype: str = "fp32") -> IncrementalVocoder:
+                 dur_prediction: bool = False, left_context: int = 12, model_dtype: str = "fp32",
+                 max_batch: int = 1) -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
     ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16; ``int8`` and ``fp32`` keep it fp32 (there
-    is no int8 convolution path)."""
+    is no int8 convolution path). ``max_batch``: the most streams synthesised in one call (1 for
+    one stream; the streaming API, which steps many, takes 8)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 
@@ -52,7 +54,8 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
         vocoder = CodeHiFiGANUnitVocoder.from_files(path, config)
         if torch_dtype(model_dtype) == torch.bfloat16:
             vocoder = vocoder.to(torch.bfloat16)
-    incremental = IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction)
+    incremental = IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction,
+                                     max_batch=max_batch)
     incremental.warm_up()  # the first stream should not pay for preparing the convolutions
     return incremental
 

@@ -21,7 +21,8 @@ the wall time of the chunk split into :data:`STAGES` (off, the clock is never re
 :meth:`SimultaneousTranslator.step_batch` steps many independent streams at once: the encoder and
 CTC heads as one batch per group of stackable states (:mod:`~echostream_fairseq.modules.batching`),
 the MT writes in lockstep over padded caches (:mod:`~echostream_fairseq.streaming.mt_writing`),
-the rest per stream; each stream's result equals its :meth:`~SimultaneousTranslator.step` alone.
+T2U and units per stream, and the vocoder once for all (:mod:`~echostream_fairseq.streaming.speaking`);
+each stream's result equals its :meth:`~SimultaneousTranslator.step` alone.
 
 ``reencode=True`` reproduces StreamSpeech's agent instead: every chunk recomputes fbank, the
 encoder and the CTC heads over the whole prefix, re-runs the MT decoder over every written token,
@@ -46,6 +47,7 @@ from echostream_fairseq.modules.batching import group_by_layout, split_state, st
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.mt_writing import MTWriting
+from echostream_fairseq.streaming.speaking import Speaking
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
@@ -173,7 +175,7 @@ class StepOutput:
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
 
 
-class SimultaneousTranslator(MTWriting):
+class SimultaneousTranslator(MTWriting, Speaking):
     """Args:
         model: an ``EchoStreamModel`` (``eval()`` is set here).
         src_dict, st_dict, tgt_dict, unit_dict: the source (ASR CTC), ST CTC, MT and unit dictionaries.
@@ -280,8 +282,9 @@ class SimultaneousTranslator(MTWriting):
         The encoder and both CTC heads run as one batch over every group of streams whose states
         share a layout (:mod:`~echostream_fairseq.modules.batching`: in steady state, all streams
         of this translator), so their per-stream cost falls with the number of streams; the
-        streams that write then decode in lockstep, and units and speech step each stream on its
-        own. The results equal :meth:`step` per stream.
+        streams that write then decode in lockstep, units step each stream on its own, and the
+        vocoder synthesises every stream's new units in shared calls. The results equal
+        :meth:`step` per stream.
         """
         for _, state, _ in requests:
             if not isinstance(state, TranslatorState):
@@ -319,12 +322,22 @@ class SimultaneousTranslator(MTWriting):
                 clock.mark("mt")
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
-        results = []
-        for (asr_new, _, enc_new, _), (state, target), written, finish, clock in zip(
-                encoded, plans, writes, finishes, clocks):
+        spoken = []
+        for (_, _, enc_new, _), (state, target), written, finish, clock in zip(encoded, plans, writes, finishes, clocks):
             if clock:
                 clock.restart()
-            results.append(self._complete(state, asr_new, enc_new, target, written, finish, clock))
+            spoken.append(self._after_write(state, enc_new, target, written, finish, clock))
+        if self.config.translate and self.config.speech_output:
+            speech = self._speech([(ids, state, finish) for (_, _, ids, state, _), finish in zip(spoken, finishes)],
+                                  clocks)
+        else:
+            speech = [(torch.zeros(0), state) for _, _, _, state, _ in spoken]
+        results = []
+        for (asr_new, _, enc_new, _), (target_new, units_new, _, _, wrote), (wave, state), finish, clock in zip(
+                encoded, spoken, speech, finishes, clocks):
+            if clock:
+                clock.restart()
+            results.append(self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock))
         return results
 
     def _plan(self, state: TranslatorState, enc_new: Optional[Tensor], finish: bool):
@@ -374,19 +387,26 @@ class SimultaneousTranslator(MTWriting):
                     clocks[i].seconds["mt"] += share
         return results
 
-    def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target,
-                  written, finish: bool, clock: Optional[_StageClock]) -> Tuple[StepOutput, TranslatorState]:
-        """After the MT write: units, speech, the sentence end, the step's output."""
+    def _after_write(self, state: TranslatorState, enc_new: Optional[Tensor], target, written, finish: bool,
+                     clock: Optional[_StageClock]):
+        """The MT write's subwords, and the units of its text states:
+        ``(subwords, units, vocoder ids, state, wrote)``."""
         target_new: List[int] = []
         units_new: List[int] = []
-        wave = torch.zeros(0)
+        unit_ids: List[int] = []
         wrote = False
         text_states = None
         if written is not None:
             target_new, text_states, state = written
             wrote = bool(target_new) or target == FINISH
         if self.config.translate and self.config.speech_output:
-            units_new, wave, state = self._speak(state, text_states, enc_new, finish, clock)
+            units_new, unit_ids, state = self._units(state, text_states, enc_new, finish, clock)
+        return target_new, units_new, unit_ids, state, wrote
+
+    def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
+                  units_new: List[int], wave: Tensor, wrote: bool, finish: bool,
+                  clock: Optional[_StageClock]) -> Tuple[StepOutput, TranslatorState]:
+        """After the speech: the sentence end, the step's output."""
         sentence_end = not finish and self._sentence_ends(state, enc_new)
         if sentence_end:
             last_tokens, last_units, last_wave, state = self._end_sentence(state, enc_new, clock)
@@ -535,64 +555,3 @@ class SimultaneousTranslator(MTWriting):
             state, source_samples=samples, encoder_frames=frames.size(1),
             asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks,
         )
-
-    # -- units and speech -------------------------------------------------------------------------
-
-    def _units_for(self, state: TranslatorState, text: Tensor):
-        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change)."""
-        window = self.config.target_window
-        text_out, t2u_caches = self.model.t2u_encoder.step(text, state.t2u_caches, window)
-        logits, unit_caches = self.model.unit_decoder.step(text_out, state.unit_caches, state.text_states, window)
-        logits = logits[0].float()
-        units, last = ctc_greedy_extend(logits, state.unit_last, self.unit_banned)
-        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
-                              text_states=state.text_states + text.size(1), unit_last=last)
-
-    def _speak(self, state: TranslatorState, text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
-               clock: Optional[_StageClock], sentence_done: bool = False):
-        """Units for new text states, then their speech; ``sentence_done``: the text is complete
-        (its end-of-sentence state included) though the stream goes on."""
-        units: List[int] = []
-        if text_states is not None:
-            if self.config.reencode:
-                units, state = self._reencode_units(state, enc, finish or sentence_done)
-            else:
-                units, state = self._units_for(state, text_states)
-        if clock:
-            clock.mark("units")
-        unit_ids = [self.unit_ids[u] for u in units if u in self.unit_ids]
-        if self.config.reencode:
-            wave, state = self._reencode_speech(state, unit_ids, finish)
-        else:
-            wave, voc_state = self.vocoder.step(unit_ids, state.vocoder, finish)
-            state = replace(state, vocoder=voc_state, units=state.units + len(unit_ids))
-        if clock:
-            clock.mark("vocoder")
-        return units, wave, state
-
-    def _reencode_units(self, state: TranslatorState, frames: Tensor, finish: bool):
-        """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""
-        eos = self.tgt_dict.eos()
-        tokens = list(state.target_tokens) if finish else list(state.target_tokens[:-1])
-        prev = torch.tensor([[eos] + tokens], device=self.device)
-        enc = {"encoder_out": [frames.transpose(0, 1)], "encoder_padding_mask": []}
-        hidden, _ = self.model.decoder(prev, enc, features_only=True)
-        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)], device=self.device), 0, 1)["unit_logits"]
-        units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)], device=self.device), self.unit_banned)[0]
-        new = units[len(state.all_units):]
-        return new, replace(state, all_units=tuple(units))
-
-    def _reencode_speech(self, state: TranslatorState, new_ids: List[int], finish: bool):
-        """Re-synthesise every unit and keep the audio of the new ones (StreamSpeech's vocoder call)."""
-        if not new_ids:
-            return torch.zeros(0), state
-        voc = self.vocoder.vocoder
-        all_ids = torch.tensor([self.unit_ids[u] for u in state.all_units if u in self.unit_ids])
-        if self.vocoder.dur_prediction:
-            durations = voc.durations(all_ids)
-            frames = torch.repeat_interleave(all_ids, durations)
-            new_frames = int(durations[-len(new_ids):].sum())
-        else:
-            frames, new_frames = all_ids, len(new_ids)
-        wave = voc.synthesize_frames(frames)
-        return wave[wave.numel() - new_frames * voc.frame_hop:], replace(state, units=state.units + len(new_ids))

@@ -74,6 +74,11 @@ class UnitVocoder(torch.nn.Module):
         """``[T]`` frame-level units (already checked) -> ``[T * frame_hop]`` float waveform."""
         raise NotImplementedError
 
+    def synthesize_frames_batch(self, frames: Tensor) -> Tensor:
+        """``[B, T]`` frame-level units -> ``[B, T * frame_hop]``; each row as :meth:`synthesize_frames`
+        gives it (this default runs them one by one; a vocoder that batches overrides it)."""
+        return torch.stack([self.synthesize_frames(row) for row in frames])
+
     @torch.no_grad()
     def forward(self, units: UnitsLike, dur_prediction: bool = False) -> Tensor:
         """One-shot synthesis: ``[U]`` units -> waveform ``[T * frame_hop]``.

@@ -129,11 +129,16 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @torch.no_grad()
     def synthesize_frames(self, frames: Tensor) -> Tensor:
+        return self.synthesize_frames_batch(frames[None])[0]
+
+    @torch.no_grad()
+    def synthesize_frames_batch(self, frames: Tensor) -> Tensor:
         mkldnn = torch.backends.mkldnn
         enabled = mkldnn.enabled
         mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
         try:
-            audio = self.fairseq_vocoder({"code": frames[None]}, dur_prediction=False).reshape(-1)
+            # the generator itself: fairseq's wrapper joins the rows of a batch into one sequence
+            audio = self.generator(code=frames).reshape(frames.size(0), -1)
         finally:
             mkldnn.enabled = enabled
         return audio.float()  # a bf16 generator still returns fp32 samples

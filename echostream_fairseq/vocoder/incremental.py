@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -65,6 +65,9 @@ class IncrementalVocoder:
         duration_context: de-duplicated units kept as left context for the duration predictor.
         length_bucket: frames per call are kept a multiple of this when enough history exists
             (default: the vocoder's ``length_bucket``).
+        max_batch: the most streams :meth:`step_batch` synthesises in one call (a power of two;
+            1: one by one; many streams: 8, beyond which the CodeHiFiGAN's per-stream cost hardly
+            falls on 2 cores).
     """
 
     def __init__(
@@ -75,7 +78,10 @@ class IncrementalVocoder:
         dur_prediction: bool = True,
         duration_context: int = 8,
         length_bucket: Optional[int] = None,
+        max_batch: int = 1,
     ) -> None:
+        if max_batch < 1 or max_batch & (max_batch - 1):
+            raise VocoderError(f"max_batch must be a power of two, got {max_batch}")
         if left_context < 0 or crossfade < 0 or duration_context < 0:
             raise VocoderError("left_context, crossfade and duration_context must be non-negative")
         length_bucket = getattr(vocoder, "length_bucket", 1) if length_bucket is None else length_bucket
@@ -94,6 +100,7 @@ class IncrementalVocoder:
         self.dur_prediction = dur_prediction
         self.duration_context = duration_context
         self.length_bucket = length_bucket
+        self.max_batch = max_batch
 
     @property
     def history_frames(self) -> int:
@@ -107,8 +114,9 @@ class IncrementalVocoder:
         first stream. Returns the number of lengths run (0 for a vocoder without length buckets).
 
         A vocoder that can also run without oneDNN (``onednn``, the CodeHiFiGAN) is then timed both
-        ways on a typical call; without oneDNN there is nothing to prepare, so if that path is as
-        fast, it is kept and the buckets are dropped."""
+        ways on a typical call of ``min(4, max_batch)`` streams: without oneDNN there is nothing to
+        prepare, so if that path is as fast, it is kept and the buckets are dropped. (One stream of
+        the tiny generator runs as fast either way; batched, oneDNN halves its per-stream cost.)"""
         if self.length_bucket == 1:
             return 0
         longest = self.history_frames + max_new_frames
@@ -116,18 +124,19 @@ class IncrementalVocoder:
         for n in lengths:
             self.vocoder.synthesize_frames(torch.zeros(n, dtype=torch.long))
         if hasattr(self.vocoder, "onednn"):
-            typical = torch.zeros(lengths[len(lengths) // 3], dtype=torch.long)
+            rows = min(4, self.max_batch)
+            typical = torch.zeros(rows, lengths[len(lengths) // 3], dtype=torch.long)
             best = {True: float("inf"), False: float("inf")}
             for _ in range(3):
                 for path in best:
                     self.vocoder.onednn = path
                     started = time.perf_counter()
-                    self.vocoder.synthesize_frames(typical)
+                    self.vocoder.synthesize_frames_batch(typical)
                     best[path] = min(best[path], time.perf_counter() - started)
             self.vocoder.onednn = best[True] < 0.95 * best[False]
-            logger.info("vocoder convolutions: %s (%d frames: oneDNN %.1f ms, PyTorch's own %.1f ms)",
+            logger.info("vocoder convolutions: %s (%d x %d frames: oneDNN %.1f ms, PyTorch's own %.1f ms)",
                         f"oneDNN, {self.length_bucket}-frame buckets" if self.vocoder.onednn else "PyTorch's own",
-                        typical.numel(), best[True] * 1e3, best[False] * 1e3)
+                        rows, typical.size(1), best[True] * 1e3, best[False] * 1e3)
             if not self.vocoder.onednn:
                 self.length_bucket = 1
         return len(lengths)
@@ -158,21 +167,61 @@ class IncrementalVocoder:
         Returns:
             ``(audio, state)``: the new samples (``[N]`` float) and the next state.
         """
+        return self.step_batch([(units, state, finish)])[0]
+
+    @torch.no_grad()
+    def step_batch(
+        self, requests: Sequence[Tuple[Union[Tensor, Sequence[int]], VocoderState, bool]]
+    ) -> List[Tuple[Tensor, VocoderState]]:
+        """:meth:`step` for several independent streams: ``(units, state, finish)`` each.
+
+        Calls of equal frame count are synthesised as one batch (the length buckets make equal
+        counts common), in sub-batches of at most ``max_batch`` streams split into powers of two,
+        so that a convolution library meets few input shapes. The results equal :meth:`step` per
+        stream."""
+        plans = [self._plan(units, state, finish) for units, state, finish in requests]
+        by_length: Dict[int, List[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan is not None:
+                by_length.setdefault(plan[0].numel(), []).append(i)
+        audio: Dict[int, Tensor] = {}
+        for members in by_length.values():
+            for group in _power_of_two_groups(members, self.max_batch):
+                frames = torch.stack([plans[i][0] for i in group])
+                for i, wave in zip(group, self.vocoder.synthesize_frames_batch(frames)):
+                    audio[i] = wave
+        results = []
+        for i, (_, state, finish) in enumerate(requests):
+            if plans[i] is None:
+                results.append(self._flush(state, finish))
+            else:
+                results.append(self._join(audio[i], plans[i], state, finish))
+        return results
+
+    def _plan(self, units, state: VocoderState, finish: bool):
+        """The frames one call synthesises and what joining its audio needs (``None``: no new units)."""
         if not isinstance(state, VocoderState):
             raise VocoderError(f"state must be a VocoderState (units first, then the state), got {type(state).__name__}")
         if len(units) == 0:
-            if not finish:
-                return torch.zeros(0), state
-            out = state.pending
-            return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0), state.emitted_samples + out.numel())
+            return None
         units = as_unit_tensor(units, self.vocoder.num_units, "new units")
         frames_new = self.new_frames(state, units)
         spoken = state.context_frames.numel()
         context = self.left_context + (-(self.left_context + frames_new.numel())) % self.length_bucket
         context = min(context, spoken)
         history = torch.cat([state.context_frames, frames_new])
-        frames = history[spoken - context:]
-        audio = self.vocoder.synthesize_frames(frames)
+        return history[spoken - context:], context, history, units
+
+    def _flush(self, state: VocoderState, finish: bool) -> Tuple[Tensor, VocoderState]:
+        """A call without new units: nothing, or at the end the held-back samples."""
+        if not finish:
+            return torch.zeros(0), state
+        out = state.pending
+        return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0), state.emitted_samples + out.numel())
+
+    def _join(self, audio: Tensor, plan, state: VocoderState, finish: bool) -> Tuple[Tensor, VocoderState]:
+        """Cross-fade a call's audio onto the held-back samples; hold back the new tail."""
+        frames, context, history, units = plan
         start = context * self.vocoder.frame_hop
         overlap = state.pending.numel()
         fade_in = (torch.arange(overlap, dtype=audio.dtype) + 0.5) / max(overlap, 1)
@@ -187,3 +236,15 @@ class IncrementalVocoder:
             emitted_samples=state.emitted_samples + out.numel(),
         )
         return out, next_state
+
+
+def _power_of_two_groups(members: List[int], largest: int) -> List[List[int]]:
+    """``members`` cut into groups of ``largest`` (a power of two), the rest into smaller powers of two."""
+    groups, at = [], 0
+    size = largest
+    while at < len(members):
+        while size > len(members) - at:
+            size //= 2
+        groups.append(members[at:at + size])
+        at += size
+    return groups

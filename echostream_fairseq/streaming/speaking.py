@@ -1,0 +1,109 @@
+"""Units and speech, the last stages of
+:class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`: T2U and the unit CTC
+decoder on new text states, then the incremental vocoder, for one stream or many at once.
+
+A mixin of the translator (its attributes: ``model``, ``config``, ``vocoder``, ``unit_ids``,
+``unit_banned``, ``tgt_dict``, ``device``), kept apart so each file stays small. Many streams share
+one vocoder call (:meth:`~echostream_fairseq.vocoder.incremental.IncrementalVocoder.step_batch`);
+each stream's speech equals its speech alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from echostream_fairseq.modules.ctc import ctc_greedy, ctc_greedy_extend
+
+if TYPE_CHECKING:
+    from echostream_fairseq.streaming.translator import TranslatorState, _StageClock
+
+__all__ = ["Speaking"]
+
+
+class Speaking:
+    """The translator's unit and speech steps (see the module docstring)."""
+
+    def _speak(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
+               clock: Optional["_StageClock"], sentence_done: bool = False):
+        """Units for new text states, then their speech, for one stream: ``(units, wave, state)``."""
+        units, unit_ids, state = self._units(state, text_states, enc, finish, clock, sentence_done)
+        (wave, state), = self._speech([(unit_ids, state, finish)], [clock])
+        return units, wave, state
+
+    def _units(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
+               clock: Optional["_StageClock"], sentence_done: bool = False):
+        """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:
+        the text is complete (its end-of-sentence state included) though the stream goes on."""
+        units: List[int] = []
+        if text_states is not None:
+            if self.config.reencode:
+                units, state = self._reencode_units(state, enc, finish or sentence_done)
+            else:
+                units, state = self._units_for(state, text_states)
+        if clock:
+            clock.mark("units")
+        return units, [self.unit_ids[u] for u in units if u in self.unit_ids], state
+
+    def _speech(self, items: Sequence[Tuple[List[int], "TranslatorState", bool]],
+                clocks: Sequence[Optional["_StageClock"]]) -> List[Tuple[Tensor, "TranslatorState"]]:
+        """Speech for ``(vocoder ids, state, finish)`` of each stream; incremental streams share
+        vocoder calls, each credited an equal share of their time."""
+        if self.config.reencode:
+            out = []
+            for (ids, state, finish), clock in zip(items, clocks):
+                out.append(self._reencode_speech(state, ids, finish))
+                if clock:
+                    clock.mark("vocoder")
+            return out
+        started = time.perf_counter()
+        spoken = self.vocoder.step_batch([(ids, state.vocoder, finish) for ids, state, finish in items])
+        share = (time.perf_counter() - started) / max(len(items), 1)
+        out = []
+        for (ids, state, _), (wave, voc_state), clock in zip(items, spoken, clocks):
+            out.append((wave, replace(state, vocoder=voc_state, units=state.units + len(ids))))
+            if clock:
+                clock.seconds["vocoder"] += share
+                clock.restart()
+        return out
+
+    def _units_for(self, state: "TranslatorState", text: Tensor):
+        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change)."""
+        window = self.config.target_window
+        text_out, t2u_caches = self.model.t2u_encoder.step(text, state.t2u_caches, window)
+        logits, unit_caches = self.model.unit_decoder.step(text_out, state.unit_caches, state.text_states, window)
+        logits = logits[0].float()
+        units, last = ctc_greedy_extend(logits, state.unit_last, self.unit_banned)
+        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
+                              text_states=state.text_states + text.size(1), unit_last=last)
+
+    def _reencode_units(self, state: "TranslatorState", frames: Tensor, finish: bool):
+        """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""
+        eos = self.tgt_dict.eos()
+        tokens = list(state.target_tokens) if finish else list(state.target_tokens[:-1])
+        prev = torch.tensor([[eos] + tokens], device=self.device)
+        enc = {"encoder_out": [frames.transpose(0, 1)], "encoder_padding_mask": []}
+        hidden, _ = self.model.decoder(prev, enc, features_only=True)
+        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)], device=self.device), 0, 1)["unit_logits"]
+        units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)], device=self.device), self.unit_banned)[0]
+        new = units[len(state.all_units):]
+        return new, replace(state, all_units=tuple(units))
+
+    def _reencode_speech(self, state: "TranslatorState", new_ids: List[int], finish: bool):
+        """Re-synthesise every unit and keep the audio of the new ones (StreamSpeech's vocoder call)."""
+        if not new_ids:
+            return torch.zeros(0), state
+        voc = self.vocoder.vocoder
+        all_ids = torch.tensor([self.unit_ids[u] for u in state.all_units if u in self.unit_ids])
+        if self.vocoder.dur_prediction:
+            durations = voc.durations(all_ids)
+            frames = torch.repeat_interleave(all_ids, durations)
+            new_frames = int(durations[-len(new_ids):].sum())
+        else:
+            frames, new_frames = all_ids, len(new_ids)
+        wave = voc.synthesize_frames(frames)
+        return wave[wave.numel() - new_frames * voc.frame_hop:], replace(state, units=state.units + len(new_ids))
