@@ -271,18 +271,16 @@ def test_cli_bad_option_exit_2(tmp_path, capsys):
     assert "need --unit-extractor hubert" in capsys.readouterr().err
 
 
-def test_command_line_exit_status(tmp_path):
-    import subprocess
-    import sys
+def test_command_line_exit_status(tmp_path, capsys):
+    from echostream_fairseq.cli.prep import main
 
     bad = tmp_path / "train.tsv"
     bad.write_text("id\tsrc_audio\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "echostream_fairseq.cli.prep", "tsv", "--train", str(bad), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 2
-    assert f"error: {bad}:1: missing column(s)" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit) as exit_status:
+        main(["tsv", "--train", str(bad), "--out", str(tmp_path / "o")])
+    assert exit_status.value.code == 2  # the status the command exits with
+    err = capsys.readouterr().err
+    assert f"error: {bad}:1: missing column(s)" in err and "Traceback" not in err
 
 
 def test_moved_folder_only_refreshes_absolute_paths(corpus, tmp_path, capsys):
