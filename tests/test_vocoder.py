@@ -443,6 +443,9 @@ def test_length_buckets_round_every_call_up_with_earlier_frames():
     assert emitted + state.pending.numel() == sum(sizes) * HOP
     assert inc.warm_up(64) == 11 and vocoder.calls[-11:] == list(range(8, 89, 8))
     assert IncrementalVocoder(CountingVocoder(), dur_prediction=False).warm_up() == 0  # no buckets: nothing to prepare
+    batched = CountingVocoder()  # and every sub-batch size step_batch can form: 1, 2 and 4 rows
+    assert IncrementalVocoder(batched, dur_prediction=False, length_bucket=8, max_batch=4).warm_up(64) == 11
+    assert batched.calls == [n for rows in (1, 2, 4) for n in range(8, 89, 8) for _ in range(rows)]
     with pytest.raises(VocoderError, match="length_bucket must be >= 1, got 0"):
         IncrementalVocoder(vocoder, length_bucket=0)
 

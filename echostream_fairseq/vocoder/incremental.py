@@ -110,8 +110,9 @@ class IncrementalVocoder:
     @torch.no_grad()
     def warm_up(self, max_new_frames: int = 64) -> int:
         """Synthesise once at every length a call with up to ``max_new_frames`` new frames can have,
-        so that a library which prepares each length on first use (oneDNN) has done so before the
-        first stream. Returns the number of lengths run (0 for a vocoder without length buckets).
+        and every sub-batch size up to ``max_batch``, so that a library which prepares each input
+        shape on first use (oneDNN) has done so before the first stream. Returns the number of
+        lengths run (0 for a vocoder without length buckets).
 
         A vocoder that can also run without oneDNN (``onednn``, the CodeHiFiGAN) is then timed both
         ways on a typical call of ``min(4, max_batch)`` streams: without oneDNN there is nothing to
@@ -121,11 +122,14 @@ class IncrementalVocoder:
             return 0
         longest = self.history_frames + max_new_frames
         lengths = range(self.length_bucket, longest + self.length_bucket, self.length_bucket)
-        for n in lengths:
-            self.vocoder.synthesize_frames(torch.zeros(n, dtype=torch.long))
+        rows = 1
+        while rows <= self.max_batch:  # every sub-batch size step_batch can form
+            for n in lengths:
+                self.vocoder.synthesize_frames_batch(torch.zeros(rows, n, dtype=torch.long))
+            rows *= 2
         if hasattr(self.vocoder, "onednn"):
             rows = min(4, self.max_batch)
-            typical = torch.zeros(rows, lengths[len(lengths) // 3], dtype=torch.long)
+            typical = torch.zeros(rows, lengths[len(lengths) // 3], dtype=torch.long)  # prepared above
             best = {True: float("inf"), False: float("inf")}
             for _ in range(3):
                 for path in best:
