@@ -100,9 +100,10 @@ def tiny_system(args):
     else:
         model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
     if args.vocoder:
-        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, max_batch=8)
+        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, max_batch=args.vocoder_batch)
     else:
-        vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True, max_batch=8)
+        vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True,
+                               max_batch=args.vocoder_batch)
     return model, task, vocoder
 
 
@@ -116,12 +117,14 @@ def _systems(args) -> Dict[str, object]:
     systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
     if args.full_size_streams:
         model, task = build_random_echostream_model("echostream_emformer", args.data)
-        systems["full"] = _translator(model, task, random_full_size_vocoder(kmeans), args.chunk_ms, False)
+        systems["full"] = _translator(model, task, random_full_size_vocoder(kmeans, args.vocoder_batch),
+                                      args.chunk_ms, False)
     return systems
 
 
-def random_full_size_vocoder(kmeans: Path):
-    """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units."""
+def random_full_size_vocoder(kmeans: Path, max_batch: int = 1):
+    """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
+    ``max_batch`` streams at most per synthesis call."""
     from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder
@@ -132,7 +135,7 @@ def random_full_size_vocoder(kmeans: Path):
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
-    incremental = IncrementalVocoder(full, dur_prediction=True, max_batch=8)
+    incremental = IncrementalVocoder(full, dur_prediction=True, max_batch=max_batch)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
 
@@ -224,6 +227,9 @@ def main(argv=None) -> int:
     p.add_argument("--ticks", type=int, default=10, help="timed ticks per count")
     p.add_argument("--utterances", type=int, default=64, help="source utterances to read")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--vocoder-batch", type=int, default=4,
+                   help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
+                        "the streaming API's setting is 4)")
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -247,9 +247,9 @@ class EchoStream:
         output = output or ("speech" if vocoder else "text")
         unit_vocoder = None
         if output == "speech":
-            # many streams: the vocoder synthesises up to 8 of them in one call
+            # many streams: the vocoder synthesises up to 4 of them in one call
             unit_vocoder = load_vocoder(vocoder, vocoder_cfg, vocoder_type, dur_prediction, vocoder_left_context,
-                                        options.get("model_dtype", "fp32"), max_batch=8)
+                                        options.get("model_dtype", "fp32"), max_batch=4)
         return cls(load_translator(model_path, data_bin, output=output, vocoder=unit_vocoder,
                                    source_segment_size=chunk_ms, **options))
 
