@@ -89,9 +89,10 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
                                   config, vocoder)
 
 
-def tiny_system(args):
+def tiny_system(args, vocoder_batch: int = 1):
     """``(model, task, vocoder)`` of ``--model`` (default: random ``echostream_emformer_tiny``) and
-    ``--vocoder`` (default: the corpus's Griffin-Lim fallback)."""
+    ``--vocoder`` (default: the corpus's Griffin-Lim fallback), synthesising up to ``vocoder_batch``
+    streams per call."""
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
     from echostream_fairseq.streaming.loading import load_vocoder
 
@@ -100,10 +101,10 @@ def tiny_system(args):
     else:
         model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
     if args.vocoder:
-        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, max_batch=args.vocoder_batch)
+        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, max_batch=vocoder_batch)
     else:
         vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True,
-                               max_batch=args.vocoder_batch)
+                               max_batch=vocoder_batch)
     return model, task, vocoder
 
 
@@ -112,7 +113,7 @@ def _systems(args) -> Dict[str, object]:
 
     kmeans = Path(args.data) / "units" / "kmeans.pt"
     systems = {}
-    model, task, vocoder = tiny_system(args)
+    model, task, vocoder = tiny_system(args, args.vocoder_batch)
     systems["tiny"] = _translator(model, task, vocoder, args.chunk_ms, trained=bool(args.model))
     systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
     if args.full_size_streams:
