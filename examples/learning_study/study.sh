@@ -93,3 +93,5 @@ config["specaugment"].update(freq_mask_F=10, time_mask_T=12)
 yaml.safe_dump(config, open(f"{path}/config_spec_mild.yaml", "w"), sort_keys=False)
 PY
 SAVE=1 $S j_gate_spec_mild 40 1 "${J[@]}" --config-yaml config_spec_mild.yaml
+# the other run that stayed on the plateau (1000 training utterances), with the gate; two threads
+$S j_gate_1k 25 2 "${J[@]}" --train-subset train_1000 --config-yaml config_nospec.yaml
