@@ -5,9 +5,6 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli as _run
 

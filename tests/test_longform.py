@@ -1,7 +1,5 @@
 """Long-form translation: sentence ends in the translator, long-form streams and scoring."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import soundfile as sf
