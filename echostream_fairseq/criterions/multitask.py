@@ -161,11 +161,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             bits = loss / subwords / math.log(2)
             first = self.running_asr_ctc is None
             self.running_asr_ctc = bits if first else 0.9 * self.running_asr_ctc + 0.1 * bits
-            threshold, _ = self.gate
-            if first and self._first_num_updates and bits < threshold:
-                self.gate_update = 0  # resumed past the plateau: the schedule counts from update 0
-            elif self.running_asr_ctc < threshold:
-                self.gate_update = num_updates
+            if self.running_asr_ctc < self.gate[0]:
+                # a run resumed past the plateau (its first update here is low already) counts from 0
+                self.gate_update = 0 if first and self._first_num_updates else num_updates
         latest = self.gate[1]
         if self.gate_update is None and latest is not None and num_updates >= latest:
             self.gate_update = latest

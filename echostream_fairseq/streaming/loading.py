@@ -35,7 +35,7 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
     ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16; ``int8`` and ``fp32`` keep it fp32 (there
     is no int8 convolution path). ``max_batch``: the most streams synthesised in one call (1 for
-    one stream; the streaming API, which steps many, takes 8)."""
+    one stream; the streaming API, which steps many, takes 4)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 

@@ -66,8 +66,8 @@ class IncrementalVocoder:
         length_bucket: frames per call are kept a multiple of this when enough history exists
             (default: the vocoder's ``length_bucket``).
         max_batch: the most streams :meth:`step_batch` synthesises in one call (a power of two;
-            1: one by one; many streams: 8, beyond which the CodeHiFiGAN's per-stream cost hardly
-            falls on 2 cores).
+            1: one by one; the streaming API takes 4, which beat 8 with the tiny CodeHiFiGAN on
+            2 cores).
     """
 
     def __init__(
@@ -117,7 +117,7 @@ class IncrementalVocoder:
         A vocoder that can also run without oneDNN (``onednn``, the CodeHiFiGAN) is then timed both
         ways on a typical call of ``min(4, max_batch)`` streams: without oneDNN there is nothing to
         prepare, so if that path is as fast, it is kept and the buckets are dropped. (One stream of
-        the tiny generator runs as fast either way; batched, oneDNN halves its per-stream cost.)"""
+        the tiny generator runs as fast either way; batched, only oneDNN gets cheaper per stream.)"""
         if self.length_bucket == 1:
             return 0
         longest = self.history_frames + max_new_frames
