@@ -209,3 +209,6 @@ def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, t
     assert "stream_9min.tsv: no such stream" in capsys.readouterr().err
     assert main(common + ["--out", str(out), "--sentence-pause-ms", "-1"]) == 2
     assert "--sentence-pause-ms must be >= 0 milliseconds, got -1" in capsys.readouterr().err
+    assert main(common + ["--out", str(out), "--asr-sentence-ends", "on"]) == 2
+    assert "was not trained with --asr-sentence-ends, its ASR CTC head writes no sentence-end marks" in \
+        capsys.readouterr().err

@@ -62,6 +62,9 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
     parser.add_argument("--sentence-confirmed-pause-ms", type=int, default=240,
                         help="long-form: a shorter pause that ends the sentence when the MT decoder also "
                              "predicts its end (0: off)")
+    parser.add_argument("--asr-sentence-ends", choices=("auto", "on", "off"), default="auto",
+                        help="long-form: also end a sentence where the ASR CTC writes its sentence-end mark "
+                             "(auto: if the model was trained with --asr-sentence-ends)")
     parser.add_argument("--no-repeat-ngram", type=int, default=0,
                         help="never write a subword that repeats an n-gram of this size in the sentence (0: off)")
     parser.add_argument("--reencode", action="store_true",
@@ -96,8 +99,8 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
         multitask_config_yaml=args.multitask_config_yaml, lagging_k1=args.lagging_k1, stride_n=args.stride_n,
         whole_word=args.whole_word, max_len=args.max_len, mt_source_window=args.mt_source_window,
         target_window=args.target_window, sentence_pause_ms=args.sentence_pause_ms,
-        sentence_confirmed_pause_ms=args.sentence_confirmed_pause_ms, no_repeat_ngram=args.no_repeat_ngram,
-        reencode=args.reencode,
+        sentence_confirmed_pause_ms=args.sentence_confirmed_pause_ms, asr_sentence_ends=args.asr_sentence_ends,
+        no_repeat_ngram=args.no_repeat_ngram, reencode=args.reencode,
     )
 
 

@@ -159,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore")
     from echostream_fairseq.agents.simuleval_agent import build_translator
     from echostream_fairseq.data.longform import read_stream_sentences
-    from echostream_fairseq.evaluation.longform import ReferenceSentence, longform_scores
+    from echostream_fairseq.evaluation.longform import ReferenceSentence, boundary_scores, longform_scores
 
     names = args.names
     if names is None:
@@ -204,6 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "ms_per_chunk_first_minute": _minute_cost(chunks, 0),
             "ms_per_chunk_last_minute": _minute_cost(chunks, max(0, last_minute - 1)),
             "sentence_ends": sum(c["sentence_end"] for c in chunks),
+            "boundaries": boundary_scores([c["time"] for c in chunks if c["sentence_end"]], refs),
             "state_bytes": [(c["time"], c["state_bytes"]) for c in chunks if "state_bytes" in c],
             "rss_mib": [(c["time"], round(c["rss_mib"], 1)) for c in chunks if "rss_mib" in c],
             "ms_per_chunk_by_minute": [_minute_cost(chunks, m) for m in range(last_minute + 1)],
@@ -249,6 +250,11 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"| {r['lag_first_minute'] or float('nan'):.2f} / {r['lag_last_minute'] or float('nan'):.2f} "
               f"| {r['ms_per_chunk_first_minute']:.1f} / {r['ms_per_chunk_last_minute']:.1f} "
               f"| {state[0][1] / 1024:.0f} / {state[-1][1] / 1024:.0f} |")
+    print("\n| stream | sentence ends | on a boundary | boundaries found | delay after the source end (s) |\n"
+          "|---|---|---|---|---|")
+    for r in rows:
+        b = r["boundaries"]
+        print(f"| {r['name']} | {r['sentence_ends']} | {b['precision']:.0%} | {b['recall']:.0%} | {b['delay']:.2f} |")
     if recognizer is not None:
         print("\n| stream | ASR-BLEU (resegmented) | ASR-BLEU, each sentence alone | ratio | sentences heard |\n|---|---|---|---|---|")
         for r in rows:

@@ -136,7 +136,8 @@ def _concat(args: argparse.Namespace) -> None:
     options = ConcatOptions(args.corpus, args.split, args.count, args.max_sentences, tuple(args.pause_range),
                             seed=args.seed)
     count = build_concat_split(options, progress=not (args.no_progress or args.quiet))
-    print(f"{args.corpus}/{args.split}.tsv: {count} examples of 2-{args.max_sentences} sentences")
+    print(f"{args.corpus}/{args.split}.tsv: {count} examples of 2-{args.max_sentences} sentences; "
+          f"{args.split}_mix.tsv: train and them")
 
 
 def _longform(args: argparse.Namespace) -> None:

@@ -4,13 +4,16 @@ A model trained on single sentences has only ever seen one sentence per input: g
 its decoders have never had to carry on past a sentence. This step adds a split to a prepared
 corpus whose examples are 2 to ``max_sentences`` randomly drawn train utterances joined with
 pauses: the source speech with silence between, and every target (ASR and ST subwords, MT
-subwords, units) the utterances' targets one after the other. Mixed with the single sentences
-(``--train-subset train,train_concat``), it teaches the CTC heads and the decoders what a
-sentence boundary and a second sentence look like.
+subwords, units) the utterances' targets one after the other, the subword transcripts with
+:data:`SENTENCE_MARK` between sentences. Trained on mixed with the single sentences (the split
+``{split}_mix``), they teach the encoder and the CTC heads what a sentence end sounds like; with
+``--asr-sentence-ends`` the ASR CTC head learns to write it. The criterion trains the MT decoder and
+the units on single sentences only (in long-form mode they translate one sentence at a time).
 
 Writes, in the corpus folder: ``{split}.tsv`` (manifest), ``src_unigram/{split}.tsv``,
-``tgt_unigram/{split}.tsv``, ``units/{split}.tsv`` and the source fbank ``features/{id}.npy``
-(the wav is not kept: training reads the fbank).
+``tgt_unigram/{split}.tsv``, ``units/{split}.tsv``, the source fbank ``features/{id}.npy``
+(the wav is not kept: training reads the fbank), and the same four files for ``{split}_mix``:
+the source split's rows, then the new ones.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.files import atomic_open
 from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.data.manifest import read_tsv, write_tsv
+from echostream_fairseq.data.speech_to_unit_dataset import SENTENCE_MARK
 from echostream_fairseq.data.steps import PrepError
 
 __all__ = ["ConcatOptions", "build_concat_split"]
@@ -50,8 +54,8 @@ class ConcatOptions:
         lo, hi = self.pause_range
         if not 0 <= lo <= hi:
             raise PrepError(f"--pause-range must be two seconds 0 <= low <= high, got {lo} {hi}")
-        if self.split == self.source_split:
-            raise PrepError(f"--split {self.split} would overwrite the split it is made from")
+        if self.source_split in (self.split, f"{self.split}_mix"):
+            raise PrepError(f"--split {self.split} would overwrite the split it is made from ({self.source_split})")
         for path in (f"{self.source_split}.tsv", "src_unigram", "tgt_unigram", "units", "audio/src"):
             if not os.path.exists(os.path.join(self.corpus, path)):
                 raise PrepError(f"{self.corpus}/{path}: not found (is it a corpus made by echostream-prep?)")
@@ -91,11 +95,17 @@ def build_concat_split(options: ConcatOptions, progress: bool = True) -> int:
         unit_text = " ".join(units[p] for p in picks)
         rows.append({"id": uid, "src_audio": os.path.join("features", f"{uid}.npy"), "src_n_frames": feats.shape[0],
                      "tgt_audio": unit_text, "tgt_n_frames": len(unit_text.split())})
-        src_rows.append({"id": uid, "tgt_text": " ".join(src[p] for p in picks)})
-        tgt_rows.append({"id": uid, "tgt_text": " ".join(tgt[p] for p in picks)})
+        src_rows.append({"id": uid, "tgt_text": f" {SENTENCE_MARK} ".join(src[p] for p in picks)})
+        tgt_rows.append({"id": uid, "tgt_text": f" {SENTENCE_MARK} ".join(tgt[p] for p in picks)})
         unit_rows.append({"id": uid, "units": unit_text})
-    write_tsv(os.path.join(c, "src_unigram", f"{options.split}.tsv"), ("id", "tgt_text"), src_rows)
-    write_tsv(os.path.join(c, "tgt_unigram", f"{options.split}.tsv"), ("id", "tgt_text"), tgt_rows)
-    write_tsv(os.path.join(c, "units", f"{options.split}.tsv"), ("id", "units"), unit_rows)
-    write_tsv(os.path.join(c, f"{options.split}.tsv"), ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames"), rows)
+    manifest = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames")
+    files = [(("src_unigram",), ("id", "tgt_text"), src_rows), (("tgt_unigram",), ("id", "tgt_text"), tgt_rows),
+             (("units",), ("id", "units"), unit_rows), ((), manifest, rows)]
+    for folder, columns, new_rows in files:  # the manifest last: a split is there once it is complete
+        write_tsv(os.path.join(c, *folder, f"{options.split}.tsv"), columns, new_rows)
+    for folder, columns, new_rows in files:
+        old_rows = read_tsv(os.path.join(c, *folder, f"{options.source_split}.tsv"), columns,
+                            allow_empty=("units", "tgt_audio"))
+        write_tsv(os.path.join(c, *folder, f"{options.split}_mix.tsv"), columns,
+                  [{k: row[k] for k in columns} for row in old_rows] + new_rows)
     return len(rows)

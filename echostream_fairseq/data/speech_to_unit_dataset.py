@@ -2,7 +2,8 @@
 
 Reads fairseq's speech-to-speech manifest (``id, src_audio, src_n_frames, tgt_audio,
 tgt_n_frames``, ``tgt_audio`` holding the target units as integers) and, per auxiliary task, a
-``{split}.tsv`` of ``id, tgt_text`` (sentencepiece pieces joined by spaces). Source features are
+``{split}.tsv`` of ``id, tgt_text`` (sentencepiece pieces joined by spaces; in an example of
+several sentences, :data:`SENTENCE_MARK` stands between them). Source features are
 80-dim kaldi fbank computed from the audio on the fly (or read from a ``.npy`` of ``[T, 80]``),
 then the config's feature transforms (global CMVN; SpecAugment in training).
 
@@ -25,37 +26,61 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.audio import AudioError, fbank, read_audio
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 
-__all__ = ["TextTarget", "SpeechToUnitDataset", "load_text_target", "MANIFEST_COLUMNS"]
+__all__ = ["TextTarget", "SpeechToUnitDataset", "load_text_target", "MANIFEST_COLUMNS", "SENTENCE_MARK"]
+
+# where one sentence of a transcript ends and the next begins (``echostream-prep concat``); it is
+# the dictionaries' end-of-sentence symbol, so a decoder target ends each sentence with it
+SENTENCE_MARK = "</s>"
 
 MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames")
 
 
 @dataclass
 class TextTarget:
-    """One auxiliary task's targets: token ids per utterance id, already encoded."""
+    """One auxiliary task's targets: token ids per utterance id, already encoded.
+
+    ``append_eos``: a decoder's target (teacher forcing starts from eos); ``sentence_ends``: every
+    sentence ends with eos (always so for a decoder; for a CTC head, ``--asr-sentence-ends``).
+    """
 
     name: str
     dictionary: Dictionary
     tokens: Dict[str, Tensor]
     append_eos: bool
+    sentence_ends: bool = False
 
 
-def _encode(dictionary: Dictionary, text: str, where: str, append_eos: bool) -> Tensor:
-    ids = [dictionary.index(tok) for tok in text.split()]
-    if not ids:
+def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool) -> Tensor:
+    """Pieces -> ids; the sentences between :data:`SENTENCE_MARK` s end with eos if ``sentence_ends``
+    (a mark ending the text is allowed), else the marks are dropped."""
+    sentences: List[List[str]] = [[]]
+    for tok in text.split():
+        if tok == SENTENCE_MARK:
+            sentences.append([])
+        else:
+            sentences[-1].append(tok)
+    if len(sentences) > 1 and not sentences[-1]:
+        sentences.pop()  # the text ends with a mark
+    if not any(sentences):
         raise ManifestError(f"{where}: empty transcript")
-    unknown = [tok for tok, i in zip(text.split(), ids) if i == dictionary.unk()]
-    if unknown:
-        raise ManifestError(f"{where}: tokens not in the dictionary: {unknown[:5]}")
-    if append_eos:
-        ids.append(dictionary.eos())
+    if not all(sentences):
+        raise ManifestError(f"{where}: an empty sentence between {SENTENCE_MARK} marks")
+    ids: List[int] = []
+    for pieces in sentences:
+        sentence = [dictionary.index(tok) for tok in pieces]
+        unknown = [tok for tok, i in zip(pieces, sentence) if i == dictionary.unk()]
+        if unknown:
+            raise ManifestError(f"{where}: tokens not in the dictionary: {unknown[:5]}")
+        ids += sentence + ([dictionary.eos()] if sentence_ends else [])
     return torch.tensor(ids, dtype=torch.long)
 
 
 def load_text_target(
-    name: str, tsv: Path, dictionary: Dictionary, append_eos: bool, ids: Sequence[str]
+    name: str, tsv: Path, dictionary: Dictionary, append_eos: bool, ids: Sequence[str],
+    sentence_ends: bool = False,
 ) -> TextTarget:
-    """Read ``tsv`` (``id, tgt_text``) and encode the rows whose ids the manifest has.
+    """Read ``tsv`` (``id, tgt_text``) and encode the rows whose ids the manifest has
+    (``sentence_ends``: also a CTC target ends each sentence with eos; a decoder's always does).
 
     Raises :class:`ManifestError` naming the file and line for an empty transcript or unknown
     tokens, and naming both files for a manifest id the task file lacks.
@@ -64,11 +89,11 @@ def load_text_target(
     tokens: Dict[str, Tensor] = {}
     for row in rows:
         where = f"{tsv}:{row['_line']}"
-        tokens[row["id"]] = _encode(dictionary, row["tgt_text"], where, append_eos)
+        tokens[row["id"]] = _encode(dictionary, row["tgt_text"], where, append_eos or sentence_ends)
     missing = [i for i in ids if i not in tokens]
     if missing:
         raise ManifestError(f"{tsv}: no {name} text for ids of the manifest: {missing[:5]}")
-    return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos)
+    return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos, append_eos or sentence_ends)
 
 
 class SpeechToUnitDataset(FairseqDataset):
@@ -190,6 +215,7 @@ class SpeechToUnitDataset(FairseqDataset):
         target_lengths = torch.tensor([len(s["target"]) for s in samples], dtype=torch.long)
         multitask = {}
         prev_output_tokens = None
+        sentences = None  # per example, from a decoder's target (each of its sentences ends with eos)
         for name, t in self.text_targets.items():
             toks = [s["multitask"][name] for s in samples]
             d = t.dictionary
@@ -202,6 +228,7 @@ class SpeechToUnitDataset(FairseqDataset):
                     toks, d.pad(), d.eos(), move_eos_to_beginning=True
                 )
                 prev_output_tokens = entry["prev_output_tokens"]
+                sentences = torch.tensor([int((x == d.eos()).sum()) for x in toks], dtype=torch.long)
             entry["ntokens"] = int(entry["target_lengths"].sum())
             multitask[name] = entry
         net_input = {"src_tokens": src_tokens, "src_lengths": src_lengths}
@@ -215,6 +242,7 @@ class SpeechToUnitDataset(FairseqDataset):
             "ntokens": int(target_lengths.sum()),
             "nsentences": len(samples),
             "multitask": multitask,
+            "sentences": sentences if sentences is not None else torch.ones(len(samples), dtype=torch.long),
         }
 
     def num_tokens(self, index: int) -> int:

@@ -21,11 +21,11 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from echostream_fairseq.data.text import normalize_text
 
-__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores"]
+__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores", "boundary_scores"]
 
 
 @dataclass(frozen=True)
@@ -133,4 +133,37 @@ def longform_scores(words: Sequence[TimedWord], references: Sequence[ReferenceSe
         "stream_laal_ca": _mean(ca_laals),
         "lags": lags,
         "hypotheses": hyps,
+    }
+
+
+def boundary_scores(end_times: Sequence[float], references: Sequence[ReferenceSentence],
+                    slack: float = 0.5) -> Dict[str, float]:
+    """How well the system's sentence ends (stream seconds at which each was decided) match the
+    reference sentences.
+
+    An end is *on a boundary* if it falls after a sentence's source end and at most ``slack``
+    seconds after the next sentence starts (a streaming decision may wait for the next onset);
+    ends elsewhere split a sentence. ``precision``: the share of ends on a boundary; ``recall``:
+    the share of the boundaries between sentences that got an end; ``delay``: the mean time from a
+    sentence's end to the first end decided for it; ``splits``: ends inside sentences.
+    """
+    windows = [(r.end, nxt.start + slack) for r, nxt in zip(references, references[1:])]
+    last_end = references[-1].end if references else float("inf")
+    hit: List[Optional[float]] = [None] * len(windows)
+    on = 0
+    for t in end_times:
+        if t > last_end:  # the last sentence's end, decided before the stream finished
+            on += 1
+            continue
+        for i, (lo, hi) in enumerate(windows):
+            if lo < t <= hi:
+                on += 1
+                hit[i] = t if hit[i] is None else hit[i]
+                break
+    delays = [t - windows[i][0] for i, t in enumerate(hit) if t is not None]
+    return {
+        "precision": on / len(end_times) if end_times else float("nan"),
+        "recall": sum(t is not None for t in hit) / len(windows) if windows else float("nan"),
+        "delay": _mean(delays),
+        "splits": len(end_times) - on,
     }

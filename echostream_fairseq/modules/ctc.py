@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_blank_run", "ctc_emission_counts"]
+__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_greedy_marks", "ctc_blank_run", "ctc_emission_counts"]
 
 CTC_BLANK = 0
 
@@ -51,6 +51,31 @@ def ctc_greedy_extend(logits: Tensor, previous: int = CTC_BLANK, banned: Sequenc
             tokens.append(t)
         previous = t
     return tokens, previous
+
+
+def ctc_greedy_marks(logits: Tensor, previous: int, banned: Sequence[int], mark: int
+                     ) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+    """:func:`ctc_greedy_extend` where the label ``mark`` (a sentence end) may be chosen too.
+
+    Returns the new tokens without the marks, the last frame's best label, and, if a mark was
+    written in these frames, ``(tokens before the last mark, frames after it)`` (else ``None``).
+    """
+    tokens: List[int] = []
+    found = None
+    if logits.size(0) == 0:
+        return tokens, previous, found
+    banned = [b for b in banned if b != mark]
+    if banned:
+        logits = logits.clone()
+        logits[..., banned] = float("-inf")
+    labels = logits.argmax(dim=-1).tolist()
+    for t, label in enumerate(labels):
+        if label != previous and label == mark:
+            found = (len(tokens), len(labels) - 1 - t)
+        elif label != previous and label != CTC_BLANK:
+            tokens.append(label)
+        previous = label
+    return tokens, previous, found
 
 
 def ctc_blank_run(logits: Tensor, run: int = 0, banned: Sequence[int] = ()) -> int:

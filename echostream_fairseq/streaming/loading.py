@@ -26,6 +26,7 @@ VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 # what a translator produces: translated speech (and text), translated text, or the source transcript
 OUTPUTS = ("speech", "text", "asr")
 WHOLE_WORD = ("auto", "on", "off")
+ASR_SENTENCE_ENDS = ("auto", "on", "off")
 
 
 def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
@@ -83,6 +84,13 @@ def _whole_word(setting: str, chunk_ms: int) -> bool:
     return {"on": True, "off": False}.get(setting, whole_word_default(chunk_ms))
 
 
+def _asr_sentence_ends(setting: str, trained: bool, model_path: str) -> bool:
+    if setting == "on" and not trained:
+        raise ValueError(f"--asr-sentence-ends on: {model_path} was not trained with --asr-sentence-ends, "
+                         "its ASR CTC head writes no sentence-end marks")
+    return {"on": True, "off": False}.get(setting, trained)
+
+
 def load_translator(
     model_path: str,
     data_bin: str,
@@ -103,6 +111,7 @@ def load_translator(
     target_window: int = 64,
     sentence_pause_ms: int = 480,
     sentence_confirmed_pause_ms: int = 240,
+    asr_sentence_ends: str = "auto",
     no_repeat_ngram: int = 0,
     reencode: bool = False,
 ) -> SimultaneousTranslator:
@@ -110,7 +119,11 @@ def load_translator(
 
     ``output``: ``speech`` (needs ``vocoder``), ``text`` or ``asr`` (the source transcript only).
     ``model_dtype``: ``fp32``, ``bf16`` or ``int8`` (see :mod:`echostream_fairseq.modules.precision`).
+    ``asr_sentence_ends``: end sentences at the ASR CTC's marks: ``auto`` (if the model was trained
+    with ``--asr-sentence-ends``), ``on`` or ``off``.
     """
+    if asr_sentence_ends not in ASR_SENTENCE_ENDS:
+        raise ValueError(f"--asr-sentence-ends must be one of {ASR_SENTENCE_ENDS}, got {asr_sentence_ends!r}")
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
     speech_output = output == "speech"
@@ -134,6 +147,7 @@ def load_translator(
         translate=output != "asr",
         sentence_pause_frames=pause_frames(sentence_pause_ms, "--sentence-pause-ms"),
         sentence_confirmed_pause_frames=pause_frames(sentence_confirmed_pause_ms, "--sentence-confirmed-pause-ms"),
+        asr_sentence_ends=_asr_sentence_ends(asr_sentence_ends, task.asr_sentence_ends, model_path),
         no_repeat_ngram=no_repeat_ngram,
     )
     if speech_output:

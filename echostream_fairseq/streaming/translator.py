@@ -44,7 +44,7 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
 from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend, ctc_greedy_marks
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.mt_writing import MTWriting
 from echostream_fairseq.streaming.speaking import Speaking
@@ -98,7 +98,10 @@ class TranslatorConfig:
             decoder, the policy) starts afresh while the encoder and the vocoder stream on.
         sentence_confirmed_pause_frames: a shorter pause (> 0: on) that also ends a sentence when
             the MT decoder, asked for its next subword, answers end of sentence.
-        sentence_min_tokens: ASR subwords a sentence needs before a pause can end it; at the end of
+        asr_sentence_ends: long-form mode: a sentence also ends where the ASR CTC writes its
+            end-of-sentence mark (a model trained with ``--asr-sentence-ends``); the ASR subwords
+            after the mark, and in incremental mode the encoder frames after it, start the next one.
+        sentence_min_tokens: ASR subwords a sentence needs before a pause or a mark can end it; at the end of
             the stream, a shorter remainder after an ended sentence that has nothing written is not
             translated (a fragment the decoder would only pad into an invented sentence).
         sentence_max_len: in long-form mode, subwords a sentence may get when it is completed, beyond
@@ -119,10 +122,14 @@ class TranslatorConfig:
     force_writing: bool = False
     sentence_pause_frames: int = 0
     sentence_confirmed_pause_frames: int = 0
+    asr_sentence_ends: bool = False
     sentence_min_tokens: int = 3
     sentence_max_len: int = 10
     sentence_max_len_ratio: float = 2.0
     no_repeat_ngram: int = 0
+
+
+SAMPLES_PER_FRAME = SAMPLE_RATE * ENCODER_FRAME_MS // 1000  # 16 kHz samples per encoder frame
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,8 @@ class TranslatorState:
     nonfinite_samples: int = 0
     asr_blank_frames: int = 0  # trailing encoder frames whose ASR CTC argmax is blank
     sentences: int = 0
+    # the last chunk's ASR CTC sentence-end mark: (ASR subwords before it, encoder frames after it)
+    sentence_mark: Optional[Tuple[int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -419,9 +428,14 @@ class SimultaneousTranslator(MTWriting, Speaking):
     # -- sentence ends (long-form mode) -----------------------------------------------------------
 
     def _sentence_ends(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
-        """A pause after recognised speech, confirmed by the MT decoder wanting to end the sentence."""
+        """The ASR CTC's sentence-end mark, or a pause after recognised speech (a short one
+        confirmed by the MT decoder wanting to end the sentence)."""
         cfg = self.config
-        if not cfg.sentence_pause_frames or len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
+        if not cfg.sentence_pause_frames:
+            return False
+        if state.sentence_mark is not None and state.sentence_mark[0] >= max(1, cfg.sentence_min_tokens):
+            return True
+        if len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
             return False
         if state.asr_blank_frames >= cfg.sentence_pause_frames:
             return True
@@ -466,13 +480,22 @@ class SimultaneousTranslator(MTWriting, Speaking):
                 clock.mark("mt")
             if cfg.speech_output:
                 units_new, wave, state = self._speak(state, text_states, enc_new, False, clock, sentence_done=True)
+        # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
+        # and later, start afresh)
+        mark = state.sentence_mark
+        asr_next, frames_next = (state.asr_tokens[mark[0]:], mark[1]) if mark is not None else ((), 0)
+        memory = None
+        if frames_next and enc_new is not None and not cfg.reencode:
+            memory = self._extend_mt_memory(None, enc_new[:, enc_new.size(1) - frames_next:])
         state = replace(
-            state, asr_tokens=(), st_tokens=(), mt_memory=None, target_tokens=(), policy=PolicyState(),
+            state, asr_tokens=asr_next, st_tokens=(), mt_memory=memory, target_tokens=(), policy=PolicyState(),
             t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(),
-            sentences=state.sentences + 1,
+            sentences=state.sentences + 1, sentence_mark=None,
         )
         if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
-            state = replace(state, source_samples=torch.zeros(0), encoder_frames=0)
+            keep = (frames_next + self.model.encoder.right_context_length) * SAMPLES_PER_FRAME if mark else 0
+            state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
+                            else torch.zeros(0), encoder_frames=0, asr_tokens=())
         return target_new, units_new, wave, state
 
     # -- encoder and CTC --------------------------------------------------------------------------
@@ -524,13 +547,20 @@ class SimultaneousTranslator(MTWriting, Speaking):
         return results
 
     def _ctc_extend(self, state: TranslatorState, frames: Tensor, asr_logits: Tensor, st_logits: Tensor):
-        asr_new, asr_last = ctc_greedy_extend(asr_logits, state.asr_last, self.src_banned)
+        mark = None
+        if self.config.asr_sentence_ends:
+            asr_new, asr_last, mark = ctc_greedy_marks(asr_logits, state.asr_last, self.src_banned, self.src_dict.eos())
+            if mark is not None:
+                mark = (len(state.asr_tokens) + mark[0], mark[1])
+        else:
+            asr_new, asr_last = ctc_greedy_extend(asr_logits, state.asr_last, self.src_banned)
         st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
         blanks = ctc_blank_run(asr_logits, state.asr_blank_frames, self.src_banned)
         return asr_new, st_new, frames, replace(
             state, encoder_frames=state.encoder_frames + frames.size(1),
             asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last,
             st_tokens=state.st_tokens + tuple(st_new), st_last=st_last, asr_blank_frames=blanks,
+            sentence_mark=mark,
         )
 
     def _encode_prefix(self, state: TranslatorState, audio: Tensor, finish: bool):
@@ -547,11 +577,17 @@ class SimultaneousTranslator(MTWriting, Speaking):
             frames = frames[:, : max(0, frames.size(1) - self.model.encoder.right_context_length)]
         length = torch.tensor([frames.size(1)], device=self.device)
         asr_logits = self.model.asr_ctc(frames)
-        asr = ctc_greedy(asr_logits, length, self.src_banned)[0]
+        mark = None
+        if self.config.asr_sentence_ends:
+            asr, _, mark = ctc_greedy_marks(asr_logits[0], CTC_BLANK, self.src_banned, self.src_dict.eos())
+            if mark is not None and mark[1] >= frames.size(1) - state.encoder_frames:
+                mark = None  # written in an earlier chunk (and not enough for a sentence then)
+        else:
+            asr = ctc_greedy(asr_logits, length, self.src_banned)[0]
         blanks = ctc_blank_run(asr_logits[0], 0, self.src_banned)
         st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
         return asr_new, st_new, frames, replace(
             state, source_samples=samples, encoder_frames=frames.size(1),
-            asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks,
+            asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks, sentence_mark=mark,
         )

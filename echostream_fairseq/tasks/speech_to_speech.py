@@ -51,6 +51,9 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         parser.add_argument("--config-yaml", type=str, default="config.yaml", help="data config, relative to DATA")
         parser.add_argument("--multitask-config-yaml", type=str, default="config_multitask.yaml",
                             help="multitask config, relative to DATA")
+        parser.add_argument("--asr-sentence-ends", action="store_true",
+                            help="the ASR CTC target ends every sentence with </s>, so the head learns to mark "
+                                 "sentence ends (long-form streams; the agents then end a sentence there)")
         parser.add_argument("--max-source-positions", type=int, default=6000, metavar="N",
                             help="longest source in fbank frames")
         parser.add_argument("--max-target-positions", type=int, default=1024, metavar="N",
@@ -63,6 +66,11 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         self.data_cfg, self.multitask_config = data_cfg, multitask_config
         self.unit_dict, self.multitask_dictionaries = unit_dict, multitask_dictionaries
         self._text_out = None
+
+    @property
+    def asr_sentence_ends(self) -> bool:
+        """Whether the ASR CTC head was taught to mark sentence ends (older checkpoints: no)."""
+        return bool(getattr(self.args, "asr_sentence_ends", False))
 
     @classmethod
     def setup_task(cls, args, **kwargs) -> "EchoStreamSpeechToSpeechTask":
@@ -109,6 +117,7 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             dataset.text_targets[name] = load_text_target(
                 name, entry.data_dir / f"{split}.tsv", self.multitask_dictionaries[name],
                 append_eos=entry.decoder_type != "ctc", ids=dataset.ids,
+                sentence_ends=name == "source_unigram" and self.asr_sentence_ends,
             )
         self.datasets[split] = dataset
         logger.info("%s: %d utterances from %s", split, len(dataset), manifest)
