@@ -10,7 +10,8 @@ from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.longform import LongFormOptions, build_longform, read_stream_sentences
 from echostream_fairseq.data.manifest import read_tsv
 from echostream_fairseq.data.steps import PrepError
-from echostream_fairseq.evaluation.longform import ReferenceSentence, TimedWord, laal, longform_scores, resegment
+from echostream_fairseq.evaluation.longform import (
+    ReferenceSentence, TimedWord, boundary_scores, laal, longform_scores, resegment)
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyState
@@ -171,6 +172,18 @@ def test_concat_split_joins_utterances_and_their_targets(corpus, tmp_path):
         assert set(row["tgt_audio"].split()) <= {u for v in units.values() for u in v.split()}
     with pytest.raises(PrepError, match="overwrite"):
         build_concat_split(ConcatOptions(str(data), split="train"), progress=False)
+
+
+def test_boundary_scores_on_a_hand_made_case():
+    refs = [ReferenceSentence("a", 0.0, 2.0), ReferenceSentence("b", 3.0, 5.0), ReferenceSentence("c", 5.5, 8.0)]
+    # 1.0: inside the first sentence (a split); 1.9: 0.1 s early, on its boundary; 3.3: a second
+    # end for that boundary (within 0.5 s of the next start); 6.5: a split; 8.2: after the last
+    got = boundary_scores([1.0, 1.9, 3.3, 6.5, 8.2], refs)
+    assert got["precision"] == pytest.approx(3 / 5) and got["splits"] == 2
+    assert got["recall"] == pytest.approx(1 / 2) and got["delay"] == pytest.approx(-0.1)
+    late = boundary_scores([5.2], refs)  # between 5.0 and the next start + 0.5: on the second boundary
+    assert late["precision"] == 1.0 and late["recall"] == 0.5 and late["delay"] == pytest.approx(0.2)
+    assert boundary_scores([], refs)["recall"] == 0.0
 
 
 def test_stream_laal_equals_simulstream_on_a_small_case():

@@ -1,7 +1,6 @@
 """Sentence-end marks: transcripts of several sentences, the masked target side in training, the
 ASR CTC's mark in greedy decoding, and the translator ending a sentence at it."""
 
-import copy
 import shutil
 
 import numpy as np
@@ -14,6 +13,7 @@ import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.speech_to_unit_dataset import SENTENCE_MARK, _encode
+from echostream_fairseq.models.echostream import _counts_from
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy_marks
 from test_longform import _ScriptedASR, _logits, _translator, loaded  # noqa: F401  (the fixture)
 
@@ -69,55 +69,87 @@ def marked(corpus, tmp_path_factory):
 def test_concat_split_marks_sentences_and_its_mix_holds_both(marked):
     root, _, task = marked
     train = {r["id"]: r["tgt_text"] for r in read_tsv(str(root / "src_unigram" / "train.tsv"), ("id", "tgt_text"))}
+    train_mt = {r["id"]: r["tgt_text"] for r in read_tsv(str(root / "tgt_unigram" / "train.tsv"), ("id", "tgt_text"))}
+    units = {r["id"]: r["units"] for r in read_tsv(str(root / "units" / "train.tsv"), ("id", "units"))}
     joined = read_tsv(str(root / "src_unigram" / "train_concat.tsv"), ("id", "tgt_text"))
-    for row in joined:  # every sentence between the marks is one train transcript
+    joined_mt = read_tsv(str(root / "tgt_unigram" / "train_concat.tsv"), ("id", "tgt_text"))
+    manifest = read_tsv(str(root / "train_concat.tsv"), ("id", "src_n_frames", "tgt_audio", "last_sentence_frame"))
+    for row, mt_row, entry in zip(joined, joined_mt, manifest):
+        # every sentence between the marks is one train transcript; the units are the last one's
         sentences = [s.strip() for s in row["tgt_text"].split(SENTENCE_MARK)]
         assert 2 <= len(sentences) <= 3 and all(s in train.values() for s in sentences)
-    mix = [r["id"] for r in read_tsv(str(root / "train_concat_mix.tsv"), ("id",))]
-    assert mix == list(train) + [r["id"] for r in joined]
+        last = [k for k, v in train_mt.items() if v == mt_row["tgt_text"].split(SENTENCE_MARK)[-1].strip()]
+        assert any(units[k] == entry["tgt_audio"] for k in last)
+        assert 0 < int(entry["last_sentence_frame"]) < int(entry["src_n_frames"])
+    mix = read_tsv(str(root / "train_concat_mix.tsv"), ("id", "last_sentence_frame"))
+    assert [r["id"] for r in mix] == list(train) + [r["id"] for r in joined]
+    assert all(r["last_sentence_frame"] == "0" for r in mix[: len(train)])
     ds = task.datasets["train_concat_mix"]
-    sample = ds.collater([ds[i] for i in range(len(ds))])
-    counts = [len(s.split(SENTENCE_MARK)) for s in train.values()] + \
-        [len(r["tgt_text"].split(SENTENCE_MARK)) for r in joined]
-    assert sample["sentences"].tolist() == counts
-    eos = task.multitask_dictionaries["source_unigram"].eos()
+    picks = [0, len(ds) - 1]
+    sample = ds.collater([ds[i] for i in picks])
+    assert sample["net_input"]["last_sentence_frame"].tolist() == [0, int(manifest[-1]["last_sentence_frame"])]
+    d = task.multitask_dictionaries["target_unigram"]
+    # the MT target is the last sentence only; the ST CTC target is every sentence, unmarked;
+    # --asr-sentence-ends: the ASR CTC target ends each sentence with eos
+    mt = sample["multitask"]["target_unigram"]
+    n = int(mt["target_lengths"][1])
+    assert d.string(mt["target"][1, : n - 1]) == joined_mt[-1]["tgt_text"].split(SENTENCE_MARK)[-1].strip()
+    st = sample["multitask"]["ctc_target_unigram"]
+    assert int((st["target"][1] == d.eos()).sum()) == 0
     asr = sample["multitask"]["source_unigram"]
-    # --asr-sentence-ends: every ASR CTC target ends each of its sentences with eos
-    assert [int((row[:n] == eos).sum()) for row, n in zip(asr["target"], asr["target_lengths"])] == counts
+    eos = task.multitask_dictionaries["source_unigram"].eos()
+    counts = [int((row[:k] == eos).sum()) for row, k in zip(asr["target"], asr["target_lengths"])]
+    assert counts == [1, len(joined[-1]["tgt_text"].split(SENTENCE_MARK))]
 
 
-def test_examples_of_several_sentences_train_only_the_encoder_and_ctc_heads(marked):
+def test_a_bad_last_sentence_frame_is_named(marked, tmp_path):
+    from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset
+
+    root, _, task = marked
+    lines = (root / "train_concat.tsv").read_text().splitlines()
+    head, row = lines[0], lines[1].split("\t")
+    row[-1] = row[2]  # the source's length: past its last frame
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(head + "\n" + "\t".join(row) + "\n")
+    with pytest.raises(ManifestError, match=rf"bad.tsv:2: last_sentence_frame must be a frame of the source "
+                                            rf"\(0 <= frame < {row[2]}\), got '{row[2]}'"):
+        SpeechToUnitDataset(bad, task.target_dictionary, {})
+
+
+def test_counts_restart_at_the_last_sentence():
+    counts = torch.tensor([[0, 1, 1, 2, 3, 3], [1, 1, 2, 2, 2, 3]])
+    assert _counts_from(counts, torch.tensor([3, 0])).tolist() == [[0, 0, 0, 1, 2, 2], [1, 1, 2, 2, 2, 3]]
+
+
+def test_the_mt_decoder_attends_only_to_the_last_sentence(marked):
     _, args, task = marked
     torch.manual_seed(0)
-    model, criterion = task.build_model(args), task.build_criterion(args)
-    model.train()
+    model = task.build_model(args).eval()
     ds = task.datasets["train_concat_mix"]
-    n_single = sum(1 for i in range(len(ds)) if not ds.ids[i].startswith("train_concat"))
-    picks = [0, 1, len(ds) - 1]  # two single sentences, one concatenation
-    assert n_single >= 2 and picks[-1] >= n_single
-    sample = ds.collater([ds[i] for i in picks])
+    sample = ds.collater([ds[0], ds[len(ds) - 1]])
+    net_input = sample["net_input"]
+    start_fbank = int(net_input["last_sentence_frame"][1])
 
-    def losses(batch):
-        torch.manual_seed(1)  # the same training chunk sizes for every call
-        return criterion(model, batch)[2]
+    def mt_logits(disturb: bool, with_start: bool):
+        def hook(module, inputs, out):
+            if disturb:  # change the encoder states before the last sentence
+                enc = out["encoder_out"][0].clone()
+                frames = int(start_fbank * int(out["src_lengths"][0][1]) // int(net_input["src_lengths"][1]))
+                enc[: frames, 1] += 5.0
+                out = {**out, "encoder_out": [enc]}
+            return out
 
-    log = losses(sample)
-    # the concatenation's MT and unit targets, replaced, change nothing of those terms
-    other = copy.deepcopy(sample)  # (collating again would draw new SpecAugment masks)
-    mt = other["multitask"]["target_unigram"]
-    d = task.multitask_dictionaries["target_unigram"]
-    row = mt["target"][2]
-    row[(row != d.pad()) & (row != d.eos())] = d.nspecial
-    other["target"][2, : other["target_lengths"][2]] = 7
-    log2 = losses(other)
-    for key in ("mt_loss", "mt_nll_loss", "unit_ctc_loss"):
-        assert float(log2[key]) == pytest.approx(float(log[key]), rel=1e-6)
-    assert log["tgt_ntokens"] == int(mt["target_lengths"][:2].sum())
-    assert log["unit_ntokens"] == int(sample["target_lengths"][:2].sum())
-    # while its ASR CTC target counts
-    other["multitask"]["source_unigram"]["target"][2, 0] = 5
-    log3 = losses(other)
-    assert float(log3["asr_ctc_loss"]) != pytest.approx(float(log["asr_ctc_loss"]), rel=1e-6)
+        handle = model.encoder.register_forward_hook(hook)
+        try:
+            kwargs = dict(net_input) if with_start else {k: v for k, v in net_input.items() if k != "last_sentence_frame"}
+            with torch.no_grad():
+                return model(**kwargs)["mt_logits"]
+        finally:
+            handle.remove()
+
+    base = mt_logits(False, True)
+    torch.testing.assert_close(mt_logits(True, True), base)  # what came before is not attended
+    assert (mt_logits(True, False)[1] - mt_logits(False, False)[1]).abs().max() > 1e-3  # without: it is
 
 
 def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded):  # noqa: F811

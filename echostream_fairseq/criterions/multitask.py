@@ -18,13 +18,8 @@ count from the update the gate opened. Why: with a fixed START, a run whose CTC 
 the plateau when MT ramped in stayed on it (docs/learning.md). The opening update is not saved in
 checkpoints: a run resumed with a running loss already below BITS counts its schedule from update 0.
 
-Examples of several sentences (``sample["sentences"] > 1``, from ``echostream-prep concat``) train
-the encoder and the two CTC heads only: their MT and unit terms are masked, because in long-form
-mode the target side translates one sentence at a time (a decoder taught to carry on past a
-sentence end repeated sentences, docs/longform.md).
-
 Logged (fairseq's usual lines; losses in base 2): ``loss``, ``unit_ctc_loss`` (per unit),
-``mt_loss`` / ``mt_nll_loss`` (per target subword; both of single sentences), ``asr_ctc_loss`` / ``st_ctc_loss`` (per
+``mt_loss`` / ``mt_nll_loss`` (per target subword), ``asr_ctc_loss`` / ``st_ctc_loss`` (per
 subword) and, from greedy CTC decoding, ``asr_wer`` (source words), ``st_wer`` (target words) and,
 in validation, ``unit_er`` (unit edit distance / reference units).
 """
@@ -187,10 +182,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         clock = self.num_updates - self.gate_update
         return {term: w * schedule_factor(self.loss_schedule, term, clock) for term, w in full.items()}
 
-    def _ctc(self, logits: Tensor, lengths: Tensor, target: Tensor, target_lengths: Tensor,
-             reduction: str = "sum") -> Tensor:
+    def _ctc(self, logits: Tensor, lengths: Tensor, target: Tensor, target_lengths: Tensor) -> Tensor:
         lprobs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # [T, B, V]
-        return F.ctc_loss(lprobs, target, lengths, target_lengths, blank=CTC_BLANK, reduction=reduction,
+        return F.ctc_loss(lprobs, target, lengths, target_lengths, blank=CTC_BLANK, reduction="sum",
                           zero_infinity=True)
 
     def _word_errors(self, dictionary, logits, lengths, target, target_lengths):
@@ -209,18 +203,12 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         enc_lengths = net_output["encoder_lengths"]
 
         units, unit_lengths = sample["target"], sample["target_lengths"]
-        # examples of several sentences (echostream-prep concat) teach the encoder and the CTC heads
-        # what a sentence end sounds like; the target side works one sentence at a time in
-        # long-form mode, so the MT decoder and the units learn from single sentences only
-        single = sample["sentences"] <= 1 if "sentences" in sample else torch.ones_like(unit_lengths, dtype=torch.bool)
-        unit_loss = (self._ctc(net_output["unit_logits"], net_output["unit_lengths"], units, unit_lengths,
-                               reduction="none") * single).sum()
+        unit_loss = self._ctc(net_output["unit_logits"], net_output["unit_lengths"], units, unit_lengths)
 
         mt = tasks["target_unigram"]
-        mt_target = mt["target"].masked_fill(~single.to(mt["target"].device)[:, None], self.tgt_dict.pad())
         lprobs = F.log_softmax(net_output["mt_logits"].float(), dim=-1)
         mt_loss, mt_nll = label_smoothed_nll_loss(
-            lprobs.view(-1, lprobs.size(-1)), mt_target.view(-1), self.mt_smoothing,
+            lprobs.view(-1, lprobs.size(-1)), mt["target"].view(-1), self.mt_smoothing,
             ignore_index=self.tgt_dict.pad(), reduce=True,
         )
         asr, st = tasks["source_unigram"], tasks["ctc_target_unigram"]
@@ -245,8 +233,7 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             "nsentences": sample["nsentences"],
             "sample_size": sample_size,
             "src_ntokens": int(asr["target_lengths"].sum()),
-            "tgt_ntokens": int(mt["target_lengths"][single].sum()),
-            "unit_ntokens": int(unit_lengths[single].sum()),
+            "tgt_ntokens": int(mt["target_lengths"].sum()),
             "st_ntokens": int(st["target_lengths"].sum()),
         }
         if model.training and self.gate is not None:
@@ -303,7 +290,8 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         sample_size = total("sample_size")
         ln2 = math.log(2)
         metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / ln2, sample_size, round=3)
-        for key, count in (("unit_ctc_loss", "unit_ntokens"), ("mt_loss", "tgt_ntokens"), ("mt_nll_loss", "tgt_ntokens"),
+        metrics.log_scalar("unit_ctc_loss", total("unit_ctc_loss") / max(sample_size, 1) / ln2, sample_size, round=3)
+        for key, count in (("mt_loss", "tgt_ntokens"), ("mt_nll_loss", "tgt_ntokens"),
                            ("asr_ctc_loss", "src_ntokens"), ("st_ctc_loss", "st_ntokens")):
             n = total(count)
             metrics.log_scalar(key, total(key) / max(n, 1) / ln2, n, round=3)

@@ -2,10 +2,16 @@
 
 Reads fairseq's speech-to-speech manifest (``id, src_audio, src_n_frames, tgt_audio,
 tgt_n_frames``, ``tgt_audio`` holding the target units as integers) and, per auxiliary task, a
-``{split}.tsv`` of ``id, tgt_text`` (sentencepiece pieces joined by spaces; in an example of
-several sentences, :data:`SENTENCE_MARK` stands between them). Source features are
+``{split}.tsv`` of ``id, tgt_text`` (sentencepiece pieces joined by spaces). Source features are
 80-dim kaldi fbank computed from the audio on the fly (or read from a ``.npy`` of ``[T, 80]``),
 then the config's feature transforms (global CMVN; SpecAugment in training).
+
+An example of several sentences (``echostream-prep concat``) has :data:`SENTENCE_MARK` between
+them in its transcripts and, in the manifest's optional column ``last_sentence_frame``, the fbank
+frame where the pause before its last sentence starts. Its CTC targets are the whole transcript;
+its MT target and units are the last sentence's, and the model lets the MT decoder attend only to
+the frames from ``last_sentence_frame`` on: the target side learns a sentence the encoder heard
+after others, as long-form mode translates it after a sentence end.
 
 Everything that can be checked without reading audio is checked when the split is loaded, so a bad
 corpus fails before training starts, with the file and line.
@@ -39,8 +45,8 @@ MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frame
 class TextTarget:
     """One auxiliary task's targets: token ids per utterance id, already encoded.
 
-    ``append_eos``: a decoder's target (teacher forcing starts from eos); ``sentence_ends``: every
-    sentence ends with eos (always so for a decoder; for a CTC head, ``--asr-sentence-ends``).
+    ``append_eos``: a decoder's target (teacher forcing starts from eos; of several sentences, the
+    last); ``sentence_ends``: a CTC target ends every sentence with eos (``--asr-sentence-ends``).
     """
 
     name: str
@@ -50,9 +56,9 @@ class TextTarget:
     sentence_ends: bool = False
 
 
-def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool) -> Tensor:
+def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool, last_only: bool = False) -> Tensor:
     """Pieces -> ids; the sentences between :data:`SENTENCE_MARK` s end with eos if ``sentence_ends``
-    (a mark ending the text is allowed), else the marks are dropped."""
+    (a mark ending the text is allowed), else the marks are dropped; ``last_only``: the last sentence."""
     sentences: List[List[str]] = [[]]
     for tok in text.split():
         if tok == SENTENCE_MARK:
@@ -66,7 +72,7 @@ def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool) 
     if not all(sentences):
         raise ManifestError(f"{where}: an empty sentence between {SENTENCE_MARK} marks")
     ids: List[int] = []
-    for pieces in sentences:
+    for pieces in sentences[-1:] if last_only else sentences:
         sentence = [dictionary.index(tok) for tok in pieces]
         unknown = [tok for tok, i in zip(pieces, sentence) if i == dictionary.unk()]
         if unknown:
@@ -89,11 +95,11 @@ def load_text_target(
     tokens: Dict[str, Tensor] = {}
     for row in rows:
         where = f"{tsv}:{row['_line']}"
-        tokens[row["id"]] = _encode(dictionary, row["tgt_text"], where, append_eos or sentence_ends)
+        tokens[row["id"]] = _encode(dictionary, row["tgt_text"], where, append_eos or sentence_ends, last_only=append_eos)
     missing = [i for i in ids if i not in tokens]
     if missing:
         raise ManifestError(f"{tsv}: no {name} text for ids of the manifest: {missing[:5]}")
-    return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos, append_eos or sentence_ends)
+    return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos, sentence_ends)
 
 
 class SpeechToUnitDataset(FairseqDataset):
@@ -124,6 +130,7 @@ class SpeechToUnitDataset(FairseqDataset):
         self.n_frames: List[int] = []
         self.units: List[Tensor] = []
         self.lines: List[int] = []
+        starts: List[int] = []
         for row in rows:
             where = f"{manifest}:{row['_line']}"
             try:
@@ -133,6 +140,11 @@ class SpeechToUnitDataset(FairseqDataset):
             if n_frames < 1:
                 raise ManifestError(f"{where}: src_n_frames must be positive, got {n_frames}")
             units = self._encode_units(row["tgt_audio"], where)
+            start = row.get("last_sentence_frame") or "0"
+            if not start.isdigit() or int(start) >= n_frames:
+                raise ManifestError(f"{where}: last_sentence_frame must be a frame of the source (0 <= frame < "
+                                    f"{n_frames}), got {start!r}")
+            starts.append(int(start))
             audio = Path(row["src_audio"])
             self.ids.append(row["id"])
             self.audio.append(audio if audio.is_absolute() else manifest.parent / audio)
@@ -141,6 +153,8 @@ class SpeechToUnitDataset(FairseqDataset):
             self.lines.append(row["_line"])
         if not self.ids:
             raise ManifestError(f"{manifest}: no utterances")
+        # None: single sentences only (net_input keeps fairseq's usual keys)
+        self.last_sentence_frames = starts if any(starts) else None
         self.text_targets = text_targets
         self.sample_rate = sample_rate
         self.input_feat_per_channel = input_feat_per_channel
@@ -215,7 +229,6 @@ class SpeechToUnitDataset(FairseqDataset):
         target_lengths = torch.tensor([len(s["target"]) for s in samples], dtype=torch.long)
         multitask = {}
         prev_output_tokens = None
-        sentences = None  # per example, from a decoder's target (each of its sentences ends with eos)
         for name, t in self.text_targets.items():
             toks = [s["multitask"][name] for s in samples]
             d = t.dictionary
@@ -228,10 +241,12 @@ class SpeechToUnitDataset(FairseqDataset):
                     toks, d.pad(), d.eos(), move_eos_to_beginning=True
                 )
                 prev_output_tokens = entry["prev_output_tokens"]
-                sentences = torch.tensor([int((x == d.eos()).sum()) for x in toks], dtype=torch.long)
             entry["ntokens"] = int(entry["target_lengths"].sum())
             multitask[name] = entry
         net_input = {"src_tokens": src_tokens, "src_lengths": src_lengths}
+        if self.last_sentence_frames is not None:
+            net_input["last_sentence_frame"] = torch.tensor(
+                [self.last_sentence_frames[s["index"]] for s in samples], dtype=torch.long)
         if prev_output_tokens is not None:
             net_input["prev_output_tokens"] = prev_output_tokens
         return {
@@ -242,7 +257,6 @@ class SpeechToUnitDataset(FairseqDataset):
             "ntokens": int(target_lengths.sum()),
             "nsentences": len(samples),
             "multitask": multitask,
-            "sentences": sentences if sentences is not None else torch.ones(len(samples), dtype=torch.long),
         }
 
     def num_tokens(self, index: int) -> int:

@@ -137,18 +137,20 @@ def longform_scores(words: Sequence[TimedWord], references: Sequence[ReferenceSe
 
 
 def boundary_scores(end_times: Sequence[float], references: Sequence[ReferenceSentence],
-                    slack: float = 0.5) -> Dict[str, float]:
+                    early: float = 0.32, late: float = 0.5) -> Dict[str, float]:
     """How well the system's sentence ends (stream seconds at which each was decided) match the
     reference sentences.
 
-    An end is *on a boundary* if it falls after a sentence's source end and at most ``slack``
-    seconds after the next sentence starts (a streaming decision may wait for the next onset);
-    ends elsewhere split a sentence. ``precision``: the share of ends on a boundary; ``recall``:
-    the share of the boundaries between sentences that got an end; ``delay``: the mean time from a
-    sentence's end to the first end decided for it; ``splits``: ends inside sentences.
+    An end is *on a boundary* if it falls at most ``early`` seconds before a sentence's source end
+    (one 320 ms chunk: the chunk holding the last syllable) and at most ``late`` seconds after the
+    next sentence starts (a streaming decision may wait for the next onset), or after the last
+    sentence's end; ends elsewhere split a sentence. ``precision``: the share of ends on a
+    boundary; ``recall``: the share of the boundaries between sentences that got an end;
+    ``delay``: the mean time from a sentence's source end to the first end decided for it (may be
+    negative); ``splits``: ends inside sentences.
     """
-    windows = [(r.end, nxt.start + slack) for r, nxt in zip(references, references[1:])]
-    last_end = references[-1].end if references else float("inf")
+    windows = [(r.end - early, nxt.start + late) for r, nxt in zip(references, references[1:])]
+    last_end = references[-1].end - early if references else float("inf")
     hit: List[Optional[float]] = [None] * len(windows)
     on = 0
     for t in end_times:
@@ -160,7 +162,7 @@ def boundary_scores(end_times: Sequence[float], references: Sequence[ReferenceSe
                 on += 1
                 hit[i] = t if hit[i] is None else hit[i]
                 break
-    delays = [t - windows[i][0] for i, t in enumerate(hit) if t is not None]
+    delays = [t - references[i].end for i, t in enumerate(hit) if t is not None]
     return {
         "precision": on / len(end_times) if end_times else float("nan"),
         "recall": sum(t is not None for t in hit) / len(windows) if windows else float("nan"),

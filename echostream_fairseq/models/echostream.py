@@ -184,13 +184,17 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         return {"unit_logits": logits, "unit_lengths": lengths}
 
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, **kwargs: Any
+        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
+        last_sentence_frame: Optional[Tensor] = None, **kwargs: Any
     ) -> Dict[str, Any]:
         """Teacher-forced pass over every head.
 
         Args:
             src_tokens: fbank ``[B, T, C]``; src_lengths ``[B]``.
             prev_output_tokens: MT decoder input ``[B, L]`` (eos first).
+            last_sentence_frame: ``[B]`` fbank frames: the MT decoder attends only to the encoder
+                frames from there on (an example of several sentences whose MT target is the last;
+                0 for a single sentence), and the streaming mask counts CTC emissions from there.
 
         Returns:
             a dict with ``encoder_out``, ``asr_logits`` / ``st_logits`` ``[B, T', V]``,
@@ -205,14 +209,23 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         enc_lengths = encoder_out["src_lengths"][0]
         out["encoder_lengths"] = enc_lengths
         cross_mask = None
+        start = None
+        if last_sentence_frame is not None:  # fbank frames -> encoder frames
+            start = (last_sentence_frame.to(enc_lengths.device) * enc_lengths) // src_lengths.to(enc_lengths.device)
         if self.training and self.args.streaming_mt_mask and chunk_length != 0:
             with torch.no_grad():
+                asr_counts = ctc_emission_counts(out["asr_logits"].detach(), padding)
+                st_counts = ctc_emission_counts(out["st_logits"].detach(), padding)
+                if start is not None:
+                    asr_counts, st_counts = _counts_from(asr_counts, start), _counts_from(st_counts, start)
                 cross_mask = streaming_mt_mask(
-                    ctc_emission_counts(out["asr_logits"].detach(), padding),
-                    ctc_emission_counts(out["st_logits"].detach(), padding),
-                    prev_output_tokens.size(1), enc_lengths, self.args.k1, self.args.n1,
+                    asr_counts, st_counts, prev_output_tokens.size(1), enc_lengths, self.args.k1, self.args.n1,
                     self.encoder.backbone.chunk_length if chunk_length is None else chunk_length,
                 )
+        if start is not None:
+            frames = torch.arange(padding.size(1), device=padding.device)
+            visible = (frames.view(1, 1, -1) >= start.view(-1, 1, 1)).expand(-1, prev_output_tokens.size(1), -1)
+            cross_mask = visible if cross_mask is None else cross_mask & visible
         mt_logits, extra = self.decoder(prev_output_tokens, encoder_out, cross_attention_mask=cross_mask)
         out["mt_logits"] = mt_logits
         text_lengths = prev_output_tokens.ne(self.decoder.padding_idx).sum(dim=1)
@@ -226,6 +239,13 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
 
     def max_positions(self):
         return (self.args.max_source_positions, self.args.max_target_positions)
+
+
+def _counts_from(counts: Tensor, start: Tensor) -> Tensor:
+    """CTC emission counts ``[B, S]`` restarted at frame ``start[b]`` (0 before it)."""
+    before = counts.gather(1, (start - 1).clamp(min=0).unsqueeze(1)) * (start > 0).unsqueeze(1)
+    frames = torch.arange(counts.size(1), device=counts.device)
+    return torch.where(frames.unsqueeze(0) >= start.unsqueeze(1), counts - before, torch.zeros_like(counts))
 
 
 # -- architectures ------------------------------------------------------------------------------
