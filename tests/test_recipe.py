@@ -34,3 +34,16 @@ def test_fairseq_trains_with_the_recipe_flags(tmp_path):
     assert (tmp_path / "save" / "checkpoint_last.pt").is_file()
     log = proc.stdout + proc.stderr
     assert "loss_schedule=['mt:200:200', 'unit_ctc:400:200']" in log or "'loss_schedule': ['mt:200:200', 'unit_ctc:400:200']" in log
+
+
+def test_longform_finetune_flags_parse():
+    from fairseq import options
+
+    import echostream_fairseq  # noqa: F401  (registers the task and criterion)
+
+    flags = _recipe("RECIPE_LONGFORM")
+    assert "--asr-sentence-ends" in flags and int(_recipe("RECIPE_LONGFORM_UPDATES")[0]) > 0
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        "data", "--arch", "echostream_emformer_tiny", *flags, "--restore-file", "x.pt"])
+    assert args.asr_sentence_ends and args.train_subset == "train_concat_mix" and args.reset_optimizer
+    assert build_parser().parse_args(["concat", "--corpus", "x", *_recipe("RECIPE_LONGFORM_CONCAT")]).count == 4000

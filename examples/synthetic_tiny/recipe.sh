@@ -15,3 +15,17 @@ RECIPE_TRAIN=(
   --cpu --num-workers 0 --seed 1 --no-epoch-checkpoints
   --save-interval-updates 500 --keep-interval-updates 1
 )
+# Long-form fine-tuning (examples/longform/finetune.sh, docs/longform.md): from a model trained
+# with the recipe above, RECIPE_LONGFORM_UPDATES updates on the single sentences mixed with
+# concatenations of 2-3 (echostream-prep concat), the ASR CTC head taught to mark sentence ends
+RECIPE_LONGFORM_UPDATES=1500
+RECIPE_LONGFORM_CONCAT=(--count 4000 --max-sentences 3)
+RECIPE_LONGFORM=(
+  --task echostream_speech_to_speech --criterion echostream_multitask --asr-sentence-ends
+  --train-subset train_concat_mix --valid-subset dev --max-tokens 4000
+  --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-4 --lr-scheduler inverse_sqrt
+  --warmup-updates 50 --clip-norm 1.0 --dropout 0 --ctc-upsample-rate 15
+  --reset-optimizer --reset-dataloader --reset-lr-scheduler --reset-meters
+  --cpu --num-workers 0 --seed 1 --no-epoch-checkpoints
+  --save-interval-updates 500 --keep-interval-updates 1
+)
