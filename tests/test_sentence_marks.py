@@ -181,3 +181,37 @@ def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded)
     assert ends == [False, True, False, False, True, False]
     assert tokens == [(7, 8, 7, 9), (10, 11), (10, 11), (10, 11), (), ()]
     assert state.sentences == 2 and state.asr_blank_frames == 13  # the mark counts as a pause frame
+
+
+class _PrefixScriptedASR(torch.nn.Module):
+    """An ASR CTC head for --reencode: frame t of the prefix gets label ``labels[t]``."""
+
+    def __init__(self, labels, vocab):
+        super().__init__()
+        self.labels, self.vocab = labels, vocab
+
+    def forward(self, frames):
+        n = frames.size(1)
+        return _logits([self.labels[min(i, len(self.labels) - 1)] for i in range(n)], self.vocab)[None]
+
+
+def test_reencode_restarts_its_prefix_after_the_mark(loaded):  # noqa: F811
+    model, task = loaded
+    tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True)
+    eos = tr.src_dict.eos()
+    assert model.encoder.right_context_length == 0
+    script = [7, 0, 8, 0, 7, 0, 9, 0] + [0, 0, 0, 0, eos, 0, 10, 11] + [0] * 64
+    original = model.asr_ctc
+    model.asr_ctc = _PrefixScriptedASR(script, len(tr.src_dict))
+    try:
+        state = tr.initial_state()
+        wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 2).astype(np.float32)
+        ends = []
+        for k in range(2):
+            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+            ends.append(out.sentence_end)
+    finally:
+        model.asr_ctc = original
+    assert ends == [False, True] and state.sentences == 1
+    # the prefix starts again with the audio of the 3 encoder frames after the mark (40 ms each)
+    assert state.source_samples.numel() == 3 * 640 and state.asr_tokens == () and state.encoder_frames == 0
