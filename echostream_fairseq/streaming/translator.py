@@ -47,6 +47,7 @@ from echostream_fairseq.modules.batching import group_by_layout, split_state, st
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend, ctc_greedy_marks
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.mt_writing import MTWriting
+from echostream_fairseq.streaming.sentence_ends import SentenceEnds
 from echostream_fairseq.streaming.speaking import Speaking
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
@@ -129,9 +130,6 @@ class TranslatorConfig:
     no_repeat_ngram: int = 0
 
 
-SAMPLES_PER_FRAME = SAMPLE_RATE * ENCODER_FRAME_MS // 1000  # 16 kHz samples per encoder frame
-
-
 @dataclass(frozen=True)
 class TranslatorState:
     """One stream's state (every tensor bounded in incremental mode; see the module docstring).
@@ -184,7 +182,7 @@ class StepOutput:
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
 
 
-class SimultaneousTranslator(MTWriting, Speaking):
+class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
     """Args:
         model: an ``EchoStreamModel`` (``eval()`` is set here).
         src_dict, st_dict, tgt_dict, unit_dict: the source (ASR CTC), ST CTC, MT and unit dictionaries.
@@ -424,79 +422,6 @@ class SimultaneousTranslator(MTWriting, Speaking):
         out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, sentence_end, enc_new,
                          clock.seconds if clock else {})
         return out, replace(state, finished=finish)
-
-    # -- sentence ends (long-form mode) -----------------------------------------------------------
-
-    def _sentence_ends(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
-        """The ASR CTC's sentence-end mark, or a pause after recognised speech (a short one
-        confirmed by the MT decoder wanting to end the sentence)."""
-        cfg = self.config
-        if not cfg.sentence_pause_frames:
-            return False
-        if state.sentence_mark is not None and state.sentence_mark[0] >= max(1, cfg.sentence_min_tokens):
-            return True
-        if len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
-            return False
-        if state.asr_blank_frames >= cfg.sentence_pause_frames:
-            return True
-        short = cfg.sentence_confirmed_pause_frames
-        if not short or state.asr_blank_frames < short or not cfg.translate or not state.target_tokens:
-            return False
-        if cfg.reencode:
-            caches = self._extend_mt_memory(None, enc_new)
-            prefix = [self.tgt_dict.eos(), *state.target_tokens]
-        else:
-            caches, prefix = state.mt_memory, [state.target_tokens[-1]]
-        start = len(state.target_tokens) + 1 - len(prefix)
-        for offset, token in enumerate(prefix):  # a look ahead: the caches it makes are dropped
-            logits, _, caches = self._mt_token(caches, token, start + offset)
-        logits[self.tgt_banned] = float("-inf")
-        return int(logits.argmax()) == self.tgt_dict.eos()
-
-    def _is_fragment(self, state: TranslatorState) -> bool:
-        """Long-form mode: what is left after the last ended sentence is too short to translate."""
-        cfg = self.config
-        return (bool(cfg.sentence_pause_frames) and state.sentences > 0 and not state.target_tokens
-                and len(state.asr_tokens) < cfg.sentence_min_tokens)
-
-    def _sentence_limit(self, state: TranslatorState) -> Optional[int]:
-        """Subwords a completed sentence may get in long-form mode (None: ``max_len``)."""
-        cfg = self.config
-        if not cfg.sentence_pause_frames:
-            return None
-        return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
-
-    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[_StageClock]):
-        """Complete the current sentence's translation, then start the target side afresh.
-
-        Returns the sentence's last subwords, units and speech, and the new state."""
-        cfg = self.config
-        target_new: List[int] = []
-        units_new: List[int] = []
-        wave = torch.zeros(0)
-        if cfg.translate:
-            target_new, text_states, state = self._write(state, enc_new, FINISH)
-            if clock:
-                clock.mark("mt")
-            if cfg.speech_output:
-                units_new, wave, state = self._speak(state, text_states, enc_new, False, clock, sentence_done=True)
-        # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
-        # and later, start afresh)
-        mark = state.sentence_mark
-        asr_next, frames_next = (state.asr_tokens[mark[0]:], mark[1]) if mark is not None else ((), 0)
-        memory = None
-        if frames_next and enc_new is not None and not cfg.reencode:
-            memory = self._extend_mt_memory(None, enc_new[:, enc_new.size(1) - frames_next:])
-        state = replace(
-            state, asr_tokens=asr_next, st_tokens=(), mt_memory=memory, target_tokens=(), policy=PolicyState(),
-            t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(),
-            sentences=state.sentences + 1, sentence_mark=None,
-        )
-        if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
-            keep = (frames_next + self.model.encoder.right_context_length) * SAMPLES_PER_FRAME if mark else 0
-            state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
-                            else torch.zeros(0), encoder_frames=0, asr_tokens=())
-        return target_new, units_new, wave, state
 
     # -- encoder and CTC --------------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""Sentence ends in long-form mode, for
+:class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`: when a sentence ends
+(the ASR CTC's sentence-end mark, or a pause, a short one confirmed by the MT decoder), how it is
+completed, and how the target side starts the next one while the encoder streams on.
+
+A mixin of the translator (its attributes: ``model``, ``config``, ``tgt_dict``, and its MT and
+speech steps), kept apart so each file stays small. See ``docs/longform.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, List, Optional
+
+import torch
+from torch import Tensor
+
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
+from echostream_fairseq.modules.ctc import CTC_BLANK
+from echostream_fairseq.streaming.policy import FINISH, PolicyState
+
+if TYPE_CHECKING:
+    from echostream_fairseq.streaming.translator import TranslatorState, _StageClock
+
+__all__ = ["SentenceEnds", "SAMPLES_PER_FRAME"]
+
+SAMPLES_PER_FRAME = SAMPLE_RATE * ENCODER_FRAME_MS // 1000  # 16 kHz samples per encoder frame
+
+
+class SentenceEnds:
+    """The translator's long-form steps (see the module docstring)."""
+
+    def _sentence_ends(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
+        """The ASR CTC's sentence-end mark, or a pause after recognised speech (a short one
+        confirmed by the MT decoder wanting to end the sentence)."""
+        cfg = self.config
+        if not cfg.sentence_pause_frames:
+            return False
+        if state.sentence_mark is not None and state.sentence_mark[0] >= max(1, cfg.sentence_min_tokens):
+            return True
+        if len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
+            return False
+        if state.asr_blank_frames >= cfg.sentence_pause_frames:
+            return True
+        short = cfg.sentence_confirmed_pause_frames
+        if not short or state.asr_blank_frames < short or not cfg.translate or not state.target_tokens:
+            return False
+        if cfg.reencode:
+            caches = self._extend_mt_memory(None, enc_new)
+            prefix = [self.tgt_dict.eos(), *state.target_tokens]
+        else:
+            caches, prefix = state.mt_memory, [state.target_tokens[-1]]
+        start = len(state.target_tokens) + 1 - len(prefix)
+        for offset, token in enumerate(prefix):  # a look ahead: the caches it makes are dropped
+            logits, _, caches = self._mt_token(caches, token, start + offset)
+        logits[self.tgt_banned] = float("-inf")
+        return int(logits.argmax()) == self.tgt_dict.eos()
+
+    def _is_fragment(self, state: TranslatorState) -> bool:
+        """Long-form mode: what is left after the last ended sentence is too short to translate."""
+        cfg = self.config
+        return (bool(cfg.sentence_pause_frames) and state.sentences > 0 and not state.target_tokens
+                and len(state.asr_tokens) < cfg.sentence_min_tokens)
+
+    def _sentence_limit(self, state: TranslatorState) -> Optional[int]:
+        """Subwords a completed sentence may get in long-form mode (None: ``max_len``)."""
+        cfg = self.config
+        if not cfg.sentence_pause_frames:
+            return None
+        return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
+
+    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[_StageClock]):
+        """Complete the current sentence's translation, then start the target side afresh.
+
+        Returns the sentence's last subwords, units and speech, and the new state."""
+        cfg = self.config
+        target_new: List[int] = []
+        units_new: List[int] = []
+        wave = torch.zeros(0)
+        if cfg.translate:
+            target_new, text_states, state = self._write(state, enc_new, FINISH)
+            if clock:
+                clock.mark("mt")
+            if cfg.speech_output:
+                units_new, wave, state = self._speak(state, text_states, enc_new, False, clock, sentence_done=True)
+        # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
+        # and later, start afresh)
+        mark = state.sentence_mark
+        asr_next, frames_next = (state.asr_tokens[mark[0]:], mark[1]) if mark is not None else ((), 0)
+        memory = None
+        if frames_next and enc_new is not None and not cfg.reencode:
+            memory = self._extend_mt_memory(None, enc_new[:, enc_new.size(1) - frames_next:])
+        state = replace(
+            state, asr_tokens=asr_next, st_tokens=(), mt_memory=memory, target_tokens=(), policy=PolicyState(),
+            t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(),
+            sentences=state.sentences + 1, sentence_mark=None,
+        )
+        if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
+            keep = (frames_next + self.model.encoder.right_context_length) * SAMPLES_PER_FRAME if mark else 0
+            state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
+                            else torch.zeros(0), encoder_frames=0, asr_tokens=())
+        return target_new, units_new, wave, state
