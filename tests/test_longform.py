@@ -225,3 +225,44 @@ def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, t
     assert main(common + ["--out", str(out), "--asr-sentence-ends", "on"]) == 2
     assert "was not trained with --asr-sentence-ends, its ASR CTC head writes no sentence-end marks" in \
         capsys.readouterr().err
+
+
+def test_bad_streams_stay_sane_in_long_form(loaded, corpus):
+    """Silence, noise, a sentence that never pauses, sentences back to back, a stop mid-word."""
+    from test_translator import _source, _state_bytes, _stream
+
+    tr = _translator(loaded, sentence_pause_frames=12, sentence_confirmed_pause_frames=6, mt_source_window=100)
+    chunk = 5120
+
+    def check(outs, state):
+        assert state.finished and all(torch.isfinite(o.audio).all() for o in outs)
+        assert len(state.target_tokens) <= 8  # max_len: no sentence runs away
+        memory = state.mt_memory[0].cross_key.size(-2) if state.mt_memory else 0
+        assert memory <= 100  # the MT source window bounds the memory however long a sentence runs
+
+    # a minute of silence: nothing is written, no sentence ends, the state does not grow
+    state, sizes = tr.initial_state(), []
+    for k in range(190):
+        out, state = tr.step(np.zeros(chunk, dtype=np.float32), state)
+        assert not out.target_tokens and not out.sentence_end
+        if k in (50, 189):
+            sizes.append(_state_bytes(state))
+    assert sizes[0] == sizes[1] and state.sentences == 0
+    out, state = tr.step(np.zeros(chunk, dtype=np.float32), state, finish=True)
+    assert out.target_tokens == [] and state.finished  # nothing recognised: nothing invented at the end
+    # half a minute of loud noise
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000 * 30).astype(np.float32)
+    check(*_stream(tr, noise, chunk))
+    # 20 s of speech without a pause (utterances trimmed of their silences, back to back), and the
+    # same four utterances back to back with their own short silences
+    pieces = [_source(corpus, k % 4).numpy() for k in range(40)]
+    voiced = np.concatenate([p[np.flatnonzero(np.abs(p) > 0.01)[0]: np.flatnonzero(np.abs(p) > 0.01)[-1]]
+                             for p in pieces])[: 16000 * 20]
+    assert len(voiced) == 16000 * 20
+    check(*_stream(tr, voiced, chunk))
+    check(*_stream(tr, np.concatenate(pieces[:4]), chunk))  # (what a trained model writes: docs/longform.md)
+    # a stream that stops in the middle of a word: finished, its translation flushed
+    cut = pieces[0][: int(len(pieces[0]) * 0.6)]
+    outs, state = _stream(tr, cut, chunk)
+    check(outs, state)
+    assert outs[-1].finished
