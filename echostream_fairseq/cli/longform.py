@@ -12,8 +12,8 @@ words, with the stream time of each, are resegmented against the stream's senten
 sentence of the stream alone, with the same settings, for the ratio the long-form score is judged
 by. Every flag of the agents (``--sentence-pause-ms``, ``--reencode``, ``--threads``, ...) applies.
 
-Writes ``OUT/{name}.json`` (scores, per-sentence lags, per-chunk compute, state size) and
-``OUT/{name}.words.tsv``; prints one table.
+Writes ``OUT/{name}.json`` (scores, per-sentence lags, the sentence ends against the reference
+boundaries, per-chunk compute, state size) and ``OUT/{name}.words.tsv``; prints the tables.
 """
 
 from __future__ import annotations
