@@ -57,12 +57,10 @@ class SentenceEnds:
         return int(logits.argmax()) == self.tgt_dict.eos()
 
     def _is_fragment(self, state: TranslatorState) -> bool:
-        """Long-form mode: what is left after the last ended sentence is too short to translate,
-        or nothing was recognised at all (a stream of silence: the decoder would invent a sentence)."""
+        """Long-form mode: what is left after the last ended sentence is too short to translate."""
         cfg = self.config
-        if not cfg.sentence_pause_frames or state.target_tokens:
-            return False
-        return not state.asr_tokens or (state.sentences > 0 and len(state.asr_tokens) < cfg.sentence_min_tokens)
+        return (bool(cfg.sentence_pause_frames) and state.sentences > 0 and not state.target_tokens
+                and len(state.asr_tokens) < cfg.sentence_min_tokens)
 
     def _sentence_limit(self, state: TranslatorState) -> Optional[int]:
         """Subwords a completed sentence may get in long-form mode (None: ``max_len``)."""
