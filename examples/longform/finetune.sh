@@ -4,7 +4,7 @@
 #   examples/longform/finetune.sh [CHECKPOINT] [UPDATES]
 #
 # CHECKPOINT defaults to the demo's model (results/demo/echostream_emformer_tiny/checkpoint_last.pt),
-# UPDATES to RECIPE_LONGFORM_UPDATES of examples/synthetic_tiny/recipe.sh (1500: about 25 minutes
+# UPDATES to RECIPE_LONGFORM_UPDATES of examples/synthetic_tiny/recipe.sh (1000: about 16 minutes
 # on one thread of the 2-core machine).
 # 1. echostream-prep concat: examples of 2-3 train sentences joined with pauses, and the split
 #    train_concat_mix (the single sentences, then them) in the corpus DATA;
