@@ -13,7 +13,7 @@ import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.speech_to_unit_dataset import SENTENCE_MARK, _encode
-from echostream_fairseq.models.echostream import _counts_from
+from echostream_fairseq.modules.masks import counts_from
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy_marks
 from test_longform import _ScriptedASR, _logits, _translator, loaded  # noqa: F401  (the fixture)
 
@@ -118,7 +118,7 @@ def test_a_bad_last_sentence_frame_is_named(marked, tmp_path):
 
 def test_counts_restart_at_the_last_sentence():
     counts = torch.tensor([[0, 1, 1, 2, 3, 3], [1, 1, 2, 2, 2, 3]])
-    assert _counts_from(counts, torch.tensor([3, 0])).tolist() == [[0, 0, 0, 1, 2, 2], [1, 1, 2, 2, 2, 3]]
+    assert counts_from(counts, torch.tensor([3, 0])).tolist() == [[0, 0, 0, 1, 2, 2], [1, 1, 2, 2, 2, 3]]
 
 
 def test_the_mt_decoder_attends_only_to_the_last_sentence(marked):

@@ -46,14 +46,13 @@ class TextTarget:
     """One auxiliary task's targets: token ids per utterance id, already encoded.
 
     ``append_eos``: a decoder's target (teacher forcing starts from eos; of several sentences, the
-    last); ``sentence_ends``: a CTC target ends every sentence with eos (``--asr-sentence-ends``).
+    last).
     """
 
     name: str
     dictionary: Dictionary
     tokens: Dict[str, Tensor]
     append_eos: bool
-    sentence_ends: bool = False
 
 
 def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool, last_only: bool = False) -> Tensor:
@@ -99,7 +98,7 @@ def load_text_target(
     missing = [i for i in ids if i not in tokens]
     if missing:
         raise ManifestError(f"{tsv}: no {name} text for ids of the manifest: {missing[:5]}")
-    return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos, sentence_ends)
+    return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos)
 
 
 class SpeechToUnitDataset(FairseqDataset):

@@ -36,7 +36,7 @@ from echostream_fairseq.models.mt_decoder import MTDecoder
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
 from echostream_fairseq.models.unit_decoder import CTCUnitDecoder, T2UEncoder
 from echostream_fairseq.modules.ctc import ctc_emission_counts
-from echostream_fairseq.modules.masks import streaming_mt_mask
+from echostream_fairseq.modules.masks import counts_from, streaming_mt_mask
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
                 asr_counts = ctc_emission_counts(out["asr_logits"].detach(), padding)
                 st_counts = ctc_emission_counts(out["st_logits"].detach(), padding)
                 if start is not None:
-                    asr_counts, st_counts = _counts_from(asr_counts, start), _counts_from(st_counts, start)
+                    asr_counts, st_counts = counts_from(asr_counts, start), counts_from(st_counts, start)
                 cross_mask = streaming_mt_mask(
                     asr_counts, st_counts, prev_output_tokens.size(1), enc_lengths, self.args.k1, self.args.n1,
                     self.encoder.backbone.chunk_length if chunk_length is None else chunk_length,
@@ -239,13 +239,6 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
 
     def max_positions(self):
         return (self.args.max_source_positions, self.args.max_target_positions)
-
-
-def _counts_from(counts: Tensor, start: Tensor) -> Tensor:
-    """CTC emission counts ``[B, S]`` restarted at frame ``start[b]`` (0 before it)."""
-    before = counts.gather(1, (start - 1).clamp(min=0).unsqueeze(1)) * (start > 0).unsqueeze(1)
-    frames = torch.arange(counts.size(1), device=counts.device)
-    return torch.where(frames.unsqueeze(0) >= start.unsqueeze(1), counts - before, torch.zeros_like(counts))
 
 
 # -- architectures ------------------------------------------------------------------------------

@@ -40,22 +40,14 @@ def ctc_greedy_extend(logits: Tensor, previous: int = CTC_BLANK, banned: Sequenc
     across a chunk boundary is collapsed exactly as in one pass. Returns the new tokens and the
     best label of the last frame (the next call's ``previous``).
     """
-    if logits.size(0) == 0:
-        return [], previous
-    if banned:
-        logits = logits.clone()
-        logits[..., list(banned)] = float("-inf")
-    tokens = []
-    for t in logits.argmax(dim=-1).tolist():
-        if t != previous and t != CTC_BLANK:
-            tokens.append(t)
-        previous = t
+    tokens, previous, _ = ctc_greedy_marks(logits, previous, banned)
     return tokens, previous
 
 
-def ctc_greedy_marks(logits: Tensor, previous: int, banned: Sequence[int], mark: int
-                     ) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
-    """:func:`ctc_greedy_extend` where the label ``mark`` (a sentence end) may be chosen too.
+def ctc_greedy_marks(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (),
+                     mark: Optional[int] = None) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+    """:func:`ctc_greedy_extend` where the label ``mark`` (a sentence end) may be chosen too, even
+    if ``banned`` lists it (``None``: no mark).
 
     Returns the new tokens without the marks, the last frame's best label, and, if a mark was
     written in these frames, ``(tokens before the last mark, frames after it)`` (else ``None``).

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["causal_mask", "streaming_mt_mask", "waitk_text_mask"]
+__all__ = ["causal_mask", "counts_from", "streaming_mt_mask", "waitk_text_mask"]
 
 
 def causal_mask(length: int, left_context: int = 0, device=None, num_queries: Optional[int] = None) -> Tensor:
@@ -85,6 +85,13 @@ def streaming_mt_mask(
         end = (end + chunk_length - 1) // chunk_length * chunk_length
     end = torch.minimum(end, lengths.unsqueeze(1))
     return frame.view(1, 1, -1) < end.unsqueeze(-1)
+
+
+def counts_from(counts: Tensor, start: Tensor) -> Tensor:
+    """CTC emission counts ``[B, S]`` restarted at frame ``start[b]`` (0 before it)."""
+    before = counts.gather(1, (start - 1).clamp(min=0).unsqueeze(1)) * (start > 0).unsqueeze(1)
+    frames = torch.arange(counts.size(1), device=counts.device)
+    return torch.where(frames.unsqueeze(0) >= start.unsqueeze(1), counts - before, torch.zeros_like(counts))
 
 
 def waitk_text_mask(

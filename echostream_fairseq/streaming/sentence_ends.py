@@ -15,16 +15,14 @@ from typing import TYPE_CHECKING, List, Optional
 import torch
 from torch import Tensor
 
-from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
+from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.streaming.policy import FINISH, PolicyState
 
 if TYPE_CHECKING:
     from echostream_fairseq.streaming.translator import TranslatorState, _StageClock
 
-__all__ = ["SentenceEnds", "SAMPLES_PER_FRAME"]
-
-SAMPLES_PER_FRAME = SAMPLE_RATE * ENCODER_FRAME_MS // 1000  # 16 kHz samples per encoder frame
+__all__ = ["SentenceEnds"]
 
 
 class SentenceEnds:
@@ -96,7 +94,7 @@ class SentenceEnds:
             sentences=state.sentences + 1, sentence_mark=None,
         )
         if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
-            keep = (frames_next + self.model.encoder.right_context_length) * SAMPLES_PER_FRAME if mark else 0
+            keep = (frames_next + self.model.encoder.right_context_length) * ENCODER_FRAME_SAMPLES if mark else 0
             state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
                             else torch.zeros(0), encoder_frames=0, asr_tokens=())
         return target_new, units_new, wave, state

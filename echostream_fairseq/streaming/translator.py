@@ -221,6 +221,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         self.fbank = FbankStream(cmvn)
         self.vocoder = vocoder
         self.src_banned = self._specials(src_dict)
+        # the ASR CTC's sentence-end mark, when it is read (its eos; never chosen otherwise)
+        self.asr_mark = src_dict.eos() if config.asr_sentence_ends else None
         self.st_banned = self._specials(st_dict)
         self.tgt_banned = [tgt_dict.pad(), tgt_dict.unk()]
         self.unit_banned = self._specials(unit_dict)
@@ -472,13 +474,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         return results
 
     def _ctc_extend(self, state: TranslatorState, frames: Tensor, asr_logits: Tensor, st_logits: Tensor):
-        mark = None
-        if self.config.asr_sentence_ends:
-            asr_new, asr_last, mark = ctc_greedy_marks(asr_logits, state.asr_last, self.src_banned, self.src_dict.eos())
-            if mark is not None:
-                mark = (len(state.asr_tokens) + mark[0], mark[1])
-        else:
-            asr_new, asr_last = ctc_greedy_extend(asr_logits, state.asr_last, self.src_banned)
+        asr_new, asr_last, mark = ctc_greedy_marks(asr_logits, state.asr_last, self.src_banned, self.asr_mark)
+        if mark is not None:
+            mark = (len(state.asr_tokens) + mark[0], mark[1])
         st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
         blanks = ctc_blank_run(asr_logits, state.asr_blank_frames, self.src_banned)
         return asr_new, st_new, frames, replace(
@@ -502,13 +500,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             frames = frames[:, : max(0, frames.size(1) - self.model.encoder.right_context_length)]
         length = torch.tensor([frames.size(1)], device=self.device)
         asr_logits = self.model.asr_ctc(frames)
-        mark = None
-        if self.config.asr_sentence_ends:
-            asr, _, mark = ctc_greedy_marks(asr_logits[0], CTC_BLANK, self.src_banned, self.src_dict.eos())
-            if mark is not None and mark[1] >= frames.size(1) - state.encoder_frames:
-                mark = None  # written in an earlier chunk (and not enough for a sentence then)
-        else:
-            asr = ctc_greedy(asr_logits, length, self.src_banned)[0]
+        asr, _, mark = ctc_greedy_marks(asr_logits[0], CTC_BLANK, self.src_banned, self.asr_mark)
+        if mark is not None and mark[1] >= frames.size(1) - state.encoder_frames:
+            mark = None  # written in an earlier chunk (and not enough for a sentence then)
         blanks = ctc_blank_run(asr_logits[0], 0, self.src_banned)
         st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
