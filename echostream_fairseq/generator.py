@@ -1,7 +1,7 @@
 """Two-pass offline decoding: beam search on the MT decoder, then text-to-unit and unit CTC.
 
 :class:`TwoPassGenerator` runs the encoder once; from its states it reads the ASR CTC (greedy
-source subwords) and the ST CTC, runs fairseq's :class:`~fairseq.sequence_generator.SequenceGenerator`
+source subwords, or a lexicon beam search with a word model) and the ST CTC, runs fairseq's :class:`~fairseq.sequence_generator.SequenceGenerator`
 on the MT decoder (beam search), re-runs the MT decoder on the best hypothesis to get its states,
 and maps them to units with the T2U encoder and the unit decoder (greedy CTC, offline masks).
 
@@ -12,7 +12,7 @@ text for the task to print.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from fairseq.data import data_utils
 from fairseq.sequence_generator import EnsembleModel, SequenceGenerator
 
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
+from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 
 __all__ = ["TwoPassGenerator"]
 
@@ -40,11 +41,14 @@ class TwoPassGenerator:
         model: an :class:`~echostream_fairseq.models.echostream.EchoStreamModel`.
         tgt_dict: target subword dictionary (MT), src_dict: source subword dictionary (ASR),
         unit_dict: unit dictionary.
+        asr_decoder: decodes the ASR CTC instead of greedy search (a lexicon and word model).
         beam, max_len_a, max_len_b, ...: fairseq's beam-search settings for the MT pass.
     """
 
-    def __init__(self, model, tgt_dict, src_dict, unit_dict, **search_args: Any) -> None:
+    def __init__(self, model, tgt_dict, src_dict, unit_dict, asr_decoder: Optional[CtcLexiconDecoder] = None,
+                 **search_args: Any) -> None:
         self.model, self.tgt_dict, self.src_dict, self.unit_dict = model, tgt_dict, src_dict, unit_dict
+        self.asr_decoder = asr_decoder
         self.ensemble = _EncodedEnsemble(model)
         self.search = SequenceGenerator(self.ensemble, tgt_dict, **search_args)
         self.symbols_to_strip_from_output = {unit_dict.eos()}
@@ -61,7 +65,10 @@ class TwoPassGenerator:
         encoder_out = model.encoder(net_input["src_tokens"], net_input["src_lengths"])
         enc_lengths = encoder_out["src_lengths"][0]
         ctc = model.ctc_outputs(encoder_out)
-        asr = ctc_greedy(ctc["asr_logits"], enc_lengths, self._specials(self.src_dict))
+        if self.asr_decoder is None:
+            asr = ctc_greedy(ctc["asr_logits"], enc_lengths, self._specials(self.src_dict))
+        else:
+            asr = self.asr_decoder.decode_batch(ctc["asr_logits"].float().log_softmax(dim=-1), enc_lengths)
         st = ctc_greedy(ctc["st_logits"], enc_lengths, self._specials(self.tgt_dict))
 
         self.ensemble.encoder_out = encoder_out

@@ -46,7 +46,7 @@ for SPLIT in test test_heldout; do
   GEN=$SAVE/generate_$SPLIT
   if [ ! -f "$GEN/scores.json" ]; then
     "$BIN/fairseq-generate" "$DATA" --user-dir echostream_fairseq --task echostream_speech_to_speech \
-      --path "$SAVE/checkpoint_last.pt" --gen-subset "$SPLIT" --max-tokens 8000 --beam 5 --cpu \
+      --path "$SAVE/checkpoint_last.pt" --gen-subset "$SPLIT" --max-tokens 8000 --beam 5 --asr-beam 16 --cpu \
       --results-path "$GEN" > "$GEN.log" 2>&1 || { echo "fairseq-generate failed: see $GEN.log"; exit 1; }
     "$BIN/echostream-score" --results-path "$GEN" --data "$DATA" --split "$SPLIT" --json "$GEN/scores.json" > /dev/null
   fi
@@ -114,7 +114,7 @@ done
 "$BIN/python" - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
 import json, sys
 save, ceil = sys.argv[1:]
-print("\n| offline (fairseq-generate, beam 5) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")
+print("\n| offline (fairseq-generate, beam 5; ASR: lexicon and trigram, beam 16) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")
 for split in ("test", "test_heldout"):
     s = json.load(open(f"{save}/generate_{split}/scores.json"))
     print(f"| {split} | {s['asr_wer']:.1f} | {s['mt_bleu']:.1f} | {s['st_ctc_bleu']:.1f} | {s['unit_er']:.1f} |")

@@ -6,6 +6,9 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
+from echostream_fairseq.data.speech_to_unit_dataset import read_word_sentences
 from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli as _run
 
 
@@ -33,12 +36,13 @@ def test_checkpoint_reloads_with_weights_only(trained):
     assert arch == "echostream_emformer_tiny" and int(n_tensors) > 50
 
 
-def test_fairseq_generate_writes_units_and_text(corpus, trained, tmp_path):
+@pytest.mark.parametrize("asr_beam", [0, 4])
+def test_fairseq_generate_writes_units_and_text(corpus, trained, tmp_path, asr_beam):
     save, _ = trained
     r = _run([BIN / "fairseq-generate", corpus, "--user-dir", REPO / "echostream_fairseq",
               "--task", "echostream_speech_to_speech", "--path", save / "checkpoint_last.pt",
               "--gen-subset", "test", "--max-tokens", "3000", "--beam", "2", "--max-len-b", "20",
-              "--cpu", "--results-path", tmp_path])
+              "--cpu", "--results-path", tmp_path, "--asr-beam", str(asr_beam)])
     assert r.returncode == 0, r.stderr[-3000:]
     units = (tmp_path / "generate-test.txt").read_text().splitlines()
     text = (tmp_path / "generate-test.text.txt").read_text().splitlines()
@@ -49,6 +53,20 @@ def test_fairseq_generate_writes_units_and_text(corpus, trained, tmp_path):
         assert all(0 <= int(u) < 50 for u in unit_str.split())
     for prefix in ("ID-", "ASR-", "ST-", "MT-"):
         assert sum(line.startswith(prefix) for line in text) == 4
+    if asr_beam:  # the lexicon decoder spells only words of the training transcripts
+        assert "ASR: lexicon of" in r.stderr
+        lexicon = {w for sentence in read_word_sentences(corpus / "src_unigram" / "train.tsv") for w in sentence}
+        words = [w for line in text if line.startswith("ASR-") for w in line.split("\t")[1].split()]
+        assert set(words) <= lexicon
+
+
+def test_fairseq_generate_rejects_a_negative_asr_beam(corpus, trained, tmp_path):
+    save, _ = trained
+    r = _run([BIN / "fairseq-generate", corpus, "--user-dir", REPO / "echostream_fairseq",
+              "--task", "echostream_speech_to_speech", "--path", save / "checkpoint_last.pt",
+              "--gen-subset", "test", "--cpu", "--asr-beam", "-1"])
+    assert r.returncode != 0
+    assert "--asr-beam must be 0 (greedy) or positive, got -1" in r.stderr
 
 
 def _free_port():

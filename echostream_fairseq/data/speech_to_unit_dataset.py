@@ -32,7 +32,8 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.audio import AudioError, fbank, read_audio
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 
-__all__ = ["TextTarget", "SpeechToUnitDataset", "load_text_target", "MANIFEST_COLUMNS", "SENTENCE_MARK"]
+__all__ = ["TextTarget", "SpeechToUnitDataset", "load_text_target", "read_word_sentences", "MANIFEST_COLUMNS",
+           "SENTENCE_MARK"]
 
 # where one sentence of a transcript ends and the next begins (``echostream-prep concat``); it is
 # the dictionaries' end-of-sentence symbol, so a decoder target ends each sentence with it
@@ -99,6 +100,25 @@ def load_text_target(
     if missing:
         raise ManifestError(f"{tsv}: no {name} text for ids of the manifest: {missing[:5]}")
     return TextTarget(name, dictionary, {i: tokens[i] for i in ids}, append_eos)
+
+
+def read_word_sentences(tsv: Path) -> List[List[str]]:
+    """The sentences of a task file (``id, tgt_text``) as words: pieces joined, ``▁`` starting a
+    word, a row of several sentences split at its :data:`SENTENCE_MARK` s (a language model's text).
+
+    Raises :class:`ManifestError` when the file is missing or holds no words.
+    """
+    if not Path(tsv).is_file():
+        raise ManifestError(f"{tsv}: text for the language model not found")
+    sentences: List[List[str]] = []
+    for row in read_tsv(tsv, ("id", "tgt_text")):
+        for text in row["tgt_text"].split(SENTENCE_MARK):
+            words = "".join(text.split()).replace("\u2581", " ").split()
+            if words:
+                sentences.append(words)
+    if not sentences:
+        raise ManifestError(f"{tsv}: no words for the language model")
+    return sentences
 
 
 class SpeechToUnitDataset(FairseqDataset):

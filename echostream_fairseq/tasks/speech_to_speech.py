@@ -25,7 +25,7 @@ from fairseq.data import Dictionary
 from fairseq.tasks import FairseqTask, register_task
 
 from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
-from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset, load_text_target
+from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset, load_text_target, read_word_sentences
 from echostream_fairseq.data.text import pieces_to_words
 from echostream_fairseq.tasks.configs import ConfigError, DataConfig, MultitaskConfig
 
@@ -54,6 +54,16 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         parser.add_argument("--asr-sentence-ends", action="store_true",
                             help="the ASR CTC target ends every sentence with </s>, so the head learns to mark "
                                  "sentence ends (long-form streams; the agents then end a sentence there)")
+        parser.add_argument("--asr-beam", type=int, default=0, metavar="N",
+                            help="offline decoding: the ASR transcript from a CTC prefix beam search of N prefixes "
+                                 "restricted to the words of the training text and scored with a word trigram "
+                                 "fitted on it (0: greedy CTC)")
+        parser.add_argument("--asr-lm-weight", type=float, default=0.5, metavar="W",
+                            help="with --asr-beam: weight of the word trigram's log-probability")
+        parser.add_argument("--asr-word-bonus", type=float, default=2.0, metavar="B",
+                            help="with --asr-beam: score added per word")
+        parser.add_argument("--asr-lm-split", type=str, default="train", metavar="SPLIT",
+                            help="with --asr-beam: the split whose ASR targets give the lexicon and the trigram")
         parser.add_argument("--max-source-positions", type=int, default=6000, metavar="N",
                             help="longest source in fbank frames")
         parser.add_argument("--max-target-positions", type=int, default=1024, metavar="N",
@@ -158,8 +168,32 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         )
         return TwoPassGenerator(
             models[0], self.multitask_dictionaries["target_unigram"],
-            self.multitask_dictionaries["source_unigram"], self.unit_dict, **search_args,
+            self.multitask_dictionaries["source_unigram"], self.unit_dict,
+            asr_decoder=self.build_asr_decoder(), **search_args,
         )
+
+    def build_asr_decoder(self):
+        """The lexicon and trigram decoder of ``--asr-beam`` (``None`` for greedy CTC)."""
+        from echostream_fairseq.modules.ctc_lexicon import lexicon_decoder_from_text
+
+        beam = int(getattr(self.args, "asr_beam", 0) or 0)
+        if beam < 0:
+            raise ConfigError(f"--asr-beam must be 0 (greedy) or positive, got {beam}")
+        if beam == 0:
+            return None
+        entry = self.multitask_config.tasks["source_unigram"]
+        split = getattr(self.args, "asr_lm_split", "train")
+        sentences = read_word_sentences(entry.data_dir / f"{split}.tsv")
+        d = self.multitask_dictionaries["source_unigram"]
+        decoder = lexicon_decoder_from_text(
+            [d[i] for i in range(len(d))], sentences, beam=beam,
+            lm_weight=float(getattr(self.args, "asr_lm_weight", 0.5)),
+            word_bonus=float(getattr(self.args, "asr_word_bonus", 2.0)),
+            banned=[d.pad(), d.eos(), d.unk()],
+        )
+        logger.info("ASR: lexicon of %d words, trigram on %d sentences of %s, beam %d",
+                    len(decoder.lexicon), len(sentences), split, beam)
+        return decoder
 
     def _text_stream(self):
         if self._text_out is None:

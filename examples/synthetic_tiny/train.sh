@@ -27,7 +27,7 @@ export PYTHONWARNINGS=ignore
 for SPLIT in test test_heldout; do
   "$BIN/fairseq-generate" "$DATA" --user-dir echostream_fairseq \
     --task echostream_speech_to_speech --path "$SAVE/checkpoint_last.pt" \
-    --gen-subset "$SPLIT" --max-tokens 8000 --beam 5 --cpu --results-path "$SAVE/generate_$SPLIT" \
+    --gen-subset "$SPLIT" --max-tokens 8000 --beam 5 --asr-beam 16 --cpu --results-path "$SAVE/generate_$SPLIT" \
     > "$SAVE.generate_$SPLIT.log" 2>&1
   echo "$SPLIT:"
   "$BIN/echostream-score" --results-path "$SAVE/generate_$SPLIT" --data "$DATA" --split "$SPLIT" \
