@@ -6,8 +6,8 @@ on the MT decoder (beam search), re-runs the MT decoder on the best hypothesis t
 and maps them to units with the T2U encoder and the unit decoder (greedy CTC, offline masks).
 
 Its hypotheses are fairseq's: ``tokens`` are the units (so ``fairseq-generate`` writes them on its
-``H-``/``D-`` lines), ``score`` is the MT beam score, and ``asr_tokens`` / ``mt_tokens`` carry the
-text for the task to print.
+``H-``/``D-`` lines), ``score`` is the MT beam score, and ``asr_tokens`` (greedy), ``asr_words``
+(the lexicon search, when there is one) and ``mt_tokens`` carry the text for the task to print.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ class TwoPassGenerator:
         encoder_out = model.encoder(net_input["src_tokens"], net_input["src_lengths"])
         enc_lengths = encoder_out["src_lengths"][0]
         ctc = model.ctc_outputs(encoder_out)
-        if self.asr_decoder is None:
-            asr = ctc_greedy(ctc["asr_logits"], enc_lengths, self._specials(self.src_dict))
-        else:
-            asr = self.asr_decoder.decode_batch(ctc["asr_logits"].float().log_softmax(dim=-1), enc_lengths)
+        asr = ctc_greedy(ctc["asr_logits"], enc_lengths, self._specials(self.src_dict))
+        asr_words = None
+        if self.asr_decoder is not None:
+            asr_words = self.asr_decoder.decode_batch(ctc["asr_logits"].float().log_softmax(dim=-1), enc_lengths)
         st = ctc_greedy(ctc["st_logits"], enc_lengths, self._specials(self.tgt_dict))
 
         self.ensemble.encoder_out = encoder_out
@@ -102,6 +102,7 @@ class TwoPassGenerator:
                 "alignment": None,
                 "attention": None,
                 "asr_tokens": asr[b],
+                "asr_words": None if asr_words is None else asr_words[b],
                 "st_tokens": st[b],
                 "mt_tokens": best[b]["tokens"][:-1].tolist(),
                 "mt_score": float(best[b]["score"]),

@@ -67,26 +67,26 @@ def test_lexicon_turns_a_non_word_into_the_nearest_word():
     lp = _frames({LA: 0.9}, {NUIT: 0.9}, {NOIR: 0.9}, {S: 0.5, E: 0.45})
     assert ctc_greedy(lp[None], torch.tensor([4]), SPECIALS)[0] == [LA, NUIT, NOIR, S]
     decoder = lexicon_decoder_from_text(PIECES, TEXT, beam=8, lm_weight=0.0, banned=SPECIALS)
-    assert decoder.decode(lp) == [LA, NUIT, NOIR, E]
+    assert decoder.decode(lp) == ["la", "nuit", "noire"]
 
 
 def test_the_word_model_chooses_between_words_that_sound_alike():
     # the plural ending is heard weakly: alone, "noire" wins; the trigram knows "les nuits noires"
     lp = _frames({LES: 0.9}, {NUITS: 0.9}, {NOIR: 0.9}, {E: 0.9}, {0: 0.55, S: 0.45})
     acoustic = lexicon_decoder_from_text(PIECES, TEXT, beam=8, lm_weight=0.0, banned=SPECIALS)
-    assert acoustic.decode(lp) == [LES, NUITS, NOIR, E]
+    assert acoustic.decode(lp) == ["les", "nuits", "noire"]
     with_lm = lexicon_decoder_from_text(PIECES, TEXT, beam=8, lm_weight=1.0, banned=SPECIALS)
-    assert with_lm.decode(lp) == [LES, NUITS, NOIR, E, S]
+    assert with_lm.decode(lp) == ["les", "nuits", "noires"]
 
 
 def test_collapsing_as_ctc_defines_it():
     text = [["la", "la", "nuit"]]
     decoder = lexicon_decoder_from_text(PIECES, text, beam=8, lm_weight=0.0, banned=SPECIALS)
     held = _frames({LA: 0.99}, {LA: 0.99}, {NUIT: 0.99})  # one "la" held over two frames
-    assert decoder.decode(held) == [LA, NUIT]
+    assert decoder.decode(held) == ["la", "nuit"]
     twice = _frames({LA: 0.99}, {0: 0.99}, {LA: 0.99}, {NUIT: 0.99})  # a blank between: two words
-    assert decoder.decode(twice) == [LA, LA, NUIT]
-    assert decoder.decode_batch(torch.stack([twice, twice]), torch.tensor([4, 3])) == [[LA, LA, NUIT], [LA, LA]]
+    assert decoder.decode(twice) == ["la", "la", "nuit"]
+    assert decoder.decode_batch(torch.stack([twice, twice]), torch.tensor([4, 3])) == [["la", "la", "nuit"], ["la", "la"]]
 
 
 def test_nothing_spelled_gives_an_empty_transcript():
@@ -99,6 +99,8 @@ def test_nothing_spelled_gives_an_empty_transcript():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(beam=0), "beam must be at least 1"),
     (dict(labels_per_frame=0), "labels_per_frame must be at least 1"),
+    (dict(max_pending=0), "max_pending must be at least 1"),
+    (dict(commit_mass=0.0), r"commit_mass must lie in \(0, 1\]"),
 ])
 def test_decoder_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -109,6 +111,8 @@ def test_decoder_wants_one_utterance():
     decoder = lexicon_decoder_from_text(PIECES, TEXT)
     with pytest.raises(ValueError, match=r"log_probs must be \[T, V\], got shape \(1, 2, 11\)"):
         decoder.decode(torch.zeros(1, 2, 11))
+    with pytest.raises(ValueError, match="log_probs has 12 labels, the dictionary 11"):
+        decoder.decode(torch.zeros(2, 12))
 
 
 def test_language_model_text_from_a_task_file(tmp_path):
@@ -118,3 +122,54 @@ def test_language_model_text_from_a_task_file(tmp_path):
     assert read_word_sentences(tsv) == [["la", "nuit", "noire"], ["les", "nuits"], ["la", "nuit"]]
     with pytest.raises(ManifestError, match="missing.tsv: text for the language model not found"):
         read_word_sentences(tmp_path / "missing.tsv")
+
+
+def _noisy_stream(seed=0):
+    torch.manual_seed(seed)
+    spoken = [LA, NUIT, NOIR, E, LES, NUITS, NOIR, E, S, LA, NUIT]
+    rows = []
+    for label in spoken:  # each label over two frames, then a blank, with some noise
+        rows += [{label: 0.7, 0: 0.2}, {label: 0.5, 0: 0.4}, {0: 0.8}]
+    return (_frames(*rows) + 0.3 * torch.randn(len(rows), len(PIECES))).log_softmax(dim=-1)
+
+
+STREAM_TEXT = [["la", "nuit", "noire"], ["les", "nuits", "noires"], ["la", "nuit"], ["les", "nuits"]] * 2
+STREAM_WORDS = ["la", "nuit", "noire", "les", "nuits", "noires", "la", "nuit"]
+
+
+def _stream(decoder, lp, frames_per_chunk=4):
+    """Words made final after each chunk, the state's largest pending word count, and the rest."""
+    state, finals, pending = decoder.initial_state(), [], 0
+    for a in range(0, lp.size(0), frames_per_chunk):
+        words, state = decoder.step(state, lp[a:a + frames_per_chunk])
+        finals.append(words)
+        pending = max(pending, max(len(h.words) for h in state.hypotheses))
+    return finals, pending, decoder.finish(state)
+
+
+def test_streaming_search_makes_words_final_early_and_ends_as_one_pass():
+    lp = _noisy_stream()
+    decoder = lexicon_decoder_from_text(PIECES, STREAM_TEXT, beam=6, lm_weight=0.5, word_bonus=1.0, banned=SPECIALS)
+    assert decoder.decode(lp) == STREAM_WORDS
+    finals, pending, rest = _stream(decoder, lp)
+    # chunk by chunk (4 frames of 33): the words, each once, as soon as 90% of the beam agrees
+    assert finals == [[], ["la"], ["nuit"], ["noire"], ["les"], ["nuits"], [], ["noires"], []]
+    assert sum(finals, []) + rest == STREAM_WORDS
+    assert pending <= 2
+    # every kept hypothesis must agree: words come later, the transcript is the same
+    unanimous = lexicon_decoder_from_text(PIECES, STREAM_TEXT, beam=6, lm_weight=0.5, word_bonus=1.0,
+                                          banned=SPECIALS, commit_mass=1.0)
+    finals, _, rest = _stream(unanimous, lp)
+    assert sum(finals, []) + rest == STREAM_WORDS
+    assert sum(len(f) for f in finals) == 3
+
+
+def test_a_word_long_in_doubt_is_made_final_by_the_best_hypothesis():
+    decoder = lexicon_decoder_from_text(PIECES, [["la", "la", "la"], ["les", "les"]], beam=4, lm_weight=0.0,
+                                        banned=SPECIALS, max_pending=2)
+    # "la" and "les" equally likely, word after word: the hypotheses never agree on their own
+    lp = _frames(*[{LA: 0.45, LES: 0.44}, {0: 0.9}] * 6)
+    finals, pending, rest = _stream(decoder, lp, frames_per_chunk=2)
+    assert pending <= 3  # two in doubt, and the one just completed
+    assert sum(len(f) for f in finals) == 4
+    assert sum(finals, []) + rest == ["la"] * 6

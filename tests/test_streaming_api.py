@@ -119,6 +119,20 @@ def test_bad_input_is_refused_with_a_message(system):
     assert stream.state is None and stream not in system.streams
 
 
+def test_the_asr_lexicon_search_gives_the_source_text_events(writing, corpus):
+    from echostream_fairseq.data.speech_to_unit_dataset import read_word_sentences
+    from echostream_fairseq.tasks.configs import ConfigError
+
+    save, _ = writing
+    lexicon = {w for s in read_word_sentences(corpus / "src_unigram" / "train.tsv") for w in s}
+    asr = EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), output="asr", asr_beam=4)
+    events = _alone(asr, _waves(corpus, 1)[0])
+    words = " ".join(e.text for e in events if e.kind == "source_text").split()
+    assert words and set(words) <= lexicon and events[-1].kind == "finished"
+    with pytest.raises(ConfigError, match="--asr-beam must be 0 \\(greedy\\) or positive, got -1"):
+        EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), output="asr", asr_beam=-1)
+
+
 def test_state_layouts_stack_and_split_back():
     from echostream_fairseq.modules.emformer import Emformer
 

@@ -9,7 +9,9 @@ import torch
 
 from echostream_fairseq.checkpoint import CheckpointError, load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
+from echostream_fairseq.data.speech_to_unit_dataset import read_word_sentences
 from echostream_fairseq.modules.ctc import ctc_greedy
+from echostream_fairseq.modules.ctc_lexicon import lexicon_decoder_from_text
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig
 from echostream_fairseq.streaming.translator import STAGES, SimultaneousTranslator, TranslatorConfig
@@ -28,10 +30,11 @@ def _translator(loaded, corpus, **cfg):
     d = task.multitask_dictionaries
     speech = cfg.pop("speech_output", True)
     voc = IncrementalVocoder(GriffinLimUnitVocoder.from_file(str(corpus / "units" / "kmeans.pt"))) if speech else None
+    asr_decoder = cfg.pop("asr_decoder", None)
     config = TranslatorConfig(speech_output=speech, max_len=cfg.pop("max_len", 20), **cfg)
     return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
                                   task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
-                                  config, voc)
+                                  config, voc, asr_decoder)
 
 
 def _stream(translator, wave, chunk, rate=16000):
@@ -68,6 +71,71 @@ def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
     assert (frames - ref).abs().max() <= 1e-5
     assert list(state.asr_tokens) == asr and list(state.st_tokens) == st
     assert sum(len(o.asr_tokens) for o in outs) == len(asr)
+
+
+class _NoisyASR(torch.nn.Module):
+    """An ASR CTC head that spells training sentences, with noise: frame ``t`` of the stream gets
+    row ``t`` of ``logits`` (``prefix``: every call starts at frame 0, as under --reencode)."""
+
+    def __init__(self, logits, prefix=False):
+        super().__init__()
+        self.logits, self.prefix, self.position = logits, prefix, 0
+
+    def forward(self, frames):
+        n = frames.size(1)
+        first = 0 if self.prefix else self.position
+        self.position = first + n
+        return self.logits[first:first + n][None]
+
+
+def _noisy_spelling(d, rows, frames):
+    """``[frames, V]`` scores: the pieces of ``rows`` one after another (two frames each, then a
+    blank), plus Gaussian noise."""
+    labels = []
+    for row in rows:
+        for piece in row:
+            labels += [d.index(piece)] * 2 + [0]
+    torch.manual_seed(0)
+    logits = torch.randn(frames, len(d)) * 1.5
+    for t, label in enumerate(labels[:frames]):
+        logits[t, label] += 4.0
+    logits[len(labels):, 0] += 6.0
+    return logits
+
+
+def test_streamed_asr_lexicon_search_equals_one_pass(loaded, corpus):
+    """The source transcript of ``--asr-beam``, chunk by chunk (incremental and re-encoding), against
+    the search over the same ASR CTC scores in one pass; then the default rule writes early."""
+    model, task = loaded
+    d = task.multitask_dictionaries["source_unigram"]
+    pieces, banned = [d[i] for i in range(len(d))], [d.pad(), d.eos(), d.unk()]
+    sentences = read_word_sentences(corpus / "src_unigram" / "train.tsv")
+    lexicon = {w for sentence in sentences for w in sentence}
+    rows = [line.split("\t")[1].split() for line in (corpus / "src_unigram" / "train.tsv").read_text().splitlines()[1:4]]
+    wave = _source(corpus, 2).numpy()
+    frames = _stream(_translator(loaded, corpus, speech_output=False), wave, 5120)[1].encoder_frames
+    logits = _noisy_spelling(d, rows, frames)
+    # every hypothesis must agree before a word is final, and none is forced: the one-pass result
+    exact = lexicon_decoder_from_text(pieces, sentences, beam=4, banned=banned, commit_mass=1.0, max_pending=10**6)
+    expected = exact.decode(logits.log_softmax(dim=-1))
+    assert len(expected) >= 5 and set(expected) <= lexicon
+    original = model.asr_ctc
+    try:
+        for reencode in (False, True):
+            model.asr_ctc = _NoisyASR(logits, prefix=reencode)
+            tr = _translator(loaded, corpus, speech_output=False, reencode=reencode, asr_decoder=exact)
+            outs, _ = _stream(tr, wave, 5120)
+            assert sum((o.asr_words for o in outs), []) == expected
+        model.asr_ctc = _NoisyASR(logits)
+        default = lexicon_decoder_from_text(pieces, sentences, beam=4, banned=banned)
+        outs, state = _stream(_translator(loaded, corpus, speech_output=False, asr_decoder=default), wave, 5120)
+    finally:
+        model.asr_ctc = original
+    words = sum((o.asr_words for o in outs), [])
+    assert set(words) <= lexicon and sum(len(o.asr_words) for o in outs[:-1]) >= len(words) // 2
+    assert len(state.asr_search.hypotheses) <= 4
+    plain = _translator(loaded, corpus, speech_output=False)
+    assert _stream(plain, wave, 5120)[0][0].asr_words is None
 
 
 def test_reencode_mode_gives_the_same_encoder_and_ctc_prefixes(loaded, corpus):

@@ -67,6 +67,11 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                              "(auto: if the model was trained with --asr-sentence-ends)")
     parser.add_argument("--no-repeat-ngram", type=int, default=0,
                         help="never write a subword that repeats an n-gram of this size in the sentence (0: off)")
+    parser.add_argument("--asr-beam", type=int, default=0,
+                        help="the source transcript from a CTC beam search of N hypotheses over the training "
+                             "transcripts' words with a word trigram (as fairseq-generate --asr-beam; 0: greedy)")
+    parser.add_argument("--asr-lm-weight", type=float, default=0.5, help="with --asr-beam: the trigram's weight")
+    parser.add_argument("--asr-word-bonus", type=float, default=2.0, help="with --asr-beam: score added per word")
     parser.add_argument("--reencode", action="store_true",
                         help="StreamSpeech's behaviour: re-encode and re-decode the whole prefix every chunk "
                              "(the baseline; required for echostream_conformer checkpoints)")
@@ -100,7 +105,8 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
         whole_word=args.whole_word, max_len=args.max_len, mt_source_window=args.mt_source_window,
         target_window=args.target_window, sentence_pause_ms=args.sentence_pause_ms,
         sentence_confirmed_pause_ms=args.sentence_confirmed_pause_ms, asr_sentence_ends=args.asr_sentence_ends,
-        no_repeat_ngram=args.no_repeat_ngram, reencode=args.reencode,
+        no_repeat_ngram=args.no_repeat_ngram, asr_beam=args.asr_beam, asr_lm_weight=args.asr_lm_weight,
+        asr_word_bonus=args.asr_word_bonus, reencode=args.reencode,
     )
 
 

@@ -178,7 +178,11 @@ class Stream:
         now = self.source_seconds
         events: List[Event] = []
         complete = out.finished or out.sentence_end
-        words, self._pending_source = split_complete_words(t.src_dict, self._pending_source + out.asr_tokens, complete)
+        if out.asr_words is not None:  # the lexicon search writes whole words itself
+            words = out.asr_words
+        else:
+            words, self._pending_source = split_complete_words(t.src_dict, self._pending_source + out.asr_tokens,
+                                                               complete)
         if words:
             events.append(Event("source_text", " ".join(words), source_seconds=now))
         if t.config.translate:

@@ -113,6 +113,9 @@ def load_translator(
     sentence_confirmed_pause_ms: int = 240,
     asr_sentence_ends: str = "auto",
     no_repeat_ngram: int = 0,
+    asr_beam: int = 0,
+    asr_lm_weight: float = 0.5,
+    asr_word_bonus: float = 2.0,
     reencode: bool = False,
 ) -> SimultaneousTranslator:
     """The translator of a trained checkpoint (the agents' flags, see ``docs/agents.md``).
@@ -120,7 +123,9 @@ def load_translator(
     ``output``: ``speech`` (needs ``vocoder``), ``text`` or ``asr`` (the source transcript only).
     ``model_dtype``: ``fp32``, ``bf16`` or ``int8`` (see :mod:`echostream_fairseq.modules.precision`).
     ``asr_sentence_ends``: end sentences at the ASR CTC's marks: ``auto`` (if the model was trained
-    with ``--asr-sentence-ends``), ``on`` or ``off``.
+    with ``--asr-sentence-ends``), ``on`` or ``off``. ``asr_beam`` > 0: the source transcript
+    from the lexicon and word-trigram search of ``fairseq-generate --asr-beam``, streamed (words
+    are written once the search has settled on them); the policy still counts greedy subwords.
     """
     if asr_sentence_ends not in ASR_SENTENCE_ENDS:
         raise ValueError(f"--asr-sentence-ends must be one of {ASR_SENTENCE_ENDS}, got {asr_sentence_ends!r}")
@@ -134,6 +139,7 @@ def load_translator(
     target = _device(device)
     model, task = load_echostream_model(model_path, data_bin, config_yaml, multitask_config_yaml)
     model = convert_precision(model.eval(), model_dtype, target)
+    asr_decoder = task.build_asr_decoder(asr_beam, asr_lm_weight, asr_word_bonus)
     if task.data_cfg.global_cmvn_stats is None:
         raise ValueError(f"{data_bin}: the data config has no global_cmvn stats; the model was trained with them")
     config = TranslatorConfig(
@@ -158,6 +164,7 @@ def load_translator(
     return SimultaneousTranslator(
         model.to(target), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
         task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
+        asr_decoder=asr_decoder,
     )
 
 

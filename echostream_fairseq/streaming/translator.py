@@ -45,6 +45,7 @@ from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend, ctc_greedy_marks
+from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder, LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.mt_writing import MTWriting
 from echostream_fairseq.streaming.sentence_ends import SentenceEnds
@@ -165,6 +166,8 @@ class TranslatorState:
     sentences: int = 0
     # the last chunk's ASR CTC sentence-end mark: (ASR subwords before it, encoder frames after it)
     sentence_mark: Optional[Tuple[int, int]] = None
+    asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
+    asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class StepOutput:
     sentence_end: bool = False  # a sentence ended in this chunk: its translation is complete
     encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
+    asr_words: Optional[List[str]] = None  # with an ASR lexicon search: the transcript's new words
 
 
 class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
@@ -189,10 +193,12 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         cmvn: ``(mean, std)`` of the training fbank.
         config: see :class:`TranslatorConfig`.
         vocoder: an :class:`IncrementalVocoder` (required with ``config.speech_output``).
+        asr_decoder: a :class:`CtcLexiconDecoder` for the source transcript (``None``: greedy
+            CTC subwords only); the READ/WRITE policy counts greedy subwords either way.
     """
 
     def __init__(self, model, src_dict, st_dict, tgt_dict, unit_dict, cmvn, config: TranslatorConfig,
-                 vocoder: Optional[IncrementalVocoder] = None) -> None:
+                 vocoder: Optional[IncrementalVocoder] = None, asr_decoder: Optional[CtcLexiconDecoder] = None) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device  # audio, fbank and the vocoder stay on the CPU
         # the activations' dtype (bf16 under --model-dtype bf16; int8 models keep fp32 activations)
@@ -220,6 +226,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         self.cmvn = cmvn
         self.fbank = FbankStream(cmvn)
         self.vocoder = vocoder
+        self.asr_decoder = asr_decoder
         self.src_banned = self._specials(src_dict)
         # the ASR CTC's sentence-end mark, when it is read (its eos; never chosen otherwise)
         self.asr_mark = src_dict.eos() if config.asr_sentence_ends else None
@@ -237,7 +244,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         """A translator on the same model, dictionaries and vocoder with some
         :class:`TranslatorConfig` fields changed (e.g. ``time_stages=True``)."""
         return SimultaneousTranslator(self.model, self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict,
-                                      self.cmvn, replace(self.config, **changes), self.vocoder)
+                                      self.cmvn, replace(self.config, **changes), self.vocoder, self.asr_decoder)
 
     @staticmethod
     def _specials(d) -> List[int]:
@@ -270,6 +277,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             units=0,
             all_units=(),
             vocoder=self.vocoder.initial_state() if self.vocoder is not None else None,
+            asr_search=self.asr_decoder.initial_state() if self.asr_decoder is not None else None,
         )
 
     # -- one chunk --------------------------------------------------------------------------------
@@ -421,8 +429,11 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             last_tokens, last_units, last_wave, state = self._end_sentence(state, enc_new, clock)
             target_new, units_new = target_new + last_tokens, units_new + last_units
             wave = torch.cat([wave, last_wave])
+        asr_words = None
+        if self.asr_decoder is not None:
+            asr_words = list(state.asr_final) + (self.asr_decoder.finish(state.asr_search) if finish else [])
         out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, sentence_end, enc_new,
-                         clock.seconds if clock else {})
+                         clock.seconds if clock else {}, asr_words)
         return out, replace(state, finished=finish)
 
     # -- encoder and CTC --------------------------------------------------------------------------
@@ -479,12 +490,20 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             mark = (len(state.asr_tokens) + mark[0], mark[1])
         st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
         blanks = ctc_blank_run(asr_logits, state.asr_blank_frames, self.src_banned)
+        state = self._search_asr(state, asr_logits)
         return asr_new, st_new, frames, replace(
             state, encoder_frames=state.encoder_frames + frames.size(1),
             asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last,
             st_tokens=state.st_tokens + tuple(st_new), st_last=st_last, asr_blank_frames=blanks,
             sentence_mark=mark,
         )
+
+    def _search_asr(self, state: TranslatorState, asr_logits: Tensor) -> TranslatorState:
+        """The lexicon search over new frames' ASR CTC scores ``[t, V]`` (when there is one)."""
+        if self.asr_decoder is None:
+            return state
+        words, search = self.asr_decoder.step(state.asr_search, asr_logits.float().log_softmax(dim=-1))
+        return replace(state, asr_search=search, asr_final=tuple(words))
 
     def _encode_prefix(self, state: TranslatorState, audio: Tensor, finish: bool):
         """StreamSpeech's way: fbank, encoder and CTC over the whole prefix, every chunk."""
@@ -506,6 +525,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         blanks = ctc_blank_run(asr_logits[0], 0, self.src_banned)
         st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
+        state = self._search_asr(state, asr_logits[0, state.encoder_frames:])
         return asr_new, st_new, frames, replace(
             state, source_samples=samples, encoder_frames=frames.size(1),
             asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks, sentence_mark=mark,

@@ -169,26 +169,26 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         return TwoPassGenerator(
             models[0], self.multitask_dictionaries["target_unigram"],
             self.multitask_dictionaries["source_unigram"], self.unit_dict,
-            asr_decoder=self.build_asr_decoder(), **search_args,
+            asr_decoder=self.build_asr_decoder(
+                int(getattr(args, "asr_beam", 0) or 0), float(getattr(args, "asr_lm_weight", 0.5)),
+                float(getattr(args, "asr_word_bonus", 2.0)), getattr(args, "asr_lm_split", "train")),
+            **search_args,
         )
 
-    def build_asr_decoder(self):
-        """The lexicon and trigram decoder of ``--asr-beam`` (``None`` for greedy CTC)."""
+    def build_asr_decoder(self, beam: int, lm_weight: float = 0.5, word_bonus: float = 2.0, split: str = "train"):
+        """The lexicon and trigram search of ``--asr-beam`` (``None`` for greedy CTC, ``beam`` 0),
+        fitted on the ASR targets of ``split``."""
         from echostream_fairseq.modules.ctc_lexicon import lexicon_decoder_from_text
 
-        beam = int(getattr(self.args, "asr_beam", 0) or 0)
         if beam < 0:
             raise ConfigError(f"--asr-beam must be 0 (greedy) or positive, got {beam}")
         if beam == 0:
             return None
         entry = self.multitask_config.tasks["source_unigram"]
-        split = getattr(self.args, "asr_lm_split", "train")
         sentences = read_word_sentences(entry.data_dir / f"{split}.tsv")
         d = self.multitask_dictionaries["source_unigram"]
         decoder = lexicon_decoder_from_text(
-            [d[i] for i in range(len(d))], sentences, beam=beam,
-            lm_weight=float(getattr(self.args, "asr_lm_weight", 0.5)),
-            word_bonus=float(getattr(self.args, "asr_word_bonus", 2.0)),
+            [d[i] for i in range(len(d))], sentences, beam=beam, lm_weight=lm_weight, word_bonus=word_bonus,
             banned=[d.pad(), d.eos(), d.unk()],
         )
         logger.info("ASR: lexicon of %d words, trigram on %d sentences of %s, beam %d",
@@ -217,7 +217,8 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             h = hypo[0]
             if dataset is not None and hasattr(dataset, "id_of"):
                 print(f"ID-{index}\t{dataset.id_of(index)}", file=out)
-            asr = " ".join(pieces_to_words(src_dict, h["asr_tokens"]))
+            words = h.get("asr_words")
+            asr = " ".join(pieces_to_words(src_dict, h["asr_tokens"]) if words is None else words)
             st = " ".join(pieces_to_words(tgt_dict, h["st_tokens"]))
             mt = " ".join(pieces_to_words(tgt_dict, h["mt_tokens"]))
             print(f"ASR-{index}\t{asr}", file=out)
