@@ -11,7 +11,7 @@ from echostream_fairseq.data.longform import LongFormOptions, build_longform, re
 from echostream_fairseq.data.manifest import read_tsv
 from echostream_fairseq.data.steps import PrepError
 from echostream_fairseq.evaluation.longform import (
-    ReferenceSentence, TimedWord, boundary_scores, laal, longform_scores, resegment)
+    ReferenceSentence, TimedWord, boundary_scores, lag_trend, laal, longform_scores, resegment)
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyState
@@ -172,6 +172,26 @@ def test_concat_split_joins_utterances_and_their_targets(corpus, tmp_path):
         assert set(row["tgt_audio"].split()) <= {u for v in units.values() for u in v.split()}
     with pytest.raises(PrepError, match="overwrite"):
         build_concat_split(ConcatOptions(str(data), split="train"), progress=False)
+
+
+def test_lag_trend_on_hand_made_cases():
+    ends = [10.0 * k for k in range(1, 61)]  # a sentence ending every 10 s for 10 minutes
+    growing = [0.1 + 0.02 * e / 60 for e in ends]  # 20 ms more lag per minute, exactly
+    t = lag_trend(ends, growing)
+    assert (t["first_sentences"], t["last_sentences"]) == (5, 6)  # ends < 60 s; ends > 540 s
+    assert t["first"] == pytest.approx(0.1 + 0.02 * 30 / 60)
+    assert t["last"] == pytest.approx(0.1 + 0.02 * 575 / 60)
+    assert t["slope_per_minute"] == pytest.approx(0.02)
+    assert t["slope_ci"] == pytest.approx([0.02, 0.02])  # no noise: every resample has the slope
+    lo, hi = t["difference_ci"]
+    assert lo <= t["difference"] <= hi and lo > 0.15
+    rng = np.random.default_rng(1)
+    flat = list(0.1 + rng.normal(0, 0.05, len(ends)))  # no trend, noise of 50 ms
+    t = lag_trend(ends, flat, seed=3)
+    assert t["slope_ci"][0] < 0 < t["slope_ci"][1] and t["difference_ci"][0] < 0 < t["difference_ci"][1]
+    assert lag_trend(ends, flat, seed=3) == t  # seeded
+    with pytest.raises(ValueError, match="60 sentence ends but 2 lags"):
+        lag_trend(ends, [0.1, 0.2])
 
 
 def test_boundary_scores_on_a_hand_made_case():

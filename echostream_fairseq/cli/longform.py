@@ -159,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore")
     from echostream_fairseq.agents.simuleval_agent import build_translator
     from echostream_fairseq.data.longform import read_stream_sentences
-    from echostream_fairseq.evaluation.longform import ReferenceSentence, boundary_scores, longform_scores
+    from echostream_fairseq.evaluation.longform import ReferenceSentence, boundary_scores, lag_trend, longform_scores
 
     names = args.names
     if names is None:
@@ -190,17 +190,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                  args.source_segment_size)
         scores = longform_scores(words, refs)
         lags = [(s.end, lag) for s, lag in zip(table, scores["lags"]) if lag is not None]
-        first = [lag for end, lag in lags if end < 60]
         last_minute = int(table[-1].end // 60)
-        last = [lag for end, lag in lags if end >= last_minute * 60]
+        trend = lag_trend([e for e, _ in lags], [g for _, g in lags])
         record = {
             "name": name, "chunk_ms": args.source_segment_size, "words": len(words),
             **{k: v for k, v in scores.items() if k not in ("hypotheses",)},
-            "lag_first_minute": statistics.mean(first) if first else None,
+            "lag_first_minute": trend["first"],
             # least-squares slope of the lag against where the sentence ends (seconds per minute)
-            "lag_slope_per_minute": (60 * statistics.linear_regression([e for e, _ in lags], [g for _, g in lags]).slope
-                                     if len(lags) > 2 else None),
-            "lag_last_minute": statistics.mean(last) if last else None,
+            "lag_slope_per_minute": trend["slope_per_minute"],
+            "lag_last_minute": trend["last"],
+            "lag_trend": trend,
             "ms_per_chunk_first_minute": _minute_cost(chunks, 0),
             "ms_per_chunk_last_minute": _minute_cost(chunks, max(0, last_minute - 1)),
             "sentence_ends": sum(c["sentence_end"] for c in chunks),
@@ -255,6 +254,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     for r in rows:
         b = r["boundaries"]
         print(f"| {r['name']} | {r['sentence_ends']} | {b['precision']:.0%} | {b['recall']:.0%} | {b['delay']:.2f} |")
+    print("\n| stream | lag, first minute (s) | last minute (s) | last - first (95% CI) | slope, s per minute (95% CI) |\n"
+          "|---|---|---|---|---|")
+    for r in rows:
+        t = r["lag_trend"]
+        diff, slope = t["difference_ci"], t["slope_ci"]
+        print(f"| {r['name']} | {_num(t['first'])} ({t['first_sentences']}) | {_num(t['last'])} ({t['last_sentences']}) "
+              f"| {_num(t['difference'])} ({_interval(diff)}) | {_num(t['slope_per_minute'], 4)} ({_interval(slope, 4)}) |")
     if recognizer is not None:
         print("\n| stream | ASR-BLEU (resegmented) | ASR-BLEU, each sentence alone | ratio | sentences heard |\n|---|---|---|---|---|")
         for r in rows:
@@ -263,6 +269,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"| {r['name']} | {r['asr_bleu']:.1f} | {level if level is None else round(level, 1)} | {ratio} "
                   f"| {r['asr_coverage']:.0%} |")
     return 0
+
+
+def _num(x, digits: int = 3) -> str:
+    return "-" if x is None or x != x else f"{x:+.{digits}f}" if digits == 4 else f"{x:.{digits}f}"
+
+
+def _interval(ci, digits: int = 3) -> str:
+    return "-" if ci is None else f"{ci[0]:+.{digits}f} to {ci[1]:+.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ reference is the list of the stream's sentences with their start and end times. 
   project), the share of reference sentences whose piece is not empty, StreamLAAL (LAAL per
   piece with the delays taken from the reference sentence's start and its duration as the
   source length, averaged over non-empty pieces; FBK's ``simulstream`` definition) and each
-  sentence's lag: when its last word was written, behind the end of its source speech.
+  sentence's lag: when its last word was written, behind the end of its source speech;
+* :func:`lag_trend`: whether that lag grows along the stream, with bootstrap intervals.
 
 Delays are seconds of stream time; a computation-aware delay is when the word would be out had
 the audio arrived in real time (each chunk waits for its audio and for the chunk before it).
@@ -25,7 +26,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 from echostream_fairseq.data.text import normalize_text
 
-__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores", "boundary_scores"]
+__all__ = ["TimedWord", "ReferenceSentence", "resegment", "laal", "longform_scores", "boundary_scores", "lag_trend"]
 
 
 @dataclass(frozen=True)
@@ -168,4 +169,49 @@ def boundary_scores(end_times: Sequence[float], references: Sequence[ReferenceSe
         "recall": sum(t is not None for t in hit) / len(windows) if windows else float("nan"),
         "delay": _mean(delays),
         "splits": len(end_times) - on,
+    }
+
+
+def lag_trend(ends: Sequence[float], lags: Sequence[float], window: float = 60.0, resamples: int = 2000,
+              seed: int = 0) -> Dict[str, object]:
+    """Whether the lag grows along the stream, with the uncertainty that a few sentences a minute
+    leave: the mean lag of the sentences ending in the first ``window`` seconds and in the
+    ``window`` seconds before the last sentence's end, their difference, and the least-squares slope of lag against end time (seconds per
+    minute), each difference and slope with a 95% bootstrap interval (``resamples`` draws of the
+    sentences with replacement, seeded).
+
+    ``ends``: each sentence's source end (stream seconds); ``lags``: its lag (seconds).
+    """
+    import numpy as np
+
+    if len(ends) != len(lags):
+        raise ValueError(f"{len(ends)} sentence ends but {len(lags)} lags")
+    ends_a, lags_a = np.asarray(ends, dtype=float), np.asarray(lags, dtype=float)
+    last_start = ends_a.max() - window if len(ends_a) else 0.0
+    first, last = lags_a[ends_a < window], lags_a[ends_a > last_start]
+
+    def slope(x, y) -> float:
+        return float(60.0 * np.polyfit(x, y, 1)[0]) if len(x) > 2 and np.ptp(x) > 0 else float("nan")
+
+    rng = np.random.default_rng(seed)
+    differences, slopes = [], []
+    for _ in range(resamples):
+        if len(first) and len(last):
+            differences.append(rng.choice(last, len(last)).mean() - rng.choice(first, len(first)).mean())
+        pick = rng.integers(0, len(ends_a), len(ends_a))
+        slopes.append(slope(ends_a[pick], lags_a[pick]))
+
+    def interval(values) -> Optional[List[float]]:
+        values = [v for v in values if v == v]
+        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values else None
+
+    return {
+        "first": float(first.mean()) if len(first) else None,
+        "last": float(last.mean()) if len(last) else None,
+        "difference": float(last.mean() - first.mean()) if len(first) and len(last) else None,
+        "difference_ci": interval(differences),
+        "slope_per_minute": slope(ends_a, lags_a),
+        "slope_ci": interval(slopes),
+        "first_sentences": int(len(first)),
+        "last_sentences": int(len(last)),
     }
