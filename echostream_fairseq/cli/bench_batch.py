@@ -26,6 +26,8 @@ After ``--warmup`` chunks per stream (the attention windows fill and the states 
 * ``one at a time``: one translator step per stream, as a server with one processor per connection
   (simulstream's design) does.
 
+``--model-dtype bf16`` runs the models and the CodeHiFiGANs in bfloat16 (the agents' flag).
+
 Both modes start from the same states and produce the same output. Per-stream cost = tick time / N.
 Real time: every stream's chunk arrives at the same moment (the worst alignment); N streams are
 held in real time when the 95th percentile of the tick time is below the chunk's duration.
@@ -96,12 +98,17 @@ def tiny_system(args, vocoder_batch: int = 1):
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
     from echostream_fairseq.streaming.loading import load_vocoder
 
+    from echostream_fairseq.modules.precision import convert_precision
+
+    dtype = getattr(args, "model_dtype", "fp32")
     if args.model:
         model, task = load_echostream_model(args.model, args.data)
     else:
         model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
+    model = convert_precision(model.eval(), dtype, torch.device("cpu"))
     if args.vocoder:
-        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, max_batch=vocoder_batch)
+        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, model_dtype=dtype,
+                               max_batch=vocoder_batch)
     else:
         vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True,
                                max_batch=vocoder_batch)
@@ -117,15 +124,20 @@ def _systems(args) -> Dict[str, object]:
     systems["tiny"] = _translator(model, task, vocoder, args.chunk_ms, trained=bool(args.model))
     systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
     if args.full_size_streams:
+        from echostream_fairseq.modules.precision import convert_precision
+
         model, task = build_random_echostream_model("echostream_emformer", args.data)
-        systems["full"] = _translator(model, task, random_full_size_vocoder(kmeans, args.vocoder_batch),
-                                      args.chunk_ms, False)
+        model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
+        vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype)
+        systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
     return systems
 
 
-def random_full_size_vocoder(kmeans: Path, max_batch: int = 1):
+def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str = "fp32"):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
-    ``max_batch`` streams at most per synthesis call."""
+    ``max_batch`` streams at most per synthesis call; ``bf16`` runs it in bfloat16."""
+    from echostream_fairseq.modules.precision import torch_dtype
+
     from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder
@@ -136,6 +148,8 @@ def random_full_size_vocoder(kmeans: Path, max_batch: int = 1):
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
+    if torch_dtype(model_dtype) == torch.bfloat16:  # as load_vocoder: int8 keeps the vocoder fp32
+        full = full.to(torch.bfloat16)
     incremental = IncrementalVocoder(full, dur_prediction=True, max_batch=max_batch)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
@@ -231,6 +245,8 @@ def main(argv=None) -> int:
     p.add_argument("--vocoder-batch", type=int, default=4,
                    help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
                         "the streaming API's setting is 4)")
+    p.add_argument("--model-dtype", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="inference precision of the models and the CodeHiFiGANs (as the agents' flag)")
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -251,12 +267,12 @@ def main(argv=None) -> int:
         print(f"echostream-bench-batch: {e}", file=sys.stderr)
         return 2
     results = {"machine": _machine(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
-               "systems": {}}
+               "model_dtype": args.model_dtype, "systems": {}}
     counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),
               "full": sorted(set(args.full_size_streams))}
     lines = ["# Concurrent streams: batched against one at a time", "", f"Machine: {results['machine']}",
              f"Chunk {args.chunk_ms} ms, speech output; tiny: {'trained, agent settings' if args.model else 'random, forced writing'}"
-             f", full: random, forced writing; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.", ""]
+             f", full: random, forced writing; {args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.", ""]
     with torch.inference_mode():
         for name, translator in systems.items():
             rows = []
