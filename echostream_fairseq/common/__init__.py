@@ -3,4 +3,5 @@
 * :mod:`~echostream_fairseq.common.files`: atomic file writes and the clean-up of their leftovers.
 * :mod:`~echostream_fairseq.common.audio`: the sample rate and encoder frame every part assumes,
   and the one check that turns a waveform argument into mono samples at a given rate.
+* :mod:`~echostream_fairseq.common.text`: the subword convention (sentencepiece's word start).
 """

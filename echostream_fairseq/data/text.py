@@ -28,6 +28,8 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import sentencepiece as spm
 
+from echostream_fairseq.common.text import WORD_START
+
 from echostream_fairseq.common.files import atomic_open
 
 __all__ = [
@@ -46,7 +48,6 @@ __all__ = [
 
 NORMALIZER_VERSION = 1
 SPECIAL_PIECES = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, added by fairseq's Dictionary itself
-WORD_START = "\u2581"  # sentencepiece's "▁": the piece starts a word
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 _NOT_WORD = re.compile(r"[^\w' ]+")  # \w is Unicode-aware: accented letters and digits stay

@@ -30,7 +30,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-from echostream_fairseq.data.text import WORD_START
+from echostream_fairseq.common.text import WORD_START
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.modules.ngram_lm import SENTENCE_END, NgramLM
 
