@@ -19,8 +19,10 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.streaming.policy import FINISH, PolicyState
 
+from echostream_fairseq.streaming.stage_clock import StageClock
+
 if TYPE_CHECKING:
-    from echostream_fairseq.streaming.translator import TranslatorState, _StageClock
+    from echostream_fairseq.streaming.translator import TranslatorState
 
 __all__ = ["SentenceEnds"]
 
@@ -67,7 +69,7 @@ class SentenceEnds:
             return None
         return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
 
-    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[_StageClock]):
+    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[StageClock]):
         """Complete the current sentence's translation, then start the target side afresh.
 
         Returns the sentence's last subwords, units and speech, and the new state."""

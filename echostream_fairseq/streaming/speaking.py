@@ -20,9 +20,10 @@ from torch import Tensor
 
 from echostream_fairseq.modules.ctc import ctc_greedy, ctc_greedy_extend
 from echostream_fairseq.modules.transformer_layer import pad_caches, unpad_row
+from echostream_fairseq.streaming.stage_clock import StageClock, credit_share
 
 if TYPE_CHECKING:
-    from echostream_fairseq.streaming.translator import TranslatorState, _StageClock
+    from echostream_fairseq.streaming.translator import TranslatorState
 
 __all__ = ["Speaking"]
 
@@ -31,20 +32,20 @@ class Speaking:
     """The translator's unit and speech steps (see the module docstring)."""
 
     def _speak(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
-               clock: Optional["_StageClock"], sentence_done: bool = False):
+               clock: Optional[StageClock], sentence_done: bool = False):
         """Units for new text states, then their speech, for one stream: ``(units, wave, state)``."""
         units, unit_ids, state = self._units(state, text_states, enc, finish, clock, sentence_done)
         (wave, state), = self._speech([(unit_ids, state, finish)], [clock])
         return units, wave, state
 
     def _units(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
-               clock: Optional["_StageClock"], sentence_done: bool = False):
+               clock: Optional[StageClock], sentence_done: bool = False):
         """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:
         the text is complete (its end-of-sentence state included) though the stream goes on."""
         return self._units_all([(state, text_states, enc, finish or sentence_done)], [clock])[0]
 
     def _units_all(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
-                   clocks: Sequence[Optional["_StageClock"]]):
+                   clocks: Sequence[Optional[StageClock]]):
         """:meth:`_units` for ``(state, text states, encoder frames, text complete)`` of each stream:
         the incremental streams with new text step T2U and the unit decoder together."""
         results: List = [None] * len(items)
@@ -66,15 +67,11 @@ class Speaking:
             started = time.perf_counter()
             for i, out in zip(batch, self._units_batch([items[i][0] for i in batch], [items[i][1] for i in batch])):
                 results[i] = out
-            share = (time.perf_counter() - started) / len(batch)
-            for i in batch:
-                if clocks[i]:
-                    clocks[i].seconds["units"] += share
-                    clocks[i].restart()
+            credit_share(clocks, batch, "units", started)
         return [(units, [self.unit_ids[u] for u in units if u in self.unit_ids], state) for units, state in results]
 
     def _speech(self, items: Sequence[Tuple[List[int], "TranslatorState", bool]],
-                clocks: Sequence[Optional["_StageClock"]]) -> List[Tuple[Tensor, "TranslatorState"]]:
+                clocks: Sequence[Optional[StageClock]]) -> List[Tuple[Tensor, "TranslatorState"]]:
         """Speech for ``(vocoder ids, state, finish)`` of each stream; incremental streams share
         vocoder calls, each credited an equal share of their time."""
         if self.config.reencode:
@@ -86,14 +83,9 @@ class Speaking:
             return out
         started = time.perf_counter()
         spoken = self.vocoder.step_batch([(ids, state.vocoder, finish) for ids, state, finish in items])
-        share = (time.perf_counter() - started) / max(len(items), 1)
-        out = []
-        for (ids, state, _), (wave, voc_state), clock in zip(items, spoken, clocks):
-            out.append((wave, replace(state, vocoder=voc_state, units=state.units + len(ids))))
-            if clock:
-                clock.seconds["vocoder"] += share
-                clock.restart()
-        return out
+        credit_share(clocks, range(len(items)), "vocoder", started)
+        return [(wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
+                for (ids, state, _), (wave, voc_state) in zip(items, spoken)]
 
     def _units_batch(self, states: Sequence["TranslatorState"], texts: Sequence[Tensor]):
         """T2U + unit CTC for new text states ``[1, n_b, D]`` of each stream (causal: earlier units

@@ -50,6 +50,7 @@ from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.mt_writing import MTWriting
 from echostream_fairseq.streaming.sentence_ends import SentenceEnds
 from echostream_fairseq.streaming.speaking import Speaking
+from echostream_fairseq.streaming.stage_clock import STAGES, StageClock, credit_share
 from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
@@ -58,28 +59,6 @@ __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTra
 
 # the stages a chunk's wall time is split into (``time_stages``): resampling, fbank, encoder and
 # CTC heads; MT memory, policy and decoding; T2U and unit decoding; the vocoder
-STAGES = ("encoder", "mt", "units", "vocoder")
-
-
-class _StageClock:
-    """Credits the time since the previous mark to the stage that just ended."""
-
-    __slots__ = ("seconds", "_last")
-
-    def __init__(self) -> None:
-        self.seconds: Dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        self._last = time.perf_counter()
-
-    def restart(self) -> None:
-        """Time spent elsewhere (other streams of a batch) is nobody's stage."""
-        self._last = time.perf_counter()
-
-    def mark(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] += now - self._last
-        self._last = now
-
-
 @dataclass(frozen=True)
 class TranslatorConfig:
     """Attributes:
@@ -309,10 +288,10 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                 raise ValueError(f"state must be a TranslatorState (samples first, then the state), got {type(state).__name__}")
             if state.finished:
                 raise ValueError("this stream is finished; start a new one with initial_state()")
-        clocks: List[Optional[_StageClock]] = []
+        clocks: List[Optional[StageClock]] = []
         states, audios = [], []
         for samples, state, finish in requests:
-            clocks.append(_StageClock() if self.config.time_stages else None)
+            clocks.append(StageClock() if self.config.time_stages else None)
             audio, n_bad = to_mono(samples)
             audio, resample_state = ResampleStream(state.source_rate).step(audio, state.resample, finish)
             states.append(replace(state, resample=resample_state, nonfinite_samples=state.nonfinite_samples + n_bad))
@@ -406,10 +385,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             started = time.perf_counter()
             for i, written in zip(batch, self._write_batch([plans[i][0] for i in batch], [plans[i][2] for i in batch])):
                 results[i] = written
-            share = (time.perf_counter() - started) / len(batch)
-            for i in batch:
-                if clocks[i]:
-                    clocks[i].seconds["mt"] += share
+            credit_share(clocks, batch, "mt", started)
         return results
 
     @staticmethod
@@ -422,7 +398,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
                   units_new: List[int], wave: Tensor, wrote: bool, finish: bool,
-                  clock: Optional[_StageClock]) -> Tuple[StepOutput, TranslatorState]:
+                  clock: Optional[StageClock]) -> Tuple[StepOutput, TranslatorState]:
         """After the speech: the sentence end, the step's output."""
         sentence_end = not finish and self._sentence_ends(state, enc_new)
         if sentence_end:
@@ -447,7 +423,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         return encoder
 
     def _encode_increments(self, states: List[TranslatorState], audios: List[Tensor], finishes: List[bool],
-                           clocks: List[Optional[_StageClock]]):
+                           clocks: List[Optional[StageClock]]):
         """fbank per stream, then the encoder and the CTC heads once per group of stackable states."""
         encoder = self._encoder()
         features, fbank_states = [], []
@@ -478,10 +454,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             for row, (i, enc, st) in enumerate(zip(group, encoders, split_state(st_caches, sizes))):
                 results[i] = self._ctc_extend(replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
                                               frames[row : row + 1], asr_logits[row], st_logits[row])
-            share = (time.perf_counter() - started) / len(group)
-            for i in group:  # each stream is credited its share of the batch
-                if clocks[i]:
-                    clocks[i].seconds["encoder"] += share
+            credit_share(clocks, group, "encoder", started)  # each stream is credited its share of the batch
         return results
 
     def _ctc_extend(self, state: TranslatorState, frames: Tensor, asr_logits: Tensor, st_logits: Tensor):
