@@ -169,9 +169,10 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         return TwoPassGenerator(
             models[0], self.multitask_dictionaries["target_unigram"],
             self.multitask_dictionaries["source_unigram"], self.unit_dict,
+            # the ASR search flags are the task's (fairseq passes its generation config as ``args``)
             asr_decoder=self.build_asr_decoder(
-                int(getattr(args, "asr_beam", 0) or 0), float(getattr(args, "asr_lm_weight", 0.5)),
-                float(getattr(args, "asr_word_bonus", 2.0)), getattr(args, "asr_lm_split", "train")),
+                int(getattr(self.args, "asr_beam", 0) or 0), float(getattr(self.args, "asr_lm_weight", 0.5)),
+                float(getattr(self.args, "asr_word_bonus", 2.0)), getattr(self.args, "asr_lm_split", "train")),
             **search_args,
         )
 
