@@ -170,23 +170,6 @@ def test_mt_decoder_positions_are_fairseqs():
     torch.testing.assert_close(rows[1], table[2:7], atol=1e-5, rtol=0)
 
 
-def _units_stepped(t2u, dec, text, window=0, t2u_caches=None, unit_caches=None, first=0):
-    """Feed ``text`` ``[1, n, D]`` one state at a time, alone; returns T2U out, logits, caches."""
-    from echostream_fairseq.modules.transformer_layer import pad_caches, unpad_row
-
-    outs, logits = [], []
-    for j in range(text.size(1)):
-        tc, tv, _ = pad_caches([t2u_caches], len(t2u.layers))
-        uc, uv, mv = pad_caches([unit_caches], len(dec.layers))
-        out, tc, tv = t2u.step_rows(text[:, j:j + 1], tc, tv, window)
-        piece, uc, uv, mv = dec.step_rows(out, torch.tensor([first + j]), uc, uv, mv, window)
-        t2u_caches = unpad_row(tc, 0, int(tv[0].sum()), 0)
-        unit_caches = unpad_row(uc, 0, int(uv[0].sum()), int(mv[0].sum()))
-        outs.append(out)
-        logits.append(piece)
-    return torch.cat(outs, dim=1), torch.cat(logits, dim=1), t2u_caches, unit_caches
-
-
 def test_text_to_units_steps_equal_the_full_forward():
     torch.manual_seed(5)
     t2u = T2UEncoder(input_dim=16, embed_dim=24, ffn_dim=48, num_layers=2, num_heads=4).eval()
@@ -195,38 +178,12 @@ def test_text_to_units_steps_equal_the_full_forward():
     with torch.no_grad():
         full_text = t2u(text)
         full_logits, _ = dec(full_text, torch.tensor([7]), k2=0, n2=1)
-        outs, logits, _, _ = _units_stepped(t2u, dec, text)
-    torch.testing.assert_close(outs, full_text, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="one new text state per stream, got 2"):
-        dec.step_rows(full_text[:, :2], torch.tensor([0]), [None, None], torch.zeros(1, 0, dtype=torch.bool),
-                      torch.zeros(1, 0, dtype=torch.bool))
-
-
-def test_text_to_units_rows_of_streams_at_different_points_equal_each_alone():
-    """Three streams (one fresh, two with 4 and 9 text states, past a window of 5) in one batch."""
-    from echostream_fairseq.modules.transformer_layer import pad_caches, unpad_row
-
-    torch.manual_seed(6)
-    t2u = T2UEncoder(input_dim=16, embed_dim=24, ffn_dim=48, num_layers=2, num_heads=4).eval()
-    dec = CTCUnitDecoder(embed_dim=24, num_units=10, upsample_rate=3, ffn_dim=48, num_layers=2, num_heads=4).eval()
-    window = 5
-    with torch.no_grad():
-        pasts = [torch.randn(1, n, 16) for n in (0, 4, 9)]
-        news = [torch.randn(1, 1, 16) for _ in pasts]
-        before = [_units_stepped(t2u, dec, p, window)[2:] if p.size(1) else (None, None) for p in pasts]
-        alone = [_units_stepped(t2u, dec, x, window, tc, uc, p.size(1))
-                 for x, p, (tc, uc) in zip(news, pasts, before)]
-        tc, tv, _ = pad_caches([b[0] for b in before], len(t2u.layers))
-        uc, uv, mv = pad_caches([b[1] for b in before], len(dec.layers))
-        out, tc, tv = t2u.step_rows(torch.cat(news), tc, tv, window)
-        logits, uc, uv, mv = dec.step_rows(out, torch.tensor([p.size(1) for p in pasts]), uc, uv, mv, window)
-    assert mv.size(1) == window and uv.size(1) == window * 3  # the caches stay within the window
-    for b, (a_out, a_logits, a_t2u, a_units) in enumerate(alone):
-        torch.testing.assert_close(out[b:b + 1], a_out, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(logits[b:b + 1], a_logits, atol=1e-5, rtol=1e-5)
-        row = unpad_row(uc, b, int(uv[b].sum()), int(mv[b].sum()))
-        for got, want in zip(row, a_units):
-            torch.testing.assert_close(got.self_key, want.self_key, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(got.cross_value, want.cross_value, atol=1e-5, rtol=1e-5)
-        assert unpad_row(tc, b, int(tv[b].sum()), 0)[0].self_key.size(2) == a_t2u[0].self_key.size(2)
+        t2u_caches = unit_caches = None
+        outs, logits = [], []
+        for a, b in [(0, 2), (2, 3), (3, 7)]:  # text arriving in pieces
+            out, t2u_caches = t2u.step(text[:, a:b], t2u_caches)
+            piece, unit_caches = dec.step(out, unit_caches, a)
+            outs.append(out)
+            logits.append(piece)
+    torch.testing.assert_close(torch.cat(outs, dim=1), full_text, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)

@@ -7,9 +7,8 @@ and whose cross-attention to the text states follows a wait-k mask
 (:func:`~echostream_fairseq.modules.masks.waitk_text_mask`). A CTC projection over the unit
 dictionary (blank = index 0) gives the units in one pass. Both stacks are causal, so the units of
 text already written do not change when more text arrives: speech can be produced incrementally.
-Each stack has a ``step_rows`` for that: new text states of several streams at once, over their
-left-padded :class:`LayerCache` lists (explicit data in and out), each row equal to its stream
-alone and to the full forward on the concatenated input.
+Each stack has a :meth:`step` for that (explicit :class:`LayerCache` lists in and out, equal to its
+full forward on the concatenated input).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 
 from echostream_fairseq.modules.masks import causal_mask, waitk_text_mask
 from echostream_fairseq.modules.positions import sinusoidal_rows
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, padded_step
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 
 __all__ = ["T2UEncoder", "CTCUnitDecoder"]
 
@@ -49,17 +48,12 @@ class T2UEncoder(nn.Module):
             x, _ = layer(x, mask)
         return self.final_norm(x)
 
-    def step_rows(self, text_states: Tensor, caches: List[LayerCache], self_valid: Tensor, self_window: int = 0
-                  ) -> Tuple[Tensor, List[LayerCache], Tensor]:
-        """New text states ``[B, t, input_dim]`` of several streams -> ``[B, t, embed_dim]``.
-
-        ``caches`` and ``self_valid`` ``[B, P]`` are the streams' left-padded caches
-        (:func:`~echostream_fairseq.modules.transformer_layer.pad_caches`); each new state attends
-        at most ``self_window`` earlier ones (0: all). Returns the outputs, the caches and the new
-        valid mask; row ``b`` equals stream ``b`` stepped alone.
-        """
-        x, caches, self_valid = padded_step(self.layers, self.proj(text_states), caches, self_valid, None, self_window)
-        return self.final_norm(x), caches, self_valid
+    def step(self, text_states: Tensor, caches: Optional[List[LayerCache]], self_window: int = 0
+             ) -> Tuple[Tensor, List[LayerCache]]:
+        """New text states ``[B, n, input_dim]`` -> ``[B, n, embed_dim]``, each attending at most
+        ``self_window`` earlier ones (0: all); ``caches`` from the previous step (``None``: empty)."""
+        x, caches = stack_step(self.layers, self.proj(text_states), caches, self_window)
+        return self.final_norm(x), caches
 
 
 class CTCUnitDecoder(nn.Module):
@@ -112,42 +106,30 @@ class CTCUnitDecoder(nn.Module):
             x, _ = layer(x, self_mask, text, cross_mask)
         return self.proj(self.final_norm(x)), up_lengths
 
-    def step_rows(self, text: Tensor, text_positions: Tensor, caches: List[LayerCache], self_valid: Tensor,
-                  memory_valid: Tensor, text_window: int = 0) -> Tuple[Tensor, List[LayerCache], Tensor, Tensor]:
-        """Units for one new T2U state of each of several streams (inference; wait-k with
-        ``k2 = 0, n2 = 1``, as trained).
+    def step(self, text: Tensor, caches: Optional[List[LayerCache]], text_position: int, text_window: int = 0
+             ) -> Tuple[Tensor, List[LayerCache]]:
+        """Units for new T2U states (inference; wait-k with ``k2 = 0, n2 = 1``, as trained).
 
         Args:
-            text: ``[B, 1, D]`` the new T2U state of each stream; ``text_positions`` ``[B]``: its
-                number among the stream's text states.
-            caches, self_valid ``[B, P]``, memory_valid ``[B, S]``: the streams' left-padded
-                caches (:func:`~echostream_fairseq.modules.transformer_layer.pad_caches`); the
-                memory is the text states, the self positions the upsampled ones.
+            text: ``[B, n, D]`` new T2U states; the first is text state number ``text_position``.
+            caches: from the previous step (``None``: empty).
             text_window: text states kept for cross-attention, and ``text_window * r`` upsampled
                 positions for self-attention (0: all).
 
         Returns:
-            logits ``[B, r, V]``, the caches and the two new valid masks; row ``b`` equals
-            stream ``b`` stepped alone. A text state's positions see every kept text state up to
-            it, so feeding states one at a time is the wait-k mask of training.
+            logits ``[B, n * r, V]`` and the caches.
         """
-        if text.size(1) != 1:
-            raise ValueError(f"step_rows takes one new text state per stream, got {text.size(1)}")
-        B, r = text.size(0), self.upsample_rate
-        positions = text_positions.unsqueeze(1) * r + torch.arange(r, device=text.device).unsqueeze(0)  # [B, r]
+        n, r = text.size(1), self.upsample_rate
+        first = text_position * r
         x = text.repeat_interleave(r, dim=1)
-        x = x + sinusoidal_rows(positions.reshape(-1), self.embed_dim).to(x.dtype).view(B, r, self.embed_dim)
-        memory_valid = torch.cat([memory_valid, memory_valid.new_ones(B, 1)], dim=1)
-        trim = text_window > 0 and memory_valid.size(1) > text_window
-        with_memory = []
-        for layer, cache in zip(self.layers, caches):
-            key, value = layer.cross_attn.project_kv(text)
-            if cache.cross_key is not None:
-                key, value = torch.cat([cache.cross_key, key], dim=2), torch.cat([cache.cross_value, value], dim=2)
-            if trim:
-                key, value = key[:, :, -text_window:], value[:, :, -text_window:]
-            with_memory.append(LayerCache(cache.self_key, cache.self_value, key, value))
-        if trim:
-            memory_valid = memory_valid[:, -text_window:]
-        y, caches, self_valid = padded_step(self.layers, x, with_memory, self_valid, memory_valid, text_window * r)
-        return self.proj(self.final_norm(y)), caches, self_valid, memory_valid
+        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
+        owner = torch.arange(n * r, device=text.device) // r  # index among the new text states
+
+        def memory_mask(num_memory: int) -> Tensor:  # upsampled position of text i sees text <= i
+            seen_before = num_memory - n
+            j = torch.arange(num_memory, device=text.device).unsqueeze(0)
+            return (j <= seen_before + owner.unsqueeze(1)).unsqueeze(0)
+
+        y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=text,
+                               memory_window=text_window, memory_mask_fn=memory_mask)
+        return self.proj(self.final_norm(y)), caches

@@ -227,45 +227,37 @@ def stack_step(
     return x, new_caches
 
 
-def pad_caches(rows: Sequence[Optional[Sequence[LayerCache]]], num_layers: Optional[int] = None
-               ) -> Tuple[List[LayerCache], Tensor, Tensor]:
+def pad_caches(rows: Sequence[Sequence[LayerCache]]) -> Tuple[List[LayerCache], Tensor, Tensor]:
     """The caches of several streams (one list of layer caches each, batch 1) as one batch.
 
     Streams hold different numbers of positions and memory frames, so both are padded on the
-    left: a row's own keys are the last ones of its row. A row may be ``None`` (a stream with no
-    positions yet; then ``num_layers`` is needed if every row is). Returns the batched caches and
-    the valid masks ``[B, P]`` (self) and ``[B, S]`` (memory), ``True`` for a row's own positions.
+    left: a row's own keys are the last ones of its row. Returns the batched caches and the valid
+    masks ``[B, P]`` (self) and ``[B, S]`` (memory), ``True`` for a row's own positions.
     """
-    depth = num_layers if num_layers is not None else next(len(r) for r in rows if r is not None)
-    rows = [[LayerCache()] * depth if r is None else r for r in rows]
+    first = rows[0][0]
     self_lengths = [0 if r[0].self_key is None else r[0].self_key.size(2) for r in rows]
     memory_lengths = [0 if r[0].cross_key is None else r[0].cross_key.size(2) for r in rows]
     P, S = max(self_lengths), max(memory_lengths)
-    like = next((t for r in rows for c in r[:1] for t in (c.cross_key, c.self_key) if t is not None), None)
+    like = first.cross_key if first.cross_key is not None else first.self_key
 
-    def padded(t: Optional[Tensor], width: int) -> Optional[Tensor]:
+    def padded(t: Optional[Tensor], width: int) -> Tensor:
         have = 0 if t is None else t.size(2)
         if have == width:
-            if t is None:
-                return None if like is None else like.new_zeros(1, like.size(1), 0, like.size(3))
-            return t
+            return t if t is not None else like.new_zeros(1, like.size(1), 0, like.size(3))
         pad = like.new_zeros(1, like.size(1), width - have, like.size(3))
         return pad if t is None else torch.cat([pad, t], dim=2)
 
-    def stacked(parts: List[Optional[Tensor]]) -> Optional[Tensor]:
-        return None if any(t is None for t in parts) else torch.cat(parts)
-
     layers = []
-    for i in range(depth):
+    for i in range(len(rows[0])):
         parts = [r[i] for r in rows]
         layers.append(LayerCache(
-            stacked([padded(c.self_key, P) for c in parts]), stacked([padded(c.self_value, P) for c in parts]),
-            stacked([padded(c.cross_key, S) for c in parts]), stacked([padded(c.cross_value, S) for c in parts]),
+            torch.cat([padded(c.self_key, P) for c in parts]), torch.cat([padded(c.self_value, P) for c in parts]),
+            torch.cat([padded(c.cross_key, S) for c in parts]), torch.cat([padded(c.cross_value, S) for c in parts]),
         ))
 
     def valid(lengths: List[int], width: int) -> Tensor:
-        n = torch.tensor(lengths, device=None if like is None else like.device).unsqueeze(1)
-        return torch.arange(width, device=n.device).unsqueeze(0) >= width - n
+        n = torch.tensor(lengths, device=like.device).unsqueeze(1)
+        return torch.arange(width, device=like.device).unsqueeze(0) >= width - n
 
     return layers, valid(self_lengths, P), valid(memory_lengths, S)
 
@@ -279,24 +271,20 @@ def unpad_row(caches: Sequence[LayerCache], row: int, self_length: int, memory_l
                        own(c.cross_key, memory_length), own(c.cross_value, memory_length)) for c in caches]
 
 
-def padded_step(layers, x: Tensor, caches: List[LayerCache], self_valid: Tensor, memory_valid: Optional[Tensor],
+def padded_step(layers, x: Tensor, caches: List[LayerCache], self_valid: Tensor, memory_valid: Tensor,
                 self_window: int = 0) -> Tuple[Tensor, List[LayerCache], Tensor]:
-    """New positions, as many for every row, through a stack of layers over left-padded caches.
+    """One new position per row through a stack of layers, over left-padded caches.
 
     Args:
-        x: ``[B, t, D]``; caches, ``self_valid`` ``[B, P]``, ``memory_valid`` ``[B, S]`` (``None``:
-            a stack without cross-attention): from :func:`pad_caches` (or a previous call).
-        self_window: past positions each new one sees, and positions kept (0: all), as
-            :func:`stack_step` has them; the left padding lines the rows up at their last
-            position, so one window mask serves every row.
+        x: ``[B, 1, D]``; caches, ``self_valid`` ``[B, P]``, ``memory_valid`` ``[B, S]``: from
+            :func:`pad_caches` (or a previous call).
+        self_window: positions kept (0: all), as :func:`stack_step` keeps them.
 
     Returns:
-        ``[B, t, D]``, the caches with the new positions appended, and the new ``self_valid``.
+        ``[B, 1, D]``, the caches with the new position appended, and the new ``self_valid``.
     """
-    t = x.size(1)
-    valid = torch.cat([self_valid, self_valid.new_ones(self_valid.size(0), t)], dim=1)
-    self_mask = valid.unsqueeze(1) & causal_mask(valid.size(1), self_window, x.device, num_queries=t)
-    memory_mask = None if memory_valid is None else memory_valid.unsqueeze(1)
+    valid = torch.cat([self_valid, self_valid.new_ones(self_valid.size(0), 1)], dim=1)
+    self_mask, memory_mask = valid.unsqueeze(1), memory_valid.unsqueeze(1)
     new_caches = []
     for layer, cache in zip(layers, caches):
         x, cache = layer(x, self_mask, None, memory_mask, cache)

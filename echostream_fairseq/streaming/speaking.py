@@ -1,7 +1,6 @@
 """Units and speech, the last stages of
 :class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`: T2U and the unit CTC
-decoder on new text states, then the incremental vocoder, for one stream or many at once (T2U and
-the unit decoder step the streams' new text states together over left-padded caches).
+decoder on new text states, then the incremental vocoder, for one stream or many at once.
 
 A mixin of the translator (its attributes: ``model``, ``config``, ``vocoder``, ``unit_ids``,
 ``unit_banned``, ``tgt_dict``, ``device``), kept apart so each file stays small. Many streams share
@@ -19,7 +18,6 @@ import torch
 from torch import Tensor
 
 from echostream_fairseq.modules.ctc import ctc_greedy, ctc_greedy_extend
-from echostream_fairseq.modules.transformer_layer import pad_caches, unpad_row
 from echostream_fairseq.streaming.stage_clock import StageClock, credit_share
 
 if TYPE_CHECKING:
@@ -42,33 +40,15 @@ class Speaking:
                clock: Optional[StageClock], sentence_done: bool = False):
         """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:
         the text is complete (its end-of-sentence state included) though the stream goes on."""
-        return self._units_all([(state, text_states, enc, finish or sentence_done)], [clock])[0]
-
-    def _units_all(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
-                   clocks: Sequence[Optional[StageClock]]):
-        """:meth:`_units` for ``(state, text states, encoder frames, text complete)`` of each stream:
-        the incremental streams with new text step T2U and the unit decoder together."""
-        results: List = [None] * len(items)
-        batch = []
-        for i, ((state, text_states, enc, complete), clock) in enumerate(zip(items, clocks)):
-            if text_states is None:
-                results[i] = ([], state)
-                if clock:
-                    clock.mark("units")
-            elif self.config.reencode:
-                if clock:
-                    clock.restart()
-                results[i] = self._reencode_units(state, enc, complete)
-                if clock:
-                    clock.mark("units")
+        units: List[int] = []
+        if text_states is not None:
+            if self.config.reencode:
+                units, state = self._reencode_units(state, enc, finish or sentence_done)
             else:
-                batch.append(i)
-        if batch:
-            started = time.perf_counter()
-            for i, out in zip(batch, self._units_batch([items[i][0] for i in batch], [items[i][1] for i in batch])):
-                results[i] = out
-            credit_share(clocks, batch, "units", started)
-        return [(units, [self.unit_ids[u] for u in units if u in self.unit_ids], state) for units, state in results]
+                units, state = self._units_for(state, text_states)
+        if clock:
+            clock.mark("units")
+        return units, [self.unit_ids[u] for u in units if u in self.unit_ids], state
 
     def _speech(self, items: Sequence[Tuple[List[int], "TranslatorState", bool]],
                 clocks: Sequence[Optional[StageClock]]) -> List[Tuple[Tensor, "TranslatorState"]]:
@@ -87,35 +67,15 @@ class Speaking:
         return [(wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
                 for (ids, state, _), (wave, voc_state) in zip(items, spoken)]
 
-    def _units_batch(self, states: Sequence["TranslatorState"], texts: Sequence[Tensor]):
-        """T2U + unit CTC for new text states ``[1, n_b, D]`` of each stream (causal: earlier units
-        never change). The streams feed one text state per round over left-padded caches; a stream
-        with fewer states repeats its last one, and keeps the caches of its own last round."""
-        t2u, decoder, window = self.model.t2u_encoder, self.model.unit_decoder, self.config.target_window
-        counts = [text.size(1) for text in texts]
-        t2u_caches, t2u_valid, _ = pad_caches([s.t2u_caches for s in states], len(t2u.layers))
-        unit_caches, unit_valid, memory_valid = pad_caches([s.unit_caches for s in states], len(decoder.layers))
-        logits: List[List[Tensor]] = [[] for _ in states]
-        kept: List = [None] * len(states)
-        for k in range(max(counts)):
-            fed = [min(k, n - 1) for n in counts]
-            x = torch.cat([text[:, j:j + 1] for text, j in zip(texts, fed)])
-            positions = torch.tensor([s.text_states + j for s, j in zip(states, fed)], device=x.device)
-            out, t2u_caches, t2u_valid = t2u.step_rows(x, t2u_caches, t2u_valid, window)
-            step_logits, unit_caches, unit_valid, memory_valid = decoder.step_rows(
-                out, positions, unit_caches, unit_valid, memory_valid, window)
-            for b, n in enumerate(counts):
-                if k < n:
-                    logits[b].append(step_logits[b])
-                if k == n - 1:
-                    kept[b] = (unpad_row(t2u_caches, b, int(t2u_valid[b].sum()), 0),
-                               unpad_row(unit_caches, b, int(unit_valid[b].sum()), int(memory_valid[b].sum())))
-        results = []
-        for state, rows, n, (t2u_row, unit_row) in zip(states, logits, counts, kept):
-            units, last = ctc_greedy_extend(torch.cat(rows).float(), state.unit_last, self.unit_banned)
-            results.append((units, replace(state, t2u_caches=t2u_row, unit_caches=unit_row,
-                                           text_states=state.text_states + n, unit_last=last)))
-        return results
+    def _units_for(self, state: "TranslatorState", text: Tensor):
+        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change)."""
+        window = self.config.target_window
+        text_out, t2u_caches = self.model.t2u_encoder.step(text, state.t2u_caches, window)
+        logits, unit_caches = self.model.unit_decoder.step(text_out, state.unit_caches, state.text_states, window)
+        logits = logits[0].float()
+        units, last = ctc_greedy_extend(logits, state.unit_last, self.unit_banned)
+        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
+                              text_states=state.text_states + text.size(1), unit_last=last)
 
     def _reencode_units(self, state: "TranslatorState", frames: Tensor, finish: bool):
         """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""

@@ -278,9 +278,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         The encoder and both CTC heads run as one batch over every group of streams whose states
         share a layout (:mod:`~echostream_fairseq.modules.batching`: in steady state, all streams
         of this translator), so their per-stream cost falls with the number of streams; the
-        streams that write then decode in lockstep, T2U and the unit decoder step every stream's
-        new text states together, and the vocoder synthesises every stream's new units in shared
-        calls. The results equal
+        streams that write then decode in lockstep, units step each stream on its own, and the
+        vocoder synthesises every stream's new units in shared calls. The results equal
         :meth:`step` per stream.
         """
         for _, state, _ in requests:
@@ -319,18 +318,11 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                 clock.mark("mt")
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
-        written_out = [self._after_write(state, target, written)
-                       for (state, target), written in zip(plans, writes)]
-        if self.config.translate and self.config.speech_output:
-            for clock in clocks:
-                if clock:
-                    clock.restart()
-            units = self._units_all([(state, text_states, enc_new, finish) for (_, text_states, state, _), (_, _, enc_new, _),
-                                     finish in zip(written_out, encoded, finishes)], clocks)
-        else:
-            units = [([], [], state) for _, _, state, _ in written_out]
-        spoken = [(target_new, units_new, ids, state, wrote)
-                  for (target_new, _, _, wrote), (units_new, ids, state) in zip(written_out, units)]
+        spoken = []
+        for (_, _, enc_new, _), (state, target), written, finish, clock in zip(encoded, plans, writes, finishes, clocks):
+            if clock:
+                clock.restart()
+            spoken.append(self._after_write(state, enc_new, target, written, finish, clock))
         if self.config.translate and self.config.speech_output:
             speech = self._speech([(ids, state, finish) for (_, _, ids, state, _), finish in zip(spoken, finishes)],
                                   clocks)
@@ -388,13 +380,21 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             credit_share(clocks, batch, "mt", started)
         return results
 
-    @staticmethod
-    def _after_write(state: TranslatorState, target, written):
-        """The MT write's subwords and text states: ``(subwords, text states, state, wrote)``."""
-        if written is None:
-            return [], None, state, False
-        target_new, text_states, state = written
-        return target_new, text_states, state, bool(target_new) or target == FINISH
+    def _after_write(self, state: TranslatorState, enc_new: Optional[Tensor], target, written, finish: bool,
+                     clock: Optional[StageClock]):
+        """The MT write's subwords, and the units of its text states:
+        ``(subwords, units, vocoder ids, state, wrote)``."""
+        target_new: List[int] = []
+        units_new: List[int] = []
+        unit_ids: List[int] = []
+        wrote = False
+        text_states = None
+        if written is not None:
+            target_new, text_states, state = written
+            wrote = bool(target_new) or target == FINISH
+        if self.config.translate and self.config.speech_output:
+            units_new, unit_ids, state = self._units(state, text_states, enc_new, finish, clock)
+        return target_new, units_new, unit_ids, state, wrote
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
                   units_new: List[int], wave: Tensor, wrote: bool, finish: bool,
