@@ -213,5 +213,6 @@ def test_reencode_restarts_its_prefix_after_the_mark(loaded):  # noqa: F811
     finally:
         model.asr_ctc = original
     assert ends == [False, True] and state.sentences == 1
+    assert state.asr_searched == 3  # the 3 frames after the mark, kept in the prefix, were searched
     # the prefix starts again with the audio of the 3 encoder frames after the mark (40 ms each)
     assert state.source_samples.numel() == 3 * 640 and state.asr_tokens == () and state.encoder_frames == 0

@@ -98,5 +98,6 @@ class SentenceEnds:
         if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
             keep = (frames_next + self.model.encoder.right_context_length) * ENCODER_FRAME_SAMPLES if mark else 0
             state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
-                            else torch.zeros(0), encoder_frames=0, asr_tokens=())
+                            else torch.zeros(0), encoder_frames=0, asr_tokens=(),
+                            asr_searched=frames_next)  # the kept frames were read by the ASR search already
         return target_new, units_new, wave, state

@@ -147,6 +147,7 @@ class TranslatorState:
     sentence_mark: Optional[Tuple[int, int]] = None
     asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
+    asr_searched: int = 0  # reencode mode: frames of the current prefix the search has read
 
 
 @dataclass(frozen=True)
@@ -498,8 +499,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         blanks = ctc_blank_run(asr_logits[0], 0, self.src_banned)
         st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
-        state = self._search_asr(state, asr_logits[0, state.encoder_frames:])
+        state = self._search_asr(state, asr_logits[0, state.asr_searched:])
         return asr_new, st_new, frames, replace(
-            state, source_samples=samples, encoder_frames=frames.size(1),
+            state, source_samples=samples, encoder_frames=frames.size(1), asr_searched=frames.size(1),
             asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks, sentence_mark=mark,
         )
