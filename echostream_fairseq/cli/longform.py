@@ -260,7 +260,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         t = r["lag_trend"]
         diff, slope = t["difference_ci"], t["slope_ci"]
         print(f"| {r['name']} | {_num(t['first'])} ({t['first_sentences']}) | {_num(t['last'])} ({t['last_sentences']}) "
-              f"| {_num(t['difference'])} ({_interval(diff)}) | {_num(t['slope_per_minute'], 4)} ({_interval(slope, 4)}) |")
+              f"| {_num(t['difference'], signed=True)} ({_interval(diff)}) "
+              f"| {_num(t['slope_per_minute'], 4, signed=True)} ({_interval(slope, 4)}) |")
     if recognizer is not None:
         print("\n| stream | ASR-BLEU (resegmented) | ASR-BLEU, each sentence alone | ratio | sentences heard |\n|---|---|---|---|---|")
         for r in rows:
@@ -271,8 +272,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def _num(x, digits: int = 3) -> str:
-    return "-" if x is None or x != x else f"{x:+.{digits}f}" if digits == 4 else f"{x:.{digits}f}"
+def _num(x, digits: int = 3, signed: bool = False) -> str:
+    return "-" if x is None or x != x else f"{x:{'+' if signed else ''}.{digits}f}"
 
 
 def _interval(ci, digits: int = 3) -> str:

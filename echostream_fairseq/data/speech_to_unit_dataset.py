@@ -29,6 +29,7 @@ from torch import Tensor
 from fairseq.data import Dictionary, FairseqDataset, data_utils
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.text import WORD_START
 from echostream_fairseq.data.audio import AudioError, fbank, read_audio
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 
@@ -113,7 +114,7 @@ def read_word_sentences(tsv: Path) -> List[List[str]]:
     sentences: List[List[str]] = []
     for row in read_tsv(tsv, ("id", "tgt_text")):
         for text in row["tgt_text"].split(SENTENCE_MARK):
-            words = "".join(text.split()).replace("\u2581", " ").split()
+            words = "".join(text.split()).replace(WORD_START, " ").split()
             if words:
                 sentences.append(words)
     if not sentences:

@@ -176,9 +176,9 @@ def lag_trend(ends: Sequence[float], lags: Sequence[float], window: float = 60.0
               seed: int = 0) -> Dict[str, object]:
     """Whether the lag grows along the stream, with the uncertainty that a few sentences a minute
     leave: the mean lag of the sentences ending in the first ``window`` seconds and in the
-    ``window`` seconds before the last sentence's end, their difference, and the least-squares slope of lag against end time (seconds per
-    minute), each difference and slope with a 95% bootstrap interval (``resamples`` draws of the
-    sentences with replacement, seeded).
+    ``window`` seconds before the last sentence's end, their difference, and the least-squares
+    slope of lag against end time (seconds per minute); the difference and the slope with a 95%
+    bootstrap interval (``resamples`` draws of the sentences with replacement, seeded).
 
     ``ends``: each sentence's source end (stream seconds); ``lags``: its lag (seconds).
     """

@@ -59,10 +59,6 @@ class _Hypothesis:
     lm_score: float  # weighted word-model log-probability plus the bonus, of ``words``
 
     @property
-    def key(self) -> Tuple[Tuple[str, ...], str, int]:
-        return self.words, self.partial, self.last
-
-    @property
     def acoustic(self) -> float:
         return _logaddexp(self.p_blank, self.p_label)
 
@@ -102,7 +98,7 @@ class CtcLexiconDecoder:
         self.pieces = list(pieces)
         self.lm, self.beam, self.lm_weight, self.word_bonus = lm, beam, lm_weight, word_bonus
         self.labels_per_frame, self.max_pending = labels_per_frame, max_pending
-        self.banned = sorted(set(banned) | {CTC_BLANK})
+        self._banned = sorted(set(banned) - {CTC_BLANK})  # blank is scored, never written
         self.lexicon: FrozenSet[str] = frozenset(w for w in lm.vocabulary if w != SENTENCE_END)
         prefixes = set()
         for word in self.lexicon:
@@ -154,8 +150,8 @@ class CtcLexiconDecoder:
         hyps = list(state.hypotheses)
         if log_probs.size(0):
             scores = log_probs.detach().float().cpu().clone()
-            if self.banned[1:]:
-                scores[:, self.banned[1:]] = _NEG_INF
+            if self._banned:
+                scores[:, self._banned] = _NEG_INF
             candidates = scores.clone()
             candidates[:, CTC_BLANK] = _NEG_INF
             k = min(self.labels_per_frame, scores.size(1) - 1)

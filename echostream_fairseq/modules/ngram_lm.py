@@ -13,6 +13,7 @@ known word has a probability in every context.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -67,7 +68,9 @@ class NgramLM:
                 self._context_total[k][gram[:-1]] += count
                 self._context_types[k][gram[:-1]] += 1
         self.vocabulary = frozenset(gram[-1] for gram in self._counts[0])
-        self._cache: Dict[Tuple[str, ...], float] = {}
+        # bounded: a decoder shared by streams running for hours asks for ever new trigrams
+        self._cached_log_prob = functools.lru_cache(maxsize=1 << 16)(
+            lambda context, word: math.log(self._prob(context, word)))
 
     def log_prob(self, context: Sequence[str], word: str) -> float:
         """Natural log of P(``word`` | the last ``order - 1`` words of ``context``).
@@ -79,12 +82,7 @@ class NgramLM:
             return float("-inf")
         context = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
         context = (SENTENCE_START,) * (self.order - 1 - len(context)) + context
-        key = context + (word,)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = math.log(self._prob(context, word))
-            self._cache[key] = cached
-        return cached
+        return self._cached_log_prob(context, word)
 
     def _prob(self, context: Tuple[str, ...], word: str) -> float:
         probability = 1.0 / len(self.vocabulary)
