@@ -187,3 +187,24 @@ def test_text_to_units_steps_equal_the_full_forward():
             logits.append(piece)
     torch.testing.assert_close(torch.cat(outs, dim=1), full_text, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lookahead", [1, 2])
+def test_unit_steps_with_lookahead_equal_the_wait_k_forward(lookahead):
+    """Units held back until ``lookahead`` more text states arrived equal the full forward under
+    the wait-k mask ``k2 = lookahead``; at the end the held-back states are flushed."""
+    torch.manual_seed(6)
+    dec = CTCUnitDecoder(embed_dim=24, num_units=10, upsample_rate=3, ffn_dim=48, num_layers=2, num_heads=4).eval()
+    text = torch.randn(1, 7, 24)
+    with torch.no_grad():
+        full_logits, _ = dec(text, torch.tensor([7]), k2=lookahead, n2=1)
+        assert not torch.allclose(full_logits, dec(text, torch.tensor([7]), k2=0, n2=1)[0], atol=1e-3)
+        caches, done, logits = None, 0, []
+        for a, b in [(0, 1), (1, 4), (4, 5), (5, 7)]:  # text arriving in pieces
+            ready = b if b == 7 else max(done, b - lookahead)  # all of it once the text is complete
+            piece, caches = dec.step(text[:, done:ready], caches, done, lookahead=lookahead,
+                                     new_memory=text[:, a:b], memory_end=b)
+            assert piece.size(1) == (ready - done) * 3
+            logits.append(piece)
+            done = ready
+    torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)

@@ -272,3 +272,39 @@ def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path, corpus
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="garbage.pt: cannot read the checkpoint"):
         load_echostream_model(str(tmp_path / "garbage.pt"), str(corpus))
+
+
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, lookahead):
+    """With ``unit_lookahead`` k the last k text states of each write wait (``unit_pending``), and
+    the stream's units equal T2U and the unit decoder run once on all its text states under the
+    wait-k mask ``k2 = k``."""
+    model, _ = loaded
+    tr = _translator(loaded, corpus, force_writing=True, unit_lookahead=lookahead, max_len=4)
+    seen = []
+    units_for = tr._units_for
+
+    def recording(state, text, flush):
+        if text is not None:
+            seen.append(text)
+        return units_for(state, text, flush)
+
+    def writing_two_per_chunk(state, enc_new, finish):  # a scripted policy: writes mid-stream
+        state, target = plan(state, enc_new, finish)
+        return state, (target if finish else len(state.target_tokens) + 2)
+
+    plan, tr._units_for, tr._plan = tr._plan, recording, writing_two_per_chunk
+    wave = _source(corpus).numpy()
+    state, units, pending = tr.initial_state(), [], []
+    for i in range(0, len(wave), 5120):
+        last = i + 5120 >= len(wave)
+        out, state = tr.step(wave[i:i + 5120], state, finish=last)
+        units += out.units
+        pending.append(0 if state.unit_pending is None else state.unit_pending.size(1))
+    text = torch.cat(seen, dim=1)
+    n = len(state.target_tokens) + 1  # a state per subword, then the one that predicts the end
+    assert text.size(1) == n and n >= 8
+    assert pending[:-1] == [lookahead] * (len(pending) - 1) and pending[-1] == 0  # flushed at the end
+    with torch.no_grad():
+        logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([n]), k2=lookahead, n2=1)
+    assert units == ctc_greedy(logits.float(), lengths, tr.unit_banned)[0]

@@ -25,7 +25,7 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.modules.precision import DTYPES
 from echostream_fairseq.streaming.api import EchoStream, Event
-from echostream_fairseq.streaming.loading import VOCODER_TYPES, load_translator, load_vocoder
+from echostream_fairseq.streaming.loading import UNIT_LOOKAHEAD, VOCODER_TYPES, load_translator, load_vocoder
 from echostream_fairseq.streaming.translator import SimultaneousTranslator
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,9 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                             help="predict durations of the de-duplicated units (what the model emits)")
         parser.add_argument("--vocoder-left-context", type=int, default=12,
                             help="unit frames re-synthesised as context by the incremental vocoder")
+        parser.add_argument("--unit-lookahead", type=int, default=UNIT_LOOKAHEAD,
+                            help="target subwords (text states) a subword's units wait for: its sound depends "
+                                 "on the next one (0: units at once)")
 
 
 def build_translator(args, speech_output: bool, translate: bool = True) -> SimultaneousTranslator:
@@ -107,6 +110,7 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
         sentence_confirmed_pause_ms=args.sentence_confirmed_pause_ms, asr_sentence_ends=args.asr_sentence_ends,
         no_repeat_ngram=args.no_repeat_ngram, asr_beam=args.asr_beam, asr_lm_weight=args.asr_lm_weight,
         asr_word_bonus=args.asr_word_bonus, reencode=args.reencode,
+        unit_lookahead=getattr(args, "unit_lookahead", UNIT_LOOKAHEAD),
     )
 
 

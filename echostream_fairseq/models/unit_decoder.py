@@ -106,30 +106,43 @@ class CTCUnitDecoder(nn.Module):
             x, _ = layer(x, self_mask, text, cross_mask)
         return self.proj(self.final_norm(x)), up_lengths
 
-    def step(self, text: Tensor, caches: Optional[List[LayerCache]], text_position: int, text_window: int = 0
+    def step(self, text: Tensor, caches: Optional[List[LayerCache]], text_position: int, text_window: int = 0,
+             lookahead: int = 0, new_memory: Optional[Tensor] = None, memory_end: Optional[int] = None
              ) -> Tuple[Tensor, List[LayerCache]]:
-        """Units for new T2U states (inference; wait-k with ``k2 = 0, n2 = 1``, as trained).
+        """Units for T2U states (inference; the wait-k mask with ``k2 = lookahead, n2 = 1``).
 
         Args:
-            text: ``[B, n, D]`` new T2U states; the first is text state number ``text_position``.
+            text: ``[B, n, D]`` the T2U states whose units are computed now (``n`` may be 0); the
+                first is text state number ``text_position``.
             caches: from the previous step (``None``: empty).
-            text_window: text states kept for cross-attention, and ``text_window * r`` upsampled
-                positions for self-attention (0: all).
+            text_window: text states kept for cross-attention beyond the lookahead, and
+                ``text_window * r`` upsampled positions for self-attention (0: all).
+            lookahead: text states after its own that a position's cross-attention sees. With
+                ``lookahead > 0`` the caller holds a state's units back until the states after it
+                have arrived (or the text is complete) and passes them as ``new_memory`` first.
+            new_memory: ``[B, m, D]`` T2U states that arrived since the last call, appended to the
+                cross-attention memory (``None``: ``text``, the states computed now).
+            memory_end: text states in the memory after this call (``None``: ``text_position + n``).
 
         Returns:
             logits ``[B, n * r, V]`` and the caches.
         """
         n, r = text.size(1), self.upsample_rate
+        if new_memory is None:
+            new_memory = text
+        if memory_end is None:
+            memory_end = text_position + n
         first = text_position * r
         x = text.repeat_interleave(r, dim=1)
         x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
-        owner = torch.arange(n * r, device=text.device) // r  # index among the new text states
+        # the text state each new position belongs to
+        owner = text_position + torch.arange(n * r, device=text.device) // r
 
-        def memory_mask(num_memory: int) -> Tensor:  # upsampled position of text i sees text <= i
-            seen_before = num_memory - n
-            j = torch.arange(num_memory, device=text.device).unsqueeze(0)
-            return (j <= seen_before + owner.unsqueeze(1)).unsqueeze(0)
+        def memory_mask(num_memory: int) -> Tensor:  # a position of text i sees text <= i + lookahead
+            j = memory_end - num_memory + torch.arange(num_memory, device=text.device).unsqueeze(0)
+            return (j <= owner.unsqueeze(1) + lookahead).unsqueeze(0)
 
-        y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=text,
-                               memory_window=text_window, memory_mask_fn=memory_mask)
+        memory_window = text_window + lookahead if text_window > 0 else 0
+        y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=new_memory,
+                               memory_window=memory_window, memory_mask_fn=memory_mask)
         return self.proj(self.final_norm(y)), caches

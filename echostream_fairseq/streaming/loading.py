@@ -17,10 +17,10 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.modules.precision import convert_precision, torch_dtype
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
-from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
-__all__ = ["VOCODER_TYPES", "OUTPUTS", "load_vocoder", "load_translator", "pause_frames", "translator_for_chunk"]
+__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "load_vocoder", "load_translator", "pause_frames", "translator_for_chunk"]
 
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 # what a translator produces: translated speech (and text), translated text, or the source transcript
@@ -117,6 +117,7 @@ def load_translator(
     asr_lm_weight: float = 0.5,
     asr_word_bonus: float = 2.0,
     reencode: bool = False,
+    unit_lookahead: int = UNIT_LOOKAHEAD,
 ) -> SimultaneousTranslator:
     """The translator of a trained checkpoint (the agents' flags, see ``docs/agents.md``).
 
@@ -126,11 +127,15 @@ def load_translator(
     with ``--asr-sentence-ends``), ``on`` or ``off``. ``asr_beam`` > 0: the source transcript
     from the lexicon and word-trigram search of ``fairseq-generate --asr-beam``, streamed (words
     are written once the search has settled on them); the policy still counts greedy subwords.
+    ``unit_lookahead``: text states a subword's units wait for (speech output; see
+    :class:`~echostream_fairseq.streaming.translator.TranslatorConfig`).
     """
     if asr_sentence_ends not in ASR_SENTENCE_ENDS:
         raise ValueError(f"--asr-sentence-ends must be one of {ASR_SENTENCE_ENDS}, got {asr_sentence_ends!r}")
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
+    if unit_lookahead < 0:
+        raise ValueError(f"--unit-lookahead must be >= 0 text states, got {unit_lookahead}")
     speech_output = output == "speech"
     if speech_output and vocoder is None:
         raise ValueError("speech output needs a vocoder (load_vocoder)")
@@ -155,6 +160,7 @@ def load_translator(
         sentence_confirmed_pause_frames=pause_frames(sentence_confirmed_pause_ms, "--sentence-confirmed-pause-ms"),
         asr_sentence_ends=_asr_sentence_ends(asr_sentence_ends, task.asr_sentence_ends, model_path),
         no_repeat_ngram=no_repeat_ngram,
+        unit_lookahead=unit_lookahead,
     )
     if speech_output:
         num_units = len(task.target_dictionary) - task.target_dictionary.nspecial

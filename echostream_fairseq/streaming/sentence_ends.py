@@ -92,7 +92,7 @@ class SentenceEnds:
             memory = self._extend_mt_memory(None, enc_new[:, enc_new.size(1) - frames_next:])
         state = replace(
             state, asr_tokens=asr_next, st_tokens=(), mt_memory=memory, target_tokens=(), policy=PolicyState(),
-            t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(),
+            t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(), unit_pending=None,
             sentences=state.sentences + 1, sentence_mark=None,
         )
         if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing

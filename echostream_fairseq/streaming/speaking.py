@@ -41,11 +41,12 @@ class Speaking:
         """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:
         the text is complete (its end-of-sentence state included) though the stream goes on."""
         units: List[int] = []
-        if text_states is not None:
+        flush = finish or sentence_done  # the text is complete: no held-back state waits for more
+        if text_states is not None or (flush and state.unit_pending is not None):
             if self.config.reencode:
-                units, state = self._reencode_units(state, enc, finish or sentence_done)
+                units, state = self._reencode_units(state, enc, flush)
             else:
-                units, state = self._units_for(state, text_states)
+                units, state = self._units_for(state, text_states, flush)
         if clock:
             clock.mark("units")
         return units, [self.unit_ids[u] for u in units if u in self.unit_ids], state
@@ -67,24 +68,39 @@ class Speaking:
         return [(wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
                 for (ids, state, _), (wave, voc_state) in zip(items, spoken)]
 
-    def _units_for(self, state: "TranslatorState", text: Tensor):
-        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change)."""
-        window = self.config.target_window
-        text_out, t2u_caches = self.model.t2u_encoder.step(text, state.t2u_caches, window)
-        logits, unit_caches = self.model.unit_decoder.step(text_out, state.unit_caches, state.text_states, window)
-        logits = logits[0].float()
-        units, last = ctc_greedy_extend(logits, state.unit_last, self.unit_banned)
-        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
-                              text_states=state.text_states + text.size(1), unit_last=last)
+    def _units_for(self, state: "TranslatorState", text: Optional[Tensor], flush: bool):
+        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change).
 
-    def _reencode_units(self, state: "TranslatorState", frames: Tensor, finish: bool):
-        """StreamSpeech's way: decoder states, T2U and units of the whole text, every time."""
-        eos = self.tgt_dict.eos()
-        tokens = list(state.target_tokens) if finish else list(state.target_tokens[:-1])
+        With ``unit_lookahead`` k, the units of a text state wait until the k states after it have
+        arrived (``flush``: the text is complete, every state is ready)."""
+        window, k = self.config.target_window, self.config.unit_lookahead
+        t2u_caches, pending = state.t2u_caches, state.unit_pending
+        text_out = None
+        if text is not None:
+            text_out, t2u_caches = self.model.t2u_encoder.step(text, t2u_caches, window)
+            pending = text_out if pending is None else torch.cat([pending, text_out], dim=1)
+        held = 0 if flush else min(k, pending.size(1))
+        ready = pending[:, : pending.size(1) - held]
+        memory_end = state.text_states + pending.size(1)
+        logits, unit_caches = self.model.unit_decoder.step(
+            ready, state.unit_caches, state.text_states, window, lookahead=k, new_memory=text_out,
+            memory_end=memory_end)
+        units, last = ctc_greedy_extend(logits[0].float(), state.unit_last, self.unit_banned)
+        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
+                              text_states=state.text_states + ready.size(1),
+                              unit_pending=pending[:, pending.size(1) - held:] if held else None, unit_last=last)
+
+    def _reencode_units(self, state: "TranslatorState", frames: Tensor, flush: bool):
+        """StreamSpeech's way: decoder states, T2U and units of the whole text, every time (the
+        last ``unit_lookahead`` text states' units wait, as in incremental mode)."""
+        eos, k = self.tgt_dict.eos(), self.config.unit_lookahead
+        tokens = list(state.target_tokens) if flush else list(state.target_tokens[:-1])
         prev = torch.tensor([[eos] + tokens], device=self.device)
         enc = {"encoder_out": [frames.transpose(0, 1)], "encoder_padding_mask": []}
         hidden, _ = self.model.decoder(prev, enc, features_only=True)
-        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)], device=self.device), 0, 1)["unit_logits"]
+        logits = self.model.text_to_units(hidden, torch.tensor([prev.size(1)], device=self.device), k, 1)["unit_logits"]
+        ready = prev.size(1) if flush else max(0, prev.size(1) - k)
+        logits = logits[:, : ready * self.model.unit_decoder.upsample_rate]
         units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)], device=self.device), self.unit_banned)[0]
         new = units[len(state.all_units):]
         return new, replace(state, all_units=tuple(units))

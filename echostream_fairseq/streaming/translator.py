@@ -55,7 +55,11 @@ from echostream_fairseq.streaming.features import FbankState, FbankStream, Resam
 from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
 
-__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES"]
+__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES", "UNIT_LOOKAHEAD"]
+
+# text states a subword's units wait for by default (docs/learning.md: the units of the whole text
+# for about one subword of speech latency)
+UNIT_LOOKAHEAD = 1
 
 # the stages a chunk's wall time is split into (``time_stages``): resampling, fbank, encoder and
 # CTC heads; MT memory, policy and decoding; T2U and unit decoding; the vocoder
@@ -89,6 +93,9 @@ class TranslatorConfig:
             ``sentence_max_len_ratio`` x its ST CTC prefix (a bound on a runaway decoder).
         no_repeat_ngram: never write a subword that would repeat an n-gram of this size already in
             the sentence (0: off; fairseq-generate's ``--no-repeat-ngram-size``).
+        unit_lookahead: text states after a subword's own that its units wait for (0: none). The
+            unit decoder was trained under wait-k masks of every lag, and a subword's sound depends
+            on the next one: one state of lookahead gives the units of the full text.
     """
 
     source_segment_size: int = 320
@@ -108,6 +115,7 @@ class TranslatorConfig:
     sentence_max_len: int = 10
     sentence_max_len_ratio: float = 2.0
     no_repeat_ngram: int = 0
+    unit_lookahead: int = UNIT_LOOKAHEAD
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,8 @@ class TranslatorState:
     asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
     asr_searched: int = 0  # reencode mode: frames of the current prefix the search has read
+    # incremental mode with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text
+    unit_pending: Optional[Tensor] = None
 
 
 @dataclass(frozen=True)
