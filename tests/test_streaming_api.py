@@ -133,6 +133,12 @@ def test_the_asr_lexicon_search_gives_the_source_text_events(writing, corpus):
         EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), output="asr", asr_beam=-1)
 
 
+def test_a_negative_unit_lookahead_is_refused(writing, corpus):
+    save, _ = writing
+    with pytest.raises(ValueError, match="--unit-lookahead must be >= 0 text states, got -1"):
+        EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), output="text", unit_lookahead=-1)
+
+
 def test_state_layouts_stack_and_split_back():
     from echostream_fairseq.modules.emformer import Emformer
 
