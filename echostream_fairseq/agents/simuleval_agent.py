@@ -25,7 +25,8 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.modules.precision import DTYPES
 from echostream_fairseq.streaming.api import EchoStream, Event
-from echostream_fairseq.streaming.loading import UNIT_LOOKAHEAD, VOCODER_TYPES, load_translator, load_vocoder
+from echostream_fairseq.streaming.loading import (UNIT_LOOKAHEAD, VOCODER_LEFT_CONTEXT, VOCODER_TYPES, load_translator,
+                                                 load_vocoder)
 from echostream_fairseq.streaming.translator import SimultaneousTranslator
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                             help="griffin_lim: the training-free fallback for log-mel k-means units")
         parser.add_argument("--dur-prediction", action="store_true",
                             help="predict durations of the de-duplicated units (what the model emits)")
-        parser.add_argument("--vocoder-left-context", type=int, default=12,
+        parser.add_argument("--vocoder-left-context", type=int, default=VOCODER_LEFT_CONTEXT,
                             help="unit frames re-synthesised as context by the incremental vocoder")
         parser.add_argument("--unit-lookahead", type=int, default=UNIT_LOOKAHEAD,
                             help="target subwords (text states) a subword's units wait for: its sound depends "

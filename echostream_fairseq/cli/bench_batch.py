@@ -50,6 +50,7 @@ import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.streaming.translator import STAGES
+from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def tiny_system(args, vocoder_batch: int = 1):
     from echostream_fairseq.modules.precision import convert_precision
 
     dtype = getattr(args, "model_dtype", "fp32")
+    left_context = getattr(args, "vocoder_left_context", VOCODER_LEFT_CONTEXT)
     if args.model:
         model, task = load_echostream_model(args.model, args.data)
     else:
@@ -108,10 +110,10 @@ def tiny_system(args, vocoder_batch: int = 1):
     model = convert_precision(model.eval(), dtype, torch.device("cpu"))
     if args.vocoder:
         vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, model_dtype=dtype,
-                               max_batch=vocoder_batch)
+                               max_batch=vocoder_batch, left_context=left_context)
     else:
         vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True,
-                               max_batch=vocoder_batch)
+                               max_batch=vocoder_batch, left_context=left_context)
     return model, task, vocoder
 
 
@@ -128,14 +130,16 @@ def _systems(args) -> Dict[str, object]:
 
         model, task = build_random_echostream_model("echostream_emformer", args.data)
         model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
-        vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype)
+        vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype, args.vocoder_left_context)
         systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
     return systems
 
 
-def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str = "fp32"):
+def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str = "fp32",
+                             left_context: int = VOCODER_LEFT_CONTEXT):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
-    ``max_batch`` streams at most per synthesis call; ``bf16`` runs it in bfloat16."""
+    ``max_batch`` streams at most per synthesis call; ``bf16`` runs it in bfloat16; ``left_context``
+    frames re-synthesised per call."""
     from echostream_fairseq.modules.precision import torch_dtype
 
     from echostream_fairseq.data.units import load_unit_model
@@ -150,7 +154,7 @@ def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str 
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
     if torch_dtype(model_dtype) == torch.bfloat16:  # as load_vocoder: int8 keeps the vocoder fp32
         full = full.to(torch.bfloat16)
-    incremental = IncrementalVocoder(full, dur_prediction=True, max_batch=max_batch)
+    incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True, max_batch=max_batch)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
 
@@ -245,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--vocoder-batch", type=int, default=4,
                    help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
                         "the streaming API's setting is 4)")
+    p.add_argument("--vocoder-left-context", type=int, default=VOCODER_LEFT_CONTEXT,
+                   help="unit frames the incremental vocoder re-synthesises as context (as the agents' flag)")
     p.add_argument("--model-dtype", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="inference precision of the models and the CodeHiFiGANs (as the agents' flag)")
     p.add_argument("--out", default="results/bench_batch")

@@ -39,7 +39,7 @@ import torch
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.text import split_complete_words
 from echostream_fairseq.streaming.features import to_mono
-from echostream_fairseq.streaming.loading import load_translator, load_vocoder, translator_for_chunk
+from echostream_fairseq.streaming.loading import VOCODER_LEFT_CONTEXT, load_translator, load_vocoder, translator_for_chunk
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, StepOutput
 
 __all__ = ["EVENT_KINDS", "Event", "Stream", "EchoStream"]
@@ -241,7 +241,7 @@ class EchoStream:
 
     @classmethod
     def load(cls, model_path: str, data_bin: str, *, vocoder: Optional[str] = None, vocoder_cfg: Optional[str] = None,
-             vocoder_type: str = "code_hifigan", dur_prediction: bool = True, vocoder_left_context: int = 12,
+             vocoder_type: str = "code_hifigan", dur_prediction: bool = True, vocoder_left_context: int = VOCODER_LEFT_CONTEXT,
              output: Optional[str] = None, chunk_ms: int = 320, **options) -> "EchoStream":
         """Load a checkpoint with its data folder and (for speech output) its vocoder.
 

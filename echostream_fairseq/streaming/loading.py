@@ -18,9 +18,9 @@ from echostream_fairseq.modules.precision import convert_precision, torch_dtype
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
-from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, IncrementalVocoder
 
-__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "load_vocoder", "load_translator", "pause_frames", "translator_for_chunk"]
+__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "load_vocoder", "load_translator", "pause_frames", "translator_for_chunk"]
 
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 # what a translator produces: translated speech (and text), translated text, or the source transcript
@@ -30,7 +30,7 @@ ASR_SENTENCE_ENDS = ("auto", "on", "off")
 
 
 def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
-                 dur_prediction: bool = False, left_context: int = 12, model_dtype: str = "fp32",
+                 dur_prediction: bool = False, left_context: int = VOCODER_LEFT_CONTEXT, model_dtype: str = "fp32",
                  max_batch: int = 1) -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.

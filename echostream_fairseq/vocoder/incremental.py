@@ -30,7 +30,10 @@ from torch import Tensor
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.config import VocoderError
 
-__all__ = ["VocoderState", "IncrementalVocoder"]
+__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT"]
+
+# unit frames re-synthesised as context by default
+LEFT_CONTEXT = 12
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class IncrementalVocoder:
     def __init__(
         self,
         vocoder: UnitVocoder,
-        left_context: int = 12,
+        left_context: int = LEFT_CONTEXT,
         crossfade: int = 640,
         dur_prediction: bool = True,
         duration_context: int = 8,
