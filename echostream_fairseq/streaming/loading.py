@@ -20,7 +20,8 @@ from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
 from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, IncrementalVocoder
 
-__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "load_vocoder", "load_translator", "pause_frames", "translator_for_chunk"]
+__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "load_vocoder", "load_translator",
+           "pause_frames", "translator_for_chunk"]
 
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 # what a translator produces: translated speech (and text), translated text, or the source transcript

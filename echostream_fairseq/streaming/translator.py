@@ -94,8 +94,9 @@ class TranslatorConfig:
         no_repeat_ngram: never write a subword that would repeat an n-gram of this size already in
             the sentence (0: off; fairseq-generate's ``--no-repeat-ngram-size``).
         unit_lookahead: text states after a subword's own that its units wait for (0: none). The
-            unit decoder was trained under wait-k masks of every lag, and a subword's sound depends
-            on the next one: one state of lookahead gives the units of the full text.
+            unit decoder was trained under wait-k masks of a random stride per batch (so of many
+            lags), and a subword's sound depends on the next one: one state of lookahead gives the
+            units of the whole text (docs/learning.md).
     """
 
     source_segment_size: int = 320
