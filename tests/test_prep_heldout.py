@@ -120,3 +120,21 @@ def test_no_specaugment_leaves_it_out_of_the_training_transforms(corpus, tmp_pat
     names = [type(t).__name__ for t in DataConfig.load(out / "config.yaml").feature_transforms(True).transforms]
     assert names == ["GlobalCMVN"]
     assert (out / "features" / "train_00000.npy").read_bytes() == (corpus / "features" / "train_00000.npy").read_bytes()
+
+
+def test_extra_voices_join_train_dev_and_test_but_not_the_held_out_split():
+    from echostream_fairseq.data.tts import GENERATED_VOICES
+
+    plain = synthetic_corpus(1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES)
+    extra = synthetic_corpus(1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES,
+                             extra_voices=8)
+    train_voices = {u.src_voice.variant for u in extra.splits["train"]}
+    assert train_voices == (set(SOURCE_VOICES) - set(DEFAULT_HELD_OUT_VOICES)) | set(GENERATED_VOICES[:8])
+    assert not {u.src_voice.variant for s in ("train", "dev", "test") for u in extra.splits[s]} & set(DEFAULT_HELD_OUT_VOICES)
+    # the held-out split, voices and all, and every sentence are those of the corpus without extra voices
+    assert extra.splits[HELD_OUT_SPLIT] == plain.splits[HELD_OUT_SPLIT]
+    assert [u.src_text for u in extra.splits["train"]] == [u.src_text for u in plain.splits["train"]]
+    assert extra.fingerprint["extra_voices"] == list(GENERATED_VOICES[:8]) and "extra_voices" not in plain.fingerprint
+    with pytest.raises(ManifestError, match="--extra-voices must be between 0 and 32, got 33"):
+        synthetic_corpus(1, {"train": 4, "dev": 1, "test": 1}, extra_voices=33)
+    assert build_parser().parse_args(["synthetic", "--out", "x", "--extra-voices", "5"]).extra_voices == 5

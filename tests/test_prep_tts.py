@@ -5,9 +5,14 @@ import pytest
 import torch
 import torchaudio
 
-from echostream_fairseq.data.tts import ESPEAK_SAMPLE_RATE, TARGET_VOICE, VARIANTS, TtsError, Voice, get_synthesizer
+from echostream_fairseq.data.tts import (
+    ESPEAK_SAMPLE_RATE, GENERATED_VOICES, SOURCE_VOICES, TARGET_VOICE, VARIANTS, TtsError, Voice, generated_variant,
+    get_synthesizer,
+)
 
 TEXT = "le petit chat noir mange une pomme rouge dans la grande maison"
+# the hand-written variants and two generated ones (all 32 would only repeat the check, slowly)
+CHECKED = list(SOURCE_VOICES) + list(GENERATED_VOICES[:2])
 
 
 @pytest.fixture(scope="module")
@@ -16,9 +21,9 @@ def synth():
 
 
 def test_same_input_same_samples_whatever_came_before(synth):
-    first = {v: synth.synthesize_int16(TEXT, Voice("fr", v, 160, 45)) for v in VARIANTS}
+    first = {v: synth.synthesize_int16(TEXT, Voice("fr", v, 160, 45)) for v in CHECKED}
     # speak other things with other settings in between, then again in another order
-    for v in reversed(list(VARIANTS)):
+    for v in reversed(CHECKED):
         synth.synthesize_int16("bonjour à tous, il fait beau aujourd'hui", Voice("fr", v, 200, 70, 30))
         synth.synthesize_int16("the dog runs", TARGET_VOICE)
         assert np.array_equal(synth.synthesize_int16(TEXT, Voice("fr", v, 160, 45)), first[v]), v
@@ -27,7 +32,7 @@ def test_same_input_same_samples_whatever_came_before(synth):
 def test_voices_sound_different(synth):
     mel = torchaudio.transforms.MelSpectrogram(ESPEAK_SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=40)
     spectra = {}
-    for v in VARIANTS:
+    for v in CHECKED:
         samples = synth.synthesize_int16(TEXT, Voice("fr", v))
         assert 0 < np.abs(samples.astype(int)).max() < 32767  # audible, never saturated
         spectra[v] = torch.log(mel(torch.from_numpy(samples.astype(np.float32) / 32768)) + 1e-5).mean(1)
@@ -59,3 +64,21 @@ def test_errors(synth):
         synth.synthesize_int16("bonjour", Voice("xx-nolang", "es-plain"))
     with pytest.raises(TtsError, match="empty text"):
         synth.synthesize_int16("  ", Voice("fr", "es-plain"))
+
+
+def test_generated_voices_are_fixed_and_keep_to_tract_and_pitch():
+    assert len(GENERATED_VOICES) == 32 and len(set(map(tuple, map(generated_variant, GENERATED_VOICES)))) == 32
+    assert VARIANTS["es-gen01"] == generated_variant("es-gen01")  # a function of the name alone
+    tracts = []
+    for name in GENERATED_VOICES:
+        lines = generated_variant(name)
+        # only pitch band and formant scaling: no breath, consonant strength or echo
+        assert {line.split()[0] for line in lines} == {"gender", "flutter", "roughness", "pitch", "formant"}
+        frequencies = [int(line.split()[2]) for line in lines if line.startswith("formant")]
+        assert len(frequencies) == 5 and max(frequencies) - min(frequencies) <= 6
+        tracts.append(sum(frequencies) / 5)
+        low, high = (int(x) for x in lines[3].split()[1:])
+        assert 65 <= low < high <= 1.6 * low
+    assert min(tracts) < 92 and max(tracts) > 112  # the draws span the range, not one corner of it
+    with pytest.raises(TtsError, match="unknown generated voice 'es-gen99'"):
+        generated_variant("es-gen99")

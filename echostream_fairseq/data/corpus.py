@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from echostream_fairseq.data.grammar import GRAMMAR_VERSION, sample_splits
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.text import normalize_text
-from echostream_fairseq.data.tts import SOURCE_LANGUAGE, SOURCE_VOICES, Voice
+from echostream_fairseq.data.tts import GENERATED_VOICES, SOURCE_LANGUAGE, SOURCE_VOICES, Voice
 
 __all__ = [
     "SPLITS",
@@ -102,28 +102,34 @@ def source_voice(seed: int, utterance_id: str, variants: Sequence[str] = SOURCE_
     )
 
 
-def _split_voices(held_out: Sequence[str]) -> tuple:
+def _split_voices(held_out: Sequence[str], extra_voices: int = 0) -> tuple:
     """(voices of train/dev/test, held-out voices), checked."""
     unknown = [v for v in held_out if v not in SOURCE_VOICES]
     if unknown:
         raise ManifestError(f"--held-out-voices: unknown voice variant(s) {unknown}; known: {list(SOURCE_VOICES)}")
+    if not 0 <= extra_voices <= len(GENERATED_VOICES):
+        raise ManifestError(f"--extra-voices must be between 0 and {len(GENERATED_VOICES)}, got {extra_voices}")
     held = tuple(dict.fromkeys(held_out))
-    kept = tuple(v for v in SOURCE_VOICES if v not in held)
+    kept = tuple(v for v in SOURCE_VOICES if v not in held) + GENERATED_VOICES[:extra_voices]
     if not kept:
         raise ManifestError("--held-out-voices holds out every voice variant: train would have no voice left")
     return kept, held
 
 
-def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence[str] = ()) -> Corpus:
+def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence[str] = (),
+                     extra_voices: int = 0) -> Corpus:
     """Sentences drawn from the grammar (distinct across splits) with seeded source voices.
 
     With ``held_out_voices``, train/dev/test use the other variants only, and a further split
-    :data:`HELD_OUT_SPLIT` holds the test sentences spoken by the held-out variants.
+    :data:`HELD_OUT_SPLIT` holds the test sentences spoken by the held-out variants. With
+    ``extra_voices`` = N, train/dev/test also use the first N generated voices
+    (:data:`~echostream_fairseq.data.tts.GENERATED_VOICES`); the held-out split never does, so
+    its audio does not depend on N.
     """
     for split, n in sizes.items():
         if n < 1:
             raise ManifestError(f"--num-{split} must be at least 1, got {n}")
-    voices, held = _split_voices(held_out_voices)
+    voices, held = _split_voices(held_out_voices, extra_voices)
     sentences = sample_splits(seed, sizes)
     splits = {
         split: [
@@ -146,6 +152,8 @@ def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence
                    "voices": [SOURCE_RATE_RANGE, SOURCE_PITCH_RANGE, SOURCE_PITCH_SPREAD_RANGE, list(SOURCE_VOICES)]}
     if held:
         fingerprint["held_out_voices"] = list(held)
+    if extra_voices:
+        fingerprint["extra_voices"] = list(GENERATED_VOICES[:extra_voices])
     return Corpus("synthetic", splits, fingerprint)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import random
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ __all__ = [
     "VOLUME",
     "SOURCE_LANGUAGE",
     "SOURCE_VOICES",
+    "GENERATED_VOICES",
+    "generated_variant",
     "TARGET_VOICE",
     "ESPEAK_SAMPLE_RATE",
     "Synthesizer",
@@ -123,8 +126,37 @@ class Voice:
         return f"{self.language}+{self.variant} rate={self.rate} pitch={self.pitch} range={self.pitch_range}"
 
 
+# Generated voices: more speakers for training, drawn along the two axes on which speakers differ
+# most (vocal tract length, which scales every formant, and pitch band), each a fixed function of
+# its index. They never use breath, consonant strength or echo, so the hand-written variants that
+# do (es-breathy, es-crisp, es-echo) stay qualities a model trained on generated voices has not heard.
+NUM_GENERATED_VOICES = 32
+GENERATED_VOICES: Tuple[str, ...] = tuple(f"es-gen{i:02d}" for i in range(1, NUM_GENERATED_VOICES + 1))
+_GENERATED_TRACT_RANGE = (0.88, 1.20)  # formant frequencies, as a factor of espeak-ng's own
+_FEMALE_FROM = 1.04  # tract factor from which a voice gets a female pitch band
+
+
+def generated_variant(name: str) -> List[str]:
+    """The espeak-ng variant lines of a generated voice (``es-genNN``): a function of the name only."""
+    if name not in GENERATED_VOICES:
+        raise TtsError(f"unknown generated voice {name!r}; known: es-gen01 .. {GENERATED_VOICES[-1]}")
+    rng = random.Random(f"echostream-voice:{name}")
+    tract = rng.uniform(*_GENERATED_TRACT_RANGE)
+    female = tract >= _FEMALE_FROM
+    low = rng.randint(140, 215) if female else rng.randint(65, 120)
+    high = int(low * rng.uniform(1.35, 1.6))
+    lines = [f"gender {'female' if female else 'male'}", "flutter 0", "roughness 8", f"pitch {low} {high}"]
+    for formant in range(1, 6):
+        frequency = round(100 * tract + rng.uniform(-3, 3))
+        lines.append(f"formant {formant} {frequency} {rng.randint(85, 110)} {rng.randint(85, 130)}")
+    return lines
+
+
+VARIANTS.update({name: generated_variant(name) for name in GENERATED_VOICES})
+
 SOURCE_LANGUAGE = "fr"
-SOURCE_VOICES: Tuple[str, ...] = tuple(VARIANTS)
+# the hand-written variants: what a corpus uses unless --extra-voices adds generated ones
+SOURCE_VOICES: Tuple[str, ...] = tuple(v for v in VARIANTS if v not in GENERATED_VOICES)
 # The single canonical target voice: target units are a function of the English text alone.
 TARGET_VOICE = Voice("en-us", "es-plain", rate=165, pitch=50, pitch_range=50)
 
