@@ -132,17 +132,20 @@ class Voice:
 # do (es-breathy, es-crisp, es-echo) stay qualities a model trained on generated voices has not heard.
 NUM_GENERATED_VOICES = 32
 GENERATED_VOICES: Tuple[str, ...] = tuple(f"es-gen{i:02d}" for i in range(1, NUM_GENERATED_VOICES + 1))
-_GENERATED_TRACT_RANGE = (0.88, 1.20)  # formant frequencies, as a factor of espeak-ng's own
-_FEMALE_FROM = 1.04  # tract factor from which a voice gets a female pitch band
+# formant frequencies as a factor of espeak-ng's own (vocal tract length), by the gender of the voice
+_GENERATED_TRACT_RANGE = {"male": (0.88, 1.04), "female": (1.04, 1.20)}
 
 
 def generated_variant(name: str) -> List[str]:
-    """The espeak-ng variant lines of a generated voice (``es-genNN``): a function of the name only."""
+    """The espeak-ng variant lines of a generated voice (``es-genNN``): a function of the name only.
+
+    Odd numbers are female voices, even numbers male, so any first N are balanced.
+    """
     if name not in GENERATED_VOICES:
         raise TtsError(f"unknown generated voice {name!r}; known: es-gen01 .. {GENERATED_VOICES[-1]}")
     rng = random.Random(f"echostream-voice:{name}")
-    tract = rng.uniform(*_GENERATED_TRACT_RANGE)
-    female = tract >= _FEMALE_FROM
+    female = int(name[len("es-gen"):]) % 2 == 1
+    tract = rng.uniform(*_GENERATED_TRACT_RANGE["female" if female else "male"])
     low = rng.randint(140, 215) if female else rng.randint(65, 120)
     high = int(low * rng.uniform(1.35, 1.6))
     lines = [f"gender {'female' if female else 'male'}", "flutter 0", "roughness 8", f"pitch {low} {high}"]
