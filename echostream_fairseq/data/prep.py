@@ -128,7 +128,10 @@ def _steps(pipeline: Pipeline) -> List[Step]:
     if corpus.mode == "synthetic":
         from echostream_fairseq.data.tts import TARGET_VOICE, VARIANTS, get_synthesizer
 
-        audio_params["tts"] = {"espeak_ng": get_synthesizer().version, "variants": digest(VARIANTS),
+        # the definitions of the variants this corpus speaks in, not of every variant there is
+        spoken = sorted({u.src_voice.variant for u in corpus.all() if u.src_voice} | {TARGET_VOICE.variant})
+        audio_params["tts"] = {"espeak_ng": get_synthesizer().version,
+                               "variants": digest({v: VARIANTS[v] for v in spoken}),
                                "target_voice": TARGET_VOICE.describe()}
     audio = Step("audio", audio_params, ["audio"], pipeline.audio)
     gcmvn = Step("gcmvn", {"after": after(audio), "max_utterances": options.cmvn_max_utterances, "seed": options.seed},
