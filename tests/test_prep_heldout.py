@@ -138,3 +138,9 @@ def test_extra_voices_join_train_dev_and_test_but_not_the_held_out_split():
     with pytest.raises(ManifestError, match="--extra-voices must be between 0 and 32, got 33"):
         synthetic_corpus(1, {"train": 4, "dev": 1, "test": 1}, extra_voices=33)
     assert build_parser().parse_args(["synthetic", "--out", "x", "--extra-voices", "5"]).extra_voices == 5
+    qualities = synthetic_corpus(1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES,
+                                 extra_voices=8, extra_voice_qualities=True)
+    assert {u.src_voice.variant for u in qualities.splits["train"]} == \
+        (set(SOURCE_VOICES) - set(DEFAULT_HELD_OUT_VOICES)) | {f"es-gq{i:02d}" for i in range(1, 9)}
+    assert qualities.splits[HELD_OUT_SPLIT] == plain.splits[HELD_OUT_SPLIT]
+    assert qualities.fingerprint["extra_voices"] == [f"es-gq{i:02d}" for i in range(1, 9)]

@@ -6,7 +6,7 @@ import torch
 import torchaudio
 
 from echostream_fairseq.data.tts import (
-    ESPEAK_SAMPLE_RATE, GENERATED_VOICES, SOURCE_VOICES, TARGET_VOICE, VARIANTS, TtsError, Voice, generated_variant,
+    ESPEAK_SAMPLE_RATE, GENERATED_VOICES, QUALITY_VOICES, SOURCE_VOICES, TARGET_VOICE, VARIANTS, TtsError, Voice, generated_variant,
     get_synthesizer,
 )
 
@@ -85,3 +85,14 @@ def test_generated_voices_are_fixed_and_keep_to_tract_and_pitch():
     assert min(tracts) < 92 and max(tracts) > 112  # the draws span the range, not one corner of it
     with pytest.raises(TtsError, match="unknown generated voice 'es-gen99'"):
         generated_variant("es-gen99")
+
+
+def test_quality_voices_add_consonants_breath_and_echo():
+    keys = [{line.split()[0] for line in generated_variant(name)} for name in QUALITY_VOICES]
+    assert all("consonants" in k for k in keys)
+    breathy, echoing = sum("breath" in k for k in keys), sum("echo" in k for k in keys)
+    assert 8 <= breathy <= 24 and 4 <= echoing <= 20  # drawn with p = 0.5 and 0.3
+    assert all(("breath" in k) == ("breathw" in k) for k in keys)
+    assert not set(QUALITY_VOICES) & set(SOURCE_VOICES) and len(set(map(tuple, map(generated_variant, QUALITY_VOICES)))) == 32
+    # each family is its own set of speakers, not the other's with qualities added
+    assert all(generated_variant(q)[3] != generated_variant(g)[3] for q, g in zip(QUALITY_VOICES, GENERATED_VOICES))

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-voices", type=int, default=0, metavar="N",
                    help="add N generated voices (es-gen01 ..; other vocal tract lengths and pitch bands) to the "
                         "voices of train, dev and test (default 0; at most 32)")
+    p.add_argument("--extra-voice-qualities", action="store_true",
+                   help="the generated voices also vary consonant strength, breath and echo (es-gq01 ..)")
 
     p = sub.add_parser("cvss", parents=[common], help="Common Voice French + CVSS-C fr-en",
                        description="Common Voice French (clips/*.mp3, {train,dev,test}.tsv) joined with CVSS-C fr-en "
@@ -159,7 +161,8 @@ def _load_corpus(args: argparse.Namespace):
     if args.source == "synthetic":
         return synthetic_corpus(args.seed, {"train": args.num_train, "dev": args.num_dev, "test": args.num_test},
                                 held_out_voices=DEFAULT_HELD_OUT_VOICES if args.held_out_voices is None
-                                else args.held_out_voices, extra_voices=args.extra_voices)
+                                else args.held_out_voices, extra_voices=args.extra_voices,
+                                extra_voice_qualities=args.extra_voice_qualities)
     if args.source == "cvss":
         return cvss_corpus(args.cv_root, args.cvss_root, list(dict.fromkeys(args.splits)))
     return tsv_corpus({split: path for split, path in (("train", args.train), ("dev", args.dev), ("test", args.test)) if path})

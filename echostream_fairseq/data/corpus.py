@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from echostream_fairseq.data.grammar import GRAMMAR_VERSION, sample_splits
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.text import normalize_text
-from echostream_fairseq.data.tts import GENERATED_VOICES, SOURCE_LANGUAGE, SOURCE_VOICES, Voice
+from echostream_fairseq.data.tts import GENERATED_VOICES, QUALITY_VOICES, SOURCE_LANGUAGE, SOURCE_VOICES, Voice
 
 __all__ = [
     "SPLITS",
@@ -102,7 +102,7 @@ def source_voice(seed: int, utterance_id: str, variants: Sequence[str] = SOURCE_
     )
 
 
-def _split_voices(held_out: Sequence[str], extra_voices: int = 0) -> tuple:
+def _split_voices(held_out: Sequence[str], extra_voices: int = 0, qualities: bool = False) -> tuple:
     """(voices of train/dev/test, held-out voices), checked."""
     unknown = [v for v in held_out if v not in SOURCE_VOICES]
     if unknown:
@@ -110,26 +110,27 @@ def _split_voices(held_out: Sequence[str], extra_voices: int = 0) -> tuple:
     if not 0 <= extra_voices <= len(GENERATED_VOICES):
         raise ManifestError(f"--extra-voices must be between 0 and {len(GENERATED_VOICES)}, got {extra_voices}")
     held = tuple(dict.fromkeys(held_out))
-    kept = tuple(v for v in SOURCE_VOICES if v not in held) + GENERATED_VOICES[:extra_voices]
+    kept = tuple(v for v in SOURCE_VOICES if v not in held) + (QUALITY_VOICES if qualities else GENERATED_VOICES)[:extra_voices]
     if not kept:
         raise ManifestError("--held-out-voices holds out every voice variant: train would have no voice left")
     return kept, held
 
 
 def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence[str] = (),
-                     extra_voices: int = 0) -> Corpus:
+                     extra_voices: int = 0, extra_voice_qualities: bool = False) -> Corpus:
     """Sentences drawn from the grammar (distinct across splits) with seeded source voices.
 
     With ``held_out_voices``, train/dev/test use the other variants only, and a further split
     :data:`HELD_OUT_SPLIT` holds the test sentences spoken by the held-out variants. With
     ``extra_voices`` = N, train/dev/test also use the first N generated voices
-    (:data:`~echostream_fairseq.data.tts.GENERATED_VOICES`); the held-out split never does, so
-    its audio does not depend on N.
+    (:data:`~echostream_fairseq.data.tts.GENERATED_VOICES`, or with ``extra_voice_qualities``
+    those of :data:`~echostream_fairseq.data.tts.QUALITY_VOICES`); the held-out split never does,
+    so its audio does not depend on them.
     """
     for split, n in sizes.items():
         if n < 1:
             raise ManifestError(f"--num-{split} must be at least 1, got {n}")
-    voices, held = _split_voices(held_out_voices, extra_voices)
+    voices, held = _split_voices(held_out_voices, extra_voices, extra_voice_qualities)
     sentences = sample_splits(seed, sizes)
     splits = {
         split: [
@@ -153,7 +154,7 @@ def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence
     if held:
         fingerprint["held_out_voices"] = list(held)
     if extra_voices:
-        fingerprint["extra_voices"] = list(GENERATED_VOICES[:extra_voices])
+        fingerprint["extra_voices"] = list(voices[len(voices) - extra_voices:])
     return Corpus("synthetic", splits, fingerprint)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "SOURCE_LANGUAGE",
     "SOURCE_VOICES",
     "GENERATED_VOICES",
+    "QUALITY_VOICES",
     "generated_variant",
     "TARGET_VOICE",
     "ESPEAK_SAMPLE_RATE",
@@ -126,25 +127,28 @@ class Voice:
         return f"{self.language}+{self.variant} rate={self.rate} pitch={self.pitch} range={self.pitch_range}"
 
 
-# Generated voices: more speakers for training, drawn along the two axes on which speakers differ
-# most (vocal tract length, which scales every formant, and pitch band), each a fixed function of
-# its index. They never use breath, consonant strength or echo, so the hand-written variants that
-# do (es-breathy, es-crisp, es-echo) stay qualities a model trained on generated voices has not heard.
+# Generated voices: more speakers for training, each a fixed function of its name. The plain
+# family (es-genNN) varies the two axes on which speakers differ most: vocal tract length, which
+# scales every formant, and pitch band; it never uses breath, consonant strength or echo, so the
+# hand-written variants that do (es-breathy, es-crisp, es-echo) stay qualities a model trained on
+# it has not heard. The qualities family (es-gqNN) draws those three as well.
 NUM_GENERATED_VOICES = 32
 GENERATED_VOICES: Tuple[str, ...] = tuple(f"es-gen{i:02d}" for i in range(1, NUM_GENERATED_VOICES + 1))
+QUALITY_VOICES: Tuple[str, ...] = tuple(f"es-gq{i:02d}" for i in range(1, NUM_GENERATED_VOICES + 1))
 # formant frequencies as a factor of espeak-ng's own (vocal tract length), by the gender of the voice
 _GENERATED_TRACT_RANGE = {"male": (0.88, 1.04), "female": (1.04, 1.20)}
 
 
 def generated_variant(name: str) -> List[str]:
-    """The espeak-ng variant lines of a generated voice (``es-genNN``): a function of the name only.
+    """The espeak-ng variant lines of a generated voice (``es-genNN``, ``es-gqNN``): a function of the name.
 
     Odd numbers are female voices, even numbers male, so any first N are balanced.
     """
-    if name not in GENERATED_VOICES:
-        raise TtsError(f"unknown generated voice {name!r}; known: es-gen01 .. {GENERATED_VOICES[-1]}")
+    if name not in GENERATED_VOICES and name not in QUALITY_VOICES:
+        raise TtsError(f"unknown generated voice {name!r}; known: es-gen01 .. {GENERATED_VOICES[-1]}, "
+                       f"es-gq01 .. {QUALITY_VOICES[-1]}")
     rng = random.Random(f"echostream-voice:{name}")
-    female = int(name[len("es-gen"):]) % 2 == 1
+    female = int(name[-2:]) % 2 == 1
     tract = rng.uniform(*_GENERATED_TRACT_RANGE["female" if female else "male"])
     low = rng.randint(140, 215) if female else rng.randint(65, 120)
     high = int(low * rng.uniform(1.35, 1.6))
@@ -152,14 +156,21 @@ def generated_variant(name: str) -> List[str]:
     for formant in range(1, 6):
         frequency = round(100 * tract + rng.uniform(-3, 3))
         lines.append(f"formant {formant} {frequency} {rng.randint(85, 110)} {rng.randint(85, 130)}")
+    if name in QUALITY_VOICES:
+        lines.append(f"consonants {rng.randint(70, 160)} {rng.randint(70, 160)}")
+        if rng.random() < 0.5:  # breath noise in each formant band, and its band widths
+            lines.append("breath " + " ".join(str(rng.randint(0, 5)) for _ in range(8)))
+            lines.append("breathw " + " ".join(str(rng.randint(120, 450)) for _ in range(6)))
+        if rng.random() < 0.3:
+            lines.append(f"echo {rng.randint(10, 40)} {rng.randint(8, 25)}")
     return lines
 
 
-VARIANTS.update({name: generated_variant(name) for name in GENERATED_VOICES})
+VARIANTS.update({name: generated_variant(name) for name in GENERATED_VOICES + QUALITY_VOICES})
 
 SOURCE_LANGUAGE = "fr"
 # the hand-written variants: what a corpus uses unless --extra-voices adds generated ones
-SOURCE_VOICES: Tuple[str, ...] = tuple(v for v in VARIANTS if v not in GENERATED_VOICES)
+SOURCE_VOICES: Tuple[str, ...] = tuple(v for v in VARIANTS if v not in GENERATED_VOICES + QUALITY_VOICES)
 # The single canonical target voice: target units are a function of the English text alone.
 TARGET_VOICE = Voice("en-us", "es-plain", rate=165, pitch=50, pitch_range=50)
 
