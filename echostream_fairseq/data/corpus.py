@@ -102,15 +102,13 @@ def source_voice(seed: int, utterance_id: str, variants: Sequence[str] = SOURCE_
     )
 
 
-def _split_voices(held_out: Sequence[str], extra_voices: int = 0, qualities: bool = False) -> tuple:
-    """(voices of train/dev/test, held-out voices), checked."""
+def _split_voices(held_out: Sequence[str], extra: Sequence[str] = ()) -> tuple:
+    """(voices of train/dev/test, held-out voices), checked; ``extra`` joins the former."""
     unknown = [v for v in held_out if v not in SOURCE_VOICES]
     if unknown:
         raise ManifestError(f"--held-out-voices: unknown voice variant(s) {unknown}; known: {list(SOURCE_VOICES)}")
-    if not 0 <= extra_voices <= len(GENERATED_VOICES):
-        raise ManifestError(f"--extra-voices must be between 0 and {len(GENERATED_VOICES)}, got {extra_voices}")
     held = tuple(dict.fromkeys(held_out))
-    kept = tuple(v for v in SOURCE_VOICES if v not in held) + (QUALITY_VOICES if qualities else GENERATED_VOICES)[:extra_voices]
+    kept = tuple(v for v in SOURCE_VOICES if v not in held) + tuple(extra)
     if not kept:
         raise ManifestError("--held-out-voices holds out every voice variant: train would have no voice left")
     return kept, held
@@ -130,7 +128,10 @@ def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence
     for split, n in sizes.items():
         if n < 1:
             raise ManifestError(f"--num-{split} must be at least 1, got {n}")
-    voices, held = _split_voices(held_out_voices, extra_voices, extra_voice_qualities)
+    if not 0 <= extra_voices <= len(GENERATED_VOICES):
+        raise ManifestError(f"--extra-voices must be between 0 and {len(GENERATED_VOICES)}, got {extra_voices}")
+    extra = (QUALITY_VOICES if extra_voice_qualities else GENERATED_VOICES)[:extra_voices]
+    voices, held = _split_voices(held_out_voices, extra)
     sentences = sample_splits(seed, sizes)
     splits = {
         split: [
@@ -153,8 +154,8 @@ def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence
                    "voices": [SOURCE_RATE_RANGE, SOURCE_PITCH_RANGE, SOURCE_PITCH_SPREAD_RANGE, list(SOURCE_VOICES)]}
     if held:
         fingerprint["held_out_voices"] = list(held)
-    if extra_voices:
-        fingerprint["extra_voices"] = list(voices[len(voices) - extra_voices:])
+    if extra:
+        fingerprint["extra_voices"] = list(extra)
     return Corpus("synthetic", splits, fingerprint)
 
 

@@ -166,11 +166,11 @@ def generated_variant(name: str) -> List[str]:
     return lines
 
 
+# the hand-written variants: what a corpus uses unless --extra-voices adds generated ones
+SOURCE_VOICES: Tuple[str, ...] = tuple(VARIANTS)
 VARIANTS.update({name: generated_variant(name) for name in GENERATED_VOICES + QUALITY_VOICES})
 
 SOURCE_LANGUAGE = "fr"
-# the hand-written variants: what a corpus uses unless --extra-voices adds generated ones
-SOURCE_VOICES: Tuple[str, ...] = tuple(v for v in VARIANTS if v not in GENERATED_VOICES + QUALITY_VOICES)
 # The single canonical target voice: target units are a function of the English text alone.
 TARGET_VOICE = Voice("en-us", "es-plain", rate=165, pitch=50, pitch_range=50)
 
