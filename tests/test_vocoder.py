@@ -3,6 +3,7 @@ fallback, incremental synthesis, and bad input."""
 
 import json
 import os
+import time
 
 import pytest
 import soundfile as sf
@@ -511,3 +512,61 @@ def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_unit
     assert len(shapes) < sum(1 for row in sizes for n in row if n)  # calls were shared
     with pytest.raises(VocoderError, match="max_batch must be a power of two, got 3"):
         IncrementalVocoder(vocoder, dur_prediction=False, max_batch=3)
+
+
+def test_durations_of_many_streams_are_predicted_together_and_equal_each_stream_alone(hifigan):
+    """step_batch with duration prediction: the predictor runs once per length of (context + new
+    units) among the streams, and every stream gets the durations and audio it gets alone."""
+    vocoder = hifigan[0]
+    torch.manual_seed(4)
+    streams = [torch.randint(0, NUM_UNITS, (40,)) for _ in range(5)]
+    sizes = [[4, 6, 0, 5, 9, 16], [4, 6, 3, 5, 9, 13], [2, 8, 3, 0, 12, 15], [4, 6, 3, 5, 9, 13], [7, 1, 1, 1, 10, 20]]
+    alone = [stream(vocoder, s, n, dur_prediction=True)[1] for s, n in zip(streams, sizes)]
+    rows = []
+    run = vocoder.durations_batch
+
+    def recording(units):
+        rows.append(units.shape[0])
+        return run(units)
+
+    vocoder.durations_batch = recording
+    inc = IncrementalVocoder(vocoder, dur_prediction=True, max_batch=4)
+    states, starts = [inc.initial_state() for _ in streams], [0] * len(streams)
+    for tick in range(6):
+        requests = []
+        for k, s in enumerate(streams):
+            n = sizes[k][tick]
+            requests.append((s[starts[k]:starts[k] + n], states[k], tick == 5))
+            starts[k] += n
+        for k, (piece, state) in enumerate(inc.step_batch(requests)):
+            states[k] = state
+            assert piece.shape == alone[k][tick].shape, (tick, k)
+            assert torch.allclose(piece, alone[k][tick], rtol=0, atol=1e-5), (tick, k)
+    assert sum(rows) == sum(1 for row in sizes for n in row if n) and len(rows) == 16 and max(rows) == 4
+
+
+class TimedVocoder(CountingVocoder):
+    """Silence that takes ``cost(rows)`` seconds per call (oneDNN) and twice that without it."""
+
+    length_bucket = 8
+    onednn = True
+
+    def __init__(self, cost):
+        super().__init__()
+        self.cost = cost
+
+    def synthesize_frames_batch(self, frames):
+        time.sleep(self.cost(frames.shape[0]) * (1 if self.onednn else 2))
+        return torch.zeros(frames.shape[0], frames.shape[1] * self.frame_hop)
+
+
+@pytest.mark.parametrize("cost, chosen", [
+    (lambda rows: 0.004 + 0.001 * rows, 8),  # a fixed cost per call: the largest sub-batch is cheapest per stream
+    (lambda rows: 0.003 * rows, 1),  # cost in proportion to the streams: batching buys nothing
+    (lambda rows: 0.004 + 0.001 * rows if rows <= 2 else 0.002 * rows ** 2, 2),  # larger calls slow down
+])
+def test_warm_up_picks_the_sub_batch_that_costs_least_per_stream(cost, chosen):
+    inc = IncrementalVocoder(TimedVocoder(cost), dur_prediction=False, max_batch=8)
+    inc.warm_up(8)
+    assert inc.vocoder.onednn and inc.length_bucket == 8
+    assert inc.max_batch == chosen

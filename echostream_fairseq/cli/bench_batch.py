@@ -50,7 +50,7 @@ import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.streaming.translator import STAGES
-from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT
+from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_SUB_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -246,9 +246,10 @@ def main(argv=None) -> int:
     p.add_argument("--ticks", type=int, default=10, help="timed ticks per count")
     p.add_argument("--utterances", type=int, default=64, help="source utterances to read")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--vocoder-batch", type=int, default=4,
+    p.add_argument("--vocoder-batch", type=int, default=MAX_SUB_BATCH,
                    help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
-                        "the streaming API's setting is 4)")
+                        f"the streaming API's setting is {MAX_SUB_BATCH}; the warm-up keeps the size up to it "
+                        "that costs least per stream)")
     p.add_argument("--vocoder-left-context", type=int, default=VOCODER_LEFT_CONTEXT,
                    help="unit frames the incremental vocoder re-synthesises as context (as the agents' flag)")
     p.add_argument("--model-dtype", default="fp32", choices=("fp32", "bf16", "int8"),

@@ -18,9 +18,9 @@ from echostream_fairseq.modules.precision import convert_precision, torch_dtype
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
-from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, IncrementalVocoder
+from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_SUB_BATCH, IncrementalVocoder
 
-__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "load_vocoder", "load_translator",
+__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "MAX_SUB_BATCH", "load_vocoder", "load_translator",
            "pause_frames", "translator_for_chunk"]
 
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
@@ -37,7 +37,8 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
     ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16; ``int8`` and ``fp32`` keep it fp32 (there
     is no int8 convolution path). ``max_batch``: the most streams synthesised in one call (1 for
-    one stream; the streaming API, which steps many, takes 4)."""
+    one stream; the streaming API, which steps many, takes ``MAX_SUB_BATCH``; the warm-up keeps the
+    sub-batch size up to it that costs least per stream)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 

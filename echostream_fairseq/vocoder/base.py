@@ -70,6 +70,11 @@ class UnitVocoder(torch.nn.Module):
         """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""
         raise NotImplementedError
 
+    def durations_batch(self, units: Tensor) -> Tensor:
+        """``[B, U]`` -> ``[B, U]``: :meth:`durations` of each row (this default runs them one by one;
+        a vocoder that batches overrides it)."""
+        return torch.stack([self.durations(row) for row in units])
+
     def synthesize_frames(self, frames: Tensor) -> Tensor:
         """``[T]`` frame-level units (already checked) -> ``[T * frame_hop]`` float waveform."""
         raise NotImplementedError

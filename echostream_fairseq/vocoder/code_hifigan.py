@@ -114,9 +114,13 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @torch.no_grad()
     def durations(self, units: Tensor) -> Tensor:
+        return self.durations_batch(units[None])[0]
+
+    @torch.no_grad()
+    def durations_batch(self, units: Tensor) -> Tensor:
         # the rounding fairseq's CodeGenerator applies: the predictor is trained on log(1 + frames)
-        log_duration = self.generator.dur_predictor(self.generator.dict(units[None]))
-        return torch.clamp(torch.round(torch.exp(log_duration) - 1).long(), min=1)[0]
+        log_duration = self.generator.dur_predictor(self.generator.dict(units))
+        return torch.clamp(torch.round(torch.exp(log_duration) - 1).long(), min=1)
 
     # oneDNN builds a convolution primitive per input length (30-50 ms for the tiny generator, more
     # for the full-size one, on 2 cores) and then runs it faster than PyTorch's own CPU convolution

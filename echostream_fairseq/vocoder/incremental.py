@@ -30,10 +30,13 @@ from torch import Tensor
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.config import VocoderError
 
-__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT"]
+__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT", "MAX_SUB_BATCH"]
 
 # unit frames re-synthesised as context by default
 LEFT_CONTEXT = 12
+# the most streams a synthesis call takes when many streams share calls (the streaming API);
+# warm_up keeps the sub-batch size up to it that costs least per stream on the machine
+MAX_SUB_BATCH = 8
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +72,8 @@ class IncrementalVocoder:
         length_bucket: frames per call are kept a multiple of this when enough history exists
             (default: the vocoder's ``length_bucket``).
         max_batch: the most streams :meth:`step_batch` synthesises in one call (a power of two;
-            1: one by one; the streaming API takes 4, which beat 8 with the tiny CodeHiFiGAN on
-            2 cores).
+            1: one by one; the streaming API takes :data:`MAX_SUB_BATCH`, and :meth:`warm_up`
+            lowers it to the size that costs least per stream).
     """
 
     def __init__(
@@ -120,7 +123,10 @@ class IncrementalVocoder:
         A vocoder that can also run without oneDNN (``onednn``, the CodeHiFiGAN) is then timed both
         ways on a typical call of ``min(4, max_batch)`` streams: without oneDNN there is nothing to
         prepare, so if that path is as fast, it is kept and the buckets are dropped. (One stream of
-        the tiny generator runs as fast either way; batched, only oneDNN gets cheaper per stream.)"""
+        the tiny generator runs as fast either way; batched, only oneDNN gets cheaper per stream.)
+        With oneDNN kept, the typical call is timed at every sub-batch size up to ``max_batch``, and
+        ``max_batch`` becomes the size that costs least per stream: on one 2-core CPU 8 streams of
+        the tiny generator cost less each than 4, on another they did not."""
         if self.length_bucket == 1:
             return 0
         longest = self.history_frames + max_new_frames
@@ -146,7 +152,31 @@ class IncrementalVocoder:
                         rows, typical.size(1), best[True] * 1e3, best[False] * 1e3)
             if not self.vocoder.onednn:
                 self.length_bucket = 1
+            elif self.max_batch > 1:
+                self.max_batch = self._cheapest_sub_batch(lengths[len(lengths) // 3])
         return len(lengths)
+
+    def _cheapest_sub_batch(self, length: int) -> int:
+        """The power-of-two sub-batch size up to ``max_batch`` whose call of ``length`` frames costs
+        least per stream (best of three; a larger size must win by 5%)."""
+        per_stream = {}
+        rows = 1
+        while rows <= self.max_batch:
+            frames = torch.zeros(rows, length, dtype=torch.long)
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                self.vocoder.synthesize_frames_batch(frames)
+                best = min(best, time.perf_counter() - started)
+            per_stream[rows] = best / rows
+            rows *= 2
+        chosen = 1
+        for rows, cost in per_stream.items():
+            if cost < 0.95 * per_stream[chosen]:
+                chosen = rows
+        logger.info("vocoder sub-batches of up to %d streams (%d frames, ms per stream: %s)", chosen, length,
+                    ", ".join(f"{rows}: {cost * 1e3:.1f}" for rows, cost in per_stream.items()))
+        return chosen
 
     def initial_state(self) -> VocoderState:
         empty = torch.zeros(0, dtype=torch.long)
@@ -154,11 +184,24 @@ class IncrementalVocoder:
 
     def new_frames(self, state: VocoderState, units: Tensor) -> Tensor:
         """Frame-level units for ``units`` (durations predicted with the state's left context)."""
+        return self._new_frames_batch([(units, state)])[0]
+
+    def _new_frames_batch(self, items: Sequence[Tuple[Tensor, VocoderState]]) -> List[Tensor]:
+        """:meth:`new_frames` for several streams: the durations of equally long unit sequences
+        (with their context) are predicted in one call, which equals predicting them one by one."""
         if not self.dur_prediction:
-            return units
-        with_context = torch.cat([state.context_units, units])
-        durations = self.vocoder.durations(with_context)[state.context_units.numel():]
-        return torch.repeat_interleave(units, durations)
+            return [units for units, _ in items]
+        by_length: Dict[int, List[int]] = {}
+        sequences = [torch.cat([state.context_units, units]) for units, state in items]
+        for i, sequence in enumerate(sequences):
+            by_length.setdefault(sequence.numel(), []).append(i)
+        frames: List[Tensor] = [torch.zeros(0, dtype=torch.long)] * len(items)
+        for members in by_length.values():
+            durations = self.vocoder.durations_batch(torch.stack([sequences[i] for i in members]))
+            for i, row in zip(members, durations):
+                units, state = items[i]
+                frames[i] = torch.repeat_interleave(units, row[state.context_units.numel():])
+        return frames
 
     @torch.no_grad()
     def step(
@@ -184,9 +227,14 @@ class IncrementalVocoder:
 
         Calls of equal frame count are synthesised as one batch (the length buckets make equal
         counts common), in sub-batches of at most ``max_batch`` streams split into powers of two,
-        so that a convolution library meets few input shapes. The results equal :meth:`step` per
-        stream."""
-        plans = [self._plan(units, state, finish) for units, state, finish in requests]
+        so that a convolution library meets few input shapes; the durations of equally long unit
+        sequences are predicted in one call too. The results equal :meth:`step` per stream."""
+        given = [self._check(units, state) for units, state, _ in requests]
+        speaking = [i for i, units in enumerate(given) if units is not None]
+        frames_new = self._new_frames_batch([(given[i], requests[i][1]) for i in speaking])
+        plans: List[Optional[tuple]] = [None] * len(requests)
+        for i, frames in zip(speaking, frames_new):
+            plans[i] = self._plan(given[i], frames, requests[i][1])
         by_length: Dict[int, List[int]] = {}
         for i, plan in enumerate(plans):
             if plan is not None:
@@ -205,14 +253,16 @@ class IncrementalVocoder:
                 results.append(self._join(audio[i], plans[i], state, finish))
         return results
 
-    def _plan(self, units, state: VocoderState, finish: bool):
-        """The frames one call synthesises and what joining its audio needs (``None``: no new units)."""
+    def _check(self, units, state: VocoderState) -> Optional[Tensor]:
+        """``units`` as a checked tensor (``None``: no new units)."""
         if not isinstance(state, VocoderState):
             raise VocoderError(f"state must be a VocoderState (units first, then the state), got {type(state).__name__}")
         if len(units) == 0:
             return None
-        units = as_unit_tensor(units, self.vocoder.num_units, "new units")
-        frames_new = self.new_frames(state, units)
+        return as_unit_tensor(units, self.vocoder.num_units, "new units")
+
+    def _plan(self, units: Tensor, frames_new: Tensor, state: VocoderState):
+        """The frames one call synthesises and what joining its audio needs."""
         spoken = state.context_frames.numel()
         context = self.left_context + (-(self.left_context + frames_new.numel())) % self.length_bucket
         context = min(context, spoken)
