@@ -208,3 +208,23 @@ def test_unit_steps_with_lookahead_equal_the_wait_k_forward(lookahead):
             logits.append(piece)
             done = ready
     torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_held_states_flushed_without_new_text_equal_the_wait_k_forward():
+    """The end of the text arriving with no new state: the held-back states are flushed with an
+    empty ``new_memory`` (they are in the memory already) and give the full forward's units."""
+    torch.manual_seed(7)
+    dec = CTCUnitDecoder(embed_dim=24, num_units=10, upsample_rate=3, ffn_dim=48, num_layers=2, num_heads=4).eval()
+    text = torch.randn(1, 7, 24)
+    with torch.no_grad():
+        full_logits, _ = dec(text, torch.tensor([7]), k2=1, n2=1)
+        caches, done, logits = None, 0, []
+        for a, b in [(0, 1), (1, 4), (4, 7), (7, 7)]:  # the last call: the end of the text, nothing new
+            ready = 7 if a == b else max(done, b - 1)
+            if a == b:  # the held state given as new memory again would be attended twice
+                twice, _ = dec.step(text[:, done:ready], caches, done, lookahead=1, memory_end=b)
+            piece, caches = dec.step(text[:, done:ready], caches, done, lookahead=1, new_memory=text[:, a:b], memory_end=b)
+            logits.append(piece)
+            done = ready
+    torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(twice, full_logits[:, -3:], atol=1e-3)

@@ -82,9 +82,10 @@ class Speaking:
         held = 0 if flush else min(k, pending.size(1))
         ready = pending[:, : pending.size(1) - held]
         memory_end = state.text_states + pending.size(1)
+        # no new text (a flush of held states): nothing joins the memory, which holds them already
         logits, unit_caches = self.model.unit_decoder.step(
-            ready, state.unit_caches, state.text_states, window, lookahead=k, new_memory=text_out,
-            memory_end=memory_end)
+            ready, state.unit_caches, state.text_states, window, lookahead=k,
+            new_memory=ready[:, :0] if text_out is None else text_out, memory_end=memory_end)
         units, last = ctc_greedy_extend(logits[0].float(), state.unit_last, self.unit_banned)
         return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
                               text_states=state.text_states + ready.size(1),
