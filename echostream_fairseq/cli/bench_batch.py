@@ -279,7 +279,12 @@ def main(argv=None) -> int:
               "full": sorted(set(args.full_size_streams))}
     lines = ["# Concurrent streams: batched against one at a time", "", f"Machine: {results['machine']}",
              f"Chunk {args.chunk_ms} ms, speech output; tiny: {'trained, agent settings' if args.model else 'random, forced writing'}"
-             f", full: random, forced writing; {args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.", ""]
+             f", full: random, forced writing; {args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
+             "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): " + ", ".join(
+                 f"{name} {t.vocoder.max_batch}" for name, t in systems.items() if t.vocoder is not None
+                 and t.config.speech_output) + ".", ""]
+    results["vocoder_max_batch"] = {name: t.vocoder.max_batch for name, t in systems.items()
+                                    if t.vocoder is not None and t.config.speech_output}
     with torch.inference_mode():
         for name, translator in systems.items():
             rows = []
