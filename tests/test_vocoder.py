@@ -474,6 +474,22 @@ def test_warm_up_keeps_the_faster_convolution_and_the_same_audio(speech_units, t
     assert (chosen - reference).abs().max() < 1e-4
 
 
+def step_together(inc, streams, sizes, alone):
+    """Step ``streams`` tick by tick through ``inc.step_batch`` (``sizes[k][tick]`` new units each, the
+    last tick finishing) and check every piece against the stream stepped alone."""
+    states, starts, ticks = [inc.initial_state() for _ in streams], [0] * len(streams), len(sizes[0])
+    for tick in range(ticks):
+        requests = []
+        for k, s in enumerate(streams):
+            n = sizes[k][tick]
+            requests.append((s[starts[k]:starts[k] + n], states[k], tick == ticks - 1))
+            starts[k] += n
+        for k, (piece, state) in enumerate(inc.step_batch(requests)):
+            states[k] = state
+            assert piece.shape == alone[k][tick].shape, (tick, k)
+            assert torch.allclose(piece, alone[k][tick], rtol=0, atol=1e-5), (tick, k)
+
+
 def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_units, tmp_path):
     """step_batch: calls of equal length share one generator run, in power-of-two sub-batches."""
     from echostream_fairseq.vocoder.incremental import _power_of_two_groups
@@ -496,18 +512,7 @@ def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_unit
         return run(frames)
 
     vocoder.synthesize_frames_batch = recording
-    inc = IncrementalVocoder(vocoder, dur_prediction=False, max_batch=4)
-    states, starts = [inc.initial_state() for _ in streams], [0] * len(streams)
-    for tick in range(8):
-        requests = []
-        for k, s in enumerate(streams):
-            n = sizes[k][tick]
-            requests.append((s[starts[k]:starts[k] + n], states[k], tick == 7))
-            starts[k] += n
-        for k, (piece, state) in enumerate(inc.step_batch(requests)):
-            states[k] = state
-            assert piece.shape == alone[k][tick].shape
-            assert torch.allclose(piece, alone[k][tick], rtol=0, atol=1e-5), (tick, k)
+    step_together(IncrementalVocoder(vocoder, dur_prediction=False, max_batch=4), streams, sizes, alone)
     assert max(b for b, _ in shapes) == 4 and all(b in (1, 2, 4) for b, _ in shapes)
     assert len(shapes) < sum(1 for row in sizes for n in row if n)  # calls were shared
     with pytest.raises(VocoderError, match="max_batch must be a power of two, got 3"):
@@ -530,18 +535,7 @@ def test_durations_of_many_streams_are_predicted_together_and_equal_each_stream_
         return run(units)
 
     vocoder.durations_batch = recording
-    inc = IncrementalVocoder(vocoder, dur_prediction=True, max_batch=4)
-    states, starts = [inc.initial_state() for _ in streams], [0] * len(streams)
-    for tick in range(6):
-        requests = []
-        for k, s in enumerate(streams):
-            n = sizes[k][tick]
-            requests.append((s[starts[k]:starts[k] + n], states[k], tick == 5))
-            starts[k] += n
-        for k, (piece, state) in enumerate(inc.step_batch(requests)):
-            states[k] = state
-            assert piece.shape == alone[k][tick].shape, (tick, k)
-            assert torch.allclose(piece, alone[k][tick], rtol=0, atol=1e-5), (tick, k)
+    step_together(IncrementalVocoder(vocoder, dur_prediction=True, max_batch=4), streams, sizes, alone)
     assert sum(rows) == sum(1 for row in sizes for n in row if n) and len(rows) == 16 and max(rows) == 4
 
 
