@@ -556,7 +556,7 @@ class TimedVocoder(CountingVocoder):
 
 @pytest.mark.parametrize("cost, chosen", [
     (lambda rows: 0.004 + 0.001 * rows, 8),  # a fixed cost per call: the largest sub-batch is cheapest per stream
-    (lambda rows: 0.003 * rows, 1),  # cost in proportion to the streams: batching buys nothing
+    (lambda rows: 0.002 * rows ** 2, 1),  # cost growing faster than the streams: batching loses
     (lambda rows: 0.004 + 0.001 * rows if rows <= 2 else 0.002 * rows ** 2, 2),  # larger calls slow down
 ])
 def test_warm_up_picks_the_sub_batch_that_costs_least_per_stream(cost, chosen):
