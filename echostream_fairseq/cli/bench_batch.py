@@ -273,18 +273,17 @@ def main(argv=None) -> int:
     except (BenchError, OSError, ValueError) as e:
         print(f"echostream-bench-batch: {e}", file=sys.stderr)
         return 2
+    sub_batches = {name: t.vocoder.max_batch for name, t in systems.items()
+                   if t.vocoder is not None and t.config.speech_output}
     results = {"machine": _machine(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
-               "model_dtype": args.model_dtype, "systems": {}}
+               "model_dtype": args.model_dtype, "vocoder_max_batch": sub_batches, "systems": {}}
     counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),
               "full": sorted(set(args.full_size_streams))}
     lines = ["# Concurrent streams: batched against one at a time", "", f"Machine: {results['machine']}",
              f"Chunk {args.chunk_ms} ms, speech output; tiny: {'trained, agent settings' if args.model else 'random, forced writing'}"
              f", full: random, forced writing; {args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
-             "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): " + ", ".join(
-                 f"{name} {t.vocoder.max_batch}" for name, t in systems.items() if t.vocoder is not None
-                 and t.config.speech_output) + ".", ""]
-    results["vocoder_max_batch"] = {name: t.vocoder.max_batch for name, t in systems.items()
-                                    if t.vocoder is not None and t.config.speech_output}
+             "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): "
+             + ", ".join(f"{name} {n}" for name, n in sub_batches.items()) + ".", ""]
     with torch.inference_mode():
         for name, translator in systems.items():
             rows = []

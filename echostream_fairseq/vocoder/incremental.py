@@ -191,12 +191,9 @@ class IncrementalVocoder:
         (with their context) are predicted in one call, which equals predicting them one by one."""
         if not self.dur_prediction:
             return [units for units, _ in items]
-        by_length: Dict[int, List[int]] = {}
         sequences = [torch.cat([state.context_units, units]) for units, state in items]
-        for i, sequence in enumerate(sequences):
-            by_length.setdefault(sequence.numel(), []).append(i)
         frames: List[Tensor] = [torch.zeros(0, dtype=torch.long)] * len(items)
-        for members in by_length.values():
+        for members in _by_length(sequences).values():
             durations = self.vocoder.durations_batch(torch.stack([sequences[i] for i in members]))
             for i, row in zip(members, durations):
                 units, state = items[i]
@@ -235,12 +232,8 @@ class IncrementalVocoder:
         plans: List[Optional[tuple]] = [None] * len(requests)
         for i, frames in zip(speaking, frames_new):
             plans[i] = self._plan(given[i], frames, requests[i][1])
-        by_length: Dict[int, List[int]] = {}
-        for i, plan in enumerate(plans):
-            if plan is not None:
-                by_length.setdefault(plan[0].numel(), []).append(i)
         audio: Dict[int, Tensor] = {}
-        for members in by_length.values():
+        for members in _by_length([None if plan is None else plan[0] for plan in plans]).values():
             for group in _power_of_two_groups(members, self.max_batch):
                 frames = torch.stack([plans[i][0] for i in group])
                 for i, wave in zip(group, self.vocoder.synthesize_frames_batch(frames)):
@@ -293,6 +286,15 @@ class IncrementalVocoder:
             emitted_samples=state.emitted_samples + out.numel(),
         )
         return out, next_state
+
+
+def _by_length(sequences: Sequence[Optional[Tensor]]) -> Dict[int, List[int]]:
+    """The indices of ``sequences`` grouped by length (``None`` entries left out)."""
+    groups: Dict[int, List[int]] = {}
+    for i, sequence in enumerate(sequences):
+        if sequence is not None:
+            groups.setdefault(sequence.numel(), []).append(i)
+    return groups
 
 
 def _power_of_two_groups(members: List[int], largest: int) -> List[List[int]]:
