@@ -308,3 +308,38 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
     with torch.no_grad():
         logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([n]), k2=lookahead, n2=1)
     assert units == ctc_greedy(logits.float(), lengths, tr.unit_banned)[0]
+
+
+def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
+    """A stream's last text states held back by the lookahead and flushed by a call that brings no
+    new text (`_units_for(state, None, flush=True)`) give the units of one pass over all its text."""
+    model, _ = loaded
+    tr = _translator(loaded, corpus, force_writing=True, unit_lookahead=1, max_len=4)
+    seen = []
+    units_for = tr._units_for
+
+    def recording(state, text, flush):
+        if text is not None:
+            seen.append(text)
+        return units_for(state, text, flush)
+
+    def writing_two_per_chunk(state, enc_new, finish):
+        state, _ = plan(state, enc_new, finish)
+        return state, len(state.target_tokens) + 2
+
+    plan, tr._units_for, tr._plan = tr._plan, recording, writing_two_per_chunk
+    wave = _source(corpus).numpy()
+    state, units = tr.initial_state(), []
+    for i in range(0, len(wave) - 5120, 5120):  # the source never finishes: the last state stays held
+        out, state = tr.step(wave[i:i + 5120], state)
+        units += out.units
+    assert state.unit_pending is not None and state.unit_pending.size(1) == 1
+    with torch.inference_mode():  # as the translator's own steps run
+        flushed, state = units_for(state, None, True)
+    assert state.unit_pending is None and state.text_states == len(state.target_tokens)
+    text = torch.cat(seen, dim=1)
+    with torch.inference_mode():
+        logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([text.size(1)]), k2=1, n2=1)
+    assert units + flushed == ctc_greedy(logits.float(), lengths, tr.unit_banned)[0]
+    # the unit decoder's memory holds each text state once (the held one is not appended again)
+    assert [c.cross_key.size(2) for c in state.unit_caches] == [text.size(1)] * len(state.unit_caches)
