@@ -21,6 +21,7 @@ def test_recipe_updates_is_a_number():
 def test_prep_flags_parse():
     args = build_parser().parse_args(["synthetic", "--out", "x", *_recipe("RECIPE_PREP")])
     assert args.precompute_fbank and not args.specaugment and args.num_train == 20000
+    assert args.extra_voices == 24 and args.extra_voice_qualities
 
 
 def test_fairseq_trains_with_the_recipe_flags(tmp_path):

@@ -125,3 +125,27 @@ def test_every_backbone_keeps_the_streaming_contract(encoder_type):
     frames = torch.zeros(1, backbone.input_chunk_length, backbone.input_dim)
     out, state = backbone.step(frames, None, state)
     assert out.shape[:2] == (1, backbone.chunk_length)
+
+
+@pytest.mark.parametrize("delay", [0, 1])
+def test_the_zipformer_steps_on_every_320ms_chunk_with_one_frame_of_subsampler_delay(delay):
+    """A 320 ms chunk gives 30 complete fbank frames at first and 32 after; without delay the
+    Zipformer's 16th 50 Hz frame of a chunk needs the next chunk's first fbank frame, so every
+    backbone step waits one chunk (docs/comparison.md, "The Zipformer's lag")."""
+    from echostream_fairseq.models.echostream import zipformer_tiny_architecture
+
+    torch.manual_seed(0)
+    args = argparse.Namespace(encoder_type="zipformer", subsampler_delay_frames=delay)
+    zipformer_tiny_architecture(args)
+    enc = EchoStreamSpeechEncoder(args).eval()
+    S = enc.backbone.chunk_length
+    x = torch.randn(1, 30 + 32 * 3, 80)
+    state, per_chunk, outs = enc.initial_state(1), [], []
+    with torch.no_grad():
+        for a, b in [(0, 30), (30, 62), (62, 94), (94, 126)]:
+            out, state = enc.step(x[:, a:b], state, finish=b == 126)
+            per_chunk.append(out.size(1))
+            outs.append(out)
+        full = enc(x, torch.tensor([126]))["encoder_out"][0].transpose(0, 1)
+    assert per_chunk == ([S, S, S, full.size(1) - 3 * S] if delay else [0, S, S, full.size(1) - 2 * S])
+    assert (torch.cat(outs, 1) - full).abs().max().item() <= 1e-4

@@ -51,6 +51,7 @@ _DEFAULTS = dict(
     input_channels=1,
     conv_kernel_sizes="5,5",
     conv_channels=1024,
+    subsampler_delay_frames=0,
     encoder_embed_dim=256,
     encoder_ffn_embed_dim=2048,
     encoder_layers=12,
@@ -156,7 +157,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
             if not stack_dims:
                 raise ValueError("--stack-dims needs at least one stack")
             d = stack_dims[0]  # the embedding feeds the first stack at its width
-        self.subsample = Conv1dSubsampler(self.input_dim, args.conv_channels, d, kernels)
+        self.subsample = Conv1dSubsampler(self.input_dim, args.conv_channels, d, kernels, args.subsampler_delay_frames)
         # a LayerNorm after the input projection keeps CTC training off the all-blank plateau
         self.input_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(args.dropout)
@@ -213,6 +214,9 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         parser.add_argument("--input-channels", type=int, metavar="N", help="input channels")
         parser.add_argument("--conv-kernel-sizes", type=str, metavar="STR", help="subsampler kernels, e.g. 5,5")
         parser.add_argument("--conv-channels", type=int, metavar="N", help="subsampler channels")
+        parser.add_argument("--subsampler-delay-frames", type=int, metavar="N",
+                            help="fbank frames (10 ms) the subsampler's first convolution is shifted back; "
+                                 "1 lets a Zipformer step on every chunk as it arrives (default 0)")
         parser.add_argument("--encoder-embed-dim", type=int, metavar="N", help="encoder dimension")
         parser.add_argument("--encoder-ffn-embed-dim", type=int, metavar="N", help="encoder FFN dimension")
         parser.add_argument("--encoder-layers", type=int, metavar="N", help="encoder layers")

@@ -5,6 +5,13 @@ fairseq's speech-to-text models, but padded on the left only (``kernel_size - 1`
 output frame depends on no future input. An input of ``T`` frames gives ``ceil(ceil(T / 2) / 2)``
 output frames.
 
+``delay_frames`` pads the first convolution's input by that many more frames on the left, so that
+each of its outputs ends that many input frames earlier (and ``T`` frames give
+``floor((T + 1 + delay_frames) / 2)`` of them). A streaming chunk of ``c`` ms holds
+``c / 10 - 2`` complete fbank frames (the 25 ms window); with one stride-2 convolution and no
+delay its last 50 Hz frame needs the frame after them, so a backbone that steps on ``c / 20``
+frames waits one chunk. One frame of delay (10 ms) removes that wait.
+
 Streaming keeps, per convolution, the input frames that later outputs still need (at most
 ``kernel_size - 1``); chunked input then yields exactly the frames of the whole utterance.
 """
@@ -23,7 +30,8 @@ __all__ = ["Conv1dSubsampler", "SubsamplerState"]
 
 @dataclass(frozen=True)
 class SubsamplerState:
-    """Per convolution, the input frames not yet consumed: ``[B, C_in, t]`` each (channels-first)."""
+    """Per convolution, the input frames not yet consumed: ``[B, C_in, t]`` each (channels-first);
+    at the start, its left padding."""
 
     pending: Tuple[Tensor, ...]
 
@@ -34,16 +42,23 @@ class Conv1dSubsampler(nn.Module):
         mid_channels: channels between the two convolutions.
         out_channels: output dimension (the encoder's model dimension).
         kernel_sizes: one kernel size per stride-2 convolution.
+        delay_frames: extra left padding of the first convolution, in input frames (see above).
     """
 
     def __init__(
-        self, in_channels: int, mid_channels: int, out_channels: int, kernel_sizes: Sequence[int] = (5, 5)
+        self, in_channels: int, mid_channels: int, out_channels: int, kernel_sizes: Sequence[int] = (5, 5),
+        delay_frames: int = 0,
     ) -> None:
         super().__init__()
         if any(k < 2 for k in kernel_sizes):
             raise ValueError(f"kernel sizes must be >= 2, got {list(kernel_sizes)}")
+        if delay_frames < 0:
+            raise ValueError(f"--subsampler-delay-frames must be >= 0, got {delay_frames}")
         self.in_channels = in_channels
         self.kernel_sizes = tuple(kernel_sizes)
+        self.delay_frames = delay_frames
+        # left padding per convolution: the causal kernel_size - 1, plus the delay on the first
+        self.paddings = tuple(k - 1 + (delay_frames if i == 0 else 0) for i, k in enumerate(kernel_sizes))
         n = len(kernel_sizes)
         self.convs = nn.ModuleList(
             nn.Conv1d(
@@ -57,8 +72,8 @@ class Conv1dSubsampler(nn.Module):
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         out = lengths
-        for _ in self.convs:
-            out = torch.div(out + 1, 2, rounding_mode="floor")
+        for k, pad in zip(self.kernel_sizes, self.paddings):
+            out = torch.div(out + pad - k + 2, 2, rounding_mode="floor")
         return out
 
     def _check(self, features: Tensor) -> None:
@@ -73,8 +88,8 @@ class Conv1dSubsampler(nn.Module):
         """``features`` ``[B, T, C]``, ``lengths`` ``[B]`` -> ``[B, T', D]``, ``[B]``."""
         self._check(features)
         x = features.transpose(1, 2)
-        for conv, k in zip(self.convs, self.kernel_sizes):
-            x = F.glu(conv(F.pad(x, (k - 1, 0))), dim=1)
+        for conv, pad in zip(self.convs, self.paddings):
+            x = F.glu(conv(F.pad(x, (pad, 0))), dim=1)
         return x.transpose(1, 2), self.output_lengths(lengths)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> SubsamplerState:
@@ -83,8 +98,8 @@ class Conv1dSubsampler(nn.Module):
         dtype = weight.dtype if dtype is None else dtype
         return SubsamplerState(
             tuple(
-                torch.zeros(batch_size, conv.in_channels, k - 1, device=device, dtype=dtype)
-                for conv, k in zip(self.convs, self.kernel_sizes)
+                torch.zeros(batch_size, conv.in_channels, pad, device=device, dtype=dtype)
+                for conv, pad in zip(self.convs, self.paddings)
             )
         )
 

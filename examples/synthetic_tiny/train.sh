@@ -2,12 +2,13 @@
 # Train a tiny EchoStream model on the synthetic French->English corpus on CPU with the recipe of
 # recipe.sh, then decode test and test_heldout offline and score them.
 #
-#   examples/synthetic_tiny/train.sh [ARCH] [UPDATES] [WORK_DIR]
+#   examples/synthetic_tiny/train.sh [ARCH] [UPDATES] [WORK_DIR] [FAIRSEQ_TRAIN_FLAGS...]
 #
 # ARCH defaults to echostream_emformer_tiny (echostream_conformer_tiny is the baseline,
 # echostream_zipformer_tiny the other streaming encoder), UPDATES (the training budget) to the
 # recipe's, WORK_DIR to results/synthetic. The corpus is made once (echostream-prep skips
-# finished steps) and shared by every ARCH; training resumes from SAVE/checkpoint_last.pt.
+# finished steps) and shared by every ARCH; training resumes from SAVE/checkpoint_last.pt. Flags
+# after WORK_DIR go to fairseq-train after the recipe's (for example --subsampler-delay-frames 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source examples/synthetic_tiny/recipe.sh
@@ -21,7 +22,7 @@ export PYTHONWARNINGS=ignore
 
 "$BIN/echostream-prep" synthetic --out "$DATA" "${RECIPE_PREP[@]}"
 
-"$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$ARCH" "${RECIPE_TRAIN[@]}" \
+"$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$ARCH" "${RECIPE_TRAIN[@]}" "${@:4}" \
   --max-update "$UPDATES" --save-dir "$SAVE" --log-format simple --log-interval 50 2>&1 | tee -a "$SAVE.train.log"
 
 for SPLIT in test test_heldout; do
