@@ -2,8 +2,9 @@
 # examples/synthetic_tiny/train.sh (its one home). docs/learning.md measures its choices.
 # RECIPE_UPDATES: the updates of the measured run (40 minutes on one thread of the 2-core machine).
 RECIPE_UPDATES=3354
-# echostream-prep synthetic flags: 20000 training utterances, fbank computed once, no SpecAugment
-RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment)
+# echostream-prep synthetic flags: 20000 training utterances, fbank computed once, no SpecAugment,
+# 24 generated voices with voice qualities beside the five (docs/learning.md, "Held-out voices")
+RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment --extra-voices 24 --extra-voice-qualities)
 # fairseq-train flags (architecture, budget and save folder are the caller's): the CTC heads first
 # (MT ramps in from update 200, units from 400), no dropout, 15 unit-decoder positions per text state
 RECIPE_TRAIN=(
