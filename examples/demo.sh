@@ -3,13 +3,13 @@
 #
 #   examples/demo.sh [UPDATES]
 #
-# 1. the synthetic French->English speech corpus (espeak-ng, log-mel k-means units, fbank
-#    precomputed, a held-out-voice test split);
+# 1. the synthetic French->English speech corpus (espeak-ng, 29 source voices, log-mel k-means
+#    units, fbank precomputed, a held-out-voice test split);
 # 2. fairseq-train echostream_emformer_tiny with the recipe of examples/synthetic_tiny/recipe.sh
 #    for UPDATES updates (resumed if interrupted);
 # 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
 # 4. the unit vocoder: the tiny CodeHiFiGAN, trained for VOCODER_UPDATES updates (2000, about
-#    8 minutes on 2 cores; VOCODER=griffin_lim uses the training-free fallback instead, VOCODER_DIR
+#    5.5-8 minutes on 2 cores; VOCODER=griffin_lim uses the training-free fallback instead, VOCODER_DIR
 #    another trained one), and the ceilings of speech output: the reference target speech, and the
 #    reference units through the vocoder, transcribed by the same recogniser;
 # 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and

@@ -1,6 +1,6 @@
 # The CPU recipe for the synthetic corpus, sourced by examples/demo.sh and
 # examples/synthetic_tiny/train.sh (its one home). docs/learning.md measures its choices.
-# RECIPE_UPDATES: the updates of the measured run (40 minutes on one thread of the 2-core machine).
+# RECIPE_UPDATES: the updates of the measured run (40-43 minutes of training on the 2-core machines).
 RECIPE_UPDATES=3354
 # echostream-prep synthetic flags: 20000 training utterances, fbank computed once, no SpecAugment,
 # 24 generated voices with voice qualities beside the five (docs/learning.md, "Held-out voices")
