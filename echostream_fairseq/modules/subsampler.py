@@ -12,8 +12,9 @@ each of its outputs ends that many input frames earlier (and ``T`` frames give
 delay its last 50 Hz frame needs the frame after them, so a backbone that steps on ``c / 20``
 frames waits one chunk. One frame of delay (10 ms) removes that wait.
 
-Streaming keeps, per convolution, the input frames that later outputs still need (at most
-``kernel_size - 1``); chunked input then yields exactly the frames of the whole utterance.
+Streaming keeps, per convolution, the input frames that later outputs still need (at most its
+left padding, ``kernel_size - 1`` plus any delay); chunked input then yields exactly the frames
+of the whole utterance.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ class Conv1dSubsampler(nn.Module):
             raise ValueError(f"--subsampler-delay-frames must be >= 0, got {delay_frames}")
         self.in_channels = in_channels
         self.kernel_sizes = tuple(kernel_sizes)
-        self.delay_frames = delay_frames
         # left padding per convolution: the causal kernel_size - 1, plus the delay on the first
         self.paddings = tuple(k - 1 + (delay_frames if i == 0 else 0) for i, k in enumerate(kernel_sizes))
         n = len(kernel_sizes)
