@@ -53,7 +53,7 @@ def _source(corpus, k=0):
     return read_audio(sorted((corpus / "audio" / "src").glob("test_*.wav"))[k])
 
 
-@pytest.mark.parametrize("chunk_ms", [160, 320, 640])
+@pytest.mark.parametrize("chunk_ms", [160, 320, 640, 2000])
 def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
     model, task = loaded
     tr = _translator(loaded, corpus, source_segment_size=chunk_ms, speech_output=False)
@@ -71,6 +71,24 @@ def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
     assert (frames - ref).abs().max() <= 1e-5
     assert list(state.asr_tokens) == asr and list(state.st_tokens) == st
     assert sum(len(o.asr_tokens) for o in outs) == len(asr)
+
+
+def test_the_encoder_keeps_its_trained_chunk_unless_the_source_chunk_is_shorter(loaded, corpus):
+    model, _ = loaded
+    assert model.args.chunk_length == 8  # 320 ms, as trained
+    chunk = {ms: _translator(loaded, corpus, source_segment_size=ms, speech_output=False).chunk_length
+             for ms in (40, 160, 320, 640, 2000)}
+    assert chunk == {40: 1, 160: 4, 320: 8, 640: 8, 2000: 8}
+    tr = _translator(loaded, corpus, source_segment_size=2000, encoder_chunk_ms=640, speech_output=False)
+    assert tr.chunk_length == 16 and model.encoder.backbone.chunk_length == 16
+    # a 2000 ms source chunk is encoded as 8-frame steps: the policy still runs once per chunk
+    wave = _source(corpus).numpy()
+    outs, _ = _stream(_translator(loaded, corpus, source_segment_size=2000, speech_output=False), wave, 32000)
+    assert len(outs) == -(-len(wave) // 32000)
+    for bad in (0.5, 100, -40):
+        with pytest.raises(ValueError, match=rf"--encoder-chunk-ms must be a positive multiple of 40 ms \(one encoder "
+                                             rf"frame\), got {bad}"):
+            _translator(loaded, corpus, encoder_chunk_ms=bad, speech_output=False)
 
 
 class _NoisyASR(torch.nn.Module):

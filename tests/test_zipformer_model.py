@@ -22,10 +22,11 @@ def loaded(trained_zipformer, corpus):
     return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
 
 
-def _translator(loaded, chunk_ms):
+def _translator(loaded, chunk_ms, encoder_chunk_ms=0):
     model, task = loaded
     d = task.multitask_dictionaries
-    config = TranslatorConfig(source_segment_size=chunk_ms, speech_output=False, max_len=20)
+    config = TranslatorConfig(source_segment_size=chunk_ms, encoder_chunk_ms=encoder_chunk_ms, speech_output=False,
+                              max_len=20)
     return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
                                   task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config)
 
@@ -38,7 +39,7 @@ def test_fairseq_train_lowers_the_loss_of_the_zipformer_model(trained_zipformer)
     assert "encoder_type='zipformer'" in log or "'encoder_type': 'zipformer'" in log
 
 
-@pytest.mark.parametrize("chunk_ms", [160, 320, 640])
+@pytest.mark.parametrize("chunk_ms", [160, 320, 640, 2000])
 def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corpus, chunk_ms):
     model, task = loaded
     assert model.encoder.encoder_type == "zipformer"
@@ -64,10 +65,13 @@ def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corp
 
 
 def test_a_chunk_size_the_stacks_cannot_split_is_refused(loaded):
-    with pytest.raises(ValueError, match=r"--source-segment-size 2000 does not fit this encoder: chunk_length 50 "
+    with pytest.raises(ValueError, match=r"--encoder-chunk-ms 2000 does not fit this encoder: chunk_length 50 "
                                          r"is not compatible with the stack downsampling.*multiple of 4 \(160 ms"):
-        _translator(loaded, 2000)
-    assert _translator(loaded, 1920).chunk_length == 48
+        _translator(loaded, 2000, encoder_chunk_ms=2000)
+    with pytest.raises(ValueError, match=r"--source-segment-size 200 does not fit this encoder: chunk_length 5 "):
+        _translator(loaded, 200)
+    assert _translator(loaded, 1920, encoder_chunk_ms=1920).chunk_length == 48
+    assert _translator(loaded, 2000).chunk_length == 8  # its trained chunk: any source chunk from 320 ms fits
 
 
 def test_multichunk_lengths_the_stacks_cannot_split_stop_training(corpus, tmp_path):

@@ -52,6 +52,10 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
                         help="CTC prefix growth needed before a write, and the write granularity")
     parser.add_argument("--whole-word", choices=("auto", "on", "off"), default="auto",
                         help="write whole words only (auto: on for --source-segment-size >= 640, as StreamSpeech)")
+    parser.add_argument("--encoder-chunk-ms", type=int, default=0,
+                        help="source per encoder step, a multiple of 40 ms (0: the chunk the checkpoint was "
+                             "trained with, or --source-segment-size when shorter); the policy still decides "
+                             "once per source segment")
     parser.add_argument("--max-len", type=int, default=200, help="target subwords written after the source ends")
     parser.add_argument("--mt-source-window", type=int, default=512,
                         help="encoder frames (40 ms) the MT decoder attends, the most recent (0: all)")
@@ -104,6 +108,7 @@ def build_translator(args, speech_output: bool, translate: bool = True) -> Simul
     return load_translator(
         args.model_path, args.data_bin, output="speech" if speech_output else ("text" if translate else "asr"),
         vocoder=vocoder, source_segment_size=int(getattr(args, "source_segment_size", 320)),
+        encoder_chunk_ms=getattr(args, "encoder_chunk_ms", 0),
         device=args.device, model_dtype=args.model_dtype, threads=args.threads, config_yaml=args.config_yaml,
         multitask_config_yaml=args.multitask_config_yaml, lagging_k1=args.lagging_k1, stride_n=args.stride_n,
         whole_word=args.whole_word, max_len=args.max_len, mt_source_window=args.mt_source_window,

@@ -100,6 +100,7 @@ def load_translator(
     output: str = "speech",
     vocoder: Optional[IncrementalVocoder] = None,
     source_segment_size: int = 320,
+    encoder_chunk_ms: int = 0,
     device: str = "cpu",
     model_dtype: str = "fp32",
     threads: Optional[int] = None,
@@ -129,8 +130,9 @@ def load_translator(
     with ``--asr-sentence-ends``), ``on`` or ``off``. ``asr_beam`` > 0: the source transcript
     from the lexicon and word-trigram search of ``fairseq-generate --asr-beam``, streamed (words
     are written once the search has settled on them); the policy still counts greedy subwords.
-    ``unit_lookahead``: text states a subword's units wait for (speech output; see
-    :class:`~echostream_fairseq.streaming.translator.TranslatorConfig`).
+    ``unit_lookahead``: text states a subword's units wait for (speech output), ``encoder_chunk_ms``
+    the source per encoder step (0: the checkpoint's own, at most the source chunk); see
+    :class:`~echostream_fairseq.streaming.translator.TranslatorConfig`.
     """
     if asr_sentence_ends not in ASR_SENTENCE_ENDS:
         raise ValueError(f"--asr-sentence-ends must be one of {ASR_SENTENCE_ENDS}, got {asr_sentence_ends!r}")
@@ -151,6 +153,7 @@ def load_translator(
         raise ValueError(f"{data_bin}: the data config has no global_cmvn stats; the model was trained with them")
     config = TranslatorConfig(
         source_segment_size=source_segment_size,
+        encoder_chunk_ms=encoder_chunk_ms,
         policy=PolicyConfig(stride_n, lagging_k1, _whole_word(whole_word, source_segment_size)),
         max_len=max_len,
         mt_source_window=mt_source_window,
