@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The three encoders compared once trained (docs/comparison.md): offline decoding on test and
 # test_heldout, then simuleval's speech-to-speech agent at 160, 320, 640 and 2000 ms chunks on
-# test (the Zipformer at the multiple of 160 ms below: 1920 for 2000). The Emformer and Zipformer
-# run incrementally; the Conformer re-encodes the prefix at every
+# test. The Emformer and Zipformer run incrementally (a source chunk longer than the encoder's
+# trained chunk is encoded in steps of it); the Conformer re-encodes the prefix at every
 # chunk, as StreamSpeech's agent does (--reencode, the only mode its encoder has).
 #
 #   examples/learning_study/compare_encoders.sh
@@ -39,8 +39,6 @@ for PAIR in $MODELS; do
     echo "$NAME $SPLIT offline: $(cat "$GEN/scores.json")"
   done
   for CHUNK in $CHUNKS; do
-    # the Zipformer's chunk must split evenly at every stack rate: a multiple of 160 ms
-    [ "$NAME" = zipformer ] && CHUNK=$(( CHUNK / 160 * 160 ))
     RUN=$OUT/$NAME/s2st_test_${CHUNK}ms
     RUNS+=("$RUN"); LABELS+=("$NAME${MODE:+ (re-encode)} $CHUNK ms")
     [ -f "$RUN/scores.tsv" ] && continue
