@@ -1,10 +1,11 @@
 """Seconds per training update (forward + backward of the multitask loss) for recipe variants.
 
-    .venv/bin/python examples/learning_study/step_cost.py CORPUS [--threads 1] [--batch 13] [--repeats 5]
+    .venv/bin/python examples/learning_study/step_cost.py CORPUS [--threads 1] [--batch 13] [--repeats 5] [--encoders]
 
 One fixed batch of the corpus's first train utterances, the same model seed, the segment length
 fixed at 8 frames; each variant's flags are appended to echostream_emformer_tiny's. Prints the CPU
 model, its vector extensions and a table with each variant's time relative to the first row.
+``--encoders``: the recipe's update (dropout 0, r=15) for each tiny encoder instead.
 """
 
 import argparse
@@ -21,6 +22,13 @@ VARIANTS = [
     ("dropout 0", ["--dropout", "0"]),
     ("unit upsampling r=15", ["--ctc-upsample-rate", "15"]),
     ("dropout 0, r=15", ["--dropout", "0", "--ctc-upsample-rate", "15"]),
+]
+RECIPE = ["--dropout", "0", "--ctc-upsample-rate", "15"]
+ENCODERS = [
+    ("echostream_emformer_tiny (the recipe)", RECIPE),
+    ("echostream_conformer_tiny", [*RECIPE, "--arch", "echostream_conformer_tiny"]),
+    ("echostream_zipformer_tiny, --subsampler-delay-frames 1",
+     [*RECIPE, "--arch", "echostream_zipformer_tiny", "--subsampler-delay-frames", "1"]),
 ]
 
 
@@ -46,11 +54,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=13, help="utterances per update (the recipe's batches hold about 13)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--encoders", action="store_true", help="the recipe's update for each tiny encoder")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_description()}; torch threads: {args.threads}; batch: {args.batch} utterances")
     rows = []
-    for label, extra in VARIANTS:
+    for label, extra in ENCODERS if args.encoders else VARIANTS:
         parser = options.get_training_parser()
         cfg = options.parse_args_and_arch(parser, [
             args.corpus, "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny",
@@ -68,10 +77,10 @@ def main() -> None:
         for _ in range(args.repeats):
             loss, _, _ = criterion(model, sample)
             loss.backward()
-        rows.append((label, (time.perf_counter() - start) / args.repeats))
-    print("| variant | s / update | relative |\n|---|---|---|")
-    for label, seconds in rows:
-        print(f"| {label} | {seconds:.3f} | {seconds / rows[0][1]:.2f} |")
+        rows.append((label, model.encoder.encoder_type, (time.perf_counter() - start) / args.repeats))
+    print("| variant | encoder | s / update | relative |\n|---|---|---|---|")
+    for label, encoder, seconds in rows:
+        print(f"| {label} | {encoder} | {seconds:.3f} | {seconds / rows[0][2]:.2f} |")
 
 
 if __name__ == "__main__":
