@@ -81,10 +81,11 @@ def test_the_encoder_keeps_its_trained_chunk_unless_the_source_chunk_is_shorter(
     assert chunk == {40: 1, 160: 4, 320: 8, 640: 8, 2000: 8}
     tr = _translator(loaded, corpus, source_segment_size=2000, encoder_chunk_ms=640, speech_output=False)
     assert tr.chunk_length == 16 and model.encoder.backbone.chunk_length == 16
-    # a 2000 ms source chunk is encoded as 8-frame steps: the policy still runs once per chunk
-    wave = _source(corpus).numpy()
+    # a 2000 ms source chunk is encoded as whole 8-frame steps (six: 48 frames; the rest of the
+    # chunk waits for the next one), all of them before the policy decides once
+    wave = next(w for w in (_source(corpus, k).numpy() for k in range(8)) if len(w) > 32000)
     outs, _ = _stream(_translator(loaded, corpus, source_segment_size=2000, speech_output=False), wave, 32000)
-    assert len(outs) == -(-len(wave) // 32000)
+    assert outs[0].encoder_out.size(1) == 48
     for bad in (0.5, 100, -40):
         with pytest.raises(ValueError, match=rf"--encoder-chunk-ms must be a positive multiple of 40 ms \(one encoder "
                                              rf"frame\), got {bad}"):
