@@ -75,7 +75,7 @@ def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
 
 def test_the_encoder_keeps_its_trained_chunk_unless_the_source_chunk_is_shorter(loaded, corpus):
     model, _ = loaded
-    assert model.args.chunk_length == 8  # 320 ms, as trained
+    assert model.args.chunk_length == model.encoder.trained_chunk_length == 8  # 320 ms, as trained
     chunk = {ms: _translator(loaded, corpus, source_segment_size=ms, speech_output=False).chunk_length
              for ms in (40, 160, 320, 640, 2000)}
     assert chunk == {40: 1, 160: 4, 320: 8, 640: 8, 2000: 8}

@@ -162,6 +162,8 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         self.input_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(args.dropout)
         self.encoder_type = args.encoder_type
+        # the chunk the model was built (and trained) with; set_chunk_length changes the backbone's only
+        self.trained_chunk_length = int(args.chunk_length)
         self.backbone: StreamingBackbone
         if args.encoder_type == "emformer":
             self.backbone = Emformer(

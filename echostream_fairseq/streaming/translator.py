@@ -249,9 +249,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                 raise ValueError(f"--encoder-chunk-ms must be a positive multiple of {ENCODER_FRAME_MS} ms "
                                  f"(one encoder frame), got {config.encoder_chunk_ms}")
             return config.encoder_chunk_ms // ENCODER_FRAME_MS
-        source = max(1, config.source_segment_size // ENCODER_FRAME_MS)
-        trained = getattr(getattr(model, "args", None), "chunk_length", None) or model.encoder.backbone.chunk_length
-        return min(source, int(trained))
+        return min(max(1, config.source_segment_size // ENCODER_FRAME_MS), model.encoder.trained_chunk_length)
 
     def with_config(self, **changes) -> "SimultaneousTranslator":
         """A translator on the same model, dictionaries and vocoder with some
