@@ -175,6 +175,12 @@ def test_zipformer_sizes_are_flags_and_presets():
     arch.emformer_tiny_architecture(emformer)
     assert tiny.encoder_type == full.encoder_type == "zipformer" and emformer.encoder_type == "emformer"
     assert tiny.conv_kernel_sizes == "5" and emformer.conv_kernel_sizes == "5,5"
+    # the Zipformer presets delay the subsampler one fbank frame (no one-chunk lag); a flag keeps 0
+    assert tiny.subsampler_delay_frames == full.subsampler_delay_frames == 1
+    assert emformer.subsampler_delay_frames == 0
+    undelayed = argparse.Namespace(input_feat_per_channel=80, input_channels=1, subsampler_delay_frames=0)
+    arch.zipformer_tiny_architecture(undelayed)
+    assert undelayed.subsampler_delay_frames == 0
     count = lambda a: sum(p.numel() for p in EchoStreamSpeechEncoder(a).parameters())
     n_tiny, n_emformer = count(tiny), count(emformer)
     assert 0.8 < n_tiny / n_emformer < 1.25  # comparable sizes for the README's comparison

@@ -317,10 +317,17 @@ def conformer_tiny_architecture(args) -> None:
     base_architecture(args)
 
 
+def _zipformer(args) -> None:
+    _default(args, "encoder_type", "zipformer")
+    # one fbank frame of delay lets each 320 ms chunk give its frames as it arrives, not one
+    # chunk late (docs/encoders.md, the subsampler)
+    _default(args, "subsampler_delay_frames", 1)
+
+
 @register_model_architecture("echostream", "echostream_zipformer")
 def zipformer_architecture(args) -> None:
     """Zipformer encoder (about icefall's small sizes, 256-dim output), the same decoders."""
-    _default(args, "encoder_type", "zipformer")
+    _zipformer(args)
     base_architecture(args)
 
 
@@ -328,7 +335,7 @@ def zipformer_architecture(args) -> None:
 def zipformer_tiny_architecture(args) -> None:
     """CPU-sized Zipformer model: the decoders of ``echostream_emformer_tiny`` and an encoder of
     about the same parameter count."""
-    _default(args, "encoder_type", "zipformer")
+    _zipformer(args)
     _default(args, "stack_dims", "64,80,96,128,96,80")
     _default(args, "stack_layers", "1,1,2,2,2,1")
     _default(args, "stack_heads", "4,4,4,4,4,4")

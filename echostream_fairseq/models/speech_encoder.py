@@ -218,7 +218,8 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         parser.add_argument("--conv-channels", type=int, metavar="N", help="subsampler channels")
         parser.add_argument("--subsampler-delay-frames", type=int, metavar="N",
                             help="fbank frames (10 ms) the subsampler's first convolution is shifted back; "
-                                 "1 lets a Zipformer step on every chunk as it arrives (default 0)")
+                                 "1 lets a Zipformer step on every chunk as it arrives (default 0; 1 for the "
+                                 "echostream_zipformer presets)")
         parser.add_argument("--encoder-embed-dim", type=int, metavar="N", help="encoder dimension")
         parser.add_argument("--encoder-ffn-embed-dim", type=int, metavar="N", help="encoder FFN dimension")
         parser.add_argument("--encoder-layers", type=int, metavar="N", help="encoder layers")
