@@ -81,9 +81,17 @@ def speaking(trained, tmp_path_factory):
     return _blank_lowered(trained, tmp_path_factory, ("unit_decoder.proj.bias", "asr_ctc.proj.bias"), "speaking")
 
 
+WRITING_HEADS = ("unit_decoder.proj.bias", "asr_ctc.proj.bias", "st_ctc.head.proj.bias")
+
+
 @pytest.fixture(scope="session")
 def writing(trained, tmp_path_factory):
     """Like ``speaking``, with the ST CTC blank pushed down too, so the policy writes along the
     stream and every stage works on most chunks."""
-    heads = ("unit_decoder.proj.bias", "asr_ctc.proj.bias", "st_ctc.head.proj.bias")
-    return _blank_lowered(trained, tmp_path_factory, heads, "writing")
+    return _blank_lowered(trained, tmp_path_factory, WRITING_HEADS, "writing")
+
+
+@pytest.fixture(scope="session")
+def writing_zipformer(trained_zipformer, tmp_path_factory):
+    """``writing`` for the Zipformer checkpoint of ``trained_zipformer``."""
+    return _blank_lowered(trained_zipformer, tmp_path_factory, WRITING_HEADS, "writing_zipformer")

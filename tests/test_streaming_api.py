@@ -18,6 +18,13 @@ def system(writing, corpus):
                            vocoder_type="griffin_lim", max_len=12)
 
 
+@pytest.fixture(scope="module")
+def zipformer_system(writing_zipformer, corpus):
+    save, _ = writing_zipformer
+    return EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(corpus / "units" / "kmeans.pt"),
+                           vocoder_type="griffin_lim", max_len=12)
+
+
 def _waves(corpus, n):
     return [read_audio(p).numpy() for p in sorted((corpus / "audio" / "src").glob("test_*.wav"))[:n]]
 
@@ -41,7 +48,10 @@ def _same(a, b):
             np.testing.assert_allclose(x.audio, y.audio, atol=1e-4)
 
 
-def test_streams_stepped_as_one_batch_equal_each_stream_alone(system, corpus):
+@pytest.mark.parametrize("encoder", ["emformer", "zipformer"])
+def test_streams_stepped_as_one_batch_equal_each_stream_alone(encoder, request, corpus):
+    system = request.getfixturevalue("system" if encoder == "emformer" else "zipformer_system")
+    assert system.translator.model.encoder.encoder_type == encoder
     waves = _waves(corpus, 4)
     resampled = np.repeat(waves[3], 3)  # a 48 kHz stereo stream: its own resampler, its own layout
     stereo = np.stack([resampled, resampled], axis=1)
