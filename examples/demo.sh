@@ -5,37 +5,40 @@
 #
 # 1. the synthetic French->English speech corpus (espeak-ng, 29 source voices, log-mel k-means
 #    units, fbank precomputed, a held-out-voice test split);
-# 2. fairseq-train echostream_emformer_tiny with the recipe of examples/synthetic_tiny/recipe.sh
-#    for UPDATES updates (resumed if interrupted);
+# 2. fairseq-train ARCH (the recipe's, echostream_emformer_tiny) with the recipe of
+#    examples/synthetic_tiny/recipe.sh for UPDATES updates (resumed if interrupted), or until
+#    TRAIN_HOURS hours of training if that comes first;
 # 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
 # 4. the unit vocoder: the tiny CodeHiFiGAN, trained for VOCODER_UPDATES updates (2000, about
 #    5.5-8 minutes on 2 cores; VOCODER=griffin_lim uses the training-free fallback instead, VOCODER_DIR
 #    another trained one), and the ceilings of speech output: the reference target speech, and the
 #    reference units through the vocoder, transcribed by the same recogniser;
 # 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and
-#    test_heldout: latency (plain and computation-aware), ASR-BLEU (pocketsphinx with a domain LM
+#    test_heldout, and at 320 ms with --lagging-k1 1 on test: latency (plain and computation-aware), ASR-BLEU (pocketsphinx with a domain LM
 #    from the training-side English) and the text BLEU of the written translation.
 # Every step is skipped when its output is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source examples/synthetic_tiny/recipe.sh
 UPDATES=${1:-$RECIPE_UPDATES}
+TRAIN_HOURS=${TRAIN_HOURS:-0}  # fairseq's --stop-time-hours; 0: no time limit
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
 WORK=${WORK:-results/demo}
-SAVE=$WORK/echostream_emformer_tiny
+ARCH=${ARCH:-$RECIPE_ARCH}
+SAVE=$WORK/$ARCH
 export PYTHONWARNINGS=ignore
 mkdir -p "$WORK"
 
 echo "== 1/5 corpus: $DATA"
 "$BIN/echostream-prep" synthetic --out "$DATA" "${RECIPE_PREP[@]}"
 
-echo "== 2/5 training echostream_emformer_tiny for $UPDATES updates: $SAVE"
+echo "== 2/5 training $ARCH for $UPDATES updates$([ "$TRAIN_HOURS" = 0 ] || echo " or $TRAIN_HOURS hours"): $SAVE"
 if [ -f "$SAVE/.done_$UPDATES" ]; then
   echo "already trained"
 else
-  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch echostream_emformer_tiny \
-    "${RECIPE_TRAIN[@]}" --max-update "$UPDATES" --save-dir "$SAVE" \
+  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$ARCH" \
+    "${RECIPE_TRAIN[@]}" --max-update "$UPDATES" --stop-time-hours "$TRAIN_HOURS" --save-dir "$SAVE" \
     --log-format tqdm 2>&1 | tee -a "$SAVE.train.log"
   test -f "$SAVE/checkpoint_last.pt" || { echo "training failed: see $SAVE.train.log"; exit 1; }
   touch "$SAVE/.done_$UPDATES"
@@ -90,30 +93,41 @@ fi
 
 echo "== 5/5 simultaneous speech-to-speech translation (simuleval)"
 RUNS=(); LABELS=()
+simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
+  local SPLIT=$1 SEG=$2 OUT=$WORK/$3
+  RUNS+=("$OUT"); LABELS+=("$4")
+  if [ -f "$OUT/scores.tsv" ]; then echo "$4: done before"; return; fi
+  rm -rf "$OUT"
+  "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
+    --user-dir echostream_fairseq/evaluation/asr_bleu \
+    --source "$DATA/simuleval/$SPLIT.source" --target "$DATA/simuleval/$SPLIT.target" \
+    --source-segment-size "$SEG" --model-path "$SAVE/checkpoint_last.pt" --data-bin "$DATA" \
+    "${VOCODER[@]}" --output "$OUT" --extra-output-dir "$OUT/text" \
+    --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text "$WORK/train_english.txt" \
+    --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 "${@:5}" \
+    2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
+  test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
+}
 for SPLIT in test test_heldout; do
   for SEG in 320 2000; do
-    OUT=$WORK/s2st_${SPLIT}_${SEG}ms
-    RUNS+=("$OUT"); LABELS+=("$SPLIT $SEG ms")
-    if [ -f "$OUT/scores.tsv" ]; then echo "$SPLIT $SEG ms: done before"; continue; fi
-    rm -rf "$OUT"
-    "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
-      --user-dir echostream_fairseq/evaluation/asr_bleu \
-      --source "$DATA/simuleval/$SPLIT.source" --target "$DATA/simuleval/$SPLIT.target" \
-      --source-segment-size "$SEG" --model-path "$SAVE/checkpoint_last.pt" --data-bin "$DATA" \
-      "${VOCODER[@]}" --output "$OUT" --extra-output-dir "$OUT/text" \
-      --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text "$WORK/train_english.txt" \
-      --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 \
-      2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
-    test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
+    simul "$SPLIT" "$SEG" "s2st_${SPLIT}_${SEG}ms" "$SPLIT $SEG ms"
   done
 done
+# the policy holding one subword back: later by about 130 ms, the words it writes heard first
+simul test 320 s2st_test_320ms_k1 "test 320 ms, --lagging-k1 1" --lagging-k1 1
 
 # test and test_heldout hold the same sentences, so one reference serves both
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" \
   --reference "$DATA/simuleval/test.target" --json "$WORK/report.json" | tee "$WORK/report.md"
 "$BIN/python" - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
 import json, sys
+import torch
+from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
 save, ceil = sys.argv[1:]
+allow_fairseq_checkpoint_configs()
+ckpt = torch.load(f"{save}/checkpoint_last.pt", map_location="cpu", weights_only=True)
+print(f"\nModel: {ckpt['cfg']['model'].arch}, {ckpt['optimizer_history'][-1]['num_updates']} updates in "
+      f"{ckpt['extra_state']['previous_training_time'] / 60:.1f} minutes of training.")
 print("\n| offline (fairseq-generate, beam 5; ASR: lexicon and trigram, beam 16) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")
 for split in ("test", "test_heldout"):
     s = json.load(open(f"{save}/generate_{split}/scores.json"))

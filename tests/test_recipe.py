@@ -13,9 +13,15 @@ def _recipe(name):
     return out.splitlines()
 
 
-def test_recipe_updates_is_a_number():
+def test_recipe_updates_is_a_number_and_the_arch_is_registered():
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    import echostream_fairseq  # noqa: F401  (registers the architectures)
+
     (updates,) = _recipe("RECIPE_UPDATES")
     assert int(updates) > 0
+    (arch,) = _recipe("RECIPE_ARCH")
+    assert arch == "echostream_emformer_tiny" and arch in ARCH_MODEL_REGISTRY
 
 
 def test_prep_flags_parse():
@@ -29,7 +35,7 @@ def test_fairseq_trains_with_the_recipe_flags(tmp_path):
     flags = _recipe("RECIPE_TRAIN")
     assert "--loss-schedule" in flags and "--ctc-upsample-rate" in flags
     proc = run_cli([BIN / "fairseq-train", corpus, "--user-dir", REPO / "echostream_fairseq",
-                    "--arch", "echostream_emformer_tiny", *flags, "--max-update", "3",
+                    "--arch", *_recipe("RECIPE_ARCH"), *flags, "--max-update", "3",
                     "--save-dir", tmp_path / "save", "--log-format", "simple", "--log-interval", "1"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "save" / "checkpoint_last.pt").is_file()

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/../.."
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
 DEMO=${DEMO:-results/demo}
-SAVE=${SAVE:-$DEMO/echostream_emformer_tiny}
+source examples/synthetic_tiny/recipe.sh
+SAVE=${SAVE:-$DEMO/$RECIPE_ARCH}
 VOCODER_DIR=${VOCODER_DIR:-$DEMO/vocoder_tiny}
 WORK=${WORK:-results/precision}
 DTYPES=${DTYPES:-fp32 bf16 int8}

@@ -4,15 +4,15 @@
 #
 #   examples/synthetic_tiny/train.sh [ARCH] [UPDATES] [WORK_DIR] [FAIRSEQ_TRAIN_FLAGS...]
 #
-# ARCH defaults to echostream_emformer_tiny (echostream_conformer_tiny is the baseline,
-# echostream_zipformer_tiny the other streaming encoder), UPDATES (the training budget) to the
+# ARCH defaults to the recipe's, echostream_emformer_tiny (echostream_conformer_tiny is the
+# baseline, echostream_zipformer_tiny the other streaming encoder), UPDATES (the training budget) to the
 # recipe's, WORK_DIR to results/synthetic. The corpus is made once (echostream-prep skips
 # finished steps) and shared by every ARCH; training resumes from SAVE/checkpoint_last.pt. Flags
-# after WORK_DIR go to fairseq-train after the recipe's (for example --subsampler-delay-frames 1).
+# after WORK_DIR go to fairseq-train after the recipe's (for example --lr 1e-3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source examples/synthetic_tiny/recipe.sh
-ARCH=${1:-echostream_emformer_tiny}
+ARCH=${1:-$RECIPE_ARCH}
 UPDATES=${2:-$RECIPE_UPDATES}
 WORK=${3:-results/synthetic}
 BIN=${BIN:-.venv/bin}
