@@ -80,6 +80,23 @@ def test_schedule_switches_terms_at_the_stated_update(setup):
     assert float(loss) == pytest.approx(float(full), rel=1e-5)
 
 
+def test_unit_ctc_weight_scales_the_unit_term_only(setup):
+    torch.manual_seed(0)
+    args, task = setup("--unit-ctc-weight", "3")
+    model, criterion = task.build_model(args), task.build_criterion(args)
+    assert criterion.term_weights() == {"unit_ctc": 3.0, "mt": 8.0, "asr_ctc": 4.0, "st_ctc": 4.0}
+    ds = task.datasets["train"]
+    sample = ds.collater([ds[i] for i in range(4)])
+    model.eval()
+    loss, _, log = criterion(model, sample)
+    full = 3 * log["unit_ctc_loss"] + 8 * log["mt_loss"] + 4 * log["asr_ctc_loss"] + 4 * log["st_ctc_loss"]
+    assert float(loss) == pytest.approx(float(full), rel=1e-5)
+    for bad in ("0", "-1", "nan"):
+        args, task = setup("--unit-ctc-weight", bad)
+        with pytest.raises(ValueError, match=f"--unit-ctc-weight must be a positive number, got {float(bad)}"):
+            task.build_criterion(args)
+
+
 @pytest.mark.parametrize("text, message", [
     ("six", "is not BITS[:LATEST]"),
     ("6:1:2", "is not BITS[:LATEST]"),

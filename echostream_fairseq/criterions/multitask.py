@@ -102,8 +102,12 @@ def schedule_factor(schedule: Dict[str, Tuple[int, int]], term: str, num_updates
 @register_criterion("echostream_multitask")
 class EchoStreamMultitaskCriterion(FairseqCriterion):
     def __init__(self, task, report_unit_error_rate: bool = True, report_mt_bleu: bool = True,
-                 loss_schedule: Sequence[str] = (), loss_schedule_gate: Optional[str] = None) -> None:
+                 loss_schedule: Sequence[str] = (), loss_schedule_gate: Optional[str] = None,
+                 unit_ctc_weight: float = 1.0) -> None:
         super().__init__(task)
+        if not (unit_ctc_weight > 0 and math.isfinite(unit_ctc_weight)):
+            raise ValueError(f"--unit-ctc-weight must be a positive number, got {unit_ctc_weight}")
+        self.unit_weight = float(unit_ctc_weight)
         self.loss_schedule = parse_loss_schedule(loss_schedule or ())
         self.gate = parse_loss_gate(loss_schedule_gate)
         if self.gate is not None and not self.loss_schedule:
@@ -131,6 +135,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
                             help="skip the unit error rate in validation (it costs an edit distance per utterance)")
         parser.add_argument("--no-mt-bleu", dest="report_mt_bleu", action="store_false",
                             help="skip the greedy MT decoding and BLEU of the dev split in validation")
+        parser.add_argument("--unit-ctc-weight", type=float, default=1.0, metavar="W",
+                            help="weight of the unit CTC term (the main loss; StreamSpeech's is 1) beside the "
+                                 "multitask YAML's MT, ASR CTC and ST CTC weights")
         parser.add_argument("--loss-schedule", nargs="*", default=[], metavar="TERM:START[:RAMP]",
                             help="switch loss terms on during training: TERM (unit_ctc, mt, asr_ctc, st_ctc) has "
                                  "weight 0 before update START, then ramps linearly to its full weight over RAMP "
@@ -174,7 +181,7 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
 
     def term_weights(self, scheduled: bool = True) -> Dict[str, float]:
         """The weight of each loss term at the current update (``scheduled=False``: the full weights)."""
-        full = {"unit_ctc": 1.0, "mt": self.mt_weight, "asr_ctc": self.asr_weight, "st_ctc": self.st_weight}
+        full = {"unit_ctc": self.unit_weight, "mt": self.mt_weight, "asr_ctc": self.asr_weight, "st_ctc": self.st_weight}
         if not scheduled:
             return full
         if self.gate_update is None:  # the gate is closed: scheduled terms wait
