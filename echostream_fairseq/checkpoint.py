@@ -86,6 +86,7 @@ def load_echostream_model(model_path: str, data_bin: str, config_yaml: str = "co
             f"{model_path}: the checkpoint holds a {model_name!r} model; the EchoStream agents need an "
             "'echostream' model (arch echostream_emformer, echostream_conformer or their _tiny variants)"
         )
+    _keep_trained_subsampler_delay(model_cfg)
     task_cfg = cfg["task"]
     task_cfg.data = data_bin
     task_cfg.config_yaml = config_yaml
@@ -94,6 +95,20 @@ def load_echostream_model(model_path: str, data_bin: str, config_yaml: str = "co
     model = task.build_model(model_cfg)
     model.load_state_dict(state["model"], strict=True, model_cfg=model_cfg)
     return model.eval(), task
+
+
+def _keep_trained_subsampler_delay(model_cfg) -> None:
+    """A Zipformer checkpoint saved before ``--subsampler-delay-frames`` existed was trained without
+    delay; the Zipformer presets, which fairseq applies again at load, would give it 1 frame."""
+    from omegaconf import open_dict
+
+    get = model_cfg.get if hasattr(model_cfg, "get") else lambda k, d=None: getattr(model_cfg, k, d)
+    if get("encoder_type") == "zipformer" and get("subsampler_delay_frames") is None:
+        if isinstance(model_cfg, argparse.Namespace):
+            model_cfg.subsampler_delay_frames = 0
+        else:
+            with open_dict(model_cfg):
+                model_cfg.subsampler_delay_frames = 0
 
 
 def build_random_echostream_model(arch: str, data_bin: str, extra_args=(), seed: int = 0):

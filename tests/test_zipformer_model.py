@@ -103,3 +103,19 @@ def test_simuleval_text_agent_runs_the_zipformer_checkpoint(corpus, trained_zipf
     for line in lines:
         info = json.loads(line)
         assert len(info["delays"]) == len(info["prediction"].split()) >= 1
+
+
+def test_a_zipformer_checkpoint_older_than_the_delay_flag_loads_without_delay(trained_zipformer, corpus, tmp_path):
+    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+
+    save, _ = trained_zipformer
+    model, _ = load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
+    assert model.encoder.subsample.paddings == (4 + 1,)  # the presets' one frame of delay
+    allow_fairseq_checkpoint_configs()
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
+    saved = state["cfg"]["model"]  # fairseq keeps a legacy model's arguments as a Namespace
+    assert saved.subsampler_delay_frames == 1
+    del saved.subsampler_delay_frames  # as saved before the flag existed
+    torch.save(state, tmp_path / "old.pt")
+    old, _ = load_echostream_model(str(tmp_path / "old.pt"), str(corpus))
+    assert old.encoder.subsample.paddings == (4,)
