@@ -5,7 +5,7 @@
 #
 # 1. the synthetic French->English speech corpus (espeak-ng, 29 source voices, log-mel k-means
 #    units, fbank precomputed, a held-out-voice test split);
-# 2. fairseq-train ARCH (the recipe's, echostream_emformer_tiny) with the recipe of
+# 2. fairseq-train DEMO_ARCH (the recipe's, echostream_emformer_tiny) with the recipe of
 #    examples/synthetic_tiny/recipe.sh for UPDATES updates (resumed if interrupted), or until
 #    TRAIN_HOURS hours of training if that comes first;
 # 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
@@ -24,24 +24,28 @@ UPDATES=${1:-$RECIPE_UPDATES}
 TRAIN_HOURS=${TRAIN_HOURS:-0}  # fairseq's --stop-time-hours; 0: no time limit
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
-WORK=${WORK:-results/demo}
-ARCH=${ARCH:-$RECIPE_ARCH}
-SAVE=$WORK/$ARCH
+DEMO_ARCH=${DEMO_ARCH:-$RECIPE_ARCH}
+case $DEMO_ARCH in echostream_*) ;; *) echo "DEMO_ARCH=$DEMO_ARCH is not an echostream architecture"; exit 1;; esac
+# another architecture runs in its own folder: the simultaneous runs are named by split and chunk
+WORK=${WORK:-results/demo$([ "$DEMO_ARCH" = "$RECIPE_ARCH" ] || echo "_$DEMO_ARCH")}
+SAVE=$WORK/$DEMO_ARCH
+# a run cut by TRAIN_HOURS is another run than one of UPDATES updates
+DONE=$SAVE/.done_$UPDATES$([ "$TRAIN_HOURS" = 0 ] || echo "_${TRAIN_HOURS}h")
 export PYTHONWARNINGS=ignore
 mkdir -p "$WORK"
 
 echo "== 1/5 corpus: $DATA"
 "$BIN/echostream-prep" synthetic --out "$DATA" "${RECIPE_PREP[@]}"
 
-echo "== 2/5 training $ARCH for $UPDATES updates$([ "$TRAIN_HOURS" = 0 ] || echo " or $TRAIN_HOURS hours"): $SAVE"
-if [ -f "$SAVE/.done_$UPDATES" ]; then
+echo "== 2/5 training $DEMO_ARCH for $UPDATES updates$([ "$TRAIN_HOURS" = 0 ] || echo " or $TRAIN_HOURS hours"): $SAVE"
+if [ -f "$DONE" ]; then
   echo "already trained"
 else
-  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$ARCH" \
+  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$DEMO_ARCH" \
     "${RECIPE_TRAIN[@]}" --max-update "$UPDATES" --stop-time-hours "$TRAIN_HOURS" --save-dir "$SAVE" \
     --log-format tqdm 2>&1 | tee -a "$SAVE.train.log"
   test -f "$SAVE/checkpoint_last.pt" || { echo "training failed: see $SAVE.train.log"; exit 1; }
-  touch "$SAVE/.done_$UPDATES"
+  touch "$DONE"
 fi
 
 echo "== 3/5 offline decoding (fairseq-generate, beam 5)"
@@ -94,7 +98,7 @@ fi
 echo "== 5/5 simultaneous speech-to-speech translation (simuleval)"
 RUNS=(); LABELS=()
 simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
-  local SPLIT=$1 SEG=$2 OUT=$WORK/$3
+  local SPLIT=$1 SEG=$2 OUT=$WORK/${3:?a run name}
   RUNS+=("$OUT"); LABELS+=("$4")
   if [ -f "$OUT/scores.tsv" ]; then echo "$4: done before"; return; fi
   rm -rf "$OUT"
@@ -136,5 +140,5 @@ units, speech = (json.load(open(f"{ceil}/{n}.json"))["bleu"] for n in ("units", 
 print(f"\nCeilings of ASR-BLEU on test: reference units through the vocoder {units:.1f}; reference target speech {speech:.1f}.")
 EOF
 echo
-echo "Output speech: $WORK/s2st_{test,test_heldout}_{320,2000}ms/wavs/ ({N}_pred.wav, N = line of the source list)."
+echo "Output speech: $WORK/s2st_{test,test_heldout}_{320,2000}ms/wavs/ and $WORK/s2st_test_320ms_k1/wavs/ ({N}_pred.wav, N = line of the source list)."
 echo "Text: .../text/asr.txt, translation.txt, units.txt. Per-instance delays: .../instances.log."

@@ -3,8 +3,8 @@
 #
 #   examples/longform/finetune.sh [CHECKPOINT] [UPDATES]
 #
-# CHECKPOINT defaults to the demo's model (results/demo/ARCH/checkpoint_last.pt; ARCH, the model's
-# architecture, to the recipe's),
+# CHECKPOINT defaults to the demo's model (results/demo/DEMO_ARCH/checkpoint_last.pt; DEMO_ARCH,
+# the architecture of CHECKPOINT, to the recipe's),
 # UPDATES to RECIPE_LONGFORM_UPDATES of examples/synthetic_tiny/recipe.sh (1000: about 16 minutes
 # on one thread of the 2-core machine).
 # 1. echostream-prep concat: examples of 2-3 train sentences joined with pauses, and the split
@@ -17,8 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source examples/synthetic_tiny/recipe.sh
-ARCH=${ARCH:-$RECIPE_ARCH}
-CKPT=${1:-results/demo/$ARCH/checkpoint_last.pt}
+DEMO_ARCH=${DEMO_ARCH:-$RECIPE_ARCH}
+CKPT=${1:-results/demo/$DEMO_ARCH/checkpoint_last.pt}
 UPDATES=${2:-$RECIPE_LONGFORM_UPDATES}
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
@@ -31,7 +31,7 @@ if [ ! -f "$DATA/train_concat_mix.tsv" ]; then
   "$BIN/echostream-prep" concat --corpus "$DATA" "${RECIPE_LONGFORM_CONCAT[@]}"
 fi
 if [ ! -f "$WORK/ckpt/.done_$UPDATES" ]; then
-  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$ARCH" \
+  "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$DEMO_ARCH" \
     "${RECIPE_LONGFORM[@]}" --restore-file "$CKPT" --max-update "$UPDATES" --save-dir "$WORK/ckpt" \
     --log-format simple --log-interval 50 2>&1 | tee -a "$WORK/train.log"
   touch "$WORK/ckpt/.done_$UPDATES"

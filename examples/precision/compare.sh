@@ -10,7 +10,7 @@ BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
 DEMO=${DEMO:-results/demo}
 source examples/synthetic_tiny/recipe.sh
-SAVE=${SAVE:-$DEMO/$RECIPE_ARCH}
+SAVE=${SAVE:-$DEMO/${DEMO_ARCH:-$RECIPE_ARCH}}
 VOCODER_DIR=${VOCODER_DIR:-$DEMO/vocoder_tiny}
 WORK=${WORK:-results/precision}
 DTYPES=${DTYPES:-fp32 bf16 int8}
