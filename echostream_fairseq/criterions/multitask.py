@@ -1,8 +1,8 @@
 """``echostream_multitask``: unit CTC plus weighted MT cross-entropy, ASR CTC and ST CTC.
 
-``loss = unit_ctc + w_mt * mt_label_smoothed_ce + w_asr * asr_ctc + w_st * st_ctc`` with the
-weights, the MT label smoothing and the dictionaries taken from the multitask YAML
-(StreamSpeech: 8, 4, 4; smoothing 0.1). Every term is summed over the batch and the total is
+``loss = w_unit * unit_ctc + w_mt * mt_label_smoothed_ce + w_asr * asr_ctc + w_st * st_ctc`` with
+``w_unit`` from ``--unit-ctc-weight`` (default 1) and the other weights, the MT label smoothing and
+the dictionaries taken from the multitask YAML (StreamSpeech: 1; 8, 4, 4; smoothing 0.1). Every term is summed over the batch and the total is
 normalised by the number of target units, as StreamSpeech does.
 
 A loss schedule (``--loss-schedule TERM:START[:RAMP] ...``) switches terms on during training: a
