@@ -14,8 +14,9 @@
 #    another trained one), and the ceilings of speech output: the reference target speech, and the
 #    reference units through the vocoder, transcribed by the same recogniser;
 # 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and
-#    test_heldout, and at 320 ms with --lagging-k1 1 on test: latency (plain and computation-aware), ASR-BLEU (pocketsphinx with a domain LM
-#    from the training-side English) and the text BLEU of the written translation.
+#    test_heldout, and at 320 ms with --lagging-k1 1 on test: latency (plain and
+#    computation-aware), ASR-BLEU (pocketsphinx with a domain LM from the training-side English)
+#    and the text BLEU of the written translation.
 # Every step is skipped when its output is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,8 +2,9 @@
 
 ``loss = w_unit * unit_ctc + w_mt * mt_label_smoothed_ce + w_asr * asr_ctc + w_st * st_ctc`` with
 ``w_unit`` from ``--unit-ctc-weight`` (default 1) and the other weights, the MT label smoothing and
-the dictionaries taken from the multitask YAML (StreamSpeech: 1; 8, 4, 4; smoothing 0.1). Every term is summed over the batch and the total is
-normalised by the number of target units, as StreamSpeech does.
+the dictionaries taken from the multitask YAML (StreamSpeech: 1; 8, 4, 4; smoothing 0.1). Every
+term is summed over the batch and the total is normalised by the number of target units, as
+StreamSpeech does.
 
 A loss schedule (``--loss-schedule TERM:START[:RAMP] ...``) switches terms on during training: a
 term's weight is 0 before update START, then grows linearly to its full weight over RAMP updates
