@@ -57,7 +57,7 @@ from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderSt
 
 __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES", "UNIT_LOOKAHEAD"]
 
-# text states a subword's units wait for by default (docs/learning.md: the units of the whole text
+# text states a subword's units wait for by default (docs/learning_more.md: the units of the whole text
 # for about one subword of speech latency)
 UNIT_LOOKAHEAD = 1
 
@@ -101,7 +101,7 @@ class TranslatorConfig:
         unit_lookahead: text states after a subword's own that its units wait for (0: none). The
             unit decoder was trained under wait-k masks of a random stride per batch (so of many
             lags), and a subword's sound depends on the next one: one state of lookahead gives the
-            units of the whole text (docs/learning.md).
+            units of the whole text (docs/learning_more.md).
     """
 
     source_segment_size: int = 320

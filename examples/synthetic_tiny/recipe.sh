@@ -1,7 +1,7 @@
 # The CPU recipe for the synthetic corpus, sourced by examples/demo.sh and
 # examples/synthetic_tiny/train.sh (its one home). docs/learning.md measures its choices.
 # RECIPE_ARCH: the demo's model. In the 40 minutes the Zipformer translates the text better but
-# speaks no better: docs/learning.md, "The demo's encoder, at equal training time".
+# speaks no better: docs/learning_more.md, "The demo's encoder, at equal training time".
 RECIPE_ARCH=echostream_emformer_tiny
 # RECIPE_UPDATES: the updates of the measured run (40-43 minutes of training on the 2-core machines).
 RECIPE_UPDATES=3354
