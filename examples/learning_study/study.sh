@@ -95,3 +95,24 @@ PY
 SAVE=1 $S j_gate_spec_mild 40 1 "${J[@]}" --config-yaml config_spec_mild.yaml
 # the other run that stayed on the plateau (1000 training utterances), with the gate; two threads
 $S j_gate_1k 25 2 "${J[@]}" --train-subset train_1000 --config-yaml config_nospec.yaml
+
+# the batch size, on the demo's corpus and recipe (examples/synthetic_tiny/recipe.sh), 40 minutes
+# each: the recipe's --max-tokens 4000 (about 13 utterances an update) against 2000; dev every
+# 250 and every 500 updates, so that both runs validate about as often in minutes
+source examples/synthetic_tiny/recipe.sh
+D=results/synthetic/corpus
+"$BIN/echostream-prep" synthetic --out "$D" "${RECIPE_PREP[@]}"
+CORPUS=$D SAVE=1 $S m_recipe 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 &
+CORPUS=$D SAVE=1 $S m_tokens2000 40 1 "${RECIPE_TRAIN[@]}" --max-tokens 2000 --validate-interval-updates 500 & wait
+# each model through the demo's evaluation (steps 3-5 of examples/demo.sh, with the demo's tiny
+# HiFi-GAN, which `make demo` trains), both at once
+for NAME in m_recipe m_tokens2000; do
+  W=results/study/eval_$NAME
+  mkdir -p "$W/$RECIPE_ARCH"
+  cp results/study/runs/$NAME/checkpoint_last.pt "$W/$RECIPE_ARCH/"
+  touch "$W/$RECIPE_ARCH/.done_$RECIPE_UPDATES"
+  WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1 &
+done
+wait
+"$BIN/echostream-learning-curves" $L/m_recipe.log $L/m_tokens2000.log --labels "recipe, 4000 tokens" "recipe, 2000 tokens" \
+  --at 10 20 30 40 --markdown results/study/batch.md --plot docs/learning_batch.png
