@@ -6,7 +6,7 @@ import pytest
 
 from cli_runs import BIN, TRAIN_FLAGS, run_cli
 from echostream_fairseq.cli import learning_curves
-from echostream_fairseq.cli.learning_curves import read_log
+from echostream_fairseq.cli.learning_curves import read_log, read_run
 from toy_corpus import write_toy_corpus
 
 
@@ -61,3 +61,62 @@ def test_bad_input_is_named(tmp_path, log):
         learning_curves.main([str(log), "--labels", "a", "b"])
     with pytest.raises(SystemExit, match="missing.log: log not found"):
         learning_curves.main([str(tmp_path / "missing.log")])
+
+
+def test_a_real_resumed_run_continues_the_first_log(tmp_path):
+    # fairseq-train to update 3, then the same command to update 6: the second resumes from the
+    # checkpoint, and its wall meter (which reads 0 after a resume) is replaced by its timestamps
+    corpus = write_toy_corpus(tmp_path / "corpus")
+    flags = list(TRAIN_FLAGS)
+    flags[flags.index("--log-format") + 1] = "json"
+    logs = []
+    for leg, updates in enumerate((3, 6)):
+        proc = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", updates, "--save-dir", tmp_path / "ckpt",
+                        "--validate-interval-updates", "3", "--validate-interval", "1000", "--max-epoch", "1000"])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        logs.append(tmp_path / f"leg{leg}.log")
+        logs[-1].write_text(proc.stdout + proc.stderr)
+    second = read_log(logs[1], "b")
+    assert second.resumed_at == 3 and [u for _, u, _ in second.points] == [6]
+    run = read_run(f"{logs[0]}+{logs[1]}", "both")
+    assert [u for _, u, _ in run.points] == [3, 6] and run.updates == 6
+    minutes = [m for m, _, _ in run.points]
+    assert minutes[1] > minutes[0] == read_log(logs[0], "a").points[0][0]
+    assert set(run.train) == {1, 2, 3, 4, 5, 6}
+
+
+def _log(path, lines):
+    path.write_text("".join(f"2026-12-04 {stamp} | INFO | {tag} | {json.dumps(record)}\n" if tag else f"2026-12-04 {stamp} | INFO | {record}\n"
+                            for stamp, tag, record in lines))
+    return path
+
+
+def test_resumed_minutes_are_shifted_to_the_first_runs_clock(tmp_path):
+    first = _log(tmp_path / "a.log", [
+        ("01:00:10", "train_inner", {"num_updates": "2", "wall": "60", "asr_ctc_loss": "5.0"}),
+        ("01:00:20", "dev", {"dev_num_updates": "2", "dev_asr_wer": "90", "dev_loss": "9"}),
+        ("01:01:10", "train_inner", {"num_updates": "4", "wall": "120", "asr_ctc_loss": "4.0"}),
+        ("01:01:20", "dev", {"dev_num_updates": "4", "dev_asr_wer": "80", "dev_loss": "8"}),
+    ])
+    resumed = _log(tmp_path / "b.log", [
+        ("02:00:00", None, "fairseq.trainer | Loaded checkpoint ckpt/checkpoint_last.pt (epoch 1 @ 2 updates)"),
+        ("02:00:30", "train_inner", {"num_updates": "3", "wall": "0", "asr_ctc_loss": "3.5"}),
+        ("02:01:30", "train_inner", {"num_updates": "4", "wall": "0", "asr_ctc_loss": "3.0"}),
+        ("02:01:40", "dev", {"dev_num_updates": "4", "dev_asr_wer": "70", "dev_loss": "7"}),
+    ])
+    run = read_run(f"{first}+{resumed}", "r")
+    # the first log's point at update 2 (1 minute), then the resumed one: 1 + 1.5 minutes
+    assert [(m, u, v["asr_wer"]) for m, u, v in run.points] == [(1.0, 2, 90.0), (2.5, 4, 70.0)]
+    assert run.train_minutes == 2.5 and run.updates == 4
+    assert {u: v["asr_ctc_loss"] for u, v in run.train.items()} == {2: 5.0, 3: 3.5, 4: 3.0}
+    with pytest.raises(SystemExit, match="a.log is not a resumed run .* so it cannot continue .*b.log"):
+        read_run(f"{resumed}+{first}", "x")
+    late = _log(tmp_path / "c.log", [
+        ("03:00:00", None, "fairseq.trainer | Loaded checkpoint x.pt (epoch 1 @ 9 updates)"),
+        ("03:00:30", "train_inner", {"num_updates": "10", "wall": "0"}),
+        ("03:00:40", "dev", {"dev_num_updates": "10", "dev_loss": "6"}),
+    ])
+    with pytest.raises(SystemExit, match="c.log resumed from update 9, but .*a.log logs no training line at that update"):
+        read_run(f"{first}+{late}", "x")
+    with pytest.raises(SystemExit, match="nope.log: log not found"):
+        learning_curves.main([f"{first}+{tmp_path / 'nope.log'}"])

@@ -11,6 +11,12 @@ BLEU, unit error rate, dev loss) at the validation nearest before each ``--at`` 
 end; the plot draws the four metrics against minutes. ``--train-at N ...`` adds a table of the
 training losses (fairseq's smoothed ``train_inner`` values, on augmented batches where the recipe
 augments) at those update counts.
+
+A run resumed from a checkpoint of another (``fairseq-train`` again with the same ``--save-dir``,
+or another one holding a copy of its checkpoint) is given as ``FIRST.log+RESUMED.log``: the
+points of the first log up to the update the second resumed from, then the second's, whose clock
+starts where the first's stood at that update. fairseq's ``wall`` reads 0 after a resume, so a
+resumed log's time is taken from its lines' timestamps, counted from its "Loaded checkpoint" line.
 """
 
 from __future__ import annotations
@@ -19,16 +25,19 @@ import argparse
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["Curve", "read_log", "main"]
+__all__ = ["Curve", "read_log", "read_run", "main"]
 
 METRICS = (("asr_wer", "ASR WER %"), ("st_wer", "ST CTC WER %"), ("mt_bleu", "MT BLEU"),
            ("unit_er", "unit error %"), ("loss", "dev loss"))
 TRAIN_METRICS = (("asr_ctc_loss", "ASR CTC"), ("st_ctc_loss", "ST CTC"), ("mt_loss", "MT"),
                  ("unit_ctc_loss", "unit CTC"))
 _LINE = re.compile(r"\|\s*([\w.-]+)\s*\|\s*(\{.*\})\s*$")
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+_RESUMED = re.compile(r"Loaded checkpoint .* @ (\d+) updates\)")
 
 
 @dataclass
@@ -40,25 +49,38 @@ class Curve:
     train: Dict[int, Dict[str, float]] = field(default_factory=dict)
     train_minutes: float = 0.0
     updates: int = 0
+    resumed_at: Optional[int] = None  # the update a resumed run's checkpoint held
+    minutes_at: Dict[int, float] = field(default_factory=dict)  # train_inner updates -> minutes
 
 
 def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
     """Parse one fairseq JSON log (lines that are not JSON records are skipped).
 
-    ``subset`` is the validation subset: fairseq tags its lines and prefixes its keys with it.
+    ``subset`` is the validation subset: fairseq tags its lines and prefixes its keys with it. The
+    minutes of a resumed run count from its resume (see the module docstring).
     """
     curve = Curve(label)
     wall = 0.0
+    resumed_stamp: Optional[datetime] = None
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
+            resumed = _RESUMED.search(line)
+            if resumed and int(resumed.group(1)) > 0 and curve.resumed_at is None:
+                curve.resumed_at = int(resumed.group(1))
+                resumed_stamp = _stamp(line, path)
+                continue
             m = _LINE.search(line)
             if not m or m.group(1) not in ("train_inner", "train", subset):
                 continue
             tag, record = m.group(1), json.loads(m.group(2))
             if tag == "train_inner":
-                wall = float(record["wall"])
+                if resumed_stamp is None:
+                    wall = float(record["wall"])
+                else:
+                    wall = (_stamp(line, path) - resumed_stamp).total_seconds()
                 curve.train_minutes = wall / 60
                 curve.updates = int(float(record["num_updates"]))
+                curve.minutes_at[curve.updates] = curve.train_minutes
                 curve.train[curve.updates] = {key: float(record[key]) for key, _ in TRAIN_METRICS if key in record}
             elif tag == "train":  # end of an epoch: no wall clock, but the update count
                 curve.updates = int(float(record.get("train_num_updates", curve.updates)))
@@ -68,6 +90,45 @@ def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
                 curve.points.append((wall / 60, updates, values))
     if not curve.points:
         raise SystemExit(f"error: {path}: no validation lines (was it trained with --log-format json?)")
+    return curve
+
+
+def _stamp(line: str, path: Path) -> datetime:
+    m = _STAMP.match(line)
+    if not m:
+        raise SystemExit(f"error: {path}: a resumed run's lines need fairseq's timestamps, found {line[:60]!r}")
+    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+
+
+def continued(first: Curve, then: Curve, names: Sequence[str]) -> Curve:
+    """``then``, a run resumed from a checkpoint of ``first``, joined after ``first``'s points up to
+    the resume; ``then``'s minutes are shifted by ``first``'s at that update."""
+    start = then.resumed_at
+    if start is None:
+        raise SystemExit(f"error: {names[1]} is not a resumed run (no 'Loaded checkpoint ... @ N updates' "
+                         f"line with N > 0), so it cannot continue {names[0]}")
+    if start not in first.minutes_at:
+        raise SystemExit(f"error: {names[1]} resumed from update {start}, but {names[0]} logs no training line "
+                         f"at that update (its last: {first.updates})")
+    offset = first.minutes_at[start]
+    joined = Curve(then.label, resumed_at=first.resumed_at)
+    joined.points = [p for p in first.points if p[1] <= start] + [(m + offset, u, v) for m, u, v in then.points]
+    joined.train = {**{u: v for u, v in first.train.items() if u <= start}, **then.train}
+    joined.minutes_at = {**{u: m for u, m in first.minutes_at.items() if u <= start},
+                         **{u: m + offset for u, m in then.minutes_at.items()}}
+    joined.train_minutes, joined.updates = then.train_minutes + offset, then.updates
+    return joined
+
+
+def read_run(spec: str, label: str, subset: str = "dev") -> Curve:
+    """One run from ``LOG`` or ``FIRST.log+RESUMED.log[+...]`` (each resumed from the one before)."""
+    names = spec.split("+")
+    for name in names:
+        if not Path(name).is_file():
+            raise SystemExit(f"error: {name}: log not found")
+    curve = read_log(Path(names[0]), label, subset)
+    for before, name in zip(names, names[1:]):
+        curve = continued(curve, read_log(Path(name), label, subset), (before, name))
     return curve
 
 
@@ -138,7 +199,9 @@ def plot(curves: Sequence[Curve], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="echostream-learning-curves", description=__doc__.split("\n\n")[0])
-    p.add_argument("logs", nargs="+", type=Path, help="fairseq-train logs written with --log-format json")
+    p.add_argument("logs", nargs="+",
+                   help="fairseq-train logs written with --log-format json; FIRST.log+RESUMED.log for a run "
+                        "resumed from a checkpoint of another")
     p.add_argument("--labels", nargs="+", help="one label per log (default: the file names)")
     p.add_argument("--subset", default="dev", help="the validation subset (fairseq's --valid-subset; default dev)")
     p.add_argument("--at", nargs="+", type=float, default=[2, 4, 6, 8], help="minutes to tabulate (default 2 4 6 8)")
@@ -152,13 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
-    labels = args.labels or [p.stem for p in args.logs]
+    labels = args.labels or [Path(spec.split("+")[-1]).stem for spec in args.logs]
     if len(labels) != len(args.logs):
         raise SystemExit(f"error: {len(args.logs)} logs but {len(labels)} labels")
-    for path in args.logs:
-        if not path.is_file():
-            raise SystemExit(f"error: {path}: log not found")
-    curves = [read_log(p, label, args.subset) for p, label in zip(args.logs, labels)]
+    curves = [read_run(spec, label, args.subset) for spec, label in zip(args.logs, labels)]
     text = markdown(curves, args.at)
     if args.train_at:
         text += "\n" + train_markdown(curves, args.train_at)
