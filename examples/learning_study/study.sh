@@ -124,4 +124,27 @@ done
 wait
 "$BIN/echostream-learning-curves" $L/m_recipe.log $L/m_tokens2000.log $L/m_tokens2000_from1000.log \
   --labels "recipe, 4000 tokens" "2000 tokens" "2000 tokens from update 1000" \
-  --at 10 20 30 40 --markdown results/study/batch.md --plot docs/learning_batch.png
+  --at 10 20 30 --markdown results/study/batch.md --plot docs/learning_batch.png
+
+# the MT weight and the warm-up, one at a time on the recipe, 40 minutes each, two at a time (one
+# thread each) on the machine of the m_ runs above, against m_recipe: MT at 4 instead of 8 (the
+# multitask YAML's loss_weight), and 500 warm-up updates instead of 200
+"$BIN/python" - "$D" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+config = yaml.safe_load(open(f"{path}/config_multitask.yaml"))
+config["target_unigram"]["loss_weight"] = 4.0
+yaml.safe_dump(config, open(f"{path}/config_multitask_mt4.yaml", "w"), sort_keys=False)
+PY
+CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
+CORPUS=$D SAVE=1 $S p_warmup500 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 &
+wait
+for NAME in p_mt4 p_warmup500; do  # offline on test (what examples/demo.sh step 3 runs)
+  G=results/study/runs/$NAME/generate_test
+  "$BIN/fairseq-generate" "$D" --user-dir echostream_fairseq --task echostream_speech_to_speech \
+    --path results/study/runs/$NAME/checkpoint_last.pt --gen-subset test --max-tokens 8000 --beam 5 --asr-beam 16 \
+    --cpu --results-path "$G" > "$G.log" 2>&1
+  "$BIN/echostream-score" --results-path "$G" --data "$D" --split test --json "$G/scores.json"
+done
+"$BIN/echostream-learning-curves" $L/m_recipe.log $L/p_mt4.log $L/p_warmup500.log \
+  --labels "recipe" "MT weight 4" "warm-up 500" --at 10 20 30 --markdown results/study/mt_warmup.md --plot docs/learning_mt_warmup.png
