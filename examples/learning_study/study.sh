@@ -139,7 +139,7 @@ PY
 CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
 CORPUS=$D SAVE=1 $S p_warmup500 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 &
 wait
-for NAME in p_mt4 p_warmup500; do  # offline on test (what examples/demo.sh step 3 runs)
+for NAME in p_mt4; do  # offline on test (what examples/demo.sh step 3 runs; p_warmup500: below)
   G=results/study/runs/$NAME/generate_test
   "$BIN/fairseq-generate" "$D" --user-dir echostream_fairseq --task echostream_speech_to_speech \
     --path results/study/runs/$NAME/checkpoint_last.pt --gen-subset test --max-tokens 8000 --beam 5 --asr-beam 16 \
@@ -148,3 +148,9 @@ for NAME in p_mt4 p_warmup500; do  # offline on test (what examples/demo.sh step
 done
 "$BIN/echostream-learning-curves" $L/m_recipe.log $L/p_mt4.log $L/p_warmup500.log \
   --labels "recipe" "MT weight 4" "warm-up 500" --at 10 20 30 --markdown results/study/mt_warmup.md --plot docs/learning_mt_warmup.png
+# the warm-up run through the demo's evaluation, as the m_ runs above
+W=results/study/eval_p_warmup500
+mkdir -p "$W/$RECIPE_ARCH"
+cp results/study/runs/p_warmup500/checkpoint_last.pt "$W/$RECIPE_ARCH/"
+touch "$W/$RECIPE_ARCH/.done_$RECIPE_UPDATES"
+WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1
