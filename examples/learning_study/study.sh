@@ -154,3 +154,13 @@ mkdir -p "$W/$RECIPE_ARCH"
 cp results/study/runs/p_warmup500/checkpoint_last.pt "$W/$RECIPE_ARCH/"
 touch "$W/$RECIPE_ARCH/.done_$RECIPE_UPDATES"
 WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1
+# the streaming ASR agent on test at 320 ms, for the warm-up run and the recipe's (WER on the
+# normalised words of instances.log, as examples/precision/compare.sh scores it)
+for NAME in p_warmup500 m_recipe; do
+  W=results/study/eval_$NAME
+  "$BIN/simuleval" --agent agents/echostream_asr_agent.py \
+    --source "$D/simuleval/test.source" --target "$D/simuleval/test.src_text" \
+    --source-segment-size 320 --model-path "$W/$RECIPE_ARCH/checkpoint_last.pt" --data-bin "$D" --asr-beam 16 \
+    --output "$W/asr_test_320ms" --quality-metrics WER --latency-metrics AL StartOffset EndOffset --threads 2 \
+    > "$W/asr_test_320ms.log" 2>&1
+done
