@@ -164,3 +164,13 @@ for NAME in p_warmup500 m_recipe; do
     --output "$W/asr_test_320ms" --quality-metrics WER --latency-metrics AL StartOffset EndOffset --threads 2 \
     > "$W/asr_test_320ms.log" 2>&1
 done
+# which half of the warm-up change: under inverse_sqrt the rate after the warm-up is
+# LR x sqrt(WARMUP / update), so 500 warm-up updates at a peak of 1.26e-3 keep the recipe's later
+# rate (2e-3 x sqrt(200 / update)) with the gentler start, and 200 at 3.16e-3 the warm-up-500
+# run's later rate with the recipe's start; 20 minutes each (the gap opened in the first 20)
+CORPUS=$D $S q_warmup500_lr1.26e-3 20 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 --lr 1.26e-3 &
+CORPUS=$D $S q_warmup200_lr3.16e-3 20 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --lr 3.16e-3 &
+wait
+"$BIN/echostream-learning-curves" $L/m_recipe.log $L/p_warmup500.log $L/q_warmup500_lr1.26e-3.log $L/q_warmup200_lr3.16e-3.log \
+  --labels "recipe (200, 2e-3)" "warm-up 500, 2e-3" "warm-up 500, 1.26e-3" "warm-up 200, 3.16e-3" --at 5 10 15 20 \
+  --markdown results/study/warmup_halves.md
