@@ -86,8 +86,9 @@ def test_a_real_resumed_run_continues_the_first_log(tmp_path):
 
 
 def _log(path, lines):
-    path.write_text("".join(f"2026-12-04 {stamp} | INFO | {tag} | {json.dumps(record)}\n" if tag else f"2026-12-04 {stamp} | INFO | {record}\n"
-                            for stamp, tag, record in lines))
+    # a record line when a tag is given, else a plain message line (fairseq's format for both)
+    path.write_text("".join(f"2026-12-04 {stamp} | INFO | {tag} | {json.dumps(record)}\n" if tag
+                            else f"2026-12-04 {stamp} | INFO | {record}\n" for stamp, tag, record in lines))
     return path
 
 

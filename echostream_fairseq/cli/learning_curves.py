@@ -100,7 +100,7 @@ def _stamp(line: str, path: Path) -> datetime:
     return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
 
 
-def continued(first: Curve, then: Curve, names: Sequence[str]) -> Curve:
+def _continued(first: Curve, then: Curve, names: Sequence[str]) -> Curve:
     """``then``, a run resumed from a checkpoint of ``first``, joined after ``first``'s points up to
     the resume; ``then``'s minutes are shifted by ``first``'s at that update."""
     start = then.resumed_at
@@ -128,7 +128,7 @@ def read_run(spec: str, label: str, subset: str = "dev") -> Curve:
             raise SystemExit(f"error: {name}: log not found")
     curve = read_log(Path(names[0]), label, subset)
     for before, name in zip(names, names[1:]):
-        curve = continued(curve, read_log(Path(name), label, subset), (before, name))
+        curve = _continued(curve, read_log(Path(name), label, subset), (before, name))
     return curve
 
 
