@@ -6,8 +6,9 @@
 # 1. the synthetic French->English speech corpus (espeak-ng, 29 source voices, log-mel k-means
 #    units, fbank precomputed, a held-out-voice test split);
 # 2. fairseq-train DEMO_ARCH (the recipe's, echostream_emformer_tiny) with the recipe of
-#    examples/synthetic_tiny/recipe.sh for UPDATES updates (resumed if interrupted), or until
-#    TRAIN_HOURS hours of training if that comes first;
+#    examples/synthetic_tiny/recipe.sh (resumed if interrupted): for the recipe's budget of
+#    RECIPE_MINUTES minutes of training (at most RECIPE_UPDATES updates), or, given UPDATES, for
+#    UPDATES updates; TRAIN_HOURS, if set, stops training after that many hours in either case;
 # 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
 # 4. the unit vocoder: the tiny CodeHiFiGAN, trained for VOCODER_UPDATES updates (2000, about
 #    5.5-8 minutes on 2 cores; VOCODER=griffin_lim uses the training-free fallback instead, VOCODER_DIR
@@ -22,7 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source examples/synthetic_tiny/recipe.sh
 UPDATES=${1:-$RECIPE_UPDATES}
-TRAIN_HOURS=${TRAIN_HOURS:-0}  # fairseq's --stop-time-hours; 0: no time limit
+# fairseq's --stop-time-hours (0: no time limit): the recipe's minutes unless UPDATES is given
+TRAIN_HOURS=${TRAIN_HOURS:-$([ $# -ge 1 ] && echo 0 || awk "BEGIN { printf \"%.4f\", $RECIPE_MINUTES / 60 }")}
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
 DEMO_ARCH=${DEMO_ARCH:-$RECIPE_ARCH}

@@ -101,25 +101,29 @@ $S j_gate_1k 25 2 "${J[@]}" --train-subset train_1000 --config-yaml config_nospe
 # 250 and every 500 updates, so that both runs validate about as often in minutes
 source examples/synthetic_tiny/recipe.sh
 D=results/synthetic/corpus
+# the recipe had 200 warm-up updates until the p_ runs below measured 500; the runs made before
+# that keep it (the last flag wins)
+W200=(--warmup-updates 200)
 "$BIN/echostream-prep" synthetic --out "$D" "${RECIPE_PREP[@]}"
-CORPUS=$D SAVE=1 $S m_recipe 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 &
-CORPUS=$D SAVE=1 $S m_tokens2000 40 1 "${RECIPE_TRAIN[@]}" --max-tokens 2000 --validate-interval-updates 500 &
+CORPUS=$D SAVE=1 $S m_recipe 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 &
+CORPUS=$D SAVE=1 $S m_tokens2000 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --max-tokens 2000 --validate-interval-updates 500 &
 # m_tokens2000 was stopped after 13 minutes (2075 updates): both CTC heads still on the plateau
 # (dev ASR and ST WER 100%); in its place, the same 2000-token batches from m_recipe's checkpoint
 # at update 1000 (10.8 minutes in, the heads off the plateau), to the same 40 minutes in all
 sleep 790; pkill -f "fairseq-train.*m_tokens2000"
 mkdir -p results/study/runs/m_tokens2000_from1000
 cp results/study/runs/m_recipe/checkpoint_1_1000.pt results/study/runs/m_tokens2000_from1000/checkpoint_last.pt
-CORPUS=$D SAVE=1 $S m_tokens2000_from1000 40 1 "${RECIPE_TRAIN[@]}" --max-tokens 2000 --validate-interval-updates 500 &
+CORPUS=$D SAVE=1 $S m_tokens2000_from1000 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --max-tokens 2000 --validate-interval-updates 500 &
 wait
 # each model through the demo's evaluation (steps 3-5 of examples/demo.sh, with the demo's tiny
-# HiFi-GAN, which `make demo` trains), both at once
+# HiFi-GAN, which `make demo` trains), both at once; the UPDATES argument only names the marker
+# that says the copied model is trained
 for NAME in m_recipe m_tokens2000_from1000; do
   W=results/study/eval_$NAME
   mkdir -p "$W/$RECIPE_ARCH"
   cp results/study/runs/$NAME/checkpoint_last.pt "$W/$RECIPE_ARCH/"
   touch "$W/$RECIPE_ARCH/.done_$RECIPE_UPDATES"
-  WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1 &
+  WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh "$RECIPE_UPDATES" > "$W.log" 2>&1 &
 done
 wait
 "$BIN/echostream-learning-curves" $L/m_recipe.log $L/m_tokens2000.log $L/m_tokens2000_from1000.log \
@@ -136,7 +140,7 @@ config = yaml.safe_load(open(f"{path}/config_multitask.yaml"))
 config["target_unigram"]["loss_weight"] = 4.0
 yaml.safe_dump(config, open(f"{path}/config_multitask_mt4.yaml", "w"), sort_keys=False)
 PY
-CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
+CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
 CORPUS=$D SAVE=1 $S p_warmup500 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 &
 wait
 for NAME in p_mt4; do  # offline on test (what examples/demo.sh step 3 runs; p_warmup500: below)
@@ -153,7 +157,7 @@ W=results/study/eval_p_warmup500
 mkdir -p "$W/$RECIPE_ARCH"
 cp results/study/runs/p_warmup500/checkpoint_last.pt "$W/$RECIPE_ARCH/"
 touch "$W/$RECIPE_ARCH/.done_$RECIPE_UPDATES"
-WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1
+WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh "$RECIPE_UPDATES" > "$W.log" 2>&1
 # the streaming ASR agent on test at 320 ms, for the warm-up run and the recipe's (WER on the
 # normalised words of instances.log, as examples/precision/compare.sh scores it)
 for NAME in p_warmup500 m_recipe; do
@@ -169,8 +173,23 @@ done
 # rate (2e-3 x sqrt(200 / update)) with the gentler start, and 200 at 3.16e-3 the warm-up-500
 # run's later rate with the recipe's start; 20 minutes each (the gap opened in the first 20)
 CORPUS=$D $S q_warmup500_lr1.26e-3 20 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 --lr 1.26e-3 &
-CORPUS=$D $S q_warmup200_lr3.16e-3 20 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --lr 3.16e-3 &
+CORPUS=$D $S q_warmup200_lr3.16e-3 20 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 --lr 3.16e-3 &
 wait
 "$BIN/echostream-learning-curves" $L/m_recipe.log $L/p_warmup500.log $L/q_warmup500_lr1.26e-3.log $L/q_warmup200_lr3.16e-3.log \
   --labels "recipe (200, 2e-3)" "warm-up 500, 2e-3" "warm-up 500, 1.26e-3" "warm-up 200, 3.16e-3" --at 5 10 15 20 \
   --markdown results/study/warmup_halves.md
+# longer warm-ups on the recipe (500 since the p_ runs), 40 minutes each, two at a time (one thread
+# each), against p_warmup500: 1000 and 2000 warm-up updates (later rate 2e-3 x sqrt(W / update))
+CORPUS=$D SAVE=1 $S r_warmup1000 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 1000 &
+CORPUS=$D SAVE=1 $S r_warmup2000 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 2000 &
+wait
+for NAME in r_warmup1000 r_warmup2000; do
+  G=results/study/runs/$NAME/generate_test
+  "$BIN/fairseq-generate" "$D" --user-dir echostream_fairseq --task echostream_speech_to_speech \
+    --path results/study/runs/$NAME/checkpoint_last.pt --gen-subset test --max-tokens 8000 --beam 5 --asr-beam 16 \
+    --cpu --results-path "$G" > "$G.log" 2>&1
+  "$BIN/echostream-score" --results-path "$G" --data "$D" --split test --json "$G/scores.json"
+done
+"$BIN/echostream-learning-curves" $L/p_warmup500.log $L/r_warmup1000.log $L/r_warmup2000.log \
+  --labels "warm-up 500" "warm-up 1000" "warm-up 2000" --at 10 20 30 --markdown results/study/warmup_longer.md \
+  --plot docs/learning_warmup.png
