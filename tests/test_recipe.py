@@ -20,6 +20,8 @@ def test_recipe_updates_is_a_number_and_the_arch_is_registered():
 
     (updates,) = _recipe("RECIPE_UPDATES")
     assert int(updates) > 0
+    (minutes,) = _recipe("RECIPE_MINUTES")
+    assert 0 < int(minutes) <= 40  # the learning issue's budget
     (arch,) = _recipe("RECIPE_ARCH")
     assert arch == "echostream_emformer_tiny" and arch in ARCH_MODEL_REGISTRY
 
@@ -54,3 +56,31 @@ def test_longform_finetune_flags_parse():
         "data", "--arch", "echostream_emformer_tiny", *flags, "--restore-file", "x.pt"])
     assert args.asr_sentence_ends and args.train_subset == "train_concat_mix" and args.reset_optimizer
     assert build_parser().parse_args(["concat", "--corpus", "x", *_recipe("RECIPE_LONGFORM_CONCAT")]).count == 4000
+
+
+def _demo_training_flags(tmp_path, *args):
+    """The fairseq-train flags examples/demo.sh passes, with stand-ins for prep and training."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "echostream-prep").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "fairseq-train").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/train_args\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "BIN": str(bin_dir), "DATA": str(tmp_path / "corpus"), "WORK": str(tmp_path / "work")}
+    proc = subprocess.run(["bash", "examples/demo.sh", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "training failed" in proc.stdout, proc.stdout + proc.stderr
+    return (tmp_path / "train_args").read_text().split()
+
+
+def _flag(flags, name):
+    return flags[flags.index(name) + 1]
+
+
+def test_demo_trains_for_the_recipes_minutes_or_for_given_updates(tmp_path):
+    (minutes,) = _recipe("RECIPE_MINUTES")
+    (updates,) = _recipe("RECIPE_UPDATES")
+    flags = _demo_training_flags(tmp_path)
+    assert float(_flag(flags, "--stop-time-hours")) == round(int(minutes) / 60, 4)
+    assert _flag(flags, "--max-update") == updates
+    flags = _demo_training_flags(tmp_path, "777")
+    assert _flag(flags, "--stop-time-hours") == "0" and _flag(flags, "--max-update") == "777"
