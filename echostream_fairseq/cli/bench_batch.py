@@ -50,7 +50,7 @@ import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.streaming.translator import STAGES
-from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_SUB_BATCH
+from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_PADDING, MAX_SUB_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def tiny_system(args, vocoder_batch: int = 1):
 
     dtype = getattr(args, "model_dtype", "fp32")
     left_context = getattr(args, "vocoder_left_context", VOCODER_LEFT_CONTEXT)
+    max_padding = getattr(args, "vocoder_max_padding", 0)
     if args.model:
         model, task = load_echostream_model(args.model, args.data)
     else:
@@ -110,7 +111,7 @@ def tiny_system(args, vocoder_batch: int = 1):
     model = convert_precision(model.eval(), dtype, torch.device("cpu"))
     if args.vocoder:
         vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, model_dtype=dtype,
-                               max_batch=vocoder_batch, left_context=left_context)
+                               max_batch=vocoder_batch, left_context=left_context, max_padding=max_padding)
     else:
         vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True,
                                max_batch=vocoder_batch, left_context=left_context)
@@ -130,16 +131,17 @@ def _systems(args) -> Dict[str, object]:
 
         model, task = build_random_echostream_model("echostream_emformer", args.data)
         model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
-        vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype, args.vocoder_left_context)
+        vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype, args.vocoder_left_context,
+                                           args.vocoder_max_padding)
         systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
     return systems
 
 
 def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str = "fp32",
-                             left_context: int = VOCODER_LEFT_CONTEXT):
+                             left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
     ``max_batch`` streams at most per synthesis call; ``bf16`` runs it in bfloat16; ``left_context``
-    frames re-synthesised per call."""
+    frames re-synthesised per call; ``max_padding`` as :func:`load_vocoder`'s."""
     from echostream_fairseq.modules.precision import torch_dtype
 
     from echostream_fairseq.data.units import load_unit_model
@@ -154,7 +156,8 @@ def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str 
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
     if torch_dtype(model_dtype) == torch.bfloat16:  # as load_vocoder: int8 keeps the vocoder fp32
         full = full.to(torch.bfloat16)
-    incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True, max_batch=max_batch)
+    incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True, max_batch=max_batch,
+                                     max_padding=max_padding)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
 
@@ -250,6 +253,9 @@ def main(argv=None) -> int:
                    help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
                         f"the streaming API's setting is {MAX_SUB_BATCH}; the warm-up keeps the size up to it "
                         "that costs least per stream)")
+    p.add_argument("--vocoder-max-padding", type=int, default=MAX_PADDING,
+                   help="the most frames a shorter vocoder call is padded by to share a call with longer ones "
+                        f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING})")
     p.add_argument("--vocoder-left-context", type=int, default=VOCODER_LEFT_CONTEXT,
                    help="unit frames the incremental vocoder re-synthesises as context (as the agents' flag)")
     p.add_argument("--model-dtype", default="fp32", choices=("fp32", "bf16", "int8"),

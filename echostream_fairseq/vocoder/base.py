@@ -84,6 +84,18 @@ class UnitVocoder(torch.nn.Module):
         gives it (this default runs them one by one; a vocoder that batches overrides it)."""
         return torch.stack([self.synthesize_frames(row) for row in frames])
 
+    # whether synthesize_frames_padded runs rows of unequal length as one batch (else row by row)
+    batches_padded: bool = False
+
+    def synthesize_frames_padded(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        """``[B, T]`` right-padded frame-level units, ``[B]`` lengths -> ``[B, T * frame_hop]``: row
+        ``i``'s first ``lengths[i] * frame_hop`` samples are :meth:`synthesize_frames` of its first
+        ``lengths[i]`` frames, the rest zeros (this default runs the rows one by one)."""
+        audio = torch.zeros(frames.size(0), frames.size(1) * self.frame_hop)
+        for i, n in enumerate(lengths.tolist()):
+            audio[i, : n * self.frame_hop] = self.synthesize_frames(frames[i, :n])
+        return audio
+
     @torch.no_grad()
     def forward(self, units: UnitsLike, dur_prediction: bool = False) -> Tensor:
         """One-shot synthesis: ``[U]`` units -> waveform ``[T * frame_hop]``.

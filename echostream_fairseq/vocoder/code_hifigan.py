@@ -14,6 +14,7 @@ import os
 from typing import Any, Dict, List, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
@@ -147,6 +148,21 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
             mkldnn.enabled = enabled
         return audio.float()  # a bf16 generator still returns fp32 samples
 
+    batches_padded = True
+
+    @torch.no_grad()
+    def synthesize_frames_padded(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        if bool((lengths == frames.size(1)).all()):
+            return self.synthesize_frames_batch(frames)
+        mkldnn = torch.backends.mkldnn
+        enabled = mkldnn.enabled
+        mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
+        try:
+            audio = _masked_generator_forward(self.generator, frames, lengths)
+        finally:
+            mkldnn.enabled = enabled
+        return audio.float()
+
     @torch.no_grad()
     def forward(self, units, dur_prediction: bool = False) -> Tensor:
         units = as_unit_tensor(units, self.num_units)
@@ -154,3 +170,37 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
             self.check_duration_predictor()
         # one-shot synthesis is fairseq's own path, duration prediction included
         return self.fairseq_vocoder({"code": units[None]}, dur_prediction=dur_prediction).reshape(-1)
+
+
+def _masked_generator_forward(generator: torch.nn.Module, frames: Tensor, lengths: Tensor) -> Tensor:
+    """fairseq's ``Generator.forward`` (weight norm removed) over right-padded rows, with every
+    convolution's input zeroed past its row's length. A convolution of the unpadded row sees zeros
+    past its end (its padding), so each row's valid samples equal the row synthesised alone.
+    ``[B, T]`` frames, ``[B]`` lengths -> ``[B, T * frame_hop]``, zeros past each row's end."""
+    from fairseq.models.text_to_speech.hifigan import LRELU_SLOPE
+
+    positions = frames.size(1)
+    short = [(row, n) for row, n in enumerate(lengths.tolist()) if n < positions]
+
+    def valid(x: Tensor) -> Tensor:
+        # in place, the padded tails only (every stage's time axis is a whole multiple of the frames')
+        scale = x.size(-1) // positions
+        for row, n in short:
+            x[row, :, n * scale:] = 0
+        return x
+
+    g = generator
+    x = valid(g.conv_pre(valid(g.dict(frames).transpose(1, 2).contiguous())))
+    for i, upsample in enumerate(g.ups):
+        x = valid(upsample(F.leaky_relu(x, LRELU_SLOPE)))
+        total = None
+        for block in g.resblocks[i * g.num_kernels:(i + 1) * g.num_kernels]:
+            y = x
+            for first, second in zip(block.convs1, block.convs2):
+                inner = valid(first(F.leaky_relu(y, LRELU_SLOPE)))
+                y = valid(second(F.leaky_relu(inner, LRELU_SLOPE))) + y
+            total = y if total is None else total + y
+        x = total / g.num_kernels
+    # fairseq's last activation uses leaky_relu's default slope
+    audio = torch.tanh(g.conv_post(F.leaky_relu(x)))
+    return valid(audio).reshape(frames.size(0), -1)

@@ -30,13 +30,16 @@ from torch import Tensor
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.config import VocoderError
 
-__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT", "MAX_SUB_BATCH"]
+__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT", "MAX_SUB_BATCH", "MAX_PADDING"]
 
 # unit frames re-synthesised as context by default
 LEFT_CONTEXT = 12
 # the most streams a synthesis call takes when many streams share calls (the streaming API);
 # warm_up keeps the sub-batch size up to it that costs least per stream on the machine
 MAX_SUB_BATCH = 8
+# the most frames a shorter stream is padded by to share a call (the streaming API's setting): on a
+# 2-core CPU one call of the tiny generator costs about as much as 40-50 more frames in a larger one
+MAX_PADDING = 16
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,9 @@ class IncrementalVocoder:
         max_batch: the most streams :meth:`step_batch` synthesises in one call (a power of two;
             1: one by one; the streaming API takes :data:`MAX_SUB_BATCH`, and :meth:`warm_up`
             lowers it to the size that costs least per stream).
+        max_padding: with a vocoder that synthesises right-padded rows as one batch
+            (``batches_padded``), a stream whose call is at most this many frames shorter than the
+            longest of a sub-batch joins it, padded (0: only calls of equal length share one).
     """
 
     def __init__(
@@ -85,11 +91,12 @@ class IncrementalVocoder:
         duration_context: int = 8,
         length_bucket: Optional[int] = None,
         max_batch: int = 1,
+        max_padding: int = 0,
     ) -> None:
         if max_batch < 1 or max_batch & (max_batch - 1):
             raise VocoderError(f"max_batch must be a power of two, got {max_batch}")
-        if left_context < 0 or crossfade < 0 or duration_context < 0:
-            raise VocoderError("left_context, crossfade and duration_context must be non-negative")
+        if left_context < 0 or crossfade < 0 or duration_context < 0 or max_padding < 0:
+            raise VocoderError("left_context, crossfade, duration_context and max_padding must be non-negative")
         length_bucket = getattr(vocoder, "length_bucket", 1) if length_bucket is None else length_bucket
         if length_bucket < 1:
             raise VocoderError(f"length_bucket must be >= 1, got {length_bucket}")
@@ -107,6 +114,7 @@ class IncrementalVocoder:
         self.duration_context = duration_context
         self.length_bucket = length_bucket
         self.max_batch = max_batch
+        self.max_padding = max_padding if getattr(vocoder, "batches_padded", False) else 0
 
     @property
     def history_frames(self) -> int:
@@ -223,8 +231,9 @@ class IncrementalVocoder:
         """:meth:`step` for several independent streams: ``(units, state, finish)`` each.
 
         Calls of equal frame count are synthesised as one batch (the length buckets make equal
-        counts common), in sub-batches of at most ``max_batch`` streams split into powers of two,
-        so that a convolution library meets few input shapes; the durations of equally long unit
+        counts common), and with ``max_padding`` calls up to that many frames shorter join them,
+        right-padded; in sub-batches of at most ``max_batch`` streams split into powers of two, so
+        that a convolution library meets few input shapes. The durations of equally long unit
         sequences are predicted in one call too. The results equal :meth:`step` per stream."""
         given = [self._check(units, state) for units, state, _ in requests]
         speaking = [i for i, units in enumerate(given) if units is not None]
@@ -233,11 +242,10 @@ class IncrementalVocoder:
         for i, frames in zip(speaking, frames_new):
             plans[i] = self._plan(given[i], frames, requests[i][1])
         audio: Dict[int, Tensor] = {}
-        for members in _by_length([None if plan is None else plan[0] for plan in plans]).values():
+        lengths = {i: plans[i][0].numel() for i in speaking}
+        for members in _runs_within(lengths, self.max_padding, self.max_batch):
             for group in _power_of_two_groups(members, self.max_batch):
-                frames = torch.stack([plans[i][0] for i in group])
-                for i, wave in zip(group, self.vocoder.synthesize_frames_batch(frames)):
-                    audio[i] = wave
+                audio.update(self._synthesize(group, [plans[i][0] for i in group]))
         results = []
         for i, (_, state, finish) in enumerate(requests):
             if plans[i] is None:
@@ -245,6 +253,17 @@ class IncrementalVocoder:
             else:
                 results.append(self._join(audio[i], plans[i], state, finish))
         return results
+
+    def _synthesize(self, group: List[int], calls: List[Tensor]) -> Dict[int, Tensor]:
+        """One generator run for the calls of ``group`` (right-padded where their lengths differ)."""
+        longest = max(call.numel() for call in calls)
+        if all(call.numel() == longest for call in calls):
+            return dict(zip(group, self.vocoder.synthesize_frames_batch(torch.stack(calls))))
+        lengths = torch.tensor([call.numel() for call in calls])
+        frames = torch.stack([torch.nn.functional.pad(call, (0, longest - call.numel())) for call in calls])
+        waves = self.vocoder.synthesize_frames_padded(frames, lengths)
+        hop = self.vocoder.frame_hop
+        return {i: wave[: n * hop] for i, wave, n in zip(group, waves, lengths.tolist())}
 
     def _check(self, units, state: VocoderState) -> Optional[Tensor]:
         """``units`` as a checked tensor (``None``: no new units)."""
@@ -286,6 +305,18 @@ class IncrementalVocoder:
             emitted_samples=state.emitted_samples + out.numel(),
         )
         return out, next_state
+
+
+def _runs_within(lengths: Dict[int, int], max_padding: int, largest: int) -> List[List[int]]:
+    """The keys of ``lengths`` (stream -> call frames), longest first, cut into runs of at most
+    ``largest`` whose lengths lie within ``max_padding`` of the run's first (0: equal lengths)."""
+    runs: List[List[int]] = []
+    for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
+        if runs and len(runs[-1]) < largest and lengths[runs[-1][0]] - lengths[i] <= max_padding:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def _by_length(sequences: Sequence[Optional[Tensor]]) -> Dict[int, List[int]]:
