@@ -143,13 +143,14 @@ PY
 CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
 CORPUS=$D SAVE=1 $S p_warmup500 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 &
 wait
-for NAME in p_mt4; do  # offline on test (what examples/demo.sh step 3 runs; p_warmup500: below)
-  G=results/study/runs/$NAME/generate_test
+offline_test() {  # offline_test NAME: a saved run decoded and scored on test, as examples/demo.sh step 3
+  local NAME=$1 G=results/study/runs/$1/generate_test
   "$BIN/fairseq-generate" "$D" --user-dir echostream_fairseq --task echostream_speech_to_speech \
     --path results/study/runs/$NAME/checkpoint_last.pt --gen-subset test --max-tokens 8000 --beam 5 --asr-beam 16 \
     --cpu --results-path "$G" > "$G.log" 2>&1
   "$BIN/echostream-score" --results-path "$G" --data "$D" --split test --json "$G/scores.json"
-done
+}
+offline_test p_mt4  # (p_warmup500: through the demo's evaluation, below)
 "$BIN/echostream-learning-curves" $L/m_recipe.log $L/p_mt4.log $L/p_warmup500.log \
   --labels "recipe" "MT weight 4" "warm-up 500" --at 10 20 30 --markdown results/study/mt_warmup.md --plot docs/learning_mt_warmup.png
 # the warm-up run through the demo's evaluation, as the m_ runs above
@@ -183,13 +184,7 @@ wait
 CORPUS=$D SAVE=1 $S r_warmup1000 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 1000 &
 CORPUS=$D SAVE=1 $S r_warmup2000 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 2000 &
 wait
-for NAME in r_warmup1000 r_warmup2000; do
-  G=results/study/runs/$NAME/generate_test
-  "$BIN/fairseq-generate" "$D" --user-dir echostream_fairseq --task echostream_speech_to_speech \
-    --path results/study/runs/$NAME/checkpoint_last.pt --gen-subset test --max-tokens 8000 --beam 5 --asr-beam 16 \
-    --cpu --results-path "$G" > "$G.log" 2>&1
-  "$BIN/echostream-score" --results-path "$G" --data "$D" --split test --json "$G/scores.json"
-done
+offline_test r_warmup1000 & offline_test r_warmup2000 & wait
 "$BIN/echostream-learning-curves" $L/p_warmup500.log $L/r_warmup1000.log $L/r_warmup2000.log \
   --labels "warm-up 500" "warm-up 1000" "warm-up 2000" --at 10 20 30 --markdown results/study/warmup_longer.md \
   --plot docs/learning_warmup.png
