@@ -91,3 +91,20 @@ def test_two_process_cpu_training(corpus, tmp_path):
     assert "distributed init (rank 1)" in logs[0] + logs[1]
     assert len(re.findall(r"train_inner \|", logs[0])) == 3
     assert (tmp_path / "checkpoint_last.pt").is_file()
+
+
+def test_fairseq_train_anneals_the_rate_to_zero_at_max_update(corpus, tmp_path):
+    """--lr-scheduler inverse_sqrt_anneal through fairseq-train: the logged rates, and the clock saved."""
+    flags = [f if f != "inverse_sqrt" else "inverse_sqrt_anneal" for f in TRAIN_FLAGS]
+    r = _run([BIN / "fairseq-train", corpus, *flags, "--warmup-updates", "1", "--anneal-fraction", "0.5",
+              "--max-update", "4", "--save-dir", tmp_path, "--disable-validation"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    rates = [float(m) for m in re.findall(r"train_inner \| .*? lr=([0-9.e-]+)", r.stderr + r.stdout)]
+    # fairseq logs the rate set after each update: inverse_sqrt(u) x min(1, (1 - u / 4) / 0.5)
+    assert rates == pytest.approx([1e-3, 1e-3 * 2 ** -0.5, 1e-3 * 3 ** -0.5 * 0.5, 0.0], rel=1e-3)
+    import torch
+    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+
+    allow_fairseq_checkpoint_configs()
+    state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+    assert state["optimizer_history"][-1]["lr_scheduler_state"]["train_seconds"] > 0

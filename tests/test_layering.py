@@ -1,6 +1,7 @@
 """Each layer of the package imports only the layers below it (README, "Layout").
 
-common <- modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, server <- cli;
+common <- modules <- models; optim (learning-rate schedules) on common alone;
+modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, server <- cli;
 data, evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text).
 common (atomic writes, the sample rate and encoder frame, the mono check) is the base: every part
 may import it, and it imports nothing of the package.
@@ -24,6 +25,7 @@ ALLOWED = {
     "evaluation": _BASE | {"data", "evaluation"},
     "vocoder": _BASE | {"data", "vocoder"},
     "modules": _BASE | {"modules"},
+    "optim": _BASE | {"optim"},
     "models": _MODEL,
     "criterions": _MODEL | {"data", "criterions"},
     # fairseq's task builds the generator, and allow-lists checkpoint configs before fairseq loads one
