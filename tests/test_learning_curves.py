@@ -121,3 +121,24 @@ def test_resumed_minutes_are_shifted_to_the_first_runs_clock(tmp_path):
         read_run(f"{first}+{late}", "x")
     with pytest.raises(SystemExit, match="nope.log: log not found"):
         learning_curves.main([f"{first}+{tmp_path / 'nope.log'}"])
+
+
+@pytest.mark.parametrize("log_format", ["simple", "tqdm"])
+def test_text_formats_give_the_json_logs_points(log, tmp_path, log_format):
+    """The demo logs with tqdm: the same seeded run logged as text reads as its JSON log does."""
+    corpus = write_toy_corpus(tmp_path / "corpus")
+    flags = list(TRAIN_FLAGS)
+    flags[flags.index("--log-format") + 1] = log_format
+    proc = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "6", "--no-save",
+                    "--validate-interval-updates", "3", "--validate-interval", "1000", "--max-epoch", "1000",
+                    "--loss-schedule", "mt:2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = tmp_path / "train.log"
+    path.write_text(proc.stdout + proc.stderr)
+    text, reference = read_log(path, "text"), read_log(log, "json")
+    assert [u for _, u, _ in text.points] == [u for _, u, _ in reference.points]
+    for (_, _, got), (_, _, want) in zip(text.points, reference.points):
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, abs=0.01)
+    assert text.updates == 6 and sorted(text.train) == sorted(reference.train)
+    assert text.train[6] == pytest.approx(reference.train[6], abs=0.01)

@@ -3,8 +3,9 @@
     echostream-learning-curves RUN.log [RUN.log ...] --labels A B ... [--at 2 4 8] \\
         [--markdown curves.md] [--plot curves.png] [--json curves.json]
 
-Each log is what ``fairseq-train --log-format json`` printed (``train_inner`` and ``valid``
-lines). A validation point's time is the training wall clock (``wall``) of the last
+Each log is what ``fairseq-train`` printed (``train_inner`` and ``valid`` lines), with
+``--log-format json``, ``simple`` or ``tqdm`` (``examples/demo.sh`` logs with tqdm; not on a
+terminal, tqdm prints the same lines as simple). A validation point's time is the training wall clock (``wall``) of the last
 ``train_inner`` line before it, so it counts the time spent training and validating up to there.
 The table gives, per run, the update rate and the dev metrics (ASR CTC WER, ST CTC WER, greedy MT
 BLEU, unit error rate, dev loss) at the validation nearest before each ``--at`` minute and at the
@@ -36,6 +37,11 @@ METRICS = (("asr_wer", "ASR WER %"), ("st_wer", "ST CTC WER %"), ("mt_bleu", "MT
 TRAIN_METRICS = (("asr_ctc_loss", "ASR CTC"), ("st_ctc_loss", "ST CTC"), ("mt_loss", "MT"),
                  ("unit_ctc_loss", "unit CTC"))
 _LINE = re.compile(r"\|\s*([\w.-]+)\s*\|\s*(\{.*\})\s*$")
+# the simple and tqdm formats: "| INFO | TAG | epoch 001 | key value | ..." and, for train_inner,
+# "| INFO | train_inner | epoch 001:    500 / 1436 key=value, ..."
+_TEXT_LINE = re.compile(r"\| INFO \| ([\w.-]+) \| epoch \d+(.*)$")
+_TEXT_INNER = re.compile(r"(\w+)=([-+0-9.eE]+|inf|nan)")
+_TEXT_PAIR = re.compile(r"^\s*(\w+) (\S+)\s*$")
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 _RESUMED = re.compile(r"Loaded checkpoint .* @ (\d+) updates\)")
 
@@ -53,8 +59,25 @@ class Curve:
     minutes_at: Dict[int, float] = field(default_factory=dict)  # train_inner updates -> minutes
 
 
+def _record(line: str, subset: str) -> Optional[tuple]:
+    """``(tag, record)`` of a ``train_inner``, ``train`` or ``subset`` line in any of fairseq's
+    formats, its keys as the JSON format has them (``train_inner``'s bare, the others prefixed with
+    their tag); None for any other line."""
+    m = _LINE.search(line)
+    if m:
+        return (m.group(1), json.loads(m.group(2))) if m.group(1) in ("train_inner", "train", subset) else None
+    m = _TEXT_LINE.search(line)
+    if not m or m.group(1) not in ("train_inner", "train", subset):
+        return None
+    tag, rest = m.groups()
+    if tag == "train_inner":
+        return tag, {key: value for key, value in _TEXT_INNER.findall(rest)}
+    pairs = (_TEXT_PAIR.match(part) for part in rest.split("|"))
+    return tag, {f"{tag}_{p.group(1)}": p.group(2) for p in pairs if p}
+
+
 def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
-    """Parse one fairseq JSON log (lines that are not JSON records are skipped).
+    """Parse one fairseq log (json, simple or tqdm format; other lines are skipped).
 
     ``subset`` is the validation subset: fairseq tags its lines and prefixes its keys with it. The
     minutes of a resumed run count from its resume (see the module docstring).
@@ -69,10 +92,10 @@ def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
                 curve.resumed_at = int(resumed.group(1))
                 resumed_stamp = _stamp(line, path)
                 continue
-            m = _LINE.search(line)
-            if not m or m.group(1) not in ("train_inner", "train", subset):
+            parsed = _record(line, subset)
+            if parsed is None:
                 continue
-            tag, record = m.group(1), json.loads(m.group(2))
+            tag, record = parsed
             if tag == "train_inner":
                 if resumed_stamp is None:
                     wall = float(record["wall"])
@@ -89,7 +112,7 @@ def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
                 values = {key: float(record[f"{subset}_{key}"]) for key, _ in METRICS if f"{subset}_{key}" in record}
                 curve.points.append((wall / 60, updates, values))
     if not curve.points:
-        raise SystemExit(f"error: {path}: no validation lines (was it trained with --log-format json?)")
+        raise SystemExit(f"error: {path}: no validation lines on {subset!r} (a fairseq-train log?)")
     return curve
 
 
