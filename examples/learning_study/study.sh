@@ -188,3 +188,16 @@ offline_test r_warmup1000 & offline_test r_warmup2000 & wait
 "$BIN/echostream-learning-curves" $L/p_warmup500.log $L/r_warmup1000.log $L/r_warmup2000.log \
   --labels "warm-up 500" "warm-up 1000" "warm-up 2000" --at 10 20 30 --markdown results/study/warmup_longer.md \
   --plot docs/learning_warmup.png
+# the learning rate annealed to zero over the last 30% of the 40 minutes (--lr-scheduler
+# inverse_sqrt_anneal) against the recipe's inverse_sqrt: the demo's own training (after make demo:
+# two threads, alone) and the same training with the annealed rate, then the demo's evaluation
+W=results/study/eval_s_anneal
+mkdir -p "$W"
+"$BIN/fairseq-train" "$D" --user-dir echostream_fairseq --arch "$RECIPE_ARCH" "${RECIPE_TRAIN[@]}" \
+  --lr-scheduler inverse_sqrt_anneal --anneal-fraction 0.3 --max-update "$RECIPE_UPDATES" --stop-time-hours 0.6667 \
+  --save-dir "$W/$RECIPE_ARCH" --log-format tqdm > "$W/$RECIPE_ARCH.train.log" 2>&1
+touch "$W/$RECIPE_ARCH/.done_${RECIPE_UPDATES}_0.6667h"
+WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1
+"$BIN/echostream-learning-curves" results/demo/$RECIPE_ARCH.train.log "$W/$RECIPE_ARCH.train.log" \
+  --labels "inverse_sqrt (the demo)" "annealed over the last 30%" --at 10 20 30 35 \
+  --markdown results/study/anneal.md --plot docs/learning_anneal.png
