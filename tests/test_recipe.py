@@ -1,5 +1,6 @@
 """The CPU recipe (examples/synthetic_tiny/recipe.sh) is valid for echostream-prep and fairseq-train."""
 
+import re
 import subprocess
 
 from cli_runs import BIN, REPO, run_cli
@@ -43,6 +44,10 @@ def test_fairseq_trains_with_the_recipe_flags(tmp_path):
     assert (tmp_path / "save" / "checkpoint_last.pt").is_file()
     log = proc.stdout + proc.stderr
     assert "loss_schedule=['mt:200:200', 'unit_ctc:400:200']" in log or "'loss_schedule': ['mt:200:200', 'unit_ctc:400:200']" in log
+    # the rate anneals to zero at the budget's end (here the 3 updates)
+    assert "'_name': 'inverse_sqrt_anneal'" in log and "'anneal_fraction': 0.3" in log
+    rates = [float(r) for r in re.findall(r"train_inner \| .*? lr=([0-9.e-]+)", log)]
+    assert len(rates) == 3 and rates[-1] == 0.0
 
 
 def test_longform_finetune_flags_parse():

@@ -101,19 +101,20 @@ $S j_gate_1k 25 2 "${J[@]}" --train-subset train_1000 --config-yaml config_nospe
 # 250 and every 500 updates, so that both runs validate about as often in minutes
 source examples/synthetic_tiny/recipe.sh
 D=results/synthetic/corpus
-# the recipe had 200 warm-up updates until the p_ runs below measured 500; the runs made before
-# that keep it (the last flag wins)
+# the recipe had 200 warm-up updates until the p_ runs below measured 500, and inverse_sqrt until
+# the s_ runs at the end measured its annealed form; the runs made before keep them (the last flag wins)
 W200=(--warmup-updates 200)
+ISQRT=(--lr-scheduler inverse_sqrt)
 "$BIN/echostream-prep" synthetic --out "$D" "${RECIPE_PREP[@]}"
-CORPUS=$D SAVE=1 $S m_recipe 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 &
-CORPUS=$D SAVE=1 $S m_tokens2000 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --max-tokens 2000 --validate-interval-updates 500 &
+CORPUS=$D SAVE=1 $S m_recipe 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" "${W200[@]}" --validate-interval-updates 250 &
+CORPUS=$D SAVE=1 $S m_tokens2000 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" "${W200[@]}" --max-tokens 2000 --validate-interval-updates 500 &
 # m_tokens2000 was stopped after 13 minutes (2075 updates): both CTC heads still on the plateau
 # (dev ASR and ST WER 100%); in its place, the same 2000-token batches from m_recipe's checkpoint
 # at update 1000 (10.8 minutes in, the heads off the plateau), to the same 40 minutes in all
 sleep 790; pkill -f "fairseq-train.*m_tokens2000"
 mkdir -p results/study/runs/m_tokens2000_from1000
 cp results/study/runs/m_recipe/checkpoint_1_1000.pt results/study/runs/m_tokens2000_from1000/checkpoint_last.pt
-CORPUS=$D SAVE=1 $S m_tokens2000_from1000 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --max-tokens 2000 --validate-interval-updates 500 &
+CORPUS=$D SAVE=1 $S m_tokens2000_from1000 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" "${W200[@]}" --max-tokens 2000 --validate-interval-updates 500 &
 wait
 # each model through the demo's evaluation (steps 3-5 of examples/demo.sh, with the demo's tiny
 # HiFi-GAN, which `make demo` trains), both at once; the UPDATES argument only names the marker
@@ -140,8 +141,8 @@ config = yaml.safe_load(open(f"{path}/config_multitask.yaml"))
 config["target_unigram"]["loss_weight"] = 4.0
 yaml.safe_dump(config, open(f"{path}/config_multitask_mt4.yaml", "w"), sort_keys=False)
 PY
-CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
-CORPUS=$D SAVE=1 $S p_warmup500 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 &
+CORPUS=$D SAVE=1 $S p_mt4 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" "${W200[@]}" --validate-interval-updates 250 --multitask-config-yaml config_multitask_mt4.yaml &
+CORPUS=$D SAVE=1 $S p_warmup500 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" --validate-interval-updates 250 --warmup-updates 500 &
 wait
 offline_test() {  # offline_test NAME: a saved run decoded and scored on test, as examples/demo.sh step 3
   local NAME=$1 G=results/study/runs/$1/generate_test
@@ -173,31 +174,39 @@ done
 # LR x sqrt(WARMUP / update), so 500 warm-up updates at a peak of 1.26e-3 keep the recipe's later
 # rate (2e-3 x sqrt(200 / update)) with the gentler start, and 200 at 3.16e-3 the warm-up-500
 # run's later rate with the recipe's start; 20 minutes each (the gap opened in the first 20)
-CORPUS=$D $S q_warmup500_lr1.26e-3 20 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 500 --lr 1.26e-3 &
-CORPUS=$D $S q_warmup200_lr3.16e-3 20 1 "${RECIPE_TRAIN[@]}" "${W200[@]}" --validate-interval-updates 250 --lr 3.16e-3 &
+CORPUS=$D $S q_warmup500_lr1.26e-3 20 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" --validate-interval-updates 250 --warmup-updates 500 --lr 1.26e-3 &
+CORPUS=$D $S q_warmup200_lr3.16e-3 20 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" "${W200[@]}" --validate-interval-updates 250 --lr 3.16e-3 &
 wait
 "$BIN/echostream-learning-curves" $L/m_recipe.log $L/p_warmup500.log $L/q_warmup500_lr1.26e-3.log $L/q_warmup200_lr3.16e-3.log \
   --labels "recipe (200, 2e-3)" "warm-up 500, 2e-3" "warm-up 500, 1.26e-3" "warm-up 200, 3.16e-3" --at 5 10 15 20 \
   --markdown results/study/warmup_halves.md
 # longer warm-ups on the recipe (500 since the p_ runs), 40 minutes each, two at a time (one thread
 # each), against p_warmup500: 1000 and 2000 warm-up updates (later rate 2e-3 x sqrt(W / update))
-CORPUS=$D SAVE=1 $S r_warmup1000 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 1000 &
-CORPUS=$D SAVE=1 $S r_warmup2000 40 1 "${RECIPE_TRAIN[@]}" --validate-interval-updates 250 --warmup-updates 2000 &
+CORPUS=$D SAVE=1 $S r_warmup1000 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" --validate-interval-updates 250 --warmup-updates 1000 &
+CORPUS=$D SAVE=1 $S r_warmup2000 40 1 "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" --validate-interval-updates 250 --warmup-updates 2000 &
 wait
 offline_test r_warmup1000 & offline_test r_warmup2000 & wait
 "$BIN/echostream-learning-curves" $L/p_warmup500.log $L/r_warmup1000.log $L/r_warmup2000.log \
   --labels "warm-up 500" "warm-up 1000" "warm-up 2000" --at 10 20 30 --markdown results/study/warmup_longer.md \
   --plot docs/learning_warmup.png
 # the learning rate annealed to zero over the last 30% of the 40 minutes (--lr-scheduler
-# inverse_sqrt_anneal) against the recipe's inverse_sqrt: the demo's own training (after make demo:
-# two threads, alone) and the same training with the annealed rate, then the demo's evaluation
-W=results/study/eval_s_anneal
-mkdir -p "$W"
-"$BIN/fairseq-train" "$D" --user-dir echostream_fairseq --arch "$RECIPE_ARCH" "${RECIPE_TRAIN[@]}" \
-  --lr-scheduler inverse_sqrt_anneal --anneal-fraction 0.3 --max-update "$RECIPE_UPDATES" --stop-time-hours 0.6667 \
-  --save-dir "$W/$RECIPE_ARCH" --log-format tqdm > "$W/$RECIPE_ARCH.train.log" 2>&1
-touch "$W/$RECIPE_ARCH/.done_${RECIPE_UPDATES}_0.6667h"
-WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1
-"$BIN/echostream-learning-curves" results/demo/$RECIPE_ARCH.train.log "$W/$RECIPE_ARCH.train.log" \
-  --labels "inverse_sqrt (the demo)" "annealed over the last 30%" --at 10 20 30 35 \
-  --markdown results/study/anneal.md --plot docs/learning_anneal.png
+# inverse_sqrt_anneal, the recipe since) against inverse_sqrt: the demo's training (two threads,
+# alone; "make demo" made the first) with each, then the demo's evaluation; and the inverse_sqrt run
+# continued to the annealed run's update count, decoded on test
+for NAME in s_inverse_sqrt s_anneal; do
+  W=results/study/eval_$NAME
+  mkdir -p "$W"
+  "$BIN/fairseq-train" "$D" --user-dir echostream_fairseq --arch "$RECIPE_ARCH" "${RECIPE_TRAIN[@]}" \
+    $([ $NAME = s_inverse_sqrt ] && echo "${ISQRT[@]}") --max-update "$RECIPE_UPDATES" --stop-time-hours 0.6667 \
+    --save-dir "$W/$RECIPE_ARCH" --log-format tqdm > "$W/$RECIPE_ARCH.train.log" 2>&1
+  touch "$W/$RECIPE_ARCH/.done_${RECIPE_UPDATES}_0.6667h"
+  WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh > "$W.log" 2>&1
+done
+mkdir -p $L/s_inverse_sqrt_4792
+cp results/study/eval_s_inverse_sqrt/$RECIPE_ARCH/checkpoint_last.pt $L/s_inverse_sqrt_4792/
+"$BIN/fairseq-train" "$D" --user-dir echostream_fairseq --arch "$RECIPE_ARCH" "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" \
+  --max-update 4792 --stop-time-hours 0 --save-dir $L/s_inverse_sqrt_4792 --log-format tqdm > $L/s_inverse_sqrt_4792.train.log 2>&1
+offline_test s_inverse_sqrt_4792
+"$BIN/echostream-learning-curves" results/study/eval_s_inverse_sqrt/$RECIPE_ARCH.train.log \
+  results/study/eval_s_anneal/$RECIPE_ARCH.train.log --labels "inverse_sqrt" "annealed over the last 30%" \
+  --at 10 20 30 35 --markdown results/study/anneal.md --plot docs/learning_anneal.png

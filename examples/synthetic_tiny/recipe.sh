@@ -15,11 +15,13 @@ RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment --extra-voice
 # fairseq-train flags (architecture, budget and save folder are the caller's): the CTC heads first
 # (MT ramps in from update 200, units from 400), no dropout, 15 unit-decoder positions per text state,
 # 500 warm-up updates (the gentler start leaves the CTC plateau sooner and the higher later rate
-# learns faster: docs/learning_more.md, "The MT weight and the warm-up")
+# learns faster: docs/learning_more.md, "The MT weight and the warm-up"), then inverse_sqrt annealed
+# linearly to zero over the last 30% of the budget (docs/learning_more.md, "The learning rate
+# annealed to the budget's end")
 RECIPE_TRAIN=(
   --task echostream_speech_to_speech --criterion echostream_multitask
   --train-subset train --valid-subset dev --max-tokens 4000
-  --optimizer adam --adam-betas '(0.9,0.98)' --lr 2e-3 --lr-scheduler inverse_sqrt
+  --optimizer adam --adam-betas '(0.9,0.98)' --lr 2e-3 --lr-scheduler inverse_sqrt_anneal --anneal-fraction 0.3
   --warmup-updates 500 --clip-norm 1.0 --dropout 0 --ctc-upsample-rate 15
   --loss-schedule mt:200:200 unit_ctc:400:200
   --cpu --num-workers 0 --seed 1 --no-epoch-checkpoints
