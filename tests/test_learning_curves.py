@@ -10,12 +10,11 @@ from echostream_fairseq.cli.learning_curves import read_log, read_run
 from toy_corpus import write_toy_corpus
 
 
-@pytest.fixture(scope="module")
-def log(tmp_path_factory):
-    root = tmp_path_factory.mktemp("curves")
+def _train_log(root, log_format):
+    """The log of 6 seeded fairseq-train updates on the toy corpus, validated every 3."""
     corpus = write_toy_corpus(root / "corpus")
     flags = list(TRAIN_FLAGS)
-    flags[flags.index("--log-format") + 1] = "json"
+    flags[flags.index("--log-format") + 1] = log_format
     proc = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "6", "--no-save",
                     "--validate-interval-updates", "3", "--validate-interval", "1000", "--max-epoch", "1000",
                     "--loss-schedule", "mt:2"])
@@ -23,6 +22,11 @@ def log(tmp_path_factory):
     path = root / "train.log"
     path.write_text(proc.stdout + proc.stderr)
     return path
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    return _train_log(tmp_path_factory.mktemp("curves"), "json")
 
 
 def test_points_hold_every_dev_metric(log):
@@ -126,15 +130,7 @@ def test_resumed_minutes_are_shifted_to_the_first_runs_clock(tmp_path):
 @pytest.mark.parametrize("log_format", ["simple", "tqdm"])
 def test_text_formats_give_the_json_logs_points(log, tmp_path, log_format):
     """The demo logs with tqdm: the same seeded run logged as text reads as its JSON log does."""
-    corpus = write_toy_corpus(tmp_path / "corpus")
-    flags = list(TRAIN_FLAGS)
-    flags[flags.index("--log-format") + 1] = log_format
-    proc = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "6", "--no-save",
-                    "--validate-interval-updates", "3", "--validate-interval", "1000", "--max-epoch", "1000",
-                    "--loss-schedule", "mt:2"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    path = tmp_path / "train.log"
-    path.write_text(proc.stdout + proc.stderr)
+    path = _train_log(tmp_path, log_format)
     text, reference = read_log(path, "text"), read_log(log, "json")
     assert [u for _, u, _ in text.points] == [u for _, u, _ in reference.points]
     for (_, _, got), (_, _, want) in zip(text.points, reference.points):
