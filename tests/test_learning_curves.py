@@ -138,3 +138,22 @@ def test_text_formats_give_the_json_logs_points(log, tmp_path, log_format):
         assert got == pytest.approx(want, abs=0.01)
     assert text.updates == 6 and sorted(text.train) == sorted(reference.train)
     assert text.train[6] == pytest.approx(reference.train[6], abs=0.01)
+
+
+def test_a_run_stopped_between_log_lines_joins_at_its_last_update(tmp_path):
+    # a time budget stops a run at an update no train_inner line names (the demo's 4154 with lines
+    # every 100); the epoch statistics that fairseq prints then carry the clock at that update
+    first = _log(tmp_path / "a.log", [
+        ("01:00:10", "train_inner", {"num_updates": "100", "wall": "60"}),
+        ("01:00:20", "dev", {"dev_num_updates": "154", "dev_loss": "8"}),
+        ("01:00:21", "train", {"train_num_updates": "154", "train_train_wall": "50", "train_wall": "90"}),
+    ])
+    resumed = _log(tmp_path / "b.log", [
+        ("02:00:00", None, "fairseq.trainer | Loaded checkpoint ckpt/checkpoint_last.pt (epoch 2 @ 154 updates)"),
+        ("02:00:30", "train_inner", {"num_updates": "200", "wall": "0"}),
+        ("02:00:40", "dev", {"dev_num_updates": "200", "dev_loss": "7"}),
+    ])
+    run = read_run(f"{first}+{resumed}", "r")
+    # the dev point at 154 was logged before the epoch line, so it reads the last train_inner's 1.0
+    assert [(m, u) for m, u, _ in run.points] == [(1.0, 154), (2.0, 200)]
+    assert run.train_minutes == 2.0 and run.updates == 200

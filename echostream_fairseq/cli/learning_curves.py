@@ -105,8 +105,15 @@ def read_log(path: Path, label: str, subset: str = "dev") -> Curve:
                 curve.updates = int(float(record["num_updates"]))
                 curve.minutes_at[curve.updates] = curve.train_minutes
                 curve.train[curve.updates] = {key: float(record[key]) for key, _ in TRAIN_METRICS if key in record}
-            elif tag == "train":  # end of an epoch: no wall clock, but the update count
+            elif tag == "train":  # end of an epoch, or of a run stopped between two log lines
                 curve.updates = int(float(record.get("train_num_updates", curve.updates)))
+                if "train_wall" in record:  # the clock at that update, so a resume from it can join
+                    if resumed_stamp is None:
+                        wall = float(record["train_wall"])
+                    else:
+                        wall = (_stamp(line, path) - resumed_stamp).total_seconds()
+                    curve.train_minutes = wall / 60
+                    curve.minutes_at[curve.updates] = curve.train_minutes
             elif tag == subset:
                 updates = int(float(record[f"{subset}_num_updates"]))
                 values = {key: float(record[f"{subset}_{key}"]) for key, _ in METRICS if f"{subset}_{key}" in record}

@@ -207,6 +207,7 @@ cp results/study/eval_s_inverse_sqrt/$RECIPE_ARCH/checkpoint_last.pt $L/s_invers
 "$BIN/fairseq-train" "$D" --user-dir echostream_fairseq --arch "$RECIPE_ARCH" "${RECIPE_TRAIN[@]}" "${ISQRT[@]}" \
   --max-update 4792 --stop-time-hours 0 --save-dir $L/s_inverse_sqrt_4792 --log-format tqdm > $L/s_inverse_sqrt_4792.train.log 2>&1
 offline_test s_inverse_sqrt_4792
-"$BIN/echostream-learning-curves" results/study/eval_s_inverse_sqrt/$RECIPE_ARCH.train.log \
-  results/study/eval_s_anneal/$RECIPE_ARCH.train.log --labels "inverse_sqrt" "annealed over the last 30%" \
+"$BIN/echostream-learning-curves" results/study/eval_s_inverse_sqrt/$RECIPE_ARCH.train.log+$L/s_inverse_sqrt_4792.train.log \
+  results/study/eval_s_anneal/$RECIPE_ARCH.train.log \
+  --labels "inverse_sqrt (the demo, then continued to 4792 updates)" "annealed over the last 30%" \
   --at 10 20 30 35 --markdown results/study/anneal.md --plot docs/learning_anneal.png
