@@ -21,23 +21,23 @@ updates in the budget does.
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Callable, List
+from typing import Callable
 
-from fairseq.dataclass import FairseqDataclass
-from fairseq.optim.lr_scheduler import FairseqLRScheduler, register_lr_scheduler
+from fairseq.optim.lr_scheduler import register_lr_scheduler
+from fairseq.optim.lr_scheduler.inverse_square_root_schedule import (
+    InverseSquareRootLRScheduleConfig,
+    InverseSquareRootSchedule,
+)
 from omegaconf import II
 
 
 @dataclass
-class InverseSqrtAnnealConfig(FairseqDataclass):
-    warmup_updates: int = field(default=4000, metadata={"help": "warm the learning rate up linearly for the first N updates"})
-    warmup_init_lr: float = field(default=-1, metadata={"help": "learning rate at update 0 (default: 0 with a warm-up)"})
+class InverseSqrtAnnealConfig(InverseSquareRootLRScheduleConfig):
     anneal_fraction: float = field(
         default=0.3,
         metadata={"help": "the last fraction of the budget (--stop-time-hours, --max-update) over which the "
                           "learning rate falls linearly to zero"},
     )
-    lr: List[float] = II("optimization.lr")
     max_update: int = II("optimization.max_update")
     stop_time_hours: float = II("optimization.stop_time_hours")
 
@@ -48,29 +48,25 @@ def anneal_factor(progress: float, anneal_fraction: float) -> float:
 
 
 @register_lr_scheduler("inverse_sqrt_anneal", dataclass=InverseSqrtAnnealConfig)
-class InverseSqrtAnnealSchedule(FairseqLRScheduler):
-    """``inverse_sqrt``, then linearly to zero over the last ``anneal_fraction`` of the budget."""
+class InverseSqrtAnnealSchedule(InverseSquareRootSchedule):
+    """fairseq's ``inverse_sqrt``, then linearly to zero over the last ``anneal_fraction`` of the budget."""
 
     def __init__(self, cfg: InverseSqrtAnnealConfig, optimizer, clock: Callable[[], float] = time.monotonic):
-        super().__init__(cfg, optimizer)
         if isinstance(cfg.lr, Collection) and len(cfg.lr) > 1:
             raise ValueError(f"--lr-scheduler inverse_sqrt_anneal takes one --lr, got {list(cfg.lr)}")
         if not 0 < cfg.anneal_fraction <= 1:
             raise ValueError(f"--anneal-fraction must be in (0, 1], got {cfg.anneal_fraction}")
-        if cfg.warmup_updates < 0:
-            raise ValueError(f"--warmup-updates must be >= 0, got {cfg.warmup_updates}")
+        if cfg.warmup_updates < 1:  # inverse_sqrt divides by it
+            raise ValueError(f"--warmup-updates must be >= 1, got {cfg.warmup_updates}")
         self.budget_seconds = 3600.0 * cfg.stop_time_hours if cfg.stop_time_hours and cfg.stop_time_hours > 0 else 0.0
         self.budget_updates = cfg.max_update if cfg.max_update and cfg.max_update > 0 else 0
         if not self.budget_seconds and not self.budget_updates:
             raise ValueError("--lr-scheduler inverse_sqrt_anneal anneals towards the end of the budget: "
                              "give --stop-time-hours or --max-update")
-        self.peak_lr = float(cfg.lr[0] if isinstance(cfg.lr, Collection) else cfg.lr)
-        self.warmup_init_lr = cfg.warmup_init_lr if cfg.warmup_init_lr >= 0 else (0.0 if cfg.warmup_updates > 0 else self.peak_lr)
+        super().__init__(cfg, optimizer)
         self.clock = clock
         self.started = clock()
         self.earlier_seconds = 0.0  # the time of the runs this one resumes
-        self.lr = self.warmup_init_lr
-        self.optimizer.set_lr(self.lr)
 
     def train_seconds(self) -> float:
         return self.earlier_seconds + self.clock() - self.started
@@ -84,18 +80,8 @@ class InverseSqrtAnnealSchedule(FairseqLRScheduler):
             done = max(done, num_updates / self.budget_updates)
         return done
 
-    def inverse_sqrt(self, num_updates: int) -> float:
-        warmup = self.cfg.warmup_updates
-        if num_updates < warmup:
-            return self.warmup_init_lr + num_updates * (self.peak_lr - self.warmup_init_lr) / warmup
-        return self.peak_lr * (max(warmup, 1) / max(num_updates, 1)) ** 0.5
-
-    def step(self, epoch, val_loss=None):
-        super().step(epoch, val_loss)
-        return self.optimizer.get_lr()
-
     def step_update(self, num_updates):
-        self.lr = self.inverse_sqrt(num_updates) * anneal_factor(self.progress(num_updates), self.cfg.anneal_fraction)
+        self.lr = super().step_update(num_updates) * anneal_factor(self.progress(num_updates), self.cfg.anneal_fraction)
         self.optimizer.set_lr(self.lr)
         return self.lr
 
