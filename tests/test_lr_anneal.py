@@ -82,6 +82,7 @@ def test_a_resumed_run_continues_the_clock():
 @pytest.mark.parametrize("kw, message", [
     ({"anneal_fraction": 0.0}, "--anneal-fraction must be in (0, 1], got 0.0"),
     ({"anneal_fraction": 1.5}, "--anneal-fraction must be in (0, 1], got 1.5"),
+    ({"warmup_updates": 0}, "--warmup-updates must be >= 1, got 0"),
     ({"stop_time_hours": 0.0, "max_update": 0}, "give --stop-time-hours or --max-update"),
     ({"lr": [1e-3, 2e-3]}, "takes one --lr, got [0.001, 0.002]"),
 ])
