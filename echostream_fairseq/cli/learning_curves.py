@@ -5,8 +5,9 @@
 
 Each log is what ``fairseq-train`` printed (``train_inner`` and ``valid`` lines), with
 ``--log-format json``, ``simple`` or ``tqdm`` (``examples/demo.sh`` logs with tqdm; not on a
-terminal, tqdm prints the same lines as simple). A validation point's time is the training wall clock (``wall``) of the last
-``train_inner`` line before it, so it counts the time spent training and validating up to there.
+terminal, tqdm prints the same lines as simple). A validation point's time is the training wall
+clock (``wall``) of the last ``train_inner`` line before it, so it counts the time spent training
+and validating up to there.
 The table gives, per run, the update rate and the dev metrics (ASR CTC WER, ST CTC WER, greedy MT
 BLEU, unit error rate, dev loss) at the validation nearest before each ``--at`` minute and at the
 end; the plot draws the four metrics against minutes. ``--train-at N ...`` adds a table of the
@@ -56,7 +57,7 @@ class Curve:
     train_minutes: float = 0.0
     updates: int = 0
     resumed_at: Optional[int] = None  # the update a resumed run's checkpoint held
-    minutes_at: Dict[int, float] = field(default_factory=dict)  # train_inner updates -> minutes
+    minutes_at: Dict[int, float] = field(default_factory=dict)  # updates of train_inner and epoch lines -> minutes
 
 
 def _record(line: str, subset: str) -> Optional[tuple]:
