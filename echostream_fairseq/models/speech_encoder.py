@@ -63,6 +63,7 @@ _DEFAULTS = dict(
     right_context_length=0,
     max_memory_size=4,
     tanh_on_mem=False,
+    emformer_conv_kernel_size=0,
     depthwise_conv_kernel_size=31,
 )
 
@@ -178,6 +179,7 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
                 right_context_length=args.right_context_length,
                 max_memory_size=args.max_memory_size,
                 tanh_on_mem=args.tanh_on_mem,
+                conv_kernel_size=args.emformer_conv_kernel_size,
             )
         elif args.encoder_type == "zipformer":
             self.backbone = Zipformer(
@@ -233,6 +235,8 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         parser.add_argument("--max-memory-size", type=int, metavar="N",
                             help="Emformer/Zipformer memory-bank size (0: none)")
         parser.add_argument("--tanh-on-mem", action="store_true", default=None, help="tanh on Emformer memory")
+        parser.add_argument("--emformer-conv-kernel-size", type=int, metavar="N",
+                            help="Emformer: a causal convolution module of this kernel in every layer (0: none)")
         for name, what in [("dims", "channels"), ("layers", "layers"), ("downsampling", "rate factor (1 = 50 Hz)"),
                            ("heads", "attention heads"), ("ffn-dims", "feed-forward size"),
                            ("conv-kernels", "causal convolution kernel")]:

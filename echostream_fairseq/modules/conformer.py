@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from fairseq.modules.conformer_layer import FeedForwardModule
 
+from echostream_fairseq.modules.convolution import CausalConvolutionModule
+
 __all__ = ["ChunkConformer", "ConformerState"]
 
 
@@ -64,28 +66,6 @@ class RelPositionSelfAttention(nn.Module):
             q + self.pos_bias_u.unsqueeze(1), k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out_proj(out.transpose(1, 2).reshape(B, T, D))
-
-
-class CausalConvolutionModule(nn.Module):
-    """Conformer convolution module with a causal depthwise convolution and LayerNorm in place of
-    BatchNorm (padding frames then never reach the statistics)."""
-
-    def __init__(self, embed_dim: int, kernel_size: int, dropout: float) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.layer_norm = nn.LayerNorm(embed_dim)
-        self.pointwise_in = nn.Linear(embed_dim, 2 * embed_dim)
-        self.depthwise = nn.Conv1d(embed_dim, embed_dim, kernel_size, groups=embed_dim)
-        self.depthwise_norm = nn.LayerNorm(embed_dim)
-        self.pointwise_out = nn.Linear(embed_dim, embed_dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, padding: Optional[Tensor]) -> Tensor:
-        x = F.glu(self.pointwise_in(self.layer_norm(x)), dim=-1)
-        if padding is not None:
-            x = x.masked_fill(padding.unsqueeze(-1), 0.0)
-        x = self.depthwise(F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))).transpose(1, 2)
-        return self.dropout(self.pointwise_out(F.silu(self.depthwise_norm(x))))
 
 
 class ConformerLayer(nn.Module):

@@ -31,6 +31,11 @@ alone (torchaudio takes every row's right context from the longest row's positio
 rows differ).
 
 Layout: batch-first ``[B, T, D]`` throughout, like the public API of torchaudio's Emformer.
+
+A convolution module (``conv_kernel_size`` > 0; off by default, which keeps torchaudio's layer):
+each layer then adds the Conformer's causal convolution module between its attention and its
+feed-forward block, as the convolution-augmented Emformer of icefall does, and the state keeps
+the last ``conv_kernel_size - 1`` gated frames of each layer. It needs ``right_context_length`` 0.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from echostream_fairseq.modules.batching import counter_field
+from echostream_fairseq.modules.convolution import CausalConvolutionModule
 from echostream_fairseq.modules.packed_linear import PackedLinear
 
 __all__ = [
@@ -80,6 +86,8 @@ class EmformerState:
         frames: utterance frames consumed so far.
         finished: a short (final) chunk was consumed; no further step is allowed.
         signature: the configuration of the model that made the state.
+        conv_cache: with a convolution module, one tensor per layer, ``[B, K - 1, D]``: the last
+            gated frames its causal convolution sees (zeros at the start); otherwise empty.
     """
 
     key_value: Tuple[Tensor, ...]
@@ -88,6 +96,7 @@ class EmformerState:
     frames: int = counter_field()
     finished: bool
     signature: Tuple[int, ...]
+    conv_cache: Tuple[Tensor, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -106,6 +115,8 @@ class EmformerLayer(nn.Module):
         activation: ``relu``, ``gelu`` or ``silu``.
         weight_init_gain: xavier gain for the query/key/value projection (``None``: PyTorch default).
         tanh_on_mem: squash memory vectors with tanh; otherwise they are clamped to [-10, 10].
+        conv_kernel_size: with a value > 0, a causal convolution module of that kernel between the
+            attention and the feed-forward block (0: none, torchaudio's layer).
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class EmformerLayer(nn.Module):
         activation: str = "relu",
         weight_init_gain: Optional[float] = None,
         tanh_on_mem: bool = False,
+        conv_kernel_size: int = 0,
     ) -> None:
         super().__init__()
         if input_dim % num_heads != 0:
@@ -138,6 +150,7 @@ class EmformerLayer(nn.Module):
         self.ffn_activation = nn.Identity() if fused else _ACTIVATIONS[activation]()
         self.ffn_out = PackedLinear(ffn_dim, input_dim)
         self.layer_norm_output = nn.LayerNorm(input_dim)
+        self.conv = CausalConvolutionModule(input_dim, conv_kernel_size, dropout) if conv_kernel_size > 0 else None
         if weight_init_gain is not None:
             # query and key/value are initialised as two matrices, as in the paper's recipe
             d = input_dim
@@ -156,14 +169,24 @@ class EmformerLayer(nn.Module):
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=p)
         return self.out_proj(out.transpose(1, 2).reshape(query.size(0), query.size(2), self.input_dim))
 
-    def _residual_blocks(self, x: Tensor, attention: Tensor) -> Tensor:
+    def _residual_blocks(
+        self, x: Tensor, attention: Tensor, padding: Optional[Tensor] = None, conv_cache: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attention residual, the convolution module if any (whole utterances with ``padding``, or
+        one chunk with ``conv_cache``), the feed-forward block; returns ``x`` and the new cache."""
         x = x + F.dropout(attention, self.dropout, self.training)
+        if self.conv is not None:
+            if conv_cache is None:
+                x = x + self.conv(x, padding)
+            else:
+                out, conv_cache = self.conv.step(x, conv_cache)
+                x = x + out
         hidden = F.dropout(self.ffn_activation(self.ffn_in(self.ffn_norm(x))), self.dropout, self.training)
         if self.training:
             x = x + F.dropout(self.ffn_out(hidden), self.dropout, True)
         else:  # the residual addition fuses into the matrix product
             x = self.ffn_out.forward_add(hidden, x)
-        return self.layer_norm_output(x)
+        return self.layer_norm_output(x), conv_cache
 
     def _split_heads(self, qkv: Tensor) -> Tensor:
         """``[B, T, 3D]`` -> ``[B, 3, H, T, d]`` (a view)."""
@@ -179,6 +202,7 @@ class EmformerLayer(nn.Module):
         memory: Optional[Tensor],
         segment_mean: Optional[Tensor],
         mask: Tensor,
+        padding: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """Full-utterance mode.
 
@@ -191,6 +215,7 @@ class EmformerLayer(nn.Module):
                 (padding frames weigh 0), or ``None`` without memory.
             mask: ``[B or 1, 1, T + N * R + N, T + N * R + N - 1]``, True where a query may attend;
                 queries are [frames, summaries], keys are [frames, memory].
+            padding: ``[B, T]`` True at padding frames, for the convolution module (or ``None``).
 
         Returns:
             ``x`` of the same shape, and the memory ``[B, N - 1, D]`` for the layer above.
@@ -199,7 +224,7 @@ class EmformerLayer(nn.Module):
         if memory is None:
             heads = self._split_heads(self.qkv_proj(ln))
             query, key, value = heads[:, 0], heads[:, 1], heads[:, 2]
-            return self._residual_blocks(x, self._attend(query, key, value, mask)), None
+            return self._residual_blocks(x, self._attend(query, key, value, mask), padding)[0], None
         summary = torch.matmul(segment_mean, ln[:, :num_utterance])  # [B, N, D]
         num_frames = x.size(1)
         heads = self._split_heads(self.qkv_proj(torch.cat([ln, summary, memory], dim=1)))
@@ -209,7 +234,7 @@ class EmformerLayer(nn.Module):
         value = torch.cat([heads[:, 2, :, :num_frames], heads[:, 2, :, num_queries:]], dim=2)
         attention = self._attend(query, key, value, mask)
         next_memory = self._squash_memory(attention[:, num_frames:-1])
-        return self._residual_blocks(x, attention[:, :num_frames]), next_memory
+        return self._residual_blocks(x, attention[:, :num_frames], padding)[0], next_memory
 
     # -- streaming mode ----------------------------------------------------------------------
 
@@ -224,7 +249,8 @@ class EmformerLayer(nn.Module):
         chunk_average: Optional[Tensor],
         max_memory_size: int,
         left_context_length: int,
-    ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+        conv_cache: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Optional[Tensor], Tensor, Optional[Tensor]]:
         """One chunk.
 
         Args:
@@ -239,10 +265,11 @@ class EmformerLayer(nn.Module):
                 (everything visible).
             chunk_average: ``[1, s]`` filled with ``1 / s`` (``None`` without memory): the summary
                 is one matrix product rather than a mean, which bf16 would run through fp32.
+            conv_cache: the convolution module's ``[B, K - 1, D]`` (``None`` without one).
 
         Returns:
-            the new ``x``, the memory vector ``[B, 1, D]`` for the layer above (or ``None``), and
-            the new cache.
+            the new ``x``, the memory vector ``[B, 1, D]`` for the layer above (or ``None``), the
+            new cache and the convolution module's new cache (or ``None``).
         """
         ln = self.layer_norm_input(x)
         B, rows, _ = x.shape
@@ -268,9 +295,11 @@ class EmformerLayer(nn.Module):
         new_cache = torch.cat(pieces, dim=1)
 
         if memory_in is None:
-            return self._residual_blocks(x, attention), None, new_cache
+            x, conv_cache = self._residual_blocks(x, attention, conv_cache=conv_cache)
+            return x, None, new_cache, conv_cache
         memory_out = self._squash_memory(attention[:, rows:])
-        return self._residual_blocks(x, attention[:, :rows]), memory_out, new_cache
+        x, conv_cache = self._residual_blocks(x, attention[:, :rows], conv_cache=conv_cache)
+        return x, memory_out, new_cache, conv_cache
 
 
 class Emformer(nn.Module):
@@ -291,6 +320,8 @@ class Emformer(nn.Module):
         max_memory_size: memory vectors ``M`` (0 disables the memory bank).
         weight_init_scale_strategy: ``depthwise``, ``constant`` or ``None``.
         tanh_on_mem: tanh on memory vectors (otherwise clamp to [-10, 10]).
+        conv_kernel_size: kernel of a causal convolution module in every layer (0: none, the
+            default, torchaudio's layer). Needs ``right_context_length`` 0.
     """
 
     def __init__(
@@ -307,6 +338,7 @@ class Emformer(nn.Module):
         max_memory_size: int = 0,
         weight_init_scale_strategy: Optional[str] = "depthwise",
         tanh_on_mem: bool = False,
+        conv_kernel_size: int = 0,
     ) -> None:
         super().__init__()
         for name, value, low in [
@@ -315,12 +347,18 @@ class Emformer(nn.Module):
             ("left_context_length", left_context_length, 0),
             ("right_context_length", right_context_length, 0),
             ("max_memory_size", max_memory_size, 0),
+            ("conv_kernel_size", conv_kernel_size, 0),
         ]:
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if conv_kernel_size > 0 and right_context_length > 0:
+            raise ValueError(
+                f"a convolution module (conv_kernel_size {conv_kernel_size}) needs right_context_length 0, "
+                f"got {right_context_length}: its causal window would mix the look-ahead frames into the chunk"
+            )
         gains = _weight_init_gains(weight_init_scale_strategy, num_layers)
         self.layers = nn.ModuleList(
-            EmformerLayer(input_dim, num_heads, ffn_dim, dropout, activation, gains[i], tanh_on_mem)
+            EmformerLayer(input_dim, num_heads, ffn_dim, dropout, activation, gains[i], tanh_on_mem, conv_kernel_size)
             for i in range(num_layers)
         )
         self.input_dim = input_dim
@@ -330,6 +368,7 @@ class Emformer(nn.Module):
         self.right_context_length = right_context_length
         self.max_memory_size = max_memory_size
         self.use_memory = max_memory_size > 0
+        self.conv_kernel_size = conv_kernel_size
 
     @property
     def input_chunk_length(self) -> int:
@@ -346,6 +385,7 @@ class Emformer(nn.Module):
             self.left_context_length,
             self.right_context_length,
             self.max_memory_size,
+            self.conv_kernel_size,
         )
 
     # -- input checks ------------------------------------------------------------------------
@@ -446,8 +486,11 @@ class Emformer(nn.Module):
         if segment_mean is not None:
             segment_mean = segment_mean.to(input.dtype)
             memory = torch.matmul(segment_mean, input[:, :T])[:, :-1]
+        padding = None
+        if self.conv_kernel_size > 0 and bool((lengths < T).any()):
+            padding = torch.arange(T, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
         for layer in self.layers:
-            x, memory = layer(x, T, memory, segment_mean, mask)
+            x, memory = layer(x, T, memory, segment_mean, mask, padding)
         return x[:, :T], lengths
 
     # -- streaming mode ----------------------------------------------------------------------
@@ -462,7 +505,10 @@ class Emformer(nn.Module):
             device = self.layers[0].layer_norm_input.weight.device
         head_dim = self.input_dim // self.num_heads
         empty = torch.zeros(batch_size, 0, 2, self.num_heads, head_dim, device=device, dtype=dtype)
-        return EmformerState(tuple(empty for _ in self.layers), 0, 0, 0, False, self.signature)
+        conv_cache = tuple(
+            layer.conv.initial_cache(batch_size, device, dtype) for layer in self.layers if layer.conv is not None
+        )
+        return EmformerState(tuple(empty for _ in self.layers), 0, 0, 0, False, self.signature, conv_cache)
 
     def _check_state(self, state: EmformerState, batch_size: int, like: Tensor) -> None:
         if not isinstance(state, EmformerState):
@@ -470,7 +516,7 @@ class Emformer(nn.Module):
         if state.signature != self.signature:
             raise ValueError(
                 f"state was made by an Emformer configured as {state.signature}; this one is {self.signature} "
-                "(layers, dim, heads, chunk, left, right, memory)"
+                "(layers, dim, heads, chunk, left, right, memory, convolution kernel)"
             )
         if state.finished:
             raise ValueError("the stream is finished: a short final chunk was already processed; start a new state")
@@ -528,12 +574,16 @@ class Emformer(nn.Module):
                 # additive and in the model's dtype, built once per step, so no layer converts it
                 mask = x.new_zeros(s + R + 1, num_memory + num_left + s + R)
                 mask[-1, :num_memory] = float("-inf")
-        caches = []
-        for layer, cache in zip(self.layers, state.key_value):
-            x, memory, cache = layer.step(
-                x, s, memory, cache, num_memory, mask, chunk_average, self.max_memory_size, self.left_context_length
+        caches, conv_caches = [], []
+        conv_in = state.conv_cache or (None,) * len(self.layers)
+        for layer, cache, conv_cache in zip(self.layers, state.key_value, conv_in):
+            x, memory, cache, conv_cache = layer.step(
+                x, s, memory, cache, num_memory, mask, chunk_average, self.max_memory_size, self.left_context_length,
+                conv_cache,
             )
             caches.append(cache)
+            if conv_cache is not None:
+                conv_caches.append(conv_cache)
         new_state = EmformerState(
             key_value=tuple(caches),
             num_memory=min(num_memory + 1, self.max_memory_size) if self.use_memory else 0,
@@ -541,6 +591,7 @@ class Emformer(nn.Module):
             frames=state.frames + s,
             finished=s < S,
             signature=self.signature,
+            conv_cache=tuple(conv_caches),
         )
         return x[:, :s], new_state
 
