@@ -31,10 +31,10 @@ def _stream(enc, x, chunk_sizes):
     return torch.cat(outs, 1), state
 
 
-@pytest.mark.parametrize("encoder_type,right", [("emformer", 2), ("emformer", 0), ("conformer", 0)])
+@pytest.mark.parametrize("encoder_type,right,conv", [("emformer", 2, 0), ("emformer", 0, 0), ("emformer", 0, 5), ("conformer", 0, 0)])
 @pytest.mark.parametrize("T", [5, 37, 64])
-def test_stream_equals_forward(encoder_type, right, T):
-    enc = _encoder(encoder_type, right)
+def test_stream_equals_forward(encoder_type, right, conv, T):
+    enc = _encoder(encoder_type, right, emformer_conv_kernel_size=conv)
     x = torch.randn(1, T, 80)
     with torch.no_grad():
         out = enc(x, torch.tensor([T]))
