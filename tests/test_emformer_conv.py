@@ -2,6 +2,7 @@
 padded rows equal rows alone, the state stays bounded and stacks across streams, bad settings."""
 
 import argparse
+import dataclasses
 
 import pytest
 import torch
@@ -98,6 +99,11 @@ def test_bad_settings_and_mismatched_state():
     _, state = plain.step(torch.randn(1, 4, 32), None)
     with pytest.raises(ValueError, match="convolution kernel"):
         _model().step(torch.randn(1, 4, 32), None, state)
+    conv = _model()
+    _, state = conv.step(torch.randn(1, 4, 32), None)
+    cut = dataclasses.replace(state, conv_cache=state.conv_cache[:2])
+    with pytest.raises(ValueError, match=r"state holds 2 convolution caches of shapes .*this Emformer needs 3 of shape \[1, 4, 32\]"):
+        conv.step(torch.randn(1, 4, 32), None, cut)
 
 
 def test_flag_builds_the_module_and_defaults_to_none():

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echostream_fairseq.modules.packed_linear import PackedLinear
+
 __all__ = ["CausalConvolutionModule"]
 
 
@@ -36,10 +38,11 @@ class CausalConvolutionModule(nn.Module):
         self.embed_dim = embed_dim
         self.kernel_size = kernel_size
         self.layer_norm = nn.LayerNorm(embed_dim)
-        self.pointwise_in = nn.Linear(embed_dim, 2 * embed_dim)
+        # PackedLinear: nn.Linear's parameters, its weight packed once for the streaming step
+        self.pointwise_in = PackedLinear(embed_dim, 2 * embed_dim)
         self.depthwise = nn.Conv1d(embed_dim, embed_dim, kernel_size, groups=embed_dim)
         self.depthwise_norm = nn.LayerNorm(embed_dim)
-        self.pointwise_out = nn.Linear(embed_dim, embed_dim)
+        self.pointwise_out = PackedLinear(embed_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
 
     def _gate(self, x: Tensor) -> Tensor:

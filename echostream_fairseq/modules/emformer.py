@@ -524,6 +524,15 @@ class Emformer(nn.Module):
             raise ValueError(f"state holds {state.batch_size} streams but the chunk has {batch_size}")
         if state.key_value[0].dtype != like.dtype:
             raise ValueError(f"state dtype {state.key_value[0].dtype} does not match input dtype {like.dtype}")
+        expected = (batch_size, self.conv_kernel_size - 1, self.input_dim)
+        if len(state.conv_cache) != (len(self.layers) if self.conv_kernel_size else 0) or any(
+            tuple(c.shape) != expected for c in state.conv_cache
+        ):
+            raise ValueError(
+                f"state holds {len(state.conv_cache)} convolution caches of shapes "
+                f"{[list(c.shape) for c in state.conv_cache]}; this Emformer needs "
+                f"{len(self.layers) if self.conv_kernel_size else 0} of shape {list(expected)}"
+            )
 
     def step(
         self, chunk: Tensor, right_context: Optional[Tensor], state: Optional[EmformerState] = None
@@ -575,7 +584,7 @@ class Emformer(nn.Module):
                 mask = x.new_zeros(s + R + 1, num_memory + num_left + s + R)
                 mask[-1, :num_memory] = float("-inf")
         caches, conv_caches = [], []
-        conv_in = state.conv_cache or (None,) * len(self.layers)
+        conv_in = state.conv_cache if self.conv_kernel_size else (None,) * len(self.layers)
         for layer, cache, conv_cache in zip(self.layers, state.key_value, conv_in):
             x, memory, cache, conv_cache = layer.step(
                 x, s, memory, cache, num_memory, mask, chunk_average, self.max_memory_size, self.left_context_length,
