@@ -215,22 +215,25 @@ offline_test s_inverse_sqrt_4792
 # the three encoders with the recipe as it stands (500 warm-up updates, the rate annealed over the
 # last 30%), each for the recipe's 40 minutes on one thread, two jobs at a time (docs/comparison.md,
 # "With the current recipe, at equal training time"): the Emformer beside the Conformer, then the
-# Zipformer beside a 12-layer Emformer (the Conformer's parameter count), then an Emformer with a
-# convolution module (kernel 15) beside the evaluation of the first four (compare_encoders.sh,
-# Griffin-Lim, one thread), then its own evaluation at 320 and 2000 ms
+# Zipformer beside a 12-layer Emformer (the Conformer's parameter count), which was stopped after
+# 19 minutes on the CTC plateau (dev ASR WER 100% at update 1250); in its place, from the Zipformer's
+# 19th minute, an Emformer with a convolution module (kernel 15). The evaluation (compare_encoders.sh,
+# Griffin-Lim, one thread) runs beside the last training once the Zipformer is done.
 T=("${RECIPE_TRAIN[@]}" --validate-interval-updates 250)
 E=(--arch echostream_emformer_tiny)
 CORPUS=$D SAVE=1 $S t_emformer 40 1 "${T[@]}" "${E[@]}" &
 CORPUS=$D SAVE=1 $S t_conformer 40 1 "${T[@]}" --arch echostream_conformer_tiny & wait
 CORPUS=$D SAVE=1 $S t_zipformer 40 1 "${T[@]}" --arch echostream_zipformer_tiny &
-CORPUS=$D SAVE=1 $S t_emformer_l12 40 1 "${T[@]}" "${E[@]}" --encoder-layers 12 & wait
+CORPUS=$D SAVE=1 $S t_emformer_l12 40 1 "${T[@]}" "${E[@]}" --encoder-layers 12 &
+sleep 1140; pkill -f "run_variant.sh t_emformer_l12"; pkill -f "fairseq-train.*encoder-layers 12"
 CORPUS=$D SAVE=1 $S t_emformer_conv15 40 1 "${T[@]}" "${E[@]}" --emformer-conv-kernel-size 15 &
+while pgrep -f "run_variant.sh t_zipformer" > /dev/null; do sleep 10; done
 M=results/study/compare_t
-MODELS="emformer=$L/t_emformer/checkpoint_last.pt conformer=$L/t_conformer/checkpoint_last.pt zipformer=$L/t_zipformer/checkpoint_last.pt emformer_l12=$L/t_emformer_l12/checkpoint_last.pt" \
+MODELS="emformer=$L/t_emformer/checkpoint_last.pt conformer=$L/t_conformer/checkpoint_last.pt zipformer=$L/t_zipformer/checkpoint_last.pt" \
   CORPUS=$D OUT=$M OMP_NUM_THREADS=1 examples/learning_study/compare_encoders.sh
 wait
 MODELS="emformer_conv15=$L/t_emformer_conv15/checkpoint_last.pt" CHUNKS="320 2000" CORPUS=$D OUT=$M \
   OMP_NUM_THREADS=1 examples/learning_study/compare_encoders.sh
-"$BIN/echostream-learning-curves" $L/t_emformer.log $L/t_conformer.log $L/t_zipformer.log $L/t_emformer_l12.log \
-  $L/t_emformer_conv15.log --labels "Emformer" "Conformer" "Zipformer" "Emformer, 12 layers" "Emformer, convolution 15" \
+"$BIN/echostream-learning-curves" $L/t_emformer.log $L/t_conformer.log $L/t_zipformer.log $L/t_emformer_conv15.log \
+  $L/t_emformer_l12.log --labels "Emformer" "Conformer" "Zipformer" "Emformer, convolution 15" "Emformer, 12 layers" \
   --at 10 20 30 40 --markdown results/study/encoders_t.md --plot docs/comparison_recipe.png
