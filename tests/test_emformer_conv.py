@@ -121,3 +121,13 @@ def test_flag_builds_the_module_and_defaults_to_none():
     # per layer: LayerNorm, D -> 2D, depthwise K, LayerNorm, D -> D at D = 144
     d, k = 144, 15
     assert extra == 6 * (2 * d + (d * 2 * d + 2 * d) + (d * k + d) + 2 * d + (d * d + d))
+
+
+def test_conv_tiny_preset_sets_the_kernel_and_a_flag_overrides_it():
+    preset = argparse.Namespace(input_feat_per_channel=80, input_channels=1)
+    arch.emformer_conv_tiny_architecture(preset)
+    assert preset.emformer_conv_kernel_size == 15 and preset.encoder_type == "emformer"
+    assert preset.encoder_layers == 6 and preset.encoder_embed_dim == 144  # the tiny sizes
+    other = argparse.Namespace(input_feat_per_channel=80, input_channels=1, emformer_conv_kernel_size=7)
+    arch.emformer_conv_tiny_architecture(other)
+    assert other.emformer_conv_kernel_size == 7

@@ -309,6 +309,15 @@ def emformer_tiny_architecture(args) -> None:
     base_architecture(args)
 
 
+@register_model_architecture("echostream", "echostream_emformer_conv_tiny")
+def emformer_conv_tiny_architecture(args) -> None:
+    """``echostream_emformer_tiny`` with the Conformer's causal convolution module (kernel 15) in
+    every Emformer layer: at equal training time its CTC heads learn as fast as the Conformer's
+    (docs/comparison.md)."""
+    _default(args, "emformer_conv_kernel_size", 15)
+    emformer_tiny_architecture(args)
+
+
 @register_model_architecture("echostream", "echostream_conformer_tiny")
 def conformer_tiny_architecture(args) -> None:
     """CPU-sized chunk-Conformer baseline, the same sizes as ``echostream_emformer_tiny``."""

@@ -234,6 +234,9 @@ MODELS="emformer=$L/t_emformer/checkpoint_last.pt conformer=$L/t_conformer/check
 wait
 MODELS="emformer_conv15=$L/t_emformer_conv15/checkpoint_last.pt" CHUNKS="320 2000" CORPUS=$D OUT=$M \
   OMP_NUM_THREADS=1 examples/learning_study/compare_encoders.sh
+# then the rest of its curve (160 and 640 ms) and the joint report of the four
+MODELS="emformer=$L/t_emformer/checkpoint_last.pt emformer_conv15=$L/t_emformer_conv15/checkpoint_last.pt conformer=$L/t_conformer/checkpoint_last.pt zipformer=$L/t_zipformer/checkpoint_last.pt" \
+  CORPUS=$D OUT=$M OMP_NUM_THREADS=1 examples/learning_study/compare_encoders.sh
 "$BIN/echostream-learning-curves" $L/t_emformer.log $L/t_conformer.log $L/t_zipformer.log $L/t_emformer_conv15.log \
   $L/t_emformer_l12.log --labels "Emformer" "Conformer" "Zipformer" "Emformer, convolution 15" "Emformer, 12 layers" \
   --at 10 20 30 40 --markdown results/study/encoders_t.md --plot docs/comparison_recipe.png
