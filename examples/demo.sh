@@ -133,7 +133,10 @@ from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
 save, ceil = sys.argv[1:]
 allow_fairseq_checkpoint_configs()
 ckpt = torch.load(f"{save}/checkpoint_last.pt", map_location="cpu", weights_only=True)
-print(f"\nModel: {ckpt['cfg']['model'].arch}, {ckpt['optimizer_history'][-1]['num_updates']} updates in "
+model = ckpt['cfg']['model']
+conv = getattr(model, "emformer_conv_kernel_size", 0) or 0  # a flag beside the arch's name
+print(f"\nModel: {model.arch}{f' with --emformer-conv-kernel-size {conv}' if conv and 'conv' not in model.arch else ''}, "
+      f"{ckpt['optimizer_history'][-1]['num_updates']} updates in "
       f"{ckpt['extra_state']['previous_training_time'] / 60:.1f} minutes of training.")
 print("\n| offline (fairseq-generate, beam 5; ASR: lexicon and trigram, beam 16) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")
 for split in ("test", "test_heldout"):

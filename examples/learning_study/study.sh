@@ -240,3 +240,13 @@ MODELS="emformer=$L/t_emformer/checkpoint_last.pt emformer_conv15=$L/t_emformer_
 "$BIN/echostream-learning-curves" $L/t_emformer.log $L/t_conformer.log $L/t_zipformer.log $L/t_emformer_conv15.log \
   $L/t_emformer_l12.log --labels "Emformer" "Conformer" "Zipformer" "Emformer, convolution 15" "Emformer, 12 layers" \
   --at 10 20 30 40 --markdown results/study/encoders_t.md --plot docs/comparison_recipe.png
+# the plain and the convolution Emformer through the demo's evaluation (steps 3-5 of
+# examples/demo.sh, the demo's tiny HiFi-GAN), both at once
+for NAME in t_emformer_conv15 t_emformer; do
+  W=results/study/eval_$NAME
+  mkdir -p "$W/$RECIPE_ARCH"
+  cp $L/$NAME/checkpoint_last.pt "$W/$RECIPE_ARCH/"
+  touch "$W/$RECIPE_ARCH/.done_$RECIPE_UPDATES"
+  WORK=$W VOCODER_DIR=results/demo/vocoder_tiny examples/demo.sh "$RECIPE_UPDATES" > "$W.log" 2>&1 &
+done
+wait
