@@ -5,7 +5,7 @@
 #
 # 1. the synthetic French->English speech corpus (espeak-ng, 29 source voices, log-mel k-means
 #    units, fbank precomputed, a held-out-voice test split);
-# 2. fairseq-train DEMO_ARCH (the recipe's, echostream_emformer_tiny) with the recipe of
+# 2. fairseq-train DEMO_ARCH (the recipe's, echostream_emformer_conv_tiny) with the recipe of
 #    examples/synthetic_tiny/recipe.sh (resumed if interrupted): for the recipe's budget of
 #    RECIPE_MINUTES minutes of training (at most RECIPE_UPDATES updates), or, given UPDATES, for
 #    UPDATES updates; TRAIN_HOURS, if set, stops training after that many hours in either case;

@@ -24,7 +24,7 @@ def test_recipe_updates_is_a_number_and_the_arch_is_registered():
     (minutes,) = _recipe("RECIPE_MINUTES")
     assert 0 < int(minutes) <= 40  # the learning issue's budget
     (arch,) = _recipe("RECIPE_ARCH")
-    assert arch == "echostream_emformer_tiny" and arch in ARCH_MODEL_REGISTRY
+    assert arch == "echostream_emformer_conv_tiny" and arch in ARCH_MODEL_REGISTRY
 
 
 def test_prep_flags_parse():

@@ -4,7 +4,7 @@
 #
 #   examples/synthetic_tiny/train.sh [ARCH] [UPDATES] [WORK_DIR] [FAIRSEQ_TRAIN_FLAGS...]
 #
-# ARCH defaults to the recipe's, echostream_emformer_tiny (echostream_conformer_tiny is the
+# ARCH defaults to the recipe's, echostream_emformer_conv_tiny (echostream_conformer_tiny is the
 # baseline, echostream_zipformer_tiny the other streaming encoder), WORK_DIR to results/synthetic.
 # The budget: UPDATES updates if given, else the recipe's (RECIPE_MINUTES minutes of training, at
 # most RECIPE_UPDATES updates). The corpus is made once (echostream-prep skips
