@@ -170,14 +170,16 @@ class EmformerLayer(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(query.size(0), query.size(2), self.input_dim))
 
     def _residual_blocks(
-        self, x: Tensor, attention: Tensor, padding: Optional[Tensor] = None, conv_cache: Optional[Tensor] = None
+        self, x: Tensor, attention: Tensor, conv_cache: Optional[Tensor] = None
     ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Attention residual, the convolution module if any (whole utterances with ``padding``, or
-        one chunk with ``conv_cache``), the feed-forward block; returns ``x`` and the new cache."""
+        """Attention residual, the convolution module if any (over whole rows, or one chunk with
+        ``conv_cache``), the feed-forward block; returns ``x`` and the new cache."""
         x = x + F.dropout(attention, self.dropout, self.training)
         if self.conv is not None:
             if conv_cache is None:
-                x = x + self.conv(x, padding)
+                # no padding mask: padding frames follow a row's real ones, the convolution is
+                # causal and attention never takes them as keys, so they reach no real frame
+                x = x + self.conv(x, None)
             else:
                 out, conv_cache = self.conv.step(x, conv_cache)
                 x = x + out
@@ -202,7 +204,6 @@ class EmformerLayer(nn.Module):
         memory: Optional[Tensor],
         segment_mean: Optional[Tensor],
         mask: Tensor,
-        padding: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """Full-utterance mode.
 
@@ -215,7 +216,6 @@ class EmformerLayer(nn.Module):
                 (padding frames weigh 0), or ``None`` without memory.
             mask: ``[B or 1, 1, T + N * R + N, T + N * R + N - 1]``, True where a query may attend;
                 queries are [frames, summaries], keys are [frames, memory].
-            padding: ``[B, T]`` True at padding frames, for the convolution module (or ``None``).
 
         Returns:
             ``x`` of the same shape, and the memory ``[B, N - 1, D]`` for the layer above.
@@ -224,7 +224,7 @@ class EmformerLayer(nn.Module):
         if memory is None:
             heads = self._split_heads(self.qkv_proj(ln))
             query, key, value = heads[:, 0], heads[:, 1], heads[:, 2]
-            return self._residual_blocks(x, self._attend(query, key, value, mask), padding)[0], None
+            return self._residual_blocks(x, self._attend(query, key, value, mask))[0], None
         summary = torch.matmul(segment_mean, ln[:, :num_utterance])  # [B, N, D]
         num_frames = x.size(1)
         heads = self._split_heads(self.qkv_proj(torch.cat([ln, summary, memory], dim=1)))
@@ -234,7 +234,7 @@ class EmformerLayer(nn.Module):
         value = torch.cat([heads[:, 2, :, :num_frames], heads[:, 2, :, num_queries:]], dim=2)
         attention = self._attend(query, key, value, mask)
         next_memory = self._squash_memory(attention[:, num_frames:-1])
-        return self._residual_blocks(x, attention[:, :num_frames], padding)[0], next_memory
+        return self._residual_blocks(x, attention[:, :num_frames])[0], next_memory
 
     # -- streaming mode ----------------------------------------------------------------------
 
@@ -354,7 +354,7 @@ class Emformer(nn.Module):
         if conv_kernel_size > 0 and right_context_length > 0:
             raise ValueError(
                 f"a convolution module (conv_kernel_size {conv_kernel_size}) needs right_context_length 0, "
-                f"got {right_context_length}: its causal window would mix the look-ahead frames into the chunk"
+                f"got {right_context_length}: this implementation has no look-ahead for it"
             )
         gains = _weight_init_gains(weight_init_scale_strategy, num_layers)
         self.layers = nn.ModuleList(
@@ -486,11 +486,8 @@ class Emformer(nn.Module):
         if segment_mean is not None:
             segment_mean = segment_mean.to(input.dtype)
             memory = torch.matmul(segment_mean, input[:, :T])[:, :-1]
-        padding = None
-        if self.conv_kernel_size > 0 and bool((lengths < T).any()):
-            padding = torch.arange(T, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
         for layer in self.layers:
-            x, memory = layer(x, T, memory, segment_mean, mask, padding)
+            x, memory = layer(x, T, memory, segment_mean, mask)
         return x[:, :T], lengths
 
     # -- streaming mode ----------------------------------------------------------------------
