@@ -44,13 +44,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.streaming.translator import STAGES
-from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_PADDING, MAX_SUB_BATCH
+from echostream_fairseq.vocoder.incremental import (
+    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_CAUSAL_SUB_BATCH, MAX_PADDING, MAX_SUB_BATCH,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
                                   config, vocoder)
 
 
-def tiny_system(args, vocoder_batch: int = 1):
+def tiny_system(args, vocoder_batch: Optional[int] = 1):
     """``(model, task, vocoder)`` of ``--model`` (default: random ``echostream_emformer_tiny``) and
     ``--vocoder`` (default: the corpus's Griffin-Lim fallback), synthesising up to ``vocoder_batch``
     streams per call."""
@@ -132,31 +134,33 @@ def _systems(args) -> Dict[str, object]:
         model, task = build_random_echostream_model("echostream_emformer", args.data)
         model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
         vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype, args.vocoder_left_context,
-                                           args.vocoder_max_padding)
+                                           args.vocoder_max_padding, args.full_size_causal_vocoder)
         systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
     return systems
 
 
-def random_full_size_vocoder(kmeans: Path, max_batch: int = 1, model_dtype: str = "fp32",
-                             left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0):
+def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_dtype: str = "fp32",
+                             left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0, causal: bool = False):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
-    ``max_batch`` streams at most per synthesis call; ``bf16`` runs it in bfloat16; ``left_context``
-    frames re-synthesised per call; ``max_padding`` as :func:`load_vocoder`'s."""
+    ``max_batch`` streams at most per synthesis call (None: the streaming API's limit); ``bf16`` runs
+    it in bfloat16; ``left_context`` frames re-synthesised per call; ``max_padding`` as
+    :func:`load_vocoder`'s; ``causal``: the causal generator of the same size."""
     from echostream_fairseq.modules.precision import torch_dtype
 
     from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
-    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+    from echostream_fairseq.vocoder.incremental import IncrementalVocoder, sub_batch_limit
 
     num_units = int(load_unit_model(str(kmeans))["num_units"])
     with tempfile.TemporaryDirectory() as tmp:
-        config = preset_config("full", num_units)
+        config = {**preset_config("full", num_units), "causal": causal}
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
     if torch_dtype(model_dtype) == torch.bfloat16:  # as load_vocoder: int8 keeps the vocoder fp32
         full = full.to(torch.bfloat16)
-    incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True, max_batch=max_batch,
+    incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True,
+                                     max_batch=sub_batch_limit(full) if max_batch is None else max_batch,
                                      max_padding=max_padding)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
@@ -249,10 +253,12 @@ def main(argv=None) -> int:
     p.add_argument("--ticks", type=int, default=10, help="timed ticks per count")
     p.add_argument("--utterances", type=int, default=64, help="source utterances to read")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--vocoder-batch", type=int, default=MAX_SUB_BATCH,
+    p.add_argument("--vocoder-batch", type=int, default=None,
                    help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
-                        f"the streaming API's setting is {MAX_SUB_BATCH}; the warm-up keeps the size up to it "
-                        "that costs least per stream)")
+                        f"default: the streaming API's, {MAX_SUB_BATCH}, or {MAX_CAUSAL_SUB_BATCH} for a causal vocoder; "
+                        "the warm-up keeps the size up to it that costs least per stream)")
+    p.add_argument("--full-size-causal-vocoder", action="store_true",
+                   help="the full-size system's random CodeHiFiGAN is causal (as echostream-train-vocoder --causal)")
     p.add_argument("--vocoder-max-padding", type=int, default=MAX_PADDING,
                    help="the most frames a shorter vocoder call is padded by to share a call with longer ones "
                         f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING})")
@@ -281,15 +287,18 @@ def main(argv=None) -> int:
         return 2
     sub_batches = {name: t.vocoder.max_batch for name, t in systems.items()
                    if t.vocoder is not None and t.config.speech_output}
+    kinds = {name: ("causal, from its caches" if t.vocoder.causal else f"re-synthesising {t.vocoder.left_context} frames of context")
+             for name, t in systems.items() if t.vocoder is not None and t.config.speech_output}
     results = {"machine": _machine(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
-               "model_dtype": args.model_dtype, "vocoder_max_batch": sub_batches, "systems": {}}
+               "model_dtype": args.model_dtype, "vocoder_max_batch": sub_batches, "vocoders": kinds, "systems": {}}
     counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),
               "full": sorted(set(args.full_size_streams))}
     lines = ["# Concurrent streams: batched against one at a time", "", f"Machine: {results['machine']}",
              f"Chunk {args.chunk_ms} ms, speech output; tiny: {'trained, agent settings' if args.model else 'random, forced writing'}"
              f", full: random, forced writing; {args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
              "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): "
-             + ", ".join(f"{name} {n}" for name, n in sub_batches.items()) + ".", ""]
+             + ", ".join(f"{name} {n}" for name, n in sub_batches.items()) + ".",
+             "Vocoders: " + ", ".join(f"{name} {kind}" for name, kind in kinds.items()) + ".", ""]
     with torch.inference_mode():
         for name, translator in systems.items():
             rows = []

@@ -4,6 +4,7 @@
 
     echostream-train-vocoder --data DATA --save-dir ckpt/vocoder [--preset tiny|full | --config config.json]
         [--max-updates 3000] [--batch-size B] [--learning-rate LR] [--adversarial-start-step N]
+        [--causal [--lookahead-frames N]]
 
 The number of units comes from ``DATA/units/kmeans.pt``. Rerunning the same command resumes from
 ``SAVE_DIR/checkpoint_last.pt``; ``SAVE_DIR/generator.pt`` with ``SAVE_DIR/config.json`` is a
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N utterances of the train split only (all are held in memory)")
     for name, kind in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"override the config's {name}")
+    p.add_argument("--causal", action="store_true",
+                   help="a causal generator (left padding only): streams frame by frame with per-layer caches, "
+                        "no re-synthesised context (config field causal)")
+    p.add_argument("--lookahead-frames", type=int, default=None,
+                   help="with --causal: frames after its own a sample may depend on (0-6, 20 ms each; streaming "
+                        "holds them back; config field lookahead_frames)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -86,6 +93,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in OVERRIDES:
             if getattr(args, name) is not None:
                 config[name] = getattr(args, name)
+        if args.causal:
+            config["causal"] = True
+        if args.lookahead_frames is not None:
+            config["lookahead_frames"] = args.lookahead_frames
         options = TrainOptions(
             data=args.data, save_dir=args.save_dir, max_updates=args.max_updates, train_subset=args.train_subset,
             valid_subset=args.valid_subset, save_interval=args.save_interval, log_interval=args.log_interval,

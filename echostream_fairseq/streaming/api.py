@@ -40,7 +40,7 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.text import split_complete_words
 from echostream_fairseq.streaming.features import to_mono
 from echostream_fairseq.streaming.loading import (
-    MAX_PADDING, MAX_SUB_BATCH, VOCODER_LEFT_CONTEXT, load_translator, load_vocoder, translator_for_chunk,
+    MAX_PADDING, VOCODER_LEFT_CONTEXT, load_translator, load_vocoder, translator_for_chunk,
 )
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, StepOutput
 
@@ -253,10 +253,11 @@ class EchoStream:
         output = output or ("speech" if vocoder else "text")
         unit_vocoder = None
         if output == "speech":
-            # many streams share the vocoder's calls, up to MAX_SUB_BATCH (or fewer, as warm-up finds)
-            # each, calls up to MAX_PADDING frames shorter padded to join them
+            # many streams share the vocoder's calls, up to MAX_SUB_BATCH (MAX_CAUSAL_SUB_BATCH for a
+            # causal vocoder, or fewer, as warm-up finds) each, calls up to MAX_PADDING frames shorter
+            # padded to join them
             unit_vocoder = load_vocoder(vocoder, vocoder_cfg, vocoder_type, dur_prediction, vocoder_left_context,
-                                        options.get("model_dtype", "fp32"), max_batch=MAX_SUB_BATCH,
+                                        options.get("model_dtype", "fp32"), max_batch=None,
                                         max_padding=MAX_PADDING)
         return cls(load_translator(model_path, data_bin, output=output, vocoder=unit_vocoder,
                                    source_segment_size=chunk_ms, **options))

@@ -19,7 +19,7 @@ from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
 from echostream_fairseq.vocoder.incremental import (
-    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_PADDING, MAX_SUB_BATCH, IncrementalVocoder,
+    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_PADDING, MAX_SUB_BATCH, IncrementalVocoder, sub_batch_limit,
 )
 
 __all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "MAX_SUB_BATCH", "MAX_PADDING", "load_vocoder", "load_translator",
@@ -34,13 +34,14 @@ ASR_SENTENCE_ENDS = ("auto", "on", "off")
 
 def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
                  dur_prediction: bool = False, left_context: int = VOCODER_LEFT_CONTEXT, model_dtype: str = "fp32",
-                 max_batch: int = 1, max_padding: int = 0) -> IncrementalVocoder:
+                 max_batch: Optional[int] = 1, max_padding: int = 0) -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
     ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16; ``int8`` and ``fp32`` keep it fp32 (there
     is no int8 convolution path). ``max_batch``: the most streams synthesised in one call (1 for
     one stream; the streaming API, which steps many, takes ``MAX_SUB_BATCH``; the warm-up keeps the
-    sub-batch size up to it that costs least per stream); ``max_padding``: the most frames a shorter
+    sub-batch size up to it that costs least per stream; None: ``MAX_SUB_BATCH``, or
+    ``MAX_CAUSAL_SUB_BATCH`` for a causal vocoder, whose calls are shorter); ``max_padding``: the most frames a shorter
     call is padded by to share one (the streaming API takes ``MAX_PADDING``)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
@@ -61,7 +62,8 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
         if torch_dtype(model_dtype) == torch.bfloat16:
             vocoder = vocoder.to(torch.bfloat16)
     incremental = IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction,
-                                     max_batch=max_batch, max_padding=max_padding)
+                                     max_batch=sub_batch_limit(vocoder) if max_batch is None else max_batch,
+                                     max_padding=max_padding)
     incremental.warm_up()  # the first stream should not pay for preparing the convolutions
     return incremental
 

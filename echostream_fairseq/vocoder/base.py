@@ -9,7 +9,7 @@ synthesiser (:mod:`~echostream_fairseq.vocoder.incremental`) keep a left context
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -58,6 +58,10 @@ class UnitVocoder(torch.nn.Module):
         has_duration_predictor: whether ``durations`` can be asked for.
         length_bucket: incremental synthesis keeps every call's frame count a multiple of this
             (see :class:`~echostream_fairseq.vocoder.incremental.IncrementalVocoder`); 1: any length.
+        causal: whether each sample depends only on the frames up to its own, so that synthesis
+            runs frame by frame from a state (:meth:`initial_stream_state`, :meth:`synthesize_step`)
+            instead of re-synthesising a left context.
+        lookahead_frames: a causal vocoder's sample also depends on this many frames after its own.
     """
 
     sample_rate: int
@@ -65,6 +69,8 @@ class UnitVocoder(torch.nn.Module):
     num_units: int
     has_duration_predictor: bool
     length_bucket: int = 1
+    causal: bool = False
+    lookahead_frames: int = 0
 
     def durations(self, units: Tensor) -> Tensor:
         """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""
@@ -95,6 +101,19 @@ class UnitVocoder(torch.nn.Module):
         for i, n in enumerate(lengths.tolist()):
             audio[i, : n * self.frame_hop] = self.synthesize_frames(frames[i, :n])
         return audio
+
+    def initial_stream_state(self) -> Tensor:
+        """A causal vocoder's ``[S]`` state before the first frame (its caches' sizes summed)."""
+        raise NotImplementedError(f"{type(self).__name__} is not causal")
+
+    def synthesize_step(self, frames: Tensor, lengths: Tensor, lookahead: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:
+        """A causal vocoder's step: ``[B, T + N]`` right-padded frame-level units after those each row's
+        ``[B, S]`` state has seen (``N`` = :attr:`lookahead_frames`): row ``i`` holds ``lengths[i]``
+        frames to synthesise, then the ``N`` after them, of which the first ``lookahead[i]`` are real
+        (the rest: the sequence ends). Returns ``[B, T * frame_hop]`` (row ``i`` valid for its first
+        ``lengths[i] * frame_hop`` samples) and the ``[B, S]`` states after each row's frames.
+        Synthesis in steps equals one pass over the whole sequence."""
+        raise NotImplementedError(f"{type(self).__name__} is not causal")
 
     @torch.no_grad()
     def forward(self, units: UnitsLike, dur_prediction: bool = False) -> Tensor:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from echostream_fairseq.vocoder import causal_hifigan
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
+from echostream_fairseq.vocoder.causal_hifigan import is_causal
 from echostream_fairseq.vocoder.config import (
     VocoderError,
     check_vocoder_config,
@@ -36,10 +38,14 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192")
 
 
 def build_generator(config: Mapping[str, Any]) -> torch.nn.Module:
-    """A randomly initialised fairseq ``CodeGenerator`` (with weight norm) for ``config``."""
+    """A randomly initialised fairseq ``CodeGenerator`` (with weight norm) for ``config``; with
+    ``"causal": true``, its causal form (same parameters, :mod:`~echostream_fairseq.vocoder.causal_hifigan`)."""
     from fairseq.models.text_to_speech.codehifigan import CodeGenerator
 
-    return CodeGenerator(dict(check_vocoder_config(config)))
+    config = check_vocoder_config(config)
+    if is_causal(config):
+        return causal_hifigan.CausalCodeGenerator(config)
+    return CodeGenerator(config)
 
 
 def load_generator_state(path: str) -> Dict[str, Tensor]:
@@ -97,6 +103,13 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         check_generator_state(load_generator_state(checkpoint), config, checkpoint)
         with contextlib.redirect_stdout(io.StringIO()):  # fairseq prints while removing weight norm
             self.fairseq_vocoder = CodeHiFiGANVocoder(checkpoint, dict(config))
+            self.causal = is_causal(config)
+            if self.causal:  # the same parameters in the causal network, which fairseq's wrapper then runs
+                causal = causal_hifigan.CausalCodeGenerator(config)
+                causal.remove_weight_norm()
+                causal.load_state_dict(self.fairseq_vocoder.model.state_dict())
+                self.fairseq_vocoder.model = causal
+                self.lookahead_frames = causal.lookahead_frames
         self.fairseq_vocoder.eval()
         self.config = config
         self.sample_rate = sample_rate(config)
@@ -154,6 +167,11 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     def synthesize_frames_padded(self, frames: Tensor, lengths: Tensor) -> Tensor:
         if bool((lengths == frames.size(1)).all()):
             return self.synthesize_frames_batch(frames)
+        if self.causal:  # padding after a row's frames never reaches them; each row ends after its frames
+            audio, _ = self.synthesize_step(F.pad(frames, (0, self.lookahead_frames)), lengths,
+                                            torch.zeros_like(lengths), self.initial_stream_state().expand(frames.size(0), -1))
+            positions = torch.arange(audio.size(1), device=audio.device)
+            return audio * (positions < lengths.to(audio.device)[:, None] * self.frame_hop)
         mkldnn = torch.backends.mkldnn
         enabled = mkldnn.enabled
         mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
@@ -162,6 +180,25 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         finally:
             mkldnn.enabled = enabled
         return audio.float()
+
+    def initial_stream_state(self) -> Tensor:
+        if not self.causal:
+            return super().initial_stream_state()
+        return self.generator.initial_state(1)[0]
+
+    @torch.no_grad()
+    def synthesize_step(self, frames: Tensor, lengths: Tensor, lookahead: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:
+        if not self.causal:
+            return super().synthesize_step(frames, lengths, lookahead, states)
+        mkldnn = torch.backends.mkldnn
+        enabled = mkldnn.enabled
+        mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
+        try:
+            device = self.generator.conv_pre.weight.device
+            audio, states = self.generator.step(frames.to(device), states.to(device), lengths.to(device), lookahead.to(device))
+        finally:
+            mkldnn.enabled = enabled
+        return audio.float(), states
 
     @torch.no_grad()
     def forward(self, units, dur_prediction: bool = False) -> Tensor:

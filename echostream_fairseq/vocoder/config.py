@@ -177,6 +177,16 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
         raise VocoderError(
             f"{where}: model_in_dim {model_in_dim} must equal embedding_dim {config['embedding_dim']} for a unit-only vocoder"
         )
+    causal = config.get("causal", False)
+    if not isinstance(causal, bool):
+        raise VocoderError(f"{where}: causal must be true or false, got {causal!r}")
+    if causal and str(config.get("resblock", "1")) != "1":
+        raise VocoderError(f"{where}: a causal generator needs resblock \"1\", got {config['resblock']!r}")
+    lookahead = config.get("lookahead_frames", 0)
+    if not isinstance(lookahead, int) or isinstance(lookahead, bool) or not 0 <= lookahead <= 6:
+        raise VocoderError(f"{where}: lookahead_frames must be an integer 0..6 (the first convolution's reach), got {lookahead!r}")
+    if lookahead and not causal:
+        raise VocoderError(f"{where}: lookahead_frames {lookahead} needs causal true (a non-causal generator looks ahead anyway)")
     hop = frame_hop(config)
     if "code_hop_size" in config and int(config["code_hop_size"]) != hop:
         raise VocoderError(f"{where}: code_hop_size {config['code_hop_size']} but the upsample rates multiply to {hop}")

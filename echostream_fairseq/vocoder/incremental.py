@@ -10,6 +10,10 @@ final call (``finish=True``) flushes them. So the output lags the units by ``cro
 samples (40 ms by default) and every call costs one synthesis of at most
 ``left_context + length_bucket - 1 + new`` frames, whatever has been spoken before.
 
+A causal vocoder (``causal``, e.g. a CodeHiFiGAN trained with ``--causal``) needs neither: each
+call synthesises its new frames only, from the stream's state (the vocoder's per-layer caches),
+and its audio is final at once, equal to one pass over everything spoken.
+
 Durations of new de-duplicated units are predicted with the last ``duration_context`` units as
 left context; units to the right are not known yet, so the last units of a call may get a
 duration that one-shot synthesis (which sees them) would not give.
@@ -30,13 +34,22 @@ from torch import Tensor
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.config import VocoderError
 
-__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT", "MAX_SUB_BATCH", "MAX_PADDING"]
+__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT", "MAX_SUB_BATCH", "MAX_CAUSAL_SUB_BATCH", "MAX_PADDING",
+           "sub_batch_limit"]
 
 # unit frames re-synthesised as context by default
 LEFT_CONTEXT = 12
 # the most streams a synthesis call takes when many streams share calls (the streaming API);
 # warm_up keeps the sub-batch size up to it that costs least per stream on the machine
 MAX_SUB_BATCH = 8
+# the same for a causal vocoder: its calls hold new frames only, so many more streams fit a call
+# before it stops getting cheaper per stream (tiny generator, 2 cores: 4.2 ms per stream at 8, 2.1 at 32)
+MAX_CAUSAL_SUB_BATCH = 32
+# a causal vocoder's calls are padded to a multiple of this many frames (a few shapes for oneDNN)
+CAUSAL_LENGTH_BUCKET = 4
+# what one call of a causal vocoder costs beyond its frames, in frames, until warm_up measures it
+# (the tiny generator on 2 cores: 100-130; the full-size one: 20-40)
+CALL_FRAMES = 64
 # the most frames a shorter stream is padded by to share a call (the streaming API's setting): on a
 # 2-core CPU one call of the tiny generator costs about as much as 40-50 more frames in a larger one
 MAX_PADDING = 16
@@ -44,21 +57,31 @@ MAX_PADDING = 16
 logger = logging.getLogger(__name__)
 
 
+def sub_batch_limit(vocoder: UnitVocoder) -> int:
+    """The most streams one call takes when many streams share calls: :data:`MAX_CAUSAL_SUB_BATCH`
+    for a causal vocoder, else :data:`MAX_SUB_BATCH`."""
+    return MAX_CAUSAL_SUB_BATCH if getattr(vocoder, "causal", False) else MAX_SUB_BATCH
+
+
 @dataclass(frozen=True)
 class VocoderState:
     """What one stream's vocoder remembers between calls (all sizes bounded).
 
     Attributes:
-        context_frames: ``[<= left_context + length_bucket - 1]`` int64, frame-level units already synthesised.
+        context_frames: ``[<= left_context + length_bucket - 1]`` int64, frame-level units already
+            synthesised (a causal vocoder: ``[<= lookahead_frames]``, the frames given and not yet
+            synthesised, waiting for the frames after them).
         context_units: ``[<= duration_context]`` int64, the last de-duplicated units given.
         pending: ``[<= crossfade]`` float, synthesised audio held back for the next cross-fade.
         emitted_samples: samples returned so far.
+        synthesis: a causal vocoder's ``[S]`` state (its caches); None for any other vocoder.
     """
 
     context_frames: Tensor
     context_units: Tensor
     pending: Tensor
     emitted_samples: int = 0
+    synthesis: Optional[Tensor] = None
 
 
 class IncrementalVocoder:
@@ -66,9 +89,10 @@ class IncrementalVocoder:
 
     Args:
         vocoder: any unit vocoder.
-        left_context: frames of already-spoken units re-synthesised as context.
+        left_context: frames of already-spoken units re-synthesised as context (a causal vocoder
+            takes none, whatever is given).
         crossfade: samples held back and cross-faded at each join (at most
-            ``left_context * vocoder.frame_hop``).
+            ``left_context * vocoder.frame_hop``; a causal vocoder takes none).
         dur_prediction: whether the units are de-duplicated (their durations are predicted)
             or frame-level (one unit per frame).
         duration_context: de-duplicated units kept as left context for the duration predictor.
@@ -80,6 +104,8 @@ class IncrementalVocoder:
         max_padding: with a vocoder that synthesises right-padded rows as one batch
             (``batches_padded``), a stream whose call is at most this many frames shorter than the
             longest of a sub-batch joins it, padded (0: only calls of equal length share one).
+            A causal vocoder's calls are cut by cost instead: the calls that cost least in all,
+            a call costing :attr:`call_frames` frames beyond the frames it runs.
     """
 
     def __init__(
@@ -97,7 +123,13 @@ class IncrementalVocoder:
             raise VocoderError(f"max_batch must be a power of two, got {max_batch}")
         if left_context < 0 or crossfade < 0 or duration_context < 0 or max_padding < 0:
             raise VocoderError("left_context, crossfade, duration_context and max_padding must be non-negative")
-        length_bucket = getattr(vocoder, "length_bucket", 1) if length_bucket is None else length_bucket
+        self.causal = bool(getattr(vocoder, "causal", False))
+        if self.causal:  # its audio is final at once: nothing to re-synthesise or cross-fade
+            left_context, crossfade = 0, 0
+        if length_bucket is None:
+            length_bucket = getattr(vocoder, "length_bucket", 1)
+            if self.causal and length_bucket > 1:  # its calls are short: padding them to 8 wastes a third
+                length_bucket = CAUSAL_LENGTH_BUCKET
         if length_bucket < 1:
             raise VocoderError(f"length_bucket must be >= 1, got {length_bucket}")
         if crossfade > left_context * vocoder.frame_hop:
@@ -115,6 +147,9 @@ class IncrementalVocoder:
         self.length_bucket = length_bucket
         self.max_batch = max_batch
         self.max_padding = max_padding if getattr(vocoder, "batches_padded", False) else 0
+        # a causal vocoder's call costs about `call_frames` frames more than the frames it runs
+        # (each of its ~70 convolutions has a floor); warm_up measures it
+        self.call_frames = CALL_FRAMES
 
     @property
     def history_frames(self) -> int:
@@ -129,12 +164,14 @@ class IncrementalVocoder:
         lengths run (0 for a vocoder without length buckets).
 
         A vocoder that can also run without oneDNN (``onednn``, the CodeHiFiGAN) is then timed both
-        ways on a typical call of ``min(4, max_batch)`` streams: without oneDNN there is nothing to
+        ways on a typical call of ``min(4, max_batch)`` streams (16 for a causal one: its lead grows
+        with the batch): without oneDNN there is nothing to
         prepare, so if that path is as fast, it is kept and the buckets are dropped. (One stream of
         the tiny generator runs as fast either way; batched, only oneDNN gets cheaper per stream.)
         With oneDNN kept, the typical call is timed at every sub-batch size up to ``max_batch``, and
         ``max_batch`` becomes the size that costs least per stream: on one 2-core CPU 8 streams of
-        the tiny generator cost less each than 4, on another they did not."""
+        the tiny generator cost less each than 4, on another they did not. For a causal vocoder
+        those timings also give :attr:`call_frames` (a call's cost beyond its frames)."""
         if self.length_bucket == 1:
             return 0
         longest = self.history_frames + max_new_frames
@@ -144,9 +181,12 @@ class IncrementalVocoder:
             for n in lengths:
                 self.vocoder.synthesize_frames_batch(torch.zeros(rows, n, dtype=torch.long))
             rows *= 2
+        # a call's usual length: the context and about 10 new frames (200 ms of speech), to the bucket
+        usual = -(-(self.history_frames + 10) // self.length_bucket) * self.length_bucket
         if hasattr(self.vocoder, "onednn"):
-            rows = min(4, self.max_batch)
-            typical = torch.zeros(rows, lengths[len(lengths) // 3], dtype=torch.long)  # prepared above
+            # oneDNN's lead grows with the batch (a causal call of 16 short rows costs 10x more without it)
+            rows = min(16 if self.causal else 4, self.max_batch)
+            typical = torch.zeros(rows, usual, dtype=torch.long)  # prepared above
             best = {True: float("inf"), False: float("inf")}
             for _ in range(3):
                 for path in best:
@@ -161,7 +201,7 @@ class IncrementalVocoder:
             if not self.vocoder.onednn:
                 self.length_bucket = 1
             elif self.max_batch > 1:
-                self.max_batch = self._cheapest_sub_batch(lengths[len(lengths) // 3])
+                self.max_batch = self._cheapest_sub_batch(usual)
         return len(lengths)
 
     def _cheapest_sub_batch(self, length: int) -> int:
@@ -178,6 +218,11 @@ class IncrementalVocoder:
                 best = min(best, time.perf_counter() - started)
             per_stream[rows] = best / rows
             rows *= 2
+        if self.causal and self.max_batch > 1:  # the call's cost beyond its frames, from 1 row and the most
+            per_frame = (per_stream[self.max_batch] * self.max_batch - per_stream[1]) / ((self.max_batch - 1) * length)
+            self.call_frames = max(0, round(per_stream[1] / max(per_frame, 1e-9)) - length)
+            logger.info("vocoder call: %.2f ms per frame, %.1f ms a call (%d frames' worth)", per_frame * 1e3,
+                        (per_stream[1] - length * per_frame) * 1e3, self.call_frames)
         chosen = 1
         for rows, cost in per_stream.items():
             if cost < 0.95 * per_stream[chosen]:
@@ -188,7 +233,8 @@ class IncrementalVocoder:
 
     def initial_state(self) -> VocoderState:
         empty = torch.zeros(0, dtype=torch.long)
-        return VocoderState(empty, empty, torch.zeros(0))
+        synthesis = self.vocoder.initial_stream_state() if self.causal else None
+        return VocoderState(empty, empty, torch.zeros(0), synthesis=synthesis)
 
     def new_frames(self, state: VocoderState, units: Tensor) -> Tensor:
         """Frame-level units for ``units`` (durations predicted with the state's left context)."""
@@ -236,6 +282,8 @@ class IncrementalVocoder:
         that a convolution library meets few input shapes. The durations of equally long unit
         sequences are predicted in one call too. The results equal :meth:`step` per stream."""
         given = [self._check(units, state) for units, state, _ in requests]
+        if self.causal:
+            return self._step_batch_causal(requests, given)
         speaking = [i for i, units in enumerate(given) if units is not None]
         frames_new = self._new_frames_batch([(given[i], requests[i][1]) for i in speaking])
         plans: List[Optional[tuple]] = [None] * len(requests)
@@ -254,6 +302,36 @@ class IncrementalVocoder:
                 results.append(self._join(audio[i], plans[i], state, finish))
         return results
 
+    def _step_batch_causal(self, requests, given: List[Optional[Tensor]]) -> List[Tuple[Tensor, VocoderState]]:
+        """:meth:`step_batch` for a causal vocoder: each stream synthesises the frames it has, but for
+        the last ``lookahead_frames`` (held in ``context_frames`` until the frames after them come, or
+        the stream finishes), from its own caches; the audio is final at once."""
+        speaking = [i for i, units in enumerate(given) if units is not None]
+        new = dict(zip(speaking, self._new_frames_batch([(given[i], requests[i][1]) for i in speaking])))
+        ahead = self.vocoder.lookahead_frames
+        available, ready = {}, {}
+        for i, (_, state, finish) in enumerate(requests):
+            available[i] = torch.cat([state.context_frames, new[i]]) if i in new else state.context_frames
+            n = available[i].numel() if finish else max(available[i].numel() - ahead, 0)
+            if n:
+                ready[i] = n
+        audio: Dict[int, Tuple[Tensor, Tensor]] = {}
+        for group in _cheapest_calls(ready, self.max_batch, self.length_bucket, self.call_frames):
+            audio.update(self._synthesize_causal(
+                group, [available[i] for i in group], [ready[i] for i in group], [requests[i][1].synthesis for i in group]))
+        results = []
+        for i, (_, state, _) in enumerate(requests):
+            wave, synthesis = audio.get(i, (torch.zeros(0), state.synthesis))
+            units = given[i] if given[i] is not None else state.context_units[:0]
+            results.append((wave, VocoderState(
+                context_frames=available[i][ready.get(i, 0):],
+                context_units=torch.cat([state.context_units, units])[-self.duration_context:] if self.duration_context else units[:0],
+                pending=state.pending,
+                emitted_samples=state.emitted_samples + wave.numel(),
+                synthesis=synthesis,
+            )))
+        return results
+
     def _synthesize(self, group: List[int], calls: List[Tensor]) -> Dict[int, Tensor]:
         """One generator run for the calls of ``group`` (right-padded where their lengths differ)."""
         longest = max(call.numel() for call in calls)
@@ -264,6 +342,24 @@ class IncrementalVocoder:
         waves = self.vocoder.synthesize_frames_padded(frames, lengths)
         hop = self.vocoder.frame_hop
         return {i: wave[: n * hop] for i, wave, n in zip(group, waves, lengths.tolist())}
+
+    def _synthesize_causal(self, group: List[int], available: List[Tensor], ready: List[int], states: List[Tensor]):
+        """One step of a causal vocoder for the streams of ``group``: the first ``ready`` of each stream's
+        ``available`` frames, with those after them as lookahead, padded to a whole bucket and the rows
+        to a power of two with idle streams (padding touches neither a row's audio nor its state), so
+        that the convolution library meets few shapes -> stream -> (audio, state)."""
+        ahead = self.vocoder.lookahead_frames
+        width = -(-max(ready) // self.length_bucket) * self.length_bucket + ahead
+        rows = [frames[:n + ahead] for frames, n in zip(available, ready)]
+        idle = _next_power_of_two(len(rows)) - len(rows)
+        lengths = torch.tensor(ready + [1] * idle)
+        lookahead = torch.tensor([row.numel() - n for row, n in zip(rows, ready)] + [0] * idle)
+        frames = torch.stack([torch.nn.functional.pad(row, (0, width - row.numel())) for row in rows]
+                             + [torch.zeros(width, dtype=torch.long)] * idle)
+        states = list(states) + [self.vocoder.initial_stream_state()] * idle
+        waves, after = self.vocoder.synthesize_step(frames, lengths, lookahead, torch.stack(states))
+        hop = self.vocoder.frame_hop
+        return {i: (wave[: n * hop], state) for i, wave, state, n in zip(group, waves, after, ready)}
 
     def _check(self, units, state: VocoderState) -> Optional[Tensor]:
         """``units`` as a checked tensor (``None``: no new units)."""
@@ -286,7 +382,8 @@ class IncrementalVocoder:
         if not finish:
             return torch.zeros(0), state
         out = state.pending
-        return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0), state.emitted_samples + out.numel())
+        return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0),
+                                 state.emitted_samples + out.numel(), state.synthesis)
 
     def _join(self, audio: Tensor, plan, state: VocoderState, finish: bool) -> Tuple[Tensor, VocoderState]:
         """Cross-fade a call's audio onto the held-back samples; hold back the new tail."""
@@ -317,6 +414,31 @@ def _runs_within(lengths: Dict[int, int], max_padding: int, largest: int) -> Lis
         else:
             runs.append([i])
     return runs
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _cheapest_calls(frames: Dict[int, int], largest: int, bucket: int, call_frames: int) -> List[List[int]]:
+    """The streams of ``frames`` (stream -> frames to synthesise) cut into causal vocoder calls at the
+    least total cost: a call of ``rows`` streams costs ``call_frames`` plus its padded frames (the
+    rows rounded up to a power of two, the longest rounded up to the ``bucket``). The calls take
+    runs of the streams sorted longest first (at most ``largest`` each); a small dynamic programme."""
+    order = sorted(frames, key=lambda i: (-frames[i], i))
+    cost = [0.0] + [float("inf")] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(max(0, end - largest), end):
+            width = -(-frames[order[start]] // bucket) * bucket
+            total = cost[start] + call_frames + _next_power_of_two(end - start) * width
+            if total < cost[end]:
+                cost[end], cut[end] = total, start
+    calls, end = [], len(order)
+    while end:
+        calls.append(order[cut[end]:end])
+        end = cut[end]
+    return calls[::-1]
 
 
 def _by_length(sequences: Sequence[Optional[Tensor]]) -> Dict[int, List[int]]:
