@@ -45,7 +45,7 @@ class _ScriptedASR(torch.nn.Module):
         n = frames.size(1)
         labels = [self.labels[min(self.position + i, len(self.labels) - 1)] for i in range(n)]
         self.position += n
-        return _logits(labels, self.vocab)[None]
+        return _logits(labels, self.vocab)[None].expand(frames.size(0), -1, -1)  # every stream of a batch alike
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,59 @@ def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loa
     # blank run reaches 10 in chunk 3 (frames 16..31 blank = 16) and, after the second sentence, in chunk 8
     assert [i for i, e in enumerate(ends) if e] == [3, 8]
     assert sentences == [0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+
+
+def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):
+    """Three streams stepped as one batch end their sentences in the same ticks: the speech of
+    those sentences' last units is one vocoder call, and each stream equals itself stepped alone."""
+    from echostream_fairseq.streaming.loading import load_vocoder
+
+    model, task = loaded
+    d = task.multitask_dictionaries
+    vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
+    tr = SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+                                task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
+                                TranslatorConfig(max_len=8, sentence_pause_frames=10), vocoder=vocoder)
+    script = [7, 0] * 8 + [CTC_BLANK] * 24 + [9, 0] * 8 + [CTC_BLANK] * 40
+    rng = np.random.default_rng(1)
+    waves = [rng.uniform(-0.1, 0.1, 16000 * 4).astype(np.float32) for _ in range(3)]
+    original, step_batch = model.asr_ctc, vocoder.step_batch
+    calls = []
+
+    def counting(requests):
+        calls[-1].append(len(requests))
+        return step_batch(requests)
+
+    vocoder.step_batch = counting
+    try:
+        alone = []
+        for wave in waves:
+            model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+            state, outs = tr.initial_state(), []
+            for k in range(12):
+                calls.append([])
+                out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+                outs.append(out)
+            alone.append(outs)
+        model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+        states, together = [tr.initial_state() for _ in waves], []
+        calls.clear()
+        for k in range(12):
+            calls.append([])
+            stepped = tr.step_batch([(w[k * 5120:(k + 1) * 5120], st, False) for w, st in zip(waves, states)])
+            together.append([out for out, _ in stepped])
+            states = [st for _, st in stepped]
+    finally:
+        model.asr_ctc, vocoder.step_batch = original, step_batch
+    assert [k for k in range(12) if together[k][0].sentence_end] == [3, 8]
+    assert all(out.sentence_end == together[k][0].sentence_end for k in range(12) for out in together[k])
+    # one call for every stream's speech, and at a sentence end one more for the three sentences' last units
+    assert calls == [[3, 3] if k in (3, 8) else [3] for k in range(12)]
+    for s in range(3):
+        for k in range(12):
+            a, b = alone[s][k], together[k][s]
+            assert (a.target_tokens, a.units, a.sentence_end) == (b.target_tokens, b.units, b.sentence_end), (s, k)
+            assert a.audio.shape == b.audio.shape and torch.allclose(a.audio, b.audio, atol=1e-4), (s, k)
 
 
 def test_long_form_off_keeps_one_sentence_per_stream(loaded):

@@ -72,17 +72,19 @@ class SentenceEnds:
     def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[StageClock]):
         """Complete the current sentence's translation, then start the target side afresh.
 
-        Returns the sentence's last subwords, units and speech, and the new state."""
+        Returns the sentence's last subwords, units and vocoder ids, and the new state; the
+        speech of those ids is left to the caller, so that the sentences ending in one tick share
+        a vocoder call."""
         cfg = self.config
         target_new: List[int] = []
         units_new: List[int] = []
-        wave = torch.zeros(0)
+        unit_ids: List[int] = []
         if cfg.translate:
             target_new, text_states, state = self._write(state, enc_new, FINISH)
             if clock:
                 clock.mark("mt")
             if cfg.speech_output:
-                units_new, wave, state = self._speak(state, text_states, enc_new, False, clock, sentence_done=True)
+                units_new, unit_ids, state = self._units(state, text_states, enc_new, False, clock, sentence_done=True)
         # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
         # and later, start afresh)
         mark = state.sentence_mark
@@ -100,4 +102,4 @@ class SentenceEnds:
             state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
                             else torch.zeros(0), encoder_frames=0, asr_tokens=(),
                             asr_searched=frames_next)  # the kept frames were read by the ASR search already
-        return target_new, units_new, wave, state
+        return target_new, units_new, unit_ids, state

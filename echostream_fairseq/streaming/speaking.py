@@ -29,13 +29,6 @@ __all__ = ["Speaking"]
 class Speaking:
     """The translator's unit and speech steps (see the module docstring)."""
 
-    def _speak(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
-               clock: Optional[StageClock], sentence_done: bool = False):
-        """Units for new text states, then their speech, for one stream: ``(units, wave, state)``."""
-        units, unit_ids, state = self._units(state, text_states, enc, finish, clock, sentence_done)
-        (wave, state), = self._speech([(unit_ids, state, finish)], [clock])
-        return units, wave, state
-
     def _units(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
                clock: Optional[StageClock], sentence_done: bool = False):
         """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:

@@ -360,12 +360,28 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                                   clocks)
         else:
             speech = [(torch.zeros(0), state) for _, _, _, state, _ in spoken]
-        results = []
-        for (asr_new, _, enc_new, _), (target_new, units_new, _, _, wrote), (wave, state), finish, clock in zip(
-                encoded, spoken, speech, finishes, clocks):
+        # the sentences that end here: their last subwords and units, then their speech in one call
+        ends = {}
+        for i, ((_, _, enc_new, _), (_, state), finish, clock) in enumerate(zip(encoded, speech, finishes, clocks)):
             if clock:
                 clock.restart()
-            results.append(self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock))
+            if not finish and self._sentence_ends(state, enc_new):
+                ends[i] = self._end_sentence(state, enc_new, clock)
+        if self.config.translate and self.config.speech_output:
+            last_speech = self._speech([(ids, state, False) for _, _, ids, state in ends.values()],
+                                       [clocks[i] for i in ends]) if ends else []
+        else:
+            last_speech = [(torch.zeros(0), state) for _, _, _, state in ends.values()]
+        for i, (wave, state) in zip(list(ends), last_speech):
+            tokens, units, _, _ = ends[i]
+            ends[i] = (tokens, units, wave, state)
+        results = []
+        for i, ((asr_new, _, enc_new, _), (target_new, units_new, _, _, wrote), (wave, state), finish, clock) in enumerate(
+                zip(encoded, spoken, speech, finishes, clocks)):
+            if clock:
+                clock.restart()
+            results.append(self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock,
+                                          ends.get(i)))
         return results
 
     def _plan(self, state: TranslatorState, enc_new: Optional[Tensor], finish: bool):
@@ -429,12 +445,13 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         return target_new, units_new, unit_ids, state, wrote
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
-                  units_new: List[int], wave: Tensor, wrote: bool, finish: bool,
-                  clock: Optional[StageClock]) -> Tuple[StepOutput, TranslatorState]:
-        """After the speech: the sentence end, the step's output."""
-        sentence_end = not finish and self._sentence_ends(state, enc_new)
+                  units_new: List[int], wave: Tensor, wrote: bool, finish: bool, clock: Optional[StageClock],
+                  ended: Optional[tuple]) -> Tuple[StepOutput, TranslatorState]:
+        """After the speech: the step's output, with the sentence that ``ended`` here (its last
+        subwords, units and speech, and the state that starts the next one) if one did."""
+        sentence_end = ended is not None
         if sentence_end:
-            last_tokens, last_units, last_wave, state = self._end_sentence(state, enc_new, clock)
+            last_tokens, last_units, last_wave, state = ended
             target_new, units_new = target_new + last_tokens, units_new + last_units
             wave = torch.cat([wave, last_wave])
         asr_words = None
