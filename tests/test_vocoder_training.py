@@ -85,6 +85,33 @@ def test_written_generator_loads_as_a_fairseq_vocoder(corpus, tmp_path):
     assert vocoder(units[:3], dur_prediction=True).numel() % 320 == 0
 
 
+def test_cli_trains_a_causal_generator_that_loads_and_streams_as_one(corpus, tmp_path, capsys):
+    """--causal --lookahead-frames: the config says so, the loaded vocoder is causal, and its
+    frames stepped in pieces equal the trainer's own generator over the whole sequence."""
+    config = tmp_path / "micro.json"
+    config.write_text(json.dumps(micro_training_config()))
+    save = tmp_path / "v"
+    assert train_main(["--data", str(corpus), "--save-dir", str(save), "--config", str(config), "--no-progress",
+                       "--threads", "1", "--max-updates", "2", "--causal", "--lookahead-frames", "2"]) == 0
+    written = json.loads((save / "config.json").read_text())
+    assert written["causal"] is True and written["lookahead_frames"] == 2
+    vocoder = CodeHiFiGANUnitVocoder.from_files(str(save / "generator.pt"), str(save / "config.json"))
+    assert vocoder.causal and vocoder.lookahead_frames == 2
+    frames = torch.randint(0, NUM_UNITS, (1, 21))
+    whole = vocoder.synthesize_frames(frames[0])
+    state, pieces = vocoder.initial_stream_state()[None], []
+    for start, end in [(0, 5), (5, 19)]:
+        audio, state = vocoder.synthesize_step(frames[:, start:end + 2], torch.tensor([end - start]),
+                                               torch.tensor([2]), state)
+        pieces.append(audio[0])
+    audio, _ = vocoder.synthesize_step(torch.nn.functional.pad(frames[:, 19:], (0, 2)), torch.tensor([2]),
+                                       torch.tensor([0]), state)
+    assert torch.allclose(torch.cat(pieces + [audio[0]]), whole, atol=1e-5)
+    assert train_main(["--data", str(corpus), "--save-dir", str(tmp_path / "w"), "--config", str(config),
+                       "--max-updates", "1", "--lookahead-frames", "2"]) == 2
+    assert "lookahead_frames 2 needs causal true" in capsys.readouterr().err
+
+
 def test_cli_trains_resumes_and_refuses_another_config(corpus, tmp_path, capsys):
     config = tmp_path / "micro.json"
     config.write_text(json.dumps(micro_training_config()))
