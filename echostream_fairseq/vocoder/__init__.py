@@ -3,6 +3,7 @@
 * :mod:`~echostream_fairseq.vocoder.config`: the fairseq CodeHiFiGAN ``config.json``, checked; presets.
 * :mod:`~echostream_fairseq.vocoder.base`: the :class:`UnitVocoder` interface and unit checks.
 * :mod:`~echostream_fairseq.vocoder.code_hifigan`: fairseq/StreamSpeech CodeHiFiGAN checkpoints.
+* :mod:`~echostream_fairseq.vocoder.causal_hifigan`: the causal CodeHiFiGAN, stepped from per-layer caches.
 * :mod:`~echostream_fairseq.vocoder.griffin_lim`: the training-free fallback for log-mel k-means units.
 * :mod:`~echostream_fairseq.vocoder.incremental`: streaming synthesis with a bounded left context.
 * :mod:`~echostream_fairseq.vocoder.discriminators`, :mod:`~echostream_fairseq.vocoder.losses`,
