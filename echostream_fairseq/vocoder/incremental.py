@@ -43,12 +43,13 @@ LEFT_CONTEXT = 12
 # warm_up keeps the sub-batch size up to it that costs least per stream on the machine
 MAX_SUB_BATCH = 8
 # the same for a causal vocoder: its calls hold new frames only, so many more streams fit a call
-# before it stops getting cheaper per stream (tiny generator, 2 cores: 4.2 ms per stream at 8, 2.1 at 32)
+# before it stops getting cheaper per stream (the tiny generator, random weights, 9-frame calls,
+# 2 cores: 4.2 ms per stream at 8, 2.1 at 32)
 MAX_CAUSAL_SUB_BATCH = 32
 # a causal vocoder's calls are padded to a multiple of this many frames (a few shapes for oneDNN)
 CAUSAL_LENGTH_BUCKET = 4
 # what one call of a causal vocoder costs beyond its frames, in frames, until warm_up measures it
-# (the tiny generator on 2 cores: 100-130; the full-size one: 20-40)
+# (measured on 2 cores: 33-89 for the tiny generator, 12-13 for the full-size one)
 CALL_FRAMES = 64
 # the most frames a shorter stream is padded by to share a call (the streaming API's setting): on a
 # 2-core CPU one call of the tiny generator costs about as much as 40-50 more frames in a larger one
