@@ -231,3 +231,38 @@ def test_streams_that_started_at_different_times_stack_and_keep_their_counts():
             alone, after = emformer.step(x[b:b + 1, 20:24], x[b:b + 1, 24:26], states[b])
             torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-5)
             assert parts[b].frames == after.frames
+
+
+def test_streams_with_a_causal_vocoder_stepped_as_one_batch_equal_each_alone(writing, corpus, tmp_path):
+    """A causal CodeHiFiGAN (random weights, 2 frames of lookahead) through the API: streams that
+    join at different ticks share its calls and each gets the speech it gets alone."""
+    import json
+
+    from echostream_fairseq.vocoder import build_generator, preset_config
+
+    save, _ = writing
+    config = {**preset_config("tiny", 50), "causal": True, "lookahead_frames": 2}
+    torch.manual_seed(0)
+    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    system = EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(tmp_path / "g.pt"),
+                             vocoder_cfg=str(tmp_path / "config.json"), dur_prediction=True, max_len=12)
+    vocoder = system.translator.vocoder
+    assert vocoder.causal and (vocoder.left_context, vocoder.crossfade) == (0, 0) and vocoder.max_batch <= 32
+    waves = _waves(corpus, 3)
+    alone = [_alone(system, w) for w in waves]
+    assert all(any(e.kind == "target_speech" for e in events) for events in alone)
+    streams, got, tick = {}, {}, 0
+    while tick < 200 and (len(streams) < 3 or any(not s.finished for s in streams.values())):
+        for k, join in enumerate([0, 1, 4]):
+            if join == tick:
+                s = system.open()
+                s.push(waves[k])
+                s.request_finish()
+                streams[k], got[k] = s, []
+        for s, events in system.step(streams.values()).items():
+            got[next(k for k, v in streams.items() if v is s)].extend(events)
+        tick += 1
+    for k in range(3):
+        _same(got[k], alone[k])
+        streams[k].close()
