@@ -9,6 +9,7 @@ from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, 
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, load_vocoder_config
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, sub_batch_limit
 from test_vocoder import HOP, step_together, stream
+from test_vocoder_padded import ragged_streams
 
 
 def causal_config(units=16, lookahead=0):
@@ -127,10 +128,7 @@ def test_incremental_synthesis_is_final_at_once_and_equals_one_pass(tmp_path):
 def test_causal_streams_in_shared_padded_calls_equal_each_stream_alone(tmp_path):
     vocoder = random_causal_hifigan(tmp_path)
     assert sub_batch_limit(vocoder) == 32
-    torch.manual_seed(1)
-    streams = [torch.randint(0, 16, (120,)) for _ in range(5)]
-    sizes = [[8, 8, 0, 8, 16, 8, 24, 48], [3, 5, 9, 0, 31, 2, 40, 30], [16, 0, 8, 8, 16, 8, 24, 40],
-             [5, 7, 8, 9, 11, 13, 17, 50], [8, 8, 8, 8, 8, 8, 8, 64]]
+    streams, sizes = ragged_streams()
     alone = [stream(vocoder, s, n, dur_prediction=False)[1] for s, n in zip(streams, sizes)]
     calls = []
     run = vocoder.synthesize_step

@@ -8,6 +8,16 @@ from echostream_fairseq.vocoder.incremental import IncrementalVocoder, _runs_wit
 from test_vocoder import HOP, CountingVocoder, random_tiny_hifigan, step_together, stream
 
 
+def ragged_streams():
+    """Five streams of 120 units (seed 1) and the units each gives per tick: some ticks none, the
+    streams' calls of unequal length."""
+    torch.manual_seed(1)
+    streams = [torch.randint(0, 16, (120,)) for _ in range(5)]
+    sizes = [[8, 8, 0, 8, 16, 8, 24, 48], [3, 5, 9, 0, 31, 2, 40, 30], [16, 0, 8, 8, 16, 8, 24, 40],
+             [5, 7, 8, 9, 11, 13, 17, 50], [8, 8, 8, 8, 8, 8, 8, 64]]
+    return streams, sizes
+
+
 @pytest.mark.parametrize("onednn", [True, False])
 def test_padded_rows_synthesise_as_each_row_alone(tmp_path, onednn):
     vocoder = random_tiny_hifigan(tmp_path)
@@ -48,10 +58,7 @@ def test_runs_take_calls_longest_first_within_the_padding():
 
 def test_streams_in_padded_shared_calls_equal_each_stream_alone(tmp_path):
     vocoder = random_tiny_hifigan(tmp_path)
-    torch.manual_seed(1)
-    streams = [torch.randint(0, 16, (120,)) for _ in range(5)]
-    sizes = [[8, 8, 0, 8, 16, 8, 24, 48], [3, 5, 9, 0, 31, 2, 40, 30], [16, 0, 8, 8, 16, 8, 24, 40],
-             [5, 7, 8, 9, 11, 13, 17, 50], [8, 8, 8, 8, 8, 8, 8, 64]]
+    streams, sizes = ragged_streams()
     alone = [stream(vocoder, s, n, dur_prediction=False)[1] for s, n in zip(streams, sizes)]
     calls = []
     run = vocoder.synthesize_frames_padded

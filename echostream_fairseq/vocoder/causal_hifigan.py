@@ -62,6 +62,9 @@ def _causal_generator_class():
                 conv.padding = (0,)
             for up in self.ups:
                 up.padding = (0,)
+            # fixed by the modules: worked out once, not on every step
+            self._cache_shapes = self._shapes_of_caches()
+            self._cache_size = sum(channels * length for channels, length in self._cache_shapes)
 
         def _convolutions(self) -> List[torch.nn.Conv1d]:
             convs = [self.conv_pre]
@@ -73,6 +76,9 @@ def _causal_generator_class():
         def cache_shapes(self) -> List[Tuple[int, int]]:
             """``(channels, samples)`` of each cache in the state, in the order the forward pass meets
             them: every convolution's last input samples, every transposed convolution's overlap."""
+            return list(self._cache_shapes)
+
+        def _shapes_of_caches(self) -> List[Tuple[int, int]]:
             shapes = [(self.conv_pre.in_channels, _reach(self.conv_pre) - self.lookahead_frames)]
             for i, up in enumerate(self.ups):
                 shapes.append((up.out_channels, up.kernel_size[0] - up.stride[0]))
@@ -85,7 +91,7 @@ def _causal_generator_class():
         @property
         def cache_size(self) -> int:
             """Numbers in one stream's state."""
-            return sum(channels * length for channels, length in self.cache_shapes())
+            return self._cache_size
 
         def initial_state(self, batch_size: int = 1) -> Tensor:
             """``[batch_size, cache_size]`` zeros: the left padding of the first call."""
@@ -124,7 +130,7 @@ def _causal_generator_class():
                 ``(audio, state)``: ``[B, T * hop]`` samples (row ``b`` valid for its first
                 ``lengths[b] * hop``) and ``[B, cache_size]``, the caches after each row's last frame.
             """
-            shapes = self.cache_shapes()
+            shapes = self._cache_shapes
             if state.dim() != 2 or state.size(0) != frames.size(0) or state.size(1) != self.cache_size:
                 raise ValueError(f"state must be [{frames.size(0)}, {self.cache_size}] (streams, cache size), "
                                  f"got {list(state.shape)}")
