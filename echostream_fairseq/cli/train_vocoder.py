@@ -4,7 +4,7 @@
 
     echostream-train-vocoder --data DATA --save-dir ckpt/vocoder [--preset tiny|full | --config config.json]
         [--max-updates 3000] [--batch-size B] [--learning-rate LR] [--adversarial-start-step N]
-        [--causal [--lookahead-frames N]]
+        [--generator hifigan|istft] [--causal [--lookahead-frames N]]
 
 The number of units comes from ``DATA/units/kmeans.pt``. Rerunning the same command resumes from
 ``SAVE_DIR/checkpoint_last.pt``; ``SAVE_DIR/generator.pt`` with ``SAVE_DIR/config.json`` is a
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N utterances of the train split only (all are held in memory)")
     for name, kind in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"override the config's {name}")
+    p.add_argument("--generator", choices=("hifigan", "istft"), default=None,
+                   help="hifigan (default): fairseq's CodeGenerator; istft: ConvNeXt blocks at the frame rate and an "
+                        "inverse STFT, 4x cheaper on a CPU (config field generator; with --preset, the preset's size)")
     p.add_argument("--causal", action="store_true",
                    help="a causal generator (left padding only): streams frame by frame with per-layer caches, "
                         "no re-synthesised context (config field causal)")
@@ -86,10 +89,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             if config["num_embeddings"] != num_units:
                 raise VocoderError(f"{args.config}: num_embeddings {config['num_embeddings']} but {unit_model_path} "
                                    f"has {num_units} units")
-            base = preset_config("full", num_units)  # training fields the config may leave out
+            # training fields the config may leave out
+            base = preset_config("full", num_units, generator=config.get("generator", "hifigan"))
             config = {**{k: v for k, v in base.items() if k not in config}, **config}
         else:
-            config = preset_config(args.preset, num_units)
+            config = preset_config(args.preset, num_units, generator=args.generator or "hifigan")
+        if args.config and args.generator and config.get("generator", "hifigan") != args.generator:
+            raise VocoderError(f"{args.config}: generator {config.get('generator', 'hifigan')!r} but --generator "
+                               f"{args.generator} (leave one out)")
         for name in OVERRIDES:
             if getattr(args, name) is not None:
                 config[name] = getattr(args, name)

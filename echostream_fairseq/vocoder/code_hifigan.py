@@ -20,6 +20,7 @@ from torch import Tensor
 from echostream_fairseq.vocoder import causal_hifigan
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.causal_hifigan import is_causal
+from echostream_fairseq.vocoder.istft_generator import ISTFTGenerator, is_istft
 from echostream_fairseq.vocoder.config import (
     VocoderError,
     check_vocoder_config,
@@ -39,10 +40,13 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192")
 
 def build_generator(config: Mapping[str, Any]) -> torch.nn.Module:
     """A randomly initialised fairseq ``CodeGenerator`` (with weight norm) for ``config``; with
-    ``"causal": true``, its causal form (same parameters, :mod:`~echostream_fairseq.vocoder.causal_hifigan`)."""
+    ``"causal": true``, its causal form (same parameters, :mod:`~echostream_fairseq.vocoder.causal_hifigan`);
+    with ``"generator": "istft"``, the frame-rate generator of :mod:`~echostream_fairseq.vocoder.istft_generator`."""
     from fairseq.models.text_to_speech.codehifigan import CodeGenerator
 
     config = check_vocoder_config(config)
+    if is_istft(config):
+        return ISTFTGenerator(config)
     if is_causal(config):
         return causal_hifigan.CausalCodeGenerator(config)
     return CodeGenerator(config)
@@ -88,7 +92,8 @@ def check_generator_state(state: Mapping[str, Tensor], config: Mapping[str, Any]
 
 
 class CodeHiFiGANUnitVocoder(UnitVocoder):
-    """fairseq's ``CodeHiFiGANVocoder`` behind the :class:`UnitVocoder` interface.
+    """fairseq's ``CodeHiFiGANVocoder`` behind the :class:`UnitVocoder` interface; a config with
+    ``"generator": "istft"`` loads the iSTFT generator from a checkpoint of the same format instead.
 
     Args:
         checkpoint: generator checkpoint (``{"generator": state_dict, ...}``).
@@ -100,17 +105,26 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         from fairseq.models.text_to_speech.vocoder import CodeHiFiGANVocoder
 
         config = check_vocoder_config(config, where=f"config of {checkpoint}")
-        check_generator_state(load_generator_state(checkpoint), config, checkpoint)
-        with contextlib.redirect_stdout(io.StringIO()):  # fairseq prints while removing weight norm
-            self.fairseq_vocoder = CodeHiFiGANVocoder(checkpoint, dict(config))
-            self.causal = is_causal(config)
-            if self.causal:  # the same parameters in the causal network, which fairseq's wrapper then runs
-                causal = causal_hifigan.CausalCodeGenerator(config)
-                causal.remove_weight_norm()
-                causal.load_state_dict(self.fairseq_vocoder.model.state_dict())
-                self.fairseq_vocoder.model = causal
-                self.lookahead_frames = causal.lookahead_frames
-        self.fairseq_vocoder.eval()
+        state = load_generator_state(checkpoint)
+        check_generator_state(state, config, checkpoint)
+        self.istft = is_istft(config)
+        self.causal = is_causal(config)
+        if self.istft:  # our own network: fairseq's wrapper builds HiFi-GANs only
+            self.fairseq_vocoder = None
+            self.istft_generator = ISTFTGenerator(config)
+            self.istft_generator.load_state_dict(state)
+            self.istft_generator.eval()
+            self.length_bucket = 1  # its convolutions are few and cheap to prepare: any length
+        else:
+            with contextlib.redirect_stdout(io.StringIO()):  # fairseq prints while removing weight norm
+                self.fairseq_vocoder = CodeHiFiGANVocoder(checkpoint, dict(config))
+                if self.causal:  # the same parameters in the causal network, which fairseq's wrapper then runs
+                    causal = causal_hifigan.CausalCodeGenerator(config)
+                    causal.remove_weight_norm()
+                    causal.load_state_dict(self.fairseq_vocoder.model.state_dict())
+                    self.fairseq_vocoder.model = causal
+                    self.lookahead_frames = causal.lookahead_frames
+            self.fairseq_vocoder.eval()
         self.config = config
         self.sample_rate = sample_rate(config)
         self.frame_hop = frame_hop(config)
@@ -123,8 +137,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @property
     def generator(self) -> torch.nn.Module:
-        """fairseq's ``CodeGenerator`` (weight norm removed)."""
-        return self.fairseq_vocoder.model
+        """fairseq's ``CodeGenerator`` (weight norm removed), its causal form, or the iSTFT generator."""
+        return self.istft_generator if self.istft else self.fairseq_vocoder.model
 
     @torch.no_grad()
     def durations(self, units: Tensor) -> Tensor:
@@ -167,6 +181,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     def synthesize_frames_padded(self, frames: Tensor, lengths: Tensor) -> Tensor:
         if bool((lengths == frames.size(1)).all()):
             return self.synthesize_frames_batch(frames)
+        if self.istft:  # masks its padding itself
+            return self.generator(code=frames, lengths=lengths).reshape(frames.size(0), -1).float()
         if self.causal:  # padding after a row's frames never reaches them; each row ends after its frames
             audio, _ = self.synthesize_step(F.pad(frames, (0, self.lookahead_frames)), lengths,
                                             torch.zeros_like(lengths), self.initial_stream_state().expand(frames.size(0), -1))
@@ -203,6 +219,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     @torch.no_grad()
     def forward(self, units, dur_prediction: bool = False) -> Tensor:
         units = as_unit_tensor(units, self.num_units)
+        if self.istft:
+            return super().forward(units, dur_prediction)
         if dur_prediction:
             self.check_duration_predictor()
         # one-shot synthesis is fairseq's own path, duration prediction included

@@ -44,6 +44,9 @@ MODEL_FIELDS: Dict[str, Any] = {
     "embedding_dim": int,
 }
 EMBEDDING_INITS = ("random", "centroids")
+# "hifigan": fairseq's CodeGenerator (or its causal form); "istft": vocoder/istft_generator.py
+GENERATORS = ("hifigan", "istft")
+ISTFT_FIELDS = ("istft_channels", "istft_layers", "istft_kernel_size", "istft_n_fft")
 DUR_PREDICTOR_FIELDS = ("encoder_embed_dim", "var_pred_hidden_dim", "var_pred_kernel_size", "var_pred_dropout")
 
 _TRAINING_DEFAULTS: Dict[str, Any] = {
@@ -122,17 +125,39 @@ PRESETS["tiny"] = {
 }
 
 
-def preset_config(name: str, num_embeddings: int) -> Dict[str, Any]:
-    """A copy of preset ``name`` with its unit embedding table sized for ``num_embeddings`` units."""
+# the iSTFT generator's sizes per preset (its other fields are the preset's): the full size has
+# Vocos's width and depth
+ISTFT_SIZES: Dict[str, Dict[str, int]] = {
+    "tiny": {"istft_channels": 256, "istft_layers": 4, "istft_kernel_size": 7, "istft_n_fft": 1280},
+    "full": {"istft_channels": 512, "istft_layers": 8, "istft_kernel_size": 7, "istft_n_fft": 1280},
+}
+HIFIGAN_ONLY = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
+                "resblock_kernel_sizes", "resblock_dilation_sizes")
+
+
+def preset_config(name: str, num_embeddings: int, generator: str = "hifigan") -> Dict[str, Any]:
+    """A copy of preset ``name`` with its unit embedding table sized for ``num_embeddings`` units;
+    with ``generator`` ``"istft"``, the same embeddings, duration predictor and training fields
+    around an iSTFT generator of the preset's size (:data:`ISTFT_SIZES`)."""
     if name not in PRESETS:
         raise VocoderError(f"unknown vocoder preset {name!r}; choose from {sorted(PRESETS)}")
+    if generator not in GENERATORS:
+        raise VocoderError(f"unknown generator {generator!r}; choose from {', '.join(GENERATORS)}")
     config = copy.deepcopy(PRESETS[name])
     config["num_embeddings"] = int(num_embeddings)
+    if generator == "istft":
+        config["code_hop_size"] = frame_hop(config)
+        for key in HIFIGAN_ONLY:
+            del config[key]
+        config.update(generator="istft", **ISTFT_SIZES[name])
     return config
 
 
 def frame_hop(config: Mapping[str, Any]) -> int:
-    """Samples per unit frame: the product of the upsampling rates (320 for 16 kHz, 50 Hz units)."""
+    """Samples per unit frame: the product of the upsampling rates (320 for 16 kHz, 50 Hz units);
+    an iSTFT generator's ``code_hop_size``."""
+    if config.get("generator", "hifigan") == "istft":
+        return int(config["code_hop_size"])
     return int(math.prod(config["upsample_rates"]))
 
 
@@ -144,6 +169,11 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
     """Check a parsed ``config.json``; returns it as a dict. Raises :class:`VocoderError` naming the field."""
     if not isinstance(config, Mapping):
         raise VocoderError(f"{where}: expected a JSON object, got {type(config).__name__}")
+    generator = config.get("generator", "hifigan")
+    if generator not in GENERATORS:
+        raise VocoderError(f"{where}: generator {generator!r} is not one of {', '.join(GENERATORS)}")
+    if generator == "istft":
+        return _check_istft_config(config, where)
     missing = [k for k in MODEL_FIELDS if k not in config]
     if missing:
         raise VocoderError(f"{where}: missing field(s) {', '.join(missing)} (a CodeHiFiGAN config needs {', '.join(MODEL_FIELDS)})")
@@ -162,6 +192,45 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
             f"{where}: upsample_initial_channel {config['upsample_initial_channel']} must be divisible by "
             f"2**{len(config['upsample_rates'])} (it halves at every upsampling)"
         )
+    _check_units(config, where)
+    causal = config.get("causal", False)
+    if not isinstance(causal, bool):
+        raise VocoderError(f"{where}: causal must be true or false, got {causal!r}")
+    if causal and str(config.get("resblock", "1")) != "1":
+        raise VocoderError(f"{where}: a causal generator needs resblock \"1\", got {config['resblock']!r}")
+    lookahead = config.get("lookahead_frames", 0)
+    if not isinstance(lookahead, int) or isinstance(lookahead, bool) or not 0 <= lookahead <= 6:
+        raise VocoderError(f"{where}: lookahead_frames must be an integer 0..6 (the first convolution's reach), got {lookahead!r}")
+    if lookahead and not causal:
+        raise VocoderError(f"{where}: lookahead_frames {lookahead} needs causal true (a non-causal generator looks ahead anyway)")
+    hop = frame_hop(config)
+    if "code_hop_size" in config and int(config["code_hop_size"]) != hop:
+        raise VocoderError(f"{where}: code_hop_size {config['code_hop_size']} but the upsample rates multiply to {hop}")
+    return dict(config)
+
+
+def _check_istft_config(config: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """The checks of an iSTFT generator's config (:mod:`~echostream_fairseq.vocoder.istft_generator`)."""
+    for key in ("code_hop_size", "num_embeddings", "embedding_dim", *ISTFT_FIELDS):
+        if key not in config:
+            raise VocoderError(f"{where}: missing field {key} (an iSTFT generator's config needs code_hop_size, "
+                               f"num_embeddings, embedding_dim and {', '.join(ISTFT_FIELDS)})")
+        if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
+            raise VocoderError(f"{where}: field {key} must be a positive integer, got {config[key]!r}")
+    if config.get("causal"):
+        raise VocoderError(f"{where}: the iSTFT generator has no causal form (causal true needs generator hifigan)")
+    hop, n_fft = config["code_hop_size"], config["istft_n_fft"]
+    if n_fft % hop or n_fft < 2 * hop or (n_fft - hop) % 2:
+        raise VocoderError(f"{where}: istft_n_fft {n_fft} must be a multiple of code_hop_size {hop}, at least twice "
+                           "it, with an even difference (each frame's window is centred on its own samples)")
+    if config["istft_kernel_size"] % 2 == 0:
+        raise VocoderError(f"{where}: istft_kernel_size {config['istft_kernel_size']} must be odd (centred convolutions)")
+    _check_units(config, where)
+    return dict(config)
+
+
+def _check_units(config: Mapping[str, Any], where: str) -> None:
+    """The checks both generators share: the unit table, the conditioning, the duration predictor."""
     if config["num_embeddings"] < 1:
         raise VocoderError(f"{where}: num_embeddings must be positive, got {config['num_embeddings']}")
     # Only unit conditioning is supported: f0 and speaker inputs are not produced by the S2ST model.
@@ -177,19 +246,6 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
         raise VocoderError(
             f"{where}: model_in_dim {model_in_dim} must equal embedding_dim {config['embedding_dim']} for a unit-only vocoder"
         )
-    causal = config.get("causal", False)
-    if not isinstance(causal, bool):
-        raise VocoderError(f"{where}: causal must be true or false, got {causal!r}")
-    if causal and str(config.get("resblock", "1")) != "1":
-        raise VocoderError(f"{where}: a causal generator needs resblock \"1\", got {config['resblock']!r}")
-    lookahead = config.get("lookahead_frames", 0)
-    if not isinstance(lookahead, int) or isinstance(lookahead, bool) or not 0 <= lookahead <= 6:
-        raise VocoderError(f"{where}: lookahead_frames must be an integer 0..6 (the first convolution's reach), got {lookahead!r}")
-    if lookahead and not causal:
-        raise VocoderError(f"{where}: lookahead_frames {lookahead} needs causal true (a non-causal generator looks ahead anyway)")
-    hop = frame_hop(config)
-    if "code_hop_size" in config and int(config["code_hop_size"]) != hop:
-        raise VocoderError(f"{where}: code_hop_size {config['code_hop_size']} but the upsample rates multiply to {hop}")
     dur = config.get("dur_predictor_params")
     if dur:
         missing = [k for k in DUR_PREDICTOR_FIELDS if k not in dur]
@@ -198,7 +254,6 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
         if dur["encoder_embed_dim"] != config["embedding_dim"]:
             raise VocoderError(f"{where}: dur_predictor_params.encoder_embed_dim {dur['encoder_embed_dim']} "
                                f"must equal embedding_dim {config['embedding_dim']}")
-    return dict(config)
 
 
 def load_vocoder_config(path: str) -> Dict[str, Any]:

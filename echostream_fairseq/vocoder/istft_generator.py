@@ -1,0 +1,132 @@
+"""A unit generator that works at the frame rate and ends in an inverse STFT (config ``"generator": "istft"``).
+
+HiFi-GAN upsamples its frames 320-fold in learned stages. On a CPU its last stages, 4 to 16
+channels wide over every output sample, take most of its time for little arithmetic: the tiny
+generator runs at a quarter of the rate the full-size one reaches (docs/server.md). This generator
+does all of its work at the 50 Hz frame rate, in channels wide enough to fill the vector units,
+and has each frame predict a spectrum (a log magnitude and a phase per bin) that an inverse FFT
+and overlap-add turn into samples; the design of Vocos (Siuzdak, 2023), on units.
+
+Layers, ``[B, T]`` frame-level units -> ``[B, 1, T * hop]`` samples:
+
+1. the unit embedding (``dict``, as fairseq's ``CodeGenerator``, so centroid initialisation and
+   the duration predictor work alike), a convolution of kernel ``istft_kernel_size`` to
+   ``istft_channels`` channels and a layer norm;
+2. ``istft_layers`` ConvNeXt blocks: a depthwise convolution over time, a layer norm, a
+   pointwise MLP (``3 * istft_channels`` wide, GELU), a learned per-channel scale, a residual;
+3. a layer norm and a linear map to ``istft_n_fft + 2`` numbers per frame: the log magnitude and
+   the phase of each of the ``istft_n_fft // 2 + 1`` bins;
+4. an inverse real FFT per frame, a periodic Hann window, and overlap-add at the frame hop. Frame
+   ``t``'s window is centred on its own samples ``[t * hop, (t + 1) * hop)``; the sum is divided by
+   the windows' summed power, which repeats with the hop (``istft_n_fft`` is a multiple of it).
+
+Rows padded on the right (``lengths``) are zeroed past their length before each layer that mixes
+frames, and their padded frames give no spectrum, so each row's samples equal those of the row
+synthesised alone.
+"""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from typing import Any, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ISTFTGenerator", "is_istft"]
+
+# the most a log magnitude may say: exp(11.5) ~ 1e5, far above speech, keeps a bad prediction finite
+MAX_LOG_MAGNITUDE = 11.5
+
+
+def is_istft(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` asks for this generator."""
+    return config.get("generator", "hifigan") == "istft"
+
+
+class _ConvNeXtBlock(nn.Module):
+    def __init__(self, channels: int, kernel_size: int, scale: float) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.expand = nn.Linear(channels, 3 * channels)
+        self.project = nn.Linear(3 * channels, channels)
+        self.scale = nn.Parameter(torch.full((channels,), scale))
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """``[B, T, C]`` -> ``[B, T, C]``; ``mask`` ``[B, T, 1]`` (1: a real frame) or None."""
+        y = x if mask is None else x * mask
+        y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
+        y = self.project(F.gelu(self.expand(self.norm(y))))
+        return x + self.scale * y
+
+
+class ISTFTGenerator(nn.Module):
+    """Frame-level units -> waveform, all layers at the frame rate; see the module docstring.
+
+    Args:
+        config: a checked vocoder config with ``"generator": "istft"`` (its ``istft_*`` fields,
+            ``code_hop_size``, ``num_embeddings``, ``embedding_dim``, ``dur_predictor_params``).
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        channels, kernel = int(config["istft_channels"]), int(config["istft_kernel_size"])
+        self.hop = int(config["code_hop_size"])
+        self.n_fft = int(config["istft_n_fft"])
+        self.dict = nn.Embedding(config["num_embeddings"], config["embedding_dim"])
+        self.conv_pre = nn.Conv1d(config["embedding_dim"], channels, kernel, padding=kernel // 2)
+        self.norm_pre = nn.LayerNorm(channels)
+        layers = int(config["istft_layers"])
+        self.blocks = nn.ModuleList(_ConvNeXtBlock(channels, kernel, 1.0 / layers) for _ in range(layers))
+        self.norm_post = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, self.n_fft + 2)
+        self.dur_predictor = None
+        if config.get("dur_predictor_params"):
+            from fairseq.models.text_to_speech.fastspeech2 import VariancePredictor
+
+            self.dur_predictor = VariancePredictor(Namespace(**config["dur_predictor_params"]))
+        window = torch.hann_window(self.n_fft, periodic=True)
+        # every output sample lies under n_fft / hop windows, one at each offset of its place in the hop
+        power = (window ** 2).reshape(self.n_fft // self.hop, self.hop).sum(0)
+        self.register_buffer("window", window, persistent=False)
+        self.register_buffer("inverse_power", 1.0 / power, persistent=False)
+
+    def forward(self, code: Tensor, lengths: Optional[Tensor] = None, **unused: Any) -> Tensor:
+        """``code`` ``[B, T]`` frame-level units (``lengths`` ``[B]``: real frames per row, the rest
+        padding) -> ``[B, 1, T * hop]`` float samples (zeros past each row's end)."""
+        frames = code.size(1)
+        mask = None
+        if lengths is not None and bool((lengths < frames).any()):
+            positions = torch.arange(frames, device=code.device)
+            mask = (positions[None, :] < lengths.to(code.device)[:, None]).unsqueeze(-1).to(self.head.weight.dtype)
+        x = self.dict(code)
+        if mask is not None:
+            x = x * mask
+        x = self.norm_pre(self.conv_pre(x.transpose(1, 2)).transpose(1, 2))
+        for block in self.blocks:
+            x = block(x, mask)
+        spectrum = self.head(self.norm_post(x)).float()  # the FFT runs in fp32 whatever the layers' dtype
+        bins = self.n_fft // 2 + 1
+        magnitude = torch.exp(spectrum[..., :bins].clamp(max=MAX_LOG_MAGNITUDE))
+        if mask is not None:
+            magnitude = magnitude * mask.float()
+        phase = spectrum[..., bins:]
+        audio = self._overlap_add(torch.fft.irfft(torch.polar(magnitude, phase), n=self.n_fft) * self.window.float())
+        if mask is not None:  # the last real frames' windows reach into the padding
+            samples = torch.arange(audio.size(1), device=audio.device)
+            audio = audio * (samples[None, :] < lengths.to(audio.device)[:, None] * self.hop)
+        return audio[:, None]
+
+    def _overlap_add(self, frames: Tensor) -> Tensor:
+        """``[B, T, n_fft]`` windowed frames -> ``[B, T * hop]``: frame ``t`` starts ``(n_fft - hop) / 2``
+        samples before ``t * hop``."""
+        batch, count, _ = frames.shape
+        pieces = self.n_fft // self.hop
+        frames = frames.reshape(batch, count, pieces, self.hop)
+        # piece j of frame t lands on hop block t + j of the uncut output
+        total = sum(F.pad(frames[:, :, j], (0, 0, j, pieces - 1 - j)) for j in range(pieces))
+        total = (total * self.inverse_power.float()).reshape(batch, -1)
+        start = (self.n_fft - self.hop) // 2
+        return total[:, start:start + count * self.hop]
