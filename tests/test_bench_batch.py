@@ -27,3 +27,15 @@ def test_bench_batch_names_a_bad_input(tmp_path, capsys):
     assert "simuleval/test.source not found: --data must be a corpus folder" in capsys.readouterr().err
     assert main(["--data", str(tmp_path), "--model", str(tmp_path / "x.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_the_full_size_system_takes_each_vocoder(corpus):
+    """--full-size-vocoder: StreamSpeech's HiFi-GAN, its causal form or the iSTFT generator of the
+    full preset, each named in the report; the iSTFT one shares calls of up to 32 streams."""
+    from echostream_fairseq.cli.bench_batch import _vocoder_kind, random_full_size_vocoder
+
+    istft = random_full_size_vocoder(corpus / "units" / "kmeans.pt", max_batch=None, generator="istft")
+    assert istft.vocoder.istft and istft.vocoder.generator.n_fft == 1280 and istft.max_batch == 32
+    assert _vocoder_kind(istft) == "iSTFT, re-synthesising 12 frames of context"
+    audio, _ = istft.step([1, 2, 3], istft.initial_state(), finish=True)
+    assert audio.numel() > 0

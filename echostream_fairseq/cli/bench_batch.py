@@ -56,6 +56,9 @@ from echostream_fairseq.vocoder.incremental import (
 
 logger = logging.getLogger(__name__)
 
+# the full-size system's vocoder (--full-size-vocoder)
+FULL_SIZE_VOCODERS = ("hifigan", "causal", "istft")
+
 
 class BenchError(Exception):
     """An unusable input; the message says what to fix."""
@@ -134,17 +137,18 @@ def _systems(args) -> Dict[str, object]:
         model, task = build_random_echostream_model("echostream_emformer", args.data)
         model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
         vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype, args.vocoder_left_context,
-                                           args.vocoder_max_padding, args.full_size_causal_vocoder)
+                                           args.vocoder_max_padding, args.full_size_vocoder)
         systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
     return systems
 
 
 def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_dtype: str = "fp32",
-                             left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0, causal: bool = False):
+                             left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0, generator: str = "hifigan"):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
     ``max_batch`` streams at most per synthesis call (None: the streaming API's limit); ``bf16`` runs
     it in bfloat16; ``left_context`` frames re-synthesised per call; ``max_padding`` as
-    :func:`load_vocoder`'s; ``causal``: the causal generator of the same size."""
+    :func:`load_vocoder`'s; ``generator``: ``hifigan``, ``causal`` (the causal HiFi-GAN of the same
+    size) or ``istft`` (the iSTFT generator of the full preset)."""
     from echostream_fairseq.modules.precision import torch_dtype
 
     from echostream_fairseq.data.units import load_unit_model
@@ -153,7 +157,10 @@ def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_d
 
     num_units = int(load_unit_model(str(kmeans))["num_units"])
     with tempfile.TemporaryDirectory() as tmp:
-        config = {**preset_config("full", num_units), "causal": causal}
+        if generator == "causal":
+            config = {**preset_config("full", num_units), "causal": True}
+        else:
+            config = preset_config("full", num_units, generator=generator)
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
@@ -164,6 +171,16 @@ def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_d
                                      max_padding=max_padding)
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
+
+
+def _vocoder_kind(incremental) -> str:
+    """How a system's vocoder runs, for the report."""
+    if incremental.causal:
+        return "causal, from its caches"
+    names = {"CodeHiFiGANUnitVocoder": "HiFi-GAN", "GriffinLimUnitVocoder": "Griffin-Lim"}
+    kind = type(incremental.vocoder).__name__
+    generator = "iSTFT" if getattr(incremental.vocoder, "istft", False) else names.get(kind, kind)
+    return f"{generator}, re-synthesising {incremental.left_context} frames of context"
 
 
 def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: int) -> Dict:
@@ -255,10 +272,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--vocoder-batch", type=int, default=None,
                    help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
-                        f"default: the streaming API's, {MAX_SUB_BATCH}, or {MAX_CAUSAL_SUB_BATCH} for a causal vocoder; "
+                        f"default: the streaming API's, {MAX_SUB_BATCH}, or {MAX_CAUSAL_SUB_BATCH} for a causal or iSTFT vocoder; "
                         "the warm-up keeps the size up to it that costs least per stream)")
-    p.add_argument("--full-size-causal-vocoder", action="store_true",
-                   help="the full-size system's random CodeHiFiGAN is causal (as echostream-train-vocoder --causal)")
+    p.add_argument("--full-size-vocoder", choices=FULL_SIZE_VOCODERS, default="hifigan",
+                   help="the full-size system's random vocoder: StreamSpeech's HiFi-GAN, its causal form (as "
+                        "echostream-train-vocoder --causal) or the iSTFT generator of the full preset (--generator istft)")
     p.add_argument("--vocoder-max-padding", type=int, default=MAX_PADDING,
                    help="the most frames a shorter vocoder call is padded by to share a call with longer ones "
                         f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING})")
@@ -287,8 +305,7 @@ def main(argv=None) -> int:
         return 2
     sub_batches = {name: t.vocoder.max_batch for name, t in systems.items()
                    if t.vocoder is not None and t.config.speech_output}
-    kinds = {name: ("causal, from its caches" if t.vocoder.causal else f"re-synthesising {t.vocoder.left_context} frames of context")
-             for name, t in systems.items() if t.vocoder is not None and t.config.speech_output}
+    kinds = {name: _vocoder_kind(t.vocoder) for name, t in systems.items() if t.vocoder is not None and t.config.speech_output}
     results = {"machine": _machine(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
                "model_dtype": args.model_dtype, "vocoder_max_batch": sub_batches, "vocoders": kinds, "systems": {}}
     counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),

@@ -253,9 +253,8 @@ class EchoStream:
         output = output or ("speech" if vocoder else "text")
         unit_vocoder = None
         if output == "speech":
-            # many streams share the vocoder's calls, up to MAX_SUB_BATCH (MAX_CAUSAL_SUB_BATCH for a
-            # causal vocoder, or fewer, as warm-up finds) each, calls up to MAX_PADDING frames shorter
-            # padded to join them
+            # many streams share the vocoder's calls, up to sub_batch_limit's number each (or fewer, as
+            # warm-up finds), calls up to MAX_PADDING frames shorter padded to join them
             unit_vocoder = load_vocoder(vocoder, vocoder_cfg, vocoder_type, dur_prediction, vocoder_left_context,
                                         options.get("model_dtype", "fp32"), max_batch=None,
                                         max_padding=MAX_PADDING)

@@ -41,7 +41,8 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
     is no int8 convolution path). ``max_batch``: the most streams synthesised in one call (1 for
     one stream; the streaming API, which steps many, takes ``MAX_SUB_BATCH``; the warm-up keeps the
     sub-batch size up to it that costs least per stream; None: ``MAX_SUB_BATCH``, or
-    ``MAX_CAUSAL_SUB_BATCH`` for a causal vocoder, whose calls are shorter); ``max_padding``: the most frames a shorter
+    ``MAX_CAUSAL_SUB_BATCH`` for a causal vocoder, whose calls are shorter, ``MAX_ISTFT_SUB_BATCH`` for an
+    iSTFT one: ``sub_batch_limit``); ``max_padding``: the most frames a shorter
     call is padded by to share one (the streaming API takes ``MAX_PADDING``)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
