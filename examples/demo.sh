@@ -10,10 +10,11 @@
 #    RECIPE_MINUTES minutes of training (at most RECIPE_UPDATES updates), or, given UPDATES, for
 #    UPDATES updates; TRAIN_HOURS, if set, stops training after that many hours in either case;
 # 3. offline decoding (fairseq-generate, echostream-score) of test and test_heldout;
-# 4. the unit vocoder: the tiny CodeHiFiGAN, trained for VOCODER_UPDATES updates (2000, about
-#    5.5-8 minutes on 2 cores; VOCODER=griffin_lim uses the training-free fallback instead, VOCODER_DIR
-#    another trained one), and the ceilings of speech output: the reference target speech, and the
-#    reference units through the vocoder, transcribed by the same recogniser;
+# 4. the unit vocoder: the tiny iSTFT generator, trained for VOCODER_UPDATES updates (6000, about
+#    4-5 minutes on 2 cores; VOCODER=hifigan trains the tiny CodeHiFiGAN instead, 2000 updates in
+#    6-8 minutes; VOCODER=griffin_lim uses the training-free fallback, VOCODER_DIR another trained
+#    one), and the ceilings of speech output: the reference target speech, and the reference units
+#    through the vocoder, transcribed by the same recogniser;
 # 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and
 #    test_heldout, and at 320 ms with --lagging-k1 1 on test: latency (plain and
 #    computation-aware), ASR-BLEU (pocketsphinx with a domain LM from the training-side English)
@@ -64,23 +65,29 @@ for SPLIT in test test_heldout; do
 done
 
 echo "== 4/5 the vocoder, and the ceilings of the speech output (the recogniser on reference speech and on vocoded reference units)"
-VOCODER_UPDATES=${VOCODER_UPDATES:-2000}
-if [ "${VOCODER:-hifigan}" = griffin_lim ]; then
+VOCODER=${VOCODER:-istft}
+case "$VOCODER" in
+  istft) VOCODER_UPDATES=${VOCODER_UPDATES:-6000} ;;
+  hifigan) VOCODER_UPDATES=${VOCODER_UPDATES:-2000} ;;
+  griffin_lim) ;;
+  *) echo "VOCODER must be istft, hifigan or griffin_lim, got $VOCODER"; exit 2 ;;
+esac
+if [ "$VOCODER" = griffin_lim ]; then
   VOCODER_DIR=griffin_lim
   VOCODER=(--vocoder-type griffin_lim --vocoder "$DATA/units/kmeans.pt" --dur-prediction)
   echo "Griffin-Lim from the unit centroids (no training)"
 else
   if [ -z "${VOCODER_DIR:-}" ]; then
-    VOCODER_DIR=$WORK/vocoder_tiny
+    VOCODER_DIR=$WORK/vocoder_$([ "$VOCODER" = istft ] && echo istft_tiny || echo tiny)
     if [ ! -f "$VOCODER_DIR/.done_$VOCODER_UPDATES" ]; then
-      "$BIN/echostream-train-vocoder" --data "$DATA" --save-dir "$VOCODER_DIR" --preset tiny \
+      "$BIN/echostream-train-vocoder" --data "$DATA" --save-dir "$VOCODER_DIR" --preset tiny --generator "$VOCODER" \
         --max-updates "$VOCODER_UPDATES" --train-utterances 1000 --threads 2 --no-progress \
         > "$VOCODER_DIR.log" 2>&1 || { echo "vocoder training failed: see $VOCODER_DIR.log"; exit 1; }
       touch "$VOCODER_DIR/.done_$VOCODER_UPDATES"
     fi
   fi
   VOCODER=(--vocoder "$VOCODER_DIR/generator.pt" --vocoder-cfg "$VOCODER_DIR/config.json" --dur-prediction)
-  echo "CodeHiFiGAN from $VOCODER_DIR"
+  echo "unit vocoder from $VOCODER_DIR ($(grep -q '"generator": "istft"' "$VOCODER_DIR/config.json" && echo iSTFT || echo HiFi-GAN))"
 fi
 # the recogniser's language model: the English side of the training split
 cut -f3 "$DATA/text/train.tsv" | tail -n +2 > "$WORK/train_english.txt"
@@ -103,8 +110,9 @@ RUNS=(); LABELS=()
 simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
   local SPLIT=$1 SEG=$2 OUT=$WORK/${3:?a run name}
   RUNS+=("$OUT"); LABELS+=("$4")
-  if [ -f "$OUT/scores.tsv" ]; then echo "$4: done before"; return; fi
-  rm -rf "$OUT"
+  # a run is reused only with the same vocoder
+  if [ -f "$OUT/scores.tsv" ] && [ "$(cat "$OUT.vocoder" 2>/dev/null)" = "$VOCODER_DIR" ]; then echo "$4: done before"; return; fi
+  rm -rf "$OUT" "$OUT.vocoder"
   "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
     --user-dir echostream_fairseq/evaluation/asr_bleu \
     --source "$DATA/simuleval/$SPLIT.source" --target "$DATA/simuleval/$SPLIT.target" \
@@ -114,6 +122,7 @@ simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
     --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 "${@:5}" \
     2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
   test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
+  echo "$VOCODER_DIR" > "$OUT.vocoder"
 }
 for SPLIT in test test_heldout; do
   for SEG in 320 2000; do

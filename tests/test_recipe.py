@@ -89,3 +89,38 @@ def test_demo_trains_for_the_recipes_minutes_or_for_given_updates(tmp_path):
     assert _flag(flags, "--max-update") == updates
     flags = _demo_training_flags(tmp_path, "777")
     assert _flag(flags, "--stop-time-hours") == "0" and _flag(flags, "--max-update") == "777"
+
+
+def _demo_vocoder_flags(tmp_path, **env_extra):
+    """The echostream-train-vocoder flags examples/demo.sh passes (stand-ins for every earlier step);
+    returns (exit code, output, flags)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    save = tmp_path / "work" / _recipe("RECIPE_ARCH")[0]
+    scripts = {
+        "echostream-prep": "exit 0",
+        "fairseq-train": f"mkdir -p {save} && touch {save}/checkpoint_last.pt",
+        "fairseq-generate": "exit 0",
+        "echostream-score": 'for a; do [ "$prev" = --json ] && echo "{}" > "$a"; prev=$a; done',
+        "echostream-train-vocoder": f'echo "$@" > {tmp_path}/vocoder_args; exit 1',
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "BIN": str(bin_dir), "DATA": str(tmp_path / "corpus"),
+           "WORK": str(tmp_path / "work"), **env_extra}
+    proc = subprocess.run(["bash", "examples/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    args = tmp_path / "vocoder_args"
+    return proc.returncode, proc.stdout + proc.stderr, args.read_text().split() if args.is_file() else []
+
+
+def test_demo_trains_the_istft_vocoder_unless_told_otherwise(tmp_path):
+    code, out, flags = _demo_vocoder_flags(tmp_path / "a")
+    assert code == 1 and "vocoder training failed" in out, out
+    assert _flag(flags, "--generator") == "istft" and _flag(flags, "--max-updates") == "6000"
+    assert _flag(flags, "--save-dir").endswith("work/vocoder_istft_tiny")
+    code, out, flags = _demo_vocoder_flags(tmp_path / "b", VOCODER="hifigan")
+    assert _flag(flags, "--generator") == "hifigan" and _flag(flags, "--max-updates") == "2000"
+    assert _flag(flags, "--save-dir").endswith("work/vocoder_tiny")
+    code, out, flags = _demo_vocoder_flags(tmp_path / "c", VOCODER="wavenet")
+    assert code == 2 and "VOCODER must be istft, hifigan or griffin_lim, got wavenet" in out and not flags
