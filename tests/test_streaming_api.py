@@ -9,6 +9,7 @@ import torch
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.streaming.api import EchoStream
+from echostream_fairseq.streaming.policy import FINISH
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +208,19 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
         assert after.target_tokens == alone_after.target_tokens
     assert batched[1][0] == [] and batched[1][2].mt_memory is states[1].mt_memory
     assert max(len(b[0]) for b in batched) >= 3 and states[2].mt_memory[0].self_key.size(2) == 4
+    # finishing writes (the end of a sentence or of the source) share the rounds too: up to the end
+    # of sentence or max_len subwords, and the state that predicted the end is handed on as well
+    finishing = translator.with_config(max_len=4)
+    targets = [FINISH, len(states[1].target_tokens) + 2, FINISH]
+    batched = finishing._write_batch(states, targets)
+    for state, target, (new, text, after) in zip(states, targets, batched):
+        alone_new, alone_text, alone_after = finishing._write(state, None, target)
+        assert new == alone_new and after.target_tokens == alone_after.target_tokens
+        assert (text is None) == (alone_text is None)
+        if text is not None:
+            torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
+    assert [len(batched[r][0]) for r in (0, 2)] == [2, 0]  # the test model ends its sentences soon
+    assert [batched[r][1].size(1) for r in (0, 2)] == [3, 1]
 
 
 def test_streams_that_started_at_different_times_stack_and_keep_their_counts():

@@ -64,11 +64,7 @@ class MTWriting:
             logits, hidden, caches = self._mt_token(caches, tok, start + offset)
         hidden_rows, snapshots = [hidden], [caches]
         new: List[int] = []
-        if target != FINISH:
-            limit = target - m
-        else:  # max_len more subwords, or up to the sentence's limit in long-form mode
-            sentence_limit = self._sentence_limit(state)
-            limit = cfg.max_len if sentence_limit is None else max(0, sentence_limit - m)
+        limit = target - m if target != FINISH else self._finish_limit(state)
         while len(new) < limit:
             nxt = self._pick(logits, state.target_tokens + tuple(new))
             if nxt == eos:  # before the source ends, an early end of sentence is simply not written
@@ -99,16 +95,24 @@ class MTWriting:
             logits[eos] = float("-inf")
         return int(logits.argmax())
 
+    def _finish_limit(self, state: TranslatorState) -> int:
+        """The most subwords a finishing write adds: ``max_len``, or up to the sentence's limit in
+        long-form mode."""
+        sentence_limit = self._sentence_limit(state)
+        m = len(state.target_tokens)
+        return self.config.max_len if sentence_limit is None else max(0, sentence_limit - m)
+
     def _write_batch(self, states: List["TranslatorState"], targets: List[int]):
-        """:meth:`_write` for several streams in incremental mode, none finishing, each with an MT
-        memory: the decoder runs once per round for all of them (see the module docstring)."""
+        """:meth:`_write` for several streams in incremental mode, each with an MT memory (targets
+        may be :data:`FINISH`: the end of a sentence or of the source): the decoder runs once per
+        round for all of them (see the module docstring)."""
         cfg, eos, decoder = self.config, self.tgt_dict.eos(), self.model.decoder
         written = [len(s.target_tokens) for s in states]
         caches, self_valid, memory_valid = pad_caches([s.mt_memory for s in states])
         memory_lengths = memory_valid.sum(dim=1).tolist()
         tokens = [s.target_tokens[-1] if m else eos for s, m in zip(states, written)]
         positions = list(written)
-        limits = [t - m for t, m in zip(targets, written)]
+        limits = [self._finish_limit(s) if t == FINISH else t - m for s, t, m in zip(states, targets, written)]
         news: List[List[int]] = [[] for _ in states]
         hidden_rows: List[List[Tensor]] = [[] for _ in states]
         steps = []  # (caches, self_valid) after each round
@@ -136,9 +140,12 @@ class MTWriting:
         results = []
         for r, state in enumerate(states):
             new = news[r]
-            if cfg.policy.whole_word:
+            finishing = targets[r] == FINISH
+            if cfg.policy.whole_word and not finishing:
                 new = new[: whole_word_prefix(new, 0, lambda t: self.word_start[t])]
-            text_states = torch.cat(hidden_rows[r][: len(new)], dim=1) if new else None
+            # a finishing write also hands on the state that predicted the end of sentence
+            n_states = len(new) + (1 if finishing else 0)
+            text_states = torch.cat(hidden_rows[r][:n_states], dim=1) if n_states else None
             if new:  # the caches holding the inputs up to the last subword kept, which is fed next
                 step_caches, step_valid = steps[len(new) - 1]
                 next_caches = unpad_row(step_caches, r, int(step_valid[r].sum()), memory_lengths[r])

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
-from echostream_fairseq.streaming.policy import FINISH, PolicyState
+from echostream_fairseq.streaming.policy import PolicyState
 
 from echostream_fairseq.streaming.stage_clock import StageClock
 
@@ -69,20 +69,20 @@ class SentenceEnds:
             return None
         return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
 
-    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], clock: Optional[StageClock]):
+    def _end_sentence(self, state: TranslatorState, enc_new: Optional[Tensor], written: Optional[tuple],
+                      clock: Optional[StageClock]):
         """Complete the current sentence's translation, then start the target side afresh.
 
-        Returns the sentence's last subwords, units and vocoder ids, and the new state; the
-        speech of those ids is left to the caller, so that the sentences ending in one tick share
-        a vocoder call."""
+        ``written``: the sentence's last write (``_write`` to :data:`FINISH`, which the caller runs
+        for every sentence ending in the tick at once), None when not translating. Returns the
+        sentence's last subwords, units and vocoder ids, and the new state; the speech of those ids
+        is left to the caller, so that the sentences ending in one tick share a vocoder call."""
         cfg = self.config
         target_new: List[int] = []
         units_new: List[int] = []
         unit_ids: List[int] = []
         if cfg.translate:
-            target_new, text_states, state = self._write(state, enc_new, FINISH)
-            if clock:
-                clock.mark("mt")
+            target_new, text_states, state = written
             if cfg.speech_output:
                 units_new, unit_ids, state = self._units(state, text_states, enc_new, False, clock, sentence_done=True)
         # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer

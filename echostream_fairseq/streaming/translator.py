@@ -360,13 +360,18 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                                   clocks)
         else:
             speech = [(torch.zeros(0), state) for _, _, _, state, _ in spoken]
-        # the sentences that end here: their last subwords and units, then their speech in one call
+        # the sentences that end here: their last subwords (written together), units, then their
+        # speech in one call
+        ending = [i for i, ((_, _, enc_new, _), (_, state), finish) in enumerate(zip(encoded, speech, finishes))
+                  if not finish and self._sentence_ends(state, enc_new)]
+        last_writes = [None] * len(ending)
+        if self.config.translate and ending:
+            last_writes = self._write_all([(speech[i][1], encoded[i][2], FINISH) for i in ending], [clocks[i] for i in ending])
         ends = {}
-        for i, ((_, _, enc_new, _), (_, state), finish, clock) in enumerate(zip(encoded, speech, finishes, clocks)):
-            if clock:
-                clock.restart()
-            if not finish and self._sentence_ends(state, enc_new):
-                ends[i] = self._end_sentence(state, enc_new, clock)
+        for i, written in zip(ending, last_writes):
+            if clocks[i]:
+                clocks[i].restart()
+            ends[i] = self._end_sentence(speech[i][1], encoded[i][2], written, clocks[i])
         if self.config.translate and self.config.speech_output:
             last_speech = self._speech([(ids, state, False) for _, _, ids, state in ends.values()],
                                        [clocks[i] for i in ends]) if ends else []
@@ -402,17 +407,16 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         return state, target
 
     def _write_all(self, plans, clocks):
-        """``_write`` for every stream that writes: one batched decoding for the incremental writes
-        of streams whose MT memory holds frames, one by one for the rest (the end of a sentence or
-        of the source, ``--reencode``). Returns ``(new subwords, text states, state)`` or ``None`` each."""
+        """``_write`` for every stream that writes: one batched decoding for the streams whose MT
+        memory holds frames (finishing ones included), one by one for the rest (``--reencode``, an
+        empty memory). Returns ``(new subwords, text states, state)`` or ``None`` each."""
         results: List = [None] * len(plans)
         batch, alone = [], []
         for i, (state, _, target) in enumerate(plans):
             if target is None:
                 continue
             memory = state.mt_memory
-            batchable = (not self.config.reencode and target != FINISH and memory is not None
-                         and memory[0].cross_key is not None)
+            batchable = not self.config.reencode and memory is not None and memory[0].cross_key is not None
             (batch if batchable else alone).append(i)
         if len(batch) == 1:
             alone, batch = alone + batch, []

@@ -57,3 +57,13 @@ for run in 1 2; do
 done
 for dtype in fp32 int8; do full hifigan_t20 hifigan "$dtype"; done
 # (the 10-tick column of the full-size table: one more run of each dtype, --full-size-streams 1 4, 10 ticks)
+# the sentence ends' last writes decoded together, and 4 frames of vocoder context: each setting in
+# turn, twice ("before" ran the commit before that change, from a git worktree)
+for run in 1 2; do
+  for setting in before after after_lc4; do
+    extra=(); [ "$setting" = after_lc4 ] && extra=(--vocoder-left-context 4)
+    "$BIN/echostream-bench-batch" --data "$DATA" --model "$MODEL" --vocoder results/demo/vocoder_istft_tiny/generator.pt \
+      --vocoder-cfg results/demo/vocoder_istft_tiny/config.json --streams 1 16 32 --full-size-streams --threads 2 \
+      "${extra[@]}" --out "$W/bench_ends_${setting}_r$run"
+  done
+done
