@@ -89,15 +89,18 @@ else
   VOCODER=(--vocoder "$VOCODER_DIR/generator.pt" --vocoder-cfg "$VOCODER_DIR/config.json" --dur-prediction)
   echo "unit vocoder from $VOCODER_DIR ($(grep -q '"generator": "istft"' "$VOCODER_DIR/config.json" && echo iSTFT || echo HiFi-GAN))"
 fi
+# what the reused outputs below were made with: the vocoder's folder and its weights
+VOCODER_ID=$VOCODER_DIR$([ -f "$VOCODER_DIR/generator.pt" ] && echo " $(cksum < "$VOCODER_DIR/generator.pt" | cut -d' ' -f1)")
 # the recogniser's language model: the English side of the training split
 cut -f3 "$DATA/text/train.tsv" | tail -n +2 > "$WORK/train_english.txt"
 CEIL=$WORK/ceilings_$(basename "$VOCODER_DIR")
 mkdir -p "$CEIL"
-if [ ! -f "$CEIL/units.json" ]; then
+if [ ! -f "$CEIL/units.json" ] || [ "$(cat "$CEIL/vocoder.id" 2>/dev/null)" != "$VOCODER_ID" ]; then
   cut -f2 "$DATA/units/test.tsv" | tail -n +2 > "$CEIL/test_units.txt"
   "$BIN/echostream-vocode" --in-code-file "$CEIL/test_units.txt" "${VOCODER[@]}" --results-path "$CEIL/units_wavs" > /dev/null
   "$BIN/echostream-asr-bleu" --wav-dir "$CEIL/units_wavs" --reference "$DATA/simuleval/test.target" \
     --lm-text "$WORK/train_english.txt" --json "$CEIL/units.json" > /dev/null
+  echo "$VOCODER_ID" > "$CEIL/vocoder.id"
 fi
 if [ ! -f "$CEIL/speech.json" ]; then
   cut -f1 "$DATA/text/test.tsv" | tail -n +2 | sed "s|^|$PWD/$DATA/audio/tgt/|; s|$|.wav|" > "$CEIL/test_speech.txt"
@@ -110,8 +113,8 @@ RUNS=(); LABELS=()
 simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
   local SPLIT=$1 SEG=$2 OUT=$WORK/${3:?a run name}
   RUNS+=("$OUT"); LABELS+=("$4")
-  # a run is reused only with the same vocoder
-  if [ -f "$OUT/scores.tsv" ] && [ "$(cat "$OUT.vocoder" 2>/dev/null)" = "$VOCODER_DIR" ]; then echo "$4: done before"; return; fi
+  # a run is reused only with the same vocoder (its folder and weights)
+  if [ -f "$OUT/scores.tsv" ] && [ "$(cat "$OUT.vocoder" 2>/dev/null)" = "$VOCODER_ID" ]; then echo "$4: done before"; return; fi
   rm -rf "$OUT" "$OUT.vocoder"
   "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
     --user-dir echostream_fairseq/evaluation/asr_bleu \
@@ -122,7 +125,7 @@ simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
     --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 "${@:5}" \
     2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
   test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
-  echo "$VOCODER_DIR" > "$OUT.vocoder"
+  echo "$VOCODER_ID" > "$OUT.vocoder"
 }
 for SPLIT in test test_heldout; do
   for SEG in 320 2000; do

@@ -2,6 +2,8 @@
 
 import json
 
+import torch
+
 from echostream_fairseq.cli.bench_batch import main
 
 
@@ -39,3 +41,15 @@ def test_the_full_size_system_takes_each_vocoder(corpus):
     assert _vocoder_kind(istft) == "iSTFT, re-synthesising 12 frames of context"
     audio, _ = istft.step([1, 2, 3], istft.initial_state(), finish=True)
     assert audio.numel() > 0
+
+
+def test_the_report_names_each_kind_of_vocoder(tmp_path):
+    from echostream_fairseq.cli.bench_batch import _vocoder_kind
+    from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
+    from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+
+    kinds = []
+    for name, config in (("h", preset_config("tiny", 16)), ("c", {**preset_config("tiny", 16), "causal": True})):
+        torch.save({"generator": build_generator(config).state_dict()}, tmp_path / f"{name}.pt")
+        kinds.append(_vocoder_kind(IncrementalVocoder(CodeHiFiGANUnitVocoder(str(tmp_path / f"{name}.pt"), config))))
+    assert kinds == ["HiFi-GAN, re-synthesising 12 frames of context", "causal, from its caches"]

@@ -219,8 +219,18 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
         assert (text is None) == (alone_text is None)
         if text is not None:
             torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
-    assert [len(batched[r][0]) for r in (0, 2)] == [2, 0]  # the test model ends its sentences soon
+    # long-form mode (on by default) bounds a sentence's last write: here 2 and 0 more subwords
+    assert [len(batched[r][0]) for r in (0, 2)] == [2, 0]
     assert [batched[r][1].size(1) for r in (0, 2)] == [3, 1]
+    # without it max_len bounds them, and the end of sentence may come first
+    finishing = translator.with_config(max_len=3, sentence_pause_frames=0)
+    batched = finishing._write_batch(states, [FINISH, FINISH, FINISH])
+    for state, (new, text, after) in zip(states, batched):
+        alone_new, alone_text, alone_after = finishing._write(state, None, FINISH)
+        assert new == alone_new and len(new) <= 3 and text.size(1) == len(new) + 1
+        torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
+        for a, b in zip(after.mt_memory, alone_after.mt_memory):
+            torch.testing.assert_close(a.self_key, b.self_key, atol=1e-5, rtol=1e-5)
 
 
 def test_streams_that_started_at_different_times_stack_and_keep_their_counts():

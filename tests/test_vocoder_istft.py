@@ -80,9 +80,14 @@ def test_a_bf16_generator_stays_close_to_fp32(tmp_path):
     vocoder = random_istft_vocoder(tmp_path)
     frames = torch.randint(0, 16, (2, 24))
     reference = vocoder.synthesize_frames_batch(frames)
-    low = vocoder.to(torch.bfloat16).synthesize_frames_batch(frames)
-    assert low.dtype == torch.float32
-    assert float((low - reference).norm() / reference.norm()) < 0.05
+    low = vocoder.to(torch.bfloat16)
+    assert low.generator.conv_pre.weight.dtype == torch.bfloat16
+    assert low.generator.window.dtype == torch.float32 and low.generator.inverse_power.dtype == torch.float32
+    audio = low.synthesize_frames_batch(frames)
+    assert audio.dtype == torch.float32
+    assert float((audio - reference).norm() / reference.norm()) < 0.05
+    padded = low.synthesize_frames_padded(frames, torch.tensor([24, 9]))
+    assert padded[1, 9 * 320:].abs().max() == 0 and torch.isfinite(padded).all()
 
 
 def test_one_shot_synthesis_predicts_durations(tmp_path):
@@ -96,16 +101,20 @@ def test_one_shot_synthesis_predicts_durations(tmp_path):
 
 def test_config_errors_name_the_field():
     assert frame_hop(small_config()) == 320 and "upsample_rates" not in small_config()
-    with pytest.raises(VocoderError, match="istft_n_fft 1000 must be a multiple of code_hop_size 320"):
+    with pytest.raises(VocoderError, match="istft_n_fft 1000 must be an even multiple of code_hop_size 320"):
         check_vocoder_config(small_config(istft_n_fft=1000))
-    with pytest.raises(VocoderError, match="istft_n_fft 320 must be a multiple of code_hop_size 320, at least twice"):
+    with pytest.raises(VocoderError, match="istft_n_fft 320 must be an even multiple of code_hop_size 320, at least twice"):
         check_vocoder_config(small_config(istft_n_fft=320))
+    with pytest.raises(VocoderError, match="istft_n_fft 15 must be an even multiple of code_hop_size 5"):
+        check_vocoder_config(small_config(istft_n_fft=15, code_hop_size=5))  # odd: n_fft + 2 numbers would not split
     with pytest.raises(VocoderError, match="istft_kernel_size 6 must be odd"):
         check_vocoder_config(small_config(istft_kernel_size=6))
     with pytest.raises(VocoderError, match="field istft_layers must be a positive integer, got 0"):
         check_vocoder_config(small_config(istft_layers=0))
     with pytest.raises(VocoderError, match="no causal form"):
         check_vocoder_config(small_config(causal=True))
+    with pytest.raises(VocoderError, match="no causal form"):
+        check_vocoder_config(small_config(lookahead_frames=2))
     missing = small_config()
     del missing["istft_channels"]
     with pytest.raises(VocoderError, match="missing field istft_channels"):

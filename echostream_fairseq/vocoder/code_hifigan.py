@@ -181,8 +181,6 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     def synthesize_frames_padded(self, frames: Tensor, lengths: Tensor) -> Tensor:
         if bool((lengths == frames.size(1)).all()):
             return self.synthesize_frames_batch(frames)
-        if self.istft:  # masks its padding itself
-            return self.generator(code=frames, lengths=lengths).reshape(frames.size(0), -1).float()
         if self.causal:  # padding after a row's frames never reaches them; each row ends after its frames
             audio, _ = self.synthesize_step(F.pad(frames, (0, self.lookahead_frames)), lengths,
                                             torch.zeros_like(lengths), self.initial_stream_state().expand(frames.size(0), -1))
@@ -192,7 +190,10 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         enabled = mkldnn.enabled
         mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
         try:
-            audio = _masked_generator_forward(self.generator, frames, lengths)
+            if self.istft:  # it masks its padding itself
+                audio = self.generator(code=frames, lengths=lengths).reshape(frames.size(0), -1)
+            else:
+                audio = _masked_generator_forward(self.generator, frames, lengths)
         finally:
             mkldnn.enabled = enabled
         return audio.float()

@@ -217,12 +217,13 @@ def _check_istft_config(config: Mapping[str, Any], where: str) -> Dict[str, Any]
                                f"num_embeddings, embedding_dim and {', '.join(ISTFT_FIELDS)})")
         if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
             raise VocoderError(f"{where}: field {key} must be a positive integer, got {config[key]!r}")
-    if config.get("causal"):
-        raise VocoderError(f"{where}: the iSTFT generator has no causal form (causal true needs generator hifigan)")
+    if config.get("causal") or config.get("lookahead_frames"):
+        raise VocoderError(f"{where}: the iSTFT generator has no causal form (causal and lookahead_frames need "
+                           "generator hifigan)")
     hop, n_fft = config["code_hop_size"], config["istft_n_fft"]
-    if n_fft % hop or n_fft < 2 * hop or (n_fft - hop) % 2:
-        raise VocoderError(f"{where}: istft_n_fft {n_fft} must be a multiple of code_hop_size {hop}, at least twice "
-                           "it, with an even difference (each frame's window is centred on its own samples)")
+    if n_fft % hop or n_fft < 2 * hop or n_fft % 2 or (n_fft - hop) % 2:
+        raise VocoderError(f"{where}: istft_n_fft {n_fft} must be an even multiple of code_hop_size {hop}, at least "
+                           "twice it, with an even difference (each frame's window is centred on its own samples)")
     if config["istft_kernel_size"] % 2 == 0:
         raise VocoderError(f"{where}: istft_kernel_size {config['istft_kernel_size']} must be odd (centred convolutions)")
     _check_units(config, where)

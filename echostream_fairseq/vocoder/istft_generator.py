@@ -87,11 +87,11 @@ class ISTFTGenerator(nn.Module):
             from fairseq.models.text_to_speech.fastspeech2 import VariancePredictor
 
             self.dur_predictor = VariancePredictor(Namespace(**config["dur_predictor_params"]))
-        window = torch.hann_window(self.n_fft, periodic=True)
+        # fp32 whatever the layers' dtype (not buffers, which .to(bfloat16) would round): the spectrum,
+        # the inverse FFT and the overlap-add always run in fp32
+        self.window = torch.hann_window(self.n_fft, periodic=True)
         # every output sample lies under n_fft / hop windows, one at each offset of its place in the hop
-        power = (window ** 2).reshape(self.n_fft // self.hop, self.hop).sum(0)
-        self.register_buffer("window", window, persistent=False)
-        self.register_buffer("inverse_power", 1.0 / power, persistent=False)
+        self.inverse_power = 1.0 / (self.window ** 2).reshape(self.n_fft // self.hop, self.hop).sum(0)
 
     def forward(self, code: Tensor, lengths: Optional[Tensor] = None, **unused: Any) -> Tensor:
         """``code`` ``[B, T]`` frame-level units (``lengths`` ``[B]``: real frames per row, the rest
@@ -107,17 +107,25 @@ class ISTFTGenerator(nn.Module):
         x = self.norm_pre(self.conv_pre(x.transpose(1, 2)).transpose(1, 2))
         for block in self.blocks:
             x = block(x, mask)
-        spectrum = self.head(self.norm_post(x)).float()  # the FFT runs in fp32 whatever the layers' dtype
+        spectrum = self._spectrum(x)
         bins = self.n_fft // 2 + 1
         magnitude = torch.exp(spectrum[..., :bins].clamp(max=MAX_LOG_MAGNITUDE))
-        if mask is not None:
-            magnitude = magnitude * mask.float()
         phase = spectrum[..., bins:]
-        audio = self._overlap_add(torch.fft.irfft(torch.polar(magnitude, phase), n=self.n_fft) * self.window.float())
+        if mask is not None:  # padded frames give nothing (a non-finite phase there would still give NaN)
+            magnitude, phase = magnitude * mask.float(), phase * mask.float()
+        window = self.window.to(magnitude.device)
+        audio = self._overlap_add(torch.fft.irfft(torch.polar(magnitude, phase), n=self.n_fft) * window)
         if mask is not None:  # the last real frames' windows reach into the padding
             samples = torch.arange(audio.size(1), device=audio.device)
             audio = audio * (samples[None, :] < lengths.to(audio.device)[:, None] * self.hop)
         return audio[:, None]
+
+    def _spectrum(self, x: Tensor) -> Tensor:
+        """``[B, T, C]`` -> ``[B, T, n_fft + 2]`` log magnitudes and phases, the last norm and the head
+        in fp32 (a bf16 phase would be off by up to a hundredth of a radian)."""
+        norm, head = self.norm_post, self.head
+        x = F.layer_norm(x.float(), norm.normalized_shape, norm.weight.float(), norm.bias.float(), norm.eps)
+        return F.linear(x, head.weight.float(), head.bias.float())
 
     def _overlap_add(self, frames: Tensor) -> Tensor:
         """``[B, T, n_fft]`` windowed frames -> ``[B, T * hop]``: frame ``t`` starts ``(n_fft - hop) / 2``
@@ -127,6 +135,6 @@ class ISTFTGenerator(nn.Module):
         frames = frames.reshape(batch, count, pieces, self.hop)
         # piece j of frame t lands on hop block t + j of the uncut output
         total = sum(F.pad(frames[:, :, j], (0, 0, j, pieces - 1 - j)) for j in range(pieces))
-        total = (total * self.inverse_power.float()).reshape(batch, -1)
+        total = (total * self.inverse_power.to(total.device)).reshape(batch, -1)
         start = (self.n_fft - self.hop) // 2
         return total[:, start:start + count * self.hop]
