@@ -91,25 +91,34 @@ def test_demo_trains_for_the_recipes_minutes_or_for_given_updates(tmp_path):
     assert _flag(flags, "--stop-time-hours") == "0" and _flag(flags, "--max-update") == "777"
 
 
-def _demo_vocoder_flags(tmp_path, **env_extra):
-    """The echostream-train-vocoder flags examples/demo.sh passes (stand-ins for every earlier step);
-    returns (exit code, output, flags)."""
+def _run_demo_with_stand_ins(tmp_path, scripts, **env_extra):
+    """examples/demo.sh with stand-ins for the corpus, training and decoding, and ``scripts`` (name ->
+    bash body) for the later tools; returns the finished process."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(parents=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     save = tmp_path / "work" / _recipe("RECIPE_ARCH")[0]
     scripts = {
         "echostream-prep": "exit 0",
         "fairseq-train": f"mkdir -p {save} && touch {save}/checkpoint_last.pt",
         "fairseq-generate": "exit 0",
-        "echostream-score": 'for a; do [ "$prev" = --json ] && echo "{}" > "$a"; prev=$a; done',
-        "echostream-train-vocoder": f'echo "$@" > {tmp_path}/vocoder_args; exit 1',
+        "echostream-score": 'for a; do [ "$prev" = --json ] && mkdir -p "$(dirname "$a")" && echo "{}" > "$a"; prev=$a; done',
+        **scripts,
     }
     for name, body in scripts.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
+    for table in ("text/train.tsv", "text/test.tsv", "units/test.tsv"):  # what the later steps cut columns from
+        (tmp_path / "corpus" / table).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "corpus" / table).write_text("id\tcolumn\tcolumn\nx\t1 2\tsome words\n")
     env = {"PATH": "/usr/bin:/bin", "BIN": str(bin_dir), "DATA": str(tmp_path / "corpus"),
            "WORK": str(tmp_path / "work"), **env_extra}
-    proc = subprocess.run(["bash", "examples/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    return subprocess.run(["bash", "examples/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def _demo_vocoder_flags(tmp_path, **env_extra):
+    """The echostream-train-vocoder flags examples/demo.sh passes; returns (exit code, output, flags)."""
+    proc = _run_demo_with_stand_ins(
+        tmp_path, {"echostream-train-vocoder": f'echo "$@" > {tmp_path}/vocoder_args; exit 1'}, **env_extra)
     args = tmp_path / "vocoder_args"
     return proc.returncode, proc.stdout + proc.stderr, args.read_text().split() if args.is_file() else []
 
@@ -124,3 +133,32 @@ def test_demo_trains_the_istft_vocoder_unless_told_otherwise(tmp_path):
     assert _flag(flags, "--save-dir").endswith("work/vocoder_tiny")
     code, out, flags = _demo_vocoder_flags(tmp_path / "c", VOCODER="wavenet")
     assert code == 2 and "VOCODER must be istft, hifigan or griffin_lim, got wavenet" in out and not flags
+
+
+def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
+    """The units ceiling and the five simultaneous runs are redone when the vocoder's weights change,
+    and reused when they do not."""
+    vocoder = tmp_path / "vocoder"
+    vocoder.mkdir()
+    (vocoder / "config.json").write_text('{"generator": "istft"}')
+    (vocoder / "generator.pt").write_bytes(b"first weights")
+    log = tmp_path / "calls"
+    json_out = 'for a; do [ "$prev" = --json ] && echo \'{"bleu": 1}\' > "$a"; prev=$a; done'
+    scripts = {
+        "echostream-vocode": f"echo vocode >> {log}",
+        "echostream-asr-bleu": json_out,
+        "simuleval": f'for a; do [ "$prev" = --output ] && mkdir -p "$a" && touch "$a/scores.tsv"; prev=$a; done; echo simul >> {log}',
+        "echostream-simul-report": "exit 1",  # the report needs real runs: stop there
+    }
+
+    def calls():
+        proc = _run_demo_with_stand_ins(tmp_path, scripts, VOCODER_DIR=str(vocoder))
+        assert "unit vocoder from" in proc.stdout, proc.stdout + proc.stderr
+        made = log.read_text().split() if log.is_file() else []
+        log.unlink(missing_ok=True)
+        return made.count("vocode"), made.count("simul")
+
+    assert calls() == (1, 5)
+    assert calls() == (0, 0)
+    (vocoder / "generator.pt").write_bytes(b"other weights")
+    assert calls() == (1, 5)
