@@ -228,3 +228,38 @@ def test_held_states_flushed_without_new_text_equal_the_wait_k_forward():
             done = ready
     torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(twice, full_logits[:, -3:], atol=1e-3)
+
+
+def test_packed_steps_of_several_streams_equal_each_stream_alone():
+    """T2U and the unit decoder stepped for three streams at once (caches of different lengths, one
+    stream with no new text, windows full for another) give each stream's own states, logits and
+    caches."""
+    torch.manual_seed(8)
+    t2u = T2UEncoder(input_dim=20, embed_dim=24, ffn_dim=48, num_layers=2, num_heads=4).eval()
+    dec = CTCUnitDecoder(embed_dim=24, num_units=10, upsample_rate=3, ffn_dim=48, num_layers=2, num_heads=4).eval()
+    window, lookahead = 4, 1
+    with torch.no_grad():
+        streams = []
+        for before in (2, 6, 3):  # text states each stream has had
+            text = t2u.step(torch.randn(1, before, 20), None, window)
+            states, t2u_caches = text
+            _, unit_caches = dec.step(states[:, :before - lookahead], None, 0, window, lookahead, new_memory=states,
+                                      memory_end=before)
+            streams.append((t2u_caches, unit_caches, before))
+        news = [torch.randn(1, 2, 20), torch.randn(1, 3, 20), torch.zeros(1, 0, 20)]
+        packed_out, packed_t2u = t2u.step_packed(news, [s[0] for s in streams], window)
+        steps = []
+        for (t2u_caches, unit_caches, before), new, out in zip(streams, news, packed_out):
+            alone, alone_caches = t2u.step(new, t2u_caches, window)
+            torch.testing.assert_close(out, alone, atol=1e-5, rtol=1e-5)
+            ready = out[:, : max(out.size(1) - lookahead, 0)]
+            steps.append((ready, unit_caches, before - lookahead, out, before + out.size(1)))
+        logits, caches = dec.step_packed(steps, window, lookahead)
+        assert [piece.size(1) for piece in logits] == [3, 6, 0]
+        for (ready, unit_caches, position, memory, end), piece, cache in zip(steps, logits, caches):
+            alone, alone_caches = dec.step(ready, unit_caches, position, window, lookahead, new_memory=memory,
+                                           memory_end=end)
+            torch.testing.assert_close(piece, alone, atol=1e-5, rtol=1e-5)
+            for a, b in zip(cache, alone_caches):
+                for x, y in ((a.self_key, b.self_key), (a.self_value, b.self_value), (a.cross_key, b.cross_key)):
+                    torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)

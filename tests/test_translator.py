@@ -303,10 +303,9 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
     seen = []
     units_for = tr._units_for
 
-    def recording(state, text, flush):
-        if text is not None:
-            seen.append(text)
-        return units_for(state, text, flush)
+    def recording(items):
+        seen.extend(text for _, text, _, _ in items if text is not None)
+        return units_for(items)
 
     def writing_two_per_chunk(state, enc_new, finish):  # a scripted policy: writes mid-stream
         state, target = plan(state, enc_new, finish)
@@ -331,16 +330,15 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
 
 def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
     """A stream's last text states held back by the lookahead and flushed by a call that brings no
-    new text (`_units_for(state, None, flush=True)`) give the units of one pass over all its text."""
+    new text (`_units_for` with no text and ``flush``) give the units of one pass over all its text."""
     model, _ = loaded
     tr = _translator(loaded, corpus, force_writing=True, unit_lookahead=1, max_len=4)
     seen = []
     units_for = tr._units_for
 
-    def recording(state, text, flush):
-        if text is not None:
-            seen.append(text)
-        return units_for(state, text, flush)
+    def recording(items):
+        seen.extend(text for _, text, _, _ in items if text is not None)
+        return units_for(items)
 
     def writing_two_per_chunk(state, enc_new, finish):
         state, _ = plan(state, enc_new, finish)
@@ -354,7 +352,7 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
         units += out.units
     assert state.unit_pending is not None and state.unit_pending.size(1) == 1
     with torch.inference_mode():  # as the translator's own steps run
-        flushed, state = units_for(state, None, True)
+        [(flushed, state)] = units_for([(state, None, None, True)])
     assert state.unit_pending is None and state.text_states == len(state.target_tokens)
     text = torch.cat(seen, dim=1)
     with torch.inference_mode():

@@ -13,14 +13,14 @@ full forward on the concatenated input).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from echostream_fairseq.modules.masks import causal_mask, waitk_text_mask
 from echostream_fairseq.modules.positions import sinusoidal_rows
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step, stack_step_packed
 
 __all__ = ["T2UEncoder", "CTCUnitDecoder"]
 
@@ -54,6 +54,15 @@ class T2UEncoder(nn.Module):
         ``self_window`` earlier ones (0: all); ``caches`` from the previous step (``None``: empty)."""
         x, caches = stack_step(self.layers, self.proj(text_states), caches, self_window)
         return self.final_norm(x), caches
+
+    def step_packed(self, texts: Sequence[Tensor], caches: Sequence[Optional[List[LayerCache]]], self_window: int = 0
+                    ) -> Tuple[List[Tensor], List[List[LayerCache]]]:
+        """:meth:`step` for several streams (``[1, n_i, input_dim]`` each, with its own caches): the
+        projections and feed-forward blocks run once over all of them (inference)."""
+        sizes = [t.size(1) for t in texts]
+        x, caches = stack_step_packed(self.layers, self.proj(torch.cat(list(texts), dim=1)).split(sizes, dim=1),
+                                      caches, self_window)
+        return list(self.final_norm(x).split(sizes, dim=1)), caches
 
 
 class CTCUnitDecoder(nn.Module):
@@ -137,12 +146,36 @@ class CTCUnitDecoder(nn.Module):
         x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
         # the text state each new position belongs to
         owner = text_position + torch.arange(n * r, device=text.device) // r
-
-        def memory_mask(num_memory: int) -> Tensor:  # a position of text i sees text <= i + lookahead
-            j = memory_end - num_memory + torch.arange(num_memory, device=text.device).unsqueeze(0)
-            return (j <= owner.unsqueeze(1) + lookahead).unsqueeze(0)
-
         memory_window = text_window + lookahead if text_window > 0 else 0
         y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=new_memory,
-                               memory_window=memory_window, memory_mask_fn=memory_mask)
+                               memory_window=memory_window, memory_mask_fn=_memory_mask(owner, memory_end, lookahead))
         return self.proj(self.final_norm(y)), caches
+
+    def step_packed(self, steps: Sequence[Tuple[Tensor, Optional[List[LayerCache]], int, Tensor, int]],
+                    text_window: int = 0, lookahead: int = 0) -> Tuple[List[Tensor], List[List[LayerCache]]]:
+        """:meth:`step` for several streams, ``(text, caches, text_position, new_memory, memory_end)``
+        each (``text`` ``[1, n_i, D]``): the projections and feed-forward blocks run once over all of
+        them (inference). Returns each stream's logits ``[1, n_i * r, V]`` and caches."""
+        r = self.upsample_rate
+        xs, masks = [], []
+        for text, _, text_position, _, memory_end in steps:
+            n, first = text.size(1), text_position * r
+            x = text.repeat_interleave(r, dim=1)
+            xs.append(x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device),
+                                          self.embed_dim).to(x.dtype).unsqueeze(0))
+            owner = text_position + torch.arange(n * r, device=text.device) // r
+            masks.append(_memory_mask(owner, memory_end, lookahead))
+        memory_window = text_window + lookahead if text_window > 0 else 0
+        y, caches = stack_step_packed(self.layers, xs, [s[1] for s in steps], text_window * r,
+                                      new_memories=[s[3] for s in steps], memory_window=memory_window,
+                                      memory_mask_fns=masks)
+        return list(self.proj(self.final_norm(y)).split([x.size(1) for x in xs], dim=1)), caches
+
+
+def _memory_mask(owner: Tensor, memory_end: int, lookahead: int):
+    """``f(num_memory) -> [1, len(owner), num_memory]``: a position of text ``i`` sees the memory's
+    text states ``<= i + lookahead`` (the memory ends at text state ``memory_end``)."""
+    def mask(num_memory: int) -> Tensor:
+        j = memory_end - num_memory + torch.arange(num_memory, device=owner.device).unsqueeze(0)
+        return (j <= owner.unsqueeze(1) + lookahead).unsqueeze(0)
+    return mask

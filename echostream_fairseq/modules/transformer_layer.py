@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from echostream_fairseq.modules.masks import causal_mask
 from echostream_fairseq.modules.packed_linear import PackedLinear  # the fastest product on this CPU at inference
 
-__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step", "pad_caches", "unpad_row",
-           "padded_step"]
+__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step", "stack_step_packed", "pad_caches",
+           "unpad_row", "padded_step"]
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,108 @@ def stack_step(
                                cache.cross_key, cache.cross_value)
         new_caches.append(cache)
     return x, new_caches
+
+
+def stack_step_packed(
+    layers,
+    xs: Sequence[Tensor],
+    caches: Sequence[Optional[list]],
+    self_window: int = 0,
+    new_memories: Optional[Sequence[Optional[Tensor]]] = None,
+    memory_window: int = 0,
+    memory_mask_fns: Optional[Sequence] = None,
+) -> Tuple[Tensor, List[list]]:
+    """:func:`stack_step` for several streams, each with its own caches (of any lengths).
+
+    Every projection and feed-forward block runs once over all streams' new positions packed along
+    the time axis (no padding); only the attention runs stream by stream, over the stream's own
+    caches. Stream ``i``'s outputs and caches equal :func:`stack_step` on it alone.
+
+    Args:
+        xs: ``[1, t_i, D]`` new positions per stream (``t_i`` may be 0).
+        caches: per stream, what :func:`stack_step` takes.
+        new_memories: per stream, ``[1, s_i, memory_dim]`` or ``None``.
+        memory_mask_fns: per stream, ``f(num_memory) -> [1, t_i, num_memory]`` or ``None``.
+        self_window, memory_window: as :func:`stack_step`'s, the same for every stream.
+
+    Returns:
+        ``[1, sum t_i, D]`` outputs (stream ``i``'s rows after those of streams ``< i``) and the
+        caches per stream.
+    """
+    count = len(xs)
+    new_memories = list(new_memories) if new_memories is not None else [None] * count
+    memory_mask_fns = list(memory_mask_fns) if memory_mask_fns is not None else [None] * count
+    sizes = [x.size(1) for x in xs]
+    memory_sizes = [0 if m is None else m.size(1) for m in new_memories]
+    x = torch.cat(list(xs), dim=1)
+    per_stream = [[None] * len(layers) if c is None else list(c) for c in caches]
+    out: List[list] = [[] for _ in range(count)]
+    for depth, layer in enumerate(layers):
+        layer_caches = [LayerCache() if c[depth] is None else c[depth] for c in per_stream]
+        if layer.cross_attn is not None and any(memory_sizes):  # every stream's new memory in one projection
+            having = [i for i in range(count) if memory_sizes[i]]
+            keys, values = layer.cross_attn.project_kv(torch.cat([new_memories[i] for i in having], dim=1))
+            parts = [memory_sizes[i] for i in having]
+            for i, k, v in zip(having, keys.split(parts, dim=2), values.split(parts, dim=2)):
+                c = layer_caches[i]
+                k = k if c.cross_key is None else torch.cat([c.cross_key, k], dim=2)
+                v = v if c.cross_value is None else torch.cat([c.cross_value, v], dim=2)
+                if memory_window > 0 and k.size(2) > memory_window:
+                    k, v = k[:, :, -memory_window:], v[:, :, -memory_window:]
+                layer_caches[i] = LayerCache(c.self_key, c.self_value, k, v)
+        if x.size(1):
+            x = _packed_layer(layer, x, sizes, layer_caches, self_window, memory_mask_fns)
+        for i in range(count):
+            out[i].append(layer_caches[i])
+    return x, out
+
+
+def _packed_layer(layer: "TransformerLayer", x: Tensor, sizes: List[int], caches: List[LayerCache], self_window: int,
+                  memory_mask_fns: List) -> Tensor:
+    """One layer of :func:`stack_step_packed` on packed ``x``; ``caches`` are updated in place (the list)."""
+    attn = layer.self_attn
+    h = layer.self_attn_norm(x)
+    query = attn.split_heads(attn.q_proj(h))
+    key, value = attn.project_kv(h)
+    outputs, at = [], 0
+    for i, t in enumerate(sizes):
+        if not t:
+            continue
+        c = caches[i]
+        k, v = key[:, :, at:at + t], value[:, :, at:at + t]
+        if c.self_key is not None:
+            k, v = torch.cat([c.self_key, k], dim=2), torch.cat([c.self_value, v], dim=2)
+        mask = _safe_mask(causal_mask(k.size(2), self_window, x.device, num_queries=t))
+        outputs.append(F.scaled_dot_product_attention(query[:, :, at:at + t], k, v, attn_mask=mask.unsqueeze(1)))
+        if self_window > 0 and k.size(2) > self_window:
+            k, v = k[:, :, -self_window:], v[:, :, -self_window:]
+        caches[i] = LayerCache(k, v, c.cross_key, c.cross_value)
+        at += t
+    x = x + layer.dropout(attn.out_proj(_join_heads(outputs)))
+    if layer.cross_attn is not None:
+        cross = layer.cross_attn
+        query = cross.split_heads(cross.q_proj(layer.cross_attn_norm(x)))
+        outputs, at = [], 0
+        for i, t in enumerate(sizes):
+            if not t:
+                continue
+            c = caches[i]
+            if c.cross_key is None:
+                raise ValueError("this layer cross-attends: pass memory (or a cache holding it)")
+            fn = memory_mask_fns[i]
+            mask = None if fn is None else _safe_mask(fn(c.cross_key.size(2))).unsqueeze(1)
+            outputs.append(F.scaled_dot_product_attention(query[:, :, at:at + t], c.cross_key, c.cross_value, attn_mask=mask))
+            at += t
+        x = x + layer.dropout(cross.out_proj(_join_heads(outputs)))
+    h = layer.activation_dropout(F.relu(layer.ffn_in(layer.ffn_norm(x))))
+    return x + layer.dropout(layer.ffn_out(h))
+
+
+def _join_heads(outputs: List[Tensor]) -> Tensor:
+    """Per-stream attention outputs ``[1, H, t_i, d]`` -> ``[1, sum t_i, H * d]``."""
+    out = torch.cat(outputs, dim=2)
+    _, H, T, d = out.shape
+    return out.transpose(1, 2).reshape(1, T, H * d)
 
 
 def pad_caches(rows: Sequence[Sequence[LayerCache]]) -> Tuple[List[LayerCache], Tensor, Tensor]:

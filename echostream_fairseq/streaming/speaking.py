@@ -33,16 +33,29 @@ class Speaking:
                clock: Optional[StageClock], sentence_done: bool = False):
         """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:
         the text is complete (its end-of-sentence state included) though the stream goes on."""
-        units: List[int] = []
-        flush = finish or sentence_done  # the text is complete: no held-back state waits for more
-        if text_states is not None or (flush and state.unit_pending is not None):
-            if self.config.reencode:
-                units, state = self._reencode_units(state, enc, flush)
+        return self._units_batch([(state, text_states, enc, finish or sentence_done)], [clock])[0]
+
+    def _units_batch(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
+                     clocks: Sequence[Optional[StageClock]]):
+        """:meth:`_units` for several streams, ``(state, text states, encoder frames, flush)`` each
+        (``flush``: the text is complete, no held-back state waits for more). In incremental mode
+        T2U and the unit decoder run once for all of them, their linear layers over every stream's
+        new positions packed together (each stream's units equal its own alone)."""
+        started = time.perf_counter()
+        results: List = [None] * len(items)
+        together = []
+        for i, (state, text_states, enc, flush) in enumerate(items):
+            if text_states is None and not (flush and state.unit_pending is not None):
+                results[i] = ([], state)
+            elif self.config.reencode:
+                results[i] = self._reencode_units(state, enc, flush)
             else:
-                units, state = self._units_for(state, text_states, flush)
-        if clock:
-            clock.mark("units")
-        return units, [self.unit_ids[u] for u in units if u in self.unit_ids], state
+                together.append(i)
+        if together:
+            for i, result in zip(together, self._units_for([items[i] for i in together])):
+                results[i] = result
+        credit_share(clocks, range(len(items)), "units", started)
+        return [(units, [self.unit_ids[u] for u in units if u in self.unit_ids], state) for units, state in results]
 
     def _speech(self, items: Sequence[Tuple[List[int], "TranslatorState", bool]],
                 clocks: Sequence[Optional[StageClock]]) -> List[Tuple[Tensor, "TranslatorState"]]:
@@ -61,28 +74,41 @@ class Speaking:
         return [(wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
                 for (ids, state, _), (wave, voc_state) in zip(items, spoken)]
 
-    def _units_for(self, state: "TranslatorState", text: Optional[Tensor], flush: bool):
-        """T2U + unit CTC for new text states ``[1, n, D]`` (causal: earlier units never change).
+    def _units_for(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]]):
+        """T2U + unit CTC for each stream's new text states ``[1, n, D]`` (causal: earlier units never
+        change): ``(units, state)`` each.
 
         With ``unit_lookahead`` k, the units of a text state wait until the k states after it have
         arrived (``flush``: the text is complete, every state is ready)."""
         window, k = self.config.target_window, self.config.unit_lookahead
-        t2u_caches, pending = state.t2u_caches, state.unit_pending
-        text_out = None
-        if text is not None:
-            text_out, t2u_caches = self.model.t2u_encoder.step(text, t2u_caches, window)
-            pending = text_out if pending is None else torch.cat([pending, text_out], dim=1)
-        held = 0 if flush else min(k, pending.size(1))
-        ready = pending[:, : pending.size(1) - held]
-        memory_end = state.text_states + pending.size(1)
-        # no new text (a flush of held states): nothing joins the memory, which holds them already
-        logits, unit_caches = self.model.unit_decoder.step(
-            ready, state.unit_caches, state.text_states, window, lookahead=k,
-            new_memory=ready[:, :0] if text_out is None else text_out, memory_end=memory_end)
-        units, last = ctc_greedy_extend(logits[0].float(), state.unit_last, self.unit_banned)
-        return units, replace(state, t2u_caches=t2u_caches, unit_caches=unit_caches,
-                              text_states=state.text_states + ready.size(1),
-                              unit_pending=pending[:, pending.size(1) - held:] if held else None, unit_last=last)
+        writing = [i for i, (_, text, _, _) in enumerate(items) if text is not None]
+        text_out = dict.fromkeys(range(len(items)))
+        t2u_caches = {i: items[i][0].t2u_caches for i in range(len(items))}
+        if writing:
+            outs, caches = self.model.t2u_encoder.step_packed([items[i][1] for i in writing],
+                                                               [t2u_caches[i] for i in writing], window)
+            for i, out, cache in zip(writing, outs, caches):
+                text_out[i], t2u_caches[i] = out, cache
+        steps, plans = [], []
+        for i, (state, _, _, flush) in enumerate(items):
+            pending = state.unit_pending
+            if text_out[i] is not None:
+                pending = text_out[i] if pending is None else torch.cat([pending, text_out[i]], dim=1)
+            held = 0 if flush else min(k, pending.size(1))
+            ready = pending[:, : pending.size(1) - held]
+            # no new text (a flush of held states): nothing joins the memory, which holds them already
+            new_memory = ready[:, :0] if text_out[i] is None else text_out[i]
+            steps.append((ready, state.unit_caches, state.text_states, new_memory, state.text_states + pending.size(1)))
+            plans.append((pending, held, ready))
+        logits, unit_caches = self.model.unit_decoder.step_packed(steps, window, lookahead=k)
+        results = []
+        for i, (state, _, _, _) in enumerate(items):
+            pending, held, ready = plans[i]
+            units, last = ctc_greedy_extend(logits[i][0].float(), state.unit_last, self.unit_banned)
+            results.append((units, replace(
+                state, t2u_caches=t2u_caches[i], unit_caches=unit_caches[i], text_states=state.text_states + ready.size(1),
+                unit_pending=pending[:, pending.size(1) - held:] if held else None, unit_last=last)))
+        return results
 
     def _reencode_units(self, state: "TranslatorState", frames: Tensor, flush: bool):
         """StreamSpeech's way: decoder states, T2U and units of the whole text, every time (the

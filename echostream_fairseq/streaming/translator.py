@@ -350,11 +350,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                 clock.mark("mt")
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
-        spoken = []
-        for (_, _, enc_new, _), (state, target), written, finish, clock in zip(encoded, plans, writes, finishes, clocks):
-            if clock:
-                clock.restart()
-            spoken.append(self._after_write(state, enc_new, target, written, finish, clock))
+        spoken = self._after_writes([(state, enc_new, target, written, finish) for (_, _, enc_new, _), (state, target),
+                                     written, finish in zip(encoded, plans, writes, finishes)], clocks)
         if self.config.translate and self.config.speech_output:
             speech = self._speech([(ids, state, finish) for (_, _, ids, state, _), finish in zip(spoken, finishes)],
                                   clocks)
@@ -432,21 +429,26 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             credit_share(clocks, batch, "mt", started)
         return results
 
-    def _after_write(self, state: TranslatorState, enc_new: Optional[Tensor], target, written, finish: bool,
-                     clock: Optional[StageClock]):
-        """The MT write's subwords, and the units of its text states:
-        ``(subwords, units, vocoder ids, state, wrote)``."""
-        target_new: List[int] = []
-        units_new: List[int] = []
-        unit_ids: List[int] = []
-        wrote = False
-        text_states = None
-        if written is not None:
-            target_new, text_states, state = written
-            wrote = bool(target_new) or target == FINISH
-        if self.config.translate and self.config.speech_output:
-            units_new, unit_ids, state = self._units(state, text_states, enc_new, finish, clock)
-        return target_new, units_new, unit_ids, state, wrote
+    def _after_writes(self, items, clocks: Sequence[Optional[StageClock]]):
+        """The MT writes' subwords, and the units of their text states (all streams' at once), for
+        ``(state, encoder frames, target, written, finish)`` each: ``(subwords, units, vocoder ids,
+        state, wrote)`` each."""
+        out = []
+        for state, _, target, written, _ in items:
+            target_new, text_states, wrote = [], None, False
+            if written is not None:
+                target_new, text_states, state = written
+                wrote = bool(target_new) or target == FINISH
+            out.append((target_new, text_states, state, wrote))
+        if not (self.config.translate and self.config.speech_output):
+            return [(target_new, [], [], state, wrote) for target_new, _, state, wrote in out]
+        for clock in clocks:
+            if clock:
+                clock.restart()
+        units = self._units_batch([(state, text_states, enc, finish) for (target_new, text_states, state, _), (_, enc, _, _, finish)
+                                   in zip(out, items)], clocks)
+        return [(target_new, units_new, ids, state, wrote)
+                for (target_new, _, _, wrote), (units_new, ids, state) in zip(out, units)]
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
                   units_new: List[int], wave: Tensor, wrote: bool, finish: bool, clock: Optional[StageClock],
