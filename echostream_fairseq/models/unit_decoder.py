@@ -141,11 +141,7 @@ class CTCUnitDecoder(nn.Module):
             new_memory = text
         if memory_end is None:
             memory_end = text_position + n
-        first = text_position * r
-        x = text.repeat_interleave(r, dim=1)
-        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
-        # the text state each new position belongs to
-        owner = text_position + torch.arange(n * r, device=text.device) // r
+        x, owner = self._upsampled(text, text_position)
         memory_window = text_window + lookahead if text_window > 0 else 0
         y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=new_memory,
                                memory_window=memory_window, memory_mask_fn=_memory_mask(owner, memory_end, lookahead))
@@ -156,20 +152,26 @@ class CTCUnitDecoder(nn.Module):
         """:meth:`step` for several streams, ``(text, caches, text_position, new_memory, memory_end)``
         each (``text`` ``[1, n_i, D]``): the projections and feed-forward blocks run once over all of
         them (inference). Returns each stream's logits ``[1, n_i * r, V]`` and caches."""
-        r = self.upsample_rate
         xs, masks = [], []
         for text, _, text_position, _, memory_end in steps:
-            n, first = text.size(1), text_position * r
-            x = text.repeat_interleave(r, dim=1)
-            xs.append(x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device),
-                                          self.embed_dim).to(x.dtype).unsqueeze(0))
-            owner = text_position + torch.arange(n * r, device=text.device) // r
+            x, owner = self._upsampled(text, text_position)
+            xs.append(x)
             masks.append(_memory_mask(owner, memory_end, lookahead))
         memory_window = text_window + lookahead if text_window > 0 else 0
-        y, caches = stack_step_packed(self.layers, xs, [s[1] for s in steps], text_window * r,
+        y, caches = stack_step_packed(self.layers, xs, [s[1] for s in steps], text_window * self.upsample_rate,
                                       new_memories=[s[3] for s in steps], memory_window=memory_window,
                                       memory_mask_fns=masks)
         return list(self.proj(self.final_norm(y)).split([x.size(1) for x in xs], dim=1)), caches
+
+    def _upsampled(self, text: Tensor, text_position: int) -> Tuple[Tensor, Tensor]:
+        """``[B, n, D]`` text states from number ``text_position`` -> their ``[B, n * r, D]`` positions
+        (each state repeated ``r`` times, plus its sinusoidal position) and the text state each
+        position belongs to (``[n * r]``)."""
+        n, r = text.size(1), self.upsample_rate
+        first = text_position * r
+        x = text.repeat_interleave(r, dim=1)
+        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
+        return x, text_position + torch.arange(n * r, device=text.device) // r
 
 
 def _memory_mask(owner: Tensor, memory_end: int, lookahead: int):

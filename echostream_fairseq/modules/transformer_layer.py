@@ -203,14 +203,8 @@ def stack_step(
     new_caches = []
     for layer, cache in zip(layers, caches):
         cache = LayerCache() if cache is None else cache
-        cross_key, cross_value = cache.cross_key, cache.cross_value
         if layer.cross_attn is not None and new_memory is not None and new_memory.size(1) > 0:
-            k, v = layer.cross_attn.project_kv(new_memory)
-            cross_key = k if cross_key is None else torch.cat([cross_key, k], dim=2)
-            cross_value = v if cross_value is None else torch.cat([cross_value, v], dim=2)
-            if memory_window > 0 and cross_key.size(2) > memory_window:
-                cross_key, cross_value = cross_key[:, :, -memory_window:], cross_value[:, :, -memory_window:]
-        cache = LayerCache(cache.self_key, cache.self_value, cross_key, cross_value)
+            cache = _with_memory(cache, *layer.cross_attn.project_kv(new_memory), memory_window)
         if x.size(1) == 0:
             new_caches.append(cache)
             continue
@@ -218,13 +212,23 @@ def stack_step(
         self_mask = causal_mask(past + x.size(1), self_window, x.device, num_queries=x.size(1))
         memory_mask = None
         if layer.cross_attn is not None and memory_mask_fn is not None:
-            memory_mask = memory_mask_fn(cross_key.size(2))
+            memory_mask = memory_mask_fn(cache.cross_key.size(2))
         x, cache = layer(x, self_mask, None, memory_mask, cache)
         if self_window > 0 and cache.self_key.size(2) > self_window:
             cache = LayerCache(cache.self_key[:, :, -self_window:], cache.self_value[:, :, -self_window:],
                                cache.cross_key, cache.cross_value)
         new_caches.append(cache)
     return x, new_caches
+
+
+def _with_memory(cache: LayerCache, key: Tensor, value: Tensor, memory_window: int) -> LayerCache:
+    """``cache`` with the projected keys and values of new memory appended (the last
+    ``memory_window`` kept; 0: all)."""
+    if cache.cross_key is not None:
+        key, value = torch.cat([cache.cross_key, key], dim=2), torch.cat([cache.cross_value, value], dim=2)
+    if memory_window > 0 and key.size(2) > memory_window:
+        key, value = key[:, :, -memory_window:], value[:, :, -memory_window:]
+    return LayerCache(cache.self_key, cache.self_value, key, value)
 
 
 def stack_step_packed(
@@ -268,12 +272,7 @@ def stack_step_packed(
             keys, values = layer.cross_attn.project_kv(torch.cat([new_memories[i] for i in having], dim=1))
             parts = [memory_sizes[i] for i in having]
             for i, k, v in zip(having, keys.split(parts, dim=2), values.split(parts, dim=2)):
-                c = layer_caches[i]
-                k = k if c.cross_key is None else torch.cat([c.cross_key, k], dim=2)
-                v = v if c.cross_value is None else torch.cat([c.cross_value, v], dim=2)
-                if memory_window > 0 and k.size(2) > memory_window:
-                    k, v = k[:, :, -memory_window:], v[:, :, -memory_window:]
-                layer_caches[i] = LayerCache(c.self_key, c.self_value, k, v)
+                layer_caches[i] = _with_memory(layer_caches[i], k, v, memory_window)
         if x.size(1):
             x = _packed_layer(layer, x, sizes, layer_caches, self_window, memory_mask_fns)
         for i in range(count):

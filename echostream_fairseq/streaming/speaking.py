@@ -82,8 +82,8 @@ class Speaking:
         arrived (``flush``: the text is complete, every state is ready)."""
         window, k = self.config.target_window, self.config.unit_lookahead
         writing = [i for i, (_, text, _, _) in enumerate(items) if text is not None]
-        text_out = dict.fromkeys(range(len(items)))
-        t2u_caches = {i: items[i][0].t2u_caches for i in range(len(items))}
+        text_out: List[Optional[Tensor]] = [None] * len(items)
+        t2u_caches = [state.t2u_caches for state, _, _, _ in items]
         if writing:
             outs, caches = self.model.t2u_encoder.step_packed([items[i][1] for i in writing],
                                                                [t2u_caches[i] for i in writing], window)

@@ -445,8 +445,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         for clock in clocks:
             if clock:
                 clock.restart()
-        units = self._units_batch([(state, text_states, enc, finish) for (target_new, text_states, state, _), (_, enc, _, _, finish)
-                                   in zip(out, items)], clocks)
+        units = self._units_batch([(state, text_states, enc, finish)
+                                   for (_, text_states, state, _), (_, enc, _, _, finish) in zip(out, items)], clocks)
         return [(target_new, units_new, ids, state, wrote)
                 for (target_new, _, _, wrote), (units_new, ids, state) in zip(out, units)]
 
