@@ -55,6 +55,30 @@ def test_fbank_stream_equals_offline_with_cmvn():
     assert state.pending.numel() < 400  # only the overlap of the next window is carried
 
 
+def test_fbank_streams_in_one_batch_equal_each_alone():
+    fs = FbankStream((torch.randn(80), torch.rand(80) + 0.5))
+    rng = np.random.default_rng(1)
+    signals = [torch.randn(16000) * 0.1 for _ in range(3)]
+    batch_states = alone_states = [fs.initial_state()] * 3
+    batch_out, alone_out = [[] for _ in range(3)], [[] for _ in range(3)]
+    for _ in range(6):
+        # different lengths, so the streams have different numbers of frames (some none) per call
+        chunks = [x[:0] if k == 2 and rng.random() < 0.5 else x[: int(rng.integers(1, 4000))]
+                  for k, x in enumerate(signals)]
+        signals = [x[c.numel():] for x, c in zip(signals, chunks)]
+        outs, batch_states = fs.step_batch(chunks, batch_states)
+        alone = [fs.step(c, s) for c, s in zip(chunks, alone_states)]
+        alone_states = [s for _, s in alone]
+        for k in range(3):
+            batch_out[k].append(outs[k])
+            alone_out[k].append(alone[k][0])
+            assert batch_states[k].frames == alone_states[k].frames
+            assert torch.equal(batch_states[k].pending, alone_states[k].pending)
+    for k in range(3):
+        torch.testing.assert_close(torch.cat(batch_out[k]), torch.cat(alone_out[k]), rtol=0, atol=1e-5)
+    assert sum(s.frames for s in batch_states) > 0
+
+
 def test_to_mono_downmixes_and_replaces_non_finite():
     x, bad = to_mono([[0.5, -0.5], [1.0, 0.0], [float("nan"), 0.2]])
     assert torch.allclose(x, torch.tensor([0.0, 0.5, 0.0])) and bad == 1

@@ -31,6 +31,8 @@ __all__ = [
     "FBANK_FRAME_SHIFT_MS",
     "read_audio",
     "fbank",
+    "LogMelFilterbank",
+    "log_mel_filterbank",
     "num_fbank_frames",
     "write_wav",
     "audio_format_hint",
@@ -120,16 +122,60 @@ def fbank(waveform: Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 
     """
     if waveform.dim() != 1:
         raise AudioError(f"fbank expects a mono waveform [num_samples], got shape {list(waveform.shape)}")
-    if num_fbank_frames(waveform.numel(), sample_rate) == 0:
-        return torch.zeros(0, num_mel_bins)
-    return kaldi.fbank(
-        waveform.float().unsqueeze(0) * INT16_SCALE,
-        num_mel_bins=num_mel_bins,
-        frame_length=FBANK_FRAME_LENGTH_MS,
-        frame_shift=FBANK_FRAME_SHIFT_MS,
-        dither=0.0,
-        sample_frequency=float(sample_rate),
-    )
+    filterbank = log_mel_filterbank(sample_rate, num_mel_bins)
+    return filterbank(filterbank.frames(waveform))
+
+
+class LogMelFilterbank:
+    """The computation of :func:`fbank` split in two, so that the frames of many waveforms (many
+    live streams) go through it as one batch, and the window and mel matrix are built once.
+
+    It is ``torchaudio.compliance.kaldi.fbank`` with :func:`fbank`'s settings (povey window, DC
+    removal, pre-emphasis 0.97, power spectrum over a 512-point FFT, mel bins from 20 Hz to
+    Nyquist, log floored at float32 epsilon), each frame on its own.
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 80) -> None:
+        self.window_length, self.shift = _fbank_window(sample_rate)
+        self.num_mel_bins = num_mel_bins
+        self.fft_length = 1 << (self.window_length - 1).bit_length()
+        # kaldi's povey window, on samples at the int16 scale (what fairseq feeds kaldi)
+        self.window = torch.hann_window(self.window_length, periodic=False).pow(0.85) * INT16_SCALE
+        banks, _ = kaldi.get_mel_banks(num_mel_bins, self.fft_length, float(sample_rate), 20.0, 0.0, 100.0, -500.0, 1.0)
+        # the Nyquist bin gets no weight, as in kaldi
+        self.mel_t = torch.nn.functional.pad(banks.float(), (0, 1)).t().contiguous()  # [fft_length // 2 + 1, mel]
+        self.floor = torch.tensor(torch.finfo(torch.float32).eps)
+
+    def frames(self, waveform: Tensor) -> Tensor:
+        """``[num_samples]`` -> ``[num_fbank_frames, window_length]`` (a view; kaldi's ``snip_edges``)."""
+        if waveform.numel() < self.window_length:
+            return waveform.new_zeros(0, self.window_length)
+        return waveform.float().unfold(0, self.window_length, self.shift)
+
+    def __call__(self, frames: Tensor) -> Tensor:
+        """``[m, window_length]`` samples in [-1, 1] -> ``[m, num_mel_bins]`` log-mel energies."""
+        if frames.size(0) == 0:
+            return frames.new_zeros(0, self.num_mel_bins)
+        # DC removal commutes with pre-emphasis (x[j] - 0.97 x[j-1], the first sample against
+        # itself): both are linear and pre-emphasis maps a constant c to 0.03 c
+        x = torch.empty_like(frames)
+        torch.sub(frames[:, 1:], frames[:, :-1], alpha=0.97, out=x[:, 1:])
+        torch.mul(frames[:, :1], 1.0 - 0.97, out=x[:, :1])
+        x = (x - (1.0 - 0.97) * frames.mean(dim=1, keepdim=True)) * self.window
+        spectrum = torch.view_as_real(torch.fft.rfft(x, n=self.fft_length))
+        power = spectrum.pow(2).sum(dim=-1)
+        return torch.max(power @ self.mel_t, self.floor).log()
+
+
+_FILTERBANKS: dict = {}
+
+
+def log_mel_filterbank(sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 80) -> LogMelFilterbank:
+    """The shared :class:`LogMelFilterbank` of these settings (built on first use)."""
+    key = (int(sample_rate), int(num_mel_bins))
+    if key not in _FILTERBANKS:
+        _FILTERBANKS[key] = LogMelFilterbank(*key)
+    return _FILTERBANKS[key]
 
 
 def write_wav(path: PathLike, waveform: Tensor, sample_rate: int = SAMPLE_RATE) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.data.audio import _fbank_window, fbank
+from echostream_fairseq.data.audio import log_mel_filterbank
 
 __all__ = [
     "to_mono",
@@ -161,7 +161,8 @@ class FbankStream:
     def __init__(self, cmvn: Optional[Tuple[Tensor, Tensor]] = None, sample_rate: int = SAMPLE_RATE,
                  num_mel_bins: int = 80) -> None:
         self.sample_rate, self.num_mel_bins = sample_rate, num_mel_bins
-        self.window, self.shift = _fbank_window(sample_rate)
+        self.filterbank = log_mel_filterbank(sample_rate, num_mel_bins)
+        self.window, self.shift = self.filterbank.window_length, self.filterbank.shift
         self.cmvn = cmvn
 
     def initial_state(self) -> FbankState:
@@ -176,9 +177,21 @@ class FbankStream:
 
     def step(self, samples: Tensor, state: FbankState) -> Tuple[Tensor, FbankState]:
         """``samples`` ``[N]`` float in [-1, 1] -> ``[t, num_mel_bins]`` new normalised frames."""
-        pending = torch.cat([state.pending, samples.float()])
-        if pending.numel() < self.window:
-            return torch.zeros(0, self.num_mel_bins), FbankState(pending, state.frames)
-        new = 1 + (pending.numel() - self.window) // self.shift
-        features = fbank(pending[: (new - 1) * self.shift + self.window], self.sample_rate, self.num_mel_bins)
-        return self.normalise(features), FbankState(pending[new * self.shift :], state.frames + new)
+        (features,), (state,) = self.step_batch([samples], [state])
+        return features, state
+
+    def step_batch(self, samples: Sequence[Tensor], states: Sequence[FbankState]
+                   ) -> Tuple[List[Tensor], List[FbankState]]:
+        """:meth:`step` for many streams: their new frames go through the filterbank as one batch."""
+        pendings, counts, new_states = [], [], []
+        for chunk, state in zip(samples, states):
+            pending = torch.cat([state.pending, chunk.float()])
+            new = 1 + (pending.numel() - self.window) // self.shift if pending.numel() >= self.window else 0
+            pendings.append(pending)
+            counts.append(new)
+            new_states.append(FbankState(pending[new * self.shift :], state.frames + new))
+        frames = [self.filterbank.frames(p[: (n - 1) * self.shift + self.window]) for p, n in zip(pendings, counts) if n]
+        features = self.filterbank(torch.cat(frames) if len(frames) > 1 else frames[0]) if frames else None
+        out = list(self.normalise(features).split(counts)) if features is not None else [
+            torch.zeros(0, self.num_mel_bins) for _ in counts]
+        return out, new_states
