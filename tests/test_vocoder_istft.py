@@ -10,6 +10,7 @@ from echostream_fairseq.cli.train_vocoder import main as train_main
 from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, frame_hop
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
+from echostream_fairseq.vocoder.istft_generator import frame_conv
 from test_vocoder import stream, step_together
 from test_vocoder_padded import ragged_streams
 
@@ -28,6 +29,18 @@ def random_istft_vocoder(folder, **changes):
     config = small_config(**changes)
     torch.save({"generator": build_generator(config).state_dict()}, folder / "g.pt")
     return CodeHiFiGANUnitVocoder(str(folder / "g.pt"), config).eval()
+
+
+@pytest.mark.parametrize("groups", [1, 6])
+def test_frame_conv_equals_the_convolution(groups):
+    """The generator's convolutions on time-last frames (full and depthwise) equal ``nn.Conv1d``."""
+    torch.manual_seed(2)
+    conv = torch.nn.Conv1d(6 if groups > 1 else 4, 6, 7, padding=3, groups=groups)
+    x = torch.randn(3, 11, conv.in_channels)
+    expected = conv(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(frame_conv(x, conv), expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="full or depthwise convolutions, not 2 groups"):
+        frame_conv(torch.randn(1, 5, 4), torch.nn.Conv1d(4, 6, 3, padding=1, groups=2))
 
 
 @pytest.mark.parametrize("n_fft", [640, 960, 1280])

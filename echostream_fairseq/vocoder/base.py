@@ -62,6 +62,9 @@ class UnitVocoder(torch.nn.Module):
             runs frame by frame from a state (:meth:`initial_stream_state`, :meth:`synthesize_step`)
             instead of re-synthesising a left context.
         lookahead_frames: a causal vocoder's sample also depends on this many frames after its own.
+        any_batch_size: a call of any number of rows costs nothing to prepare (no convolution
+            library that prepares each input shape), so incremental synthesis need not keep its
+            sub-batches to powers of two.
     """
 
     sample_rate: int
@@ -71,6 +74,7 @@ class UnitVocoder(torch.nn.Module):
     length_bucket: int = 1
     causal: bool = False
     lookahead_frames: int = 0
+    any_batch_size: bool = False
 
     def durations(self, units: Tensor) -> Tensor:
         """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""

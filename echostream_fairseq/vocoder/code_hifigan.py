@@ -114,7 +114,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
             self.istft_generator = ISTFTGenerator(config)
             self.istft_generator.load_state_dict(state)
             self.istft_generator.eval()
-            self.length_bucket = 1  # its convolutions are few and cheap to prepare: any length
+            # its convolutions are its own (frame_conv): nothing is prepared per input shape
+            self.length_bucket, self.any_batch_size = 1, True
         else:
             with contextlib.redirect_stdout(io.StringIO()):  # fairseq prints while removing weight norm
                 self.fairseq_vocoder = CodeHiFiGANVocoder(checkpoint, dict(config))

@@ -285,9 +285,9 @@ class IncrementalVocoder:
 
         Calls of equal frame count are synthesised as one batch (the length buckets make equal
         counts common), and with ``max_padding`` calls up to that many frames shorter join them,
-        right-padded; in sub-batches of at most ``max_batch`` streams split into powers of two, so
-        that a convolution library meets few input shapes. The durations of equally long unit
-        sequences are predicted in one call too. The results equal :meth:`step` per stream."""
+        right-padded; in sub-batches of at most ``max_batch`` streams, split into powers of two
+        (unless the vocoder takes ``any_batch_size``) so that a convolution library meets few input
+        shapes. The durations of equally long unit sequences are predicted in one call too. The results equal :meth:`step` per stream."""
         given = [self._check(units, state) for units, state, _ in requests]
         if self.causal:
             return self._step_batch_causal(requests, given)
@@ -299,7 +299,7 @@ class IncrementalVocoder:
         audio: Dict[int, Tensor] = {}
         lengths = {i: plans[i][0].numel() for i in speaking}
         for members in _runs_within(lengths, self.max_padding, self.max_batch):
-            for group in _power_of_two_groups(members, self.max_batch):
+            for group in [members] if self.vocoder.any_batch_size else _power_of_two_groups(members, self.max_batch):
                 audio.update(self._synthesize(group, [plans[i][0] for i in group]))
         results = []
         for i, (_, state, finish) in enumerate(requests):
