@@ -154,6 +154,26 @@ def test_mt_decoder_step_windows_bound_its_caches():
     assert caches[0].self_key.size(2) == 4 and caches[0].cross_key.size(2) == 7
 
 
+def test_mt_memory_extended_for_several_streams_equals_each_alone():
+    """New encoder frames of three streams (one with an empty memory, one whose window fills)
+    projected together give each stream's own caches."""
+    torch.manual_seed(6)
+    dec = MTDecoder(_dictionary(), encoder_dim=8, embed_dim=16, ffn_dim=32, num_layers=2, num_heads=2).eval()
+    with torch.no_grad():
+        _, _, some = dec.step(torch.tensor([[2]]), None, 0, new_memory=torch.randn(1, 4, 8), memory_window=6)
+        _, _, full = dec.step(torch.tensor([[2]]), None, 0, new_memory=torch.randn(1, 6, 8), memory_window=6)
+        caches = [None, some, full]
+        frames = [torch.randn(1, 3, 8), torch.randn(1, 1, 8), torch.randn(1, 2, 8)]
+        together = dec.extend_memory(caches, frames, memory_window=6)
+        for cache, new, got in zip(caches, frames, together):
+            _, _, alone = dec.step(torch.zeros(1, 0, dtype=torch.long), cache, 0, new_memory=new, memory_window=6)
+            for a, b in zip(got, alone):
+                torch.testing.assert_close(a.cross_key, b.cross_key, atol=1e-6, rtol=1e-6)
+                torch.testing.assert_close(a.cross_value, b.cross_value, atol=1e-6, rtol=1e-6)
+                assert (a.self_key is None) == (b.self_key is None)
+    assert [c[0].cross_key.size(2) for c in together] == [3, 5, 6]
+
+
 def test_mt_decoder_positions_are_fairseqs():
     from fairseq.modules import SinusoidalPositionalEmbedding
 

@@ -307,8 +307,8 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
         seen.extend(text for _, text, _, _ in items if text is not None)
         return units_for(items)
 
-    def writing_two_per_chunk(state, enc_new, finish):  # a scripted policy: writes mid-stream
-        state, target = plan(state, enc_new, finish)
+    def writing_two_per_chunk(state, finish):  # a scripted policy: writes mid-stream
+        state, target = plan(state, finish)
         return state, (target if finish else len(state.target_tokens) + 2)
 
     plan, tr._units_for, tr._plan = tr._plan, recording, writing_two_per_chunk
@@ -340,8 +340,8 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
         seen.extend(text for _, text, _, _ in items if text is not None)
         return units_for(items)
 
-    def writing_two_per_chunk(state, enc_new, finish):
-        state, _ = plan(state, enc_new, finish)
+    def writing_two_per_chunk(state, finish):
+        state, _ = plan(state, finish)
         return state, len(state.target_tokens) + 2
 
     plan, tr._units_for, tr._plan = tr._plan, recording, writing_two_per_chunk

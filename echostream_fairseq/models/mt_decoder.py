@@ -17,7 +17,7 @@ windows so a step costs the same wherever it falls in the stream.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,9 @@ from fairseq.models import FairseqIncrementalDecoder
 from fairseq.models.transformer import Embedding
 
 from echostream_fairseq.modules.positions import sinusoidal_rows, token_positions
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, padded_step, stack_step
+from echostream_fairseq.modules.transformer_layer import (
+    LayerCache, TransformerLayer, padded_step, stack_step, stack_step_packed,
+)
 
 __all__ = ["MTDecoder"]
 
@@ -177,6 +179,16 @@ class MTDecoder(FairseqIncrementalDecoder):
         x, caches = stack_step(self.layers, x, caches, self_window, new_memory=new_memory, memory_window=memory_window)
         hidden = self.final_norm(x)
         return self.output_layer(hidden), hidden, caches
+
+    def extend_memory(self, caches: Sequence[Optional[List[LayerCache]]], new_memories: Sequence[Tensor],
+                      memory_window: int = 0) -> List[List[LayerCache]]:
+        """:meth:`step` with no decoder inputs (only the memory advances) for several streams at once:
+        every stream's new frames ``[1, s_i, D_enc]`` are projected to cross-attention keys and
+        values in one product per layer. Stream ``i``'s caches equal :meth:`step` on it alone."""
+        nothing = [m.new_zeros(1, 0, self.embed_dim) for m in new_memories]
+        _, caches = stack_step_packed(self.layers, nothing, caches, new_memories=new_memories,
+                                      memory_window=memory_window)
+        return caches
 
     def step_rows(self, tokens: Tensor, positions: Tensor, caches: List[LayerCache], self_valid: Tensor,
                   memory_valid: Tensor, self_window: int = 0) -> Tuple[Tensor, Tensor, List[LayerCache], Tensor]:

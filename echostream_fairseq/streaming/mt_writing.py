@@ -38,6 +38,21 @@ class MTWriting:
                                                memory_window=self.config.mt_source_window)
         return caches
 
+    def _extend_mt_memories(self, states: Sequence["TranslatorState"], frames: Sequence[Optional[Tensor]]):
+        """``_extend_mt_memory`` of many streams, their new frames projected together; the states
+        with their MT memory extended."""
+        having = [i for i, f in enumerate(frames) if f is not None and f.size(1) > 0]
+        states = list(states)
+        if len(having) > 1:
+            caches = self.model.decoder.extend_memory([states[i].mt_memory for i in having], [frames[i] for i in having],
+                                                      self.config.mt_source_window)
+            for i, c in zip(having, caches):
+                states[i] = replace(states[i], mt_memory=c)
+        elif having:
+            i = having[0]
+            states[i] = replace(states[i], mt_memory=self._extend_mt_memory(states[i].mt_memory, frames[i]))
+        return states
+
     def _mt_token(self, caches, token: int, position: int):
         """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
         tokens = torch.tensor([[token]], device=self.device)

@@ -29,16 +29,11 @@ __all__ = ["Speaking"]
 class Speaking:
     """The translator's unit and speech steps (see the module docstring)."""
 
-    def _units(self, state: "TranslatorState", text_states: Optional[Tensor], enc: Optional[Tensor], finish: bool,
-               clock: Optional[StageClock], sentence_done: bool = False):
-        """New units (unit dictionary indices), their vocoder ids, and the state; ``sentence_done``:
-        the text is complete (its end-of-sentence state included) though the stream goes on."""
-        return self._units_batch([(state, text_states, enc, finish or sentence_done)], [clock])[0]
-
     def _units_batch(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
                      clocks: Sequence[Optional[StageClock]]):
-        """:meth:`_units` for several streams, ``(state, text states, encoder frames, flush)`` each
-        (``flush``: the text is complete, no held-back state waits for more). In incremental mode
+        """New units (unit dictionary indices), their vocoder ids and the state of each of several
+        streams, ``(state, text states, encoder frames, flush)`` each (``flush``: the text is
+        complete, no held-back state waits for more). In incremental mode
         T2U and the unit decoder run once for all of them, their linear layers over every stream's
         new positions packed together (each stream's units equal its own alone)."""
         started = time.perf_counter()

@@ -341,57 +341,57 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         else:
             encoded = self._encode_increments(states, audios, finishes, clocks)
         # the policy of every stream, then the MT writes (batched where they can be), then the rest
+        if self.config.translate and not self.config.reencode:  # every stream's MT memory in one pass
+            started = time.perf_counter()
+            extended = self._extend_mt_memories([state for *_, state in encoded], [enc for _, _, enc, _ in encoded])
+            encoded = [(asr, st, enc, state) for (asr, st, enc, _), state in zip(encoded, extended)]
+            credit_share(clocks, range(len(encoded)), "mt", started)
         plans = []
         for (_, _, enc_new, state), finish, clock in zip(encoded, finishes, clocks):
             if clock:
                 clock.restart()
-            plans.append(self._plan(state, enc_new, finish))
+            plans.append(self._plan(state, finish))
             if clock:
                 clock.mark("mt")
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
         spoken = self._after_writes([(state, enc_new, target, written, finish) for (_, _, enc_new, _), (state, target),
                                      written, finish in zip(encoded, plans, writes, finishes)], clocks)
-        if self.config.translate and self.config.speech_output:
-            speech = self._speech([(ids, state, finish) for (_, _, ids, state, _), finish in zip(spoken, finishes)],
-                                  clocks)
-        else:
-            speech = [(torch.zeros(0), state) for _, _, _, state, _ in spoken]
-        # the sentences that end here: their last subwords (written together), units, then their
-        # speech in one call
-        ending = [i for i, ((_, _, enc_new, _), (_, state), finish) in enumerate(zip(encoded, speech, finishes))
+        # the sentences that end here: their last subwords (written together) and units (together)
+        ending = [i for i, ((_, _, enc_new, _), (*_, state, _), finish) in enumerate(zip(encoded, spoken, finishes))
                   if not finish and self._sentence_ends(state, enc_new)]
-        last_writes = [None] * len(ending)
-        if self.config.translate and ending:
-            last_writes = self._write_all([(speech[i][1], encoded[i][2], FINISH) for i in ending], [clocks[i] for i in ending])
         ends = {}
-        for i, written in zip(ending, last_writes):
-            if clocks[i]:
-                clocks[i].restart()
-            ends[i] = self._end_sentence(speech[i][1], encoded[i][2], written, clocks[i])
+        if ending:
+            last_writes = [None] * len(ending)
+            if self.config.translate:
+                last_writes = self._write_all([(spoken[i][3], encoded[i][2], FINISH) for i in ending],
+                                              [clocks[i] for i in ending])
+            ended = self._end_sentences([(spoken[i][3], encoded[i][2], written) for i, written in zip(ending, last_writes)],
+                                        [clocks[i] for i in ending])
+            ends = dict(zip(ending, ended))
+        # then the speech of every stream, its ended sentence's last units included, in shared calls
+        ids = [spoken[i][2] + ends[i][2] if i in ends else spoken[i][2] for i in range(len(spoken))]
+        states = [ends[i][3] if i in ends else spoken[i][3] for i in range(len(spoken))]
         if self.config.translate and self.config.speech_output:
-            last_speech = self._speech([(ids, state, False) for _, _, ids, state in ends.values()],
-                                       [clocks[i] for i in ends]) if ends else []
+            speech = self._speech(list(zip(ids, states, finishes)), clocks)
         else:
-            last_speech = [(torch.zeros(0), state) for _, _, _, state in ends.values()]
-        for i, (wave, state) in zip(list(ends), last_speech):
-            tokens, units, _, _ = ends[i]
-            ends[i] = (tokens, units, wave, state)
+            speech = [(torch.zeros(0), state) for state in states]
         results = []
         for i, ((asr_new, _, enc_new, _), (target_new, units_new, _, _, wrote), (wave, state), finish, clock) in enumerate(
                 zip(encoded, spoken, speech, finishes, clocks)):
             if clock:
                 clock.restart()
+            if i in ends:
+                target_new, units_new = target_new + ends[i][0], units_new + ends[i][1]
             results.append(self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock,
-                                          ends.get(i)))
+                                          i in ends))
         return results
 
-    def _plan(self, state: TranslatorState, enc_new: Optional[Tensor], finish: bool):
-        """The MT memory and the READ/WRITE decision: ``(state, target)`` (target ``None``: no write)."""
+    def _plan(self, state: TranslatorState, finish: bool):
+        """The READ/WRITE decision (the MT memory already holds the new frames): ``(state, target)``
+        (target ``None``: no write)."""
         if not self.config.translate:
             return state, None
-        if not self.config.reencode:
-            state = replace(state, mt_memory=self._extend_mt_memory(state.mt_memory, enc_new))
         target, policy_state = ctc_policy(
             self.config.policy, state.policy, len(state.asr_tokens), len(state.st_tokens),
             len(state.target_tokens), finish,
@@ -452,14 +452,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
                   units_new: List[int], wave: Tensor, wrote: bool, finish: bool, clock: Optional[StageClock],
-                  ended: Optional[tuple]) -> Tuple[StepOutput, TranslatorState]:
-        """After the speech: the step's output, with the sentence that ``ended`` here (its last
-        subwords, units and speech, and the state that starts the next one) if one did."""
-        sentence_end = ended is not None
-        if sentence_end:
-            last_tokens, last_units, last_wave, state = ended
-            target_new, units_new = target_new + last_tokens, units_new + last_units
-            wave = torch.cat([wave, last_wave])
+                  sentence_end: bool) -> Tuple[StepOutput, TranslatorState]:
+        """After the speech: the step's output (``sentence_end``: a sentence ended here, its last
+        subwords and units already in ``target_new`` and ``units_new``)."""
         asr_words = None
         if self.asr_decoder is not None:
             asr_words = list(state.asr_final) + (self.asr_decoder.finish(state.asr_search) if finish else [])
@@ -479,17 +474,13 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
 
     def _encode_increments(self, states: List[TranslatorState], audios: List[Tensor], finishes: List[bool],
                            clocks: List[Optional[StageClock]]):
-        """fbank per stream, then the encoder and the CTC heads once per group of stackable states."""
+        """fbank of every stream as one batch, then the encoder and the CTC heads once per group of
+        stackable states."""
         encoder = self._encoder()
-        features, fbank_states = [], []
-        for state, audio, clock in zip(states, audios, clocks):
-            if clock:
-                clock.restart()
-            frames, fbank_state = self.fbank.step(audio, state.fbank)
-            features.append(frames.to(self.device, self.dtype))
-            fbank_states.append(fbank_state)
-            if clock:
-                clock.mark("encoder")
+        started = time.perf_counter()
+        features, fbank_states = self.fbank.step_batch(audios, [state.fbank for state in states])
+        features = [frames.to(self.device, self.dtype) for frames in features]
+        credit_share(clocks, range(len(states)), "encoder", started)
         if len(states) == 1:  # one stream (the agents, a lone feed): nothing to group
             groups = [[0]]
         else:
