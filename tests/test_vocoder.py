@@ -520,23 +520,36 @@ def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_unit
 
 
 def test_durations_of_many_streams_are_predicted_together_and_equal_each_stream_alone(hifigan):
-    """step_batch with duration prediction: the predictor runs once per length of (context + new
-    units) among the streams, and every stream gets the durations and audio it gets alone."""
+    """step_batch with duration prediction: the predictor runs once per call, over every speaking
+    stream's (context + new units) right-padded, and every stream gets the durations and audio it
+    gets alone."""
     vocoder = hifigan[0]
     torch.manual_seed(4)
     streams = [torch.randint(0, NUM_UNITS, (40,)) for _ in range(5)]
     sizes = [[4, 6, 0, 5, 9, 16], [4, 6, 3, 5, 9, 13], [2, 8, 3, 0, 12, 15], [4, 6, 3, 5, 9, 13], [7, 1, 1, 1, 10, 20]]
     alone = [stream(vocoder, s, n, dur_prediction=True)[1] for s, n in zip(streams, sizes)]
     rows = []
-    run = vocoder.durations_batch
+    run = vocoder.durations_padded
 
-    def recording(units):
-        rows.append(units.shape[0])
-        return run(units)
+    def recording(units, lengths):
+        rows.append(sorted(lengths.tolist()))
+        return run(units, lengths)
 
-    vocoder.durations_batch = recording
+    vocoder.durations_padded = recording
     step_together(IncrementalVocoder(vocoder, dur_prediction=True, max_batch=4), streams, sizes, alone)
-    assert sum(rows) == sum(1 for row in sizes for n in row if n) and len(rows) == 16 and max(rows) == 4
+    assert [len(r) for r in rows] == [5, 5, 4, 4, 5, 5]
+    assert rows[2] == [1 + 8, 3 + 8, 3 + 8, 3 + 8]  # the new units after 8 units of context, unequal
+
+
+def test_padded_durations_equal_each_row_alone(hifigan):
+    vocoder = hifigan[0]
+    torch.manual_seed(5)
+    rows = [torch.randint(0, NUM_UNITS, (n,)) for n in (9, 3, 6)]
+    padded = torch.stack([torch.nn.functional.pad(r, (0, 9 - r.numel())) for r in rows])
+    got = vocoder.durations_padded(padded, torch.tensor([9, 3, 6]))
+    for r, row in zip(rows, got):
+        assert torch.equal(row[: r.numel()], vocoder.durations(r))
+        assert bool((row[r.numel():] >= 1).all())
 
 
 class TimedVocoder(CountingVocoder):

@@ -10,7 +10,7 @@ speech steps), kept apart so each file stays small. See ``docs/longform.md``.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
@@ -18,8 +18,6 @@ from torch import Tensor
 from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.streaming.policy import PolicyState
-
-from echostream_fairseq.streaming.stage_clock import StageClock
 
 if TYPE_CHECKING:
     from echostream_fairseq.streaming.translator import TranslatorState
@@ -69,32 +67,10 @@ class SentenceEnds:
             return None
         return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
 
-    def _end_sentences(self, items, clocks: Sequence[Optional[StageClock]]):
-        """Complete the current sentence's translation of each of several streams, then start their
-        target side afresh.
-
-        ``items``: ``(state, encoder frames, written)`` each, ``written`` the sentence's last write
-        (``_write`` to :data:`FINISH`, which the caller runs for every sentence ending in the tick
-        at once), None when not translating. The units of all of them run together. Returns the
-        sentence's last subwords, units and vocoder ids, and the new state, for each; the speech
-        of those ids is left to the caller, so that it joins the tick's shared vocoder calls."""
-        cfg = self.config
-        done = []
-        for state, _, written in items:
-            target_new, text_states = [], None
-            if cfg.translate:
-                target_new, text_states, state = written
-            done.append((target_new, text_states, state))
-        if cfg.translate and cfg.speech_output:  # the text is complete: nothing is held back for more
-            spoken = self._units_batch([(state, text_states, enc_new, True)
-                                        for (_, text_states, state), (_, enc_new, _) in zip(done, items)], clocks)
-        else:
-            spoken = [([], [], state) for _, _, state in done]
-        return [(target_new, units_new, unit_ids, self._next_sentence(state, enc_new))
-                for (target_new, _, _), (units_new, unit_ids, state), (_, enc_new, _) in zip(done, spoken, items)]
-
     def _next_sentence(self, state: TranslatorState, enc_new: Optional[Tensor]) -> TranslatorState:
-        """The state that starts the next sentence's target side (the encoder streams on)."""
+        """Once a sentence's translation is complete (its last write to :data:`FINISH` and its
+        units, which the caller runs with every stream's in the tick), the state that starts the
+        next sentence's target side afresh while the encoder streams on."""
         cfg = self.config
         # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
         # and later, start afresh)

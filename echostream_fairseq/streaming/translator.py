@@ -355,34 +355,39 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                 clock.mark("mt")
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
-        spoken = self._after_writes([(state, enc_new, target, written, finish) for (_, _, enc_new, _), (state, target),
-                                     written, finish in zip(encoded, plans, writes, finishes)], clocks)
-        # the sentences that end here: their last subwords (written together) and units (together)
-        ending = [i for i, ((_, _, enc_new, _), (*_, state, _), finish) in enumerate(zip(encoded, spoken, finishes))
+        written = [self._written(state, target, w) for (state, target), w in zip(plans, writes)]
+        # the sentences that end here: their last subwords, written together
+        ending = [i for i, ((_, _, enc_new, _), (_, _, state, _), finish) in enumerate(zip(encoded, written, finishes))
                   if not finish and self._sentence_ends(state, enc_new)]
-        ends = {}
-        if ending:
-            last_writes = [None] * len(ending)
-            if self.config.translate:
-                last_writes = self._write_all([(spoken[i][3], encoded[i][2], FINISH) for i in ending],
-                                              [clocks[i] for i in ending])
-            ended = self._end_sentences([(spoken[i][3], encoded[i][2], written) for i, written in zip(ending, last_writes)],
-                                        [clocks[i] for i in ending])
-            ends = dict(zip(ending, ended))
-        # then the speech of every stream, its ended sentence's last units included, in shared calls
-        ids = [spoken[i][2] + ends[i][2] if i in ends else spoken[i][2] for i in range(len(spoken))]
-        states = [ends[i][3] if i in ends else spoken[i][3] for i in range(len(spoken))]
+        if ending and self.config.translate:
+            last_writes = self._write_all([(written[i][2], encoded[i][2], FINISH) for i in ending], [clocks[i] for i in ending])
+            for i, (tokens, text_states, state) in zip(ending, last_writes):
+                target_new, earlier, _, wrote = written[i]
+                if earlier is not None:
+                    text_states = earlier if text_states is None else torch.cat([earlier, text_states], dim=1)
+                written[i] = (target_new + tokens, text_states, state, wrote)
+        # the units of every stream's new text at once (an ended sentence's text is complete), then
+        # the speech of all in shared calls
         if self.config.translate and self.config.speech_output:
-            speech = self._speech(list(zip(ids, states, finishes)), clocks)
+            for clock in clocks:
+                if clock:
+                    clock.restart()
+            spoken = self._units_batch([(state, text_states, enc_new, finish or i in ending) for i, ((_, text_states, state, _),
+                                        (_, _, enc_new, _), finish) in enumerate(zip(written, encoded, finishes))], clocks)
         else:
-            speech = [(torch.zeros(0), state) for state in states]
+            spoken = [([], [], state) for _, _, state, _ in written]
+        spoken = [(units, ids, self._next_sentence(state, encoded[i][2]) if i in ending else state)
+                  for i, (units, ids, state) in enumerate(spoken)]
+        if self.config.translate and self.config.speech_output:
+            speech = self._speech([(ids, state, finish) for (_, ids, state), finish in zip(spoken, finishes)], clocks)
+        else:
+            speech = [(torch.zeros(0), state) for _, _, state in spoken]
+        ends = set(ending)
         results = []
-        for i, ((asr_new, _, enc_new, _), (target_new, units_new, _, _, wrote), (wave, state), finish, clock) in enumerate(
-                zip(encoded, spoken, speech, finishes, clocks)):
+        for i, ((asr_new, _, enc_new, _), (target_new, _, _, wrote), (units_new, _, _), (wave, state), finish, clock) in \
+                enumerate(zip(encoded, written, spoken, speech, finishes, clocks)):
             if clock:
                 clock.restart()
-            if i in ends:
-                target_new, units_new = target_new + ends[i][0], units_new + ends[i][1]
             results.append(self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock,
                                           i in ends))
         return results
@@ -429,32 +434,20 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             credit_share(clocks, batch, "mt", started)
         return results
 
-    def _after_writes(self, items, clocks: Sequence[Optional[StageClock]]):
-        """The MT writes' subwords, and the units of their text states (all streams' at once), for
-        ``(state, encoder frames, target, written, finish)`` each: ``(subwords, units, vocoder ids,
-        state, wrote)`` each."""
-        out = []
-        for state, _, target, written, _ in items:
-            target_new, text_states, wrote = [], None, False
-            if written is not None:
-                target_new, text_states, state = written
-                wrote = bool(target_new) or target == FINISH
-            out.append((target_new, text_states, state, wrote))
-        if not (self.config.translate and self.config.speech_output):
-            return [(target_new, [], [], state, wrote) for target_new, _, state, wrote in out]
-        for clock in clocks:
-            if clock:
-                clock.restart()
-        units = self._units_batch([(state, text_states, enc, finish)
-                                   for (_, text_states, state, _), (_, enc, _, _, finish) in zip(out, items)], clocks)
-        return [(target_new, units_new, ids, state, wrote)
-                for (target_new, _, _, wrote), (units_new, ids, state) in zip(out, units)]
+    @staticmethod
+    def _written(state: TranslatorState, target, written) -> tuple:
+        """A stream's MT write (``None``: it did not write): ``(new subwords, text states, state,
+        wrote)``."""
+        if written is None:
+            return [], None, state, False
+        target_new, text_states, state = written
+        return target_new, text_states, state, bool(target_new) or target == FINISH
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
                   units_new: List[int], wave: Tensor, wrote: bool, finish: bool, clock: Optional[StageClock],
                   sentence_end: bool) -> Tuple[StepOutput, TranslatorState]:
         """After the speech: the step's output (``sentence_end``: a sentence ended here, its last
-        subwords and units already in ``target_new`` and ``units_new``)."""
+        subwords and units among ``target_new`` and ``units_new``)."""
         asr_words = None
         if self.asr_decoder is not None:
             asr_words = list(state.asr_final) + (self.asr_decoder.finish(state.asr_search) if finish else [])

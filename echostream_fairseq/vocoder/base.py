@@ -85,6 +85,15 @@ class UnitVocoder(torch.nn.Module):
         a vocoder that batches overrides it)."""
         return torch.stack([self.durations(row) for row in units])
 
+    def durations_padded(self, units: Tensor, lengths: Tensor) -> Tensor:
+        """``[B, U]`` right-padded units, ``[B]`` lengths -> ``[B, U]``: row ``i``'s first ``lengths[i]``
+        are :meth:`durations` of its first ``lengths[i]`` units, the rest 1 (this default runs the
+        rows one by one; a vocoder that batches overrides it)."""
+        out = torch.ones_like(units)
+        for row, n in enumerate(lengths.tolist()):
+            out[row, :n] = self.durations(units[row, :n])
+        return out
+
     def synthesize_frames(self, frames: Tensor) -> Tensor:
         """``[T]`` frame-level units (already checked) -> ``[T * frame_hop]`` float waveform."""
         raise NotImplementedError

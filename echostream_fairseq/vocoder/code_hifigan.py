@@ -20,7 +20,7 @@ from torch import Tensor
 from echostream_fairseq.vocoder import causal_hifigan
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.causal_hifigan import is_causal
-from echostream_fairseq.vocoder.istft_generator import ISTFTGenerator, is_istft
+from echostream_fairseq.vocoder.istft_generator import ISTFTGenerator, frame_conv, is_istft
 from echostream_fairseq.vocoder.config import (
     VocoderError,
     check_vocoder_config,
@@ -147,8 +147,21 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @torch.no_grad()
     def durations_batch(self, units: Tensor) -> Tensor:
+        return self.durations_padded(units, torch.full((units.size(0),), units.size(1)))
+
+    @torch.no_grad()
+    def durations_padded(self, units: Tensor, lengths: Tensor) -> Tensor:
+        # fairseq's VariancePredictor (two convolutions, each with a ReLU and a layer norm, then a
+        # projection), its convolutions run by frame_conv and the padding zeroed before each, so
+        # that a row sees the zeros a row alone is padded with
+        predictor = self.generator.dur_predictor
+        positions = torch.arange(units.size(1), device=units.device)
+        mask = (positions[None, :] < lengths.to(units.device)[:, None]).unsqueeze(-1).to(self.generator.dict.weight.dtype)
+        x = self.generator.dict(units) * mask
+        x = predictor.ln1(F.relu(frame_conv(x, predictor.conv1[0]))) * mask
+        x = predictor.ln2(F.relu(frame_conv(x, predictor.conv2[0])))
+        log_duration = predictor.proj(x).squeeze(2)
         # the rounding fairseq's CodeGenerator applies: the predictor is trained on log(1 + frames)
-        log_duration = self.generator.dur_predictor(self.generator.dict(units))
         return torch.clamp(torch.round(torch.exp(log_duration) - 1).long(), min=1)
 
     # oneDNN builds a convolution primitive per input length (30-50 ms for the tiny generator, more

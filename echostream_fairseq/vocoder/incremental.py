@@ -248,18 +248,19 @@ class IncrementalVocoder:
         return self._new_frames_batch([(units, state)])[0]
 
     def _new_frames_batch(self, items: Sequence[Tuple[Tensor, VocoderState]]) -> List[Tensor]:
-        """:meth:`new_frames` for several streams: the durations of equally long unit sequences
-        (with their context) are predicted in one call, which equals predicting them one by one."""
+        """:meth:`new_frames` for several streams: the durations of their unit sequences (with their
+        context) are predicted in one call, right-padded, which equals predicting them one by one."""
         if not self.dur_prediction:
             return [units for units, _ in items]
+        if not items:
+            return []
         sequences = [torch.cat([state.context_units, units]) for units, state in items]
-        frames: List[Tensor] = [torch.zeros(0, dtype=torch.long)] * len(items)
-        for members in _by_length(sequences).values():
-            durations = self.vocoder.durations_batch(torch.stack([sequences[i] for i in members]))
-            for i, row in zip(members, durations):
-                units, state = items[i]
-                frames[i] = torch.repeat_interleave(units, row[state.context_units.numel():])
-        return frames
+        lengths = torch.tensor([sequence.numel() for sequence in sequences])
+        longest = int(lengths.max())
+        padded = torch.stack([torch.nn.functional.pad(sequence, (0, longest - sequence.numel())) for sequence in sequences])
+        durations = self.vocoder.durations_padded(padded, lengths)
+        return [torch.repeat_interleave(units, row[state.context_units.numel():n])
+                for (units, state), row, n in zip(items, durations, lengths.tolist())]
 
     @torch.no_grad()
     def step(
@@ -446,15 +447,6 @@ def _cheapest_calls(frames: Dict[int, int], largest: int, bucket: int, call_fram
         calls.append(order[cut[end]:end])
         end = cut[end]
     return calls[::-1]
-
-
-def _by_length(sequences: Sequence[Optional[Tensor]]) -> Dict[int, List[int]]:
-    """The indices of ``sequences`` grouped by length (``None`` entries left out)."""
-    groups: Dict[int, List[int]] = {}
-    for i, sequence in enumerate(sequences):
-        if sequence is not None:
-            groups.setdefault(sequence.numel(), []).append(i)
-    return groups
 
 
 def _power_of_two_groups(members: List[int], largest: int) -> List[List[int]]:
