@@ -89,6 +89,34 @@ def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loa
     assert sentences == [0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2]
 
 
+def test_the_decoders_confirmation_of_short_pauses_asked_together_equals_each_alone(loaded, corpus):
+    """Whether the MT decoder would end the sentence now, asked of several streams in one padded
+    step (written prefixes and memories of different lengths), equals asking each alone."""
+    from test_translator import _source
+
+    tr = _translator(loaded, force_writing=True)  # writing is scripted and forced, the question is not
+    plan = tr._plan
+
+    def writing(state, finish):  # a subword a chunk or more, once the memory holds frames
+        state, _ = plan(state, finish)
+        return state, max(len(state.target_tokens) + 1, state.encoder_frames // 6) if state.mt_memory else None
+
+    tr._plan = writing
+    ask = _translator(loaded)
+    states = [tr.initial_state() for _ in range(3)]
+    asked = 0
+    for k in range(6):
+        sizes = [2560, 3200, 3840]  # memories of different lengths
+        pieces = [_source(corpus, s).numpy()[k * n:(k + 1) * n] for s, n in enumerate(sizes)]
+        states = [st for _, st in tr.step_batch([(p, st, False) for p, st in zip(pieces, states)])]
+        writing = [st for st in states if st.target_tokens]
+        if len(writing) > 1:
+            with torch.inference_mode():
+                assert ask._eos_next_batch(writing) == [ask._eos_next_alone(st) for st in writing]
+            asked += 1
+    assert asked >= 3 and len({len(st.target_tokens) for st in states}) > 1
+
+
 def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):
     """Three streams stepped as one batch end their sentences in the same ticks: the speech of
     those sentences' last units is one vocoder call, and each stream equals itself stepped alone."""

