@@ -38,7 +38,7 @@ def test_the_full_size_system_takes_each_vocoder(corpus):
 
     istft = random_full_size_vocoder(corpus / "units" / "kmeans.pt", max_batch=None, generator="istft")
     assert istft.vocoder.istft and istft.vocoder.generator.n_fft == 1280 and istft.max_batch == 32
-    assert _vocoder_kind(istft) == "iSTFT, re-synthesising 12 frames of context"
+    assert _vocoder_kind(istft) == "iSTFT, re-synthesising 8 frames of context"
     audio, _ = istft.step([1, 2, 3], istft.initial_state(), finish=True)
     assert audio.numel() > 0
 
@@ -52,4 +52,4 @@ def test_the_report_names_each_kind_of_vocoder(tmp_path):
     for name, config in (("h", preset_config("tiny", 16)), ("c", {**preset_config("tiny", 16), "causal": True})):
         torch.save({"generator": build_generator(config).state_dict()}, tmp_path / f"{name}.pt")
         kinds.append(_vocoder_kind(IncrementalVocoder(CodeHiFiGANUnitVocoder(str(tmp_path / f"{name}.pt"), config))))
-    assert kinds == ["HiFi-GAN, re-synthesising 12 frames of context", "causal, from its caches"]
+    assert kinds == ["HiFi-GAN, re-synthesising 8 frames of context", "causal, from its caches"]

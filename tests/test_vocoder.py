@@ -278,7 +278,7 @@ class CountingVocoder(UnitVocoder):
 
 def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
     vocoder = CountingVocoder()
-    inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False)  # default left_context: 12
+    inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False)  # default left_context: 8
     state = inc.initial_state()
     units = torch.arange(30000) % 100  # 10 minutes of 20 ms frames, in calls of 25
     sizes = []
@@ -286,8 +286,8 @@ def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
         audio, state = inc.step(units[start:start + 25], state)
         sizes.append((state.context_frames.numel(), state.pending.numel(), state.context_units.numel()))
     assert len(vocoder.calls) == 1200
-    assert vocoder.calls[0] == 25 and set(vocoder.calls[1:]) == {12 + 25}
-    assert set(sizes) == {(12, 640, 8)}
+    assert vocoder.calls[0] == 25 and set(vocoder.calls[1:]) == {8 + 25}
+    assert set(sizes) == {(8, 640, 8)}
     audio, state = inc.step([], state, finish=True)
     assert state.emitted_samples == 30000 * HOP and audio.numel() == 640
 
@@ -430,7 +430,7 @@ def test_incremental_step_names_a_swapped_state(hifigan):
 
 def test_length_buckets_round_every_call_up_with_earlier_frames():
     vocoder = CountingVocoder()
-    inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False, length_bucket=8)
+    inc = IncrementalVocoder(vocoder, left_context=12, crossfade=640, dur_prediction=False, length_bucket=8)
     state, emitted = inc.initial_state(), 0
     sizes = [5, 9, 13, 30, 7, 1, 22, 16, 3, 11]
     for n in sizes:
@@ -445,7 +445,7 @@ def test_length_buckets_round_every_call_up_with_earlier_frames():
     assert inc.warm_up(64) == 11 and vocoder.calls[-11:] == list(range(8, 89, 8))
     assert IncrementalVocoder(CountingVocoder(), dur_prediction=False).warm_up() == 0  # no buckets: nothing to prepare
     batched = CountingVocoder()  # and every sub-batch size step_batch can form: 1, 2 and 4 rows
-    assert IncrementalVocoder(batched, dur_prediction=False, length_bucket=8, max_batch=4).warm_up(64) == 11
+    assert IncrementalVocoder(batched, left_context=12, dur_prediction=False, length_bucket=8, max_batch=4).warm_up(64) == 11
     assert batched.calls == [n for rows in (1, 2, 4) for n in range(8, 89, 8) for _ in range(rows)]
     with pytest.raises(VocoderError, match="length_bucket must be >= 1, got 0"):
         IncrementalVocoder(vocoder, length_bucket=0)
@@ -468,7 +468,7 @@ def test_warm_up_keeps_the_faster_convolution_and_the_same_audio(speech_units, t
     sizes = chunks_of(units.numel(), seed=5, low=3, high=17)
     reference, _ = stream(vocoder, units, sizes, dur_prediction=False)
     inc = IncrementalVocoder(vocoder, dur_prediction=False)
-    assert inc.warm_up(16) == 5  # lengths 8 ... 40
+    assert inc.warm_up(16) == 4  # lengths 8 ... 32 (the context and up to 7 frames to a bucket, and 16 new)
     assert isinstance(vocoder.onednn, bool) and inc.length_bucket == (8 if vocoder.onednn else 1)
     chosen, _ = stream(vocoder, units, sizes, dur_prediction=False, length_bucket=inc.length_bucket)
     assert (chosen - reference).abs().max() < 1e-4
