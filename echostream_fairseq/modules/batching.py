@@ -18,7 +18,8 @@ adds each stream's own count back (``like``: the states that were stacked).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Hashable, List, Optional, Sequence
+import functools
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -37,15 +38,25 @@ def _is_counter(f) -> bool:
     return bool(f.metadata.get(_COUNTER))
 
 
+@functools.lru_cache(maxsize=None)
+def _fields(cls: type) -> Optional[Tuple[Tuple[str, bool], ...]]:
+    """``(name, is a counter)`` of each field of a dataclass type, None for any other type (the
+    streams of a tick walk the same few types every step)."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple((f.name, _is_counter(f)) for f in dataclasses.fields(cls))
+
+
 def state_layout(state: Any) -> Hashable:
     """A hashable description of everything but the batch: equal layouts can be stacked."""
     if state is None:
         return None
     if isinstance(state, Tensor):
         return ("T", tuple(state.shape[1:]), state.dtype, state.device.type)
-    if dataclasses.is_dataclass(state):
-        return (type(state).__name__,) + tuple("counter" if _is_counter(f) else state_layout(getattr(state, f.name))
-                                               for f in dataclasses.fields(state))
+    fields = _fields(type(state))
+    if fields is not None:
+        return (type(state).__name__,) + tuple("counter" if counter else state_layout(getattr(state, name))
+                                               for name, counter in fields)
     if isinstance(state, (tuple, list)):
         return (type(state).__name__,) + tuple(state_layout(x) for x in state)
     return ("V", state)
@@ -62,10 +73,10 @@ def stack_states(states: Sequence[Any]) -> Any:
         return None
     if isinstance(first, Tensor):
         return torch.cat(list(states), dim=0)
-    if dataclasses.is_dataclass(first):
-        fields = {f.name: 0 if _is_counter(f) else stack_states([getattr(s, f.name) for s in states])
-                  for f in dataclasses.fields(first)}
-        return type(first)(**fields)
+    fields = _fields(type(first))
+    if fields is not None:
+        return type(first)(**{name: 0 if counter else stack_states([getattr(s, name) for s in states])
+                              for name, counter in fields})
     if isinstance(first, (tuple, list)):
         return type(first)(stack_states([s[i] for s in states]) for i in range(len(first)))
     if any(s != first for s in states[1:]):
@@ -87,15 +98,16 @@ def split_state(state: Any, sizes: Sequence[int], like: Optional[Sequence[Any]] 
         return [None] * n
     if isinstance(state, Tensor):
         return list(torch.split(state, list(sizes), dim=0))
-    if dataclasses.is_dataclass(state):
+    fields = _fields(type(state))
+    if fields is not None:
         parts = {}
-        for f in dataclasses.fields(state):
-            value = getattr(state, f.name)
-            before = [None if x is None else getattr(x, f.name) for x in like]
-            if _is_counter(f):
-                parts[f.name] = [value + (b or 0) for b in before]
+        for name, counter in fields:
+            value = getattr(state, name)
+            before = [None if x is None else getattr(x, name) for x in like]
+            if counter:
+                parts[name] = [value + (b or 0) for b in before]
             else:
-                parts[f.name] = split_state(value, sizes, before)
+                parts[name] = split_state(value, sizes, before)
         return [type(state)(**{name: parts[name][i] for name in parts}) for i in range(n)]
     if isinstance(state, (tuple, list)):
         columns = []

@@ -10,7 +10,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_greedy_marks", "ctc_blank_run", "ctc_emission_counts"]
+__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_greedy_marks", "ctc_labels", "ctc_collapse",
+           "ctc_blank_run", "ctc_blank_frames", "ctc_emission_counts"]
 
 CTC_BLANK = 0
 
@@ -52,15 +53,25 @@ def ctc_greedy_marks(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence
     Returns the new tokens without the marks, the last frame's best label, and, if a mark was
     written in these frames, ``(tokens before the last mark, frames after it)`` (else ``None``).
     """
-    tokens: List[int] = []
-    found = None
     if logits.size(0) == 0:
-        return tokens, previous, found
-    banned = [b for b in banned if b != mark]
+        return [], previous, None
+    return ctc_collapse(ctc_labels(logits, [b for b in banned if b != mark]), previous, mark)
+
+
+def ctc_labels(logits: Tensor, banned: Sequence[int] = ()) -> list:
+    """The best label of every frame of ``logits`` ``[..., V]`` (``banned`` ids never chosen), as
+    (nested) lists: one product for many streams' frames, whose labels the functions below read."""
     if banned:
         logits = logits.clone()
-        logits[..., banned] = float("-inf")
-    labels = logits.argmax(dim=-1).tolist()
+        logits[..., list(banned)] = float("-inf")
+    return logits.argmax(dim=-1).tolist()
+
+
+def ctc_collapse(labels: Sequence[int], previous: int = CTC_BLANK,
+                 mark: Optional[int] = None) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+    """:func:`ctc_greedy_marks` of new frames' best labels (``mark`` must not have been banned)."""
+    tokens: List[int] = []
+    found = None
     for t, label in enumerate(labels):
         if label != previous and label == mark:
             found = (len(tokens), len(labels) - 1 - t)
@@ -77,14 +88,15 @@ def ctc_blank_run(logits: Tensor, run: int = 0, banned: Sequence[int] = ()) -> i
     """
     if logits.size(0) == 0:
         return run
-    if banned:
-        logits = logits.clone()
-        logits[..., list(banned)] = float("-inf")
-    labels = logits.argmax(dim=-1)
-    spoken = (labels != CTC_BLANK).nonzero()
-    if spoken.numel() == 0:
-        return run + labels.numel()
-    return labels.numel() - 1 - int(spoken[-1])
+    return ctc_blank_frames(ctc_labels(logits, banned), run)
+
+
+def ctc_blank_frames(labels: Sequence[int], run: int = 0) -> int:
+    """:func:`ctc_blank_run` of new frames' best labels."""
+    for back, label in enumerate(reversed(labels)):
+        if label != CTC_BLANK:
+            return back
+    return run + len(labels)
 
 
 def ctc_emission_counts(logits: Tensor, padding_mask: Optional[Tensor] = None, blank: int = CTC_BLANK) -> Tensor:

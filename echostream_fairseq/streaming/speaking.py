@@ -10,6 +10,7 @@ each stream's speech equals its speech alone.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from echostream_fairseq.modules.ctc import ctc_greedy, ctc_greedy_extend
+from echostream_fairseq.modules.ctc import ctc_collapse, ctc_greedy, ctc_labels
 from echostream_fairseq.streaming.stage_clock import StageClock, credit_share
 
 if TYPE_CHECKING:
@@ -96,10 +97,13 @@ class Speaking:
             steps.append((ready, state.unit_caches, state.text_states, new_memory, state.text_states + pending.size(1)))
             plans.append((pending, held, ready))
         logits, unit_caches = self.model.unit_decoder.step_packed(steps, window, lookahead=k)
+        # every stream's best units in one product (the streams' positions packed along time)
+        labels = ctc_labels(torch.cat([piece[0] for piece in logits]).float(), self.unit_banned)
+        ends = [0] + list(itertools.accumulate(piece.size(1) for piece in logits))
         results = []
         for i, (state, _, _, _) in enumerate(items):
             pending, held, ready = plans[i]
-            units, last = ctc_greedy_extend(logits[i][0].float(), state.unit_last, self.unit_banned)
+            units, last, _ = ctc_collapse(labels[ends[i]:ends[i + 1]], state.unit_last)
             results.append((units, replace(
                 state, t2u_caches=t2u_caches[i], unit_caches=unit_caches[i], text_states=state.text_states + ready.size(1),
                 unit_pending=pending[:, pending.size(1) - held:] if held else None, unit_last=last)))

@@ -44,7 +44,9 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
 from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_extend, ctc_greedy_marks
+from echostream_fairseq.modules.ctc import (
+    CTC_BLANK, ctc_blank_frames, ctc_blank_run, ctc_collapse, ctc_greedy, ctc_greedy_marks, ctc_labels,
+)
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder, LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.mt_writing import MTWriting
@@ -489,20 +491,29 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             frames, enc_state = encoder.step(batch, enc_state, finishes[group[0]])
             st_logits, st_caches = self.model.st_ctc.step(frames, st_caches)
             asr_logits = self.model.asr_ctc(frames)
+            # every stream's best labels in one product per head (the ASR labels once more with the
+            # sentence-end mark banned, for the pause count, when marks are read)
+            asr_labels = ctc_labels(asr_logits, [b for b in self.src_banned if b != self.asr_mark])
+            blank_labels = asr_labels if self.asr_mark is None else ctc_labels(asr_logits, self.src_banned)
+            st_labels = ctc_labels(st_logits, self.st_banned)
             sizes = [1] * len(group)
             encoders = split_state(enc_state, sizes, like=[states[i].encoder for i in group])
             for row, (i, enc, st) in enumerate(zip(group, encoders, split_state(st_caches, sizes))):
                 results[i] = self._ctc_extend(replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
-                                              frames[row : row + 1], asr_logits[row], st_logits[row])
+                                              frames[row : row + 1], asr_logits[row],
+                                              (asr_labels[row], blank_labels[row], st_labels[row]))
             credit_share(clocks, group, "encoder", started)  # each stream is credited its share of the batch
         return results
 
-    def _ctc_extend(self, state: TranslatorState, frames: Tensor, asr_logits: Tensor, st_logits: Tensor):
-        asr_new, asr_last, mark = ctc_greedy_marks(asr_logits, state.asr_last, self.src_banned, self.asr_mark)
+    def _ctc_extend(self, state: TranslatorState, frames: Tensor, asr_logits: Tensor, labels: Tuple[list, list, list]):
+        """The CTC heads' new tokens from the new frames' best labels: ASR (the mark allowed), ASR
+        (the mark banned) and ST."""
+        asr_labels, blank_labels, st_labels = labels
+        asr_new, asr_last, mark = ctc_collapse(asr_labels, state.asr_last, self.asr_mark)
         if mark is not None:
             mark = (len(state.asr_tokens) + mark[0], mark[1])
-        st_new, st_last = ctc_greedy_extend(st_logits, state.st_last, self.st_banned)
-        blanks = ctc_blank_run(asr_logits, state.asr_blank_frames, self.src_banned)
+        st_new, st_last, _ = ctc_collapse(st_labels, state.st_last)
+        blanks = ctc_blank_frames(blank_labels, state.asr_blank_frames)
         state = self._search_asr(state, asr_logits)
         return asr_new, st_new, frames, replace(
             state, encoder_frames=state.encoder_frames + frames.size(1),
