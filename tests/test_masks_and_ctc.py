@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from echostream_fairseq.modules.ctc import ctc_emission_counts, ctc_greedy
+from echostream_fairseq.modules.ctc import (
+    CTC_BLANK, ctc_blank_frames, ctc_blank_run, ctc_collapse, ctc_emission_counts, ctc_greedy, ctc_labels,
+)
 from echostream_fairseq.modules.masks import causal_mask, streaming_mt_mask, waitk_text_mask
 
 
@@ -26,6 +28,22 @@ def test_ctc_greedy_collapses_repeats_drops_blanks_and_bans():
     assert ctc_greedy(logits, torch.tensor([5])) == [[3, 3]]
     # banning 1 makes that frame take the next best, here index 0 (blank) after the -inf
     assert ctc_greedy(logits, torch.tensor([8]), banned=[1]) == [[3, 3, 4]]
+
+
+def test_labels_of_several_streams_at_once_collapse_and_count_pauses_as_each_alone():
+    """One argmax over two streams' new frames, then each stream's tokens (continuing across the
+    chunk boundary) and its trailing blank run."""
+    logits = torch.full((2, 4, 6), -5.0)
+    for row, labels in enumerate([[3, 3, 0, 0], [0, 0, 0, 0]]):
+        for t, label in enumerate(labels):
+            logits[row, t, label] = 5.0
+    logits[0, 1, 5] = 9.0  # the best, but banned
+    labels = ctc_labels(logits, banned=[5])
+    assert labels == [[3, 3, 0, 0], [0, 0, 0, 0]]
+    assert ctc_collapse(labels[0], previous=3) == ([], 0, None)  # 3 continued from the last chunk
+    assert ctc_collapse(labels[0], previous=CTC_BLANK) == ([3], 0, None)
+    assert [ctc_blank_frames(row, run=7) for row in labels] == [2, 11]
+    assert [ctc_blank_run(logits[row], 7, [5]) for row in range(2)] == [2, 11]
 
 
 def test_ctc_emission_counts_match_greedy_lengths_and_ignore_padding():

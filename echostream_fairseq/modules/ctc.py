@@ -10,8 +10,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_extend", "ctc_greedy_marks", "ctc_labels", "ctc_collapse",
-           "ctc_blank_run", "ctc_blank_frames", "ctc_emission_counts"]
+__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_marks", "ctc_labels", "ctc_collapse", "ctc_blank_run",
+           "ctc_blank_frames", "ctc_emission_counts"]
 
 CTC_BLANK = 0
 
@@ -34,24 +34,17 @@ def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> L
     return out
 
 
-def ctc_greedy_extend(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = ()) -> Tuple[List[int], int]:
+def ctc_greedy_marks(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (),
+                     mark: Optional[int] = None) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
     """Streaming :func:`ctc_greedy` for one stream: the tokens that new frames ``[t, V]`` add.
 
     ``previous`` is the best label of the frame before (blank at the start), so a token repeated
-    across a chunk boundary is collapsed exactly as in one pass. Returns the new tokens and the
-    best label of the last frame (the next call's ``previous``).
-    """
-    tokens, previous, _ = ctc_greedy_marks(logits, previous, banned)
-    return tokens, previous
+    across a chunk boundary is collapsed exactly as in one pass. The label ``mark`` (a sentence
+    end) may be chosen even if ``banned`` lists it (``None``: no mark).
 
-
-def ctc_greedy_marks(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (),
-                     mark: Optional[int] = None) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
-    """:func:`ctc_greedy_extend` where the label ``mark`` (a sentence end) may be chosen too, even
-    if ``banned`` lists it (``None``: no mark).
-
-    Returns the new tokens without the marks, the last frame's best label, and, if a mark was
-    written in these frames, ``(tokens before the last mark, frames after it)`` (else ``None``).
+    Returns the new tokens without the marks, the last frame's best label (the next call's
+    ``previous``), and, if a mark was written in these frames, ``(tokens before the last mark,
+    frames after it)`` (else ``None``).
     """
     if logits.size(0) == 0:
         return [], previous, None
