@@ -6,7 +6,8 @@ measures (frame counts, CMVN statistics) are exactly the ones the model sees:
 * :func:`read_audio`: any file libsndfile reads (wav, flac, ogg, mp3, ...), downmixed to mono and
   resampled to the requested rate, as float32 in [-1, 1].
 * :func:`fbank`: 80-bin kaldi-compatible log-mel filterbank, 25 ms window, 10 ms shift, no
-  dither, on the waveform scaled to the int16 range (what fairseq's speech-to-text data does).
+  dither, on the waveform scaled to the int16 range (what fairseq's speech-to-text data does);
+  :class:`LogMelFilterbank` is its computation on frames, for the frames of many streams at once.
 * :func:`num_fbank_frames`: the number of :func:`fbank` frames for a number of samples, without
   computing them.
 * :func:`write_wav`: 16-bit mono PCM wav.

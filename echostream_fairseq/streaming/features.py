@@ -1,7 +1,7 @@
 """Streaming input: raw audio chunks -> 16 kHz mono samples -> normalised fbank frames.
 
 Both stages carry only what the next chunk needs, so their cost per chunk does not depend on how
-long the stream has run, and both equal their offline counterparts exactly:
+long the stream has run, and both equal their offline counterparts (to float rounding):
 
 * :class:`ResampleStream` equals ``torchaudio.functional.resample`` of the whole signal: it keeps
   the input samples that the windowed-sinc kernel of not-yet-emitted outputs still reaches, and
@@ -9,7 +9,8 @@ long the stream has run, and both equal their offline counterparts exactly:
 * :class:`FbankStream` equals :func:`echostream_fairseq.data.audio.fbank` of the whole signal
   followed by global CMVN: kaldi frames are independent of each other (no dither, per-frame DC
   removal and pre-emphasis), so it keeps the samples from the start of the next frame (the
-  25 ms window overlaps the 10 ms shift) and computes only complete new frames.
+  25 ms window overlaps the 10 ms shift) and computes only complete new frames. Many streams'
+  new frames go through the filterbank as one batch (:meth:`FbankStream.step_batch`).
 
 :func:`to_mono` turns whatever a SimulEval segment holds (a list of samples, or of per-channel
 lists) into one float channel.

@@ -34,9 +34,9 @@ class Speaking:
                      clocks: Sequence[Optional[StageClock]]):
         """New units (unit dictionary indices), their vocoder ids and the state of each of several
         streams, ``(state, text states, encoder frames, flush)`` each (``flush``: the text is
-        complete, no held-back state waits for more). In incremental mode
-        T2U and the unit decoder run once for all of them, their linear layers over every stream's
-        new positions packed together (each stream's units equal its own alone)."""
+        complete, no held-back state waits for more). In incremental mode T2U and the unit decoder
+        run once for all of them, their linear layers over every stream's new positions packed
+        together (each stream's units equal its own alone)."""
         started = time.perf_counter()
         results: List = [None] * len(items)
         together = []
