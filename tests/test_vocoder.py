@@ -223,7 +223,7 @@ def random_tiny_hifigan(folder):
 
 
 def test_left_context_beyond_the_receptive_field_changes_nothing(speech_units, tmp_path):
-    """The default left context (12 frames) gives the audio of a longer one: a sample of the
+    """The default left context (8 frames) gives the audio of a longer one: a sample of the
     ``tiny`` preset's HiFi-GAN depends on about 7 frames to its left."""
     _, units = speech_units
     vocoder = random_tiny_hifigan(tmp_path)

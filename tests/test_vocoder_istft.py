@@ -41,6 +41,9 @@ def test_frame_conv_equals_the_convolution(groups):
     torch.testing.assert_close(frame_conv(x, conv), expected, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="full or depthwise convolutions, not 2 groups"):
         frame_conv(torch.randn(1, 5, 4), torch.nn.Conv1d(4, 6, 3, padding=1, groups=2))
+    with pytest.raises(ValueError, match="odd kernels at stride 1 with same-length padding, got kernel 3, stride 1, "
+                                         "dilation 1, padding 0"):
+        frame_conv(torch.randn(1, 5, 4), torch.nn.Conv1d(4, 6, 3))
 
 
 @pytest.mark.parametrize("n_fft", [640, 960, 1280])

@@ -150,7 +150,7 @@ class LogMelFilterbank:
     def frames(self, waveform: Tensor) -> Tensor:
         """``[num_samples]`` -> ``[num_fbank_frames, window_length]`` (a view; kaldi's ``snip_edges``)."""
         if waveform.numel() < self.window_length:
-            return waveform.new_zeros(0, self.window_length)
+            return waveform.new_zeros(0, self.window_length, dtype=torch.float32)
         return waveform.float().unfold(0, self.window_length, self.shift)
 
     def __call__(self, frames: Tensor) -> Tensor:
@@ -162,10 +162,11 @@ class LogMelFilterbank:
         x = torch.empty_like(frames)
         torch.sub(frames[:, 1:], frames[:, :-1], alpha=0.97, out=x[:, 1:])
         torch.mul(frames[:, :1], 1.0 - 0.97, out=x[:, :1])
-        x = (x - (1.0 - 0.97) * frames.mean(dim=1, keepdim=True)) * self.window
+        device = frames.device  # the constants live on the CPU; a GPU waveform gets copies
+        x = (x - (1.0 - 0.97) * frames.mean(dim=1, keepdim=True)) * self.window.to(device)
         spectrum = torch.view_as_real(torch.fft.rfft(x, n=self.fft_length))
         power = spectrum.pow(2).sum(dim=-1)
-        return torch.max(power @ self.mel_t, self.floor).log()
+        return torch.max(power @ self.mel_t.to(device), self.floor.to(device)).log()
 
 
 _FILTERBANKS: dict = {}

@@ -21,8 +21,8 @@ the wall time of the chunk split into :data:`STAGES` (off, the clock is never re
 :meth:`SimultaneousTranslator.step_batch` steps many independent streams at once: the encoder and
 CTC heads as one batch per group of stackable states (:mod:`~echostream_fairseq.modules.batching`),
 the MT writes in lockstep over padded caches (:mod:`~echostream_fairseq.streaming.mt_writing`),
-T2U and units per stream, and the vocoder once for all (:mod:`~echostream_fairseq.streaming.speaking`);
-each stream's result equals its :meth:`~SimultaneousTranslator.step` alone.
+T2U and units packed together, and the vocoder once for all (:mod:`~echostream_fairseq.streaming.speaking`);
+each stream's result equals its :meth:`~SimultaneousTranslator.step` alone (to float rounding).
 
 ``reencode=True`` reproduces StreamSpeech's agent instead: every chunk recomputes fbank, the
 encoder and the CTC heads over the whole prefix, re-runs the MT decoder over every written token,
@@ -312,9 +312,10 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         The encoder and both CTC heads run as one batch over every group of streams whose states
         share a layout (:mod:`~echostream_fairseq.modules.batching`: in steady state, all streams
         of this translator), so their per-stream cost falls with the number of streams; the
-        streams that write then decode in lockstep, units step each stream on its own, and the
-        vocoder synthesises every stream's new units in shared calls. The results equal
-        :meth:`step` per stream.
+        streams that write then decode in lockstep, T2U and the unit decoder run over all streams'
+        new text at once, and the vocoder synthesises every stream's new units in shared calls. The
+        results equal :meth:`step` per stream (to float rounding: products over more rows may round
+        differently).
         """
         for _, state, _ in requests:
             if not isinstance(state, TranslatorState):
@@ -379,13 +380,15 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                                         (_, _, enc_new, _), finish) in enumerate(zip(written, encoded, finishes))], clocks)
         else:
             spoken = [([], [], state) for _, _, state, _ in written]
-        spoken = [(units, ids, self._next_sentence(state, encoded[i][2]) if i in ending else state)
-                  for i, (units, ids, state) in enumerate(spoken)]
         if self.config.translate and self.config.speech_output:
             speech = self._speech([(ids, state, finish) for (_, ids, state), finish in zip(spoken, finishes)], clocks)
         else:
             speech = [(torch.zeros(0), state) for _, _, state in spoken]
+        # then the ended sentences' target side starts afresh (after the speech: --reencode speaks
+        # from the sentence's units)
         ends = set(ending)
+        speech = [(wave, self._next_sentence(state, encoded[i][2]) if i in ends else state)
+                  for i, (wave, state) in enumerate(speech)]
         results = []
         for i, ((asr_new, _, enc_new, _), (target_new, _, _, wrote), (units_new, _, _), (wave, state), finish, clock) in \
                 enumerate(zip(encoded, written, spoken, speech, finishes, clocks)):

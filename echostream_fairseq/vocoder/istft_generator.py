@@ -55,14 +55,18 @@ def frame_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
     frames, a full one a single product over the shifted frames side by side, and the frames stay in
     the layout the linear layers use."""
     size = conv.kernel_size[0]
+    if size % 2 == 0 or conv.stride[0] != 1 or conv.dilation[0] != 1 or conv.padding[0] != size // 2:
+        raise ValueError(f"frame_conv takes odd kernels at stride 1 with same-length padding, got kernel {size}, "
+                         f"stride {conv.stride[0]}, dilation {conv.dilation[0]}, padding {conv.padding[0]}")
     frames = x.size(1)
     padded = F.pad(x, (0, 0, size // 2, size // 2))
     if conv.groups == conv.in_channels == conv.out_channels:  # depthwise: a weight per channel and tap
-        taps = conv.weight[:, 0, :].t()  # [size, C]
-        y = padded[:, :frames] * taps[0]
+        # the taps add up in fp32 (as a convolution library accumulates), whatever the layers' dtype
+        taps = conv.weight[:, 0, :].t().float()  # [size, C]
+        y = padded[:, :frames].float() * taps[0]
         for j in range(1, size):
-            y = y.addcmul(padded[:, j:j + frames], taps[j])
-        return y + conv.bias
+            y = y.addcmul(padded[:, j:j + frames].float(), taps[j])
+        return (y + conv.bias.float()).to(x.dtype)
     if conv.groups != 1:
         raise ValueError(f"frame_conv takes full or depthwise convolutions, not {conv.groups} groups")
     windows = padded.unfold(1, size, 1)  # [B, T, C_in, size]: the taps last, as in the weight
