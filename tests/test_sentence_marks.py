@@ -195,24 +195,31 @@ class _PrefixScriptedASR(torch.nn.Module):
         return _logits([self.labels[min(i, len(self.labels) - 1)] for i in range(n)], self.vocab)[None]
 
 
-def test_reencode_restarts_its_prefix_after_the_mark(loaded):  # noqa: F811
-    model, task = loaded
-    tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True)
+def _two_chunks_with_a_mark(tr, model):
+    """Step ``tr`` (``--reencode``) over two 320 ms chunks whose ASR CTC writes three subwords, a
+    sentence-end mark, then two more: ``(outputs, last state)``."""
     eos = tr.src_dict.eos()
-    assert model.encoder.right_context_length == 0
     script = [7, 0, 8, 0, 7, 0, 9, 0] + [0, 0, 0, 0, eos, 0, 10, 11] + [0] * 64
     original = model.asr_ctc
     model.asr_ctc = _PrefixScriptedASR(script, len(tr.src_dict))
     try:
         state = tr.initial_state()
         wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 2).astype(np.float32)
-        ends = []
+        outs = []
         for k in range(2):
             out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
-            ends.append(out.sentence_end)
+            outs.append(out)
     finally:
         model.asr_ctc = original
-    assert ends == [False, True] and state.sentences == 1
+    return outs, state
+
+
+def test_reencode_restarts_its_prefix_after_the_mark(loaded):  # noqa: F811
+    model, task = loaded
+    tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True)
+    assert model.encoder.right_context_length == 0
+    outs, state = _two_chunks_with_a_mark(tr, model)
+    assert [o.sentence_end for o in outs] == [False, True] and state.sentences == 1
     assert state.asr_searched == 3  # the 3 frames after the mark, kept in the prefix, were searched
     # the prefix starts again with the audio of the 3 encoder frames after the mark (40 ms each)
     assert state.source_samples.numel() == 3 * 640 and state.asr_tokens == () and state.encoder_frames == 0
@@ -233,18 +240,6 @@ def test_reencode_speaks_the_ended_sentence_before_its_units_start_afresh(loaded
     tr = SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
                                 task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config,
                                 vocoder=vocoder)
-    eos = tr.src_dict.eos()
-    script = [7, 0, 8, 0, 7, 0, 9, 0] + [0, 0, 0, 0, eos, 0, 10, 11] + [0] * 64
-    original = model.asr_ctc
-    model.asr_ctc = _PrefixScriptedASR(script, len(tr.src_dict))
-    try:
-        state = tr.initial_state()
-        wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 2).astype(np.float32)
-        outs = []
-        for k in range(2):
-            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
-            outs.append(out)
-    finally:
-        model.asr_ctc = original
+    outs, state = _two_chunks_with_a_mark(tr, model)
     assert [o.sentence_end for o in outs] == [False, True] and state.all_units == ()
     assert outs[1].units and outs[1].audio.numel() > 0 and bool(torch.isfinite(outs[1].audio).all())
