@@ -80,11 +80,6 @@ class UnitVocoder(torch.nn.Module):
         """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""
         raise NotImplementedError
 
-    def durations_batch(self, units: Tensor) -> Tensor:
-        """``[B, U]`` -> ``[B, U]``: :meth:`durations` of each row (this default runs them one by one;
-        a vocoder that batches overrides it)."""
-        return torch.stack([self.durations(row) for row in units])
-
     def durations_padded(self, units: Tensor, lengths: Tensor) -> Tensor:
         """``[B, U]`` right-padded units, ``[B]`` lengths -> ``[B, U]``: row ``i``'s first ``lengths[i]``
         are :meth:`durations` of its first ``lengths[i]`` units, the rest 1 (this default runs the

@@ -143,11 +143,7 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @torch.no_grad()
     def durations(self, units: Tensor) -> Tensor:
-        return self.durations_batch(units[None])[0]
-
-    @torch.no_grad()
-    def durations_batch(self, units: Tensor) -> Tensor:
-        return self.durations_padded(units, torch.full((units.size(0),), units.size(1)))
+        return self.durations_padded(units[None], torch.tensor([units.numel()]))[0]
 
     @torch.no_grad()
     def durations_padded(self, units: Tensor, lengths: Tensor) -> Tensor:

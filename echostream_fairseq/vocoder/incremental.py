@@ -66,10 +66,11 @@ logger = logging.getLogger(__name__)
 
 def sub_batch_limit(vocoder: UnitVocoder) -> int:
     """The most streams one call takes when many streams share calls: :data:`MAX_CAUSAL_SUB_BATCH`
-    for a causal vocoder, :data:`MAX_ISTFT_SUB_BATCH` for an iSTFT one, else :data:`MAX_SUB_BATCH`."""
-    if getattr(vocoder, "causal", False):
+    for a causal vocoder, :data:`MAX_ISTFT_SUB_BATCH` for one whose calls take any number of rows
+    (``any_batch_size``: the iSTFT generator), else :data:`MAX_SUB_BATCH`."""
+    if vocoder.causal:
         return MAX_CAUSAL_SUB_BATCH
-    return MAX_ISTFT_SUB_BATCH if getattr(vocoder, "istft", False) else MAX_SUB_BATCH
+    return MAX_ISTFT_SUB_BATCH if vocoder.any_batch_size else MAX_SUB_BATCH
 
 
 @dataclass(frozen=True)
