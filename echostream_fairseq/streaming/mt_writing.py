@@ -43,14 +43,11 @@ class MTWriting:
         with their MT memory extended."""
         having = [i for i, f in enumerate(frames) if f is not None and f.size(1) > 0]
         states = list(states)
-        if len(having) > 1:
+        if having:
             caches = self.model.decoder.extend_memory([states[i].mt_memory for i in having], [frames[i] for i in having],
                                                       self.config.mt_source_window)
             for i, c in zip(having, caches):
                 states[i] = replace(states[i], mt_memory=c)
-        elif having:
-            i = having[0]
-            states[i] = replace(states[i], mt_memory=self._extend_mt_memory(states[i].mt_memory, frames[i]))
         return states
 
     def _mt_token(self, caches, token: int, position: int):

@@ -44,8 +44,6 @@ class SentenceEnds:
         if asking and cfg.reencode:
             for i in asking:
                 ends[i] = self._eos_next_reencode(*items[i][:2])
-        elif len(asking) == 1:
-            ends[asking[0]] = self._eos_next_alone(items[asking[0]][0])
         elif asking:
             for i, verdict in zip(asking, self._eos_next_batch([items[i][0] for i in asking])):
                 ends[i] = verdict
@@ -67,21 +65,18 @@ class SentenceEnds:
             return False
         return None
 
-    def _eos_next_alone(self, state: TranslatorState) -> bool:
-        """Whether the MT decoder, fed the last written subword, would end the sentence (a look
-        ahead: the caches it makes are dropped)."""
-        logits, _, _ = self._mt_token(state.mt_memory, state.target_tokens[-1], len(state.target_tokens))
-        return self._ends_with(logits)
-
     def _eos_next_reencode(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
-        """:meth:`_eos_next_alone` in ``--reencode`` mode: the written prefix re-decoded against the source."""
+        """:meth:`_eos_next_batch` of one stream in ``--reencode`` mode: the written prefix
+        re-decoded against the source."""
         caches, prefix = self._extend_mt_memory(None, enc_new), [self.tgt_dict.eos(), *state.target_tokens]
         for position, token in enumerate(prefix):
             logits, _, caches = self._mt_token(caches, token, position)
         return self._ends_with(logits)
 
     def _eos_next_batch(self, states: Sequence[TranslatorState]) -> List[bool]:
-        """:meth:`_eos_next_alone` for several streams, as one decoder step over their padded caches."""
+        """Whether the MT decoder, fed each stream's last written subword, would end its sentence:
+        one decoder step over the streams' padded caches (a look ahead: the caches it makes are
+        dropped)."""
         caches, self_valid, memory_valid = pad_caches([state.mt_memory for state in states])
         tokens = torch.tensor([state.target_tokens[-1] for state in states], device=self.device)
         positions = torch.tensor([len(state.target_tokens) for state in states], device=self.device)
