@@ -73,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
 
     from echostream_fairseq.data.units import UnitError, load_unit_model
-    from echostream_fairseq.vocoder.config import VocoderError, load_vocoder_config, preset_config
+    from echostream_fairseq.vocoder.config import VocoderError, generator_name, load_vocoder_config, preset_config
     from echostream_fairseq.vocoder.trainer import TrainOptions, train_vocoder
 
     if args.threads:
@@ -90,12 +90,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise VocoderError(f"{args.config}: num_embeddings {config['num_embeddings']} but {unit_model_path} "
                                    f"has {num_units} units")
             # training fields the config may leave out
-            base = preset_config("full", num_units, generator=config.get("generator", "hifigan"))
+            base = preset_config("full", num_units, generator=generator_name(config))
             config = {**{k: v for k, v in base.items() if k not in config}, **config}
         else:
             config = preset_config(args.preset, num_units, generator=args.generator or "hifigan")
-        if args.config and args.generator and config.get("generator", "hifigan") != args.generator:
-            raise VocoderError(f"{args.config}: generator {config.get('generator', 'hifigan')!r} but --generator "
+        if args.config and args.generator and generator_name(config) != args.generator:
+            raise VocoderError(f"{args.config}: generator {generator_name(config)!r} but --generator "
                                f"{args.generator} (leave one out)")
         for name in OVERRIDES:
             if getattr(args, name) is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "load_vocoder_config",
     "frame_hop",
     "sample_rate",
+    "generator_name",
 ]
 
 
@@ -153,10 +154,15 @@ def preset_config(name: str, num_embeddings: int, generator: str = "hifigan") ->
     return config
 
 
+def generator_name(config: Mapping[str, Any]) -> str:
+    """The generator ``config`` asks for (one of :data:`GENERATORS` once checked; ``hifigan`` when unsaid)."""
+    return config.get("generator", "hifigan")
+
+
 def frame_hop(config: Mapping[str, Any]) -> int:
     """Samples per unit frame: the product of the upsampling rates (320 for 16 kHz, 50 Hz units);
     an iSTFT generator's ``code_hop_size``."""
-    if config.get("generator", "hifigan") == "istft":
+    if generator_name(config) == "istft":
         return int(config["code_hop_size"])
     return int(math.prod(config["upsample_rates"]))
 
@@ -169,7 +175,7 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
     """Check a parsed ``config.json``; returns it as a dict. Raises :class:`VocoderError` naming the field."""
     if not isinstance(config, Mapping):
         raise VocoderError(f"{where}: expected a JSON object, got {type(config).__name__}")
-    generator = config.get("generator", "hifigan")
+    generator = generator_name(config)
     if generator not in GENERATORS:
         raise VocoderError(f"{where}: generator {generator!r} is not one of {', '.join(GENERATORS)}")
     if generator == "istft":

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echostream_fairseq.vocoder.config import generator_name
+
 __all__ = ["ISTFTGenerator", "is_istft", "frame_conv"]
 
 # the most a log magnitude may say: exp(11.5) ~ 1e5, far above speech, keeps a bad prediction finite
@@ -42,7 +44,7 @@ MAX_LOG_MAGNITUDE = 11.5
 
 def is_istft(config: Mapping[str, Any]) -> bool:
     """Whether ``config`` asks for this generator."""
-    return config.get("generator", "hifigan") == "istft"
+    return generator_name(config) == "istft"
 
 
 def frame_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
