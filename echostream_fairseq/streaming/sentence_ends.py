@@ -29,25 +29,33 @@ __all__ = ["SentenceEnds"]
 class SentenceEnds:
     """The translator's long-form steps (see the module docstring)."""
 
-    def _sentences_ending(self, items: Sequence[Tuple[TranslatorState, Optional[Tensor], bool]]) -> List[bool]:
-        """Whether each stream's sentence ends in this chunk, for ``(state, encoder frames, finish)``
-        each: the ASR CTC's sentence-end mark, or a pause after recognised speech (a short one
-        confirmed by the MT decoder wanting to end the sentence, asked for every such stream at
-        once). A finishing stream's sentence is completed by its finish instead."""
-        cfg = self.config
-        ends, asking = [], []
-        for i, (state, _, finish) in enumerate(items):
-            verdict = False if finish else self._sentence_end_without_decoder(state)
-            if verdict is None:
-                asking.append(i)
-            ends.append(bool(verdict))
-        if asking and cfg.reencode:
-            for i in asking:
-                ends[i] = self._eos_next_reencode(*items[i][:2])
-        elif asking:
-            for i, verdict in zip(asking, self._eos_next_batch([items[i][0] for i in asking])):
-                ends[i] = verdict
-        return ends
+    def _sentence_ends_known(self, states: Sequence[TranslatorState], finishes: Sequence[bool]) -> List[bool]:
+        """The sentences that end in this chunk whatever the MT decoder says (the ASR CTC's sentence-end
+        mark, or a long pause after recognised speech): known before the writes, so their last write
+        goes to the end of the sentence at once. A finishing stream's sentence is completed by its
+        finish instead."""
+        return [not finish and self._sentence_end_without_decoder(state) is True
+                for state, finish in zip(states, finishes)]
+
+    def _short_pauses_confirmed(self, items: Sequence[Tuple[TranslatorState, Optional[Tensor], bool]]
+                                ) -> List[Optional[Tensor]]:
+        """After the writes, for ``(state, encoder frames, finish)`` each: where a short pause ends
+        the sentence because the MT decoder, fed the last written subword, would end it (asked for
+        every such stream at once), the decoder state ``[1, 1, D]`` that predicted the end (the
+        sentence's last text state, as a write to :data:`FINISH` would hand it on); ``None`` for the
+        others."""
+        asking = [i for i, (state, _, finish) in enumerate(items)
+                  if not finish and self._sentence_end_without_decoder(state) is None]
+        confirmed: List[Optional[Tensor]] = [None] * len(items)
+        if not asking:
+            return confirmed
+        if self.config.reencode:
+            answers = [self._eos_next_reencode(*items[i][:2]) for i in asking]
+        else:
+            answers = self._eos_next_batch([items[i][0] for i in asking])
+        for i, (ends, eos_state) in zip(asking, answers):
+            confirmed[i] = eos_state if ends else None
+        return confirmed
 
     def _sentence_end_without_decoder(self, state: TranslatorState) -> Optional[bool]:
         """Whether the sentence ends, or ``None`` when the MT decoder must confirm a short pause."""
@@ -65,24 +73,24 @@ class SentenceEnds:
             return False
         return None
 
-    def _eos_next_reencode(self, state: TranslatorState, enc_new: Optional[Tensor]) -> bool:
+    def _eos_next_reencode(self, state: TranslatorState, enc_new: Optional[Tensor]) -> Tuple[bool, Tensor]:
         """:meth:`_eos_next_batch` of one stream in ``--reencode`` mode: the written prefix
         re-decoded against the source."""
         caches, prefix = self._extend_mt_memory(None, enc_new), [self.tgt_dict.eos(), *state.target_tokens]
         for position, token in enumerate(prefix):
-            logits, _, caches = self._mt_token(caches, token, position)
-        return self._ends_with(logits)
+            logits, hidden, caches = self._mt_token(caches, token, position)
+        return self._ends_with(logits), hidden
 
-    def _eos_next_batch(self, states: Sequence[TranslatorState]) -> List[bool]:
-        """Whether the MT decoder, fed each stream's last written subword, would end its sentence:
-        one decoder step over the streams' padded caches (a look ahead: the caches it makes are
-        dropped)."""
+    def _eos_next_batch(self, states: Sequence[TranslatorState]) -> List[Tuple[bool, Tensor]]:
+        """Whether the MT decoder, fed each stream's last written subword, would end its sentence,
+        and its state ``[1, 1, D]`` after that subword: one decoder step over the streams' padded
+        caches (a look ahead: the caches it makes are dropped)."""
         caches, self_valid, memory_valid = pad_caches([state.mt_memory for state in states])
         tokens = torch.tensor([state.target_tokens[-1] for state in states], device=self.device)
         positions = torch.tensor([len(state.target_tokens) for state in states], device=self.device)
-        logits, _, _, _ = self.model.decoder.step_rows(tokens, positions, caches, self_valid, memory_valid,
-                                                       self.config.target_window)
-        return [self._ends_with(row) for row in logits]
+        logits, hidden, _, _ = self.model.decoder.step_rows(tokens, positions, caches, self_valid, memory_valid,
+                                                            self.config.target_window)
+        return [(self._ends_with(row), hidden[r:r + 1]) for r, row in enumerate(logits)]
 
     def _ends_with(self, logits: Tensor) -> bool:
         logits = logits.clone()

@@ -356,20 +356,24 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             plans.append(self._plan(state, finish))
             if clock:
                 clock.mark("mt")
+        # a sentence known to end here (the ASR CTC's mark, a long pause) is written to its end at once:
+        # greedy decoding gives the same subwords as writing to the policy's target and then finishing
+        known = self._sentence_ends_known([state for state, _ in plans], finishes)
+        if self.config.translate:
+            plans = [(state, FINISH if ends else target) for (state, target), ends in zip(plans, known)]
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
         written = [self._written(state, target, w) for (state, target), w in zip(plans, writes)]
-        # the sentences that end here: their last subwords, written together
-        verdicts = self._sentences_ending([(state, enc_new, finish) for (_, _, enc_new, _), (_, _, state, _), finish
-                                           in zip(encoded, written, finishes)])
-        ending = [i for i, verdict in enumerate(verdicts) if verdict]
-        if ending and self.config.translate:
-            last_writes = self._write_all([(written[i][2], encoded[i][2], FINISH) for i in ending], [clocks[i] for i in ending])
-            for i, (tokens, text_states, state) in zip(ending, last_writes):
-                target_new, earlier, _, wrote = written[i]
-                if earlier is not None:
-                    text_states = earlier if text_states is None else torch.cat([earlier, text_states], dim=1)
-                written[i] = (target_new + tokens, text_states, state, wrote)
+        # a short pause ends a sentence where the MT decoder would end it; the state that says so is
+        # the sentence's last text state (a write to FINISH would write nothing more)
+        confirmed = self._short_pauses_confirmed([(state, enc_new, finish) for (_, _, enc_new, _), (_, _, state, _), finish
+                                                  in zip(encoded, written, finishes)])
+        for i, eos_state in enumerate(confirmed):
+            if eos_state is not None:
+                target_new, text_states, state, wrote = written[i]
+                text_states = eos_state if text_states is None else torch.cat([text_states, eos_state], dim=1)
+                written[i] = (target_new, text_states, state, wrote)
+        ending = [i for i, (ends, eos_state) in enumerate(zip(known, confirmed)) if ends or eos_state is not None]
         # the units of every stream's new text at once (an ended sentence's text is complete), then
         # the speech of all in shared calls
         if self.config.translate and self.config.speech_output:
