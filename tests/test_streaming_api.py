@@ -187,15 +187,18 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
         state = translator.initial_state()
         for c in range(chunks):
             _, state = translator.step(waves[k][c * 5120:(c + 1) * 5120], state)
-        _, _, state = translator._write(state, None, written)  # the test model's policy writes little
+        _, _, state, _ = translator._write(state, None, written)  # the test model's policy writes little
         states.append(state)
     assert len({len(s.target_tokens) for s in states}) > 1
     assert len({s.mt_memory[0].cross_key.size(2) for s in states}) > 1
     targets = [len(s.target_tokens) + n for s, n in zip(states, (3, 0, 6))]
     batched = translator._write_batch(states, targets)
-    for state, target, (new, text, after) in zip(states, targets, batched):
-        alone_new, alone_text, alone_after = translator._write(state, None, target)
+    for state, target, (new, text, after, (scores, next_state)) in zip(states, targets, batched):
+        alone_new, alone_text, alone_after, (alone_scores, alone_next_state) = translator._write(state, None, target)
         assert new == alone_new
+        # the decoder's next step after the kept subwords (the look ahead alone for stream 1)
+        torch.testing.assert_close(scores, alone_scores, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(next_state, alone_next_state, atol=1e-5, rtol=1e-5)
         if text is None:
             assert alone_text is None
         else:
@@ -213,8 +216,8 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
     finishing = translator.with_config(max_len=4)
     targets = [FINISH, len(states[1].target_tokens) + 2, FINISH]
     batched = finishing._write_batch(states, targets)
-    for state, target, (new, text, after) in zip(states, targets, batched):
-        alone_new, alone_text, alone_after = finishing._write(state, None, target)
+    for state, target, (new, text, after, _) in zip(states, targets, batched):
+        alone_new, alone_text, alone_after, _ = finishing._write(state, None, target)
         assert new == alone_new and after.target_tokens == alone_after.target_tokens
         assert (text is None) == (alone_text is None)
         if text is not None:
@@ -225,8 +228,8 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
     # without it max_len bounds them, and the end of sentence may come first
     finishing = translator.with_config(max_len=3, sentence_pause_frames=0)
     batched = finishing._write_batch(states, [FINISH, FINISH, FINISH])
-    for state, (new, text, after) in zip(states, batched):
-        alone_new, alone_text, alone_after = finishing._write(state, None, FINISH)
+    for state, (new, text, after, _) in zip(states, batched):
+        alone_new, alone_text, alone_after, _ = finishing._write(state, None, FINISH)
         assert new == alone_new and len(new) <= 3 and text.size(1) == len(new) + 1
         torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
         for a, b in zip(after.mt_memory, alone_after.mt_memory):

@@ -6,7 +6,9 @@ A mixin of the translator (its attributes: ``model``, ``config``, ``tgt_dict``, 
 (:meth:`MTWriting._write_batch`) decodes the streams in lockstep over left-padded caches
 (:func:`~echostream_fairseq.modules.transformer_layer.pad_caches`): every stream feeds one subword
 per round until each has what its policy asked for, and each stream's caches, subwords and decoder
-states equal those of :meth:`MTWriting._write` on it alone.
+states equal those of :meth:`MTWriting._write` on it alone. Every write also returns the decoder's
+next step after its kept subwords; a stream in a short pause is confirmed or not by it (its write
+a look ahead alone when the policy reads), so the question costs no round of its own.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ class MTWriting:
 
         Returns the new subwords, the decoder states the T2U encoder reads for them (``[1, n, D]``:
         input positions ``written .. written + n - 1``, plus the state that predicted the end of
-        sentence when finishing) and the new state.
+        sentence when finishing), the new state, and the decoder's next step after the kept
+        subwords: its scores ``[V]`` for the subword after them and its state ``[1, 1, D]`` (a
+        ``target`` equal to the subwords written asks for this look ahead alone).
         """
         cfg = self.config
         eos = self.tgt_dict.eos()
@@ -74,16 +78,17 @@ class MTWriting:
         start = m + 1 - len(prefix)
         for offset, tok in enumerate(prefix):
             logits, hidden, caches = self._mt_token(caches, tok, start + offset)
-        hidden_rows, snapshots = [hidden], [caches]
+        hidden_rows, logit_rows, snapshots = [hidden], [logits], [caches]
         new: List[int] = []
         limit = target - m if target != FINISH else self._finish_limit(state)
         while len(new) < limit:
-            nxt = self._pick(logits, state.target_tokens + tuple(new))
+            nxt = self._pick(logits.clone(), state.target_tokens + tuple(new))
             if nxt == eos:  # before the source ends, an early end of sentence is simply not written
                 break
             new.append(nxt)
             logits, hidden, caches = self._mt_token(caches, nxt, m + len(new))
             hidden_rows.append(hidden)
+            logit_rows.append(logits)
             snapshots.append(caches)
         if cfg.policy.whole_word and target != FINISH:
             new = new[: whole_word_prefix(new, 0, lambda t: self.word_start[t])]
@@ -93,7 +98,8 @@ class MTWriting:
             next_caches = None  # nothing is kept between chunks
         else:
             next_caches = snapshots[len(new) - 1] if new else state.mt_memory
-        return new, text_states, replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new))
+        return (new, text_states, replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new)),
+                (logit_rows[len(new)], hidden_rows[len(new)]))
 
     def _pick(self, logits: Tensor, written: Sequence[int]) -> int:
         """The greedy choice for the next subword after ``written`` (the sentence's subwords)."""
@@ -116,8 +122,9 @@ class MTWriting:
 
     def _write_batch(self, states: List["TranslatorState"], targets: List[int]):
         """:meth:`_write` for several streams in incremental mode, each with an MT memory (targets
-        may be :data:`FINISH`: the end of a sentence or of the source): the decoder runs once per
-        round for all of them (see the module docstring)."""
+        may be :data:`FINISH`: the end of a sentence or of the source, or the subwords written: the
+        look ahead alone): the decoder runs once per round for all of them (see the module
+        docstring)."""
         cfg, eos, decoder = self.config, self.tgt_dict.eos(), self.model.decoder
         written = [len(s.target_tokens) for s in states]
         caches, self_valid, memory_valid = pad_caches([s.mt_memory for s in states])
@@ -128,12 +135,14 @@ class MTWriting:
         news: List[List[int]] = [[] for _ in states]
         hidden_rows: List[List[Tensor]] = [[] for _ in states]
         steps = []  # (caches, self_valid) after each round
+        round_logits = []  # row r's scores after its j-th new subword: round_logits[j][r]
         active = list(range(len(states)))
         while True:
             logits, hidden, caches, self_valid = decoder.step_rows(
                 torch.tensor(tokens, device=self.device), torch.tensor(positions, device=self.device),
                 caches, self_valid, memory_valid, cfg.target_window)
             steps.append((caches, self_valid))
+            round_logits.append(logits)
             for r in active:
                 hidden_rows[r].append(hidden[r:r + 1])
             still = []
@@ -164,5 +173,6 @@ class MTWriting:
             else:
                 next_caches = state.mt_memory
             results.append((new, text_states, replace(state, mt_memory=next_caches,
-                                                      target_tokens=state.target_tokens + tuple(new))))
+                                                      target_tokens=state.target_tokens + tuple(new)),
+                            (round_logits[len(new)][r], hidden_rows[r][len(new)])))
         return results

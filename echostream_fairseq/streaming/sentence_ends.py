@@ -17,7 +17,6 @@ from torch import Tensor
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
-from echostream_fairseq.modules.transformer_layer import pad_caches
 from echostream_fairseq.streaming.policy import PolicyState
 
 if TYPE_CHECKING:
@@ -37,24 +36,29 @@ class SentenceEnds:
         return [not finish and self._sentence_end_without_decoder(state) is True
                 for state, finish in zip(states, finishes)]
 
-    def _short_pauses_confirmed(self, items: Sequence[Tuple[TranslatorState, Optional[Tensor], bool]]
+    def _short_pauses(self, states: Sequence[TranslatorState], finishes: Sequence[bool]) -> List[bool]:
+        """The streams whose sentence ends in this chunk if the MT decoder, fed the last written
+        subword, would end it (a short pause after recognised speech): before the writes, so a
+        stream the policy lets read looks ahead in the write batch."""
+        return [not finish and self._sentence_end_without_decoder(state) is None
+                for state, finish in zip(states, finishes)]
+
+    def _short_pauses_confirmed(self, items: Sequence[Tuple[TranslatorState, Optional[Tuple[Tensor, Tensor]], bool]]
                                 ) -> List[Optional[Tensor]]:
-        """After the writes, for ``(state, encoder frames, finish)`` each: where a short pause ends
-        the sentence because the MT decoder, fed the last written subword, would end it (asked for
-        every such stream at once), the decoder state ``[1, 1, D]`` that predicted the end (the
-        sentence's last text state, as a write to :data:`FINISH` would hand it on); ``None`` for the
-        others."""
-        asking = [i for i, (state, _, finish) in enumerate(items)
-                  if not finish and self._sentence_end_without_decoder(state) is None]
-        confirmed: List[Optional[Tensor]] = [None] * len(items)
-        if not asking:
-            return confirmed
-        if self.config.reencode:
-            answers = [self._eos_next_reencode(*items[i][:2]) for i in asking]
-        else:
-            answers = self._eos_next_batch([items[i][0] for i in asking])
-        for i, (ends, eos_state) in zip(asking, answers):
-            confirmed[i] = eos_state if ends else None
+        """After the writes, for ``(state, the decoder's next step, finish)`` each (the step from the
+        stream's write: scores ``[V]`` and state ``[1, 1, D]`` after its subwords): where a short
+        pause ends the sentence because the decoder's best next subword is the end of sentence, that
+        decoder state (the sentence's last text state, as a write to :data:`FINISH` would hand it
+        on); ``None`` for the others."""
+        confirmed: List[Optional[Tensor]] = []
+        for state, next_step, finish in items:
+            if finish or self._sentence_end_without_decoder(state) is not None:
+                confirmed.append(None)
+                continue
+            if next_step is None:  # the writes look ahead for every stream in a short pause
+                raise RuntimeError("a stream in a short pause has no look ahead from its write")
+            logits, eos_state = next_step
+            confirmed.append(eos_state if self._ends_with(logits) else None)
         return confirmed
 
     def _sentence_end_without_decoder(self, state: TranslatorState) -> Optional[bool]:
@@ -72,25 +76,6 @@ class SentenceEnds:
         if not short or state.asr_blank_frames < short or not cfg.translate or not state.target_tokens:
             return False
         return None
-
-    def _eos_next_reencode(self, state: TranslatorState, enc_new: Optional[Tensor]) -> Tuple[bool, Tensor]:
-        """:meth:`_eos_next_batch` of one stream in ``--reencode`` mode: the written prefix
-        re-decoded against the source."""
-        caches, prefix = self._extend_mt_memory(None, enc_new), [self.tgt_dict.eos(), *state.target_tokens]
-        for position, token in enumerate(prefix):
-            logits, hidden, caches = self._mt_token(caches, token, position)
-        return self._ends_with(logits), hidden
-
-    def _eos_next_batch(self, states: Sequence[TranslatorState]) -> List[Tuple[bool, Tensor]]:
-        """Whether the MT decoder, fed each stream's last written subword, would end its sentence,
-        and its state ``[1, 1, D]`` after that subword: one decoder step over the streams' padded
-        caches (a look ahead: the caches it makes are dropped)."""
-        caches, self_valid, memory_valid = pad_caches([state.mt_memory for state in states])
-        tokens = torch.tensor([state.target_tokens[-1] for state in states], device=self.device)
-        positions = torch.tensor([len(state.target_tokens) for state in states], device=self.device)
-        logits, hidden, _, _ = self.model.decoder.step_rows(tokens, positions, caches, self_valid, memory_valid,
-                                                            self.config.target_window)
-        return [(self._ends_with(row), hidden[r:r + 1]) for r, row in enumerate(logits)]
 
     def _ends_with(self, logits: Tensor) -> bool:
         logits = logits.clone()

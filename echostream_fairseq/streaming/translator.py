@@ -357,22 +357,26 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             if clock:
                 clock.mark("mt")
         # a sentence known to end here (the ASR CTC's mark, a long pause) is written to its end at once:
-        # greedy decoding gives the same subwords as writing to the policy's target and then finishing
+        # greedy decoding gives the same subwords as writing to the policy's target and then finishing.
+        # A stream in a short pause asks whether the MT decoder would end its sentence: its write
+        # (a look ahead alone when the policy reads) gives the decoder's next step after its subwords
         known = self._sentence_ends_known([state for state, _ in plans], finishes)
         if self.config.translate:
-            plans = [(state, FINISH if ends else target) for (state, target), ends in zip(plans, known)]
+            asking = self._short_pauses([state for state, _ in plans], finishes)
+            plans = [(state, FINISH if ends else len(state.target_tokens) if target is None and ask else target)
+                     for (state, target), ends, ask in zip(plans, known, asking)]
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
         written = [self._written(state, target, w) for (state, target), w in zip(plans, writes)]
-        # a short pause ends a sentence where the MT decoder would end it; the state that says so is
-        # the sentence's last text state (a write to FINISH would write nothing more)
-        confirmed = self._short_pauses_confirmed([(state, enc_new, finish) for (_, _, enc_new, _), (_, _, state, _), finish
-                                                  in zip(encoded, written, finishes)])
+        # where the decoder would end the sentence, the state that says so is its last text state (a
+        # write to FINISH would add no subword)
+        confirmed = self._short_pauses_confirmed([(state, next_step, finish) for (_, _, state, _, next_step), finish
+                                                  in zip(written, finishes)])
         for i, eos_state in enumerate(confirmed):
             if eos_state is not None:
-                target_new, text_states, state, wrote = written[i]
+                target_new, text_states, state, wrote, _ = written[i]
                 text_states = eos_state if text_states is None else torch.cat([text_states, eos_state], dim=1)
-                written[i] = (target_new, text_states, state, wrote)
+                written[i] = (target_new, text_states, state, wrote, None)
         ending = [i for i, (ends, eos_state) in enumerate(zip(known, confirmed)) if ends or eos_state is not None]
         # the units of every stream's new text at once (an ended sentence's text is complete), then
         # the speech of all in shared calls
@@ -380,10 +384,10 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             for clock in clocks:
                 if clock:
                     clock.restart()
-            spoken = self._units_batch([(state, text_states, enc_new, finish or i in ending) for i, ((_, text_states, state, _),
+            spoken = self._units_batch([(state, text_states, enc_new, finish or i in ending) for i, ((_, text_states, state, *_),
                                         (_, _, enc_new, _), finish) in enumerate(zip(written, encoded, finishes))], clocks)
         else:
-            spoken = [([], [], state) for _, _, state, _ in written]
+            spoken = [([], [], state) for _, _, state, *_ in written]
         if self.config.translate and self.config.speech_output:
             speech = self._speech([(ids, state, finish) for (_, ids, state), finish in zip(spoken, finishes)], clocks)
         else:
@@ -394,7 +398,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         speech = [(wave, self._next_sentence(state, encoded[i][2]) if i in ends else state)
                   for i, (wave, state) in enumerate(speech)]
         results = []
-        for i, ((asr_new, _, enc_new, _), (target_new, _, _, wrote), (units_new, _, _), (wave, state), finish, clock) in \
+        for i, ((asr_new, _, enc_new, _), (target_new, _, _, wrote, _), (units_new, _, _), (wave, state), finish, clock) in \
                 enumerate(zip(encoded, written, spoken, speech, finishes, clocks)):
             if clock:
                 clock.restart()
@@ -447,11 +451,11 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
     @staticmethod
     def _written(state: TranslatorState, target, written) -> tuple:
         """A stream's MT write (``None``: it did not write): ``(new subwords, text states, state,
-        wrote)``."""
+        wrote, the decoder's next step)`` (see :meth:`_write`)."""
         if written is None:
-            return [], None, state, False
-        target_new, text_states, state = written
-        return target_new, text_states, state, bool(target_new) or target == FINISH
+            return [], None, state, False, None
+        target_new, text_states, state, next_step = written
+        return target_new, text_states, state, bool(target_new) or target == FINISH, next_step
 
     def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
                   units_new: List[int], wave: Tensor, wrote: bool, finish: bool, clock: Optional[StageClock],
