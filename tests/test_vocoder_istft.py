@@ -82,6 +82,38 @@ def test_padded_rows_equal_each_row_alone_and_end_in_zeros(tmp_path):
     assert (plain[1, :17 * 320] - vocoder.synthesize_frames(frames[1, :17])).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("n_fft", [1280, 2560])
+def test_packed_rows_equal_each_row_alone(tmp_path, monkeypatch, n_fft):
+    """Rows laid end to end, zeroed frames between them, give each row's samples alone: the gap is
+    half a kernel (no convolution reads across it) or, with a longer window, the window's reach."""
+    vocoder = random_istft_vocoder(tmp_path, istft_n_fft=n_fft)
+    generator = vocoder.istft_generator
+    assert vocoder.batches_packed and generator.packing_gap == {1280: 3, 2560: 4}[n_fft]
+    torch.manual_seed(1)
+    calls = [torch.randint(0, 16, (n,)) for n in (40, 1, 17, 5, 33)]
+    packed = vocoder.synthesize_frames_packed(calls)
+    for call, audio in zip(calls, packed):
+        alone = vocoder.synthesize_frames(call)
+        assert audio.shape == alone.shape == (call.numel() * 320,)
+        assert torch.allclose(audio, alone, rtol=0, atol=1e-6)
+    # a gap one frame short lets neighbouring rows reach each other
+    gap = generator.packing_gap
+    monkeypatch.setattr(type(generator), "packing_gap", property(lambda self: gap - 1))
+    short = vocoder.synthesize_frames_packed(calls)
+    assert max((a - b).abs().max() for a, b in zip(short, packed)) > 1e-4
+
+
+def test_shared_calls_are_one_packed_run_per_step(tmp_path):
+    vocoder = random_istft_vocoder(tmp_path)
+    streams, sizes = ragged_streams()
+    inc = IncrementalVocoder(vocoder, dur_prediction=False, max_batch=4, max_padding=16)
+    runs, packed = [], vocoder.synthesize_frames_packed
+    vocoder.synthesize_frames_packed = lambda calls: runs.append(len(calls)) or packed(calls)
+    out = inc.step_batch([(s[:n[0]], inc.initial_state(), False) for s, n in zip(streams, sizes)])
+    assert runs == [4, 1]  # five streams speak: runs of at most max_batch, no padding groups
+    assert all(wave.numel() for wave, _ in out)
+
+
 def test_streams_in_shared_calls_equal_each_stream_alone(tmp_path):
     vocoder = random_istft_vocoder(tmp_path)
     streams, sizes = ragged_streams()

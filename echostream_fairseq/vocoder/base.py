@@ -9,7 +9,7 @@ synthesiser (:mod:`~echostream_fairseq.vocoder.incremental`) keep a left context
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -109,6 +109,15 @@ class UnitVocoder(torch.nn.Module):
         for i, n in enumerate(lengths.tolist()):
             audio[i, : n * self.frame_hop] = self.synthesize_frames(frames[i, :n])
         return audio
+
+    # whether synthesize_frames_packed runs rows laid end to end as one sequence (no padding computed)
+    batches_packed: bool = False
+
+    def synthesize_frames_packed(self, calls: Sequence[Tensor]) -> List[Tensor]:
+        """Frame-level units of several rows, ``[T_i]`` each -> ``[T_i * frame_hop]`` each, as
+        :meth:`synthesize_frames` gives them (this default runs the rows one by one; a vocoder whose
+        generator can lay them end to end overrides it)."""
+        return [self.synthesize_frames(call) for call in calls]
 
     def initial_stream_state(self) -> Tensor:
         """A causal vocoder's ``[S]`` state before the first frame (its caches' sizes summed)."""

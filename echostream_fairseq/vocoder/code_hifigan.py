@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -114,8 +114,9 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
             self.istft_generator = ISTFTGenerator(config)
             self.istft_generator.load_state_dict(state)
             self.istft_generator.eval()
-            # its convolutions are its own (frame_conv): nothing is prepared per input shape
-            self.length_bucket, self.any_batch_size = 1, True
+            # its convolutions are its own (frame_conv): nothing is prepared per input shape, and
+            # its rows can be laid end to end (no padding computed)
+            self.length_bucket, self.any_batch_size, self.batches_packed = 1, True, True
         else:
             with contextlib.redirect_stdout(io.StringIO()):  # fairseq prints while removing weight norm
                 self.fairseq_vocoder = CodeHiFiGANVocoder(checkpoint, dict(config))
@@ -207,6 +208,12 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         finally:
             mkldnn.enabled = enabled
         return audio.float()
+
+    @torch.no_grad()
+    def synthesize_frames_packed(self, calls: Sequence[Tensor]) -> List[Tensor]:
+        if not self.istft:
+            return super().synthesize_frames_packed(calls)
+        return [audio.float() for audio in self.istft_generator.forward_packed(calls)]
 
     def initial_stream_state(self) -> Tensor:
         if not self.causal:

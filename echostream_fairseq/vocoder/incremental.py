@@ -287,11 +287,12 @@ class IncrementalVocoder:
     ) -> List[Tuple[Tensor, VocoderState]]:
         """:meth:`step` for several independent streams: ``(units, state, finish)`` each.
 
-        Calls of equal frame count are synthesised as one batch (the length buckets make equal
-        counts common), and with ``max_padding`` calls up to that many frames shorter join them,
-        right-padded; in sub-batches of at most ``max_batch`` streams, split into powers of two
-        (unless the vocoder takes ``any_batch_size``) so that a convolution library meets few input
-        shapes. The durations of every stream's units are predicted in one right-padded call. The
+        A vocoder that lays rows end to end (``batches_packed``: the iSTFT generator) synthesises
+        the calls of up to ``max_batch`` streams in one run. Otherwise calls of equal frame count
+        are synthesised as one batch (the length buckets make equal counts common), and with
+        ``max_padding`` calls up to that many frames shorter join them, right-padded; in sub-batches
+        of at most ``max_batch`` streams, split into powers of two (unless the vocoder takes
+        ``any_batch_size``) so that a convolution library meets few input shapes. The durations of every stream's units are predicted in one right-padded call. The
         results equal :meth:`step` per stream (to float rounding)."""
         given = [self._check(units, state) for units, state, _ in requests]
         if self.causal:
@@ -302,10 +303,15 @@ class IncrementalVocoder:
         for i, frames in zip(speaking, frames_new):
             plans[i] = self._plan(given[i], frames, requests[i][1])
         audio: Dict[int, Tensor] = {}
-        lengths = {i: plans[i][0].numel() for i in speaking}
-        for members in _runs_within(lengths, self.max_padding, self.max_batch):
-            for group in [members] if self.vocoder.any_batch_size else _power_of_two_groups(members, self.max_batch):
-                audio.update(self._synthesize(group, [plans[i][0] for i in group]))
+        if getattr(self.vocoder, "batches_packed", False):  # rows laid end to end: no padding to compute
+            for start in range(0, len(speaking), self.max_batch):
+                group = speaking[start:start + self.max_batch]
+                audio.update(zip(group, self.vocoder.synthesize_frames_packed([plans[i][0] for i in group])))
+        else:
+            lengths = {i: plans[i][0].numel() for i in speaking}
+            for members in _runs_within(lengths, self.max_padding, self.max_batch):
+                for group in [members] if self.vocoder.any_batch_size else _power_of_two_groups(members, self.max_batch):
+                    audio.update(self._synthesize(group, [plans[i][0] for i in group]))
         results = []
         for i, (_, state, finish) in enumerate(requests):
             if plans[i] is None:

@@ -28,7 +28,7 @@ synthesised alone.
 from __future__ import annotations
 
 from argparse import Namespace
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +130,42 @@ class ISTFTGenerator(nn.Module):
         if lengths is not None and bool((lengths < frames).any()):
             positions = torch.arange(frames, device=code.device)
             mask = (positions[None, :] < lengths.to(code.device)[:, None]).unsqueeze(-1).to(self.head.weight.dtype)
+        audio = self._samples(code, mask)
+        if mask is not None:  # the last real frames' windows reach into the padding
+            samples = torch.arange(audio.size(1), device=audio.device)
+            audio = audio * (samples[None, :] < lengths.to(audio.device)[:, None] * self.hop)
+        return audio[:, None]
+
+    @property
+    def packing_gap(self) -> int:
+        """Zeroed frames between two rows laid end to end: enough that no convolution reads across
+        them (half a kernel) and that no row's windows reach the other's samples."""
+        half_window = (self.n_fft - self.hop + 1) // 2  # samples a frame's window reaches past its own
+        return max(self.conv_pre.kernel_size[0] // 2, -(-half_window // self.hop))
+
+    def forward_packed(self, codes: Sequence[Tensor]) -> List[Tensor]:
+        """Rows of any lengths (``[T_i]`` frame-level units each) -> their samples (``[T_i * hop]``
+        each) from one run over the rows laid end to end, :attr:`packing_gap` zeroed frames
+        between them: no frame is computed for padding, and each row's samples equal
+        :meth:`forward` on it alone (to float rounding)."""
+        gap = self.packing_gap
+        pieces, real, starts, at = [], [], [], 0
+        for i, code in enumerate(codes):
+            if i:
+                pieces.append(code.new_zeros(gap))
+                real.append(torch.zeros(gap, device=code.device))
+                at += gap
+            starts.append(at)
+            pieces.append(code)
+            real.append(torch.ones(code.numel(), device=code.device))
+            at += code.numel()
+        mask = torch.cat(real).to(self.head.weight.dtype)[None, :, None]
+        audio = self._samples(torch.cat(pieces)[None], mask)[0]
+        return [audio[start * self.hop:(start + code.numel()) * self.hop] for start, code in zip(starts, codes)]
+
+    def _samples(self, code: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """``[B, T]`` -> ``[B, T * hop]``; ``mask`` ``[B, T, 1]`` (1: a real frame) or None: masked
+        frames are zeroed before each layer that mixes frames and give no spectrum."""
         x = self.dict(code)
         if mask is not None:
             x = x * mask
@@ -140,16 +176,12 @@ class ISTFTGenerator(nn.Module):
         bins = self.n_fft // 2 + 1
         magnitude = torch.exp(spectrum[..., :bins].clamp(max=MAX_LOG_MAGNITUDE))
         phase = spectrum[..., bins:]
-        if mask is not None:  # padded frames give nothing (a non-finite phase there would still give NaN)
+        if mask is not None:  # masked frames give nothing (a non-finite phase there would still give NaN)
             magnitude, phase = magnitude * mask.float(), phase * mask.float()
         window = self.window.to(magnitude.device)
         # torch.polar computes the same numbers at a quarter of the speed (its sine and cosine are not vectorised)
         coefficients = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-        audio = self._overlap_add(torch.fft.irfft(coefficients, n=self.n_fft) * window)
-        if mask is not None:  # the last real frames' windows reach into the padding
-            samples = torch.arange(audio.size(1), device=audio.device)
-            audio = audio * (samples[None, :] < lengths.to(audio.device)[:, None] * self.hop)
-        return audio[:, None]
+        return self._overlap_add(torch.fft.irfft(coefficients, n=self.n_fft) * window)
 
     def _spectrum(self, x: Tensor) -> Tensor:
         """``[B, T, C]`` -> ``[B, T, n_fft + 2]`` log magnitudes and phases, the last norm and the head
