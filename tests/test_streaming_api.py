@@ -174,6 +174,31 @@ def test_state_layouts_stack_and_split_back():
         stack_states([1, 2])
 
 
+def test_restacking_the_parts_of_one_split_state_takes_no_copy():
+    """The same streams stepped again stack the row blocks their last split made: in their order,
+    consecutive in one storage, they are viewed together, not copied; any other order, another
+    tensor's rows or rows with a gap are copied. The values are those of a concatenation."""
+    def shares(a, b):
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            x = torch.randn(6, 3, 4)
+            parts = split_state(x, [1, 2, 3])
+            together = stack_states(parts)
+            assert shares(together, x) and torch.equal(together, x)
+            assert torch.equal(stack_states(parts[:2]), x[:3]) and shares(stack_states(parts[:2]), x)
+            swapped = split_state(x, [2, 2, 2])
+            swapped = [swapped[1], swapped[0], swapped[2]]
+            assert not shares(stack_states(swapped), x) and torch.equal(stack_states(swapped), torch.cat(swapped))
+            two = [x[:2], torch.randn(4, 3, 4)]  # another tensor's rows: copied
+            assert not shares(stack_states(two), x) and torch.equal(stack_states(two), torch.cat(two))
+            narrow = torch.randn(4, 6, 4)[:, :3]  # the blocks of a view of a wider tensor
+            assert torch.equal(stack_states(split_state(narrow, [2, 2])), narrow)
+            gapped = [x[:2], x[3:5]]  # rows of one tensor, not consecutive
+            assert torch.equal(stack_states(gapped), torch.cat(gapped)) and not shares(stack_states(gapped), x)
+
+
 @torch.inference_mode()
 def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
     """Three streams at different points (memory lengths, subwords written, a full self-attention

@@ -72,7 +72,7 @@ def stack_states(states: Sequence[Any]) -> Any:
     if first is None:
         return None
     if isinstance(first, Tensor):
-        return torch.cat(list(states), dim=0)
+        return _rows_together(states)
     fields = _fields(type(first))
     if fields is not None:
         return type(first)(**{name: 0 if counter else stack_states([getattr(s, name) for s in states])
@@ -82,6 +82,21 @@ def stack_states(states: Sequence[Any]) -> Any:
     if any(s != first for s in states[1:]):
         raise ValueError(f"states of different layouts cannot be stacked: {first!r} vs {states[1:]!r}")
     return first
+
+
+def _rows_together(parts: Sequence[Tensor]) -> Tensor:
+    """``torch.cat(parts)``; when the parts are consecutive row blocks of one storage, in order (the
+    same streams stepped again after :func:`split_state`), a view of those rows instead of a copy.
+    (Views made under ``torch.inference_mode`` do not know their base, so the storage tells.)"""
+    first = parts[0]
+    storage, at, rows = first.untyped_storage().data_ptr(), first.storage_offset(), first.stride(0)
+    for p in parts:
+        if (p.storage_offset() != at or p.stride() != first.stride() or p.shape[1:] != first.shape[1:]
+                or p.dtype != first.dtype or p.untyped_storage().data_ptr() != storage):
+            return torch.cat(list(parts), dim=0)
+        at += p.size(0) * rows
+    return first.as_strided((sum(p.size(0) for p in parts),) + tuple(first.shape[1:]), first.stride(),
+                            first.storage_offset())
 
 
 def split_state(state: Any, sizes: Sequence[int], like: Optional[Sequence[Any]] = None) -> List[Any]:
