@@ -252,6 +252,70 @@ def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):
             assert a.audio.shape == b.audio.shape and torch.allclose(a.audio, b.audio, atol=1e-4), (s, k)
 
 
+def test_short_pauses_confirmed_in_a_batch_end_each_stream_as_alone(loaded, corpus):
+    """Three streams stepped as one batch reach a short pause (8 blank encoder frames: more than
+    the 4 that ask the MT decoder, fewer than the 10 that end a sentence by themselves) in the same
+    chunk; the decoder, biased to end sentences, confirms it through the writes' look ahead. Each
+    stream ends its sentence there, its translation marked as advanced, and its subwords, units
+    and speech equal the stream stepped alone."""
+    from echostream_fairseq.streaming.loading import load_vocoder
+    from echostream_fairseq.streaming.translator import SimultaneousTranslator as Translator
+
+    model, task = loaded
+    d = task.multitask_dictionaries
+    vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
+    tr = SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+                                task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
+                                TranslatorConfig(max_len=8, sentence_pause_frames=10, sentence_confirmed_pause_frames=4),
+                                vocoder=vocoder)
+
+    def writing(state, finish):  # the toy model's ST CTC writes little: a subword a chunk is asked for
+        state, _ = Translator._plan(tr, state, finish)
+        return state, len(state.target_tokens) + 1 if state.mt_memory else None
+
+    tr._plan = writing
+    # speech in chunks 0-1, a short pause in chunk 2 (8 blank frames), speech in chunk 3, then a long pause
+    script = [7, 0] * 8 + [CTC_BLANK] * 8 + [9, 0] * 4 + [CTC_BLANK] * 40
+    eos, output_layer = tr.tgt_dict.eos(), model.decoder.output_layer
+
+    def ending(features):
+        logits = output_layer(features)
+        logits[..., eos] += 50.0
+        return logits
+
+    rng = np.random.default_rng(2)
+    waves = [rng.uniform(-0.1, 0.1, 16000 * 3).astype(np.float32) for _ in range(3)]
+    original = model.asr_ctc
+    model.decoder.output_layer = ending
+    try:
+        alone = []
+        for wave in waves:
+            model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+            state, outs = tr.initial_state(), []
+            for k in range(7):
+                out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+                outs.append(out)
+            alone.append(outs)
+        model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+        states, together = [tr.initial_state() for _ in waves], []
+        for k in range(7):
+            stepped = tr.step_batch([(w[k * 5120:(k + 1) * 5120], st, False) for w, st in zip(waves, states)])
+            together.append([out for out, _ in stepped])
+            states = [st for _, st in stepped]
+    finally:
+        model.asr_ctc = original
+        del model.decoder.output_layer  # the class's method again
+    # each short pause ends a sentence: chunk 2, and chunk 4 (8 blank frames again, before 10)
+    assert [k for k in range(7) if together[k][0].sentence_end] == [2, 4]
+    for s in range(3):
+        assert together[2][s].sentence_end and together[2][s].wrote and not together[2][s].target_tokens
+        assert [len(t[s].target_tokens) for t in together[:2]] == [1, 0]  # the end of sentence comes next
+        for k in range(7):
+            a, b = alone[s][k], together[k][s]
+            assert (a.target_tokens, a.units, a.sentence_end, a.wrote) == (b.target_tokens, b.units, b.sentence_end, b.wrote), (s, k)
+            assert a.audio.shape == b.audio.shape and torch.allclose(a.audio, b.audio, atol=1e-4), (s, k)
+
+
 def test_long_form_off_keeps_one_sentence_per_stream(loaded):
     model, _ = loaded
     tr = _translator(loaded)

@@ -92,7 +92,7 @@ def _rows_together(parts: Sequence[Tensor]) -> Tensor:
     storage, at, rows = first.untyped_storage().data_ptr(), first.storage_offset(), first.stride(0)
     for p in parts:
         if (p.storage_offset() != at or p.stride() != first.stride() or p.shape[1:] != first.shape[1:]
-                or p.dtype != first.dtype or p.untyped_storage().data_ptr() != storage):
+                or p.dtype != first.dtype or p.device != first.device or p.untyped_storage().data_ptr() != storage):
             return torch.cat(list(parts), dim=0)
         at += p.size(0) * rows
     return first.as_strided((sum(p.size(0) for p in parts),) + tuple(first.shape[1:]), first.stride(),

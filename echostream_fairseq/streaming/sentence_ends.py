@@ -96,8 +96,9 @@ class SentenceEnds:
         return min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
 
     def _next_sentence(self, state: TranslatorState, enc_new: Optional[Tensor]) -> TranslatorState:
-        """Once a sentence's translation is complete (its last write to :data:`FINISH` and its
-        units, which the caller runs with every stream's in the tick), the state that starts the
+        """Once a sentence's translation is complete (its last subwords, written to the end of
+        sentence or confirmed by the decoder's look ahead, and its units, which the caller runs with
+        every stream's in the tick), the state that starts the
         next sentence's target side afresh while the encoder streams on."""
         cfg = self.config
         # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer

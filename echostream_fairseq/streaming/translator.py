@@ -178,7 +178,7 @@ class StepOutput:
     units: List[int]
     audio: Tensor
     finished: bool
-    wrote: bool  # the policy let the translation advance
+    wrote: bool  # the translation advanced: new subwords, or its sentence (or source) completed
     sentence_end: bool = False  # a sentence ended in this chunk: its translation is complete
     encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
@@ -357,7 +357,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             if clock:
                 clock.mark("mt")
         # a sentence known to end here (the ASR CTC's mark, a long pause) is written to its end at once:
-        # greedy decoding gives the same subwords as writing to the policy's target and then finishing.
+        # greedy decoding gives the same subwords as writing to the policy's target and then finishing
+        # (within the sentence's limit of subwords, which a target passes only beyond max_len).
         # A stream in a short pause asks whether the MT decoder would end its sentence: its write
         # (a look ahead alone when the policy reads) gives the decoder's next step after its subwords
         known = self._sentence_ends_known([state for state, _ in plans], finishes)
@@ -374,9 +375,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                                                   in zip(written, finishes)])
         for i, eos_state in enumerate(confirmed):
             if eos_state is not None:
-                target_new, text_states, state, wrote, _ = written[i]
+                target_new, text_states, state, _, _ = written[i]
                 text_states = eos_state if text_states is None else torch.cat([text_states, eos_state], dim=1)
-                written[i] = (target_new, text_states, state, wrote, None)
+                written[i] = (target_new, text_states, state, True, None)  # the sentence is complete
         ending = [i for i, (ends, eos_state) in enumerate(zip(known, confirmed)) if ends or eos_state is not None]
         # the units of every stream's new text at once (an ended sentence's text is complete), then
         # the speech of all in shared calls
@@ -425,7 +426,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
     def _write_all(self, plans, clocks):
         """``_write`` for every stream that writes: one batched decoding for the streams whose MT
         memory holds frames (finishing ones included), one by one for the rest (``--reencode``, an
-        empty memory). Returns ``(new subwords, text states, state)`` or ``None`` each."""
+        empty memory). Returns ``(new subwords, text states, state, the decoder's next step)`` (see
+        :meth:`_write`) or ``None`` each."""
         results: List = [None] * len(plans)
         batch, alone = [], []
         for i, (state, _, target) in enumerate(plans):

@@ -292,8 +292,9 @@ class IncrementalVocoder:
         are synthesised as one batch (the length buckets make equal counts common), and with
         ``max_padding`` calls up to that many frames shorter join them, right-padded; in sub-batches
         of at most ``max_batch`` streams, split into powers of two (unless the vocoder takes
-        ``any_batch_size``) so that a convolution library meets few input shapes. The durations of every stream's units are predicted in one right-padded call. The
-        results equal :meth:`step` per stream (to float rounding)."""
+        ``any_batch_size``) so that a convolution library meets few input shapes. The durations of
+        every stream's units are predicted in one right-padded call. The results equal :meth:`step`
+        per stream (to float rounding)."""
         given = [self._check(units, state) for units, state, _ in requests]
         if self.causal:
             return self._step_batch_causal(requests, given)

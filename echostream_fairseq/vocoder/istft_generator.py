@@ -141,7 +141,8 @@ class ISTFTGenerator(nn.Module):
         """Zeroed frames between two rows laid end to end: enough that no convolution reads across
         them (half a kernel) and that no row's windows reach the other's samples."""
         half_window = (self.n_fft - self.hop + 1) // 2  # samples a frame's window reaches past its own
-        return max(self.conv_pre.kernel_size[0] // 2, -(-half_window // self.hop))
+        kernel = max(conv.kernel_size[0] for conv in [self.conv_pre] + [block.depthwise for block in self.blocks])
+        return max(kernel // 2, -(-half_window // self.hop))
 
     def forward_packed(self, codes: Sequence[Tensor]) -> List[Tensor]:
         """Rows of any lengths (``[T_i]`` frame-level units each) -> their samples (``[T_i * hop]``
