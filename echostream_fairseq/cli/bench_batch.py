@@ -283,8 +283,9 @@ def main(argv=None) -> int:
                    help="the full-size system's random vocoder: StreamSpeech's HiFi-GAN, its causal form (as "
                         "echostream-train-vocoder --causal) or the iSTFT generator of the full preset (--generator istft)")
     p.add_argument("--vocoder-max-padding", type=int, default=MAX_PADDING,
-                   help="the most frames a shorter vocoder call is padded by to share a call with longer ones "
-                        f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING})")
+                   help="the most frames a shorter HiFi-GAN call is padded by to share a call with longer ones "
+                        f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING}; "
+                        "the iSTFT generator lays calls end to end and pads nothing)")
     p.add_argument("--vocoder-left-context", type=int, default=VOCODER_LEFT_CONTEXT,
                    help="unit frames the incremental vocoder re-synthesises as context (as the agents' flag)")
     p.add_argument("--model-dtype", default="fp32", choices=("fp32", "bf16", "int8"),
