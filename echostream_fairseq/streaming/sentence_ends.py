@@ -28,20 +28,14 @@ __all__ = ["SentenceEnds"]
 class SentenceEnds:
     """The translator's long-form steps (see the module docstring)."""
 
-    def _sentence_ends_known(self, states: Sequence[TranslatorState], finishes: Sequence[bool]) -> List[bool]:
-        """The sentences that end in this chunk whatever the MT decoder says (the ASR CTC's sentence-end
-        mark, or a long pause after recognised speech): known before the writes, so their last write
-        goes to the end of the sentence at once. A finishing stream's sentence is completed by its
-        finish instead."""
-        return [not finish and self._sentence_end_without_decoder(state) is True
-                for state, finish in zip(states, finishes)]
-
-    def _short_pauses(self, states: Sequence[TranslatorState], finishes: Sequence[bool]) -> List[bool]:
-        """The streams whose sentence ends in this chunk if the MT decoder, fed the last written
-        subword, would end it (a short pause after recognised speech): before the writes, so a
-        stream the policy lets read looks ahead in the write batch."""
-        return [not finish and self._sentence_end_without_decoder(state) is None
-                for state, finish in zip(states, finishes)]
+    def _sentence_ends_before_writes(self, states: Sequence[TranslatorState], finishes: Sequence[bool]
+                                     ) -> List[Optional[bool]]:
+        """Before the writes, whether each stream's sentence ends in this chunk: ``True`` whatever
+        the MT decoder says (the ASR CTC's sentence-end mark, a long pause: its last write goes to
+        the end of the sentence at once), ``None`` if the decoder must confirm a short pause (the
+        stream looks ahead in the write batch), ``False`` otherwise. A finishing stream's sentence
+        is completed by its finish instead."""
+        return [False if finish else self._sentence_end_without_decoder(state) for state, finish in zip(states, finishes)]
 
     def _short_pauses_confirmed(self, items: Sequence[Tuple[TranslatorState, Optional[Tuple[Tensor, Tensor]], bool]]
                                 ) -> List[Optional[Tensor]]:

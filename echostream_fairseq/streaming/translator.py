@@ -361,11 +361,10 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         # (within the sentence's limit of subwords, which a target passes only beyond max_len).
         # A stream in a short pause asks whether the MT decoder would end its sentence: its write
         # (a look ahead alone when the policy reads) gives the decoder's next step after its subwords
-        known = self._sentence_ends_known([state for state, _ in plans], finishes)
+        verdicts = self._sentence_ends_before_writes([state for state, _ in plans], finishes)
         if self.config.translate:
-            asking = self._short_pauses([state for state, _ in plans], finishes)
-            plans = [(state, FINISH if ends else len(state.target_tokens) if target is None and ask else target)
-                     for (state, target), ends, ask in zip(plans, known, asking)]
+            plans = [(state, FINISH if verdict else len(state.target_tokens) if target is None and verdict is None
+                      else target) for (state, target), verdict in zip(plans, verdicts)]
         writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
                                  clocks)
         written = [self._written(state, target, w) for (state, target), w in zip(plans, writes)]
@@ -378,7 +377,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
                 target_new, text_states, state, _, _ = written[i]
                 text_states = eos_state if text_states is None else torch.cat([text_states, eos_state], dim=1)
                 written[i] = (target_new, text_states, state, True, None)  # the sentence is complete
-        ending = [i for i, (ends, eos_state) in enumerate(zip(known, confirmed)) if ends or eos_state is not None]
+        ending = [i for i, (verdict, eos_state) in enumerate(zip(verdicts, confirmed))
+                  if verdict is True or eos_state is not None]
         # the units of every stream's new text at once (an ended sentence's text is complete), then
         # the speech of all in shared calls
         if self.config.translate and self.config.speech_output:

@@ -149,6 +149,8 @@ class ISTFTGenerator(nn.Module):
         each) from one run over the rows laid end to end, :attr:`packing_gap` zeroed frames
         between them: no frame is computed for padding, and each row's samples equal
         :meth:`forward` on it alone (to float rounding)."""
+        if len(codes) == 1:  # nothing to keep apart
+            return [self._samples(codes[0][None], None)[0]]
         gap = self.packing_gap
         pieces, real, starts, at = [], [], [], 0
         for i, code in enumerate(codes):
