@@ -1,5 +1,7 @@
 """Long-form translation: sentence ends in the translator, long-form streams and scoring."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -141,6 +143,24 @@ def test_a_known_sentence_end_written_at_once_equals_writing_to_the_target_then_
     assert compared >= 6
 
 
+@contextlib.contextmanager
+def _eos_biased(model, eos, bias):
+    """The MT decoder's score for the end of sentence raised by ``bias`` (the toy model never ends
+    a sentence by itself)."""
+    output_layer = model.decoder.output_layer
+
+    def biased(features):
+        logits = output_layer(features)
+        logits[..., eos] += bias
+        return logits
+
+    model.decoder.output_layer = biased
+    try:
+        yield
+    finally:
+        del model.decoder.output_layer  # the class's method again
+
+
 def test_a_short_pause_is_confirmed_by_the_look_ahead_of_the_write(loaded, corpus):
     """A stream in a short pause asks whether the MT decoder, fed its last subword, would end the
     sentence: the look ahead of a write (alone, or after the policy's subwords) is that question,
@@ -151,40 +171,30 @@ def test_a_short_pause_is_confirmed_by_the_look_ahead_of_the_write(loaded, corpu
 
     model, _ = loaded
     tr = _translator(loaded, max_len=12, sentence_pause_frames=10, sentence_confirmed_pause_frames=4)
-    eos, output_layer = tr.tgt_dict.eos(), model.decoder.output_layer
     seen = _states_with_memories_and_prefixes(loaded, corpus)
     yes = no = 0
-    try:
-        for eos_bias in [0.0, 50.0]:  # the toy model never ends a sentence by itself: a bias makes it
-            def biased(features, bias=eos_bias):
-                logits = output_layer(features)
-                logits[..., eos] += bias
-                return logits
-
-            model.decoder.output_layer = biased
-            with torch.inference_mode():
-                for states in seen:
-                    if len(states) < 2:
-                        continue
-                    looks = tr._write_batch(states, [len(st.target_tokens) for st in states])
-                    finishing = tr._write_batch(states, [FINISH] * len(states))
-                    for state, look, (new, text, _, _) in zip(states, looks, finishing):
-                        assert look[0] == [] and look[1] is None and look[2].target_tokens == state.target_tokens
-                        scores, eos_state = look[3]
-                        _, _, _, (alone_scores, alone_state) = tr._write(state, None, len(state.target_tokens))
-                        assert torch.allclose(scores, alone_scores, atol=1e-4)
-                        assert torch.allclose(eos_state, alone_state, atol=1e-5)
-                        assert torch.allclose(eos_state, text[:, :1], atol=1e-5)
-                        [confirmed] = tr._short_pauses_confirmed([(_in_short_pause(tr, state), look[3], False)])
-                        assert (confirmed is not None) == (eos_bias > 0)
-                        if confirmed is not None:
-                            assert new == [] and text.shape == (1, 1, model.decoder.embed_dim)
-                            yes += 1
-                        else:
-                            assert new
-                            no += 1
-    finally:
-        del model.decoder.output_layer  # the class's method again
+    for eos_bias in [0.0, 50.0]:
+        with _eos_biased(model, tr.tgt_dict.eos(), eos_bias), torch.inference_mode():
+            for states in seen:
+                if len(states) < 2:
+                    continue
+                looks = tr._write_batch(states, [len(st.target_tokens) for st in states])
+                finishing = tr._write_batch(states, [FINISH] * len(states))
+                for state, look, (new, text, _, _) in zip(states, looks, finishing):
+                    assert look[0] == [] and look[1] is None and look[2].target_tokens == state.target_tokens
+                    scores, eos_state = look[3]
+                    _, _, _, (alone_scores, alone_state) = tr._write(state, None, len(state.target_tokens))
+                    assert torch.allclose(scores, alone_scores, atol=1e-4)
+                    assert torch.allclose(eos_state, alone_state, atol=1e-5)
+                    assert torch.allclose(eos_state, text[:, :1], atol=1e-5)
+                    [confirmed] = tr._short_pauses_confirmed([(_in_short_pause(tr, state), look[3], False)])
+                    assert (confirmed is not None) == (eos_bias > 0)
+                    if confirmed is not None:
+                        assert new == [] and text.shape == (1, 1, model.decoder.embed_dim)
+                        yes += 1
+                    else:
+                        assert new
+                        no += 1
     assert yes >= 6 and no >= 6
 
 
@@ -199,21 +209,54 @@ def _in_short_pause(tr, state):
     return state
 
 
-def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):
-    """Three streams stepped as one batch end their sentences in the same ticks: the speech of
-    those sentences' last units is one vocoder call, and each stream equals itself stepped alone."""
+def _speaking_translator(loaded, corpus, **cfg):
+    """A long-form translator with speech output (the corpus's Griffin-Lim vocoder)."""
     from echostream_fairseq.streaming.loading import load_vocoder
 
     model, task = loaded
     d = task.multitask_dictionaries
     vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
-    tr = SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
-                                TranslatorConfig(max_len=8, sentence_pause_frames=10), vocoder=vocoder)
+    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
+                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
+                                  TranslatorConfig(max_len=8, sentence_pause_frames=10, **cfg), vocoder=vocoder)
+
+
+def _alone_and_together(tr, script, waves, chunks, before_chunk=lambda: None):
+    """Each wave stepped alone, then all as one batch, chunk by chunk, the ASR head following
+    ``script``: the outputs per stream and chunk (alone) and per chunk and stream (together)."""
+    model = tr.model
+    original = model.asr_ctc
+    try:
+        alone = []
+        for wave in waves:
+            model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+            state, outs = tr.initial_state(), []
+            for k in range(chunks):
+                before_chunk()
+                out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+                outs.append(out)
+            alone.append(outs)
+        model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+        states, together = [tr.initial_state() for _ in waves], []
+        for k in range(chunks):
+            before_chunk()
+            stepped = tr.step_batch([(w[k * 5120:(k + 1) * 5120], st, False) for w, st in zip(waves, states)])
+            together.append([out for out, _ in stepped])
+            states = [st for _, st in stepped]
+    finally:
+        model.asr_ctc = original
+    return alone, together
+
+
+def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):
+    """Three streams stepped as one batch end their sentences in the same ticks: the speech of
+    those sentences' last units is one vocoder call, and each stream equals itself stepped alone."""
+    tr = _speaking_translator(loaded, corpus)
+    vocoder = tr.vocoder
     script = [7, 0] * 8 + [CTC_BLANK] * 24 + [9, 0] * 8 + [CTC_BLANK] * 40
     rng = np.random.default_rng(1)
     waves = [rng.uniform(-0.1, 0.1, 16000 * 4).astype(np.float32) for _ in range(3)]
-    original, step_batch = model.asr_ctc, vocoder.step_batch
+    step_batch = vocoder.step_batch
     calls = []
 
     def counting(requests):
@@ -222,29 +265,13 @@ def test_sentences_ending_in_one_tick_share_one_vocoder_call(loaded, corpus):
 
     vocoder.step_batch = counting
     try:
-        alone = []
-        for wave in waves:
-            model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
-            state, outs = tr.initial_state(), []
-            for k in range(12):
-                calls.append([])
-                out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
-                outs.append(out)
-            alone.append(outs)
-        model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
-        states, together = [tr.initial_state() for _ in waves], []
-        calls.clear()
-        for k in range(12):
-            calls.append([])
-            stepped = tr.step_batch([(w[k * 5120:(k + 1) * 5120], st, False) for w, st in zip(waves, states)])
-            together.append([out for out, _ in stepped])
-            states = [st for _, st in stepped]
+        alone, together = _alone_and_together(tr, script, waves, 12, lambda: calls.append([]))
     finally:
-        model.asr_ctc, vocoder.step_batch = original, step_batch
+        vocoder.step_batch = step_batch
     assert [k for k in range(12) if together[k][0].sentence_end] == [3, 8]
     assert all(out.sentence_end == together[k][0].sentence_end for k in range(12) for out in together[k])
     # one call for every stream's speech in every tick, a sentence's last units included
-    assert calls == [[3] for k in range(12)]
+    assert calls[-12:] == [[3] for k in range(12)]
     for s in range(3):
         for k in range(12):
             a, b = alone[s][k], together[k][s]
@@ -258,16 +285,10 @@ def test_short_pauses_confirmed_in_a_batch_end_each_stream_as_alone(loaded, corp
     chunk; the decoder, biased to end sentences, confirms it through the writes' look ahead. Each
     stream ends its sentence there, its translation marked as advanced, and its subwords, units
     and speech equal the stream stepped alone."""
-    from echostream_fairseq.streaming.loading import load_vocoder
     from echostream_fairseq.streaming.translator import SimultaneousTranslator as Translator
 
-    model, task = loaded
-    d = task.multitask_dictionaries
-    vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
-    tr = SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
-                                TranslatorConfig(max_len=8, sentence_pause_frames=10, sentence_confirmed_pause_frames=4),
-                                vocoder=vocoder)
+    model, _ = loaded
+    tr = _speaking_translator(loaded, corpus, sentence_confirmed_pause_frames=4)
 
     def writing(state, finish):  # the toy model's ST CTC writes little: a subword a chunk is asked for
         state, _ = Translator._plan(tr, state, finish)
@@ -276,35 +297,10 @@ def test_short_pauses_confirmed_in_a_batch_end_each_stream_as_alone(loaded, corp
     tr._plan = writing
     # speech in chunks 0-1, a short pause in chunk 2 (8 blank frames), speech in chunk 3, then a long pause
     script = [7, 0] * 8 + [CTC_BLANK] * 8 + [9, 0] * 4 + [CTC_BLANK] * 40
-    eos, output_layer = tr.tgt_dict.eos(), model.decoder.output_layer
-
-    def ending(features):
-        logits = output_layer(features)
-        logits[..., eos] += 50.0
-        return logits
-
     rng = np.random.default_rng(2)
     waves = [rng.uniform(-0.1, 0.1, 16000 * 3).astype(np.float32) for _ in range(3)]
-    original = model.asr_ctc
-    model.decoder.output_layer = ending
-    try:
-        alone = []
-        for wave in waves:
-            model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
-            state, outs = tr.initial_state(), []
-            for k in range(7):
-                out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
-                outs.append(out)
-            alone.append(outs)
-        model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
-        states, together = [tr.initial_state() for _ in waves], []
-        for k in range(7):
-            stepped = tr.step_batch([(w[k * 5120:(k + 1) * 5120], st, False) for w, st in zip(waves, states)])
-            together.append([out for out, _ in stepped])
-            states = [st for _, st in stepped]
-    finally:
-        model.asr_ctc = original
-        del model.decoder.output_layer  # the class's method again
+    with _eos_biased(model, tr.tgt_dict.eos(), 50.0):
+        alone, together = _alone_and_together(tr, script, waves, 7)
     # each short pause ends a sentence: chunk 2, and chunk 4 (8 blank frames again, before 10)
     assert [k for k in range(7) if together[k][0].sentence_end] == [2, 4]
     for s in range(3):
