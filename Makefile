@@ -22,9 +22,18 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -c "import torch, torchaudio, fairseq, simuleval, echostream_fairseq"
 	touch $@
 
+# The lesser CPU on any machine: the tests of every CPU-specific path again, with the kernels held to
+# AVX2 (echostream_fairseq/common/cpu.py's AVX2_LIMITS; tests/test_cpu.py checks the two agree).
+AVX2_LIMITS := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+AVX2_LANE := tests/test_cpu.py tests/test_packed_linear.py tests/test_precision.py tests/test_emformer_streaming.py \
+	tests/test_vocoder.py tests/test_vocoder_causal.py tests/test_vocoder_istft.py tests/test_vocoder_padded.py \
+	tests/test_bench.py tests/test_bench_system.py
+
 test: $(STAMP)
 	bash tests/install_browser.sh
 	$(PY) -m pytest -q -rs tests
+	@echo "AVX2 lane: $(AVX2_LIMITS)"
+	env $(AVX2_LIMITS) $(PY) -m pytest -q -rs $(AVX2_LANE)
 
 # the whole-system benchmark needs dictionaries and audio: a small synthetic corpus (seconds)
 BENCH_CORPUS := results/bench_corpus

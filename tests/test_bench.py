@@ -1,17 +1,31 @@
 """echostream-bench runs end to end on a tiny configuration and writes its table, JSON and plot."""
 
 import json
+import math
+from dataclasses import replace
 
-from echostream_fairseq.cli import bench
+import pytest
+
+from echostream_fairseq.cli import bench, bench_floor, bench_system
+from echostream_fairseq.common.cpu import cpu_capabilities
+from echostream_fairseq.modules import precision
+
+TINY = ["--positions", "0.64,1.28", "--memory-minutes", "0.05", "--layers", "2", "--dim", "32", "--ffn-dim", "64",
+        "--heads", "4", "--chunk-length", "4", "--left-context-length", "8", "--max-memory-size", "2"]
+
+
+@pytest.fixture
+def no_int8(monkeypatch):
+    """This CPU as one without fbgemm's int8 kernels (a CPU without AVX2), for every module that asks."""
+    lesser = replace(cpu_capabilities(), flags=frozenset({"sse4_2"}), aten="DEFAULT", fbgemm=False)
+    for module in (bench, bench_floor, bench_system, precision):
+        monkeypatch.setattr(module, "cpu_capabilities", lambda: lesser)
+    return lesser
 
 
 def test_bench_tiny(tmp_path, capsys):
     out = tmp_path / "bench"
-    bench.main([
-        "--out", str(out), "--positions", "0.64,1.28", "--memory-minutes", "0.05",
-        "--layers", "2", "--dim", "32", "--ffn-dim", "64", "--heads", "4",
-        "--chunk-length", "4", "--left-context-length", "8", "--max-memory-size", "2",
-    ])
+    bench.main(["--out", str(out), *TINY])
     table = (out / "bench.md").read_text()
     assert "| 0.64 s |" in table and "| 1.28 s |" in table
     assert table.count("x |") >= 4
@@ -41,3 +55,17 @@ def test_bench_tiny(tmp_path, capsys):
     assert set(result["conformer_ms"]) == {"0.64", "1.28"}
     assert (out / "bench.png").stat().st_size > 1000
     assert "Machine:" in capsys.readouterr().out
+
+
+def test_a_dtype_the_cpu_cannot_run_is_a_row_that_says_why(no_int8, tmp_path):
+    out = tmp_path / "bench"
+    bench.main(["--out", str(out), *TINY, "--right-context-lengths", "0"])
+    result = json.loads((out / "bench.json").read_text())
+    stream = result["streams"][0]
+    assert "ours int8" not in stream["variants"] and list(stream["unavailable"]) == ["ours int8"]
+    assert list(stream["floor_ms"]["int8"]) == ["floor"] and math.isnan(stream["floor_ms"]["int8"]["floor"])
+    table = (out / "bench.md").read_text()
+    why = no_int8.dtype_refusal("int8")
+    assert why.startswith("--model-dtype int8 needs fbgemm's int8 kernels, which need AVX2")
+    assert f"| ours int8 | not on this CPU: {why} | | | |" in table
+    assert "| int8 | 0.0 | none on this CPU | nan |" in table

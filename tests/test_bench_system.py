@@ -23,6 +23,23 @@ def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
     assert "Machine: " in table and "| tiny | int8 |" in table
 
 
+def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from echostream_fairseq.cli import bench_system
+    from echostream_fairseq.common.cpu import cpu_capabilities
+
+    lesser = replace(cpu_capabilities(), flags=frozenset({"sse4_2"}), fbgemm=False)
+    monkeypatch.setattr(bench_system, "cpu_capabilities", lambda: lesser)
+    out = tmp_path / "bench"
+    assert main(["--data", str(corpus), "--sizes", "tiny", "--model-dtypes", "fp32", "int8", "--warmup", "1",
+                 "--chunks", "1", "--utterances", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "bench_system.json").read_text())
+    assert list(result["results"]["tiny"]) == ["fp32"] and list(result["unavailable"]) == ["int8"]
+    table = (out / "bench_system.md").read_text()
+    assert f"| tiny | int8 | not on this CPU: {lesser.dtype_refusal('int8')} |" in table
+
+
 def test_bench_system_names_a_bad_input(tmp_path, capsys):
     assert main(["--data", str(tmp_path), "--sizes", "tiny"]) == 2
     assert "simuleval/test.source not found: --data must be a corpus folder" in capsys.readouterr().err

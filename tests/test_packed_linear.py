@@ -1,11 +1,14 @@
-"""PackedLinear equals nn.Linear, re-packs when the weight changes, and leaves training to F.linear."""
+"""PackedLinear equals nn.Linear on every path this CPU offers, re-packs when the weight changes, and
+leaves training to F.linear."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from echostream_fairseq.modules import packed_linear
-from echostream_fairseq.modules.packed_linear import PackedLinear, linear_backend, packed_path, set_linear_backend
+from echostream_fairseq.common.cpu import cpu_capabilities
+from echostream_fairseq.modules.packed_linear import (
+    PackedLinear, linear_backend, linear_path, linear_paths, rows_class, set_linear_backend,
+)
 
 
 @pytest.fixture
@@ -16,19 +19,52 @@ def backend():
     set_linear_backend(before)
 
 
-def test_matches_linear_fp32_and_bf16(backend):
-    backend("onednn")
-    lin = PackedLinear(64, 96).eval()
+def test_the_paths_follow_the_cpu():
+    """bf16 is packed only where oneDNN has bf16 kernels (elsewhere packing it raises); fp32 always can be."""
+    assert linear_paths(torch.float32) == ("aten", "packed")
+    bf16 = ("aten", "packed") if cpu_capabilities().onednn_bf16 else ("aten", "widened")
+    assert linear_paths(torch.bfloat16) == bf16
+    assert linear_paths(torch.float16) == ("aten",)
+
+
+@pytest.mark.parametrize("name", ["onednn", "aten", "widened", "auto"])
+def test_matches_linear_fp32_and_bf16(backend, name):
+    backend(name)
+    lin = PackedLinear(64, 96, activation="relu").eval()
     x = torch.randn(2, 11, 64)
+    ref = F.relu(F.linear(x, lin.weight, lin.bias))
+    r = torch.randn(2, 11, 96)
     with torch.inference_mode():
-        assert (lin(x) - F.linear(x, lin.weight, lin.bias)).abs().max().item() <= 1e-5
-        assert lin._packed is not None  # the packed path was taken
-        low = PackedLinear(64, 96).eval()
+        assert (lin(x) - ref).abs().max().item() <= 1e-5
+        plain = PackedLinear(64, 96).eval()
+        assert (plain.forward_add(x, r) - (r + F.linear(x, plain.weight, plain.bias))).abs().max().item() <= 1e-5
+        low = PackedLinear(64, 96, activation="relu").eval()
         low.load_state_dict(lin.state_dict())
         low = low.to(torch.bfloat16)
-        ref = F.linear(x, lin.weight, lin.bias)
-        rel = (low(x.bfloat16()).float() - ref).norm() / ref.norm()
-        assert rel.item() < 0.01
+        y = low(x.bfloat16())
+        assert y.dtype == torch.bfloat16
+        assert ((y.float() - ref).norm() / ref.norm()).item() < 0.01
+    fp32_path, bf16_path = linear_path(torch.float32, 96, 64, 22), linear_path(torch.bfloat16, 96, 64, 22)
+    expected = {"onednn": ("packed", "packed" if cpu_capabilities().onednn_bf16 else "aten"),
+                "aten": ("aten", "aten"),
+                "widened": ("aten", "aten" if cpu_capabilities().onednn_bf16 else "widened")}
+    if name in expected:
+        assert (fp32_path, bf16_path) == expected[name]
+    else:  # auto keeps one of the paths this CPU offers
+        assert fp32_path in linear_paths(torch.float32) and bf16_path in linear_paths(torch.bfloat16)
+
+
+def test_the_widened_bf16_product_equals_the_bf16_product_to_rounding(backend):
+    torch.manual_seed(0)
+    lin = PackedLinear(256, 128).eval().to(torch.bfloat16)
+    x = torch.randn(10, 256).bfloat16()
+    with torch.inference_mode():
+        backend("aten")
+        plain = lin(x)
+        backend("widened")
+        widened = lin(x)
+    assert widened.dtype == torch.bfloat16
+    assert ((widened.float() - plain.float()).norm() / plain.float().norm()).item() < 0.01
 
 
 def test_repacks_after_in_place_update_and_fuses():
@@ -82,13 +118,14 @@ def test_backends_choose_the_path(backend):
     lin = PackedLinear(16, 8).eval()
     with torch.inference_mode():
         plain = lin(x)
-    assert lin._packed is None and not packed_path(torch.float32, 8, 16, 3)
+    assert linear_path(torch.float32, 8, 16, 3) == "aten"
     backend("auto")
     with torch.inference_mode():
         auto = lin(x)
-    # auto timed both paths once for this dtype, shape and row count, and remembers the faster
-    assert packed_linear._auto_choice[(torch.float32, 8, 16, 2)] == (lin._packed is not None)
-    assert [packed_linear.rows_class(n) for n in (1, 2, 3, 4, 7, 8, 15, 16, 500)] == [1, 2, 2, 3, 3, 4, 4, 5, 5]
+    # auto timed the paths once for this dtype, shape and row count, and remembers the fastest
+    chosen = linear_path(torch.float32, 8, 16, 3)
+    assert chosen in ("aten", "packed") and linear_path(torch.float32, 8, 16, 2) == chosen
+    assert [rows_class(n) for n in (1, 2, 3, 4, 7, 8, 15, 16, 500)] == [1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert torch.allclose(auto, plain, atol=1e-5)
-    with pytest.raises(ValueError, match="unknown linear backend 'mkl'; use one of auto, onednn, aten"):
+    with pytest.raises(ValueError, match="unknown linear backend 'mkl'; use one of auto, onednn, aten, widened"):
         backend("mkl")

@@ -138,6 +138,18 @@ def test_a_bf16_generator_stays_close_to_fp32(tmp_path):
     assert padded[1, 9 * 320:].abs().max() == 0 and torch.isfinite(padded).all()
 
 
+def test_bf16_runs_the_vocoder_in_bf16_only_where_onednn_can(tmp_path):
+    """Without oneDNN's bf16 convolutions the vocoder stays fp32 under --model-dtype bf16 (ATen's bf16
+    convolutions are slower than fp32 there); int8 and fp32 keep it fp32 everywhere."""
+    from echostream_fairseq.common.cpu import cpu_capabilities
+
+    vocoder = random_istft_vocoder(tmp_path)
+    for dtype in ("fp32", "int8"):
+        assert vocoder.for_model_dtype(dtype).generator.conv_pre.weight.dtype == torch.float32
+    expected = torch.bfloat16 if cpu_capabilities().onednn_bf16 else torch.float32
+    assert vocoder.for_model_dtype("bf16").generator.conv_pre.weight.dtype == expected
+
+
 def test_one_shot_synthesis_predicts_durations(tmp_path):
     vocoder = random_istft_vocoder(tmp_path)
     units = torch.tensor([3, 7, 1, 9])

@@ -44,8 +44,9 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "cuda"), help="where the model runs")
     # not --dtype: SimulEval owns that flag (fp16/fp32) and rejects other values before an agent loads
     parser.add_argument("--model-dtype", default="fp32", choices=DTYPES,
-                        help="inference precision: fp32, bf16 (every weight and activation, the CodeHiFiGAN's too) "
-                             "or int8 (int8 linear layers; the vocoder stays fp32)")
+                        help="inference precision: fp32, bf16 (every weight and activation, the CodeHiFiGAN's too "
+                             "where oneDNN runs bf16) or int8 (int8 linear layers, needs AVX2; the vocoder stays "
+                             "fp32); what each needs from the CPU: docs/speed.md")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--lagging-k1", type=int, default=0, help="target subwords kept behind the ST CTC prefix")
     parser.add_argument("--stride-n", type=int, default=1,

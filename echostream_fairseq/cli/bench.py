@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -30,33 +28,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
 from echostream_fairseq.cli.bench_floor import matmul_floor_ms, memory_bandwidth_gbs, op_profile, record_linear_calls, weight_bytes
 from echostream_fairseq.common.files import atomic_open
 
 SECONDS_PER_FRAME = ENCODER_FRAME_MS / 1000  # one encoder frame after 4x subsampling of 10 ms fbank
-
-
-VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def _machine() -> str:
-    """The CPU model, its vector extensions, cores and threads: every benchmark table's header."""
-    cpu = platform.processor() or "unknown CPU"
-    flags: set = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    vector = ", ".join(x for x in VECTOR_EXTENSIONS if x in flags) or "none of " + "/".join(VECTOR_EXTENSIONS)
-    return (
-        f"{cpu} ({vector}), {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def write_report(out: Path, stem: str, results: Dict, table: str) -> None:
@@ -77,8 +53,9 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _variants(ta, args) -> Dict[str, Tuple[Callable, str]]:
-    """The Emformer steps to time: name -> (step(chunk, lengths, state), the dtype of its floor).
+def _variants(ta, args) -> Tuple[Dict[str, Tuple[Callable, str]], Dict[str, str]]:
+    """The Emformer steps to time: name -> (step(chunk, lengths, state), the dtype of its floor),
+    and the steps this CPU cannot run: name -> why.
 
     Each of ours is its own copy of torchaudio's weights, so no variant finds another's in cache.
     """
@@ -111,11 +88,16 @@ def _variants(ta, args) -> Dict[str, Tuple[Callable, str]]:
         "ours fp32, oneDNN packed": (ours("fp32", "onednn"), "fp32"),
         "ours fp32, F.linear": (ours("fp32", "aten"), "fp32"),
         "ours bf16": (ours("bf16"), "bf16"),
-        "ours int8": (ours("int8"), "int8"),
     }
+    unavailable = {}
+    refusal = cpu_capabilities().dtype_refusal("int8")
+    if refusal is None:
+        variants["ours int8"] = (ours("int8"), "int8")
+    else:
+        unavailable["ours int8"] = refusal
     if args.compile:
         variants["ours fp32, compiled"] = (ours("fp32", "aten", compiled=True), "fp32")
-    return variants
+    return variants, unavailable
 
 
 def steady_state_compiled(model) -> Callable:
@@ -145,7 +127,7 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
         args.dim, args.heads, args.ffn_dim, args.layers, S,
         left_context_length=args.left_context_length, right_context_length=R, max_memory_size=args.max_memory_size,
     ).eval()
-    variants = _variants(ta, args)
+    variants, unavailable = _variants(ta, args)
     segment_seconds = S * SECONDS_PER_FRAME
     num_steps = int(round(max(positions) / segment_seconds))
     frames = torch.randn(1, num_steps * S + R, args.dim)
@@ -198,6 +180,7 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
         "segment_seconds": segment_seconds,
         "steps": num_steps,
         "variants": rows,
+        "unavailable": unavailable,
         "floor_ms": floor,
         "products_per_step": len(calls),
         "rows_per_product": sorted({c.rows for c in calls}),
@@ -276,6 +259,8 @@ def _plot(path: Path, streams: List[Dict], conformer: Dict[float, float], memory
     for run in streams:
         R = run["right_context_length"]
         for name, style in (("torchaudio fp32", ":"), ("ours fp32", "-"), ("ours bf16", "--"), ("ours int8", "-.")):
+            if name not in run["trace_ms"]:  # a dtype this CPU cannot run
+                continue
             trace = run["trace_ms"][name]
             xs = [(i + 1) * run["segment_seconds"] for i in range(len(trace))]
             # running median over 25 steps so the lines are readable
@@ -311,6 +296,8 @@ def render(machine: str, bandwidth: float, streams: List[Dict], conformer: Dict[
         for name, v in r["variants"].items():
             lines.append(f"| {name} | {v['median_ms']:.2f} | {v['vs_torchaudio']:.2f}x | "
                          f"{v['vs_floor']:.2f}x ({v['floor_dtype']}) | {v['relative_l2_vs_torchaudio'] * 100:.2f}% |")
+        for name, why in r.get("unavailable", {}).items():
+            lines.append(f"| {name} | not on this CPU: {why} | | | |")
         lines.append("")
     r = streams[0]
     lines.append(f"Matmul floor: the {r['products_per_step']} products of one step (rows {r['rows_per_product']}), "
@@ -321,7 +308,7 @@ def render(machine: str, bandwidth: float, streams: List[Dict], conformer: Dict[
     lines.append("|---|---|---|---|---|")
     for dtype, kernels in r["floor_ms"].items():
         nbytes = r["weight_bytes"][dtype]
-        each = ", ".join(f"{k} {v:.2f}" for k, v in kernels.items() if k != "floor")
+        each = ", ".join(f"{k} {v:.2f}" for k, v in kernels.items() if k != "floor") or "none on this CPU"
         lines.append(f"| {dtype} | {nbytes / 2**20:.1f} | {each} | {kernels['floor']:.2f} | "
                      f"{nbytes / 2**30 / bandwidth * 1e3:.2f} |")
     lines.append("")
@@ -390,7 +377,7 @@ def run(args: argparse.Namespace) -> Dict:
         raise SystemExit("echostream-bench: --positions must be positive seconds")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = _machine()
+    machine = machine_header()
     print(f"Machine: {machine}", flush=True)
     # memory first, before the other measurements leave allocations behind in this process
     print(f"measuring memory over a {args.memory_minutes:g}-minute stream ...", flush=True)

@@ -26,7 +26,7 @@ After ``--warmup`` chunks per stream (the attention windows fill and the states 
 * ``one at a time``: one translator step per stream, as a server with one processor per connection
   (simulstream's design) does.
 
-``--model-dtype bf16`` runs the models and the CodeHiFiGANs in bfloat16 (the agents' flag).
+``--model-dtype bf16`` runs the models, and the CodeHiFiGANs where oneDNN runs bf16, in bfloat16 (the agents' flag).
 
 Both modes start from the same states and produce the same output. Per-stream cost = tick time / N.
 Two ratios: ``batched / one at a time`` divides by the cost of stepping each of the same N streams
@@ -150,11 +150,9 @@ def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_d
                              left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0, generator: str = "hifigan"):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
     ``max_batch`` streams at most per synthesis call (None: the streaming API's limit); ``bf16`` runs
-    it in bfloat16; ``left_context`` frames re-synthesised per call; ``max_padding`` as
+    it as ``--model-dtype bf16`` does (``CodeHiFiGANUnitVocoder.for_model_dtype``); ``left_context`` frames re-synthesised per call; ``max_padding`` as
     :func:`load_vocoder`'s; ``generator``: ``hifigan``, ``causal`` (the causal HiFi-GAN of the same
     size) or ``istft`` (the iSTFT generator of the full preset)."""
-    from echostream_fairseq.modules.precision import torch_dtype
-
     from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder, sub_batch_limit
@@ -168,8 +166,7 @@ def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_d
         torch.manual_seed(0)
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
-    if torch_dtype(model_dtype) == torch.bfloat16:  # as load_vocoder: int8 keeps the vocoder fp32
-        full = full.to(torch.bfloat16)
+    full = full.for_model_dtype(model_dtype)  # as load_vocoder
     incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True,
                                      max_batch=sub_batch_limit(full) if max_batch is None else max_batch,
                                      max_padding=max_padding)
@@ -293,7 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from echostream_fairseq.cli.bench import _machine, write_report
+    from echostream_fairseq.cli.bench import write_report
+    from echostream_fairseq.common.cpu import machine_header
 
     try:
         if args.threads:
@@ -312,7 +310,7 @@ def main(argv=None) -> int:
     sub_batches = {name: t.vocoder.max_batch for name, t in systems.items()
                    if t.vocoder is not None and t.config.speech_output}
     kinds = {name: _vocoder_kind(t.vocoder) for name, t in systems.items() if t.vocoder is not None and t.config.speech_output}
-    results = {"machine": _machine(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
+    results = {"machine": machine_header(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
                "model_dtype": args.model_dtype, "vocoder_max_batch": sub_batches, "vocoders": kinds, "systems": {}}
     counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),
               "full": sorted(set(args.full_size_streams))}

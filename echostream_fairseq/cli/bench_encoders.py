@@ -29,7 +29,7 @@ from typing import Dict, List
 
 import torch
 
-from echostream_fairseq.cli.bench import _machine
+from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.models import echostream as arch
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
@@ -195,7 +195,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"--chunk-ms must be a multiple of 160 ms (the Zipformer's coarsest frame), got {args.chunk_ms}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    machine = _machine()
+    machine = machine_header()
     compile_sizes = [s for s in args.compile_sizes.split(",") if s]
     if any(s not in ARCHITECTURES for s in compile_sizes):
         raise SystemExit(f"--compile-sizes takes {sorted(ARCHITECTURES)}, got {args.compile_sizes!r}")

@@ -3,8 +3,10 @@
 A streaming step multiplies a few rows (the chunk, its look-ahead, a summary) by every weight of
 the model. Its floor is those matrix products alone: the same weights, the same numbers of rows,
 run back to back with nothing else, with the fastest library kernel this CPU has for each dtype
-(``F.linear`` or the oneDNN-packed product for fp32 and bf16, fbgemm's dynamic int8 product for
-int8). The memory-bandwidth figure says how far that floor is from streaming the weights once.
+(the paths :func:`~echostream_fairseq.modules.packed_linear.linear_paths` allows here for fp32 and
+bf16: ``F.linear``, the oneDNN-packed product, bf16 widened to fp32; fbgemm's dynamic int8 product
+for int8). A dtype this CPU has no kernel for has no floor (:data:`NO_KERNEL`). The
+memory-bandwidth figure says how far that floor is from streaming the weights once.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echostream_fairseq.common.cpu import cpu_capabilities
+from echostream_fairseq.modules.packed_linear import linear_paths
 from echostream_fairseq.modules.precision import Int8Linear
 
-__all__ = ["LinearCall", "matmul_floor_ms", "memory_bandwidth_gbs", "op_profile", "record_linear_calls", "weight_bytes"]
+# the floor of a dtype this CPU has no kernel for (int8 without fbgemm)
+NO_KERNEL = float("nan")
+
+__all__ = ["NO_KERNEL", "LinearCall", "matmul_floor_ms", "memory_bandwidth_gbs", "op_profile", "record_linear_calls", "weight_bytes"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 def matmul_floor_ms(calls: List[LinearCall], dtypes=("fp32", "bf16", "int8"), repeats: int = 60) -> Dict[str, Dict[str, float]]:
     """Median time of the step's products alone, per dtype and kernel, every kernel's sets timed in turn
-    (so a slow spell of the machine falls on all of them). Returns ``{dtype: {kernel: ms, "floor": fastest}}``."""
+    (so a slow spell of the machine falls on all of them). Returns ``{dtype: {kernel: ms, "floor": fastest}}``;
+    a dtype with no kernel on this CPU has only ``"floor": NO_KERNEL``."""
     kernels = {(d, name): fn for d in dtypes for name, fn in _kernels(calls, d).items()}
     times: Dict = {key: [] for key in kernels}
     with torch.inference_mode():
@@ -84,7 +92,7 @@ def matmul_floor_ms(calls: List[LinearCall], dtypes=("fp32", "bf16", "int8"), re
     for (d, name), values in times.items():
         result[d][name] = statistics.median(values) * 1e3
     for d in dtypes:
-        result[d]["floor"] = min(result[d].values())
+        result[d]["floor"] = min(result[d].values(), default=NO_KERNEL)
     return result
 
 
@@ -94,6 +102,8 @@ def _kernels(calls: List[LinearCall], dtype: str) -> Dict[str, Callable[[], obje
     inputs = [torch.randn(c.rows, c.weight.size(1), generator=gen) for c in calls]
     kernels: Dict[str, Callable[[], object]] = {}
     if dtype == "int8":
+        if cpu_capabilities().dtype_refusal("int8") is not None:
+            return kernels
         layers = []
         for c in calls:
             linear = nn.Linear(c.weight.size(1), c.weight.size(0), bias=c.bias is not None)
@@ -108,8 +118,14 @@ def _kernels(calls: List[LinearCall], dtype: str) -> Dict[str, Callable[[], obje
         weights = [c.weight.to(torch_dtype) for c in calls]
         biases = [None if c.bias is None else c.bias.to(torch_dtype) for c in calls]
         xs = [x.to(torch_dtype) for x in inputs]
+        paths = linear_paths(torch_dtype)
         kernels["F.linear"] = lambda: [F.linear(x, w, b) for x, w, b in zip(xs, weights, biases)]
-        if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        if "widened" in paths:
+            kernels["widened to fp32"] = lambda: [
+                F.linear(x.float(), w.float(), None if b is None else b.float()).to(torch_dtype)
+                for x, w, b in zip(xs, weights, biases)
+            ]
+        if "packed" in paths:
             packed = [torch.ops.mkldnn._reorder_linear_weight(w, 16) for w in weights]
             kernels["oneDNN packed"] = lambda: [
                 torch.ops.mkldnn._linear_pointwise(x, p, b, "none", [], "") for x, p, b in zip(xs, packed, biases)

@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("simulstream").setLevel(logging.WARNING)
-    from echostream_fairseq.cli.bench import _machine, write_report
+    from echostream_fairseq.cli.bench import write_report
+    from echostream_fairseq.common.cpu import machine_header
     from echostream_fairseq.streaming.api import EchoStream
 
     try:
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         rows.append({"clients": n, "echostream": ours, "simulstream": theirs})
         print(f"{n} clients: echostream {ours}, simulstream {theirs}", flush=True)
     held = lambda key: max([r["clients"] for r in rows if r[key]["p95_ms"] < CHUNK_MS], default=0)  # noqa: E731
-    lines = ["# Serving N clients: our batched server beside simulstream's", "", f"Machine: {_machine()}",
+    lines = ["# Serving N clients: our batched server beside simulstream's", "", f"Machine: {machine_header()}",
              f"Text output, {CHUNK_MS} ms chunks, {args.seconds:g} s of audio per client at real-time pace, "
              "one chunk per message; delay = answer received - chunk sent.", "",
              "| clients | echostream median ms | echostream p95 ms | simulstream median ms | simulstream p95 ms |",
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
         lines.append(f"| {r['clients']} | {e['median_ms']:.0f} | {e['p95_ms']:.0f} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} |")
     lines += ["", f"Most clients kept up with (p95 delay under {CHUNK_MS} ms, of the counts tried): "
               f"echostream {held('echostream')}, simulstream {held('simulstream')}"]
-    write_report(Path(args.out), "bench_serving", {"machine": _machine(), "seconds": args.seconds, "rows": rows},
+    write_report(Path(args.out), "bench_serving", {"machine": machine_header(), "seconds": args.seconds, "rows": rows},
                  "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -26,13 +26,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
-from echostream_fairseq.cli.bench import _machine, write_report
+from echostream_fairseq.cli.bench import write_report
+from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.cli.bench_batch import BenchError, _sources, _translator, random_full_size_vocoder, tiny_system
 from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.cpu import cpu_capabilities
 from echostream_fairseq.modules.precision import DTYPES, convert_precision
 from echostream_fairseq.streaming.translator import STAGES
 
@@ -55,19 +57,27 @@ def _systems(args) -> Dict[str, Dict[str, object]]:
         systems[size] = {
             dtype: _translator(convert_precision(copy.deepcopy(model).eval(), dtype), task, _vocoder_in(vocoder, dtype),
                                args.chunk_ms, trained)
-            for dtype in args.model_dtypes
+            for dtype in args.model_dtypes if cpu_capabilities().dtype_refusal(dtype) is None
         }
     return systems
 
 
+def unavailable_dtypes(dtypes: List[str]) -> Dict[str, str]:
+    """The dtypes of ``dtypes`` this CPU cannot run: dtype -> why (their rows say so)."""
+    return {d: why for d in dtypes if (why := cpu_capabilities().dtype_refusal(d)) is not None}
+
+
 def _vocoder_in(vocoder, dtype: str):
-    """The vocoder as ``--model-dtype`` runs it: a CodeHiFiGAN in bf16 under bf16, else as it is."""
+    """The vocoder as ``--model-dtype`` runs it (a CodeHiFiGAN in bf16 under bf16 where oneDNN runs bf16,
+    ``CodeHiFiGANUnitVocoder.for_model_dtype``), else as it is."""
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
     if dtype != "bf16" or not isinstance(vocoder.vocoder, CodeHiFiGANUnitVocoder):
         return vocoder
-    bf16 = copy.deepcopy(vocoder.vocoder).to(torch.bfloat16)
+    bf16 = copy.deepcopy(vocoder.vocoder).for_model_dtype(dtype)
+    if next(bf16.parameters()).dtype != torch.bfloat16:  # this CPU keeps it fp32
+        return vocoder
     bf16.onednn = True  # its own warm-up times the paths again (bf16 without oneDNN is ten times slower here)
     incremental = IncrementalVocoder(bf16, vocoder.left_context, vocoder.crossfade, vocoder.dur_prediction,
                                      vocoder.duration_context)
@@ -122,7 +132,8 @@ def _run(translators: Dict[str, object], sources: List[torch.Tensor], warmup: in
     }
 
 
-def render(machine: str, results: Dict[str, Dict[str, Dict]], chunk_ms: int, chunks: int) -> str:
+def render(machine: str, results: Dict[str, Dict[str, Dict]], chunk_ms: int, chunks: int,
+           unavailable: Optional[Dict[str, str]] = None) -> str:
     lines = [f"Machine: {machine}", "",
              f"One stream, {chunk_ms} ms chunks, speech output, {chunks} timed chunks; stage columns are means, "
              "the step column the median.", "",
@@ -135,6 +146,8 @@ def render(machine: str, results: Dict[str, Dict[str, Dict]], chunk_ms: int, chu
             lines.append(f"| {size} | {dtype} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['real_time_factor']:.3f} | "
                          f"{r['median_ms'] / base:.2f}x | " + " | ".join(f"{r['stage_ms'][s]:.1f}" for s in STAGES)
                          + f" | {r['speech_seconds_per_source_second']:.2f} |")
+        for dtype, why in (unavailable or {}).items():
+            lines.append(f"| {size} | {dtype} | not on this CPU: {why} |" + " |" * (4 + len(STAGES)))
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +177,7 @@ def main(argv=None) -> int:
         if args.chunks < 1 or args.warmup < 0:
             raise BenchError("--chunks must be >= 1 and --warmup >= 0")
         sources = _sources(Path(args.data), args.split, args.utterances)
-        machine = _machine()
+        machine = machine_header()
         print(f"Machine: {machine}", flush=True)
         results = {}
         with torch.inference_mode():
@@ -174,10 +187,11 @@ def main(argv=None) -> int:
     except BenchError as e:
         print(f"echostream-bench-system: {e}", file=sys.stderr)
         return 2
-    table = render(machine, results, args.chunk_ms, args.chunks)
+    unavailable = unavailable_dtypes(args.model_dtypes)
+    table = render(machine, results, args.chunk_ms, args.chunks, unavailable)
     print(table)
-    write_report(Path(args.out), "bench_system", {"machine": machine, "chunk_ms": args.chunk_ms, "results": results},
-                 table)
+    write_report(Path(args.out), "bench_system", {"machine": machine, "chunk_ms": args.chunk_ms, "results": results,
+                                                  "unavailable": unavailable}, table)
     return 0
 
 

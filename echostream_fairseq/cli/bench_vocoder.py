@@ -105,7 +105,7 @@ def _mel_distances(args: argparse.Namespace, vocoders: Dict) -> Dict[str, float]
 
 
 def run(args: argparse.Namespace) -> Dict:
-    from echostream_fairseq.cli.bench import _machine
+    from echostream_fairseq.common.cpu import machine_header
     from echostream_fairseq.common.files import atomic_open
     from echostream_fairseq.data.audio import write_wav
     from echostream_fairseq.data.manifest import read_tsv
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> Dict:
             config = preset_config("full", num_units)
             torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
             vocoders["hifigan_full_random"] = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config)
-    results: Dict = {"machine": _machine(), "split": args.split, "utterances": len(utterances),
+    results: Dict = {"machine": machine_header(), "split": args.split, "utterances": len(utterances),
                      "chunk_units": args.chunk_units, "rtf": {}, "per_call_ms": {}, "wer": {},
                      "mel_distance": _mel_distances(args, {k: v for k, v in vocoders.items() if k != "hifigan_full_random"})}
     positions = [float(p) for p in args.positions.split(",")]

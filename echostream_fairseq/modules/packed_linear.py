@@ -1,13 +1,24 @@
-"""A drop-in ``nn.Linear`` that can multiply with a pre-packed oneDNN weight at CPU inference.
+"""A drop-in ``nn.Linear`` that picks, per CPU, dtype and product shape, the fastest way to multiply at inference.
 
 Why: a streaming step multiplies ~10 rows by every weight of the model, so its time is spent
-reading weights. On some CPUs the default GEMM repacks the weight on every call, and a copy packed
-once for oneDNN cut the 48 matrix products of a 12-layer d=256 Emformer step from 9.9 ms to 4.2 ms
-(fp32) on a 2-core AVX-512 machine; on an AMX Xeon the same packing made the step slower. So the
-path is chosen per CPU, dtype and product shape (:func:`set_linear_backend`): ``auto`` (the
-default, or the ``ECHOSTREAM_LINEAR_BACKEND`` environment variable) times both paths once per
-dtype, weight shape and class of row count (:func:`rows_class`), the first time it meets one, and
-keeps the faster; ``onednn`` and ``aten`` force one.
+reading weights, and which kernel reads them fastest depends on the CPU. Three paths
+(:data:`LINEAR_PATHS`):
+
+* ``packed``: a copy of the weight packed once for oneDNN (it cut the 48 matrix products of a
+  12-layer d=256 Emformer step from 9.9 ms to 4.2 ms in fp32 on a 2-core AVX-512 machine, and made
+  the same step slower on an AMX Xeon). fp32 always; bf16 only where oneDNN has bf16 kernels
+  (:attr:`~echostream_fairseq.common.cpu.CpuCapabilities.onednn_bf16`: AVX512-BW/VL/DQ or
+  AVX-NE-CONVERT), since oneDNN refuses to pack a bf16 weight elsewhere;
+* ``aten``: ``F.linear`` in the weight's dtype;
+* ``widened``: for bf16 weights on a CPU without oneDNN's bf16 kernels, the weight and input widened
+  to fp32 for the product and the result rounded back to bf16 (the same numbers as ``aten`` to bf16
+  rounding; ATen's own bf16 product may be the slower of the two there).
+
+:func:`set_linear_backend` (or the ``ECHOSTREAM_LINEAR_BACKEND`` environment variable) chooses:
+``auto`` (the default) times every path this CPU can run once per dtype, weight shape and class
+of row count (:func:`rows_class`), the first time it meets one, and keeps the fastest; ``onednn``
+forces ``packed`` where oneDNN can run the dtype (else ``aten``); ``aten`` forces ``F.linear``;
+``widened`` forces ``widened`` for bf16 wherever oneDNN has no bf16 kernels (else ``aten``).
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
 version counter or its dtype changes, and whenever the module is switched between training and
@@ -22,13 +33,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PackedLinear", "linear_backend", "packed_path", "set_linear_backend"]
+from echostream_fairseq.common.cpu import cpu_capabilities
+
+__all__ = ["LINEAR_BACKENDS", "LINEAR_PATHS", "PackedLinear", "linear_backend", "linear_path", "linear_paths",
+           "set_linear_backend"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +57,17 @@ def _onednn_available() -> bool:
 
 
 _ONEDNN = _onednn_available()
-LINEAR_BACKENDS = ("auto", "onednn", "aten")
+LINEAR_BACKENDS = ("auto", "onednn", "aten", "widened")
+LINEAR_PATHS = ("packed", "aten", "widened")
 _backend = "auto"
-# (dtype, out_features, in_features, rows class) -> whether the packed path is faster on this CPU
-_auto_choice: Dict[Tuple[torch.dtype, int, int, int], bool] = {}
+# (dtype, out_features, in_features, rows class) -> the fastest of linear_paths(dtype) on this CPU
+_auto_choice: Dict[Tuple[torch.dtype, int, int, int], str] = {}
 
 
 def set_linear_backend(name: str) -> None:
-    """``auto`` (time both paths per product shape, keep the faster), ``onednn`` (packed) or ``aten`` (``F.linear``)."""
+    """``auto`` (time every path per product shape, keep the fastest), ``onednn`` (packed where
+    oneDNN runs the dtype), ``aten`` (``F.linear``) or ``widened`` (bf16 products in fp32 where
+    oneDNN has no bf16 kernels)."""
     global _backend
     if name not in LINEAR_BACKENDS:
         raise ValueError(f"unknown linear backend {name!r}; use one of {', '.join(LINEAR_BACKENDS)}")
@@ -68,43 +85,66 @@ def rows_class(rows: int) -> int:
     return min(rows, 16).bit_length()
 
 
-def _calibrate(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> bool:
-    """Whether the packed product beats ``F.linear`` for this shape, timed on random weights."""
+def linear_paths(dtype: torch.dtype) -> Tuple[str, ...]:
+    """The :data:`LINEAR_PATHS` an inference product in ``dtype`` can take on this CPU, simplest first."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        return ("aten",)
+    if not _ONEDNN:
+        return ("aten", "widened") if dtype == torch.bfloat16 else ("aten",)
+    if dtype == torch.float32:
+        return ("aten", "packed")
+    return ("aten", "packed") if cpu_capabilities().onednn_bf16 else ("aten", "widened")
+
+
+def _pack(weight: Tensor) -> Tensor:
+    # the batch-size hint only picks a layout; any number of rows works with it
+    return torch.ops.mkldnn._reorder_linear_weight(weight, 16)
+
+
+def _runner(path: str, x: Tensor, weight: Tensor) -> Callable[[], Tensor]:
+    if path == "packed":
+        packed = _pack(weight)
+        return lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+    if path == "widened":
+        return lambda: F.linear(x.float(), weight.float()).to(weight.dtype)
+    return lambda: F.linear(x, weight)
+
+
+def _calibrate(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> str:
+    """The fastest of :func:`linear_paths` for this shape, timed on random weights (ties, within
+    5%, go to the simpler path)."""
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(out_features, in_features, generator=gen).to(dtype)
     x = torch.randn(min(rows, 64), in_features, generator=gen).to(dtype)
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 16)
-
-    def plain() -> None:
-        F.linear(x, weight)
-
-    def onednn() -> None:
-        torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-
-    best = {plain: float("inf"), onednn: float("inf")}
+    runners = {path: _runner(path, x, weight) for path in linear_paths(dtype)}
+    best = dict.fromkeys(runners, float("inf"))
     with torch.inference_mode():
         for _ in range(5):  # alternate, keep each path's best of five rounds of 10 calls
-            for fn in best:
-                fn()
+            for path, run in runners.items():
+                run()
                 t0 = time.perf_counter()
                 for _ in range(10):
-                    fn()
-                best[fn] = min(best[fn], time.perf_counter() - t0)
-    faster = best[onednn] < 0.95 * best[plain]  # ties go to the simpler path
+                    run()
+                best[path] = min(best[path], time.perf_counter() - t0)
+    choice = next(iter(best))
+    for path, seconds in best.items():
+        if seconds < 0.95 * best[choice]:
+            choice = path
     logger.info(
-        "linear backend for %s %dx%d, %d rows: %s (packed %.1f us, F.linear %.1f us)",
-        dtype, out_features, in_features, x.size(0), "onednn" if faster else "aten",
-        best[onednn] * 1e5, best[plain] * 1e5,
+        "linear path for %s %dx%d, %d rows: %s (%s)", dtype, out_features, in_features, x.size(0), choice,
+        ", ".join(f"{path} {seconds * 1e5:.1f} us" for path, seconds in best.items()),
     )
-    return faster
+    return choice
 
 
-def packed_path(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> bool:
-    """Whether an inference product of this dtype and shape takes the packed path under the current backend."""
-    if not _ONEDNN or _backend == "aten":
-        return False
-    if _backend == "onednn":
-        return True
+def linear_path(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> str:
+    """The :data:`LINEAR_PATHS` entry an inference product of this dtype and shape takes under the current backend."""
+    paths = linear_paths(dtype)
+    if _backend == "aten" or len(paths) == 1:
+        return "aten"
+    if _backend in ("onednn", "widened"):
+        forced = "packed" if _backend == "onednn" else "widened"
+        return forced if forced in paths else "aten"
     key = (dtype, out_features, in_features, rows_class(rows))
     if key not in _auto_choice:
         _auto_choice[key] = _calibrate(dtype, out_features, in_features, rows)
@@ -136,46 +176,47 @@ class PackedLinear(nn.Linear):
         self._packed, self._packed_key = None, None
         return super().train(mode)
 
-    def _packed_weight(self, x: Tensor) -> Optional[Tensor]:
-        """The packed weight when ``x`` can take the packed path, else ``None``.
-
-        The packed path is for inference: autograd is off (``no_grad`` / ``inference_mode``), the module
-        is in eval mode, and ``x`` is a CPU tensor of the weight's dtype (fp32 or bf16).
-        """
-        if torch.is_grad_enabled() or self.training or not _ONEDNN or x.device.type != "cpu":
-            return None
+    def _path(self, x: Tensor) -> str:
+        """The :data:`LINEAR_PATHS` entry ``x`` takes: ``aten`` unless this is an inference product
+        (autograd off, eval mode, a CPU tensor of the weight's dtype) that the backend sends elsewhere."""
         w = self.weight
-        if x.dtype != w.dtype or w.dtype not in (torch.float32, torch.bfloat16):
-            return None
-        if not packed_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features):
-            return None
+        if torch.is_grad_enabled() or self.training or x.device.type != "cpu" or x.dtype != w.dtype:
+            return "aten"
+        return linear_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features)
+
+    def _packed_weight(self) -> Tensor:
+        w = self.weight
         # inference tensors (made under inference_mode) carry no version counter
         key = (w.data_ptr(), -1 if w.is_inference() else w._version, w.dtype)
         if self._packed_key != key:
-            # the batch-size hint only picks a layout; any number of rows works with it
-            self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 16)
+            self._packed = _pack(w.detach())
             self._packed_key = key
         return self._packed
 
     def forward(self, x: Tensor) -> Tensor:
-        packed = self._packed_weight(x)
-        if packed is not None:
+        path = self._path(x)
+        if path == "packed":
             # oneDNN takes 2-D input with less per-call overhead than 3-D (about 9 us less here)
             y = torch.ops.mkldnn._linear_pointwise(
-                x.reshape(-1, x.size(-1)), packed, self.bias, self.activation,
+                x.reshape(-1, x.size(-1)), self._packed_weight(), self.bias, self.activation,
                 [None] if self.activation != "none" else [], "",
             )
             return y.view(*x.shape[:-1], self.out_features)
-        y = F.linear(x, self.weight, self.bias)
+        if path == "widened":
+            bias = None if self.bias is None else self.bias.float()
+            y = F.linear(x.float(), self.weight.float(), bias)
+        else:
+            y = F.linear(x, self.weight, self.bias)
         act = _ACTIVATIONS[self.activation]
-        return y if act is None else act(y)
+        y = y if act is None else act(y)
+        return y.to(x.dtype)
 
     def forward_add(self, x: Tensor, residual: Tensor) -> Tensor:
         """``residual + self(x)``, with the addition fused into the product on the packed path."""
-        packed = self._packed_weight(x) if self.activation == "none" else None
-        if packed is not None and residual.dtype == x.dtype:
+        if self.activation == "none" and residual.dtype == x.dtype and self._path(x) == "packed":
             y = torch.ops.mkldnn._linear_pointwise.binary(
-                x.reshape(-1, x.size(-1)), residual.reshape(-1, self.out_features), packed, self.bias, "add"
+                x.reshape(-1, x.size(-1)), residual.reshape(-1, self.out_features), self._packed_weight(), self.bias,
+                "add",
             )
             return y.view(*x.shape[:-1], self.out_features)
         return residual + self(x)

@@ -10,10 +10,17 @@ into it, in place, for inference only:
   int8 once, inputs quantised per call (dynamic quantisation, PyTorch's fbgemm kernels, which use
   VNNI where the CPU has it). Embeddings, normalisations, convolutions and the tied MT output
   projection stay fp32, and so do activations and states.
+
+What each needs from the CPU (:data:`~echostream_fairseq.common.cpu.DTYPE_NEEDS`): fp32 nothing;
+bf16 runs everywhere, on oneDNN's bf16 kernels where the CPU has AVX512-BW/VL/DQ or AVX-NE-CONVERT
+and on ATen's elsewhere (the linear layers then time ATen's bf16 product against one widened to
+fp32, :mod:`~echostream_fairseq.modules.packed_linear`); int8 needs fbgemm, hence AVX2.
+:func:`check_dtype` says so before a model is loaded.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Optional
 
@@ -21,7 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DTYPES", "Int8Linear", "convert_precision", "precision_of", "torch_dtype"]
+from echostream_fairseq.common.cpu import CpuCapabilities, cpu_capabilities
+
+__all__ = ["DTYPES", "Int8Linear", "check_dtype", "convert_precision", "precision_of", "torch_dtype"]
+
+logger = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "bf16", "int8")
 _ACTIVATIONS = {"none": None, "relu": F.relu}
@@ -38,8 +49,21 @@ def _check(name: str) -> None:
         raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
 
 
-def _int8_available() -> bool:
-    return "fbgemm" in torch.backends.quantized.supported_engines
+_bf16_noted: list = []
+
+
+def check_dtype(name: str, cpu: Optional[CpuCapabilities] = None) -> None:
+    """Refuse ``--model-dtype name`` where it cannot run on this CPU (``cpu``: this process's by
+    default), with the reason and the dtypes that can; log what bf16 loses here. Call it before
+    loading a model."""
+    _check(name)
+    cpu = cpu or cpu_capabilities()
+    refusal = cpu.dtype_refusal(name)
+    if refusal is not None:
+        raise ValueError(refusal)
+    if name == "bf16" and cpu.bf16_note() is not None and not _bf16_noted:
+        _bf16_noted.append(True)  # once per process: loading checks, then converting does
+        logger.warning("--model-dtype bf16: %s; fp32 may be as fast on this CPU (docs/speed.md)", cpu.bf16_note())
 
 
 class Int8Linear(nn.Module):
@@ -52,8 +76,9 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        if not _int8_available():
-            raise RuntimeError("int8 inference needs PyTorch's fbgemm quantised kernels (x86 CPUs); this build has none")
+        refusal = cpu_capabilities().dtype_refusal("int8")
+        if refusal is not None:
+            raise RuntimeError(refusal)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.activation = getattr(linear, "activation", "none")
         weight = linear.weight.detach().float()
@@ -102,7 +127,7 @@ def _quantise_linears(module: nn.Module) -> int:
 
 def convert_precision(model: nn.Module, dtype: str, device: Optional[torch.device] = None) -> nn.Module:
     """Convert ``model`` (in eval mode, fp32) to precision ``dtype`` in place and return it."""
-    _check(dtype)
+    check_dtype(dtype)
     if model.training:
         raise ValueError("convert_precision is for inference: call model.eval() first")
     if dtype == "bf16":

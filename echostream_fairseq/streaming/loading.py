@@ -14,7 +14,7 @@ import torch
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
-from echostream_fairseq.modules.precision import convert_precision, torch_dtype
+from echostream_fairseq.modules.precision import check_dtype, convert_precision
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
@@ -37,8 +37,8 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
                  max_batch: Optional[int] = 1, max_padding: int = 0) -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
-    ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16; ``int8`` and ``fp32`` keep it fp32 (there
-    is no int8 convolution path). ``max_batch``: the most streams synthesised in one call (1 for
+    ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16 where oneDNN has bf16 convolutions;
+    otherwise, and under ``int8`` and ``fp32``, it stays fp32 (``CodeHiFiGANUnitVocoder.for_model_dtype``). ``max_batch``: the most streams synthesised in one call (1 for
     one stream; the streaming API, which steps many, takes ``MAX_SUB_BATCH``; the warm-up keeps the
     sub-batch size up to it that costs least per stream; None: ``MAX_SUB_BATCH``, or
     ``MAX_CAUSAL_SUB_BATCH`` for a causal vocoder, whose calls are shorter, ``MAX_ISTFT_SUB_BATCH`` for an
@@ -49,6 +49,7 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
 
     if vocoder_type not in VOCODER_TYPES:
         raise ValueError(f"unknown vocoder type {vocoder_type!r}; use one of {VOCODER_TYPES}")
+    check_dtype(model_dtype)
     if not path:
         raise ValueError(
             "speech output needs a vocoder: --vocoder G --vocoder-cfg CONFIG.json (CodeHiFiGAN), or "
@@ -59,9 +60,7 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
     else:
         if not config:
             raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
-        vocoder = CodeHiFiGANUnitVocoder.from_files(path, config)
-        if torch_dtype(model_dtype) == torch.bfloat16:
-            vocoder = vocoder.to(torch.bfloat16)
+        vocoder = CodeHiFiGANUnitVocoder.from_files(path, config).for_model_dtype(model_dtype)
     incremental = IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction,
                                      max_batch=sub_batch_limit(vocoder) if max_batch is None else max_batch,
                                      max_padding=max_padding)
@@ -146,6 +145,7 @@ def load_translator(
         raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
     if unit_lookahead < 0:
         raise ValueError(f"--unit-lookahead must be >= 0 text states, got {unit_lookahead}")
+    check_dtype(model_dtype)  # before the checkpoint loads: a dtype this CPU cannot run is said at once
     speech_output = output == "speech"
     if speech_output and vocoder is None:
         raise ValueError("speech output needs a vocoder (load_vocoder)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from echostream_fairseq.common.cpu import cpu_capabilities
 from echostream_fairseq.vocoder import causal_hifigan
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.causal_hifigan import is_causal
@@ -30,6 +32,8 @@ from echostream_fairseq.vocoder.config import (
 )
 
 __all__ = ["CodeHiFiGANUnitVocoder", "build_generator", "load_generator_state", "check_generator_state"]
+
+logger = logging.getLogger(__name__)
 
 # oneDNN keeps 1024 prepared convolutions by default; a full-size generator needs about 60 per input
 # length, so a stream's dozen lengths (two dtypes in a benchmark) would evict each other and be
@@ -136,6 +140,18 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     @classmethod
     def from_files(cls, checkpoint: str, config_path: str) -> "CodeHiFiGANUnitVocoder":
         return cls(checkpoint, load_vocoder_config(config_path))
+
+    def for_model_dtype(self, model_dtype: str) -> "CodeHiFiGANUnitVocoder":
+        """This vocoder as ``--model-dtype model_dtype`` runs it: in bf16 under ``bf16`` where oneDNN has
+        bf16 convolutions, else in fp32 (int8 has no convolution path). Without oneDNN's bf16 kernels
+        ATen's bf16 convolutions are far slower than fp32 (the full-size HiFi-GAN on 2 x 24 frames,
+        AVX2 kernels: 3.8 s against 0.10 s; docs/speed.md), so bf16 would only cost time there."""
+        if model_dtype != "bf16":
+            return self
+        if not cpu_capabilities().onednn_bf16:
+            logger.warning("--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)")
+            return self
+        return self.to(torch.bfloat16)
 
     @property
     def generator(self) -> torch.nn.Module:

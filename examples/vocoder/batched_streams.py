@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from echostream_fairseq.cli.bench import _machine
+from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
@@ -44,7 +44,7 @@ def per_stream_ms(generator, config, streams, max_batch, onednn, batched, warmup
 def main():
     generator, config = sys.argv[1], sys.argv[2]
     streams = int(sys.argv[3]) if len(sys.argv) > 3 else 16
-    print(f"Machine: {_machine()}\n")
+    print(f"Machine: {machine_header()}\n")
     print("| streams | how | ms per stream per chunk |\n|---|---|---|")
     for how, max_batch, onednn, batched in [("one by one, PyTorch's convolution", 1, False, False),
                                             ("one by one, oneDNN", 1, True, False),

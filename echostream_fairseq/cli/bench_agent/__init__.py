@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the selected parts, print their tables, write bench_agent.{md,json} and the plots."""
-    from echostream_fairseq.cli.bench import _machine
+    from echostream_fairseq.common.cpu import machine_header
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     for name in ("fairseq", "echostream_fairseq", "echostream.asr_bleu"):
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             results = json.loads(json_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             results = {}
-    machine = _machine()
+    machine = machine_header()
     results["machine"] = machine
     print(f"Machine: {machine}", flush=True)
     if "long-stream" in parts:
