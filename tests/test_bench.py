@@ -33,13 +33,14 @@ def test_bench_tiny(tmp_path, capsys):
     assert [s["right_context_length"] for s in result["streams"]] == [0, 2]
     for s, rows in zip(result["streams"], ([4, 5, 6], [6, 7, 8])):
         v = s["variants"]
+        int8 = ["ours int8"] if cpu_capabilities().fbgemm else []  # else a row says why (the test below)
         assert list(v) == ["torchaudio fp32", "ours fp32", "ours fp32, oneDNN packed", "ours fp32, F.linear",
-                           "ours bf16", "ours int8"]
+                           "ours bf16", *int8]
         assert v["torchaudio fp32"]["vs_torchaudio"] == 1.0
         for name in ("ours fp32", "ours fp32, oneDNN packed", "ours fp32, F.linear"):
             assert v[name]["relative_l2_vs_torchaudio"] < 1e-5 and v[name]["vs_floor"] > 0
         assert 0 < v["ours bf16"]["relative_l2_vs_torchaudio"] < 0.05
-        assert 0 < v["ours int8"]["relative_l2_vs_torchaudio"] < 0.1
+        assert not int8 or 0 < v["ours int8"]["relative_l2_vs_torchaudio"] < 0.1
         assert s["steps"] == 8  # 1.28 s of 160 ms chunks
         # 2 layers x (qkv, out, ffn in, ffn out); rows: chunk + look-ahead (+ summary, + memory)
         assert s["products_per_step"] == 8 and s["rows_per_product"] == rows

@@ -13,14 +13,17 @@ def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
                  "--out", str(out)]) == 0
     result = json.loads((out / "bench_system.json").read_text())
     rows = result["results"]["tiny"]
-    assert list(rows) == ["fp32", "bf16", "int8"]
+    from echostream_fairseq.common.cpu import cpu_capabilities
+
+    int8 = ["int8"] if cpu_capabilities().fbgemm else []  # else a row says why (the test below)
+    assert list(rows) == ["fp32", "bf16", *int8]
     for r in rows.values():
         assert set(r["stage_ms"]) == {"encoder", "mt", "units", "vocoder"}
         assert all(v > 0 for v in r["stage_ms"].values())  # random weights are forced to write and speak
         assert r["real_time_factor"] == pytest.approx(r["median_ms"] / 320)
         assert sum(r["stage_ms"].values()) <= r["mean_ms"]  # the stages are parts of the step
     table = (out / "bench_system.md").read_text()
-    assert "Machine: " in table and "| tiny | int8 |" in table
+    assert "Machine: " in table and "| tiny | int8 |" in table  # a result or the reason
 
 
 def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, monkeypatch):

@@ -4,8 +4,8 @@ A streaming step multiplies a few rows (the chunk, its look-ahead, a summary) by
 the model. Its floor is those matrix products alone: the same weights, the same numbers of rows,
 run back to back with nothing else, with the fastest library kernel this CPU has for each dtype
 (the paths :func:`~echostream_fairseq.modules.packed_linear.linear_paths` allows here for fp32 and
-bf16: ``F.linear``, the oneDNN-packed product, bf16 widened to fp32; fbgemm's dynamic int8 product
-for int8). A dtype this CPU has no kernel for has no floor (:data:`NO_KERNEL`). The
+bf16: ``F.linear`` and, where oneDNN runs the dtype, the oneDNN-packed product; fbgemm's dynamic
+int8 product for int8). A dtype this CPU has no kernel for has no floor (:data:`NO_KERNEL`). The
 memory-bandwidth figure says how far that floor is from streaming the weights once.
 """
 
@@ -120,11 +120,6 @@ def _kernels(calls: List[LinearCall], dtype: str) -> Dict[str, Callable[[], obje
         xs = [x.to(torch_dtype) for x in inputs]
         paths = linear_paths(torch_dtype)
         kernels["F.linear"] = lambda: [F.linear(x, w, b) for x, w, b in zip(xs, weights, biases)]
-        if "widened" in paths:
-            kernels["widened to fp32"] = lambda: [
-                F.linear(x.float(), w.float(), None if b is None else b.float()).to(torch_dtype)
-                for x, w, b in zip(xs, weights, biases)
-            ]
         if "packed" in paths:
             packed = [torch.ops.mkldnn._reorder_linear_weight(w, 16) for w in weights]
             kernels["oneDNN packed"] = lambda: [

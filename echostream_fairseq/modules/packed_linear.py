@@ -1,7 +1,7 @@
 """A drop-in ``nn.Linear`` that picks, per CPU, dtype and product shape, the fastest way to multiply at inference.
 
 Why: a streaming step multiplies ~10 rows by every weight of the model, so its time is spent
-reading weights, and which kernel reads them fastest depends on the CPU. Three paths
+reading weights, and which kernel reads them fastest depends on the CPU. Two paths
 (:data:`LINEAR_PATHS`):
 
 * ``packed``: a copy of the weight packed once for oneDNN (it cut the 48 matrix products of a
@@ -9,16 +9,14 @@ reading weights, and which kernel reads them fastest depends on the CPU. Three p
   the same step slower on an AMX Xeon). fp32 always; bf16 only where oneDNN has bf16 kernels
   (:attr:`~echostream_fairseq.common.cpu.CpuCapabilities.onednn_bf16`: AVX512-BW/VL/DQ or
   AVX-NE-CONVERT), since oneDNN refuses to pack a bf16 weight elsewhere;
-* ``aten``: ``F.linear`` in the weight's dtype;
-* ``widened``: for bf16 weights on a CPU without oneDNN's bf16 kernels, the weight and input widened
-  to fp32 for the product and the result rounded back to bf16 (the same numbers as ``aten`` to bf16
-  rounding; ATen's own bf16 product may be the slower of the two there).
+* ``aten``: ``F.linear`` in the weight's dtype. It is the only bf16 path without oneDNN's bf16
+  kernels. Widening the weight to fp32 per call was measured and rejected: it reads and writes
+  the weight twice more (docs/decisions.md).
 
 :func:`set_linear_backend` (or the ``ECHOSTREAM_LINEAR_BACKEND`` environment variable) chooses:
 ``auto`` (the default) times every path this CPU can run once per dtype, weight shape and class
 of row count (:func:`rows_class`), the first time it meets one, and keeps the fastest; ``onednn``
-forces ``packed`` where oneDNN can run the dtype (else ``aten``); ``aten`` forces ``F.linear``;
-``widened`` forces ``widened`` for bf16 wherever oneDNN has no bf16 kernels (else ``aten``).
+forces ``packed`` where oneDNN can run the dtype (else ``aten``); ``aten`` forces ``F.linear``.
 
 The packed copy is a memo of the weight: it is rebuilt whenever the weight tensor, its in-place
 version counter or its dtype changes, and whenever the module is switched between training and
@@ -57,17 +55,16 @@ def _onednn_available() -> bool:
 
 
 _ONEDNN = _onednn_available()
-LINEAR_BACKENDS = ("auto", "onednn", "aten", "widened")
-LINEAR_PATHS = ("packed", "aten", "widened")
+LINEAR_BACKENDS = ("auto", "onednn", "aten")
+LINEAR_PATHS = ("packed", "aten")
 _backend = "auto"
-# (dtype, out_features, in_features, rows class) -> the fastest of linear_paths(dtype) on this CPU
+# (dtype, out_features, in_features, rows class) -> the faster of linear_paths(dtype) on this CPU
 _auto_choice: Dict[Tuple[torch.dtype, int, int, int], str] = {}
 
 
 def set_linear_backend(name: str) -> None:
-    """``auto`` (time every path per product shape, keep the fastest), ``onednn`` (packed where
-    oneDNN runs the dtype), ``aten`` (``F.linear``) or ``widened`` (bf16 products in fp32 where
-    oneDNN has no bf16 kernels)."""
+    """``auto`` (time both paths per product shape, keep the faster), ``onednn`` (packed where
+    oneDNN runs the dtype) or ``aten`` (``F.linear``)."""
     global _backend
     if name not in LINEAR_BACKENDS:
         raise ValueError(f"unknown linear backend {name!r}; use one of {', '.join(LINEAR_BACKENDS)}")
@@ -87,13 +84,11 @@ def rows_class(rows: int) -> int:
 
 def linear_paths(dtype: torch.dtype) -> Tuple[str, ...]:
     """The :data:`LINEAR_PATHS` an inference product in ``dtype`` can take on this CPU, simplest first."""
-    if dtype not in (torch.float32, torch.bfloat16):
+    if not _ONEDNN or dtype not in (torch.float32, torch.bfloat16):
         return ("aten",)
-    if not _ONEDNN:
-        return ("aten", "widened") if dtype == torch.bfloat16 else ("aten",)
-    if dtype == torch.float32:
-        return ("aten", "packed")
-    return ("aten", "packed") if cpu_capabilities().onednn_bf16 else ("aten", "widened")
+    if dtype == torch.bfloat16 and not cpu_capabilities().onednn_bf16:
+        return ("aten",)
+    return ("aten", "packed")
 
 
 def _pack(weight: Tensor) -> Tensor:
@@ -105,13 +100,11 @@ def _runner(path: str, x: Tensor, weight: Tensor) -> Callable[[], Tensor]:
     if path == "packed":
         packed = _pack(weight)
         return lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-    if path == "widened":
-        return lambda: F.linear(x.float(), weight.float()).to(weight.dtype)
     return lambda: F.linear(x, weight)
 
 
 def _calibrate(dtype: torch.dtype, out_features: int, in_features: int, rows: int) -> str:
-    """The fastest of :func:`linear_paths` for this shape, timed on random weights (ties, within
+    """The faster of :func:`linear_paths` for this shape, timed on random weights (ties, within
     5%, go to the simpler path)."""
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(out_features, in_features, generator=gen).to(dtype)
@@ -142,9 +135,8 @@ def linear_path(dtype: torch.dtype, out_features: int, in_features: int, rows: i
     paths = linear_paths(dtype)
     if _backend == "aten" or len(paths) == 1:
         return "aten"
-    if _backend in ("onednn", "widened"):
-        forced = "packed" if _backend == "onednn" else "widened"
-        return forced if forced in paths else "aten"
+    if _backend == "onednn":
+        return "packed"
     key = (dtype, out_features, in_features, rows_class(rows))
     if key not in _auto_choice:
         _auto_choice[key] = _calibrate(dtype, out_features, in_features, rows)
@@ -178,9 +170,12 @@ class PackedLinear(nn.Linear):
 
     def _path(self, x: Tensor) -> str:
         """The :data:`LINEAR_PATHS` entry ``x`` takes: ``aten`` unless this is an inference product
-        (autograd off, eval mode, a CPU tensor of the weight's dtype) that the backend sends elsewhere."""
+        (autograd off, eval mode, a CPU tensor of the weight's dtype, not traced by ``torch.compile``)
+        that the backend sends elsewhere."""
         w = self.weight
         if torch.is_grad_enabled() or self.training or x.device.type != "cpu" or x.dtype != w.dtype:
+            return "aten"
+        if torch.compiler.is_compiling():  # the compiler picks its own kernels; it cannot lower a packed weight made in the graph
             return "aten"
         return linear_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features)
 
@@ -202,14 +197,9 @@ class PackedLinear(nn.Linear):
                 [None] if self.activation != "none" else [], "",
             )
             return y.view(*x.shape[:-1], self.out_features)
-        if path == "widened":
-            bias = None if self.bias is None else self.bias.float()
-            y = F.linear(x.float(), self.weight.float(), bias)
-        else:
-            y = F.linear(x, self.weight, self.bias)
+        y = F.linear(x, self.weight, self.bias)
         act = _ACTIVATIONS[self.activation]
-        y = y if act is None else act(y)
-        return y.to(x.dtype)
+        return y if act is None else act(y)
 
     def forward_add(self, x: Tensor, residual: Tensor) -> Tensor:
         """``residual + self(x)``, with the addition fused into the product on the packed path."""

@@ -13,8 +13,7 @@ into it, in place, for inference only:
 
 What each needs from the CPU (:data:`~echostream_fairseq.common.cpu.DTYPE_NEEDS`): fp32 nothing;
 bf16 runs everywhere, on oneDNN's bf16 kernels where the CPU has AVX512-BW/VL/DQ or AVX-NE-CONVERT
-and on ATen's elsewhere (the linear layers then time ATen's bf16 product against one widened to
-fp32, :mod:`~echostream_fairseq.modules.packed_linear`); int8 needs fbgemm, hence AVX2.
+and on ATen's elsewhere (slower than fp32 there); int8 needs fbgemm, hence AVX2.
 :func:`check_dtype` says so before a model is loaded.
 """
 
@@ -63,7 +62,7 @@ def check_dtype(name: str, cpu: Optional[CpuCapabilities] = None) -> None:
         raise ValueError(refusal)
     if name == "bf16" and cpu.bf16_note() is not None and not _bf16_noted:
         _bf16_noted.append(True)  # once per process: loading checks, then converting does
-        logger.warning("--model-dtype bf16: %s; fp32 may be as fast on this CPU (docs/speed.md)", cpu.bf16_note())
+        logger.warning("--model-dtype bf16: %s, and fp32 is likely faster on this CPU (docs/speed.md)", cpu.bf16_note())
 
 
 class Int8Linear(nn.Module):
