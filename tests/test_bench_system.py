@@ -26,7 +26,7 @@ def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
     assert "Machine: " in table and "| tiny | int8 |" in table  # a result or the reason
 
 
-def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, monkeypatch):
+def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
     from echostream_fairseq.cli import bench_system
@@ -41,6 +41,9 @@ def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, mon
     assert list(result["results"]["tiny"]) == ["fp32"] and list(result["unavailable"]) == ["int8"]
     table = (out / "bench_system.md").read_text()
     assert f"| tiny | int8 | not on this CPU: {lesser.dtype_refusal('int8')} |" in table
+    assert main(["--data", str(corpus), "--sizes", "tiny", "--model-dtypes", "int8", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("echostream-bench-system: this CPU runs none of --model-dtypes: "
+                                              "--model-dtype int8 needs fbgemm's int8 kernels")
 
 
 def test_bench_system_names_a_bad_input(tmp_path, capsys):

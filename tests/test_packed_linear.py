@@ -21,8 +21,9 @@ def backend():
 
 def test_the_paths_follow_the_cpu():
     """bf16 is packed only where oneDNN has bf16 kernels (elsewhere packing it raises); fp32 always can be."""
-    assert linear_paths(torch.float32) == ("aten", "packed")
-    bf16 = ("aten", "packed") if cpu_capabilities().onednn_bf16 else ("aten",)
+    onednn = torch.backends.mkldnn.is_available()
+    assert linear_paths(torch.float32) == (("aten", "packed") if onednn else ("aten",))
+    bf16 = ("aten", "packed") if onednn and cpu_capabilities().onednn_bf16 else ("aten",)
     assert linear_paths(torch.bfloat16) == bf16
     assert linear_paths(torch.float16) == ("aten",)
 
@@ -119,11 +120,22 @@ def test_backends_choose_the_path(backend):
 
 def test_compiled_takes_the_compilers_kernels(backend):
     """torch.compile traces F.linear even where the packed path is forced (inductor cannot lower a
-    weight packed inside the graph), and equals the eager packed product."""
+    weight packed inside the graph): one whole graph, no oneDNN op in it, equal to the eager product."""
+    from echostream_fairseq.cli.bench import compile_step
+
     backend("onednn")
     lin = PackedLinear(32, 16, activation="relu").eval()
     x = torch.randn(6, 32)
+    traced = []
+
+    def record(graph, inputs):
+        traced.extend(str(node.target) for node in graph.graph.nodes if node.op == "call_function")
+        return graph.forward
+
     with torch.inference_mode():
         eager = lin(x)
-        compiled = torch.compile(lin, dynamic=False)(x)
-    assert torch.allclose(compiled, eager, atol=1e-5)
+        assert linear_path(torch.float32, 16, 32, 6) == ("packed" if torch.backends.mkldnn.is_available() else "aten")
+        recorded = torch.compile(lin, backend=record, fullgraph=True)(x)
+        compiled = compile_step(lin)(x)
+    assert traced and not [t for t in traced if "mkldnn" in t] and any("linear" in t for t in traced)
+    assert torch.allclose(recorded, eager, atol=1e-5) and torch.allclose(compiled, eager, atol=1e-5)

@@ -39,19 +39,22 @@ def test_int8_linear_is_close_and_keeps_the_fused_activation():
 
 
 @needs_int8
-def test_convert_precision_converts_every_linear_and_checks_its_arguments():
+def test_convert_precision_converts_every_linear_to_int8():
     model = nn.Sequential(nn.Linear(8, 8), nn.Sequential(PackedLinear(8, 4), nn.LayerNorm(4))).eval()
     convert_precision(model, "int8")
     assert [type(m).__name__ for m in model.modules() if isinstance(m, (nn.Linear, Int8Linear))] == ["Int8Linear"] * 2
     assert model[1][1].weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="the model has no linear layer to quantise"):
+        convert_precision(nn.LayerNorm(2).eval(), "int8")
+
+
+def test_convert_precision_converts_every_weight_to_bf16_and_checks_its_arguments():
     bf16 = convert_precision(nn.Sequential(nn.Linear(8, 8)).eval(), "bf16")
     assert bf16[0].weight.dtype == torch.bfloat16 and torch_dtype("bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype 'fp16'; use one of fp32, bf16, int8"):
         convert_precision(nn.Linear(2, 2).eval(), "fp16")
     with pytest.raises(ValueError, match="convert_precision is for inference: call model.eval"):
         convert_precision(nn.Linear(2, 2), "int8")
-    with pytest.raises(ValueError, match="the model has no linear layer to quantise"):
-        convert_precision(nn.LayerNorm(2).eval(), "int8")
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,7 @@ def test_a_stream_through_the_server_equals_the_api_and_brings_speech(speech_sys
 
     info, result = asyncio.run(scenario())
     assert info["stream_endpoint"] == "/ws" and info["output"] == "speech" and info["model_dtype"] == "fp32"
+    assert info["vocoder_dtype"] == "fp32"
     kinds = [m["type"] for m in result["messages"]]
     assert kinds[0] == "ready" and kinds[-1] == "finished" and result["error"] is None
     assert result["ready"]["output_sample_rate"] == 16000 and result["close_code"] == 1000

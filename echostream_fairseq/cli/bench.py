@@ -100,13 +100,20 @@ def _variants(ta, args) -> Tuple[Dict[str, Tuple[Callable, str]], Dict[str, str]
     return variants, unavailable
 
 
+def compile_step(step: Callable) -> Callable:
+    """``torch.compile(step, dynamic=False)``, its C++ code at the vector length this CPU needs
+    (:attr:`~echostream_fairseq.common.cpu.CpuCapabilities.compiled_simd_bits`)."""
+    bits = cpu_capabilities().compiled_simd_bits
+    return torch.compile(step, dynamic=False, options=None if bits is None else {"cpp.simdlen": bits})
+
+
 def steady_state_compiled(model) -> Callable:
     """``model.infer`` through ``torch.compile`` once the state has reached its fixed size.
 
     The first chunks of a stream grow the cache (each a new shape); they run eagerly, so the
     graph is compiled once, for the shape every later chunk has.
     """
-    compiled = torch.compile(model.infer, dynamic=False)
+    compiled = compile_step(model.infer)
 
     def infer(chunk, lengths, state):
         full = state is not None and state.num_left == model.left_context_length and (

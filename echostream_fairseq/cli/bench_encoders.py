@@ -29,6 +29,7 @@ from typing import Dict, List
 
 import torch
 
+from echostream_fairseq.cli.bench import compile_step
 from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.models import echostream as arch
@@ -123,7 +124,7 @@ def compiled_steps(size: str, chunk_ms: int, warmup: int = 60, repeats: int = 40
             state = enc.initial_state()
             for _ in range(warmup):  # past every cache's final size
                 _, state = enc.step(feats, state)
-            compiled = torch.compile(enc.step, dynamic=False)
+            compiled = compile_step(enc.step)
             out, _ = compiled(feats, state)  # compiles here (a minute or two on 2 cores)
             diff = float((out - enc.step(feats, state)[0]).abs().max())
             if diff > 1e-3:

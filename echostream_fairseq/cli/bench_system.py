@@ -73,11 +73,9 @@ def _vocoder_in(vocoder, dtype: str):
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
-    if dtype != "bf16" or not isinstance(vocoder.vocoder, CodeHiFiGANUnitVocoder):
+    if dtype != "bf16" or not cpu_capabilities().onednn_bf16 or not isinstance(vocoder.vocoder, CodeHiFiGANUnitVocoder):
         return vocoder
     bf16 = copy.deepcopy(vocoder.vocoder).for_model_dtype(dtype)
-    if next(bf16.parameters()).dtype != torch.bfloat16:  # this CPU keeps it fp32
-        return vocoder
     bf16.onednn = True  # its own warm-up times the paths again (bf16 without oneDNN is ten times slower here)
     incremental = IncrementalVocoder(bf16, vocoder.left_context, vocoder.crossfade, vocoder.dur_prediction,
                                      vocoder.duration_context)
@@ -176,6 +174,9 @@ def main(argv=None) -> int:
     try:
         if args.chunks < 1 or args.warmup < 0:
             raise BenchError("--chunks must be >= 1 and --warmup >= 0")
+        unavailable = unavailable_dtypes(args.model_dtypes)
+        if len(unavailable) == len(set(args.model_dtypes)):
+            raise BenchError("this CPU runs none of --model-dtypes: " + "; ".join(unavailable.values()))
         sources = _sources(Path(args.data), args.split, args.utterances)
         machine = machine_header()
         print(f"Machine: {machine}", flush=True)
@@ -187,7 +188,6 @@ def main(argv=None) -> int:
     except BenchError as e:
         print(f"echostream-bench-system: {e}", file=sys.stderr)
         return 2
-    unavailable = unavailable_dtypes(args.model_dtypes)
     table = render(machine, results, args.chunk_ms, args.chunks, unavailable)
     print(table)
     write_report(Path(args.out), "bench_system", {"machine": machine, "chunk_ms": args.chunk_ms, "results": results,

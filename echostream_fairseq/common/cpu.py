@@ -24,7 +24,7 @@ from typing import FrozenSet, Optional
 
 import torch
 
-__all__ = ["AVX2_LIMITS", "CpuCapabilities", "cpu_capabilities", "DTYPE_NEEDS", "machine_header"]
+__all__ = ["AVX2_LIMITS", "CpuCapabilities", "cpu_capabilities", "machine_header"]
 
 # the environment that makes this process's kernels behave as on an AVX2-only CPU (oneDNN, ATen, MKL);
 # fbgemm has no such switch and keeps the hardware's kernels
@@ -33,15 +33,6 @@ AVX2_LIMITS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL
 # the hardware flags a header names, in order (Linux's names)
 _HEADER_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx_ne_convert",
                  "amx_tile", "amx_bf16", "amx_int8")
-# what each --model-dtype needs for its fast path (the docs' table says the same)
-DTYPE_NEEDS = {
-    "fp32": "nothing beyond x86-64 (AVX2 or AVX-512 kernels where the CPU has them)",
-    "bf16": "oneDNN's bf16 kernels: AVX512-BW/VL/DQ (best with AVX512-BF16 or AMX) or AVX-NE-CONVERT; "
-            "without them bf16 runs on ATen's kernels",
-    "int8": "fbgemm's kernels, which need AVX2 (VNNI where the CPU has it)",
-}
-
-
 @dataclass(frozen=True)
 class CpuCapabilities:
     """This machine's CPU and the kernels that run on it in this process.
@@ -49,7 +40,8 @@ class CpuCapabilities:
     ``flags``: the hardware's (lower-case Linux names, e.g. ``avx512_bf16``); ``aten``: ATen's dispatch
     level (``AVX512``, ``AVX2``, ``DEFAULT``, ...); ``onednn_bf16``: oneDNN runs bf16 products and
     convolutions here; ``fbgemm``: fbgemm's int8 kernels are available; ``onednn_isa_limit``: the
-    ``ONEDNN_MAX_CPU_ISA`` in force ("" if none).
+    ``ONEDNN_MAX_CPU_ISA`` in force ("" if none); ``vendor``: ``GenuineIntel``, ``AuthenticAMD``, ...
+    ("" where unknown).
     """
 
     model: str
@@ -58,6 +50,7 @@ class CpuCapabilities:
     onednn_bf16: bool
     fbgemm: bool
     onednn_isa_limit: str = ""
+    vendor: str = ""
 
     @property
     def avx2(self) -> bool:
@@ -80,6 +73,13 @@ class CpuCapabilities:
     def amx(self) -> bool:
         return {"amx_tile", "amx_bf16"} <= self.flags
 
+    @property
+    def compiled_simd_bits(self) -> Optional[int]:
+        """The vector length ``torch.compile``'s C++ code should use here (None: inductor's own
+        choice). 256 on AMD CPUs with AVX-512: inductor's AVX-512 code for the Emformer step
+        corrupted the heap on an AMD EPYC (Zen 4) and not with 256-bit vectors (docs/decisions.md)."""
+        return 256 if self.vendor == "AuthenticAMD" and self.avx512 else None
+
     def dtype_refusal(self, dtype: str) -> Optional[str]:
         """Why ``--model-dtype dtype`` cannot run on this CPU (None: it can).
 
@@ -94,15 +94,23 @@ class CpuCapabilities:
         """What bf16 loses on this CPU (None: nothing, oneDNN runs it)."""
         if self.onednn_bf16:
             return None
-        why = (f"ONEDNN_MAX_CPU_ISA={self.onednn_isa_limit}" if self.onednn_isa_limit and self.avx512
-               else "the CPU shows neither AVX512-BW/VL/DQ nor AVX-NE-CONVERT")
+        if not self.avx512 and "avx_ne_convert" not in self.flags:
+            why = "the CPU shows neither AVX512-BW/VL/DQ nor AVX-NE-CONVERT"
+        elif self.onednn_isa_limit:
+            why = f"ONEDNN_MAX_CPU_ISA={self.onednn_isa_limit}"
+        else:
+            why = "this torch build has no oneDNN bf16 kernels"
         return f"oneDNN has no bf16 kernels here ({why}): bf16 products run on ATen's kernels"
 
     def kernels(self) -> str:
-        """The kernels in effect, in words: ``ATen AVX2, oneDNN bf16 no (ONEDNN_MAX_CPU_ISA=AVX2), fbgemm int8 yes``."""
-        limit = f" (ONEDNN_MAX_CPU_ISA={self.onednn_isa_limit})" if self.onednn_isa_limit else ""
-        return (f"ATen {self.aten}, oneDNN bf16 {'yes' if self.onednn_bf16 else 'no'}{limit}, "
-                f"fbgemm int8 {'yes' if self.fbgemm else 'no'}")
+        """The kernels in effect, in words, with the instructions that make them fast where the CPU has
+        them: ``ATen AVX2, oneDNN bf16 no (ONEDNN_MAX_CPU_ISA=AVX2), fbgemm int8 yes (VNNI)``."""
+        if self.onednn_bf16:
+            bf16 = "yes (AMX)" if self.amx else "yes (AVX512-BF16)" if self.avx512_bf16 else "yes"
+        else:
+            bf16 = f"no (ONEDNN_MAX_CPU_ISA={self.onednn_isa_limit})" if self.onednn_isa_limit else "no"
+        int8 = ("yes (VNNI)" if self.vnni else "yes") if self.fbgemm else "no"
+        return f"ATen {self.aten}, oneDNN bf16 {bf16}, fbgemm int8 {int8}"
 
     def header(self) -> str:
         """The CPU model, the hardware flags of :data:`_HEADER_FLAGS` it has, and the kernels in effect."""
@@ -111,23 +119,27 @@ class CpuCapabilities:
 
 
 def _cpuinfo() -> tuple:
-    model, flags = platform.processor() or "unknown CPU", frozenset()
+    model, flags, vendor = platform.processor() or "unknown CPU", frozenset(), ""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     model = line.split(":", 1)[1].strip()
+                elif line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
                 elif line.startswith("flags") and not flags:
                     flags = frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
+    if not vendor:  # no /proc/cpuinfo: the platform's processor string names the maker on some systems
+        vendor = "AuthenticAMD" if "AMD" in model else "GenuineIntel" if "Intel" in model else ""
     if not flags:  # no /proc/cpuinfo (macOS, Windows): torch's own probe of the x86 features it uses
         probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported",
                   "avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported"}
         flags = frozenset(name for name, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)())
         if "avx512f" in flags:  # torch's AVX-512 probe checks the subsets its kernels use
             flags |= {"avx512bw", "avx512vl", "avx512dq"}
-    return model, flags
+    return model, flags, vendor
 
 
 def _onednn_bf16() -> bool:
@@ -143,7 +155,7 @@ def _onednn_bf16() -> bool:
 @functools.lru_cache(maxsize=1)
 def cpu_capabilities() -> CpuCapabilities:
     """This process's :class:`CpuCapabilities` (read once: the limits are fixed when torch loads)."""
-    model, flags = _cpuinfo()
+    model, flags, vendor = _cpuinfo()
     return CpuCapabilities(
         model=model,
         flags=flags,
@@ -151,6 +163,7 @@ def cpu_capabilities() -> CpuCapabilities:
         onednn_bf16=_onednn_bf16(),
         fbgemm="fbgemm" in torch.backends.quantized.supported_engines,
         onednn_isa_limit=os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip(),
+        vendor=vendor,
     )
 
 

@@ -51,17 +51,19 @@ def _check(name: str) -> None:
 _bf16_noted: list = []
 
 
-def check_dtype(name: str, cpu: Optional[CpuCapabilities] = None) -> None:
+def check_dtype(name: str, device: Optional[torch.device] = None, cpu: Optional[CpuCapabilities] = None) -> None:
     """Refuse ``--model-dtype name`` where it cannot run on this CPU (``cpu``: this process's by
-    default), with the reason and the dtypes that can; log what bf16 loses here. Call it before
-    loading a model."""
+    default), with the reason and the dtypes that can; log what bf16 loses here (once per process).
+    A model on another ``device`` than the CPU is not the CPU's business. Call it before loading a model."""
     _check(name)
+    if device is not None and torch.device(device).type != "cpu":
+        return
     cpu = cpu or cpu_capabilities()
     refusal = cpu.dtype_refusal(name)
     if refusal is not None:
         raise ValueError(refusal)
     if name == "bf16" and cpu.bf16_note() is not None and not _bf16_noted:
-        _bf16_noted.append(True)  # once per process: loading checks, then converting does
+        _bf16_noted.append(True)  # loading checks, then converting does: say it once
         logger.warning("--model-dtype bf16: %s, and fp32 is likely faster on this CPU (docs/speed.md)", cpu.bf16_note())
 
 
@@ -125,17 +127,19 @@ def _quantise_linears(module: nn.Module) -> int:
 
 
 def convert_precision(model: nn.Module, dtype: str, device: Optional[torch.device] = None) -> nn.Module:
-    """Convert ``model`` (in eval mode, fp32) to precision ``dtype`` in place and return it."""
-    check_dtype(dtype)
+    """Convert ``model`` (in eval mode, fp32) to precision ``dtype`` in place and return it; ``device``:
+    where it will run (default: where its parameters are)."""
+    _check(dtype)
     if model.training:
         raise ValueError("convert_precision is for inference: call model.eval() first")
+    param = next(model.parameters(), None)
+    where = torch.device(device if device is not None else (param.device if param is not None else "cpu"))
+    if dtype == "int8" and where.type != "cpu":
+        raise ValueError(f"--model-dtype int8 runs on CPU only; the model is on {where}")
+    check_dtype(dtype, where)
     if dtype == "bf16":
         return model.to(torch.bfloat16)
     if dtype == "int8":
-        param = next(model.parameters(), None)
-        where = device if device is not None else (param.device if param is not None else torch.device("cpu"))
-        if torch.device(where).type != "cpu":
-            raise ValueError(f"--model-dtype int8 runs on CPU only; the model is on {where}")
         if _quantise_linears(model) == 0:
             raise ValueError("--model-dtype int8: the model has no linear layer to quantise")
     return model

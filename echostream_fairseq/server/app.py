@@ -309,6 +309,8 @@ def make_app(system: EchoStream, limits: ServerLimits = ServerLimits(), chunk_si
             "default_chunk_ms": system.translator.config.source_segment_size,
             "output": "speech" if system.output_sample_rate else "text",
             "output_sample_rate": system.output_sample_rate, "model_dtype": precision_of(system.translator.model),
+            # under bf16 the vocoder stays fp32 where oneDNN has no bf16 convolutions
+            "vocoder_dtype": None if system.output_sample_rate is None else precision_of(system.translator.vocoder.vocoder),
             "token_required": limits.token is not None,
             "open_streams": len(pool.connections), "limits": {k: v for k, v in asdict(limits).items() if k != "token"},
         })

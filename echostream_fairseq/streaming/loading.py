@@ -145,13 +145,13 @@ def load_translator(
         raise ValueError(f"unknown output {output!r}; use one of {OUTPUTS}")
     if unit_lookahead < 0:
         raise ValueError(f"--unit-lookahead must be >= 0 text states, got {unit_lookahead}")
-    check_dtype(model_dtype)  # before the checkpoint loads: a dtype this CPU cannot run is said at once
     speech_output = output == "speech"
     if speech_output and vocoder is None:
         raise ValueError("speech output needs a vocoder (load_vocoder)")
     if threads:
         torch.set_num_threads(threads)
     target = _device(device)
+    check_dtype(model_dtype, target)  # before the checkpoint loads: a dtype this CPU cannot run is said at once
     model, task = load_echostream_model(model_path, data_bin, config_yaml, multitask_config_yaml)
     model = convert_precision(model.eval(), model_dtype, target)
     asr_decoder = task.build_asr_decoder(asr_beam, asr_lm_weight, asr_word_bonus)

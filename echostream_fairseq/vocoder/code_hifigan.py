@@ -34,6 +34,7 @@ from echostream_fairseq.vocoder.config import (
 __all__ = ["CodeHiFiGANUnitVocoder", "build_generator", "load_generator_state", "check_generator_state"]
 
 logger = logging.getLogger(__name__)
+_fp32_vocoder_noted: list = []
 
 # oneDNN keeps 1024 prepared convolutions by default; a full-size generator needs about 60 per input
 # length, so a stream's dozen lengths (two dtypes in a benchmark) would evict each other and be
@@ -144,12 +145,14 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     def for_model_dtype(self, model_dtype: str) -> "CodeHiFiGANUnitVocoder":
         """This vocoder as ``--model-dtype model_dtype`` runs it: in bf16 under ``bf16`` where oneDNN has
         bf16 convolutions, else in fp32 (int8 has no convolution path). Without oneDNN's bf16 kernels
-        ATen's bf16 convolutions are far slower than fp32 (the full-size HiFi-GAN on 2 x 24 frames,
-        AVX2 kernels: 3.8 s against 0.10 s; docs/speed.md), so bf16 would only cost time there."""
+        ATen's bf16 convolutions are many times slower than fp32 (docs/decisions.md), so bf16 would only
+        cost time there."""
         if model_dtype != "bf16":
             return self
         if not cpu_capabilities().onednn_bf16:
-            logger.warning("--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)")
+            if not _fp32_vocoder_noted:
+                _fp32_vocoder_noted.append(True)  # once per process, however many vocoders load
+                logger.warning("--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)")
             return self
         return self.to(torch.bfloat16)
 

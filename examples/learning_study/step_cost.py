@@ -9,13 +9,13 @@ model, its vector extensions and a table with each variant's time relative to th
 """
 
 import argparse
-import platform
 import time
 
 import torch
 from fairseq import options, tasks
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
+from echostream_fairseq.common.cpu import machine_header
 
 VARIANTS = [
     ("former recipe (dropout 0.1, r=25)", []),
@@ -31,21 +31,6 @@ ENCODERS = [
 ]
 
 
-def cpu_description() -> str:
-    name, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and name in ("unknown", "x86_64", ""):
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    vector = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(vector) or 'no AVX2'})"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("corpus")
@@ -56,7 +41,7 @@ def main() -> None:
     p.add_argument("--encoders", action="store_true", help="the recipe's update for each tiny encoder")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_description()}; torch threads: {args.threads}; batch: {args.batch} utterances")
+    print(f"Machine: {machine_header()}; batch: {args.batch} utterances")
     rows = []
     for label, extra in ENCODERS if args.encoders else VARIANTS:
         parser = options.get_training_parser()
