@@ -30,6 +30,8 @@ AVX2_LANE := tests/test_cpu.py tests/test_packed_linear.py tests/test_precision.
 	tests/test_bench.py tests/test_bench_system.py
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	bash tests/install_browser.sh
 	$(PY) -m pytest -q -rs tests
 	@echo "AVX2 lane: $(AVX2_LIMITS)"

@@ -18,13 +18,21 @@ __all__ = ["CHECKPOINT_CONFIG_CLASSES", "allow_fairseq_checkpoint_configs"]
 
 
 def _config_classes() -> list:
-    from omegaconf import DictConfig, ListConfig
+    from omegaconf import DictConfig, ListConfig, nodes
     from omegaconf.base import ContainerMetadata, Metadata
-    from omegaconf import nodes
 
     node_types = [
         getattr(nodes, name)
-        for name in ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "BooleanNode", "EnumNode", "BytesNode", "PathNode")
+        for name in (
+            "AnyNode",
+            "StringNode",
+            "IntegerNode",
+            "FloatNode",
+            "BooleanNode",
+            "EnumNode",
+            "BytesNode",
+            "PathNode",
+        )
         if hasattr(nodes, name)
     ]
     return [
@@ -54,8 +62,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot serve here; the message names the file and the reason."""
 
 
-def load_echostream_model(model_path: str, data_bin: str, config_yaml: str = "config.yaml",
-                          multitask_config_yaml: str = "config_multitask.yaml"):
+def load_echostream_model(
+    model_path: str,
+    data_bin: str,
+    config_yaml: str = "config.yaml",
+    multitask_config_yaml: str = "config_multitask.yaml",
+):
     """Load an ``echostream`` checkpoint for inference with its task (dictionaries, data config).
 
     ``data_bin`` replaces the training data folder stored in the checkpoint (the corpus folder
@@ -124,10 +136,22 @@ def build_random_echostream_model(arch: str, data_bin: str, extra_args=(), seed:
 
     parser = options.get_training_parser()
     user_dir = os.path.dirname(os.path.abspath(__file__))
-    args = options.parse_args_and_arch(parser, [
-        str(data_bin), "--user-dir", user_dir, "--task", "echostream_speech_to_speech", "--arch", arch,
-        "--criterion", "echostream_multitask", "--cpu", *map(str, extra_args),
-    ])
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            str(data_bin),
+            "--user-dir",
+            user_dir,
+            "--task",
+            "echostream_speech_to_speech",
+            "--arch",
+            arch,
+            "--criterion",
+            "echostream_multitask",
+            "--cpu",
+            *map(str, extra_args),
+        ],
+    )
     task = tasks.setup_task(args)
     torch.manual_seed(seed)
     return task.build_model(args).eval(), task

@@ -1,9 +1,10 @@
 """Two-pass offline decoding: beam search on the MT decoder, then text-to-unit and unit CTC.
 
-:class:`TwoPassGenerator` runs the encoder once; from its states it reads the ASR CTC (greedy
-source subwords, or a lexicon beam search with a word model) and the ST CTC, runs fairseq's :class:`~fairseq.sequence_generator.SequenceGenerator`
-on the MT decoder (beam search), re-runs the MT decoder on the best hypothesis to get its states,
-and maps them to units with the T2U encoder and the unit decoder (greedy CTC, offline masks).
+:class:`TwoPassGenerator` runs the encoder once; from its states it reads the ASR CTC (greedy source
+subwords, or a lexicon beam search with a word model) and the ST CTC, runs fairseq's
+:class:`~fairseq.sequence_generator.SequenceGenerator` on the MT decoder (beam search), re-runs the
+MT decoder on the best hypothesis to get its states, and maps them to units with the T2U encoder and
+the unit decoder (greedy CTC, offline masks).
 
 Its hypotheses are fairseq's: ``tokens`` are the units (so ``fairseq-generate`` writes them on its
 ``H-``/``D-`` lines), ``score`` is the MT beam score, and ``asr_tokens`` (greedy), ``asr_words``
@@ -15,9 +16,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 import torch
-from torch import Tensor
 from fairseq.data import data_utils
 from fairseq.sequence_generator import EnsembleModel, SequenceGenerator
+from torch import Tensor
 
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
@@ -38,15 +39,16 @@ class _EncodedEnsemble(EnsembleModel):
 
 class TwoPassGenerator:
     """Args:
-        model: an :class:`~echostream_fairseq.models.echostream.EchoStreamModel`.
-        tgt_dict: target subword dictionary (MT), src_dict: source subword dictionary (ASR),
-        unit_dict: unit dictionary.
-        asr_decoder: decodes the ASR CTC instead of greedy search (a lexicon and word model).
-        beam, max_len_a, max_len_b, ...: fairseq's beam-search settings for the MT pass.
+    model: an :class:`~echostream_fairseq.models.echostream.EchoStreamModel`.
+    tgt_dict: target subword dictionary (MT), src_dict: source subword dictionary (ASR),
+    unit_dict: unit dictionary.
+    asr_decoder: decodes the ASR CTC instead of greedy search (a lexicon and word model).
+    beam, max_len_a, max_len_b, ...: fairseq's beam-search settings for the MT pass.
     """
 
-    def __init__(self, model, tgt_dict, src_dict, unit_dict, asr_decoder: Optional[CtcLexiconDecoder] = None,
-                 **search_args: Any) -> None:
+    def __init__(
+        self, model, tgt_dict, src_dict, unit_dict, asr_decoder: Optional[CtcLexiconDecoder] = None, **search_args: Any
+    ) -> None:
         self.model, self.tgt_dict, self.src_dict, self.unit_dict = model, tgt_dict, src_dict, unit_dict
         self.asr_decoder = asr_decoder
         self.ensemble = _EncodedEnsemble(model)
@@ -95,18 +97,22 @@ class TwoPassGenerator:
             tokens = torch.tensor(units[b] + [self.unit_dict.eos()], dtype=torch.long)
             # per-unit score: the log-probability at the frame that emits the unit (0 for eos)
             scores = torch.cat([best_lp[b, :n][starts[b, :n]].cpu(), best_lp.new_zeros(1).cpu()])
-            results.append([{
-                "tokens": tokens,
-                "score": float(best[b]["score"]),
-                "positional_scores": scores,
-                "alignment": None,
-                "attention": None,
-                "asr_tokens": asr[b],
-                "asr_words": None if asr_words is None else asr_words[b],
-                "st_tokens": st[b],
-                "mt_tokens": best[b]["tokens"][:-1].tolist(),
-                "mt_score": float(best[b]["score"]),
-            }])
+            results.append(
+                [
+                    {
+                        "tokens": tokens,
+                        "score": float(best[b]["score"]),
+                        "positional_scores": scores,
+                        "alignment": None,
+                        "attention": None,
+                        "asr_tokens": asr[b],
+                        "asr_words": None if asr_words is None else asr_words[b],
+                        "st_tokens": st[b],
+                        "mt_tokens": best[b]["tokens"][:-1].tolist(),
+                        "mt_score": float(best[b]["score"]),
+                    }
+                ]
+            )
         return results
 
     @staticmethod

@@ -19,8 +19,11 @@ from echostream_fairseq.models import EchoStreamSpeechEncoder
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", default="echostream_emformer", choices=sorted(a for a in ARCH_CONFIG_REGISTRY
-                                                                              if a.startswith("echostream")))
+    parser.add_argument(
+        "--arch",
+        default="echostream_emformer",
+        choices=sorted(a for a in ARCH_CONFIG_REGISTRY if a.startswith("echostream")),
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic utterance")
     parser.add_argument("--chunk-ms", type=int, default=320, help="audio per chunk")
     EchoStreamSpeechEncoder.add_args(parser)

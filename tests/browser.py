@@ -37,13 +37,26 @@ class Browser:
         import aiohttp
 
         self.profile = tempfile.mkdtemp(prefix="echostream-chromium-")
-        self.process = subprocess.Popen([
-            self.executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--remote-debugging-port=0", f"--user-data-dir={self.profile}",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={self.wav}", "--autoplay-policy=no-user-gesture-required",
-            "--window-size=1200,800", "about:blank",
-        ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={self.wav}",
+                "--autoplay-policy=no-user-gesture-required",
+                "--window-size=1200,800",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         endpoint = await asyncio.get_running_loop().run_in_executor(None, self._devtools_endpoint)
         port = re.search(r":(\d+)/", endpoint).group(1)
         self.session = aiohttp.ClientSession()

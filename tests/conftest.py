@@ -26,9 +26,28 @@ def corpus(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("prep") / "corpus"
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    r = subprocess.run([str(Path(sys.executable).parent / "echostream-prep"), "synthetic", "--out", str(out),
-                        "--num-train", "24", "--num-dev", "4", "--num-test", "4", "--num-units", "50", "--seed", "3"],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "echostream-prep"),
+            "synthetic",
+            "--out",
+            str(out),
+            "--num-train",
+            "24",
+            "--num-dev",
+            "4",
+            "--num-test",
+            "4",
+            "--num-units",
+            "50",
+            "--seed",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 

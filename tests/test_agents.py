@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-
 from cli_runs import BIN, REPO, run_cli
 
 
@@ -20,9 +19,29 @@ def _simuleval(agent, corpus, trained, tmp_path, *extra, sources=None, segment=3
     save, _ = trained
     source, target = _lists(corpus, tmp_path, sources=sources)
     out = tmp_path / "out"
-    r = run_cli([BIN / "simuleval", "--agent", REPO / "agents" / agent, "--source", source, "--target", target,
-                 "--source-segment-size", segment, "--model-path", save / "checkpoint_last.pt",
-                 "--data-bin", corpus, "--output", out, "--max-len", "12", *extra], timeout=300)
+    r = run_cli(
+        [
+            BIN / "simuleval",
+            "--agent",
+            REPO / "agents" / agent,
+            "--source",
+            source,
+            "--target",
+            target,
+            "--source-segment-size",
+            segment,
+            "--model-path",
+            save / "checkpoint_last.pt",
+            "--data-bin",
+            corpus,
+            "--output",
+            out,
+            "--max-len",
+            "12",
+            *extra,
+        ],
+        timeout=300,
+    )
     return r, out
 
 
@@ -38,11 +57,27 @@ def _vocoder(corpus):
 def test_s2st_agent_writes_speech_latency_and_asr_bleu(corpus, speaking, tmp_path):
     lm = tmp_path / "english.txt"
     lm.write_text("a small dog eats\nthe big cat sleeps\n")
-    r, out = _simuleval("echostream_s2st_agent.py", corpus, speaking, tmp_path, *_vocoder(corpus),
-                        "--user-dir", REPO / "echostream_fairseq" / "evaluation" / "asr_bleu",
-                        "--quality-metrics", "ASR_BLEU_OFFLINE", "--asr-bleu-lm-text", lm,
-                        "--latency-metrics", "AL", "StartOffset", "EndOffset", "ATD", "--computation-aware",
-                        "--extra-output-dir", tmp_path / "text")
+    r, out = _simuleval(
+        "echostream_s2st_agent.py",
+        corpus,
+        speaking,
+        tmp_path,
+        *_vocoder(corpus),
+        "--user-dir",
+        REPO / "echostream_fairseq" / "evaluation" / "asr_bleu",
+        "--quality-metrics",
+        "ASR_BLEU_OFFLINE",
+        "--asr-bleu-lm-text",
+        lm,
+        "--latency-metrics",
+        "AL",
+        "StartOffset",
+        "EndOffset",
+        "ATD",
+        "--computation-aware",
+        "--extra-output-dir",
+        tmp_path / "text",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     scores = _scores(out)
     for key in ("ASR_BLEU_OFFLINE", "AL", "AL_CA", "StartOffset", "ATD_CA"):
@@ -65,8 +100,20 @@ def test_s2st_agent_writes_speech_latency_and_asr_bleu(corpus, speaking, tmp_pat
 
 @pytest.mark.parametrize("agent,metric", [("echostream_s2tt_agent.py", "BLEU"), ("echostream_asr_agent.py", "WER")])
 def test_text_agents_write_words_and_latency(corpus, speaking, tmp_path, agent, metric):
-    r, out = _simuleval(agent, corpus, speaking, tmp_path, "--quality-metrics", metric,
-                        "--latency-metrics", "AL", "AP", "DAL", "--computation-aware", segment=640)
+    r, out = _simuleval(
+        agent,
+        corpus,
+        speaking,
+        tmp_path,
+        "--quality-metrics",
+        metric,
+        "--latency-metrics",
+        "AL",
+        "AP",
+        "DAL",
+        "--computation-aware",
+        segment=640,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     scores = _scores(out)
     assert all(np.isfinite(scores[k]) for k in (metric, "AL", "AP", "DAL"))
@@ -83,7 +130,9 @@ def _write(path, data, rate, subtype):
 def test_agent_reads_any_wav_format_without_crashing(corpus, speaking, tmp_path):
     speech, _ = sf.read(sorted((corpus / "audio" / "src").glob("test_*.wav"))[0], dtype="float32")
     stereo44 = np.stack([speech, speech], axis=1)
-    import torch, torchaudio.functional as AF
+    import torch
+    import torchaudio.functional as AF
+
     stereo44 = AF.resample(torch.from_numpy(stereo44.T.copy()), 16000, 44100).T.numpy()
     nan = speech.copy()
     nan[1000:1100] = np.nan
@@ -94,8 +143,16 @@ def test_agent_reads_any_wav_format_without_crashing(corpus, speaking, tmp_path)
         _write(tmp_path / "float_nan.wav", nan, 16000, "FLOAT"),
         _write(tmp_path / "silence.wav", np.zeros(16000, dtype=np.float32), 16000, "PCM_16"),
     ]
-    r, out = _simuleval("echostream_s2st_agent.py", corpus, speaking, tmp_path, *_vocoder(corpus),
-                        "--latency-metrics", "StartOffset", sources=sources)
+    r, out = _simuleval(
+        "echostream_s2st_agent.py",
+        corpus,
+        speaking,
+        tmp_path,
+        *_vocoder(corpus),
+        "--latency-metrics",
+        "StartOffset",
+        sources=sources,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     logs = [json.loads(line) for line in (out / "instances.log").read_text().splitlines()]
     assert len(logs) == len(sources)
@@ -106,8 +163,16 @@ def test_missing_vocoder_and_conformer_without_reencode_fail_at_start(corpus, tr
     r, _ = _simuleval("echostream_s2st_agent.py", corpus, trained, tmp_path)
     assert r.returncode != 0
     assert "speech output needs a vocoder: --vocoder G --vocoder-cfg CONFIG.json" in r.stderr
-    r, _ = _simuleval("echostream_s2st_agent.py", corpus, trained, tmp_path, "--vocoder", tmp_path / "g.pt",
-                      "--vocoder-cfg", tmp_path / "missing.json")
+    r, _ = _simuleval(
+        "echostream_s2st_agent.py",
+        corpus,
+        trained,
+        tmp_path,
+        "--vocoder",
+        tmp_path / "g.pt",
+        "--vocoder-cfg",
+        tmp_path / "missing.json",
+    )
     assert r.returncode != 0 and "missing.json" in r.stderr
 
 

@@ -17,7 +17,6 @@ import torch
 pytest.importorskip("pocketsphinx")
 
 # first: it imports simuleval with pydub's ffmpeg warning silenced
-from echostream_fairseq.evaluation import asr_bleu as module  # noqa: E402
 from simuleval import options as simuleval_options  # noqa: E402
 from simuleval.evaluator.scorers import get_scorer_class  # noqa: E402
 from simuleval.evaluator.scorers.quality_scorer import QUALITY_SCORERS_DICT  # noqa: E402
@@ -26,6 +25,7 @@ from echostream_fairseq.cli import asr_bleu as cli  # noqa: E402
 from echostream_fairseq.data.audio import AudioError, write_wav  # noqa: E402
 from echostream_fairseq.data.text import normalize_text  # noqa: E402
 from echostream_fairseq.data.tts import TARGET_VOICE, get_synthesizer  # noqa: E402
+from echostream_fairseq.evaluation import asr_bleu as module  # noqa: E402
 from echostream_fairseq.evaluation.asr_bleu import (  # noqa: E402
     SCORER_NAME,
     OfflineASRBLEUScorer,
@@ -218,13 +218,20 @@ def test_scorer_on_instances(files, transcriber, tmp_path):
         scorer({})
 
     # from_args, as SimulEval calls it
-    built = OfflineASRBLEUScorer.from_args(argparse.Namespace(
-        asr_bleu_transcriber="pocketsphinx", asr_bleu_lm_text=str(files["lm_text"]), asr_bleu_model=None,
-        output=None, device="cpu"))
+    built = OfflineASRBLEUScorer.from_args(
+        argparse.Namespace(
+            asr_bleu_transcriber="pocketsphinx",
+            asr_bleu_lm_text=str(files["lm_text"]),
+            asr_bleu_model=None,
+            output=None,
+            device="cpu",
+        )
+    )
     assert built.output_dir is None and built.transcriber.lm_counts == transcriber.lm_counts
     with pytest.raises(ValueError, match="needs a local checkpoint"):
         OfflineASRBLEUScorer.from_args(
-            argparse.Namespace(asr_bleu_transcriber="whisper", asr_bleu_lm_text=None, asr_bleu_model=None))
+            argparse.Namespace(asr_bleu_transcriber="whisper", asr_bleu_lm_text=None, asr_bleu_model=None)
+        )
 
 
 def test_cli(files, tmp_path, capsys):
@@ -234,8 +241,20 @@ def test_cli(files, tmp_path, capsys):
     for index in (0, 1, 3):  # no 2_pred.wav; other names are ignored
         os.symlink(wav(files, index), wavs / f"{index}_pred.wav")
     (wavs / "notes.txt").write_text("x")
-    cli.main(["--wav-dir", str(wavs), "--reference", str(files["reference"]), "--lm-text", str(files["lm_text"]),
-              "--json", str(out_json), "--transcripts-out", str(out_text)])
+    cli.main(
+        [
+            "--wav-dir",
+            str(wavs),
+            "--reference",
+            str(files["reference"]),
+            "--lm-text",
+            str(files["lm_text"]),
+            "--json",
+            str(out_json),
+            "--transcripts-out",
+            str(out_text),
+        ]
+    )
     printed = dict(line.split("\t", 1) for line in capsys.readouterr().out.splitlines())
     result = json.loads(out_json.read_text())
     assert printed["bleu"] == f"{result['bleu']:.2f}" and 50.0 < result["bleu"] < 100.0

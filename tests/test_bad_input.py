@@ -72,8 +72,15 @@ def test_segment_and_right_context_shapes(model):
 
 
 def test_encoder_stream_bad_input():
-    args = argparse.Namespace(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-                              encoder_attention_heads=4, conv_channels=32, chunk_length=4, dropout=0.0)
+    args = argparse.Namespace(
+        encoder_layers=1,
+        encoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        encoder_attention_heads=4,
+        conv_channels=32,
+        chunk_length=4,
+        dropout=0.0,
+    )
     enc = EchoStreamSpeechEncoder(args).eval()
     state = enc.initial_state()
     with torch.no_grad():

@@ -34,11 +34,31 @@ def test_build_stream_repeats_utterances_with_silence(corpus):
 
 def _long_stream_args(corpus, trained, out, *extra):
     ckpt = str(trained[0] / "checkpoint_last.pt")
-    return build_parser().parse_args([
-        "--part", "long-stream", "--model", ckpt, "--baseline-model", ckpt, "--data", str(corpus),
-        "--out", str(out), "--minutes", "0.1", "--positions", "1", "3", "6", "--window", "2", "--timed-chunks", "2",
-        *extra,
-    ])
+    return build_parser().parse_args(
+        [
+            "--part",
+            "long-stream",
+            "--model",
+            ckpt,
+            "--baseline-model",
+            ckpt,
+            "--data",
+            str(corpus),
+            "--out",
+            str(out),
+            "--minutes",
+            "0.1",
+            "--positions",
+            "1",
+            "3",
+            "6",
+            "--window",
+            "2",
+            "--timed-chunks",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def test_long_stream_tiny(corpus, trained, tmp_path, capsys):
@@ -95,15 +115,62 @@ def test_long_stream_without_peers_keeps_earlier_parts(corpus, trained, tmp_path
 
 def test_missing_inputs_are_clear_errors(corpus, trained, tmp_path, capsys):
     ckpt = str(trained[0] / "checkpoint_last.pt")
-    assert main(["--part", "long-stream", "--model", str(tmp_path / "nope.pt"), "--baseline-model", ckpt,
-                 "--data", str(corpus), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--part",
+                "long-stream",
+                "--model",
+                str(tmp_path / "nope.pt"),
+                "--baseline-model",
+                ckpt,
+                "--data",
+                str(corpus),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "checkpoint not found" in err and "nope.pt" in err and "--model" in err
-    assert main(["--part", "long-stream", "--model", ckpt, "--baseline-model", ckpt,
-                 "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--part",
+                "long-stream",
+                "--model",
+                ckpt,
+                "--baseline-model",
+                ckpt,
+                "--data",
+                str(tmp_path / "nodata"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "corpus folder not found" in capsys.readouterr().err
-    assert main(["--part", "curve", "--model", ckpt, "--baseline-model", ckpt, "--data", str(corpus),
-                 "--lm-text", str(tmp_path / "lm.txt"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--part",
+                "curve",
+                "--model",
+                ckpt,
+                "--baseline-model",
+                ckpt,
+                "--data",
+                str(corpus),
+                "--lm-text",
+                str(tmp_path / "lm.txt"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "ASR LM text not found" in capsys.readouterr().err
 
 
@@ -111,10 +178,26 @@ def test_curve_one_utterance_one_chunk_size(corpus, trained, tmp_path):
     """The real simuleval CLI, both systems (the test checkpoint in both modes), 1 utterance."""
     ckpt = str(trained[0] / "checkpoint_last.pt")
     out = tmp_path / "bench"
-    results = run(build_parser().parse_args([
-        "--part", "curve", "--model", ckpt, "--baseline-model", ckpt, "--data", str(corpus), "--out", str(out),
-        "--num-utterances", "1", "--chunk-sizes", "640",
-    ]))
+    results = run(
+        build_parser().parse_args(
+            [
+                "--part",
+                "curve",
+                "--model",
+                ckpt,
+                "--baseline-model",
+                ckpt,
+                "--data",
+                str(corpus),
+                "--out",
+                str(out),
+                "--num-utterances",
+                "1",
+                "--chunk-sizes",
+                "640",
+            ]
+        )
+    )
     curve = results["curve"]
     assert curve["asr_bleu_state"] == "ready"
     assert [(r["system"], r["chunk_ms"]) for r in curve["runs"]] == [("echostream", 640), ("baseline", 640)]

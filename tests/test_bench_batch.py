@@ -10,9 +10,29 @@ from echostream_fairseq.cli.bench_batch import main
 def test_bench_batch_writes_the_table_with_both_modes(corpus, trained, tmp_path, capsys):
     save, _ = trained
     out = tmp_path / "bench"
-    assert main(["--data", str(corpus), "--model", str(save / "checkpoint_last.pt"), "--streams", "1", "3",
-                 "--full-size-streams", "--warmup", "2", "--ticks", "2", "--utterances", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(corpus),
+                "--model",
+                str(save / "checkpoint_last.pt"),
+                "--streams",
+                "1",
+                "3",
+                "--full-size-streams",
+                "--warmup",
+                "2",
+                "--ticks",
+                "2",
+                "--utterances",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "bench_batch.json").read_text())
     assert set(results["systems"]) == {"tiny", "tiny_text"}
     rows = results["systems"]["tiny"]

@@ -9,8 +9,9 @@ from echostream_fairseq.cli import bench_encoders
 
 def test_bench_encoders_tiny(tmp_path, capsys):
     out = tmp_path / "bench"
-    bench_encoders.main(["--out", str(out), "--sizes", "tiny", "--positions", "0.64,1.28", "--window", "2",
-                         "--threads", "1"])
+    bench_encoders.main(
+        ["--out", str(out), "--sizes", "tiny", "--positions", "0.64,1.28", "--window", "2", "--threads", "1"]
+    )
     table = (out / "bench_encoders.md").read_text()
     assert "| 0.64 s | 1.28 s |" in table
     assert table.count("| tiny |") == 2
@@ -35,8 +36,9 @@ def test_bench_encoders_refuses_a_chunk_the_zipformer_cannot_split(tmp_path):
 
 def test_bench_encoders_times_compiled_steady_state_steps(tmp_path):
     out = tmp_path / "bench"
-    bench_encoders.main(["--out", str(out), "--sizes", "tiny", "--positions", "0.32", "--window", "1",
-                         "--compile-sizes", "tiny"])
+    bench_encoders.main(
+        ["--out", str(out), "--sizes", "tiny", "--positions", "0.32", "--window", "1", "--compile-sizes", "tiny"]
+    )
     steps = json.loads((out / "bench_encoders.json").read_text())["compiled_steady_state_ms"]["tiny"]
     assert list(steps) == ["Emformer eager", "Emformer compiled", "Zipformer eager", "Zipformer compiled"]
     assert all(ms > 0 for ms in steps.values())

@@ -9,8 +9,25 @@ from echostream_fairseq.cli.bench_system import main
 
 def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
     out = tmp_path / "bench"
-    assert main(["--data", str(corpus), "--sizes", "tiny", "--warmup", "2", "--chunks", "3", "--utterances", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(corpus),
+                "--sizes",
+                "tiny",
+                "--warmup",
+                "2",
+                "--chunks",
+                "3",
+                "--utterances",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "bench_system.json").read_text())
     rows = result["results"]["tiny"]
     from echostream_fairseq.common.cpu import cpu_capabilities
@@ -35,15 +52,36 @@ def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, mon
     lesser = replace(cpu_capabilities(), flags=frozenset({"sse4_2"}), fbgemm=False)
     monkeypatch.setattr(bench_system, "cpu_capabilities", lambda: lesser)
     out = tmp_path / "bench"
-    assert main(["--data", str(corpus), "--sizes", "tiny", "--model-dtypes", "fp32", "int8", "--warmup", "1",
-                 "--chunks", "1", "--utterances", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(corpus),
+                "--sizes",
+                "tiny",
+                "--model-dtypes",
+                "fp32",
+                "int8",
+                "--warmup",
+                "1",
+                "--chunks",
+                "1",
+                "--utterances",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "bench_system.json").read_text())
     assert list(result["results"]["tiny"]) == ["fp32"] and list(result["unavailable"]) == ["int8"]
     table = (out / "bench_system.md").read_text()
     assert f"| tiny | int8 | not on this CPU: {lesser.dtype_refusal('int8')} |" in table
     assert main(["--data", str(corpus), "--sizes", "tiny", "--model-dtypes", "int8", "--out", str(out)]) == 2
-    assert capsys.readouterr().err.startswith("echostream-bench-system: this CPU runs none of --model-dtypes: "
-                                              "--model-dtype int8 needs fbgemm's int8 kernels")
+    assert capsys.readouterr().err.startswith(
+        "echostream-bench-system: this CPU runs none of --model-dtypes: --model-dtype int8 needs fbgemm's int8 kernels"
+    )
 
 
 def test_bench_system_names_a_bad_input(tmp_path, capsys):

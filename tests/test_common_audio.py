@@ -6,7 +6,11 @@ import torch
 import torchaudio.functional as AF
 
 from echostream_fairseq.common.audio import (
-    ENCODER_FRAME_MS, ENCODER_FRAME_SAMPLES, SAMPLE_RATE, mono_float32, resample,
+    ENCODER_FRAME_MS,
+    ENCODER_FRAME_SAMPLES,
+    SAMPLE_RATE,
+    mono_float32,
+    resample,
 )
 
 

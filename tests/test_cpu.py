@@ -26,8 +26,10 @@ def _cpu(flags, aten="AVX2", onednn_bf16=False, fbgemm=True, limit="", vendor="G
 def test_the_flags_and_kernels_are_named():
     big = _cpu(AVX512_FLAGS, "AVX512", onednn_bf16=True)
     assert (big.avx2, big.avx512, big.avx512_bf16, big.vnni, big.amx) == (True, True, True, True, False)
-    assert big.header() == ("Test CPU (avx2, fma, avx512f, avx512bw, avx512_vnni, avx512_bf16; "
-                            "kernels: ATen AVX512, oneDNN bf16 yes (AVX512-BF16), fbgemm int8 yes (VNNI))")
+    assert big.header() == (
+        "Test CPU (avx2, fma, avx512f, avx512bw, avx512_vnni, avx512_bf16; "
+        "kernels: ATen AVX512, oneDNN bf16 yes (AVX512-BF16), fbgemm int8 yes (VNNI))"
+    )
     amx = _cpu(AVX512_FLAGS | {"amx_tile", "amx_bf16"}, "AVX512", onednn_bf16=True)
     assert amx.amx and amx.kernels() == "ATen AVX512, oneDNN bf16 yes (AMX), fbgemm int8 yes (VNNI)"
     small = _cpu(AVX2_FLAGS)
@@ -49,15 +51,32 @@ def test_compiled_code_keeps_to_256_bit_vectors_on_amd_avx512():
 def test_each_dtype_runs_or_says_why(caplog, monkeypatch):
     small = _cpu(AVX2_FLAGS)
     assert small.dtype_refusal("fp32") is None and small.dtype_refusal("bf16") is None
-    assert small.bf16_note() == ("oneDNN has no bf16 kernels here (the CPU shows neither AVX512-BW/VL/DQ nor "
-                                 "AVX-NE-CONVERT): bf16 products run on ATen's kernels")
-    assert _cpu(AVX512_FLAGS, limit="AVX2").bf16_note().startswith("oneDNN has no bf16 kernels here (ONEDNN_MAX_CPU_ISA=AVX2)")
-    assert _cpu({"avx2", "avx_ne_convert"}, limit="AVX2").bf16_note().startswith("oneDNN has no bf16 kernels here (ONEDNN_MAX")
-    assert _cpu(AVX512_FLAGS).bf16_note().startswith("oneDNN has no bf16 kernels here (this torch build has no oneDNN bf16")
+    assert small.bf16_note() == (
+        "oneDNN has no bf16 kernels here (the CPU shows neither AVX512-BW/VL/DQ nor "
+        "AVX-NE-CONVERT): bf16 products run on ATen's kernels"
+    )
+    assert (
+        _cpu(AVX512_FLAGS, limit="AVX2")
+        .bf16_note()
+        .startswith("oneDNN has no bf16 kernels here (ONEDNN_MAX_CPU_ISA=AVX2)")
+    )
+    assert (
+        _cpu({"avx2", "avx_ne_convert"}, limit="AVX2")
+        .bf16_note()
+        .startswith("oneDNN has no bf16 kernels here (ONEDNN_MAX")
+    )
+    assert (
+        _cpu(AVX512_FLAGS)
+        .bf16_note()
+        .startswith("oneDNN has no bf16 kernels here (this torch build has no oneDNN bf16")
+    )
     assert _cpu(AVX512_FLAGS, onednn_bf16=True).bf16_note() is None
     old = _cpu({"sse4_2"}, aten="DEFAULT", fbgemm=False)
-    with pytest.raises(ValueError, match=r"^--model-dtype int8 needs fbgemm's int8 kernels, which need AVX2, and this "
-                                         r"CPU \(Test CPU\) has no AVX2; use fp32 or bf16$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--model-dtype int8 needs fbgemm's int8 kernels, which need AVX2, and this "
+        r"CPU \(Test CPU\) has no AVX2; use fp32 or bf16$",
+    ):
         check_dtype("int8", cpu=old)
     monkeypatch.setattr(precision, "_bf16_noted", [])  # the warning is said once per process
     with caplog.at_level(logging.WARNING, logger="echostream_fairseq.modules.precision"):
@@ -65,8 +84,10 @@ def test_each_dtype_runs_or_says_why(caplog, monkeypatch):
         check_dtype("bf16", cpu=old)
         check_dtype("fp32", cpu=old)
     assert [r.getMessage() for r in caplog.records] == [
-        "--model-dtype bf16: oneDNN has no bf16 kernels here (the CPU shows neither AVX512-BW/VL/DQ nor AVX-NE-CONVERT): "
-        "bf16 products run on ATen's kernels, and fp32 is likely faster on this CPU (docs/speed.md)"]
+        "--model-dtype bf16: oneDNN has no bf16 kernels here "
+        "(the CPU shows neither AVX512-BW/VL/DQ nor AVX-NE-CONVERT): "
+        "bf16 products run on ATen's kernels, and fp32 is likely faster on this CPU (docs/speed.md)"
+    ]
     check_dtype("int8", torch.device("cuda"), old)  # not the CPU's business (convert_precision refuses int8 there)
     with pytest.raises(ValueError, match="unknown dtype 'fp16'; use one of fp32, bf16, int8"):
         check_dtype("fp16", cpu=old)
@@ -108,7 +129,9 @@ def test_the_avx2_limits_take_effect():
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout.split("REPORT", 1)[1])
     assert report["aten"] == ("AVX2" if cpu_capabilities().avx2 else "DEFAULT") and report["onednn_bf16"] is False
-    assert "bf16 path needs the cpu support avx_ne_convert or avx512bw, avx512vl and avx512dq" in report["bf16_pack_error"]
+    assert (
+        "bf16 path needs the cpu support avx_ne_convert or avx512bw, avx512vl and avx512dq" in report["bf16_pack_error"]
+    )
     isa = [line for line in r.stdout.splitlines() if ",info,cpu,isa:" in line]
     assert isa and "AVX-512" not in isa[0] and ("AVX2" in isa[0]) == cpu_capabilities().avx2, r.stdout[:2000]
 

@@ -6,11 +6,15 @@ import pytest
 import sacrebleu
 import torch
 from fairseq import options, tasks
+from toy_corpus import write_toy_corpus
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.criterions.multitask import (
-    EchoStreamMultitaskCriterion, parse_loss_gate, parse_loss_schedule, schedule_factor)
-from toy_corpus import write_toy_corpus
+    EchoStreamMultitaskCriterion,
+    parse_loss_gate,
+    parse_loss_schedule,
+    schedule_factor,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +23,23 @@ def setup(tmp_path_factory):
 
     def build(*extra):
         parser = options.get_training_parser()
-        args = options.parse_args_and_arch(parser, [
-            str(root), "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny",
-            "--criterion", "echostream_multitask", "--max-tokens", "4000", "--dropout", "0", *extra])
+        args = options.parse_args_and_arch(
+            parser,
+            [
+                str(root),
+                "--task",
+                "echostream_speech_to_speech",
+                "--arch",
+                "echostream_emformer_tiny",
+                "--criterion",
+                "echostream_multitask",
+                "--max-tokens",
+                "4000",
+                "--dropout",
+                "0",
+                *extra,
+            ],
+        )
         task = tasks.setup_task(args)
         task.load_dataset("train")
         return args, task
@@ -32,20 +50,30 @@ def setup(tmp_path_factory):
 def test_parse_and_factor():
     schedule = parse_loss_schedule(["asr_ctc:0", "mt:200:100", "unit_ctc:400"])
     assert schedule == {"asr_ctc": (0, 0), "mt": (200, 100), "unit_ctc": (400, 0)}
-    assert [schedule_factor(schedule, "mt", n) for n in (0, 199, 200, 249, 299, 300, 5000)] == \
-        [0.0, 0.0, 0.01, 0.5, 1.0, 1.0, 1.0]
+    assert [schedule_factor(schedule, "mt", n) for n in (0, 199, 200, 249, 299, 300, 5000)] == [
+        0.0,
+        0.0,
+        0.01,
+        0.5,
+        1.0,
+        1.0,
+        1.0,
+    ]
     assert [schedule_factor(schedule, "unit_ctc", n) for n in (399, 400)] == [0.0, 1.0]
     assert schedule_factor(schedule, "st_ctc", 0) == 1.0  # not scheduled: full weight throughout
 
 
-@pytest.mark.parametrize("items, message", [
-    (["mt"], "is not TERM:START[:RAMP]"),
-    (["ctc:10"], "is not TERM:START[:RAMP] with TERM one of unit_ctc, mt, asr_ctc, st_ctc"),
-    (["mt:ten"], "START and RAMP must be integers"),
-    (["mt:-1"], "must not be negative"),
-    (["mt:1", "mt:2"], "mt is given twice"),
-    (["mt:1", "unit_ctc:1", "asr_ctc:1", "st_ctc:1"], "the first updates would train nothing"),
-])
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        (["mt"], "is not TERM:START[:RAMP]"),
+        (["ctc:10"], "is not TERM:START[:RAMP] with TERM one of unit_ctc, mt, asr_ctc, st_ctc"),
+        (["mt:ten"], "START and RAMP must be integers"),
+        (["mt:-1"], "must not be negative"),
+        (["mt:1", "mt:2"], "mt is given twice"),
+        (["mt:1", "unit_ctc:1", "asr_ctc:1", "st_ctc:1"], "the first updates would train nothing"),
+    ],
+)
 def test_bad_schedules_are_named(items, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_loss_schedule(items)
@@ -97,12 +125,15 @@ def test_unit_ctc_weight_scales_the_unit_term_only(setup):
             task.build_criterion(args)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("six", "is not BITS[:LATEST]"),
-    ("6:1:2", "is not BITS[:LATEST]"),
-    ("0", "BITS must be positive"),
-    ("6:-5", "LATEST not negative"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("six", "is not BITS[:LATEST]"),
+        ("6:1:2", "is not BITS[:LATEST]"),
+        ("0", "BITS must be positive"),
+        ("6:-5", "LATEST not negative"),
+    ],
+)
 def test_bad_gates_are_named(text, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_loss_gate(text)
@@ -211,7 +242,7 @@ def _greedy(model, criterion, sample):
     out = []
     for b in range(net["src_tokens"].size(0)):
         n = int(net["src_lengths"][b])
-        enc = model.encoder(net["src_tokens"][b:b + 1, :n], net["src_lengths"][b:b + 1])
+        enc = model.encoder(net["src_tokens"][b : b + 1, :n], net["src_lengths"][b : b + 1])
         tokens = [d.eos()]
         for _ in range(sample["multitask"]["target_unigram"]["target"].size(1) + 10):
             logits, _ = model.decoder(torch.tensor([tokens]), enc)

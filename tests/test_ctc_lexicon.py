@@ -45,13 +45,17 @@ def test_kneser_ney_value_by_hand():
     expected = (1 - 0.5) / 2 + 0.5 * 2 / 2 * p_b
     assert lm.log_prob(["a"], "b") == pytest.approx(math.log(expected), abs=1e-12)
     assert lm.sentence_log_prob(["a", "b"]) == pytest.approx(
-        lm.log_prob([], "a") + lm.log_prob(["a"], "b") + lm.log_prob(["a", "b"], SENTENCE_END), abs=1e-12)
+        lm.log_prob([], "a") + lm.log_prob(["a"], "b") + lm.log_prob(["a", "b"], SENTENCE_END), abs=1e-12
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(order=0), "order must be at least 1"),
-    (dict(discount=1.0), r"discount must lie in \(0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(order=0), "order must be at least 1"),
+        (dict(discount=1.0), r"discount must lie in \(0, 1\)"),
+    ],
+)
 def test_ngram_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         NgramLM([["a"]], **kwargs)
@@ -86,7 +90,10 @@ def test_collapsing_as_ctc_defines_it():
     assert decoder.decode(held) == ["la", "nuit"]
     twice = _frames({LA: 0.99}, {0: 0.99}, {LA: 0.99}, {NUIT: 0.99})  # a blank between: two words
     assert decoder.decode(twice) == ["la", "la", "nuit"]
-    assert decoder.decode_batch(torch.stack([twice, twice]), torch.tensor([4, 3])) == [["la", "la", "nuit"], ["la", "la"]]
+    assert decoder.decode_batch(torch.stack([twice, twice]), torch.tensor([4, 3])) == [
+        ["la", "la", "nuit"],
+        ["la", "la"],
+    ]
 
 
 def test_nothing_spelled_gives_an_empty_transcript():
@@ -96,12 +103,15 @@ def test_nothing_spelled_gives_an_empty_transcript():
     assert decoder.decode(_frames()) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(beam=0), "beam must be at least 1"),
-    (dict(labels_per_frame=0), "labels_per_frame must be at least 1"),
-    (dict(max_pending=0), "max_pending must be at least 1"),
-    (dict(commit_mass=0.0), r"commit_mass must lie in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(beam=0), "beam must be at least 1"),
+        (dict(labels_per_frame=0), "labels_per_frame must be at least 1"),
+        (dict(max_pending=0), "max_pending must be at least 1"),
+        (dict(commit_mass=0.0), r"commit_mass must lie in \(0, 1\]"),
+    ],
+)
 def test_decoder_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CtcLexiconDecoder(PIECES, NgramLM(TEXT), **kwargs)
@@ -117,8 +127,10 @@ def test_decoder_wants_one_utterance():
 
 def test_language_model_text_from_a_task_file(tmp_path):
     tsv = tmp_path / "train.tsv"
-    tsv.write_text("id\ttgt_text\na\t\u2581la \u2581nuit \u2581noir e\n"
-                   "b\t\u2581les \u2581nuits </s> \u2581la \u2581nuit\n", encoding="utf-8")
+    tsv.write_text(
+        "id\ttgt_text\na\t\u2581la \u2581nuit \u2581noir e\nb\t\u2581les \u2581nuits </s> \u2581la \u2581nuit\n",
+        encoding="utf-8",
+    )
     assert read_word_sentences(tsv) == [["la", "nuit", "noire"], ["les", "nuits"], ["la", "nuit"]]
     with pytest.raises(ManifestError, match="missing.tsv: text for the language model not found"):
         read_word_sentences(tmp_path / "missing.tsv")
@@ -141,7 +153,7 @@ def _stream(decoder, lp, frames_per_chunk=4):
     """Words made final after each chunk, the state's largest pending word count, and the rest."""
     state, finals, pending = decoder.initial_state(), [], 0
     for a in range(0, lp.size(0), frames_per_chunk):
-        words, state = decoder.step(state, lp[a:a + frames_per_chunk])
+        words, state = decoder.step(state, lp[a : a + frames_per_chunk])
         finals.append(words)
         pending = max(pending, max(len(h.words) for h in state.hypotheses))
     return finals, pending, decoder.finish(state)
@@ -157,16 +169,18 @@ def test_streaming_search_makes_words_final_early_and_ends_as_one_pass():
     assert sum(finals, []) + rest == STREAM_WORDS
     assert pending <= 2
     # every kept hypothesis must agree: words come later, the transcript is the same
-    unanimous = lexicon_decoder_from_text(PIECES, STREAM_TEXT, beam=6, lm_weight=0.5, word_bonus=1.0,
-                                          banned=SPECIALS, commit_mass=1.0)
+    unanimous = lexicon_decoder_from_text(
+        PIECES, STREAM_TEXT, beam=6, lm_weight=0.5, word_bonus=1.0, banned=SPECIALS, commit_mass=1.0
+    )
     finals, _, rest = _stream(unanimous, lp)
     assert sum(finals, []) + rest == STREAM_WORDS
     assert sum(len(f) for f in finals) == 3
 
 
 def test_a_word_long_in_doubt_is_made_final_by_the_best_hypothesis():
-    decoder = lexicon_decoder_from_text(PIECES, [["la", "la", "la"], ["les", "les"]], beam=4, lm_weight=0.0,
-                                        banned=SPECIALS, max_pending=2)
+    decoder = lexicon_decoder_from_text(
+        PIECES, [["la", "la", "la"], ["les", "les"]], beam=4, lm_weight=0.0, banned=SPECIALS, max_pending=2
+    )
     # "la" and "les" equally likely, word after word: the hypotheses never agree on their own
     lp = _frames(*[{LA: 0.45, LES: 0.44}, {0: 0.9}] * 6)
     finals, pending, rest = _stream(decoder, lp, frames_per_chunk=2)

@@ -77,7 +77,9 @@ def test_cross_attention_cache_projects_only_new_memory_frames():
     x = torch.randn(1, 1, 16)
     _, cache = layer(x, memory=memory[:, :5])
     assert cache.cross_key.size(2) == 5
-    out_grown, cache2 = layer(x, memory=memory, cache=type(cache)(cross_key=cache.cross_key, cross_value=cache.cross_value))
+    out_grown, cache2 = layer(
+        x, memory=memory, cache=type(cache)(cross_key=cache.cross_key, cross_value=cache.cross_value)
+    )
     assert cache2.cross_key.size(2) == 9
     out_fresh, _ = layer(x, memory=memory)
     torch.testing.assert_close(out_grown, out_fresh, atol=1e-5, rtol=1e-5)
@@ -149,8 +151,9 @@ def test_mt_decoder_step_windows_bound_its_caches():
     caches = None
     with torch.no_grad():
         for position in range(12):
-            _, _, caches = dec.step(torch.tensor([[5]]), caches, position, new_memory=torch.randn(1, 3, 8),
-                                    memory_window=7, self_window=4)
+            _, _, caches = dec.step(
+                torch.tensor([[5]]), caches, position, new_memory=torch.randn(1, 3, 8), memory_window=7, self_window=4
+            )
     assert caches[0].self_key.size(2) == 4 and caches[0].cross_key.size(2) == 7
 
 
@@ -222,8 +225,9 @@ def test_unit_steps_with_lookahead_equal_the_wait_k_forward(lookahead):
         caches, done, logits = None, 0, []
         for a, b in [(0, 1), (1, 4), (4, 5), (5, 7)]:  # text arriving in pieces
             ready = b if b == 7 else max(done, b - lookahead)  # all of it once the text is complete
-            piece, caches = dec.step(text[:, done:ready], caches, done, lookahead=lookahead,
-                                     new_memory=text[:, a:b], memory_end=b)
+            piece, caches = dec.step(
+                text[:, done:ready], caches, done, lookahead=lookahead, new_memory=text[:, a:b], memory_end=b
+            )
             assert piece.size(1) == (ready - done) * 3
             logits.append(piece)
             done = ready
@@ -243,7 +247,9 @@ def test_held_states_flushed_without_new_text_equal_the_wait_k_forward():
             ready = 7 if a == b else max(done, b - 1)
             if a == b:  # the held state given as new memory again would be attended twice
                 twice, _ = dec.step(text[:, done:ready], caches, done, lookahead=1, memory_end=b)
-            piece, caches = dec.step(text[:, done:ready], caches, done, lookahead=1, new_memory=text[:, a:b], memory_end=b)
+            piece, caches = dec.step(
+                text[:, done:ready], caches, done, lookahead=1, new_memory=text[:, a:b], memory_end=b
+            )
             logits.append(piece)
             done = ready
     torch.testing.assert_close(torch.cat(logits, dim=1), full_logits, atol=1e-5, rtol=1e-5)
@@ -263,8 +269,9 @@ def test_packed_steps_of_several_streams_equal_each_stream_alone():
         for before in (2, 6, 3):  # text states each stream has had
             text = t2u.step(torch.randn(1, before, 20), None, window)
             states, t2u_caches = text
-            _, unit_caches = dec.step(states[:, :before - lookahead], None, 0, window, lookahead, new_memory=states,
-                                      memory_end=before)
+            _, unit_caches = dec.step(
+                states[:, : before - lookahead], None, 0, window, lookahead, new_memory=states, memory_end=before
+            )
             streams.append((t2u_caches, unit_caches, before))
         news = [torch.randn(1, 2, 20), torch.randn(1, 3, 20), torch.zeros(1, 0, 20)]
         packed_out, packed_t2u = t2u.step_packed(news, [s[0] for s in streams], window)
@@ -277,8 +284,9 @@ def test_packed_steps_of_several_streams_equal_each_stream_alone():
         logits, caches = dec.step_packed(steps, window, lookahead)
         assert [piece.size(1) for piece in logits] == [3, 6, 0]
         for (ready, unit_caches, position, memory, end), piece, cache in zip(steps, logits, caches):
-            alone, alone_caches = dec.step(ready, unit_caches, position, window, lookahead, new_memory=memory,
-                                           memory_end=end)
+            alone, alone_caches = dec.step(
+                ready, unit_caches, position, window, lookahead, new_memory=memory, memory_end=end
+            )
             torch.testing.assert_close(piece, alone, atol=1e-5, rtol=1e-5)
             for a, b in zip(cache, alone_caches):
                 for x, y in ((a.self_key, b.self_key), (a.self_value, b.self_value), (a.cross_key, b.cross_key)):

@@ -5,18 +5,28 @@ import argparse
 import pytest
 import torch
 from fairseq import options, tasks
+from toy_corpus import write_toy_corpus
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.audio import AudioError
 from echostream_fairseq.data.manifest import ManifestError
 from echostream_fairseq.tasks.configs import ConfigError
-from toy_corpus import write_toy_corpus
 
 
 def _args(root, arch="echostream_emformer_tiny", extra=()):
     parser = options.get_training_parser()
-    argv = [str(root), "--task", "echostream_speech_to_speech", "--arch", arch,
-            "--criterion", "echostream_multitask", "--max-tokens", "4000", *extra]
+    argv = [
+        str(root),
+        "--task",
+        "echostream_speech_to_speech",
+        "--arch",
+        arch,
+        "--criterion",
+        "echostream_multitask",
+        "--max-tokens",
+        "4000",
+        *extra,
+    ]
     return options.parse_args_and_arch(parser, argv)
 
 
@@ -63,8 +73,9 @@ def test_architectures_have_the_documented_sizes(corpus):
     assert len(model.unit_decoder.layers) == 2 and model.unit_decoder.upsample_rate == 25
     conformer = task.build_model(_args(corpus, "echostream_conformer"))
     assert conformer.encoder.encoder_type == "conformer"
-    tiny = task.build_model(_args(corpus, "echostream_emformer_tiny", ["--mt-decoder-layers", "3",
-                                                                       "--ctc-upsample-rate", "7"]))
+    tiny = task.build_model(
+        _args(corpus, "echostream_emformer_tiny", ["--mt-decoder-layers", "3", "--ctc-upsample-rate", "7"])
+    )
     assert len(tiny.decoder.layers) == 3 and tiny.unit_decoder.upsample_rate == 7
 
 
@@ -111,6 +122,7 @@ def test_generator_writes_asr_st_mt_lines_and_unit_hypotheses(corpus, capsys):
 
 # -- bad input ----------------------------------------------------------------------------------
 
+
 def _broken(tmp_path, edit):
     root = write_toy_corpus(tmp_path / "bad", num_train=4, num_dev=2)
     edit(root)
@@ -129,6 +141,7 @@ def test_unit_outside_the_dictionary_names_file_and_line(tmp_path):
         f = lines[2].split("\t")
         f[3] = "1 2 999"
         _replace_line(root / "train.tsv", 3, "\t".join(f))
+
     root = _broken(tmp_path, edit)
     with pytest.raises(ManifestError, match=r"train\.tsv:3: unit '999' is outside the unit dictionary"):
         _setup(root)
@@ -138,6 +151,7 @@ def test_empty_transcript_names_file_and_line(tmp_path):
     def edit(root):
         lines = (root / "src_unigram" / "train.tsv").read_text().splitlines()
         _replace_line(root / "src_unigram" / "train.tsv", 2, lines[1].split("\t")[0] + "\t ")
+
     root = _broken(tmp_path, edit)
     with pytest.raises(ManifestError, match=r"src_unigram/train\.tsv:2: empty transcript"):
         _setup(root)
@@ -147,8 +161,11 @@ def test_ids_that_do_not_match_name_the_file(tmp_path):
     def edit(root):
         lines = (root / "tgt_unigram" / "train.tsv").read_text().splitlines()
         _replace_line(root / "tgt_unigram" / "train.tsv", 2, "someone_else\t" + lines[1].split("\t")[1])
+
     root = _broken(tmp_path, edit)
-    with pytest.raises(ManifestError, match=r"tgt_unigram/train\.tsv: no \S+ text for ids of the manifest: \['train_000'\]"):
+    with pytest.raises(
+        ManifestError, match=r"tgt_unigram/train\.tsv: no \S+ text for ids of the manifest: \['train_000'\]"
+    ):
         _setup(root)
 
 
@@ -156,6 +173,7 @@ def test_unknown_multitask_decoder_names_file_and_line(tmp_path):
     def edit(root):
         text = (root / "config_multitask.yaml").read_text()
         (root / "config_multitask.yaml").write_text(text + "speaker_id:\n  decoder_type: ctc\n")
+
     root = _broken(tmp_path, edit)
     with pytest.raises(ConfigError, match=r"config_multitask\.yaml:17: unknown multitask decoder 'speaker_id'"):
         _setup(root)
@@ -165,8 +183,11 @@ def test_wrong_decoder_type_and_bad_yaml_name_the_line(tmp_path):
     def edit(root):
         text = (root / "config_multitask.yaml").read_text().replace("decoder_type: transformer", "decoder_type: ctc")
         (root / "config_multitask.yaml").write_text(text)
+
     root = _broken(tmp_path, edit)
-    with pytest.raises(ConfigError, match=r"config_multitask\.yaml:11: target_unigram needs decoder_type 'transformer'"):
+    with pytest.raises(
+        ConfigError, match=r"config_multitask\.yaml:11: target_unigram needs decoder_type 'transformer'"
+    ):
         _setup(root)
     (root / "config.yaml").write_text("input_channels: 1\nunits: [oops\n")
     with pytest.raises(ConfigError, match=r"config\.yaml:\d+: invalid YAML"):
@@ -187,9 +208,11 @@ def test_config_transforms_apply_global_cmvn_and_specaugment(tmp_path):
     root = write_toy_corpus(tmp_path / "cmvn", num_train=4, num_dev=2)
     np.savez(root / "gcmvn.npz", mean=np.full(80, 5.0, dtype=np.float32), std=np.full(80, 2.0, dtype=np.float32))
     with open(root / "config.yaml", "a") as f:
-        f.write("global_cmvn: {stats_npz_path: gcmvn.npz}\n"
-                "specaugment: {freq_mask_F: 80, freq_mask_N: 1, time_mask_N: 0, time_mask_T: 0, time_mask_p: 1.0}\n"
-                "transforms: {'*': [global_cmvn], _train: [global_cmvn, specaugment]}\n")
+        f.write(
+            "global_cmvn: {stats_npz_path: gcmvn.npz}\n"
+            "specaugment: {freq_mask_F: 80, freq_mask_N: 1, time_mask_N: 0, time_mask_T: 0, time_mask_p: 1.0}\n"
+            "transforms: {'*': [global_cmvn], _train: [global_cmvn, specaugment]}\n"
+        )
     args, task = _setup(root)
     task.load_dataset("dev")
     from echostream_fairseq.data.audio import fbank, read_audio
@@ -200,5 +223,7 @@ def test_config_transforms_apply_global_cmvn_and_specaugment(tmp_path):
     masked = task.datasets["train"][0]["source"]
     # a frequency band is masked in training (fairseq fills it with the utterance mean)
     constant = (masked == masked[0]).all(dim=0)
-    assert constant.any() and not (task.datasets["dev"][0]["source"] == task.datasets["dev"][0]["source"][0]).all(dim=0).any()
-
+    assert (
+        constant.any()
+        and not (task.datasets["dev"][0]["source"] == task.datasets["dev"][0]["source"][0]).all(dim=0).any()
+    )

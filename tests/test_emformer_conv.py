@@ -102,7 +102,9 @@ def test_bad_settings_and_mismatched_state():
     conv = _model()
     _, state = conv.step(torch.randn(1, 4, 32), None)
     cut = dataclasses.replace(state, conv_cache=state.conv_cache[:2])
-    with pytest.raises(ValueError, match=r"state holds 2 convolution caches of shapes .*this Emformer needs 3 of shape \[1, 4, 32\]"):
+    with pytest.raises(
+        ValueError, match=r"state holds 2 convolution caches of shapes .*this Emformer needs 3 of shape \[1, 4, 32\]"
+    ):
         conv.step(torch.randn(1, 4, 32), None, cut)
 
 

@@ -30,7 +30,11 @@ def _stream(model, x, T):
     return torch.cat(outs, dim=1), state
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "S{chunk_length}L{left_context_length}R{right_context_length}M{max_memory_size}".format(**c))
+@pytest.mark.parametrize(
+    "cfg",
+    CONFIGS,
+    ids=lambda c: "S{chunk_length}L{left_context_length}R{right_context_length}M{max_memory_size}".format(**c),
+)
 @pytest.mark.parametrize("T", [1, 7, 16, 23, 41])
 def test_streaming_equals_forward(cfg, T):
     model = _model(cfg)

@@ -19,10 +19,18 @@ TOL = 1e-5
 
 
 def _pair(cfg):
-    d, h, f, n, s, l, r, m, act, tanh = cfg
+    d, h, f, n, s, left, r, m, act, tanh = cfg
     ta = torchaudio.models.Emformer(
-        d, h, f, n, s, left_context_length=l, right_context_length=r, max_memory_size=m,
-        activation=act, tanh_on_mem=tanh,
+        d,
+        h,
+        f,
+        n,
+        s,
+        left_context_length=left,
+        right_context_length=r,
+        max_memory_size=m,
+        activation=act,
+        tanh_on_mem=tanh,
     ).eval()
     return ta, from_torchaudio(ta).eval()
 
@@ -65,6 +73,11 @@ def test_infer_matches_torchaudio_step_by_step(cfg):
 def test_from_torchaudio_copies_configuration():
     ta, ours = _pair(CONFIGS[0])
     assert isinstance(ours, Emformer)
-    assert (ours.chunk_length, ours.left_context_length, ours.right_context_length, ours.max_memory_size) == (4, 8, 2, 3)
+    assert (ours.chunk_length, ours.left_context_length, ours.right_context_length, ours.max_memory_size) == (
+        4,
+        8,
+        2,
+        3,
+    )
     assert len(ours.layers) == 3 and ours.num_heads == 4
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ta.parameters())

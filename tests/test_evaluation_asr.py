@@ -41,7 +41,7 @@ def read_arpa(path):
         if not line:
             continue
         if line.startswith("ngram "):
-            n, count = line[len("ngram "):].split("=")
+            n, count = line[len("ngram ") :].split("=")
             header[int(n)] = int(count)
         elif line in ("\\1-grams:", "\\2-grams:"):
             order = int(line[1])

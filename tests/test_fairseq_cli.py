@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from cli_runs import BIN, REPO, TRAIN_FLAGS
+from cli_runs import run_cli as _run
 
 from echostream_fairseq.data.speech_to_unit_dataset import read_word_sentences
-from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli as _run
 
 
 def test_fairseq_train_logs_every_loss_and_lowers_it(trained):
@@ -27,8 +28,7 @@ def test_checkpoint_reloads_with_weights_only(trained):
     load = f"state = torch.load({str(save / 'checkpoint_last.pt')!r}, weights_only=True)\n"
     code = (
         "import torch\nfrom echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs\n"
-        "allow_fairseq_checkpoint_configs()\n" + load +
-        "print(state['cfg']['model'].arch, len(state['model']))\n"
+        "allow_fairseq_checkpoint_configs()\n" + load + "print(state['cfg']['model'].arch, len(state['model']))\n"
     )
     r = _run([sys.executable, "-c", code])
     assert r.returncode == 0, r.stderr[-2000:]
@@ -39,10 +39,31 @@ def test_checkpoint_reloads_with_weights_only(trained):
 @pytest.mark.parametrize("asr_beam", [0, 4])
 def test_fairseq_generate_writes_units_and_text(corpus, trained, tmp_path, asr_beam):
     save, _ = trained
-    r = _run([BIN / "fairseq-generate", corpus, "--user-dir", REPO / "echostream_fairseq",
-              "--task", "echostream_speech_to_speech", "--path", save / "checkpoint_last.pt",
-              "--gen-subset", "test", "--max-tokens", "3000", "--beam", "2", "--max-len-b", "20",
-              "--cpu", "--results-path", tmp_path, "--asr-beam", str(asr_beam)])
+    r = _run(
+        [
+            BIN / "fairseq-generate",
+            corpus,
+            "--user-dir",
+            REPO / "echostream_fairseq",
+            "--task",
+            "echostream_speech_to_speech",
+            "--path",
+            save / "checkpoint_last.pt",
+            "--gen-subset",
+            "test",
+            "--max-tokens",
+            "3000",
+            "--beam",
+            "2",
+            "--max-len-b",
+            "20",
+            "--cpu",
+            "--results-path",
+            tmp_path,
+            "--asr-beam",
+            str(asr_beam),
+        ]
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     units = (tmp_path / "generate-test.txt").read_text().splitlines()
     text = (tmp_path / "generate-test.text.txt").read_text().splitlines()
@@ -62,9 +83,23 @@ def test_fairseq_generate_writes_units_and_text(corpus, trained, tmp_path, asr_b
 
 def test_fairseq_generate_rejects_a_negative_asr_beam(corpus, trained, tmp_path):
     save, _ = trained
-    r = _run([BIN / "fairseq-generate", corpus, "--user-dir", REPO / "echostream_fairseq",
-              "--task", "echostream_speech_to_speech", "--path", save / "checkpoint_last.pt",
-              "--gen-subset", "test", "--cpu", "--asr-beam", "-1"])
+    r = _run(
+        [
+            BIN / "fairseq-generate",
+            corpus,
+            "--user-dir",
+            REPO / "echostream_fairseq",
+            "--task",
+            "echostream_speech_to_speech",
+            "--path",
+            save / "checkpoint_last.pt",
+            "--gen-subset",
+            "test",
+            "--cpu",
+            "--asr-beam",
+            "-1",
+        ]
+    )
     assert r.returncode != 0
     assert "--asr-beam must be 0 (greedy) or positive, got -1" in r.stderr
 
@@ -77,13 +112,31 @@ def _free_port():
 
 def test_two_process_cpu_training(corpus, tmp_path):
     port = _free_port()
-    flags = [*TRAIN_FLAGS, "--max-update", "3", "--save-dir", tmp_path, "--distributed-world-size", "2",
-             "--distributed-backend", "gloo", "--distributed-no-spawn", "--ddp-backend", "legacy_ddp",
-             "--distributed-init-method", f"tcp://127.0.0.1:{port}"]
+    flags = [
+        *TRAIN_FLAGS,
+        "--max-update",
+        "3",
+        "--save-dir",
+        tmp_path,
+        "--distributed-world-size",
+        "2",
+        "--distributed-backend",
+        "gloo",
+        "--distributed-no-spawn",
+        "--ddp-backend",
+        "legacy_ddp",
+        "--distributed-init-method",
+        f"tcp://127.0.0.1:{port}",
+    ]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     procs = [
-        subprocess.Popen([str(BIN / "fairseq-train"), str(corpus), *map(str, flags), "--distributed-rank", str(rank)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        subprocess.Popen(
+            [str(BIN / "fairseq-train"), str(corpus), *map(str, flags), "--distributed-rank", str(rank)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         for rank in (0, 1)
     ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
@@ -96,13 +149,28 @@ def test_two_process_cpu_training(corpus, tmp_path):
 def test_fairseq_train_anneals_the_rate_to_zero_at_max_update(corpus, tmp_path):
     """--lr-scheduler inverse_sqrt_anneal through fairseq-train: the logged rates, and the clock saved."""
     flags = [f if f != "inverse_sqrt" else "inverse_sqrt_anneal" for f in TRAIN_FLAGS]
-    r = _run([BIN / "fairseq-train", corpus, *flags, "--warmup-updates", "1", "--anneal-fraction", "0.5",
-              "--max-update", "4", "--save-dir", tmp_path, "--disable-validation"])
+    r = _run(
+        [
+            BIN / "fairseq-train",
+            corpus,
+            *flags,
+            "--warmup-updates",
+            "1",
+            "--anneal-fraction",
+            "0.5",
+            "--max-update",
+            "4",
+            "--save-dir",
+            tmp_path,
+            "--disable-validation",
+        ]
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rates = [float(m) for m in re.findall(r"train_inner \| .*? lr=([0-9.e-]+)", r.stderr + r.stdout)]
     # fairseq logs the rate set after each update: inverse_sqrt(u) x min(1, (1 - u / 4) / 0.5)
-    assert rates == pytest.approx([1e-3, 1e-3 * 2 ** -0.5, 1e-3 * 3 ** -0.5 * 0.5, 0.0], rel=1e-3)
+    assert rates == pytest.approx([1e-3, 1e-3 * 2**-0.5, 1e-3 * 3**-0.5 * 0.5, 0.0], rel=1e-3)
     import torch
+
     from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
 
     allow_fairseq_checkpoint_configs()

@@ -3,7 +3,8 @@
 common <- modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, server <- cli;
 data, evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text);
 optim (learning-rate schedules) stands on fairseq alone.
-common (atomic writes, the sample rate and encoder frame, the mono check, the CPU's capabilities) is the base: every part
+common (atomic writes, the sample rate and encoder frame, the mono check, the CPU's capabilities) is the base:
+every part
 may import it, and it imports nothing of the package.
 """
 

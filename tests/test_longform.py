@@ -13,7 +13,14 @@ from echostream_fairseq.data.longform import LongFormOptions, build_longform, re
 from echostream_fairseq.data.manifest import read_tsv
 from echostream_fairseq.data.steps import PrepError
 from echostream_fairseq.evaluation.longform import (
-    ReferenceSentence, TimedWord, boundary_scores, lag_trend, laal, longform_scores, resegment)
+    ReferenceSentence,
+    TimedWord,
+    boundary_scores,
+    laal,
+    lag_trend,
+    longform_scores,
+    resegment,
+)
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyState
@@ -60,8 +67,15 @@ def _translator(loaded, **cfg):
     model, task = loaded
     d = task.multitask_dictionaries
     config = TranslatorConfig(**{"speech_output": False, "max_len": 8, **cfg})
-    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config)
+    return SimultaneousTranslator(
+        model,
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        config,
+    )
 
 
 def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loaded):
@@ -77,7 +91,7 @@ def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loa
         state = tr.initial_state()
         ends, sentences, wave = [], [], np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 4).astype(np.float32)
         for k in range(12):
-            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state, finish=False)
+            out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state, finish=False)
             ends.append(out.sentence_end)
             sentences.append(state.sentences)
             if out.sentence_end:
@@ -107,7 +121,7 @@ def _states_with_memories_and_prefixes(loaded, corpus, chunks=6):
     states, seen = [tr.initial_state() for _ in range(3)], []
     for k in range(chunks):
         sizes = [2560, 3200, 3840]
-        pieces = [_source(corpus, s).numpy()[k * n:(k + 1) * n] for s, n in enumerate(sizes)]
+        pieces = [_source(corpus, s).numpy()[k * n : (k + 1) * n] for s, n in enumerate(sizes)]
         states = [st for _, st in tr.step_batch([(p, st, False) for p, st in zip(pieces, states)])]
         seen.append([st for st in states if st.target_tokens])
     return seen
@@ -203,8 +217,12 @@ def _in_short_pause(tr, state):
     from dataclasses import replace
 
     cfg = tr.config
-    state = replace(state, asr_tokens=(7,) * cfg.sentence_min_tokens, sentence_mark=None,
-                    asr_blank_frames=cfg.sentence_confirmed_pause_frames)
+    state = replace(
+        state,
+        asr_tokens=(7,) * cfg.sentence_min_tokens,
+        sentence_mark=None,
+        asr_blank_frames=cfg.sentence_confirmed_pause_frames,
+    )
     assert tr._sentence_end_without_decoder(state) is None
     return state
 
@@ -216,9 +234,16 @@ def _speaking_translator(loaded, corpus, **cfg):
     model, task = loaded
     d = task.multitask_dictionaries
     vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
-    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
-                                  TranslatorConfig(max_len=8, sentence_pause_frames=10, **cfg), vocoder=vocoder)
+    return SimultaneousTranslator(
+        model,
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        TranslatorConfig(max_len=8, sentence_pause_frames=10, **cfg),
+        vocoder=vocoder,
+    )
 
 
 def _alone_and_together(tr, script, waves, chunks, before_chunk=lambda: None):
@@ -233,14 +258,14 @@ def _alone_and_together(tr, script, waves, chunks, before_chunk=lambda: None):
             state, outs = tr.initial_state(), []
             for k in range(chunks):
                 before_chunk()
-                out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+                out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
                 outs.append(out)
             alone.append(outs)
         model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
         states, together = [tr.initial_state() for _ in waves], []
         for k in range(chunks):
             before_chunk()
-            stepped = tr.step_batch([(w[k * 5120:(k + 1) * 5120], st, False) for w, st in zip(waves, states)])
+            stepped = tr.step_batch([(w[k * 5120 : (k + 1) * 5120], st, False) for w, st in zip(waves, states)])
             together.append([out for out, _ in stepped])
             states = [st for _, st in stepped]
     finally:
@@ -308,7 +333,12 @@ def test_short_pauses_confirmed_in_a_batch_end_each_stream_as_alone(loaded, corp
         assert [len(t[s].target_tokens) for t in together[:2]] == [1, 0]  # the end of sentence comes next
         for k in range(7):
             a, b = alone[s][k], together[k][s]
-            assert (a.target_tokens, a.units, a.sentence_end, a.wrote) == (b.target_tokens, b.units, b.sentence_end, b.wrote), (s, k)
+            assert (a.target_tokens, a.units, a.sentence_end, a.wrote) == (
+                b.target_tokens,
+                b.units,
+                b.sentence_end,
+                b.wrote,
+            ), (s, k)
             assert a.audio.shape == b.audio.shape and torch.allclose(a.audio, b.audio, atol=1e-4), (s, k)
 
 
@@ -321,7 +351,7 @@ def test_long_form_off_keeps_one_sentence_per_stream(loaded):
         state = tr.initial_state()
         wave = np.zeros(16000 * 3, dtype=np.float32)
         for k in range(9):
-            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+            out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
             assert not out.sentence_end
     finally:
         model.asr_ctc = original
@@ -361,15 +391,23 @@ def test_longform_streams_hold_new_sentences_with_their_times(corpus, tmp_path):
     assert table == read_stream_sentences(str(out / "stream_0.25min.tsv"))
     audio, rate = sf.read(str(out / "stream_0.25min.wav"))
     assert rate == 16000 and len(audio) / rate >= 15.0
-    known = {r["tgt_text"] for split in ("train", "dev", "test") for r in read_tsv(str(corpus / "text" / f"{split}.tsv"), ("tgt_text",))}
+    known = {
+        r["tgt_text"]
+        for split in ("train", "dev", "test")
+        for r in read_tsv(str(corpus / "text" / f"{split}.tsv"), ("tgt_text",))
+    }
     assert not {s.tgt_text for s in table} & known
     for a, b in zip(table, table[1:]):
         assert 0.2 - 1e-3 <= b.start - a.end <= 1.5 + 1e-3
     for s in table:  # the sentence's own wav is the stream's samples between its start and end
         alone, _ = sf.read(str(out / "sentences" / f"stream_0.25min_{s.index:04d}.wav"))
         start = round(s.start * rate)
-        assert np.array_equal(audio[start:start + len(alone)], alone)
-    voices = {r["variant"] for r in read_tsv(str(corpus / "audio" / "src_voices.tsv"), ("id", "variant")) if r["id"].startswith("train_")}
+        assert np.array_equal(audio[start : start + len(alone)], alone)
+    voices = {
+        r["variant"]
+        for r in read_tsv(str(corpus / "audio" / "src_voices.tsv"), ("id", "variant"))
+        if r["id"].startswith("train_")
+    }
     assert {s.voice.split()[0].split("+")[1] for s in table} <= voices
     assert (out / "streams.target").read_text().strip() == " ".join(s.tgt_text for s in table)
     with pytest.raises(PrepError, match="--pause-range"):
@@ -449,8 +487,16 @@ def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, t
     save, _ = trained
     streams = tmp_path / "streams"
     build_longform(LongFormOptions(str(corpus), str(streams), minutes=(0.1,), seed=5), progress=False)
-    common = ["--model-path", str(save / "checkpoint_last.pt"), "--data-bin", str(corpus), "--streams", str(streams),
-              "--threads", "1"]
+    common = [
+        "--model-path",
+        str(save / "checkpoint_last.pt"),
+        "--data-bin",
+        str(corpus),
+        "--streams",
+        str(streams),
+        "--threads",
+        "1",
+    ]
     out = tmp_path / "eval"
     assert main(common + ["--out", str(out), "--sentence-level", "--sentence-pause-ms", "200"]) == 0
     record = json.loads((out / "stream_0.1min.json").read_text())
@@ -466,8 +512,10 @@ def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, t
     assert main(common + ["--out", str(out), "--sentence-pause-ms", "-1"]) == 2
     assert "--sentence-pause-ms must be >= 0 milliseconds, got -1" in capsys.readouterr().err
     assert main(common + ["--out", str(out), "--asr-sentence-ends", "on"]) == 2
-    assert "was not trained with --asr-sentence-ends, its ASR CTC head writes no sentence-end marks" in \
-        capsys.readouterr().err
+    assert (
+        "was not trained with --asr-sentence-ends, its ASR CTC head writes no sentence-end marks"
+        in capsys.readouterr().err
+    )
 
 
 def test_bad_streams_stay_sane_in_long_form(loaded, corpus):
@@ -499,8 +547,9 @@ def test_bad_streams_stay_sane_in_long_form(loaded, corpus):
     # 20 s of speech without a pause (utterances trimmed of their silences, back to back), and the
     # same four utterances back to back with their own short silences
     pieces = [_source(corpus, k % 4).numpy() for k in range(40)]
-    voiced = np.concatenate([p[np.flatnonzero(np.abs(p) > 0.01)[0]: np.flatnonzero(np.abs(p) > 0.01)[-1]]
-                             for p in pieces])[: 16000 * 20]
+    voiced = np.concatenate(
+        [p[np.flatnonzero(np.abs(p) > 0.01)[0] : np.flatnonzero(np.abs(p) > 0.01)[-1]] for p in pieces]
+    )[: 16000 * 20]
     assert len(voiced) == 16000 * 20
     check(*_stream(tr, voiced, chunk))
     check(*_stream(tr, np.concatenate(pieces[:4]), chunk))  # (what a trained model writes: docs/longform.md)

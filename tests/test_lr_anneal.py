@@ -31,8 +31,16 @@ class _Clock:
 
 
 def _schedule(clock, **kw):
-    cfg = InverseSqrtAnnealConfig(**{"warmup_updates": 500, "lr": [2e-3], "max_update": 6000,
-                                     "stop_time_hours": 1.0, "anneal_fraction": 0.25, **kw})
+    cfg = InverseSqrtAnnealConfig(
+        **{
+            "warmup_updates": 500,
+            "lr": [2e-3],
+            "max_update": 6000,
+            "stop_time_hours": 1.0,
+            "anneal_fraction": 0.25,
+            **kw,
+        }
+    )
     return InverseSqrtAnnealSchedule(cfg, _SGD(), clock=clock)
 
 
@@ -79,13 +87,16 @@ def test_a_resumed_run_continues_the_clock():
     assert resumed.step_update(3000) == pytest.approx(2e-3 * math.sqrt(500 / 3000) * 0.5)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"anneal_fraction": 0.0}, "--anneal-fraction must be in (0, 1], got 0.0"),
-    ({"anneal_fraction": 1.5}, "--anneal-fraction must be in (0, 1], got 1.5"),
-    ({"warmup_updates": 0}, "--warmup-updates must be >= 1, got 0"),
-    ({"stop_time_hours": 0.0, "max_update": 0}, "give --stop-time-hours or --max-update"),
-    ({"lr": [1e-3, 2e-3]}, "takes one --lr, got [0.001, 0.002]"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"anneal_fraction": 0.0}, "--anneal-fraction must be in (0, 1], got 0.0"),
+        ({"anneal_fraction": 1.5}, "--anneal-fraction must be in (0, 1], got 1.5"),
+        ({"warmup_updates": 0}, "--warmup-updates must be >= 1, got 0"),
+        ({"stop_time_hours": 0.0, "max_update": 0}, "give --stop-time-hours or --max-update"),
+        ({"lr": [1e-3, 2e-3]}, "takes one --lr, got [0.001, 0.002]"),
+    ],
+)
 def test_bad_settings_name_the_flag(kw, message):
     with pytest.raises(ValueError) as error:
         _schedule(_Clock(), **kw)
@@ -96,10 +107,29 @@ def test_fairseq_builds_it_from_its_flags():
     from fairseq import options
 
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        "--task", "dummy_lm", "--arch", "transformer_lm", "--optimizer", "adam", "--lr", "2e-3",
-        "--lr-scheduler", "inverse_sqrt_anneal", "--warmup-updates", "500", "--anneal-fraction", "0.3",
-        "--stop-time-hours", "0.6667", "--max-update", "6000"])
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            "--task",
+            "dummy_lm",
+            "--arch",
+            "transformer_lm",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "2e-3",
+            "--lr-scheduler",
+            "inverse_sqrt_anneal",
+            "--warmup-updates",
+            "500",
+            "--anneal-fraction",
+            "0.3",
+            "--stop-time-hours",
+            "0.6667",
+            "--max-update",
+            "6000",
+        ],
+    )
     schedule = build_lr_scheduler(args, _SGD())
     assert isinstance(schedule, InverseSqrtAnnealSchedule)
     assert schedule.budget_seconds == pytest.approx(2400.12)

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from echostream_fairseq.modules.ctc import (
-    CTC_BLANK, ctc_blank_frames, ctc_blank_run, ctc_collapse, ctc_emission_counts, ctc_greedy, ctc_labels,
+    CTC_BLANK,
+    ctc_blank_frames,
+    ctc_blank_run,
+    ctc_collapse,
+    ctc_emission_counts,
+    ctc_greedy,
+    ctc_labels,
 )
 from echostream_fairseq.modules.masks import causal_mask, streaming_mt_mask, waitk_text_mask
 
@@ -79,8 +85,9 @@ def test_streaming_mt_mask_respects_row_lengths():
 
 def test_streaming_mt_mask_rejects_bad_stride():
     with pytest.raises(ValueError, match="n1 >= 1"):
-        streaming_mt_mask(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), 2,
-                          torch.tensor([3]), n1=0)
+        streaming_mt_mask(
+            torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), 2, torch.tensor([3]), n1=0
+        )
 
 
 def test_waitk_text_mask_exact():

@@ -7,7 +7,12 @@ import torch.nn.functional as F
 
 from echostream_fairseq.common.cpu import cpu_capabilities
 from echostream_fairseq.modules.packed_linear import (
-    PackedLinear, linear_backend, linear_path, linear_paths, rows_class, set_linear_backend,
+    PackedLinear,
+    linear_backend,
+    linear_path,
+    linear_paths,
+    rows_class,
+    set_linear_backend,
 )
 
 
@@ -46,8 +51,7 @@ def test_matches_linear_fp32_and_bf16(backend, name):
         assert y.dtype == torch.bfloat16
         assert ((y.float() - ref).norm() / ref.norm()).item() < 0.01
     fp32_path, bf16_path = linear_path(torch.float32, 96, 64, 22), linear_path(torch.bfloat16, 96, 64, 22)
-    expected = {"onednn": ("packed", "packed" if cpu_capabilities().onednn_bf16 else "aten"),
-                "aten": ("aten", "aten")}
+    expected = {"onednn": ("packed", "packed" if cpu_capabilities().onednn_bf16 else "aten"), "aten": ("aten", "aten")}
     if name in expected:
         assert (fp32_path, bf16_path) == expected[name]
     else:  # auto keeps one of the paths this CPU offers
@@ -83,9 +87,22 @@ def test_validation_after_optimiser_steps_sees_the_new_weights():
     torch.manual_seed(0)
     model = torch.nn.Sequential(PackedLinear(16, 8))
     x = torch.randn(5, 16)
-    optimizer = FairseqAdam(type("Cfg", (), {"lr": [0.1], "adam_betas": "(0.9, 0.98)", "adam_eps": 1e-8,
-                                             "weight_decay": 0.0, "use_old_adam": False, "fp16_adam_stats": False,
-                                             "tpu": False})(), list(model.parameters()))
+    optimizer = FairseqAdam(
+        type(
+            "Cfg",
+            (),
+            {
+                "lr": [0.1],
+                "adam_betas": "(0.9, 0.98)",
+                "adam_eps": 1e-8,
+                "weight_decay": 0.0,
+                "use_old_adam": False,
+                "fp16_adam_stats": False,
+                "tpu": False,
+            },
+        )(),
+        list(model.parameters()),
+    )
     for _ in range(3):
         model.eval()
         with torch.no_grad():

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # a fairseq-style checkpoint: training config as omegaconf (and legacy Namespace args), plus weights
@@ -73,7 +72,8 @@ def test_user_dir_import():
         "utils.import_user_module(argparse.Namespace(user_dir=sys.argv[1]))\n"
         "import echostream_fairseq\nprint(echostream_fairseq.__version__)"
     )
-    out = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "echostream_fairseq")],
-                         capture_output=True, text=True, cwd="/")
+    out = subprocess.run(
+        [sys.executable, "-c", code, os.path.join(ROOT, "echostream_fairseq")], capture_output=True, text=True, cwd="/"
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("0.1.0")

@@ -13,7 +13,6 @@ from echostream_fairseq.modules.precision import Int8Linear, convert_precision, 
 from echostream_fairseq.streaming.api import EchoStream
 from echostream_fairseq.streaming.loading import load_translator
 
-
 # int8 needs fbgemm (AVX2); where it is missing, the refusal is tested instead (test_cpu.py)
 needs_int8 = pytest.mark.skipif(not cpu_capabilities().fbgemm, reason="no fbgemm int8 kernels on this CPU (no AVX2)")
 DTYPES_HERE = ("fp32", "bf16", "int8") if cpu_capabilities().fbgemm else ("fp32", "bf16")
@@ -60,8 +59,12 @@ def test_convert_precision_converts_every_weight_to_bf16_and_checks_its_argument
 @pytest.fixture(scope="module")
 def translators(writing, corpus):
     save, _ = writing
-    return {dtype: load_translator(str(save / "checkpoint_last.pt"), str(corpus), output="text", model_dtype=dtype, max_len=12)
-            for dtype in DTYPES_HERE}
+    return {
+        dtype: load_translator(
+            str(save / "checkpoint_last.pt"), str(corpus), output="text", model_dtype=dtype, max_len=12
+        )
+        for dtype in DTYPES_HERE
+    }
 
 
 def test_the_model_under_each_precision_stays_close_to_fp32(translators, corpus):
@@ -72,7 +75,7 @@ def test_the_model_under_each_precision_stays_close_to_fp32(translators, corpus)
     lengths = torch.tensor([features.size(1)])
     with torch.inference_mode():
         ref = base.model.encoder(features, lengths)["encoder_out"][0]
-        for dtype, tol in (("bf16", 0.05), ("int8", 0.05))[:len(DTYPES_HERE) - 1]:
+        for dtype, tol in (("bf16", 0.05), ("int8", 0.05))[: len(DTYPES_HERE) - 1]:
             model = translators[dtype].model
             out = model.encoder(features.to(torch_dtype(dtype)), lengths)["encoder_out"][0]
             assert out.dtype == torch_dtype(dtype)

@@ -10,9 +10,11 @@ from echostream_fairseq.data.manifest import read_tsv
 CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment\n"
 # CVSS follows CoVoST 2 splits: a clip's Common Voice transcript may sit in any Common Voice file
 CLIPS = {
-    "train": [("common_voice_fr_100.mp3", "Le chat dort.", "The cat sleeps."),
-              ("common_voice_fr_101.mp3", "Il pleut à Paris.", "It rains in Paris."),
-              ("common_voice_fr_102.mp3", "J'aime le café noir.", "I like black coffee.")],
+    "train": [
+        ("common_voice_fr_100.mp3", "Le chat dort.", "The cat sleeps."),
+        ("common_voice_fr_101.mp3", "Il pleut à Paris.", "It rains in Paris."),
+        ("common_voice_fr_102.mp3", "J'aime le café noir.", "I like black coffee."),
+    ],
     "dev": [("common_voice_fr_200.mp3", "Bonne nuit.", "Good night.")],
     "test": [("common_voice_fr_300.mp3", "Où est la gare ?", "Where is the station?")],
 }
@@ -46,8 +48,23 @@ def make_cvss_layout(root, ext=AUDIO_EXT):
 
 
 def run(cv, cvss, out, *extra):
-    main(["cvss", "--cv-root", str(cv), "--cvss-root", str(cvss), "--out", str(out), "--num-units", "4",
-          "--vocab-size", "60", "--no-progress", *extra])
+    main(
+        [
+            "cvss",
+            "--cv-root",
+            str(cv),
+            "--cvss-root",
+            str(cvss),
+            "--out",
+            str(out),
+            "--num-units",
+            "4",
+            "--vocab-size",
+            "60",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_cvss_layout(tmp_path):
@@ -77,7 +94,8 @@ def test_cvss_errors_name_file_and_line(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        f"error: {cvss / 'dev.tsv'}:2: clip 'common_voice_fr_999.mp3' has no transcript in the Common Voice files")
+        f"error: {cvss / 'dev.tsv'}:2: clip 'common_voice_fr_999.mp3' has no transcript in the Common Voice files"
+    )
     assert not (tmp_path / "out").exists()
 
     (cvss / "dev.tsv").write_text(f"common_voice_fr_200.{AUDIO_EXT}\tGood night.\n")

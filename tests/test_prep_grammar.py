@@ -12,10 +12,19 @@ from echostream_fairseq.data.morphology import Determiner, english_number, frenc
 
 @pytest.mark.parametrize(
     "n, fr, en",
-    [(2, "deux", "two"), (17, "dix-sept", "seventeen"), (21, "vingt et un", "twenty-one"), (45, "quarante-cinq", "forty-five"),
-     (70, "soixante-dix", "seventy"), (71, "soixante et onze", "seventy-one"), (77, "soixante-dix-sept", "seventy-seven"),
-     (80, "quatre-vingts", "eighty"), (81, "quatre-vingt-un", "eighty-one"), (91, "quatre-vingt-onze", "ninety-one"),
-     (99, "quatre-vingt-dix-neuf", "ninety-nine")],
+    [
+        (2, "deux", "two"),
+        (17, "dix-sept", "seventeen"),
+        (21, "vingt et un", "twenty-one"),
+        (45, "quarante-cinq", "forty-five"),
+        (70, "soixante-dix", "seventy"),
+        (71, "soixante et onze", "seventy-one"),
+        (77, "soixante-dix-sept", "seventy-seven"),
+        (80, "quatre-vingts", "eighty"),
+        (81, "quatre-vingt-un", "eighty-one"),
+        (91, "quatre-vingt-onze", "ninety-one"),
+        (99, "quatre-vingt-dix-neuf", "ninety-nine"),
+    ],
 )
 def test_numbers(n, fr, en):
     assert french_number(n) == fr and english_number(n) == en
@@ -61,8 +70,10 @@ def test_noun_adjective_reordering_is_present():
         fr, en = s.fr.lower(), s.en.lower()
         for noun in NOUNS:
             for adj in post:
-                if (f" {noun.fr} {adj.french(noun.gender, False)} " in f" {fr[:-1]} "
-                        and f" {adj.en} {noun.en} " in f" {en[:-1]} "):
+                if (
+                    f" {noun.fr} {adj.french(noun.gender, False)} " in f" {fr[:-1]} "
+                    and f" {adj.en} {noun.en} " in f" {en[:-1]} "
+                ):
                     found += 1
     assert found >= 10
 
@@ -101,10 +112,13 @@ def test_lexicon_has_a_few_hundred_words():
 def test_a_seed_gives_the_sentences_corpora_were_stamped_with():
     # prep stamps corpora with GRAMMAR_VERSION: if these sentences change, bump it so old corpora are rebuilt
     splits = sample_splits(0, {"train": 400, "dev": 50, "test": 50})
-    blob = json.dumps({k: [[s.fr, s.en, s.reorderings, s.template] for s in v] for k, v in splits.items()},
-                      ensure_ascii=False)
+    blob = json.dumps(
+        {k: [[s.fr, s.en, s.reorderings, s.template] for s in v] for k, v in splits.items()}, ensure_ascii=False
+    )
     assert GRAMMAR_VERSION == 1
-    assert hashlib.sha256(blob.encode()).hexdigest() == "344ad4b842bc59e997a9adf1f6f608ab8c460eaf9c4554b4acdebd4c4fa95e5c"
+    assert (
+        hashlib.sha256(blob.encode()).hexdigest() == "344ad4b842bc59e997a9adf1f6f608ab8c460eaf9c4554b4acdebd4c4fa95e5c"
+    )
     assert [(s.fr, s.en) for s in splits["test"][:2]] == [
         ("Leur musée ne sera pas froid.", "Their museum will not be cold."),
         ("Il y aura un loup célèbre dans mes lacs.", "There will be a famous wolf in my lakes."),

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from fairseq.data import Dictionary
 
 from echostream_fairseq.cli.prep import build_parser, main
 from echostream_fairseq.data.audio import fbank, read_audio
@@ -9,7 +10,6 @@ from echostream_fairseq.data.corpus import DEFAULT_HELD_OUT_VOICES, HELD_OUT_SPL
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset
 from echostream_fairseq.data.tts import SOURCE_VOICES
-from fairseq.data import Dictionary
 
 ARGS = ["--num-train", "20", "--num-dev", "3", "--num-test", "4", "--num-units", "12", "--seed", "3", "--no-progress"]
 
@@ -39,10 +39,13 @@ def test_without_held_out_voices_every_voice_trains():
     assert {u.src_voice.variant for u in corpus.splits["train"]} == set(SOURCE_VOICES)
 
 
-@pytest.mark.parametrize("voices, message", [
-    (["es-nope"], "--held-out-voices: unknown voice variant(s) ['es-nope']"),
-    (list(SOURCE_VOICES), "holds out every voice variant"),
-])
+@pytest.mark.parametrize(
+    "voices, message",
+    [
+        (["es-nope"], "--held-out-voices: unknown voice variant(s) ['es-nope']"),
+        (list(SOURCE_VOICES), "holds out every voice variant"),
+    ],
+)
 def test_bad_held_out_voices_are_named(voices, message):
     with pytest.raises(ManifestError) as info:
         synthetic_corpus(1, {"train": 4, "dev": 1, "test": 1}, held_out_voices=voices)
@@ -58,8 +61,9 @@ def test_cli_default_and_none(corpus, tmp_path, capsys):
     assert not {v for i, v in voices.items() if not i.startswith(HELD_OUT_SPLIT)} & set(DEFAULT_HELD_OUT_VOICES)
     for suffix in ("source", "target", "src_text"):
         assert (corpus / "simuleval" / f"{HELD_OUT_SPLIT}.{suffix}").is_file()
-    assert (corpus / "simuleval" / f"{HELD_OUT_SPLIT}.target").read_text() == \
-        (corpus / "simuleval" / "test.target").read_text()
+    assert (corpus / "simuleval" / f"{HELD_OUT_SPLIT}.target").read_text() == (
+        corpus / "simuleval" / "test.target"
+    ).read_text()
     main(["synthetic", "--out", str(tmp_path / "none"), *ARGS, "--held-out-voices"])
     assert not (tmp_path / "none" / f"{HELD_OUT_SPLIT}.tsv").exists()
     with pytest.raises(SystemExit) as info:
@@ -85,7 +89,9 @@ def test_dataset_reads_the_same_features_from_npy_and_wav(corpus, tmp_path):
         units.add_symbol(str(u))
     npy = SpeechToUnitDataset(corpus / "train.tsv", units, {})
     lines = (corpus / "train.tsv").read_text().splitlines()
-    wav_lines = [lines[0]] + ["\t".join([f[0], f"audio/src/{f[0]}.wav", *f[2:]]) for f in (x.split("\t") for x in lines[1:])]
+    wav_lines = [lines[0]] + [
+        "\t".join([f[0], f"audio/src/{f[0]}.wav", *f[2:]]) for f in (x.split("\t") for x in lines[1:])
+    ]
     (corpus / "train_wav.tsv").write_text("\n".join(wav_lines) + "\n")
     wav = SpeechToUnitDataset(corpus / "train_wav.tsv", units, {})
     for i in range(3):
@@ -111,7 +117,10 @@ def test_no_specaugment_leaves_it_out_of_the_training_transforms(corpus, tmp_pat
 
     from echostream_fairseq.tasks.configs import DataConfig
 
-    assert yaml.safe_load((corpus / "config.yaml").read_text())["transforms"]["_train"] == ["global_cmvn", "specaugment"]
+    assert yaml.safe_load((corpus / "config.yaml").read_text())["transforms"]["_train"] == [
+        "global_cmvn",
+        "specaugment",
+    ]
     out = tmp_path / "nospec"
     shutil.copytree(corpus, out)
     main(["synthetic", "--out", str(out), *ARGS, "--precompute-fbank", "--no-specaugment", "--force"])
@@ -126,11 +135,14 @@ def test_extra_voices_join_train_dev_and_test_but_not_the_held_out_split():
     from echostream_fairseq.data.tts import GENERATED_VOICES
 
     plain = synthetic_corpus(1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES)
-    extra = synthetic_corpus(1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES,
-                             extra_voices=8)
+    extra = synthetic_corpus(
+        1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES, extra_voices=8
+    )
     train_voices = {u.src_voice.variant for u in extra.splits["train"]}
     assert train_voices == (set(SOURCE_VOICES) - set(DEFAULT_HELD_OUT_VOICES)) | set(GENERATED_VOICES[:8])
-    assert not {u.src_voice.variant for s in ("train", "dev", "test") for u in extra.splits[s]} & set(DEFAULT_HELD_OUT_VOICES)
+    assert not {u.src_voice.variant for s in ("train", "dev", "test") for u in extra.splits[s]} & set(
+        DEFAULT_HELD_OUT_VOICES
+    )
     # the held-out split, voices and all, and every sentence are those of the corpus without extra voices
     assert extra.splits[HELD_OUT_SPLIT] == plain.splits[HELD_OUT_SPLIT]
     assert [u.src_text for u in extra.splits["train"]] == [u.src_text for u in plain.splits["train"]]
@@ -138,9 +150,15 @@ def test_extra_voices_join_train_dev_and_test_but_not_the_held_out_split():
     with pytest.raises(ManifestError, match="--extra-voices must be between 0 and 32, got 33"):
         synthetic_corpus(1, {"train": 4, "dev": 1, "test": 1}, extra_voices=33)
     assert build_parser().parse_args(["synthetic", "--out", "x", "--extra-voices", "5"]).extra_voices == 5
-    qualities = synthetic_corpus(1, {"train": 600, "dev": 20, "test": 30}, held_out_voices=DEFAULT_HELD_OUT_VOICES,
-                                 extra_voices=8, extra_voice_qualities=True)
-    assert {u.src_voice.variant for u in qualities.splits["train"]} == \
-        (set(SOURCE_VOICES) - set(DEFAULT_HELD_OUT_VOICES)) | {f"es-gq{i:02d}" for i in range(1, 9)}
+    qualities = synthetic_corpus(
+        1,
+        {"train": 600, "dev": 20, "test": 30},
+        held_out_voices=DEFAULT_HELD_OUT_VOICES,
+        extra_voices=8,
+        extra_voice_qualities=True,
+    )
+    assert {u.src_voice.variant for u in qualities.splits["train"]} == (
+        set(SOURCE_VOICES) - set(DEFAULT_HELD_OUT_VOICES)
+    ) | {f"es-gq{i:02d}" for i in range(1, 9)}
     assert qualities.splits[HELD_OUT_SPLIT] == plain.splits[HELD_OUT_SPLIT]
     assert qualities.fingerprint["extra_voices"] == [f"es-gq{i:02d}" for i in range(1, 9)]

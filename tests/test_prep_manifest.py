@@ -28,7 +28,10 @@ def test_reads_rows_with_line_numbers(tmp_path):
         ("id\tsrc_audio\ttgt_text\na\tx.wav\n", r"m.tsv:2: expected 3 tab-separated fields"),
         ("id\tsrc_audio\ttgt_text\na\tx.wav\thi\nb\ty.wav\t  \n", r"m.tsv:3: empty transcript in column 'tgt_text'"),
         ("id\tsrc_audio\ttgt_text\na\t\thi\n", r"m.tsv:2: empty field in column 'src_audio'"),
-        ("id\tsrc_audio\ttgt_text\na\tx.wav\thi\nb\ty.wav\tho\na\tz.wav\tha\n", r"m.tsv:4: duplicate id 'a' \(first on line 2\)"),
+        (
+            "id\tsrc_audio\ttgt_text\na\tx.wav\thi\nb\ty.wav\tho\na\tz.wav\tha\n",
+            r"m.tsv:4: duplicate id 'a' \(first on line 2\)",
+        ),
         ("id\tid\ttgt_text\n", r"m.tsv:1: duplicate column names \['id'\]"),
     ],
 )

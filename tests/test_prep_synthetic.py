@@ -18,7 +18,19 @@ from echostream_fairseq.data.lexicon import ADJECTIVES, NOUNS
 from echostream_fairseq.data.manifest import check_same_ids, read_tsv
 
 NUM_UNITS = 16
-ARGS = ["--num-train", "24", "--num-dev", "3", "--num-test", "3", "--num-units", str(NUM_UNITS), "--seed", "5", "--no-progress"]
+ARGS = [
+    "--num-train",
+    "24",
+    "--num-dev",
+    "3",
+    "--num-test",
+    "3",
+    "--num-units",
+    str(NUM_UNITS),
+    "--seed",
+    "5",
+    "--no-progress",
+]
 SPLITS = ("train", "dev", "test")
 
 
@@ -45,13 +57,28 @@ def corpus(tmp_path_factory):
 
 
 def test_layout(corpus):
-    for rel in ("config.yaml", "config_multitask.yaml", "gcmvn.npz", "stats.json", "units/kmeans.pt", "units/dict.txt",
-                "src_unigram/spm.model", "src_unigram/dict.txt", "tgt_unigram/spm.model", "tgt_unigram/dict.txt",
-                "audio/src_voices.tsv"):
+    for rel in (
+        "config.yaml",
+        "config_multitask.yaml",
+        "gcmvn.npz",
+        "stats.json",
+        "units/kmeans.pt",
+        "units/dict.txt",
+        "src_unigram/spm.model",
+        "src_unigram/dict.txt",
+        "tgt_unigram/spm.model",
+        "tgt_unigram/dict.txt",
+        "audio/src_voices.tsv",
+    ):
         assert (corpus / rel).is_file(), rel
     for split in SPLITS:
-        for rel in (f"{split}.tsv", f"text/{split}.tsv", f"src_unigram/{split}.tsv", f"tgt_unigram/{split}.tsv",
-                    f"units/{split}.tsv"):
+        for rel in (
+            f"{split}.tsv",
+            f"text/{split}.tsv",
+            f"src_unigram/{split}.tsv",
+            f"tgt_unigram/{split}.tsv",
+            f"units/{split}.tsv",
+        ):
             assert (corpus / rel).is_file(), rel
     for split in ("dev", "test"):
         for suffix in ("source", "target", "src_text"):
@@ -90,13 +117,28 @@ def test_configs(corpus):
     assert config["transforms"] == {"*": ["global_cmvn"], "_train": ["global_cmvn", "specaugment"]}
     assert config["specaugment"] == pipeline_module.SPECAUGMENT and config["specaugment"]["freq_mask_F"] == 27
     # every key is one that fairseq's SpecAugmentTransform reads
-    assert set(config["specaugment"]) <= {"time_warp_W", "freq_mask_N", "freq_mask_F", "time_mask_N", "time_mask_T",
-                                          "time_mask_p", "mask_value"}
+    assert set(config["specaugment"]) <= {
+        "time_warp_W",
+        "freq_mask_N",
+        "freq_mask_F",
+        "time_mask_N",
+        "time_mask_T",
+        "time_mask_p",
+        "mask_value",
+    }
     assert config["units"] == {
-        "kmeans": "units/kmeans.pt", "num_units": NUM_UNITS, "dict": "units/dict.txt", "deduplicated": True}
+        "kmeans": "units/kmeans.pt",
+        "num_units": NUM_UNITS,
+        "dict": "units/dict.txt",
+        "deduplicated": True,
+    }
     multitask = yaml.safe_load((corpus / "config_multitask.yaml").read_text())
     assert multitask["source_unigram"] == {
-        "decoder_type": "ctc", "dict": "src_unigram/dict.txt", "data": "src_unigram", "loss_weight": 4.0}
+        "decoder_type": "ctc",
+        "dict": "src_unigram/dict.txt",
+        "data": "src_unigram",
+        "loss_weight": 4.0,
+    }
     assert multitask["ctc_target_unigram"]["data"] == "tgt_unigram"
     assert multitask["target_unigram"]["decoder_type"] == "transformer"
     assert multitask["target_unigram"]["label_smoothing"] == 0.1 and multitask["target_unigram"]["loss_weight"] == 8.0
@@ -113,8 +155,8 @@ def test_gcmvn_is_train_fbank_statistics(corpus):
 
 
 def test_subwords_and_dictionaries(corpus):
-    from fairseq.data import Dictionary
     import sentencepiece as spm
+    from fairseq.data import Dictionary
 
     for side in ("src", "tgt"):
         lines = (corpus / f"{side}_unigram" / "dict.txt").read_text().splitlines()
@@ -158,9 +200,15 @@ def test_reordering_and_distinct_splits(corpus):
     for split in ("dev", "test"):
         assert not ({r["src_text"] for r in text[split]} | {r["tgt_text"] for r in text[split]}) & train
     post = [(n, a) for n in NOUNS for a in ADJECTIVES if not a.before_noun and a.kinds & n.kinds]
-    reordered = [r for s in SPLITS for r in text[s]
-                 if any(f"{n.fr} {a.french(n.gender, False)}" in r["src_text"] and f"{a.en} {n.en}" in r["tgt_text"]
-                        for n, a in post)]
+    reordered = [
+        r
+        for s in SPLITS
+        for r in text[s]
+        if any(
+            f"{n.fr} {a.french(n.gender, False)}" in r["src_text"] and f"{a.en} {n.en}" in r["tgt_text"]
+            for n, a in post
+        )
+    ]
     assert reordered, "no noun-adjective reordering in the corpus"
 
 
@@ -288,4 +336,6 @@ def test_moved_folder_only_refreshes_absolute_paths(corpus, tmp_path, capsys):
     shutil.copytree(corpus, moved)
     run(moved)
     assert "ran: simuleval;" in capsys.readouterr().out
-    assert (moved / "simuleval" / "dev.source").read_text().splitlines()[0] == str(moved / "audio" / "src" / "dev_00000.wav")
+    assert (moved / "simuleval" / "dev.source").read_text().splitlines()[0] == str(
+        moved / "audio" / "src" / "dev_00000.wav"
+    )

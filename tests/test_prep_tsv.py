@@ -16,7 +16,9 @@ def _speechlike(seconds: float, rate: int, seed: int, channels: int = 1) -> np.n
     rng = np.random.RandomState(seed)
     t = np.arange(int(seconds * rate)) / rate
     f0 = 150 + 100 * np.sin(2 * np.pi * 0.7 * t + seed)
-    x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / rate) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.randn(len(t))
+    x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / rate) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.randn(
+        len(t)
+    )
     x = x.astype(np.float32)
     return np.stack([x, 0.5 * x[::-1]], 1) if channels == 2 else x
 
@@ -26,13 +28,20 @@ def make_layout(root):
     audio = root / "audio"
     audio.mkdir(parents=True)
     files = {
-        "t1_src.flac": (_speechlike(1.0, 44100, 1, channels=2), 44100), "t1_tgt.wav": (_speechlike(1.2, 22050, 2), 22050),
-        "t2_src.wav": (_speechlike(0.9, 8000, 3), 8000), "t2_tgt.wav": (_speechlike(1.1, 24000, 4, channels=2), 24000),
-        "t3_src.ogg": (_speechlike(1.0, 16000, 5), 16000), "t3_tgt.wav": (_speechlike(0.8, 16000, 6), 16000),
-        "t4_src.wav": (_speechlike(0.7, 48000, 7), 48000), "t4_tgt.flac": (_speechlike(1.0, 16000, 8), 16000),
-        "d1_src.wav": (_speechlike(0.8, 16000, 9), 16000), "d1_tgt.wav": (_speechlike(0.9, 16000, 10), 16000),
-        "d2_src.wav": (_speechlike(0.6, 22050, 11), 22050), "d2_tgt.wav": (_speechlike(0.7, 16000, 12), 16000),
-        "e1_src.wav": (_speechlike(0.8, 16000, 13), 16000), "e1_tgt.wav": (_speechlike(0.8, 16000, 14), 16000),
+        "t1_src.flac": (_speechlike(1.0, 44100, 1, channels=2), 44100),
+        "t1_tgt.wav": (_speechlike(1.2, 22050, 2), 22050),
+        "t2_src.wav": (_speechlike(0.9, 8000, 3), 8000),
+        "t2_tgt.wav": (_speechlike(1.1, 24000, 4, channels=2), 24000),
+        "t3_src.ogg": (_speechlike(1.0, 16000, 5), 16000),
+        "t3_tgt.wav": (_speechlike(0.8, 16000, 6), 16000),
+        "t4_src.wav": (_speechlike(0.7, 48000, 7), 48000),
+        "t4_tgt.flac": (_speechlike(1.0, 16000, 8), 16000),
+        "d1_src.wav": (_speechlike(0.8, 16000, 9), 16000),
+        "d1_tgt.wav": (_speechlike(0.9, 16000, 10), 16000),
+        "d2_src.wav": (_speechlike(0.6, 22050, 11), 22050),
+        "d2_tgt.wav": (_speechlike(0.7, 16000, 12), 16000),
+        "e1_src.wav": (_speechlike(0.8, 16000, 13), 16000),
+        "e1_tgt.wav": (_speechlike(0.8, 16000, 14), 16000),
     }
     if "MP3" in sf.available_formats():
         files["t4_src.mp3"] = files.pop("t4_src.wav")
@@ -47,7 +56,8 @@ def make_layout(root):
         + f"t4\taudio/{t4}\tIl court vite.\tHe runs fast.\t{audio / 't4_tgt.flac'}\n"
     )
     (root / "dev.tsv").write_text(
-        HEADER + "d1\taudio/d1_src.wav\tLe chien blanc.\tThe white dog.\taudio/d1_tgt.wav\n"
+        HEADER
+        + "d1\taudio/d1_src.wav\tLe chien blanc.\tThe white dog.\taudio/d1_tgt.wav\n"
         + "d2\taudio/d2_src.wav\tDeux ânes.\tTwo donkeys.\taudio/d2_tgt.wav\n"
     )
     (root / "test.tsv").write_text(HEADER + "e1\taudio/e1_src.wav\tBonjour.\tHello.\taudio/e1_tgt.wav\n")
@@ -55,8 +65,27 @@ def make_layout(root):
 
 
 def run(root, out, *extra):
-    main(["tsv", "--train", str(root / "train.tsv"), "--dev", str(root / "dev.tsv"), "--test", str(root / "test.tsv"),
-          "--out", str(out), "--num-units", "4", "--vocab-size", "40", "--jobs", "2", "--no-progress", *extra])
+    main(
+        [
+            "tsv",
+            "--train",
+            str(root / "train.tsv"),
+            "--dev",
+            str(root / "dev.tsv"),
+            "--test",
+            str(root / "test.tsv"),
+            "--out",
+            str(out),
+            "--num-units",
+            "4",
+            "--vocab-size",
+            "40",
+            "--jobs",
+            "2",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_tsv_mode_converts_any_audio(tmp_path):
@@ -138,8 +167,20 @@ def _case(root, case):
     return train, expected[0], expected[1]
 
 
-CASES = ["missing_audio", "unreadable_audio", "empty_audio", "nan_audio", "too_short_audio", "empty_transcript",
-         "punctuation_transcript", "duplicate_id", "bad_id", "field_count", "missing_column", "duplicate_across_splits"]
+CASES = [
+    "missing_audio",
+    "unreadable_audio",
+    "empty_audio",
+    "nan_audio",
+    "too_short_audio",
+    "empty_transcript",
+    "punctuation_transcript",
+    "duplicate_id",
+    "bad_id",
+    "field_count",
+    "missing_column",
+    "duplicate_across_splits",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

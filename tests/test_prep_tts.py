@@ -6,7 +6,15 @@ import torch
 import torchaudio
 
 from echostream_fairseq.data.tts import (
-    ESPEAK_SAMPLE_RATE, GENERATED_VOICES, QUALITY_VOICES, SOURCE_VOICES, TARGET_VOICE, VARIANTS, TtsError, Voice, generated_variant,
+    ESPEAK_SAMPLE_RATE,
+    GENERATED_VOICES,
+    QUALITY_VOICES,
+    SOURCE_VOICES,
+    TARGET_VOICE,
+    VARIANTS,
+    TtsError,
+    Voice,
+    generated_variant,
     get_synthesizer,
 )
 
@@ -38,7 +46,7 @@ def test_voices_sound_different(synth):
         spectra[v] = torch.log(mel(torch.from_numpy(samples.astype(np.float32) / 32768)) + 1e-5).mean(1)
     names = list(spectra)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             # mean log-mel spectrum differs by at least 0.1 nats per band on average
             assert (spectra[a] - spectra[b]).abs().mean() > 0.1, (a, b)
 
@@ -93,6 +101,9 @@ def test_quality_voices_add_consonants_breath_and_echo():
     breathy, echoing = sum("breath" in k for k in keys), sum("echo" in k for k in keys)
     assert 8 <= breathy <= 24 and 4 <= echoing <= 20  # drawn with p = 0.5 and 0.3
     assert all(("breath" in k) == ("breathw" in k) for k in keys)
-    assert not set(QUALITY_VOICES) & set(SOURCE_VOICES) and len(set(map(tuple, map(generated_variant, QUALITY_VOICES)))) == 32
+    assert (
+        not set(QUALITY_VOICES) & set(SOURCE_VOICES)
+        and len(set(map(tuple, map(generated_variant, QUALITY_VOICES)))) == 32
+    )
     # each family is its own set of speakers, not the other's with qualities added
     assert all(generated_variant(q)[3] != generated_variant(g)[3] for q, g in zip(QUALITY_VOICES, GENERATED_VOICES))

@@ -8,7 +8,13 @@ import torch
 
 from echostream_fairseq.data.kmeans import fit_kmeans, nearest_centroid
 from echostream_fairseq.data.units import (
-    HubertUnitFeatures, LogMelUnitFeatures, UnitError, deduplicate, frame_units, load_kmeans_centroids, load_unit_model,
+    HubertUnitFeatures,
+    LogMelUnitFeatures,
+    UnitError,
+    deduplicate,
+    frame_units,
+    load_kmeans_centroids,
+    load_unit_model,
     unit_model_dict,
 )
 
@@ -92,7 +98,9 @@ def test_load_sklearn_kmeans(tmp_path):
     points = np.random.RandomState(0).randn(100, 8)
     km = sklearn_cluster.KMeans(n_clusters=3, n_init=1, random_state=0).fit(points)
     joblib.dump(km, tmp_path / "km.bin")
-    assert torch.allclose(load_kmeans_centroids(str(tmp_path / "km.bin")), torch.tensor(km.cluster_centers_, dtype=torch.float32))
+    assert torch.allclose(
+        load_kmeans_centroids(str(tmp_path / "km.bin")), torch.tensor(km.cluster_centers_, dtype=torch.float32)
+    )
 
 
 def make_tiny_hubert(folder: str, keep_dictionary: bool = False) -> str:
@@ -107,8 +115,14 @@ def make_tiny_hubert(folder: str, keep_dictionary: bool = False) -> str:
         f.writelines(f"{i} 1\n" for i in range(12))
     task_cfg = HubertPretrainingConfig(data=label_dir, labels=["km"], label_rate=50.0, sample_rate=16000)
     model_cfg = HubertConfig(
-        label_rate=50.0, conv_feature_layers="[(32,10,5)] + [(32,3,2)]*4 + [(32,2,2)]*2", encoder_layers=2,
-        encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2, final_dim=16, conv_pos=16,
+        label_rate=50.0,
+        conv_feature_layers="[(32,10,5)] + [(32,3,2)]*4 + [(32,2,2)]*2",
+        encoder_layers=2,
+        encoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        encoder_attention_heads=2,
+        final_dim=16,
+        conv_pos=16,
         conv_pos_groups=4,
     )
     torch.manual_seed(0)
@@ -116,11 +130,18 @@ def make_tiny_hubert(folder: str, keep_dictionary: bool = False) -> str:
     cfg = OmegaConf.create({"model": OmegaConf.structured(model_cfg), "task": OmegaConf.structured(task_cfg)})
     cfg.model._name, cfg.task._name = "hubert", "hubert_pretraining"
     path = os.path.join(folder, "hubert_tiny.pt")
-    torch.save({  # the layout fairseq's save_checkpoint writes
-        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "args": None, "model": model.state_dict(),
-        "optimizer_history": [{"criterion_name": "hubert", "optimizer_name": "adam", "lr_scheduler_state": {}, "num_updates": 0}],
-        "extra_state": {"train_iterator": None},
-    }, path)
+    torch.save(
+        {  # the layout fairseq's save_checkpoint writes
+            "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+            "args": None,
+            "model": model.state_dict(),
+            "optimizer_history": [
+                {"criterion_name": "hubert", "optimizer_name": "adam", "lr_scheduler_state": {}, "num_updates": 0}
+            ],
+            "extra_state": {"train_iterator": None},
+        },
+        path,
+    )
     if not keep_dictionary:  # as on a user's machine: the training folder is elsewhere
         os.remove(os.path.join(label_dir, "dict.km.txt"))
     return path
@@ -164,8 +185,24 @@ def test_prep_with_hubert_units(tmp_path, capsys):
     centroids = np.random.RandomState(1).randn(7, 32).astype(np.float32)
     np.save(tmp_path / "km.npy", centroids)
     out = tmp_path / "out"
-    args = ["synthetic", "--out", str(out), "--num-train", "6", "--num-dev", "2", "--num-test", "2", "--no-progress",
-            "--unit-extractor", "hubert", "--hubert-checkpoint", checkpoint, "--hubert-layer", "2"]
+    args = [
+        "synthetic",
+        "--out",
+        str(out),
+        "--num-train",
+        "6",
+        "--num-dev",
+        "2",
+        "--num-test",
+        "2",
+        "--no-progress",
+        "--unit-extractor",
+        "hubert",
+        "--hubert-checkpoint",
+        checkpoint,
+        "--hubert-layer",
+        "2",
+    ]
     main(args + ["--kmeans-model", str(tmp_path / "km.npy")])
     model = torch.load(out / "units" / "kmeans.pt", weights_only=True)
     assert model["extractor"] == "hubert" and model["num_units"] == 7
@@ -183,7 +220,12 @@ def test_prep_with_hubert_units(tmp_path, capsys):
     assert info.value.code == 2
     assert "km16.npy: centroids have 16 dimensions but HuBERT layer 2 gives 32" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(args[:2] + [str(tmp_path / "out3")] + args[3:] + ["--kmeans-model", str(tmp_path / "km.npy"), "--num-units", "9"])
+        main(
+            args[:2]
+            + [str(tmp_path / "out3")]
+            + args[3:]
+            + ["--kmeans-model", str(tmp_path / "km.npy"), "--num-units", "9"]
+        )
     assert "--num-units 9 but" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args[:2] + [str(tmp_path / "out4")] + args[3:])

@@ -4,13 +4,19 @@ import re
 import subprocess
 
 from cli_runs import BIN, REPO, run_cli
-from echostream_fairseq.cli.prep import build_parser
 from toy_corpus import write_toy_corpus
+
+from echostream_fairseq.cli.prep import build_parser
 
 
 def _recipe(name):
-    out = subprocess.run(["bash", "-c", f'source examples/synthetic_tiny/recipe.sh; printf "%s\\n" "${{{name}[@]}}"'],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", "-c", f'source examples/synthetic_tiny/recipe.sh; printf "%s\\n" "${{{name}[@]}}"'],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.splitlines()
 
 
@@ -37,13 +43,32 @@ def test_fairseq_trains_with_the_recipe_flags(tmp_path):
     corpus = write_toy_corpus(tmp_path / "corpus")
     flags = _recipe("RECIPE_TRAIN")
     assert "--loss-schedule" in flags and "--ctc-upsample-rate" in flags
-    proc = run_cli([BIN / "fairseq-train", corpus, "--user-dir", REPO / "echostream_fairseq",
-                    "--arch", *_recipe("RECIPE_ARCH"), *flags, "--max-update", "3",
-                    "--save-dir", tmp_path / "save", "--log-format", "simple", "--log-interval", "1"])
+    proc = run_cli(
+        [
+            BIN / "fairseq-train",
+            corpus,
+            "--user-dir",
+            REPO / "echostream_fairseq",
+            "--arch",
+            *_recipe("RECIPE_ARCH"),
+            *flags,
+            "--max-update",
+            "3",
+            "--save-dir",
+            tmp_path / "save",
+            "--log-format",
+            "simple",
+            "--log-interval",
+            "1",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "save" / "checkpoint_last.pt").is_file()
     log = proc.stdout + proc.stderr
-    assert "loss_schedule=['mt:200:200', 'unit_ctc:400:200']" in log or "'loss_schedule': ['mt:200:200', 'unit_ctc:400:200']" in log
+    assert (
+        "loss_schedule=['mt:200:200', 'unit_ctc:400:200']" in log
+        or "'loss_schedule': ['mt:200:200', 'unit_ctc:400:200']" in log
+    )
     # the rate anneals to zero at the budget's end (here the 3 updates)
     assert "'_name': 'inverse_sqrt_anneal'" in log and "'anneal_fraction': 0.3" in log
     rates = [float(r) for r in re.findall(r"train_inner \| .*? lr=([0-9.e-]+)", log)]
@@ -57,8 +82,9 @@ def test_longform_finetune_flags_parse():
 
     flags = _recipe("RECIPE_LONGFORM")
     assert "--asr-sentence-ends" in flags and int(_recipe("RECIPE_LONGFORM_UPDATES")[0]) > 0
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        "data", "--arch", "echostream_emformer_tiny", *flags, "--restore-file", "x.pt"])
+    args = options.parse_args_and_arch(
+        options.get_training_parser(), ["data", "--arch", "echostream_emformer_tiny", *flags, "--restore-file", "x.pt"]
+    )
     assert args.asr_sentence_ends and args.train_subset == "train_concat_mix" and args.reset_optimizer
     assert build_parser().parse_args(["concat", "--corpus", "x", *_recipe("RECIPE_LONGFORM_CONCAT")]).count == 4000
 
@@ -71,7 +97,12 @@ def _demo_training_flags(tmp_path, *args):
     (bin_dir / "fairseq-train").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/train_args\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "BIN": str(bin_dir), "DATA": str(tmp_path / "corpus"), "WORK": str(tmp_path / "work")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BIN": str(bin_dir),
+        "DATA": str(tmp_path / "corpus"),
+        "WORK": str(tmp_path / "work"),
+    }
     proc = subprocess.run(["bash", "examples/demo.sh", *args], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "training failed" in proc.stdout, proc.stdout + proc.stderr
     return (tmp_path / "train_args").read_text().split()
@@ -101,7 +132,9 @@ def _run_demo_with_stand_ins(tmp_path, scripts, **env_extra):
         "echostream-prep": "exit 0",
         "fairseq-train": f"mkdir -p {save} && touch {save}/checkpoint_last.pt",
         "fairseq-generate": "exit 0",
-        "echostream-score": 'for a; do [ "$prev" = --json ] && mkdir -p "$(dirname "$a")" && echo "{}" > "$a"; prev=$a; done',
+        "echostream-score": (
+            'for a; do [ "$prev" = --json ] && mkdir -p "$(dirname "$a")" && echo "{}" > "$a"; prev=$a; done'
+        ),
         **scripts,
     }
     for name, body in scripts.items():
@@ -110,15 +143,21 @@ def _run_demo_with_stand_ins(tmp_path, scripts, **env_extra):
     for table in ("text/train.tsv", "text/test.tsv", "units/test.tsv"):  # what the later steps cut columns from
         (tmp_path / "corpus" / table).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "corpus" / table).write_text("id\tcolumn\tcolumn\nx\t1 2\tsome words\n")
-    env = {"PATH": "/usr/bin:/bin", "BIN": str(bin_dir), "DATA": str(tmp_path / "corpus"),
-           "WORK": str(tmp_path / "work"), **env_extra}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BIN": str(bin_dir),
+        "DATA": str(tmp_path / "corpus"),
+        "WORK": str(tmp_path / "work"),
+        **env_extra,
+    }
     return subprocess.run(["bash", "examples/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True)
 
 
 def _demo_vocoder_flags(tmp_path, **env_extra):
     """The echostream-train-vocoder flags examples/demo.sh passes; returns (exit code, output, flags)."""
     proc = _run_demo_with_stand_ins(
-        tmp_path, {"echostream-train-vocoder": f'echo "$@" > {tmp_path}/vocoder_args; exit 1'}, **env_extra)
+        tmp_path, {"echostream-train-vocoder": f'echo "$@" > {tmp_path}/vocoder_args; exit 1'}, **env_extra
+    )
     args = tmp_path / "vocoder_args"
     return proc.returncode, proc.stdout + proc.stderr, args.read_text().split() if args.is_file() else []
 
@@ -147,7 +186,10 @@ def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
     scripts = {
         "echostream-vocode": f"echo vocode >> {log}",
         "echostream-asr-bleu": json_out,
-        "simuleval": f'for a; do [ "$prev" = --output ] && mkdir -p "$a" && touch "$a/scores.tsv"; prev=$a; done; echo simul >> {log}',
+        "simuleval": (
+            f'for a; do [ "$prev" = --output ] && mkdir -p "$a" && touch "$a/scores.tsv"; prev=$a; done; '
+            f"echo simul >> {log}"
+        ),
         "echostream-simul-report": "exit 1",  # the report needs real runs: stop there
     }
 

@@ -17,12 +17,17 @@ def _write(tmp_path):
     (data / "text").mkdir(parents=True)
     res.mkdir()
     (data / "text" / "test.tsv").write_text(
-        "id\tsrc_text\ttgt_text\nu1\tLe chat noir.\tThe black cat eats fish.\nu2\tUn chien\ta dog runs in the park\n", encoding="utf-8")
+        "id\tsrc_text\ttgt_text\nu1\tLe chat noir.\tThe black cat eats fish.\nu2\tUn chien\ta dog runs in the park\n",
+        encoding="utf-8",
+    )
     (res / "generate-test.txt").write_text(
-        "T-0\t1 2 3 4\nH-0\t-1.0\t1 2 3 4\nT-1\t5 6\nH-1\t-2.0\t5 7 8\n", encoding="utf-8")
+        "T-0\t1 2 3 4\nH-0\t-1.0\t1 2 3 4\nT-1\t5 6\nH-1\t-2.0\t5 7 8\n", encoding="utf-8"
+    )
     (res / "generate-test.text.txt").write_text(
         "ID-0\tu1\nASR-0\tle chat noir\nST-0\tthe black cat\nMT-0\t-0.5\tthe black cat eats fish\n"
-        "ID-1\tu2\nASR-1\tun chat\nST-1\ta\nMT-1\t-0.7\ta dog runs in the park\n", encoding="utf-8")
+        "ID-1\tu2\nASR-1\tun chat\nST-1\ta\nMT-1\t-0.7\ta dog runs in the park\n",
+        encoding="utf-8",
+    )
     return res, data
 
 
@@ -51,6 +56,14 @@ def test_pieces_to_words_joins_pieces_and_drops_every_special():
     d = Dictionary()
     for piece in ["\u2581le", "\u2581ch", "at", "\u2581noir"]:
         d.add_symbol(piece)
-    ids = [d.bos(), d.index("\u2581le"), d.index("\u2581ch"), d.index("at"), d.unk(), d.index("\u2581noir"),
-           d.eos(), d.pad()]
+    ids = [
+        d.bos(),
+        d.index("\u2581le"),
+        d.index("\u2581ch"),
+        d.index("at"),
+        d.unk(),
+        d.index("\u2581noir"),
+        d.eos(),
+        d.pad(),
+    ]
     assert pieces_to_words(d, ids) == ["le", "chat", "noir"]

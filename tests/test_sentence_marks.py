@@ -8,14 +8,14 @@ import pytest
 import torch
 from fairseq import options, tasks
 from fairseq.data import Dictionary
+from test_longform import _logits, _ScriptedASR, _translator, loaded  # noqa: F401  (the fixture)
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.speech_to_unit_dataset import SENTENCE_MARK, _encode
-from echostream_fairseq.modules.masks import counts_from
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy_marks
-from test_longform import _ScriptedASR, _logits, _translator, loaded  # noqa: F401  (the fixture)
+from echostream_fairseq.modules.masks import counts_from
 
 
 def _dictionary():
@@ -58,9 +58,23 @@ def marked(corpus, tmp_path_factory):
     shutil.copytree(corpus, root)
     assert build_concat_split(ConcatOptions(str(root), count=4, seed=2), progress=False) == 4
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(root), "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny",
-        "--criterion", "echostream_multitask", "--max-tokens", "4000", "--dropout", "0", "--asr-sentence-ends"])
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            str(root),
+            "--task",
+            "echostream_speech_to_speech",
+            "--arch",
+            "echostream_emformer_tiny",
+            "--criterion",
+            "echostream_multitask",
+            "--max-tokens",
+            "4000",
+            "--dropout",
+            "0",
+            "--asr-sentence-ends",
+        ],
+    )
     task = tasks.setup_task(args)
     task.load_dataset("train_concat_mix")
     return root, args, task
@@ -111,8 +125,11 @@ def test_a_bad_last_sentence_frame_is_named(marked, tmp_path):
     row[-1] = row[2]  # the source's length: past its last frame
     bad = tmp_path / "bad.tsv"
     bad.write_text(head + "\n" + "\t".join(row) + "\n")
-    with pytest.raises(ManifestError, match=rf"bad.tsv:2: last_sentence_frame must be a frame of the source "
-                                            rf"\(0 <= frame < {row[2]}\), got '{row[2]}'"):
+    with pytest.raises(
+        ManifestError,
+        match=rf"bad.tsv:2: last_sentence_frame must be a frame of the source "
+        rf"\(0 <= frame < {row[2]}\), got '{row[2]}'",
+    ):
         SpeechToUnitDataset(bad, task.target_dictionary, {})
 
 
@@ -135,13 +152,15 @@ def test_the_mt_decoder_attends_only_to_the_last_sentence(marked):
             if disturb:  # change the encoder states before the last sentence
                 enc = out["encoder_out"][0].clone()
                 frames = int(start_fbank * int(out["src_lengths"][0][1]) // int(net_input["src_lengths"][1]))
-                enc[: frames, 1] += 5.0
+                enc[:frames, 1] += 5.0
                 out = {**out, "encoder_out": [enc]}
             return out
 
         handle = model.encoder.register_forward_hook(hook)
         try:
-            kwargs = dict(net_input) if with_start else {k: v for k, v in net_input.items() if k != "last_sentence_frame"}
+            kwargs = (
+                dict(net_input) if with_start else {k: v for k, v in net_input.items() if k != "last_sentence_frame"}
+            )
             with torch.no_grad():
                 return model(**kwargs)["mt_logits"]
         finally:
@@ -160,8 +179,15 @@ def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded)
     # 8 frames per chunk: 4 subwords; the mark at frame 12 (chunk 1), 3 frames after it, two of
     # them the next sentence's first subwords; a stray mark after 2 subwords (chunk 3) is not
     # enough for a sentence; a mark after 4 (chunk 4) is
-    script = [7, 0, 8, 0, 7, 0, 9, 0] + [0, 0, 0, 0, eos, 0, 10, 11] + [0] * 8 + [eos] + [0] * 7 + \
-        [12, 0, 13, 0, eos, 0, 0, 0] + [0] * 8
+    script = (
+        [7, 0, 8, 0, 7, 0, 9, 0]
+        + [0, 0, 0, 0, eos, 0, 10, 11]
+        + [0] * 8
+        + [eos]
+        + [0] * 7
+        + [12, 0, 13, 0, eos, 0, 0, 0]
+        + [0] * 8
+    )
     original = model.asr_ctc
     model.asr_ctc = _ScriptedASR(script, vocab)
     try:
@@ -169,7 +195,7 @@ def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded)
         wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 3).astype(np.float32)
         ends, tokens = [], []
         for k in range(6):
-            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+            out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
             ends.append(out.sentence_end)
             tokens.append(state.asr_tokens)
             if k == 1:
@@ -207,7 +233,7 @@ def _two_chunks_with_a_mark(tr, model):
         wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 2).astype(np.float32)
         outs = []
         for k in range(2):
-            out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+            out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
             outs.append(out)
     finally:
         model.asr_ctc = original
@@ -235,11 +261,19 @@ def test_reencode_speaks_the_ended_sentence_before_its_units_start_afresh(loaded
     model, task = loaded
     d = task.multitask_dictionaries
     vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
-    config = TranslatorConfig(max_len=8, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True,
-                              force_writing=True)
-    tr = SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config,
-                                vocoder=vocoder)
+    config = TranslatorConfig(
+        max_len=8, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True, force_writing=True
+    )
+    tr = SimultaneousTranslator(
+        model,
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        config,
+        vocoder=vocoder,
+    )
     outs, state = _two_chunks_with_a_mark(tr, model)
     assert [o.sentence_end for o in outs] == [False, True] and state.all_units == ()
     assert outs[1].units and outs[1].audio.numel() > 0 and bool(torch.isfinite(outs[1].audio).all())

@@ -18,8 +18,13 @@ from echostream_fairseq.streaming.api import EchoStream
 @pytest.fixture(scope="module")
 def speech_system(writing, corpus):
     save, _ = writing
-    return EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(corpus / "units" / "kmeans.pt"),
-                           vocoder_type="griffin_lim", max_len=12)
+    return EchoStream.load(
+        str(save / "checkpoint_last.pt"),
+        str(corpus),
+        vocoder=str(corpus / "units" / "kmeans.pt"),
+        vocoder_type="griffin_lim",
+        max_len=12,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +74,11 @@ def _alone_text(system, wave):
 
 
 def _got_text(result):
-    return [(m["type"], m.get("text", "")) for m in result["messages"]
-            if m["type"] in ("source_text", "target_text", "sentence_end")]
+    return [
+        (m["type"], m.get("text", ""))
+        for m in result["messages"]
+        if m["type"] in ("source_text", "target_text", "sentence_end")
+    ]
 
 
 async def _raw(url, first, *more, receive=True):
@@ -119,8 +127,9 @@ def test_a_stream_through_the_server_equals_the_api_and_brings_speech(speech_sys
     alone = speech_system.open()
     events = alone.feed(wave) + alone.finish()
     alone.close()
-    np.testing.assert_allclose(result["speech"], np.concatenate([e.audio for e in events if e.audio is not None]),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        result["speech"], np.concatenate([e.audio for e in events if e.audio is not None]), atol=1e-4
+    )
     assert any(m["type"] == "progress" and m["compute_ms"] > 0 for m in result["messages"])
 
 
@@ -135,12 +144,13 @@ def test_32_clients_for_a_minute_are_all_answered_and_independent(text_system, c
             pieces += [waves[j % 4], gap]
             n += waves[j % 4].size + gap.size
             j += 1 + k % 3
-        streams.append(np.concatenate(pieces)[:60 * 16000])
+        streams.append(np.concatenate(pieces)[: 60 * 16000])
 
     async def scenario():
         async with Server(text_system, max_streams=32) as server:
-            results = await asyncio.gather(*[stream_file(server.url, s, 16000, speed=1.0, piece_ms=100)
-                                             for s in streams])
+            results = await asyncio.gather(
+                *[stream_file(server.url, s, 16000, speed=1.0, piece_ms=100) for s in streams]
+            )
             return results, server.pool.ticks, len(server.pool.connections)
 
     results, ticks, left_open = asyncio.run(scenario())
@@ -174,17 +184,26 @@ def test_a_client_leaving_mid_sentence_frees_its_state_and_others_go_on(text_sys
     assert _got_text(done) == _alone_text(text_system, waves[1])
 
 
-@pytest.mark.parametrize("messages, code, close_code, says", [
-    (["not json"], "bad_message", 1008, "text messages must be JSON objects"),
-    ([b"\x00\x00\x00\x00"], "bad_message", 1008, 'the first message must be the JSON {"type": "start"'),
-    ([{"type": "start", "sample_rate": "16000"}], "bad_message", 1008, '"sample_rate" must be an integer'),
-    ([{"type": "start", "sample_rate": 16000, "chunk_ms": 999}], "bad_message", 1008, '"chunk_ms" must be one of [320]'),
-    ([START, {"type": "pause"}], "bad_message", 1008, "after start, text messages must be"),
-    ([START, b"\x00\x00\x00"], "bad_audio", 1008, "whole f32le frames of 1 channel(s) (4 bytes each); got 3 bytes"),
-    ([START, b"\x00" * 5000], "too_large", 1009, "a message of 5000 bytes is over the limit of 4096"),
-])
-def test_bad_messages_get_an_error_and_a_close_and_the_server_goes_on(text_system, corpus, messages, code,
-                                                                      close_code, says):
+@pytest.mark.parametrize(
+    "messages, code, close_code, says",
+    [
+        (["not json"], "bad_message", 1008, "text messages must be JSON objects"),
+        ([b"\x00\x00\x00\x00"], "bad_message", 1008, 'the first message must be the JSON {"type": "start"'),
+        ([{"type": "start", "sample_rate": "16000"}], "bad_message", 1008, '"sample_rate" must be an integer'),
+        (
+            [{"type": "start", "sample_rate": 16000, "chunk_ms": 999}],
+            "bad_message",
+            1008,
+            '"chunk_ms" must be one of [320]',
+        ),
+        ([START, {"type": "pause"}], "bad_message", 1008, "after start, text messages must be"),
+        ([START, b"\x00\x00\x00"], "bad_audio", 1008, "whole f32le frames of 1 channel(s) (4 bytes each); got 3 bytes"),
+        ([START, b"\x00" * 5000], "too_large", 1009, "a message of 5000 bytes is over the limit of 4096"),
+    ],
+)
+def test_bad_messages_get_an_error_and_a_close_and_the_server_goes_on(
+    text_system, corpus, messages, code, close_code, says
+):
     wave = _waves(corpus, 1)[0]
 
     async def scenario():
@@ -221,10 +240,12 @@ def test_limits_rate_duration_streams_and_token(text_system, corpus):
         return out
 
     out = asyncio.run(scenario())
-    checks = {"rate": ("rate_mismatch", 1008, "faster than real time at the declared 16000 Hz"),
-              "long": ("too_long", 1008, "over its limit of 1 s (--max-stream-seconds)"),
-              "busy": ("busy", 1013, "its limit of 2 streams (--max-streams)"),
-              "no_token": ("unauthorized", 1008, "this server needs its token")}
+    checks = {
+        "rate": ("rate_mismatch", 1008, "faster than real time at the declared 16000 Hz"),
+        "long": ("too_long", 1008, "over its limit of 1 s (--max-stream-seconds)"),
+        "busy": ("busy", 1013, "its limit of 2 streams (--max-streams)"),
+        "no_token": ("unauthorized", 1008, "this server needs its token"),
+    }
     for name, (code, close_code, says) in checks.items():
         error = out[name]["error"]
         assert error is not None and error["code"] == code and says in error["message"], (name, error)

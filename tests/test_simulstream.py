@@ -11,9 +11,15 @@ pytest.importorskip("simulstream", reason="simulstream is not installed (the sim
 
 def _config(writing, corpus, **extra):
     save, _ = writing
-    return SimpleNamespace(type="echostream_fairseq.agents.simulstream_processor.EchoStreamSpeechProcessor",
-                           model_path=str(save / "checkpoint_last.pt"), data_bin=str(corpus),
-                           speech_chunk_size=0.32, output="text", max_len=12, **extra)
+    return SimpleNamespace(
+        type="echostream_fairseq.agents.simulstream_processor.EchoStreamSpeechProcessor",
+        model_path=str(save / "checkpoint_last.pt"),
+        data_bin=str(corpus),
+        speech_chunk_size=0.32,
+        output="text",
+        max_len=12,
+        **extra,
+    )
 
 
 def test_simulstream_runs_the_processor_and_gets_our_words(writing, corpus, tmp_path):
@@ -42,7 +48,7 @@ def test_simulstream_runs_the_processor_and_gets_our_words(writing, corpus, tmp_
         stream = system.open()
         events = []
         for i in range(0, samples.size, 5120):  # simulstream's 0.32 s chunks
-            events += stream.feed(samples[i:i + 5120])
+            events += stream.feed(samples[i : i + 5120])
         events += stream.finish()
         words = " ".join(e.text for e in events if e.kind == "target_text").split()
         assert outputs[k] == words and words
@@ -64,8 +70,23 @@ def test_bench_serving_puts_both_servers_in_one_table(writing, corpus, tmp_path)
 
     save, _ = writing
     out = tmp_path / "serving"
-    assert main(["--model", str(save / "checkpoint_last.pt"), "--data", str(corpus), "--clients", "2",
-                 "--seconds", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(save / "checkpoint_last.pt"),
+                "--data",
+                str(corpus),
+                "--clients",
+                "2",
+                "--seconds",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "bench_serving.json").read_text())["rows"]
     assert [r["clients"] for r in rows] == [2]
     for server in ("echostream", "simulstream"):

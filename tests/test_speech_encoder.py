@@ -10,9 +10,18 @@ from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
 
 def _encoder(encoder_type="emformer", right=2, **over):
     args = argparse.Namespace(
-        encoder_type=encoder_type, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-        encoder_attention_heads=4, conv_channels=64, chunk_length=4, left_context_length=6,
-        right_context_length=right, max_memory_size=2, dropout=0.1, depthwise_conv_kernel_size=5,
+        encoder_type=encoder_type,
+        encoder_layers=2,
+        encoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        encoder_attention_heads=4,
+        conv_channels=64,
+        chunk_length=4,
+        left_context_length=6,
+        right_context_length=right,
+        max_memory_size=2,
+        dropout=0.1,
+        depthwise_conv_kernel_size=5,
     )
     for k, v in over.items():
         setattr(args, k, v)
@@ -31,7 +40,9 @@ def _stream(enc, x, chunk_sizes):
     return torch.cat(outs, 1), state
 
 
-@pytest.mark.parametrize("encoder_type,right,conv", [("emformer", 2, 0), ("emformer", 0, 0), ("emformer", 0, 5), ("conformer", 0, 0)])
+@pytest.mark.parametrize(
+    "encoder_type,right,conv", [("emformer", 2, 0), ("emformer", 0, 0), ("emformer", 0, 5), ("conformer", 0, 0)]
+)
 @pytest.mark.parametrize("T", [5, 37, 64])
 def test_stream_equals_forward(encoder_type, right, conv, T):
     enc = _encoder(encoder_type, right, emformer_conv_kernel_size=conv)

@@ -15,15 +15,25 @@ from echostream_fairseq.streaming.policy import FINISH
 @pytest.fixture(scope="module")
 def system(writing, corpus):
     save, _ = writing
-    return EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(corpus / "units" / "kmeans.pt"),
-                           vocoder_type="griffin_lim", max_len=12)
+    return EchoStream.load(
+        str(save / "checkpoint_last.pt"),
+        str(corpus),
+        vocoder=str(corpus / "units" / "kmeans.pt"),
+        vocoder_type="griffin_lim",
+        max_len=12,
+    )
 
 
 @pytest.fixture(scope="module")
 def zipformer_system(writing_zipformer, corpus):
     save, _ = writing_zipformer
-    return EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(corpus / "units" / "kmeans.pt"),
-                           vocoder_type="griffin_lim", max_len=12)
+    return EchoStream.load(
+        str(save / "checkpoint_last.pt"),
+        str(corpus),
+        vocoder=str(corpus / "units" / "kmeans.pt"),
+        vocoder_type="griffin_lim",
+        max_len=12,
+    )
 
 
 def _waves(corpus, n):
@@ -34,7 +44,7 @@ def _alone(system, wave, rate=16000, chunk_ms=None, piece=4000):
     stream = system.open(rate, chunk_ms)
     events = []
     for i in range(0, len(wave), piece):
-        events += stream.feed(wave[i:i + piece])
+        events += stream.feed(wave[i : i + piece])
     events += stream.finish()
     stream.close()
     return events
@@ -153,13 +163,21 @@ def test_a_negative_unit_lookahead_is_refused(writing, corpus):
 def test_state_layouts_stack_and_split_back():
     from echostream_fairseq.modules.emformer import Emformer
 
-    emformer = Emformer(input_dim=16, num_heads=2, ffn_dim=32, num_layers=2, chunk_length=4,
-                        left_context_length=8, right_context_length=2, max_memory_size=2).eval()
+    emformer = Emformer(
+        input_dim=16,
+        num_heads=2,
+        ffn_dim=32,
+        num_layers=2,
+        chunk_length=4,
+        left_context_length=8,
+        right_context_length=2,
+        max_memory_size=2,
+    ).eval()
     x = torch.randn(3, 6, 16)
     states = []
     with torch.no_grad():
         for b in range(3):
-            _, state = emformer.step(x[b:b + 1, :4], x[b:b + 1, 4:], None)
+            _, state = emformer.step(x[b : b + 1, :4], x[b : b + 1, 4:], None)
             states.append(state)
         fresh = emformer.initial_state(1)
         assert group_by_layout([state_layout(s) for s in states + [fresh]]) == [[0, 1, 2], [3]]
@@ -168,8 +186,8 @@ def test_state_layouts_stack_and_split_back():
         out, _ = emformer.step(x[:, :4], x[:, 4:], stacked)
         for b, part in enumerate(split_state(stacked, [1, 1, 1])):
             assert all(torch.equal(p, q) for p, q in zip(part.key_value, states[b].key_value))
-            alone, _ = emformer.step(x[b:b + 1, :4], x[b:b + 1, 4:], states[b])
-            torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-5)
+            alone, _ = emformer.step(x[b : b + 1, :4], x[b : b + 1, 4:], states[b])
+            torch.testing.assert_close(out[b : b + 1], alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="different layouts"):
         stack_states([1, 2])
 
@@ -178,6 +196,7 @@ def test_restacking_the_parts_of_one_split_state_takes_no_copy():
     """The same streams stepped again stack the row blocks their last split made: in their order,
     consecutive in one storage, they are viewed together, not copied; any other order, another
     tensor's rows or rows with a gap are copied. The values are those of a concatenation."""
+
     def shares(a, b):
         return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
@@ -211,7 +230,7 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
     for k, (chunks, written) in enumerate(((3, 2), (5, 1), (8, 6))):  # memory lengths, written prefixes
         state = translator.initial_state()
         for c in range(chunks):
-            _, state = translator.step(waves[k][c * 5120:(c + 1) * 5120], state)
+            _, state = translator.step(waves[k][c * 5120 : (c + 1) * 5120], state)
         _, _, state, _ = translator._write(state, None, written)  # the test model's policy writes little
         states.append(state)
     assert len({len(s.target_tokens) for s in states}) > 1
@@ -264,15 +283,23 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
 def test_streams_that_started_at_different_times_stack_and_keep_their_counts():
     from echostream_fairseq.modules.emformer import Emformer
 
-    emformer = Emformer(input_dim=16, num_heads=2, ffn_dim=32, num_layers=2, chunk_length=4,
-                        left_context_length=8, right_context_length=2, max_memory_size=2).eval()
+    emformer = Emformer(
+        input_dim=16,
+        num_heads=2,
+        ffn_dim=32,
+        num_layers=2,
+        chunk_length=4,
+        left_context_length=8,
+        right_context_length=2,
+        max_memory_size=2,
+    ).eval()
     x = torch.randn(2, 40, 16)
     with torch.no_grad():
         states = []
         for b, steps in enumerate((3, 4)):  # windows full after 2 steps; 12 and 16 frames consumed
             state = None
             for k in range(steps):
-                _, state = emformer.step(x[b:b + 1, 4 * k:4 * k + 4], x[b:b + 1, 4 * k + 4:4 * k + 6], state)
+                _, state = emformer.step(x[b : b + 1, 4 * k : 4 * k + 4], x[b : b + 1, 4 * k + 4 : 4 * k + 6], state)
             states.append(state)
         assert [s.frames for s in states] == [12, 16]
         assert state_layout(states[0]) == state_layout(states[1])  # the count is not part of the layout
@@ -280,8 +307,8 @@ def test_streams_that_started_at_different_times_stack_and_keep_their_counts():
         parts = split_state(stacked, [1, 1], like=states)
         assert [p.frames for p in parts] == [16, 20]
         for b in range(2):
-            alone, after = emformer.step(x[b:b + 1, 20:24], x[b:b + 1, 24:26], states[b])
-            torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-5)
+            alone, after = emformer.step(x[b : b + 1, 20:24], x[b : b + 1, 24:26], states[b])
+            torch.testing.assert_close(out[b : b + 1], alone, atol=1e-5, rtol=1e-5)
             assert parts[b].frames == after.frames
 
 
@@ -297,8 +324,14 @@ def test_streams_with_a_causal_vocoder_stepped_as_one_batch_equal_each_alone(wri
     torch.manual_seed(0)
     torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
     (tmp_path / "config.json").write_text(json.dumps(config))
-    system = EchoStream.load(str(save / "checkpoint_last.pt"), str(corpus), vocoder=str(tmp_path / "g.pt"),
-                             vocoder_cfg=str(tmp_path / "config.json"), dur_prediction=True, max_len=12)
+    system = EchoStream.load(
+        str(save / "checkpoint_last.pt"),
+        str(corpus),
+        vocoder=str(tmp_path / "g.pt"),
+        vocoder_cfg=str(tmp_path / "config.json"),
+        dur_prediction=True,
+        max_len=12,
+    )
     vocoder = system.translator.vocoder
     assert vocoder.causal and (vocoder.left_context, vocoder.crossfade) == (0, 0) and vocoder.max_batch <= 32
     waves = _waves(corpus, 3)

@@ -63,9 +63,10 @@ def test_fbank_streams_in_one_batch_equal_each_alone():
     batch_out, alone_out = [[] for _ in range(3)], [[] for _ in range(3)]
     for _ in range(6):
         # different lengths, so the streams have different numbers of frames (some none) per call
-        chunks = [x[:0] if k == 2 and rng.random() < 0.5 else x[: int(rng.integers(1, 4000))]
-                  for k, x in enumerate(signals)]
-        signals = [x[c.numel():] for x, c in zip(signals, chunks)]
+        chunks = [
+            x[:0] if k == 2 and rng.random() < 0.5 else x[: int(rng.integers(1, 4000))] for k, x in enumerate(signals)
+        ]
+        signals = [x[c.numel() :] for x, c in zip(signals, chunks)]
         outs, batch_states = fs.step_batch(chunks, batch_states)
         alone = [fs.step(c, s) for c, s in zip(chunks, alone_states)]
         alone_states = [s for _, s in alone]

@@ -80,7 +80,7 @@ def test_one_frame_of_delay_makes_each_output_end_one_input_earlier():
             a, _ = sub(x, torch.tensor([40]))
             for j in (3, 10, 15):
                 y = x.clone()
-                y[:, last_needed(j) + 1:] = torch.randn(1, 40 - last_needed(j) - 1, 80)
+                y[:, last_needed(j) + 1 :] = torch.randn(1, 40 - last_needed(j) - 1, 80)
                 b, _ = sub(y, torch.tensor([40]))
                 assert torch.equal(a[:, j], b[:, j])
                 y[:, last_needed(j)] += 1.0

@@ -32,9 +32,17 @@ def _translator(loaded, corpus, **cfg):
     voc = IncrementalVocoder(GriffinLimUnitVocoder.from_file(str(corpus / "units" / "kmeans.pt"))) if speech else None
     asr_decoder = cfg.pop("asr_decoder", None)
     config = TranslatorConfig(speech_output=speech, max_len=cfg.pop("max_len", 20), **cfg)
-    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
-                                  config, voc, asr_decoder)
+    return SimultaneousTranslator(
+        model,
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        config,
+        voc,
+        asr_decoder,
+    )
 
 
 def _stream(translator, wave, chunk, rate=16000):
@@ -42,7 +50,7 @@ def _stream(translator, wave, chunk, rate=16000):
     outs, i = [], 0
     while True:
         last = i + chunk >= len(wave)
-        out, state = translator.step(wave[i:i + chunk], state, finish=last)
+        out, state = translator.step(wave[i : i + chunk], state, finish=last)
         outs.append(out)
         i += chunk
         if last:
@@ -76,8 +84,10 @@ def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
 def test_the_encoder_keeps_its_trained_chunk_unless_the_source_chunk_is_shorter(loaded, corpus):
     model, _ = loaded
     assert model.args.chunk_length == model.encoder.trained_chunk_length == 8  # 320 ms, as trained
-    chunk = {ms: _translator(loaded, corpus, source_segment_size=ms, speech_output=False).chunk_length
-             for ms in (40, 160, 320, 640, 2000)}
+    chunk = {
+        ms: _translator(loaded, corpus, source_segment_size=ms, speech_output=False).chunk_length
+        for ms in (40, 160, 320, 640, 2000)
+    }
     assert chunk == {40: 1, 160: 4, 320: 8, 640: 8, 2000: 8}
     tr = _translator(loaded, corpus, source_segment_size=2000, encoder_chunk_ms=640, speech_output=False)
     assert tr.chunk_length == 16 and model.encoder.backbone.chunk_length == 16
@@ -87,8 +97,11 @@ def test_the_encoder_keeps_its_trained_chunk_unless_the_source_chunk_is_shorter(
     outs, _ = _stream(_translator(loaded, corpus, source_segment_size=2000, speech_output=False), wave, 32000)
     assert outs[0].encoder_out.size(1) == 48
     for bad in (0.5, 100, -40):
-        with pytest.raises(ValueError, match=rf"--encoder-chunk-ms must be a positive multiple of 40 ms \(one encoder "
-                                             rf"frame\), got {bad}"):
+        with pytest.raises(
+            ValueError,
+            match=rf"--encoder-chunk-ms must be a positive multiple of 40 ms \(one encoder "
+            rf"frame\), got {bad}",
+        ):
             _translator(loaded, corpus, encoder_chunk_ms=bad, speech_output=False)
 
 
@@ -104,7 +117,7 @@ class _NoisyASR(torch.nn.Module):
         n = frames.size(1)
         first = 0 if self.prefix else self.position
         self.position = first + n
-        return self.logits[first:first + n][None]
+        return self.logits[first : first + n][None]
 
 
 def _noisy_spelling(d, rows, frames):
@@ -118,7 +131,7 @@ def _noisy_spelling(d, rows, frames):
     logits = torch.randn(frames, len(d)) * 1.5
     for t, label in enumerate(labels[:frames]):
         logits[t, label] += 4.0
-    logits[len(labels):, 0] += 6.0
+    logits[len(labels) :, 0] += 6.0
     return logits
 
 
@@ -130,7 +143,9 @@ def test_streamed_asr_lexicon_search_equals_one_pass(loaded, corpus):
     pieces, banned = [d[i] for i in range(len(d))], [d.pad(), d.eos(), d.unk()]
     sentences = read_word_sentences(corpus / "src_unigram" / "train.tsv")
     lexicon = {w for sentence in sentences for w in sentence}
-    rows = [line.split("\t")[1].split() for line in (corpus / "src_unigram" / "train.tsv").read_text().splitlines()[1:4]]
+    rows = [
+        line.split("\t")[1].split() for line in (corpus / "src_unigram" / "train.tsv").read_text().splitlines()[1:4]
+    ]
     wave = _source(corpus, 2).numpy()
     frames = _stream(_translator(loaded, corpus, speech_output=False), wave, 5120)[1].encoder_frames
     logits = _noisy_spelling(d, rows, frames)
@@ -175,7 +190,7 @@ def test_stage_times_come_with_the_step_only_when_asked(loaded, corpus):
 
     for k in range(3):
         t0 = time.perf_counter()
-        out, state = tr.step(wave[k * 5120:(k + 1) * 5120], state)
+        out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
         elapsed = time.perf_counter() - t0
         assert tuple(out.stage_seconds) == STAGES
         assert all(v >= 0 for v in out.stage_seconds.values())
@@ -218,7 +233,9 @@ def test_whole_stream_speaks_and_finishes(loaded, corpus):
         assert audio.numel() > 0 and torch.isfinite(audio).all()
     with pytest.raises(ValueError, match="this stream is finished"):
         tr.step(np.zeros(10), state, finish=True)
-    with pytest.raises(ValueError, match=r"state must be a TranslatorState \(samples first, then the state\), got ndarray"):
+    with pytest.raises(
+        ValueError, match=r"state must be a TranslatorState \(samples first, then the state\), got ndarray"
+    ):
         tr.step(tr.initial_state(), np.zeros(10))
 
 
@@ -248,7 +265,7 @@ def test_five_minute_stream_keeps_a_bounded_state(loaded, corpus):
     sizes = []
     with torch.no_grad():
         for i in range(0, 16000 * 320, chunk):  # 1000 chunks
-            piece = speech[i % len(speech): i % len(speech) + chunk]
+            piece = speech[i % len(speech) : i % len(speech) + chunk]
             piece = np.pad(piece, (0, chunk - len(piece))) + rng.normal(0, 1e-4, chunk).astype(np.float32)
             _, state = tr.step(piece, state)
             if i // chunk in (200, 900):
@@ -284,7 +301,9 @@ def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path, corpus
     state["cfg"]["model"]._name = "s2ut_transformer"
     ckpt = tmp_path / "other.pt"
     torch.save(state, ckpt)
-    with pytest.raises(CheckpointError, match="'s2ut_transformer' model; the EchoStream agents need an 'echostream' model"):
+    with pytest.raises(
+        CheckpointError, match="'s2ut_transformer' model; the EchoStream agents need an 'echostream' model"
+    ):
         load_echostream_model(str(ckpt), str(corpus))
     with pytest.raises(CheckpointError, match="model checkpoint not found"):
         load_echostream_model(str(tmp_path / "missing.pt"), str(corpus))
@@ -316,7 +335,7 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
     state, units, pending = tr.initial_state(), [], []
     for i in range(0, len(wave), 5120):
         last = i + 5120 >= len(wave)
-        out, state = tr.step(wave[i:i + 5120], state, finish=last)
+        out, state = tr.step(wave[i : i + 5120], state, finish=last)
         units += out.units
         pending.append(0 if state.unit_pending is None else state.unit_pending.size(1))
     text = torch.cat(seen, dim=1)
@@ -348,7 +367,7 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
     wave = _source(corpus).numpy()
     state, units = tr.initial_state(), []
     for i in range(0, len(wave) - 5120, 5120):  # the source never finishes: the last state stays held
-        out, state = tr.step(wave[i:i + 5120], state)
+        out, state = tr.step(wave[i : i + 5120], state)
         units += out.units
     assert state.unit_pending is not None and state.unit_pending.size(1) == 1
     with torch.inference_mode():  # as the translator's own steps run

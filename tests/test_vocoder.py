@@ -28,12 +28,23 @@ HOP = 320
 def micro_config(**changes):
     """A fairseq CodeHiFiGAN config small enough for tests (16 kHz, 320 samples per unit)."""
     config = {
-        "upsample_rates": [5, 4, 4, 2, 2], "upsample_kernel_sizes": [11, 8, 8, 4, 4],
-        "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
-        "num_embeddings": NUM_UNITS, "embedding_dim": 8, "model_in_dim": 8, "sampling_rate": 16000,
-        "code_hop_size": 320, "f0": False,
-        "dur_predictor_params": {"encoder_embed_dim": 8, "var_pred_hidden_dim": 8, "var_pred_kernel_size": 3,
-                                 "var_pred_dropout": 0.5},
+        "upsample_rates": [5, 4, 4, 2, 2],
+        "upsample_kernel_sizes": [11, 8, 8, 4, 4],
+        "upsample_initial_channel": 32,
+        "resblock_kernel_sizes": [3],
+        "resblock_dilation_sizes": [[1, 3, 5]],
+        "num_embeddings": NUM_UNITS,
+        "embedding_dim": 8,
+        "model_in_dim": 8,
+        "sampling_rate": 16000,
+        "code_hop_size": 320,
+        "f0": False,
+        "dur_predictor_params": {
+            "encoder_embed_dim": 8,
+            "var_pred_hidden_dim": 8,
+            "var_pred_kernel_size": 3,
+            "var_pred_dropout": 0.5,
+        },
     }
     config.update(changes)
     return config
@@ -82,6 +93,7 @@ def log_mel_distance(a, b):
 
 # -- loading fairseq-format checkpoints --------------------------------------------------------
 
+
 def test_fairseq_checkpoint_loads_and_matches_the_generator(hifigan):
     vocoder, _, _, generator = hifigan
     units = torch.randint(0, NUM_UNITS, (7,))
@@ -113,13 +125,16 @@ def test_duration_prediction_sets_the_length(hifigan):
 
 # -- echostream-vocode -------------------------------------------------------------------------
 
+
 def test_vocode_cli_writes_one_wav_per_line(hifigan, tmp_path, capsys):
     _, ckpt, cfg, _ = hifigan
     codes = tmp_path / "units.txt"
     codes.write_text("1 2 3 4\n5 6 7 8 9 10\n0\n")
     out = tmp_path / "wavs"
-    assert vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg,
-                        "--results-path", str(out)]) == 0
+    assert (
+        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
+        == 0
+    )
     assert sorted(os.listdir(out)) == ["0_pred.wav", "1_pred.wav", "2_pred.wav"]
     assert [sf.info(str(out / f"{i}_pred.wav")).frames for i in range(3)] == [4 * HOP, 6 * HOP, HOP]
     assert sf.info(str(out / "0_pred.wav")).samplerate == 16000
@@ -130,8 +145,22 @@ def test_vocode_cli_reads_fairseq_generate_logs_with_durations(hifigan, tmp_path
     log = tmp_path / "generate-test.txt"
     log.write_text("S-4\tx\nT-4\t1 2\nH-4\t-0.1\t1 2 3\nD-4\t-0.1\t1 2 3\nP-4\t-0.1 -0.2\nD-0\t-0.3\t7 8\n")
     out = tmp_path / "wavs"
-    assert vocode_main(["--in-code-file", str(log), "--vocoder", ckpt, "--vocoder-cfg", cfg,
-                        "--results-path", str(out), "--dur-prediction"]) == 0
+    assert (
+        vocode_main(
+            [
+                "--in-code-file",
+                str(log),
+                "--vocoder",
+                ckpt,
+                "--vocoder-cfg",
+                cfg,
+                "--results-path",
+                str(out),
+                "--dur-prediction",
+            ]
+        )
+        == 0
+    )
     assert sorted(os.listdir(out)) == ["0_pred.wav", "4_pred.wav"]
     expected = int(vocoder.durations(torch.tensor([1, 2, 3])).sum()) * HOP
     assert sf.info(str(out / "4_pred.wav")).frames == expected
@@ -143,13 +172,28 @@ def test_vocode_cli_griffin_lim(speech_units, tmp_path):
     codes = tmp_path / "units.txt"
     codes.write_text("1 2 3\n4 4 5\n")
     out = tmp_path / "wavs"
-    assert vocode_main(["--in-code-file", str(codes), "--vocoder-type", "griffin_lim", "--vocoder",
-                        str(tmp_path / "kmeans.pt"), "--results-path", str(out), "--dur-prediction"]) == 0
+    assert (
+        vocode_main(
+            [
+                "--in-code-file",
+                str(codes),
+                "--vocoder-type",
+                "griffin_lim",
+                "--vocoder",
+                str(tmp_path / "kmeans.pt"),
+                "--results-path",
+                str(out),
+                "--dur-prediction",
+            ]
+        )
+        == 0
+    )
     durations = torch.round(model["mean_duration"]).long().clamp(min=1)
     assert sf.info(str(out / "0_pred.wav")).frames == int(durations[[1, 2, 3]].sum()) * HOP
 
 
 # -- the Griffin-Lim fallback ------------------------------------------------------------------
+
 
 def test_griffin_lim_reproduces_the_centroid_spectra(speech_units):
     model, units = speech_units
@@ -176,12 +220,13 @@ def test_griffin_lim_uses_mean_train_durations(speech_units):
 
 # -- incremental synthesis ---------------------------------------------------------------------
 
+
 def stream(vocoder, units, chunk_sizes, **kw):
     """Feed ``units`` in chunks through an :class:`IncrementalVocoder`; returns the audio and the pieces."""
     inc = IncrementalVocoder(vocoder, **kw)
     state, pieces, start = inc.initial_state(), [], 0
     for i, n in enumerate(chunk_sizes):
-        piece, state = inc.step(units[start:start + n], state, finish=i == len(chunk_sizes) - 1)
+        piece, state = inc.step(units[start : start + n], state, finish=i == len(chunk_sizes) - 1)
         pieces.append(piece)
         start += n
     assert start == units.numel()
@@ -243,8 +288,8 @@ def test_incremental_durations_differ_only_where_right_context_was_missing(hifig
     inc = IncrementalVocoder(vocoder, dur_prediction=True, duration_context=8)
     state, got = inc.initial_state(), []
     for n in sizes:
-        new = units[sum(len(g) for g in got):][:n]
-        got.append(vocoder.durations(torch.cat([state.context_units, new]))[state.context_units.numel():])
+        new = units[sum(len(g) for g in got) :][:n]
+        got.append(vocoder.durations(torch.cat([state.context_units, new]))[state.context_units.numel() :])
         _, state = inc.step(new, state)
     got = torch.cat(got)
     one_shot = vocoder.durations(units)
@@ -254,7 +299,7 @@ def test_incremental_durations_differ_only_where_right_context_was_missing(hifig
     end = 0
     for n in sizes:
         end += n
-        boundary[end - 2:end] = True
+        boundary[end - 2 : end] = True
     boundary[-2:] = False  # the end of the stream has no right context in one-shot either
     assert torch.equal(got[~boundary], one_shot[~boundary])
 
@@ -283,7 +328,7 @@ def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
     units = torch.arange(30000) % 100  # 10 minutes of 20 ms frames, in calls of 25
     sizes = []
     for start in range(0, units.numel(), 25):
-        audio, state = inc.step(units[start:start + 25], state)
+        audio, state = inc.step(units[start : start + 25], state)
         sizes.append((state.context_frames.numel(), state.pending.numel(), state.context_units.numel()))
     assert len(vocoder.calls) == 1200
     assert vocoder.calls[0] == 25 and set(vocoder.calls[1:]) == {8 + 25}
@@ -311,6 +356,7 @@ def test_incremental_rejects_a_crossfade_longer_than_its_context():
 
 # -- bad input ---------------------------------------------------------------------------------
 
+
 def test_unit_ids_out_of_range(hifigan):
     vocoder = hifigan[0]
     with pytest.raises(VocoderError, match=r"unit id 20 at position 2 is outside the vocoder's range 0\.\.19"):
@@ -335,7 +381,11 @@ def test_checkpoint_that_does_not_match_its_config(tmp_path):
     ckpt, _, _ = write_fairseq_vocoder(str(tmp_path))
     with pytest.raises(VocoderError, match="checkpoint has 20 unit embeddings, the config num_embeddings=30"):
         CodeHiFiGANUnitVocoder(ckpt, micro_config(num_embeddings=30))
-    with pytest.raises(VocoderError, match=r"does not match its config: 109 difference.*conv_pre\.weight_v: checkpoint \(32, 8, 7\), config \(64, 8, 7\)"):
+    with pytest.raises(
+        VocoderError,
+        match=r"does not match its config: 109 difference.*"
+        r"conv_pre\.weight_v: checkpoint \(32, 8, 7\), config \(64, 8, 7\)",
+    ):
         CodeHiFiGANUnitVocoder(ckpt, micro_config(upsample_initial_channel=64))
     state = torch.load(ckpt, weights_only=True)
     del state["generator"]["dur_predictor.conv1.0.weight"]
@@ -356,15 +406,18 @@ def test_not_a_checkpoint(tmp_path):
         CodeHiFiGANUnitVocoder(str(tmp_path / "missing.pt"), micro_config())
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"upsample_rates": None}, "missing field"),
-    ({"upsample_kernel_sizes": [11, 8]}, "must be non-empty and of equal length"),
-    ({"upsample_initial_channel": 33}, "must be divisible by 2\\*\\*5"),
-    ({"code_hop_size": 256}, "code_hop_size 256 but the upsample rates multiply to 320"),
-    ({"f0": True}, "f0=True needs inputs EchoStream does not produce"),
-    ({"model_in_dim": 80}, "model_in_dim 80 must equal embedding_dim 8"),
-    ({"num_embeddings": "1000"}, "field num_embeddings must be a int"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"upsample_rates": None}, "missing field"),
+        ({"upsample_kernel_sizes": [11, 8]}, "must be non-empty and of equal length"),
+        ({"upsample_initial_channel": 33}, "must be divisible by 2\\*\\*5"),
+        ({"code_hop_size": 256}, "code_hop_size 256 but the upsample rates multiply to 320"),
+        ({"f0": True}, "f0=True needs inputs EchoStream does not produce"),
+        ({"model_in_dim": 80}, "model_in_dim 80 must equal embedding_dim 8"),
+        ({"num_embeddings": "1000"}, "field num_embeddings must be a int"),
+    ],
+)
 def test_config_errors_name_the_field(tmp_path, change, message):
     config = micro_config(**change)
     config = {k: v for k, v in config.items() if v is not None}
@@ -397,18 +450,24 @@ def test_vocode_cli_checks_every_line_before_writing(hifigan, tmp_path, capsys):
     codes = tmp_path / "units.txt"
     codes.write_text("1 2 3\n4 5 6\n7 25 8\n")
     out = tmp_path / "wavs"
-    assert vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg,
-                        "--results-path", str(out)]) == 2
+    assert (
+        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"error: {codes}:3: unit id 25 at position 1 is outside the vocoder's range 0..19" in err
     assert not out.exists()
     codes.write_text("1 2 3\n\n4\n")
-    assert vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg,
-                        "--results-path", str(out)]) == 2
+    assert (
+        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
+        == 2
+    )
     assert f"error: {codes}:2: empty unit sequence" in capsys.readouterr().err
     codes.write_text("1 x 3\n")
-    assert vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg,
-                        "--results-path", str(out)]) == 2
+    assert (
+        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
+        == 2
+    )
     assert f"error: {codes}:1: 'x' is not a unit id" in capsys.readouterr().err
     assert vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--results-path", str(out)]) == 2
     assert "--vocoder-cfg is required" in capsys.readouterr().err
@@ -445,7 +504,10 @@ def test_length_buckets_round_every_call_up_with_earlier_frames():
     assert inc.warm_up(64) == 11 and vocoder.calls[-11:] == list(range(8, 89, 8))
     assert IncrementalVocoder(CountingVocoder(), dur_prediction=False).warm_up() == 0  # no buckets: nothing to prepare
     batched = CountingVocoder()  # and every sub-batch size step_batch can form: 1, 2 and 4 rows
-    assert IncrementalVocoder(batched, left_context=12, dur_prediction=False, length_bucket=8, max_batch=4).warm_up(64) == 11
+    assert (
+        IncrementalVocoder(batched, left_context=12, dur_prediction=False, length_bucket=8, max_batch=4).warm_up(64)
+        == 11
+    )
     assert batched.calls == [n for rows in (1, 2, 4) for n in range(8, 89, 8) for _ in range(rows)]
     with pytest.raises(VocoderError, match="length_bucket must be >= 1, got 0"):
         IncrementalVocoder(vocoder, length_bucket=0)
@@ -482,7 +544,7 @@ def step_together(inc, streams, sizes, alone):
         requests = []
         for k, s in enumerate(streams):
             n = sizes[k][tick]
-            requests.append((s[starts[k]:starts[k] + n], states[k], tick == ticks - 1))
+            requests.append((s[starts[k] : starts[k] + n], states[k], tick == ticks - 1))
             starts[k] += n
         for k, (piece, state) in enumerate(inc.step_batch(requests)):
             states[k] = state
@@ -501,8 +563,14 @@ def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_unit
     vocoder = random_tiny_hifigan(tmp_path)
     streams = [torch.roll(units, -17 * k)[:120] for k in range(6)]  # six different unit streams
     assert units.numel() >= 120
-    sizes = [[8, 8, 0, 8, 16, 8, 24, 48], [8, 8, 8, 0, 16, 8, 24, 48], [16, 0, 8, 8, 16, 8, 24, 40],
-             [8, 8, 0, 8, 16, 8, 24, 48], [3, 5, 9, 0, 31, 2, 40, 30], [8, 8, 8, 8, 8, 8, 8, 64]]
+    sizes = [
+        [8, 8, 0, 8, 16, 8, 24, 48],
+        [8, 8, 8, 0, 16, 8, 24, 48],
+        [16, 0, 8, 8, 16, 8, 24, 40],
+        [8, 8, 0, 8, 16, 8, 24, 48],
+        [3, 5, 9, 0, 31, 2, 40, 30],
+        [8, 8, 8, 8, 8, 8, 8, 64],
+    ]
     alone = [stream(vocoder, s, n, dur_prediction=False)[1] for s, n in zip(streams, sizes)]
     shapes = []
     run = vocoder.synthesize_frames_batch
@@ -549,7 +617,7 @@ def test_padded_durations_equal_each_row_alone(hifigan):
     got = vocoder.durations_padded(padded, torch.tensor([9, 3, 6]))
     for r, row in zip(rows, got):
         assert torch.equal(row[: r.numel()], vocoder.durations(r))
-        assert bool((row[r.numel():] >= 1).all())
+        assert bool((row[r.numel() :] >= 1).all())
 
 
 class TimedVocoder(CountingVocoder):
@@ -570,11 +638,14 @@ class TimedVocoder(CountingVocoder):
         return self.silence[: frames.shape[0], : frames.shape[1] * self.frame_hop]
 
 
-@pytest.mark.parametrize("cost, chosen", [
-    (lambda rows: 0.004 + 0.001 * rows, 8),  # a fixed cost per call: the largest sub-batch is cheapest per stream
-    (lambda rows: 0.002 * rows ** 2, 1),  # cost growing faster than the streams: batching loses
-    (lambda rows: 0.004 + 0.001 * rows if rows <= 2 else 0.002 * rows ** 2, 2),  # larger calls slow down
-])
+@pytest.mark.parametrize(
+    "cost, chosen",
+    [
+        (lambda rows: 0.004 + 0.001 * rows, 8),  # a fixed cost per call: the largest sub-batch is cheapest per stream
+        (lambda rows: 0.002 * rows**2, 1),  # cost growing faster than the streams: batching loses
+        (lambda rows: 0.004 + 0.001 * rows if rows <= 2 else 0.002 * rows**2, 2),  # larger calls slow down
+    ],
+)
 def test_warm_up_picks_the_sub_batch_that_costs_least_per_stream(cost, chosen):
     inc = IncrementalVocoder(TimedVocoder(cost), dur_prediction=False, max_batch=8)
     inc.warm_up(8)

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from test_vocoder import HOP, step_together, stream
+from test_vocoder_padded import ragged_streams
 
 from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, load_vocoder_config
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, sub_batch_limit
-from test_vocoder import HOP, step_together, stream
-from test_vocoder_padded import ragged_streams
 
 
 def causal_config(units=16, lookahead=0):
@@ -40,8 +40,8 @@ def test_a_sample_depends_on_its_own_and_earlier_frames_only():
     changed[:, 18:] = (changed[:, 18:] + 5) % 16
     a, b = generator(code=frames)[:, 0], generator(code=changed)[:, 0]
     assert a.shape == (2, 30 * HOP)
-    assert torch.equal(a[:, :18 * HOP], b[:, :18 * HOP])
-    assert (a[:, 18 * HOP:] - b[:, 18 * HOP:]).abs().max() > 1e-4
+    assert torch.equal(a[:, : 18 * HOP], b[:, : 18 * HOP])
+    assert (a[:, 18 * HOP :] - b[:, 18 * HOP :]).abs().max() > 1e-4
 
 
 @torch.no_grad()
@@ -72,30 +72,32 @@ def test_padded_rows_step_as_each_row_alone_audio_and_state():
         longest = max(lengths)
         batch = torch.full((3, longest), 7)  # padding: any unit
         for row, n in enumerate(lengths):
-            batch[row, :n] = frames[row, at[row]:at[row] + n]
+            batch[row, :n] = frames[row, at[row] : at[row] + n]
         audio, state = generator.step(batch, state, torch.tensor(lengths))
         for row, n in enumerate(lengths):
-            audio_of[row].append(audio[row, :n * HOP])
+            audio_of[row].append(audio[row, : n * HOP])
             at[row] += n
     for row in range(3):
         alone = torch.cat(audio_of[row])
-        assert torch.allclose(alone, whole[row, :alone.numel()], rtol=0, atol=1e-6), row
+        assert torch.allclose(alone, whole[row, : alone.numel()], rtol=0, atol=1e-6), row
     # and each row's state is the state of that row stepped alone
     alone_state = generator.initial_state(1)
-    _, alone_state = generator.step(frames[1:2, :at[1]], alone_state)
+    _, alone_state = generator.step(frames[1:2, : at[1]], alone_state)
     assert torch.allclose(state[1], alone_state[0], rtol=0, atol=1e-6)
 
 
 def test_a_state_of_the_wrong_size_is_refused():
     generator = random_generator()
-    with pytest.raises(ValueError, match=rf"state must be \[2, {generator.cache_size}\] \(streams, cache size\), got \[2, 5\]"):
+    with pytest.raises(
+        ValueError, match=rf"state must be \[2, {generator.cache_size}\] \(streams, cache size\), got \[2, 5\]"
+    ):
         generator.step(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 5))
 
 
 def test_config_causal_is_checked():
     with pytest.raises(VocoderError, match="causal must be true or false, got 'yes'"):
         check_vocoder_config({**causal_config(), "causal": "yes"})
-    with pytest.raises(VocoderError, match='a causal generator needs resblock "1", got \'2\''):
+    with pytest.raises(VocoderError, match="a causal generator needs resblock \"1\", got '2'"):
         check_vocoder_config({**causal_config(), "resblock": "2"})
 
 
@@ -109,7 +111,7 @@ def test_a_causal_checkpoint_loads_as_causal_with_the_same_parameters(tmp_path):
     audio = vocoder.synthesize_frames(frames)
     assert torch.allclose(vocoder(frames), audio, rtol=0, atol=1e-6)  # fairseq's wrapper runs the causal network
     first = vocoder.synthesize_frames(frames[:10])
-    assert torch.allclose(audio[:10 * HOP], first, rtol=0, atol=1e-6)
+    assert torch.allclose(audio[: 10 * HOP], first, rtol=0, atol=1e-6)
 
 
 def test_incremental_synthesis_is_final_at_once_and_equals_one_pass(tmp_path):
@@ -151,8 +153,8 @@ def test_padded_synthesis_of_a_causal_vocoder_zeroes_past_each_row(tmp_path):
     vocoder = random_causal_hifigan(tmp_path)
     frames = torch.randint(0, 16, (2, 12))
     audio = vocoder.synthesize_frames_padded(frames, torch.tensor([12, 5]))
-    assert torch.allclose(audio[1, :5 * HOP], vocoder.synthesize_frames(frames[1, :5]), rtol=0, atol=1e-6)
-    assert torch.equal(audio[1, 5 * HOP:], torch.zeros(7 * HOP))
+    assert torch.allclose(audio[1, : 5 * HOP], vocoder.synthesize_frames(frames[1, :5]), rtol=0, atol=1e-6)
+    assert torch.equal(audio[1, 5 * HOP :], torch.zeros(7 * HOP))
 
 
 @torch.no_grad()
@@ -164,8 +166,10 @@ def test_with_lookahead_a_sample_depends_on_that_many_frames_after_its_own(ahead
     changed[:, 18] = (changed[:, 18] + 5) % 16
     a, b = generator(code=frames)[:, 0], generator(code=changed)[:, 0]
     assert a.shape == (2, 30 * HOP)
-    assert torch.equal(a[:, :(18 - ahead) * HOP], b[:, :(18 - ahead) * HOP])
-    assert (a[:, (18 - ahead) * HOP:(19 - ahead) * HOP] - b[:, (18 - ahead) * HOP:(19 - ahead) * HOP]).abs().max() > 1e-5
+    assert torch.equal(a[:, : (18 - ahead) * HOP], b[:, : (18 - ahead) * HOP])
+    assert (
+        a[:, (18 - ahead) * HOP : (19 - ahead) * HOP] - b[:, (18 - ahead) * HOP : (19 - ahead) * HOP]
+    ).abs().max() > 1e-5
     assert generator.cache_shapes()[0] == (80, 6 - ahead)
 
 
@@ -177,7 +181,7 @@ def test_with_lookahead_steps_equal_one_pass():
     whole = generator(code=frames)[:, 0]
     state, pieces = generator.initial_state(2), []
     for start, end in [(0, 1), (1, 8), (8, 27)]:
-        audio, state = generator.step(frames[:, start:end + 2], state)
+        audio, state = generator.step(frames[:, start : end + 2], state)
         pieces.append(audio)
     ending = torch.nn.functional.pad(frames[:, 27:], (0, 2), value=9)  # 9: anything, these are not real
     audio, state = generator.step(ending, state, lookahead=torch.tensor([0, 0]))
@@ -211,7 +215,9 @@ def test_causal_streams_with_lookahead_in_shared_calls_equal_each_stream_alone(t
 
 
 def test_lookahead_is_checked():
-    with pytest.raises(VocoderError, match=r"lookahead_frames must be an integer 0..6 \(the first convolution's reach\), got 7"):
+    with pytest.raises(
+        VocoderError, match=r"lookahead_frames must be an integer 0..6 \(the first convolution's reach\), got 7"
+    ):
         check_vocoder_config(causal_config(lookahead=7))
     with pytest.raises(VocoderError, match="lookahead_frames 2 needs causal true"):
         check_vocoder_config({**preset_config("tiny", 16), "lookahead_frames": 2})

@@ -5,21 +5,32 @@ import json
 
 import pytest
 import torch
+from test_vocoder import step_together, stream
+from test_vocoder_padded import ragged_streams
 
 from echostream_fairseq.cli.train_vocoder import main as train_main
 from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, frame_hop
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 from echostream_fairseq.vocoder.istft_generator import frame_conv
-from test_vocoder import stream, step_together
-from test_vocoder_padded import ragged_streams
 
 
 def small_config(units=16, **changes):
     config = preset_config("tiny", units, generator="istft")
-    config.update({"istft_channels": 32, "istft_layers": 2, "embedding_dim": 8, "model_in_dim": 8,
-                   "dur_predictor_params": {"encoder_embed_dim": 8, "var_pred_hidden_dim": 8,
-                                            "var_pred_kernel_size": 3, "var_pred_dropout": 0.5}})
+    config.update(
+        {
+            "istft_channels": 32,
+            "istft_layers": 2,
+            "embedding_dim": 8,
+            "model_in_dim": 8,
+            "dur_predictor_params": {
+                "encoder_embed_dim": 8,
+                "var_pred_hidden_dim": 8,
+                "var_pred_kernel_size": 3,
+                "var_pred_dropout": 0.5,
+            },
+        }
+    )
     config.update(changes)
     return config
 
@@ -41,8 +52,10 @@ def test_frame_conv_equals_the_convolution(groups):
     torch.testing.assert_close(frame_conv(x, conv), expected, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="full or depthwise convolutions, not 2 groups"):
         frame_conv(torch.randn(1, 5, 4), torch.nn.Conv1d(4, 6, 3, padding=1, groups=2))
-    with pytest.raises(ValueError, match="odd kernels at stride 1 with same-length padding, got kernel 3, stride 1, "
-                                         "dilation 1, padding 0"):
+    with pytest.raises(
+        ValueError,
+        match="odd kernels at stride 1 with same-length padding, got kernel 3, stride 1, dilation 1, padding 0",
+    ):
         frame_conv(torch.randn(1, 5, 4), torch.nn.Conv1d(4, 6, 3))
 
 
@@ -56,7 +69,7 @@ def test_the_overlap_add_inverts_a_short_time_fourier_transform(n_fft):
     signal = torch.randn(frames * hop)
     start = (n_fft - hop) // 2
     padded = torch.nn.functional.pad(signal, (start, n_fft))
-    cut = torch.stack([padded[t * hop:t * hop + n_fft] for t in range(frames)]) * generator.window
+    cut = torch.stack([padded[t * hop : t * hop + n_fft] for t in range(frames)]) * generator.window
     spectra = torch.fft.rfft(cut)
     audio = generator._overlap_add(torch.fft.irfft(spectra, n=n_fft)[None] * generator.window)
     assert audio.shape == (1, frames * hop)
@@ -75,11 +88,11 @@ def test_padded_rows_equal_each_row_alone_and_end_in_zeros(tmp_path):
     for row, n in enumerate(lengths.tolist()):
         alone = vocoder.synthesize_frames(frames[row, :n])
         assert alone.shape == (n * 320,) and alone.abs().max() > 1e-3
-        assert torch.allclose(padded[row, :n * 320], alone, rtol=0, atol=1e-6), row
-        assert not padded[row, n * 320:].any()
+        assert torch.allclose(padded[row, : n * 320], alone, rtol=0, atol=1e-6), row
+        assert not padded[row, n * 320 :].any()
     # without the masks the padding reaches into a shorter row's last samples
     plain = vocoder.synthesize_frames_batch(frames)
-    assert (plain[1, :17 * 320] - vocoder.synthesize_frames(frames[1, :17])).abs().max() > 1e-4
+    assert (plain[1, : 17 * 320] - vocoder.synthesize_frames(frames[1, :17])).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("n_fft", [1280, 2560])
@@ -109,7 +122,7 @@ def test_shared_calls_are_one_packed_run_per_step(tmp_path):
     inc = IncrementalVocoder(vocoder, dur_prediction=False, max_batch=4, max_padding=16)
     runs, packed = [], vocoder.synthesize_frames_packed
     vocoder.synthesize_frames_packed = lambda calls: runs.append(len(calls)) or packed(calls)
-    out = inc.step_batch([(s[:n[0]], inc.initial_state(), False) for s, n in zip(streams, sizes)])
+    out = inc.step_batch([(s[: n[0]], inc.initial_state(), False) for s, n in zip(streams, sizes)])
     assert runs == [4, 1]  # five streams speak: runs of at most max_batch, no padding groups
     assert all(wave.numel() for wave, _ in out)
 
@@ -135,7 +148,7 @@ def test_a_bf16_generator_stays_close_to_fp32(tmp_path):
     assert audio.dtype == torch.float32
     assert float((audio - reference).norm() / reference.norm()) < 0.05
     padded = low.synthesize_frames_padded(frames, torch.tensor([24, 9]))
-    assert padded[1, 9 * 320:].abs().max() == 0 and torch.isfinite(padded).all()
+    assert padded[1, 9 * 320 :].abs().max() == 0 and torch.isfinite(padded).all()
 
 
 def test_bf16_runs_the_vocoder_in_bf16_only_where_onednn_can(tmp_path):
@@ -163,7 +176,9 @@ def test_config_errors_name_the_field():
     assert frame_hop(small_config()) == 320 and "upsample_rates" not in small_config()
     with pytest.raises(VocoderError, match="istft_n_fft 1000 must be an even multiple of code_hop_size 320"):
         check_vocoder_config(small_config(istft_n_fft=1000))
-    with pytest.raises(VocoderError, match="istft_n_fft 320 must be an even multiple of code_hop_size 320, at least twice"):
+    with pytest.raises(
+        VocoderError, match="istft_n_fft 320 must be an even multiple of code_hop_size 320, at least twice"
+    ):
         check_vocoder_config(small_config(istft_n_fft=320))
     with pytest.raises(VocoderError, match="istft_n_fft 15 must be an even multiple of code_hop_size 5"):
         check_vocoder_config(small_config(istft_n_fft=15, code_hop_size=5))  # odd: n_fft + 2 numbers would not split
@@ -192,8 +207,21 @@ def test_a_hifigan_checkpoint_with_an_istft_config_is_refused(tmp_path):
 
 def test_cli_trains_an_istft_generator_that_loads(corpus, tmp_path, capsys):
     save = tmp_path / "v"
-    args = ["--data", str(corpus), "--save-dir", str(save), "--no-progress", "--threads", "1", "--max-updates", "2",
-            "--batch-size", "2", "--generator", "istft"]
+    args = [
+        "--data",
+        str(corpus),
+        "--save-dir",
+        str(save),
+        "--no-progress",
+        "--threads",
+        "1",
+        "--max-updates",
+        "2",
+        "--batch-size",
+        "2",
+        "--generator",
+        "istft",
+    ]
     assert train_main(args) == 0
     written = json.loads((save / "config.json").read_text())
     assert written["generator"] == "istft" and written["istft_channels"] == 256 and "resblock" not in written
@@ -201,6 +229,21 @@ def test_cli_trains_an_istft_generator_that_loads(corpus, tmp_path, capsys):
     assert vocoder.istft and vocoder.synthesize_frames(torch.tensor([1, 2, 3])).shape == (960,)
     config = tmp_path / "hifigan.json"
     config.write_text(json.dumps(preset_config("tiny", 50)))
-    assert train_main(["--data", str(corpus), "--save-dir", str(tmp_path / "w"), "--config", str(config),
-                       "--max-updates", "1", "--generator", "istft"]) == 2
+    assert (
+        train_main(
+            [
+                "--data",
+                str(corpus),
+                "--save-dir",
+                str(tmp_path / "w"),
+                "--config",
+                str(config),
+                "--max-updates",
+                "1",
+                "--generator",
+                "istft",
+            ]
+        )
+        == 2
+    )
     assert "generator 'hifigan' but --generator istft" in capsys.readouterr().err

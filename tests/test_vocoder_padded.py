@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from test_vocoder import HOP, CountingVocoder, random_tiny_hifigan, step_together, stream
 
 from echostream_fairseq.vocoder.config import VocoderError
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, _runs_within
-from test_vocoder import HOP, CountingVocoder, random_tiny_hifigan, step_together, stream
 
 
 def ragged_streams():
@@ -13,8 +13,13 @@ def ragged_streams():
     streams' calls of unequal length."""
     torch.manual_seed(1)
     streams = [torch.randint(0, 16, (120,)) for _ in range(5)]
-    sizes = [[8, 8, 0, 8, 16, 8, 24, 48], [3, 5, 9, 0, 31, 2, 40, 30], [16, 0, 8, 8, 16, 8, 24, 40],
-             [5, 7, 8, 9, 11, 13, 17, 50], [8, 8, 8, 8, 8, 8, 8, 64]]
+    sizes = [
+        [8, 8, 0, 8, 16, 8, 24, 48],
+        [3, 5, 9, 0, 31, 2, 40, 30],
+        [16, 0, 8, 8, 16, 8, 24, 40],
+        [5, 7, 8, 9, 11, 13, 17, 50],
+        [8, 8, 8, 8, 8, 8, 8, 64],
+    ]
     return streams, sizes
 
 
@@ -31,7 +36,7 @@ def test_padded_rows_synthesise_as_each_row_alone(tmp_path, onednn):
         alone = vocoder.synthesize_frames(frames[row, :n])
         assert alone.abs().max() > 1e-3  # not silence
         assert torch.allclose(padded[row, : n * vocoder.frame_hop], alone, rtol=0, atol=1e-6), row
-        assert not padded[row, n * vocoder.frame_hop:].any()
+        assert not padded[row, n * vocoder.frame_hop :].any()
     # without the masks the padding would reach into the shorter rows' audio
     plain = vocoder.synthesize_frames_batch(frames)
     assert (plain[0, : 24 * vocoder.frame_hop] - vocoder.synthesize_frames(frames[0, :24])).abs().max() > 1e-3

@@ -17,22 +17,44 @@ NUM_UNITS = 50  # the session corpus fixture's K
 
 def micro_training_config(**changes):
     config = preset_config("full", NUM_UNITS)
-    config.update({
-        "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
-        "embedding_dim": 8, "model_in_dim": 8,
-        "dur_predictor_params": {"encoder_embed_dim": 8, "var_pred_hidden_dim": 8, "var_pred_kernel_size": 3,
-                                 "var_pred_dropout": 0.5},
-        "batch_size": 4, "segment_size": 3200, "learning_rate": 2e-3,
-        "mpd_periods": [2, 3], "mpd_channels": [4, 8, 8, 8, 8], "msd_scales": 2, "msd_channels": [4, 8, 8, 8, 8, 8],
-        "adversarial_start_step": 10**6,
-    })
+    config.update(
+        {
+            "upsample_initial_channel": 32,
+            "resblock_kernel_sizes": [3],
+            "resblock_dilation_sizes": [[1, 3, 5]],
+            "embedding_dim": 8,
+            "model_in_dim": 8,
+            "dur_predictor_params": {
+                "encoder_embed_dim": 8,
+                "var_pred_hidden_dim": 8,
+                "var_pred_kernel_size": 3,
+                "var_pred_dropout": 0.5,
+            },
+            "batch_size": 4,
+            "segment_size": 3200,
+            "learning_rate": 2e-3,
+            "mpd_periods": [2, 3],
+            "mpd_channels": [4, 8, 8, 8, 8],
+            "msd_scales": 2,
+            "msd_channels": [4, 8, 8, 8, 8, 8],
+            "adversarial_start_step": 10**6,
+        }
+    )
     config.update(changes)
     return config
 
 
 def options(corpus, save_dir, max_updates, **kw):
-    return TrainOptions(data=str(corpus), save_dir=str(save_dir), max_updates=max_updates, save_interval=2,
-                        log_interval=1, valid_utterances=2, progress=False, **kw)
+    return TrainOptions(
+        data=str(corpus),
+        save_dir=str(save_dir),
+        max_updates=max_updates,
+        save_interval=2,
+        log_interval=1,
+        valid_utterances=2,
+        progress=False,
+        **kw,
+    )
 
 
 def test_a_few_updates_lower_the_validation_mel_loss(corpus, tmp_path):
@@ -91,8 +113,27 @@ def test_cli_trains_a_causal_generator_that_loads_and_streams_as_one(corpus, tmp
     config = tmp_path / "micro.json"
     config.write_text(json.dumps(micro_training_config()))
     save = tmp_path / "v"
-    assert train_main(["--data", str(corpus), "--save-dir", str(save), "--config", str(config), "--no-progress",
-                       "--threads", "1", "--max-updates", "2", "--causal", "--lookahead-frames", "2"]) == 0
+    assert (
+        train_main(
+            [
+                "--data",
+                str(corpus),
+                "--save-dir",
+                str(save),
+                "--config",
+                str(config),
+                "--no-progress",
+                "--threads",
+                "1",
+                "--max-updates",
+                "2",
+                "--causal",
+                "--lookahead-frames",
+                "2",
+            ]
+        )
+        == 0
+    )
     written = json.loads((save / "config.json").read_text())
     assert written["causal"] is True and written["lookahead_frames"] == 2
     vocoder = CodeHiFiGANUnitVocoder.from_files(str(save / "generator.pt"), str(save / "config.json"))
@@ -101,14 +142,31 @@ def test_cli_trains_a_causal_generator_that_loads_and_streams_as_one(corpus, tmp
     whole = vocoder.synthesize_frames(frames[0])
     state, pieces = vocoder.initial_stream_state()[None], []
     for start, end in [(0, 5), (5, 19)]:
-        audio, state = vocoder.synthesize_step(frames[:, start:end + 2], torch.tensor([end - start]),
-                                               torch.tensor([2]), state)
+        audio, state = vocoder.synthesize_step(
+            frames[:, start : end + 2], torch.tensor([end - start]), torch.tensor([2]), state
+        )
         pieces.append(audio[0])
-    audio, _ = vocoder.synthesize_step(torch.nn.functional.pad(frames[:, 19:], (0, 2)), torch.tensor([2]),
-                                       torch.tensor([0]), state)
+    audio, _ = vocoder.synthesize_step(
+        torch.nn.functional.pad(frames[:, 19:], (0, 2)), torch.tensor([2]), torch.tensor([0]), state
+    )
     assert torch.allclose(torch.cat(pieces + [audio[0]]), whole, atol=1e-5)
-    assert train_main(["--data", str(corpus), "--save-dir", str(tmp_path / "w"), "--config", str(config),
-                       "--max-updates", "1", "--lookahead-frames", "2"]) == 2
+    assert (
+        train_main(
+            [
+                "--data",
+                str(corpus),
+                "--save-dir",
+                str(tmp_path / "w"),
+                "--config",
+                str(config),
+                "--max-updates",
+                "1",
+                "--lookahead-frames",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "lookahead_frames 2 needs causal true" in capsys.readouterr().err
 
 
@@ -116,8 +174,19 @@ def test_cli_trains_resumes_and_refuses_another_config(corpus, tmp_path, capsys)
     config = tmp_path / "micro.json"
     config.write_text(json.dumps(micro_training_config()))
     save = tmp_path / "v"
-    common = ["--data", str(corpus), "--save-dir", str(save), "--config", str(config), "--no-progress",
-              "--threads", "1", "--save-interval", "1"]
+    common = [
+        "--data",
+        str(corpus),
+        "--save-dir",
+        str(save),
+        "--config",
+        str(config),
+        "--no-progress",
+        "--threads",
+        "1",
+        "--save-interval",
+        "1",
+    ]
     assert train_main(common + ["--max-updates", "1"]) == 0
     assert train_main(common + ["--max-updates", "2"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
@@ -138,17 +207,43 @@ def test_vocoder_benchmark_writes_its_tables(corpus, tmp_path, capsys):
     save = tmp_path / "v"
     VocoderTrainer(micro_training_config(), options(corpus, save, 1)).train()
     out = tmp_path / "bench"
-    assert bench_main(["--data", str(corpus), "--vocoder", str(save / "generator.pt"), "--vocoder-cfg",
-                       str(save / "config.json"), "--out", str(out), "--limit", "2", "--positions", "1,2",
-                       "--peer-max-position", "2", "--skip-full-size", "--threads", "1"]) == 0
+    assert (
+        bench_main(
+            [
+                "--data",
+                str(corpus),
+                "--vocoder",
+                str(save / "generator.pt"),
+                "--vocoder-cfg",
+                str(save / "config.json"),
+                "--out",
+                str(out),
+                "--limit",
+                "2",
+                "--positions",
+                "1,2",
+                "--peer-max-position",
+                "2",
+                "--skip-full-size",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "bench_vocoder.json").read_text())
     assert set(result["rtf"]) == {"griffin_lim", "hifigan_trained"}
     for name in result["rtf"]:
         assert result["rtf"][name]["one_shot"] > 0 and result["rtf"][name]["incremental"] > 0
         for row in result["per_call_ms"][name].values():
             assert row["incremental_ms"] > 0 and row["peer_ms"] > 0
-    assert set(result["wer"]) == {"original espeak-ng audio", "griffin_lim one_shot", "griffin_lim incremental",
-                                  "hifigan_trained one_shot", "hifigan_trained incremental"}
+    assert set(result["wer"]) == {
+        "original espeak-ng audio",
+        "griffin_lim one_shot",
+        "griffin_lim incremental",
+        "hifigan_trained one_shot",
+        "hifigan_trained incremental",
+    }
     assert all(0 <= r["wer"] <= 100 * r["reference_words"] for r in result["wer"].values())
     # one update of a micro generator renders far worse than Griffin-Lim from the centroids
     assert set(result["mel_distance"]) == {"griffin_lim", "hifigan_trained"}
@@ -164,16 +259,26 @@ def test_embeddings_start_as_the_standardised_centroids(corpus, tmp_path):
 
     centroids = load_unit_model(str(corpus / "units" / "kmeans.pt"))["centroids"].float()
     dim = centroids.shape[1]
-    config = micro_training_config(embedding_dim=dim, model_in_dim=dim, embedding_init="centroids",
-                                   dur_predictor_params={"encoder_embed_dim": dim, "var_pred_hidden_dim": 8,
-                                                         "var_pred_kernel_size": 3, "var_pred_dropout": 0.5})
+    config = micro_training_config(
+        embedding_dim=dim,
+        model_in_dim=dim,
+        embedding_init="centroids",
+        dur_predictor_params={
+            "encoder_embed_dim": dim,
+            "var_pred_hidden_dim": 8,
+            "var_pred_kernel_size": 3,
+            "var_pred_dropout": 0.5,
+        },
+    )
     table = VocoderTrainer(config, options(corpus, tmp_path / "c", 1)).generator.dict.weight
     expected = (centroids - centroids.mean(0)) / centroids.std(0)
     assert torch.allclose(table, expected, atol=1e-5)
     assert torch.allclose(table.mean(0), torch.zeros(dim), atol=1e-5)
     # the preset asks for it; a table of another width is refused with both shapes named
     assert preset_config("tiny", NUM_UNITS)["embedding_init"] == "centroids"
-    with pytest.raises(VocoderError, match=re.escape(f"centroids are ({NUM_UNITS}, {dim}), the embedding table ({NUM_UNITS}, 8)")):
+    with pytest.raises(
+        VocoderError, match=re.escape(f"centroids are ({NUM_UNITS}, {dim}), the embedding table ({NUM_UNITS}, 8)")
+    ):
         VocoderTrainer(micro_training_config(embedding_init="centroids"), options(corpus, tmp_path / "d", 1))
     with pytest.raises(VocoderError, match="embedding_init 'kmeans' is not one of random, centroids"):
         VocoderTrainer(micro_training_config(embedding_init="kmeans"), options(corpus, tmp_path / "e", 1))

@@ -17,10 +17,21 @@ def _zipformer(chunk_length=4, future_frames=1, max_memory_size=0, left_context_
     torch.manual_seed(0)
     kw.setdefault("stack_downsampling", (1, 2, 4, 8, 4, 2))
     return Zipformer(
-        input_dim=32, output_dim=24, stack_dims=(16, 24, 32, 40, 32, 24), stack_layers=(1, 1, 1, 2, 1, 1),
-        stack_heads=(2,) * 6, stack_ffn_dims=(32,) * 6, stack_conv_kernels=(5, 5, 3, 3, 3, 5),
-        chunk_length=chunk_length, query_head_dim=8, value_head_dim=6, left_context_length=left_context_length,
-        future_frames=future_frames, max_memory_size=max_memory_size, dropout=0.0, **kw,
+        input_dim=32,
+        output_dim=24,
+        stack_dims=(16, 24, 32, 40, 32, 24),
+        stack_layers=(1, 1, 1, 2, 1, 1),
+        stack_heads=(2,) * 6,
+        stack_ffn_dims=(32,) * 6,
+        stack_conv_kernels=(5, 5, 3, 3, 3, 5),
+        chunk_length=chunk_length,
+        query_head_dim=8,
+        value_head_dim=6,
+        left_context_length=left_context_length,
+        future_frames=future_frames,
+        max_memory_size=max_memory_size,
+        dropout=0.0,
+        **kw,
     ).eval()
 
 
@@ -181,12 +192,23 @@ def test_zipformer_sizes_are_flags_and_presets():
     undelayed = argparse.Namespace(input_feat_per_channel=80, input_channels=1, subsampler_delay_frames=0)
     arch.zipformer_tiny_architecture(undelayed)
     assert undelayed.subsampler_delay_frames == 0
-    count = lambda a: sum(p.numel() for p in EchoStreamSpeechEncoder(a).parameters())
+
+    def count(a):
+        return sum(p.numel() for p in EchoStreamSpeechEncoder(a).parameters())
+
     n_tiny, n_emformer = count(tiny), count(emformer)
     assert 0.8 < n_tiny / n_emformer < 1.25  # comparable sizes for the README's comparison
-    custom = argparse.Namespace(input_feat_per_channel=80, input_channels=1, stack_dims="32,48",
-                                stack_layers="1,1", stack_downsampling="1,2", stack_heads="2,2",
-                                stack_ffn_dims="64,64", stack_conv_kernels="3,3", future_frames=0)
+    custom = argparse.Namespace(
+        input_feat_per_channel=80,
+        input_channels=1,
+        stack_dims="32,48",
+        stack_layers="1,1",
+        stack_downsampling="1,2",
+        stack_heads="2,2",
+        stack_ffn_dims="64,64",
+        stack_conv_kernels="3,3",
+        future_frames=0,
+    )
     arch.zipformer_tiny_architecture(custom)
     encoder = EchoStreamSpeechEncoder(custom)
     assert encoder.backbone.stack_dims == (32, 48) and encoder.backbone.future_frames == 0
@@ -197,8 +219,11 @@ def test_zipformer_sizes_are_flags_and_presets():
 
 
 def test_incompatible_chunk_length_is_refused_everywhere():
-    with pytest.raises(ValueError, match=r"chunk_length 6 is not compatible with the stack downsampling "
-                                         r"\[1, 2, 4, 8, 4, 2\].*multiple of 4 \(160 ms"):
+    with pytest.raises(
+        ValueError,
+        match=r"chunk_length 6 is not compatible with the stack downsampling "
+        r"\[1, 2, 4, 8, 4, 2\].*multiple of 4 \(160 ms",
+    ):
         _zipformer(chunk_length=6)
     model = _zipformer(4)
     with pytest.raises(ValueError, match="chunk_length 50 is not compatible"):
@@ -229,9 +254,19 @@ def test_zipformer_needs_a_single_stride_two_embedding():
     ],
 )
 def test_bad_configuration_is_refused(kwargs, message):
-    base = dict(input_dim=8, output_dim=8, stack_dims=(8,) * 6, stack_layers=(1,) * 6, stack_heads=(1,) * 6,
-                stack_downsampling=(1, 2, 4, 8, 4, 2), stack_ffn_dims=(8,) * 6, stack_conv_kernels=(3,) * 6,
-                chunk_length=4, query_head_dim=8, value_head_dim=4)
+    base = dict(
+        input_dim=8,
+        output_dim=8,
+        stack_dims=(8,) * 6,
+        stack_layers=(1,) * 6,
+        stack_heads=(1,) * 6,
+        stack_downsampling=(1, 2, 4, 8, 4, 2),
+        stack_ffn_dims=(8,) * 6,
+        stack_conv_kernels=(3,) * 6,
+        chunk_length=4,
+        query_head_dim=8,
+        value_head_dim=4,
+    )
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         Zipformer(**base)

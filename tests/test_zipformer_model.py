@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli
+
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.modules.ctc import ctc_greedy
@@ -25,10 +25,18 @@ def loaded(trained_zipformer, corpus):
 def _translator(loaded, chunk_ms, encoder_chunk_ms=0):
     model, task = loaded
     d = task.multitask_dictionaries
-    config = TranslatorConfig(source_segment_size=chunk_ms, encoder_chunk_ms=encoder_chunk_ms, speech_output=False,
-                              max_len=20)
-    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config)
+    config = TranslatorConfig(
+        source_segment_size=chunk_ms, encoder_chunk_ms=encoder_chunk_ms, speech_output=False, max_len=20
+    )
+    return SimultaneousTranslator(
+        model,
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        config,
+    )
 
 
 def test_fairseq_train_lowers_the_loss_of_the_zipformer_model(trained_zipformer):
@@ -48,7 +56,7 @@ def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corp
     state, outs, chunk, i = tr.initial_state(16000), [], 16 * chunk_ms, 0
     while True:
         last = i + chunk >= len(wave)
-        out, state = tr.step(wave[i:i + chunk].numpy(), state, finish=last)
+        out, state = tr.step(wave[i : i + chunk].numpy(), state, finish=last)
         outs.append(out)
         i += chunk
         if last:
@@ -65,8 +73,11 @@ def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corp
 
 
 def test_a_chunk_size_the_stacks_cannot_split_is_refused(loaded):
-    with pytest.raises(ValueError, match=r"--encoder-chunk-ms 2000 does not fit this encoder: chunk_length 50 "
-                                         r"is not compatible with the stack downsampling.*multiple of 4 \(160 ms"):
+    with pytest.raises(
+        ValueError,
+        match=r"--encoder-chunk-ms 2000 does not fit this encoder: chunk_length 50 "
+        r"is not compatible with the stack downsampling.*multiple of 4 \(160 ms",
+    ):
         _translator(loaded, 2000, encoder_chunk_ms=2000)
     with pytest.raises(ValueError, match=r"--source-segment-size 200 does not fit this encoder: chunk_length 5 "):
         _translator(loaded, 200)
@@ -76,8 +87,19 @@ def test_a_chunk_size_the_stacks_cannot_split_is_refused(loaded):
 
 def test_multichunk_lengths_the_stacks_cannot_split_stop_training(corpus, tmp_path):
     flags = [f if f != "echostream_emformer_tiny" else "echostream_zipformer_tiny" for f in TRAIN_FLAGS]
-    r = run_cli([BIN / "fairseq-train", corpus, *flags, "--max-update", "1", "--save-dir", tmp_path,
-                 "--multichunk-lengths", "4,6,0"])
+    r = run_cli(
+        [
+            BIN / "fairseq-train",
+            corpus,
+            *flags,
+            "--max-update",
+            "1",
+            "--save-dir",
+            tmp_path,
+            "--multichunk-lengths",
+            "4,6,0",
+        ]
+    )
     assert r.returncode != 0
     assert "--multichunk-lengths '4,6,0': chunk_length 6 is not compatible" in r.stderr
     assert not list(tmp_path.glob("*.pt"))
@@ -89,11 +111,32 @@ def test_simuleval_text_agent_runs_the_zipformer_checkpoint(corpus, trained_zipf
     (tmp_path / "source.txt").write_text("".join(f"{p}\n" for p in src))
     (tmp_path / "target.txt").write_text("a small dog eats\n" * len(src))
     out = tmp_path / "out"
-    r = run_cli([BIN / "simuleval", "--agent", REPO / "agents" / "echostream_s2tt_agent.py",
-                 "--source", tmp_path / "source.txt", "--target", tmp_path / "target.txt",
-                 "--source-segment-size", "320", "--model-path", save / "checkpoint_last.pt",
-                 "--data-bin", corpus, "--output", out, "--max-len", "12",
-                 "--quality-metrics", "BLEU", "--latency-metrics", "AL"], timeout=300)
+    r = run_cli(
+        [
+            BIN / "simuleval",
+            "--agent",
+            REPO / "agents" / "echostream_s2tt_agent.py",
+            "--source",
+            tmp_path / "source.txt",
+            "--target",
+            tmp_path / "target.txt",
+            "--source-segment-size",
+            "320",
+            "--model-path",
+            save / "checkpoint_last.pt",
+            "--data-bin",
+            corpus,
+            "--output",
+            out,
+            "--max-len",
+            "12",
+            "--quality-metrics",
+            "BLEU",
+            "--latency-metrics",
+            "AL",
+        ],
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     head, values = (out / "scores.tsv").read_text().strip().split("\n")
     scores = dict(zip(head.split("\t"), map(float, values.split("\t"))))

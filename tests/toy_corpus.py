@@ -16,8 +16,16 @@ import soundfile as sf
 from echostream_fairseq.data.audio import num_fbank_frames
 
 SRC_WORDS = ["le", "chat", "noir", "mange", "un", "poisson", "rouge", "petit"]
-TGT_WORDS = {"le": "the", "chat": "cat", "noir": "black", "mange": "eats", "un": "a", "poisson": "fish",
-             "rouge": "red", "petit": "small"}
+TGT_WORDS = {
+    "le": "the",
+    "chat": "cat",
+    "noir": "black",
+    "mange": "eats",
+    "un": "a",
+    "poisson": "fish",
+    "rouge": "red",
+    "petit": "small",
+}
 NUM_UNITS = 20
 
 
@@ -62,7 +70,8 @@ def write_toy_corpus(root: Path, num_train: int = 16, num_dev: int = 4, seed: in
         (root / "tgt_unigram" / f"{split}.tsv").write_text("\n".join(tgt) + "\n", encoding="utf-8")
     (root / "src_unigram" / "dict.txt").write_text("".join(f"\u2581{w} 1\n" for w in SRC_WORDS), encoding="utf-8")
     (root / "tgt_unigram" / "dict.txt").write_text(
-        "".join(f"\u2581{w} 1\n" for w in TGT_WORDS.values()), encoding="utf-8")
+        "".join(f"\u2581{w} 1\n" for w in TGT_WORDS.values()), encoding="utf-8"
+    )
     (root / "units" / "dict.txt").write_text("".join(f"{u} 1\n" for u in range(NUM_UNITS)), encoding="utf-8")
     (root / "config.yaml").write_text(
         "input_feat_per_channel: 80\ninput_channels: 1\nsample_rate: 16000\n"
@@ -71,7 +80,8 @@ def write_toy_corpus(root: Path, num_train: int = 16, num_dev: int = 4, seed: in
     )
     (root / "config_multitask.yaml").write_text(
         "source_unigram:\n  decoder_type: ctc\n  dict: src_unigram/dict.txt\n  data: src_unigram\n  loss_weight: 4.0\n"
-        "ctc_target_unigram:\n  decoder_type: ctc\n  dict: tgt_unigram/dict.txt\n  data: tgt_unigram\n  loss_weight: 4.0\n"
+        "ctc_target_unigram:\n  decoder_type: ctc\n  dict: tgt_unigram/dict.txt\n  data: tgt_unigram\n"
+        "  loss_weight: 4.0\n"
         "target_unigram:\n  decoder_type: transformer\n  dict: tgt_unigram/dict.txt\n  data: tgt_unigram\n"
         "  loss_weight: 8.0\n  label_smoothing: 0.1\n",
         encoding="utf-8",

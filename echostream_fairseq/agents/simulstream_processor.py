@@ -47,8 +47,13 @@ class EchoStreamSpeechProcessor(SpeechProcessor):
 
     @classmethod
     def _key(cls, config: SimpleNamespace) -> Tuple:
-        return (config.model_path, config.data_bin, getattr(config, "output", "text"),
-                int(round(float(config.speech_chunk_size) * 1000)), tuple(sorted(_options(config).items())))
+        return (
+            config.model_path,
+            config.data_bin,
+            getattr(config, "output", "text"),
+            int(round(float(config.speech_chunk_size) * 1000)),
+            tuple(sorted(_options(config).items())),
+        )
 
     @classmethod
     def load_model(cls, config: SimpleNamespace) -> None:
@@ -63,10 +68,13 @@ class EchoStreamSpeechProcessor(SpeechProcessor):
             options = _options(config)
             unknown = sorted(set(options) - set(inspect.signature(load_translator).parameters))
             if unknown:
-                raise ValueError(f"not an EchoStream setting: {', '.join(map(repr, unknown))} (the simulstream config "
-                                 "takes model_path, data_bin, speech_chunk_size, output and load_translator's flags)")
-            cls._systems[key] = EchoStream.load(config.model_path, config.data_bin, output=output,
-                                                chunk_ms=key[3], **options)
+                raise ValueError(
+                    f"not an EchoStream setting: {', '.join(map(repr, unknown))} (the simulstream config "
+                    "takes model_path, data_bin, speech_chunk_size, output and load_translator's flags)"
+                )
+            cls._systems[key] = EchoStream.load(
+                config.model_path, config.data_bin, output=output, chunk_ms=key[3], **options
+            )
 
     def __init__(self, config: SimpleNamespace) -> None:
         super().__init__(config)

@@ -28,8 +28,19 @@ from typing import List, Optional, Sequence, Tuple
 __all__ = ["WAV_NAME", "main"]
 
 WAV_NAME = re.compile(r"^(\d+)_pred\.wav$")  # SimulEval's SpeechOutputInstance.wav_path
-_PRINTED = ("bleu", "utterances", "missing_wavs", "empty_wavs", "empty_transcripts", "hyp_words", "ref_words",
-            "brevity_penalty", "audio_seconds", "decode_seconds", "bleu_signature")
+_PRINTED = (
+    "bleu",
+    "utterances",
+    "missing_wavs",
+    "empty_wavs",
+    "empty_transcripts",
+    "hyp_words",
+    "ref_words",
+    "brevity_penalty",
+    "audio_seconds",
+    "decode_seconds",
+    "bleu_signature",
+)
 
 
 class _InputError(Exception):
@@ -120,8 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--wav-list", type=Path, help="file with one wav path per reference line")
     parser.add_argument("--reference", required=True, type=Path, help="reference translations, one per line")
     parser.add_argument("--transcriber", choices=TRANSCRIBERS, default="pocketsphinx")
-    parser.add_argument("--lm-text", type=Path,
-                        help="pocketsphinx: English training sentences, one per line, for a domain LM")
+    parser.add_argument(
+        "--lm-text", type=Path, help="pocketsphinx: English training sentences, one per line, for a domain LM"
+    )
     parser.add_argument("--model", type=Path, help="whisper: checkpoint .pt file; wav2vec2: save_pretrained folder")
     parser.add_argument("--device", default="cpu", help="torch device for whisper / wav2vec2")
     parser.add_argument("--transcripts-out", type=Path, help="write the transcripts here, one per reference line")

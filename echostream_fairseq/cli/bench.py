@@ -27,9 +27,15 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from echostream_fairseq.cli.bench_floor import (
+    matmul_floor_ms,
+    memory_bandwidth_gbs,
+    op_profile,
+    record_linear_calls,
+    weight_bytes,
+)
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
-from echostream_fairseq.cli.bench_floor import matmul_floor_ms, memory_bandwidth_gbs, op_profile, record_linear_calls, weight_bytes
 from echostream_fairseq.common.files import atomic_open
 
 SECONDS_PER_FRAME = ENCODER_FRAME_MS / 1000  # one encoder frame after 4x subsampling of 10 ms fbank
@@ -116,8 +122,11 @@ def steady_state_compiled(model) -> Callable:
     compiled = compile_step(model.infer)
 
     def infer(chunk, lengths, state):
-        full = state is not None and state.num_left == model.left_context_length and (
-            state.num_memory == model.max_memory_size)
+        full = (
+            state is not None
+            and state.num_left == model.left_context_length
+            and (state.num_memory == model.max_memory_size)
+        )
         return (compiled if full else model.infer)(chunk, lengths, state)
 
     return infer
@@ -131,8 +140,14 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
     torch.manual_seed(0)
     S, R = args.chunk_length, right_context
     ta = torchaudio.models.Emformer(
-        args.dim, args.heads, args.ffn_dim, args.layers, S,
-        left_context_length=args.left_context_length, right_context_length=R, max_memory_size=args.max_memory_size,
+        args.dim,
+        args.heads,
+        args.ffn_dim,
+        args.layers,
+        S,
+        left_context_length=args.left_context_length,
+        right_context_length=R,
+        max_memory_size=args.max_memory_size,
     ).eval()
     variants, unavailable = _variants(ta, args)
     segment_seconds = S * SECONDS_PER_FRAME
@@ -165,7 +180,7 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
 
     # the floor: the products of one steady-state step of ours, alone, per dtype
     default = variants["ours fp32"][0]
-    chunk = frames[:, :S + R]
+    chunk = frames[:, : S + R]
     steady = states["ours fp32"]
     calls = record_linear_calls(default.model, lambda: default(chunk, lengths, steady))
     floor = matmul_floor_ms(calls)
@@ -226,10 +241,15 @@ def memory_over_stream(args, minutes: float) -> Dict:
 
     torch.manual_seed(0)
     enc_args = argparse.Namespace(
-        encoder_type="emformer", encoder_layers=args.layers, encoder_embed_dim=args.dim,
-        encoder_ffn_embed_dim=args.ffn_dim, encoder_attention_heads=args.heads,
-        chunk_length=args.chunk_length, left_context_length=args.left_context_length,
-        right_context_length=0, max_memory_size=args.max_memory_size,
+        encoder_type="emformer",
+        encoder_layers=args.layers,
+        encoder_embed_dim=args.dim,
+        encoder_ffn_embed_dim=args.ffn_dim,
+        encoder_attention_heads=args.heads,
+        chunk_length=args.chunk_length,
+        left_context_length=args.left_context_length,
+        right_context_length=0,
+        max_memory_size=args.max_memory_size,
     )
     encoder = EchoStreamSpeechEncoder(enc_args).eval()
     process = psutil.Process()
@@ -291,36 +311,52 @@ def _plot(path: Path, streams: List[Dict], conformer: Dict[float, float], memory
     plt.close(fig)
 
 
-def render(machine: str, bandwidth: float, streams: List[Dict], conformer: Dict[float, float], memory: Dict,
-           positions: List[float]) -> str:
+def render(
+    machine: str,
+    bandwidth: float,
+    streams: List[Dict],
+    conformer: Dict[float, float],
+    memory: Dict,
+    positions: List[float],
+) -> str:
     lines = [f"Machine: {machine}; memory read bandwidth {bandwidth:.1f} GB/s", ""]
     for r in streams:
-        lines.append(f"Emformer step, right context {r['right_context_length']} ({r['steps']} steps of one stream, "
-                     "every variant's step interleaved; medians):")
+        lines.append(
+            f"Emformer step, right context {r['right_context_length']} ({r['steps']} steps of one stream, "
+            "every variant's step interleaved; medians):"
+        )
         lines.append("")
         lines.append("| step | median (ms) | / torchaudio fp32 | / matmul floor (its dtype) | rel. L2 vs torchaudio |")
         lines.append("|---|---|---|---|---|")
         for name, v in r["variants"].items():
-            lines.append(f"| {name} | {v['median_ms']:.2f} | {v['vs_torchaudio']:.2f}x | "
-                         f"{v['vs_floor']:.2f}x ({v['floor_dtype']}) | {v['relative_l2_vs_torchaudio'] * 100:.2f}% |")
+            lines.append(
+                f"| {name} | {v['median_ms']:.2f} | {v['vs_torchaudio']:.2f}x | "
+                f"{v['vs_floor']:.2f}x ({v['floor_dtype']}) | {v['relative_l2_vs_torchaudio'] * 100:.2f}% |"
+            )
         for name, why in r.get("unavailable", {}).items():
             lines.append(f"| {name} | not on this CPU: {why} | | | |")
         lines.append("")
     r = streams[0]
-    lines.append(f"Matmul floor: the {r['products_per_step']} products of one step (rows {r['rows_per_product']}), "
-                 "same weights, alone, back to back; the fastest kernel is the floor. Bandwidth floor: the "
-                 "weights read once at the measured bandwidth.")
+    lines.append(
+        f"Matmul floor: the {r['products_per_step']} products of one step (rows {r['rows_per_product']}), "
+        "same weights, alone, back to back; the fastest kernel is the floor. Bandwidth floor: the "
+        "weights read once at the measured bandwidth."
+    )
     lines.append("")
     lines.append("| dtype | weights (MiB) | kernels (ms) | floor (ms) | bandwidth floor (ms) |")
     lines.append("|---|---|---|---|---|")
     for dtype, kernels in r["floor_ms"].items():
         nbytes = r["weight_bytes"][dtype]
         each = ", ".join(f"{k} {v:.2f}" for k, v in kernels.items() if k != "floor") or "none on this CPU"
-        lines.append(f"| {dtype} | {nbytes / 2**20:.1f} | {each} | {kernels['floor']:.2f} | "
-                     f"{nbytes / 2**30 / bandwidth * 1e3:.2f} |")
+        lines.append(
+            f"| {dtype} | {nbytes / 2**20:.1f} | {each} | {kernels['floor']:.2f} | "
+            f"{nbytes / 2**30 / bandwidth * 1e3:.2f} |"
+        )
     lines.append("")
-    lines.append(f"Where the time of `ours fp32` goes (right context {r['right_context_length']}, torch.profiler, "
-                 "self time per step):")
+    lines.append(
+        f"Where the time of `ours fp32` goes (right context {r['right_context_length']}, torch.profiler, "
+        "self time per step):"
+    )
     lines.append("")
     lines.append("| operator | ms per step | share | calls per step |")
     lines.append("|---|---|---|---|")
@@ -340,11 +376,14 @@ def render(machine: str, bandwidth: float, streams: List[Dict], conformer: Dict[
             f"| {p:g} s | {ours:.2f} | {a['ours bf16']:.2f} | {ta:.2f} | {c:.1f} | {ours / ta:.2f}x | {ours / c:.4f}x |"
         )
     lines.append("")
-    lines.append(f"Per-position rows: right context {r['right_context_length']}, median of the 11 steps around the position.")
+    lines.append(
+        f"Per-position rows: right context {r['right_context_length']}, median of the 11 steps around the position."
+    )
     lines.append("")
     lines.append(
         f"Memory over a {memory['minutes']:g}-minute stream through our encoder (subsampler + Emformer): "
-        f"{memory['rss_at_1min_mib']:.1f} MiB resident at 1 min, peak {memory['peak_rss_after_1min_mib']:.1f} MiB after it, "
+        f"{memory['rss_at_1min_mib']:.1f} MiB resident at 1 min, "
+        f"peak {memory['peak_rss_after_1min_mib']:.1f} MiB after it, "
         f"growth {memory['growth_after_1min_mib']:.2f} MiB."
     )
     return "\n".join(lines) + "\n"
@@ -357,8 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--right-context-lengths", default="0,2", help="Emformer look-ahead frames to measure")
     p.add_argument("--memory-minutes", type=float, default=10.0, help="length of the memory stream")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--compile", action="store_true",
-                   help="also time our fp32 step through torch.compile (about a minute of compilation)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time our fp32 step through torch.compile (about a minute of compilation)",
+    )
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--ffn-dim", type=int, default=2048)
@@ -399,7 +441,13 @@ def run(args: argparse.Namespace) -> Dict:
     table = render(machine, bandwidth, streams, conformer, memory, positions)
     print()
     print(table)
-    result = {"machine": machine, "memory_bandwidth_gbs": bandwidth, "streams": streams, "conformer_ms": conformer, "memory": memory}
+    result = {
+        "machine": machine,
+        "memory_bandwidth_gbs": bandwidth,
+        "streams": streams,
+        "conformer_ms": conformer,
+        "memory": memory,
+    }
     write_report(out, "bench", result, table)
     _plot(out / "bench.png", streams, conformer, memory)
     print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}")

@@ -55,7 +55,12 @@ import torch
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.streaming.translator import STAGES
 from echostream_fairseq.vocoder.incremental import (
-    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_CAUSAL_SUB_BATCH, MAX_PADDING, MAX_SUB_BATCH,
+    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT,
+)
+from echostream_fairseq.vocoder.incremental import (
+    MAX_CAUSAL_SUB_BATCH,
+    MAX_PADDING,
+    MAX_SUB_BATCH,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,15 +95,27 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
     d = task.multitask_dictionaries
     speech = vocoder is not None
     if trained:
-        config = TranslatorConfig(source_segment_size=chunk_ms, sentence_pause_frames=pause_frames(480, "pause"),
-                                  sentence_confirmed_pause_frames=pause_frames(240, "pause"),
-                                  speech_output=speech, time_stages=True)
+        config = TranslatorConfig(
+            source_segment_size=chunk_ms,
+            sentence_pause_frames=pause_frames(480, "pause"),
+            sentence_confirmed_pause_frames=pause_frames(240, "pause"),
+            speech_output=speech,
+            time_stages=True,
+        )
     else:
-        config = TranslatorConfig(source_segment_size=chunk_ms, force_writing=True, speech_output=speech,
-                                  time_stages=True)
-    return SimultaneousTranslator(model, d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-                                  task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats),
-                                  config, vocoder)
+        config = TranslatorConfig(
+            source_segment_size=chunk_ms, force_writing=True, speech_output=speech, time_stages=True
+        )
+    return SimultaneousTranslator(
+        model,
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        config,
+        vocoder,
+    )
 
 
 def tiny_system(args, vocoder_batch: Optional[int] = 1):
@@ -106,9 +123,8 @@ def tiny_system(args, vocoder_batch: Optional[int] = 1):
     ``--vocoder`` (default: the corpus's Griffin-Lim fallback), synthesising up to ``vocoder_batch``
     streams per call."""
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
-    from echostream_fairseq.streaming.loading import load_vocoder
-
     from echostream_fairseq.modules.precision import convert_precision
+    from echostream_fairseq.streaming.loading import load_vocoder
 
     dtype = getattr(args, "model_dtype", "fp32")
     left_context = getattr(args, "vocoder_left_context", VOCODER_LEFT_CONTEXT)
@@ -119,11 +135,25 @@ def tiny_system(args, vocoder_batch: Optional[int] = 1):
         model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
     model = convert_precision(model.eval(), dtype, torch.device("cpu"))
     if args.vocoder:
-        vocoder = load_vocoder(args.vocoder, args.vocoder_cfg, "code_hifigan", True, model_dtype=dtype,
-                               max_batch=vocoder_batch, left_context=left_context, max_padding=max_padding)
+        vocoder = load_vocoder(
+            args.vocoder,
+            args.vocoder_cfg,
+            "code_hifigan",
+            True,
+            model_dtype=dtype,
+            max_batch=vocoder_batch,
+            left_context=left_context,
+            max_padding=max_padding,
+        )
     else:
-        vocoder = load_vocoder(str(Path(args.data) / "units" / "kmeans.pt"), None, "griffin_lim", True,
-                               max_batch=vocoder_batch, left_context=left_context)
+        vocoder = load_vocoder(
+            str(Path(args.data) / "units" / "kmeans.pt"),
+            None,
+            "griffin_lim",
+            True,
+            max_batch=vocoder_batch,
+            left_context=left_context,
+        )
     return model, task, vocoder
 
 
@@ -140,19 +170,32 @@ def _systems(args) -> Dict[str, object]:
 
         model, task = build_random_echostream_model("echostream_emformer", args.data)
         model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
-        vocoder = random_full_size_vocoder(kmeans, args.vocoder_batch, args.model_dtype, args.vocoder_left_context,
-                                           args.vocoder_max_padding, args.full_size_vocoder)
+        vocoder = random_full_size_vocoder(
+            kmeans,
+            args.vocoder_batch,
+            args.model_dtype,
+            args.vocoder_left_context,
+            args.vocoder_max_padding,
+            args.full_size_vocoder,
+        )
         systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
     return systems
 
 
-def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_dtype: str = "fp32",
-                             left_context: int = VOCODER_LEFT_CONTEXT, max_padding: int = 0, generator: str = "hifigan"):
+def random_full_size_vocoder(
+    kmeans: Path,
+    max_batch: Optional[int] = 1,
+    model_dtype: str = "fp32",
+    left_context: int = VOCODER_LEFT_CONTEXT,
+    max_padding: int = 0,
+    generator: str = "hifigan",
+):
     """The full-size CodeHiFiGAN (StreamSpeech's) with random weights (seed 0), for the corpus's units;
-    ``max_batch`` streams at most per synthesis call (None: the streaming API's limit); ``bf16`` runs
-    it as ``--model-dtype bf16`` does (``CodeHiFiGANUnitVocoder.for_model_dtype``); ``left_context`` frames re-synthesised per call; ``max_padding`` as
-    :func:`load_vocoder`'s; ``generator``: ``hifigan``, ``causal`` (the causal HiFi-GAN of the same
-    size) or ``istft`` (the iSTFT generator of the full preset)."""
+    ``max_batch`` streams at most per synthesis call (None: the streaming API's limit); ``bf16``
+    runs it as ``--model-dtype bf16`` does (``CodeHiFiGANUnitVocoder.for_model_dtype``);
+    ``left_context`` frames re-synthesised per call; ``max_padding`` as :func:`load_vocoder`'s;
+    ``generator``: ``hifigan``, ``causal`` (the causal HiFi-GAN of the same size) or ``istft`` (the
+    iSTFT generator of the full preset)."""
     from echostream_fairseq.data.units import load_unit_model
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder, sub_batch_limit
@@ -167,9 +210,13 @@ def random_full_size_vocoder(kmeans: Path, max_batch: Optional[int] = 1, model_d
         torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
         full = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config).eval()
     full = full.for_model_dtype(model_dtype)  # as load_vocoder
-    incremental = IncrementalVocoder(full, left_context=left_context, dur_prediction=True,
-                                     max_batch=sub_batch_limit(full) if max_batch is None else max_batch,
-                                     max_padding=max_padding)
+    incremental = IncrementalVocoder(
+        full,
+        left_context=left_context,
+        dur_prediction=True,
+        max_batch=sub_batch_limit(full) if max_batch is None else max_batch,
+        max_padding=max_padding,
+    )
     incremental.warm_up()  # as load_vocoder does: the timed chunks should not prepare convolutions
     return incremental
 
@@ -207,7 +254,7 @@ def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: in
     states = [s.state for s in streams]
     batched, alone, speech, stages = [], [], 0, {}
     for t in range(ticks):
-        pieces = [a[(warmup + t) * chunk:(warmup + t + 1) * chunk] for a in audio]
+        pieces = [a[(warmup + t) * chunk : (warmup + t + 1) * chunk] for a in audio]
         for s, p in zip(streams, pieces):
             s.push(p)
         started = time.perf_counter()
@@ -230,27 +277,37 @@ def _run(translator, sources: List[torch.Tensor], n: int, warmup: int, ticks: in
         "batched_tick_p95_ms": p95(batched) * 1e3,
         "alone_tick_p95_ms": p95(alone) * 1e3,
         # seconds of speech written per second of source, per stream
-        "speech_rate": (speech / translator.vocoder.vocoder.sample_rate / (n * ticks * chunk / SAMPLE_RATE)
-                        if translator.config.speech_output else 0.0),
+        "speech_rate": (
+            speech / translator.vocoder.vocoder.sample_rate / (n * ticks * chunk / SAMPLE_RATE)
+            if translator.config.speech_output
+            else 0.0
+        ),
         "batched_stage_ms_per_stream": stages,
     }
 
 
 def _table(name: str, rows: List[Dict], chunk_ms: int) -> List[str]:
     single = rows[0]["alone_ms_per_stream"] if rows and rows[0]["streams"] == 1 else None
-    lines = [f"### {name}", "",
-             "| streams | batched ms/stream/chunk | one at a time | batched / one at a time | batched / single-stream | "
-             "batched tick p95 ms | one-at-a-time tick p95 ms | real time (batched / one at a time) | "
-             "speech s per source s | batched ms/stream: encoder, mt, units, vocoder |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {name}",
+        "",
+        "| streams | batched ms/stream/chunk | one at a time | batched / one at a time | batched / single-stream | "
+        "batched tick p95 ms | one-at-a-time tick p95 ms | real time (batched / one at a time) | "
+        "speech s per source s | batched ms/stream: encoder, mt, units, vocoder |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = f"{r['batched_ms_per_stream'] / single:.2f}x" if single else "-"
         same_ticks = f"{r['batched_ms_per_stream'] / r['alone_ms_per_stream']:.2f}x"
         held = lambda ms: "yes" if ms < chunk_ms else "no"  # noqa: E731
-        lines.append(f"| {r['streams']} | {r['batched_ms_per_stream']:.2f} | {r['alone_ms_per_stream']:.2f} | {same_ticks} | {ratio} | "
-                     f"{r['batched_tick_p95_ms']:.0f} | {r['alone_tick_p95_ms']:.0f} | "
-                     f"{held(r['batched_tick_p95_ms'])} / {held(r['alone_tick_p95_ms'])} | {r['speech_rate']:.2f} | "
-                     + ", ".join(f"{r['batched_stage_ms_per_stream'].get(k, 0.0):.1f}" for k in STAGES) + " |")
+        lines.append(
+            f"| {r['streams']} | {r['batched_ms_per_stream']:.2f} | {r['alone_ms_per_stream']:.2f} "
+            f"| {same_ticks} | {ratio} | "
+            f"{r['batched_tick_p95_ms']:.0f} | {r['alone_tick_p95_ms']:.0f} | "
+            f"{held(r['batched_tick_p95_ms'])} / {held(r['alone_tick_p95_ms'])} | {r['speech_rate']:.2f} | "
+            + ", ".join(f"{r['batched_stage_ms_per_stream'].get(k, 0.0):.1f}" for k in STAGES)
+            + " |"
+        )
     for mode, key in (("batched", "batched_tick_p95_ms"), ("one at a time", "alone_tick_p95_ms")):
         held = [r["streams"] for r in rows if r[key] < chunk_ms]
         lines.append("")
@@ -272,21 +329,41 @@ def main(argv=None) -> int:
     p.add_argument("--ticks", type=int, default=10, help="timed ticks per count")
     p.add_argument("--utterances", type=int, default=64, help="source utterances to read")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--vocoder-batch", type=int, default=None,
-                   help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
-                        f"default: the streaming API's, {MAX_SUB_BATCH}, or {MAX_CAUSAL_SUB_BATCH} for a causal or iSTFT vocoder; "
-                        "the warm-up keeps the size up to it that costs least per stream)")
-    p.add_argument("--full-size-vocoder", choices=FULL_SIZE_VOCODERS, default="hifigan",
-                   help="the full-size system's random vocoder: StreamSpeech's HiFi-GAN, its causal form (as "
-                        "echostream-train-vocoder --causal) or the iSTFT generator of the full preset (--generator istft)")
-    p.add_argument("--vocoder-max-padding", type=int, default=MAX_PADDING,
-                   help="the most frames a shorter HiFi-GAN call is padded by to share a call with longer ones "
-                        f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING}; "
-                        "the iSTFT generator lays calls end to end and pads nothing)")
-    p.add_argument("--vocoder-left-context", type=int, default=VOCODER_LEFT_CONTEXT,
-                   help="unit frames the incremental vocoder re-synthesises as context (as the agents' flag)")
-    p.add_argument("--model-dtype", default="fp32", choices=("fp32", "bf16", "int8"),
-                   help="inference precision of the models and the CodeHiFiGANs (as the agents' flag)")
+    p.add_argument(
+        "--vocoder-batch",
+        type=int,
+        default=None,
+        help="the most streams the vocoder synthesises in one call (a power of two; 1: one by one; "
+        f"default: the streaming API's, {MAX_SUB_BATCH}, or {MAX_CAUSAL_SUB_BATCH} for a causal or iSTFT vocoder; "
+        "the warm-up keeps the size up to it that costs least per stream)",
+    )
+    p.add_argument(
+        "--full-size-vocoder",
+        choices=FULL_SIZE_VOCODERS,
+        default="hifigan",
+        help="the full-size system's random vocoder: StreamSpeech's HiFi-GAN, its causal form (as "
+        "echostream-train-vocoder --causal) or the iSTFT generator of the full preset (--generator istft)",
+    )
+    p.add_argument(
+        "--vocoder-max-padding",
+        type=int,
+        default=MAX_PADDING,
+        help="the most frames a shorter HiFi-GAN call is padded by to share a call with longer ones "
+        f"(0: only calls of equal length share; the streaming API's setting is {MAX_PADDING}; "
+        "the iSTFT generator lays calls end to end and pads nothing)",
+    )
+    p.add_argument(
+        "--vocoder-left-context",
+        type=int,
+        default=VOCODER_LEFT_CONTEXT,
+        help="unit frames the incremental vocoder re-synthesises as context (as the agents' flag)",
+    )
+    p.add_argument(
+        "--model-dtype",
+        default="fp32",
+        choices=("fp32", "bf16", "int8"),
+        help="inference precision of the models and the CodeHiFiGANs (as the agents' flag)",
+    )
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -307,19 +384,42 @@ def main(argv=None) -> int:
     except (BenchError, OSError, ValueError) as e:
         print(f"echostream-bench-batch: {e}", file=sys.stderr)
         return 2
-    sub_batches = {name: t.vocoder.max_batch for name, t in systems.items()
-                   if t.vocoder is not None and t.config.speech_output}
-    kinds = {name: _vocoder_kind(t.vocoder) for name, t in systems.items() if t.vocoder is not None and t.config.speech_output}
-    results = {"machine": machine_header(), "chunk_ms": args.chunk_ms, "warmup": args.warmup, "ticks": args.ticks,
-               "model_dtype": args.model_dtype, "vocoder_max_batch": sub_batches, "vocoders": kinds, "systems": {}}
-    counts = {"tiny": sorted(set(args.streams)), "tiny_text": sorted(set(args.streams)),
-              "full": sorted(set(args.full_size_streams))}
-    lines = ["# Concurrent streams: batched against one at a time", "", f"Machine: {results['machine']}",
-             f"Chunk {args.chunk_ms} ms, speech output; tiny: {'trained, agent settings' if args.model else 'random, forced writing'}"
-             f", full: random, forced writing; {args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
-             "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): "
-             + ", ".join(f"{name} {n}" for name, n in sub_batches.items()) + ".",
-             "Vocoders: " + ", ".join(f"{name} {kind}" for name, kind in kinds.items()) + ".", ""]
+    sub_batches = {
+        name: t.vocoder.max_batch for name, t in systems.items() if t.vocoder is not None and t.config.speech_output
+    }
+    kinds = {
+        name: _vocoder_kind(t.vocoder)
+        for name, t in systems.items()
+        if t.vocoder is not None and t.config.speech_output
+    }
+    results = {
+        "machine": machine_header(),
+        "chunk_ms": args.chunk_ms,
+        "warmup": args.warmup,
+        "ticks": args.ticks,
+        "model_dtype": args.model_dtype,
+        "vocoder_max_batch": sub_batches,
+        "vocoders": kinds,
+        "systems": {},
+    }
+    counts = {
+        "tiny": sorted(set(args.streams)),
+        "tiny_text": sorted(set(args.streams)),
+        "full": sorted(set(args.full_size_streams)),
+    }
+    lines = [
+        "# Concurrent streams: batched against one at a time",
+        "",
+        f"Machine: {results['machine']}",
+        f"Chunk {args.chunk_ms} ms, speech output; "
+        f"tiny: {'trained, agent settings' if args.model else 'random, forced writing'}, full: random, forced writing; "
+        f"{args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
+        "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): "
+        + ", ".join(f"{name} {n}" for name, n in sub_batches.items())
+        + ".",
+        "Vocoders: " + ", ".join(f"{name} {kind}" for name, kind in kinds.items()) + ".",
+        "",
+    ]
     with torch.inference_mode():
         for name, translator in systems.items():
             rows = []

@@ -30,8 +30,8 @@ from typing import Dict, List
 import torch
 
 from echostream_fairseq.cli.bench import compile_step
-from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.models import echostream as arch
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder
 
@@ -92,16 +92,18 @@ def run_size(size: str, chunk_ms: int, positions: List[float], window: int) -> D
             at[f"{p:g}"] = statistics.median(times[name][span]) * 1e3
             vs_fresh[f"{p:g}"] = statistics.median(times[name][span]) / statistics.median(fresh_times[name][span])
         first, last = at[f"{positions[0]:g}"], at[f"{positions[-1]:g}"]
-        rows.append({
-            "size": size,
-            "encoder": name,
-            "params": sum(p.numel() for p in enc.parameters()),
-            "step_ms": at,
-            "vs_fresh": vs_fresh,
-            "growth": last / first,
-            "rtf": last / chunk_ms,
-            "state_kib": state_bytes(states[name]) / 1024,
-        })
+        rows.append(
+            {
+                "size": size,
+                "encoder": name,
+                "params": sum(p.numel() for p in enc.parameters()),
+                "step_ms": at,
+                "vs_fresh": vs_fresh,
+                "growth": last / first,
+                "rtf": last / chunk_ms,
+                "state_kib": state_bytes(states[name]) / 1024,
+            }
+        )
     emformer = next(r for r in rows if r["encoder"] == "Emformer")
     for r in rows:
         r["vs_emformer"] = r["step_ms"][f"{positions[-1]:g}"] / emformer["step_ms"][f"{positions[-1]:g}"]
@@ -140,8 +142,14 @@ def compiled_steps(size: str, chunk_ms: int, warmup: int = 60, repeats: int = 40
     return {name: statistics.median(v) * 1e3 for name, v in times.items()}
 
 
-def render(machine: str, results: List[Dict], positions: List[float], chunk_ms: int, window: int,
-           compiled: Dict[str, Dict[str, float]]) -> str:
+def render(
+    machine: str,
+    results: List[Dict],
+    positions: List[float],
+    chunk_ms: int,
+    window: int,
+    compiled: Dict[str, Dict[str, float]],
+) -> str:
     head = " | ".join(f"{p:g} s" for p in positions)
     lines = [
         f"Per-chunk step time of the speech encoder (fbank -> subsampler -> backbone), {chunk_ms} ms chunks, "
@@ -157,12 +165,18 @@ def render(machine: str, results: List[Dict], positions: List[float], chunk_ms: 
             cells = " | ".join(f"{r['step_ms'][f'{p:g}']:.2f} ms" for p in positions)
             lines.append(
                 f"| {r['size']} | {r['encoder']} | {r['params'] / 1e6:.2f} M | {cells} | {r['growth']:.2f}x "
-                f"| {r['vs_fresh'][f'{positions[-1]:g}']:.2f}x | {r['rtf']:.4f} | {r['state_kib']:.0f} KiB | {r['vs_emformer']:.2f}x |"
+                f"| {r['vs_fresh'][f'{positions[-1]:g}']:.2f}x | {r['rtf']:.4f} | {r['state_kib']:.0f} KiB "
+                f"| {r['vs_emformer']:.2f}x |"
             )
     for size, steps in compiled.items():
         base = steps["Emformer eager"]
-        lines += ["", f"Steady-state step, {size}, eager and compiled (torch.compile, inductor), interleaved medians:", "",
-                  "| step | ms | vs Emformer eager |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Steady-state step, {size}, eager and compiled (torch.compile, inductor), interleaved medians:",
+            "",
+            "| step | ms | vs Emformer eager |",
+            "|---|---|---|",
+        ]
         lines += [f"| {name} | {ms:.2f} | {ms / base:.2f}x |" for name, ms in steps.items()]
     return "\n".join(lines) + "\n"
 
@@ -175,8 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=int, default=320, help="chunk size (a multiple of 160 ms)")
     p.add_argument("--window", type=int, default=10, help="chunks per median")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--compile-sizes", default="", help="comma-separated sizes whose steady-state step is also "
-                   "timed through torch.compile (minutes of compilation)")
+    p.add_argument(
+        "--compile-sizes",
+        default="",
+        help="comma-separated sizes whose steady-state step is also "
+        "timed through torch.compile (minutes of compilation)",
+    )
     return p
 
 
@@ -193,7 +211,9 @@ def main(argv=None) -> None:
     if positions != sorted(positions) or positions[0] <= 0:
         raise SystemExit(f"--positions must be positive and ascending, got {args.positions!r}")
     if args.chunk_ms % 160:
-        raise SystemExit(f"--chunk-ms must be a multiple of 160 ms (the Zipformer's coarsest frame), got {args.chunk_ms}")
+        raise SystemExit(
+            f"--chunk-ms must be a multiple of 160 ms (the Zipformer's coarsest frame), got {args.chunk_ms}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = machine_header()
@@ -206,9 +226,18 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_encoders.md").write_text(table)
-    (out / "bench_encoders.json").write_text(json.dumps(
-        {"machine": machine, "chunk_ms": args.chunk_ms, "positions": positions, "results": results,
-         "compiled_steady_state_ms": compiled}, indent=1))
+    (out / "bench_encoders.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "chunk_ms": args.chunk_ms,
+                "positions": positions,
+                "results": results,
+                "compiled_steady_state_ms": compiled,
+            },
+            indent=1,
+        )
+    )
     print(table)
 
 

@@ -27,7 +27,15 @@ from echostream_fairseq.modules.precision import Int8Linear
 # the floor of a dtype this CPU has no kernel for (int8 without fbgemm)
 NO_KERNEL = float("nan")
 
-__all__ = ["NO_KERNEL", "LinearCall", "matmul_floor_ms", "memory_bandwidth_gbs", "op_profile", "record_linear_calls", "weight_bytes"]
+__all__ = [
+    "NO_KERNEL",
+    "LinearCall",
+    "matmul_floor_ms",
+    "memory_bandwidth_gbs",
+    "op_profile",
+    "record_linear_calls",
+    "weight_bytes",
+]
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,9 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def matmul_floor_ms(calls: List[LinearCall], dtypes=("fp32", "bf16", "int8"), repeats: int = 60) -> Dict[str, Dict[str, float]]:
+def matmul_floor_ms(
+    calls: List[LinearCall], dtypes=("fp32", "bf16", "int8"), repeats: int = 60
+) -> Dict[str, Dict[str, float]]:
     """Median time of the step's products alone, per dtype and kernel, every kernel's sets timed in turn
     (so a slow spell of the machine falls on all of them). Returns ``{dtype: {kernel: ms, "floor": fastest}}``;
     a dtype with no kernel on this CPU has only ``"floor": NO_KERNEL``."""
@@ -149,7 +159,11 @@ def op_profile(step: Callable[[], object], steps: int = 30, top: int = 12) -> Li
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     return [
-        {"op": e.key, "ms_per_step": e.self_cpu_time_total / 1e3 / steps, "share": e.self_cpu_time_total / total,
-         "calls_per_step": e.count / steps}
+        {
+            "op": e.key,
+            "ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+            "share": e.self_cpu_time_total / total,
+            "calls_per_step": e.count / steps,
+        }
         for e in events[:top]
     ]

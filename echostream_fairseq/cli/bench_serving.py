@@ -75,7 +75,7 @@ async def _client(url: str, pcm: np.ndarray, protocol: str) -> List[float]:
                     if delay > 0:
                         await asyncio.sleep(delay)
                     sent.append(time.monotonic())
-                    await ws.send_bytes(pcm[at:at + chunk].tobytes())
+                    await ws.send_bytes(pcm[at : at + chunk].tobytes())
                 if protocol == "echostream":
                     await ws.send_json({"type": "finish"})
                 else:
@@ -133,8 +133,11 @@ async def _simulstream(config: SimpleNamespace, clients: List[np.ndarray]) -> Li
 
 def _stats(delays: List[float]) -> Dict[str, float]:
     ordered = sorted(delays)
-    return {"chunks": len(ordered), "median_ms": statistics.median(ordered) * 1e3,
-            "p95_ms": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] * 1e3}
+    return {
+        "chunks": len(ordered),
+        "median_ms": statistics.median(ordered) * 1e3,
+        "p95_ms": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] * 1e3,
+    }
 
 
 def main(argv=None) -> int:
@@ -166,9 +169,13 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"echostream-bench-serving: {e}", file=sys.stderr)
         return 2
-    config = SimpleNamespace(type="echostream_fairseq.agents.simulstream_processor.EchoStreamSpeechProcessor",
-                             model_path=args.model, data_bin=args.data, speech_chunk_size=CHUNK_MS / 1000,
-                             output="text")
+    config = SimpleNamespace(
+        type="echostream_fairseq.agents.simulstream_processor.EchoStreamSpeechProcessor",
+        model_path=args.model,
+        data_bin=args.data,
+        speech_chunk_size=CHUNK_MS / 1000,
+        output="text",
+    )
     # one short untimed client on each server first: both start warm (oneDNN's primitives are
     # made on first use, for the whole process)
     warm = [_audio(Path(args.data), 3.0, 0)]
@@ -181,18 +188,32 @@ def main(argv=None) -> int:
         rows.append({"clients": n, "echostream": ours, "simulstream": theirs})
         print(f"{n} clients: echostream {ours}, simulstream {theirs}", flush=True)
     held = lambda key: max([r["clients"] for r in rows if r[key]["p95_ms"] < CHUNK_MS], default=0)  # noqa: E731
-    lines = ["# Serving N clients: our batched server beside simulstream's", "", f"Machine: {machine_header()}",
-             f"Text output, {CHUNK_MS} ms chunks, {args.seconds:g} s of audio per client at real-time pace, "
-             "one chunk per message; delay = answer received - chunk sent.", "",
-             "| clients | echostream median ms | echostream p95 ms | simulstream median ms | simulstream p95 ms |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Serving N clients: our batched server beside simulstream's",
+        "",
+        f"Machine: {machine_header()}",
+        f"Text output, {CHUNK_MS} ms chunks, {args.seconds:g} s of audio per client at real-time pace, "
+        "one chunk per message; delay = answer received - chunk sent.",
+        "",
+        "| clients | echostream median ms | echostream p95 ms | simulstream median ms | simulstream p95 ms |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         e, s = r["echostream"], r["simulstream"]
-        lines.append(f"| {r['clients']} | {e['median_ms']:.0f} | {e['p95_ms']:.0f} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} |")
-    lines += ["", f"Most clients kept up with (p95 delay under {CHUNK_MS} ms, of the counts tried): "
-              f"echostream {held('echostream')}, simulstream {held('simulstream')}"]
-    write_report(Path(args.out), "bench_serving", {"machine": machine_header(), "seconds": args.seconds, "rows": rows},
-                 "\n".join(lines) + "\n")
+        lines.append(
+            f"| {r['clients']} | {e['median_ms']:.0f} | {e['p95_ms']:.0f} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Most clients kept up with (p95 delay under {CHUNK_MS} ms, of the counts tried): "
+        f"echostream {held('echostream')}, simulstream {held('simulstream')}",
+    ]
+    write_report(
+        Path(args.out),
+        "bench_serving",
+        {"machine": machine_header(), "seconds": args.seconds, "rows": rows},
+        "\n".join(lines) + "\n",
+    )
     print("\n".join(lines))
     return 0
 

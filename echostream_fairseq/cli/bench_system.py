@@ -31,10 +31,9 @@ from typing import Dict, List, Optional
 import torch
 
 from echostream_fairseq.cli.bench import write_report
-from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.cli.bench_batch import BenchError, _sources, _translator, random_full_size_vocoder, tiny_system
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.common.cpu import cpu_capabilities
+from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
 from echostream_fairseq.modules.precision import DTYPES, convert_precision
 from echostream_fairseq.streaming.translator import STAGES
 
@@ -55,9 +54,15 @@ def _systems(args) -> Dict[str, Dict[str, object]]:
             vocoder = random_full_size_vocoder(Path(args.data) / "units" / "kmeans.pt")
             trained = False
         systems[size] = {
-            dtype: _translator(convert_precision(copy.deepcopy(model).eval(), dtype), task, _vocoder_in(vocoder, dtype),
-                               args.chunk_ms, trained)
-            for dtype in args.model_dtypes if cpu_capabilities().dtype_refusal(dtype) is None
+            dtype: _translator(
+                convert_precision(copy.deepcopy(model).eval(), dtype),
+                task,
+                _vocoder_in(vocoder, dtype),
+                args.chunk_ms,
+                trained,
+            )
+            for dtype in args.model_dtypes
+            if cpu_capabilities().dtype_refusal(dtype) is None
         }
     return systems
 
@@ -77,8 +82,9 @@ def _vocoder_in(vocoder, dtype: str):
         return vocoder
     bf16 = copy.deepcopy(vocoder.vocoder).for_model_dtype(dtype)
     bf16.onednn = True  # its own warm-up times the paths again (bf16 without oneDNN is ten times slower here)
-    incremental = IncrementalVocoder(bf16, vocoder.left_context, vocoder.crossfade, vocoder.dur_prediction,
-                                     vocoder.duration_context)
+    incremental = IncrementalVocoder(
+        bf16, vocoder.left_context, vocoder.crossfade, vocoder.dur_prediction, vocoder.duration_context
+    )
     incremental.warm_up()
     return incremental
 
@@ -101,7 +107,7 @@ def _run(translators: Dict[str, object], sources: List[torch.Tensor], warmup: in
     stages: Dict[str, Dict[str, List[float]]] = {d: {s: [] for s in STAGES} for d in translators}
     speech = {d: 0 for d in translators}
     for i in range(warmup + chunks):
-        piece = audio[i * chunk:(i + 1) * chunk]
+        piece = audio[i * chunk : (i + 1) * chunk]
         for dtype, stream in streams.items():
             stream.push(piece)
             started = time.perf_counter()
@@ -130,20 +136,33 @@ def _run(translators: Dict[str, object], sources: List[torch.Tensor], warmup: in
     }
 
 
-def render(machine: str, results: Dict[str, Dict[str, Dict]], chunk_ms: int, chunks: int,
-           unavailable: Optional[Dict[str, str]] = None) -> str:
-    lines = [f"Machine: {machine}", "",
-             f"One stream, {chunk_ms} ms chunks, speech output, {chunks} timed chunks; stage columns are means, "
-             "the step column the median.", "",
-             "| system | dtype | step (ms) | p95 (ms) | real-time factor | / fp32 | "
-             + " | ".join(f"{s} (ms)" for s in STAGES) + " | speech s per source s |",
-             "|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|"]
+def render(
+    machine: str,
+    results: Dict[str, Dict[str, Dict]],
+    chunk_ms: int,
+    chunks: int,
+    unavailable: Optional[Dict[str, str]] = None,
+) -> str:
+    lines = [
+        f"Machine: {machine}",
+        "",
+        f"One stream, {chunk_ms} ms chunks, speech output, {chunks} timed chunks; stage columns are means, "
+        "the step column the median.",
+        "",
+        "| system | dtype | step (ms) | p95 (ms) | real-time factor | / fp32 | "
+        + " | ".join(f"{s} (ms)" for s in STAGES)
+        + " | speech s per source s |",
+        "|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|",
+    ]
     for size, rows in results.items():
         base = rows.get("fp32", next(iter(rows.values())))["median_ms"]
         for dtype, r in rows.items():
-            lines.append(f"| {size} | {dtype} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['real_time_factor']:.3f} | "
-                         f"{r['median_ms'] / base:.2f}x | " + " | ".join(f"{r['stage_ms'][s]:.1f}" for s in STAGES)
-                         + f" | {r['speech_seconds_per_source_second']:.2f} |")
+            lines.append(
+                f"| {size} | {dtype} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['real_time_factor']:.3f} | "
+                f"{r['median_ms'] / base:.2f}x | "
+                + " | ".join(f"{r['stage_ms'][s]:.1f}" for s in STAGES)
+                + f" | {r['speech_seconds_per_source_second']:.2f} |"
+            )
         for dtype, why in (unavailable or {}).items():
             lines.append(f"| {size} | {dtype} | not on this CPU: {why} |" + " |" * (4 + len(STAGES)))
     return "\n".join(lines) + "\n"
@@ -190,8 +209,12 @@ def main(argv=None) -> int:
         return 2
     table = render(machine, results, args.chunk_ms, args.chunks, unavailable)
     print(table)
-    write_report(Path(args.out), "bench_system", {"machine": machine, "chunk_ms": args.chunk_ms, "results": results,
-                                                  "unavailable": unavailable}, table)
+    write_report(
+        Path(args.out),
+        "bench_system",
+        {"machine": machine, "chunk_ms": args.chunk_ms, "results": results, "unavailable": unavailable},
+        table,
+    )
     return 0
 
 

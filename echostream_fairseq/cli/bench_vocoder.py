@@ -61,7 +61,7 @@ def _stream(vocoder, units: torch.Tensor, chunk: int, **kw) -> Tuple[torch.Tenso
         last = start + chunk >= units.numel()
         position = state.emitted_samples / vocoder.sample_rate
         t0 = time.perf_counter()
-        piece, state = inc.step(units[start:start + chunk], state, finish=last)
+        piece, state = inc.step(units[start : start + chunk], state, finish=last)
         calls.append((position, time.perf_counter() - t0))
         pieces.append(piece)
     return torch.cat(pieces), calls
@@ -72,8 +72,9 @@ def _median_near(calls: List[Tuple[float, float]], position: float, count: int =
     return statistics.median(after) * 1e3 if len(after) == count else None
 
 
-def _peer_call_ms(vocoder, frames_per_second: float, all_frames: torch.Tensor, position: float, chunk_frames: int,
-                  repeats: int = 3) -> float:
+def _peer_call_ms(
+    vocoder, frames_per_second: float, all_frames: torch.Tensor, position: float, chunk_frames: int, repeats: int = 3
+) -> float:
     """StreamSpeech's agent at ``position``: synthesise every frame so far plus the new chunk."""
     frames = all_frames[: int(position * frames_per_second) + chunk_frames]
     times = []
@@ -124,9 +125,16 @@ def run(args: argparse.Namespace) -> Dict:
             config = preset_config("full", num_units)
             torch.save({"generator": build_generator(config).state_dict()}, os.path.join(tmp, "g.pt"))
             vocoders["hifigan_full_random"] = CodeHiFiGANUnitVocoder(os.path.join(tmp, "g.pt"), config)
-    results: Dict = {"machine": machine_header(), "split": args.split, "utterances": len(utterances),
-                     "chunk_units": args.chunk_units, "rtf": {}, "per_call_ms": {}, "wer": {},
-                     "mel_distance": _mel_distances(args, {k: v for k, v in vocoders.items() if k != "hifigan_full_random"})}
+    results: Dict = {
+        "machine": machine_header(),
+        "split": args.split,
+        "utterances": len(utterances),
+        "chunk_units": args.chunk_units,
+        "rtf": {},
+        "per_call_ms": {},
+        "wer": {},
+        "mel_distance": _mel_distances(args, {k: v for k, v in vocoders.items() if k != "hifigan_full_random"}),
+    }
     positions = [float(p) for p in args.positions.split(",")]
     long_units = torch.cat([u for _, u, _ in utterances])
     for name, vocoder in vocoders.items():
@@ -146,8 +154,11 @@ def run(args: argparse.Namespace) -> Dict:
                 for mode, audio in (("one_shot", one_shot), ("incremental", incremental)):
                     wav_dirs[mode].mkdir(parents=True, exist_ok=True)
                     write_wav(str(wav_dirs[mode] / f"{uid}.wav"), audio.clamp(-1, 1), vocoder.sample_rate)
-        results["rtf"][name] = {"one_shot": synth / audio_seconds, "incremental": inc_synth / audio_seconds,
-                                "audio_seconds": audio_seconds}
+        results["rtf"][name] = {
+            "one_shot": synth / audio_seconds,
+            "incremental": inc_synth / audio_seconds,
+            "audio_seconds": audio_seconds,
+        }
         # per-call cost along one long stream (repeat the split's units up to the last position)
         frames_per_second = vocoder.sample_rate / vocoder.frame_hop
         longest = max(positions) if name != "hifigan_full_random" else min(max(positions), args.full_size_max_position)
@@ -163,7 +174,11 @@ def run(args: argparse.Namespace) -> Dict:
         for p in positions:
             if p > longest:
                 continue
-            peer = _peer_call_ms(vocoder, frames_per_second, frames, p, chunk_frames) if p <= args.peer_max_position else None
+            peer = (
+                _peer_call_ms(vocoder, frames_per_second, frames, p, chunk_frames)
+                if p <= args.peer_max_position
+                else None
+            )
             rows[str(p)] = {"incremental_ms": _median_near(calls, p), "peer_ms": peer}
         results["per_call_ms"][name] = rows
     if not args.skip_wer:
@@ -192,14 +207,22 @@ def run(args: argparse.Namespace) -> Dict:
 
 
 def render(results: Dict, positions: Sequence[float]) -> str:
-    lines = [f"Machine: {results['machine']}. Split: {results['split']} ({results['utterances']} utterances); "
-             f"incremental calls of {results['chunk_units']} de-duplicated units.", "",
-             "| vocoder | RTF one-shot | RTF incremental |", "|---|---|---|"]
+    lines = [
+        f"Machine: {results['machine']}. Split: {results['split']} ({results['utterances']} utterances); "
+        f"incremental calls of {results['chunk_units']} de-duplicated units.",
+        "",
+        "| vocoder | RTF one-shot | RTF incremental |",
+        "|---|---|---|",
+    ]
     for name, r in results["rtf"].items():
         lines.append(f"| {name} | {r['one_shot']:.3f} | {r['incremental']:.3f} |")
-    lines += ["", "Per-call cost (ms, median of 25 calls) against stream position; peer = re-synthesise every unit so far:",
-              "", "| vocoder | " + " | ".join(f"{p:g} s: ours / peer (ratio)" for p in positions) + " |",
-              "|---|" + "---|" * len(positions)]
+    lines += [
+        "",
+        "Per-call cost (ms, median of 25 calls) against stream position; peer = re-synthesise every unit so far:",
+        "",
+        "| vocoder | " + " | ".join(f"{p:g} s: ours / peer (ratio)" for p in positions) + " |",
+        "|---|" + "---|" * len(positions),
+    ]
     for name, rows in results["per_call_ms"].items():
         cells = []
         for p in positions:
@@ -209,18 +232,35 @@ def render(results: Dict, positions: Sequence[float]) -> str:
             elif row["peer_ms"] is None:
                 cells.append(f"{row['incremental_ms']:.1f} / not measured")
             else:
-                cells.append(f"{row['incremental_ms']:.1f} / {row['peer_ms']:.1f} ({row['peer_ms'] / row['incremental_ms']:.1f}x)")
+                cells.append(
+                    f"{row['incremental_ms']:.1f} / {row['peer_ms']:.1f} "
+                    f"({row['peer_ms'] / row['incremental_ms']:.1f}x)"
+                )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results.get("mel_distance"):
-        lines += ["", "Log-mel L1 between the real target speech and its resynthesis from its own frame-level units "
-                  "(lower is closer):", "", "| vocoder | log-mel L1 |", "|---|---|"]
+        lines += [
+            "",
+            "Log-mel L1 between the real target speech and its resynthesis from its own frame-level units "
+            "(lower is closer):",
+            "",
+            "| vocoder | log-mel L1 |",
+            "|---|---|",
+        ]
         lines += [f"| {name} | {d:.3f} |" for name, d in results["mel_distance"].items()]
     if results["wer"]:
-        lines += ["", "pocketsphinx WER (US English acoustic model; bigram LM and dictionary from the train split's English text):",
-                  "", "| audio | WER (%) | word errors / words | sentences with an error |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "pocketsphinx WER (US English acoustic model; bigram LM and dictionary from the train split's "
+            "English text):",
+            "",
+            "| audio | WER (%) | word errors / words | sentences with an error |",
+            "|---|---|---|---|",
+        ]
         for system, r in results["wer"].items():
-            lines.append(f"| {system} | {r['wer']:.1f} | {r['errors']} / {r['reference_words']} | "
-                         f"{r['sentence_errors']} / {results['utterances']} |")
+            lines.append(
+                f"| {system} | {r['wer']:.1f} | {r['errors']} / {r['reference_words']} | "
+                f"{r['sentence_errors']} / {results['utterances']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -234,10 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N utterances of the split")
     p.add_argument("--chunk-units", type=int, default=8, help="de-duplicated units per incremental call")
     p.add_argument("--positions", default="10,60,600", help="stream positions (seconds) for the per-call cost")
-    p.add_argument("--peer-max-position", type=float, default=60.0,
-                   help="measure the re-synthesising peer up to this position (it grows with the stream)")
-    p.add_argument("--full-size-max-position", type=float, default=60.0,
-                   help="stream the full-size vocoder only this far (10 minutes of it takes long on a CPU)")
+    p.add_argument(
+        "--peer-max-position",
+        type=float,
+        default=60.0,
+        help="measure the re-synthesising peer up to this position (it grows with the stream)",
+    )
+    p.add_argument(
+        "--full-size-max-position",
+        type=float,
+        default=60.0,
+        help="stream the full-size vocoder only this far (10 minutes of it takes long on a CPU)",
+    )
     p.add_argument("--skip-wer", action="store_true", help="timings only")
     p.add_argument("--skip-full-size", action="store_true", help="leave out the full-size random-weight vocoder")
     p.add_argument("--threads", type=int, default=None)

@@ -27,9 +27,17 @@ class ClientError(Exception):
     pass
 
 
-async def stream_file(url: str, samples: np.ndarray, sample_rate: int, chunk_ms: Optional[int] = None,
-                      speed: float = 1.0, piece_ms: int = 100, token: Optional[str] = None,
-                      stop_after: Optional[float] = None, on_message=None) -> Dict:
+async def stream_file(
+    url: str,
+    samples: np.ndarray,
+    sample_rate: int,
+    chunk_ms: Optional[int] = None,
+    speed: float = 1.0,
+    piece_ms: int = 100,
+    token: Optional[str] = None,
+    stop_after: Optional[float] = None,
+    on_message=None,
+) -> Dict:
     """Stream ``samples`` (``[n]`` or ``[n, channels]`` float32) and collect the replies.
 
     Returns ``{"messages": [...JSON messages...], "speech": float32 samples, "error": message or
@@ -69,7 +77,7 @@ async def stream_file(url: str, samples: np.ndarray, sample_rate: int, chunk_ms:
                             await asyncio.sleep(delay)
                     if ws.closed:
                         return
-                    await ws.send_bytes(np.ascontiguousarray(samples[at:at + piece], dtype="<f4").tobytes())
+                    await ws.send_bytes(np.ascontiguousarray(samples[at : at + piece], dtype="<f4").tobytes())
                 if not ws.closed:
                     await ws.send_json({"type": "finish"})
 
@@ -96,8 +104,10 @@ async def stream_file(url: str, samples: np.ndarray, sample_rate: int, chunk_ms:
 
 def _printer(m: Dict) -> None:
     if m["type"] in ("source_text", "target_text"):
-        print(f"{m['source_seconds']:7.2f}s {'source' if m['type'] == 'source_text' else 'target'}: {m['text']}",
-              flush=True)
+        print(
+            f"{m['source_seconds']:7.2f}s {'source' if m['type'] == 'source_text' else 'target'}: {m['text']}",
+            flush=True,
+        )
     elif m["type"] == "sentence_end":
         print(f"{m['source_seconds']:7.2f}s --- sentence end", flush=True)
     elif m["type"] == "error":
@@ -125,8 +135,11 @@ def main(argv=None) -> int:
         print("echostream-client: --speed must be >= 0 and --piece-ms >= 1", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(stream_file(args.url, samples, rate, args.chunk_ms, args.speed, args.piece_ms,
-                                         args.token, on_message=_printer))
+        result = asyncio.run(
+            stream_file(
+                args.url, samples, rate, args.chunk_ms, args.speed, args.piece_ms, args.token, on_message=_printer
+            )
+        )
     except (ClientError, OSError) as e:
         print(f"echostream-client: {e}", file=sys.stderr)
         return 2

@@ -33,10 +33,19 @@ from typing import Dict, List, Optional, Sequence
 
 __all__ = ["Curve", "read_log", "read_run", "main"]
 
-METRICS = (("asr_wer", "ASR WER %"), ("st_wer", "ST CTC WER %"), ("mt_bleu", "MT BLEU"),
-           ("unit_er", "unit error %"), ("loss", "dev loss"))
-TRAIN_METRICS = (("asr_ctc_loss", "ASR CTC"), ("st_ctc_loss", "ST CTC"), ("mt_loss", "MT"),
-                 ("unit_ctc_loss", "unit CTC"))
+METRICS = (
+    ("asr_wer", "ASR WER %"),
+    ("st_wer", "ST CTC WER %"),
+    ("mt_bleu", "MT BLEU"),
+    ("unit_er", "unit error %"),
+    ("loss", "dev loss"),
+)
+TRAIN_METRICS = (
+    ("asr_ctc_loss", "ASR CTC"),
+    ("st_ctc_loss", "ST CTC"),
+    ("mt_loss", "MT"),
+    ("unit_ctc_loss", "unit CTC"),
+)
 _LINE = re.compile(r"\|\s*([\w.-]+)\s*\|\s*(\{.*\})\s*$")
 # the simple and tqdm formats: "| INFO | TAG | epoch 001 | key value | ..." and, for train_inner,
 # "| INFO | train_inner | epoch 001:    500 / 1436 key=value, ..."
@@ -136,17 +145,23 @@ def _continued(first: Curve, then: Curve, names: Sequence[str]) -> Curve:
     the resume; ``then``'s minutes are shifted by ``first``'s at that update."""
     start = then.resumed_at
     if start is None:
-        raise SystemExit(f"error: {names[1]} is not a resumed run (no 'Loaded checkpoint ... @ N updates' "
-                         f"line with N > 0), so it cannot continue {names[0]}")
+        raise SystemExit(
+            f"error: {names[1]} is not a resumed run (no 'Loaded checkpoint ... @ N updates' "
+            f"line with N > 0), so it cannot continue {names[0]}"
+        )
     if start not in first.minutes_at:
-        raise SystemExit(f"error: {names[1]} resumed from update {start}, but {names[0]} logs no training line "
-                         f"at that update (its last: {first.updates})")
+        raise SystemExit(
+            f"error: {names[1]} resumed from update {start}, but {names[0]} logs no training line "
+            f"at that update (its last: {first.updates})"
+        )
     offset = first.minutes_at[start]
     joined = Curve(then.label, resumed_at=first.resumed_at)
     joined.points = [p for p in first.points if p[1] <= start] + [(m + offset, u, v) for m, u, v in then.points]
     joined.train = {**{u: v for u, v in first.train.items() if u <= start}, **then.train}
-    joined.minutes_at = {**{u: m for u, m in first.minutes_at.items() if u <= start},
-                         **{u: m + offset for u, m in then.minutes_at.items()}}
+    joined.minutes_at = {
+        **{u: m for u, m in first.minutes_at.items() if u <= start},
+        **{u: m + offset for u, m in then.minutes_at.items()},
+    }
     joined.train_minutes, joined.updates = then.train_minutes + offset, then.updates
     return joined
 
@@ -186,8 +201,11 @@ def markdown(curves: Sequence[Curve], at: Sequence[float]) -> str:
         for c in curves:
             rate = c.updates / c.train_minutes if c.train_minutes else 0.0
             last = c.points[-1]
-            cells = [c.label, f"{rate:.0f}"] + [_cell(_at(c, m), key) for m in at] + \
-                [f"{_cell(last, key)} ({last[0]:.1f}, {last[1]})"]
+            cells = (
+                [c.label, f"{rate:.0f}"]
+                + [_cell(_at(c, m), key) for m in at]
+                + [f"{_cell(last, key)} ({last[0]:.1f}, {last[1]})"]
+            )
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -196,8 +214,11 @@ def markdown(curves: Sequence[Curve], at: Sequence[float]) -> str:
 def train_markdown(curves: Sequence[Curve], updates: Sequence[int]) -> str:
     """Training losses (bits per token of each term) at the given update counts."""
     head = ["run"] + [f"{title} @ {n}" for n in updates for _, title in TRAIN_METRICS]
-    lines = ["**training losses (bits per target token) at updates**\n", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
+    lines = [
+        "**training losses (bits per target token) at updates**\n",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for c in curves:
         cells = [c.label]
         for n in updates:
@@ -230,14 +251,22 @@ def plot(curves: Sequence[Curve], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="echostream-learning-curves", description=__doc__.split("\n\n")[0])
-    p.add_argument("logs", nargs="+",
-                   help="fairseq-train logs written with --log-format json; FIRST.log+RESUMED.log for a run "
-                        "resumed from a checkpoint of another")
+    p.add_argument(
+        "logs",
+        nargs="+",
+        help="fairseq-train logs written with --log-format json; FIRST.log+RESUMED.log for a run "
+        "resumed from a checkpoint of another",
+    )
     p.add_argument("--labels", nargs="+", help="one label per log (default: the file names)")
     p.add_argument("--subset", default="dev", help="the validation subset (fairseq's --valid-subset; default dev)")
     p.add_argument("--at", nargs="+", type=float, default=[2, 4, 6, 8], help="minutes to tabulate (default 2 4 6 8)")
-    p.add_argument("--train-at", nargs="*", type=int, default=[],
-                   help="also tabulate the training losses at these update counts (multiples of --log-interval)")
+    p.add_argument(
+        "--train-at",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also tabulate the training losses at these update counts (multiples of --log-interval)",
+    )
     p.add_argument("--markdown", type=Path, help="write the tables here")
     p.add_argument("--plot", type=Path, help="write the plot here (PNG)")
     p.add_argument("--json", type=Path, help="write the points here")
@@ -259,9 +288,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.plot:
         plot(curves, args.plot)
     if args.json:
-        data: Dict[str, object] = {c.label: {"updates": c.updates, "train_minutes": round(c.train_minutes, 3),
-                                             "points": [{"minutes": round(m, 3), "updates": u, **v}
-                                                        for m, u, v in c.points]} for c in curves}
+        data: Dict[str, object] = {
+            c.label: {
+                "updates": c.updates,
+                "train_minutes": round(c.train_minutes, 3),
+                "points": [{"minutes": round(m, 3), "updates": u, **v} for m, u, v in c.points],
+            }
+            for c in curves
+        }
         args.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 

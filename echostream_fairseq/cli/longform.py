@@ -40,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--source-segment-size", type=int, default=320, help="chunk length in ms")
     p.add_argument("--sentence-level", action="store_true", help="also translate each sentence alone")
-    p.add_argument("--speech-output", action="store_true",
-                   help="speech-to-speech: write OUT/{name}.wav and score its pocketsphinx transcript (ASR-BLEU, "
-                        "resegmented); needs the vocoder flags")
+    p.add_argument(
+        "--speech-output",
+        action="store_true",
+        help="speech-to-speech: write OUT/{name}.wav and score its pocketsphinx transcript (ASR-BLEU, "
+        "resegmented); needs the vocoder flags",
+    )
     add_agent_args(p, speech_output=True)
     return p
 
@@ -80,9 +83,9 @@ def translate_stream(translator, path: str, chunk_ms: int):
     import psutil
     import torch
 
-    from echostream_fairseq.data.text import split_complete_words
     from echostream_fairseq.common.audio import SAMPLE_RATE
     from echostream_fairseq.data.audio import read_audio
+    from echostream_fairseq.data.text import split_complete_words
     from echostream_fairseq.evaluation.longform import TimedWord
 
     audio = read_audio(path)
@@ -99,12 +102,13 @@ def translate_stream(translator, path: str, chunk_ms: int):
     for start in range(0, audio.numel(), chunk):
         finish = start + chunk >= audio.numel()
         began = time.perf_counter()
-        out, state = translator.step(audio[start: start + chunk], state, finish=finish)
+        out, state = translator.step(audio[start : start + chunk], state, finish=finish)
         seconds = time.perf_counter() - began
         now = min(start + chunk, audio.numel()) / rate
         clock = max(clock, now) + seconds  # a chunk waits for its audio and for the chunk before
-        done, pending = split_complete_words(translator.tgt_dict, pending + out.target_tokens,
-                                             finish or out.sentence_end)
+        done, pending = split_complete_words(
+            translator.tgt_dict, pending + out.target_tokens, finish or out.sentence_end
+        )
         words += [TimedWord(w, now, clock) for w in done]
         if out.audio.numel():
             silence = int(now * rate) - played
@@ -167,7 +171,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             names = [os.path.splitext(os.path.basename(line.strip()))[0] for line in f if line.strip()]
     for name in names:
         if not os.path.isfile(os.path.join(args.streams, f"{name}.tsv")):
-            print(f"error: {args.streams}/{name}.tsv: no such stream (made by echostream-prep longform?)", file=sys.stderr)
+            print(
+                f"error: {args.streams}/{name}.tsv: no such stream (made by echostream-prep longform?)", file=sys.stderr
+            )
             return 2
     recognizer = None
     try:
@@ -186,14 +192,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in names:
         table = read_stream_sentences(os.path.join(args.streams, f"{name}.tsv"))
         refs = [ReferenceSentence(s.tgt_text, s.start, s.end) for s in table]
-        words, chunks, speech, spoken = translate_stream(translator, os.path.join(args.streams, f"{name}.wav"),
-                                                 args.source_segment_size)
+        words, chunks, speech, spoken = translate_stream(
+            translator, os.path.join(args.streams, f"{name}.wav"), args.source_segment_size
+        )
         scores = longform_scores(words, refs)
         lags = [(s.end, lag) for s, lag in zip(table, scores["lags"]) if lag is not None]
         last_minute = int(table[-1].end // 60)
         trend = lag_trend([e for e, _ in lags], [g for _, g in lags])
         record = {
-            "name": name, "chunk_ms": args.source_segment_size, "words": len(words),
+            "name": name,
+            "chunk_ms": args.source_segment_size,
+            "words": len(words),
             **{k: v for k, v in scores.items() if k not in ("hypotheses",)},
             "lag_first_minute": trend["first"],
             # least-squares slope of the lag against where the sentence ends (seconds per minute)
@@ -222,8 +231,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             alone, heard = [], []
             for s in table:
                 sentence_words, _, _, sentence_speech = translate_stream(
-                    translator, os.path.join(args.streams, "sentences", f"{name}_{s.index:04d}.wav"),
-                    args.source_segment_size)
+                    translator,
+                    os.path.join(args.streams, "sentences", f"{name}_{s.index:04d}.wav"),
+                    args.source_segment_size,
+                )
                 alone.append(" ".join(normalize_text(w.word) for w in sentence_words))
                 if recognizer is not None:
                     heard.append(" ".join(normalize_text(_hear(recognizer, p)) for p in sentence_speech))
@@ -237,38 +248,54 @@ def main(argv: Optional[List[str]] = None) -> int:
             f.write("word\tdelay\tcomputation_aware_delay\n")
             f.writelines(f"{w.word}\t{w.delay:.3f}\t{w.computation_aware_delay:.3f}\n" for w in words)
         rows.append(record)
-    print("| stream | sentences | BLEU (resegmented) | sentence-level BLEU | ratio | covered | StreamLAAL (s) "
-          "| StreamLAAL CA (s) | lag min 1 / last (s) | ms/chunk min 1 / last | state KiB first / last |")
+    print(
+        "| stream | sentences | BLEU (resegmented) | sentence-level BLEU | ratio | covered | StreamLAAL (s) "
+        "| StreamLAAL CA (s) | lag min 1 / last (s) | ms/chunk min 1 / last | state KiB first / last |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         level = r.get("sentence_level_bleu")
         ratio = f"{r['bleu'] / level:.2f}" if level else "-"
         state = r["state_bytes"]
-        print(f"| {r['name']} | {r['sentences']} | {r['bleu']:.1f} | {level if level is None else round(level, 1)} "
-              f"| {ratio} | {r['coverage']:.0%} | {r['stream_laal']:.2f} | {r['stream_laal_ca']:.2f} "
-              f"| {r['lag_first_minute'] or float('nan'):.2f} / {r['lag_last_minute'] or float('nan'):.2f} "
-              f"| {r['ms_per_chunk_first_minute']:.1f} / {r['ms_per_chunk_last_minute']:.1f} "
-              f"| {state[0][1] / 1024:.0f} / {state[-1][1] / 1024:.0f} |")
-    print("\n| stream | sentence ends | on a boundary | boundaries found | delay after the source end (s) |\n"
-          "|---|---|---|---|---|")
+        print(
+            f"| {r['name']} | {r['sentences']} | {r['bleu']:.1f} | {level if level is None else round(level, 1)} "
+            f"| {ratio} | {r['coverage']:.0%} | {r['stream_laal']:.2f} | {r['stream_laal_ca']:.2f} "
+            f"| {r['lag_first_minute'] or float('nan'):.2f} / {r['lag_last_minute'] or float('nan'):.2f} "
+            f"| {r['ms_per_chunk_first_minute']:.1f} / {r['ms_per_chunk_last_minute']:.1f} "
+            f"| {state[0][1] / 1024:.0f} / {state[-1][1] / 1024:.0f} |"
+        )
+    print(
+        "\n| stream | sentence ends | on a boundary | boundaries found | delay after the source end (s) |\n"
+        "|---|---|---|---|---|"
+    )
     for r in rows:
         b = r["boundaries"]
         print(f"| {r['name']} | {r['sentence_ends']} | {b['precision']:.0%} | {b['recall']:.0%} | {b['delay']:.2f} |")
-    print("\n| stream | lag, first minute (s) | last minute (s) | last - first (95% CI) | slope, s per minute (95% CI) |\n"
-          "|---|---|---|---|---|")
+    print(
+        "\n| stream | lag, first minute (s) | last minute (s) | last - first (95% CI) "
+        "| slope, s per minute (95% CI) |\n"
+        "|---|---|---|---|---|"
+    )
     for r in rows:
         t = r["lag_trend"]
         diff, slope = t["difference_ci"], t["slope_ci"]
-        print(f"| {r['name']} | {_num(t['first'])} ({t['first_sentences']}) | {_num(t['last'])} ({t['last_sentences']}) "
-              f"| {_num(t['difference'], signed=True)} ({_interval(diff)}) "
-              f"| {_num(t['slope_per_minute'], 4, signed=True)} ({_interval(slope, 4)}) |")
+        print(
+            f"| {r['name']} | {_num(t['first'])} ({t['first_sentences']}) | {_num(t['last'])} ({t['last_sentences']}) "
+            f"| {_num(t['difference'], signed=True)} ({_interval(diff)}) "
+            f"| {_num(t['slope_per_minute'], 4, signed=True)} ({_interval(slope, 4)}) |"
+        )
     if recognizer is not None:
-        print("\n| stream | ASR-BLEU (resegmented) | ASR-BLEU, each sentence alone | ratio | sentences heard |\n|---|---|---|---|---|")
+        print(
+            "\n| stream | ASR-BLEU (resegmented) | ASR-BLEU, each sentence alone | ratio | sentences heard |\n"
+            "|---|---|---|---|---|"
+        )
         for r in rows:
             level = r.get("sentence_level_asr_bleu")
             ratio = f"{r['asr_bleu'] / level:.2f}" if level else "-"
-            print(f"| {r['name']} | {r['asr_bleu']:.1f} | {level if level is None else round(level, 1)} | {ratio} "
-                  f"| {r['asr_coverage']:.0%} |")
+            print(
+                f"| {r['name']} | {r['asr_bleu']:.1f} | {level if level is None else round(level, 1)} | {ratio} "
+                f"| {r['asr_coverage']:.0%} |"
+            )
     return 0
 
 

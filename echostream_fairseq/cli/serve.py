@@ -25,19 +25,32 @@ logger = logging.getLogger("echostream.serve")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="EchoStream live server: many streams, one batched model")
     add_agent_args(p, speech_output=True)
-    p.add_argument("--output", choices=("speech", "text"), default=None,
-                   help="speech (needs --vocoder) or text; default: speech when --vocoder is given")
+    p.add_argument(
+        "--output",
+        choices=("speech", "text"),
+        default=None,
+        help="speech (needs --vocoder) or text; default: speech when --vocoder is given",
+    )
     p.add_argument("--source-segment-size", type=int, default=320, help="the default chunk, in ms")
-    p.add_argument("--chunk-sizes", type=int, nargs="+", default=None,
-                   help="chunk sizes (ms) a client may choose (default: 160 320 640 with the default chunk)")
+    p.add_argument(
+        "--chunk-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="chunk sizes (ms) a client may choose (default: 160 320 640 with the default chunk)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface, your choice)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     p.add_argument("--token", default=None, help="clients must send this token (set it when not on localhost)")
     p.add_argument("--max-streams", type=int, default=64, help="concurrent streams at most")
     p.add_argument("--max-message-bytes", type=int, default=256 * 1024, help="largest WebSocket message taken")
     p.add_argument("--max-stream-seconds", type=float, default=3600.0, help="longest stream, seconds of audio")
-    p.add_argument("--max-speed", type=float, default=1.5,
-                   help="audio may arrive at most this many times faster than real time (catches a wrong sample rate)")
+    p.add_argument(
+        "--max-speed",
+        type=float,
+        default=1.5,
+        help="audio may arrive at most this many times faster than real time (catches a wrong sample rate)",
+    )
     return p
 
 
@@ -81,9 +94,16 @@ def main(argv=None) -> int:
         system = EchoStream(build_translator(args, speech_output=speech))
         chunk_sizes = tuple(args.chunk_sizes or sorted({160, 320, 640, args.source_segment_size}))
         if args.source_segment_size not in chunk_sizes:
-            raise ValueError(f"--source-segment-size {args.source_segment_size} is not one of --chunk-sizes {chunk_sizes}")
-        limits = ServerLimits(max_streams=args.max_streams, max_message_bytes=args.max_message_bytes,
-                              max_stream_seconds=args.max_stream_seconds, max_speed=args.max_speed, token=args.token)
+            raise ValueError(
+                f"--source-segment-size {args.source_segment_size} is not one of --chunk-sizes {chunk_sizes}"
+            )
+        limits = ServerLimits(
+            max_streams=args.max_streams,
+            max_message_bytes=args.max_message_bytes,
+            max_stream_seconds=args.max_stream_seconds,
+            max_speed=args.max_speed,
+            token=args.token,
+        )
         app = make_app(system, limits, chunk_sizes)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"echostream-serve: {e}", file=sys.stderr)

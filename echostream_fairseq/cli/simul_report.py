@@ -87,8 +87,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {len(labels)} labels for {len(args.runs)} runs", file=sys.stderr)
         return 2
     try:
-        rows = {label: report(Path(run), Path(args.reference) if args.reference else None)
-                for label, run in zip(labels, args.runs)}
+        rows = {
+            label: report(Path(run), Path(args.reference) if args.reference else None)
+            for label, run in zip(labels, args.runs)
+        }
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

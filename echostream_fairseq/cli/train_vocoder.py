@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="corpus folder written by echostream-prep")
     p.add_argument("--save-dir", required=True, help="checkpoints, config.json and log.jsonl go here")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--preset", choices=("tiny", "full"), default="tiny",
-                        help="tiny: 0.5M-parameter generator for this CPU; full: the mHuBERT vocoder's sizes (GPU)")
+    source.add_argument(
+        "--preset",
+        choices=("tiny", "full"),
+        default="tiny",
+        help="tiny: 0.5M-parameter generator for this CPU; full: the mHuBERT vocoder's sizes (GPU)",
+    )
     source.add_argument("--config", help="a CodeHiFiGAN config.json with the training fields (instead of --preset)")
     p.add_argument("--max-updates", type=int, default=3000)
     p.add_argument("--save-interval", type=int, default=250, help="updates between checkpoints and validation")
@@ -47,19 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-subset", default="train")
     p.add_argument("--valid-subset", default="dev")
     p.add_argument("--valid-utterances", type=int, default=16, help="validation utterances (mel L1 at each save)")
-    p.add_argument("--train-utterances", type=int, default=None,
-                   help="train on the first N utterances of the train split only (all are held in memory)")
+    p.add_argument(
+        "--train-utterances",
+        type=int,
+        default=None,
+        help="train on the first N utterances of the train split only (all are held in memory)",
+    )
     for name, kind in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"override the config's {name}")
-    p.add_argument("--generator", choices=("hifigan", "istft"), default=None,
-                   help="hifigan (default): fairseq's CodeGenerator; istft: ConvNeXt blocks at the frame rate and an "
-                        "inverse STFT, 4x cheaper on a CPU (config field generator; with --preset, the preset's size)")
-    p.add_argument("--causal", action="store_true",
-                   help="a causal generator (left padding only): streams frame by frame with per-layer caches, "
-                        "no re-synthesised context (config field causal)")
-    p.add_argument("--lookahead-frames", type=int, default=None,
-                   help="with --causal: frames after its own a sample may depend on (0-6, 20 ms each; streaming "
-                        "holds them back; config field lookahead_frames)")
+    p.add_argument(
+        "--generator",
+        choices=("hifigan", "istft"),
+        default=None,
+        help="hifigan (default): fairseq's CodeGenerator; istft: ConvNeXt blocks at the frame rate and an "
+        "inverse STFT, 4x cheaper on a CPU (config field generator; with --preset, the preset's size)",
+    )
+    p.add_argument(
+        "--causal",
+        action="store_true",
+        help="a causal generator (left padding only): streams frame by frame with per-layer caches, "
+        "no re-synthesised context (config field causal)",
+    )
+    p.add_argument(
+        "--lookahead-frames",
+        type=int,
+        default=None,
+        help="with --causal: frames after its own a sample may depend on (0-6, 20 ms each; streaming "
+        "holds them back; config field lookahead_frames)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -87,16 +106,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.config:
             config = load_vocoder_config(args.config)
             if config["num_embeddings"] != num_units:
-                raise VocoderError(f"{args.config}: num_embeddings {config['num_embeddings']} but {unit_model_path} "
-                                   f"has {num_units} units")
+                raise VocoderError(
+                    f"{args.config}: num_embeddings {config['num_embeddings']} but {unit_model_path} "
+                    f"has {num_units} units"
+                )
             # training fields the config may leave out
             base = preset_config("full", num_units, generator=generator_name(config))
             config = {**{k: v for k, v in base.items() if k not in config}, **config}
         else:
             config = preset_config(args.preset, num_units, generator=args.generator or "hifigan")
         if args.config and args.generator and generator_name(config) != args.generator:
-            raise VocoderError(f"{args.config}: generator {generator_name(config)!r} but --generator "
-                               f"{args.generator} (leave one out)")
+            raise VocoderError(
+                f"{args.config}: generator {generator_name(config)!r} but --generator {args.generator} (leave one out)"
+            )
         for name in OVERRIDES:
             if getattr(args, name) is not None:
                 config[name] = getattr(args, name)
@@ -105,9 +127,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.lookahead_frames is not None:
             config["lookahead_frames"] = args.lookahead_frames
         options = TrainOptions(
-            data=args.data, save_dir=args.save_dir, max_updates=args.max_updates, train_subset=args.train_subset,
-            valid_subset=args.valid_subset, save_interval=args.save_interval, log_interval=args.log_interval,
-            valid_utterances=args.valid_utterances, train_limit=args.train_utterances, progress=not args.no_progress,
+            data=args.data,
+            save_dir=args.save_dir,
+            max_updates=args.max_updates,
+            train_subset=args.train_subset,
+            valid_subset=args.valid_subset,
+            save_interval=args.save_interval,
+            log_interval=args.log_interval,
+            valid_utterances=args.valid_utterances,
+            train_limit=args.train_utterances,
+            progress=not args.no_progress,
         )
         record = train_vocoder(config, options)
     except (VocoderError, UnitError) as e:

@@ -63,16 +63,26 @@ def read_unit_lines(path: str) -> List[Tuple[str, int, List[int]]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="echostream-vocode", description=__doc__.split("\n\n")[0])
     p.add_argument("--in-code-file", required=True, help="unit sequences, one per line (or a fairseq-generate log)")
-    p.add_argument("--vocoder", required=True,
-                   help="CodeHiFiGAN generator checkpoint, or DATA/units/kmeans.pt with --vocoder-type griffin_lim")
+    p.add_argument(
+        "--vocoder",
+        required=True,
+        help="CodeHiFiGAN generator checkpoint, or DATA/units/kmeans.pt with --vocoder-type griffin_lim",
+    )
     p.add_argument("--vocoder-cfg", help="the checkpoint's config.json (code_hifigan only)")
-    p.add_argument("--vocoder-type", choices=("code_hifigan", "griffin_lim"), default="code_hifigan",
-                   help="code_hifigan: a fairseq/StreamSpeech or echostream-train-vocoder checkpoint; griffin_lim: "
-                        "the training-free fallback for log-mel k-means units")
+    p.add_argument(
+        "--vocoder-type",
+        choices=("code_hifigan", "griffin_lim"),
+        default="code_hifigan",
+        help="code_hifigan: a fairseq/StreamSpeech or echostream-train-vocoder checkpoint; griffin_lim: "
+        "the training-free fallback for log-mel k-means units",
+    )
     p.add_argument("--results-path", required=True, help="folder for {N}_pred.wav")
-    p.add_argument("--dur-prediction", action="store_true",
-                   help="units are de-duplicated: predict each unit's duration (the vocoder's duration predictor, "
-                        "or the unit's mean train duration for griffin_lim)")
+    p.add_argument(
+        "--dur-prediction",
+        action="store_true",
+        help="units are de-duplicated: predict each unit's duration (the vocoder's duration predictor, "
+        "or the unit's mean train duration for griffin_lim)",
+    )
     p.add_argument("--griffin-lim-iterations", type=int, default=32)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
@@ -110,8 +120,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         vocoder = load_vocoder(args)
         utterances = read_unit_lines(args.in_code_file)
-        checked = [(name, as_unit_tensor(units, vocoder.num_units, f"{args.in_code_file}:{number}"))
-                   for name, number, units in utterances]  # every line checked before any file is written
+        checked = [
+            (name, as_unit_tensor(units, vocoder.num_units, f"{args.in_code_file}:{number}"))
+            for name, number, units in utterances
+        ]  # every line checked before any file is written
         if args.dur_prediction:
             vocoder.check_duration_predictor()
         os.makedirs(args.results_path, exist_ok=True)

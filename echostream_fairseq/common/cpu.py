@@ -31,8 +31,21 @@ __all__ = ["AVX2_LIMITS", "CpuCapabilities", "cpu_capabilities", "machine_header
 AVX2_LIMITS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 # the hardware flags a header names, in order (Linux's names)
-_HEADER_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx_ne_convert",
-                 "amx_tile", "amx_bf16", "amx_int8")
+_HEADER_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "avx_ne_convert",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
 @dataclass(frozen=True)
 class CpuCapabilities:
     """This machine's CPU and the kernels that run on it in this process.
@@ -86,8 +99,10 @@ class CpuCapabilities:
         bf16 always runs: without oneDNN's bf16 kernels the products fall back to ATen's (see
         :meth:`bf16_note`). int8 needs fbgemm, which needs AVX2."""
         if dtype == "int8" and not self.fbgemm:
-            return (f"--model-dtype int8 needs fbgemm's int8 kernels, which need AVX2, and this CPU ({self.model}) "
-                    f"{'has no AVX2' if not self.avx2 else 'runs a torch build without them'}; use fp32 or bf16")
+            return (
+                f"--model-dtype int8 needs fbgemm's int8 kernels, which need AVX2, and this CPU ({self.model}) "
+                f"{'has no AVX2' if not self.avx2 else 'runs a torch build without them'}; use fp32 or bf16"
+            )
         return None
 
     def bf16_note(self) -> Optional[str]:
@@ -134,8 +149,13 @@ def _cpuinfo() -> tuple:
     if not vendor:  # no /proc/cpuinfo: the platform's processor string names the maker on some systems
         vendor = "AuthenticAMD" if "AMD" in model else "GenuineIntel" if "Intel" in model else ""
     if not flags:  # no /proc/cpuinfo (macOS, Windows): torch's own probe of the x86 features it uses
-        probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported",
-                  "avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported"}
+        probes = {
+            "avx2": "_is_avx2_supported",
+            "avx512f": "_is_avx512_supported",
+            "avx512_vnni": "_is_vnni_supported",
+            "avx512_bf16": "_is_avx512_bf16_supported",
+            "amx_tile": "_is_amx_tile_supported",
+        }
         flags = frozenset(name for name, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)())
         if "avx512f" in flags:  # torch's AVX-512 probe checks the subsets its kernels use
             flags |= {"avx512bw", "avx512vl", "avx512dq"}
@@ -169,5 +189,7 @@ def cpu_capabilities() -> CpuCapabilities:
 
 def machine_header() -> str:
     """Every benchmark table's header: the CPU, its flags and kernels, cores, torch and its threads, Python."""
-    return (f"{cpu_capabilities().header()}, {os.cpu_count()} cores, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    return (
+        f"{cpu_capabilities().header()}, {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )

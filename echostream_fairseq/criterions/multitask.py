@@ -33,17 +33,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from sacrebleu.metrics import BLEU
-from torch import Tensor
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+from sacrebleu.metrics import BLEU
+from torch import Tensor
 
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 from echostream_fairseq.data.text import edit_distance, pieces_to_words
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 
-__all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_gate", "parse_loss_schedule",
-           "schedule_factor"]
+__all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_gate", "parse_loss_schedule", "schedule_factor"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,9 @@ def parse_loss_schedule(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
     for item in items:
         fields = item.split(":")
         if len(fields) not in (2, 3) or fields[0] not in LOSS_TERMS:
-            raise ValueError(f"--loss-schedule: {item!r} is not TERM:START[:RAMP] with TERM one of {', '.join(LOSS_TERMS)}")
+            raise ValueError(
+                f"--loss-schedule: {item!r} is not TERM:START[:RAMP] with TERM one of {', '.join(LOSS_TERMS)}"
+            )
         if fields[0] in schedule:
             raise ValueError(f"--loss-schedule: {fields[0]} is given twice")
         try:
@@ -102,9 +103,15 @@ def schedule_factor(schedule: Dict[str, Tuple[int, int]], term: str, num_updates
 
 @register_criterion("echostream_multitask")
 class EchoStreamMultitaskCriterion(FairseqCriterion):
-    def __init__(self, task, report_unit_error_rate: bool = True, report_mt_bleu: bool = True,
-                 loss_schedule: Sequence[str] = (), loss_schedule_gate: Optional[str] = None,
-                 unit_ctc_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        task,
+        report_unit_error_rate: bool = True,
+        report_mt_bleu: bool = True,
+        loss_schedule: Sequence[str] = (),
+        loss_schedule_gate: Optional[str] = None,
+        unit_ctc_weight: float = 1.0,
+    ) -> None:
         super().__init__(task)
         if not (unit_ctc_weight > 0 and math.isfinite(unit_ctc_weight)):
             raise ValueError(f"--unit-ctc-weight must be a positive number, got {unit_ctc_weight}")
@@ -132,21 +139,43 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
 
     @staticmethod
     def add_args(parser) -> None:
-        parser.add_argument("--no-unit-error-rate", dest="report_unit_error_rate", action="store_false",
-                            help="skip the unit error rate in validation (it costs an edit distance per utterance)")
-        parser.add_argument("--no-mt-bleu", dest="report_mt_bleu", action="store_false",
-                            help="skip the greedy MT decoding and BLEU of the dev split in validation")
-        parser.add_argument("--unit-ctc-weight", type=float, default=1.0, metavar="W",
-                            help="weight of the unit CTC term (the main loss; StreamSpeech's is 1) beside the "
-                                 "multitask YAML's MT, ASR CTC and ST CTC weights")
-        parser.add_argument("--loss-schedule", nargs="*", default=[], metavar="TERM:START[:RAMP]",
-                            help="switch loss terms on during training: TERM (unit_ctc, mt, asr_ctc, st_ctc) has "
-                                 "weight 0 before update START, then ramps linearly to its full weight over RAMP "
-                                 "updates (default: every term at full weight from the start)")
-        parser.add_argument("--loss-schedule-gate", default=None, metavar="BITS[:LATEST]",
-                            help="start the --loss-schedule clock once the running training ASR CTC loss is "
-                                 "below BITS bits per source subword (the head has left the all-blank plateau), "
-                                 "or at update LATEST at the latest; until then scheduled terms weigh 0")
+        parser.add_argument(
+            "--no-unit-error-rate",
+            dest="report_unit_error_rate",
+            action="store_false",
+            help="skip the unit error rate in validation (it costs an edit distance per utterance)",
+        )
+        parser.add_argument(
+            "--no-mt-bleu",
+            dest="report_mt_bleu",
+            action="store_false",
+            help="skip the greedy MT decoding and BLEU of the dev split in validation",
+        )
+        parser.add_argument(
+            "--unit-ctc-weight",
+            type=float,
+            default=1.0,
+            metavar="W",
+            help="weight of the unit CTC term (the main loss; StreamSpeech's is 1) beside the "
+            "multitask YAML's MT, ASR CTC and ST CTC weights",
+        )
+        parser.add_argument(
+            "--loss-schedule",
+            nargs="*",
+            default=[],
+            metavar="TERM:START[:RAMP]",
+            help="switch loss terms on during training: TERM (unit_ctc, mt, asr_ctc, st_ctc) has "
+            "weight 0 before update START, then ramps linearly to its full weight over RAMP "
+            "updates (default: every term at full weight from the start)",
+        )
+        parser.add_argument(
+            "--loss-schedule-gate",
+            default=None,
+            metavar="BITS[:LATEST]",
+            help="start the --loss-schedule clock once the running training ASR CTC loss is "
+            "below BITS bits per source subword (the head has left the all-blank plateau), "
+            "or at update LATEST at the latest; until then scheduled terms weigh 0",
+        )
 
     def set_num_updates(self, num_updates: int) -> None:
         """The updates done before the coming step (the task calls this from ``train_step``)."""
@@ -176,13 +205,22 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         if self.gate_update is None and latest is not None and num_updates >= latest:
             self.gate_update = latest
         if self.gate_update is not None:
-            logger.info("loss schedule gate open at update %d (running ASR CTC loss %s bits), the schedule "
-                        "counts from update %d", num_updates,
-                        "n/a" if self.running_asr_ctc is None else f"{self.running_asr_ctc:.2f}", self.gate_update)
+            logger.info(
+                "loss schedule gate open at update %d (running ASR CTC loss %s bits), the schedule "
+                "counts from update %d",
+                num_updates,
+                "n/a" if self.running_asr_ctc is None else f"{self.running_asr_ctc:.2f}",
+                self.gate_update,
+            )
 
     def term_weights(self, scheduled: bool = True) -> Dict[str, float]:
         """The weight of each loss term at the current update (``scheduled=False``: the full weights)."""
-        full = {"unit_ctc": self.unit_weight, "mt": self.mt_weight, "asr_ctc": self.asr_weight, "st_ctc": self.st_weight}
+        full = {
+            "unit_ctc": self.unit_weight,
+            "mt": self.mt_weight,
+            "asr_ctc": self.asr_weight,
+            "st_ctc": self.st_weight,
+        }
         if not scheduled:
             return full
         if self.gate_update is None:  # the gate is closed: scheduled terms wait
@@ -192,8 +230,7 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
 
     def _ctc(self, logits: Tensor, lengths: Tensor, target: Tensor, target_lengths: Tensor) -> Tensor:
         lprobs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # [T, B, V]
-        return F.ctc_loss(lprobs, target, lengths, target_lengths, blank=CTC_BLANK, reduction="sum",
-                          zero_infinity=True)
+        return F.ctc_loss(lprobs, target, lengths, target_lengths, blank=CTC_BLANK, reduction="sum", zero_infinity=True)
 
     def _word_errors(self, dictionary, logits, lengths, target, target_lengths):
         specials = [dictionary.pad(), dictionary.eos(), dictionary.unk()]
@@ -216,8 +253,11 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         mt = tasks["target_unigram"]
         lprobs = F.log_softmax(net_output["mt_logits"].float(), dim=-1)
         mt_loss, mt_nll = label_smoothed_nll_loss(
-            lprobs.view(-1, lprobs.size(-1)), mt["target"].view(-1), self.mt_smoothing,
-            ignore_index=self.tgt_dict.pad(), reduce=True,
+            lprobs.view(-1, lprobs.size(-1)),
+            mt["target"].view(-1),
+            self.mt_smoothing,
+            ignore_index=self.tgt_dict.pad(),
+            reduce=True,
         )
         asr, st = tasks["source_unigram"], tasks["ctc_target_unigram"]
         asr_loss = self._ctc(net_output["asr_logits"], enc_lengths, asr["target"], asr["target_lengths"])
@@ -247,9 +287,11 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         if model.training and self.gate is not None:
             log["loss_gate_open"] = float(self.gate_update is not None)
         log["asr_errors"], log["asr_words"] = self._word_errors(
-            self.src_dict, net_output["asr_logits"], enc_lengths, asr["target"], asr["target_lengths"])
+            self.src_dict, net_output["asr_logits"], enc_lengths, asr["target"], asr["target_lengths"]
+        )
         log["st_errors"], log["st_words"] = self._word_errors(
-            self.tgt_dict, net_output["st_logits"], enc_lengths, st["target"], st["target_lengths"])
+            self.tgt_dict, net_output["st_logits"], enc_lengths, st["target"], st["target_lengths"]
+        )
         if not model.training and self.report_unit_error_rate:
             specials = [self.unit_dict.pad(), self.unit_dict.eos(), self.unit_dict.unk()]
             hyps = ctc_greedy(net_output["unit_logits"].detach(), net_output["unit_lengths"], specials)
@@ -277,7 +319,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             if bool(done.all()):
                 break
         hyps = [" ".join(pieces_to_words(d, [t for t in row if t != d.eos()])) for row in tokens[:, 1:].tolist()]
-        refs = [" ".join(pieces_to_words(d, [t for t in row if t not in (d.eos(), d.pad())])) for row in target.tolist()]
+        refs = [
+            " ".join(pieces_to_words(d, [t for t in row if t not in (d.eos(), d.pad())])) for row in target.tolist()
+        ]
         score = BLEU().corpus_score(hyps, [refs])
         stats = {"mt_bleu_sys_len": score.sys_len, "mt_bleu_ref_len": score.ref_len}
         for i in range(4):
@@ -299,8 +343,12 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         ln2 = math.log(2)
         metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / ln2, sample_size, round=3)
         metrics.log_scalar("unit_ctc_loss", total("unit_ctc_loss") / max(sample_size, 1) / ln2, sample_size, round=3)
-        for key, count in (("mt_loss", "tgt_ntokens"), ("mt_nll_loss", "tgt_ntokens"),
-                           ("asr_ctc_loss", "src_ntokens"), ("st_ctc_loss", "st_ntokens")):
+        for key, count in (
+            ("mt_loss", "tgt_ntokens"),
+            ("mt_nll_loss", "tgt_ntokens"),
+            ("asr_ctc_loss", "src_ntokens"),
+            ("st_ctc_loss", "st_ntokens"),
+        ):
             n = total(count)
             metrics.log_scalar(key, total(key) / max(n, 1) / ln2, n, round=3)
         for name in ("asr", "st"):
@@ -316,16 +364,26 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             metrics.log_derived("unit_er", lambda m: rate(m, "_unit_errors", "_unit_total"))
 
         if total("mt_bleu_ref_len") > 0:
-            keys = [f"mt_bleu_counts_{i}" for i in range(4)] + [f"mt_bleu_totals_{i}" for i in range(4)] + \
-                ["mt_bleu_sys_len", "mt_bleu_ref_len"]
+            keys = (
+                [f"mt_bleu_counts_{i}" for i in range(4)]
+                + [f"mt_bleu_totals_{i}" for i in range(4)]
+                + ["mt_bleu_sys_len", "mt_bleu_ref_len"]
+            )
             for key in keys:
                 metrics.log_scalar("_" + key, total(key))
 
             def bleu(m) -> float:
                 value = lambda key: int(utils.item(m["_" + key].sum))  # noqa: E731
-                return round(BLEU.compute_bleu(
-                    [value(f"mt_bleu_counts_{i}") for i in range(4)], [value(f"mt_bleu_totals_{i}") for i in range(4)],
-                    value("mt_bleu_sys_len"), value("mt_bleu_ref_len"), smooth_method="exp").score, 2)
+                return round(
+                    BLEU.compute_bleu(
+                        [value(f"mt_bleu_counts_{i}") for i in range(4)],
+                        [value(f"mt_bleu_totals_{i}") for i in range(4)],
+                        value("mt_bleu_sys_len"),
+                        value("mt_bleu_ref_len"),
+                        smooth_method="exp",
+                    ).score,
+                    2,
+                )
 
             metrics.log_derived("mt_bleu", bleu)
 

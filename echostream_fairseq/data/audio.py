@@ -87,8 +87,10 @@ def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> Tensor:
 def audio_format_hint(path: str) -> str:
     """Why libsndfile may refuse a file that is fine: an mp3 with a libsndfile older than 1.1."""
     if path.lower().endswith(".mp3") and "MP3" not in sf.available_formats():
-        return (f"; this libsndfile ({sf.__libsndfile_version__}) cannot decode mp3: install soundfile>=0.12 "
-                "(it bundles libsndfile>=1.1) or convert the clips to wav/flac")
+        return (
+            f"; this libsndfile ({sf.__libsndfile_version__}) cannot decode mp3: install soundfile>=0.12 "
+            "(it bundles libsndfile>=1.1) or convert the clips to wav/flac"
+        )
     return ""
 
 

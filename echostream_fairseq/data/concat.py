@@ -96,21 +96,39 @@ def build_concat_split(options: ConcatOptions, progress: bool = True) -> int:
         with atomic_open(os.path.join(c, "features", f"{uid}.npy"), "wb") as f:
             np.save(f, feats)
         unit_text = units[picks[-1]]
-        rows.append({"id": uid, "src_audio": os.path.join("features", f"{uid}.npy"), "src_n_frames": feats.shape[0],
-                     "tgt_audio": unit_text, "tgt_n_frames": len(unit_text.split()),
-                     "last_sentence_frame": min(int(last_start / SAMPLE_RATE * 1000 / FBANK_FRAME_SHIFT_MS),
-                                                feats.shape[0] - 1)})
+        rows.append(
+            {
+                "id": uid,
+                "src_audio": os.path.join("features", f"{uid}.npy"),
+                "src_n_frames": feats.shape[0],
+                "tgt_audio": unit_text,
+                "tgt_n_frames": len(unit_text.split()),
+                "last_sentence_frame": min(
+                    int(last_start / SAMPLE_RATE * 1000 / FBANK_FRAME_SHIFT_MS), feats.shape[0] - 1
+                ),
+            }
+        )
         src_rows.append({"id": uid, "tgt_text": f" {SENTENCE_MARK} ".join(src[p] for p in picks)})
         tgt_rows.append({"id": uid, "tgt_text": f" {SENTENCE_MARK} ".join(tgt[p] for p in picks)})
         unit_rows.append({"id": uid, "units": unit_text})
     manifest = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames", "last_sentence_frame")
-    files = [(("src_unigram",), ("id", "tgt_text"), src_rows), (("tgt_unigram",), ("id", "tgt_text"), tgt_rows),
-             (("units",), ("id", "units"), unit_rows), ((), manifest, rows)]
+    files = [
+        (("src_unigram",), ("id", "tgt_text"), src_rows),
+        (("tgt_unigram",), ("id", "tgt_text"), tgt_rows),
+        (("units",), ("id", "units"), unit_rows),
+        ((), manifest, rows),
+    ]
     for folder, columns, new_rows in files:  # the manifest last: a split is there once it is complete
         write_tsv(os.path.join(c, *folder, f"{options.split}.tsv"), columns, new_rows)
     for folder, columns, new_rows in files:
-        old_rows = read_tsv(os.path.join(c, *folder, f"{options.source_split}.tsv"),
-                            [k for k in columns if k != "last_sentence_frame"], allow_empty=("units", "tgt_audio"))
-        write_tsv(os.path.join(c, *folder, f"{options.split}_mix.tsv"), columns,
-                  [{k: row.get(k, 0) for k in columns} for row in old_rows] + new_rows)
+        old_rows = read_tsv(
+            os.path.join(c, *folder, f"{options.source_split}.tsv"),
+            [k for k in columns if k != "last_sentence_frame"],
+            allow_empty=("units", "tgt_audio"),
+        )
+        write_tsv(
+            os.path.join(c, *folder, f"{options.split}_mix.tsv"),
+            columns,
+            [{k: row.get(k, 0) for k in columns} for row in old_rows] + new_rows,
+        )
     return len(rows)

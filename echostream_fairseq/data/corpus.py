@@ -114,8 +114,13 @@ def _split_voices(held_out: Sequence[str], extra: Sequence[str] = ()) -> tuple:
     return kept, held
 
 
-def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence[str] = (),
-                     extra_voices: int = 0, extra_voice_qualities: bool = False) -> Corpus:
+def synthetic_corpus(
+    seed: int,
+    sizes: Dict[str, int],
+    held_out_voices: Sequence[str] = (),
+    extra_voices: int = 0,
+    extra_voice_qualities: bool = False,
+) -> Corpus:
     """Sentences drawn from the grammar (distinct across splits) with seeded source voices.
 
     With ``held_out_voices``, train/dev/test use the other variants only, and a further split
@@ -135,8 +140,14 @@ def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence
     sentences = sample_splits(seed, sizes)
     splits = {
         split: [
-            Utterance(f"{split}_{i:05d}", split, s.fr, s.en, src_voice=source_voice(seed, f"{split}_{i:05d}", voices),
-                      where=f"synthetic {split} #{i}")
+            Utterance(
+                f"{split}_{i:05d}",
+                split,
+                s.fr,
+                s.en,
+                src_voice=source_voice(seed, f"{split}_{i:05d}", voices),
+                where=f"synthetic {split} #{i}",
+            )
             for i, s in enumerate(sentences[split])
         ]
         for split in sizes
@@ -145,13 +156,22 @@ def synthetic_corpus(seed: int, sizes: Dict[str, int], held_out_voices: Sequence
         if "test" not in sizes:
             raise ManifestError("--held-out-voices needs a test split: the held-out split repeats its sentences")
         splits[HELD_OUT_SPLIT] = [
-            Utterance(f"{HELD_OUT_SPLIT}_{i:05d}", HELD_OUT_SPLIT, u.src_text, u.tgt_text,
-                      src_voice=source_voice(seed, f"{HELD_OUT_SPLIT}_{i:05d}", held),
-                      where=f"synthetic {HELD_OUT_SPLIT} #{i}")
+            Utterance(
+                f"{HELD_OUT_SPLIT}_{i:05d}",
+                HELD_OUT_SPLIT,
+                u.src_text,
+                u.tgt_text,
+                src_voice=source_voice(seed, f"{HELD_OUT_SPLIT}_{i:05d}", held),
+                where=f"synthetic {HELD_OUT_SPLIT} #{i}",
+            )
             for i, u in enumerate(splits["test"])
         ]
-    fingerprint = {"seed": seed, "sizes": dict(sizes), "grammar_version": GRAMMAR_VERSION,
-                   "voices": [SOURCE_RATE_RANGE, SOURCE_PITCH_RANGE, SOURCE_PITCH_SPREAD_RANGE, list(SOURCE_VOICES)]}
+    fingerprint = {
+        "seed": seed,
+        "sizes": dict(sizes),
+        "grammar_version": GRAMMAR_VERSION,
+        "voices": [SOURCE_RATE_RANGE, SOURCE_PITCH_RANGE, SOURCE_PITCH_SPREAD_RANGE, list(SOURCE_VOICES)],
+    }
     if held:
         fingerprint["held_out_voices"] = list(held)
     if extra:
@@ -169,7 +189,9 @@ def _check_id(uid: str, where: str) -> None:
 
 def _check_text(text: str, where: str, column: str) -> None:
     if not normalize_text(text):
-        raise ManifestError(f"{where}: empty transcript in column {column!r} (nothing left after removing punctuation: {text!r})")
+        raise ManifestError(
+            f"{where}: empty transcript in column {column!r} (nothing left after removing punctuation: {text!r})"
+        )
     if any(c in text for c in "\r\n"):
         raise ManifestError(f"{where}: transcript in column {column!r} holds a line break")
 
@@ -256,7 +278,11 @@ def cvss_corpus(cv_root: str, cvss_root: str, splits: Sequence[str] = SPLITS) ->
         if not os.path.isdir(root):
             raise ManifestError(f"{root}: {flag} folder not found")
     transcripts: Dict[str, tuple] = {}
-    cv_files = [os.path.join(cv_root, f"{name}.tsv") for name in _CV_TSVS if os.path.isfile(os.path.join(cv_root, f"{name}.tsv"))]
+    cv_files = [
+        os.path.join(cv_root, f"{name}.tsv")
+        for name in _CV_TSVS
+        if os.path.isfile(os.path.join(cv_root, f"{name}.tsv"))
+    ]
     if not cv_files:
         raise ManifestError(f"{cv_root}: no Common Voice transcript files ({', '.join(n + '.tsv' for n in _CV_TSVS)})")
     for cv_file in cv_files:

@@ -24,11 +24,33 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from echostream_fairseq.data.lexicon import (
-    ADJECTIVES, AVOIR, CONCRETE, EN_BE, EN_PRONOUNS, ETRE, FR_PRONOUNS, FUTURE_ENDINGS, NAMES, NOUNS, PERSON, PLACE,
-    PREPOSITIONS, TIME_ADVERBS, VERBS, Adjective, Noun, Verb,
+    ADJECTIVES,
+    AVOIR,
+    CONCRETE,
+    EN_BE,
+    EN_PRONOUNS,
+    ETRE,
+    FR_PRONOUNS,
+    FUTURE_ENDINGS,
+    NAMES,
+    NOUNS,
+    PERSON,
+    PLACE,
+    PREPOSITIONS,
+    TIME_ADVERBS,
+    VERBS,
+    Adjective,
+    Noun,
+    Verb,
 )
 from echostream_fairseq.data.morphology import (
-    POSSESSIVES, Determiner, Token, english_determiner, english_number, french_number, render_french,
+    POSSESSIVES,
+    Determiner,
+    Token,
+    english_determiner,
+    english_number,
+    french_number,
+    render_french,
 )
 
 __all__ = [
@@ -92,8 +114,13 @@ class SentenceSampler:
         use_pre = allow_pre and bool(pre) and (0.55 <= r < 0.7 or (r < 0.15 and use_post))
         return (self.rng.choice(pre) if use_pre else None, self.rng.choice(post) if use_post else None)
 
-    def noun_phrase(self, noun: Noun, *, determiners: Sequence[str] = ("def", "indef", "number", "poss", "this"),
-                    possessor: bool = True) -> _Phrase:
+    def noun_phrase(
+        self,
+        noun: Noun,
+        *,
+        determiners: Sequence[str] = ("def", "indef", "number", "poss", "this"),
+        possessor: bool = True,
+    ) -> _Phrase:
         """A noun phrase around ``noun`` with one of ``determiners`` (uncountable nouns: no number/indef)."""
         usable = [d for d in determiners if noun.countable or d in ("def", "poss", "this")]
         kind = self.rng.choice(usable or ["def"])
@@ -107,7 +134,9 @@ class SentenceSampler:
         owner = self.rng.choice(NAMES) if possessor and kind == "def" and self.rng.random() < 0.12 else None
 
         gender = noun.gender
-        fr: List[Token] = [french_number(count, feminine=gender == "f") if kind == "number" else Determiner(kind, gender, plural)]
+        fr: List[Token] = [
+            french_number(count, feminine=gender == "f") if kind == "number" else Determiner(kind, gender, plural)
+        ]
         if pre:
             fr.append(pre.french(gender, plural))
         fr.append(noun.fr_plural if plural else noun.fr)
@@ -209,8 +238,9 @@ class SentenceSampler:
             reorderings = subj.reorderings
         else:
             template = "existential"
-            obj = self.noun_phrase(self._noun(CONCRETE - {PLACE}, countable_only=True), determiners=("indef", "number"),
-                                   possessor=False)
+            obj = self.noun_phrase(
+                self._noun(CONCRETE - {PLACE}, countable_only=True), determiners=("indef", "number"), possessor=False
+            )
             pp = self.place_phrase()
             plural = obj.person == 5
             fr_v = {"present": ["il", "y", "a"], "past": ["il", "y", "avait"], "future": ["il", "y", "aura"]}[tense]
@@ -240,7 +270,9 @@ def sample_splits(seed: int, sizes: Dict[str, int], max_tries_per_sentence: int 
     """
     sampler = SentenceSampler(seed)
     seen_fr, seen_en = set(), set()
-    order = [s for s in ("test", "dev", "train") if s in sizes] + [s for s in sizes if s not in ("test", "dev", "train")]
+    order = [s for s in ("test", "dev", "train") if s in sizes] + [
+        s for s in sizes if s not in ("test", "dev", "train")
+    ]
     out: Dict[str, List[Sentence]] = {}
     for split in order:
         sentences: List[Sentence] = []

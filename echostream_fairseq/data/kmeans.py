@@ -49,7 +49,7 @@ def nearest_centroid(points: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]
     centroid_norms = centroids.pow(2).sum(1)
     indices, distances = [], []
     for start in range(0, points.shape[0], _CHUNK_ROWS):
-        chunk = points[start:start + _CHUNK_ROWS]
+        chunk = points[start : start + _CHUNK_ROWS]
         # ||c||^2 - 2 x.c ranks centroids like the full distance; ||x||^2 is added to the winner only
         partial = torch.addmm(centroid_norms, chunk, centroids.T, alpha=-2.0)
         best, index = partial.min(dim=1)

@@ -37,8 +37,14 @@ from echostream_fairseq.data.grammar import GRAMMAR_VERSION, SentenceSampler
 from echostream_fairseq.data.manifest import read_tsv, write_tsv
 from echostream_fairseq.data.steps import PrepError
 
-__all__ = ["LongFormOptions", "StreamSentence", "build_longform", "draw_new_sentences", "stream_name",
-           "read_stream_sentences"]
+__all__ = [
+    "LongFormOptions",
+    "StreamSentence",
+    "build_longform",
+    "draw_new_sentences",
+    "stream_name",
+    "read_stream_sentences",
+]
 
 LEAD_SILENCE_S = 0.3  # before the first sentence, as a recording starts
 
@@ -46,13 +52,13 @@ LEAD_SILENCE_S = 0.3  # before the first sentence, as a recording starts
 @dataclass(frozen=True)
 class LongFormOptions:
     """Attributes:
-        corpus: an ``echostream-prep synthetic`` folder (its sentences are excluded, its training
-            voices are used).
-        out: output folder.
-        minutes: one stream per entry, each at least this long (the last sentence ends it).
-        pause_range: seconds of silence between sentences, drawn uniformly.
-        voice_every: the voice changes after a number of sentences drawn uniformly from this range.
-        seed: fixes sentences, pauses and voices.
+    corpus: an ``echostream-prep synthetic`` folder (its sentences are excluded, its training
+        voices are used).
+    out: output folder.
+    minutes: one stream per entry, each at least this long (the last sentence ends it).
+    pause_range: seconds of silence between sentences, drawn uniformly.
+    voice_every: the voice changes after a number of sentences drawn uniformly from this range.
+    seed: fixes sentences, pauses and voices.
     """
 
     corpus: str
@@ -135,8 +141,10 @@ def draw_new_sentences(seed: int, count: int, exclude: Set[str], max_tries: int 
 def read_stream_sentences(path: str) -> List[StreamSentence]:
     """The sentence table of one stream (``{name}.tsv``)."""
     rows = read_tsv(path, ("index", "start", "end", "voice", "src_text", "tgt_text"), id_column=None)
-    return [StreamSentence(int(r["index"]), float(r["start"]), float(r["end"]), r["voice"], r["src_text"], r["tgt_text"])
-            for r in rows]
+    return [
+        StreamSentence(int(r["index"]), float(r["start"]), float(r["end"]), r["voice"], r["src_text"], r["tgt_text"])
+        for r in rows
+    ]
 
 
 def _write_lines(path: str, lines: Sequence[str]) -> None:
@@ -156,7 +164,8 @@ def build_longform(options: LongFormOptions, progress: bool = True) -> Dict[str,
     if os.path.isfile(record_path):
         with open(record_path, encoding="utf-8") as f:
             if json.load(f) == json.loads(json.dumps(record)) and all(
-                    os.path.isfile(os.path.join(options.out, f"{n}.tsv")) for n in names):
+                os.path.isfile(os.path.join(options.out, f"{n}.tsv")) for n in names
+            ):
                 return {n: read_stream_sentences(os.path.join(options.out, f"{n}.tsv")) for n in names}
     os.makedirs(os.path.join(options.out, "sentences"), exist_ok=True)
     rng = random.Random(f"longform:{options.seed}")
@@ -187,8 +196,16 @@ def build_longform(options: LongFormOptions, progress: bool = True) -> Dict[str,
             with atomic_path(os.path.join(options.out, "sentences", f"{name}_{index:04d}.wav")) as temp:
                 write_wav(temp, speech)
             start = samples / SAMPLE_RATE
-            table.append(StreamSentence(index, round(start, 5), round(start + speech.numel() / SAMPLE_RATE, 5),
-                                        voice.describe(), sentence.fr, sentence.en))
+            table.append(
+                StreamSentence(
+                    index,
+                    round(start, 5),
+                    round(start + speech.numel() / SAMPLE_RATE, 5),
+                    voice.describe(),
+                    sentence.fr,
+                    sentence.en,
+                )
+            )
             pause = torch.zeros(int(rng.uniform(*options.pause_range) * SAMPLE_RATE))
             pieces += [speech, pause]
             samples += speech.numel() + pause.numel()
@@ -198,18 +215,22 @@ def build_longform(options: LongFormOptions, progress: bool = True) -> Dict[str,
             bar.close()
         with atomic_path(os.path.join(options.out, f"{name}.wav")) as temp:
             write_wav(temp, torch.cat(pieces))
-        write_tsv(os.path.join(options.out, f"{name}.tsv"), ("index", "start", "end", "voice", "src_text", "tgt_text"),
-                  (asdict(s) for s in table))
+        write_tsv(
+            os.path.join(options.out, f"{name}.tsv"),
+            ("index", "start", "end", "voice", "src_text", "tgt_text"),
+            (asdict(s) for s in table),
+        )
         _write_lines(os.path.join(options.out, f"{name}.target"), [" ".join(s.tgt_text for s in table)])
         sentence_dir = os.path.abspath(os.path.join(options.out, "sentences"))
-        _write_lines(os.path.join(options.out, f"{name}_sentences.source"),
-                     [os.path.join(sentence_dir, f"{name}_{s.index:04d}.wav") for s in table])
+        _write_lines(
+            os.path.join(options.out, f"{name}_sentences.source"),
+            [os.path.join(sentence_dir, f"{name}_{s.index:04d}.wav") for s in table],
+        )
         _write_lines(os.path.join(options.out, f"{name}_sentences.target"), [s.tgt_text for s in table])
         tables[name] = table
     out_abs = os.path.abspath(options.out)
     _write_lines(os.path.join(options.out, "streams.source"), [os.path.join(out_abs, f"{n}.wav") for n in names])
-    _write_lines(os.path.join(options.out, "streams.target"),
-                 [" ".join(s.tgt_text for s in tables[n]) for n in names])
+    _write_lines(os.path.join(options.out, "streams.target"), [" ".join(s.tgt_text for s in tables[n]) for n in names])
     with atomic_open(record_path) as f:
         json.dump(record, f, indent=2)
     return tables

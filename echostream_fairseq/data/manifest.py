@@ -92,7 +92,9 @@ def read_tsv(
     for line_no, text in body:
         fields = text.split("\t")
         if len(fields) != len(columns):
-            raise ManifestError(f"{path}:{line_no}: expected {len(columns)} tab-separated fields {columns}, found {len(fields)}")
+            raise ManifestError(
+                f"{path}:{line_no}: expected {len(columns)} tab-separated fields {columns}, found {len(fields)}"
+            )
         row: Dict[str, Any] = dict(zip(columns, fields))
         for column in required_columns:
             if column not in allow_empty and not row[column].strip():
@@ -139,15 +141,11 @@ def check_same_ids(
         if only_first:
             row = only_first[0]
             ids = ", ".join(repr(r[id_column]) for r in only_first[:5])
-            parts.append(
-                f"{first_path}:{row.get('_line', '?')}: {len(only_first)} id(s) not in {second_path}: {ids}"
-            )
+            parts.append(f"{first_path}:{row.get('_line', '?')}: {len(only_first)} id(s) not in {second_path}: {ids}")
         if only_second:
             row = only_second[0]
             ids = ", ".join(repr(r[id_column]) for r in only_second[:5])
-            parts.append(
-                f"{second_path}:{row.get('_line', '?')}: {len(only_second)} id(s) not in {first_path}: {ids}"
-            )
+            parts.append(f"{second_path}:{row.get('_line', '?')}: {len(only_second)} id(s) not in {first_path}: {ids}")
         raise ManifestError("; ".join(parts))
     if same_order and first_ids != second_ids:
         index = next(i for i, (a, b) in enumerate(zip(first_ids, second_ids)) if a != b)
@@ -172,9 +170,9 @@ def write_tsv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str
             for column, field in zip(columns, fields):
                 if "\t" in field or "\n" in field or "\r" in field:
                     raise ManifestError(
-                        f"{os.fspath(path)}: field {column!r} of id {row.get('id', '?')!r} holds a tab or newline: {field!r}"
+                        f"{os.fspath(path)}: field {column!r} of id {row.get('id', '?')!r} "
+                        f"holds a tab or newline: {field!r}"
                     )
             f.write("\t".join(fields) + "\n")
             count += 1
     return count
-

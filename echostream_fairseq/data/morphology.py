@@ -28,15 +28,57 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 _FR_UNITS = (
-    "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze", "treize",
-    "quatorze", "quinze", "seize",
+    "zéro",
+    "un",
+    "deux",
+    "trois",
+    "quatre",
+    "cinq",
+    "six",
+    "sept",
+    "huit",
+    "neuf",
+    "dix",
+    "onze",
+    "douze",
+    "treize",
+    "quatorze",
+    "quinze",
+    "seize",
 )
 _FR_TENS = {20: "vingt", 30: "trente", 40: "quarante", 50: "cinquante", 60: "soixante"}
 _EN_UNITS = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 )
-_EN_TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty", 90: "ninety"}
+_EN_TENS = {
+    20: "twenty",
+    30: "thirty",
+    40: "forty",
+    50: "fifty",
+    60: "sixty",
+    70: "seventy",
+    80: "eighty",
+    90: "ninety",
+}
 
 
 def french_number(n: int, feminine: bool = False) -> str:
@@ -99,8 +141,11 @@ class Determiner(NamedTuple):
 
 
 POSSESSIVES = {  # kind -> (m sg, f sg, plural, English)
-    "my": ("mon", "ma", "mes", "my"), "your": ("ton", "ta", "tes", "your"), "our": ("notre", "notre", "nos", "our"),
-    "your_pl": ("votre", "votre", "vos", "your"), "their": ("leur", "leur", "leurs", "their"),
+    "my": ("mon", "ma", "mes", "my"),
+    "your": ("ton", "ta", "tes", "your"),
+    "our": ("notre", "notre", "nos", "our"),
+    "your_pl": ("votre", "votre", "vos", "your"),
+    "their": ("leur", "leur", "leurs", "their"),
 }
 
 
@@ -136,7 +181,7 @@ def render_french(tokens: Sequence[Token]) -> str:
     words: List[str] = []
     for i, tok in enumerate(tokens):
         if isinstance(tok, Determiner):
-            following = next(t for t in tokens[i + 1:] if isinstance(t, str))
+            following = next(t for t in tokens[i + 1 :] if isinstance(t, str))
             words.append(_french_determiner(tok, following.split()[0]))
         else:
             words.extend(tok.split())

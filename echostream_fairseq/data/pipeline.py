@@ -46,7 +46,12 @@ from echostream_fairseq.data.manifest import write_tsv
 from echostream_fairseq.data.steps import PrepError
 from echostream_fairseq.data.text import encode_pieces, normalize_text, train_sentencepiece, write_fairseq_dict
 from echostream_fairseq.data.units import (
-    HubertUnitFeatures, LogMelUnitFeatures, UnitError, deduplicate, frame_units, load_kmeans_centroids,
+    HubertUnitFeatures,
+    LogMelUnitFeatures,
+    UnitError,
+    deduplicate,
+    frame_units,
+    load_kmeans_centroids,
     unit_model_dict,
 )
 
@@ -60,7 +65,14 @@ logger = logging.getLogger("echostream.prep")
 MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames")
 SIMULEVAL_SPLITS = ("dev", "test", HELD_OUT_SPLIT)
 # a 40-frame (0.4 s) time mask: the synthetic utterances last about 2 s, so a 1 s mask would erase half
-SPECAUGMENT = {"freq_mask_F": 27, "freq_mask_N": 1, "time_mask_N": 1, "time_mask_T": 40, "time_mask_p": 1.0, "time_warp_W": 0}
+SPECAUGMENT = {
+    "freq_mask_F": 27,
+    "freq_mask_N": 1,
+    "time_mask_N": 1,
+    "time_mask_T": 40,
+    "time_mask_p": 1.0,
+    "time_warp_W": 0,
+}
 
 
 @contextlib.contextmanager
@@ -100,8 +112,11 @@ class Pipeline:
     # -- text -----------------------------------------------------------------------------------
     def text(self, resume: bool) -> None:
         for split, utterances in self.corpus.splits.items():
-            write_tsv(self.path("text", f"{split}.tsv"), ("id", "src_text", "tgt_text"),
-                      ({"id": u.id, "src_text": u.src_text, "tgt_text": u.tgt_text} for u in utterances))
+            write_tsv(
+                self.path("text", f"{split}.tsv"),
+                ("id", "src_text", "tgt_text"),
+                ({"id": u.id, "src_text": u.src_text, "tgt_text": u.tgt_text} for u in utterances),
+            )
 
     def check_audio_headers(self) -> None:
         """Read every input file's header before anything is written (fast: no decoding)."""
@@ -123,16 +138,30 @@ class Pipeline:
         for side in ("src", "tgt"):
             os.makedirs(self.path("audio", side), exist_ok=True)
             remove_stale_temp_files(self.path("audio", side))
-        todo = [u for u in self.corpus.all()
-                if not (resume and os.path.isfile(self.wav("src", u.id)) and os.path.isfile(self.wav("tgt", u.id)))]
+        todo = [
+            u
+            for u in self.corpus.all()
+            if not (resume and os.path.isfile(self.wav("src", u.id)) and os.path.isfile(self.wav("tgt", u.id)))
+        ]
         if resume:
             logger.info("audio: %d of %d utterances left from the interrupted run", len(todo), len(self.corpus.all()))
         if self.corpus.mode == "synthetic":
             with _torch_threads(1):
                 self._synthesize(todo)
-            write_tsv(self.path("audio", "src_voices.tsv"), ("id", "variant", "rate", "pitch", "pitch_range"),
-                      ({"id": u.id, "variant": u.src_voice.variant, "rate": u.src_voice.rate, "pitch": u.src_voice.pitch,
-                        "pitch_range": u.src_voice.pitch_range} for u in self.corpus.all()))
+            write_tsv(
+                self.path("audio", "src_voices.tsv"),
+                ("id", "variant", "rate", "pitch", "pitch_range"),
+                (
+                    {
+                        "id": u.id,
+                        "variant": u.src_voice.variant,
+                        "rate": u.src_voice.rate,
+                        "pitch": u.src_voice.pitch,
+                        "pitch_range": u.src_voice.pitch_range,
+                    }
+                    for u in self.corpus.all()
+                ),
+            )
         else:
             with _torch_threads(1):  # parallel over files instead (--jobs)
                 self._convert(todo)
@@ -164,7 +193,9 @@ class Pipeline:
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.options.jobs) as pool:
             futures = [pool.submit(self._convert_one, u) for u in utterances]
             try:
-                for future in self._bar(concurrent.futures.as_completed(futures), "converting audio", total=len(futures)):
+                for future in self._bar(
+                    concurrent.futures.as_completed(futures), "converting audio", total=len(futures)
+                ):
                     future.result()
             except BaseException:
                 for f in futures:
@@ -210,15 +241,20 @@ class Pipeline:
     def subwords(self, resume: bool) -> None:
         for side, field_name in (("src", "src_text"), ("tgt", "tgt_text")):
             folder = self.path(f"{side}_unigram")
-            normalized = {split: [normalize_text(getattr(u, field_name)) for u in us] for split, us in self.corpus.splits.items()}
+            normalized = {
+                split: [normalize_text(getattr(u, field_name)) for u in us] for split, us in self.corpus.splits.items()
+            }
             # every character of every split gets a piece, so dev/test text never maps to <unk>
             characters = sorted({c for texts in normalized.values() for t in texts for c in t if not c.isspace()})
             model = train_sentencepiece(normalized["train"], folder, self.options.vocab_size, required_chars=characters)
             pieces = {split: [encode_pieces(model, t) for t in texts] for split, texts in normalized.items()}
             write_fairseq_dict(model, pieces["train"], os.path.join(folder, "dict.txt"))
             for split, us in self.corpus.splits.items():
-                write_tsv(os.path.join(folder, f"{split}.tsv"), ("id", "tgt_text"),
-                          ({"id": u.id, "tgt_text": " ".join(p)} for u, p in zip(us, pieces[split])))
+                write_tsv(
+                    os.path.join(folder, f"{split}.tsv"),
+                    ("id", "tgt_text"),
+                    ({"id": u.id, "tgt_text": " ".join(p)} for u, p in zip(us, pieces[split])),
+                )
 
     # -- units ----------------------------------------------------------------------------------
     def _unit_features(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -237,7 +273,8 @@ class Pipeline:
                 )
             if self.options.num_units is not None and self.options.num_units != centroids.shape[0]:
                 raise PrepError(
-                    f"--num-units {self.options.num_units} but {self.options.kmeans_model} has {centroids.shape[0]} centroids"
+                    f"--num-units {self.options.num_units} but {self.options.kmeans_model} "
+                    f"has {centroids.shape[0]} centroids"
                 )
         else:
             centroids = self._fit_logmel_kmeans(extractor)
@@ -278,9 +315,16 @@ class Pipeline:
             raise PrepError(
                 f"the train split has {points.shape[0]} target frames, fewer than --num-units {self.options.num_units}"
             )
-        logger.info("units: k-means K=%d on %d frames of %d utterances", self.options.num_units, points.shape[0], len(chunks))
-        result = fit_kmeans(points, self.options.num_units, seed=self.options.seed,
-                            max_iterations=self.options.kmeans_iterations, progress=self.options.progress)
+        logger.info(
+            "units: k-means K=%d on %d frames of %d utterances", self.options.num_units, points.shape[0], len(chunks)
+        )
+        result = fit_kmeans(
+            points,
+            self.options.num_units,
+            seed=self.options.seed,
+            max_iterations=self.options.kmeans_iterations,
+            progress=self.options.progress,
+        )
         logger.info("units: k-means converged in %d iterations, inertia %.4g", result.iterations, result.inertia)
         return result.centroids
 
@@ -292,15 +336,20 @@ class Pipeline:
             for u in utterances:
                 n_samples = sf.info(self.wav("src", u.id)).frames
                 unit_text = units[u.id]
-                source = os.path.join("features", f"{u.id}.npy") if self.options.precompute_fbank else \
-                    os.path.join("audio", "src", f"{u.id}.wav")
-                rows.append({
-                    "id": u.id,
-                    "src_audio": source,
-                    "src_n_frames": num_fbank_frames(n_samples),
-                    "tgt_audio": unit_text,
-                    "tgt_n_frames": len(unit_text.split()),
-                })
+                source = (
+                    os.path.join("features", f"{u.id}.npy")
+                    if self.options.precompute_fbank
+                    else os.path.join("audio", "src", f"{u.id}.wav")
+                )
+                rows.append(
+                    {
+                        "id": u.id,
+                        "src_audio": source,
+                        "src_n_frames": num_fbank_frames(n_samples),
+                        "tgt_audio": unit_text,
+                        "tgt_n_frames": len(unit_text.split()),
+                    }
+                )
             write_tsv(self.path(f"{split}.tsv"), MANIFEST_COLUMNS, rows)
 
     # -- configs --------------------------------------------------------------------------------
@@ -312,16 +361,37 @@ class Pipeline:
             "sample_rate": SAMPLE_RATE,
             "global_cmvn": {"stats_npz_path": "gcmvn.npz"},
             "specaugment": dict(SPECAUGMENT),
-            "transforms": {"*": ["global_cmvn"],
-                           "_train": ["global_cmvn", "specaugment"] if self.options.specaugment else ["global_cmvn"]},
-            "units": {"kmeans": "units/kmeans.pt", "num_units": num_units, "dict": "units/dict.txt", "deduplicated": True},
+            "transforms": {
+                "*": ["global_cmvn"],
+                "_train": ["global_cmvn", "specaugment"] if self.options.specaugment else ["global_cmvn"],
+            },
+            "units": {
+                "kmeans": "units/kmeans.pt",
+                "num_units": num_units,
+                "dict": "units/dict.txt",
+                "deduplicated": True,
+            },
         }
         multitask = {
-            "source_unigram": {"decoder_type": "ctc", "dict": "src_unigram/dict.txt", "data": "src_unigram", "loss_weight": 4.0},
-            "ctc_target_unigram": {"decoder_type": "ctc", "dict": "tgt_unigram/dict.txt", "data": "tgt_unigram",
-                                   "loss_weight": 4.0},
-            "target_unigram": {"decoder_type": "transformer", "dict": "tgt_unigram/dict.txt", "data": "tgt_unigram",
-                               "loss_weight": 8.0, "label_smoothing": 0.1},
+            "source_unigram": {
+                "decoder_type": "ctc",
+                "dict": "src_unigram/dict.txt",
+                "data": "src_unigram",
+                "loss_weight": 4.0,
+            },
+            "ctc_target_unigram": {
+                "decoder_type": "ctc",
+                "dict": "tgt_unigram/dict.txt",
+                "data": "tgt_unigram",
+                "loss_weight": 4.0,
+            },
+            "target_unigram": {
+                "decoder_type": "transformer",
+                "dict": "tgt_unigram/dict.txt",
+                "data": "tgt_unigram",
+                "loss_weight": 8.0,
+                "label_smoothing": 0.1,
+            },
         }
         for name, content in (("config.yaml", config), ("config_multitask.yaml", multitask)):
             with atomic_open(self.path(name)) as f:
@@ -366,10 +436,12 @@ def corpus_stats(out_dir: str, splits: Sequence[str]) -> Dict[str, Any]:
         text = _read_simple_tsv(os.path.join(out_dir, "text", f"{split}.tsv"))
         src_pieces = _read_simple_tsv(os.path.join(out_dir, "src_unigram", f"{split}.tsv"))
         tgt_pieces = _read_simple_tsv(os.path.join(out_dir, "tgt_unigram", f"{split}.tsv"))
-        src_seconds = [sf.info(os.path.join(out_dir, "audio", "src", f"{row['id']}.wav")).frames / SAMPLE_RATE
-                       for row in manifest]
-        tgt_seconds = [sf.info(os.path.join(out_dir, "audio", "tgt", f"{row['id']}.wav")).frames / SAMPLE_RATE
-                       for row in manifest]
+        src_seconds = [
+            sf.info(os.path.join(out_dir, "audio", "src", f"{row['id']}.wav")).frames / SAMPLE_RATE for row in manifest
+        ]
+        tgt_seconds = [
+            sf.info(os.path.join(out_dir, "audio", "tgt", f"{row['id']}.wav")).frames / SAMPLE_RATE for row in manifest
+        ]
         for row in text:
             if split == "train":
                 train_words["src"].update(normalize_text(row["src_text"]).split())

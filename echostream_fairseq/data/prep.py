@@ -97,7 +97,10 @@ def _validate_options(options: PrepOptions) -> None:
         if options.hubert_checkpoint or options.kmeans_model:
             raise PrepError("--hubert-checkpoint and --kmeans-model need --unit-extractor hubert")
     elif options.unit_extractor == "hubert":
-        for flag, value in (("--hubert-checkpoint", options.hubert_checkpoint), ("--kmeans-model", options.kmeans_model)):
+        for flag, value in (
+            ("--hubert-checkpoint", options.hubert_checkpoint),
+            ("--kmeans-model", options.kmeans_model),
+        ):
             if not value:
                 raise PrepError(f"--unit-extractor hubert needs {flag}")
             if not os.path.isfile(value):
@@ -121,29 +124,56 @@ def _steps(pipeline: Pipeline) -> List[Step]:
     def outputs(pattern: str) -> List[str]:
         return [pattern.format(split=s) for s in splits]
 
-    text = Step("text", {"version": PREP_VERSION, "mode": corpus.mode, "inputs": corpus.fingerprint,
-                         "splits": {s: len(us) for s, us in corpus.splits.items()}},
-                outputs("text/{split}.tsv"), pipeline.text)
+    text = Step(
+        "text",
+        {
+            "version": PREP_VERSION,
+            "mode": corpus.mode,
+            "inputs": corpus.fingerprint,
+            "splits": {s: len(us) for s, us in corpus.splits.items()},
+        },
+        outputs("text/{split}.tsv"),
+        pipeline.text,
+    )
     audio_params: Dict[str, Any] = {"after": after(text), "sample_rate": SAMPLE_RATE}
     if corpus.mode == "synthetic":
         from echostream_fairseq.data.tts import TARGET_VOICE, VARIANTS, get_synthesizer
 
         # the definitions of the variants this corpus speaks in, not of every variant there is
         spoken = sorted({u.src_voice.variant for u in corpus.all() if u.src_voice} | {TARGET_VOICE.variant})
-        audio_params["tts"] = {"espeak_ng": get_synthesizer().version,
-                               "variants": digest({v: VARIANTS[v] for v in spoken}),
-                               "target_voice": TARGET_VOICE.describe()}
+        audio_params["tts"] = {
+            "espeak_ng": get_synthesizer().version,
+            "variants": digest({v: VARIANTS[v] for v in spoken}),
+            "target_voice": TARGET_VOICE.describe(),
+        }
     audio = Step("audio", audio_params, ["audio"], pipeline.audio)
-    gcmvn = Step("gcmvn", {"after": after(audio), "max_utterances": options.cmvn_max_utterances, "seed": options.seed},
-                 ["gcmvn.npz"], pipeline.gcmvn)
-    subwords = Step("subwords", {"after": after(text), "vocab_size": options.vocab_size, "normalizer": NORMALIZER_VERSION},
-                    ["src_unigram", "tgt_unigram"], pipeline.subwords)
+    gcmvn = Step(
+        "gcmvn",
+        {"after": after(audio), "max_utterances": options.cmvn_max_utterances, "seed": options.seed},
+        ["gcmvn.npz"],
+        pipeline.gcmvn,
+    )
+    subwords = Step(
+        "subwords",
+        {"after": after(text), "vocab_size": options.vocab_size, "normalizer": NORMALIZER_VERSION},
+        ["src_unigram", "tgt_unigram"],
+        pipeline.subwords,
+    )
     if options.unit_extractor == "hubert":
-        unit_params: Dict[str, Any] = {"extractor": "hubert", "checkpoint": _file_identity(options.hubert_checkpoint),
-                                       "layer": options.hubert_layer, "kmeans_model": _file_identity(options.kmeans_model)}
+        unit_params: Dict[str, Any] = {
+            "extractor": "hubert",
+            "checkpoint": _file_identity(options.hubert_checkpoint),
+            "layer": options.hubert_layer,
+            "kmeans_model": _file_identity(options.kmeans_model),
+        }
     else:
-        unit_params = {"extractor": "logmel", "num_units": options.num_units, "max_frames": options.kmeans_max_frames,
-                       "iterations": options.kmeans_iterations, "seed": options.seed}
+        unit_params = {
+            "extractor": "logmel",
+            "num_units": options.num_units,
+            "max_frames": options.kmeans_max_frames,
+            "iterations": options.kmeans_iterations,
+            "seed": options.seed,
+        }
     units = Step("units", {"after": after(audio), **unit_params}, ["units"], pipeline.units)
     feature_steps: List[Step] = []
     if options.precompute_fbank:
@@ -156,7 +186,9 @@ def _steps(pipeline: Pipeline) -> List[Step]:
     if not options.specaugment:  # only then: folders made before the option keep their stamps
         config_params["specaugment"] = False
     configs = Step("configs", config_params, ["config.yaml", "config_multitask.yaml"], pipeline.configs)
-    simuleval = Step("simuleval", {"after": after(text, audio), "location": pipeline.out}, ["simuleval"], pipeline.simuleval)
+    simuleval = Step(
+        "simuleval", {"after": after(text, audio), "location": pipeline.out}, ["simuleval"], pipeline.simuleval
+    )
     stats = Step("stats", {"after": after(manifests, subwords, units)}, ["stats.json"], pipeline.stats)
     return [text, audio, *feature_steps, gcmvn, subwords, units, manifests, configs, simuleval, stats]
 

@@ -25,16 +25,22 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 from fairseq.data import Dictionary, FairseqDataset, data_utils
+from torch import Tensor
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.text import WORD_START
 from echostream_fairseq.data.audio import AudioError, fbank, read_audio
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 
-__all__ = ["TextTarget", "SpeechToUnitDataset", "load_text_target", "read_word_sentences", "MANIFEST_COLUMNS",
-           "SENTENCE_MARK"]
+__all__ = [
+    "TextTarget",
+    "SpeechToUnitDataset",
+    "load_text_target",
+    "read_word_sentences",
+    "MANIFEST_COLUMNS",
+    "SENTENCE_MARK",
+]
 
 # where one sentence of a transcript ends and the next begins (``echostream-prep concat``); it is
 # the dictionaries' end-of-sentence symbol, so a decoder target ends each sentence with it
@@ -83,7 +89,11 @@ def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool, 
 
 
 def load_text_target(
-    name: str, tsv: Path, dictionary: Dictionary, append_eos: bool, ids: Sequence[str],
+    name: str,
+    tsv: Path,
+    dictionary: Dictionary,
+    append_eos: bool,
+    ids: Sequence[str],
     sentence_ends: bool = False,
 ) -> TextTarget:
     """Read ``tsv`` (``id, tgt_text``) and encode the rows whose ids the manifest has
@@ -96,7 +106,9 @@ def load_text_target(
     tokens: Dict[str, Tensor] = {}
     for row in rows:
         where = f"{tsv}:{row['_line']}"
-        tokens[row["id"]] = _encode(dictionary, row["tgt_text"], where, append_eos or sentence_ends, last_only=append_eos)
+        tokens[row["id"]] = _encode(
+            dictionary, row["tgt_text"], where, append_eos or sentence_ends, last_only=append_eos
+        )
     missing = [i for i in ids if i not in tokens]
     if missing:
         raise ManifestError(f"{tsv}: no {name} text for ids of the manifest: {missing[:5]}")
@@ -124,12 +136,12 @@ def read_word_sentences(tsv: Path) -> List[List[str]]:
 
 class SpeechToUnitDataset(FairseqDataset):
     """Args:
-        manifest: the split's ``{split}.tsv``.
-        unit_dict: fairseq dictionary of unit ids (``"0" .. "K-1"``).
-        text_targets: auxiliary targets keyed by task name.
-        sample_rate: the rate the model's fbank expects; other rates are resampled.
-        feature_transform: fairseq feature transform (CMVN, SpecAugment) or ``None``.
-        shuffle: shuffle before sorting by length (training).
+    manifest: the split's ``{split}.tsv``.
+    unit_dict: fairseq dictionary of unit ids (``"0" .. "K-1"``).
+    text_targets: auxiliary targets keyed by task name.
+    sample_rate: the rate the model's fbank expects; other rates are resampled.
+    feature_transform: fairseq feature transform (CMVN, SpecAugment) or ``None``.
+    shuffle: shuffle before sorting by length (training).
     """
 
     def __init__(
@@ -162,8 +174,10 @@ class SpeechToUnitDataset(FairseqDataset):
             units = self._encode_units(row["tgt_audio"], where)
             start = row.get("last_sentence_frame") or "0"
             if not start.isdigit() or int(start) >= n_frames:
-                raise ManifestError(f"{where}: last_sentence_frame must be a frame of the source (0 <= frame < "
-                                    f"{n_frames}), got {start!r}")
+                raise ManifestError(
+                    f"{where}: last_sentence_frame must be a frame of the source (0 <= frame < "
+                    f"{n_frames}), got {start!r}"
+                )
             starts.append(int(start))
             audio = Path(row["src_audio"])
             self.ids.append(row["id"])
@@ -209,7 +223,9 @@ class SpeechToUnitDataset(FairseqDataset):
                 raise AudioError(f"{where}: feature file not found")
             feats = np.load(path)
             if feats.ndim != 2 or feats.shape[1] != self.input_feat_per_channel:
-                raise AudioError(f"{where}: features must be [frames, {self.input_feat_per_channel}], got {feats.shape}")
+                raise AudioError(
+                    f"{where}: features must be [frames, {self.input_feat_per_channel}], got {feats.shape}"
+                )
         else:
             try:
                 wav = read_audio(path, sample_rate=self.sample_rate)
@@ -266,7 +282,8 @@ class SpeechToUnitDataset(FairseqDataset):
         net_input = {"src_tokens": src_tokens, "src_lengths": src_lengths}
         if self.last_sentence_frames is not None:
             net_input["last_sentence_frame"] = torch.tensor(
-                [self.last_sentence_frames[s["index"]] for s in samples], dtype=torch.long)
+                [self.last_sentence_frames[s["index"]] for s in samples], dtype=torch.long
+            )
         if prev_output_tokens is not None:
             net_input["prev_output_tokens"] = prev_output_tokens
         return {
@@ -296,7 +313,8 @@ class SpeechToUnitDataset(FairseqDataset):
 
         indices = np.asarray(indices, dtype=np.int64)
         return batch_by_size_vec(
-            indices, self.sizes[indices].astype(np.int64),
+            indices,
+            self.sizes[indices].astype(np.int64),
             int(max_tokens) if max_tokens is not None else -1,
             max_sentences if max_sentences is not None else -1,
             required_batch_size_multiple,

@@ -128,7 +128,8 @@ class StepRunner:
             conflicts.append(f"  {step.name}: " + "; ".join(diffs))
         if conflicts and not self.force:
             raise PrepError(
-                f"{self.out_dir} holds outputs made with different parameters:\n" + "\n".join(conflicts)
+                f"{self.out_dir} holds outputs made with different parameters:\n"
+                + "\n".join(conflicts)
                 + "\nrerun with the same options, or pass --force to rebuild these steps (and the steps after them)"
             )
 
@@ -142,7 +143,9 @@ class StepRunner:
         if old is not None:
             diffs = self._differences(old, step.params)
             if not self.force and not all(d.startswith(LOCATION_KEY + ":") for d in diffs):
-                raise PrepError(f"step {step.name}: outputs made with different parameters ({'; '.join(diffs)}); pass --force")
+                raise PrepError(
+                    f"step {step.name}: outputs made with different parameters ({'; '.join(diffs)}); pass --force"
+                )
             os.remove(self._stamp_path(step.name))
             self._remove_outputs(step)
         os.makedirs(self.steps_dir, exist_ok=True)
@@ -159,9 +162,15 @@ class StepRunner:
         # the stamp is written last: only now are the outputs trusted
         with atomic_open(self._stamp_path(step.name)) as f:
             json.dump(
-                {"step": step.name, "params": step.params, "seconds": round(self.timings[step.name], 3),
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                f, indent=1, sort_keys=True,
+                {
+                    "step": step.name,
+                    "params": step.params,
+                    "seconds": round(self.timings[step.name], 3),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+                f,
+                indent=1,
+                sort_keys=True,
             )
         os.remove(self._started_path(step.name))
         logger.info("step %-10s done in %.1f s", step.name, self.timings[step.name])

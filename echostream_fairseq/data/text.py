@@ -28,9 +28,8 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import sentencepiece as spm
 
-from echostream_fairseq.common.text import WORD_START
-
 from echostream_fairseq.common.files import atomic_open
+from echostream_fairseq.common.text import WORD_START
 
 __all__ = [
     "NORMALIZER_VERSION",
@@ -87,7 +86,10 @@ def train_sentencepiece(
         model_type="unigram",
         character_coverage=1.0,
         hard_vocab_limit=False,
-        bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+        bos_id=0,
+        pad_id=1,
+        eos_id=2,
+        unk_id=3,
         input_sentence_size=0,
         shuffle_input_sentence=False,
         num_threads=1,
@@ -133,7 +135,9 @@ def write_fairseq_dict(model: spm.SentencePieceProcessor, piece_sequences: Itera
 
 def pieces_to_words(dictionary, ids: Sequence[int]) -> List[str]:
     """Sentencepiece token ids -> words (pieces concatenated; ``▁`` starts a word; specials dropped)."""
-    return dictionary.string(list(ids), "sentencepiece", extra_symbols_to_ignore={dictionary.unk(), dictionary.pad()}).split()
+    return dictionary.string(
+        list(ids), "sentencepiece", extra_symbols_to_ignore={dictionary.unk(), dictionary.pad()}
+    ).split()
 
 
 def whole_word_prefix(tokens: Sequence[int], committed: int, starts_word: Callable[[int], bool]) -> int:

@@ -60,7 +60,15 @@ VOLUME = 70
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
-_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE, _PARAM_PUNCTUATION, _PARAM_CAPITALS, _PARAM_WORDGAP = 1, 2, 3, 4, 5, 6, 7
+_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE, _PARAM_PUNCTUATION, _PARAM_CAPITALS, _PARAM_WORDGAP = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+)
 
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -80,26 +88,56 @@ class TtsError(RuntimeError):
 VARIANTS: Dict[str, List[str]] = {
     "es-plain": ["gender male", "flutter 0", "roughness 8"],
     "es-deep": [
-        "gender male", "flutter 0", "roughness 8", "pitch 68 104",
-        "formant 1 93 100 100", "formant 2 94 100 100", "formant 3 95 100 100", "formant 4 96 100 100",
+        "gender male",
+        "flutter 0",
+        "roughness 8",
+        "pitch 68 104",
+        "formant 1 93 100 100",
+        "formant 2 94 100 100",
+        "formant 3 95 100 100",
+        "formant 4 96 100 100",
     ],
     "es-bright": [
-        "gender female", "flutter 0", "roughness 8", "pitch 150 235",
-        "formant 0 104 90 130", "formant 1 114 85 130", "formant 2 112 85 130", "formant 3 109 85 130",
-        "formant 4 108 90 130", "formant 5 108 90 130",
+        "gender female",
+        "flutter 0",
+        "roughness 8",
+        "pitch 150 235",
+        "formant 0 104 90 130",
+        "formant 1 114 85 130",
+        "formant 2 112 85 130",
+        "formant 3 109 85 130",
+        "formant 4 108 90 130",
+        "formant 5 108 90 130",
     ],
     "es-breathy": [
-        "gender female", "flutter 0", "roughness 8", "pitch 135 205",
-        "formant 1 110 90 120", "formant 2 108 90 120", "formant 3 106 90 120",
-        "breath 0 3 4 4 3 3 2 2", "breathw 150 150 200 200 400 400",
+        "gender female",
+        "flutter 0",
+        "roughness 8",
+        "pitch 135 205",
+        "formant 1 110 90 120",
+        "formant 2 108 90 120",
+        "formant 3 106 90 120",
+        "breath 0 3 4 4 3 3 2 2",
+        "breathw 150 150 200 200 400 400",
     ],
     "es-small": [
-        "gender female", "flutter 0", "roughness 8", "pitch 200 290",
-        "formant 1 120 80 140", "formant 2 118 80 140", "formant 3 115 85 140", "formant 4 112 90 140",
+        "gender female",
+        "flutter 0",
+        "roughness 8",
+        "pitch 200 290",
+        "formant 1 120 80 140",
+        "formant 2 118 80 140",
+        "formant 3 115 85 140",
+        "formant 4 112 90 140",
     ],
     "es-crisp": [
-        "gender male", "flutter 0", "roughness 8", "pitch 105 150", "consonants 150 150",
-        "formant 2 103 110 90", "formant 3 104 110 90",
+        "gender male",
+        "flutter 0",
+        "roughness 8",
+        "pitch 105 150",
+        "consonants 150 150",
+        "formant 2 103 110 90",
+        "formant 3 104 110 90",
     ],
     "es-echo": ["gender male", "flutter 0", "roughness 8", "pitch 100 150", "echo 25 18", "formant 3 104 100 100"],
 }
@@ -145,8 +183,10 @@ def generated_variant(name: str) -> List[str]:
     Odd numbers are female voices, even numbers male, so any first N are balanced.
     """
     if name not in GENERATED_VOICES and name not in QUALITY_VOICES:
-        raise TtsError(f"unknown generated voice {name!r}; known: es-gen01 .. {GENERATED_VOICES[-1]}, "
-                       f"es-gq01 .. {QUALITY_VOICES[-1]}")
+        raise TtsError(
+            f"unknown generated voice {name!r}; known: es-gen01 .. {GENERATED_VOICES[-1]}, "
+            f"es-gq01 .. {QUALITY_VOICES[-1]}"
+        )
     rng = random.Random(f"echostream-voice:{name}")
     female = int(name[-2:]) % 2 == 1
     tract = rng.uniform(*_GENERATED_TRACT_RANGE["female" if female else "male"])
@@ -223,8 +263,14 @@ class Synthesizer:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
@@ -258,8 +304,13 @@ class Synthesizer:
         if status != 0:
             raise TtsError(f"espeak-ng has no voice {voice.language}+{voice.variant} (status {status})")
         for parameter, value in (
-            (_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch), (_PARAM_RANGE, voice.pitch_range),
-            (_PARAM_VOLUME, VOLUME), (_PARAM_WORDGAP, 0), (_PARAM_PUNCTUATION, 0), (_PARAM_CAPITALS, 0),
+            (_PARAM_RATE, voice.rate),
+            (_PARAM_PITCH, voice.pitch),
+            (_PARAM_RANGE, voice.pitch_range),
+            (_PARAM_VOLUME, VOLUME),
+            (_PARAM_WORDGAP, 0),
+            (_PARAM_PUNCTUATION, 0),
+            (_PARAM_CAPITALS, 0),
         ):
             self._lib.espeak_SetParameter(parameter, int(value), 0)
 

@@ -101,9 +101,17 @@ class LogMelUnitFeatures:
     def __init__(self, config: LogMelConfig = LogMelConfig()) -> None:
         self.config = config
         self._mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
-            hop_length=config.hop_length, f_min=config.f_min, f_max=config.f_max, n_mels=config.n_mels,
-            power=config.power, center=config.center, pad_mode=config.pad_mode, norm=config.mel_norm,
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            win_length=config.win_length,
+            hop_length=config.hop_length,
+            f_min=config.f_min,
+            f_max=config.f_max,
+            n_mels=config.n_mels,
+            power=config.power,
+            center=config.center,
+            pad_mode=config.pad_mode,
+            norm=config.mel_norm,
             mel_scale=config.mel_scale,
         )
 
@@ -177,7 +185,8 @@ class HubertUnitFeatures:
         rows = _hubert_label_dictionary_rows(state)
         if len(labels) != 1 or rows is None:
             raise UnitError(
-                f"{checkpoint}: its label dictionaries {[f'dict.{l}.txt' for l in labels]} are not in {label_dir}; "
+                f"{checkpoint}: its label dictionaries {[f'dict.{label}.txt' for label in labels]} "
+                f"are not in {label_dir}; "
                 "copy them there (needed to build a HuBERT model with several label sets)"
             )
         folder = tempfile.TemporaryDirectory(prefix="echostream-hubert-")
@@ -218,7 +227,9 @@ def deduplicate(units: Sequence[int]) -> Tuple[List[int], List[int]]:
 def frame_units(features: Tensor, centroids: Tensor) -> Tensor:
     """Nearest-centroid unit of every frame: ``[T, D], [K, D] -> [T]`` int64."""
     if features.shape[1] != centroids.shape[1]:
-        raise UnitError(f"features have {features.shape[1]} dimensions but the k-means centroids have {centroids.shape[1]}")
+        raise UnitError(
+            f"features have {features.shape[1]} dimensions but the k-means centroids have {centroids.shape[1]}"
+        )
     return nearest_centroid(features, centroids)[0]
 
 
@@ -255,7 +266,9 @@ def load_kmeans_centroids(path: str) -> Tensor:
     except Exception as e:  # noqa: BLE001  (numpy, torch, joblib and pickle raise many types)
         raise UnitError(f"{path}: cannot read the k-means model ({type(e).__name__}: {e})") from None
     if centroids is None:
-        raise UnitError(f"{path}: no centroids found (expected an array [K, D], a dict with 'centroids', or an sklearn KMeans)")
+        raise UnitError(
+            f"{path}: no centroids found (expected an array [K, D], a dict with 'centroids', or an sklearn KMeans)"
+        )
     centroids = torch.as_tensor(np.asarray(centroids), dtype=torch.float32)
     if centroids.dim() != 2 or centroids.shape[0] < 1:
         raise UnitError(f"{path}: centroids must be [K, D], got shape {list(centroids.shape)}")

@@ -43,7 +43,10 @@ from echostream_fairseq.common.files import atomic_open  # noqa: E402
 from echostream_fairseq.data.audio import read_audio  # noqa: E402
 from echostream_fairseq.data.text import normalize_text  # noqa: E402
 from echostream_fairseq.evaluation.transcribers import (  # noqa: E402
-    TRANSCRIBERS, AsrBleuError, Transcriber, build_transcriber,
+    TRANSCRIBERS,
+    AsrBleuError,
+    Transcriber,
+    build_transcriber,
 )
 
 __all__ = [
@@ -163,13 +166,25 @@ def add_asr_bleu_args(parser: argparse.ArgumentParser) -> None:
     if "--asr-bleu-transcriber" in parser._option_string_actions:  # already added (argparse has no public test)
         return
     group = parser.add_argument_group("ASR_BLEU_OFFLINE (offline ASR-BLEU of speech output)")
-    group.add_argument("--asr-bleu-transcriber", choices=TRANSCRIBERS, default="pocketsphinx",
-                       help="recogniser for the output speech (default: pocketsphinx)")
-    group.add_argument("--asr-bleu-lm-text", default=None, metavar="PATH",
-                       help="pocketsphinx: English training sentences, one per line, for a domain bigram LM "
-                            "(without it: the general English LM, poor on synthetic speech)")
-    group.add_argument("--asr-bleu-model", default=None, metavar="PATH",
-                       help="whisper: local checkpoint .pt file; wav2vec2: local save_pretrained folder")
+    group.add_argument(
+        "--asr-bleu-transcriber",
+        choices=TRANSCRIBERS,
+        default="pocketsphinx",
+        help="recogniser for the output speech (default: pocketsphinx)",
+    )
+    group.add_argument(
+        "--asr-bleu-lm-text",
+        default=None,
+        metavar="PATH",
+        help="pocketsphinx: English training sentences, one per line, for a domain bigram LM "
+        "(without it: the general English LM, poor on synthetic speech)",
+    )
+    group.add_argument(
+        "--asr-bleu-model",
+        default=None,
+        metavar="PATH",
+        help="whisper: local checkpoint .pt file; wav2vec2: local save_pretrained folder",
+    )
 
 
 class OfflineASRBLEUScorer(QualityScorer):
@@ -246,7 +261,11 @@ class OfflineASRBLEUScorer(QualityScorer):
             self._write(result)
         logger.info(
             "%s = %.2f over %d instances (%d without a wav, %d empty transcripts)",
-            SCORER_NAME, result["bleu"], result["utterances"], result["missing_wavs"], result["empty_transcripts"],
+            SCORER_NAME,
+            result["bleu"],
+            result["utterances"],
+            result["missing_wavs"],
+            result["empty_transcripts"],
         )
         return result["bleu"]
 

@@ -105,7 +105,9 @@ def write_bigram_arpa(sentences: Iterable[str], path: str) -> Dict[str, int]:
             f.write(line + "\n")
         f.write("\n\\2-grams:\n")
         for history, word in bigrams:
-            prob = (bigram_counts[history, word] - discount) / history_total[history] + backoff[history] * unigram_prob[word]
+            prob = (bigram_counts[history, word] - discount) / history_total[history] + backoff[history] * unigram_prob[
+                word
+            ]
             f.write(f"{math.log10(prob):.7f}\t{history} {word}\n")
         f.write("\n\\end\\\n")
     return {

@@ -79,7 +79,7 @@ def resegment(words: Sequence[str], references: Sequence[str]) -> List[List[int]
     out, position = [], 0
     for piece in pieces:
         n = len(piece.split())
-        out.append(kept[position: position + n])
+        out.append(kept[position : position + n])
         position += n
     if position != len(kept):
         raise RuntimeError(f"mweralign's pieces hold {position} words, the hypothesis {len(kept)}")
@@ -137,8 +137,9 @@ def longform_scores(words: Sequence[TimedWord], references: Sequence[ReferenceSe
     }
 
 
-def boundary_scores(end_times: Sequence[float], references: Sequence[ReferenceSentence],
-                    early: float = 0.32, late: float = 0.5) -> Dict[str, float]:
+def boundary_scores(
+    end_times: Sequence[float], references: Sequence[ReferenceSentence], early: float = 0.32, late: float = 0.5
+) -> Dict[str, float]:
     """How well the system's sentence ends (stream seconds at which each was decided) match the
     reference sentences.
 
@@ -172,8 +173,9 @@ def boundary_scores(end_times: Sequence[float], references: Sequence[ReferenceSe
     }
 
 
-def lag_trend(ends: Sequence[float], lags: Sequence[float], window: float = 60.0, resamples: int = 2000,
-              seed: int = 0) -> Dict[str, object]:
+def lag_trend(
+    ends: Sequence[float], lags: Sequence[float], window: float = 60.0, resamples: int = 2000, seed: int = 0
+) -> Dict[str, object]:
     """Whether the lag grows along the stream, with the uncertainty that a few sentences a minute
     leave: the mean lag of the sentences ending in the first ``window`` seconds and in the
     ``window`` seconds before the last sentence's end, their difference, and the least-squares

@@ -204,7 +204,9 @@ def _as_16k_mono(waveform: Waveform, sample_rate: int) -> np.ndarray:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
         raise ValueError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
     if sample_rate < _MIN_SAMPLE_RATE:
-        raise ValueError(f"sample_rate {sample_rate} Hz is too low for speech recognition (need >= {_MIN_SAMPLE_RATE} Hz)")
+        raise ValueError(
+            f"sample_rate {sample_rate} Hz is too low for speech recognition (need >= {_MIN_SAMPLE_RATE} Hz)"
+        )
     samples = mono_float32(waveform)
     if not bool(samples.isfinite().all()):
         raise ValueError("waveform contains NaN or inf samples")

@@ -205,7 +205,10 @@ def _pronounceable(sentences: Sequence[str]) -> List[str]:
         shown = ", ".join(repr(w) for w in sorted(unknown_words)[:10])
         logger.warning(
             "ASR-BLEU LM: dropped %d of %d sentences with %d word(s) that have no pronunciation (%s%s)",
-            len(sentences) - len(kept), len(sentences), len(unknown_words), shown,
+            len(sentences) - len(kept),
+            len(sentences),
+            len(unknown_words),
+            shown,
             " ..." if len(unknown_words) > 10 else "",
         )
     return kept

@@ -14,8 +14,8 @@ from typing import List, Optional, Tuple
 
 from torch import Tensor, nn
 
-from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 from echostream_fairseq.modules.masks import causal_mask
+from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 
 __all__ = ["CTCHead", "TransformerCTCHead"]
 
@@ -54,9 +54,7 @@ class TransformerCTCHead(nn.Module):
     ) -> None:
         super().__init__()
         self.left_context = left_context
-        self.layers = nn.ModuleList(
-            TransformerLayer(input_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(TransformerLayer(input_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(input_dim)
         self.head = CTCHead(input_dim, vocab_size, dropout)
 

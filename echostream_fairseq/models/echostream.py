@@ -28,8 +28,8 @@ import logging
 from typing import Any, Dict, List, Optional
 
 import torch
-from torch import Tensor
 from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
+from torch import Tensor
 
 from echostream_fairseq.models.ctc_heads import CTCHead, TransformerCTCHead
 from echostream_fairseq.models.mt_decoder import MTDecoder
@@ -91,23 +91,30 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         parser.add_argument("--attention-dropout", type=float, metavar="D", help="attention dropout (decoders)")
         parser.add_argument("--activation-dropout", type=float, metavar="D", help="FFN activation dropout (decoders)")
         parser.add_argument("--st-ctc-layers", type=int, metavar="N", help="causal layers before the ST CTC projection")
-        parser.add_argument("--st-ctc-left-context", type=int, metavar="N",
-                            help="past encoder frames the ST CTC layers attend (0: all)")
+        parser.add_argument(
+            "--st-ctc-left-context", type=int, metavar="N", help="past encoder frames the ST CTC layers attend (0: all)"
+        )
         parser.add_argument("--mt-decoder-layers", type=int, metavar="N", help="MT decoder layers")
         parser.add_argument("--mt-decoder-embed-dim", type=int, metavar="N", help="MT decoder dimension")
         parser.add_argument("--mt-decoder-ffn-embed-dim", type=int, metavar="N", help="MT decoder FFN dimension")
         parser.add_argument("--mt-decoder-attention-heads", type=int, metavar="N", help="MT decoder heads")
         parser.add_argument("--t2u-encoder-layers", type=int, metavar="N", help="text-to-unit encoder layers")
         parser.add_argument("--unit-decoder-layers", type=int, metavar="N", help="unit decoder layers")
-        parser.add_argument("--unit-decoder-embed-dim", type=int, metavar="N",
-                            help="T2U encoder and unit decoder dimension")
-        parser.add_argument("--unit-decoder-ffn-embed-dim", type=int, metavar="N", help="T2U/unit decoder FFN dimension")
+        parser.add_argument(
+            "--unit-decoder-embed-dim", type=int, metavar="N", help="T2U encoder and unit decoder dimension"
+        )
+        parser.add_argument(
+            "--unit-decoder-ffn-embed-dim", type=int, metavar="N", help="T2U/unit decoder FFN dimension"
+        )
         parser.add_argument("--unit-decoder-attention-heads", type=int, metavar="N", help="T2U/unit decoder heads")
-        parser.add_argument("--ctc-upsample-rate", type=int, metavar="N",
-                            help="unit-decoder positions per text state")
+        parser.add_argument("--ctc-upsample-rate", type=int, metavar="N", help="unit-decoder positions per text state")
         _switch(parser, "multichunk", "train with one random chunk length per batch")
-        parser.add_argument("--multichunk-lengths", type=str, metavar="LIST",
-                            help="chunk lengths (encoder frames) multi-chunk draws from; 0 = whole utterance")
+        parser.add_argument(
+            "--multichunk-lengths",
+            type=str,
+            metavar="LIST",
+            help="chunk lengths (encoder frames) multi-chunk draws from; 0 = whole utterance",
+        )
         _switch(parser, "streaming-mt-mask", "train the MT decoder under the CTC policy's streaming mask")
         parser.add_argument("--k1", type=int, metavar="N", help="streaming mask lag (extra ST CTC tokens)")
         parser.add_argument("--n1", type=int, metavar="N", help="streaming mask write stride")
@@ -126,7 +133,9 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
                     setattr(args, dest, int(entry.decoder_args[key]))
         _parse_chunk_lengths(args.multichunk_lengths)
         if args.n1 < 1 or args.k1 < 0 or args.k2 < 0 or (args.n2 < 1 and args.n2 != -1):
-            raise ValueError(f"need k1 >= 0, n1 >= 1, k2 >= 0, n2 >= 1 or -1; got {args.k1}, {args.n1}, {args.k2}, {args.n2}")
+            raise ValueError(
+                f"need k1 >= 0, n1 >= 1, k2 >= 0, n2 >= 1 or -1; got {args.k1}, {args.n1}, {args.k2}, {args.n2}"
+            )
         args.input_feat_per_channel = task.data_cfg.input_feat_per_channel
         args.input_channels = task.data_cfg.input_channels
         src_dict = task.multitask_dictionaries["source_unigram"]
@@ -144,20 +153,44 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
                         raise ValueError(f"--multichunk-lengths {args.multichunk_lengths!r}: {err}") from None
         asr_ctc = CTCHead(d, len(src_dict), args.dropout)
         st_ctc = TransformerCTCHead(
-            d, len(st_dict), args.st_ctc_layers, args.encoder_attention_heads, args.encoder_ffn_embed_dim,
-            args.dropout, args.st_ctc_left_context,
+            d,
+            len(st_dict),
+            args.st_ctc_layers,
+            args.encoder_attention_heads,
+            args.encoder_ffn_embed_dim,
+            args.dropout,
+            args.st_ctc_left_context,
         )
         mt_decoder = MTDecoder(
-            tgt_dict, d, args.mt_decoder_embed_dim, args.mt_decoder_ffn_embed_dim, args.mt_decoder_layers,
-            args.mt_decoder_attention_heads, args.dropout, args.attention_dropout, args.activation_dropout,
+            tgt_dict,
+            d,
+            args.mt_decoder_embed_dim,
+            args.mt_decoder_ffn_embed_dim,
+            args.mt_decoder_layers,
+            args.mt_decoder_attention_heads,
+            args.dropout,
+            args.attention_dropout,
+            args.activation_dropout,
             max_positions=args.max_target_positions,
         )
         u = args.unit_decoder_embed_dim
-        t2u = T2UEncoder(args.mt_decoder_embed_dim, u, args.unit_decoder_ffn_embed_dim, args.t2u_encoder_layers,
-                         args.unit_decoder_attention_heads, args.dropout)
-        unit_decoder = CTCUnitDecoder(u, len(task.target_dictionary), args.ctc_upsample_rate,
-                                      args.unit_decoder_ffn_embed_dim, args.unit_decoder_layers,
-                                      args.unit_decoder_attention_heads, args.dropout)
+        t2u = T2UEncoder(
+            args.mt_decoder_embed_dim,
+            u,
+            args.unit_decoder_ffn_embed_dim,
+            args.t2u_encoder_layers,
+            args.unit_decoder_attention_heads,
+            args.dropout,
+        )
+        unit_decoder = CTCUnitDecoder(
+            u,
+            len(task.target_dictionary),
+            args.ctc_upsample_rate,
+            args.unit_decoder_ffn_embed_dim,
+            args.unit_decoder_layers,
+            args.unit_decoder_attention_heads,
+            args.dropout,
+        )
         return cls(args, encoder, mt_decoder, asr_ctc, st_ctc, t2u, unit_decoder)
 
     # -- training forward ----------------------------------------------------------------------
@@ -184,8 +217,12 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         return {"unit_logits": logits, "unit_lengths": lengths}
 
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
-        last_sentence_frame: Optional[Tensor] = None, **kwargs: Any
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor,
+        prev_output_tokens: Tensor,
+        last_sentence_frame: Optional[Tensor] = None,
+        **kwargs: Any,
     ) -> Dict[str, Any]:
         """Teacher-forced pass over every head.
 
@@ -219,7 +256,12 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
                 if start is not None:
                     asr_counts, st_counts = counts_from(asr_counts, start), counts_from(st_counts, start)
                 cross_mask = streaming_mt_mask(
-                    asr_counts, st_counts, prev_output_tokens.size(1), enc_lengths, self.args.k1, self.args.n1,
+                    asr_counts,
+                    st_counts,
+                    prev_output_tokens.size(1),
+                    enc_lengths,
+                    self.args.k1,
+                    self.args.n1,
                     self.encoder.backbone.chunk_length if chunk_length is None else chunk_length,
                 )
         if start is not None:
@@ -242,6 +284,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
 
 
 # -- architectures ------------------------------------------------------------------------------
+
 
 def _default(args, name: str, value) -> None:
     if getattr(args, name, None) is None:

@@ -20,13 +20,17 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
 from fairseq.models import FairseqIncrementalDecoder
 from fairseq.models.transformer import Embedding
+from torch import Tensor, nn
 
 from echostream_fairseq.modules.positions import sinusoidal_rows, token_positions
 from echostream_fairseq.modules.transformer_layer import (
-    LayerCache, TransformerLayer, padded_step, stack_step, stack_step_packed,
+    LayerCache,
+    TransformerLayer,
+    padded_step,
+    stack_step,
+    stack_step_packed,
 )
 
 __all__ = ["MTDecoder"]
@@ -36,11 +40,11 @@ _CACHE_KEYS = ("self_key", "self_value", "cross_key", "cross_value")
 
 class MTDecoder(FairseqIncrementalDecoder):
     """Args:
-        dictionary: target subword dictionary.
-        encoder_dim: size of the encoder states it cross-attends.
-        embed_dim, ffn_dim, num_layers, num_heads: decoder sizes.
-        dropout, attention_dropout, activation_dropout: regularisation.
-        max_positions: longest target sequence.
+    dictionary: target subword dictionary.
+    encoder_dim: size of the encoder states it cross-attends.
+    embed_dim, ffn_dim, num_layers, num_heads: decoder sizes.
+    dropout, attention_dropout, activation_dropout: regularisation.
+    max_positions: longest target sequence.
     """
 
     def __init__(
@@ -63,8 +67,9 @@ class MTDecoder(FairseqIncrementalDecoder):
         self.embed_scale = math.sqrt(embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            TransformerLayer(embed_dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout,
-                             memory_dim=encoder_dim)
+            TransformerLayer(
+                embed_dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout, memory_dim=encoder_dim
+            )
             for _ in range(num_layers)
         )
         self.final_norm = nn.LayerNorm(embed_dim)
@@ -75,9 +80,7 @@ class MTDecoder(FairseqIncrementalDecoder):
         saved = self.get_incremental_state(incremental_state, "layer_caches")
         if not saved:
             return [None] * len(self.layers)
-        return [
-            LayerCache(*(saved.get(f"{i}.{k}") for k in _CACHE_KEYS)) for i in range(len(self.layers))
-        ]
+        return [LayerCache(*(saved.get(f"{i}.{k}") for k in _CACHE_KEYS)) for i in range(len(self.layers))]
 
     def _set_caches(self, incremental_state, caches: List[LayerCache]) -> None:
         saved: Dict[str, Optional[Tensor]] = {}
@@ -180,18 +183,27 @@ class MTDecoder(FairseqIncrementalDecoder):
         hidden = self.final_norm(x)
         return self.output_layer(hidden), hidden, caches
 
-    def extend_memory(self, caches: Sequence[Optional[List[LayerCache]]], new_memories: Sequence[Tensor],
-                      memory_window: int = 0) -> List[List[LayerCache]]:
+    def extend_memory(
+        self, caches: Sequence[Optional[List[LayerCache]]], new_memories: Sequence[Tensor], memory_window: int = 0
+    ) -> List[List[LayerCache]]:
         """:meth:`step` with no decoder inputs (only the memory advances) for several streams at once:
         every stream's new frames ``[1, s_i, D_enc]`` are projected to cross-attention keys and
         values in one product per layer. Stream ``i``'s caches equal :meth:`step` on it alone."""
         nothing = [m.new_zeros(1, 0, self.embed_dim) for m in new_memories]
-        _, caches = stack_step_packed(self.layers, nothing, caches, new_memories=new_memories,
-                                      memory_window=memory_window)
+        _, caches = stack_step_packed(
+            self.layers, nothing, caches, new_memories=new_memories, memory_window=memory_window
+        )
         return caches
 
-    def step_rows(self, tokens: Tensor, positions: Tensor, caches: List[LayerCache], self_valid: Tensor,
-                  memory_valid: Tensor, self_window: int = 0) -> Tuple[Tensor, Tensor, List[LayerCache], Tensor]:
+    def step_rows(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        caches: List[LayerCache],
+        self_valid: Tensor,
+        memory_valid: Tensor,
+        self_window: int = 0,
+    ) -> Tuple[Tensor, Tensor, List[LayerCache], Tensor]:
         """One decoder input for each of several streams at different points (inference).
 
         Args:

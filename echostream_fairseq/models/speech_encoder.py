@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
 from fairseq.models import FairseqEncoder
+from torch import Tensor, nn
 
 from echostream_fairseq.modules.backbone import StreamingBackbone
 from echostream_fairseq.modules.batching import counter_field
@@ -218,33 +218,56 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
         parser.add_argument("--input-channels", type=int, metavar="N", help="input channels")
         parser.add_argument("--conv-kernel-sizes", type=str, metavar="STR", help="subsampler kernels, e.g. 5,5")
         parser.add_argument("--conv-channels", type=int, metavar="N", help="subsampler channels")
-        parser.add_argument("--subsampler-delay-frames", type=int, metavar="N",
-                            help="fbank frames (10 ms) the subsampler's first convolution is shifted back; "
-                                 "1 lets a Zipformer step on every chunk as it arrives (default 0; 1 for the "
-                                 "echostream_zipformer presets)")
+        parser.add_argument(
+            "--subsampler-delay-frames",
+            type=int,
+            metavar="N",
+            help="fbank frames (10 ms) the subsampler's first convolution is shifted back; "
+            "1 lets a Zipformer step on every chunk as it arrives (default 0; 1 for the "
+            "echostream_zipformer presets)",
+        )
         parser.add_argument("--encoder-embed-dim", type=int, metavar="N", help="encoder dimension")
         parser.add_argument("--encoder-ffn-embed-dim", type=int, metavar="N", help="encoder FFN dimension")
         parser.add_argument("--encoder-layers", type=int, metavar="N", help="encoder layers")
         parser.add_argument("--encoder-attention-heads", type=int, metavar="N", help="encoder attention heads")
         parser.add_argument("--encoder-activation", choices=("relu", "gelu", "silu"), help="Emformer FFN activation")
-        parser.add_argument("--chunk-length", type=int, metavar="N",
-                            help="encoder frames (40 ms each) per chunk (the streaming step)")
-        parser.add_argument("--left-context-length", type=int, metavar="N",
-                            help="Emformer/Zipformer cached left context, in 40 ms encoder frames")
+        parser.add_argument(
+            "--chunk-length", type=int, metavar="N", help="encoder frames (40 ms each) per chunk (the streaming step)"
+        )
+        parser.add_argument(
+            "--left-context-length",
+            type=int,
+            metavar="N",
+            help="Emformer/Zipformer cached left context, in 40 ms encoder frames",
+        )
         parser.add_argument("--right-context-length", type=int, metavar="N", help="Emformer look-ahead frames")
-        parser.add_argument("--max-memory-size", type=int, metavar="N",
-                            help="Emformer/Zipformer memory-bank size (0: none)")
+        parser.add_argument(
+            "--max-memory-size", type=int, metavar="N", help="Emformer/Zipformer memory-bank size (0: none)"
+        )
         parser.add_argument("--tanh-on-mem", action="store_true", default=None, help="tanh on Emformer memory")
-        parser.add_argument("--emformer-conv-kernel-size", type=int, metavar="N",
-                            help="Emformer: a causal convolution module of this kernel in every layer (0: none)")
-        for name, what in [("dims", "channels"), ("layers", "layers"), ("downsampling", "rate factor (1 = 50 Hz)"),
-                           ("heads", "attention heads"), ("ffn-dims", "feed-forward size"),
-                           ("conv-kernels", "causal convolution kernel")]:
+        parser.add_argument(
+            "--emformer-conv-kernel-size",
+            type=int,
+            metavar="N",
+            help="Emformer: a causal convolution module of this kernel in every layer (0: none)",
+        )
+        for name, what in [
+            ("dims", "channels"),
+            ("layers", "layers"),
+            ("downsampling", "rate factor (1 = 50 Hz)"),
+            ("heads", "attention heads"),
+            ("ffn-dims", "feed-forward size"),
+            ("conv-kernels", "causal convolution kernel"),
+        ]:
             parser.add_argument(f"--stack-{name}", type=str, metavar="LIST", help=f"Zipformer: {what} per stack")
         parser.add_argument("--query-head-dim", type=int, metavar="N", help="Zipformer query/key channels per head")
         parser.add_argument("--value-head-dim", type=int, metavar="N", help="Zipformer value channels per head")
-        parser.add_argument("--future-frames", type=int, metavar="N",
-                            help="Zipformer: frames ahead (within the chunk) a frame attends; 0 = causal")
+        parser.add_argument(
+            "--future-frames",
+            type=int,
+            metavar="N",
+            help="Zipformer: frames ahead (within the chunk) a frame attends; 0 = causal",
+        )
         parser.add_argument("--depthwise-conv-kernel-size", type=int, metavar="N", help="Conformer conv kernel")
 
     @property
@@ -304,8 +327,9 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
             finished=False,
         )
 
-    def step(self, features: Tensor, state: EncoderStreamState, finish: bool = False
-             ) -> Tuple[Tensor, EncoderStreamState]:
+    def step(
+        self, features: Tensor, state: EncoderStreamState, finish: bool = False
+    ) -> Tuple[Tensor, EncoderStreamState]:
         """Feed ``features`` ``[B, t, C]`` (the fbank frames of one chunk) -> new frames ``[B, t', D]``.
 
         ``finish=True`` ends the stream and returns every remaining frame.

@@ -33,8 +33,9 @@ class T2UEncoder(nn.Module):
         embed_dim, ffn_dim, num_layers, num_heads: sizes.
     """
 
-    def __init__(self, input_dim: int, embed_dim: int, ffn_dim: int, num_layers: int, num_heads: int,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, input_dim: int, embed_dim: int, ffn_dim: int, num_layers: int, num_heads: int, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.proj = nn.Identity() if input_dim == embed_dim else nn.Linear(input_dim, embed_dim)
         self.layers = nn.ModuleList(TransformerLayer(embed_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers))
@@ -48,20 +49,23 @@ class T2UEncoder(nn.Module):
             x, _ = layer(x, mask)
         return self.final_norm(x)
 
-    def step(self, text_states: Tensor, caches: Optional[List[LayerCache]], self_window: int = 0
-             ) -> Tuple[Tensor, List[LayerCache]]:
+    def step(
+        self, text_states: Tensor, caches: Optional[List[LayerCache]], self_window: int = 0
+    ) -> Tuple[Tensor, List[LayerCache]]:
         """New text states ``[B, n, input_dim]`` -> ``[B, n, embed_dim]``, each attending at most
         ``self_window`` earlier ones (0: all); ``caches`` from the previous step (``None``: empty)."""
         x, caches = stack_step(self.layers, self.proj(text_states), caches, self_window)
         return self.final_norm(x), caches
 
-    def step_packed(self, texts: Sequence[Tensor], caches: Sequence[Optional[List[LayerCache]]], self_window: int = 0
-                    ) -> Tuple[List[Tensor], List[List[LayerCache]]]:
+    def step_packed(
+        self, texts: Sequence[Tensor], caches: Sequence[Optional[List[LayerCache]]], self_window: int = 0
+    ) -> Tuple[List[Tensor], List[List[LayerCache]]]:
         """:meth:`step` for several streams (``[1, n_i, input_dim]`` each, with its own caches): the
         projections and feed-forward blocks run once over all of them (inference)."""
         sizes = [t.size(1) for t in texts]
-        x, caches = stack_step_packed(self.layers, self.proj(torch.cat(list(texts), dim=1)).split(sizes, dim=1),
-                                      caches, self_window)
+        x, caches = stack_step_packed(
+            self.layers, self.proj(torch.cat(list(texts), dim=1)).split(sizes, dim=1), caches, self_window
+        )
         return list(self.final_norm(x).split(sizes, dim=1)), caches
 
 
@@ -75,8 +79,16 @@ class CTCUnitDecoder(nn.Module):
         ffn_dim, num_layers, num_heads: layer sizes.
     """
 
-    def __init__(self, embed_dim: int, num_units: int, upsample_rate: int, ffn_dim: int, num_layers: int,
-                 num_heads: int, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_units: int,
+        upsample_rate: int,
+        ffn_dim: int,
+        num_layers: int,
+        num_heads: int,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         if upsample_rate < 1:
             raise ValueError(f"upsample_rate must be >= 1, got {upsample_rate}")
@@ -115,9 +127,16 @@ class CTCUnitDecoder(nn.Module):
             x, _ = layer(x, self_mask, text, cross_mask)
         return self.proj(self.final_norm(x)), up_lengths
 
-    def step(self, text: Tensor, caches: Optional[List[LayerCache]], text_position: int, text_window: int = 0,
-             lookahead: int = 0, new_memory: Optional[Tensor] = None, memory_end: Optional[int] = None
-             ) -> Tuple[Tensor, List[LayerCache]]:
+    def step(
+        self,
+        text: Tensor,
+        caches: Optional[List[LayerCache]],
+        text_position: int,
+        text_window: int = 0,
+        lookahead: int = 0,
+        new_memory: Optional[Tensor] = None,
+        memory_end: Optional[int] = None,
+    ) -> Tuple[Tensor, List[LayerCache]]:
         """Units for T2U states (inference; the wait-k mask with ``k2 = lookahead, n2 = 1``).
 
         Args:
@@ -143,12 +162,23 @@ class CTCUnitDecoder(nn.Module):
             memory_end = text_position + n
         x, owner = self._upsampled(text, text_position)
         memory_window = text_window + lookahead if text_window > 0 else 0
-        y, caches = stack_step(self.layers, x, caches, text_window * r, new_memory=new_memory,
-                               memory_window=memory_window, memory_mask_fn=_memory_mask(owner, memory_end, lookahead))
+        y, caches = stack_step(
+            self.layers,
+            x,
+            caches,
+            text_window * r,
+            new_memory=new_memory,
+            memory_window=memory_window,
+            memory_mask_fn=_memory_mask(owner, memory_end, lookahead),
+        )
         return self.proj(self.final_norm(y)), caches
 
-    def step_packed(self, steps: Sequence[Tuple[Tensor, Optional[List[LayerCache]], int, Tensor, int]],
-                    text_window: int = 0, lookahead: int = 0) -> Tuple[List[Tensor], List[List[LayerCache]]]:
+    def step_packed(
+        self,
+        steps: Sequence[Tuple[Tensor, Optional[List[LayerCache]], int, Tensor, int]],
+        text_window: int = 0,
+        lookahead: int = 0,
+    ) -> Tuple[List[Tensor], List[List[LayerCache]]]:
         """:meth:`step` for several streams, ``(text, caches, text_position, new_memory, memory_end)``
         each (``text`` ``[1, n_i, D]``): the projections and feed-forward blocks run once over all of
         them (inference). Returns each stream's logits ``[1, n_i * r, V]`` and caches."""
@@ -158,9 +188,15 @@ class CTCUnitDecoder(nn.Module):
             xs.append(x)
             masks.append(_memory_mask(owner, memory_end, lookahead))
         memory_window = text_window + lookahead if text_window > 0 else 0
-        y, caches = stack_step_packed(self.layers, xs, [s[1] for s in steps], text_window * self.upsample_rate,
-                                      new_memories=[s[3] for s in steps], memory_window=memory_window,
-                                      memory_mask_fns=masks)
+        y, caches = stack_step_packed(
+            self.layers,
+            xs,
+            [s[1] for s in steps],
+            text_window * self.upsample_rate,
+            new_memories=[s[3] for s in steps],
+            memory_window=memory_window,
+            memory_mask_fns=masks,
+        )
         return list(self.proj(self.final_norm(y)).split([x.size(1) for x in xs], dim=1)), caches
 
     def _upsampled(self, text: Tensor, text_position: int) -> Tuple[Tensor, Tensor]:
@@ -170,14 +206,18 @@ class CTCUnitDecoder(nn.Module):
         n, r = text.size(1), self.upsample_rate
         first = text_position * r
         x = text.repeat_interleave(r, dim=1)
-        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(x.dtype).unsqueeze(0)
+        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(
+            x.dtype
+        ).unsqueeze(0)
         return x, text_position + torch.arange(n * r, device=text.device) // r
 
 
 def _memory_mask(owner: Tensor, memory_end: int, lookahead: int):
     """``f(num_memory) -> [1, len(owner), num_memory]``: a position of text ``i`` sees the memory's
     text states ``<= i + lookahead`` (the memory ends at text state ``memory_end``)."""
+
     def mask(num_memory: int) -> Tensor:
         j = memory_end - num_memory + torch.arange(num_memory, device=owner.device).unsqueeze(0)
         return (j <= owner.unsqueeze(1) + lookahead).unsqueeze(0)
+
     return mask

@@ -19,11 +19,11 @@ __all__ = ["StreamingBackbone"]
 @runtime_checkable
 class StreamingBackbone(Protocol):
     """Attributes:
-        input_dim: size ``D`` of the subsampled frames it takes.
-        chunk_length: output frames per streaming step (settable: one model serves every chunk
-            size; a backbone that cannot take a value raises ``ValueError``).
-        input_chunk_length: input frames per streaming step (the Zipformer halves the rate).
-        right_context_length: look-ahead frames each step needs after its chunk (0: none).
+    input_dim: size ``D`` of the subsampled frames it takes.
+    chunk_length: output frames per streaming step (settable: one model serves every chunk
+        size; a backbone that cannot take a value raises ``ValueError``).
+    input_chunk_length: input frames per streaming step (the Zipformer halves the rate).
+    right_context_length: look-ahead frames each step needs after its chunk (0: none).
     """
 
     input_dim: int
@@ -39,8 +39,9 @@ class StreamingBackbone(Protocol):
         ``chunk_length`` (``None``: its own; 0: one chunk over the whole input)."""
         ...
 
-    def initial_state(self, batch_size: int, device: Optional[torch.device] = None,
-                      dtype: Optional[torch.dtype] = None) -> Any:
+    def initial_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+    ) -> Any:
         """The state of ``batch_size`` fresh streams (a frozen dataclass of tensors)."""
         ...
 

@@ -55,8 +55,9 @@ def state_layout(state: Any) -> Hashable:
         return ("T", tuple(state.shape[1:]), state.dtype, state.device.type)
     fields = _fields(type(state))
     if fields is not None:
-        return (type(state).__name__,) + tuple("counter" if counter else state_layout(getattr(state, name))
-                                               for name, counter in fields)
+        return (type(state).__name__,) + tuple(
+            "counter" if counter else state_layout(getattr(state, name)) for name, counter in fields
+        )
     if isinstance(state, (tuple, list)):
         return (type(state).__name__,) + tuple(state_layout(x) for x in state)
     return ("V", state)
@@ -75,8 +76,9 @@ def stack_states(states: Sequence[Any]) -> Any:
         return _rows_together(states)
     fields = _fields(type(first))
     if fields is not None:
-        return type(first)(**{name: 0 if counter else stack_states([getattr(s, name) for s in states])
-                              for name, counter in fields})
+        return type(first)(
+            **{name: 0 if counter else stack_states([getattr(s, name) for s in states]) for name, counter in fields}
+        )
     if isinstance(first, (tuple, list)):
         return type(first)(stack_states([s[i] for s in states]) for i in range(len(first)))
     if any(s != first for s in states[1:]):
@@ -91,12 +93,19 @@ def _rows_together(parts: Sequence[Tensor]) -> Tensor:
     first = parts[0]
     storage, at, rows = first.untyped_storage().data_ptr(), first.storage_offset(), first.stride(0)
     for p in parts:
-        if (p.storage_offset() != at or p.stride() != first.stride() or p.shape[1:] != first.shape[1:]
-                or p.dtype != first.dtype or p.device != first.device or p.untyped_storage().data_ptr() != storage):
+        if (
+            p.storage_offset() != at
+            or p.stride() != first.stride()
+            or p.shape[1:] != first.shape[1:]
+            or p.dtype != first.dtype
+            or p.device != first.device
+            or p.untyped_storage().data_ptr() != storage
+        ):
             return torch.cat(list(parts), dim=0)
         at += p.size(0) * rows
-    return first.as_strided((sum(p.size(0) for p in parts),) + tuple(first.shape[1:]), first.stride(),
-                            first.storage_offset())
+    return first.as_strided(
+        (sum(p.size(0) for p in parts),) + tuple(first.shape[1:]), first.stride(), first.storage_offset()
+    )
 
 
 def split_state(state: Any, sizes: Sequence[int], like: Optional[Sequence[Any]] = None) -> List[Any]:

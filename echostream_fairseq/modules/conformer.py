@@ -17,8 +17,8 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 from fairseq.modules.conformer_layer import FeedForwardModule
+from torch import Tensor, nn
 
 from echostream_fairseq.modules.convolution import CausalConvolutionModule
 
@@ -99,13 +99,13 @@ class ConformerState:
 
 class ChunkConformer(nn.Module):
     """Args:
-        input_dim: model dimension ``D``.
-        num_heads: attention heads.
-        ffn_dim: feed-forward hidden size.
-        num_layers: layers.
-        chunk_length: chunk size in frames (the attention mask's block; also the streaming step).
-        depthwise_conv_kernel_size: kernel of the causal depthwise convolution.
-        dropout: dropout probability.
+    input_dim: model dimension ``D``.
+    num_heads: attention heads.
+    ffn_dim: feed-forward hidden size.
+    num_layers: layers.
+    chunk_length: chunk size in frames (the attention mask's block; also the streaming step).
+    depthwise_conv_kernel_size: kernel of the causal depthwise convolution.
+    dropout: dropout probability.
     """
 
     right_context_length = 0

@@ -70,4 +70,4 @@ class CausalConvolutionModule(nn.Module):
         """One chunk: ``x`` ``[B, s, D]`` and the cache ``[B, K - 1, D]``; returns the output
         ``[B, s, D]`` and the new cache (the last ``K - 1`` gated frames)."""
         window = torch.cat([cache, self._gate(x)], dim=1)
-        return self._output(window), window[:, window.size(1) - cache.size(1):]
+        return self._output(window), window[:, window.size(1) - cache.size(1) :]

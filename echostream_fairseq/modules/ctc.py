@@ -10,8 +10,16 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-__all__ = ["CTC_BLANK", "ctc_greedy", "ctc_greedy_marks", "ctc_labels", "ctc_collapse", "ctc_blank_run",
-           "ctc_blank_frames", "ctc_emission_counts"]
+__all__ = [
+    "CTC_BLANK",
+    "ctc_greedy",
+    "ctc_greedy_marks",
+    "ctc_labels",
+    "ctc_collapse",
+    "ctc_blank_run",
+    "ctc_blank_frames",
+    "ctc_emission_counts",
+]
 
 CTC_BLANK = 0
 
@@ -34,8 +42,9 @@ def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> L
     return out
 
 
-def ctc_greedy_marks(logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (),
-                     mark: Optional[int] = None) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+def ctc_greedy_marks(
+    logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (), mark: Optional[int] = None
+) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
     """Streaming :func:`ctc_greedy` for one stream: the tokens that new frames ``[t, V]`` add.
 
     ``previous`` is the best label of the frame before (blank at the start), so a token repeated
@@ -60,8 +69,9 @@ def ctc_labels(logits: Tensor, banned: Sequence[int] = ()) -> list:
     return logits.argmax(dim=-1).tolist()
 
 
-def ctc_collapse(labels: Sequence[int], previous: int = CTC_BLANK,
-                 mark: Optional[int] = None) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+def ctc_collapse(
+    labels: Sequence[int], previous: int = CTC_BLANK, mark: Optional[int] = None
+) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
     """:func:`ctc_greedy_marks` of new frames' best labels (``mark`` must not have been banned)."""
     tokens: List[int] = []
     found = None

@@ -74,21 +74,30 @@ class LexiconSearchState:
 
 class CtcLexiconDecoder:
     """Args:
-        pieces: the symbol of every label id (the CTC dictionary's strings; blank is id 0).
-        lm: the word model; its vocabulary (less the sentence end) is the lexicon.
-        beam: hypotheses kept after each frame.
-        lm_weight: weight of the word model's natural-log probability.
-        word_bonus: added per word (counters the model's preference for few, long words).
-        banned: ids never chosen (pad, eos, unk).
-        labels_per_frame: only the this-many most likely labels of a frame extend the hypotheses.
-        max_pending: streaming: words the best hypothesis may hold before its oldest is made final.
-        commit_mass: streaming: the share of the beam's probability that must agree on a word to
-            make it final (1: every kept hypothesis).
+    pieces: the symbol of every label id (the CTC dictionary's strings; blank is id 0).
+    lm: the word model; its vocabulary (less the sentence end) is the lexicon.
+    beam: hypotheses kept after each frame.
+    lm_weight: weight of the word model's natural-log probability.
+    word_bonus: added per word (counters the model's preference for few, long words).
+    banned: ids never chosen (pad, eos, unk).
+    labels_per_frame: only the this-many most likely labels of a frame extend the hypotheses.
+    max_pending: streaming: words the best hypothesis may hold before its oldest is made final.
+    commit_mass: streaming: the share of the beam's probability that must agree on a word to
+        make it final (1: every kept hypothesis).
     """
 
-    def __init__(self, pieces: Sequence[str], lm: NgramLM, beam: int = 8, lm_weight: float = 0.5,
-                 word_bonus: float = 0.0, banned: Sequence[int] = (), labels_per_frame: int = 8,
-                 max_pending: int = 4, commit_mass: float = 0.9) -> None:
+    def __init__(
+        self,
+        pieces: Sequence[str],
+        lm: NgramLM,
+        beam: int = 8,
+        lm_weight: float = 0.5,
+        word_bonus: float = 0.0,
+        banned: Sequence[int] = (),
+        labels_per_frame: int = 8,
+        max_pending: int = 4,
+        commit_mass: float = 0.9,
+    ) -> None:
         for name, value in (("beam", beam), ("labels_per_frame", labels_per_frame), ("max_pending", max_pending)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -109,11 +118,12 @@ class CtcLexiconDecoder:
     # -- spelling ---------------------------------------------------------------------------------
 
     def _word_score(self, context: Tuple[str, ...], words: Tuple[str, ...], word: str) -> float:
-        history = (context + words)[-self._history:] if self._history else ()
+        history = (context + words)[-self._history :] if self._history else ()
         return self.lm_weight * self.lm.log_prob(history, word)
 
-    def _spell(self, context: Tuple[str, ...], hyp: _Hypothesis, label: int
-               ) -> Optional[Tuple[Tuple[str, ...], str, float]]:
+    def _spell(
+        self, context: Tuple[str, ...], hyp: _Hypothesis, label: int
+    ) -> Optional[Tuple[Tuple[str, ...], str, float]]:
         """``(words, partial, added score)`` after one more label (``None``: it leaves the lexicon)."""
         piece = self.pieces[label]
         words, added = hyp.words, 0.0
@@ -124,7 +134,7 @@ class CtcLexiconDecoder:
                     return None
                 added = self._word_score(context, words, partial) + self.word_bonus
                 words = words + (partial,)
-            piece, partial = piece[len(WORD_START):], ""
+            piece, partial = piece[len(WORD_START) :], ""
         partial = partial + piece
         if partial not in self._word_prefixes:
             return None
@@ -136,8 +146,9 @@ class CtcLexiconDecoder:
         """A stream before its first frame."""
         return LexiconSearchState((_Hypothesis((), "", _NO_LABEL, 0.0, _NEG_INF, 0.0),), ())
 
-    def step(self, state: LexiconSearchState, log_probs: Tensor, settle: bool = True
-             ) -> Tuple[List[str], LexiconSearchState]:
+    def step(
+        self, state: LexiconSearchState, log_probs: Tensor, settle: bool = True
+    ) -> Tuple[List[str], LexiconSearchState]:
         """Advance a stream by new frames' CTC log-probabilities ``[t, V]``.
 
         Returns the words that became final (in order) and the new state; ``settle=False`` makes
@@ -162,8 +173,9 @@ class CtcLexiconDecoder:
             return [], LexiconSearchState(tuple(hyps), state.context)
         return self._settle(state.context, hyps)
 
-    def _frame(self, context: Tuple[str, ...], hyps: List[_Hypothesis], row: List[float], labels: List[int]
-               ) -> List[_Hypothesis]:
+    def _frame(
+        self, context: Tuple[str, ...], hyps: List[_Hypothesis], row: List[float], labels: List[int]
+    ) -> List[_Hypothesis]:
         grown: Dict[Tuple, List] = {}  # key -> [words, partial, last, p_blank, p_label, lm_score]
 
         def add(words, partial, last, in_blank, in_label, lm_score) -> None:
@@ -190,7 +202,7 @@ class CtcLexiconDecoder:
                 source = hyp.p_blank if label == hyp.last else total  # a repeat needs a blank between
                 add(words, partial, label, _NEG_INF, source + row[label], hyp.lm_score + added)
         ranked = sorted(grown.values(), key=lambda e: _logaddexp(e[3], e[4]) + e[5], reverse=True)
-        return [_Hypothesis(*entry) for entry in ranked[:self.beam]]
+        return [_Hypothesis(*entry) for entry in ranked[: self.beam]]
 
     def _settle(self, context: Tuple[str, ...], hyps: List[_Hypothesis]) -> Tuple[List[str], LexiconSearchState]:
         """Make final the oldest word of the best hypothesis while the hypotheses that share it hold
@@ -209,9 +221,13 @@ class CtcLexiconDecoder:
             hyps = [replace(h, words=h.words[1:]) for h in hyps if h.words[:1] == first]
         if hyps:  # keep the numbers small over a long stream: only differences matter
             top_acoustic, top_lm = hyps[0].acoustic, hyps[0].lm_score
-            hyps = [replace(h, p_blank=h.p_blank - top_acoustic, p_label=h.p_label - top_acoustic,
-                            lm_score=h.lm_score - top_lm) for h in hyps]
-        new_context = (context + tuple(final))[-self._history:] if self._history else ()
+            hyps = [
+                replace(
+                    h, p_blank=h.p_blank - top_acoustic, p_label=h.p_label - top_acoustic, lm_score=h.lm_score - top_lm
+                )
+                for h in hyps
+            ]
+        new_context = (context + tuple(final))[-self._history :] if self._history else ()
         return final, LexiconSearchState(tuple(hyps), new_context)
 
     def finish(self, state: LexiconSearchState) -> List[str]:

@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 
-
 def _weight_init_gains(strategy: Optional[str], num_layers: int) -> List[Optional[float]]:
     if strategy is None:
         return [None] * num_layers
@@ -218,8 +217,10 @@ class Emformer(nn.Module):
         blocks = [torch.cat([frame_keys, rc_keys], dim=1)]
         if self.use_memory:
             summary_keys = torch.cat(
-                [(key_t >= (seg * S - L).unsqueeze(1)) & (key_t < ((seg + 1) * S).unsqueeze(1)),
-                 seg.unsqueeze(1) == rc_seg.unsqueeze(0)],
+                [
+                    (key_t >= (seg * S - L).unsqueeze(1)) & (key_t < ((seg + 1) * S).unsqueeze(1)),
+                    seg.unsqueeze(1) == rc_seg.unsqueeze(0),
+                ],
                 dim=1,
             )
             blocks.append(summary_keys)
@@ -294,7 +295,9 @@ class Emformer(nn.Module):
     ) -> EmformerState:
         """The state of a stream that has not started."""
         if dtype is None:
-            dtype = self.layers[0].layer_norm_input.weight.dtype  # norms keep the activations' dtype under every precision
+            dtype = self.layers[
+                0
+            ].layer_norm_input.weight.dtype  # norms keep the activations' dtype under every precision
         if device is None:
             device = self.layers[0].layer_norm_input.weight.device
         head_dim = self.input_dim // self.num_heads
@@ -355,7 +358,8 @@ class Emformer(nn.Module):
             self._check_frames(right_context, "right_context")
             if right_context.shape[:2] != (chunk.size(0), R):
                 raise ValueError(
-                    f"right_context must have shape [{chunk.size(0)}, {R}, {self.input_dim}], got {list(right_context.shape)}"
+                    f"right_context must have shape [{chunk.size(0)}, {R}, {self.input_dim}], "
+                    f"got {list(right_context.shape)}"
                 )
             x = torch.cat([chunk, right_context], dim=1)
         else:
@@ -381,7 +385,15 @@ class Emformer(nn.Module):
         conv_in = state.conv_cache if self.conv_kernel_size else (None,) * len(self.layers)
         for layer, cache, conv_cache in zip(self.layers, state.key_value, conv_in):
             x, memory, cache, conv_cache = layer.step(
-                x, s, memory, cache, num_memory, mask, chunk_average, self.max_memory_size, self.left_context_length,
+                x,
+                s,
+                memory,
+                cache,
+                num_memory,
+                mask,
+                chunk_average,
+                self.max_memory_size,
+                self.left_context_length,
                 conv_cache,
             )
             caches.append(cache)

@@ -1,9 +1,9 @@
 """A word n-gram language model with interpolated Kneser-Ney smoothing, estimated in memory.
 
 It is small on purpose: a closed vocabulary (the words of the text it is fitted on, plus the
-sentence end), counts in dictionaries, no file format. :class:`~echostream_fairseq.modules.ctc_lexicon.CtcLexiconDecoder`
-uses it to score the words a CTC head spells; for a corpus of tens of thousands of sentences it
-fits in about a second.
+sentence end), counts in dictionaries, no file format.
+:class:`~echostream_fairseq.modules.ctc_lexicon.CtcLexiconDecoder` uses it to score the words a CTC
+head spells; for a corpus of tens of thousands of sentences it fits in about a second.
 
 Smoothing (Chen and Goodman's interpolated Kneser-Ney, one discount per order): the highest order
 uses counts, the lower orders continuation counts (in how many distinct contexts a word follows),
@@ -50,7 +50,7 @@ class NgramLM:
             num_sentences += 1
             padded = [SENTENCE_START] * (order - 1) + words + [SENTENCE_END]
             for i in range(order - 1, len(padded)):
-                top[tuple(padded[i - order + 1:i + 1])] += 1
+                top[tuple(padded[i - order + 1 : i + 1])] += 1
         if num_sentences == 0:
             raise ValueError("cannot fit a language model on no sentences")
         self._counts: List[Dict[Tuple[str, ...], int]] = [dict() for _ in range(order)]
@@ -70,7 +70,8 @@ class NgramLM:
         self.vocabulary = frozenset(gram[-1] for gram in self._counts[0])
         # bounded: a decoder shared by streams running for hours asks for ever new trigrams
         self._cached_log_prob = functools.lru_cache(maxsize=1 << 16)(
-            lambda context, word: math.log(self._prob(context, word)))
+            lambda context, word: math.log(self._prob(context, word))
+        )
 
     def log_prob(self, context: Sequence[str], word: str) -> float:
         """Natural log of P(``word`` | the last ``order - 1`` words of ``context``).
@@ -80,14 +81,14 @@ class NgramLM:
         """
         if word not in self.vocabulary:
             return float("-inf")
-        context = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
+        context = tuple(context)[-(self.order - 1) :] if self.order > 1 else ()
         context = (SENTENCE_START,) * (self.order - 1 - len(context)) + context
         return self._cached_log_prob(context, word)
 
     def _prob(self, context: Tuple[str, ...], word: str) -> float:
         probability = 1.0 / len(self.vocabulary)
         for k in range(self.order):  # from the unigram level up to the full context
-            ctx = context[len(context) - k:] if k else ()
+            ctx = context[len(context) - k :] if k else ()
             total = self._context_total[k].get(ctx, 0)
             if total == 0:
                 continue  # an unseen context: keep the lower order's estimate

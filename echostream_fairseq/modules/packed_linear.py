@@ -39,8 +39,15 @@ from torch import Tensor, nn
 
 from echostream_fairseq.common.cpu import cpu_capabilities
 
-__all__ = ["LINEAR_BACKENDS", "LINEAR_PATHS", "PackedLinear", "linear_backend", "linear_path", "linear_paths",
-           "set_linear_backend"]
+__all__ = [
+    "LINEAR_BACKENDS",
+    "LINEAR_PATHS",
+    "PackedLinear",
+    "linear_backend",
+    "linear_path",
+    "linear_paths",
+    "set_linear_backend",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +131,12 @@ def _calibrate(dtype: torch.dtype, out_features: int, in_features: int, rows: in
         if seconds < 0.95 * best[choice]:
             choice = path
     logger.info(
-        "linear path for %s %dx%d, %d rows: %s (%s)", dtype, out_features, in_features, x.size(0), choice,
+        "linear path for %s %dx%d, %d rows: %s (%s)",
+        dtype,
+        out_features,
+        in_features,
+        x.size(0),
+        choice,
         ", ".join(f"{path} {seconds * 1e5:.1f} us" for path, seconds in best.items()),
     )
     return choice
@@ -175,7 +187,9 @@ class PackedLinear(nn.Linear):
         w = self.weight
         if torch.is_grad_enabled() or self.training or x.device.type != "cpu" or x.dtype != w.dtype:
             return "aten"
-        if torch.compiler.is_compiling():  # the compiler picks its own kernels; it cannot lower a packed weight made in the graph
+        if (
+            torch.compiler.is_compiling()
+        ):  # the compiler picks its own kernels; it cannot lower a packed weight made in the graph
             return "aten"
         return linear_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features)
 
@@ -193,8 +207,12 @@ class PackedLinear(nn.Linear):
         if path == "packed":
             # oneDNN takes 2-D input with less per-call overhead than 3-D (about 9 us less here)
             y = torch.ops.mkldnn._linear_pointwise(
-                x.reshape(-1, x.size(-1)), self._packed_weight(), self.bias, self.activation,
-                [None] if self.activation != "none" else [], "",
+                x.reshape(-1, x.size(-1)),
+                self._packed_weight(),
+                self.bias,
+                self.activation,
+                [None] if self.activation != "none" else [],
+                "",
             )
             return y.view(*x.shape[:-1], self.out_features)
         y = F.linear(x, self.weight, self.bias)
@@ -205,7 +223,10 @@ class PackedLinear(nn.Linear):
         """``residual + self(x)``, with the addition fused into the product on the packed path."""
         if self.activation == "none" and residual.dtype == x.dtype and self._path(x) == "packed":
             y = torch.ops.mkldnn._linear_pointwise.binary(
-                x.reshape(-1, x.size(-1)), residual.reshape(-1, self.out_features), self._packed_weight(), self.bias,
+                x.reshape(-1, x.size(-1)),
+                residual.reshape(-1, self.out_features),
+                self._packed_weight(),
+                self.bias,
                 "add",
             )
             return y.view(*x.shape[:-1], self.out_features)

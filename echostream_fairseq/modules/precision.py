@@ -1,7 +1,7 @@
 """Inference precision: the whole model in fp32, bf16, or with int8 linear layers.
 
-``--model-dtype`` (``model_dtype=`` in the Python API) names one of :data:`DTYPES`; :func:`convert_precision` turns a trained (fp32) model
-into it, in place, for inference only:
+``--model-dtype`` (``model_dtype=`` in the Python API) names one of :data:`DTYPES`;
+:func:`convert_precision` turns a trained (fp32) model into it, in place, for inference only:
 
 * ``fp32``: unchanged.
 * ``bf16``: every parameter and buffer in bfloat16; activations and streaming states follow.
@@ -86,7 +86,9 @@ class Int8Linear(nn.Module):
         scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-8)
         with warnings.catch_warnings():  # the pinned PyTorch has these kernels; later releases deprecate the API
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-            qweight = torch.quantize_per_channel(weight, scales, torch.zeros_like(scales, dtype=torch.long), 0, torch.qint8)
+            qweight = torch.quantize_per_channel(
+                weight, scales, torch.zeros_like(scales, dtype=torch.long), 0, torch.qint8
+            )
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
         self._packed = torch.ops.quantized.linear_prepack(qweight, self.bias)
         self.requires_grad_(False)

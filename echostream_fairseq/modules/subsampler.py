@@ -39,15 +39,19 @@ class SubsamplerState:
 
 class Conv1dSubsampler(nn.Module):
     """Args:
-        in_channels: input feature dimension (80 for fbank).
-        mid_channels: channels between the two convolutions.
-        out_channels: output dimension (the encoder's model dimension).
-        kernel_sizes: one kernel size per stride-2 convolution.
-        delay_frames: extra left padding of the first convolution, in input frames (see above).
+    in_channels: input feature dimension (80 for fbank).
+    mid_channels: channels between the two convolutions.
+    out_channels: output dimension (the encoder's model dimension).
+    kernel_sizes: one kernel size per stride-2 convolution.
+    delay_frames: extra left padding of the first convolution, in input frames (see above).
     """
 
     def __init__(
-        self, in_channels: int, mid_channels: int, out_channels: int, kernel_sizes: Sequence[int] = (5, 5),
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        kernel_sizes: Sequence[int] = (5, 5),
         delay_frames: int = 0,
     ) -> None:
         super().__init__()
@@ -78,9 +82,7 @@ class Conv1dSubsampler(nn.Module):
 
     def _check(self, features: Tensor) -> None:
         if features.dim() != 3 or features.size(-1) != self.in_channels:
-            raise ValueError(
-                f"features must have shape [batch, time, {self.in_channels}], got {list(features.shape)}"
-            )
+            raise ValueError(f"features must have shape [batch, time, {self.in_channels}], got {list(features.shape)}")
         if not torch.isfinite(features).all():
             raise ValueError("features contain NaN or inf")
 

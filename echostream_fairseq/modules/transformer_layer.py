@@ -22,8 +22,16 @@ from torch import Tensor, nn
 from echostream_fairseq.modules.masks import causal_mask
 from echostream_fairseq.modules.packed_linear import PackedLinear  # the fastest product on this CPU at inference
 
-__all__ = ["LayerCache", "MultiheadAttention", "TransformerLayer", "stack_step", "stack_step_packed", "pad_caches",
-           "unpad_row", "padded_step"]
+__all__ = [
+    "LayerCache",
+    "MultiheadAttention",
+    "TransformerLayer",
+    "stack_step",
+    "stack_step_packed",
+    "pad_caches",
+    "unpad_row",
+    "padded_step",
+]
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,10 @@ class MultiheadAttention(nn.Module):
         q = self.split_heads(self.q_proj(query))
         m = _safe_mask(mask)
         out = F.scaled_dot_product_attention(
-            q, key, value, attn_mask=None if m is None else m.unsqueeze(1),
+            q,
+            key,
+            value,
+            attn_mask=None if m is None else m.unsqueeze(1),
             dropout_p=self.dropout if self.training else 0.0,
         )
         B, H, T, d = out.shape
@@ -216,8 +227,12 @@ def stack_step(
             memory_mask = memory_mask_fn(cache.cross_key.size(2))
         x, cache = layer(x, self_mask, None, memory_mask, cache)
         if self_window > 0 and cache.self_key.size(2) > self_window:
-            cache = LayerCache(cache.self_key[:, :, -self_window:], cache.self_value[:, :, -self_window:],
-                               cache.cross_key, cache.cross_value)
+            cache = LayerCache(
+                cache.self_key[:, :, -self_window:],
+                cache.self_value[:, :, -self_window:],
+                cache.cross_key,
+                cache.cross_value,
+            )
         new_caches.append(cache)
     return x, new_caches
 
@@ -281,8 +296,14 @@ def stack_step_packed(
     return x, out
 
 
-def _packed_layer(layer: "TransformerLayer", x: Tensor, sizes: List[int], caches: List[LayerCache], self_window: int,
-                  memory_mask_fns: List) -> Tensor:
+def _packed_layer(
+    layer: "TransformerLayer",
+    x: Tensor,
+    sizes: List[int],
+    caches: List[LayerCache],
+    self_window: int,
+    memory_mask_fns: List,
+) -> Tensor:
     """One layer of :func:`stack_step_packed` on packed ``x``; ``caches`` are updated in place (the list)."""
     attn = layer.self_attn
     h = layer.self_attn_norm(x)
@@ -293,11 +314,11 @@ def _packed_layer(layer: "TransformerLayer", x: Tensor, sizes: List[int], caches
         if not t:
             continue
         c = caches[i]
-        k, v = key[:, :, at:at + t], value[:, :, at:at + t]
+        k, v = key[:, :, at : at + t], value[:, :, at : at + t]
         if c.self_key is not None:
             k, v = torch.cat([c.self_key, k], dim=2), torch.cat([c.self_value, v], dim=2)
         mask = _step_mask(k.size(2), self_window, t, x.device)
-        outputs.append(F.scaled_dot_product_attention(query[:, :, at:at + t], k, v, attn_mask=mask))
+        outputs.append(F.scaled_dot_product_attention(query[:, :, at : at + t], k, v, attn_mask=mask))
         if self_window > 0 and k.size(2) > self_window:
             k, v = k[:, :, -self_window:], v[:, :, -self_window:]
         caches[i] = LayerCache(k, v, c.cross_key, c.cross_value)
@@ -315,7 +336,9 @@ def _packed_layer(layer: "TransformerLayer", x: Tensor, sizes: List[int], caches
                 raise ValueError("this layer cross-attends: pass memory (or a cache holding it)")
             fn = memory_mask_fns[i]
             mask = None if fn is None else _safe_mask(fn(c.cross_key.size(2))).unsqueeze(1)
-            outputs.append(F.scaled_dot_product_attention(query[:, :, at:at + t], c.cross_key, c.cross_value, attn_mask=mask))
+            outputs.append(
+                F.scaled_dot_product_attention(query[:, :, at : at + t], c.cross_key, c.cross_value, attn_mask=mask)
+            )
             at += t
         x = x + layer.dropout(cross.out_proj(_join_heads(outputs)))
     h = layer.activation_dropout(F.relu(layer.ffn_in(layer.ffn_norm(x))))
@@ -356,17 +379,20 @@ def pad_caches(rows: Sequence[Sequence[LayerCache]]) -> Tuple[List[LayerCache], 
         out = like.new_zeros(len(parts), like.size(1), width, like.size(3))
         for row, (t, n) in enumerate(zip(parts, lengths)):
             if n:
-                out[row, :, width - n:] = t[0]
+                out[row, :, width - n :] = t[0]
         return out
 
     layers = []
     for i in range(len(rows[0])):
         parts = [r[i] for r in rows]
-        layers.append(LayerCache(
-            padded([c.self_key for c in parts], self_lengths, P), padded([c.self_value for c in parts], self_lengths, P),
-            padded([c.cross_key for c in parts], memory_lengths, S),
-            padded([c.cross_value for c in parts], memory_lengths, S),
-        ))
+        layers.append(
+            LayerCache(
+                padded([c.self_key for c in parts], self_lengths, P),
+                padded([c.self_value for c in parts], self_lengths, P),
+                padded([c.cross_key for c in parts], memory_lengths, S),
+                padded([c.cross_value for c in parts], memory_lengths, S),
+            )
+        )
 
     def valid(lengths: List[int], width: int) -> Tensor:
         n = torch.tensor(lengths, device=like.device).unsqueeze(1)
@@ -377,15 +403,24 @@ def pad_caches(rows: Sequence[Sequence[LayerCache]]) -> Tuple[List[LayerCache], 
 
 def unpad_row(caches: Sequence[LayerCache], row: int, self_length: int, memory_length: int) -> List[LayerCache]:
     """Row ``row`` of :func:`pad_caches`-style batched caches, with its own positions only."""
+
     def own(t: Tensor, n: int) -> Optional[Tensor]:
-        return None if n == 0 else t[row:row + 1, :, t.size(2) - n:]
+        return None if n == 0 else t[row : row + 1, :, t.size(2) - n :]
 
-    return [LayerCache(own(c.self_key, self_length), own(c.self_value, self_length),
-                       own(c.cross_key, memory_length), own(c.cross_value, memory_length)) for c in caches]
+    return [
+        LayerCache(
+            own(c.self_key, self_length),
+            own(c.self_value, self_length),
+            own(c.cross_key, memory_length),
+            own(c.cross_value, memory_length),
+        )
+        for c in caches
+    ]
 
 
-def padded_step(layers, x: Tensor, caches: List[LayerCache], self_valid: Tensor, memory_valid: Tensor,
-                self_window: int = 0) -> Tuple[Tensor, List[LayerCache], Tensor]:
+def padded_step(
+    layers, x: Tensor, caches: List[LayerCache], self_valid: Tensor, memory_valid: Tensor, self_window: int = 0
+) -> Tuple[Tensor, List[LayerCache], Tensor]:
     """One new position per row through a stack of layers, over left-padded caches.
 
     Args:
@@ -402,8 +437,12 @@ def padded_step(layers, x: Tensor, caches: List[LayerCache], self_valid: Tensor,
     for layer, cache in zip(layers, caches):
         x, cache = layer(x, self_mask, None, memory_mask, cache)
         if self_window > 0 and cache.self_key.size(2) > self_window:
-            cache = LayerCache(cache.self_key[:, :, -self_window:], cache.self_value[:, :, -self_window:],
-                               cache.cross_key, cache.cross_value)
+            cache = LayerCache(
+                cache.self_key[:, :, -self_window:],
+                cache.self_value[:, :, -self_window:],
+                cache.cross_key,
+                cache.cross_value,
+            )
         new_caches.append(cache)
     if self_window > 0 and valid.size(1) > self_window:
         valid = valid[:, -self_window:]

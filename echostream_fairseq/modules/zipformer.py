@@ -158,8 +158,14 @@ class ZipformerLayer(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_heads: int, query_head_dim: int, value_head_dim: int, ffn_dim: int,
-        conv_kernel_size: int, dropout: float,
+        self,
+        dim: int,
+        num_heads: int,
+        query_head_dim: int,
+        value_head_dim: int,
+        ffn_dim: int,
+        conv_kernel_size: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.num_heads, self.query_head_dim, self.value_head_dim = num_heads, query_head_dim, value_head_dim
@@ -227,7 +233,8 @@ class ZipformerLayer(nn.Module):
             return torch.cat(parts, dim=1)
 
         scores = torch.matmul(
-            self._heads(query, self.query_head_dim), self._heads(keys_of(key, 0, self.key_dim), self.query_head_dim).transpose(2, 3)
+            self._heads(query, self.query_head_dim),
+            self._heads(keys_of(key, 0, self.key_dim), self.query_head_dim).transpose(2, 3),
         ) / math.sqrt(self.query_head_dim)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -260,8 +267,16 @@ class ZipformerStack(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_layers: int, downsampling: int, num_heads: int, query_head_dim: int,
-        value_head_dim: int, ffn_dim: int, conv_kernel_size: int, dropout: float,
+        self,
+        dim: int,
+        num_layers: int,
+        downsampling: int,
+        num_heads: int,
+        query_head_dim: int,
+        value_head_dim: int,
+        ffn_dim: int,
+        conv_kernel_size: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.dim, self.downsampling = dim, downsampling
@@ -383,9 +398,12 @@ class Zipformer(nn.Module):
         ffn_dims = _per_stack("stack_ffn_dims", stack_ffn_dims, n, 1)
         kernels = _per_stack("stack_conv_kernels", stack_conv_kernels, n, 1)
         for name, value, low in [
-            ("query_head_dim", query_head_dim, 1), ("value_head_dim", value_head_dim, 1),
-            ("left_context_length", left_context_length, 0), ("future_frames", future_frames, 0),
-            ("max_memory_size", max_memory_size, 0), ("output_downsampling", output_downsampling, 1),
+            ("query_head_dim", query_head_dim, 1),
+            ("value_head_dim", value_head_dim, 1),
+            ("left_context_length", left_context_length, 0),
+            ("future_frames", future_frames, 0),
+            ("max_memory_size", max_memory_size, 0),
+            ("output_downsampling", output_downsampling, 1),
         ]:
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
@@ -444,8 +462,15 @@ class Zipformer(nn.Module):
     @property
     def signature(self) -> Tuple:
         return (
-            self.input_dim, self.output_dim, self.stack_dims, self.stack_layers, self.stack_downsampling,
-            self._chunk_length, self.left_context_length, self.future_frames, self.max_memory_size,
+            self.input_dim,
+            self.output_dim,
+            self.stack_dims,
+            self.stack_layers,
+            self.stack_downsampling,
+            self._chunk_length,
+            self.left_context_length,
+            self.future_frames,
+            self.max_memory_size,
         )
 
     def _check_frames(self, x: Tensor, what: str) -> None:
@@ -469,9 +494,7 @@ class Zipformer(nn.Module):
 
     # -- full (chunk-masked) mode ------------------------------------------------------------------
 
-    def _stack_masks(
-        self, num_frames: int, chunk: int, left: int, lengths: Tensor
-    ) -> Tuple[Tensor, Optional[Tensor]]:
+    def _stack_masks(self, num_frames: int, chunk: int, left: int, lengths: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Masks for one rate: ``num_frames`` frames in chunks of ``chunk``, ``left`` frames of
         left context, ``lengths`` ``[B]`` valid frames. Returns the mask ``[B, 1, T, T + N]`` (or
         ``[B, 1, T, T]`` without memory) and the chunk averaging matrix ``[B, N, T]`` (or ``None``)."""
@@ -524,9 +547,7 @@ class Zipformer(nn.Module):
         outputs = []
         for i, stack in enumerate(self.stacks):
             f = stack.downsampling
-            mask, chunk_mean = self._stack_masks(
-                padded // f, chunk // f, self.left_context_frames(i), -(-lengths // f)
-            )
+            mask, chunk_mean = self._stack_masks(padded // f, chunk // f, self.left_context_frames(i), -(-lengths // f))
             if chunk_mean is not None:
                 chunk_mean = chunk_mean.to(x.dtype)
             stack_in = _convert_channels(x, stack.dim)
@@ -555,9 +576,7 @@ class Zipformer(nn.Module):
                 key_value.append(torch.zeros(batch_size, 0, layer.cache_dim, device=device, dtype=dtype))
                 zeros = torch.zeros(batch_size, stack.dim, layer.conv1.cache_length, device=device, dtype=dtype)
                 conv.append((zeros, zeros))
-        return ZipformerState(
-            tuple(key_value), tuple(conv), 0, tuple(0 for _ in self.stacks), 0, False, self.signature
-        )
+        return ZipformerState(tuple(key_value), tuple(conv), 0, tuple(0 for _ in self.stacks), 0, False, self.signature)
 
     def _check_state(self, state: ZipformerState, batch_size: int, like: Tensor) -> None:
         if not isinstance(state, ZipformerState):
@@ -593,7 +612,9 @@ class Zipformer(nn.Module):
         if s == 0:
             raise ValueError("empty chunk: a step needs at least one frame")
         if s > S_in:
-            raise ValueError(f"chunk has {s} frames; a chunk holds {S_in} input frames (chunk_length {self._chunk_length})")
+            raise ValueError(
+                f"chunk has {s} frames; a chunk holds {S_in} input frames (chunk_length {self._chunk_length})"
+            )
         if right_context is not None and right_context.size(1) != 0:
             raise ValueError("the Zipformer takes no right context: its look-ahead lies within the chunk")
         B = chunk.size(0)

@@ -35,8 +35,10 @@ from omegaconf import II
 class InverseSqrtAnnealConfig(InverseSquareRootLRScheduleConfig):
     anneal_fraction: float = field(
         default=0.3,
-        metadata={"help": "the last fraction of the budget (--stop-time-hours, --max-update) over which the "
-                          "learning rate falls linearly to zero"},
+        metadata={
+            "help": "the last fraction of the budget (--stop-time-hours, --max-update) over which the "
+            "learning rate falls linearly to zero"
+        },
     )
     max_update: int = II("optimization.max_update")
     stop_time_hours: float = II("optimization.stop_time_hours")
@@ -61,8 +63,10 @@ class InverseSqrtAnnealSchedule(InverseSquareRootSchedule):
         self.budget_seconds = 3600.0 * cfg.stop_time_hours if cfg.stop_time_hours and cfg.stop_time_hours > 0 else 0.0
         self.budget_updates = cfg.max_update if cfg.max_update and cfg.max_update > 0 else 0
         if not self.budget_seconds and not self.budget_updates:
-            raise ValueError("--lr-scheduler inverse_sqrt_anneal anneals towards the end of the budget: "
-                             "give --stop-time-hours or --max-update")
+            raise ValueError(
+                "--lr-scheduler inverse_sqrt_anneal anneals towards the end of the budget: "
+                "give --stop-time-hours or --max-update"
+            )
         super().__init__(cfg, optimizer)
         self.clock = clock
         self.started = clock()

@@ -24,7 +24,13 @@ from aiohttp import WSMsgType, web
 
 from echostream_fairseq.modules.precision import precision_of
 from echostream_fairseq.server.protocol import (
-    ERROR_CODES, PROTOCOL_VERSION, ProtocolError, StartMessage, decode_audio, encode_speech, parse_start,
+    ERROR_CODES,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    StartMessage,
+    decode_audio,
+    encode_speech,
+    parse_start,
     parse_text_message,
 )
 from echostream_fairseq.streaming.api import EchoStream, Event, Stream
@@ -35,8 +41,12 @@ __all__ = ["ServerLimits", "StreamPool", "make_app", "POOL", "STREAM_PATH", "INF
 
 STREAM_PATH = "/ws"
 INFO_PATH = "/api/info"
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "worklet.js": "text/javascript",
-                "style.css": "text/css"}
+STATIC_FILES = {
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "worklet.js": "text/javascript",
+    "style.css": "text/css",
+}
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,11 @@ class StreamPool:
 
     def open(self, start: StartMessage, connection: "Connection") -> Stream:
         if len(self.connections) >= self.limits.max_streams:
-            raise ProtocolError("busy", f"the server is serving its limit of {self.limits.max_streams} streams "
-                                        "(--max-streams); try again later")
+            raise ProtocolError(
+                "busy",
+                f"the server is serving its limit of {self.limits.max_streams} streams "
+                "(--max-streams); try again later",
+            )
         stream = self.system.open(start.sample_rate, start.chunk_ms)
         self.connections[stream] = connection
         return stream
@@ -159,9 +172,15 @@ class Connection:
             self.outbox.put_nowait(message)
         stream = self.stream
         if stream is not None and not stream.finished:
-            self.outbox.put_nowait({"type": "progress", "source_seconds": round(stream.source_seconds, 3),
-                                    "received_seconds": round(self.received_samples / self.start.sample_rate, 3),
-                                    "compute_ms": round(compute_ms, 1), "batch": batch})
+            self.outbox.put_nowait(
+                {
+                    "type": "progress",
+                    "source_seconds": round(stream.source_seconds, 3),
+                    "received_seconds": round(self.received_samples / self.start.sample_rate, 3),
+                    "compute_ms": round(compute_ms, 1),
+                    "batch": batch,
+                }
+            )
         if any(e.kind == "finished" for e in events):
             self.outbox.put_nowait(None)  # close after the last message
 
@@ -219,17 +238,28 @@ class Connection:
             raise ProtocolError("bad_message", 'the first message must be the JSON {"type": "start", ...}')
         self._check_size(first.data)
         system = self.pool.system
-        start = parse_start(parse_text_message(first.data), self.pool.chunk_sizes, system.translator.config.source_segment_size)
+        start = parse_start(
+            parse_text_message(first.data), self.pool.chunk_sizes, system.translator.config.source_segment_size
+        )
         if limits.token is not None and limits.token not in (start.token, self.query_token):
-            raise ProtocolError("unauthorized", "this server needs its token (--token): send it as \"token\" in "
-                                                "the start message or as ?token= in the URL")
+            raise ProtocolError(
+                "unauthorized",
+                'this server needs its token (--token): send it as "token" in '
+                "the start message or as ?token= in the URL",
+            )
         self.start = start
         self.stream = self.pool.open(start, self)
-        await self.ws.send_json({
-            "type": "ready", "protocol": PROTOCOL_VERSION, "stream_id": self.stream.id, "chunk_ms": start.chunk_ms,
-            "sample_rate": start.sample_rate, "output_sample_rate": system.output_sample_rate,
-            "max_stream_seconds": limits.max_stream_seconds,
-        })
+        await self.ws.send_json(
+            {
+                "type": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "stream_id": self.stream.id,
+                "chunk_ms": start.chunk_ms,
+                "sample_rate": start.sample_rate,
+                "output_sample_rate": system.output_sample_rate,
+                "max_stream_seconds": limits.max_stream_seconds,
+            }
+        )
         async for message in self.ws:
             if message.type == WSMsgType.BINARY:
                 self._check_size(message.data)
@@ -238,7 +268,9 @@ class Connection:
                 self._check_size(message.data)
                 kind = parse_text_message(message.data)["type"]
                 if kind != "finish":
-                    raise ProtocolError("bad_message", f'after start, text messages must be {{"type": "finish"}}; got {kind!r}')
+                    raise ProtocolError(
+                        "bad_message", f'after start, text messages must be {{"type": "finish"}}; got {kind!r}'
+                    )
                 self.stream.request_finish()
                 self.pool.wake()
             elif message.type == WSMsgType.ERROR:
@@ -247,8 +279,11 @@ class Connection:
     def _check_size(self, data) -> None:
         limit = self.pool.limits.max_message_bytes
         if len(data) > limit:
-            raise ProtocolError("too_large", f"a message of {len(data)} bytes is over the limit of {limit} "
-                                             "(--max-message-bytes): send audio in smaller pieces")
+            raise ProtocolError(
+                "too_large",
+                f"a message of {len(data)} bytes is over the limit of {limit} "
+                "(--max-message-bytes): send audio in smaller pieces",
+            )
 
     def _audio(self, data: bytes) -> None:
         if self.stream.finish_requested:
@@ -261,14 +296,18 @@ class Connection:
         self.received_samples += len(samples)
         received = self.received_samples / self.start.sample_rate
         if received > limits.max_stream_seconds:
-            raise ProtocolError("too_long", f"the stream is over its limit of {limits.max_stream_seconds:g} s "
-                                            "(--max-stream-seconds)")
+            raise ProtocolError(
+                "too_long", f"the stream is over its limit of {limits.max_stream_seconds:g} s (--max-stream-seconds)"
+            )
         allowed = limits.max_speed * (now - self.first_audio_at) + limits.speed_allowance_seconds
         if received > allowed:
             speed = received / max(now - self.first_audio_at, 1e-3)
-            raise ProtocolError("rate_mismatch", f"audio arrives {speed:.1f}x faster than real time at the declared "
-                                                 f"{self.start.sample_rate} Hz (at most {limits.max_speed:g}x, "
-                                                 "--max-speed): is the declared sample_rate the real one?")
+            raise ProtocolError(
+                "rate_mismatch",
+                f"audio arrives {speed:.1f}x faster than real time at the declared "
+                f"{self.start.sample_rate} Hz (at most {limits.max_speed:g}x, "
+                "--max-speed): is the declared sample_rate the real one?",
+            )
         self.stream.push(samples)
         if self.stream.ready:
             self.pool.wake()
@@ -278,8 +317,9 @@ def _static(name: str) -> bytes:
     return resources.files("echostream_fairseq.server").joinpath("static", name).read_bytes()
 
 
-def make_app(system: EchoStream, limits: ServerLimits = ServerLimits(), chunk_sizes: Tuple[int, ...] = (320,)
-             ) -> web.Application:
+def make_app(
+    system: EchoStream, limits: ServerLimits = ServerLimits(), chunk_sizes: Tuple[int, ...] = (320,)
+) -> web.Application:
     """The aiohttp application serving ``system``; ``chunk_sizes`` are the chunk lengths (ms) a
     client may choose (each is checked against the encoder here)."""
     for chunk_ms in chunk_sizes:  # fail now, not on a client's start message
@@ -304,16 +344,24 @@ def make_app(system: EchoStream, limits: ServerLimits = ServerLimits(), chunk_si
 
     async def info(request: web.Request) -> web.Response:
         pool = request.app[POOL]
-        return web.json_response({
-            "protocol": PROTOCOL_VERSION, "stream_endpoint": STREAM_PATH, "chunk_sizes": list(chunk_sizes),
-            "default_chunk_ms": system.translator.config.source_segment_size,
-            "output": "speech" if system.output_sample_rate else "text",
-            "output_sample_rate": system.output_sample_rate, "model_dtype": precision_of(system.translator.model),
-            # under bf16 the vocoder stays fp32 where oneDNN has no bf16 convolutions
-            "vocoder_dtype": None if system.output_sample_rate is None else precision_of(system.translator.vocoder.vocoder),
-            "token_required": limits.token is not None,
-            "open_streams": len(pool.connections), "limits": {k: v for k, v in asdict(limits).items() if k != "token"},
-        })
+        return web.json_response(
+            {
+                "protocol": PROTOCOL_VERSION,
+                "stream_endpoint": STREAM_PATH,
+                "chunk_sizes": list(chunk_sizes),
+                "default_chunk_ms": system.translator.config.source_segment_size,
+                "output": "speech" if system.output_sample_rate else "text",
+                "output_sample_rate": system.output_sample_rate,
+                "model_dtype": precision_of(system.translator.model),
+                # under bf16 the vocoder stays fp32 where oneDNN has no bf16 convolutions
+                "vocoder_dtype": None
+                if system.output_sample_rate is None
+                else precision_of(system.translator.vocoder.vocoder),
+                "token_required": limits.token is not None,
+                "open_streams": len(pool.connections),
+                "limits": {k: v for k, v in asdict(limits).items() if k != "token"},
+            }
+        )
 
     async def page(request: web.Request) -> web.Response:
         name = request.match_info.get("name", "index.html")

@@ -15,8 +15,17 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["PROTOCOL_VERSION", "AUDIO_FORMATS", "ERROR_CODES", "ProtocolError", "StartMessage",
-           "parse_text_message", "parse_start", "decode_audio", "encode_speech"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AUDIO_FORMATS",
+    "ERROR_CODES",
+    "ProtocolError",
+    "StartMessage",
+    "parse_text_message",
+    "parse_start",
+    "decode_audio",
+    "encode_speech",
+]
 
 PROTOCOL_VERSION = 1
 # sample formats of client audio: little-endian float32 in [-1, 1], or signed 16-bit
@@ -74,11 +83,18 @@ def _int_field(message: Dict[str, Any], name: str, default: Optional[int]) -> in
     return value
 
 
-def parse_start(message: Dict[str, Any], chunk_sizes: Sequence[int], default_chunk_ms: int,
-                min_rate: int = 8000, max_rate: int = 192000) -> StartMessage:
+def parse_start(
+    message: Dict[str, Any],
+    chunk_sizes: Sequence[int],
+    default_chunk_ms: int,
+    min_rate: int = 8000,
+    max_rate: int = 192000,
+) -> StartMessage:
     """Check a ``start`` message against what the server offers."""
     if message.get("type") != "start":
-        raise ProtocolError("bad_message", f'the first message must be {{"type": "start", ...}}, got type {message.get("type")!r}')
+        raise ProtocolError(
+            "bad_message", f'the first message must be {{"type": "start", ...}}, got type {message.get("type")!r}'
+        )
     rate = _int_field(message, "sample_rate", None) if "sample_rate" in message else None
     if rate is None:
         raise ProtocolError("bad_message", '"sample_rate" (Hz of the audio you will send) is required')
@@ -104,8 +120,11 @@ def decode_audio(data: bytes, start: StartMessage) -> np.ndarray:
     dtype = AUDIO_FORMATS[start.audio_format]
     frame_bytes = dtype.itemsize * start.channels
     if len(data) % frame_bytes:
-        raise ProtocolError("bad_audio", f"binary messages must hold whole {start.audio_format} frames of "
-                                         f"{start.channels} channel(s) ({frame_bytes} bytes each); got {len(data)} bytes")
+        raise ProtocolError(
+            "bad_audio",
+            f"binary messages must hold whole {start.audio_format} frames of "
+            f"{start.channels} channel(s) ({frame_bytes} bytes each); got {len(data)} bytes",
+        )
     samples = np.frombuffer(data, dtype=dtype)
     if start.audio_format == "s16le":
         samples = samples.astype(np.float32) / 32768.0

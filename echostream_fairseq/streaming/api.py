@@ -40,7 +40,11 @@ from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.data.text import split_complete_words
 from echostream_fairseq.streaming.features import to_mono
 from echostream_fairseq.streaming.loading import (
-    MAX_PADDING, VOCODER_LEFT_CONTEXT, load_translator, load_vocoder, translator_for_chunk,
+    MAX_PADDING,
+    VOCODER_LEFT_CONTEXT,
+    load_translator,
+    load_vocoder,
+    translator_for_chunk,
 )
 from echostream_fairseq.streaming.translator import SimultaneousTranslator, StepOutput
 
@@ -126,7 +130,9 @@ class Stream:
     @property
     def ready(self) -> bool:
         """A whole chunk is waiting, or the source has ended and the stream has not finished."""
-        return not self.closed and not self.finished and (self._buffered >= self.chunk_samples or self._finish_requested)
+        return (
+            not self.closed and not self.finished and (self._buffered >= self.chunk_samples or self._finish_requested)
+        )
 
     @property
     def finished(self) -> bool:
@@ -183,13 +189,15 @@ class Stream:
         if out.asr_words is not None:  # the lexicon search writes whole words itself
             words = out.asr_words
         else:
-            words, self._pending_source = split_complete_words(t.src_dict, self._pending_source + out.asr_tokens,
-                                                               complete)
+            words, self._pending_source = split_complete_words(
+                t.src_dict, self._pending_source + out.asr_tokens, complete
+            )
         if words:
             events.append(Event("source_text", " ".join(words), source_seconds=now))
         if t.config.translate:
-            words, self._pending_target = split_complete_words(t.tgt_dict, self._pending_target + out.target_tokens,
-                                                               complete)
+            words, self._pending_target = split_complete_words(
+                t.tgt_dict, self._pending_target + out.target_tokens, complete
+            )
             if words:
                 events.append(Event("target_text", " ".join(words), source_seconds=now))
         units = tuple(t.unit_ids[u] for u in out.units if u in t.unit_ids)
@@ -242,9 +250,20 @@ class EchoStream:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_path: str, data_bin: str, *, vocoder: Optional[str] = None, vocoder_cfg: Optional[str] = None,
-             vocoder_type: str = "code_hifigan", dur_prediction: bool = True, vocoder_left_context: int = VOCODER_LEFT_CONTEXT,
-             output: Optional[str] = None, chunk_ms: int = 320, **options) -> "EchoStream":
+    def load(
+        cls,
+        model_path: str,
+        data_bin: str,
+        *,
+        vocoder: Optional[str] = None,
+        vocoder_cfg: Optional[str] = None,
+        vocoder_type: str = "code_hifigan",
+        dur_prediction: bool = True,
+        vocoder_left_context: int = VOCODER_LEFT_CONTEXT,
+        output: Optional[str] = None,
+        chunk_ms: int = 320,
+        **options,
+    ) -> "EchoStream":
         """Load a checkpoint with its data folder and (for speech output) its vocoder.
 
         ``output`` defaults to ``speech`` when a vocoder is given, else ``text``; ``options`` are
@@ -255,11 +274,21 @@ class EchoStream:
         if output == "speech":
             # many streams share the vocoder's calls, up to sub_batch_limit's number each (or fewer, as
             # warm-up finds), calls up to MAX_PADDING frames shorter padded to join them
-            unit_vocoder = load_vocoder(vocoder, vocoder_cfg, vocoder_type, dur_prediction, vocoder_left_context,
-                                        options.get("model_dtype", "fp32"), max_batch=None,
-                                        max_padding=MAX_PADDING)
-        return cls(load_translator(model_path, data_bin, output=output, vocoder=unit_vocoder,
-                                   source_segment_size=chunk_ms, **options))
+            unit_vocoder = load_vocoder(
+                vocoder,
+                vocoder_cfg,
+                vocoder_type,
+                dur_prediction,
+                vocoder_left_context,
+                options.get("model_dtype", "fp32"),
+                max_batch=None,
+                max_padding=MAX_PADDING,
+            )
+        return cls(
+            load_translator(
+                model_path, data_bin, output=output, vocoder=unit_vocoder, source_segment_size=chunk_ms, **options
+            )
+        )
 
     @property
     def output_sample_rate(self) -> Optional[int]:
@@ -305,7 +334,8 @@ class EchoStream:
         for group in by_translator.values():
             chunks = [stream.take_chunk() for stream in group]
             results = group[0].translator.step_batch(
-                [(samples, stream.state, last) for stream, (samples, last) in zip(group, chunks)])
+                [(samples, stream.state, last) for stream, (samples, last) in zip(group, chunks)]
+            )
             for stream, (samples, _), (out, state) in zip(group, chunks, results):
                 events[stream] = stream.apply(samples, out, state)
         return events

@@ -67,9 +67,9 @@ def to_mono(samples: Union[Sequence, np.ndarray, Tensor]) -> Tuple[Tensor, int]:
 @dataclass(frozen=True)
 class ResampleState:
     """Attributes:
-        buffer: ``[n]`` input samples still needed, the first at input index ``buffer_start``.
-        buffer_start: input index of ``buffer[0]`` (a multiple of the reduced input rate).
-        emitted: output samples returned so far.
+    buffer: ``[n]`` input samples still needed, the first at input index ``buffer_start``.
+    buffer_start: input index of ``buffer[0]`` (a multiple of the reduced input rate).
+    emitted: output samples returned so far.
     """
 
     buffer: Tensor
@@ -134,9 +134,9 @@ class ResampleStream:
 @dataclass(frozen=True)
 class FbankState:
     """Attributes:
-        pending: ``[n]`` samples from the start of the next fbank frame (``n`` < one window
-            plus the samples that arrived since).
-        frames: fbank frames computed so far.
+    pending: ``[n]`` samples from the start of the next fbank frame (``n`` < one window
+        plus the samples that arrived since).
+    frames: fbank frames computed so far.
     """
 
     pending: Tensor
@@ -159,8 +159,9 @@ class FbankStream:
         num_mel_bins: fbank size.
     """
 
-    def __init__(self, cmvn: Optional[Tuple[Tensor, Tensor]] = None, sample_rate: int = SAMPLE_RATE,
-                 num_mel_bins: int = 80) -> None:
+    def __init__(
+        self, cmvn: Optional[Tuple[Tensor, Tensor]] = None, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 80
+    ) -> None:
         self.sample_rate, self.num_mel_bins = sample_rate, num_mel_bins
         self.filterbank = log_mel_filterbank(sample_rate, num_mel_bins)
         self.window, self.shift = self.filterbank.window_length, self.filterbank.shift
@@ -181,8 +182,9 @@ class FbankStream:
         (features,), (state,) = self.step_batch([samples], [state])
         return features, state
 
-    def step_batch(self, samples: Sequence[Tensor], states: Sequence[FbankState]
-                   ) -> Tuple[List[Tensor], List[FbankState]]:
+    def step_batch(
+        self, samples: Sequence[Tensor], states: Sequence[FbankState]
+    ) -> Tuple[List[Tensor], List[FbankState]]:
         """:meth:`step` for many streams: their new frames go through the filterbank as one batch."""
         pendings, counts, new_states = [], [], []
         for chunk, state in zip(samples, states):
@@ -191,8 +193,13 @@ class FbankStream:
             pendings.append(pending)
             counts.append(new)
             new_states.append(FbankState(pending[new * self.shift :], state.frames + new))
-        frames = [self.filterbank.frames(p[: (n - 1) * self.shift + self.window]) for p, n in zip(pendings, counts) if n]
+        frames = [
+            self.filterbank.frames(p[: (n - 1) * self.shift + self.window]) for p, n in zip(pendings, counts) if n
+        ]
         features = self.filterbank(torch.cat(frames) if len(frames) > 1 else frames[0]) if frames else None
-        out = list(self.normalise(features).split(counts)) if features is not None else [
-            torch.zeros(0, self.num_mel_bins) for _ in counts]
+        out = (
+            list(self.normalise(features).split(counts))
+            if features is not None
+            else [torch.zeros(0, self.num_mel_bins) for _ in counts]
+        )
         return out, new_states

@@ -19,11 +19,27 @@ from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
 from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
 from echostream_fairseq.vocoder.incremental import (
-    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT, MAX_PADDING, MAX_SUB_BATCH, IncrementalVocoder, sub_batch_limit,
+    LEFT_CONTEXT as VOCODER_LEFT_CONTEXT,
+)
+from echostream_fairseq.vocoder.incremental import (
+    MAX_PADDING,
+    MAX_SUB_BATCH,
+    IncrementalVocoder,
+    sub_batch_limit,
 )
 
-__all__ = ["VOCODER_TYPES", "OUTPUTS", "UNIT_LOOKAHEAD", "VOCODER_LEFT_CONTEXT", "MAX_SUB_BATCH", "MAX_PADDING", "load_vocoder", "load_translator",
-           "pause_frames", "translator_for_chunk"]
+__all__ = [
+    "VOCODER_TYPES",
+    "OUTPUTS",
+    "UNIT_LOOKAHEAD",
+    "VOCODER_LEFT_CONTEXT",
+    "MAX_SUB_BATCH",
+    "MAX_PADDING",
+    "load_vocoder",
+    "load_translator",
+    "pause_frames",
+    "translator_for_chunk",
+]
 
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 # what a translator produces: translated speech (and text), translated text, or the source transcript
@@ -32,18 +48,26 @@ WHOLE_WORD = ("auto", "on", "off")
 ASR_SENTENCE_ENDS = ("auto", "on", "off")
 
 
-def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type: str = "code_hifigan",
-                 dur_prediction: bool = False, left_context: int = VOCODER_LEFT_CONTEXT, model_dtype: str = "fp32",
-                 max_batch: Optional[int] = 1, max_padding: int = 0) -> IncrementalVocoder:
+def load_vocoder(
+    path: Optional[str],
+    config: Optional[str] = None,
+    vocoder_type: str = "code_hifigan",
+    dur_prediction: bool = False,
+    left_context: int = VOCODER_LEFT_CONTEXT,
+    model_dtype: str = "fp32",
+    max_batch: Optional[int] = 1,
+    max_padding: int = 0,
+) -> IncrementalVocoder:
     """A CodeHiFiGAN generator (``path`` + its ``config`` JSON) or the Griffin-Lim fallback
     (``path`` = the corpus's ``units/kmeans.pt``), wrapped for incremental synthesis.
     ``model_dtype`` ``bf16`` runs the CodeHiFiGAN in bf16 where oneDNN has bf16 convolutions;
-    otherwise, and under ``int8`` and ``fp32``, it stays fp32 (``CodeHiFiGANUnitVocoder.for_model_dtype``). ``max_batch``: the most streams synthesised in one call (1 for
-    one stream; the streaming API, which steps many, takes ``MAX_SUB_BATCH``; the warm-up keeps the
-    sub-batch size up to it that costs least per stream; None: ``MAX_SUB_BATCH``, or
-    ``MAX_CAUSAL_SUB_BATCH`` for a causal vocoder, whose calls are shorter, ``MAX_ISTFT_SUB_BATCH`` for an
-    iSTFT one: ``sub_batch_limit``); ``max_padding``: the most frames a shorter
-    call is padded by to share one (the streaming API takes ``MAX_PADDING``)."""
+    otherwise, and under ``int8`` and ``fp32``, it stays fp32
+    (``CodeHiFiGANUnitVocoder.for_model_dtype``). ``max_batch``: the most streams synthesised in one
+    call (1 for one stream; the streaming API, which steps many, takes ``MAX_SUB_BATCH``; the
+    warm-up keeps the sub-batch size up to it that costs least per stream; None: ``MAX_SUB_BATCH``,
+    or ``MAX_CAUSAL_SUB_BATCH`` for a causal vocoder, whose calls are shorter,
+    ``MAX_ISTFT_SUB_BATCH`` for an iSTFT one: ``sub_batch_limit``); ``max_padding``: the most frames
+    a shorter call is padded by to share one (the streaming API takes ``MAX_PADDING``)."""
     from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 
@@ -61,9 +85,13 @@ def load_vocoder(path: Optional[str], config: Optional[str] = None, vocoder_type
         if not config:
             raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
         vocoder = CodeHiFiGANUnitVocoder.from_files(path, config).for_model_dtype(model_dtype)
-    incremental = IncrementalVocoder(vocoder.eval(), left_context=left_context, dur_prediction=dur_prediction,
-                                     max_batch=sub_batch_limit(vocoder) if max_batch is None else max_batch,
-                                     max_padding=max_padding)
+    incremental = IncrementalVocoder(
+        vocoder.eval(),
+        left_context=left_context,
+        dur_prediction=dur_prediction,
+        max_batch=sub_batch_limit(vocoder) if max_batch is None else max_batch,
+        max_padding=max_padding,
+    )
     incremental.warm_up()  # the first stream should not pay for preparing the convolutions
     return incremental
 
@@ -93,8 +121,10 @@ def _whole_word(setting: str, chunk_ms: int) -> bool:
 
 def _asr_sentence_ends(setting: str, trained: bool, model_path: str) -> bool:
     if setting == "on" and not trained:
-        raise ValueError(f"--asr-sentence-ends on: {model_path} was not trained with --asr-sentence-ends, "
-                         "its ASR CTC head writes no sentence-end marks")
+        raise ValueError(
+            f"--asr-sentence-ends on: {model_path} was not trained with --asr-sentence-ends, "
+            "its ASR CTC head writes no sentence-end marks"
+        )
     return {"on": True, "off": False}.get(setting, trained)
 
 
@@ -179,14 +209,21 @@ def load_translator(
             raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
     d = task.multitask_dictionaries
     return SimultaneousTranslator(
-        model.to(target), d["source_unigram"], d["ctc_target_unigram"], d["target_unigram"],
-        task.target_dictionary, load_global_cmvn(task.data_cfg.global_cmvn_stats), config, vocoder,
+        model.to(target),
+        d["source_unigram"],
+        d["ctc_target_unigram"],
+        d["target_unigram"],
+        task.target_dictionary,
+        load_global_cmvn(task.data_cfg.global_cmvn_stats),
+        config,
+        vocoder,
         asr_decoder=asr_decoder,
     )
 
 
-def translator_for_chunk(translator: SimultaneousTranslator, source_segment_size: int,
-                         whole_word: str = "auto") -> SimultaneousTranslator:
+def translator_for_chunk(
+    translator: SimultaneousTranslator, source_segment_size: int, whole_word: str = "auto"
+) -> SimultaneousTranslator:
     """The same system at another chunk size (sharing the model: the translator sets the encoder's
     chunk length before each encoder step). ``whole_word`` as in :func:`load_translator`."""
     config = translator.config

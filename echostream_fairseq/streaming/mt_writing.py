@@ -36,8 +36,9 @@ class MTWriting:
         if frames is None or frames.size(1) == 0:
             return caches
         no_tokens = torch.zeros(1, 0, dtype=torch.long, device=self.device)  # only the memory advances
-        _, _, caches = self.model.decoder.step(no_tokens, caches, 0, new_memory=frames,
-                                               memory_window=self.config.mt_source_window)
+        _, _, caches = self.model.decoder.step(
+            no_tokens, caches, 0, new_memory=frames, memory_window=self.config.mt_source_window
+        )
         return caches
 
     def _extend_mt_memories(self, states: Sequence["TranslatorState"], frames: Sequence[Optional[Tensor]]):
@@ -46,8 +47,9 @@ class MTWriting:
         having = [i for i, f in enumerate(frames) if f is not None and f.size(1) > 0]
         states = list(states)
         if having:
-            caches = self.model.decoder.extend_memory([states[i].mt_memory for i in having], [frames[i] for i in having],
-                                                      self.config.mt_source_window)
+            caches = self.model.decoder.extend_memory(
+                [states[i].mt_memory for i in having], [frames[i] for i in having], self.config.mt_source_window
+            )
             for i, c in zip(having, caches):
                 states[i] = replace(states[i], mt_memory=c)
         return states
@@ -55,7 +57,9 @@ class MTWriting:
     def _mt_token(self, caches, token: int, position: int):
         """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
         tokens = torch.tensor([[token]], device=self.device)
-        logits, hidden, caches = self.model.decoder.step(tokens, caches, position, self_window=self.config.target_window)
+        logits, hidden, caches = self.model.decoder.step(
+            tokens, caches, position, self_window=self.config.target_window
+        )
         return logits[0, -1], hidden, caches
 
     def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
@@ -98,8 +102,12 @@ class MTWriting:
             next_caches = None  # nothing is kept between chunks
         else:
             next_caches = snapshots[len(new) - 1] if new else state.mt_memory
-        return (new, text_states, replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new)),
-                (logit_rows[len(new)], hidden_rows[len(new)]))
+        return (
+            new,
+            text_states,
+            replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new)),
+            (logit_rows[len(new)], hidden_rows[len(new)]),
+        )
 
     def _pick(self, logits: Tensor, written: Sequence[int]) -> int:
         """The greedy choice for the next subword after ``written`` (the sentence's subwords)."""
@@ -139,12 +147,17 @@ class MTWriting:
         active = list(range(len(states)))
         while True:
             logits, hidden, caches, self_valid = decoder.step_rows(
-                torch.tensor(tokens, device=self.device), torch.tensor(positions, device=self.device),
-                caches, self_valid, memory_valid, cfg.target_window)
+                torch.tensor(tokens, device=self.device),
+                torch.tensor(positions, device=self.device),
+                caches,
+                self_valid,
+                memory_valid,
+                cfg.target_window,
+            )
             steps.append((caches, self_valid))
             round_logits.append(logits)
             for r in active:
-                hidden_rows[r].append(hidden[r:r + 1])
+                hidden_rows[r].append(hidden[r : r + 1])
             still = []
             for r in active:
                 if len(news[r]) >= limits[r]:
@@ -172,7 +185,12 @@ class MTWriting:
                 next_caches = unpad_row(step_caches, r, int(step_valid[r].sum()), memory_lengths[r])
             else:
                 next_caches = state.mt_memory
-            results.append((new, text_states, replace(state, mt_memory=next_caches,
-                                                      target_tokens=state.target_tokens + tuple(new)),
-                            (round_logits[len(new)][r], hidden_rows[r][len(new)])))
+            results.append(
+                (
+                    new,
+                    text_states,
+                    replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new)),
+                    (round_logits[len(new)][r], hidden_rows[r][len(new)]),
+                )
+            )
         return results

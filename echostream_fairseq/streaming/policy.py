@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-
 __all__ = ["PolicyConfig", "PolicyState", "ctc_policy", "FINISH", "whole_word_default", "repeated_ngram_ends"]
 
 FINISH = -1  # "write until end of sentence" (the source has ended)
@@ -32,9 +31,9 @@ FINISH = -1  # "write until end of sentence" (the source has ended)
 @dataclass(frozen=True)
 class PolicyConfig:
     """Attributes:
-        stride_n: tokens both CTC prefixes must grow by before a WRITE; also the write granularity.
-        lagging_k1: target tokens kept back behind the ST CTC prefix.
-        whole_word: write complete words only (StreamSpeech turns it on for chunks >= 640 ms).
+    stride_n: tokens both CTC prefixes must grow by before a WRITE; also the write granularity.
+    lagging_k1: target tokens kept back behind the ST CTC prefix.
+    whole_word: write complete words only (StreamSpeech turns it on for chunks >= 640 ms).
     """
 
     stride_n: int = 1
@@ -101,5 +100,5 @@ def repeated_ngram_ends(written: Sequence[int], n: int) -> List[int]:
         return []
     if n == 1:
         return sorted(set(written))
-    tail = tuple(written[len(written) - n + 1:])
-    return [written[i + n - 1] for i in range(len(written) - n + 1) if tuple(written[i:i + n - 1]) == tail]
+    tail = tuple(written[len(written) - n + 1 :])
+    return [written[i + n - 1] for i in range(len(written) - n + 1) if tuple(written[i : i + n - 1]) == tail]

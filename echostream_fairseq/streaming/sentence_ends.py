@@ -28,17 +28,21 @@ __all__ = ["SentenceEnds"]
 class SentenceEnds:
     """The translator's long-form steps (see the module docstring)."""
 
-    def _sentence_ends_before_writes(self, states: Sequence[TranslatorState], finishes: Sequence[bool]
-                                     ) -> List[Optional[bool]]:
+    def _sentence_ends_before_writes(
+        self, states: Sequence[TranslatorState], finishes: Sequence[bool]
+    ) -> List[Optional[bool]]:
         """Before the writes, whether each stream's sentence ends in this chunk: ``True`` whatever
         the MT decoder says (the ASR CTC's sentence-end mark, a long pause: its last write goes to
         the end of the sentence at once), ``None`` if the decoder must confirm a short pause (the
         stream looks ahead in the write batch), ``False`` otherwise. A finishing stream's sentence
         is completed by its finish instead."""
-        return [False if finish else self._sentence_end_without_decoder(state) for state, finish in zip(states, finishes)]
+        return [
+            False if finish else self._sentence_end_without_decoder(state) for state, finish in zip(states, finishes)
+        ]
 
-    def _short_pauses_confirmed(self, items: Sequence[Tuple[TranslatorState, Optional[Tuple[Tensor, Tensor]], bool]]
-                                ) -> List[Optional[Tensor]]:
+    def _short_pauses_confirmed(
+        self, items: Sequence[Tuple[TranslatorState, Optional[Tuple[Tensor, Tensor]], bool]]
+    ) -> List[Optional[Tensor]]:
         """After the writes, for ``(state, the decoder's next step, finish)`` each (the step from the
         stream's write: scores ``[V]`` and state ``[1, 1, D]`` after its subwords): where a short
         pause ends the sentence because the decoder's best next subword is the end of sentence, that
@@ -79,8 +83,12 @@ class SentenceEnds:
     def _is_fragment(self, state: TranslatorState) -> bool:
         """Long-form mode: what is left after the last ended sentence is too short to translate."""
         cfg = self.config
-        return (bool(cfg.sentence_pause_frames) and state.sentences > 0 and not state.target_tokens
-                and len(state.asr_tokens) < cfg.sentence_min_tokens)
+        return (
+            bool(cfg.sentence_pause_frames)
+            and state.sentences > 0
+            and not state.target_tokens
+            and len(state.asr_tokens) < cfg.sentence_min_tokens
+        )
 
     def _sentence_limit(self, state: TranslatorState) -> Optional[int]:
         """Subwords a completed sentence may get in long-form mode (None: ``max_len``)."""
@@ -98,18 +106,33 @@ class SentenceEnds:
         # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
         # and later, start afresh)
         mark = state.sentence_mark
-        asr_next, frames_next = (state.asr_tokens[mark[0]:], mark[1]) if mark is not None else ((), 0)
+        asr_next, frames_next = (state.asr_tokens[mark[0] :], mark[1]) if mark is not None else ((), 0)
         memory = None
         if frames_next and enc_new is not None and not cfg.reencode:
-            memory = self._extend_mt_memory(None, enc_new[:, enc_new.size(1) - frames_next:])
+            memory = self._extend_mt_memory(None, enc_new[:, enc_new.size(1) - frames_next :])
         state = replace(
-            state, asr_tokens=asr_next, st_tokens=(), mt_memory=memory, target_tokens=(), policy=PolicyState(),
-            t2u_caches=None, unit_caches=None, text_states=0, unit_last=CTC_BLANK, all_units=(), unit_pending=None,
-            sentences=state.sentences + 1, sentence_mark=None,
+            state,
+            asr_tokens=asr_next,
+            st_tokens=(),
+            mt_memory=memory,
+            target_tokens=(),
+            policy=PolicyState(),
+            t2u_caches=None,
+            unit_caches=None,
+            text_states=0,
+            unit_last=CTC_BLANK,
+            all_units=(),
+            unit_pending=None,
+            sentences=state.sentences + 1,
+            sentence_mark=None,
         )
         if cfg.reencode:  # StreamSpeech's prefix starts again at the sentence end, so its cost stops growing
             keep = (frames_next + self.model.encoder.right_context_length) * ENCODER_FRAME_SAMPLES if mark else 0
-            state = replace(state, source_samples=state.source_samples[len(state.source_samples) - keep:] if keep
-                            else torch.zeros(0), encoder_frames=0, asr_tokens=(),
-                            asr_searched=frames_next)  # the kept frames were read by the ASR search already
+            state = replace(
+                state,
+                source_samples=state.source_samples[len(state.source_samples) - keep :] if keep else torch.zeros(0),
+                encoder_frames=0,
+                asr_tokens=(),
+                asr_searched=frames_next,
+            )  # the kept frames were read by the ASR search already
         return state

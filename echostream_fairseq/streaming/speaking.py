@@ -30,8 +30,11 @@ __all__ = ["Speaking"]
 class Speaking:
     """The translator's unit and speech steps (see the module docstring)."""
 
-    def _units_batch(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
-                     clocks: Sequence[Optional[StageClock]]):
+    def _units_batch(
+        self,
+        items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
+        clocks: Sequence[Optional[StageClock]],
+    ):
         """New units (unit dictionary indices), their vocoder ids and the state of each of several
         streams, ``(state, text states, encoder frames, flush)`` each (``flush``: the text is
         complete, no held-back state waits for more). In incremental mode T2U and the unit decoder
@@ -53,8 +56,9 @@ class Speaking:
         credit_share(clocks, range(len(items)), "units", started)
         return [(units, [self.unit_ids[u] for u in units if u in self.unit_ids], state) for units, state in results]
 
-    def _speech(self, items: Sequence[Tuple[List[int], "TranslatorState", bool]],
-                clocks: Sequence[Optional[StageClock]]) -> List[Tuple[Tensor, "TranslatorState"]]:
+    def _speech(
+        self, items: Sequence[Tuple[List[int], "TranslatorState", bool]], clocks: Sequence[Optional[StageClock]]
+    ) -> List[Tuple[Tensor, "TranslatorState"]]:
         """Speech for ``(vocoder ids, state, finish)`` of each stream; incremental streams share
         vocoder calls, each credited an equal share of their time."""
         if self.config.reencode:
@@ -67,8 +71,10 @@ class Speaking:
         started = time.perf_counter()
         spoken = self.vocoder.step_batch([(ids, state.vocoder, finish) for ids, state, finish in items])
         credit_share(clocks, range(len(items)), "vocoder", started)
-        return [(wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
-                for (ids, state, _), (wave, voc_state) in zip(items, spoken)]
+        return [
+            (wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
+            for (ids, state, _), (wave, voc_state) in zip(items, spoken)
+        ]
 
     def _units_for(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]]):
         """T2U + unit CTC for each stream's new text states ``[1, n, D]`` (causal: earlier units never
@@ -81,8 +87,9 @@ class Speaking:
         text_out: List[Optional[Tensor]] = [None] * len(items)
         t2u_caches = [state.t2u_caches for state, _, _, _ in items]
         if writing:
-            outs, caches = self.model.t2u_encoder.step_packed([items[i][1] for i in writing],
-                                                               [t2u_caches[i] for i in writing], window)
+            outs, caches = self.model.t2u_encoder.step_packed(
+                [items[i][1] for i in writing], [t2u_caches[i] for i in writing], window
+            )
             for i, out, cache in zip(writing, outs, caches):
                 text_out[i], t2u_caches[i] = out, cache
         steps, plans = [], []
@@ -103,10 +110,20 @@ class Speaking:
         results = []
         for i, (state, _, _, _) in enumerate(items):
             pending, held, ready = plans[i]
-            units, last, _ = ctc_collapse(labels[ends[i]:ends[i + 1]], state.unit_last)
-            results.append((units, replace(
-                state, t2u_caches=t2u_caches[i], unit_caches=unit_caches[i], text_states=state.text_states + ready.size(1),
-                unit_pending=pending[:, pending.size(1) - held:] if held else None, unit_last=last)))
+            units, last, _ = ctc_collapse(labels[ends[i] : ends[i + 1]], state.unit_last)
+            results.append(
+                (
+                    units,
+                    replace(
+                        state,
+                        t2u_caches=t2u_caches[i],
+                        unit_caches=unit_caches[i],
+                        text_states=state.text_states + ready.size(1),
+                        unit_pending=pending[:, pending.size(1) - held :] if held else None,
+                        unit_last=last,
+                    ),
+                )
+            )
         return results
 
     def _reencode_units(self, state: "TranslatorState", frames: Tensor, flush: bool):
@@ -121,7 +138,7 @@ class Speaking:
         ready = prev.size(1) if flush else max(0, prev.size(1) - k)
         logits = logits[:, : ready * self.model.unit_decoder.upsample_rate]
         units = ctc_greedy(logits.float(), torch.tensor([logits.size(1)], device=self.device), self.unit_banned)[0]
-        new = units[len(state.all_units):]
+        new = units[len(state.all_units) :]
         return new, replace(state, all_units=tuple(units))
 
     def _reencode_speech(self, state: "TranslatorState", new_ids: List[int], finish: bool):
@@ -133,8 +150,8 @@ class Speaking:
         if self.vocoder.dur_prediction:
             durations = voc.durations(all_ids)
             frames = torch.repeat_interleave(all_ids, durations)
-            new_frames = int(durations[-len(new_ids):].sum())
+            new_frames = int(durations[-len(new_ids) :].sum())
         else:
             frames, new_frames = all_ids, len(new_ids)
         wave = voc.synthesize_frames(frames)
-        return wave[wave.numel() - new_frames * voc.frame_hop:], replace(state, units=state.units + len(new_ids))
+        return wave[wave.numel() - new_frames * voc.frame_hop :], replace(state, units=state.units + len(new_ids))

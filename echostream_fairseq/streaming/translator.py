@@ -45,16 +45,22 @@ from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.modules.ctc import (
-    CTC_BLANK, ctc_blank_frames, ctc_blank_run, ctc_collapse, ctc_greedy, ctc_greedy_marks, ctc_labels,
+    CTC_BLANK,
+    ctc_blank_frames,
+    ctc_blank_run,
+    ctc_collapse,
+    ctc_greedy,
+    ctc_greedy_marks,
+    ctc_labels,
 )
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder, LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
+from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
 from echostream_fairseq.streaming.mt_writing import MTWriting
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.streaming.sentence_ends import SentenceEnds
 from echostream_fairseq.streaming.speaking import Speaking
 from echostream_fairseq.streaming.stage_clock import STAGES, StageClock, credit_share
-from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
-from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
 
 __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES", "UNIT_LOOKAHEAD"]
@@ -63,47 +69,48 @@ __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTra
 # for about one subword of speech latency)
 UNIT_LOOKAHEAD = 1
 
+
 # the stages a chunk's wall time is split into (``time_stages``): resampling, fbank, encoder and
 # CTC heads; MT memory, policy and decoding; T2U and unit decoding; the vocoder
 @dataclass(frozen=True)
 class TranslatorConfig:
     """Attributes:
-        source_segment_size: milliseconds of source per chunk: the policy decides once per chunk.
-        encoder_chunk_ms: milliseconds of source per encoder step (0: the chunk length the
-            checkpoint was trained with, or ``source_segment_size`` when that is shorter). A source
-            chunk longer than the encoder's is encoded as several encoder steps: the encoder then
-            computes what it computed in training and in ``fairseq-generate``, while the policy
-            still waits for the whole source chunk (docs/agents.md).
-        policy: READ/WRITE settings.
-        max_len: target subwords written after the source ends, at most.
-        mt_source_window: encoder frames the MT decoder attends, the most recent (0: all).
-        target_window: target subwords the MT decoder, T2U encoder and unit decoder attend back (0: all).
-        reencode: StreamSpeech's behaviour (re-encode and re-decode the whole prefix every chunk).
-        speech_output: run T2U, units and the vocoder (speech-to-speech).
-        translate: run the MT decoder (off for the streaming-ASR agent).
-        time_stages: return each chunk's wall time per stage (:attr:`StepOutput.stage_seconds`).
-        force_writing: never end the sentence nor emit a unit blank, so every stage works on every
-            chunk (a stress setting for benchmarks, not for translation).
-        sentence_pause_frames: long-form mode when > 0: a sentence ends once the ASR CTC has been
-            blank for this many encoder frames after recognising something; the translation of that
-            sentence is completed and the target side (MT decoder and its source window, T2U, unit
-            decoder, the policy) starts afresh while the encoder and the vocoder stream on.
-        sentence_confirmed_pause_frames: a shorter pause (> 0: on) that also ends a sentence when
-            the MT decoder, asked for its next subword, answers end of sentence.
-        asr_sentence_ends: long-form mode: a sentence also ends where the ASR CTC writes its
-            end-of-sentence mark (a model trained with ``--asr-sentence-ends``); the ASR subwords
-            after the mark, and in incremental mode the encoder frames after it, start the next one.
-        sentence_min_tokens: ASR subwords a sentence needs before a pause or a mark can end it; at the end of
-            the stream, a shorter remainder after an ended sentence that has nothing written is not
-            translated (a fragment the decoder would only pad into an invented sentence).
-        sentence_max_len: in long-form mode, subwords a sentence may get when it is completed, beyond
-            ``sentence_max_len_ratio`` x its ST CTC prefix (a bound on a runaway decoder).
-        no_repeat_ngram: never write a subword that would repeat an n-gram of this size already in
-            the sentence (0: off; fairseq-generate's ``--no-repeat-ngram-size``).
-        unit_lookahead: text states after a subword's own that its units wait for (0: none). The
-            unit decoder was trained under wait-k masks of a random stride per batch (so of many
-            lags), and a subword's sound depends on the next one: one state of lookahead gives the
-            units of the whole text (docs/learning_more.md).
+    source_segment_size: milliseconds of source per chunk: the policy decides once per chunk.
+    encoder_chunk_ms: milliseconds of source per encoder step (0: the chunk length the
+        checkpoint was trained with, or ``source_segment_size`` when that is shorter). A source
+        chunk longer than the encoder's is encoded as several encoder steps: the encoder then
+        computes what it computed in training and in ``fairseq-generate``, while the policy
+        still waits for the whole source chunk (docs/agents.md).
+    policy: READ/WRITE settings.
+    max_len: target subwords written after the source ends, at most.
+    mt_source_window: encoder frames the MT decoder attends, the most recent (0: all).
+    target_window: target subwords the MT decoder, T2U encoder and unit decoder attend back (0: all).
+    reencode: StreamSpeech's behaviour (re-encode and re-decode the whole prefix every chunk).
+    speech_output: run T2U, units and the vocoder (speech-to-speech).
+    translate: run the MT decoder (off for the streaming-ASR agent).
+    time_stages: return each chunk's wall time per stage (:attr:`StepOutput.stage_seconds`).
+    force_writing: never end the sentence nor emit a unit blank, so every stage works on every
+        chunk (a stress setting for benchmarks, not for translation).
+    sentence_pause_frames: long-form mode when > 0: a sentence ends once the ASR CTC has been
+        blank for this many encoder frames after recognising something; the translation of that
+        sentence is completed and the target side (MT decoder and its source window, T2U, unit
+        decoder, the policy) starts afresh while the encoder and the vocoder stream on.
+    sentence_confirmed_pause_frames: a shorter pause (> 0: on) that also ends a sentence when
+        the MT decoder, asked for its next subword, answers end of sentence.
+    asr_sentence_ends: long-form mode: a sentence also ends where the ASR CTC writes its
+        end-of-sentence mark (a model trained with ``--asr-sentence-ends``); the ASR subwords
+        after the mark, and in incremental mode the encoder frames after it, start the next one.
+    sentence_min_tokens: ASR subwords a sentence needs before a pause or a mark can end it; at the end of
+        the stream, a shorter remainder after an ended sentence that has nothing written is not
+        translated (a fragment the decoder would only pad into an invented sentence).
+    sentence_max_len: in long-form mode, subwords a sentence may get when it is completed, beyond
+        ``sentence_max_len_ratio`` x its ST CTC prefix (a bound on a runaway decoder).
+    no_repeat_ngram: never write a subword that would repeat an n-gram of this size already in
+        the sentence (0: off; fairseq-generate's ``--no-repeat-ngram-size``).
+    unit_lookahead: text states after a subword's own that its units wait for (0: none). The
+        unit decoder was trained under wait-k masks of a random stride per batch (so of many
+        lags), and a subword's sound depends on the next one: one state of lookahead gives the
+        units of the whole text (docs/learning_more.md).
     """
 
     source_segment_size: int = 320
@@ -187,17 +194,27 @@ class StepOutput:
 
 class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
     """Args:
-        model: an ``EchoStreamModel`` (``eval()`` is set here).
-        src_dict, st_dict, tgt_dict, unit_dict: the source (ASR CTC), ST CTC, MT and unit dictionaries.
-        cmvn: ``(mean, std)`` of the training fbank.
-        config: see :class:`TranslatorConfig`.
-        vocoder: an :class:`IncrementalVocoder` (required with ``config.speech_output``).
-        asr_decoder: a :class:`CtcLexiconDecoder` for the source transcript (``None``: greedy
-            CTC subwords only); the READ/WRITE policy counts greedy subwords either way.
+    model: an ``EchoStreamModel`` (``eval()`` is set here).
+    src_dict, st_dict, tgt_dict, unit_dict: the source (ASR CTC), ST CTC, MT and unit dictionaries.
+    cmvn: ``(mean, std)`` of the training fbank.
+    config: see :class:`TranslatorConfig`.
+    vocoder: an :class:`IncrementalVocoder` (required with ``config.speech_output``).
+    asr_decoder: a :class:`CtcLexiconDecoder` for the source transcript (``None``: greedy
+        CTC subwords only); the READ/WRITE policy counts greedy subwords either way.
     """
 
-    def __init__(self, model, src_dict, st_dict, tgt_dict, unit_dict, cmvn, config: TranslatorConfig,
-                 vocoder: Optional[IncrementalVocoder] = None, asr_decoder: Optional[CtcLexiconDecoder] = None) -> None:
+    def __init__(
+        self,
+        model,
+        src_dict,
+        st_dict,
+        tgt_dict,
+        unit_dict,
+        cmvn,
+        config: TranslatorConfig,
+        vocoder: Optional[IncrementalVocoder] = None,
+        asr_decoder: Optional[CtcLexiconDecoder] = None,
+    ) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device  # audio, fbank and the vocoder stay on the CPU
         # the activations' dtype (bf16 under --model-dtype bf16; int8 models keep fp32 activations)
@@ -213,8 +230,10 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         if config.speech_output and vocoder is None:
             raise ValueError("speech output needs a vocoder")
         if config.source_segment_size < ENCODER_FRAME_MS:
-            raise ValueError(f"--source-segment-size must be at least {ENCODER_FRAME_MS} ms (one encoder frame), "
-                             f"got {config.source_segment_size}")
+            raise ValueError(
+                f"--source-segment-size must be at least {ENCODER_FRAME_MS} ms (one encoder frame), "
+                f"got {config.source_segment_size}"
+            )
         self.chunk_length = self._encoder_chunk_length(model, config)
         try:  # the Zipformer's chunks must split evenly at every stack rate
             encoder.set_chunk_length(self.chunk_length)
@@ -236,7 +255,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             self.tgt_banned.append(tgt_dict.eos())
             self.unit_banned.append(CTC_BLANK)
         # unit dictionary index -> vocoder unit id (the symbol is the unit number)
-        self.unit_ids = {i: int(unit_dict[i]) for i in range(unit_dict.nspecial, len(unit_dict)) if unit_dict[i].isdigit()}
+        self.unit_ids = {
+            i: int(unit_dict[i]) for i in range(unit_dict.nspecial, len(unit_dict)) if unit_dict[i].isdigit()
+        }
         self.word_start = [tgt_dict[i].startswith(WORD_START) for i in range(len(tgt_dict))]
 
     @staticmethod
@@ -248,16 +269,27 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         own, or the source chunk when that is shorter."""
         if config.encoder_chunk_ms:
             if config.encoder_chunk_ms < ENCODER_FRAME_MS or config.encoder_chunk_ms % ENCODER_FRAME_MS:
-                raise ValueError(f"--encoder-chunk-ms must be a positive multiple of {ENCODER_FRAME_MS} ms "
-                                 f"(one encoder frame), got {config.encoder_chunk_ms}")
+                raise ValueError(
+                    f"--encoder-chunk-ms must be a positive multiple of {ENCODER_FRAME_MS} ms "
+                    f"(one encoder frame), got {config.encoder_chunk_ms}"
+                )
             return config.encoder_chunk_ms // ENCODER_FRAME_MS
         return min(max(1, config.source_segment_size // ENCODER_FRAME_MS), model.encoder.trained_chunk_length)
 
     def with_config(self, **changes) -> "SimultaneousTranslator":
         """A translator on the same model, dictionaries and vocoder with some
         :class:`TranslatorConfig` fields changed (e.g. ``time_stages=True``)."""
-        return SimultaneousTranslator(self.model, self.src_dict, self.st_dict, self.tgt_dict, self.unit_dict,
-                                      self.cmvn, replace(self.config, **changes), self.vocoder, self.asr_decoder)
+        return SimultaneousTranslator(
+            self.model,
+            self.src_dict,
+            self.st_dict,
+            self.tgt_dict,
+            self.unit_dict,
+            self.cmvn,
+            replace(self.config, **changes),
+            self.vocoder,
+            self.asr_decoder,
+        )
 
     @staticmethod
     def _specials(d) -> List[int]:
@@ -305,8 +337,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         return self.step_batch([(samples, state, finish)])[0]
 
     @torch.inference_mode()
-    def step_batch(self, requests: Sequence[Tuple[object, TranslatorState, bool]]
-                   ) -> List[Tuple[StepOutput, TranslatorState]]:
+    def step_batch(
+        self, requests: Sequence[Tuple[object, TranslatorState, bool]]
+    ) -> List[Tuple[StepOutput, TranslatorState]]:
         """:meth:`step` for several independent streams at once: ``(samples, state, finish)`` each.
 
         The encoder and both CTC heads run as one batch over every group of streams whose states
@@ -319,7 +352,9 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         """
         for _, state, _ in requests:
             if not isinstance(state, TranslatorState):
-                raise ValueError(f"state must be a TranslatorState (samples first, then the state), got {type(state).__name__}")
+                raise ValueError(
+                    f"state must be a TranslatorState (samples first, then the state), got {type(state).__name__}"
+                )
             if state.finished:
                 raise ValueError("this stream is finished; start a new one with initial_state()")
         clocks: List[Optional[StageClock]] = []
@@ -363,30 +398,47 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         # (a look ahead alone when the policy reads) gives the decoder's next step after its subwords
         verdicts = self._sentence_ends_before_writes([state for state, _ in plans], finishes)
         if self.config.translate:
-            plans = [(state, FINISH if verdict else len(state.target_tokens) if target is None and verdict is None
-                      else target) for (state, target), verdict in zip(plans, verdicts)]
-        writes = self._write_all([(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)],
-                                 clocks)
+            plans = [
+                (
+                    state,
+                    FINISH if verdict else len(state.target_tokens) if target is None and verdict is None else target,
+                )
+                for (state, target), verdict in zip(plans, verdicts)
+            ]
+        writes = self._write_all(
+            [(state, enc, target) for (state, target), (_, _, enc, _) in zip(plans, encoded)], clocks
+        )
         written = [self._written(state, target, w) for (state, target), w in zip(plans, writes)]
         # where the decoder would end the sentence, the state that says so is its last text state (a
         # write to FINISH would add no subword)
-        confirmed = self._short_pauses_confirmed([(state, next_step, finish) for (_, _, state, _, next_step), finish
-                                                  in zip(written, finishes)])
+        confirmed = self._short_pauses_confirmed(
+            [(state, next_step, finish) for (_, _, state, _, next_step), finish in zip(written, finishes)]
+        )
         for i, eos_state in enumerate(confirmed):
             if eos_state is not None:
                 target_new, text_states, state, _, _ = written[i]
                 text_states = eos_state if text_states is None else torch.cat([text_states, eos_state], dim=1)
                 written[i] = (target_new, text_states, state, True, None)  # the sentence is complete
-        ending = [i for i, (verdict, eos_state) in enumerate(zip(verdicts, confirmed))
-                  if verdict is True or eos_state is not None]
+        ending = [
+            i
+            for i, (verdict, eos_state) in enumerate(zip(verdicts, confirmed))
+            if verdict is True or eos_state is not None
+        ]
         # the units of every stream's new text at once (an ended sentence's text is complete), then
         # the speech of all in shared calls
         if self.config.translate and self.config.speech_output:
             for clock in clocks:
                 if clock:
                     clock.restart()
-            spoken = self._units_batch([(state, text_states, enc_new, finish or i in ending) for i, ((_, text_states, state, *_),
-                                        (_, _, enc_new, _), finish) in enumerate(zip(written, encoded, finishes))], clocks)
+            spoken = self._units_batch(
+                [
+                    (state, text_states, enc_new, finish or i in ending)
+                    for i, ((_, text_states, state, *_), (_, _, enc_new, _), finish) in enumerate(
+                        zip(written, encoded, finishes)
+                    )
+                ],
+                clocks,
+            )
         else:
             spoken = [([], [], state) for _, _, state, *_ in written]
         if self.config.translate and self.config.speech_output:
@@ -396,15 +448,24 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         # then the ended sentences' target side starts afresh (after the speech: --reencode speaks
         # from the sentence's units)
         ends = set(ending)
-        speech = [(wave, self._next_sentence(state, encoded[i][2]) if i in ends else state)
-                  for i, (wave, state) in enumerate(speech)]
+        speech = [
+            (wave, self._next_sentence(state, encoded[i][2]) if i in ends else state)
+            for i, (wave, state) in enumerate(speech)
+        ]
         results = []
-        for i, ((asr_new, _, enc_new, _), (target_new, _, _, wrote, _), (units_new, _, _), (wave, state), finish, clock) in \
-                enumerate(zip(encoded, written, spoken, speech, finishes, clocks)):
+        for i, (
+            (asr_new, _, enc_new, _),
+            (target_new, _, _, wrote, _),
+            (units_new, _, _),
+            (wave, state),
+            finish,
+            clock,
+        ) in enumerate(zip(encoded, written, spoken, speech, finishes, clocks)):
             if clock:
                 clock.restart()
-            results.append(self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock,
-                                          i in ends))
+            results.append(
+                self._complete(state, asr_new, enc_new, target_new, units_new, wave, wrote, finish, clock, i in ends)
+            )
         return results
 
     def _plan(self, state: TranslatorState, finish: bool):
@@ -413,8 +474,12 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         if not self.config.translate:
             return state, None
         target, policy_state = ctc_policy(
-            self.config.policy, state.policy, len(state.asr_tokens), len(state.st_tokens),
-            len(state.target_tokens), finish,
+            self.config.policy,
+            state.policy,
+            len(state.asr_tokens),
+            len(state.st_tokens),
+            len(state.target_tokens),
+            finish,
         )
         state = replace(state, policy=policy_state)
         if target == FINISH and self._is_fragment(state):
@@ -459,16 +524,36 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         target_new, text_states, state, next_step = written
         return target_new, text_states, state, bool(target_new) or target == FINISH, next_step
 
-    def _complete(self, state: TranslatorState, asr_new: List[int], enc_new: Optional[Tensor], target_new: List[int],
-                  units_new: List[int], wave: Tensor, wrote: bool, finish: bool, clock: Optional[StageClock],
-                  sentence_end: bool) -> Tuple[StepOutput, TranslatorState]:
+    def _complete(
+        self,
+        state: TranslatorState,
+        asr_new: List[int],
+        enc_new: Optional[Tensor],
+        target_new: List[int],
+        units_new: List[int],
+        wave: Tensor,
+        wrote: bool,
+        finish: bool,
+        clock: Optional[StageClock],
+        sentence_end: bool,
+    ) -> Tuple[StepOutput, TranslatorState]:
         """After the speech: the step's output (``sentence_end``: a sentence ended here, its last
         subwords and units among ``target_new`` and ``units_new``)."""
         asr_words = None
         if self.asr_decoder is not None:
             asr_words = list(state.asr_final) + (self.asr_decoder.finish(state.asr_search) if finish else [])
-        out = StepOutput(asr_new, target_new, units_new, wave, finish, wrote, sentence_end, enc_new,
-                         clock.seconds if clock else {}, asr_words)
+        out = StepOutput(
+            asr_new,
+            target_new,
+            units_new,
+            wave,
+            finish,
+            wrote,
+            sentence_end,
+            enc_new,
+            clock.seconds if clock else {},
+            asr_words,
+        )
         return out, replace(state, finished=finish)
 
     # -- encoder and CTC --------------------------------------------------------------------------
@@ -481,8 +566,13 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             encoder.set_chunk_length(self.chunk_length)
         return encoder
 
-    def _encode_increments(self, states: List[TranslatorState], audios: List[Tensor], finishes: List[bool],
-                           clocks: List[Optional[StageClock]]):
+    def _encode_increments(
+        self,
+        states: List[TranslatorState],
+        audios: List[Tensor],
+        finishes: List[bool],
+        clocks: List[Optional[StageClock]],
+    ):
         """fbank of every stream as one batch, then the encoder and the CTC heads once per group of
         stackable states."""
         encoder = self._encoder()
@@ -493,8 +583,12 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         if len(states) == 1:  # one stream (the agents, a lone feed): nothing to group
             groups = [[0]]
         else:
-            groups = group_by_layout([(f.shape, finish, state_layout(s.encoder), state_layout(s.st_caches))
-                                      for f, finish, s in zip(features, finishes, states)])
+            groups = group_by_layout(
+                [
+                    (f.shape, finish, state_layout(s.encoder), state_layout(s.st_caches))
+                    for f, finish, s in zip(features, finishes, states)
+                ]
+            )
         results: List = [None] * len(states)
         for group in groups:
             started = time.perf_counter()
@@ -512,9 +606,12 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             sizes = [1] * len(group)
             encoders = split_state(enc_state, sizes, like=[states[i].encoder for i in group])
             for row, (i, enc, st) in enumerate(zip(group, encoders, split_state(st_caches, sizes))):
-                results[i] = self._ctc_extend(replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
-                                              frames[row : row + 1], asr_logits[row],
-                                              (asr_labels[row], blank_labels[row], st_labels[row]))
+                results[i] = self._ctc_extend(
+                    replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
+                    frames[row : row + 1],
+                    asr_logits[row],
+                    (asr_labels[row], blank_labels[row], st_labels[row]),
+                )
             credit_share(clocks, group, "encoder", started)  # each stream is credited its share of the batch
         return results
 
@@ -528,11 +625,20 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
         st_new, st_last, _ = ctc_collapse(st_labels, state.st_last)
         blanks = ctc_blank_frames(blank_labels, state.asr_blank_frames)
         state = self._search_asr(state, asr_logits)
-        return asr_new, st_new, frames, replace(
-            state, encoder_frames=state.encoder_frames + frames.size(1),
-            asr_tokens=state.asr_tokens + tuple(asr_new), asr_last=asr_last,
-            st_tokens=state.st_tokens + tuple(st_new), st_last=st_last, asr_blank_frames=blanks,
-            sentence_mark=mark,
+        return (
+            asr_new,
+            st_new,
+            frames,
+            replace(
+                state,
+                encoder_frames=state.encoder_frames + frames.size(1),
+                asr_tokens=state.asr_tokens + tuple(asr_new),
+                asr_last=asr_last,
+                st_tokens=state.st_tokens + tuple(st_new),
+                st_last=st_last,
+                asr_blank_frames=blanks,
+                sentence_mark=mark,
+            ),
         )
 
     def _search_asr(self, state: TranslatorState, asr_logits: Tensor) -> TranslatorState:
@@ -561,9 +667,20 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             mark = None  # written in an earlier chunk (and not enough for a sentence then)
         blanks = ctc_blank_run(asr_logits[0], 0, self.src_banned)
         st = ctc_greedy(self.model.st_ctc(frames), length, self.st_banned)[0]
-        asr_new, st_new = asr[len(state.asr_tokens):], st[len(state.st_tokens):]
-        state = self._search_asr(state, asr_logits[0, state.asr_searched:])
-        return asr_new, st_new, frames, replace(
-            state, source_samples=samples, encoder_frames=frames.size(1), asr_searched=frames.size(1),
-            asr_tokens=tuple(asr), st_tokens=tuple(st), asr_blank_frames=blanks, sentence_mark=mark,
+        asr_new, st_new = asr[len(state.asr_tokens) :], st[len(state.st_tokens) :]
+        state = self._search_asr(state, asr_logits[0, state.asr_searched :])
+        return (
+            asr_new,
+            st_new,
+            frames,
+            replace(
+                state,
+                source_samples=samples,
+                encoder_frames=frames.size(1),
+                asr_searched=frames.size(1),
+                asr_tokens=tuple(asr),
+                st_tokens=tuple(st),
+                asr_blank_frames=blanks,
+                sentence_mark=mark,
+            ),
         )

@@ -48,6 +48,8 @@ MULTITASK_ROLES: Dict[str, Tuple[str, str]] = {
     "ctc_target_unigram": ("ctc", "ST CTC head: target subwords from the encoder"),
     "target_unigram": ("transformer", "MT decoder: autoregressive target subwords"),
 }
+
+
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file (and line)."""
 
@@ -115,8 +117,10 @@ class DataConfig:
         for split, names in transforms.items():
             for name in names or []:
                 if name not in ("global_cmvn", "specaugment", "utterance_cmvn"):
-                    raise ConfigError(f"{path}:{lines.get('transforms', lines.get('feature_transforms', 1))}: "
-                                      f"unknown feature transform {name!r}")
+                    raise ConfigError(
+                        f"{path}:{lines.get('transforms', lines.get('feature_transforms', 1))}: "
+                        f"unknown feature transform {name!r}"
+                    )
                 if name == "global_cmvn" and (stats is None or not stats.is_file()):
                     raise ConfigError(
                         f"{path}:{lines.get('global_cmvn', lines.get('transforms', 1))}: "
@@ -184,17 +188,13 @@ class MultitaskConfig:
         for name, entry in data.items():
             where = f"{path}:{lines.get(name, 1)}"
             if name not in MULTITASK_ROLES:
-                raise ConfigError(
-                    f"{where}: unknown multitask decoder {name!r}; known: {', '.join(MULTITASK_ROLES)}"
-                )
+                raise ConfigError(f"{where}: unknown multitask decoder {name!r}; known: {', '.join(MULTITASK_ROLES)}")
             if not isinstance(entry, dict):
                 raise ConfigError(f"{where}: {name} must be a mapping")
             expected_type, _ = MULTITASK_ROLES[name]
             decoder_type = entry.get("decoder_type")
             if decoder_type != expected_type:
-                raise ConfigError(
-                    f"{where}: {name} needs decoder_type {expected_type!r}, got {decoder_type!r}"
-                )
+                raise ConfigError(f"{where}: {name} needs decoder_type {expected_type!r}, got {decoder_type!r}")
             for key in ("dict", "data"):
                 if not entry.get(key):
                     raise ConfigError(f"{where}: {name} is missing {key!r}")
@@ -229,5 +229,7 @@ class MultitaskConfig:
             )
         missing = [n for n in MULTITASK_ROLES if n not in tasks]
         if missing:
-            raise ConfigError(f"{path}: missing multitask entries {missing} (all of {list(MULTITASK_ROLES)} are needed)")
+            raise ConfigError(
+                f"{path}: missing multitask entries {missing} (all of {list(MULTITASK_ROLES)} are needed)"
+            )
         return cls(path=path, tasks=tasks)

@@ -49,28 +49,63 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
     def add_args(parser) -> None:
         parser.add_argument("data", help="corpus folder (manifests, config YAMLs)")
         parser.add_argument("--config-yaml", type=str, default="config.yaml", help="data config, relative to DATA")
-        parser.add_argument("--multitask-config-yaml", type=str, default="config_multitask.yaml",
-                            help="multitask config, relative to DATA")
-        parser.add_argument("--asr-sentence-ends", action="store_true",
-                            help="the ASR CTC target ends every sentence with </s>, so the head learns to mark "
-                                 "sentence ends (long-form streams; the agents then end a sentence there)")
-        parser.add_argument("--asr-beam", type=int, default=0, metavar="N",
-                            help="offline decoding: the ASR transcript from a CTC prefix beam search of N prefixes "
-                                 "restricted to the words of the training text and scored with a word trigram "
-                                 "fitted on it (0: greedy CTC)")
-        parser.add_argument("--asr-lm-weight", type=float, default=0.5, metavar="W",
-                            help="with --asr-beam: weight of the word trigram's log-probability")
-        parser.add_argument("--asr-word-bonus", type=float, default=2.0, metavar="B",
-                            help="with --asr-beam: score added per word")
-        parser.add_argument("--asr-lm-split", type=str, default="train", metavar="SPLIT",
-                            help="with --asr-beam: the split whose ASR targets give the lexicon and the trigram")
-        parser.add_argument("--max-source-positions", type=int, default=6000, metavar="N",
-                            help="longest source in fbank frames")
-        parser.add_argument("--max-target-positions", type=int, default=1024, metavar="N",
-                            help="longest target in units (and MT tokens)")
+        parser.add_argument(
+            "--multitask-config-yaml",
+            type=str,
+            default="config_multitask.yaml",
+            help="multitask config, relative to DATA",
+        )
+        parser.add_argument(
+            "--asr-sentence-ends",
+            action="store_true",
+            help="the ASR CTC target ends every sentence with </s>, so the head learns to mark "
+            "sentence ends (long-form streams; the agents then end a sentence there)",
+        )
+        parser.add_argument(
+            "--asr-beam",
+            type=int,
+            default=0,
+            metavar="N",
+            help="offline decoding: the ASR transcript from a CTC prefix beam search of N prefixes "
+            "restricted to the words of the training text and scored with a word trigram "
+            "fitted on it (0: greedy CTC)",
+        )
+        parser.add_argument(
+            "--asr-lm-weight",
+            type=float,
+            default=0.5,
+            metavar="W",
+            help="with --asr-beam: weight of the word trigram's log-probability",
+        )
+        parser.add_argument(
+            "--asr-word-bonus", type=float, default=2.0, metavar="B", help="with --asr-beam: score added per word"
+        )
+        parser.add_argument(
+            "--asr-lm-split",
+            type=str,
+            default="train",
+            metavar="SPLIT",
+            help="with --asr-beam: the split whose ASR targets give the lexicon and the trigram",
+        )
+        parser.add_argument(
+            "--max-source-positions", type=int, default=6000, metavar="N", help="longest source in fbank frames"
+        )
+        parser.add_argument(
+            "--max-target-positions",
+            type=int,
+            default=1024,
+            metavar="N",
+            help="longest target in units (and MT tokens)",
+        )
 
-    def __init__(self, args, data_cfg: DataConfig, multitask_config: MultitaskConfig,
-                 unit_dict: Dictionary, multitask_dictionaries: Dict[str, Dictionary]) -> None:
+    def __init__(
+        self,
+        args,
+        data_cfg: DataConfig,
+        multitask_config: MultitaskConfig,
+        unit_dict: Dictionary,
+        multitask_dictionaries: Dict[str, Dictionary],
+    ) -> None:
         super().__init__(args)
         self.args = args
         self.data_cfg, self.multitask_config = data_cfg, multitask_config
@@ -102,8 +137,9 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         else:
             raise ConfigError(f"{data_cfg.path}: units needs 'dict' or 'num_units'")
         dicts = {name: _load_dictionary(entry.dict_path, name) for name, entry in multitask_config.tasks.items()}
-        logger.info("units: %d, %s", len(unit_dict) - unit_dict.nspecial,
-                    ", ".join(f"{n}: {len(d)}" for n, d in dicts.items()))
+        logger.info(
+            "units: %d, %s", len(unit_dict) - unit_dict.nspecial, ", ".join(f"{n}: {len(d)}" for n, d in dicts.items())
+        )
         return cls(args, data_cfg, multitask_config, unit_dict, dicts)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
@@ -125,8 +161,11 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         )
         for name, entry in self.multitask_config.tasks.items():
             dataset.text_targets[name] = load_text_target(
-                name, entry.data_dir / f"{split}.tsv", self.multitask_dictionaries[name],
-                append_eos=entry.decoder_type != "ctc", ids=dataset.ids,
+                name,
+                entry.data_dir / f"{split}.tsv",
+                self.multitask_dictionaries[name],
+                append_eos=entry.decoder_type != "ctc",
+                ids=dataset.ids,
                 sentence_ends=name == "source_unigram" and self.asr_sentence_ends,
             )
         self.datasets[split] = dataset
@@ -167,12 +206,17 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             no_repeat_ngram_size=getattr(args, "no_repeat_ngram_size", 0),
         )
         return TwoPassGenerator(
-            models[0], self.multitask_dictionaries["target_unigram"],
-            self.multitask_dictionaries["source_unigram"], self.unit_dict,
+            models[0],
+            self.multitask_dictionaries["target_unigram"],
+            self.multitask_dictionaries["source_unigram"],
+            self.unit_dict,
             # the ASR search flags are the task's (fairseq passes its generation config as ``args``)
             asr_decoder=self.build_asr_decoder(
-                int(getattr(self.args, "asr_beam", 0) or 0), float(getattr(self.args, "asr_lm_weight", 0.5)),
-                float(getattr(self.args, "asr_word_bonus", 2.0)), getattr(self.args, "asr_lm_split", "train")),
+                int(getattr(self.args, "asr_beam", 0) or 0),
+                float(getattr(self.args, "asr_lm_weight", 0.5)),
+                float(getattr(self.args, "asr_word_bonus", 2.0)),
+                getattr(self.args, "asr_lm_split", "train"),
+            ),
             **search_args,
         )
 
@@ -189,11 +233,20 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
         sentences = read_word_sentences(entry.data_dir / f"{split}.tsv")
         d = self.multitask_dictionaries["source_unigram"]
         decoder = lexicon_decoder_from_text(
-            [d[i] for i in range(len(d))], sentences, beam=beam, lm_weight=lm_weight, word_bonus=word_bonus,
+            [d[i] for i in range(len(d))],
+            sentences,
+            beam=beam,
+            lm_weight=lm_weight,
+            word_bonus=word_bonus,
             banned=[d.pad(), d.eos(), d.unk()],
         )
-        logger.info("ASR: lexicon of %d words, trigram on %d sentences of %s, beam %d",
-                    len(decoder.lexicon), len(sentences), split, beam)
+        logger.info(
+            "ASR: lexicon of %d words, trigram on %d sentences of %s, beam %d",
+            len(decoder.lexicon),
+            len(sentences),
+            split,
+            beam,
+        )
         return decoder
 
     def _text_stream(self):
@@ -202,8 +255,9 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             if results_path:
                 Path(results_path).mkdir(parents=True, exist_ok=True)
                 subset = getattr(self.args, "gen_subset", "test")
-                self._text_out = open(Path(results_path) / f"generate-{subset}.text.txt", "w", buffering=1,
-                                      encoding="utf-8")
+                self._text_out = open(
+                    Path(results_path) / f"generate-{subset}.text.txt", "w", buffering=1, encoding="utf-8"
+                )
             else:
                 self._text_out = sys.stdout
         return self._text_out

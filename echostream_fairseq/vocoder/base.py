@@ -123,7 +123,9 @@ class UnitVocoder(torch.nn.Module):
         """A causal vocoder's ``[S]`` state before the first frame (its caches' sizes summed)."""
         raise NotImplementedError(f"{type(self).__name__} is not causal")
 
-    def synthesize_step(self, frames: Tensor, lengths: Tensor, lookahead: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:
+    def synthesize_step(
+        self, frames: Tensor, lengths: Tensor, lookahead: Tensor, states: Tensor
+    ) -> Tuple[Tensor, Tensor]:
         """A causal vocoder's step: ``[B, T + N]`` right-padded frame-level units after those each row's
         ``[B, S]`` state has seen (``N`` = :attr:`lookahead_frames`): row ``i`` holds ``lengths[i]``
         frames to synthesise, then the ``N`` after them, of which the first ``lookahead[i]`` are real

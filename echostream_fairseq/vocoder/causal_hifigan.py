@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["CausalCodeGenerator", "is_causal", "lookahead_frames"]
+# CausalCodeGenerator is built on first use (module __getattr__ below): it subclasses fairseq's generator
+__all__ = ["CausalCodeGenerator", "is_causal", "lookahead_frames"]  # noqa: F822
 
 # fairseq's HiFi-GAN slope between layers (its last activation uses leaky_relu's default)
 LRELU_SLOPE = 0.1
@@ -53,7 +54,9 @@ def _causal_generator_class():
         def __init__(self, cfg: Mapping[str, Any]) -> None:
             super().__init__(dict(cfg))
             if str(cfg.get("resblock", "1")) != "1":
-                raise ValueError(f"a causal generator needs resblock '1' (two convolutions per dilation), got {cfg['resblock']!r}")
+                raise ValueError(
+                    f"a causal generator needs resblock '1' (two convolutions per dilation), got {cfg['resblock']!r}"
+                )
             self.upsample_rates = [int(u) for u in cfg["upsample_rates"]]
             self.lookahead_frames = lookahead_frames(cfg)
             if not 0 <= self.lookahead_frames <= _reach(self.conv_pre):
@@ -82,7 +85,7 @@ def _causal_generator_class():
             shapes = [(self.conv_pre.in_channels, _reach(self.conv_pre) - self.lookahead_frames)]
             for i, up in enumerate(self.ups):
                 shapes.append((up.out_channels, up.kernel_size[0] - up.stride[0]))
-                for block in self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]:
+                for block in self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]:
                     for first, second in zip(block.convs1, block.convs2):
                         shapes += [(first.in_channels, _reach(first)), (second.in_channels, _reach(second))]
             shapes.append((self.conv_post.in_channels, _reach(self.conv_post)))
@@ -110,11 +113,14 @@ def _causal_generator_class():
                 code = torch.repeat_interleave(code, durations.view(-1))[None]
             # the sequence ends after its last frame: no lookahead frame is real (zeros, as fairseq pads)
             padded = F.pad(code, (0, self.lookahead_frames))
-            audio, _ = self.step(padded, self.initial_state(code.size(0)), lookahead=torch.zeros(code.size(0), dtype=torch.long))
+            audio, _ = self.step(
+                padded, self.initial_state(code.size(0)), lookahead=torch.zeros(code.size(0), dtype=torch.long)
+            )
             return audio[:, None]
 
-        def step(self, frames: Tensor, state: Tensor, lengths: Optional[Tensor] = None,
-                 lookahead: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        def step(
+            self, frames: Tensor, state: Tensor, lengths: Optional[Tensor] = None, lookahead: Optional[Tensor] = None
+        ) -> Tuple[Tensor, Tensor]:
             """Synthesise frames after those ``state`` has seen.
 
             Args:
@@ -132,11 +138,17 @@ def _causal_generator_class():
             """
             shapes = self._cache_shapes
             if state.dim() != 2 or state.size(0) != frames.size(0) or state.size(1) != self.cache_size:
-                raise ValueError(f"state must be [{frames.size(0)}, {self.cache_size}] (streams, cache size), "
-                                 f"got {list(state.shape)}")
+                raise ValueError(
+                    f"state must be [{frames.size(0)}, {self.cache_size}] (streams, cache size), "
+                    f"got {list(state.shape)}"
+                )
             batch = frames.size(0)
-            caches = iter([part.view(batch, c, n) for part, (c, n) in
-                           zip(torch.split(state, [c * n for c, n in shapes], dim=1), shapes)])
+            caches = iter(
+                [
+                    part.view(batch, c, n)
+                    for part, (c, n) in zip(torch.split(state, [c * n for c, n in shapes], dim=1), shapes)
+                ]
+            )
             new_caches: List[Tensor] = []
             if lengths is not None and bool((lengths == frames.size(1) - self.lookahead_frames).all()):
                 lengths = None
@@ -158,7 +170,9 @@ def _causal_generator_class():
             joined = torch.cat([next(caches), embedded], dim=2)
             # the first convolution's cache ends at the row's last frame to synthesise, not at its lookahead
             ends = torch.full((batch,), frames.size(1) - ahead, device=frames.device) if lengths is None else lengths
-            new_caches.append(_last(joined, joined.size(2) - frames.size(1), None if lengths is None and not ahead else ends))
+            new_caches.append(
+                _last(joined, joined.size(2) - frames.size(1), None if lengths is None and not ahead else ends)
+            )
             x = self.conv_pre(joined)  # [B, C, T]
             for i, up in enumerate(self.ups):
                 x = F.leaky_relu(x, LRELU_SLOPE)
@@ -168,7 +182,7 @@ def _causal_generator_class():
                 x = self._upsample_step(x, up, next(caches), new_caches, lengths, scale)
                 scale *= self.upsample_rates[i]
                 total = None
-                for block in self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]:
+                for block in self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]:
                     y = x
                     for first, second in zip(block.convs1, block.convs2):
                         inner = conv(F.leaky_relu(y, LRELU_SLOPE), first)
@@ -179,15 +193,21 @@ def _causal_generator_class():
             return audio[:, 0], torch.cat([cache.reshape(batch, -1) for cache in new_caches], dim=1)
 
         @staticmethod
-        def _upsample_step(x: Tensor, up: torch.nn.ConvTranspose1d, overlap: Tensor, new_caches: List[Tensor],
-                           lengths: Optional[Tensor], scale: int) -> Tensor:
+        def _upsample_step(
+            x: Tensor,
+            up: torch.nn.ConvTranspose1d,
+            overlap: Tensor,
+            new_caches: List[Tensor],
+            lengths: Optional[Tensor],
+            scale: int,
+        ) -> Tensor:
             stride, tail = up.stride[0], overlap.size(2)
             y = up(x)  # [B, C, (T - 1) * stride + kernel], the bias on every sample
             y = torch.cat([y[:, :, :tail] + overlap, y[:, :, tail:]], dim=2)
             # the overlap is kept without the bias, which the next call's output brings again
             ends = None if lengths is None else lengths * scale * stride
             new_caches.append(_last(y, tail, ends) - up.bias[:, None])
-            return y[:, :, :x.size(2) * stride]
+            return y[:, :, : x.size(2) * stride]
 
     return CausalCodeGenerator
 
@@ -204,7 +224,7 @@ def _last(x: Tensor, length: int, ends: Optional[Tensor]) -> Tensor:
     (``ends`` counts the real samples after the cache); for a transposed convolution's output, the
     overlap that the row's next frames add to."""
     if ends is None:
-        return x[:, :, x.size(2) - length:]
+        return x[:, :, x.size(2) - length :]
     index = ends.to(x.device)[:, None] + torch.arange(length, device=x.device)
     return torch.gather(x, 2, index[:, None, :].expand(x.size(0), x.size(1), length))
 

@@ -22,7 +22,6 @@ from echostream_fairseq.common.cpu import cpu_capabilities
 from echostream_fairseq.vocoder import causal_hifigan
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.causal_hifigan import is_causal
-from echostream_fairseq.vocoder.istft_generator import ISTFTGenerator, frame_conv, is_istft
 from echostream_fairseq.vocoder.config import (
     VocoderError,
     check_vocoder_config,
@@ -30,6 +29,7 @@ from echostream_fairseq.vocoder.config import (
     load_vocoder_config,
     sample_rate,
 )
+from echostream_fairseq.vocoder.istft_generator import ISTFTGenerator, frame_conv, is_istft
 
 __all__ = ["CodeHiFiGANUnitVocoder", "build_generator", "load_generator_state", "check_generator_state"]
 
@@ -64,7 +64,9 @@ def load_generator_state(path: str) -> Dict[str, Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and allow-list errors all mean "not a usable checkpoint"
-        raise VocoderError(f"{path}: cannot read the vocoder checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise VocoderError(
+            f"{path}: cannot read the vocoder checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(checkpoint, Mapping) or "generator" not in checkpoint:
         keys = sorted(checkpoint)[:8] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise VocoderError(f"{path}: not a CodeHiFiGAN checkpoint: no 'generator' entry (found {keys})")
@@ -89,10 +91,13 @@ def check_generator_state(state: Mapping[str, Tensor], config: Mapping[str, Any]
         hint = ""
         emb = found.get("dict.weight")
         if emb is not None and emb[0] != config["num_embeddings"]:
-            hint = f" (the checkpoint has {emb[0]} unit embeddings, the config num_embeddings={config['num_embeddings']})"
+            hint = (
+                f" (the checkpoint has {emb[0]} unit embeddings, the config num_embeddings={config['num_embeddings']})"
+            )
         raise VocoderError(
             f"{where}: checkpoint does not match its config{hint}: {len(problems)} difference(s): "
-            + "; ".join(problems[:6]) + (" ..." if len(problems) > 6 else "")
+            + "; ".join(problems[:6])
+            + (" ..." if len(problems) > 6 else "")
         )
 
 
@@ -152,7 +157,9 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         if not cpu_capabilities().onednn_bf16:
             if not _fp32_vocoder_noted:
                 _fp32_vocoder_noted.append(True)  # once per process, however many vocoders load
-                logger.warning("--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)")
+                logger.warning(
+                    "--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)"
+                )
             return self
         return self.to(torch.bfloat16)
 
@@ -172,7 +179,9 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         # that a row sees the zeros a row alone is padded with
         predictor = self.generator.dur_predictor
         positions = torch.arange(units.size(1), device=units.device)
-        mask = (positions[None, :] < lengths.to(units.device)[:, None]).unsqueeze(-1).to(self.generator.dict.weight.dtype)
+        mask = (
+            (positions[None, :] < lengths.to(units.device)[:, None]).unsqueeze(-1).to(self.generator.dict.weight.dtype)
+        )
         x = self.generator.dict(units) * mask
         x = predictor.ln1(F.relu(frame_conv(x, predictor.conv1[0]))) * mask
         x = predictor.ln2(F.relu(frame_conv(x, predictor.conv2[0])))
@@ -212,8 +221,12 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         if bool((lengths == frames.size(1)).all()):
             return self.synthesize_frames_batch(frames)
         if self.causal:  # padding after a row's frames never reaches them; each row ends after its frames
-            audio, _ = self.synthesize_step(F.pad(frames, (0, self.lookahead_frames)), lengths,
-                                            torch.zeros_like(lengths), self.initial_stream_state().expand(frames.size(0), -1))
+            audio, _ = self.synthesize_step(
+                F.pad(frames, (0, self.lookahead_frames)),
+                lengths,
+                torch.zeros_like(lengths),
+                self.initial_stream_state().expand(frames.size(0), -1),
+            )
             positions = torch.arange(audio.size(1), device=audio.device)
             return audio * (positions < lengths.to(audio.device)[:, None] * self.frame_hop)
         mkldnn = torch.backends.mkldnn
@@ -240,7 +253,9 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         return self.generator.initial_state(1)[0]
 
     @torch.no_grad()
-    def synthesize_step(self, frames: Tensor, lengths: Tensor, lookahead: Tensor, states: Tensor) -> Tuple[Tensor, Tensor]:
+    def synthesize_step(
+        self, frames: Tensor, lengths: Tensor, lookahead: Tensor, states: Tensor
+    ) -> Tuple[Tensor, Tensor]:
         if not self.causal:
             return super().synthesize_step(frames, lengths, lookahead, states)
         mkldnn = torch.backends.mkldnn
@@ -248,7 +263,9 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
         try:
             device = self.generator.conv_pre.weight.device
-            audio, states = self.generator.step(frames.to(device), states.to(device), lengths.to(device), lookahead.to(device))
+            audio, states = self.generator.step(
+                frames.to(device), states.to(device), lengths.to(device), lookahead.to(device)
+            )
         finally:
             mkldnn.enabled = enabled
         return audio.float(), states
@@ -278,7 +295,7 @@ def _masked_generator_forward(generator: torch.nn.Module, frames: Tensor, length
         # in place, the padded tails only (every stage's time axis is a whole multiple of the frames')
         scale = x.size(-1) // positions
         for row, n in short:
-            x[row, :, n * scale:] = 0
+            x[row, :, n * scale :] = 0
         return x
 
     g = generator
@@ -286,7 +303,7 @@ def _masked_generator_forward(generator: torch.nn.Module, frames: Tensor, length
     for i, upsample in enumerate(g.ups):
         x = valid(upsample(F.leaky_relu(x, LRELU_SLOPE)))
         total = None
-        for block in g.resblocks[i * g.num_kernels:(i + 1) * g.num_kernels]:
+        for block in g.resblocks[i * g.num_kernels : (i + 1) * g.num_kernels]:
             y = x
             for first, second in zip(block.convs1, block.convs2):
                 inner = valid(first(F.leaky_relu(y, LRELU_SLOPE)))

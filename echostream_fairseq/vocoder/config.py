@@ -97,7 +97,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "f0": False,
         "multispkr": None,
         "dur_predictor_params": {
-            "encoder_embed_dim": 128, "var_pred_hidden_dim": 128, "var_pred_kernel_size": 3, "var_pred_dropout": 0.5,
+            "encoder_embed_dim": 128,
+            "var_pred_hidden_dim": 128,
+            "var_pred_kernel_size": 3,
+            "var_pred_dropout": 0.5,
         },
     },
 }
@@ -115,7 +118,10 @@ PRESETS["tiny"] = {
     "model_in_dim": 80,
     "embedding_init": "centroids",
     "dur_predictor_params": {
-        "encoder_embed_dim": 80, "var_pred_hidden_dim": 64, "var_pred_kernel_size": 3, "var_pred_dropout": 0.5,
+        "encoder_embed_dim": 80,
+        "var_pred_hidden_dim": 64,
+        "var_pred_kernel_size": 3,
+        "var_pred_dropout": 0.5,
     },
     "segment_size": 6400,
     "batch_size": 8,
@@ -132,8 +138,14 @@ ISTFT_SIZES: Dict[str, Dict[str, int]] = {
     "tiny": {"istft_channels": 256, "istft_layers": 4, "istft_kernel_size": 7, "istft_n_fft": 1280},
     "full": {"istft_channels": 512, "istft_layers": 8, "istft_kernel_size": 7, "istft_n_fft": 1280},
 }
-HIFIGAN_ONLY = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
-                "resblock_kernel_sizes", "resblock_dilation_sizes")
+HIFIGAN_ONLY = (
+    "resblock",
+    "upsample_rates",
+    "upsample_kernel_sizes",
+    "upsample_initial_channel",
+    "resblock_kernel_sizes",
+    "resblock_dilation_sizes",
+)
 
 
 def preset_config(name: str, num_embeddings: int, generator: str = "hifigan") -> Dict[str, Any]:
@@ -182,7 +194,9 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
         return _check_istft_config(config, where)
     missing = [k for k in MODEL_FIELDS if k not in config]
     if missing:
-        raise VocoderError(f"{where}: missing field(s) {', '.join(missing)} (a CodeHiFiGAN config needs {', '.join(MODEL_FIELDS)})")
+        raise VocoderError(
+            f"{where}: missing field(s) {', '.join(missing)} (a CodeHiFiGAN config needs {', '.join(MODEL_FIELDS)})"
+        )
     for key, kind in MODEL_FIELDS.items():
         if not isinstance(config[key], kind) or isinstance(config[key], bool):
             raise VocoderError(f"{where}: field {key} must be a {kind.__name__}, got {config[key]!r}")
@@ -203,12 +217,16 @@ def check_vocoder_config(config: Mapping[str, Any], where: str = "vocoder config
     if not isinstance(causal, bool):
         raise VocoderError(f"{where}: causal must be true or false, got {causal!r}")
     if causal and str(config.get("resblock", "1")) != "1":
-        raise VocoderError(f"{where}: a causal generator needs resblock \"1\", got {config['resblock']!r}")
+        raise VocoderError(f'{where}: a causal generator needs resblock "1", got {config["resblock"]!r}')
     lookahead = config.get("lookahead_frames", 0)
     if not isinstance(lookahead, int) or isinstance(lookahead, bool) or not 0 <= lookahead <= 6:
-        raise VocoderError(f"{where}: lookahead_frames must be an integer 0..6 (the first convolution's reach), got {lookahead!r}")
+        raise VocoderError(
+            f"{where}: lookahead_frames must be an integer 0..6 (the first convolution's reach), got {lookahead!r}"
+        )
     if lookahead and not causal:
-        raise VocoderError(f"{where}: lookahead_frames {lookahead} needs causal true (a non-causal generator looks ahead anyway)")
+        raise VocoderError(
+            f"{where}: lookahead_frames {lookahead} needs causal true (a non-causal generator looks ahead anyway)"
+        )
     hop = frame_hop(config)
     if "code_hop_size" in config and int(config["code_hop_size"]) != hop:
         raise VocoderError(f"{where}: code_hop_size {config['code_hop_size']} but the upsample rates multiply to {hop}")
@@ -219,19 +237,26 @@ def _check_istft_config(config: Mapping[str, Any], where: str) -> Dict[str, Any]
     """The checks of an iSTFT generator's config (:mod:`~echostream_fairseq.vocoder.istft_generator`)."""
     for key in ("code_hop_size", "num_embeddings", "embedding_dim", *ISTFT_FIELDS):
         if key not in config:
-            raise VocoderError(f"{where}: missing field {key} (an iSTFT generator's config needs code_hop_size, "
-                               f"num_embeddings, embedding_dim and {', '.join(ISTFT_FIELDS)})")
+            raise VocoderError(
+                f"{where}: missing field {key} (an iSTFT generator's config needs code_hop_size, "
+                f"num_embeddings, embedding_dim and {', '.join(ISTFT_FIELDS)})"
+            )
         if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
             raise VocoderError(f"{where}: field {key} must be a positive integer, got {config[key]!r}")
     if config.get("causal") or config.get("lookahead_frames"):
-        raise VocoderError(f"{where}: the iSTFT generator has no causal form (causal and lookahead_frames need "
-                           "generator hifigan)")
+        raise VocoderError(
+            f"{where}: the iSTFT generator has no causal form (causal and lookahead_frames need generator hifigan)"
+        )
     hop, n_fft = config["code_hop_size"], config["istft_n_fft"]
     if n_fft % hop or n_fft < 2 * hop or n_fft % 2 or (n_fft - hop) % 2:
-        raise VocoderError(f"{where}: istft_n_fft {n_fft} must be an even multiple of code_hop_size {hop}, at least "
-                           "twice it, with an even difference (each frame's window is centred on its own samples)")
+        raise VocoderError(
+            f"{where}: istft_n_fft {n_fft} must be an even multiple of code_hop_size {hop}, at least "
+            "twice it, with an even difference (each frame's window is centred on its own samples)"
+        )
     if config["istft_kernel_size"] % 2 == 0:
-        raise VocoderError(f"{where}: istft_kernel_size {config['istft_kernel_size']} must be odd (centred convolutions)")
+        raise VocoderError(
+            f"{where}: istft_kernel_size {config['istft_kernel_size']} must be odd (centred convolutions)"
+        )
     _check_units(config, where)
     return dict(config)
 
@@ -243,15 +268,18 @@ def _check_units(config: Mapping[str, Any], where: str) -> None:
     # Only unit conditioning is supported: f0 and speaker inputs are not produced by the S2ST model.
     for key in ("f0", "multispkr", "embedder_params"):
         if config.get(key):
-            raise VocoderError(f"{where}: {key}={config[key]!r} needs inputs EchoStream does not produce; "
-                               "use a unit-only vocoder (f0 false, no speaker conditioning)")
+            raise VocoderError(
+                f"{where}: {key}={config[key]!r} needs inputs EchoStream does not produce; "
+                "use a unit-only vocoder (f0 false, no speaker conditioning)"
+            )
     init = config.get("embedding_init", "random")
     if init not in EMBEDDING_INITS:
         raise VocoderError(f"{where}: embedding_init {init!r} is not one of {', '.join(EMBEDDING_INITS)}")
     model_in_dim = config.get("model_in_dim", 80)  # fairseq's default when the field is absent
     if model_in_dim != config["embedding_dim"]:
         raise VocoderError(
-            f"{where}: model_in_dim {model_in_dim} must equal embedding_dim {config['embedding_dim']} for a unit-only vocoder"
+            f"{where}: model_in_dim {model_in_dim} must equal embedding_dim {config['embedding_dim']} "
+            "for a unit-only vocoder"
         )
     dur = config.get("dur_predictor_params")
     if dur:
@@ -259,8 +287,10 @@ def _check_units(config: Mapping[str, Any], where: str) -> None:
         if missing:
             raise VocoderError(f"{where}: dur_predictor_params lacks {', '.join(missing)}")
         if dur["encoder_embed_dim"] != config["embedding_dim"]:
-            raise VocoderError(f"{where}: dur_predictor_params.encoder_embed_dim {dur['encoder_embed_dim']} "
-                               f"must equal embedding_dim {config['embedding_dim']}")
+            raise VocoderError(
+                f"{where}: dur_predictor_params.encoder_embed_dim {dur['encoder_embed_dim']} "
+                f"must equal embedding_dim {config['embedding_dim']}"
+            )
 
 
 def load_vocoder_config(path: str) -> Dict[str, Any]:

@@ -46,8 +46,10 @@ def load_unit_audio(
             raise VocoderError(f"{path}: not found (is {data} a corpus made by echostream-prep?)")
     unit_model = load_unit_model(unit_model_path)
     if int(unit_model.get("frame_hop", frame_hop)) != frame_hop:
-        raise VocoderError(f"{unit_model_path}: units are {unit_model['frame_hop']} samples apart, the vocoder "
-                           f"upsamples each unit to {frame_hop} samples")
+        raise VocoderError(
+            f"{unit_model_path}: units are {unit_model['frame_hop']} samples apart, the vocoder "
+            f"upsamples each unit to {frame_hop} samples"
+        )
     extractor = unit_features_for(unit_model)
     centroids = unit_model["centroids"]
     rows = read_tsv(manifest, ("id",))[:limit]
@@ -66,8 +68,9 @@ def load_unit_audio(
             continue
         frames = frames[:count].long()
         units, runs = deduplicate(frames.tolist())
-        examples.append(UnitAudio(row["id"], audio[: count * frame_hop].float(), frames,
-                                  torch.tensor(units), torch.tensor(runs)))
+        examples.append(
+            UnitAudio(row["id"], audio[: count * frame_hop].float(), frames, torch.tensor(units), torch.tensor(runs))
+        )
     return examples
 
 
@@ -91,10 +94,10 @@ def sample_batch(
     for b, i in enumerate(picks):
         ex = examples[i]
         start = int(torch.randint(max(ex.frames.numel() - segment_frames, 0) + 1, (1,), generator=generator))
-        crop = ex.frames[start: start + segment_frames]
+        crop = ex.frames[start : start + segment_frames]
         frames[b, : crop.numel()] = crop
-        frames[b, crop.numel():] = crop[-1]
-        piece = ex.audio[start * frame_hop: (start + crop.numel()) * frame_hop]
+        frames[b, crop.numel() :] = crop[-1]
+        piece = ex.audio[start * frame_hop : (start + crop.numel()) * frame_hop]
         audio[b, 0, : piece.numel()] = piece
         units[b, : ex.units.numel()] = ex.units
         durations[b, : ex.units.numel()] = ex.durations

@@ -46,7 +46,9 @@ class GriffinLimUnitVocoder(UnitVocoder):
         c = self.mel_config
         centroids = unit_model["centroids"].float()
         if centroids.shape[1] != c.n_mels:
-            raise VocoderError(f"{where}: centroids have {centroids.shape[1]} dimensions, the feature config {c.n_mels} mels")
+            raise VocoderError(
+                f"{where}: centroids have {centroids.shape[1]} dimensions, the feature config {c.n_mels} mels"
+            )
         self.sample_rate = c.sample_rate
         self.frame_hop = c.hop_length
         self.num_units = int(centroids.shape[0])
@@ -70,7 +72,9 @@ class GriffinLimUnitVocoder(UnitVocoder):
         except UnitError as e:
             raise VocoderError(str(e)) from None
         except Exception as e:
-            raise VocoderError(f"{path}: cannot read the unit model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            raise VocoderError(
+                f"{path}: cannot read the unit model ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            ) from None
         return cls(unit_model, num_iterations, where=path)
 
     def durations(self, units: Tensor) -> Tensor:
@@ -87,7 +91,15 @@ class GriffinLimUnitVocoder(UnitVocoder):
         padded = torch.cat([frames, frames[-1:].expand(too_short + 1)])
         spectrogram = self.unit_magnitude[padded].T  # [n_freq, T + 1 + too_short]
         audio = torchaudio.functional.griffinlim(
-            spectrogram, self.window, c.n_fft, c.hop_length, c.win_length, power=1.0,
-            n_iter=self.num_iterations, momentum=0.99, length=(padded.numel() - 1) * c.hop_length, rand_init=False,
+            spectrogram,
+            self.window,
+            c.n_fft,
+            c.hop_length,
+            c.win_length,
+            power=1.0,
+            n_iter=self.num_iterations,
+            momentum=0.99,
+            length=(padded.numel() - 1) * c.hop_length,
+            rand_init=False,
         )
         return audio[:length]

@@ -3,12 +3,12 @@
 Every call synthesises ``left_context`` frames already spoken plus the new frames, and returns
 audio for the new frames only. The left context is topped up with earlier frames (up to
 ``length_bucket - 1`` more) so that the frames of a call are a multiple of the vocoder's
-``length_bucket``: a convolution library that prepares each input length once then meets only a
-few lengths, and the extra context only brings the audio closer to one-shot synthesis. The last ``crossfade`` samples of each call are held back and
-cross-faded with their re-synthesis in the next call, where they have right context; the
-final call (``finish=True``) flushes them. So the output lags the units by ``crossfade``
-samples (40 ms by default) and every call costs one synthesis of at most
-``left_context + length_bucket - 1 + new`` frames, whatever has been spoken before.
+``length_bucket``: a convolution library that prepares each input length once then meets only a few
+lengths, and the extra context only brings the audio closer to one-shot synthesis. The last
+``crossfade`` samples of each call are held back and cross-faded with their re-synthesis in the next
+call, where they have right context; the final call (``finish=True``) flushes them. So the output
+lags the units by ``crossfade`` samples (40 ms by default) and every call costs one synthesis of at
+most ``left_context + length_bucket - 1 + new`` frames, whatever has been spoken before.
 
 A causal vocoder (``causal``, e.g. a CodeHiFiGAN trained with ``--causal``) needs neither: each
 call synthesises its new frames only, from the stream's state (the vocoder's per-layer caches),
@@ -34,8 +34,16 @@ from torch import Tensor
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.config import VocoderError
 
-__all__ = ["VocoderState", "IncrementalVocoder", "LEFT_CONTEXT", "MAX_SUB_BATCH", "MAX_CAUSAL_SUB_BATCH",
-           "MAX_ISTFT_SUB_BATCH", "MAX_PADDING", "sub_batch_limit"]
+__all__ = [
+    "VocoderState",
+    "IncrementalVocoder",
+    "LEFT_CONTEXT",
+    "MAX_SUB_BATCH",
+    "MAX_CAUSAL_SUB_BATCH",
+    "MAX_ISTFT_SUB_BATCH",
+    "MAX_PADDING",
+    "sub_batch_limit",
+]
 
 # unit frames re-synthesised as context by default: incremental audio of trained tiny generators
 # (HiFi-GAN and iSTFT) and of random full-size ones is as close to one-shot synthesis with 8 as
@@ -205,9 +213,14 @@ class IncrementalVocoder:
                     self.vocoder.synthesize_frames_batch(typical)
                     best[path] = min(best[path], time.perf_counter() - started)
             self.vocoder.onednn = best[True] < 0.95 * best[False]
-            logger.info("vocoder convolutions: %s (%d x %d frames: oneDNN %.1f ms, PyTorch's own %.1f ms)",
-                        f"oneDNN, {self.length_bucket}-frame buckets" if self.vocoder.onednn else "PyTorch's own",
-                        rows, typical.size(1), best[True] * 1e3, best[False] * 1e3)
+            logger.info(
+                "vocoder convolutions: %s (%d x %d frames: oneDNN %.1f ms, PyTorch's own %.1f ms)",
+                f"oneDNN, {self.length_bucket}-frame buckets" if self.vocoder.onednn else "PyTorch's own",
+                rows,
+                typical.size(1),
+                best[True] * 1e3,
+                best[False] * 1e3,
+            )
             if not self.vocoder.onednn:
                 self.length_bucket = 1
             elif self.max_batch > 1:
@@ -231,14 +244,22 @@ class IncrementalVocoder:
         if self.causal and self.max_batch > 1:  # the call's cost beyond its frames, from 1 row and the most
             per_frame = (per_stream[self.max_batch] * self.max_batch - per_stream[1]) / ((self.max_batch - 1) * length)
             self.call_frames = max(0, round(per_stream[1] / max(per_frame, 1e-9)) - length)
-            logger.info("vocoder call: %.2f ms per frame, %.1f ms a call (%d frames' worth)", per_frame * 1e3,
-                        (per_stream[1] - length * per_frame) * 1e3, self.call_frames)
+            logger.info(
+                "vocoder call: %.2f ms per frame, %.1f ms a call (%d frames' worth)",
+                per_frame * 1e3,
+                (per_stream[1] - length * per_frame) * 1e3,
+                self.call_frames,
+            )
         chosen = 1
         for rows, cost in per_stream.items():
             if cost < 0.95 * per_stream[chosen]:
                 chosen = rows
-        logger.info("vocoder sub-batches of up to %d streams (%d frames, ms per stream: %s)", chosen, length,
-                    ", ".join(f"{rows}: {cost * 1e3:.1f}" for rows, cost in per_stream.items()))
+        logger.info(
+            "vocoder sub-batches of up to %d streams (%d frames, ms per stream: %s)",
+            chosen,
+            length,
+            ", ".join(f"{rows}: {cost * 1e3:.1f}" for rows, cost in per_stream.items()),
+        )
         return chosen
 
     def initial_state(self) -> VocoderState:
@@ -260,10 +281,14 @@ class IncrementalVocoder:
         sequences = [torch.cat([state.context_units, units]) for units, state in items]
         lengths = torch.tensor([sequence.numel() for sequence in sequences])
         longest = int(lengths.max())
-        padded = torch.stack([torch.nn.functional.pad(sequence, (0, longest - sequence.numel())) for sequence in sequences])
+        padded = torch.stack(
+            [torch.nn.functional.pad(sequence, (0, longest - sequence.numel())) for sequence in sequences]
+        )
         durations = self.vocoder.durations_padded(padded, lengths)
-        return [torch.repeat_interleave(units, row[state.context_units.numel():n])
-                for (units, state), row, n in zip(items, durations, lengths.tolist())]
+        return [
+            torch.repeat_interleave(units, row[state.context_units.numel() : n])
+            for (units, state), row, n in zip(items, durations, lengths.tolist())
+        ]
 
     @torch.no_grad()
     def step(
@@ -306,12 +331,14 @@ class IncrementalVocoder:
         audio: Dict[int, Tensor] = {}
         if getattr(self.vocoder, "batches_packed", False):  # rows laid end to end: no padding to compute
             for start in range(0, len(speaking), self.max_batch):
-                group = speaking[start:start + self.max_batch]
+                group = speaking[start : start + self.max_batch]
                 audio.update(zip(group, self.vocoder.synthesize_frames_packed([plans[i][0] for i in group])))
         else:
             lengths = {i: plans[i][0].numel() for i in speaking}
             for members in _runs_within(lengths, self.max_padding, self.max_batch):
-                for group in [members] if self.vocoder.any_batch_size else _power_of_two_groups(members, self.max_batch):
+                for group in (
+                    [members] if self.vocoder.any_batch_size else _power_of_two_groups(members, self.max_batch)
+                ):
                     audio.update(self._synthesize(group, [plans[i][0] for i in group]))
         results = []
         for i, (_, state, finish) in enumerate(requests):
@@ -336,19 +363,32 @@ class IncrementalVocoder:
                 ready[i] = n
         audio: Dict[int, Tuple[Tensor, Tensor]] = {}
         for group in _cheapest_calls(ready, self.max_batch, self.length_bucket, self.call_frames):
-            audio.update(self._synthesize_causal(
-                group, [available[i] for i in group], [ready[i] for i in group], [requests[i][1].synthesis for i in group]))
+            audio.update(
+                self._synthesize_causal(
+                    group,
+                    [available[i] for i in group],
+                    [ready[i] for i in group],
+                    [requests[i][1].synthesis for i in group],
+                )
+            )
         results = []
         for i, (_, state, _) in enumerate(requests):
             wave, synthesis = audio.get(i, (torch.zeros(0), state.synthesis))
             units = given[i] if given[i] is not None else state.context_units[:0]
-            results.append((wave, VocoderState(
-                context_frames=available[i][ready.get(i, 0):],
-                context_units=torch.cat([state.context_units, units])[-self.duration_context:] if self.duration_context else units[:0],
-                pending=state.pending,
-                emitted_samples=state.emitted_samples + wave.numel(),
-                synthesis=synthesis,
-            )))
+            results.append(
+                (
+                    wave,
+                    VocoderState(
+                        context_frames=available[i][ready.get(i, 0) :],
+                        context_units=torch.cat([state.context_units, units])[-self.duration_context :]
+                        if self.duration_context
+                        else units[:0],
+                        pending=state.pending,
+                        emitted_samples=state.emitted_samples + wave.numel(),
+                        synthesis=synthesis,
+                    ),
+                )
+            )
         return results
 
     def _synthesize(self, group: List[int], calls: List[Tensor]) -> Dict[int, Tensor]:
@@ -369,12 +409,14 @@ class IncrementalVocoder:
         that the convolution library meets few shapes -> stream -> (audio, state)."""
         ahead = self.vocoder.lookahead_frames
         width = -(-max(ready) // self.length_bucket) * self.length_bucket + ahead
-        rows = [frames[:n + ahead] for frames, n in zip(available, ready)]
+        rows = [frames[: n + ahead] for frames, n in zip(available, ready)]
         idle = _next_power_of_two(len(rows)) - len(rows)
         lengths = torch.tensor(ready + [1] * idle)
         lookahead = torch.tensor([row.numel() - n for row, n in zip(rows, ready)] + [0] * idle)
-        frames = torch.stack([torch.nn.functional.pad(row, (0, width - row.numel())) for row in rows]
-                             + [torch.zeros(width, dtype=torch.long)] * idle)
+        frames = torch.stack(
+            [torch.nn.functional.pad(row, (0, width - row.numel())) for row in rows]
+            + [torch.zeros(width, dtype=torch.long)] * idle
+        )
         states = list(states) + [self.vocoder.initial_stream_state()] * idle
         waves, after = self.vocoder.synthesize_step(frames, lengths, lookahead, torch.stack(states))
         hop = self.vocoder.frame_hop
@@ -383,7 +425,9 @@ class IncrementalVocoder:
     def _check(self, units, state: VocoderState) -> Optional[Tensor]:
         """``units`` as a checked tensor (``None``: no new units)."""
         if not isinstance(state, VocoderState):
-            raise VocoderError(f"state must be a VocoderState (units first, then the state), got {type(state).__name__}")
+            raise VocoderError(
+                f"state must be a VocoderState (units first, then the state), got {type(state).__name__}"
+            )
         if len(units) == 0:
             return None
         return as_unit_tensor(units, self.vocoder.num_units, "new units")
@@ -394,15 +438,20 @@ class IncrementalVocoder:
         context = self.left_context + (-(self.left_context + frames_new.numel())) % self.length_bucket
         context = min(context, spoken)
         history = torch.cat([state.context_frames, frames_new])
-        return history[spoken - context:], context, history, units
+        return history[spoken - context :], context, history, units
 
     def _flush(self, state: VocoderState, finish: bool) -> Tuple[Tensor, VocoderState]:
         """A call without new units: nothing, or at the end the held-back samples."""
         if not finish:
             return torch.zeros(0), state
         out = state.pending
-        return out, VocoderState(state.context_frames, state.context_units, torch.zeros(0),
-                                 state.emitted_samples + out.numel(), state.synthesis)
+        return out, VocoderState(
+            state.context_frames,
+            state.context_units,
+            torch.zeros(0),
+            state.emitted_samples + out.numel(),
+            state.synthesis,
+        )
 
     def _join(self, audio: Tensor, plan, state: VocoderState, finish: bool) -> Tuple[Tensor, VocoderState]:
         """Cross-fade a call's audio onto the held-back samples; hold back the new tail."""
@@ -410,14 +459,16 @@ class IncrementalVocoder:
         start = context * self.vocoder.frame_hop
         overlap = state.pending.numel()
         fade_in = (torch.arange(overlap, dtype=audio.dtype) + 0.5) / max(overlap, 1)
-        joined = state.pending * (1 - fade_in) + audio[start - overlap:start] * fade_in
+        joined = state.pending * (1 - fade_in) + audio[start - overlap : start] * fade_in
         combined = torch.cat([joined, audio[start:]])
         held = 0 if finish else min(self.crossfade, combined.numel())
         out = combined[: combined.numel() - held]
         next_state = VocoderState(
-            context_frames=history[-self.history_frames:] if self.history_frames else frames[:0],
-            context_units=torch.cat([state.context_units, units])[-self.duration_context:] if self.duration_context else units[:0],
-            pending=combined[combined.numel() - held:],
+            context_frames=history[-self.history_frames :] if self.history_frames else frames[:0],
+            context_units=torch.cat([state.context_units, units])[-self.duration_context :]
+            if self.duration_context
+            else units[:0],
+            pending=combined[combined.numel() - held :],
             emitted_samples=state.emitted_samples + out.numel(),
         )
         return out, next_state
@@ -455,7 +506,7 @@ def _cheapest_calls(frames: Dict[int, int], largest: int, bucket: int, call_fram
                 cost[end], cut[end] = total, start
     calls, end = [], len(order)
     while end:
-        calls.append(order[cut[end]:end])
+        calls.append(order[cut[end] : end])
         end = cut[end]
     return calls[::-1]
 
@@ -467,6 +518,6 @@ def _power_of_two_groups(members: List[int], largest: int) -> List[List[int]]:
     while at < len(members):
         while size > len(members) - at:
             size //= 2
-        groups.append(members[at:at + size])
+        groups.append(members[at : at + size])
         at += size
     return groups

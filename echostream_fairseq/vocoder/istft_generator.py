@@ -58,8 +58,10 @@ def frame_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
     the layout the linear layers use."""
     size = conv.kernel_size[0]
     if size % 2 == 0 or conv.stride[0] != 1 or conv.dilation[0] != 1 or conv.padding[0] != size // 2:
-        raise ValueError(f"frame_conv takes odd kernels at stride 1 with same-length padding, got kernel {size}, "
-                         f"stride {conv.stride[0]}, dilation {conv.dilation[0]}, padding {conv.padding[0]}")
+        raise ValueError(
+            f"frame_conv takes odd kernels at stride 1 with same-length padding, got kernel {size}, "
+            f"stride {conv.stride[0]}, dilation {conv.dilation[0]}, padding {conv.padding[0]}"
+        )
     frames = x.size(1)
     padded = F.pad(x, (0, 0, size // 2, size // 2))
     if conv.groups == conv.in_channels == conv.out_channels:  # depthwise: a weight per channel and tap
@@ -67,7 +69,7 @@ def frame_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
         taps = conv.weight[:, 0, :].t().float()  # [size, C]
         y = padded[:, :frames].float() * taps[0]
         for j in range(1, size):
-            y = y.addcmul(padded[:, j:j + frames].float(), taps[j])
+            y = y.addcmul(padded[:, j : j + frames].float(), taps[j])
         return (y + conv.bias.float()).to(x.dtype)
     if conv.groups != 1:
         raise ValueError(f"frame_conv takes full or depthwise convolutions, not {conv.groups} groups")
@@ -120,7 +122,7 @@ class ISTFTGenerator(nn.Module):
         # the inverse FFT and the overlap-add always run in fp32
         self.window = torch.hann_window(self.n_fft, periodic=True)
         # every output sample lies under n_fft / hop windows, one at each offset of its place in the hop
-        self.inverse_power = 1.0 / (self.window ** 2).reshape(self.n_fft // self.hop, self.hop).sum(0)
+        self.inverse_power = 1.0 / (self.window**2).reshape(self.n_fft // self.hop, self.hop).sum(0)
 
     def forward(self, code: Tensor, lengths: Optional[Tensor] = None, **unused: Any) -> Tensor:
         """``code`` ``[B, T]`` frame-level units (``lengths`` ``[B]``: real frames per row, the rest
@@ -164,7 +166,7 @@ class ISTFTGenerator(nn.Module):
             at += code.numel()
         mask = torch.cat(real).to(self.head.weight.dtype)[None, :, None]
         audio = self._samples(torch.cat(pieces)[None], mask)[0]
-        return [audio[start * self.hop:(start + code.numel()) * self.hop] for start, code in zip(starts, codes)]
+        return [audio[start * self.hop : (start + code.numel()) * self.hop] for start, code in zip(starts, codes)]
 
     def _samples(self, code: Tensor, mask: Optional[Tensor]) -> Tensor:
         """``[B, T]`` -> ``[B, T * hop]``; ``mask`` ``[B, T, 1]`` (1: a real frame) or None: masked
@@ -203,4 +205,4 @@ class ISTFTGenerator(nn.Module):
         total = sum(F.pad(frames[:, :, j], (0, 0, j, pieces - 1 - j)) for j in range(pieces))
         total = (total * self.inverse_power.to(total.device)).reshape(batch, -1)
         start = (self.n_fft - self.hop) // 2
-        return total[:, start:start + count * self.hop]
+        return total[:, start : start + count * self.hop]

@@ -21,9 +21,16 @@ class MelLoss(nn.Module):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=int(config.get("sampling_rate", SAMPLE_RATE)), n_fft=config["n_fft"], win_length=config["win_size"],
-            hop_length=config["hop_size"], f_min=config["fmin"], f_max=config["fmax"], n_mels=config["num_mels"],
-            power=1.0, norm="slaney", mel_scale="slaney",
+            sample_rate=int(config.get("sampling_rate", SAMPLE_RATE)),
+            n_fft=config["n_fft"],
+            win_length=config["win_size"],
+            hop_length=config["hop_size"],
+            f_min=config["fmin"],
+            f_max=config["fmax"],
+            n_mels=config["num_mels"],
+            power=1.0,
+            norm="slaney",
+            mel_scale="slaney",
         )
 
     def log_mel(self, audio: Tensor) -> Tensor:

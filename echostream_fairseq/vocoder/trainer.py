@@ -73,13 +73,17 @@ def init_embeddings_from_centroids(generator: torch.nn.Module, unit_model_path: 
     """
     unit_model = load_unit_model(unit_model_path)
     if unit_model.get("extractor") != "logmel":
-        raise VocoderError(f"{unit_model_path}: embedding_init 'centroids' needs log-mel units, these are "
-                           f"{unit_model.get('extractor')!r} (use embedding_init 'random')")
+        raise VocoderError(
+            f"{unit_model_path}: embedding_init 'centroids' needs log-mel units, these are "
+            f"{unit_model.get('extractor')!r} (use embedding_init 'random')"
+        )
     centroids = unit_model["centroids"].float()
     table = generator.dict.weight
     if tuple(centroids.shape) != tuple(table.shape):
-        raise VocoderError(f"{unit_model_path}: centroids are {tuple(centroids.shape)}, the embedding table "
-                           f"{tuple(table.shape)} (num_embeddings x embedding_dim must match)")
+        raise VocoderError(
+            f"{unit_model_path}: centroids are {tuple(centroids.shape)}, the embedding table "
+            f"{tuple(table.shape)} (num_embeddings x embedding_dim must match)"
+        )
     standardised = (centroids - centroids.mean(0)) / centroids.std(0).clamp(min=1e-5)
     with torch.no_grad():
         table.copy_(standardised)
@@ -101,7 +105,9 @@ class VocoderTrainer:
         c = self.config
         self.hop = frame_hop(c)
         if c["segment_size"] % self.hop:
-            raise VocoderError(f"segment_size {c['segment_size']} must be a multiple of the {self.hop} samples per unit frame")
+            raise VocoderError(
+                f"segment_size {c['segment_size']} must be a multiple of the {self.hop} samples per unit frame"
+            )
         self._prepare_save_dir()
         torch.manual_seed(int(c["seed"]))
         self.generator = build_generator(c)
@@ -111,7 +117,9 @@ class VocoderTrainer:
         self.msd = MultiScaleDiscriminator(c["msd_scales"], c["msd_channels"])
         betas = (c["adam_b1"], c["adam_b2"])
         self.optim_g = torch.optim.AdamW(self.generator.parameters(), c["learning_rate"], betas=betas)
-        self.optim_d = torch.optim.AdamW([*self.mpd.parameters(), *self.msd.parameters()], c["learning_rate"], betas=betas)
+        self.optim_d = torch.optim.AdamW(
+            [*self.mpd.parameters(), *self.msd.parameters()], c["learning_rate"], betas=betas
+        )
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.optim_g, c["lr_decay"])
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.optim_d, c["lr_decay"])
         self.mel_loss = MelLoss(c)
@@ -157,12 +165,21 @@ class VocoderTrainer:
         logger.info("resumed %s at update %d", self.path(CHECKPOINT), self.step)
 
     def save(self) -> None:
-        _save({
-            "generator": self.generator.state_dict(), "mpd": self.mpd.state_dict(), "msd": self.msd.state_dict(),
-            "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
-            "batch_rng": self.batch_rng.get_state(), "torch_rng": torch.get_rng_state(), "step": self.step,
-        }, self.path(CHECKPOINT))
+        _save(
+            {
+                "generator": self.generator.state_dict(),
+                "mpd": self.mpd.state_dict(),
+                "msd": self.msd.state_dict(),
+                "optim_g": self.optim_g.state_dict(),
+                "optim_d": self.optim_d.state_dict(),
+                "sched_g": self.sched_g.state_dict(),
+                "sched_d": self.sched_d.state_dict(),
+                "batch_rng": self.batch_rng.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": self.step,
+            },
+            self.path(CHECKPOINT),
+        )
         _save({"generator": self.generator.state_dict(), "step": self.step}, self.path(GENERATOR))
 
     def _log(self, record: Dict[str, Any]) -> None:
@@ -177,7 +194,9 @@ class VocoderTrainer:
     # -- one update -----------------------------------------------------------------------------
     def update(self) -> Dict[str, float]:
         c = self.config
-        batch = sample_batch(self.train_examples, c["batch_size"], c["segment_size"] // self.hop, self.hop, self.batch_rng)
+        batch = sample_batch(
+            self.train_examples, c["batch_size"], c["segment_size"] // self.hop, self.hop, self.batch_rng
+        )
         real = batch["audio"]
         self.generator.train()
         generated = self.generator(code=batch["frames"])  # [B, 1, segment_size]
@@ -202,8 +221,9 @@ class VocoderTrainer:
             mpd_fake, mpd_fake_features = self.mpd(generated)
             msd_fake, msd_fake_features = self.msd(generated)
             losses["adv"] = generator_adversarial_loss(mpd_fake) + generator_adversarial_loss(msd_fake)
-            losses["fm"] = (feature_matching_loss(mpd_real_features, mpd_fake_features)
-                            + feature_matching_loss(msd_real_features, msd_fake_features))
+            losses["fm"] = feature_matching_loss(mpd_real_features, mpd_fake_features) + feature_matching_loss(
+                msd_real_features, msd_fake_features
+            )
         loss_g = c["mel_loss_weight"] * losses["mel"] + c["dur_prediction_weight"] * losses["dur"]
         if adversarial:
             loss_g = loss_g + losses["adv"] + c["feature_matching_weight"] * losses["fm"]
@@ -253,8 +273,12 @@ class VocoderTrainer:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             last = self.step == o.max_updates
             if self.step % o.log_interval == 0 or last:
-                record = {"step": self.step, **{k: round(v / count, 5) for k, v in sums.items()},
-                          "lr": self.optim_g.param_groups[0]["lr"], "seconds": round(time.time() - started, 1)}
+                record = {
+                    "step": self.step,
+                    **{k: round(v / count, 5) for k, v in sums.items()},
+                    "lr": self.optim_g.param_groups[0]["lr"],
+                    "seconds": round(time.time() - started, 1),
+                }
                 sums, count = {}, 0
                 if self.step % o.save_interval == 0 or last:
                     record["valid_mel_l1"] = self.validate()

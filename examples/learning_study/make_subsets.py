@@ -35,7 +35,9 @@ def main(corpus: str, *sizes: str) -> None:
         names = [f"train_{size}"] + ([f"train_{size}_wav"] if precomputed else [])
         _write(root / f"{names[0]}.tsv", header, rows[:size])
         if precomputed:
-            wav_rows = ["\t".join([f[0], f"audio/src/{f[0]}.wav", *f[2:]]) for f in (r.split("\t") for r in rows[:size])]
+            wav_rows = [
+                "\t".join([f[0], f"audio/src/{f[0]}.wav", *f[2:]]) for f in (r.split("\t") for r in rows[:size])
+            ]
             _write(root / f"{names[1]}.tsv", header, wav_rows)
         for task, (text_header, text_rows) in texts.items():
             for name in names:

@@ -27,7 +27,10 @@ RECIPE = ["--dropout", "0", "--ctc-upsample-rate", "15"]
 ENCODERS = [
     ("echostream_emformer_tiny (the recipe)", RECIPE),
     ("echostream_conformer_tiny", [*RECIPE, "--arch", "echostream_conformer_tiny"]),
-    ("echostream_zipformer_tiny (its preset's subsampler delay of 1)", [*RECIPE, "--arch", "echostream_zipformer_tiny"]),
+    (
+        "echostream_zipformer_tiny (its preset's subsampler delay of 1)",
+        [*RECIPE, "--arch", "echostream_zipformer_tiny"],
+    ),
 ]
 
 
@@ -45,9 +48,21 @@ def main() -> None:
     rows = []
     for label, extra in ENCODERS if args.encoders else VARIANTS:
         parser = options.get_training_parser()
-        cfg = options.parse_args_and_arch(parser, [
-            args.corpus, "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny",
-            "--criterion", "echostream_multitask", "--max-tokens", "4000", *extra])
+        cfg = options.parse_args_and_arch(
+            parser,
+            [
+                args.corpus,
+                "--task",
+                "echostream_speech_to_speech",
+                "--arch",
+                "echostream_emformer_tiny",
+                "--criterion",
+                "echostream_multitask",
+                "--max-tokens",
+                "4000",
+                *extra,
+            ],
+        )
         task = tasks.setup_task(cfg)
         task.load_dataset(args.subset)
         torch.manual_seed(0)

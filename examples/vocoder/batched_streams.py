@@ -46,10 +46,12 @@ def main():
     streams = int(sys.argv[3]) if len(sys.argv) > 3 else 16
     print(f"Machine: {machine_header()}\n")
     print("| streams | how | ms per stream per chunk |\n|---|---|---|")
-    for how, max_batch, onednn, batched in [("one by one, PyTorch's convolution", 1, False, False),
-                                            ("one by one, oneDNN", 1, True, False),
-                                            ("step_batch, sub-batches up to 8", 8, True, True),
-                                            ("step_batch, sub-batches up to 4", 4, True, True)]:
+    for how, max_batch, onednn, batched in [
+        ("one by one, PyTorch's convolution", 1, False, False),
+        ("one by one, oneDNN", 1, True, False),
+        ("step_batch, sub-batches up to 8", 8, True, True),
+        ("step_batch, sub-batches up to 4", 4, True, True),
+    ]:
         ms = per_stream_ms(generator, config, streams, max_batch, onednn, batched)
         print(f"| {streams} | {how} | {ms:.1f} |")
 

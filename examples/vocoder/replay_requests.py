@@ -32,8 +32,13 @@ TICKS = 60
 
 
 def record(n: int, path: Path) -> None:
-    system = EchoStream.load(MODEL, str(DATA), vocoder=f"{RECORDED_WITH}/generator.pt",
-                             vocoder_cfg=f"{RECORDED_WITH}/config.json", dur_prediction=True)
+    system = EchoStream.load(
+        MODEL,
+        str(DATA),
+        vocoder=f"{RECORDED_WITH}/generator.pt",
+        vocoder_cfg=f"{RECORDED_WITH}/config.json",
+        dur_prediction=True,
+    )
     vocoder = system.translator.vocoder
     sources = _sources(DATA, "test", 64)
     chunk = 320 * SAMPLE_RATE // 1000
@@ -44,7 +49,7 @@ def record(n: int, path: Path) -> None:
             pieces += [sources[j % len(sources)], torch.zeros(SAMPLE_RATE // 2)]
             length += pieces[-2].numel() + pieces[-1].numel()
             j += 1
-        audio.append(torch.cat(pieces)[:TICKS * chunk])
+        audio.append(torch.cat(pieces)[: TICKS * chunk])
     owner, ticks = {}, []
     step_batch = vocoder.step_batch
 
@@ -62,7 +67,7 @@ def record(n: int, path: Path) -> None:
         owner = {id(s.state.vocoder): k for k, s in enumerate(streams)}
         ticks.append([[] for _ in range(n)])
         for s, a in zip(streams, audio):
-            s.push(a[t * chunk:(t + 1) * chunk])
+            s.push(a[t * chunk : (t + 1) * chunk])
         system.step(streams)
     path.parent.mkdir(parents=True, exist_ok=True)
     pickle.dump(ticks, open(path, "wb"))
@@ -76,10 +81,14 @@ def main() -> None:
         record(n, path)
     ticks = pickle.load(open(path, "rb"))
     units = sum(len(x) for t in ticks for x in t)
-    print(f"{n} streams, {len(ticks)} ticks, {units / len(ticks) / n:.2f} units per stream per tick, "
-          f"{sum(1 for t in ticks for x in t if x) / len(ticks) / n:.2f} of the streams speak in a tick")
-    vocoders = {f: load_vocoder(f"{f}/generator.pt", f"{f}/config.json", "code_hifigan", True, max_batch=None,
-                                max_padding=16) for f in folders}
+    print(
+        f"{n} streams, {len(ticks)} ticks, {units / len(ticks) / n:.2f} units per stream per tick, "
+        f"{sum(1 for t in ticks for x in t if x) / len(ticks) / n:.2f} of the streams speak in a tick"
+    )
+    vocoders = {
+        f: load_vocoder(f"{f}/generator.pt", f"{f}/config.json", "code_hifigan", True, max_batch=None, max_padding=16)
+        for f in folders
+    }
     for _ in range(3):
         for folder, inc in vocoders.items():
             states = [inc.initial_state() for _ in range(n)]
@@ -90,8 +99,11 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
                 states = [s for _, s in out]
             times = times[10:]
-            print(f"  {folder}: mean {statistics.mean(times) / n * 1e3:.2f} ms/stream/tick, median tick "
-                  f"{statistics.median(times) * 1e3:.0f} ms, p95 tick {sorted(times)[int(0.95 * (len(times) - 1))] * 1e3:.0f} ms")
+            print(
+                f"  {folder}: mean {statistics.mean(times) / n * 1e3:.2f} ms/stream/tick, median tick "
+                f"{statistics.median(times) * 1e3:.0f} ms, "
+                f"p95 tick {sorted(times)[int(0.95 * (len(times) - 1))] * 1e3:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``echostream-bench-agent``: agent-level evidence: per-chunk compute over a long stream, and the latency-quality curve.
+"""``echostream-bench-agent``: agent-level evidence: per-chunk compute over a long stream, and the
+latency-quality curve.
 
 ::
 
@@ -36,7 +37,8 @@ chunk is ``finish - arrival``. For the sampled systems the per-chunk cost betwee
 is interpolated linearly (held at the first measurement before it).
 
 Per-stage time (the translator's own ``time_stages`` split of each chunk's wall time into resampling,
-fbank, encoder and CTC; MT memory, policy and decoding; T2U and units; the vocoder) is recorded along the way, with what each chunk produced (subwords, units, speech).
+fbank, encoder and CTC; MT memory, policy and decoding; T2U and units; the vocoder) is recorded along
+the way, with what each chunk produced (subwords, units, speech).
 
 **curve.** ASR-BLEU against AL over chunk sizes for ``echostream`` and ``baseline`` on the first
 ``--num-utterances`` utterances of the split: the real ``simuleval`` CLI on
@@ -92,14 +94,23 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     tiny = "results/synthetic_tiny"
-    p = argparse.ArgumentParser(prog="echostream-bench-agent", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="echostream-bench-agent",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--part", choices=("long-stream", "curve", "all"), default="all", help="what to measure")
     p.add_argument("--out", default="results/bench_agent", help="output folder")
-    p.add_argument("--model", default=f"{tiny}/echostream_emformer_tiny/checkpoint_last.pt",
-                   help="EchoStream checkpoint (Emformer: incremental, and re-encode as the same-model peer)")
-    p.add_argument("--baseline-model", default=f"{tiny}/echostream_conformer_tiny/checkpoint_last.pt",
-                   help="re-encoding baseline checkpoint (run with reencode=True)")
+    p.add_argument(
+        "--model",
+        default=f"{tiny}/echostream_emformer_tiny/checkpoint_last.pt",
+        help="EchoStream checkpoint (Emformer: incremental, and re-encode as the same-model peer)",
+    )
+    p.add_argument(
+        "--baseline-model",
+        default=f"{tiny}/echostream_conformer_tiny/checkpoint_last.pt",
+        help="re-encoding baseline checkpoint (run with reencode=True)",
+    )
     p.add_argument("--data", default=f"{tiny}/corpus", help="corpus folder (echostream-prep output)")
     p.add_argument("--split", default="test", help="split under DATA/simuleval/")
     p.add_argument("--vocoder", default=None, help="vocoder checkpoint (default: DATA/units/kmeans.pt for Griffin-Lim)")
@@ -111,19 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--minutes", type=_positive_float, default=5.0, help="stream length")
     g.add_argument("--source-segment-size", type=int, default=320, help="chunk size (ms)")
     g.add_argument("--silence", type=float, default=0.3, help="seconds of silence between utterances")
-    g.add_argument("--positions", type=_positive_float, nargs="+", default=[5, 30, 60, 120, 180, 300],
-                   help="stream positions (s) for the table and the sampled re-encoding systems")
+    g.add_argument(
+        "--positions",
+        type=_positive_float,
+        nargs="+",
+        default=[5, 30, 60, 120, 180, 300],
+        help="stream positions (s) for the table and the sampled re-encoding systems",
+    )
     g.add_argument("--window", type=int, default=10, help="EchoStream: chunks either side of a position in its median")
     g.add_argument("--timed-chunks", type=int, default=3, help="re-encoding systems: chunks timed at each position")
-    g.add_argument("--no-forced-write", dest="forced_write", action="store_false",
-                   help="leave out the forced-write EchoStream run")
+    g.add_argument(
+        "--no-forced-write", dest="forced_write", action="store_false", help="leave out the forced-write EchoStream run"
+    )
     g.add_argument("--no-baseline", action="store_true", help="long-stream: leave out --baseline-model")
     g = p.add_argument_group("curve")
     g.add_argument("--chunk-sizes", type=int, nargs="+", default=[160, 320, 640, 1000, 2000], help="ms")
     g.add_argument("--num-utterances", type=int, default=40, help="first N utterances of the split")
-    g.add_argument("--lm-text", default=None,
-                   help="English sentences for the ASR LM: a text file, or a TSV with a tgt_text column "
-                        "(default: DATA/text/train.tsv)")
+    g.add_argument(
+        "--lm-text",
+        default=None,
+        help="English sentences for the ASR LM: a text file, or a TSV with a tgt_text column "
+        "(default: DATA/text/train.tsv)",
+    )
     g.add_argument("--simuleval", default=str(Path(sys.executable).parent / "simuleval"), help="SimulEval's CLI")
     g.add_argument("--agent", default=str(REPO / "agents" / "echostream_s2st_agent.py"), help="SimulEval agent file")
     return p

@@ -79,8 +79,9 @@ def _text_bleu(hyps: List[str], refs: List[str]) -> float:
 
     from echostream_fairseq.data.text import normalize_text
 
-    return float(BLEU(tokenize="13a").corpus_score([normalize_text(h) for h in hyps],
-                                                   [[normalize_text(r) for r in refs]]).score)
+    return float(
+        BLEU(tokenize="13a").corpus_score([normalize_text(h) for h in hyps], [[normalize_text(r) for r in refs]]).score
+    )
 
 
 def _reference_ceiling(sources: List[str], refs: List[str], data: Path, lm_file: Path) -> Optional[Dict[str, Any]]:
@@ -103,7 +104,7 @@ def curve(args) -> Dict[str, Any]:
     source, target = split_files(data, args.split)
     out = Path(args.out) / "curve"
     out.mkdir(parents=True, exist_ok=True)
-    sources, refs = read_lines(source)[:args.num_utterances], read_lines(target)[:args.num_utterances]
+    sources, refs = read_lines(source)[: args.num_utterances], read_lines(target)[: args.num_utterances]
     if len(sources) != len(refs) or not sources:
         raise BenchError(f"{source} and {target} must hold the same number (> 0) of lines")
     src_file, tgt_file = out / f"{args.split}{len(sources)}.source", out / f"{args.split}{len(sources)}.target"
@@ -126,13 +127,34 @@ def curve(args) -> Dict[str, Any]:
         run_dir = out / f"{name}_{chunk_ms}ms"
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        cmd = [simuleval, "--agent", str(agent), "--source", str(src_file), "--target", str(tgt_file),
-               "--output", str(run_dir), *agent_flags(args, model, reencode, chunk_ms),
-               "--threads", str(args.threads), "--extra-output-dir", str(run_dir / "extra"),
-               "--latency-metrics", *LATENCY_METRICS, "--no-progress-bar"]
+        cmd = [
+            simuleval,
+            "--agent",
+            str(agent),
+            "--source",
+            str(src_file),
+            "--target",
+            str(tgt_file),
+            "--output",
+            str(run_dir),
+            *agent_flags(args, model, reencode, chunk_ms),
+            "--threads",
+            str(args.threads),
+            "--extra-output-dir",
+            str(run_dir / "extra"),
+            "--latency-metrics",
+            *LATENCY_METRICS,
+            "--no-progress-bar",
+        ]
         if ok:  # SimulEval must import the scorer before it reads --agent: --user-dir (see asr_bleu.py)
-            cmd += ["--user-dir", str(REPO / "echostream_fairseq" / "evaluation" / "asr_bleu"),
-                    "--quality-metrics", QUALITY_METRIC, "--asr-bleu-lm-text", str(lm_file)]
+            cmd += [
+                "--user-dir",
+                str(REPO / "echostream_fairseq" / "evaluation" / "asr_bleu"),
+                "--quality-metrics",
+                QUALITY_METRIC,
+                "--asr-bleu-lm-text",
+                str(lm_file),
+            ]
         # else text-free: latency only (SimulEval's default BLEU on wav paths is meaningless; not read)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO))
@@ -154,10 +176,16 @@ def curve(args) -> Dict[str, Any]:
             row["error"] = "no instance produced speech: SimulEval cannot compute its latency"
             logging.warning("%s at %d ms: %s", name, chunk_ms, row["error"])
         else:
-            raise BenchError(f"simuleval failed for {name} at {chunk_ms} ms (exit {proc.returncode}); "
-                             f"see {run_dir / 'simuleval.log'}:\n{(proc.stdout + proc.stderr)[-2000:]}")
-        row.update({"asr_bleu": scores.get(QUALITY_METRIC, float("nan")),
-                    **{m: scores.get(m, float("nan")) for m in LATENCY_METRICS}})
+            raise BenchError(
+                f"simuleval failed for {name} at {chunk_ms} ms (exit {proc.returncode}); "
+                f"see {run_dir / 'simuleval.log'}:\n{(proc.stdout + proc.stderr)[-2000:]}"
+            )
+        row.update(
+            {
+                "asr_bleu": scores.get(QUALITY_METRIC, float("nan")),
+                **{m: scores.get(m, float("nan")) for m in LATENCY_METRICS},
+            }
+        )
         translation = run_dir / "extra" / "translation.txt"
         if translation.is_file():
             hyps = translation.read_text(encoding="utf-8").splitlines()
@@ -166,8 +194,13 @@ def curve(args) -> Dict[str, Any]:
         details = run_dir / "asr_bleu_offline.json"  # the scorer's own output (there even if latency failed)
         if details.is_file():
             d = json.loads(details.read_text(encoding="utf-8"))
-            row.update({"hyp_words": d.get("hyp_words"), "ref_words": d.get("ref_words"),
-                        "empty_transcripts": d.get("empty_transcripts")})
+            row.update(
+                {
+                    "hyp_words": d.get("hyp_words"),
+                    "ref_words": d.get("ref_words"),
+                    "empty_transcripts": d.get("empty_transcripts"),
+                }
+            )
             if not _finite_number(row["asr_bleu"]) and _finite_number(d.get("bleu")):
                 row["asr_bleu"] = float(d["bleu"])
         runs.append(row)
@@ -175,12 +208,21 @@ def curve(args) -> Dict[str, Any]:
     if ok:
         print("ASR-BLEU of the reference target speech (the recogniser's ceiling) ...", flush=True)
         ceiling = _reference_ceiling(sources, refs, data, lm_file)
-    labels = {"echostream": f"EchoStream ({Path(args.model).parent.name}, incremental)",
-              "baseline": f"re-encode baseline ({Path(args.baseline_model).parent.name})"}
+    labels = {
+        "echostream": f"EchoStream ({Path(args.model).parent.name}, incremental)",
+        "baseline": f"re-encode baseline ({Path(args.baseline_model).parent.name})",
+    }
     return {
-        "config": {"utterances": len(sources), "split": args.split, "chunk_sizes_ms": list(args.chunk_sizes),
-                   "data": str(args.data), "vocoder": f"{args.vocoder_type} ({vocoder_path(args)})",
-                   "lm_text": str(args.lm_text), "threads": args.threads, "agent": str(agent)},
+        "config": {
+            "utterances": len(sources),
+            "split": args.split,
+            "chunk_sizes_ms": list(args.chunk_sizes),
+            "data": str(args.data),
+            "vocoder": f"{args.vocoder_type} ({vocoder_path(args)})",
+            "lm_text": str(args.lm_text),
+            "threads": args.threads,
+            "agent": str(agent),
+        },
         "asr_bleu_state": state,
         "labels": labels,
         "systems": {name: {"model": m, "reencode": r} for name, (m, r) in systems.items()},

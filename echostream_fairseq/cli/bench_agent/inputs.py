@@ -12,8 +12,18 @@ import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 
-__all__ = ["BenchError", "REPO", "split_files", "read_lines", "check_file", "vocoder_path",
-           "check_inputs", "agent_flags", "load_translator", "build_stream"]
+__all__ = [
+    "BenchError",
+    "REPO",
+    "split_files",
+    "read_lines",
+    "check_file",
+    "vocoder_path",
+    "check_inputs",
+    "agent_flags",
+    "load_translator",
+    "build_stream",
+]
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -26,8 +36,10 @@ def split_files(data: Path, split: str) -> Tuple[Path, Path]:
     source, target = data / "simuleval" / f"{split}.source", data / "simuleval" / f"{split}.target"
     for path in (source, target):
         if not path.is_file():
-            raise BenchError(f"{path} not found: --data must be a corpus folder written by echostream-prep "
-                             f"(with simuleval/{split}.source and .target)")
+            raise BenchError(
+                f"{path} not found: --data must be a corpus folder written by echostream-prep "
+                f"(with simuleval/{split}.source and .target)"
+            )
     return source, target
 
 
@@ -64,8 +76,18 @@ def check_inputs(args, need_baseline: bool) -> None:
 
 def agent_flags(args, model: str, reencode: bool, chunk_ms: int) -> List[str]:
     """The SimulEval agent's flags for ``model`` (also what :func:`load_translator` parses)."""
-    flags = ["--model-path", str(model), "--data-bin", str(args.data), "--vocoder", vocoder_path(args),
-             "--vocoder-type", args.vocoder_type, "--source-segment-size", str(chunk_ms)]
+    flags = [
+        "--model-path",
+        str(model),
+        "--data-bin",
+        str(args.data),
+        "--vocoder",
+        vocoder_path(args),
+        "--vocoder-type",
+        args.vocoder_type,
+        "--source-segment-size",
+        str(chunk_ms),
+    ]
     if args.vocoder_cfg:
         flags += ["--vocoder-cfg", args.vocoder_cfg]
     if not args.no_dur_prediction:

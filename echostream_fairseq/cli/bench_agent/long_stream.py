@@ -22,8 +22,8 @@ from echostream_fairseq.cli.bench_agent.inputs import (
     vocoder_path,
 )
 from echostream_fairseq.cli.bench_agent.stats import mean
-from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.cli.bench_agent.timing import STAGES, Timed, simulate_lag, warm_up
+from echostream_fairseq.common.audio import SAMPLE_RATE
 
 __all__ = ["SYSTEM_ORDER", "position_key", "long_stream"]
 
@@ -89,7 +89,7 @@ def long_stream(args) -> Dict[str, Any]:
         warm_up(s.translator, stream, segment)
     names = list(full)
     for k in tqdm(range(n), desc=f"EchoStream, {n} chunks", unit="chunk", dynamic_ncols=True):
-        chunk = stream[k * segment:(k + 1) * segment]
+        chunk = stream[k * segment : (k + 1) * segment]
         order = names if k % 2 == 0 else names[::-1]  # alternate who goes first
         for name in order:
             full[name].step(chunk)
@@ -139,19 +139,24 @@ def long_stream(args) -> Dict[str, Any]:
         for name, tr in loaded.items():
             r = Timed(tr)
             t0 = time.perf_counter()
-            r.step(stream[:start * segment], record=False)  # the prefix as one chunk, untimed
+            r.step(stream[: start * segment], record=False)  # the prefix as one chunk, untimed
             runners[name] = (r, time.perf_counter() - t0)
         for j in range(args.timed_chunks):
             k = start + j
-            chunk = stream[k * segment:(k + 1) * segment]
+            chunk = stream[k * segment : (k + 1) * segment]
             order = list(runners) if j % 2 == 0 else list(runners)[::-1]
             for name in order:
                 runners[name][0].step(chunk)
         for name, (r, prefix_s) in runners.items():
             summary = _summarise_window(r, 0, args.timed_chunks)
-            summary.update({"chunk_ms": [t * 1e3 for t in r.chunk_s], "prefix_step_s": prefix_s,
-                            "first_timed_chunk_ends_s": (start + 1) * segment_s,
-                            "subwords_before": len(r.state.target_tokens) - summary["subwords"]})
+            summary.update(
+                {
+                    "chunk_ms": [t * 1e3 for t in r.chunk_s],
+                    "prefix_step_s": prefix_s,
+                    "first_timed_chunk_ends_s": (start + 1) * segment_s,
+                    "subwords_before": len(r.state.target_tokens) - summary["subwords"],
+                }
+            )
             records[name][position_key(p)] = summary
         del runners
     sampled_s = time.perf_counter() - sampled_started
@@ -183,18 +188,36 @@ def long_stream(args) -> Dict[str, Any]:
         if name in systems:
             a = systems[name]["at_position"][first]["median_ms"]
             b = systems[name]["at_position"][last]["median_ms"]
-            headline[name] = {"first_position_s": positions[0], "last_position_s": positions[-1], "first_ms": a,
-                              "last_ms": b, "ratio": b / a, "within_20_percent": abs(b / a - 1.0) <= 0.2,
-                              "at_most_20_percent_above": b / a <= 1.2}
+            headline[name] = {
+                "first_position_s": positions[0],
+                "last_position_s": positions[-1],
+                "first_ms": a,
+                "last_ms": b,
+                "ratio": b / a,
+                "within_20_percent": abs(b / a - 1.0) <= 0.2,
+                "at_most_20_percent_above": b / a <= 1.2,
+            }
     return {
         "config": {
-            "minutes": args.minutes, "stream_s": n * segment_s, "chunks": n, "source_segment_size_ms": chunk_ms,
-            "silence_s": args.silence, "utterances_in_stream": used, "split": args.split, "data": str(args.data),
-            "positions_s": positions, "window_chunks": args.window, "timed_chunks": args.timed_chunks,
-            "vocoder": f"{args.vocoder_type} ({vocoder_path(args)})", "threads": args.threads,
+            "minutes": args.minutes,
+            "stream_s": n * segment_s,
+            "chunks": n,
+            "source_segment_size_ms": chunk_ms,
+            "silence_s": args.silence,
+            "utterances_in_stream": used,
+            "split": args.split,
+            "data": str(args.data),
+            "positions_s": positions,
+            "window_chunks": args.window,
+            "timed_chunks": args.timed_chunks,
+            "vocoder": f"{args.vocoder_type} ({vocoder_path(args)})",
+            "threads": args.threads,
         },
         "systems": systems,
         "headline": headline,
-        "runtime_s": {"echostream_full_stream": echostream_s, "reencode_sampled": sampled_s,
-                      "total": time.perf_counter() - started},
+        "runtime_s": {
+            "echostream_full_stream": echostream_s,
+            "reencode_sampled": sampled_s,
+            "total": time.perf_counter() - started,
+        },
     }

@@ -44,7 +44,7 @@ def warm_up(translator, stream: torch.Tensor, segment: int, chunks: int = 8) -> 
     """A throwaway stream first, so one-off allocations do not land in the measurements."""
     state = translator.initial_state(SAMPLE_RATE)
     for k in range(min(chunks, stream.numel() // segment)):
-        _, state = translator.step(stream[k * segment:(k + 1) * segment], state)
+        _, state = translator.step(stream[k * segment : (k + 1) * segment], state)
 
 
 def simulate_lag(chunk_cost_s: Sequence[float], segment_s: float) -> List[float]:
