@@ -4,7 +4,7 @@
 plugin's model, architectures, task, criterion and learning-rate schedule with fairseq, and
 does nothing else. Loading a checkpoint with ``torch.load(weights_only=True)`` needs fairseq's
 configuration classes allow-listed:
-:func:`echostream_fairseq.checkpoint.allow_fairseq_checkpoint_configs`, which the task's
+:func:`echostream_fairseq.tasks.checkpoint_configs.allow_fairseq_checkpoint_configs`, which the task's
 ``setup_task`` and :func:`~echostream_fairseq.checkpoint.load_echostream_model` call.
 """
 

@@ -1,61 +1,16 @@
-"""Loading fairseq checkpoints with ``torch.load(weights_only=True)``.
-
-torch >= 2.6 loads with ``weights_only=True`` by default, and fairseq's ``load_checkpoint_to_cpu``
-relies on that default. fairseq checkpoints hold their training configuration as an
-``argparse.Namespace`` and omegaconf containers, which the safe unpickler rejects. We allow-list
-exactly those configuration classes (plain data holders) instead of switching the safety off.
-"""
+"""Loading an EchoStream checkpoint for inference (``torch.load(weights_only=True)``, with fairseq's
+configuration classes allow-listed by :mod:`~echostream_fairseq.tasks.checkpoint_configs`), and
+building a model with random weights for benchmarks."""
 
 from __future__ import annotations
 
 import argparse
-import collections
-import typing
 
 import torch
 
-__all__ = ["CHECKPOINT_CONFIG_CLASSES", "allow_fairseq_checkpoint_configs"]
+from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 
-
-def _config_classes() -> list:
-    from omegaconf import DictConfig, ListConfig, nodes
-    from omegaconf.base import ContainerMetadata, Metadata
-
-    node_types = [
-        getattr(nodes, name)
-        for name in (
-            "AnyNode",
-            "StringNode",
-            "IntegerNode",
-            "FloatNode",
-            "BooleanNode",
-            "EnumNode",
-            "BytesNode",
-            "PathNode",
-        )
-        if hasattr(nodes, name)
-    ]
-    return [
-        argparse.Namespace,
-        DictConfig,
-        ListConfig,
-        ContainerMetadata,
-        Metadata,
-        typing.Any,
-        dict,
-        list,
-        int,
-        collections.defaultdict,
-        *node_types,
-    ]
-
-
-CHECKPOINT_CONFIG_CLASSES = _config_classes()
-
-
-def allow_fairseq_checkpoint_configs() -> None:
-    """Allow-list fairseq's stored configuration classes for ``weights_only`` loading (idempotent)."""
-    torch.serialization.add_safe_globals(CHECKPOINT_CONFIG_CLASSES)
+__all__ = ["CheckpointError", "load_echostream_model", "build_random_echostream_model"]
 
 
 class CheckpointError(ValueError):
@@ -129,7 +84,6 @@ def build_random_echostream_model(arch: str, data_bin: str, extra_args=(), seed:
     more fairseq-train flags (e.g. ``["--encoder-layers", "6"]``). Returns ``(model, task)``."""
     import os
 
-    import torch
     from fairseq import options, tasks
 
     import echostream_fairseq  # noqa: F401  (registers the model, task and criterion)

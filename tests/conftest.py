@@ -81,7 +81,7 @@ def trained_zipformer(corpus, tmp_path_factory):
 def _blank_lowered(trained, tmp_path_factory, heads, name):
     import torch
 
-    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+    from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 
     allow_fairseq_checkpoint_configs()
     save, _ = trained

@@ -27,7 +27,7 @@ def test_checkpoint_reloads_with_weights_only(trained):
     save, _ = trained
     load = f"state = torch.load({str(save / 'checkpoint_last.pt')!r}, weights_only=True)\n"
     code = (
-        "import torch\nfrom echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs\n"
+        "import torch\nfrom echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs\n"
         "allow_fairseq_checkpoint_configs()\n" + load + "print(state['cfg']['model'].arch, len(state['model']))\n"
     )
     r = _run([sys.executable, "-c", code])
@@ -171,7 +171,7 @@ def test_fairseq_train_anneals_the_rate_to_zero_at_max_update(corpus, tmp_path):
     assert rates == pytest.approx([1e-3, 1e-3 * 2**-0.5, 1e-3 * 3**-0.5 * 0.5, 0.0], rel=1e-3)
     import torch
 
-    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+    from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 
     allow_fairseq_checkpoint_configs()
     state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)

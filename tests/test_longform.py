@@ -24,7 +24,8 @@ from echostream_fairseq.evaluation.longform import (
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyState
-from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.streaming.translator import SimultaneousTranslator
+from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
 
 def _logits(labels, vocab=6):

@@ -47,8 +47,8 @@ LOAD_STEPS = textwrap.dedent(
     print("plain:", attempt())  # without the plugin, torch's safe loader refuses fairseq's configs
     import echostream_fairseq
     print("imported:", attempt())  # importing the plugin changes nothing in torch
-    import echostream_fairseq.checkpoint as c
-    c.allow_fairseq_checkpoint_configs()
+    from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
+    allow_fairseq_checkpoint_configs()
     print("allowed:", attempt())  # its explicit allow-list lets the same safe loader read them
     from fairseq import checkpoint_utils
     print("fairseq:", checkpoint_utils.load_checkpoint_to_cpu(path)["legacy_args"].arch)

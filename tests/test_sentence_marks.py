@@ -256,7 +256,8 @@ def test_reencode_speaks_the_ended_sentence_before_its_units_start_afresh(loaded
     sentence's units, which the next sentence then starts afresh)."""
     from echostream_fairseq.streaming.features import load_global_cmvn
     from echostream_fairseq.streaming.loading import load_vocoder
-    from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+    from echostream_fairseq.streaming.translator import SimultaneousTranslator
+    from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
     model, task = loaded
     d = task.multitask_dictionaries

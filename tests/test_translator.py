@@ -14,7 +14,8 @@ from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.modules.ctc_lexicon import lexicon_decoder_from_text
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig
-from echostream_fairseq.streaming.translator import STAGES, SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.streaming.translator import STAGES, SimultaneousTranslator
+from echostream_fairseq.streaming.translator_state import TranslatorConfig
 from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 

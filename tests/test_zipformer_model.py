@@ -13,7 +13,8 @@ from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.streaming.features import load_global_cmvn
-from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.streaming.translator import SimultaneousTranslator
+from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_simuleval_text_agent_runs_the_zipformer_checkpoint(corpus, trained_zipf
 
 
 def test_a_zipformer_checkpoint_older_than_the_delay_flag_loads_without_delay(trained_zipformer, corpus, tmp_path):
-    from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+    from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 
     save, _ = trained_zipformer
     model, _ = load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))

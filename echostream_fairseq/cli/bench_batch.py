@@ -90,7 +90,8 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
     write nonsense at their own pace, so their target side is forced to work on every chunk."""
     from echostream_fairseq.streaming.features import load_global_cmvn
     from echostream_fairseq.streaming.loading import pause_frames
-    from echostream_fairseq.streaming.translator import SimultaneousTranslator, TranslatorConfig
+    from echostream_fairseq.streaming.translator import SimultaneousTranslator
+    from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
     d = task.multitask_dictionaries
     speech = vocoder is not None

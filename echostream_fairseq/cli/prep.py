@@ -296,7 +296,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     # imported here so that --help answers at once
     from echostream_fairseq.data.audio import AudioError
     from echostream_fairseq.data.manifest import ManifestError
-    from echostream_fairseq.data.prep import PrepOptions, prepare
+    from echostream_fairseq.data.prep import prepare
+    from echostream_fairseq.data.prep_options import PrepOptions
     from echostream_fairseq.data.steps import PrepError
     from echostream_fairseq.data.tts import TtsError
     from echostream_fairseq.data.units import UnitError

@@ -29,7 +29,7 @@ import logging
 import os
 import random
 import statistics
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -43,6 +43,7 @@ from echostream_fairseq.data.audio import AudioError, audio_format_hint, fbank, 
 from echostream_fairseq.data.corpus import HELD_OUT_SPLIT, Corpus, Utterance
 from echostream_fairseq.data.kmeans import fit_kmeans
 from echostream_fairseq.data.manifest import write_tsv
+from echostream_fairseq.data.prep_options import PrepOptions
 from echostream_fairseq.data.steps import PrepError
 from echostream_fairseq.data.text import encode_pieces, normalize_text, train_sentencepiece, write_fairseq_dict
 from echostream_fairseq.data.units import (
@@ -54,9 +55,6 @@ from echostream_fairseq.data.units import (
     load_kmeans_centroids,
     unit_model_dict,
 )
-
-if TYPE_CHECKING:  # prep imports this module: the options are only named here, never built
-    from echostream_fairseq.data.prep import PrepOptions
 
 __all__ = ["Pipeline", "corpus_stats", "MANIFEST_COLUMNS", "SIMULEVAL_SPLITS", "SPECAUGMENT"]
 

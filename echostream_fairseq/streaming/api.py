@@ -46,7 +46,8 @@ from echostream_fairseq.streaming.loading import (
     load_vocoder,
     translator_for_chunk,
 )
-from echostream_fairseq.streaming.translator import SimultaneousTranslator, StepOutput
+from echostream_fairseq.streaming.translator import SimultaneousTranslator
+from echostream_fairseq.streaming.translator_state import StepOutput
 
 __all__ = ["EVENT_KINDS", "Event", "Stream", "EchoStream"]
 

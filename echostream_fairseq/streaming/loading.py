@@ -17,7 +17,8 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.modules.precision import check_dtype, convert_precision
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig, whole_word_default
-from echostream_fairseq.streaming.translator import UNIT_LOOKAHEAD, SimultaneousTranslator, TranslatorConfig
+from echostream_fairseq.streaming.translator import SimultaneousTranslator
+from echostream_fairseq.streaming.translator_state import UNIT_LOOKAHEAD, TranslatorConfig
 from echostream_fairseq.vocoder.incremental import (
     LEFT_CONTEXT as VOCODER_LEFT_CONTEXT,
 )
@@ -167,7 +168,7 @@ def load_translator(
     are written once the search has settled on them); the policy still counts greedy subwords.
     ``unit_lookahead``: text states a subword's units wait for (speech output), ``encoder_chunk_ms``
     the source per encoder step (0: the checkpoint's own, at most the source chunk); see
-    :class:`~echostream_fairseq.streaming.translator.TranslatorConfig`.
+    :class:`~echostream_fairseq.streaming.translator_state.TranslatorConfig`.
     """
     if asr_sentence_ends not in ASR_SENTENCE_ENDS:
         raise ValueError(f"--asr-sentence-ends must be one of {ASR_SENTENCE_ENDS}, got {asr_sentence_ends!r}")

@@ -14,7 +14,7 @@ a look ahead alone when the policy reads), so the question costs no round of its
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -22,9 +22,7 @@ from torch import Tensor
 from echostream_fairseq.data.text import whole_word_prefix
 from echostream_fairseq.modules.transformer_layer import pad_caches, unpad_row
 from echostream_fairseq.streaming.policy import FINISH, repeated_ngram_ends
-
-if TYPE_CHECKING:
-    from echostream_fairseq.streaming.translator import TranslatorState
+from echostream_fairseq.streaming.translator_state import TranslatorState
 
 __all__ = ["MTWriting"]
 
@@ -41,7 +39,7 @@ class MTWriting:
         )
         return caches
 
-    def _extend_mt_memories(self, states: Sequence["TranslatorState"], frames: Sequence[Optional[Tensor]]):
+    def _extend_mt_memories(self, states: Sequence[TranslatorState], frames: Sequence[Optional[Tensor]]):
         """``_extend_mt_memory`` of many streams, their new frames projected together; the states
         with their MT memory extended."""
         having = [i for i, f in enumerate(frames) if f is not None and f.size(1) > 0]
@@ -128,7 +126,7 @@ class MTWriting:
         m = len(state.target_tokens)
         return self.config.max_len if sentence_limit is None else max(0, sentence_limit - m)
 
-    def _write_batch(self, states: List["TranslatorState"], targets: List[int]):
+    def _write_batch(self, states: List[TranslatorState], targets: List[int]):
         """:meth:`_write` for several streams in incremental mode, each with an MT memory (targets
         may be :data:`FINISH`: the end of a sentence or of the source, or the subwords written: the
         look ahead alone): the decoder runs once per round for all of them (see the module

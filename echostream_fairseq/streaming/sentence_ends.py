@@ -10,7 +10,7 @@ speech steps), kept apart so each file stays small. See ``docs/longform.md``.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -18,9 +18,7 @@ from torch import Tensor
 from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.streaming.policy import PolicyState
-
-if TYPE_CHECKING:
-    from echostream_fairseq.streaming.translator import TranslatorState
+from echostream_fairseq.streaming.translator_state import TranslatorState
 
 __all__ = ["SentenceEnds"]
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from echostream_fairseq.modules.ctc import ctc_collapse, ctc_greedy, ctc_labels
 from echostream_fairseq.streaming.stage_clock import StageClock, credit_share
-
-if TYPE_CHECKING:
-    from echostream_fairseq.streaming.translator import TranslatorState
+from echostream_fairseq.streaming.translator_state import TranslatorState
 
 __all__ = ["Speaking"]
 
@@ -32,7 +30,7 @@ class Speaking:
 
     def _units_batch(
         self,
-        items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]],
+        items: Sequence[Tuple[TranslatorState, Optional[Tensor], Optional[Tensor], bool]],
         clocks: Sequence[Optional[StageClock]],
     ):
         """New units (unit dictionary indices), their vocoder ids and the state of each of several
@@ -57,8 +55,8 @@ class Speaking:
         return [(units, [self.unit_ids[u] for u in units if u in self.unit_ids], state) for units, state in results]
 
     def _speech(
-        self, items: Sequence[Tuple[List[int], "TranslatorState", bool]], clocks: Sequence[Optional[StageClock]]
-    ) -> List[Tuple[Tensor, "TranslatorState"]]:
+        self, items: Sequence[Tuple[List[int], TranslatorState, bool]], clocks: Sequence[Optional[StageClock]]
+    ) -> List[Tuple[Tensor, TranslatorState]]:
         """Speech for ``(vocoder ids, state, finish)`` of each stream; incremental streams share
         vocoder calls, each credited an equal share of their time."""
         if self.config.reencode:
@@ -76,7 +74,7 @@ class Speaking:
             for (ids, state, _), (wave, voc_state) in zip(items, spoken)
         ]
 
-    def _units_for(self, items: Sequence[Tuple["TranslatorState", Optional[Tensor], Optional[Tensor], bool]]):
+    def _units_for(self, items: Sequence[Tuple[TranslatorState, Optional[Tensor], Optional[Tensor], bool]]):
         """T2U + unit CTC for each stream's new text states ``[1, n, D]`` (causal: earlier units never
         change): ``(units, state)`` each.
 
@@ -126,7 +124,7 @@ class Speaking:
             )
         return results
 
-    def _reencode_units(self, state: "TranslatorState", frames: Tensor, flush: bool):
+    def _reencode_units(self, state: TranslatorState, frames: Tensor, flush: bool):
         """StreamSpeech's way: decoder states, T2U and units of the whole text, every time (the
         last ``unit_lookahead`` text states' units wait, as in incremental mode)."""
         eos, k = self.tgt_dict.eos(), self.config.unit_lookahead
@@ -141,7 +139,7 @@ class Speaking:
         new = units[len(state.all_units) :]
         return new, replace(state, all_units=tuple(units))
 
-    def _reencode_speech(self, state: "TranslatorState", new_ids: List[int], finish: bool):
+    def _reencode_speech(self, state: TranslatorState, new_ids: List[int], finish: bool):
         """Re-synthesise every unit and keep the audio of the new ones (StreamSpeech's vocoder call)."""
         if not new_ids:
             return torch.zeros(0), state

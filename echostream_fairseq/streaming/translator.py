@@ -34,15 +34,14 @@ the only mode for ``echostream_conformer`` checkpoints, whose encoder has no bou
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import replace
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS, SAMPLE_RATE
 from echostream_fairseq.data.text import WORD_START
-from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.modules.ctc import (
     CTC_BLANK,
@@ -53,143 +52,17 @@ from echostream_fairseq.modules.ctc import (
     ctc_greedy_marks,
     ctc_labels,
 )
-from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder, LexiconSearchState
-from echostream_fairseq.modules.transformer_layer import LayerCache
-from echostream_fairseq.streaming.features import FbankState, FbankStream, ResampleState, ResampleStream, to_mono
+from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
+from echostream_fairseq.streaming.features import FbankStream, ResampleStream, to_mono
 from echostream_fairseq.streaming.mt_writing import MTWriting
-from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState, ctc_policy
+from echostream_fairseq.streaming.policy import FINISH, PolicyState, ctc_policy
 from echostream_fairseq.streaming.sentence_ends import SentenceEnds
 from echostream_fairseq.streaming.speaking import Speaking
 from echostream_fairseq.streaming.stage_clock import STAGES, StageClock, credit_share
-from echostream_fairseq.vocoder.incremental import IncrementalVocoder, VocoderState
+from echostream_fairseq.streaming.translator_state import StepOutput, TranslatorConfig, TranslatorState
+from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
-__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "SimultaneousTranslator", "STAGES", "UNIT_LOOKAHEAD"]
-
-# text states a subword's units wait for by default (docs/learning_more.md: the units of the whole text
-# for about one subword of speech latency)
-UNIT_LOOKAHEAD = 1
-
-
-# the stages a chunk's wall time is split into (``time_stages``): resampling, fbank, encoder and
-# CTC heads; MT memory, policy and decoding; T2U and unit decoding; the vocoder
-@dataclass(frozen=True)
-class TranslatorConfig:
-    """Attributes:
-    source_segment_size: milliseconds of source per chunk: the policy decides once per chunk.
-    encoder_chunk_ms: milliseconds of source per encoder step (0: the chunk length the
-        checkpoint was trained with, or ``source_segment_size`` when that is shorter). A source
-        chunk longer than the encoder's is encoded as several encoder steps: the encoder then
-        computes what it computed in training and in ``fairseq-generate``, while the policy
-        still waits for the whole source chunk (docs/agents.md).
-    policy: READ/WRITE settings.
-    max_len: target subwords written after the source ends, at most.
-    mt_source_window: encoder frames the MT decoder attends, the most recent (0: all).
-    target_window: target subwords the MT decoder, T2U encoder and unit decoder attend back (0: all).
-    reencode: StreamSpeech's behaviour (re-encode and re-decode the whole prefix every chunk).
-    speech_output: run T2U, units and the vocoder (speech-to-speech).
-    translate: run the MT decoder (off for the streaming-ASR agent).
-    time_stages: return each chunk's wall time per stage (:attr:`StepOutput.stage_seconds`).
-    force_writing: never end the sentence nor emit a unit blank, so every stage works on every
-        chunk (a stress setting for benchmarks, not for translation).
-    sentence_pause_frames: long-form mode when > 0: a sentence ends once the ASR CTC has been
-        blank for this many encoder frames after recognising something; the translation of that
-        sentence is completed and the target side (MT decoder and its source window, T2U, unit
-        decoder, the policy) starts afresh while the encoder and the vocoder stream on.
-    sentence_confirmed_pause_frames: a shorter pause (> 0: on) that also ends a sentence when
-        the MT decoder, asked for its next subword, answers end of sentence.
-    asr_sentence_ends: long-form mode: a sentence also ends where the ASR CTC writes its
-        end-of-sentence mark (a model trained with ``--asr-sentence-ends``); the ASR subwords
-        after the mark, and in incremental mode the encoder frames after it, start the next one.
-    sentence_min_tokens: ASR subwords a sentence needs before a pause or a mark can end it; at the end of
-        the stream, a shorter remainder after an ended sentence that has nothing written is not
-        translated (a fragment the decoder would only pad into an invented sentence).
-    sentence_max_len: in long-form mode, subwords a sentence may get when it is completed, beyond
-        ``sentence_max_len_ratio`` x its ST CTC prefix (a bound on a runaway decoder).
-    no_repeat_ngram: never write a subword that would repeat an n-gram of this size already in
-        the sentence (0: off; fairseq-generate's ``--no-repeat-ngram-size``).
-    unit_lookahead: text states after a subword's own that its units wait for (0: none). The
-        unit decoder was trained under wait-k masks of a random stride per batch (so of many
-        lags), and a subword's sound depends on the next one: one state of lookahead gives the
-        units of the whole text (docs/learning_more.md).
-    """
-
-    source_segment_size: int = 320
-    encoder_chunk_ms: int = 0
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    max_len: int = 200
-    mt_source_window: int = 512
-    target_window: int = 64
-    reencode: bool = False
-    speech_output: bool = True
-    translate: bool = True
-    time_stages: bool = False
-    force_writing: bool = False
-    sentence_pause_frames: int = 0
-    sentence_confirmed_pause_frames: int = 0
-    asr_sentence_ends: bool = False
-    sentence_min_tokens: int = 3
-    sentence_max_len: int = 10
-    sentence_max_len_ratio: float = 2.0
-    no_repeat_ngram: int = 0
-    unit_lookahead: int = UNIT_LOOKAHEAD
-
-
-@dataclass(frozen=True)
-class TranslatorState:
-    """One stream's state (every tensor bounded in incremental mode; see the module docstring).
-
-    The token tuples hold the current sentence only (long-form mode starts them afresh at each
-    sentence end); ``sentences`` counts the sentences ended before it.
-    """
-
-    source_rate: int
-    resample: ResampleState
-    fbank: FbankState
-    encoder: Optional[EncoderStreamState]
-    source_samples: Tensor  # reencode mode only: every 16 kHz sample so far
-    encoder_frames: int
-    asr_tokens: Tuple[int, ...]
-    asr_last: int
-    st_caches: Optional[List[LayerCache]]
-    st_tokens: Tuple[int, ...]
-    st_last: int
-    mt_memory: Optional[List[LayerCache]]  # MT decoder caches (cross keys/values, self keys/values)
-    target_tokens: Tuple[int, ...]  # written target subwords
-    policy: PolicyState
-    t2u_caches: Optional[List[LayerCache]]
-    unit_caches: Optional[List[LayerCache]]
-    text_states: int  # target subwords turned into units
-    unit_last: int
-    units: int  # units emitted
-    all_units: Tuple[int, ...]  # reencode mode only
-    vocoder: Optional[VocoderState]
-    finished: bool = False
-    nonfinite_samples: int = 0
-    asr_blank_frames: int = 0  # trailing encoder frames whose ASR CTC argmax is blank
-    sentences: int = 0
-    # the last chunk's ASR CTC sentence-end mark: (ASR subwords before it, encoder frames after it)
-    sentence_mark: Optional[Tuple[int, int]] = None
-    asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
-    asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
-    asr_searched: int = 0  # reencode mode: frames of the current prefix the search has read
-    # incremental mode with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text
-    unit_pending: Optional[Tensor] = None
-
-
-@dataclass(frozen=True)
-class StepOutput:
-    """What one chunk produced (all lists are the new items only)."""
-
-    asr_tokens: List[int]
-    target_tokens: List[int]
-    units: List[int]
-    audio: Tensor
-    finished: bool
-    wrote: bool  # the translation advanced: new subwords, or its sentence (or source) completed
-    sentence_end: bool = False  # a sentence ended in this chunk: its translation is complete
-    encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
-    stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
-    asr_words: Optional[List[str]] = None  # with an ASR lexicon search: the transcript's new words
+__all__ = ["SimultaneousTranslator", "STAGES"]
 
 
 class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):

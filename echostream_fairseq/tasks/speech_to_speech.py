@@ -24,9 +24,9 @@ from typing import Dict, Optional
 from fairseq.data import Dictionary
 from fairseq.tasks import FairseqTask, register_task
 
-from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
 from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset, load_text_target, read_word_sentences
 from echostream_fairseq.data.text import pieces_to_words
+from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 from echostream_fairseq.tasks.configs import ConfigError, DataConfig, MultitaskConfig
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import echostream_fairseq.vocoder.causal_hifigan as causal_hifigan
 from echostream_fairseq.common.cpu import cpu_capabilities
-from echostream_fairseq.vocoder import causal_hifigan
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.causal_hifigan import is_causal
 from echostream_fairseq.vocoder.config import (
