@@ -10,7 +10,10 @@ setup(
     name="echostream",
     version="0.1.0",
     description="StreamSpeech's simultaneous speech translation model on bounded-state streaming encoders",
-    packages=find_packages(include=["echostream_fairseq", "echostream_fairseq.*"]),
+    # the product, and its benchmarks apart (echostream_bench imports echostream_fairseq, never the reverse)
+    packages=find_packages(
+        include=["echostream_fairseq", "echostream_fairseq.*", "echostream_bench", "echostream_bench.*"]
+    ),
     package_data={"echostream_fairseq.server": ["static/*"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
@@ -22,31 +25,30 @@ setup(
         "sentencepiece",
         "sacrebleu",
         "soundfile",
-        "matplotlib",
-        "psutil",
         "pocketsphinx==5.1.1",
         "mweralign==1.4.1",
         "aiohttp==3.14.5",
     ],
     # FBK's simulstream serving and long-form evaluation toolkit, for its EchoStream speech processor
-    extras_require={"simulstream": ["simulstream==1.0.0"]},
+    # plots: the benchmarks' and learning curves' figures and memory readings (make install installs them)
+    extras_require={"simulstream": ["simulstream==1.0.0"], "plots": ["matplotlib", "psutil"]},
     entry_points={
         "console_scripts": [
-            "echostream-bench=echostream_fairseq.cli.bench:main",
+            "echostream-bench=echostream_bench.emformer_step:main",
             "echostream-prep=echostream_fairseq.cli.prep:main",
             "echostream-score=echostream_fairseq.cli.score:main",
-            "echostream-bench-vocoder=echostream_fairseq.cli.bench_vocoder:main",
+            "echostream-bench-vocoder=echostream_bench.vocoder:main",
             "echostream-vocode=echostream_fairseq.cli.vocode:main",
             "echostream-train-vocoder=echostream_fairseq.cli.train_vocoder:main",
             "echostream-asr-bleu=echostream_fairseq.cli.asr_bleu:main",
-            "echostream-bench-agent=echostream_fairseq.cli.bench_agent:main",
-            "echostream-bench-encoders=echostream_fairseq.cli.bench_encoders:main",
+            "echostream-bench-agent=echostream_bench.agent:main",
+            "echostream-bench-encoders=echostream_bench.encoders:main",
             "echostream-simul-report=echostream_fairseq.cli.simul_report:main",
             "echostream-learning-curves=echostream_fairseq.cli.learning_curves:main",
             "echostream-longform=echostream_fairseq.cli.longform:main",
-            "echostream-bench-batch=echostream_fairseq.cli.bench_batch:main",
-            "echostream-bench-system=echostream_fairseq.cli.bench_system:main",
-            "echostream-bench-serving=echostream_fairseq.cli.bench_serving:main",
+            "echostream-bench-batch=echostream_bench.batch:main",
+            "echostream-bench-system=echostream_bench.system:main",
+            "echostream-bench-serving=echostream_bench.serving:main",
             "echostream-serve=echostream_fairseq.cli.serve:main",
             "echostream-client=echostream_fairseq.cli.client:main",
         ],

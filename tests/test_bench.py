@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from echostream_fairseq.cli import bench, bench_floor, bench_system
+from echostream_bench import emformer_step as bench
+from echostream_bench import floor as bench_floor
+from echostream_bench import system as bench_system
 from echostream_fairseq.common.cpu import cpu_capabilities
 from echostream_fairseq.modules import precision
 

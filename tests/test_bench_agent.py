@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from echostream_fairseq.cli.bench_agent import build_parser, main, run
-from echostream_fairseq.cli.bench_agent.inputs import build_stream
-from echostream_fairseq.cli.bench_agent.timing import simulate_lag
+from echostream_bench.agent import build_parser, main, run
+from echostream_bench.agent.inputs import build_stream
+from echostream_bench.agent.timing import simulate_lag
 
 
 def _finite(x):

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from echostream_fairseq.cli.bench_batch import main
+from echostream_bench.batch import main
 
 
 def test_bench_batch_writes_the_table_with_both_modes(corpus, trained, tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_bench_batch_names_a_bad_input(tmp_path, capsys):
 def test_the_full_size_system_takes_each_vocoder(corpus):
     """--full-size-vocoder: StreamSpeech's HiFi-GAN, its causal form or the iSTFT generator of the
     full preset, each named in the report; the iSTFT one shares calls of up to 32 streams."""
-    from echostream_fairseq.cli.bench_batch import _vocoder_kind, random_full_size_vocoder
+    from echostream_bench.batch import _vocoder_kind, random_full_size_vocoder
 
     istft = random_full_size_vocoder(corpus / "units" / "kmeans.pt", max_batch=None, generator="istft")
     assert istft.vocoder.istft and istft.vocoder.generator.n_fft == 1280 and istft.max_batch == 32
@@ -64,7 +64,7 @@ def test_the_full_size_system_takes_each_vocoder(corpus):
 
 
 def test_the_report_names_each_kind_of_vocoder(tmp_path):
-    from echostream_fairseq.cli.bench_batch import _vocoder_kind
+    from echostream_bench.batch import _vocoder_kind
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from echostream_fairseq.cli import bench_encoders
+from echostream_bench import encoders as bench_encoders
 
 
 def test_bench_encoders_tiny(tmp_path, capsys):

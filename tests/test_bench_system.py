@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from echostream_fairseq.cli.bench_system import main
+from echostream_bench.system import main
 
 
 def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
@@ -46,7 +46,7 @@ def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
 def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
-    from echostream_fairseq.cli import bench_system
+    from echostream_bench import system as bench_system
     from echostream_fairseq.common.cpu import cpu_capabilities
 
     lesser = replace(cpu_capabilities(), flags=frozenset({"sse4_2"}), fbgemm=False)

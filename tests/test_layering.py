@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "echostream_fairseq"
+BENCHMARKS = PACKAGE.parent / "echostream_bench"  # imports the package; the package never imports it
 
 _BASE = {"common"}
 _MODEL = _BASE | {"modules", "models"}
@@ -132,8 +133,18 @@ def _circles(graph: dict) -> list:
 
 
 def test_no_import_circle():
-    files = sorted(PACKAGE.rglob("*.py"))
+    files = sorted(PACKAGE.rglob("*.py")) + sorted(BENCHMARKS.rglob("*.py"))
     assert _circles(_import_graph(files)) == []
+
+
+def test_the_package_never_imports_its_benchmarks():
+    graph = _import_graph(sorted(PACKAGE.rglob("*.py")) + sorted(BENCHMARKS.rglob("*.py")))
+    assert [
+        m
+        for m, targets in graph.items()
+        if m.startswith("echostream_fairseq") and any(t.startswith("echostream_bench") for t in targets)
+    ] == []
+    assert any(t.startswith("echostream_fairseq") for t in graph["echostream_bench.system"])
 
 
 def test_the_circle_check_finds_one():

@@ -138,7 +138,7 @@ def test_backends_choose_the_path(backend):
 def test_compiled_takes_the_compilers_kernels(backend):
     """torch.compile traces F.linear even where the packed path is forced (inductor cannot lower a
     weight packed inside the graph): one whole graph, no oneDNN op in it, equal to the eager product."""
-    from echostream_fairseq.cli.bench import compile_step
+    from echostream_bench.common import compile_step
 
     backend("onednn")
     lin = PackedLinear(32, 16, activation="relu").eval()

@@ -66,7 +66,7 @@ def test_simulstream_config_errors_name_the_key(writing, corpus):
 
 
 def test_bench_serving_puts_both_servers_in_one_table(writing, corpus, tmp_path):
-    from echostream_fairseq.cli.bench_serving import main
+    from echostream_bench.serving import main
 
     save, _ = writing
     out = tmp_path / "serving"

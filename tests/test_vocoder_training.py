@@ -202,7 +202,7 @@ def test_cli_trains_resumes_and_refuses_another_config(corpus, tmp_path, capsys)
 
 
 def test_vocoder_benchmark_writes_its_tables(corpus, tmp_path, capsys):
-    from echostream_fairseq.cli.bench_vocoder import main as bench_main
+    from echostream_bench.vocoder import main as bench_main
 
     save = tmp_path / "v"
     VocoderTrainer(micro_training_config(), options(corpus, save, 1)).train()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from echostream_fairseq.cli.bench_batch import SAMPLE_RATE, _sources
+from echostream_bench.batch import SAMPLE_RATE, _sources
 from echostream_fairseq.streaming.api import EchoStream
 from echostream_fairseq.streaming.loading import load_vocoder
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Optional
 
-from echostream_fairseq.cli.bench_agent.curve import QUALITY_METRIC
-from echostream_fairseq.cli.bench_agent.long_stream import SYSTEM_ORDER, position_key
-from echostream_fairseq.cli.bench_agent.timing import STAGES
+from echostream_bench.agent.curve import QUALITY_METRIC
+from echostream_bench.agent.long_stream import SYSTEM_ORDER, position_key
+from echostream_bench.agent.timing import STAGES
 
 __all__ = ["STAGE_LABELS", "render_long_stream", "render_curve", "render"]
 

@@ -65,11 +65,11 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from echostream_fairseq.cli.bench_agent.curve import curve
-from echostream_fairseq.cli.bench_agent.inputs import REPO, BenchError, check_file, check_inputs
-from echostream_fairseq.cli.bench_agent.long_stream import long_stream
-from echostream_fairseq.cli.bench_agent.plots import plot_curve, plot_long_stream
-from echostream_fairseq.cli.bench_agent.render import render, render_curve, render_long_stream
+from echostream_bench.agent.curve import curve
+from echostream_bench.agent.inputs import REPO, BenchError, check_file, check_inputs
+from echostream_bench.agent.long_stream import long_stream
+from echostream_bench.agent.plots import plot_curve, plot_long_stream
+from echostream_bench.agent.render import render, render_curve, render_long_stream
 from echostream_fairseq.common.files import atomic_open
 
 __all__ = ["build_parser", "main", "run"]

@@ -18,7 +18,6 @@ Writes ``bench.md`` (tables), ``bench.json`` and ``bench.png`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -27,7 +26,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from echostream_fairseq.cli.bench_floor import (
+from echostream_bench.common import compile_step, write_report
+from echostream_bench.floor import (
     matmul_floor_ms,
     memory_bandwidth_gbs,
     op_profile,
@@ -36,17 +36,8 @@ from echostream_fairseq.cli.bench_floor import (
 )
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
-from echostream_fairseq.common.files import atomic_open
 
 SECONDS_PER_FRAME = ENCODER_FRAME_MS / 1000  # one encoder frame after 4x subsampling of 10 ms fbank
-
-
-def write_report(out: Path, stem: str, results: Dict, table: str) -> None:
-    """``STEM.json`` and ``STEM.md`` in ``out`` (made if missing), each written whole or not at all."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in ((f"{stem}.json", json.dumps(results, indent=1)), (f"{stem}.md", table)):
-        with atomic_open(out / name) as f:  # never leave a half-written result behind
-            f.write(text)
 
 
 def _median_ms(values: List[float]) -> float:
@@ -104,13 +95,6 @@ def _variants(ta, args) -> Tuple[Dict[str, Tuple[Callable, str]], Dict[str, str]
     if args.compile:
         variants["ours fp32, compiled"] = (ours("fp32", "aten", compiled=True), "fp32")
     return variants, unavailable
-
-
-def compile_step(step: Callable) -> Callable:
-    """``torch.compile(step, dynamic=False)``, its C++ code at the vector length this CPU needs
-    (:attr:`~echostream_fairseq.common.cpu.CpuCapabilities.compiled_simd_bits`)."""
-    bits = cpu_capabilities().compiled_simd_bits
-    return torch.compile(step, dynamic=False, options=None if bits is None else {"cpp.simdlen": bits})
 
 
 def steady_state_compiled(model) -> Callable:

@@ -29,7 +29,7 @@ from typing import Dict, List
 
 import torch
 
-from echostream_fairseq.cli.bench import compile_step
+from echostream_bench.common import compile_step
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.common.cpu import machine_header
 from echostream_fairseq.models import echostream as arch

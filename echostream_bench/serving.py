@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("simulstream").setLevel(logging.WARNING)
-    from echostream_fairseq.cli.bench import write_report
+    from echostream_bench.common import write_report
     from echostream_fairseq.common.cpu import machine_header
     from echostream_fairseq.streaming.api import EchoStream
 

@@ -368,7 +368,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from echostream_fairseq.cli.bench import write_report
+    from echostream_bench.common import write_report
     from echostream_fairseq.common.cpu import machine_header
 
     try:

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict
 
-from echostream_fairseq.cli.bench_agent.long_stream import SYSTEM_ORDER
+from echostream_bench.agent.long_stream import SYSTEM_ORDER
 
 __all__ = ["plot_long_stream", "plot_curve"]
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 import torch
 
-from echostream_fairseq.cli.bench_agent.inputs import (
+from echostream_bench.agent.inputs import (
     BenchError,
     build_stream,
     load_translator,
@@ -21,8 +21,8 @@ from echostream_fairseq.cli.bench_agent.inputs import (
     split_files,
     vocoder_path,
 )
-from echostream_fairseq.cli.bench_agent.stats import mean
-from echostream_fairseq.cli.bench_agent.timing import STAGES, Timed, simulate_lag, warm_up
+from echostream_bench.agent.stats import mean
+from echostream_bench.agent.timing import STAGES, Timed, simulate_lag, warm_up
 from echostream_fairseq.common.audio import SAMPLE_RATE
 
 __all__ = ["SYSTEM_ORDER", "position_key", "long_stream"]
@@ -58,7 +58,7 @@ def _summarise_window(sys_: Timed, lo: int, hi: int) -> Dict[str, Any]:
 
 
 def long_stream(args) -> Dict[str, Any]:
-    """The long-stream part (see :mod:`echostream_fairseq.cli.bench_agent`)."""
+    """The long-stream part (see :mod:`echostream_bench.agent`)."""
     from tqdm import tqdm
 
     torch.set_num_threads(args.threads)

@@ -30,8 +30,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from echostream_fairseq.cli.bench import write_report
-from echostream_fairseq.cli.bench_batch import BenchError, _sources, _translator, random_full_size_vocoder, tiny_system
+from echostream_bench.batch import BenchError, _sources, _translator, random_full_size_vocoder, tiny_system
+from echostream_bench.common import write_report
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
 from echostream_fairseq.modules.precision import DTYPES, convert_precision

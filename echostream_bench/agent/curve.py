@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from echostream_fairseq.cli.bench_agent.inputs import (
+from echostream_bench.agent.inputs import (
     REPO,
     BenchError,
     agent_flags,
@@ -23,7 +23,7 @@ from echostream_fairseq.cli.bench_agent.inputs import (
     split_files,
     vocoder_path,
 )
-from echostream_fairseq.cli.bench_agent.stats import mean
+from echostream_bench.agent.stats import mean
 
 __all__ = ["LATENCY_METRICS", "QUALITY_METRIC", "curve"]
 
@@ -96,7 +96,7 @@ def _reference_ceiling(sources: List[str], refs: List[str], data: Path, lm_file:
 
 
 def curve(args) -> Dict[str, Any]:
-    """The latency-quality part (see :mod:`echostream_fairseq.cli.bench_agent`)."""
+    """The latency-quality part (see :mod:`echostream_bench.agent`)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
