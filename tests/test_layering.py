@@ -152,6 +152,39 @@ def test_the_circle_check_finds_one():
     assert _circles({"a": ["b"], "b": []}) == []
 
 
+def _simuleval_importers(modules) -> list:
+    """Which of the package's ``modules`` import SimulEval themselves (fairseq, below us, may)."""
+    found = []
+    for module in modules:
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        path = path if path.is_file() else path.with_suffix("") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] == "simuleval" for n in names):
+                found.append(module)
+                break
+    return found
+
+
+def test_the_server_and_longform_commands_do_not_need_the_agents():
+    """Their flags come from streaming/options.py: nothing they import of ours imports SimulEval."""
+    graph = _import_graph(sorted(PACKAGE.rglob("*.py")))
+    for command in ("echostream_fairseq.cli.serve", "echostream_fairseq.cli.longform"):
+        reached, todo = set(), [command]
+        while todo:
+            module = todo.pop()
+            if module not in reached:
+                reached.add(module)
+                todo.extend(graph[module])
+        assert not any(m.startswith("echostream_fairseq.agents") for m in reached), command
+        assert _simuleval_importers(sorted(reached)) == [], command
+    assert _simuleval_importers(["echostream_fairseq.agents.simuleval_agent"]) == [
+        "echostream_fairseq.agents.simuleval_agent"
+    ]
+
+
 def test_importing_the_package_and_the_agents_patches_nothing():
     """Registering with fairseq is the package import's only effect: torch's allow-list and
     SimulEval's classes are changed by explicit calls (the task, the checkpoint loader, the agents)."""

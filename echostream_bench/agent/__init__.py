@@ -9,7 +9,7 @@ latency-quality curve.
 Both parts run the whole agent (:class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`:
 fbank, encoder, CTC heads, READ/WRITE policy, MT decoder, text-to-unit, unit CTC, vocoder), with speech
 output, on checkpoints loaded as the SimulEval agent loads them
-(:func:`~echostream_fairseq.agents.simuleval_agent.build_translator`).
+(:func:`~echostream_fairseq.streaming.options.translator_from_args`).
 
 **long-stream.** The split's utterances, concatenated in order (repeated when needed) with
 ``--silence`` seconds of silence between them, up to ``--minutes``, fed in ``--source-segment-size``

@@ -98,14 +98,14 @@ def agent_flags(args, model: str, reencode: bool, chunk_ms: int) -> List[str]:
 
 
 def load_translator(args, model: str, reencode: bool, chunk_ms: int):
-    from echostream_fairseq.agents.simuleval_agent import add_agent_args, build_translator
+    from echostream_fairseq.streaming.options import add_translator_args, translator_from_args
 
     parser = argparse.ArgumentParser(add_help=False)
-    add_agent_args(parser, speech_output=True)
+    add_translator_args(parser, speech_output=True)
     parser.add_argument("--source-segment-size", type=int, default=320)
     agent_args = parser.parse_args(agent_flags(args, model, reencode, chunk_ms))
     try:
-        return build_translator(agent_args, speech_output=True)
+        return translator_from_args(agent_args, speech_output=True)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise BenchError(f"cannot load {model} ({'re-encode' if reencode else 'incremental'} mode): {e}") from None
 

@@ -32,7 +32,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from echostream_fairseq.agents.simuleval_agent import add_agent_args
+    from echostream_fairseq.streaming.options import add_translator_args
 
     p = argparse.ArgumentParser(prog="echostream-longform", description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", required=True, help="folder made by echostream-prep longform")
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="speech-to-speech: write OUT/{name}.wav and score its pocketsphinx transcript (ASR-BLEU, "
         "resegmented); needs the vocoder flags",
     )
-    add_agent_args(p, speech_output=True)
+    add_translator_args(p, speech_output=True)
     return p
 
 
@@ -161,9 +161,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
-    from echostream_fairseq.agents.simuleval_agent import build_translator
     from echostream_fairseq.data.longform import read_stream_sentences
     from echostream_fairseq.evaluation.longform import ReferenceSentence, boundary_scores, lag_trend, longform_scores
+    from echostream_fairseq.streaming.options import translator_from_args
 
     names = args.names
     if names is None:
@@ -177,7 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
     recognizer = None
     try:
-        translator = build_translator(args, speech_output=args.speech_output)
+        translator = translator_from_args(args, speech_output=args.speech_output)
         if args.speech_output:
             from echostream_fairseq.data.manifest import read_tsv
             from echostream_fairseq.evaluation.recognizer import PocketsphinxRecognizer

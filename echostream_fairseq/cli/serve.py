@@ -17,14 +17,14 @@ import asyncio
 import logging
 import sys
 
-from echostream_fairseq.agents.simuleval_agent import add_agent_args, build_translator
+from echostream_fairseq.streaming.options import add_translator_args, translator_from_args
 
 logger = logging.getLogger("echostream.serve")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="EchoStream live server: many streams, one batched model")
-    add_agent_args(p, speech_output=True)
+    add_translator_args(p, speech_output=True)
     p.add_argument(
         "--output",
         choices=("speech", "text"),
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         from echostream_fairseq.streaming.api import EchoStream
 
         speech = (args.output or ("speech" if args.vocoder else "text")) == "speech"
-        system = EchoStream(build_translator(args, speech_output=speech))
+        system = EchoStream(translator_from_args(args, speech_output=speech))
         chunk_sizes = tuple(args.chunk_sizes or sorted({160, 320, 640, args.source_segment_size}))
         if args.source_segment_size not in chunk_sizes:
             raise ValueError(
