@@ -229,7 +229,7 @@ def test_whole_stream_speaks_and_finishes(loaded, corpus):
     assert state.finished and outs[-1].finished
     audio = torch.cat([o.audio for o in outs])
     units = sum(len(o.units) for o in outs)
-    assert state.units == units
+    assert state.units_emitted == units
     if units:
         assert audio.numel() > 0 and torch.isfinite(audio).all()
     with pytest.raises(ValueError, match="this stream is finished"):
@@ -373,7 +373,7 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
     assert state.unit_pending is not None and state.unit_pending.size(1) == 1
     with torch.inference_mode():  # as the translator's own steps run
         [(flushed, state)] = units_for([(state, None, None, True)])
-    assert state.unit_pending is None and state.text_states == len(state.target_tokens)
+    assert state.unit_pending is None and state.subwords_with_units == len(state.target_tokens)
     text = torch.cat(seen, dim=1)
     with torch.inference_mode():
         logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([text.size(1)]), k2=1, n2=1)

@@ -70,7 +70,7 @@ class Speaking:
         spoken = self.vocoder.step_batch([(ids, state.vocoder, finish) for ids, state, finish in items])
         credit_share(clocks, range(len(items)), "vocoder", started)
         return [
-            (wave, replace(state, vocoder=voc_state, units=state.units + len(ids)))
+            (wave, replace(state, vocoder=voc_state, units_emitted=state.units_emitted + len(ids)))
             for (ids, state, _), (wave, voc_state) in zip(items, spoken)
         ]
 
@@ -99,7 +99,15 @@ class Speaking:
             ready = pending[:, : pending.size(1) - held]
             # no new text (a flush of held states): nothing joins the memory, which holds them already
             new_memory = ready[:, :0] if text_out[i] is None else text_out[i]
-            steps.append((ready, state.unit_caches, state.text_states, new_memory, state.text_states + pending.size(1)))
+            steps.append(
+                (
+                    ready,
+                    state.unit_caches,
+                    state.subwords_with_units,
+                    new_memory,
+                    state.subwords_with_units + pending.size(1),
+                )
+            )
             plans.append((pending, held, ready))
         logits, unit_caches = self.model.unit_decoder.step_packed(steps, window, lookahead=k)
         # every stream's best units in one product (the streams' positions packed along time)
@@ -116,7 +124,7 @@ class Speaking:
                         state,
                         t2u_caches=t2u_caches[i],
                         unit_caches=unit_caches[i],
-                        text_states=state.text_states + ready.size(1),
+                        subwords_with_units=state.subwords_with_units + ready.size(1),
                         unit_pending=pending[:, pending.size(1) - held :] if held else None,
                         unit_last=last,
                     ),
@@ -152,4 +160,6 @@ class Speaking:
         else:
             frames, new_frames = all_ids, len(new_ids)
         wave = voc.synthesize_frames(frames)
-        return wave[wave.numel() - new_frames * voc.frame_hop :], replace(state, units=state.units + len(new_ids))
+        return wave[wave.numel() - new_frames * voc.frame_hop :], replace(
+            state, units_emitted=state.units_emitted + len(new_ids)
+        )

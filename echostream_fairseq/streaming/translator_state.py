@@ -111,9 +111,9 @@ class TranslatorState:
     policy: PolicyState
     t2u_caches: Optional[List[LayerCache]]
     unit_caches: Optional[List[LayerCache]]
-    text_states: int  # target subwords turned into units
+    subwords_with_units: int  # target subwords turned into units (a count; text states are tensors)
     unit_last: int
-    units: int  # units emitted
+    units_emitted: int  # a count (StepOutput.units lists a chunk's units)
     all_units: Tuple[int, ...]  # reencode mode only
     vocoder: Optional[VocoderState]
     finished: bool = False
