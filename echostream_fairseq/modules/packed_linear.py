@@ -4,9 +4,8 @@ Why: a streaming step multiplies ~10 rows by every weight of the model, so its t
 reading weights, and which kernel reads them fastest depends on the CPU. Two paths
 (:data:`LINEAR_PATHS`):
 
-* ``packed``: a copy of the weight packed once for oneDNN (it cut the 48 matrix products of a
-  12-layer d=256 Emformer step from 9.9 ms to 4.2 ms in fp32 on a 2-core AVX-512 machine, and made
-  the same step slower on an AMX Xeon). fp32 always; bf16 only where oneDNN has bf16 kernels
+* ``packed``: a copy of the weight packed once for oneDNN (faster on some CPUs, slower on others:
+  docs/decisions.md). fp32 always; bf16 only where oneDNN has bf16 kernels
   (:attr:`~echostream_fairseq.common.cpu.CpuCapabilities.onednn_bf16`: AVX512-BW/VL/DQ or
   AVX-NE-CONVERT), since oneDNN refuses to pack a bf16 weight elsewhere;
 * ``aten``: ``F.linear`` in the weight's dtype. It is the only bf16 path without oneDNN's bf16
@@ -84,8 +83,7 @@ def linear_backend() -> str:
 
 def rows_class(rows: int) -> int:
     """Products with 1, 2-3, 4-7, 8-15 and 16 or more rows are timed apart: one decoder token
-    and a chunk of frames can favour different paths (measured: 512x512 with one row, 67 us
-    with ``F.linear`` against 256 packed, on an AMX Xeon whose 10-row products were a tie)."""
+    and a chunk of frames can favour different paths (docs/decisions.md)."""
     return min(rows, 16).bit_length()
 
 

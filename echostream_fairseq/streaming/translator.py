@@ -137,9 +137,8 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
     def _encoder_chunk_length(model, config: TranslatorConfig) -> int:
         """Encoder frames per encoder step. StreamSpeech sets its encoder's chunk to the source
         chunk; a longer encoder chunk than the model was trained with reads worse, though
-        multi-chunk training drew 4, 8, 16 and 32 frames (the demo model, greedy MT BLEU on test:
-        73.0 at 4, 71.9 at its 8, 64.7 at 32, 61.7 at 50), so by default the encoder keeps its
-        own, or the source chunk when that is shorter."""
+        multi-chunk training drew 4, 8, 16 and 32 frames (docs/decisions.md), so by default the
+        encoder keeps its own, or the source chunk when that is shorter."""
         if config.encoder_chunk_ms:
             if config.encoder_chunk_ms < ENCODER_FRAME_MS or config.encoder_chunk_ms % ENCODER_FRAME_MS:
                 raise ValueError(

@@ -37,9 +37,8 @@ logger = logging.getLogger(__name__)
 _fp32_vocoder_noted: list = []
 
 # oneDNN keeps 1024 prepared convolutions by default; a full-size generator needs about 60 per input
-# length, so a stream's dozen lengths (two dtypes in a benchmark) would evict each other and be
-# prepared again on every call (measured: the bf16 vocoder's mean cost per chunk 181 ms, 89 with room).
-# Read by oneDNN when it first prepares one; a value set by the user wins.
+# length, so a stream's dozen lengths would evict each other and be prepared again on every call
+# (docs/decisions.md). Read by oneDNN when it first prepares one; a value set by the user wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192")
 
 
@@ -189,12 +188,10 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         # the rounding fairseq's CodeGenerator applies: the predictor is trained on log(1 + frames)
         return torch.clamp(torch.round(torch.exp(log_duration) - 1).long(), min=1)
 
-    # oneDNN builds a convolution primitive per input length (30-50 ms for the tiny generator, more
-    # for the full-size one, on 2 cores) and then runs it faster than PyTorch's own CPU convolution
-    # (the full-size generator on 28 frames: 132 ms against 212 in fp32, 89 ms in bf16, measured);
-    # incremental synthesis keeps the lengths to multiples of this, so a stream meets only a few.
-    # For the tiny generator oneDNN gains nothing; ``IncrementalVocoder.warm_up`` times both and
-    # sets ``onednn`` (False: PyTorch's own CPU convolution).
+    # oneDNN builds a convolution primitive per input length, slowly, and then runs it faster than
+    # PyTorch's own CPU convolution (docs/decisions.md); incremental synthesis keeps the lengths to
+    # multiples of this, so a stream meets only a few. ``IncrementalVocoder.warm_up`` times both
+    # and sets ``onednn`` (False: PyTorch's own CPU convolution), as the gain depends on the generator.
     length_bucket = 8
     onednn = True
 

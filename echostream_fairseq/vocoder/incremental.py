@@ -53,17 +53,14 @@ LEFT_CONTEXT = 8
 # warm_up keeps the sub-batch size up to it that costs least per stream on the machine
 MAX_SUB_BATCH = 8
 # the same for a causal vocoder: its calls hold new frames only, so many more streams fit a call
-# before it stops getting cheaper per stream (the tiny generator, random weights, 9-frame calls,
-# 2 cores: 4.2 ms per stream at 8, 2.1 at 32)
+# before it stops getting cheaper per stream (docs/decisions.md)
 MAX_CAUSAL_SUB_BATCH = 32
-# the same for the iSTFT generator, whose calls are matrix products over every row's frames (its
-# tiny preset, random weights, 24-frame calls, 2 cores: 4.0 ms for one stream, 1.5 ms per stream at
-# 8, 1.3 at 16 and 32)
+# the same for the iSTFT generator, whose calls are matrix products over every row's frames
 MAX_ISTFT_SUB_BATCH = 32
 # a causal vocoder's calls are padded to a multiple of this many frames (a few shapes for oneDNN)
 CAUSAL_LENGTH_BUCKET = 4
 # what one call of a causal vocoder costs beyond its frames, in frames, until warm_up measures it
-# (measured on 2 cores: 33-89 for the tiny generator, 12-13 for the full-size one)
+# (it differs by generator and machine: docs/decisions.md)
 CALL_FRAMES = 64
 # the most frames a shorter stream is padded by to share a call (the streaming API's setting): on a
 # 2-core CPU one call of the tiny generator costs about as much as 40-50 more frames in a larger one
