@@ -142,7 +142,7 @@ def test_every_backbone_keeps_the_streaming_contract(encoder_type):
 def test_the_zipformer_steps_on_every_320ms_chunk_with_one_frame_of_subsampler_delay(delay):
     """A 320 ms chunk gives 30 complete fbank frames at first and 32 after; without delay the
     Zipformer's 16th 50 Hz frame of a chunk needs the next chunk's first fbank frame, so every
-    backbone step waits one chunk (docs/comparison.md, "The Zipformer's lag")."""
+    backbone step waits one chunk (docs/results/2026-12-06-encoder-comparison.md, "The Zipformer's lag")."""
     from echostream_fairseq.models.echostream import zipformer_tiny_architecture
 
     torch.manual_seed(0)

@@ -356,7 +356,7 @@ def emformer_tiny_architecture(args) -> None:
 def emformer_conv_tiny_architecture(args) -> None:
     """``echostream_emformer_tiny`` with the Conformer's causal convolution module (kernel 15) in
     every Emformer layer: at equal training time its CTC heads learn as fast as the Conformer's
-    (docs/comparison.md)."""
+    (docs/results/2026-12-06-encoder-comparison.md)."""
     _default(args, "emformer_conv_kernel_size", 15)
     emformer_tiny_architecture(args)
 

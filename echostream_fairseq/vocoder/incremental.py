@@ -47,7 +47,7 @@ __all__ = [
 
 # unit frames re-synthesised as context by default: incremental audio of trained tiny generators
 # (HiFi-GAN and iSTFT) and of random full-size ones is as close to one-shot synthesis with 8 as
-# with 12 or 16 (docs/batching.md); each frame costs the iSTFT generator as much as a new one
+# with 12 or 16 (docs/results/2026-12-06-batching-runs.md); each frame costs the iSTFT generator as much as a new one
 LEFT_CONTEXT = 8
 # the most streams a synthesis call takes when many streams share calls (the streaming API);
 # warm_up keeps the sub-batch size up to it that costs least per stream on the machine
