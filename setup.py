@@ -25,13 +25,14 @@ setup(
         "sentencepiece",
         "sacrebleu",
         "soundfile",
+        "psutil",
         "pocketsphinx==5.1.1",
         "mweralign==1.4.1",
         "aiohttp==3.14.5",
     ],
     # FBK's simulstream serving and long-form evaluation toolkit, for its EchoStream speech processor
-    # plots: the benchmarks' and learning curves' figures and memory readings (make install installs them)
-    extras_require={"simulstream": ["simulstream==1.0.0"], "plots": ["matplotlib", "psutil"]},
+    # plots: the benchmarks' and learning curves' figures (make install installs matplotlib)
+    extras_require={"simulstream": ["simulstream==1.0.0"], "plots": ["matplotlib"]},
     entry_points={
         "console_scripts": [
             "echostream-bench=echostream_bench.emformer_step:main",

@@ -14,6 +14,6 @@ Each module is one ``echostream-bench*`` command and prints tables with the mach
   the latency-quality curve.
 
 :mod:`~echostream_bench.common` holds what they share. The package imports ``echostream_fairseq``;
-``echostream_fairseq`` never imports it. Plots and memory readings need the ``plots`` extra
-(matplotlib, psutil), which ``make install`` installs.
+``echostream_fairseq`` never imports it. Plots need the ``plots`` extra (matplotlib), which
+``make install`` installs.
 """

@@ -141,7 +141,7 @@ simul test 320 s2st_test_320ms_k1 "test 320 ms, --lagging-k1 1" --lagging-k1 1
 "$BIN/python" - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
 import json, sys
 import torch
-from echostream_fairseq.checkpoint import allow_fairseq_checkpoint_configs
+from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 save, ceil = sys.argv[1:]
 allow_fairseq_checkpoint_configs()
 ckpt = torch.load(f"{save}/checkpoint_last.pt", map_location="cpu", weights_only=True)

@@ -83,15 +83,18 @@ def test_the_check_catches_an_upward_import(tmp_path):
     assert "streaming" not in ALLOWED["models"]
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def _module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _import_graph(files) -> dict:
+def _import_graph(files, root: Path = PACKAGE.parent) -> dict:
     """module -> the package's modules it names in an import, at any depth of the file (under
-    ``TYPE_CHECKING`` and inside functions too)."""
-    names = {_module_name(f): f for f in files}
+    ``TYPE_CHECKING`` and inside functions too). However an import is spelled, its edge goes to
+    the module it names: ``from pkg import mod`` to ``pkg.mod``, ``from pkg import name`` to ``pkg``.
+    The parent packages Python initialises first are not edges (a package's ``__init__`` that
+    re-exports its modules would otherwise close a circle with each of them)."""
+    names = {_module_name(f, root): f for f in files}
     graph = {}
     for module, path in names.items():
         targets = set()
@@ -99,7 +102,9 @@ def _import_graph(files) -> dict:
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                targets |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+                for alias in node.names:
+                    submodule = f"{node.module}.{alias.name}"
+                    targets.add(submodule if submodule in names else node.module)
         graph[module] = sorted(t for t in targets if t in names and t != module)
     return graph
 
@@ -147,9 +152,27 @@ def test_the_package_never_imports_its_benchmarks():
     assert any(t.startswith("echostream_fairseq") for t in graph["echostream_bench.system"])
 
 
-def test_the_circle_check_finds_one():
+def test_the_circle_check_finds_one(tmp_path):
     assert _circles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c"]]
     assert _circles({"a": ["b"], "b": []}) == []
+    # the same edges whichever way an import is spelled
+    package = tmp_path / "echostream_fairseq" / "part"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from echostream_fairseq.part.one import f\n")
+    (package / "one.py").write_text("from echostream_fairseq.part import two\n")
+    (package / "two.py").write_text(
+        "import echostream_fairseq.part.one as one\nfrom echostream_fairseq.part import g\n"
+    )
+    files = sorted(package.glob("*.py"))
+    assert _import_graph(files, tmp_path) == {
+        "echostream_fairseq.part": ["echostream_fairseq.part.one"],
+        "echostream_fairseq.part.one": ["echostream_fairseq.part.two"],
+        "echostream_fairseq.part.two": ["echostream_fairseq.part", "echostream_fairseq.part.one"],
+    }
+    # two takes a name from the package, whose __init__ imports one, which imports two: a circle
+    assert _circles(_import_graph(files, tmp_path)) == [
+        ["echostream_fairseq.part", "echostream_fairseq.part.one", "echostream_fairseq.part.two"]
+    ]
 
 
 def _simuleval_importers(modules) -> list:

@@ -98,7 +98,7 @@ def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loa
             if out.sentence_end:
                 assert state.asr_tokens == () and state.st_tokens == () and state.target_tokens == ()
                 assert state.mt_memory is None and state.policy == PolicyState()
-                assert state.t2u_caches is None and state.subwords_with_units == 0 and state.unit_last == CTC_BLANK
+                assert state.t2u_caches is None and state.voiced_state_count == 0 and state.unit_last == CTC_BLANK
     finally:
         model.asr_ctc = original
     # blank run reaches 10 in chunk 3 (frames 16..31 blank = 16) and, after the second sentence, in chunk 8

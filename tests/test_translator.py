@@ -373,7 +373,7 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
     assert state.unit_pending is not None and state.unit_pending.size(1) == 1
     with torch.inference_mode():  # as the translator's own steps run
         [(flushed, state)] = units_for([(state, None, None, True)])
-    assert state.unit_pending is None and state.subwords_with_units == len(state.target_tokens)
+    assert state.unit_pending is None and state.voiced_state_count == len(state.target_tokens)
     text = torch.cat(seen, dim=1)
     with torch.inference_mode():
         logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([text.size(1)]), k2=1, n2=1)

@@ -1,6 +1,6 @@
 """The translator's command-line flags in one place: :func:`add_translator_args` adds them and
 :func:`translator_from_args` loads the translator they describe. The SimulEval agents, the server,
-``echostream-longform`` and the benchmarks all use these two, so a flag means the same everywhere.
+``echostream-longform`` and the agent benchmark use these two, so a flag means the same in each.
 """
 
 from __future__ import annotations

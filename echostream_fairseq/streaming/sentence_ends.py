@@ -117,7 +117,7 @@ class SentenceEnds:
             policy=PolicyState(),
             t2u_caches=None,
             unit_caches=None,
-            subwords_with_units=0,
+            voiced_state_count=0,
             unit_last=CTC_BLANK,
             all_units=(),
             unit_pending=None,

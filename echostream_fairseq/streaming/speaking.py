@@ -103,9 +103,9 @@ class Speaking:
                 (
                     ready,
                     state.unit_caches,
-                    state.subwords_with_units,
+                    state.voiced_state_count,
                     new_memory,
-                    state.subwords_with_units + pending.size(1),
+                    state.voiced_state_count + pending.size(1),
                 )
             )
             plans.append((pending, held, ready))
@@ -124,7 +124,7 @@ class Speaking:
                         state,
                         t2u_caches=t2u_caches[i],
                         unit_caches=unit_caches[i],
-                        subwords_with_units=state.subwords_with_units + ready.size(1),
+                        voiced_state_count=state.voiced_state_count + ready.size(1),
                         unit_pending=pending[:, pending.size(1) - held :] if held else None,
                         unit_last=last,
                     ),

@@ -189,7 +189,7 @@ class SimultaneousTranslator(MTWriting, Speaking, SentenceEnds):
             policy=PolicyState(),
             t2u_caches=None,
             unit_caches=None,
-            subwords_with_units=0,
+            voiced_state_count=0,
             unit_last=CTC_BLANK,
             units_emitted=0,
             all_units=(),

@@ -111,9 +111,10 @@ class TranslatorState:
     policy: PolicyState
     t2u_caches: Optional[List[LayerCache]]
     unit_caches: Optional[List[LayerCache]]
-    subwords_with_units: int  # target subwords turned into units (a count; text states are tensors)
+    # text states (a subword's, or the sentence end's) turned into units: a count; text states are tensors
+    voiced_state_count: int
     unit_last: int
-    units_emitted: int  # a count (StepOutput.units lists a chunk's units)
+    units_emitted: int  # units handed to the vocoder, a count (StepOutput.units lists a chunk's units)
     all_units: Tuple[int, ...]  # reencode mode only
     vocoder: Optional[VocoderState]
     finished: bool = False

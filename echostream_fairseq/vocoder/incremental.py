@@ -62,8 +62,8 @@ CAUSAL_LENGTH_BUCKET = 4
 # what one call of a causal vocoder costs beyond its frames, in frames, until warm_up measures it
 # (it differs by generator and machine: docs/decisions.md)
 CALL_FRAMES = 64
-# the most frames a shorter stream is padded by to share a call (the streaming API's setting): on a
-# 2-core CPU one call of the tiny generator costs about as much as 40-50 more frames in a larger one
+# the most frames a shorter stream is padded by to share a call (the streaming API's setting): a call
+# of its own costs more than padding that many frames into a shared one (docs/decisions.md)
 MAX_PADDING = 16
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class IncrementalVocoder:
         # a call's usual length: the context and about 10 new frames (200 ms of speech), to the bucket
         usual = -(-(self.history_frames + 10) // self.length_bucket) * self.length_bucket
         if hasattr(self.vocoder, "onednn"):
-            # oneDNN's lead grows with the batch (a causal call of 16 short rows costs 10x more without it)
+            # oneDNN's lead grows with the batch, so the typical call is timed with several rows
             rows = min(16 if self.causal else 4, self.max_batch)
             typical = torch.zeros(rows, usual, dtype=torch.long)  # prepared above
             best = {True: float("inf"), False: float("inf")}

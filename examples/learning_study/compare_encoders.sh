@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The three encoders compared once trained (docs/comparison.md): offline decoding on test and
+# The three encoders compared once trained (docs/results/2026-12-06-encoder-comparison.md): offline decoding on test and
 # test_heldout, then simuleval's speech-to-speech agent at 160, 320, 640 and 2000 ms chunks on
 # test. The Emformer and Zipformer run incrementally (a source chunk longer than the encoder's
 # trained chunk is encoded in steps of it); the Conformer re-encodes the prefix at every

@@ -50,7 +50,7 @@ $S h_1k 40 1 --train-subset train_1000 "${H[@]}" & wait
 I=(--train-subset train_20000 --dropout 0 --ctc-upsample-rate 15 --lr 2e-3 --validate-interval-updates 250 --seed 2)
 $S i_seed2 12 1 "${I[@]}" "${SCHED[@]}" & $S i_ctc600_seed2 12 1 "${I[@]}" --loss-schedule mt:600:200 unit_ctc:800:200 & wait
 
-# the encoder comparison (docs/comparison.md): the recipe for 3354 updates on each architecture
+# the encoder comparison (docs/results/2026-12-06-encoder-comparison.md): the recipe for 3354 updates on each architecture
 # (the Emformer's run is g_lr2e-3 above), and the Emformer with 128 frames of left context
 K=(--train-subset train_20000 "${SCHED[@]}" --dropout 0 --ctc-upsample-rate 15 --config-yaml config_nospec.yaml
    --validate-interval-updates 250 --lr 2e-3 --max-update 3354)
@@ -213,7 +213,7 @@ offline_test s_inverse_sqrt_4792
   --at 10 20 30 35 --markdown results/study/anneal.md --plot docs/learning_anneal.png
 
 # the three encoders with the recipe as it stands (500 warm-up updates, the rate annealed over the
-# last 30%), each for the recipe's 40 minutes on one thread, two jobs at a time (docs/comparison.md,
+# last 30%), each for the recipe's 40 minutes on one thread, two jobs at a time (docs/results/2026-12-06-encoder-comparison.md,
 # "With the current recipe, at equal training time"): the Emformer beside the Conformer, then the
 # Zipformer beside a 12-layer Emformer (the Conformer's parameter count), which was stopped after
 # 19 minutes on the CTC plateau (dev ASR WER 100% at update 1250); in its place, from the Zipformer's

@@ -2,7 +2,7 @@
 # examples/synthetic_tiny/train.sh (its one home). docs/learning.md measures its choices.
 # RECIPE_ARCH: the demo's model, the tiny Emformer with a causal convolution module in every layer:
 # in the same 40 minutes it learns more than the plain Emformer, the Conformer and the Zipformer
-# (docs/comparison.md, "With the current recipe, at equal training time").
+# (docs/results/2026-12-06-encoder-comparison.md, "With the current recipe, at equal training time").
 RECIPE_ARCH=echostream_emformer_conv_tiny
 # The budget: RECIPE_MINUTES of training (fairseq's --stop-time-hours, which counts the time of a
 # resumed run too), or RECIPE_UPDATES updates if they come first. Machines differ by 1.5x in speed
