@@ -25,7 +25,7 @@ __all__ = [
     "build_stream",
 ]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]  # echostream_bench/agent/inputs.py -> the repository
 
 
 class BenchError(Exception):
