@@ -73,12 +73,15 @@ def unavailable_dtypes(dtypes: List[str]) -> Dict[str, str]:
 
 
 def _vocoder_in(vocoder, dtype: str):
-    """The vocoder as ``--model-dtype`` runs it (a CodeHiFiGAN in bf16 under bf16 where oneDNN runs bf16,
-    ``CodeHiFiGANUnitVocoder.for_model_dtype``), else as it is."""
+    """The vocoder as ``--model-dtype`` runs it: a bf16 copy of a CodeHiFiGAN where
+    ``CodeHiFiGANUnitVocoder.dtype_for`` says bf16, else the vocoder as it is."""
     from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder
     from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
-    if dtype != "bf16" or not cpu_capabilities().onednn_bf16 or not isinstance(vocoder.vocoder, CodeHiFiGANUnitVocoder):
+    if (
+        not isinstance(vocoder.vocoder, CodeHiFiGANUnitVocoder)
+        or CodeHiFiGANUnitVocoder.dtype_for(dtype) == torch.float32
+    ):
         return vocoder
     bf16 = copy.deepcopy(vocoder.vocoder).for_model_dtype(dtype)
     bf16.onednn = True  # its own warm-up times the paths again (bf16 without oneDNN is ten times slower here)

@@ -75,11 +75,11 @@ def test_the_model_under_each_precision_stays_close_to_fp32(translators, corpus)
     lengths = torch.tensor([features.size(1)])
     with torch.inference_mode():
         ref = base.model.encoder(features, lengths)["encoder_out"][0]
-        for dtype, tol in (("bf16", 0.05), ("int8", 0.05))[: len(DTYPES_HERE) - 1]:
+        for dtype in DTYPES_HERE[1:]:  # bf16, and int8 where this CPU runs it
             model = translators[dtype].model
             out = model.encoder(features.to(torch_dtype(dtype)), lengths)["encoder_out"][0]
             assert out.dtype == torch_dtype(dtype)
-            assert _rel(out, ref) < tol, dtype
+            assert _rel(out, ref) < 0.05, dtype
     assert [precision_of(t.model) for t in translators.values()] == list(DTYPES_HERE)
     if "int8" in translators:
         linears = [m for m in translators["int8"].model.modules() if isinstance(m, nn.Linear)]

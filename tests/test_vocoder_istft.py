@@ -160,6 +160,7 @@ def test_bf16_runs_the_vocoder_in_bf16_only_where_onednn_can(tmp_path):
     for dtype in ("fp32", "int8"):
         assert vocoder.for_model_dtype(dtype).generator.conv_pre.weight.dtype == torch.float32
     expected = torch.bfloat16 if cpu_capabilities().onednn_bf16 else torch.float32
+    assert [vocoder.dtype_for(d) for d in ("fp32", "int8", "bf16")] == [torch.float32, torch.float32, expected]
     assert vocoder.for_model_dtype("bf16").generator.conv_pre.weight.dtype == expected
 
 

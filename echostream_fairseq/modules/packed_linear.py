@@ -27,6 +27,7 @@ dtypes other than fp32/bf16 use ``F.linear``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -87,6 +88,7 @@ def rows_class(rows: int) -> int:
     return min(rows, 16).bit_length()
 
 
+@functools.lru_cache(maxsize=None)  # asked on every inference product; the answer is fixed per process
 def linear_paths(dtype: torch.dtype) -> Tuple[str, ...]:
     """The :data:`LINEAR_PATHS` an inference product in ``dtype`` can take on this CPU, simplest first."""
     if not _ONEDNN or dtype not in (torch.float32, torch.bfloat16):
@@ -185,9 +187,8 @@ class PackedLinear(nn.Linear):
         w = self.weight
         if torch.is_grad_enabled() or self.training or x.device.type != "cpu" or x.dtype != w.dtype:
             return "aten"
-        if (
-            torch.compiler.is_compiling()
-        ):  # the compiler picks its own kernels; it cannot lower a packed weight made in the graph
+        # the compiler picks its own kernels; it cannot lower a packed weight made in the graph
+        if torch.compiler.is_compiling():
             return "aten"
         return linear_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features)
 
@@ -201,7 +202,9 @@ class PackedLinear(nn.Linear):
         return self._packed
 
     def forward(self, x: Tensor) -> Tensor:
-        path = self._path(x)
+        return self._product(x, self._path(x))
+
+    def _product(self, x: Tensor, path: str) -> Tensor:
         if path == "packed":
             # oneDNN takes 2-D input with less per-call overhead than 3-D
             y = torch.ops.mkldnn._linear_pointwise(
@@ -219,7 +222,8 @@ class PackedLinear(nn.Linear):
 
     def forward_add(self, x: Tensor, residual: Tensor) -> Tensor:
         """``residual + self(x)``, with the addition fused into the product on the packed path."""
-        if self.activation == "none" and residual.dtype == x.dtype and self._path(x) == "packed":
+        path = self._path(x)
+        if path == "packed" and self.activation == "none" and residual.dtype == x.dtype:
             y = torch.ops.mkldnn._linear_pointwise.binary(
                 x.reshape(-1, x.size(-1)),
                 residual.reshape(-1, self.out_features),
@@ -228,7 +232,7 @@ class PackedLinear(nn.Linear):
                 "add",
             )
             return y.view(*x.shape[:-1], self.out_features)
-        return residual + self(x)
+        return residual + self._product(x, path)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation != "none" else "")

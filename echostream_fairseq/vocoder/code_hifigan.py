@@ -146,21 +146,21 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     def from_files(cls, checkpoint: str, config_path: str) -> "CodeHiFiGANUnitVocoder":
         return cls(checkpoint, load_vocoder_config(config_path))
 
+    @staticmethod
+    def dtype_for(model_dtype: str) -> torch.dtype:
+        """The dtype a CodeHiFiGAN runs in under ``--model-dtype model_dtype``: bf16 under ``bf16`` where
+        oneDNN has bf16 convolutions, else fp32 (int8 has no convolution path). Without oneDNN's bf16
+        kernels ATen's bf16 convolutions are many times slower than fp32 (docs/decisions.md), so bf16
+        would only cost time there."""
+        return torch.bfloat16 if model_dtype == "bf16" and cpu_capabilities().onednn_bf16 else torch.float32
+
     def for_model_dtype(self, model_dtype: str) -> "CodeHiFiGANUnitVocoder":
-        """This vocoder as ``--model-dtype model_dtype`` runs it: in bf16 under ``bf16`` where oneDNN has
-        bf16 convolutions, else in fp32 (int8 has no convolution path). Without oneDNN's bf16 kernels
-        ATen's bf16 convolutions are many times slower than fp32 (docs/decisions.md), so bf16 would only
-        cost time there."""
-        if model_dtype != "bf16":
-            return self
-        if not cpu_capabilities().onednn_bf16:
-            if not _fp32_vocoder_noted:
-                _fp32_vocoder_noted.append(True)  # once per process, however many vocoders load
-                logger.warning(
-                    "--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)"
-                )
-            return self
-        return self.to(torch.bfloat16)
+        """This vocoder, converted in place to :meth:`dtype_for` ``model_dtype``."""
+        dtype = self.dtype_for(model_dtype)
+        if model_dtype == "bf16" and dtype != torch.bfloat16 and not _fp32_vocoder_noted:
+            _fp32_vocoder_noted.append(True)  # once per process, however many vocoders load
+            logger.warning("--model-dtype bf16: the vocoder stays fp32 (oneDNN has no bf16 convolutions on this CPU)")
+        return self if dtype == torch.float32 else self.to(dtype)
 
     @property
     def generator(self) -> torch.nn.Module:
