@@ -232,7 +232,7 @@ class PackedLinear(nn.Linear):
                 "add",
             )
             return y.view(*x.shape[:-1], self.out_features)
-        return residual + self._product(x, path)
+        return residual + self(x)  # through the module's call, so its hooks see the product
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation}" if self.activation != "none" else "")
