@@ -88,35 +88,17 @@ def _sources(data: Path, split: str, limit: int) -> List[torch.Tensor]:
 def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
     """The agents' default settings (long-form sentence ends) for a trained model; random weights
     write nonsense at their own pace, so their target side is forced to work on every chunk."""
-    from echostream_fairseq.streaming.features import load_global_cmvn
-    from echostream_fairseq.streaming.loading import pause_frames
-    from echostream_fairseq.streaming.translator import SimultaneousTranslator
-    from echostream_fairseq.streaming.translator_state import TranslatorConfig
+    from dataclasses import replace
 
-    d = task.multitask_dictionaries
+    from echostream_fairseq.streaming.loading import build_translator
+    from echostream_fairseq.streaming.options import TranslatorOptions, translator_config
+
     speech = vocoder is not None
-    if trained:
-        config = TranslatorConfig(
-            source_segment_size=chunk_ms,
-            sentence_pause_frames=pause_frames(480, "pause"),
-            sentence_confirmed_pause_frames=pause_frames(240, "pause"),
-            speech_output=speech,
-            time_stages=True,
-        )
-    else:
-        config = TranslatorConfig(
-            source_segment_size=chunk_ms, force_writing=True, speech_output=speech, time_stages=True
-        )
-    return SimultaneousTranslator(
-        model,
-        d["source_unigram"],
-        d["ctc_target_unigram"],
-        d["target_unigram"],
-        task.target_dictionary,
-        load_global_cmvn(task.data_cfg.global_cmvn_stats),
-        config,
-        vocoder,
-    )
+    options = TranslatorOptions(output="speech" if speech else "text", source_segment_size=chunk_ms)
+    config = replace(translator_config(options, task.asr_sentence_ends, "the model"), time_stages=True)
+    if not trained:
+        config = replace(config, force_writing=True, sentence_pause_frames=0, sentence_confirmed_pause_frames=0)
+    return build_translator(model, task, config, vocoder)
 
 
 def tiny_system(args, vocoder_batch: Optional[int] = 1):

@@ -114,3 +114,13 @@ def writing(trained, tmp_path_factory):
 def writing_zipformer(trained_zipformer, tmp_path_factory):
     """``writing`` for the Zipformer checkpoint of ``trained_zipformer``."""
     return _blank_lowered(trained_zipformer, tmp_path_factory, WRITING_HEADS, "writing_zipformer")
+
+
+@pytest.fixture(scope="module")
+def loaded(trained, corpus):
+    """``(model, task)`` of the ``trained`` checkpoint, loaded once per test module (a module may
+    swap a head for a scripted one and put it back)."""
+    from echostream_fairseq.checkpoint import load_echostream_model
+
+    save, _ = trained
+    return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from translators import make_translator, plan_to, script_policy
 
-from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.longform import LongFormOptions, build_longform, read_stream_sentences
 from echostream_fairseq.data.manifest import read_tsv
@@ -22,10 +22,7 @@ from echostream_fairseq.evaluation.longform import (
     resegment,
 )
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run
-from echostream_fairseq.streaming.features import load_global_cmvn
-from echostream_fairseq.streaming.policy import PolicyState
-from echostream_fairseq.streaming.translator import SimultaneousTranslator
-from echostream_fairseq.streaming.translator_state import TranslatorConfig
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig, PolicyState
 
 
 def _logits(labels, vocab=6):
@@ -58,31 +55,14 @@ class _ScriptedASR(torch.nn.Module):
         return _logits(labels, self.vocab)[None].expand(frames.size(0), -1, -1)  # every stream of a batch alike
 
 
-@pytest.fixture(scope="module")
-def loaded(trained, corpus):
-    save, _ = trained
-    return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
-
-
 def _translator(loaded, **cfg):
-    model, task = loaded
-    d = task.multitask_dictionaries
-    config = TranslatorConfig(**{"speech_output": False, "max_len": 8, **cfg})
-    return SimultaneousTranslator(
-        model,
-        d["source_unigram"],
-        d["ctc_target_unigram"],
-        d["target_unigram"],
-        task.target_dictionary,
-        load_global_cmvn(task.data_cfg.global_cmvn_stats),
-        config,
-    )
+    return make_translator(loaded, **{"max_len": 8, **cfg})
 
 
 def test_a_pause_after_speech_ends_the_sentence_and_restarts_the_target_side(loaded):
     model, task = loaded
     tr = _translator(loaded, sentence_pause_frames=10)
-    vocab = len(tr.src_dict)
+    vocab = len(tr.dictionaries.source)
     # 8 encoder frames per 320 ms chunk: speech in chunks 0-1, pause from frame 16, speech again
     # from frame 40, pause again from 56
     script = [7, 0] * 8 + [CTC_BLANK] * 24 + [9, 0] * 8 + [CTC_BLANK] * 40
@@ -112,13 +92,12 @@ def _states_with_memories_and_prefixes(loaded, corpus, chunks=6):
     from test_translator import _source
 
     tr = _translator(loaded, force_writing=True)
-    plan = tr._plan
-
-    def writing(state, finish):
-        state, _ = plan(state, finish)
-        return state, max(len(state.target_tokens) + 1, state.encoder_frames // 6) if state.mt_memory else None
-
-    tr._plan = writing
+    script_policy(
+        tr,
+        lambda state, target, finish: (
+            max(len(state.target_tokens) + 1, state.encoder_frames // 6) if state.mt_memory else None
+        ),
+    )
     states, seen = [tr.initial_state() for _ in range(3)], []
     for k in range(chunks):
         sizes = [2560, 3200, 3840]
@@ -134,21 +113,24 @@ def test_a_known_sentence_end_written_at_once_equals_writing_to_the_target_then_
     end: the subwords, text states and caches equal writing to the policy's target first and then
     finishing, as the translator did in two batches (targets within the sentence's limit; beyond
     it, the limit now holds)."""
-    from echostream_fairseq.streaming.policy import FINISH, PolicyConfig
-
     tr = _translator(loaded, policy=PolicyConfig(whole_word=whole_word), sentence_pause_frames=10)
     compared = 0
     with torch.inference_mode():
         for states in _states_with_memories_and_prefixes(loaded, corpus):
             # long-form mode: a sentence's subwords in all are bounded by its limit
-            states = [st for st in states if tr._sentence_limit(st) >= len(st.target_tokens) + 4]
+            states = [st for st in states if tr.sentence_ends.finish_limit(st) >= 4]
             if len(states) < 2:
                 continue
             targets = [len(st.target_tokens) + 2 + r for r, st in enumerate(states)]
-            at_once = tr._write_batch(states, [FINISH] * len(states))
-            first = tr._write_batch(states, targets)
-            then = tr._write_batch([st for _, _, st, _ in first], [FINISH] * len(states))
-            for (new, text, state, _), (new1, text1, _, _), (new2, text2, state2, _) in zip(at_once, first, then):
+            at_once = tr.mt.write_batch([plan_to(tr, st, FINISH) for st in states])
+            first = tr.mt.write_batch([plan_to(tr, st, t) for st, t in zip(states, targets)])
+            then = tr.mt.write_batch([plan_to(tr, w.state, FINISH) for w in first])
+            for w, w1, w2 in zip(at_once, first, then):
+                (new, text, state), (new1, text1), (new2, text2, state2) = (
+                    (w.target_new, w.text_states, w.state),
+                    (w1.target_new, w1.text_states),
+                    (w2.target_new, w2.text_states, w2.state),
+                )
                 assert new == new1 + new2 and state.target_tokens == state2.target_tokens
                 joined = text2 if text1 is None else torch.cat([text1, text2], dim=1)
                 assert text.shape == joined.shape and torch.allclose(text, joined, atol=1e-5)
@@ -182,27 +164,27 @@ def test_a_short_pause_is_confirmed_by_the_look_ahead_of_the_write(loaded, corpu
     asked for many streams in one batch as for one alone. Its decoder state is the first text state
     of a write to FINISH, and where the answer is yes that write adds no subword, so the translator
     takes the state and writes no more."""
-    from echostream_fairseq.streaming.policy import FINISH
-
     model, _ = loaded
     tr = _translator(loaded, max_len=12, sentence_pause_frames=10, sentence_confirmed_pause_frames=4)
     seen = _states_with_memories_and_prefixes(loaded, corpus)
     yes = no = 0
     for eos_bias in [0.0, 50.0]:
-        with _eos_biased(model, tr.tgt_dict.eos(), eos_bias), torch.inference_mode():
+        with _eos_biased(model, tr.dictionaries.target.eos(), eos_bias), torch.inference_mode():
             for states in seen:
                 if len(states) < 2:
                     continue
-                looks = tr._write_batch(states, [len(st.target_tokens) for st in states])
-                finishing = tr._write_batch(states, [FINISH] * len(states))
-                for state, look, (new, text, _, _) in zip(states, looks, finishing):
-                    assert look[0] == [] and look[1] is None and look[2].target_tokens == state.target_tokens
-                    scores, eos_state = look[3]
-                    _, _, _, (alone_scores, alone_state) = tr._write(state, None, len(state.target_tokens))
+                looks = tr.mt.write_batch([plan_to(tr, st, len(st.target_tokens)) for st in states])
+                finishing = tr.mt.write_batch([plan_to(tr, st, FINISH) for st in states])
+                for state, look, w in zip(states, looks, finishing):
+                    new, text = w.target_new, w.text_states
+                    assert look.target_new == [] and look.text_states is None
+                    assert look.state.target_tokens == state.target_tokens
+                    scores, eos_state = look.look_ahead
+                    alone_scores, alone_state = tr.mt.write(plan_to(tr, state, len(state.target_tokens))).look_ahead
                     assert torch.allclose(scores, alone_scores, atol=1e-4)
                     assert torch.allclose(eos_state, alone_state, atol=1e-5)
                     assert torch.allclose(eos_state, text[:, :1], atol=1e-5)
-                    [confirmed] = tr._short_pauses_confirmed([(_in_short_pause(tr, state), look[3], False)])
+                    confirmed = tr.sentence_ends.confirmed(_in_short_pause(tr, state), look.look_ahead, False)
                     assert (confirmed is not None) == (eos_bias > 0)
                     if confirmed is not None:
                         assert new == [] and text.shape == (1, 1, model.decoder.embed_dim)
@@ -224,7 +206,7 @@ def _in_short_pause(tr, state):
         sentence_mark=None,
         asr_blank_frames=cfg.sentence_confirmed_pause_frames,
     )
-    assert tr._sentence_end_without_decoder(state) is None
+    assert tr.sentence_ends.before_write(state, False) is None
     return state
 
 
@@ -232,19 +214,8 @@ def _speaking_translator(loaded, corpus, **cfg):
     """A long-form translator with speech output (the corpus's Griffin-Lim vocoder)."""
     from echostream_fairseq.streaming.loading import load_vocoder
 
-    model, task = loaded
-    d = task.multitask_dictionaries
     vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
-    return SimultaneousTranslator(
-        model,
-        d["source_unigram"],
-        d["ctc_target_unigram"],
-        d["target_unigram"],
-        task.target_dictionary,
-        load_global_cmvn(task.data_cfg.global_cmvn_stats),
-        TranslatorConfig(max_len=8, sentence_pause_frames=10, **cfg),
-        vocoder=vocoder,
-    )
+    return make_translator(loaded, vocoder=vocoder, max_len=8, sentence_pause_frames=10, **cfg)
 
 
 def _alone_and_together(tr, script, waves, chunks, before_chunk=lambda: None):
@@ -255,14 +226,14 @@ def _alone_and_together(tr, script, waves, chunks, before_chunk=lambda: None):
     try:
         alone = []
         for wave in waves:
-            model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+            model.asr_ctc = _ScriptedASR(script, len(tr.dictionaries.source))
             state, outs = tr.initial_state(), []
             for k in range(chunks):
                 before_chunk()
                 out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
                 outs.append(out)
             alone.append(outs)
-        model.asr_ctc = _ScriptedASR(script, len(tr.src_dict))
+        model.asr_ctc = _ScriptedASR(script, len(tr.dictionaries.source))
         states, together = [tr.initial_state() for _ in waves], []
         for k in range(chunks):
             before_chunk()
@@ -311,21 +282,15 @@ def test_short_pauses_confirmed_in_a_batch_end_each_stream_as_alone(loaded, corp
     chunk; the decoder, biased to end sentences, confirms it through the writes' look ahead. Each
     stream ends its sentence there, its translation marked as advanced, and its subwords, units
     and speech equal the stream stepped alone."""
-    from echostream_fairseq.streaming.translator import SimultaneousTranslator as Translator
-
     model, _ = loaded
     tr = _speaking_translator(loaded, corpus, sentence_confirmed_pause_frames=4)
-
-    def writing(state, finish):  # the toy model's ST CTC writes little: a subword a chunk is asked for
-        state, _ = Translator._plan(tr, state, finish)
-        return state, len(state.target_tokens) + 1 if state.mt_memory else None
-
-    tr._plan = writing
+    # the toy model's ST CTC writes little: a subword a chunk is asked for
+    script_policy(tr, lambda state, target, finish: len(state.target_tokens) + 1 if state.mt_memory else None)
     # speech in chunks 0-1, a short pause in chunk 2 (8 blank frames), speech in chunk 3, then a long pause
     script = [7, 0] * 8 + [CTC_BLANK] * 8 + [9, 0] * 4 + [CTC_BLANK] * 40
     rng = np.random.default_rng(2)
     waves = [rng.uniform(-0.1, 0.1, 16000 * 3).astype(np.float32) for _ in range(3)]
-    with _eos_biased(model, tr.tgt_dict.eos(), 50.0):
+    with _eos_biased(model, tr.dictionaries.target.eos(), 50.0):
         alone, together = _alone_and_together(tr, script, waves, 7)
     # each short pause ends a sentence: chunk 2, and chunk 4 (8 blank frames again, before 10)
     assert [k for k in range(7) if together[k][0].sentence_end] == [2, 4]
@@ -347,7 +312,7 @@ def test_long_form_off_keeps_one_sentence_per_stream(loaded):
     model, _ = loaded
     tr = _translator(loaded)
     original = model.asr_ctc
-    model.asr_ctc = _ScriptedASR([7, 0] * 4 + [CTC_BLANK] * 200, len(tr.src_dict))
+    model.asr_ctc = _ScriptedASR([7, 0] * 4 + [CTC_BLANK] * 200, len(tr.dictionaries.source))
     try:
         state = tr.initial_state()
         wave = np.zeros(16000 * 3, dtype=np.float32)

@@ -12,6 +12,7 @@ from echostream_fairseq.modules.packed_linear import PackedLinear
 from echostream_fairseq.modules.precision import Int8Linear, convert_precision, precision_of, torch_dtype
 from echostream_fairseq.streaming.api import EchoStream
 from echostream_fairseq.streaming.loading import load_translator
+from echostream_fairseq.streaming.options import TranslatorOptions
 
 # int8 needs fbgemm (AVX2); where it is missing, the refusal is tested instead (test_cpu.py)
 needs_int8 = pytest.mark.skipif(not cpu_capabilities().fbgemm, reason="no fbgemm int8 kernels on this CPU (no AVX2)")
@@ -56,12 +57,18 @@ def test_convert_precision_converts_every_weight_to_bf16_and_checks_its_argument
         convert_precision(nn.Linear(2, 2), "int8")
 
 
+def text_options(dtype):
+    return TranslatorOptions(output="text", model_dtype=dtype, max_len=12)
+
+
 @pytest.fixture(scope="module")
 def translators(writing, corpus):
     save, _ = writing
     return {
         dtype: load_translator(
-            str(save / "checkpoint_last.pt"), str(corpus), output="text", model_dtype=dtype, max_len=12
+            str(save / "checkpoint_last.pt"),
+            str(corpus),
+            TranslatorOptions(output="text", model_dtype=dtype, max_len=12),
         )
         for dtype in DTYPES_HERE
     }
@@ -70,7 +77,7 @@ def translators(writing, corpus):
 def test_the_model_under_each_precision_stays_close_to_fp32(translators, corpus):
     wave = read_audio(sorted((corpus / "audio" / "src").glob("test_*.wav"))[0])
     base = translators["fp32"]
-    features, _ = base.fbank.step(wave, base.fbank.initial_state())
+    features, _ = base.encoding.fbank.step(wave, base.encoding.fbank.initial_state())
     features = features.unsqueeze(0)
     lengths = torch.tensor([features.size(1)])
     with torch.inference_mode():

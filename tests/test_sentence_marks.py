@@ -8,7 +8,8 @@ import pytest
 import torch
 from fairseq import options, tasks
 from fairseq.data import Dictionary
-from test_longform import _logits, _ScriptedASR, _translator, loaded  # noqa: F401  (the fixture)
+from test_longform import _logits, _ScriptedASR, _translator
+from translators import make_translator
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
@@ -171,11 +172,11 @@ def test_the_mt_decoder_attends_only_to_the_last_sentence(marked):
     assert (mt_logits(True, False)[1] - mt_logits(False, False)[1]).abs().max() > 1e-3  # without: it is
 
 
-def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded):  # noqa: F811
+def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded):
     model, task = loaded
     tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True)
-    eos = tr.src_dict.eos()
-    vocab = len(tr.src_dict)
+    eos = tr.dictionaries.source.eos()
+    vocab = len(tr.dictionaries.source)
     # 8 frames per chunk: 4 subwords; the mark at frame 12 (chunk 1), 3 frames after it, two of
     # them the next sentence's first subwords; a stray mark after 2 subwords (chunk 3) is not
     # enough for a sentence; a mark after 4 (chunk 4) is
@@ -224,10 +225,10 @@ class _PrefixScriptedASR(torch.nn.Module):
 def _two_chunks_with_a_mark(tr, model):
     """Step ``tr`` (``--reencode``) over two 320 ms chunks whose ASR CTC writes three subwords, a
     sentence-end mark, then two more: ``(outputs, last state)``."""
-    eos = tr.src_dict.eos()
+    eos = tr.dictionaries.source.eos()
     script = [7, 0, 8, 0, 7, 0, 9, 0] + [0, 0, 0, 0, eos, 0, 10, 11] + [0] * 64
     original = model.asr_ctc
-    model.asr_ctc = _PrefixScriptedASR(script, len(tr.src_dict))
+    model.asr_ctc = _PrefixScriptedASR(script, len(tr.dictionaries.source))
     try:
         state = tr.initial_state()
         wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 2).astype(np.float32)
@@ -240,7 +241,7 @@ def _two_chunks_with_a_mark(tr, model):
     return outs, state
 
 
-def test_reencode_restarts_its_prefix_after_the_mark(loaded):  # noqa: F811
+def test_reencode_restarts_its_prefix_after_the_mark(loaded):
     model, task = loaded
     tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True)
     assert model.encoder.right_context_length == 0
@@ -251,29 +252,21 @@ def test_reencode_restarts_its_prefix_after_the_mark(loaded):  # noqa: F811
     assert state.source_samples.numel() == 3 * 640 and state.asr_tokens == () and state.encoder_frames == 0
 
 
-def test_reencode_speaks_the_ended_sentence_before_its_units_start_afresh(loaded, corpus):  # noqa: F811
+def test_reencode_speaks_the_ended_sentence_before_its_units_start_afresh(loaded, corpus):
     """--reencode with speech output: the tick that ends a sentence speaks its last units (from the
     sentence's units, which the next sentence then starts afresh)."""
-    from echostream_fairseq.streaming.features import load_global_cmvn
     from echostream_fairseq.streaming.loading import load_vocoder
-    from echostream_fairseq.streaming.translator import SimultaneousTranslator
-    from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
-    model, task = loaded
-    d = task.multitask_dictionaries
+    model, _ = loaded
     vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim", True)
-    config = TranslatorConfig(
-        max_len=8, sentence_pause_frames=30, asr_sentence_ends=True, reencode=True, force_writing=True
-    )
-    tr = SimultaneousTranslator(
-        model,
-        d["source_unigram"],
-        d["ctc_target_unigram"],
-        d["target_unigram"],
-        task.target_dictionary,
-        load_global_cmvn(task.data_cfg.global_cmvn_stats),
-        config,
+    tr = make_translator(
+        loaded,
         vocoder=vocoder,
+        reencode=True,
+        max_len=8,
+        sentence_pause_frames=30,
+        asr_sentence_ends=True,
+        force_writing=True,
     )
     outs, state = _two_chunks_with_a_mark(tr, model)
     assert [o.sentence_end for o in outs] == [False, True] and state.all_units == ()

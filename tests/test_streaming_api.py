@@ -5,6 +5,7 @@ with a message, and a closed stream is freed."""
 import numpy as np
 import pytest
 import torch
+from translators import plan_to
 
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
@@ -231,14 +232,17 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
         state = translator.initial_state()
         for c in range(chunks):
             _, state = translator.step(waves[k][c * 5120 : (c + 1) * 5120], state)
-        _, _, state, _ = translator._write(state, None, written)  # the test model's policy writes little
+        state = translator.mt.write(plan_to(translator, state, written)).state  # the test model's policy writes little
         states.append(state)
     assert len({len(s.target_tokens) for s in states}) > 1
     assert len({s.mt_memory[0].cross_key.size(2) for s in states}) > 1
     targets = [len(s.target_tokens) + n for s, n in zip(states, (3, 0, 6))]
-    batched = translator._write_batch(states, targets)
-    for state, target, (new, text, after, (scores, next_state)) in zip(states, targets, batched):
-        alone_new, alone_text, alone_after, (alone_scores, alone_next_state) = translator._write(state, None, target)
+    batched = translator.mt.write_batch([plan_to(translator, s, t) for s, t in zip(states, targets)])
+    for state, target, w in zip(states, targets, batched):
+        new, text, after, (scores, next_state) = w.target_new, w.text_states, w.state, w.look_ahead
+        alone = translator.mt.write(plan_to(translator, state, target))
+        alone_new, alone_text, alone_after = alone.target_new, alone.text_states, alone.state
+        alone_scores, alone_next_state = alone.look_ahead
         assert new == alone_new
         # the decoder's next step after the kept subwords (the look ahead alone for stream 1)
         torch.testing.assert_close(scores, alone_scores, atol=1e-4, rtol=1e-5)
@@ -253,27 +257,31 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
                 if x is not None:
                     torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
         assert after.target_tokens == alone_after.target_tokens
-    assert batched[1][0] == [] and batched[1][2].mt_memory is states[1].mt_memory
-    assert max(len(b[0]) for b in batched) >= 3 and states[2].mt_memory[0].self_key.size(2) == 4
+    assert batched[1].target_new == [] and batched[1].state.mt_memory is states[1].mt_memory
+    assert max(len(b.target_new) for b in batched) >= 3 and states[2].mt_memory[0].self_key.size(2) == 4
     # finishing writes (the end of a sentence or of the source) share the rounds too: up to the end
     # of sentence or max_len subwords, and the state that predicted the end is handed on as well
     finishing = translator.with_config(max_len=4)
     targets = [FINISH, len(states[1].target_tokens) + 2, FINISH]
-    batched = finishing._write_batch(states, targets)
-    for state, target, (new, text, after, _) in zip(states, targets, batched):
-        alone_new, alone_text, alone_after, _ = finishing._write(state, None, target)
+    batched = finishing.mt.write_batch([plan_to(finishing, s, t) for s, t in zip(states, targets)])
+    for state, target, w in zip(states, targets, batched):
+        new, text, after = w.target_new, w.text_states, w.state
+        alone = finishing.mt.write(plan_to(finishing, state, target))
+        alone_new, alone_text, alone_after = alone.target_new, alone.text_states, alone.state
         assert new == alone_new and after.target_tokens == alone_after.target_tokens
         assert (text is None) == (alone_text is None)
         if text is not None:
             torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
     # long-form mode (on by default) bounds a sentence's last write: here 2 and 0 more subwords
-    assert [len(batched[r][0]) for r in (0, 2)] == [2, 0]
-    assert [batched[r][1].size(1) for r in (0, 2)] == [3, 1]
+    assert [len(batched[r].target_new) for r in (0, 2)] == [2, 0]
+    assert [batched[r].text_states.size(1) for r in (0, 2)] == [3, 1]
     # without it max_len bounds them, and the end of sentence may come first
     finishing = translator.with_config(max_len=3, sentence_pause_frames=0)
-    batched = finishing._write_batch(states, [FINISH, FINISH, FINISH])
-    for state, (new, text, after, _) in zip(states, batched):
-        alone_new, alone_text, alone_after, _ = finishing._write(state, None, FINISH)
+    batched = finishing.mt.write_batch([plan_to(finishing, s, FINISH) for s in states])
+    for state, w in zip(states, batched):
+        new, text, after = w.target_new, w.text_states, w.state
+        alone = finishing.mt.write(plan_to(finishing, state, FINISH))
+        alone_new, alone_text, alone_after = alone.target_new, alone.text_states, alone.state
         assert new == alone_new and len(new) <= 3 and text.size(1) == len(new) + 1
         torch.testing.assert_close(text, alone_text, atol=1e-5, rtol=1e-5)
         for a, b in zip(after.mt_memory, alone_after.mt_memory):

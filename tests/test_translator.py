@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from translators import RecordingUnits, make_translator, script_policy
 
 from echostream_fairseq.checkpoint import CheckpointError, load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
@@ -14,36 +15,18 @@ from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.modules.ctc_lexicon import lexicon_decoder_from_text
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.policy import PolicyConfig
-from echostream_fairseq.streaming.translator import STAGES, SimultaneousTranslator
-from echostream_fairseq.streaming.translator_state import TranslatorConfig
+from echostream_fairseq.streaming.translator import STAGES
+from echostream_fairseq.streaming.units import UnitRequest
 from echostream_fairseq.vocoder.griffin_lim import GriffinLimUnitVocoder
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
 
-@pytest.fixture(scope="module")
-def loaded(trained, corpus):
-    save, _ = trained
-    return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
-
-
 def _translator(loaded, corpus, **cfg):
-    model, task = loaded
-    d = task.multitask_dictionaries
+    """The translator under test: speech output through the corpus's Griffin-Lim vocoder unless
+    ``speech_output=False``; at most 20 subwords unless ``max_len`` says otherwise."""
     speech = cfg.pop("speech_output", True)
     voc = IncrementalVocoder(GriffinLimUnitVocoder.from_file(str(corpus / "units" / "kmeans.pt"))) if speech else None
-    asr_decoder = cfg.pop("asr_decoder", None)
-    config = TranslatorConfig(speech_output=speech, max_len=cfg.pop("max_len", 20), **cfg)
-    return SimultaneousTranslator(
-        model,
-        d["source_unigram"],
-        d["ctc_target_unigram"],
-        d["target_unigram"],
-        task.target_dictionary,
-        load_global_cmvn(task.data_cfg.global_cmvn_stats),
-        config,
-        voc,
-        asr_decoder,
-    )
+    return make_translator(loaded, vocoder=voc, **{"max_len": 20, **cfg})
 
 
 def _stream(translator, wave, chunk, rate=16000):
@@ -74,8 +57,8 @@ def test_incremental_encoder_and_ctc_equal_offline(loaded, corpus, chunk_ms):
     with torch.no_grad():
         ref = model.encoder(feats, torch.tensor([feats.size(1)]))["encoder_out"][0].transpose(0, 1)
         lengths = torch.tensor([ref.size(1)])
-        asr = ctc_greedy(model.asr_ctc(ref), lengths, tr.src_banned)[0]
-        st = ctc_greedy(model.st_ctc(ref), lengths, tr.st_banned)[0]
+        asr = ctc_greedy(model.asr_ctc(ref), lengths, tr.setup.rules.source_banned)[0]
+        st = ctc_greedy(model.st_ctc(ref), lengths, tr.setup.rules.st_banned)[0]
     assert frames.shape == ref.shape
     assert (frames - ref).abs().max() <= 1e-5
     assert list(state.asr_tokens) == asr and list(state.st_tokens) == st
@@ -205,8 +188,8 @@ def test_force_writing_bans_the_end_of_sentence_and_the_unit_blank(loaded, corpu
     model, task = loaded
     normal, forced = _translator(loaded, corpus), _translator(loaded, corpus, force_writing=True)
     eos = task.multitask_dictionaries["target_unigram"].eos()
-    assert eos not in normal.tgt_banned and eos in forced.tgt_banned
-    assert 0 not in normal.unit_banned and 0 in forced.unit_banned
+    assert eos not in normal.setup.rules.target_banned and eos in forced.setup.rules.target_banned
+    assert 0 not in normal.setup.rules.unit_banned and 0 in forced.setup.rules.unit_banned
     wave = _source(corpus).numpy()
     outs, _ = _stream(forced, wave, 5120)
     assert sum(len(o.target_tokens) for o in outs) == 20  # max_len subwords once the source ends
@@ -320,18 +303,9 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
     wait-k mask ``k2 = k``."""
     model, _ = loaded
     tr = _translator(loaded, corpus, force_writing=True, unit_lookahead=lookahead, max_len=4)
-    seen = []
-    units_for = tr._units_for
-
-    def recording(items):
-        seen.extend(text for _, text, _, _ in items if text is not None)
-        return units_for(items)
-
-    def writing_two_per_chunk(state, finish):  # a scripted policy: writes mid-stream
-        state, target = plan(state, finish)
-        return state, (target if finish else len(state.target_tokens) + 2)
-
-    plan, tr._units_for, tr._plan = tr._plan, recording, writing_two_per_chunk
+    # a scripted policy: writes mid-stream
+    script_policy(tr, lambda state, target, finish: target if finish else len(state.target_tokens) + 2)
+    tr.units = recording = RecordingUnits(tr.units)
     wave = _source(corpus).numpy()
     state, units, pending = tr.initial_state(), [], []
     for i in range(0, len(wave), 5120):
@@ -339,32 +313,22 @@ def test_unit_lookahead_holds_units_back_and_equals_one_pass(loaded, corpus, loo
         out, state = tr.step(wave[i : i + 5120], state, finish=last)
         units += out.units
         pending.append(0 if state.unit_pending is None else state.unit_pending.size(1))
-    text = torch.cat(seen, dim=1)
+    text = torch.cat(recording.seen, dim=1)
     n = len(state.target_tokens) + 1  # a state per subword, then the one that predicts the end
     assert text.size(1) == n and n >= 8
     assert pending[:-1] == [lookahead] * (len(pending) - 1) and pending[-1] == 0  # flushed at the end
     with torch.no_grad():
         logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([n]), k2=lookahead, n2=1)
-    assert units == ctc_greedy(logits.float(), lengths, tr.unit_banned)[0]
+    assert units == ctc_greedy(logits.float(), lengths, tr.setup.rules.unit_banned)[0]
 
 
 def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
     """A stream's last text states held back by the lookahead and flushed by a call that brings no
-    new text (`_units_for` with no text and ``flush``) give the units of one pass over all its text."""
+    new text (the unit stage given no text and ``flush``) give the units of one pass over all its text."""
     model, _ = loaded
     tr = _translator(loaded, corpus, force_writing=True, unit_lookahead=1, max_len=4)
-    seen = []
-    units_for = tr._units_for
-
-    def recording(items):
-        seen.extend(text for _, text, _, _ in items if text is not None)
-        return units_for(items)
-
-    def writing_two_per_chunk(state, finish):
-        state, _ = plan(state, finish)
-        return state, len(state.target_tokens) + 2
-
-    plan, tr._units_for, tr._plan = tr._plan, recording, writing_two_per_chunk
+    script_policy(tr, lambda state, target, finish: len(state.target_tokens) + 2)
+    tr.units = recording = RecordingUnits(tr.units)
     wave = _source(corpus).numpy()
     state, units = tr.initial_state(), []
     for i in range(0, len(wave) - 5120, 5120):  # the source never finishes: the last state stays held
@@ -372,11 +336,12 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
         units += out.units
     assert state.unit_pending is not None and state.unit_pending.size(1) == 1
     with torch.inference_mode():  # as the translator's own steps run
-        [(flushed, state)] = units_for([(state, None, None, True)])
+        [flushed] = recording.step_batch([UnitRequest(state, None, True)])
+    flushed, state = flushed.units, flushed.state
     assert state.unit_pending is None and state.voiced_state_count == len(state.target_tokens)
-    text = torch.cat(seen, dim=1)
+    text = torch.cat(recording.seen, dim=1)
     with torch.inference_mode():
         logits, lengths = model.unit_decoder(model.t2u_encoder(text), torch.tensor([text.size(1)]), k2=1, n2=1)
-    assert units + flushed == ctc_greedy(logits.float(), lengths, tr.unit_banned)[0]
+    assert units + flushed == ctc_greedy(logits.float(), lengths, tr.setup.rules.unit_banned)[0]
     # the unit decoder's memory holds each text state once (the held one is not appended again)
     assert [c.cross_key.size(2) for c in state.unit_caches] == [text.size(1)] * len(state.unit_caches)

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 from cli_runs import BIN, REPO, TRAIN_FLAGS, run_cli
+from translators import make_translator
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.data.audio import fbank, read_audio
 from echostream_fairseq.modules.ctc import ctc_greedy
 from echostream_fairseq.streaming.features import load_global_cmvn
-from echostream_fairseq.streaming.translator import SimultaneousTranslator
-from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +23,7 @@ def loaded(trained_zipformer, corpus):
 
 
 def _translator(loaded, chunk_ms, encoder_chunk_ms=0):
-    model, task = loaded
-    d = task.multitask_dictionaries
-    config = TranslatorConfig(
-        source_segment_size=chunk_ms, encoder_chunk_ms=encoder_chunk_ms, speech_output=False, max_len=20
-    )
-    return SimultaneousTranslator(
-        model,
-        d["source_unigram"],
-        d["ctc_target_unigram"],
-        d["target_unigram"],
-        task.target_dictionary,
-        load_global_cmvn(task.data_cfg.global_cmvn_stats),
-        config,
-    )
+    return make_translator(loaded, source_segment_size=chunk_ms, encoder_chunk_ms=encoder_chunk_ms, max_len=20)
 
 
 def test_fairseq_train_lowers_the_loss_of_the_zipformer_model(trained_zipformer):
@@ -67,7 +53,7 @@ def test_translator_streams_the_zipformer_equal_to_its_offline_pass(loaded, corp
     feats = ((fbank(wave) - mean) / std).unsqueeze(0)
     with torch.no_grad():
         ref = model.encoder(feats, torch.tensor([feats.size(1)]))["encoder_out"][0].transpose(0, 1)
-        asr = ctc_greedy(model.asr_ctc(ref), torch.tensor([ref.size(1)]), tr.src_banned)[0]
+        asr = ctc_greedy(model.asr_ctc(ref), torch.tensor([ref.size(1)]), tr.setup.rules.source_banned)[0]
     assert frames.shape == ref.shape and ref.size(1) == -(-feats.size(1) // 4)  # 40 ms frames
     assert (frames - ref).abs().max() <= 1e-5
     assert list(state.asr_tokens) == asr

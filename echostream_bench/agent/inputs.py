@@ -98,11 +98,11 @@ def agent_flags(args, model: str, reencode: bool, chunk_ms: int) -> List[str]:
 
 
 def load_translator(args, model: str, reencode: bool, chunk_ms: int):
-    from echostream_fairseq.streaming.options import add_translator_args, translator_from_args
+    from echostream_fairseq.streaming.loading import translator_from_args
+    from echostream_fairseq.streaming.options import add_translator_args
 
     parser = argparse.ArgumentParser(add_help=False)
-    add_translator_args(parser, speech_output=True)
-    parser.add_argument("--source-segment-size", type=int, default=320)
+    add_translator_args(parser, speech_output=True, source_segment_size=True)
     agent_args = parser.parse_args(agent_flags(args, model, reencode, chunk_ms))
     try:
         return translator_from_args(agent_args, speech_output=True)

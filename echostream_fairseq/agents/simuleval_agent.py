@@ -25,7 +25,8 @@ from simuleval.data.segments import SpeechSegment
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.streaming.api import EchoStream, Event
-from echostream_fairseq.streaming.options import add_translator_args, translator_from_args
+from echostream_fairseq.streaming.loading import translator_from_args
+from echostream_fairseq.streaming.options import add_translator_args
 
 logger = logging.getLogger(__name__)
 

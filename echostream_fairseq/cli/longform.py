@@ -38,7 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", required=True, help="folder made by echostream-prep longform")
     p.add_argument("--names", nargs="+", default=None, help="streams to run (default: all in streams.source)")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--source-segment-size", type=int, default=320, help="chunk length in ms")
     p.add_argument("--sentence-level", action="store_true", help="also translate each sentence alone")
     p.add_argument(
         "--speech-output",
@@ -46,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="speech-to-speech: write OUT/{name}.wav and score its pocketsphinx transcript (ASR-BLEU, "
         "resegmented); needs the vocoder flags",
     )
-    add_translator_args(p, speech_output=True)
+    add_translator_args(p, speech_output=True, source_segment_size=True)
     return p
 
 
@@ -107,7 +106,7 @@ def translate_stream(translator, path: str, chunk_ms: int):
         now = min(start + chunk, audio.numel()) / rate
         clock = max(clock, now) + seconds  # a chunk waits for its audio and for the chunk before
         done, pending = split_complete_words(
-            translator.tgt_dict, pending + out.target_tokens, finish or out.sentence_end
+            translator.dictionaries.target, pending + out.target_tokens, finish or out.sentence_end
         )
         words += [TimedWord(w, now, clock) for w in done]
         if out.audio.numel():
@@ -163,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore")
     from echostream_fairseq.data.longform import read_stream_sentences
     from echostream_fairseq.evaluation.longform import ReferenceSentence, boundary_scores, lag_trend, longform_scores
-    from echostream_fairseq.streaming.options import translator_from_args
+    from echostream_fairseq.streaming.loading import translator_from_args
 
     names = args.names
     if names is None:

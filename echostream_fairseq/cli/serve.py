@@ -17,21 +17,21 @@ import asyncio
 import logging
 import sys
 
-from echostream_fairseq.streaming.options import add_translator_args, translator_from_args
+from echostream_fairseq.streaming.loading import translator_from_args
+from echostream_fairseq.streaming.options import add_translator_args
 
 logger = logging.getLogger("echostream.serve")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="EchoStream live server: many streams, one batched model")
-    add_translator_args(p, speech_output=True)
+    add_translator_args(p, speech_output=True, source_segment_size=True)
     p.add_argument(
         "--output",
         choices=("speech", "text"),
         default=None,
         help="speech (needs --vocoder) or text; default: speech when --vocoder is given",
     )
-    p.add_argument("--source-segment-size", type=int, default=320, help="the default chunk, in ms")
     p.add_argument(
         "--chunk-sizes",
         type=int,

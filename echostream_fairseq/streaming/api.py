@@ -41,12 +41,12 @@ from echostream_fairseq.data.text import split_complete_words
 from echostream_fairseq.streaming.features import to_mono
 from echostream_fairseq.streaming.loading import (
     MAX_PADDING,
-    VOCODER_LEFT_CONTEXT,
+    Translator,
     load_translator,
     load_vocoder,
     translator_for_chunk,
 )
-from echostream_fairseq.streaming.translator import SimultaneousTranslator
+from echostream_fairseq.streaming.options import VOCODER_LEFT_CONTEXT, TranslatorOptions
 from echostream_fairseq.streaming.translator_state import StepOutput
 
 __all__ = ["EVENT_KINDS", "Event", "Stream", "EchoStream"]
@@ -87,7 +87,7 @@ def _as_samples(audio):
 class Stream:
     """One source stream and its translation. Made by :meth:`EchoStream.open`."""
 
-    def __init__(self, system: "EchoStream", translator: SimultaneousTranslator, sample_rate: int, stream_id: int):
+    def __init__(self, system: "EchoStream", translator: Translator, sample_rate: int, stream_id: int):
         self.system, self.translator, self.id = system, translator, stream_id
         self.sample_rate = sample_rate
         self.chunk_ms = translator.config.source_segment_size
@@ -191,17 +191,18 @@ class Stream:
             words = out.asr_words
         else:
             words, self._pending_source = split_complete_words(
-                t.src_dict, self._pending_source + out.asr_tokens, complete
+                t.dictionaries.source, self._pending_source + out.asr_tokens, complete
             )
         if words:
             events.append(Event("source_text", " ".join(words), source_seconds=now))
         if t.config.translate:
             words, self._pending_target = split_complete_words(
-                t.tgt_dict, self._pending_target + out.target_tokens, complete
+                t.dictionaries.target, self._pending_target + out.target_tokens, complete
             )
             if words:
                 events.append(Event("target_text", " ".join(words), source_seconds=now))
-        units = tuple(t.unit_ids[u] for u in out.units if u in t.unit_ids)
+        unit_ids = t.setup.rules.unit_ids
+        units = tuple(unit_ids[u] for u in out.units if u in unit_ids)
         if units:
             events.append(Event("target_units", units=units, source_seconds=now))
         if out.audio.numel():
@@ -243,9 +244,9 @@ class EchoStream:
         translator: the system at its default chunk size (see :meth:`load`).
     """
 
-    def __init__(self, translator: SimultaneousTranslator) -> None:
+    def __init__(self, translator: Translator) -> None:
         self.translator = translator
-        self._translators: Dict[int, SimultaneousTranslator] = {translator.config.source_segment_size: translator}
+        self._translators: Dict[int, Translator] = {translator.config.source_segment_size: translator}
         self._streams: Dict[int, Stream] = {}
         self._next_id = 0
         self._lock = threading.Lock()
@@ -268,9 +269,10 @@ class EchoStream:
         """Load a checkpoint with its data folder and (for speech output) its vocoder.
 
         ``output`` defaults to ``speech`` when a vocoder is given, else ``text``; ``options`` are
-        :func:`~echostream_fairseq.streaming.loading.load_translator`'s (the agents' flags).
+        :class:`~echostream_fairseq.streaming.options.TranslatorOptions`' (the agents' flags).
         """
         output = output or ("speech" if vocoder else "text")
+        settings = TranslatorOptions.of(**options, output=output, source_segment_size=chunk_ms)
         unit_vocoder = None
         if output == "speech":
             # many streams share the vocoder's calls, up to sub_batch_limit's number each (or fewer, as
@@ -281,15 +283,11 @@ class EchoStream:
                 vocoder_type,
                 dur_prediction,
                 vocoder_left_context,
-                options.get("model_dtype", "fp32"),
+                settings.model_dtype,
                 max_batch=None,
                 max_padding=MAX_PADDING,
             )
-        return cls(
-            load_translator(
-                model_path, data_bin, output=output, vocoder=unit_vocoder, source_segment_size=chunk_ms, **options
-            )
-        )
+        return cls(load_translator(model_path, data_bin, settings, unit_vocoder))
 
     @property
     def output_sample_rate(self) -> Optional[int]:

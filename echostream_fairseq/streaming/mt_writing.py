@@ -1,150 +1,217 @@
-"""The MT decoder's part of :class:`~echostream_fairseq.streaming.translator.SimultaneousTranslator`:
-its memory of encoder frames, greedy incremental writing, and the same for many streams at once.
+"""The MT decoder's stage: its memory of encoder frames, and greedy incremental writing for one
+stream or many at once.
 
-A mixin of the translator (its attributes: ``model``, ``config``, ``tgt_dict``, ``tgt_banned``,
-``word_start``, ``device``), kept apart so each file stays small. Batched writing
-(:meth:`MTWriting._write_batch`) decodes the streams in lockstep over left-padded caches
-(:func:`~echostream_fairseq.modules.transformer_layer.pad_caches`): every stream feeds one subword
-per round until each has what its policy asked for, and each stream's caches, subwords and decoder
-states equal those of :meth:`MTWriting._write` on it alone. Every write also returns the decoder's
-next step after its kept subwords; a stream in a short pause is confirmed or not by it (its write
-a look ahead alone when the policy reads), so the question costs no round of its own.
+Batched writing (:meth:`MTWriter.write_batch`) decodes the streams in lockstep over left-padded
+caches (:func:`~echostream_fairseq.modules.transformer_layer.pad_caches`): every stream feeds one
+subword per round until each has what its plan asked for, and each stream's caches, subwords and
+decoder states equal those of :meth:`MTWriter.write` on it alone. Every write also returns the
+decoder's next step after its kept subwords (the look ahead); a stream in a short pause is
+confirmed or not by it, so the question costs no round of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import List, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from echostream_fairseq.data.text import whole_word_prefix
 from echostream_fairseq.modules.transformer_layer import pad_caches, unpad_row
+from echostream_fairseq.streaming.planning import WritePlan
 from echostream_fairseq.streaming.policy import FINISH, repeated_ngram_ends
+from echostream_fairseq.streaming.setup import TranslatorSetup
 from echostream_fairseq.streaming.translator_state import TranslatorState
 
-__all__ = ["MTWriting"]
+__all__ = ["Written", "Decoded", "MTWriter"]
 
 
-class MTWriting:
-    """The translator's MT decoder steps (see the module docstring)."""
+@dataclass(frozen=True)
+class Written:
+    """One stream's write.
 
-    def _extend_mt_memory(self, caches, frames: Optional[Tensor]):
+    Attributes:
+        target_new: the new subwords.
+        text_states: ``[1, n, D]`` the decoder states the T2U encoder reads for them (input
+            positions ``written .. written + n - 1``, plus the state that predicted the end of
+            sentence when writing to it); ``None`` for none.
+        state: the stream's state after the write.
+        look_ahead: the decoder's next step after the kept subwords: its scores ``[V]`` for the
+            subword after them and its state ``[1, 1, D]`` (``None``: the stream did not write).
+    """
+
+    target_new: List[int]
+    text_states: Optional[Tensor]
+    state: TranslatorState
+    look_ahead: Optional[Tuple[Tensor, Tensor]] = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Greedy decoding from given decoder inputs (:meth:`MTWriter.decode`).
+
+    Attributes:
+        target_new: the kept new subwords.
+        text_states: as :attr:`Written.text_states`.
+        caches: the decoder caches holding the inputs up to the last kept subword (``None``: no
+            subword kept).
+        look_ahead: as :attr:`Written.look_ahead`.
+    """
+
+    target_new: List[int]
+    text_states: Optional[Tensor]
+    caches: Optional[list]
+    look_ahead: Tuple[Tensor, Tensor]
+
+
+class MTWriter:
+    """The MT decoder's steps (see the module docstring)."""
+
+    def __init__(self, setup: TranslatorSetup) -> None:
+        self.decoder = setup.model.decoder
+        self.config = setup.config
+        self.rules = setup.rules
+        self.device = setup.device
+
+    # -- the memory of encoder frames --------------------------------------------------------------
+
+    def memory_of(self, frames: Tensor, caches=None):
+        """``caches`` (``None``: empty) with ``frames`` ``[1, t, D]`` added to the cross-attention
+        memory (the most recent ``mt_source_window`` kept)."""
         if frames is None or frames.size(1) == 0:
             return caches
         no_tokens = torch.zeros(1, 0, dtype=torch.long, device=self.device)  # only the memory advances
-        _, _, caches = self.model.decoder.step(
+        _, _, caches = self.decoder.step(
             no_tokens, caches, 0, new_memory=frames, memory_window=self.config.mt_source_window
         )
         return caches
 
-    def _extend_mt_memories(self, states: Sequence[TranslatorState], frames: Sequence[Optional[Tensor]]):
-        """``_extend_mt_memory`` of many streams, their new frames projected together; the states
-        with their MT memory extended."""
+    def extend_memories(
+        self, states: Sequence[TranslatorState], frames: Sequence[Optional[Tensor]]
+    ) -> List[TranslatorState]:
+        """Every stream's new frames added to its MT memory, projected together."""
         having = [i for i, f in enumerate(frames) if f is not None and f.size(1) > 0]
         states = list(states)
         if having:
-            caches = self.model.decoder.extend_memory(
+            caches = self.decoder.extend_memory(
                 [states[i].mt_memory for i in having], [frames[i] for i in having], self.config.mt_source_window
             )
             for i, c in zip(having, caches):
                 states[i] = replace(states[i], mt_memory=c)
         return states
 
-    def _mt_token(self, caches, token: int, position: int):
-        """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos)."""
+    # -- writing -----------------------------------------------------------------------------------
+
+    def token_step(self, caches, token: int, position: int):
+        """Feed one decoder input token at ``position`` (0 = the begin-of-sentence eos): its scores
+        ``[V]``, state ``[1, 1, D]`` and the caches after it."""
         tokens = torch.tensor([[token]], device=self.device)
-        logits, hidden, caches = self.model.decoder.step(
-            tokens, caches, position, self_window=self.config.target_window
-        )
+        logits, hidden, caches = self.decoder.step(tokens, caches, position, self_window=self.config.target_window)
         return logits[0, -1], hidden, caches
 
-    def _write(self, state: TranslatorState, enc_new: Optional[Tensor], target: int):
-        """Greedy MT decoding from the written prefix to ``target`` subwords (or end of sentence).
-
-        Returns the new subwords, the decoder states the T2U encoder reads for them (``[1, n, D]``:
-        input positions ``written .. written + n - 1``, plus the state that predicted the end of
-        sentence when finishing), the new state, and the decoder's next step after the kept
-        subwords: its scores ``[V]`` for the subword after them and its state ``[1, 1, D]`` (a
-        ``target`` equal to the subwords written asks for this look ahead alone).
-        """
-        cfg = self.config
-        eos = self.tgt_dict.eos()
-        m = len(state.target_tokens)  # subwords written before
-        # the caches hold decoder inputs eos, y_1 .. y_{m-1}; y_m (or eos) is fed next
-        if cfg.reencode:  # StreamSpeech re-decodes the written prefix against the whole current source
-            caches, prefix = self._extend_mt_memory(None, enc_new), [eos, *state.target_tokens]
-        else:
-            caches, prefix = state.mt_memory, [state.target_tokens[-1] if m else eos]
-        start = m + 1 - len(prefix)
-        for offset, tok in enumerate(prefix):
-            logits, hidden, caches = self._mt_token(caches, tok, start + offset)
-        hidden_rows, logit_rows, snapshots = [hidden], [logits], [caches]
-        new: List[int] = []
-        limit = target - m if target != FINISH else self._finish_limit(state)
-        while len(new) < limit:
-            nxt = self._pick(logits.clone(), state.target_tokens + tuple(new))
-            if nxt == eos:  # before the source ends, an early end of sentence is simply not written
-                break
-            new.append(nxt)
-            logits, hidden, caches = self._mt_token(caches, nxt, m + len(new))
-            hidden_rows.append(hidden)
-            logit_rows.append(logits)
-            snapshots.append(caches)
-        if cfg.policy.whole_word and target != FINISH:
-            new = new[: whole_word_prefix(new, 0, lambda t: self.word_start[t])]
-        n_states = len(new) + (1 if target == FINISH else 0)
-        text_states = torch.cat(hidden_rows[:n_states], dim=1) if n_states else None
-        if cfg.reencode:
-            next_caches = None  # nothing is kept between chunks
-        else:
-            next_caches = snapshots[len(new) - 1] if new else state.mt_memory
-        return (
-            new,
-            text_states,
-            replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new)),
-            (logit_rows[len(new)], hidden_rows[len(new)]),
-        )
-
-    def _pick(self, logits: Tensor, written: Sequence[int]) -> int:
-        """The greedy choice for the next subword after ``written`` (the sentence's subwords)."""
-        eos = self.tgt_dict.eos()
-        logits[self.tgt_banned] = float("-inf")
+    def pick(self, scores: Tensor, written: Sequence[int]) -> int:
+        """The greedy choice for the next subword after ``written`` (the sentence's subwords);
+        ``scores`` is changed."""
+        eos = self.rules.target_eos
+        scores[self.rules.target_banned] = float("-inf")
         if self.config.no_repeat_ngram:
             repeating = repeated_ngram_ends(tuple(written), self.config.no_repeat_ngram)
             if repeating:
-                logits[repeating] = float("-inf")
+                scores[repeating] = float("-inf")
         if not written:  # at least one subword, as fairseq's min_len=1 in offline decoding
-            logits[eos] = float("-inf")
-        return int(logits.argmax())
+            scores[eos] = float("-inf")
+        return int(scores.argmax())
 
-    def _finish_limit(self, state: TranslatorState) -> int:
-        """The most subwords a finishing write adds: ``max_len``, or up to the sentence's limit in
-        long-form mode."""
-        sentence_limit = self._sentence_limit(state)
-        m = len(state.target_tokens)
-        return self.config.max_len if sentence_limit is None else max(0, sentence_limit - m)
+    def _kept(self, new: List[int], finishing: bool) -> List[int]:
+        if self.config.policy.whole_word and not finishing:
+            return new[: whole_word_prefix(new, 0, lambda t: self.rules.word_start[t])]
+        return new
 
-    def _write_batch(self, states: List[TranslatorState], targets: List[int]):
-        """:meth:`_write` for several streams in incremental mode, each with an MT memory (targets
-        may be :data:`FINISH`: the end of a sentence or of the source, or the subwords written: the
-        look ahead alone): the decoder runs once per round for all of them (see the module
-        docstring)."""
-        cfg, eos, decoder = self.config, self.tgt_dict.eos(), self.model.decoder
+    def decode(self, caches, inputs: Sequence[int], written: Tuple[int, ...], finishing: bool, limit: int) -> Decoded:
+        """Greedy decoding after the subwords ``written``: feed ``inputs`` (the last decoder inputs,
+        ending with the last written subword, or eos for none; the caches hold the ones before),
+        then up to ``limit`` new subwords, stopping at an end of sentence (before the source ends,
+        an early end of sentence is simply not written)."""
+        eos = self.rules.target_eos
+        m = len(written)
+        start = m + 1 - len(inputs)
+        for offset, tok in enumerate(inputs):
+            scores, hidden, caches = self.token_step(caches, tok, start + offset)
+        hidden_rows, score_rows, snapshots = [hidden], [scores], [caches]
+        new: List[int] = []
+        while len(new) < limit:
+            nxt = self.pick(scores.clone(), written + tuple(new))
+            if nxt == eos:
+                break
+            new.append(nxt)
+            scores, hidden, caches = self.token_step(caches, nxt, m + len(new))
+            hidden_rows.append(hidden)
+            score_rows.append(scores)
+            snapshots.append(caches)
+        new = self._kept(new, finishing)
+        n_states = len(new) + (1 if finishing else 0)
+        text_states = torch.cat(hidden_rows[:n_states], dim=1) if n_states else None
+        return Decoded(
+            new, text_states, snapshots[len(new) - 1] if new else None, (score_rows[len(new)], hidden_rows[len(new)])
+        )
+
+    def write(self, plan: WritePlan) -> Written:
+        """One stream's write from its MT memory (which may be empty)."""
+        state = plan.state
+        written = state.target_tokens
+        # the caches hold decoder inputs eos, y_1 .. y_{m-1}; y_m (or eos) is fed next
+        decoded = self.decode(
+            state.mt_memory,
+            [written[-1] if written else self.rules.target_eos],
+            written,
+            plan.target == FINISH,
+            plan.limit,
+        )
+        caches = decoded.caches if decoded.target_new else state.mt_memory
+        return Written(
+            decoded.target_new,
+            decoded.text_states,
+            replace(state, mt_memory=caches, target_tokens=written + tuple(decoded.target_new)),
+            decoded.look_ahead,
+        )
+
+    def write_all(self, plans: Sequence[WritePlan]) -> List[Written]:
+        """Every stream's write: one batched decoding for the streams whose MT memory holds frames,
+        one by one for the rest (an empty memory); a stream without a write gets an empty one."""
+        results: List[Written] = [Written([], None, plan.state) for plan in plans]
+        batch, alone = [], []
+        for i, plan in enumerate(plans):
+            if plan.target is None:
+                continue
+            memory = plan.state.mt_memory
+            (batch if memory is not None and memory[0].cross_key is not None else alone).append(i)
+        if len(batch) == 1:
+            alone, batch = alone + batch, []
+        for i in alone:
+            results[i] = self.write(plans[i])
+        if batch:
+            for i, written in zip(batch, self.write_batch([plans[i] for i in batch])):
+                results[i] = written
+        return results
+
+    def write_batch(self, plans: Sequence[WritePlan]) -> List[Written]:
+        """:meth:`write` for several streams, each with an MT memory: the decoder runs once per
+        round for all of them (see the module docstring)."""
+        cfg, eos = self.config, self.rules.target_eos
+        states = [plan.state for plan in plans]
         written = [len(s.target_tokens) for s in states]
         caches, self_valid, memory_valid = pad_caches([s.mt_memory for s in states])
         memory_lengths = memory_valid.sum(dim=1).tolist()
         tokens = [s.target_tokens[-1] if m else eos for s, m in zip(states, written)]
         positions = list(written)
-        limits = [self._finish_limit(s) if t == FINISH else t - m for s, t, m in zip(states, targets, written)]
         news: List[List[int]] = [[] for _ in states]
         hidden_rows: List[List[Tensor]] = [[] for _ in states]
         steps = []  # (caches, self_valid) after each round
-        round_logits = []  # row r's scores after its j-th new subword: round_logits[j][r]
+        round_scores = []  # row r's scores after its j-th new subword: round_scores[j][r]
         active = list(range(len(states)))
         while True:
-            logits, hidden, caches, self_valid = decoder.step_rows(
+            scores, hidden, caches, self_valid = self.decoder.step_rows(
                 torch.tensor(tokens, device=self.device),
                 torch.tensor(positions, device=self.device),
                 caches,
@@ -153,14 +220,14 @@ class MTWriting:
                 cfg.target_window,
             )
             steps.append((caches, self_valid))
-            round_logits.append(logits)
+            round_scores.append(scores)
             for r in active:
                 hidden_rows[r].append(hidden[r : r + 1])
             still = []
             for r in active:
-                if len(news[r]) >= limits[r]:
+                if len(news[r]) >= plans[r].limit:
                     continue
-                nxt = self._pick(logits[r].clone(), states[r].target_tokens + tuple(news[r]))
+                nxt = self.pick(scores[r].clone(), states[r].target_tokens + tuple(news[r]))
                 if nxt == eos:  # before the source ends, an early end of sentence is simply not written
                     continue
                 news[r].append(nxt)
@@ -171,11 +238,9 @@ class MTWriting:
             active = still  # the others feed their last input again; those rounds are not read
         results = []
         for r, state in enumerate(states):
-            new = news[r]
-            finishing = targets[r] == FINISH
-            if cfg.policy.whole_word and not finishing:
-                new = new[: whole_word_prefix(new, 0, lambda t: self.word_start[t])]
-            # a finishing write also hands on the state that predicted the end of sentence
+            finishing = plans[r].target == FINISH
+            new = self._kept(news[r], finishing)
+            # a write to the end of the sentence also hands on the state that predicted it
             n_states = len(new) + (1 if finishing else 0)
             text_states = torch.cat(hidden_rows[r][:n_states], dim=1) if n_states else None
             if new:  # the caches holding the inputs up to the last subword kept, which is fed next
@@ -184,11 +249,11 @@ class MTWriting:
             else:
                 next_caches = state.mt_memory
             results.append(
-                (
+                Written(
                     new,
                     text_states,
                     replace(state, mt_memory=next_caches, target_tokens=state.target_tokens + tuple(new)),
-                    (round_logits[len(new)][r], hidden_rows[r][len(new)]),
+                    (round_scores[len(new)][r], hidden_rows[r][len(new)]),
                 )
             )
         return results

@@ -1,42 +1,39 @@
 """Per-stage wall time of a translator step (``TranslatorConfig.time_stages``).
 
-Stages that run as one batch for several streams credit each stream an equal share of their time.
+A stage that runs as one batch for several streams credits each of them an equal share of its time.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Dict, Optional, Sequence
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence
 
-__all__ = ["STAGES", "StageClock", "credit_share"]
+__all__ = ["STAGES", "StageClock"]
 
 STAGES = ("encoder", "mt", "units", "vocoder")
 
 
 class StageClock:
-    """Credits the time since the previous mark to the stage that just ended."""
+    """The stage times of ``streams`` streams stepped together; off (``enabled=False``), the clock
+    is never read."""
 
-    __slots__ = ("seconds", "_last")
+    __slots__ = ("enabled", "seconds")
 
-    def __init__(self) -> None:
-        self.seconds: Dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        self._last = time.perf_counter()
+    def __init__(self, streams: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.seconds: List[Dict[str, float]] = [dict.fromkeys(STAGES, 0.0) if enabled else {} for _ in range(streams)]
 
-    def restart(self) -> None:
-        """Time spent elsewhere (other streams of a batch) is nobody's stage."""
-        self._last = time.perf_counter()
-
-    def mark(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] += now - self._last
-        self._last = now
-
-
-def credit_share(clocks: Sequence[Optional[StageClock]], rows: Sequence[int], stage: str, started: float) -> None:
-    """Credit each of ``rows``' clocks an equal share of the time since ``started`` (a batched stage),
-    and restart them."""
-    share = (time.perf_counter() - started) / max(len(rows), 1)
-    for i in rows:
-        if clocks[i]:
-            clocks[i].seconds[stage] += share
-            clocks[i].restart()
+    @contextmanager
+    def stage(self, name: str, rows: Optional[Sequence[int]] = None) -> Iterator[None]:
+        """Credit the time of the ``with`` block to stage ``name`` of ``rows`` (default: every
+        stream), in equal shares."""
+        if not self.enabled:
+            yield
+            return
+        started = time.perf_counter()
+        yield
+        rows = range(len(self.seconds)) if rows is None else rows
+        share = (time.perf_counter() - started) / max(len(rows), 1)
+        for i in rows:
+            self.seconds[i][name] += share

@@ -1,7 +1,6 @@
 """The simultaneous translator's settings, one stream's state and what a chunk produced.
 
-Their own module, below the translator and its parts (MT writing, speaking, sentence ends), which
-all read and return these types.
+Their own module, below the translators and their stages, which all read and return these types.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ class TranslatorConfig:
     max_len: target subwords written after the source ends, at most.
     mt_source_window: encoder frames the MT decoder attends, the most recent (0: all).
     target_window: target subwords the MT decoder, T2U encoder and unit decoder attend back (0: all).
-    reencode: StreamSpeech's behaviour (re-encode and re-decode the whole prefix every chunk).
     speech_output: run T2U, units and the vocoder (speech-to-speech).
     translate: run the MT decoder (off for the streaming-ASR agent).
     time_stages: return each chunk's wall time per stage (:attr:`StepOutput.stage_seconds`).
@@ -72,7 +70,6 @@ class TranslatorConfig:
     max_len: int = 200
     mt_source_window: int = 512
     target_window: int = 64
-    reencode: bool = False
     speech_output: bool = True
     translate: bool = True
     time_stages: bool = False
@@ -89,7 +86,7 @@ class TranslatorConfig:
 
 @dataclass(frozen=True)
 class TranslatorState:
-    """One stream's state (every tensor bounded in incremental mode; see the module docstring).
+    """One stream's state (every tensor bounded; the re-encoding baseline extends it with its prefix).
 
     The token tuples hold the current sentence only (long-form mode starts them afresh at each
     sentence end); ``sentences`` counts the sentences ended before it.
@@ -99,7 +96,6 @@ class TranslatorState:
     resample: ResampleState
     fbank: FbankState
     encoder: Optional[EncoderStreamState]
-    source_samples: Tensor  # reencode mode only: every 16 kHz sample so far
     encoder_frames: int
     asr_tokens: Tuple[int, ...]
     asr_last: int
@@ -115,7 +111,6 @@ class TranslatorState:
     voiced_state_count: int
     unit_last: int
     units_emitted: int  # units handed to the vocoder, a count (StepOutput.units lists a chunk's units)
-    all_units: Tuple[int, ...]  # reencode mode only
     vocoder: Optional[VocoderState]
     finished: bool = False
     nonfinite_samples: int = 0
@@ -125,8 +120,7 @@ class TranslatorState:
     sentence_mark: Optional[Tuple[int, int]] = None
     asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
-    asr_searched: int = 0  # reencode mode: frames of the current prefix the search has read
-    # incremental mode with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text
+    # with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text
     unit_pending: Optional[Tensor] = None
 
 
@@ -141,6 +135,6 @@ class StepOutput:
     finished: bool
     wrote: bool  # the translation advanced: new subwords, or its sentence (or source) completed
     sentence_end: bool = False  # a sentence ended in this chunk: its translation is complete
-    encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (reencode: the whole prefix)
+    encoder_out: Optional[Tensor] = None  # [1, t, D] new encoder frames (the re-encoding baseline: the whole prefix)
     stage_seconds: Dict[str, float] = field(default_factory=dict)  # per stage, with time_stages
     asr_words: Optional[List[str]] = None  # with an ASR lexicon search: the transcript's new words
