@@ -23,11 +23,11 @@ $(STAMP): requirements.txt setup.py
 	touch $@
 
 # The lesser CPU on any machine: the tests of every CPU-specific path again, with the kernels held to
-# AVX2 (echostream_fairseq/common/cpu.py's AVX2_LIMITS; tests/test_cpu.py checks the two agree).
+# AVX2 (echostream_fairseq/common/cpu.py's AVX2_LIMITS; tests/common/test_cpu.py checks the two agree).
 AVX2_LIMITS := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
-AVX2_LANE := tests/test_cpu.py tests/test_packed_linear.py tests/test_precision.py tests/test_emformer_streaming.py \
-	tests/test_vocoder.py tests/test_vocoder_causal.py tests/test_vocoder_istft.py tests/test_vocoder_padded.py \
-	tests/test_bench.py tests/test_bench_system.py
+AVX2_LANE := tests/common/test_cpu.py tests/modules/test_packed_linear.py tests/streaming/test_precision.py tests/modules/test_emformer_streaming.py \
+	tests/vocoder/test_vocoder.py tests/vocoder/test_vocoder_causal.py tests/vocoder/test_vocoder_istft.py tests/vocoder/test_vocoder_padded.py \
+	tests/bench/test_bench.py tests/bench/test_bench_system.py
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

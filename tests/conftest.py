@@ -5,9 +5,13 @@ import sys
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+# the package, and the helpers beside this file (cli_runs, translators, vocoders, ...) for the tests
+# grouped by layer in the folders below
+for path in (ROOT, TESTS):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 logging.getLogger("fairseq").setLevel(logging.WARNING)
 

@@ -9,7 +9,7 @@ simulstream serves one processor per connection from a pool and scores long-form
     data_bin: results/synthetic/corpus
     speech_chunk_size: 0.32          # seconds, simulstream's chunk (also our encoder's)
     output: text                     # text (speech-to-text translation) or asr
-    # any other key is a flag of load_translator: max_len, sentence_pause_ms, device, ...
+    # any other key is a translator option (TranslatorOptions): max_len, sentence_pause_ms, device, ...
 
 simulstream's protocol carries text, so the processor writes text: translated words (or the
 transcript) as they are completed. The model is loaded once per configuration and shared by every
@@ -19,7 +19,7 @@ Nothing written is ever taken back, so ``deleted_tokens`` is always empty.
 
 from __future__ import annotations
 
-import inspect
+from dataclasses import fields
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
@@ -28,11 +28,11 @@ from simulstream.server.speech_processors import SAMPLE_RATE, SpeechProcessor
 from simulstream.server.speech_processors.incremental_output import IncrementalOutput
 
 from echostream_fairseq.streaming.api import EchoStream, Event
-from echostream_fairseq.streaming.loading import load_translator
+from echostream_fairseq.streaming.options import TranslatorOptions
 
 __all__ = ["EchoStreamSpeechProcessor"]
 
-# keys of the YAML that are simulstream's (or ours, read here), not load_translator flags
+# keys of the YAML that are simulstream's (or ours, read here), not translator options
 _OWN_KEYS = {"type", "model_path", "data_bin", "speech_chunk_size", "output", "latency_unit", "detokenizer"}
 
 
@@ -66,11 +66,11 @@ class EchoStreamSpeechProcessor(SpeechProcessor):
         key = cls._key(config)
         if key not in cls._systems:
             options = _options(config)
-            unknown = sorted(set(options) - set(inspect.signature(load_translator).parameters))
+            unknown = sorted(set(options) - {f.name for f in fields(TranslatorOptions)})
             if unknown:
                 raise ValueError(
                     f"not an EchoStream setting: {', '.join(map(repr, unknown))} (the simulstream config "
-                    "takes model_path, data_bin, speech_chunk_size, output and load_translator's flags)"
+                    "takes model_path, data_bin, speech_chunk_size, output and the translator's options)"
                 )
             cls._systems[key] = EchoStream.load(
                 config.model_path, config.data_bin, output=output, chunk_ms=key[3], **options

@@ -16,7 +16,7 @@ head has left the all-blank plateau: at the first update whose running training 
 (an exponential average over about ten updates, in bits per source subword) is below BITS, or at
 update LATEST if that comes first. Until then every scheduled term weighs 0; after, START and RAMP
 count from the update the gate opened. Why: with a fixed START, a run whose CTC heads had not left
-the plateau when MT ramped in stayed on it (docs/learning.md). The opening update is not saved in
+the plateau when MT ramped in stayed on it (docs/decisions.md links the study). The opening update is not saved in
 checkpoints: a run resumed with a running loss already below BITS counts its schedule from update 0.
 
 Logged (fairseq's usual lines; losses in base 2): ``loss``, ``unit_ctc_loss`` (per unit),

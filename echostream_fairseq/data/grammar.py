@@ -25,23 +25,14 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from echostream_fairseq.data.lexicon import (
     ADJECTIVES,
-    AVOIR,
     CONCRETE,
-    EN_BE,
-    EN_PRONOUNS,
-    ETRE,
-    FR_PRONOUNS,
-    FUTURE_ENDINGS,
     NAMES,
     NOUNS,
     PERSON,
     PLACE,
     PREPOSITIONS,
-    TIME_ADVERBS,
-    VERBS,
     Adjective,
     Noun,
-    Verb,
 )
 from echostream_fairseq.data.morphology import (
     POSSESSIVES,
@@ -51,6 +42,17 @@ from echostream_fairseq.data.morphology import (
     english_number,
     french_number,
     render_french,
+)
+from echostream_fairseq.data.verbs import (
+    AVOIR,
+    EN_BE,
+    EN_PRONOUNS,
+    ETRE,
+    FR_PRONOUNS,
+    FUTURE_ENDINGS,
+    TIME_ADVERBS,
+    VERBS,
+    Verb,
 )
 
 __all__ = [

@@ -12,7 +12,7 @@ Our voices come from variant files that we write, with flutter and roughness off
 synthesiser only; the volume leaves headroom so no sample clips; the random generators used for
 noise (espeak-ng's and the C library's) are re-seeded and the voice is re-loaded before every
 utterance. An utterance's samples then depend only on (text, voice, rate, pitch), whatever was
-synthesised before; ``tests/test_prep_tts.py`` checks it.
+synthesised before; ``tests/data/test_prep_tts.py`` checks it.
 
 The variant files live in a private copy of espeak-ng's data folder made of symbolic links to the
 wheel's files plus our own ``voices/!v/`` folder.

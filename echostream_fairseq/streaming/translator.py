@@ -61,9 +61,10 @@ __all__ = ["SimultaneousTranslator", "STAGES", "check_requests", "step_output"]
 
 
 def check_requests(requests: Sequence[Tuple[object, TranslatorState, bool]], state_type: type) -> None:
-    """Refuse a request whose state is not a live state of ``state_type``."""
+    """Refuse a request whose state is not a live state of ``state_type`` (exactly: the baseline's
+    state extends the incremental one, and neither translator can step the other's)."""
     for _, state, _ in requests:
-        if not isinstance(state, state_type):
+        if type(state) is not state_type:
             raise ValueError(
                 f"state must be a {state_type.__name__} (samples first, then the state), got {type(state).__name__}"
             )

@@ -19,8 +19,7 @@ from echostream_fairseq.vocoder.incremental import VocoderState
 
 __all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "UNIT_LOOKAHEAD"]
 
-# text states a subword's units wait for by default (docs/learning_more.md: the units of the whole text
-# for about one subword of speech latency)
+# text states a subword's units wait for by default (docs/decisions.md)
 UNIT_LOOKAHEAD = 1
 
 
@@ -61,7 +60,7 @@ class TranslatorConfig:
     unit_lookahead: text states after a subword's own that its units wait for (0: none). The
         unit decoder was trained under wait-k masks of a random stride per batch (so of many
         lags), and a subword's sound depends on the next one: one state of lookahead gives the
-        units of the whole text (docs/learning_more.md).
+        units of the whole text (docs/decisions.md).
     """
 
     source_segment_size: int = 320

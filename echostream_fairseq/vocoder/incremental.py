@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
+from echostream_fairseq.vocoder.call_groups import cheapest_calls, next_power_of_two, power_of_two_groups, runs_within
 from echostream_fairseq.vocoder.config import VocoderError
 
 __all__ = [
@@ -332,10 +333,8 @@ class IncrementalVocoder:
                 audio.update(zip(group, self.vocoder.synthesize_frames_packed([plans[i][0] for i in group])))
         else:
             lengths = {i: plans[i][0].numel() for i in speaking}
-            for members in _runs_within(lengths, self.max_padding, self.max_batch):
-                for group in (
-                    [members] if self.vocoder.any_batch_size else _power_of_two_groups(members, self.max_batch)
-                ):
+            for members in runs_within(lengths, self.max_padding, self.max_batch):
+                for group in [members] if self.vocoder.any_batch_size else power_of_two_groups(members, self.max_batch):
                     audio.update(self._synthesize(group, [plans[i][0] for i in group]))
         results = []
         for i, (_, state, finish) in enumerate(requests):
@@ -359,7 +358,7 @@ class IncrementalVocoder:
             if n:
                 ready[i] = n
         audio: Dict[int, Tuple[Tensor, Tensor]] = {}
-        for group in _cheapest_calls(ready, self.max_batch, self.length_bucket, self.call_frames):
+        for group in cheapest_calls(ready, self.max_batch, self.length_bucket, self.call_frames):
             audio.update(
                 self._synthesize_causal(
                     group,
@@ -407,7 +406,7 @@ class IncrementalVocoder:
         ahead = self.vocoder.lookahead_frames
         width = -(-max(ready) // self.length_bucket) * self.length_bucket + ahead
         rows = [frames[: n + ahead] for frames, n in zip(available, ready)]
-        idle = _next_power_of_two(len(rows)) - len(rows)
+        idle = next_power_of_two(len(rows)) - len(rows)
         lengths = torch.tensor(ready + [1] * idle)
         lookahead = torch.tensor([row.numel() - n for row, n in zip(rows, ready)] + [0] * idle)
         frames = torch.stack(
@@ -469,52 +468,3 @@ class IncrementalVocoder:
             emitted_samples=state.emitted_samples + out.numel(),
         )
         return out, next_state
-
-
-def _runs_within(lengths: Dict[int, int], max_padding: int, largest: int) -> List[List[int]]:
-    """The keys of ``lengths`` (stream -> call frames), longest first, cut into runs of at most
-    ``largest`` whose lengths lie within ``max_padding`` of the run's first (0: equal lengths)."""
-    runs: List[List[int]] = []
-    for i in sorted(lengths, key=lambda i: (-lengths[i], i)):
-        if runs and len(runs[-1]) < largest and lengths[runs[-1][0]] - lengths[i] <= max_padding:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
-
-
-def _next_power_of_two(n: int) -> int:
-    return 1 << (n - 1).bit_length()
-
-
-def _cheapest_calls(frames: Dict[int, int], largest: int, bucket: int, call_frames: int) -> List[List[int]]:
-    """The streams of ``frames`` (stream -> frames to synthesise) cut into causal vocoder calls at the
-    least total cost: a call of ``rows`` streams costs ``call_frames`` plus its padded frames (the
-    rows rounded up to a power of two, the longest rounded up to the ``bucket``). The calls take
-    runs of the streams sorted longest first (at most ``largest`` each); a small dynamic programme."""
-    order = sorted(frames, key=lambda i: (-frames[i], i))
-    cost = [0.0] + [float("inf")] * len(order)
-    cut = [0] * (len(order) + 1)
-    for end in range(1, len(order) + 1):
-        for start in range(max(0, end - largest), end):
-            width = -(-frames[order[start]] // bucket) * bucket
-            total = cost[start] + call_frames + _next_power_of_two(end - start) * width
-            if total < cost[end]:
-                cost[end], cut[end] = total, start
-    calls, end = [], len(order)
-    while end:
-        calls.append(order[cut[end] : end])
-        end = cut[end]
-    return calls[::-1]
-
-
-def _power_of_two_groups(members: List[int], largest: int) -> List[List[int]]:
-    """``members`` cut into groups of ``largest`` (a power of two), the rest into smaller powers of two."""
-    groups, at = [], 0
-    size = largest
-    while at < len(members):
-        while size > len(members) - at:
-            size //= 2
-        groups.append(members[at : at + size])
-        at += size
-    return groups

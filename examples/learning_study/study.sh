@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runs of docs/learning.md, two at a time (one thread each) on the 2-core machine.
+# The runs of docs/results/2026-12-07-learning-study.md, two at a time (one thread each) on the 2-core machine.
 #
 #   examples/learning_study/study.sh
 #

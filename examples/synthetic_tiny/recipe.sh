@@ -1,5 +1,5 @@
 # The CPU recipe for the synthetic corpus, sourced by examples/demo.sh and
-# examples/synthetic_tiny/train.sh (its one home). docs/learning.md measures its choices.
+# examples/synthetic_tiny/train.sh (its one home). docs/results/2026-12-07-learning-study.md measures its choices.
 # RECIPE_ARCH: the demo's model, the tiny Emformer with a causal convolution module in every layer:
 # in the same 40 minutes it learns more than the plain Emformer, the Conformer and the Zipformer
 # (docs/results/2026-12-06-encoder-comparison.md, "With the current recipe, at equal training time").
@@ -11,13 +11,13 @@ RECIPE_ARCH=echostream_emformer_conv_tiny
 RECIPE_MINUTES=40
 RECIPE_UPDATES=6000
 # echostream-prep synthetic flags: 20000 training utterances, fbank computed once, no SpecAugment,
-# 24 generated voices with voice qualities beside the five (docs/learning.md, "Held-out voices")
+# 24 generated voices with voice qualities beside the five (docs/results/2026-12-07-learning-study.md, "Held-out voices")
 RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment --extra-voices 24 --extra-voice-qualities)
 # fairseq-train flags (architecture, budget and save folder are the caller's): the CTC heads first
 # (MT ramps in from update 200, units from 400), no dropout, 15 unit-decoder positions per text state,
 # 500 warm-up updates (the gentler start leaves the CTC plateau sooner and the higher later rate
-# learns faster: docs/learning_more.md, "The MT weight and the warm-up"), then inverse_sqrt annealed
-# linearly to zero over the last 30% of the budget (docs/learning_more.md, "The learning rate
+# learns faster: docs/results/2026-12-07-learning-more.md, "The MT weight and the warm-up"), then inverse_sqrt annealed
+# linearly to zero over the last 30% of the budget (docs/results/2026-12-07-learning-more.md, "The learning rate
 # annealed to the budget's end")
 RECIPE_TRAIN=(
   --task echostream_speech_to_speech --criterion echostream_multitask

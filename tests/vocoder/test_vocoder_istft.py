@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from test_vocoder import step_together, stream
 from test_vocoder_padded import ragged_streams
+from vocoders import step_together, stream
 
 from echostream_fairseq.cli.train_vocoder import main as train_main
 from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from test_vocoder import HOP, step_together, stream
 from test_vocoder_padded import ragged_streams
+from vocoders import HOP, step_together, stream
 
 from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, build_generator, preset_config
 from echostream_fairseq.vocoder.config import VocoderError, check_vocoder_config, load_vocoder_config
@@ -224,16 +224,16 @@ def test_lookahead_is_checked():
 
 
 def test_causal_calls_are_cut_where_a_call_costs_more_than_the_padding_it_saves():
-    from echostream_fairseq.vocoder.incremental import _cheapest_calls
+    from echostream_fairseq.vocoder.call_groups import cheapest_calls
 
     frames = {0: 3, 1: 20, 2: 18, 3: 2}
     # a call costs 64 frames' worth: one call of 4 rows x 24 frames (160) beats two (64 + 48 + 64 + 16)
-    assert _cheapest_calls(frames, 32, 8, 64) == [[1, 2, 0, 3]]
+    assert cheapest_calls(frames, 32, 8, 64) == [[1, 2, 0, 3]]
     # calls for free: the long streams apart from the short ones (48 + 16 frames against 96)
-    assert _cheapest_calls(frames, 32, 8, 0) == [[1, 2], [0, 3]]
+    assert cheapest_calls(frames, 32, 8, 0) == [[1, 2], [0, 3]]
     # three rows run as four (an idle stream): [0, 1, 2] costs 10 + 4 x 24, so the short one joins
     # them (106) rather than run apart (10 + 96 + 10 + 8), and no split of the three pays (110)
-    assert _cheapest_calls({0: 20, 1: 20, 2: 20, 3: 1}, 32, 8, 10) == [[0, 1, 2, 3]]
-    assert _cheapest_calls({0: 20, 1: 20, 2: 20, 3: 1}, 32, 8, 0) == [[0], [1, 2], [3]]
-    assert _cheapest_calls(frames, 1, 8, 64) == [[1], [2], [0], [3]]
-    assert _cheapest_calls({}, 32, 8, 64) == []
+    assert cheapest_calls({0: 20, 1: 20, 2: 20, 3: 1}, 32, 8, 10) == [[0, 1, 2, 3]]
+    assert cheapest_calls({0: 20, 1: 20, 2: 20, 3: 1}, 32, 8, 0) == [[0], [1, 2], [3]]
+    assert cheapest_calls(frames, 1, 8, 64) == [[1], [2], [0], [3]]
+    assert cheapest_calls({}, 32, 8, 64) == []

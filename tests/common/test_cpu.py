@@ -137,7 +137,7 @@ def test_the_avx2_limits_take_effect():
 
 
 def test_make_test_runs_its_avx2_lane_under_these_limits():
-    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     line = next(line for line in makefile.splitlines() if line.startswith("AVX2_LIMITS :="))
     assert dict(item.split("=", 1) for item in line.split(":=", 1)[1].split()) == AVX2_LIMITS
     assert "env $(AVX2_LIMITS) $(PY) -m pytest" in makefile

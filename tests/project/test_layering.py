@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "echostream_fairseq"
+PACKAGE = Path(__file__).resolve().parents[2] / "echostream_fairseq"
 BENCHMARKS = PACKAGE.parent / "echostream_bench"  # imports the package; the package never imports it
 
 _BASE = {"common"}

@@ -1,97 +1,27 @@
-"""Unit vocoders: loading fairseq-format CodeHiFiGAN checkpoints, echostream-vocode, the Griffin-Lim
-fallback, incremental synthesis, and bad input."""
+"""Unit vocoders: loading fairseq-format CodeHiFiGAN checkpoints, the Griffin-Lim fallback,
+incremental synthesis and its shared calls."""
 
 import json
-import os
 import time
 
 import pytest
-import soundfile as sf
 import torch
-
-from echostream_fairseq.cli.vocode import main as vocode_main
-from echostream_fairseq.data.units import LogMelUnitFeatures, deduplicate, frame_units, unit_model_dict
-from echostream_fairseq.vocoder import (
-    CodeHiFiGANUnitVocoder,
-    GriffinLimUnitVocoder,
-    IncrementalVocoder,
-    UnitVocoder,
-    VocoderError,
-    build_generator,
-    load_vocoder_config,
+from vocoders import (
+    HOP,
+    NUM_UNITS,
+    CountingVocoder,
+    log_mel_distance,
+    random_tiny_hifigan,
+    step_together,
+    stream,
 )
 
-NUM_UNITS = 20
-HOP = 320
-
-
-def micro_config(**changes):
-    """A fairseq CodeHiFiGAN config small enough for tests (16 kHz, 320 samples per unit)."""
-    config = {
-        "upsample_rates": [5, 4, 4, 2, 2],
-        "upsample_kernel_sizes": [11, 8, 8, 4, 4],
-        "upsample_initial_channel": 32,
-        "resblock_kernel_sizes": [3],
-        "resblock_dilation_sizes": [[1, 3, 5]],
-        "num_embeddings": NUM_UNITS,
-        "embedding_dim": 8,
-        "model_in_dim": 8,
-        "sampling_rate": 16000,
-        "code_hop_size": 320,
-        "f0": False,
-        "dur_predictor_params": {
-            "encoder_embed_dim": 8,
-            "var_pred_hidden_dim": 8,
-            "var_pred_kernel_size": 3,
-            "var_pred_dropout": 0.5,
-        },
-    }
-    config.update(changes)
-    return config
-
-
-def write_fairseq_vocoder(folder, config=None, seed=0):
-    """A randomly initialised generator saved the way fairseq/speech-resynthesis save it."""
-    config = config or micro_config()
-    torch.manual_seed(seed)
-    generator = build_generator(config)
-    ckpt, cfg = os.path.join(folder, "g_00000001"), os.path.join(folder, "config.json")
-    torch.save({"generator": generator.state_dict()}, ckpt)
-    with open(cfg, "w") as f:
-        json.dump(config, f)
-    return ckpt, cfg, generator
-
-
-@pytest.fixture
-def hifigan(tmp_path):
-    ckpt, cfg, generator = write_fairseq_vocoder(str(tmp_path))
-    return CodeHiFiGANUnitVocoder.from_files(ckpt, cfg), ckpt, cfg, generator
-
-
-@pytest.fixture(scope="module")
-def speech_units():
-    """English espeak-ng speech, a K=16 log-mel k-means unit model fitted on it, and its frame units."""
-    from echostream_fairseq.data.kmeans import fit_kmeans
-    from echostream_fairseq.data.tts import TARGET_VOICE, get_synthesizer
-
-    audio = get_synthesizer().synthesize("the yellow doctor will not read the small book tomorrow", TARGET_VOICE)
-    features = LogMelUnitFeatures()
-    frames = features(audio)
-    centroids = fit_kmeans(frames, 16, seed=1, progress=False).centroids
-    units = frame_units(frames, centroids)
-    reduced, lengths = deduplicate(units.tolist())
-    runs = list(zip(reduced, lengths))
-    model = unit_model_dict("logmel", centroids, features.describe(), runs, seed=1)
-    return model, units
-
-
-def log_mel_distance(a, b):
-    """Mean absolute difference of natural-log mel frames (80 bins, 20 ms hop) of equal-length waveforms."""
-    features = LogMelUnitFeatures()
-    return float((features(a) - features(b)).abs().mean())
-
-
-# -- loading fairseq-format checkpoints --------------------------------------------------------
+from echostream_fairseq.data.units import LogMelUnitFeatures
+from echostream_fairseq.vocoder import (
+    GriffinLimUnitVocoder,
+    IncrementalVocoder,
+    VocoderError,
+)
 
 
 def test_fairseq_checkpoint_loads_and_matches_the_generator(hifigan):
@@ -123,78 +53,6 @@ def test_duration_prediction_sets_the_length(hifigan):
     assert vocoder(units, dur_prediction=True).numel() == int(durations.sum()) * HOP
 
 
-# -- echostream-vocode -------------------------------------------------------------------------
-
-
-def test_vocode_cli_writes_one_wav_per_line(hifigan, tmp_path, capsys):
-    _, ckpt, cfg, _ = hifigan
-    codes = tmp_path / "units.txt"
-    codes.write_text("1 2 3 4\n5 6 7 8 9 10\n0\n")
-    out = tmp_path / "wavs"
-    assert (
-        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
-        == 0
-    )
-    assert sorted(os.listdir(out)) == ["0_pred.wav", "1_pred.wav", "2_pred.wav"]
-    assert [sf.info(str(out / f"{i}_pred.wav")).frames for i in range(3)] == [4 * HOP, 6 * HOP, HOP]
-    assert sf.info(str(out / "0_pred.wav")).samplerate == 16000
-
-
-def test_vocode_cli_reads_fairseq_generate_logs_with_durations(hifigan, tmp_path):
-    vocoder, ckpt, cfg, _ = hifigan
-    log = tmp_path / "generate-test.txt"
-    log.write_text("S-4\tx\nT-4\t1 2\nH-4\t-0.1\t1 2 3\nD-4\t-0.1\t1 2 3\nP-4\t-0.1 -0.2\nD-0\t-0.3\t7 8\n")
-    out = tmp_path / "wavs"
-    assert (
-        vocode_main(
-            [
-                "--in-code-file",
-                str(log),
-                "--vocoder",
-                ckpt,
-                "--vocoder-cfg",
-                cfg,
-                "--results-path",
-                str(out),
-                "--dur-prediction",
-            ]
-        )
-        == 0
-    )
-    assert sorted(os.listdir(out)) == ["0_pred.wav", "4_pred.wav"]
-    expected = int(vocoder.durations(torch.tensor([1, 2, 3])).sum()) * HOP
-    assert sf.info(str(out / "4_pred.wav")).frames == expected
-
-
-def test_vocode_cli_griffin_lim(speech_units, tmp_path):
-    model, _ = speech_units
-    torch.save(model, tmp_path / "kmeans.pt")
-    codes = tmp_path / "units.txt"
-    codes.write_text("1 2 3\n4 4 5\n")
-    out = tmp_path / "wavs"
-    assert (
-        vocode_main(
-            [
-                "--in-code-file",
-                str(codes),
-                "--vocoder-type",
-                "griffin_lim",
-                "--vocoder",
-                str(tmp_path / "kmeans.pt"),
-                "--results-path",
-                str(out),
-                "--dur-prediction",
-            ]
-        )
-        == 0
-    )
-    durations = torch.round(model["mean_duration"]).long().clamp(min=1)
-    assert sf.info(str(out / "0_pred.wav")).frames == int(durations[[1, 2, 3]].sum()) * HOP
-
-
-# -- the Griffin-Lim fallback ------------------------------------------------------------------
-
-
 def test_griffin_lim_reproduces_the_centroid_spectra(speech_units):
     model, units = speech_units
     vocoder = GriffinLimUnitVocoder(model)
@@ -216,21 +74,6 @@ def test_griffin_lim_uses_mean_train_durations(speech_units):
     expected = torch.round(model["mean_duration"][units]).long().clamp(min=1)
     assert torch.equal(vocoder.durations(units), expected)
     assert vocoder(units, dur_prediction=True).numel() == int(expected.sum()) * HOP
-
-
-# -- incremental synthesis ---------------------------------------------------------------------
-
-
-def stream(vocoder, units, chunk_sizes, **kw):
-    """Feed ``units`` in chunks through an :class:`IncrementalVocoder`; returns the audio and the pieces."""
-    inc = IncrementalVocoder(vocoder, **kw)
-    state, pieces, start = inc.initial_state(), [], 0
-    for i, n in enumerate(chunk_sizes):
-        piece, state = inc.step(units[start : start + n], state, finish=i == len(chunk_sizes) - 1)
-        pieces.append(piece)
-        start += n
-    assert start == units.numel()
-    return torch.cat(pieces), pieces
 
 
 def chunks_of(total, seed, low, high):
@@ -256,15 +99,6 @@ def test_incremental_audio_is_close_to_one_shot(kind, hifigan, speech_units):
     # measurably further away, so the bound separates the two
     assert close < 0.06, close
     assert apart > 1.5 * close, (close, apart)
-
-
-def random_tiny_hifigan(folder):
-    """A CodeHiFiGAN of the ``tiny`` preset for 16 units, random weights, saved in ``folder``."""
-    from echostream_fairseq.vocoder import build_generator, preset_config
-
-    config = preset_config("tiny", 16)
-    torch.save({"generator": build_generator(config).state_dict()}, folder / "g.pt")
-    return CodeHiFiGANUnitVocoder(str(folder / "g.pt"), config).eval()
 
 
 def test_left_context_beyond_the_receptive_field_changes_nothing(speech_units, tmp_path):
@@ -304,23 +138,6 @@ def test_incremental_durations_differ_only_where_right_context_was_missing(hifig
     assert torch.equal(got[~boundary], one_shot[~boundary])
 
 
-class CountingVocoder(UnitVocoder):
-    """Silence, recording how many frames each synthesis call was given."""
-
-    sample_rate, frame_hop, num_units, has_duration_predictor = 16000, HOP, 100, True
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def durations(self, units):
-        return (units % 3 + 1).long()
-
-    def synthesize_frames(self, frames):
-        self.calls.append(frames.numel())
-        return torch.zeros(frames.numel() * self.frame_hop)
-
-
 def test_incremental_cost_and_state_stay_flat_over_ten_minutes():
     vocoder = CountingVocoder()
     inc = IncrementalVocoder(vocoder, crossfade=640, dur_prediction=False)  # default left_context: 8
@@ -354,137 +171,12 @@ def test_incremental_rejects_a_crossfade_longer_than_its_context():
         IncrementalVocoder(CountingVocoder(), left_context=2, crossfade=1000)
 
 
-# -- bad input ---------------------------------------------------------------------------------
-
-
-def test_unit_ids_out_of_range(hifigan):
-    vocoder = hifigan[0]
-    with pytest.raises(VocoderError, match=r"unit id 20 at position 2 is outside the vocoder's range 0\.\.19"):
-        vocoder([1, 2, 20, 3])
-    with pytest.raises(VocoderError, match=r"unit id -1 at position 0"):
-        vocoder([-1, 2])
-    with pytest.raises(VocoderError, match="outside the vocoder's range"):
-        IncrementalVocoder(vocoder, dur_prediction=False).step([99], IncrementalVocoder(vocoder).initial_state())
-
-
-def test_empty_and_malformed_unit_sequences(hifigan):
-    vocoder = hifigan[0]
-    with pytest.raises(VocoderError, match="empty unit sequence"):
-        vocoder([])
-    with pytest.raises(VocoderError, match="expected integer unit ids, got dtype torch.float32"):
-        vocoder(torch.tensor([1.0, 2.0]))
-    with pytest.raises(VocoderError, match=r"expected a 1-D sequence of unit ids, got shape \(2, 2\)"):
-        vocoder(torch.zeros(2, 2, dtype=torch.long))
-
-
-def test_checkpoint_that_does_not_match_its_config(tmp_path):
-    ckpt, _, _ = write_fairseq_vocoder(str(tmp_path))
-    with pytest.raises(VocoderError, match="checkpoint has 20 unit embeddings, the config num_embeddings=30"):
-        CodeHiFiGANUnitVocoder(ckpt, micro_config(num_embeddings=30))
-    with pytest.raises(
-        VocoderError,
-        match=r"does not match its config: 109 difference.*"
-        r"conv_pre\.weight_v: checkpoint \(32, 8, 7\), config \(64, 8, 7\)",
-    ):
-        CodeHiFiGANUnitVocoder(ckpt, micro_config(upsample_initial_channel=64))
-    state = torch.load(ckpt, weights_only=True)
-    del state["generator"]["dur_predictor.conv1.0.weight"]
-    torch.save(state, ckpt)
-    with pytest.raises(VocoderError, match=r"missing dur_predictor\.conv1\.0\.weight \(8, 8, 3\)"):
-        CodeHiFiGANUnitVocoder(ckpt, micro_config())
-
-
-def test_not_a_checkpoint(tmp_path):
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(VocoderError, match="cannot read the vocoder checkpoint"):
-        CodeHiFiGANUnitVocoder(str(bad), micro_config())
-    torch.save({"model": {}}, bad)
-    with pytest.raises(VocoderError, match="no 'generator' entry"):
-        CodeHiFiGANUnitVocoder(str(bad), micro_config())
-    with pytest.raises(VocoderError, match="vocoder checkpoint not found"):
-        CodeHiFiGANUnitVocoder(str(tmp_path / "missing.pt"), micro_config())
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"upsample_rates": None}, "missing field"),
-        ({"upsample_kernel_sizes": [11, 8]}, "must be non-empty and of equal length"),
-        ({"upsample_initial_channel": 33}, "must be divisible by 2\\*\\*5"),
-        ({"code_hop_size": 256}, "code_hop_size 256 but the upsample rates multiply to 320"),
-        ({"f0": True}, "f0=True needs inputs EchoStream does not produce"),
-        ({"model_in_dim": 80}, "model_in_dim 80 must equal embedding_dim 8"),
-        ({"num_embeddings": "1000"}, "field num_embeddings must be a int"),
-    ],
-)
-def test_config_errors_name_the_field(tmp_path, change, message):
-    config = micro_config(**change)
-    config = {k: v for k, v in config.items() if v is not None}
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    with pytest.raises(VocoderError, match=message):
-        load_vocoder_config(str(path))
-
-
-def test_config_missing_field_and_bad_json(tmp_path):
-    config = micro_config()
-    del config["resblock_kernel_sizes"], config["embedding_dim"]
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    with pytest.raises(VocoderError, match=f"{path}: missing field\\(s\\) resblock_kernel_sizes, embedding_dim"):
-        load_vocoder_config(str(path))
-    path.write_text('{"upsample_rates": [5, 4,\n')
-    with pytest.raises(VocoderError, match=f"{path}:2: not valid JSON"):
-        load_vocoder_config(str(path))
-
-
-def test_griffin_lim_needs_log_mel_units(speech_units):
-    model, _ = speech_units
-    with pytest.raises(VocoderError, match="Griffin-Lim needs log-mel k-means units"):
-        GriffinLimUnitVocoder({**model, "extractor": "hubert"})
-
-
-def test_vocode_cli_checks_every_line_before_writing(hifigan, tmp_path, capsys):
-    _, ckpt, cfg, _ = hifigan
-    codes = tmp_path / "units.txt"
-    codes.write_text("1 2 3\n4 5 6\n7 25 8\n")
-    out = tmp_path / "wavs"
-    assert (
-        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
-        == 2
-    )
-    err = capsys.readouterr().err
-    assert f"error: {codes}:3: unit id 25 at position 1 is outside the vocoder's range 0..19" in err
-    assert not out.exists()
-    codes.write_text("1 2 3\n\n4\n")
-    assert (
-        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
-        == 2
-    )
-    assert f"error: {codes}:2: empty unit sequence" in capsys.readouterr().err
-    codes.write_text("1 x 3\n")
-    assert (
-        vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--vocoder-cfg", cfg, "--results-path", str(out)])
-        == 2
-    )
-    assert f"error: {codes}:1: 'x' is not a unit id" in capsys.readouterr().err
-    assert vocode_main(["--in-code-file", str(codes), "--vocoder", ckpt, "--results-path", str(out)]) == 2
-    assert "--vocoder-cfg is required" in capsys.readouterr().err
-
-
 def test_griffin_lim_synthesises_a_single_frame(speech_units):
     model, units = speech_units
     vocoder = GriffinLimUnitVocoder(model)
     assert vocoder.synthesize_frames(units[:1]).shape == (HOP,)
     audio, _ = stream(vocoder, units[:5], [1, 1, 3], dur_prediction=False, left_context=0, crossfade=0)
     assert audio.shape == (5 * HOP,)
-
-
-def test_incremental_step_names_a_swapped_state(hifigan):
-    inc = IncrementalVocoder(hifigan[0])
-    with pytest.raises(VocoderError, match=r"state must be a VocoderState \(units first, then the state\), got list"):
-        inc.step(inc.initial_state(), [1, 2])
 
 
 def test_length_buckets_round_every_call_up_with_earlier_frames():
@@ -536,29 +228,13 @@ def test_warm_up_keeps_the_faster_convolution_and_the_same_audio(speech_units, t
     assert (chosen - reference).abs().max() < 1e-4
 
 
-def step_together(inc, streams, sizes, alone):
-    """Step ``streams`` tick by tick through ``inc.step_batch`` (``sizes[k][tick]`` new units each, the
-    last tick finishing) and check every piece against the stream stepped alone."""
-    states, starts, ticks = [inc.initial_state() for _ in streams], [0] * len(streams), len(sizes[0])
-    for tick in range(ticks):
-        requests = []
-        for k, s in enumerate(streams):
-            n = sizes[k][tick]
-            requests.append((s[starts[k] : starts[k] + n], states[k], tick == ticks - 1))
-            starts[k] += n
-        for k, (piece, state) in enumerate(inc.step_batch(requests)):
-            states[k] = state
-            assert piece.shape == alone[k][tick].shape, (tick, k)
-            assert torch.allclose(piece, alone[k][tick], rtol=0, atol=1e-5), (tick, k)
-
-
 def test_streams_synthesised_in_shared_calls_equal_each_stream_alone(speech_units, tmp_path):
     """step_batch: calls of equal length share one generator run, in power-of-two sub-batches."""
-    from echostream_fairseq.vocoder.incremental import _power_of_two_groups
+    from echostream_fairseq.vocoder.call_groups import power_of_two_groups
 
-    assert [len(g) for g in _power_of_two_groups(list(range(13)), 8)] == [8, 4, 1]
-    assert [len(g) for g in _power_of_two_groups(list(range(7)), 8)] == [4, 2, 1]
-    assert _power_of_two_groups([3, 5], 1) == [[3], [5]]
+    assert [len(g) for g in power_of_two_groups(list(range(13)), 8)] == [8, 4, 1]
+    assert [len(g) for g in power_of_two_groups(list(range(7)), 8)] == [4, 2, 1]
+    assert power_of_two_groups([3, 5], 1) == [[3], [5]]
     _, units = speech_units
     vocoder = random_tiny_hifigan(tmp_path)
     streams = [torch.roll(units, -17 * k)[:120] for k in range(6)]  # six different unit streams

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # a fairseq-style checkpoint: training config as omegaconf (and legacy Namespace args), plus weights
 MAKE_CHECKPOINT = textwrap.dedent(

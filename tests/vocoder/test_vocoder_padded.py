@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from test_vocoder import HOP, CountingVocoder, random_tiny_hifigan, step_together, stream
+from vocoders import HOP, CountingVocoder, random_tiny_hifigan, step_together, stream
 
+from echostream_fairseq.vocoder.call_groups import runs_within
 from echostream_fairseq.vocoder.config import VocoderError
-from echostream_fairseq.vocoder.incremental import IncrementalVocoder, _runs_within
+from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
 
 def ragged_streams():
@@ -55,10 +56,10 @@ def test_the_default_padded_synthesis_runs_row_by_row():
 
 def test_runs_take_calls_longest_first_within_the_padding():
     lengths = {0: 24, 1: 40, 2: 32, 3: 24, 4: 64, 5: 40, 6: 16}
-    assert _runs_within(lengths, 0, 8) == [[4], [1, 5], [2], [0, 3], [6]]
-    assert _runs_within(lengths, 16, 8) == [[4], [1, 5, 2, 0, 3], [6]]
-    assert _runs_within(lengths, 16, 2) == [[4], [1, 5], [2, 0], [3, 6]]
-    assert _runs_within({}, 16, 8) == []
+    assert runs_within(lengths, 0, 8) == [[4], [1, 5], [2], [0, 3], [6]]
+    assert runs_within(lengths, 16, 8) == [[4], [1, 5, 2, 0, 3], [6]]
+    assert runs_within(lengths, 16, 2) == [[4], [1, 5], [2, 0], [3, 6]]
+    assert runs_within({}, 16, 8) == []
 
 
 def test_streams_in_padded_shared_calls_equal_each_stream_alone(tmp_path):

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from echostream_fairseq.data.grammar import GRAMMAR_VERSION, SentenceSampler, sample_splits
-from echostream_fairseq.data.lexicon import ADJECTIVES, NOUNS, lexicon_summary
+from echostream_fairseq.data.lexicon import ADJECTIVES, NOUNS
 from echostream_fairseq.data.morphology import Determiner, english_number, french_number, render_french
+from echostream_fairseq.data.verbs import lexicon_summary
 
 
 @pytest.mark.parametrize(

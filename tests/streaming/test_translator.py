@@ -345,3 +345,17 @@ def test_held_units_flushed_without_new_text_equal_one_pass(loaded, corpus):
     assert units + flushed == ctc_greedy(logits.float(), lengths, tr.setup.rules.unit_banned)[0]
     # the unit decoder's memory holds each text state once (the held one is not appended again)
     assert [c.cross_key.size(2) for c in state.unit_caches] == [text.size(1)] * len(state.unit_caches)
+
+
+def test_each_translator_refuses_the_others_state(loaded, corpus):
+    incremental = _translator(loaded, corpus, speech_output=False)
+    baseline = _translator(loaded, corpus, speech_output=False, reencode=True)
+    chunk = np.zeros(320, dtype=np.float32)
+    with pytest.raises(
+        ValueError, match=r"state must be a PrefixState \(samples first, then the state\), got TranslatorState"
+    ):
+        baseline.step(chunk, incremental.initial_state())
+    with pytest.raises(ValueError, match="state must be a TranslatorState .* got PrefixState"):
+        incremental.step(chunk, baseline.initial_state())
+    with pytest.raises(ValueError, match="state must be a TranslatorState .* got ndarray"):
+        incremental.step(incremental.initial_state(), chunk)
