@@ -110,16 +110,16 @@ class MTWriter:
         logits, hidden, caches = self.decoder.step(tokens, caches, position, self_window=self.config.target_window)
         return logits[0, -1], hidden, caches
 
-    def pick(self, scores: Tensor, written: Sequence[int]) -> int:
-        """The greedy choice for the next subword after ``written`` (the sentence's subwords);
+    def pick(self, scores: Tensor, prefix: Sequence[int]) -> int:
+        """The greedy choice for the next subword after ``prefix`` (the sentence's subwords);
         ``scores`` is changed."""
         eos = self.rules.target_eos
         scores[self.rules.target_banned] = float("-inf")
         if self.config.no_repeat_ngram:
-            repeating = repeated_ngram_ends(tuple(written), self.config.no_repeat_ngram)
+            repeating = repeated_ngram_ends(tuple(prefix), self.config.no_repeat_ngram)
             if repeating:
                 scores[repeating] = float("-inf")
-        if not written:  # at least one subword, as fairseq's min_len=1 in offline decoding
+        if not prefix:  # at least one subword, as fairseq's min_len=1 in offline decoding
             scores[eos] = float("-inf")
         return int(scores.argmax())
 
@@ -128,20 +128,20 @@ class MTWriter:
             return new[: whole_word_prefix(new, 0, lambda t: self.rules.word_start[t])]
         return new
 
-    def decode(self, caches, inputs: Sequence[int], written: Tuple[int, ...], finishing: bool, limit: int) -> Decoded:
-        """Greedy decoding after the subwords ``written``: feed ``inputs`` (the last decoder inputs,
+    def decode(self, caches, inputs: Sequence[int], prefix: Tuple[int, ...], finishing: bool, limit: int) -> Decoded:
+        """Greedy decoding after the sentence's subwords ``prefix``: feed ``inputs`` (the last decoder inputs,
         ending with the last written subword, or eos for none; the caches hold the ones before),
         then up to ``limit`` new subwords, stopping at an end of sentence (before the source ends,
         an early end of sentence is simply not written)."""
         eos = self.rules.target_eos
-        m = len(written)
+        m = len(prefix)
         start = m + 1 - len(inputs)
         for offset, tok in enumerate(inputs):
             scores, hidden, caches = self.token_step(caches, tok, start + offset)
         hidden_rows, score_rows, snapshots = [hidden], [scores], [caches]
         new: List[int] = []
         while len(new) < limit:
-            nxt = self.pick(scores.clone(), written + tuple(new))
+            nxt = self.pick(scores.clone(), prefix + tuple(new))
             if nxt == eos:
                 break
             new.append(nxt)
@@ -159,12 +159,12 @@ class MTWriter:
     def write(self, plan: WritePlan) -> Written:
         """One stream's write from its MT memory (which may be empty)."""
         state = plan.state
-        written = state.target_tokens
+        prefix = state.target_tokens
         # the caches hold decoder inputs eos, y_1 .. y_{m-1}; y_m (or eos) is fed next
         decoded = self.decode(
             state.mt_memory,
-            [written[-1] if written else self.rules.target_eos],
-            written,
+            [prefix[-1] if prefix else self.rules.target_eos],
+            prefix,
             plan.target == FINISH,
             plan.limit,
         )
@@ -172,7 +172,7 @@ class MTWriter:
         return Written(
             decoded.target_new,
             decoded.text_states,
-            replace(state, mt_memory=caches, target_tokens=written + tuple(decoded.target_new)),
+            replace(state, mt_memory=caches, target_tokens=prefix + tuple(decoded.target_new)),
             decoded.look_ahead,
         )
 
@@ -200,11 +200,11 @@ class MTWriter:
         round for all of them (see the module docstring)."""
         cfg, eos = self.config, self.rules.target_eos
         states = [plan.state for plan in plans]
-        written = [len(s.target_tokens) for s in states]
+        prefix_lengths = [len(s.target_tokens) for s in states]
         caches, self_valid, memory_valid = pad_caches([s.mt_memory for s in states])
         memory_lengths = memory_valid.sum(dim=1).tolist()
-        tokens = [s.target_tokens[-1] if m else eos for s, m in zip(states, written)]
-        positions = list(written)
+        tokens = [s.target_tokens[-1] if m else eos for s, m in zip(states, prefix_lengths)]
+        positions = list(prefix_lengths)
         news: List[List[int]] = [[] for _ in states]
         hidden_rows: List[List[Tensor]] = [[] for _ in states]
         steps = []  # (caches, self_valid) after each round
@@ -231,7 +231,7 @@ class MTWriter:
                 if nxt == eos:  # before the source ends, an early end of sentence is simply not written
                     continue
                 news[r].append(nxt)
-                tokens[r], positions[r] = nxt, written[r] + len(news[r])
+                tokens[r], positions[r] = nxt, prefix_lengths[r] + len(news[r])
                 still.append(r)
             if not still:
                 break

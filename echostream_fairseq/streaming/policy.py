@@ -65,7 +65,7 @@ def ctc_policy(
     state: PolicyState,
     asr_length: int,
     st_length: int,
-    written: int,
+    target_length: int,
     source_finished: bool,
 ) -> Tuple[Optional[int], PolicyState]:
     """One decision.
@@ -74,12 +74,12 @@ def ctc_policy(
         config: the policy's settings.
         state: from the previous decision (``PolicyState()`` at the start of a stream).
         asr_length, st_length: current greedy ASR / ST CTC prefix lengths.
-        written: target subwords already written.
+        target_length: target subwords already written.
         source_finished: no more source will come.
 
     Returns:
         ``(target, state)``: ``None`` = READ; :data:`FINISH` = write until end of sentence;
-        otherwise the total number of target subwords to have after writing (``> written``).
+        otherwise the total number of target subwords to have after writing (``> target_length``).
     """
     if source_finished:
         return FINISH, state
@@ -88,17 +88,17 @@ def ctc_policy(
         return None, state
     state = PolicyState(max(asr_length, state.asr_length), max(st_length, state.st_length))
     target = ((st_length - config.lagging_k1) // n) * n + (1 if config.whole_word else 0)
-    if target - written < 1:
+    if target - target_length < 1:
         return None, state
     return target, state
 
 
-def repeated_ngram_ends(written: Sequence[int], n: int) -> List[int]:
-    """The tokens that, written next, would repeat an ``n``-gram already in ``written`` (0: none),
+def repeated_ngram_ends(prefix: Sequence[int], n: int) -> List[int]:
+    """The tokens that, written next, would repeat an ``n``-gram already in ``prefix`` (0: none),
     as fairseq-generate's ``--no-repeat-ngram-size`` bans them."""
-    if n < 1 or len(written) < n - 1:
+    if n < 1 or len(prefix) < n - 1:
         return []
     if n == 1:
-        return sorted(set(written))
-    tail = tuple(written[len(written) - n + 1 :])
-    return [written[i + n - 1] for i in range(len(written) - n + 1) if tuple(written[i : i + n - 1]) == tail]
+        return sorted(set(prefix))
+    tail = tuple(prefix[len(prefix) - n + 1 :])
+    return [prefix[i + n - 1] for i in range(len(prefix) - n + 1) if tuple(prefix[i : i + n - 1]) == tail]

@@ -196,9 +196,9 @@ class ReencodingTranslator:
         """Re-decode the written prefix against the whole current source, then write on; nothing is
         kept between chunks."""
         state, eos = plan.state, self.setup.rules.target_eos
-        written = state.target_tokens
-        decoded = self.mt.decode(self.mt.memory_of(frames), [eos, *written], written, plan.target == FINISH, plan.limit)
-        state = replace(state, mt_memory=None, target_tokens=written + tuple(decoded.target_new))
+        prefix = state.target_tokens
+        decoded = self.mt.decode(self.mt.memory_of(frames), [eos, *prefix], prefix, plan.target == FINISH, plan.limit)
+        state = replace(state, mt_memory=None, target_tokens=prefix + tuple(decoded.target_new))
         return Written(decoded.target_new, decoded.text_states, state, decoded.look_ahead)
 
     def _units(self, state: PrefixState, frames: Tensor, flush: bool) -> Units:
