@@ -11,12 +11,18 @@ measures (frame counts, CMVN statistics) are exactly the ones the model sees:
 * :func:`num_fbank_frames`: the number of :func:`fbank` frames for a number of samples, without
   computing them.
 * :func:`write_wav`: 16-bit mono PCM wav.
+* :func:`stored_features` and :func:`read_stored_features`: features stored in an uncompressed zip
+  and named by byte range, ``features.zip:OFFSET:LENGTH`` (fairseq's ``get_zip_manifest``, so
+  StreamSpeech's prepared ``src_fbank80.zip``).
 """
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Union
+import re
+from pathlib import Path
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -37,6 +43,9 @@ __all__ = [
     "num_fbank_frames",
     "write_wav",
     "audio_format_hint",
+    "StoredFeatures",
+    "stored_features",
+    "read_stored_features",
 ]
 
 FBANK_FRAME_LENGTH_MS = 25.0
@@ -48,6 +57,46 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 class AudioError(ValueError):
     """Audio that cannot be used; the message names the file."""
+
+
+class StoredFeatures(NamedTuple):
+    """An ``.npy`` array at ``offset`` in an uncompressed zip, ``length`` bytes long."""
+
+    zip_path: Path
+    offset: int
+    length: int
+
+
+_STORED = re.compile(r"^(?P<path>.+\.zip):(?P<offset>\d+):(?P<length>\d+)$")
+
+
+def stored_features(spec: str, root: Optional[Path] = None) -> Optional[StoredFeatures]:
+    """``ZIP:OFFSET:LENGTH`` -> its parts (a relative zip path under ``root``); ``None`` for
+    anything else (an audio or ``.npy`` path)."""
+    match = _STORED.match(spec)
+    if match is None:
+        return None
+    path = Path(match["path"])
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    return StoredFeatures(path, int(match["offset"]), int(match["length"]))
+
+
+def read_stored_features(stored: StoredFeatures) -> np.ndarray:
+    """The array a byte range of a zip holds (fairseq stores each utterance's fbank uncompressed,
+    so the range is the ``.npy`` file itself)."""
+    where = f"{stored.zip_path}:{stored.offset}:{stored.length}"
+    if not stored.zip_path.is_file():
+        raise AudioError(f"{where}: feature zip not found")
+    with open(stored.zip_path, "rb") as f:
+        f.seek(stored.offset)
+        data = f.read(stored.length)
+    if len(data) != stored.length:
+        raise AudioError(f"{where}: the zip ends before this byte range ({len(data)} of {stored.length} bytes)")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as e:
+        raise AudioError(f"{where}: not a stored .npy array ({e}); was the zip written compressed?") from None
 
 
 def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> Tensor:

@@ -3,8 +3,10 @@
 Reads fairseq's speech-to-speech manifest (``id, src_audio, src_n_frames, tgt_audio,
 tgt_n_frames``, ``tgt_audio`` holding the target units as integers) and, per auxiliary task, a
 ``{split}.tsv`` of ``id, tgt_text`` (sentencepiece pieces joined by spaces). Source features are
-80-dim kaldi fbank computed from the audio on the fly (or read from a ``.npy`` of ``[T, 80]``),
-then the config's feature transforms (global CMVN; SpecAugment in training).
+80-dim kaldi fbank computed from the audio on the fly, or read from a ``.npy`` of ``[T, 80]`` or
+from a byte range of a feature zip (``src_fbank80.zip:OFFSET:LENGTH``, as fairseq's and
+StreamSpeech's preparation write them), then the config's feature transforms (global CMVN;
+SpecAugment in training).
 
 An example of several sentences (``echostream-prep concat``) has :data:`SENTENCE_MARK` between
 them in its transcripts and, in the manifest's optional column ``last_sentence_frame``, the fbank
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,7 +32,14 @@ from torch import Tensor
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.text import WORD_START
-from echostream_fairseq.data.audio import AudioError, fbank, read_audio
+from echostream_fairseq.data.audio import (
+    AudioError,
+    StoredFeatures,
+    fbank,
+    read_audio,
+    read_stored_features,
+    stored_features,
+)
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 
 __all__ = [
@@ -158,7 +167,7 @@ class SpeechToUnitDataset(FairseqDataset):
         rows = read_tsv(manifest, MANIFEST_COLUMNS)
         self.manifest, self.unit_dict = manifest, unit_dict
         self.ids: List[str] = []
-        self.audio: List[Path] = []
+        self.audio: List[Union[Path, StoredFeatures]] = []
         self.n_frames: List[int] = []
         self.units: List[Tensor] = []
         self.lines: List[int] = []
@@ -179,9 +188,11 @@ class SpeechToUnitDataset(FairseqDataset):
                     f"{n_frames}), got {start!r}"
                 )
             starts.append(int(start))
-            audio = Path(row["src_audio"])
+            audio = stored_features(row["src_audio"], manifest.parent) or Path(row["src_audio"])
             self.ids.append(row["id"])
-            self.audio.append(audio if audio.is_absolute() else manifest.parent / audio)
+            if isinstance(audio, Path) and not audio.is_absolute():
+                audio = manifest.parent / audio
+            self.audio.append(audio)
             self.n_frames.append(n_frames)
             self.units.append(units)
             self.lines.append(row["_line"])
@@ -217,11 +228,17 @@ class SpeechToUnitDataset(FairseqDataset):
     def features(self, index: int) -> Tensor:
         """Source features ``[T, C]`` after the feature transforms."""
         path = self.audio[index]
-        where = f"{self.manifest}:{self.lines[index]} ({path})"
-        if path.suffix == ".npy":
-            if not path.is_file():
+        where = f"{self.manifest}:{self.lines[index]} ({path if isinstance(path, Path) else path.zip_path.name})"
+        if isinstance(path, StoredFeatures) or path.suffix == ".npy":
+            if isinstance(path, StoredFeatures):
+                try:
+                    feats = read_stored_features(path)
+                except AudioError as e:
+                    raise AudioError(f"{self.manifest}:{self.lines[index]}: {e}") from None
+            elif not path.is_file():
                 raise AudioError(f"{where}: feature file not found")
-            feats = np.load(path)
+            else:
+                feats = np.load(path)
             if feats.ndim != 2 or feats.shape[1] != self.input_feat_per_channel:
                 raise AudioError(
                     f"{where}: features must be [frames, {self.input_feat_per_channel}], got {feats.shape}"

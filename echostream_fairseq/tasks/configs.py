@@ -20,13 +20,20 @@ task, named after its role as in StreamSpeech::
 
 Relative paths are resolved against the YAML file's folder, so a corpus folder can be moved.
 Every error names the file and, where it comes from one, the line.
+
+StreamSpeech's multitask YAML (``config_mtl_asr_st_ctcst.yaml``) loads unchanged: its MT
+``decoder_args`` map to ours; what means nothing here (``rdrop_alpha: 0``, a CTC entry's
+``label_smoothing``, and the ``decoder_args`` of its CTC entries, which StreamSpeech's CTC heads do
+not read: our heads' layers are model flags) is listed in :attr:`MultitaskConfig.ignored`, which
+the task reports in one warning. What would change the training is refused (``rdrop_alpha`` > 0:
+no R-Drop here).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -172,12 +179,40 @@ class MultitaskEntry:
     line: int = 1
 
 
+# the keys of a multitask entry; StreamSpeech's rdrop_alpha is read only to be refused or ignored
+ENTRY_KEYS = ("decoder_type", "dict", "data", "loss_weight", "label_smoothing", "decoder_args", "rdrop_alpha")
+
+
+def _meaning_nothing(name: str, entry: Dict[str, Any], decoder_type: str, where: str) -> Tuple[List[str], Dict]:
+    """StreamSpeech's keys of an entry that mean nothing here (``name.key`` each), and the
+    ``decoder_args`` that apply."""
+    ignored: List[str] = []
+    rdrop = entry.get("rdrop_alpha")
+    if rdrop is not None:
+        if float(rdrop) != 0.0:
+            raise ConfigError(f"{where}: {name} rdrop_alpha {rdrop}: R-Drop is not implemented here; set it to 0")
+        ignored.append(f"{name}.rdrop_alpha")
+    decoder_args = dict(entry.get("decoder_args") or {})
+    if decoder_type == "ctc":
+        if "label_smoothing" in entry:
+            ignored.append(f"{name}.label_smoothing (a CTC loss is not smoothed)")
+        # StreamSpeech's form: the MT decoder's sizes repeated on its CTC entries, which its CTC
+        # heads never read; applying its decoder_layers: 0 would change our ST CTC head
+        if set(decoder_args) - set(DECODER_ARGS[name]):
+            ignored += [f"{name}.decoder_args.{key}" for key in sorted(decoder_args)]
+            decoder_args = {}
+    return ignored, decoder_args
+
+
 @dataclass
 class MultitaskConfig:
-    """``config_multitask.yaml``: the ASR CTC, ST CTC and MT tasks (all three are required)."""
+    """``config_multitask.yaml``: the ASR CTC, ST CTC and MT tasks (all three are required).
+
+    ``ignored``: StreamSpeech's keys found that mean nothing here (see the module docstring)."""
 
     path: Path
     tasks: Dict[str, MultitaskEntry]
+    ignored: List[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path) -> "MultitaskConfig":
@@ -185,6 +220,7 @@ class MultitaskConfig:
         data, lines = load_yaml_with_lines(path)
         root = path.parent
         tasks: Dict[str, MultitaskEntry] = {}
+        ignored: List[str] = []
         for name, entry in data.items():
             where = f"{path}:{lines.get(name, 1)}"
             if name not in MULTITASK_ROLES:
@@ -195,6 +231,9 @@ class MultitaskConfig:
             decoder_type = entry.get("decoder_type")
             if decoder_type != expected_type:
                 raise ConfigError(f"{where}: {name} needs decoder_type {expected_type!r}, got {decoder_type!r}")
+            unknown_keys = sorted(set(entry) - set(ENTRY_KEYS))
+            if unknown_keys:
+                raise ConfigError(f"{where}: {name} has unknown keys {unknown_keys}; known: {list(ENTRY_KEYS)}")
             for key in ("dict", "data"):
                 if not entry.get(key):
                     raise ConfigError(f"{where}: {name} is missing {key!r}")
@@ -211,7 +250,8 @@ class MultitaskConfig:
                 raise ConfigError(f"{where}: {name} loss_weight and label_smoothing must be numbers") from None
             if weight < 0 or not 0.0 <= smoothing < 1.0:
                 raise ConfigError(f"{where}: {name} needs loss_weight >= 0 and 0 <= label_smoothing < 1")
-            decoder_args = dict(entry.get("decoder_args") or {})
+            entry_ignored, decoder_args = _meaning_nothing(name, entry, decoder_type, where)
+            ignored += entry_ignored
             unknown = sorted(set(decoder_args) - set(DECODER_ARGS[name]))
             if unknown:
                 raise ConfigError(
@@ -232,4 +272,4 @@ class MultitaskConfig:
             raise ConfigError(
                 f"{path}: missing multitask entries {missing} (all of {list(MULTITASK_ROLES)} are needed)"
             )
-        return cls(path=path, tasks=tasks)
+        return cls(path=path, tasks=tasks, ignored=ignored)

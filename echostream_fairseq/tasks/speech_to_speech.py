@@ -43,6 +43,27 @@ def _load_dictionary(path: Path, what: str) -> Dictionary:
         raise ConfigError(f"{path}: cannot read the {what} dictionary: {e}") from None
 
 
+def _unit_dictionary(data_cfg: DataConfig, target_code_size: Optional[int]) -> Dictionary:
+    """The units' dictionary: the data config's ``units: dict`` or ``num_units``, or, where it has no
+    ``units:`` (StreamSpeech's configs), ``--target-code-size`` units ``0 .. K-1``."""
+    unit_dict_path = data_cfg.units.get("dict")
+    if unit_dict_path is not None:
+        unit_dict = _load_dictionary(Path(unit_dict_path), "unit")
+    elif data_cfg.units.get("num_units") or target_code_size:
+        unit_dict = Dictionary()
+        for u in range(int(data_cfg.units.get("num_units") or target_code_size)):
+            unit_dict.add_symbol(str(u))
+    else:
+        raise ConfigError(
+            f"{data_cfg.path}: units needs 'dict' or 'num_units', or give --target-code-size K "
+            "(StreamSpeech's configs have no 'units:')"
+        )
+    num_units = len(unit_dict) - unit_dict.nspecial
+    if target_code_size and target_code_size != num_units:
+        raise ConfigError(f"--target-code-size {target_code_size}, but {data_cfg.path}'s units number {num_units}")
+    return unit_dict
+
+
 @register_task("echostream_speech_to_speech")
 class EchoStreamSpeechToSpeechTask(FairseqTask):
     @staticmethod
@@ -88,6 +109,19 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             help="with --asr-beam: the split whose ASR targets give the lexicon and the trigram",
         )
         parser.add_argument(
+            "--target-code-size",
+            type=int,
+            default=None,
+            metavar="K",
+            help="the number of discrete units, for a data config without 'units:' (StreamSpeech's flag; "
+            "with 'units:' it must agree)",
+        )
+        parser.add_argument(
+            "--target-is-code",
+            action="store_true",
+            help="StreamSpeech's flag, accepted: the targets here are always discrete units",
+        )
+        parser.add_argument(
             "--max-source-positions", type=int, default=6000, metavar="N", help="longest source in fbank frames"
         )
         parser.add_argument(
@@ -127,15 +161,13 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             raise ConfigError(f"{root}: data folder not found")
         data_cfg = DataConfig.load(root / args.config_yaml)
         multitask_config = MultitaskConfig.load(root / args.multitask_config_yaml)
-        unit_dict_path = data_cfg.units.get("dict")
-        if unit_dict_path is not None:
-            unit_dict = _load_dictionary(Path(unit_dict_path), "unit")
-        elif data_cfg.units.get("num_units"):
-            unit_dict = Dictionary()
-            for u in range(int(data_cfg.units["num_units"])):
-                unit_dict.add_symbol(str(u))
-        else:
-            raise ConfigError(f"{data_cfg.path}: units needs 'dict' or 'num_units'")
+        unit_dict = _unit_dictionary(data_cfg, getattr(args, "target_code_size", None))
+        if multitask_config.ignored:
+            logger.warning(
+                "%s: StreamSpeech's settings that mean nothing here, ignored: %s",
+                multitask_config.path,
+                ", ".join(multitask_config.ignored),
+            )
         dicts = {name: _load_dictionary(entry.dict_path, name) for name, entry in multitask_config.tasks.items()}
         logger.info(
             "units: %d, %s", len(unit_dict) - unit_dict.nspecial, ", ".join(f"{n}: {len(d)}" for n, d in dicts.items())

@@ -1,0 +1,108 @@
+"""StreamSpeech's prepared data folder trains here unchanged: its zipped features by byte range,
+its data config without 'units:', its multitask YAML as it ships."""
+
+import numpy as np
+import pytest
+import torch
+from cli_runs import BIN, TRAIN_FLAGS, run_cli
+from streamspeech_layout import write_streamspeech_corpus
+
+from echostream_fairseq.data.audio import AudioError, StoredFeatures, read_stored_features, stored_features
+from echostream_fairseq.data.manifest import read_tsv
+from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
+from echostream_fairseq.tasks.configs import ConfigError, MultitaskConfig
+
+
+@pytest.fixture(scope="module")
+def streamspeech_data(corpus, tmp_path_factory):
+    return write_streamspeech_corpus(corpus, tmp_path_factory.mktemp("streamspeech"))
+
+
+def test_a_byte_range_of_the_zip_is_the_utterances_features(corpus, streamspeech_data):
+    from streamspeech_layout import _features
+
+    theirs = read_tsv(streamspeech_data / "dev.tsv", ("id", "src_audio", "src_n_frames"))
+    ours = {r["id"]: r for r in read_tsv(corpus / "dev.tsv", ("id", "src_audio"))}
+    for row in theirs:
+        stored = stored_features(row["src_audio"])
+        features = read_stored_features(stored)
+        assert features.shape == (int(row["src_n_frames"]), 80)
+        np.testing.assert_array_equal(features, _features(corpus, ours[row["id"]]["src_audio"]))
+    assert stored_features("audio/train_0.wav") is None and stored_features("f/x.npy") is None
+    assert stored_features("feats.zip:10:20", streamspeech_data) == StoredFeatures(
+        streamspeech_data / "feats.zip", 10, 20
+    )
+
+
+def test_a_bad_byte_range_is_named(streamspeech_data, tmp_path):
+    row = read_tsv(streamspeech_data / "dev.tsv", ("id", "src_audio"))[0]
+    stored = stored_features(row["src_audio"])
+    with pytest.raises(AudioError, match=r"not a stored \.npy array"):
+        read_stored_features(StoredFeatures(stored.zip_path, stored.offset + 3, stored.length))
+    with pytest.raises(AudioError, match="the zip ends before this byte range"):
+        read_stored_features(StoredFeatures(stored.zip_path, stored.offset, 10**9))
+    with pytest.raises(AudioError, match="missing.zip:0:10: feature zip not found"):
+        read_stored_features(StoredFeatures(tmp_path / "missing.zip", 0, 10))
+
+
+def test_their_multitask_yaml_maps_or_reports_every_key(streamspeech_data):
+    config = MultitaskConfig.load(streamspeech_data / "config_mtl_asr_st_ctcst.yaml")
+    assert config.tasks["target_unigram"].decoder_args == {
+        "decoder_layers": 4,
+        "decoder_embed_dim": 512,
+        "decoder_ffn_embed_dim": 2048,
+        "decoder_attention_heads": 8,
+    }
+    # the CTC entries' decoder_args (decoder_layers: 0 among them) are not applied to our heads
+    assert config.tasks["ctc_target_unigram"].decoder_args == {} and config.tasks["source_unigram"].decoder_args == {}
+    assert "ctc_target_unigram.decoder_args.decoder_layers" in config.ignored
+    assert "target_unigram.rdrop_alpha" in config.ignored
+    assert "source_unigram.label_smoothing (a CTC loss is not smoothed)" in config.ignored
+
+
+def test_their_multitask_yaml_with_r_drop_or_an_unknown_key_is_refused(streamspeech_data, tmp_path):
+    text = (streamspeech_data / "config_mtl_asr_st_ctcst.yaml").read_text()
+    (tmp_path / "rdrop.yaml").write_text(text.replace("rdrop_alpha: 0.0", "rdrop_alpha: 5.0", 1))
+    with pytest.raises(
+        ConfigError, match="target_unigram rdrop_alpha 5.0: R-Drop is not implemented here; set it to 0"
+    ):
+        MultitaskConfig.load(tmp_path / "rdrop.yaml")
+    (tmp_path / "unknown.yaml").write_text(text.replace("loss_weight: 8.0", "loss_weight: 8.0\n   beam: 3", 1))
+    with pytest.raises(ConfigError, match=r"unknown.yaml:1: target_unigram has unknown keys \['beam'\]"):
+        MultitaskConfig.load(tmp_path / "unknown.yaml")
+
+
+def _train_flags(data, *extra):
+    return [
+        BIN / "fairseq-train",
+        data,
+        *TRAIN_FLAGS,
+        "--config-yaml",
+        "config_gcmvn.yaml",
+        "--multitask-config-yaml",
+        "config_mtl_asr_st_ctcst.yaml",
+        *extra,
+    ]
+
+
+def test_fairseq_train_runs_on_their_folder_with_their_yamls_unchanged(streamspeech_data, tmp_path):
+    save = tmp_path / "ckpt"
+    r = run_cli(
+        _train_flags(streamspeech_data, "--target-is-code", "--target-code-size", "50", "--max-update", "3")
+        + ["--save-dir", save]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "StreamSpeech's settings that mean nothing here, ignored: target_unigram.rdrop_alpha" in log
+    assert "num_updates=3" in log or "num_updates 3" in log
+    allow_fairseq_checkpoint_configs()
+    ckpt = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    model = ckpt["cfg"]["model"]
+    assert model.mt_decoder_layers == 4 and model.mt_decoder_embed_dim == 512  # their MT decoder's sizes
+    assert model.st_ctc_layers != 0  # their CTC entries' decoder_layers: 0 was not applied
+
+
+def test_their_config_without_units_needs_the_unit_count(streamspeech_data, tmp_path):
+    r = run_cli(_train_flags(streamspeech_data, "--max-update", "1", "--save-dir", tmp_path))
+    assert r.returncode != 0
+    assert "units needs 'dict' or 'num_units', or give --target-code-size K" in r.stderr
