@@ -39,6 +39,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_l
 from sacrebleu.metrics import BLEU
 from torch import Tensor
 
+from echostream_fairseq.common import streamspeech_names
 from echostream_fairseq.data.text import edit_distance, pieces_to_words
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 
@@ -390,3 +391,41 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+@register_criterion(streamspeech_names.CRITERION[0])
+class StreamSpeechCriterion(EchoStreamMultitaskCriterion):
+    """StreamSpeech's ``--criterion speech_to_unit_2pass_ctc_asr_st``: ours, with its two flags
+    checked (the MT label smoothing lives in the multitask YAML, as in StreamSpeech; R-Drop is not
+    implemented here)."""
+
+    def __init__(
+        self,
+        task,
+        report_unit_error_rate: bool = True,
+        report_mt_bleu: bool = True,
+        loss_schedule: Sequence[str] = (),
+        loss_schedule_gate: Optional[str] = None,
+        unit_ctc_weight: float = 1.0,
+        label_smoothing: Optional[float] = None,
+        rdrop_alpha: float = 0.0,
+    ) -> None:
+        # fairseq builds a criterion from its constructor's named parameters, so ours are repeated
+        if rdrop_alpha:
+            raise ValueError(f"--rdrop-alpha {rdrop_alpha}: R-Drop is not implemented here; use 0")
+        super().__init__(
+            task, report_unit_error_rate, report_mt_bleu, loss_schedule, loss_schedule_gate, unit_ctc_weight
+        )
+        if label_smoothing is not None and abs(label_smoothing - self.mt_smoothing) > 1e-9:
+            raise ValueError(
+                f"--label-smoothing {label_smoothing}, but {task.multitask_config.path} gives target_unigram "
+                f"label_smoothing {self.mt_smoothing}: the MT smoothing is the multitask YAML's here"
+            )
+
+    @staticmethod
+    def add_args(parser) -> None:
+        EchoStreamMultitaskCriterion.add_args(parser)
+        parser.add_argument(
+            "--label-smoothing", type=float, default=None, help="StreamSpeech's: must equal the YAML's MT smoothing"
+        )
+        parser.add_argument("--rdrop-alpha", type=float, default=0.0, help="StreamSpeech's R-Drop weight: 0 only")

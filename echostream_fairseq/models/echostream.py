@@ -31,6 +31,7 @@ import torch
 from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
 from torch import Tensor
 
+from echostream_fairseq.common import streamspeech_names
 from echostream_fairseq.models.ctc_heads import CTCHead, TransformerCTCHead
 from echostream_fairseq.models.mt_decoder import MTDecoder
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
@@ -70,6 +71,26 @@ def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
     dest = name.replace("-", "_")
     parser.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=help)
     parser.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"turn off --{name}")
+
+
+def _add_streamspeech_flags(parser: argparse.ArgumentParser) -> None:
+    """StreamSpeech's model flags: aliases of ours of the same meaning, its switches for what ours
+    always does, and its Conformer's attention settings (only its own exist here)."""
+    for theirs, ours in streamspeech_names.MODEL_FLAGS.items():
+        kind = float if ours.endswith("dropout") else int
+        parser.add_argument(theirs, dest=ours[2:].replace("-", "_"), type=kind, help=f"StreamSpeech's name for {ours}")
+    for theirs, why in streamspeech_names.MODEL_FLAGS_ALWAYS_ON.items():
+        parser.add_argument(theirs, dest="streamspeech_" + theirs[2:].replace("-", "_"), action="store_true", help=why)
+    parser.add_argument(
+        "--attn-type",
+        choices=("espnet",),
+        help="StreamSpeech's: the Conformer's attention is ESPnet's here (relative positions); nothing else exists",
+    )
+    parser.add_argument(
+        "--pos-enc-type",
+        choices=("rel_pos",),
+        help="StreamSpeech's: the Conformer's positions are relative here; nothing else exists",
+    )
 
 
 @register_model("echostream")
@@ -121,6 +142,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         _switch(parser, "unit-waitk-mask", "train the unit decoder under a wait-k mask over text")
         parser.add_argument("--k2", type=int, metavar="N", help="unit decoder wait-k lag (text states)")
         parser.add_argument("--n2", type=int, metavar="N", help="unit decoder wait-k stride (-1: random per batch)")
+        _add_streamspeech_flags(parser)
 
     @classmethod
     def build_model(cls, args, task) -> "EchoStreamModel":
@@ -324,6 +346,13 @@ def conformer_architecture(args) -> None:
     """The baseline: StreamSpeech's chunk Conformer encoder, same decoders."""
     _default(args, "encoder_type", "conformer")
     base_architecture(args)
+
+
+@register_model_architecture("echostream", streamspeech_names.ARCH[0])
+def streamspeech_architecture(args) -> None:
+    """StreamSpeech's ``--arch streamspeech``: its chunk Conformer and decoders, our baseline
+    (``echostream_conformer``)."""
+    conformer_architecture(args)
 
 
 def _tiny(args) -> None:

@@ -24,6 +24,7 @@ from typing import Dict, Optional
 from fairseq.data import Dictionary
 from fairseq.tasks import FairseqTask, register_task
 
+from echostream_fairseq.common import streamspeech_names
 from echostream_fairseq.data.speech_to_unit_dataset import SpeechToUnitDataset, load_text_target, read_word_sentences
 from echostream_fairseq.data.text import pieces_to_words
 from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
@@ -312,3 +313,18 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             print(f"ST-{index}\t{st}", file=out)
             print(f"MT-{index}\t{h['mt_score']:.4f}\t{mt}", file=out)
         return hypos
+
+
+@register_task(streamspeech_names.TASK[0])
+class StreamSpeechTask(EchoStreamSpeechToSpeechTask):
+    """StreamSpeech's ``--task speech_to_speech_ctc``: ours, taking its flags too."""
+
+    @staticmethod
+    def add_args(parser) -> None:
+        EchoStreamSpeechToSpeechTask.add_args(parser)
+        parser.add_argument(
+            "--vocoder",
+            choices=("griffin_lim", "hifigan", "code_hifigan"),
+            default=None,
+            help="StreamSpeech's (for its --eval-inference): nothing here; the agents take the vocoder",
+        )

@@ -106,3 +106,56 @@ def test_their_config_without_units_needs_the_unit_count(streamspeech_data, tmp_
     r = run_cli(_train_flags(streamspeech_data, "--max-update", "1", "--save-dir", tmp_path))
     assert r.returncode != 0
     assert "units needs 'dict' or 'num_units', or give --target-code-size K" in r.stderr
+
+
+# StreamSpeech's train.simul-s2st.sh, its sizes shrunk for a CPU test and its GPU flags left out
+STREAMSPEECH_TRAIN = (
+    "--config-yaml config_gcmvn.yaml --multitask-config-yaml config_mtl_asr_st_ctcst.yaml "
+    "--task speech_to_speech_ctc --target-is-code --target-code-size 50 --vocoder code_hifigan "
+    "--criterion speech_to_unit_2pass_ctc_asr_st --label-smoothing 0.1 --rdrop-alpha 0.0 "
+    "--arch streamspeech --share-decoder-input-output-embed "
+    "--encoder-layers 2 --encoder-embed-dim 64 --encoder-ffn-embed-dim 128 --encoder-attention-heads 4 "
+    "--translation-decoder-layers 2 --synthesizer-encoder-layers 1 "
+    "--decoder-layers 1 --decoder-embed-dim 64 --decoder-ffn-embed-dim 128 --decoder-attention-heads 4 "
+    "--k1 0 --k2 0 --n1 1 --n2 -1 --chunk-size 8 --multichunk --uni-encoder "
+    "--dropout 0.1 --attention-dropout 0.1 --relu-dropout 0.1 --train-subset train --valid-subset dev "
+    "--ctc-upsample-rate 25 --lr 0.001 --lr-scheduler inverse_sqrt --warmup-init-lr 1e-7 --warmup-updates 4 "
+    "--optimizer adam --adam-betas (0.9,0.98) --clip-norm 1.0 --max-tokens 3000 --max-target-positions 1200 "
+    "--attn-type espnet --pos-enc-type rel_pos --seed 1"
+).split()
+
+
+def test_their_training_command_runs_here(streamspeech_data, tmp_path):
+    from cli_runs import REPO
+
+    save = tmp_path / "ckpt"
+    cmd = [BIN / "fairseq-train", streamspeech_data, "--user-dir", REPO / "echostream_fairseq", *STREAMSPEECH_TRAIN]
+    r = run_cli(
+        cmd + ["--cpu", "--num-workers", "0", "--max-update", "2", "--save-dir", save, "--log-format", "simple"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    allow_fairseq_checkpoint_configs()
+    model = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)["cfg"]["model"]
+    assert (model.arch, model.encoder_type, model.encoder_layers) == ("streamspeech", "conformer", 2)
+    # their names reached ours; the MT decoder's sizes are the YAML's (the YAML wins, as in StreamSpeech)
+    assert (model.t2u_encoder_layers, model.unit_decoder_layers, model.unit_decoder_embed_dim) == (1, 1, 64)
+    assert (model.chunk_length, model.activation_dropout, model.mt_decoder_layers) == (8, 0.1, 4)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--rdrop-alpha", "0.0", "--rdrop-alpha", "1.0"), "--rdrop-alpha 1.0: R-Drop is not implemented here"),
+        (("--label-smoothing", "0.1", "--label-smoothing", "0.2"), "the MT smoothing is the multitask YAML's here"),
+        (("--pos-enc-type", "rel_pos", "--pos-enc-type", "abs"), "invalid choice: 'abs'"),
+    ],
+)
+def test_their_flags_with_another_meaning_are_refused(streamspeech_data, tmp_path, change, message):
+    from cli_runs import REPO
+
+    old, old_value, new, new_value = change
+    flags = list(STREAMSPEECH_TRAIN)
+    flags[flags.index(old) + 1] = new_value
+    cmd = [BIN / "fairseq-train", streamspeech_data, "--user-dir", REPO / "echostream_fairseq", *flags]
+    r = run_cli(cmd + ["--cpu", "--num-workers", "0", "--max-update", "1", "--save-dir", tmp_path])
+    assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
