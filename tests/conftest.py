@@ -128,3 +128,26 @@ def loaded(trained, corpus):
 
     save, _ = trained
     return load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
+
+
+@pytest.fixture(scope="session")
+def streamspeech_data(corpus, tmp_path_factory):
+    """``corpus`` in StreamSpeech's prepared layout (tests/streamspeech_layout.py): its
+    ``fbank2unit`` folder, with StreamSpeech's two YAML files."""
+    from streamspeech_layout import write_streamspeech_corpus
+
+    return write_streamspeech_corpus(corpus, tmp_path_factory.mktemp("streamspeech"))
+
+
+@pytest.fixture(scope="session")
+def streamspeech_trained(streamspeech_data, tmp_path_factory):
+    """A tiny echostream_emformer_tiny checkpoint: 2 updates on ``streamspeech_data`` with
+    StreamSpeech's YAMLs and unit count."""
+    from cli_runs import BIN, TRAIN_FLAGS, run_cli
+
+    save = tmp_path_factory.mktemp("ckpt_streamspeech")
+    flags = ["--config-yaml", "config_gcmvn.yaml", "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml"]
+    flags += ["--target-code-size", "50", "--max-update", "2", "--save-dir", save]
+    r = run_cli([BIN / "fairseq-train", streamspeech_data, *TRAIN_FLAGS, *flags])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return save

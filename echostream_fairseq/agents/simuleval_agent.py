@@ -22,6 +22,7 @@ from typing import List
 from simuleval.agents.actions import ReadAction, WriteAction
 from simuleval.data.segments import SpeechSegment
 
+from echostream_fairseq.common import streamspeech_names
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.evaluation.simuleval_compat import keep_speech_elapsed_times
 from echostream_fairseq.streaming.api import EchoStream, Event
@@ -30,7 +31,10 @@ from echostream_fairseq.streaming.options import add_translator_args
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_agent_args", "EchoStreamAgentMixin"]
+__all__ = ["add_agent_args", "add_streamspeech_agent_args", "EchoStreamAgentMixin", "OUTPUT_FILES"]
+
+# what --extra-output-dir holds, one line per instance (with StreamSpeech's names: AGENT_OUTPUT_FILES)
+OUTPUT_FILES = ("asr.txt", "translation.txt", "units.txt")
 
 
 def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None:
@@ -43,7 +47,46 @@ def add_agent_args(parser: argparse.ArgumentParser, speech_output: bool) -> None
         help="write asr.txt, translation.txt (and units.txt) here, one line per instance",
     )
     parser.add_argument(
-        "--output-asr-translation", action="store_true", help="log the streaming ASR and translation text as they grow"
+        "--output-asr-translation",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_true_or_false,
+        help="log the streaming ASR and translation text as they grow (StreamSpeech's form "
+        "'--output-asr-translation True' is taken too)",
+    )
+    parser.add_argument(
+        "--extra-output-names",
+        choices=("echostream", "streamspeech"),
+        default="echostream",
+        help="the files of --extra-output-dir: asr.txt, translation.txt, units.txt, or StreamSpeech's "
+        "asr.txt, st.txt, unit.txt",
+    )
+    add_streamspeech_agent_args(parser)
+
+
+def _true_or_false(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def add_streamspeech_agent_args(parser: argparse.ArgumentParser) -> None:
+    """StreamSpeech's agent flags that ours take as they are: those its agents never read, and its
+    feature settings, which must be ours."""
+    for flag in streamspeech_names.AGENT_FLAGS_UNUSED:
+        parser.add_argument(flag, default=None, help="StreamSpeech's; its agents never read it, nor do ours")
+    parser.add_argument("--force-finish", action="store_true", help="StreamSpeech's; its agents never read it")
+    parser.add_argument("--shift-size", type=int, choices=(10,), help="StreamSpeech's: the fbank shift is 10 ms here")
+    parser.add_argument("--window-size", type=int, choices=(25,), help="StreamSpeech's: the fbank window is 25 ms")
+    parser.add_argument("--feature-dim", type=int, choices=(80,), help="StreamSpeech's: 80 fbank bins here")
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        default=None,
+        help="StreamSpeech's input rate; here each segment's own rate is read, so it changes nothing",
     )
 
 
@@ -62,9 +105,11 @@ class EchoStreamAgentMixin:
         )
         self.log_text = args.output_asr_translation
         self.extra_output_dir = Path(args.extra_output_dir) if args.extra_output_dir else None
+        streamspeech = getattr(args, "extra_output_names", "echostream") == "streamspeech"
+        self.output_files = {n: streamspeech_names.AGENT_OUTPUT_FILES[n] if streamspeech else n for n in OUTPUT_FILES}
         if self.extra_output_dir is not None:
             self.extra_output_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("asr.txt", "translation.txt", "units.txt"):
+            for name in self.output_files.values():
                 (self.extra_output_dir / name).write_text("")
         super().__init__(args)
 
@@ -125,7 +170,7 @@ class EchoStreamAgentMixin:
             "units.txt": " ".join(map(str, words["target_units"])),
         }
         for name, line in lines.items():
-            with open(self.extra_output_dir / name, "a", encoding="utf-8") as f:
+            with open(self.extra_output_dir / self.output_files[name], "a", encoding="utf-8") as f:
                 f.write(line + "\n")
 
     def write_words(self):

@@ -189,3 +189,47 @@ def test_split_complete_words_keeps_the_open_word():
     assert split_complete_words(d, pending, False) == (["small"], [ids["\u2581dog"]])
     assert split_complete_words(d, pending, True) == (["small", "dog"], [])
     assert split_complete_words(d, [ids["all"]], False) == ([], [ids["all"]])
+
+
+def test_s2st_agent_takes_streamspeech_flags_and_file_names(corpus, streamspeech_data, streamspeech_trained, tmp_path):
+    """StreamSpeech's simul-s2st command (its data folder and YAMLs, its agent flags, those its agents
+    never read among them) runs the speech-to-speech agent; --extra-output-names streamspeech writes
+    its st.txt and unit.txt."""
+    source, target = _lists(corpus, tmp_path)
+    streamspeech_flags = (
+        "--config-yaml config_gcmvn.yaml --multitask-config-yaml config_mtl_asr_st_ctcst.yaml "
+        "--output-asr-translation True --lagging-k1 0 --lagging-k2 0 --stride-n 1 --stride-n2 1 "
+        "--segment-size 320 --unit-per-subword 15 --force-finish --shift-size 10 --window-size 25 "
+        "--feature-dim 80 --sample-rate 48000 --extra-output-names streamspeech"
+    ).split()
+    r = run_cli(
+        [
+            BIN / "simuleval",
+            "--agent",
+            REPO / "agents" / "echostream_s2st_agent.py",
+            "--source",
+            source,
+            "--target",
+            target,
+            "--source-segment-size",
+            "320",
+            "--model-path",
+            streamspeech_trained / "checkpoint_last.pt",
+            "--data-bin",
+            streamspeech_data,
+            "--output",
+            tmp_path / "out",
+            "--max-len",
+            "6",
+            *_vocoder(corpus),
+            *streamspeech_flags,
+            "--extra-output-dir",
+            tmp_path / "text",
+        ],
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "text").iterdir()) == ["asr.txt", "st.txt", "unit.txt"]
+    assert len((tmp_path / "text" / "st.txt").read_text().splitlines()) == 2
+    units = (tmp_path / "text" / "unit.txt").read_text().split()
+    assert all(u.isdigit() and int(u) < 50 for u in units)

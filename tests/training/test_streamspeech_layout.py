@@ -5,17 +5,11 @@ import numpy as np
 import pytest
 import torch
 from cli_runs import BIN, TRAIN_FLAGS, run_cli
-from streamspeech_layout import write_streamspeech_corpus
 
 from echostream_fairseq.data.audio import AudioError, StoredFeatures, read_stored_features, stored_features
 from echostream_fairseq.data.manifest import read_tsv
 from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 from echostream_fairseq.tasks.configs import ConfigError, MultitaskConfig
-
-
-@pytest.fixture(scope="module")
-def streamspeech_data(corpus, tmp_path_factory):
-    return write_streamspeech_corpus(corpus, tmp_path_factory.mktemp("streamspeech"))
 
 
 def test_a_byte_range_of_the_zip_is_the_utterances_features(corpus, streamspeech_data):
