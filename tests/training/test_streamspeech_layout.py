@@ -153,3 +153,17 @@ def test_their_flags_with_another_meaning_are_refused(streamspeech_data, tmp_pat
     cmd = [BIN / "fairseq-train", streamspeech_data, "--user-dir", REPO / "echostream_fairseq", *flags]
     r = run_cli(cmd + ["--cpu", "--num-workers", "0", "--max-update", "1", "--save-dir", tmp_path])
     assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
+
+
+def test_fairseq_generate_decodes_their_folder_with_their_task_name(streamspeech_data, streamspeech_trained, tmp_path):
+    from cli_runs import REPO
+
+    cmd = [BIN / "fairseq-generate", streamspeech_data, "--user-dir", REPO / "echostream_fairseq"]
+    cmd += "--config-yaml config_gcmvn.yaml --multitask-config-yaml config_mtl_asr_st_ctcst.yaml".split()
+    cmd += "--task speech_to_speech_ctc --target-is-code --target-code-size 50 --gen-subset test".split()
+    cmd += ["--path", streamspeech_trained / "checkpoint_last.pt", "--beam", "2", "--max-tokens", "5000", "--cpu"]
+    r = run_cli(cmd + ["--results-path", tmp_path])
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (tmp_path / "generate-test.txt").read_text()
+    n = len(read_tsv(streamspeech_data / "test.tsv", ("id",)))
+    assert sum(line.startswith("D-") for line in log.splitlines()) == n
