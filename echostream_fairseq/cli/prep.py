@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="echostream-prep",
         description="Prepare a French->English speech-to-unit corpus for EchoStream (fairseq speech-to-speech layout).",
     )
-    sub = parser.add_subparsers(dest="source", required=True, metavar="{synthetic,cvss,tsv,longform,concat}")
+    sub = parser.add_subparsers(
+        dest="source", required=True, metavar="{synthetic,cvss,tsv,longform,concat,convert-kmeans}"
+    )
 
     p = sub.add_parser(
         "synthetic",
@@ -212,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
+
+    p = sub.add_parser(
+        "convert-kmeans",
+        help="a pickled sklearn k-means (fairseq's, StreamSpeech's) to a .npy of its centroids",
+        description="Unpickle an sklearn k-means model (it runs code from the file: only for files you "
+        "trust) and write its centroids as .npy, which --kmeans-model then reads without unpickling.",
+    )
+    p.add_argument("--kmeans-model", required=True, help="the pickled k-means (e.g. mhubert.km1000.layer11.pt)")
+    p.add_argument("--out", required=True, help="the .npy to write")
+    p.add_argument("--quiet", action="store_true", help="print errors only")
     return parser
 
 
@@ -302,6 +314,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     from echostream_fairseq.data.tts import TtsError
     from echostream_fairseq.data.units import UnitError
 
+    if args.source == "convert-kmeans":
+        from echostream_fairseq.data.units import convert_pickled_kmeans
+
+        print(f"unpickling {args.kmeans_model} (this runs code from the file)", file=sys.stderr)
+        try:
+            centroids = convert_pickled_kmeans(args.kmeans_model, args.out)
+        except UnitError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(f"{args.out}: {centroids.shape[0]} centroids of {centroids.shape[1]} dimensions")
+        return
     if args.source in ("longform", "concat"):
         try:
             (_longform if args.source == "longform" else _concat)(args)

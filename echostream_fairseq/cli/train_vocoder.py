@@ -91,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
 
-    from echostream_fairseq.data.units import UnitError, load_unit_model
+    from echostream_fairseq.data.units import UnitError, load_unit_model, units_kind_of
     from echostream_fairseq.vocoder.config import VocoderError, generator_name, load_vocoder_config, preset_config
     from echostream_fairseq.vocoder.trainer import TrainOptions, train_vocoder
 
@@ -102,7 +102,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         unit_model_path = os.path.join(args.data, "units", "kmeans.pt")
         if not os.path.isfile(unit_model_path):
             raise VocoderError(f"{unit_model_path}: not found (is {args.data} a corpus made by echostream-prep?)")
-        num_units = int(load_unit_model(unit_model_path)["num_units"])
+        unit_model = load_unit_model(unit_model_path)
+        num_units = int(unit_model["num_units"])
+        units = units_kind_of(unit_model).to_dict()
         if args.config:
             config = load_vocoder_config(args.config)
             if config["num_embeddings"] != num_units:
@@ -122,6 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in OVERRIDES:
             if getattr(args, name) is not None:
                 config[name] = getattr(args, name)
+        if config.get("units") not in (None, units):
+            raise VocoderError(f"{args.config}: its units are {config['units']}, the corpus's {units}")
+        config["units"] = units  # the kind of units it voices, checked against a model's when loaded
         if args.causal:
             config["causal"] = True
         if args.lookahead_frames is not None:

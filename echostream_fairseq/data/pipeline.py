@@ -54,6 +54,7 @@ from echostream_fairseq.data.units import (
     frame_units,
     load_kmeans_centroids,
     unit_model_dict,
+    units_kind_of,
 )
 
 __all__ = ["Pipeline", "corpus_stats", "MANIFEST_COLUMNS", "SIMULEVAL_SPLITS", "SPECAUGMENT"]
@@ -352,7 +353,8 @@ class Pipeline:
 
     # -- configs --------------------------------------------------------------------------------
     def configs(self, resume: bool) -> None:
-        num_units = int(torch.load(self.path("units", "kmeans.pt"), weights_only=True)["num_units"])
+        unit_model = torch.load(self.path("units", "kmeans.pt"), weights_only=True)
+        num_units = int(unit_model["num_units"])
         config = {
             "input_feat_per_channel": 80,
             "input_channels": 1,
@@ -368,6 +370,7 @@ class Pipeline:
                 "num_units": num_units,
                 "dict": "units/dict.txt",
                 "deduplicated": True,
+                "kind": units_kind_of(unit_model).to_dict(),
             },
         }
         multitask = {

@@ -40,6 +40,7 @@ import torchaudio
 from torch import Tensor
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.units_kind import UnitsKind
 from echostream_fairseq.data.kmeans import nearest_centroid
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "unit_model_dict",
     "load_unit_model",
     "unit_features_for",
+    "units_kind_of",
+    "convert_pickled_kmeans",
     "UNIT_FRAME_HOP",
 ]
 
@@ -236,14 +239,20 @@ def frame_units(features: Tensor, centroids: Tensor) -> Tensor:
 def load_kmeans_centroids(path: str) -> Tensor:
     """Centroids ``[K, D]`` from a k-means model file.
 
-    Accepted: ``.npy`` (an array ``[K, D]``); ``.pt``/``.pth`` (a tensor, or a dict with
-    ``centroids`` or ``cluster_centers_``); anything else is tried as a joblib/pickle file holding
-    an sklearn ``KMeans``/``MiniBatchKMeans`` (``cluster_centers_``). Pickles can run code: only
-    load files you trust.
+    Accepted: ``.npy`` (an array ``[K, D]``); ``.pt``/``.pth`` that ``torch.load(weights_only=True)``
+    reads (a tensor, or a dict with ``centroids`` or ``cluster_centers_``). A pickled sklearn
+    k-means (fairseq's and StreamSpeech's ``km.bin`` / ``mhubert.km1000.layer11.pt``) is never
+    unpickled here: :func:`convert_pickled_kmeans` (``echostream-prep convert-kmeans``) turns it
+    into a ``.npy`` once, saying that it unpickles.
     """
     if not os.path.isfile(path):
         raise UnitError(f"{path}: k-means model not found")
     lower = path.lower()
+    convert = (
+        f"{path}: not a .npy or a weights-only .pt; if it is a pickled sklearn k-means (fairseq's and "
+        "StreamSpeech's are), convert it once with `echostream-prep convert-kmeans --kmeans-model "
+        f"{path} --out KMEANS.npy` (it unpickles the file: only for files you trust)"
+    )
     try:
         if lower.endswith(".npy"):
             centroids = np.load(path, allow_pickle=False)
@@ -253,17 +262,12 @@ def load_kmeans_centroids(path: str) -> Tensor:
                 obj = obj.get("centroids", obj.get("cluster_centers_"))
             centroids = obj
         else:
-            try:
-                import joblib
-
-                obj = joblib.load(path)
-            except ImportError:
-                with open(path, "rb") as f:
-                    obj = pickle.load(f)
-            centroids = getattr(obj, "cluster_centers_", None)
+            raise UnitError(convert)
     except UnitError:
         raise
-    except Exception as e:  # noqa: BLE001  (numpy, torch, joblib and pickle raise many types)
+    except pickle.UnpicklingError:
+        raise UnitError(convert) from None
+    except Exception as e:  # noqa: BLE001  (numpy and torch raise many types)
         raise UnitError(f"{path}: cannot read the k-means model ({type(e).__name__}: {e})") from None
     if centroids is None:
         raise UnitError(
@@ -275,6 +279,46 @@ def load_kmeans_centroids(path: str) -> Tensor:
     if not torch.isfinite(centroids).all():
         raise UnitError(f"{path}: centroids contain NaN or inf")
     return centroids.contiguous()
+
+
+def convert_pickled_kmeans(path: str, out: str) -> Tensor:
+    """Unpickle an sklearn ``KMeans``/``MiniBatchKMeans`` (joblib or pickle; it runs code from the
+    file, so only for files you trust) and write its centroids ``[K, D]`` to ``out`` (``.npy``),
+    which :func:`load_kmeans_centroids` reads without unpickling. Returns the centroids."""
+    if not os.path.isfile(path):
+        raise UnitError(f"{path}: k-means model not found")
+    if not out.lower().endswith(".npy"):
+        raise UnitError(f"{out}: the converted centroids are written as .npy")
+    try:
+        try:
+            import joblib
+
+            obj = joblib.load(path)
+        except ImportError:
+            with open(path, "rb") as f:
+                obj = pickle.load(f)
+    except Exception as e:  # noqa: BLE001  (unpickling raises many types)
+        raise UnitError(f"{path}: cannot unpickle the k-means model ({type(e).__name__}: {e})") from None
+    centroids = getattr(obj, "cluster_centers_", None)
+    if centroids is None:
+        raise UnitError(f"{path}: unpickled a {type(obj).__name__}, which has no cluster_centers_")
+    centroids = np.asarray(centroids, dtype=np.float32)
+    if centroids.ndim != 2 or not np.isfinite(centroids).all():
+        raise UnitError(f"{path}: cluster_centers_ must be a finite [K, D] array, got shape {list(centroids.shape)}")
+    tmp = f"{out}.partial.npy"
+    np.save(tmp, centroids)
+    os.replace(tmp, out)
+    return torch.from_numpy(centroids)
+
+
+def units_kind_of(unit_model: Dict[str, Any]) -> UnitsKind:
+    """The kind of units a unit model (``units/kmeans.pt``) gives."""
+    config = unit_model.get("feature_config") or {}
+    if unit_model["extractor"] == "hubert":
+        checkpoint = config.get("checkpoint")
+        model = os.path.basename(checkpoint) if isinstance(checkpoint, str) else None
+        return UnitsKind("hubert", int(unit_model["num_units"]), int(config["layer"]), model)
+    return UnitsKind(str(unit_model["extractor"]), int(unit_model["num_units"]))
 
 
 def unit_model_dict(

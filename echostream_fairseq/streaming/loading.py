@@ -135,6 +135,21 @@ def build_translator(
     )
 
 
+def check_units(task, vocoder: IncrementalVocoder) -> None:
+    """Refuse a vocoder of other units than the model's: fewer of them, or another kind where both
+    sides record theirs (the data config's ``units: kind``, the vocoder config's ``units``)."""
+    num_units = len(task.target_dictionary) - task.target_dictionary.nspecial
+    if vocoder.vocoder.num_units < num_units:
+        raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
+    ours, theirs = task.data_cfg.units_kind(), vocoder.vocoder.units_kind
+    why = ours.mismatch(theirs) if ours is not None and theirs is not None else None
+    if why is not None:
+        raise ValueError(
+            f"the model's units and the vocoder's differ: {why} ({task.data_cfg.path} against the vocoder's config); "
+            "a vocoder voices only the units it was trained on"
+        )
+
+
 def load_translator(
     model_path: str,
     data_bin: str,
@@ -156,9 +171,7 @@ def load_translator(
         raise ValueError(f"{data_bin}: the data config has no global_cmvn stats; the model was trained with them")
     config = translator_config(options, task.asr_sentence_ends, model_path)
     if config.speech_output:
-        num_units = len(task.target_dictionary) - task.target_dictionary.nspecial
-        if vocoder.vocoder.num_units < num_units:
-            raise ValueError(f"the vocoder knows {vocoder.vocoder.num_units} units but the model emits {num_units}")
+        check_units(task, vocoder)
     return build_translator(model.to(target), task, config, vocoder, asr_decoder, options.reencode)
 
 

@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.common.units_kind import UnitsKind
+from echostream_fairseq.data.units import load_unit_model, units_kind_of
 from echostream_fairseq.models.echostream import DECODER_ARGS
 
 __all__ = [
@@ -148,6 +150,22 @@ class DataConfig:
             units=units,
             raw=data,
         )
+
+    def units_kind(self) -> Optional[UnitsKind]:
+        """The kind of the units (``units: kind:``, or the unit model ``units: kmeans:`` names);
+        ``None`` when the config does not say (StreamSpeech's, without ``units:``)."""
+        record = self.units.get("kind")
+        if record is not None:
+            if not isinstance(record, dict):
+                raise ConfigError(f"{self.path}: units kind must be a mapping (extractor, num_units, ...)")
+            try:
+                return UnitsKind.from_dict(record, str(self.path))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        kmeans = self.units.get("kmeans")
+        if kmeans is not None and Path(kmeans).is_file():
+            return units_kind_of(load_unit_model(str(kmeans)))
+        return None
 
     def feature_transforms(self, is_train: bool):
         """fairseq's composite feature transform for a split (``_train`` names apply in training)."""

@@ -9,11 +9,12 @@ synthesiser (:mod:`~echostream_fairseq.vocoder.incremental`) keep a left context
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from echostream_fairseq.common.units_kind import UnitsKind
 from echostream_fairseq.vocoder.config import VocoderError
 
 __all__ = ["UnitVocoder", "as_unit_tensor"]
@@ -75,6 +76,8 @@ class UnitVocoder(torch.nn.Module):
     causal: bool = False
     lookahead_frames: int = 0
     any_batch_size: bool = False
+    # the kind of units it voices, where its files say (a config's "units", a unit model)
+    units_kind: Optional[UnitsKind] = None
 
     def durations(self, units: Tensor) -> Tensor:
         """``[U]`` de-duplicated units -> ``[U]`` int64 frame counts, each at least 1."""

@@ -20,6 +20,7 @@ from torch import Tensor
 
 import echostream_fairseq.vocoder.causal_hifigan as causal_hifigan
 from echostream_fairseq.common.cpu import cpu_capabilities
+from echostream_fairseq.common.units_kind import UnitsKind
 from echostream_fairseq.vocoder.base import UnitVocoder, as_unit_tensor
 from echostream_fairseq.vocoder.causal_hifigan import is_causal
 from echostream_fairseq.vocoder.config import (
@@ -140,6 +141,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
         self.sample_rate = sample_rate(config)
         self.frame_hop = frame_hop(config)
         self.num_units = int(config["num_embeddings"])
+        if config.get("units") is not None:
+            self.units_kind = UnitsKind.from_dict(config["units"], "vocoder config")
         self.has_duration_predictor = self.generator.dur_predictor is not None
 
     @classmethod

@@ -16,7 +16,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from echostream_fairseq.data.units import LogMelConfig, UnitError, load_unit_model
+from echostream_fairseq.data.units import LogMelConfig, UnitError, load_unit_model, units_kind_of
 from echostream_fairseq.vocoder.base import UnitVocoder
 from echostream_fairseq.vocoder.config import VocoderError
 
@@ -52,6 +52,7 @@ class GriffinLimUnitVocoder(UnitVocoder):
         self.sample_rate = c.sample_rate
         self.frame_hop = c.hop_length
         self.num_units = int(centroids.shape[0])
+        self.units_kind = units_kind_of(unit_model)
         self.num_iterations = num_iterations
         # linear magnitude of each centroid, undoing log(mel + offset) and then the mel filterbank
         mel = (centroids.exp() - c.log_offset).clamp(min=0.0)  # [K, n_mels]

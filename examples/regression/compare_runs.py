@@ -23,8 +23,10 @@ import soundfile as sf
 
 
 def _predictions(folder: Path) -> List[str]:
+    """Each instance's prediction: its text, or for speech the name of its wav (the folder differs)."""
     with open(folder / "instances.log", encoding="utf-8") as f:
-        return [json.loads(line)["prediction"] for line in f if line.strip()]
+        predictions = [json.loads(line)["prediction"] for line in f if line.strip()]
+    return [Path(p).name if str(p).endswith(".wav") else p for p in predictions]
 
 
 def compare(before: Path, after: Path, atol: float) -> List[str]:

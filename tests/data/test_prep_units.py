@@ -6,17 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from echostream_fairseq.common.units_kind import UnitsKind
 from echostream_fairseq.data.kmeans import fit_kmeans, nearest_centroid
 from echostream_fairseq.data.units import (
     HubertUnitFeatures,
     LogMelUnitFeatures,
     UnitError,
+    convert_pickled_kmeans,
     deduplicate,
     frame_units,
     load_kmeans_centroids,
     load_unit_model,
     unit_model_dict,
 )
+from echostream_fairseq.tasks.configs import DataConfig
 
 
 def _blobs(seed=0):
@@ -85,22 +88,40 @@ def test_load_kmeans_centroids_formats(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros(3))
     with pytest.raises(UnitError, match=r"bad.npy: centroids must be \[K, D\]"):
         load_kmeans_centroids(str(tmp_path / "bad.npy"))
-    (tmp_path / "junk.bin").write_bytes(b"junk")
-    with pytest.raises(UnitError, match="junk.bin: cannot read the k-means model"):
-        load_kmeans_centroids(str(tmp_path / "junk.bin"))
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(UnitError, match="junk.pt: cannot read the k-means model"):
+        load_kmeans_centroids(str(tmp_path / "junk.pt"))
     with pytest.raises(UnitError, match="missing.npy: k-means model not found"):
         load_kmeans_centroids(str(tmp_path / "missing.npy"))
 
 
-def test_load_sklearn_kmeans(tmp_path):
+@pytest.mark.parametrize("name", ["km.bin", "mhubert.km1000.layer11.pt"])
+def test_a_pickled_sklearn_kmeans_is_converted_explicitly_never_unpickled_implicitly(tmp_path, capsys, name):
+    """fairseq's km.bin and StreamSpeech's .pt are sklearn pickles: loading one names the conversion,
+    and ``echostream-prep convert-kmeans`` (which says it unpickles) writes centroids that load."""
+    from echostream_fairseq.cli.prep import main
+
     sklearn_cluster = pytest.importorskip("sklearn.cluster")
     joblib = pytest.importorskip("joblib")
     points = np.random.RandomState(0).randn(100, 8)
     km = sklearn_cluster.KMeans(n_clusters=3, n_init=1, random_state=0).fit(points)
-    joblib.dump(km, tmp_path / "km.bin")
+    joblib.dump(km, tmp_path / name)
+    with pytest.raises(
+        UnitError, match=rf"{name}: not a .npy or a weights-only .pt; .*`echostream-prep convert-kmeans"
+    ):
+        load_kmeans_centroids(str(tmp_path / name))
+    main(["convert-kmeans", "--kmeans-model", str(tmp_path / name), "--out", str(tmp_path / "km.npy")])
+    captured = capsys.readouterr()
+    assert f"unpickling {tmp_path / name} (this runs code from the file)" in captured.err
+    assert "km.npy: 3 centroids of 8 dimensions" in captured.out
     assert torch.allclose(
-        load_kmeans_centroids(str(tmp_path / "km.bin")), torch.tensor(km.cluster_centers_, dtype=torch.float32)
+        load_kmeans_centroids(str(tmp_path / "km.npy")), torch.tensor(km.cluster_centers_, dtype=torch.float32)
     )
+    joblib.dump({"not": "a k-means"}, tmp_path / "dict.bin")
+    with pytest.raises(UnitError, match="dict.bin: unpickled a dict, which has no cluster_centers_"):
+        convert_pickled_kmeans(str(tmp_path / "dict.bin"), str(tmp_path / "out.npy"))
+    with pytest.raises(UnitError, match="out.txt: the converted centroids are written as .npy"):
+        convert_pickled_kmeans(str(tmp_path / name), str(tmp_path / "out.txt"))
 
 
 def make_tiny_hubert(folder: str, keep_dictionary: bool = False) -> str:
@@ -208,6 +229,11 @@ def test_prep_with_hubert_units(tmp_path, capsys):
     assert model["extractor"] == "hubert" and model["num_units"] == 7
     assert torch.equal(model["centroids"], torch.from_numpy(centroids))
     assert model["feature_config"]["layer"] == 2
+    # the data config records the kind of the units
+    kind = DataConfig.load(out / "config.yaml").units_kind()
+    assert kind == UnitsKind("hubert", 7, 2, "hubert_tiny.pt") and str(kind) == (
+        "HuBERT layer 2 of hubert_tiny.pt k-means units, K=7"
+    )
     row = read_tsv(out / "train.tsv", ("id", "tgt_audio"))[0]
     extractor = HubertUnitFeatures(checkpoint, 2)
     units = frame_units(extractor(read_audio(out / "audio" / "tgt" / f"{row['id']}.wav")), torch.from_numpy(centroids))

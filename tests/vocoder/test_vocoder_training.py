@@ -136,8 +136,9 @@ def test_cli_trains_a_causal_generator_that_loads_and_streams_as_one(corpus, tmp
     )
     written = json.loads((save / "config.json").read_text())
     assert written["causal"] is True and written["lookahead_frames"] == 2
+    assert written["units"] == {"extractor": "logmel", "num_units": NUM_UNITS}  # the corpus's units, recorded
     vocoder = CodeHiFiGANUnitVocoder.from_files(str(save / "generator.pt"), str(save / "config.json"))
-    assert vocoder.causal and vocoder.lookahead_frames == 2
+    assert vocoder.causal and vocoder.lookahead_frames == 2 and str(vocoder.units_kind) == "log-mel k-means units, K=50"
     frames = torch.randint(0, NUM_UNITS, (1, 21))
     whole = vocoder.synthesize_frames(frames[0])
     state, pieces = vocoder.initial_stream_state()[None], []
