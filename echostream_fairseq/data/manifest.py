@@ -99,7 +99,10 @@ def read_tsv(
         for column in required_columns:
             if column not in allow_empty and not row[column].strip():
                 what = "empty transcript" if "text" in column or column == "sentence" else "empty field"
-                raise ManifestError(f"{path}:{line_no}: {what} in column {column!r}")
+                raise ManifestError(
+                    f"{path}:{line_no}: {what} in column {column!r} (fill it or remove the row: the "
+                    "other files of its split are matched by id)"
+                )
         if check_ids:
             uid = row[id_column]
             if uid in seen_ids:

@@ -72,9 +72,18 @@ class TextTarget:
     append_eos: bool
 
 
-def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool, last_only: bool = False) -> Tensor:
+def _encode(
+    dictionary: Dictionary,
+    text: str,
+    where: str,
+    sentence_ends: bool,
+    last_only: bool = False,
+    unknown_as_unk: bool = False,
+) -> Tensor:
     """Pieces -> ids; the sentences between :data:`SENTENCE_MARK` s end with eos if ``sentence_ends``
-    (a mark ending the text is allowed), else the marks are dropped; ``last_only``: the last sentence."""
+    (a mark ending the text is allowed), else the marks are dropped; ``last_only``: the last sentence.
+    A piece the dictionary lacks is refused, or with ``unknown_as_unk`` read as ``<unk>`` (fairseq's
+    way)."""
     sentences: List[List[str]] = [[]]
     for tok in text.split():
         if tok == SENTENCE_MARK:
@@ -84,15 +93,22 @@ def _encode(dictionary: Dictionary, text: str, where: str, sentence_ends: bool, 
     if len(sentences) > 1 and not sentences[-1]:
         sentences.pop()  # the text ends with a mark
     if not any(sentences):
-        raise ManifestError(f"{where}: empty transcript")
+        raise ManifestError(
+            f"{where}: empty transcript (a CTC or decoder target needs a token; remove this id from the "
+            "manifest and every task's TSV, as fairseq would otherwise train on an empty target)"
+        )
     if not all(sentences):
         raise ManifestError(f"{where}: an empty sentence between {SENTENCE_MARK} marks")
     ids: List[int] = []
     for pieces in sentences[-1:] if last_only else sentences:
         sentence = [dictionary.index(tok) for tok in pieces]
         unknown = [tok for tok, i in zip(pieces, sentence) if i == dictionary.unk()]
-        if unknown:
-            raise ManifestError(f"{where}: tokens not in the dictionary: {unknown[:5]}")
+        if unknown and not unknown_as_unk:
+            raise ManifestError(
+                f"{where}: tokens not in the dictionary: {unknown[:5]} (a dictionary written from another "
+                "sentencepiece model? rebuild it from the one that wrote these pieces, or pass "
+                "--unknown-pieces unk to read them as <unk>, as fairseq does)"
+            )
         ids += sentence + ([dictionary.eos()] if sentence_ends else [])
     return torch.tensor(ids, dtype=torch.long)
 
@@ -104,6 +120,7 @@ def load_text_target(
     append_eos: bool,
     ids: Sequence[str],
     sentence_ends: bool = False,
+    unknown_as_unk: bool = False,
 ) -> TextTarget:
     """Read ``tsv`` (``id, tgt_text``) and encode the rows whose ids the manifest has
     (``sentence_ends``: also a CTC target ends each sentence with eos; a decoder's always does).
@@ -116,7 +133,7 @@ def load_text_target(
     for row in rows:
         where = f"{tsv}:{row['_line']}"
         tokens[row["id"]] = _encode(
-            dictionary, row["tgt_text"], where, append_eos or sentence_ends, last_only=append_eos
+            dictionary, row["tgt_text"], where, append_eos or sentence_ends, append_eos, unknown_as_unk
         )
     missing = [i for i in ids if i not in tokens]
     if missing:

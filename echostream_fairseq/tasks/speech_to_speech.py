@@ -118,6 +118,13 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
             "with 'units:' it must agree)",
         )
         parser.add_argument(
+            "--unknown-pieces",
+            choices=("refuse", "unk"),
+            default="refuse",
+            help="a subword of a task's TSV that its dictionary lacks: refuse the corpus (default), or "
+            "read it as <unk> (fairseq's way)",
+        )
+        parser.add_argument(
             "--target-is-code",
             action="store_true",
             help="StreamSpeech's flag, accepted: the targets here are always discrete units",
@@ -200,6 +207,7 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
                 append_eos=entry.decoder_type != "ctc",
                 ids=dataset.ids,
                 sentence_ends=name == "source_unigram" and self.asr_sentence_ends,
+                unknown_as_unk=getattr(self.args, "unknown_pieces", "refuse") == "unk",
             )
         self.datasets[split] = dataset
         logger.info("%s: %d utterances from %s", split, len(dataset), manifest)

@@ -153,8 +153,30 @@ def test_empty_transcript_names_file_and_line(tmp_path):
         _replace_line(root / "src_unigram" / "train.tsv", 2, lines[1].split("\t")[0] + "\t ")
 
     root = _broken(tmp_path, edit)
-    with pytest.raises(ManifestError, match=r"src_unigram/train\.tsv:2: empty transcript"):
+    with pytest.raises(
+        ManifestError,
+        match=r"src_unigram/train\.tsv:2: empty transcript in column 'tgt_text' \(fill it or remove the row",
+    ):
         _setup(root)
+
+
+def test_pieces_missing_from_the_dictionary_are_refused_or_read_as_unk(tmp_path):
+    """Stricter than fairseq, which reads them as <unk>: the message says how to proceed, and
+    --unknown-pieces unk does what fairseq does."""
+
+    def edit(root):
+        lines = (root / "src_unigram" / "train.tsv").read_text().splitlines()
+        utt, text = lines[1].split("\t")
+        _replace_line(root / "src_unigram" / "train.tsv", 2, f"{utt}\t{text} ▁nowhere")
+
+    root = _broken(tmp_path, edit)
+    with pytest.raises(
+        ManifestError, match=r"train\.tsv:2: tokens not in the dictionary: \['▁nowhere'\] .*--unknown-pieces unk"
+    ):
+        _setup(root)
+    _, task = _setup(root, extra=["--unknown-pieces", "unk"])
+    target = task.datasets["train"].text_targets["source_unigram"]
+    assert sum(target.dictionary.unk() in t.tolist() for t in target.tokens.values()) == 1
 
 
 def test_ids_that_do_not_match_name_the_file(tmp_path):
