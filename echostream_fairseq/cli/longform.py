@@ -13,7 +13,9 @@ sentence of the stream alone, with the same settings, for the ratio the long-for
 by. Every flag of the agents (``--sentence-pause-ms``, ``--reencode``, ``--threads``, ...) applies.
 
 Writes ``OUT/{name}.json`` (scores, per-sentence lags, the sentence ends against the reference
-boundaries, per-chunk compute, state size) and ``OUT/{name}.words.tsv``; prints the tables.
+boundaries, per-chunk compute, state size) and ``OUT/{name}.words.tsv``; prints the tables. Beside
+StreamLAAL it reports OmniSTEval's LongYAAL (ideal and computation-aware), and writes the files its
+``omnisteval longform`` command reads (:mod:`echostream_fairseq.evaluation.omnisteval_bridge`).
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore")
     from echostream_fairseq.data.longform import read_stream_sentences
     from echostream_fairseq.evaluation.longform import ReferenceSentence, boundary_scores, lag_trend, longform_scores
+    from echostream_fairseq.evaluation.omnisteval_bridge import long_yaal, write_omnisteval_inputs
     from echostream_fairseq.streaming.loading import translator_from_args
 
     names = args.names
@@ -195,6 +198,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             translator, os.path.join(args.streams, f"{name}.wav"), args.source_segment_size
         )
         scores = longform_scores(words, refs)
+        wav = os.path.join(args.streams, f"{name}.wav")
+        write_omnisteval_inputs(args.out, name, wav, words, refs)  # omnisteval longform reads these
+        omni = long_yaal(words, refs)
         lags = [(s.end, lag) for s, lag in zip(table, scores["lags"]) if lag is not None]
         last_minute = int(table[-1].end // 60)
         trend = lag_trend([e for e, _ in lags], [g for _, g in lags])
@@ -202,6 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "name": name,
             "chunk_ms": args.source_segment_size,
             "words": len(words),
+            **omni,
             **{k: v for k, v in scores.items() if k not in ("hypotheses",)},
             "lag_first_minute": trend["first"],
             # least-squares slope of the lag against where the sentence ends (seconds per minute)
@@ -249,9 +256,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows.append(record)
     print(
         "| stream | sentences | BLEU (resegmented) | sentence-level BLEU | ratio | covered | StreamLAAL (s) "
-        "| StreamLAAL CA (s) | lag min 1 / last (s) | ms/chunk min 1 / last | state KiB first / last |"
+        "| StreamLAAL CA (s) | LongYAAL (s) | LongYAAL CA (s) | lag min 1 / last (s) | ms/chunk min 1 / last "
+        "| state KiB first / last |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         level = r.get("sentence_level_bleu")
         ratio = f"{r['bleu'] / level:.2f}" if level else "-"
@@ -259,6 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(
             f"| {r['name']} | {r['sentences']} | {r['bleu']:.1f} | {level if level is None else round(level, 1)} "
             f"| {ratio} | {r['coverage']:.0%} | {r['stream_laal']:.2f} | {r['stream_laal_ca']:.2f} "
+            f"| {_num(r['long_yaal'])} | {_num(r['long_yaal_ca'])} "
             f"| {r['lag_first_minute'] or float('nan'):.2f} / {r['lag_last_minute'] or float('nan'):.2f} "
             f"| {r['ms_per_chunk_first_minute']:.1f} / {r['ms_per_chunk_last_minute']:.1f} "
             f"| {state[0][1] / 1024:.0f} / {state[-1][1] / 1024:.0f} |"

@@ -4,6 +4,7 @@ LAAL and StreamLAAL, boundaries, the lag trend, and echostream-longform."""
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.longform import LongFormOptions, build_longform, read_stream_sentences
@@ -18,6 +19,25 @@ from echostream_fairseq.evaluation.longform import (
     longform_scores,
     resegment,
 )
+from echostream_fairseq.evaluation.omnisteval_bridge import long_yaal
+
+
+def test_long_yaal_is_omnistevals_on_a_hand_made_case():
+    """Two sentences (1-4 s and 5-9 s of a 9 s recording); each word's LongYAAL term by hand: the
+    first sentence's 6 words at 1.0, 1.5, ... s after its start with 7 reference words over 3 s,
+    the second's last word cut at the recording's end."""
+    refs = [
+        ReferenceSentence("Hello world, this is a test.", 1.0, 4.0),
+        ReferenceSentence("We talk about it.", 5.0, 9.0),
+    ]
+    hyp = "Hello world, this is a test. We talk about it.".split()
+    delays = [2.0, 2.5, 3.0, 3.4, 3.8, 4.2, 6.0, 6.5, 7.0, 9.5]
+    words = [TimedWord(w, d, d + 0.3) for w, d in zip(hyp, delays)]
+    scores = long_yaal(words, refs)
+    # sentence 1: gamma = 6 / 3000 ms; terms d - t / gamma = 1000, 1000, 1000, 900, 800, 700 -> 900 ms
+    # sentence 2: gamma = 4 / 4000 ms; 1000, 500, 0 (the word at 9.5 s is past the recording's end) -> 500 ms
+    assert scores["long_yaal"] == pytest.approx((0.9 + 0.5) / 2)
+    assert scores["long_yaal_ca"] == pytest.approx((0.9 + 0.5) / 2 + 0.3)
 
 
 def test_laal_matches_its_definition():
@@ -166,6 +186,14 @@ def test_longform_cli_translates_a_stream_and_names_bad_input(trained, corpus, t
     assert record["sentences"] == len(table) and len(record["lags"]) == len(table)
     assert 0 <= record["bleu"] <= 100 and 0 <= record["sentence_level_bleu"] <= 100
     assert 0 <= record["coverage"] <= 1 and record["state_bytes"][0][1] > 0
+    # OmniSTEval's LongYAAL beside StreamLAAL, and the files its own command reads
+    # (the toy model writes its words when the source ends: OmniSTEval counts none past the recording)
+    assert "long_yaal" in record and (record["long_yaal"] is None or record["long_yaal_ca"] >= record["long_yaal"])
+    hypothesis = json.loads((out / "stream_0.1min.omnisteval.jsonl").read_text())
+    assert len(hypothesis["delays"]) == len(hypothesis["elapsed"]) == len(hypothesis["prediction"].split())
+    segments = yaml.safe_load((out / "stream_0.1min.segmentation.yaml").read_text())
+    assert [s["offset"] for s in segments] == [round(s.start, 3) for s in table]
+    assert len((out / "stream_0.1min.references.txt").read_text().splitlines()) == len(table)
     words = (out / "stream_0.1min.words.tsv").read_text().splitlines()
     assert words[0] == "word\tdelay\tcomputation_aware_delay" and len(words) == record["words"] + 1
     assert "| stream_0.1min |" in capsys.readouterr().out
