@@ -217,21 +217,21 @@ class SimultaneousTranslator:
         config = self.config
         finishes = [finish for _, _, finish in requests]
         clock = StageClock(len(requests), config.time_stages)
-        # 1. the source: 16 kHz mono, fbank, the encoder step and the CTC heads
+        # 1-2. the audio in (16 kHz mono), then fbank, the encoder step and the CTC heads
         with clock.stage("encoder"):
             received = [receive(samples, state, finish) for samples, state, finish in requests]
             heard = self.encoding.step_batch([s for _, s in received], [a for a, _ in received], finishes)
         states = [h.state for h in heard]
-        # 2. the MT memories take the new frames; 3. each stream's plan
+        # 3. the MT memories take the new frames; 4. each stream's plan
         with clock.stage("mt"):
             if config.translate:
                 states = self.mt.extend_memories(states, [h.frames for h in heard])
             plans = [self.planner.plan(state, finish) for state, finish in zip(states, finishes)]
-        # 4. the writes
+        # 5. the writes
         writers = [i for i, plan in enumerate(plans) if plan.target is not None]
         with clock.stage("mt", writers):
             written = self.mt.write_all(plans)
-        # 5. short pauses the decoder's look ahead confirms: that state is the sentence's last text state
+        # 6. short pauses the decoder's look ahead confirms: that state is the sentence's last text state
         wrote = [bool(w.target_new) or p.target == FINISH for w, p in zip(written, plans)]
         ending = [p.sentence_end is True for p in plans]
         for i, finish in enumerate(finishes):
@@ -242,7 +242,7 @@ class SimultaneousTranslator:
                     written[i], text_states=eos_state if text is None else torch.cat([text, eos_state], 1)
                 )
                 wrote[i] = ending[i] = True
-        # 6. the units of every stream's new text (an ended sentence's text is complete); 7. the speech
+        # 7. the units of every stream's new text (an ended sentence's text is complete); 8. the speech
         if config.translate and config.speech_output:
             with clock.stage("units"):
                 units = self.units.step_batch(
@@ -255,7 +255,7 @@ class SimultaneousTranslator:
         else:
             units = [Units([], [], w.state) for w in written]
             speech = [Speech(torch.zeros(0), u.state) for u in units]
-        # 8. the ended sentences' target side starts afresh, its MT memory from the frames after the mark
+        # 9. the ended sentences' target side starts afresh, its MT memory from the frames after the mark
         states = [s.state for s in speech]
         for i in (i for i, e in enumerate(ending) if e):
             nxt = self.sentence_ends.next_sentence(states[i])
@@ -264,6 +264,7 @@ class SimultaneousTranslator:
                 carried = frames[:, frames.size(1) - nxt.carried_frames :]
                 state = replace(state, mt_memory=self.mt.memory_of(carried))
             states[i] = state
+        # 10. what each stream's chunk produced
         return [
             step_output(
                 self.setup,

@@ -131,6 +131,7 @@ def test_configs(corpus):
         "num_units": NUM_UNITS,
         "dict": "units/dict.txt",
         "deduplicated": True,
+        "kind": {"extractor": "logmel", "num_units": NUM_UNITS},
     }
     multitask = yaml.safe_load((corpus / "config_multitask.yaml").read_text())
     assert multitask["source_unigram"] == {
