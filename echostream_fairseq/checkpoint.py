@@ -8,6 +8,7 @@ import argparse
 
 import torch
 
+from echostream_fairseq.common.streamspeech_names import MT_DECODER_PREFIX as STREAMSPEECH_MT_PREFIX
 from echostream_fairseq.tasks.checkpoint_configs import allow_fairseq_checkpoint_configs
 
 __all__ = ["CheckpointError", "load_echostream_model", "build_random_echostream_model"]
@@ -34,6 +35,7 @@ def load_echostream_model(
     import os
 
     from fairseq import checkpoint_utils, tasks
+    from fairseq.models import ARCH_MODEL_NAME_REGISTRY
 
     import echostream_fairseq  # noqa: F401  (registers the model, task and criterion)
 
@@ -48,7 +50,12 @@ def load_echostream_model(
     model_cfg = cfg["model"] if cfg is not None and cfg.get("model") is not None else state.get("args")
     arch = getattr(model_cfg, "arch", None) or (model_cfg.get("arch") if hasattr(model_cfg, "get") else None)
     model_name = getattr(model_cfg, "_name", None) or arch
-    if arch is None or not str(arch).startswith("echostream"):
+    if any(key.startswith(STREAMSPEECH_MT_PREFIX) for key in state.get("model", {})):
+        raise CheckpointError(
+            f"{model_path}: a StreamSpeech checkpoint; its decoders are ours by design but named and laid out "
+            "otherwise: import it first with echostream-import-streamspeech (docs/from_streamspeech.md)"
+        )
+    if arch is None or ARCH_MODEL_NAME_REGISTRY.get(str(arch)) != "echostream":
         raise CheckpointError(
             f"{model_path}: the checkpoint holds a {model_name!r} model; the EchoStream agents need an "
             "'echostream' model (arch echostream_emformer, echostream_conformer or their _tiny variants)"

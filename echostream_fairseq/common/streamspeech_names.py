@@ -16,6 +16,10 @@ __all__ = [
     "MODEL_FLAGS_ALWAYS_ON",
     "AGENT_FLAGS_UNUSED",
     "AGENT_OUTPUT_FILES",
+    "CHECKPOINT_PARTS",
+    "MT_DECODER_PREFIX",
+    "LAYER_NAMES",
+    "STACK_NORM",
 ]
 
 # fairseq registry names: theirs -> ours
@@ -48,3 +52,25 @@ AGENT_FLAGS_UNUSED = ("--lagging-k2", "--stride-n2", "--segment-size", "--unit-p
 
 # the files their agents write with --extra-output-dir: ours -> theirs
 AGENT_OUTPUT_FILES: Dict[str, str] = {"asr.txt": "asr.txt", "translation.txt": "st.txt", "units.txt": "unit.txt"}
+
+# a StreamSpeech checkpoint's parts outside its encoder: its state-dict prefix -> our module's
+# (its "decoder" is the unit decoder; its MT decoder is the first-pass "target_unigram_decoder")
+CHECKPOINT_PARTS: Dict[str, str] = {
+    "source_unigram_decoder.": "asr_ctc.",
+    "ctc_target_unigram_decoder.": "st_ctc.head.",
+    "target_unigram_decoder.": "decoder.",
+    "synthesizer_encoder.": "t2u_encoder.",
+    "decoder.": "unit_decoder.",
+}
+MT_DECODER_PREFIX = "target_unigram_decoder."
+
+# names inside its Transformer layers and stacks (fairseq's) -> ours
+LAYER_NAMES: Dict[str, str] = {
+    "self_attn_layer_norm": "self_attn_norm",
+    "encoder_attn_layer_norm": "cross_attn_norm",
+    "encoder_attn": "cross_attn",
+    "final_layer_norm": "ffn_norm",
+    "fc1": "ffn_in",
+    "fc2": "ffn_out",
+}
+STACK_NORM = ("layer_norm", "final_norm")  # a stack's last LayerNorm

@@ -33,7 +33,8 @@ class CTCHead(nn.Module):
 
 
 class TransformerCTCHead(nn.Module):
-    """Causal Transformer layers then a CTC projection (the ST CTC head).
+    """Causal Transformer layers then a CTC projection (the ST CTC head). With no layers it is the
+    bare projection (StreamSpeech's ST CTC head as its configs build it).
 
     Args:
         input_dim: encoder size ``D`` (the layers keep it).
@@ -55,7 +56,7 @@ class TransformerCTCHead(nn.Module):
         super().__init__()
         self.left_context = left_context
         self.layers = nn.ModuleList(TransformerLayer(input_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers))
-        self.final_norm = nn.LayerNorm(input_dim)
+        self.final_norm = nn.LayerNorm(input_dim) if num_layers else nn.Identity()
         self.head = CTCHead(input_dim, vocab_size, dropout)
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:

@@ -35,7 +35,7 @@ from echostream_fairseq.common import streamspeech_names
 from echostream_fairseq.models.ctc_heads import CTCHead, TransformerCTCHead
 from echostream_fairseq.models.mt_decoder import MTDecoder
 from echostream_fairseq.models.speech_encoder import EchoStreamSpeechEncoder, speech_encoder_defaults
-from echostream_fairseq.models.unit_decoder import CTCUnitDecoder, T2UEncoder
+from echostream_fairseq.models.unit_decoder import UNIT_POSITIONS, CTCUnitDecoder, T2UEncoder
 from echostream_fairseq.modules.ctc import ctc_emission_counts
 from echostream_fairseq.modules.masks import counts_from, streaming_mt_mask
 
@@ -71,6 +71,17 @@ def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
     dest = name.replace("-", "_")
     parser.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=help)
     parser.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"turn off --{name}")
+
+
+FREEZABLE_PARTS = ("encoder", "asr_ctc", "st_ctc", "decoder", "t2u_encoder", "unit_decoder")
+
+
+def _frozen_parts(text: str) -> List[str]:
+    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
+    unknown = [p for p in parts if p not in FREEZABLE_PARTS]
+    if unknown:
+        raise ValueError(f"--freeze-parts: unknown parts {unknown}; choose from {', '.join(FREEZABLE_PARTS)}")
+    return parts
 
 
 def _add_streamspeech_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +140,19 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
         )
         parser.add_argument("--unit-decoder-attention-heads", type=int, metavar="N", help="T2U/unit decoder heads")
         parser.add_argument("--ctc-upsample-rate", type=int, metavar="N", help="unit-decoder positions per text state")
+        parser.add_argument(
+            "--unit-decoder-positions",
+            choices=UNIT_POSITIONS,
+            help="sequence: each upsampled position its own sinusoid row; streamspeech: the one row "
+            "StreamSpeech's unit decoder gives every position (a checkpoint imported from it)",
+        )
+        parser.add_argument(
+            "--freeze-parts",
+            type=str,
+            metavar="LIST",
+            help="comma-separated parts that training leaves as they are: encoder, asr_ctc, st_ctc, "
+            "decoder (MT), t2u_encoder, unit_decoder (e.g. StreamSpeech's imported decoders)",
+        )
         _switch(parser, "multichunk", "train with one random chunk length per batch")
         parser.add_argument(
             "--multichunk-lengths",
@@ -212,8 +236,13 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
             args.unit_decoder_layers,
             args.unit_decoder_attention_heads,
             args.dropout,
+            positions=args.unit_decoder_positions,
         )
-        return cls(args, encoder, mt_decoder, asr_ctc, st_ctc, t2u, unit_decoder)
+        model = cls(args, encoder, mt_decoder, asr_ctc, st_ctc, t2u, unit_decoder)
+        for part in _frozen_parts(args.freeze_parts):
+            for parameter in getattr(model, part).parameters():
+                parameter.requires_grad_(False)
+        return model
 
     # -- training forward ----------------------------------------------------------------------
 
@@ -331,6 +360,8 @@ def base_architecture(args) -> None:
     _default(args, "unit_decoder_ffn_embed_dim", 2048)
     _default(args, "unit_decoder_attention_heads", 8)
     _default(args, "ctc_upsample_rate", 25)
+    _default(args, "unit_decoder_positions", "sequence")
+    _default(args, "freeze_parts", "")
     _default(args, "multichunk", True)
     _default(args, "multichunk_lengths", "4,8,16,32,0")
     _default(args, "streaming_mt_mask", True)

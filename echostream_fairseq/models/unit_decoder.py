@@ -22,7 +22,11 @@ from echostream_fairseq.modules.masks import causal_mask, waitk_text_mask
 from echostream_fairseq.modules.positions import sinusoidal_rows
 from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step, stack_step_packed
 
-__all__ = ["T2UEncoder", "CTCUnitDecoder"]
+__all__ = ["T2UEncoder", "CTCUnitDecoder", "UNIT_POSITIONS"]
+
+# the unit decoder's positions: numbered along the upsampled sequence, or StreamSpeech's one row
+UNIT_POSITIONS = ("sequence", "streamspeech")
+STREAMSPEECH_POSITION_ROW = 2
 
 
 class T2UEncoder(nn.Module):
@@ -77,6 +81,8 @@ class CTCUnitDecoder(nn.Module):
         num_units: output size (unit dictionary including specials; blank = 0).
         upsample_rate: positions per text state ``r``.
         ffn_dim, num_layers, num_heads: layer sizes.
+        positions: ``sequence`` (each upsampled position its own sinusoid row) or ``streamspeech``
+            (every position the row StreamSpeech's unit decoder gives them; an imported checkpoint's).
     """
 
     def __init__(
@@ -88,11 +94,14 @@ class CTCUnitDecoder(nn.Module):
         num_layers: int,
         num_heads: int,
         dropout: float = 0.1,
+        positions: str = "sequence",
     ) -> None:
         super().__init__()
         if upsample_rate < 1:
             raise ValueError(f"upsample_rate must be >= 1, got {upsample_rate}")
-        self.embed_dim, self.upsample_rate = embed_dim, upsample_rate
+        if positions not in UNIT_POSITIONS:
+            raise ValueError(f"unit decoder positions must be one of {UNIT_POSITIONS}, got {positions!r}")
+        self.embed_dim, self.upsample_rate, self.positions = embed_dim, upsample_rate, positions
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(embed_dim, num_heads, ffn_dim, dropout, memory_dim=embed_dim) for _ in range(num_layers)
@@ -114,7 +123,7 @@ class CTCUnitDecoder(nn.Module):
         B, L, D = text.shape
         r = self.upsample_rate
         x = text.repeat_interleave(r, dim=1)  # [B, L*r, D]
-        pos = sinusoidal_rows(torch.arange(L * r, device=x.device), D).to(dtype=x.dtype)
+        pos = sinusoidal_rows(self._position_numbers(0, L * r, x.device), D).to(dtype=x.dtype)
         x = self.dropout(x + pos.unsqueeze(0))
         up_lengths = text_lengths * r
         self_mask = causal_mask(L * r, device=text.device)
@@ -199,6 +208,15 @@ class CTCUnitDecoder(nn.Module):
         )
         return list(self.proj(self.final_norm(y)).split([x.size(1) for x in xs], dim=1)), caches
 
+    def _position_numbers(self, first: int, count: int, device) -> Tensor:
+        """The sinusoid rows of upsampled positions ``first .. first + count - 1``: their numbers, or
+        with ``positions="streamspeech"`` the one row StreamSpeech's unit decoder gives every position
+        of an utterance decoded alone (its position embedding reads the batch axis: row
+        ``padding_idx + 1`` = 2)."""
+        if self.positions == "streamspeech":
+            return torch.full((count,), STREAMSPEECH_POSITION_ROW, device=device)
+        return torch.arange(first, first + count, device=device)
+
     def _upsampled(self, text: Tensor, text_position: int) -> Tuple[Tensor, Tensor]:
         """``[B, n, D]`` text states from number ``text_position`` -> their ``[B, n * r, D]`` positions
         (each state repeated ``r`` times, plus its sinusoidal position) and the text state each
@@ -206,7 +224,7 @@ class CTCUnitDecoder(nn.Module):
         n, r = text.size(1), self.upsample_rate
         first = text_position * r
         x = text.repeat_interleave(r, dim=1)
-        x = x + sinusoidal_rows(torch.arange(first, first + n * r, device=text.device), self.embed_dim).to(
+        x = x + sinusoidal_rows(self._position_numbers(first, n * r, text.device), self.embed_dim).to(
             x.dtype
         ).unsqueeze(0)
         return x, text_position + torch.arange(n * r, device=text.device) // r
