@@ -52,6 +52,7 @@ setup(
             "echostream-bench-serving=echostream_bench.serving:main",
             "echostream-serve=echostream_fairseq.cli.serve:main",
             "echostream-client=echostream_fairseq.cli.client:main",
+            "echostream-import-streamspeech=echostream_fairseq.cli.import_streamspeech:main",
         ],
     },
 )

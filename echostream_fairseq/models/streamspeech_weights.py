@@ -84,7 +84,9 @@ def load_streamspeech_parts(model, state: Dict[str, Tensor]) -> List[str]:
             f"{len(missing)} of ours missing ({missing[:4]}), {len(extra)} of its unplaced ({extra[:4]}); "
             "are the sizes its (--st-ctc-layers 0, the unit decoder's and T2U's layers and dimensions)?"
         )
-    wrong = [f"{k}: {tuple(weights[k].shape)} for {tuple(v.shape)}" for k, v in own.items() if v.shape != weights[k].shape]
+    wrong = [
+        f"{k}: {tuple(weights[k].shape)} for {tuple(v.shape)}" for k, v in own.items() if v.shape != weights[k].shape
+    ]
     if wrong:
         raise ValueError(f"the StreamSpeech checkpoint's sizes differ from this model's: {wrong[:4]}")
     model.load_state_dict({**model.state_dict(), **weights}, strict=True)

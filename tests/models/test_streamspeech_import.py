@@ -163,3 +163,49 @@ def test_a_checkpoint_that_does_not_fit_is_named(corpus, streamspeech):
         load_streamspeech_parts(model, state)
     weights, _ = streamspeech_parts(state)
     assert weights["unit_decoder.proj.bias"].abs().sum() == 0
+
+
+def test_the_import_command_writes_a_checkpoint_our_loaders_and_agents_read(corpus, streamspeech, tmp_path, capsys):
+    from echostream_fairseq.checkpoint import CheckpointError, load_echostream_model
+    from echostream_fairseq.cli.import_streamspeech import main
+
+    modules, state = streamspeech
+    sizes = dict(
+        decoder_layers=2, decoder_embed_dim=D_UNIT, decoder_ffn_embed_dim=80, decoder_attention_heads=4,
+        synthesizer_encoder_layers=2, ctc_upsample_rate=R, encoder_embed_dim=D_ENC, target_code_size=50,
+    )  # fmt: skip
+    theirs = tmp_path / "streamspeech.pt"
+    history = [{"criterion_name": "x", "optimizer_name": "adam", "lr_scheduler_state": {"best": 1.0}, "num_updates": 9}]
+    checkpoint = {"args": None, "cfg": {"model": argparse.Namespace(arch="streamspeech", **sizes)}, "model": state}
+    torch.save({**checkpoint, "optimizer_history": history, "extra_state": {"train_iterator": {"epoch": 1}}}, theirs)
+    with pytest.raises(CheckpointError, match="a StreamSpeech checkpoint; .* echostream-import-streamspeech"):
+        load_echostream_model(str(theirs), str(corpus))
+    out = tmp_path / "imported.pt"
+    mt = ["--mt-decoder-layers", "2", "--mt-decoder-embed-dim", str(D_MT), "--mt-decoder-ffn-embed-dim", "96"]
+    mt += ["--mt-decoder-attention-heads", "4"]
+    common = ["--checkpoint", str(theirs), "--data-bin", str(corpus), "--config-yaml", "config.yaml"]
+    common += ["--multitask-config-yaml", "config_multitask.yaml", "--arch", "echostream_emformer_tiny"]
+    assert main([*common, "--out", str(out), *mt]) == 0
+    assert "its encoder (1 tensors) and 5 tied or bookkeeping tensors left out" in capsys.readouterr().out
+    model, task = load_echostream_model(str(out), str(corpus))
+    assert model.args.unit_decoder_positions == "streamspeech" and model.args.st_ctc_layers == 0
+    eos = task.multitask_dictionaries["target_unigram"].eos()
+    tokens, memory = torch.tensor([[eos, 10, 11]]), torch.randn(5, 1, D_ENC)
+    with torch.no_grad():
+        encoder_out = {"encoder_out": [memory], "encoder_padding_mask": []}
+        torch.testing.assert_close(
+            model.decoder(tokens, encoder_out)[0], modules["mt"](tokens, encoder_out)[0], atol=2e-5, rtol=1e-5
+        )
+    # sizes that do not fit are named, and nothing is written
+    assert main([*common, "--out", str(tmp_path / "bad.pt")]) == 2
+    assert "does not fit this model's decoders" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
+
+
+def test_freeze_parts_leaves_them_out_of_training(corpus):
+    model, _ = build_random_echostream_model(
+        "echostream_emformer_tiny", corpus, ["--freeze-parts", "decoder,unit_decoder"]
+    )
+    frozen = {name.split(".")[0] for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"decoder", "unit_decoder"}
+    with pytest.raises(ValueError, match=r"--freeze-parts: unknown parts \['vocoder'\]; choose from encoder, asr_ctc"):
+        build_random_echostream_model("echostream_emformer_tiny", corpus, ["--freeze-parts", "vocoder"])
