@@ -209,3 +209,64 @@ def test_freeze_parts_leaves_them_out_of_training(corpus):
     assert frozen == {"decoder", "unit_decoder"}
     with pytest.raises(ValueError, match=r"--freeze-parts: unknown parts \['vocoder'\]; choose from encoder, asr_ctc"):
         build_random_echostream_model("echostream_emformer_tiny", corpus, ["--freeze-parts", "vocoder"])
+
+
+def test_the_recipe_imports_trains_the_encoder_alone_and_evaluates(corpus, streamspeech, tmp_path):
+    """examples/from_streamspeech/recipe.sh end to end on a StreamSpeech-shaped checkpoint: two
+    updates train the encoder while the imported parts stay as they were, then simuleval runs."""
+    import os
+    import subprocess
+
+    from cli_runs import BIN, REPO
+
+    _, state = streamspeech
+    theirs = tmp_path / "streamspeech.pt"
+    sizes = argparse.Namespace(arch="streamspeech", decoder_embed_dim=D_UNIT, ctc_upsample_rate=R, target_code_size=50)
+    history = [{"criterion_name": "x", "optimizer_name": "adam", "lr_scheduler_state": {"best": 1.0}, "num_updates": 9}]
+    torch.save({"args": None, "cfg": {"model": sizes}, "model": state, "optimizer_history": history}, theirs)
+    wavs = sorted((corpus / "audio" / "src").glob("test_*.wav"))[:2]
+    (tmp_path / "source.txt").write_text("".join(f"{w}\n" for w in wavs))
+    (tmp_path / "target.txt").write_text("a small dog\n" * 2)
+    sizes_flags = (
+        f"--mt-decoder-layers 2 --mt-decoder-embed-dim {D_MT} --mt-decoder-ffn-embed-dim 96 "
+        "--mt-decoder-attention-heads 4 --t2u-encoder-layers 2 --unit-decoder-layers 2 "
+        f"--unit-decoder-embed-dim {D_UNIT} "
+        f"--unit-decoder-ffn-embed-dim 80 --unit-decoder-attention-heads 4 --ctc-upsample-rate {R}"
+    )
+    env = dict(
+        os.environ,
+        PYTHONWARNINGS="ignore",
+        OMP_NUM_THREADS="1",
+        BIN=str(BIN),
+        STREAMSPEECH_CKPT=str(theirs),
+        DATA=str(corpus),
+        CONFIG_YAML="config.yaml",
+        MULTITASK_YAML="config_multitask.yaml",
+        ARCH="echostream_emformer_tiny",
+        WORK=str(tmp_path / "work"),
+        EXTRA_FLAGS=sizes_flags,
+        TARGET_CODE_SIZE="50",
+        MAX_UPDATE="2",
+        MAX_TOKENS="3000",
+        TRAIN_FLAGS="--cpu --num-workers 0 --warmup-updates 1",
+        SOURCE_LIST=str(tmp_path / "source.txt"),
+        TARGET_TEXT=str(tmp_path / "target.txt"),
+        SIMULEVAL_FLAGS="--max-len 6 --quality-metrics BLEU",
+    )
+    r = subprocess.run(
+        ["bash", str(REPO / "examples" / "from_streamspeech" / "recipe.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    work = tmp_path / "work"
+    assert (work / "simuleval_test_320ms" / "scores.tsv").is_file()
+    from echostream_fairseq.checkpoint import load_echostream_model
+
+    imported, _ = load_echostream_model(str(work / "imported.pt"), str(corpus))
+    trained, _ = load_echostream_model(str(work / "checkpoints" / "checkpoint_last.pt"), str(corpus))
+    before, after = imported.state_dict(), trained.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"encoder"}  # the imported parts were frozen
