@@ -20,6 +20,7 @@ computation-aware, through its Python API.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Dict, Sequence
@@ -70,6 +71,8 @@ def long_yaal(
     :func:`write_omnisteval_inputs` (in ms there)."""
     from omnisteval import Word, YAALScorer, resegment
 
+    for name in ("omnisteval", "mosestokenizer"):  # their alignment and tokenizer log every word at DEBUG
+        logging.getLogger(name).setLevel(logging.WARNING)
     end = 1000 * max(r.end for r in references)
     segmentation = [
         {"offset": 1000 * r.start, "duration": 1000 * (r.end - r.start), "time_to_recording_end": end - 1000 * r.start}
