@@ -96,8 +96,15 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
     speech = vocoder is not None
     options = TranslatorOptions(output="speech" if speech else "text", source_segment_size=chunk_ms)
     config = replace(translator_config(options, task.asr_sentence_ends, "the model"), time_stages=True)
-    if not trained:
-        config = replace(config, force_writing=True, sentence_pause_frames=0, sentence_confirmed_pause_frames=0)
+    if not trained:  # one sentence per stream, every subword written as it comes
+        config = replace(
+            config,
+            force_writing=True,
+            sentence_pause_frames=0,
+            sentence_confirmed_pause_frames=0,
+            asr_sentence_ends=False,
+            policy=replace(config.policy, whole_word=False),
+        )
     return build_translator(model, task, config, vocoder)
 
 

@@ -66,7 +66,10 @@ class EchoStreamSpeechProcessor(SpeechProcessor):
         key = cls._key(config)
         if key not in cls._systems:
             options = _options(config)
-            unknown = sorted(set(options) - {f.name for f in fields(TranslatorOptions)})
+            # the chunk is simulstream's speech_chunk_size, the output its own key
+            unknown = sorted(
+                set(options) - ({f.name for f in fields(TranslatorOptions)} - {"source_segment_size", "output"})
+            )
             if unknown:
                 raise ValueError(
                     f"not an EchoStream setting: {', '.join(map(repr, unknown))} (the simulstream config "

@@ -26,16 +26,18 @@ from typing import List, Optional
 
 __all__ = ["main"]
 
-# StreamSpeech's model settings an import copies: theirs -> our flag
-_SIZES = {
-    "decoder_layers": "--unit-decoder-layers",
-    "decoder_embed_dim": "--unit-decoder-embed-dim",
-    "decoder_ffn_embed_dim": "--unit-decoder-ffn-embed-dim",
-    "decoder_attention_heads": "--unit-decoder-attention-heads",
-    "synthesizer_encoder_layers": "--t2u-encoder-layers",
-    "ctc_upsample_rate": "--ctc-upsample-rate",
-    "encoder_embed_dim": "--encoder-embed-dim",
-}
+# StreamSpeech's model settings an import copies, given under its own flag names (they size the
+# unit decoder, T2U and its MT decoder as they did there, winning over the multitask YAML)
+_SIZES = (
+    "translation_decoder_layers",
+    "decoder_layers",
+    "decoder_embed_dim",
+    "decoder_ffn_embed_dim",
+    "decoder_attention_heads",
+    "synthesizer_encoder_layers",
+    "ctc_upsample_rate",
+    "encoder_embed_dim",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,15 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multitask-config-yaml", default="config_mtl_asr_st_ctcst.yaml")
     p.add_argument("--arch", default="echostream_emformer", help="the echostream architecture to write")
     p.add_argument("--out", required=True, help="the echostream checkpoint to write")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="read a checkpoint that weights-only loading refuses (it unpickles the file: only for files you trust)",
+    )
     return p
 
 
 def _their_settings(model_cfg) -> List[str]:
     flags = []
-    for name, flag in _SIZES.items():
+    for name in _SIZES:
         value = getattr(model_cfg, name, None)
         if value is not None:
-            flags += [flag, str(value)]
+            flags += ["--" + name.replace("_", "-"), str(value)]
     return flags
 
 
@@ -72,9 +79,10 @@ def import_checkpoint(args, extra: List[str]) -> List[str]:
         raise ValueError(f"{args.checkpoint}: checkpoint not found")
     allow_fairseq_checkpoint_configs()
     try:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=not args.trust_checkpoint)
     except Exception as e:  # noqa: BLE001  (torch and pickle raise many types)
-        raise ValueError(f"{args.checkpoint}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
+        hint = "" if args.trust_checkpoint else "; if you trust the file, --trust-checkpoint unpickles it"
+        raise ValueError(f"{args.checkpoint}: cannot read the checkpoint ({type(e).__name__}: {e}){hint}") from None
     weights = state.get("model") or {}
     if not any(k.startswith(MT_DECODER_PREFIX) for k in weights):
         raise ValueError(f"{args.checkpoint}: not a StreamSpeech checkpoint (no {MT_DECODER_PREFIX}* weights)")

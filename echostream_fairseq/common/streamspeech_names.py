@@ -6,7 +6,7 @@ parsed, with a message naming ours (docs/from_streamspeech.md lists both).
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 __all__ = [
     "TASK",
@@ -28,17 +28,18 @@ CRITERION = ("speech_to_unit_2pass_ctc_asr_st", "echostream_multitask")
 # their model: StreamSpeech's chunk Conformer and decoders, which is our baseline architecture
 ARCH = ("streamspeech", "echostream_conformer")
 
-# model flags of the same meaning: theirs -> ours (their "decoder" is the unit decoder; their MT
-# decoder's sizes come from the multitask YAML, as ours)
-MODEL_FLAGS: Dict[str, str] = {
-    "--translation-decoder-layers": "--mt-decoder-layers",
-    "--synthesizer-encoder-layers": "--t2u-encoder-layers",
-    "--decoder-layers": "--unit-decoder-layers",
-    "--decoder-embed-dim": "--unit-decoder-embed-dim",
-    "--decoder-ffn-embed-dim": "--unit-decoder-ffn-embed-dim",
-    "--decoder-attention-heads": "--unit-decoder-attention-heads",
-    "--chunk-size": "--chunk-length",
-    "--relu-dropout": "--activation-dropout",
+# model flags of the same meaning: theirs -> our flags. Their "decoder" is the unit decoder, and
+# its dimension and heads size their MT decoder too; where their flags size the MT decoder they win
+# over the multitask YAML's decoder_args, as in StreamSpeech (ours otherwise lose to the YAML)
+MODEL_FLAGS: Dict[str, Tuple[str, ...]] = {
+    "--translation-decoder-layers": ("--mt-decoder-layers",),
+    "--synthesizer-encoder-layers": ("--t2u-encoder-layers",),
+    "--decoder-layers": ("--unit-decoder-layers",),
+    "--decoder-embed-dim": ("--unit-decoder-embed-dim", "--mt-decoder-embed-dim"),
+    "--decoder-ffn-embed-dim": ("--unit-decoder-ffn-embed-dim",),
+    "--decoder-attention-heads": ("--unit-decoder-attention-heads", "--mt-decoder-attention-heads"),
+    "--chunk-size": ("--chunk-length",),
+    "--relu-dropout": ("--activation-dropout",),
 }
 
 # their switches that ask for what ours always does

@@ -84,12 +84,27 @@ def _frozen_parts(text: str) -> List[str]:
     return parts
 
 
+def _streamspeech_dest(flag: str) -> str:
+    return "streamspeech_" + flag[2:].replace("-", "_")
+
+
+def _apply_streamspeech_flags(args) -> None:
+    """StreamSpeech's model flags given, onto ours (after the multitask YAML: theirs win, as there)."""
+    for theirs, ours in streamspeech_names.MODEL_FLAGS.items():
+        value = getattr(args, _streamspeech_dest(theirs), None)
+        if value is not None:
+            for flag in ours:
+                setattr(args, flag[2:].replace("-", "_"), value)
+
+
 def _add_streamspeech_flags(parser: argparse.ArgumentParser) -> None:
     """StreamSpeech's model flags: aliases of ours of the same meaning, its switches for what ours
     always does, and its Conformer's attention settings (only its own exist here)."""
     for theirs, ours in streamspeech_names.MODEL_FLAGS.items():
-        kind = float if ours.endswith("dropout") else int
-        parser.add_argument(theirs, dest=ours[2:].replace("-", "_"), type=kind, help=f"StreamSpeech's name for {ours}")
+        kind = float if theirs.endswith("dropout") else int
+        parser.add_argument(
+            theirs, dest=_streamspeech_dest(theirs), type=kind, help=f"StreamSpeech's name for {' and '.join(ours)}"
+        )
     for theirs, why in streamspeech_names.MODEL_FLAGS_ALWAYS_ON.items():
         parser.add_argument(theirs, dest="streamspeech_" + theirs[2:].replace("-", "_"), action="store_true", help=why)
     parser.add_argument(
@@ -170,6 +185,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, args, task) -> "EchoStreamModel":
+        _apply_streamspeech_flags(args)
         base_architecture(args)
         for name, mapping in DECODER_ARGS.items():  # the multitask YAML wins over the arch preset
             entry = task.multitask_config.tasks[name]
@@ -177,6 +193,7 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
                 if key in entry.decoder_args:
                     logger.info("%s: %s = %s from %s", name, dest, entry.decoder_args[key], task.multitask_config.path)
                     setattr(args, dest, int(entry.decoder_args[key]))
+        _apply_streamspeech_flags(args)
         _parse_chunk_lengths(args.multichunk_lengths)
         if args.n1 < 1 or args.k1 < 0 or args.k2 < 0 or (args.n2 < 1 and args.n2 != -1):
             raise ValueError(

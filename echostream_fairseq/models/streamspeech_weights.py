@@ -50,6 +50,11 @@ def _units_blank_first(weight: Tensor) -> Tensor:
 def streamspeech_parts(state: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], List[str]]:
     """A StreamSpeech model's state dict -> the weights of our :data:`IMPORTED_PARTS` (our names)
     and the keys not taken (its encoder, and those that hold nothing of their own)."""
+    mt_out, mt_embed = (
+        state.get(f"target_unigram_decoder.{n}") for n in ("output_projection.weight", "embed_tokens.weight")
+    )
+    if mt_out is not None and mt_embed is not None and not torch.equal(mt_out, mt_embed):
+        raise ValueError("its MT decoder's output projection is not tied to its embedding, as ours is: not imported")
     ours: Dict[str, Tensor] = {}
     left: List[str] = []
     for key, value in state.items():

@@ -215,8 +215,10 @@ def _meaning_nothing(name: str, entry: Dict[str, Any], decoder_type: str, where:
         if "label_smoothing" in entry:
             ignored.append(f"{name}.label_smoothing (a CTC loss is not smoothed)")
         # StreamSpeech's form: the MT decoder's sizes repeated on its CTC entries, which its CTC
-        # heads never read; applying its decoder_layers: 0 would change our ST CTC head
-        if set(decoder_args) - set(DECODER_ARGS[name]):
+        # heads never read; applying its decoder_layers: 0 would change our ST CTC head. Only that
+        # form is ignored: any other key is refused below
+        extra = set(decoder_args) - set(DECODER_ARGS[name])
+        if extra and set(decoder_args) <= set(DECODER_ARGS["target_unigram"]):
             ignored += [f"{name}.decoder_args.{key}" for key in sorted(decoder_args)]
             decoder_args = {}
     return ignored, decoder_args

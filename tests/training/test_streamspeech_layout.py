@@ -131,9 +131,11 @@ def test_their_training_command_runs_here(streamspeech_data, tmp_path):
     allow_fairseq_checkpoint_configs()
     model = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)["cfg"]["model"]
     assert (model.arch, model.encoder_type, model.encoder_layers) == ("streamspeech", "conformer", 2)
-    # their names reached ours; the MT decoder's sizes are the YAML's (the YAML wins, as in StreamSpeech)
+    # their names reached ours; their flags size the MT decoder over the YAML's decoder_args, as there
     assert (model.t2u_encoder_layers, model.unit_decoder_layers, model.unit_decoder_embed_dim) == (1, 1, 64)
-    assert (model.chunk_length, model.activation_dropout, model.mt_decoder_layers) == (8, 0.1, 4)
+    assert (model.chunk_length, model.activation_dropout) == (8, 0.1)
+    assert (model.mt_decoder_layers, model.mt_decoder_embed_dim, model.mt_decoder_attention_heads) == (2, 64, 4)
+    assert model.mt_decoder_ffn_embed_dim == 2048  # the YAML's: --decoder-ffn-embed-dim sizes the unit decoder only
 
 
 @pytest.mark.parametrize(
@@ -167,3 +169,11 @@ def test_fairseq_generate_decodes_their_folder_with_their_task_name(streamspeech
     log = (tmp_path / "generate-test.txt").read_text()
     n = len(read_tsv(streamspeech_data / "test.tsv", ("id",)))
     assert sum(line.startswith("D-") for line in log.splitlines()) == n
+
+
+def test_a_ctc_entry_with_a_mistyped_key_is_refused_not_ignored(streamspeech_data, tmp_path):
+    text = (streamspeech_data / "config_mtl_asr_st_ctcst.yaml").read_text()
+    ours = text.replace("      decoder_embed_dim: 512\n      decoder_ffn_embed_dim: 2048\n", "      decoder_layer: 3\n")
+    (tmp_path / "typo.yaml").write_text(ours)
+    with pytest.raises(ConfigError, match=r"decoder_args has unknown keys \['decoder_layer'\]"):
+        MultitaskConfig.load(tmp_path / "typo.yaml")
