@@ -50,6 +50,7 @@ setup(
             "echostream-bench-batch=echostream_bench.batch:main",
             "echostream-bench-system=echostream_bench.system:main",
             "echostream-bench-serving=echostream_bench.serving:main",
+            "echostream-bench-moe=echostream_bench.moe:main",
             "echostream-serve=echostream_fairseq.cli.serve:main",
             "echostream-client=echostream_fairseq.cli.client:main",
             "echostream-import-streamspeech=echostream_fairseq.cli.import_streamspeech:main",
