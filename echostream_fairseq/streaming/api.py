@@ -201,8 +201,7 @@ class Stream:
             )
             if words:
                 events.append(Event("target_text", " ".join(words), source_seconds=now))
-        unit_ids = t.setup.rules.unit_ids
-        units = tuple(unit_ids[u] for u in out.units if u in unit_ids)
+        units = tuple(t.setup.rules.vocoder_ids(out.units))
         if units:
             events.append(Event("target_units", units=units, source_seconds=now))
         if out.audio.numel():

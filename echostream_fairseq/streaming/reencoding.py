@@ -20,10 +20,10 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_SAMPLES, SAMPLE_RATE
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_blank_run, ctc_greedy, ctc_greedy_marks
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 from echostream_fairseq.streaming.encoding import Heard, receive, search_asr
-from echostream_fairseq.streaming.features import FbankStream, ResampleStream
+from echostream_fairseq.streaming.features import FbankStream
 from echostream_fairseq.streaming.mt_writing import MTWriter, Written
 from echostream_fairseq.streaming.planning import WritePlan, WritePlanner
-from echostream_fairseq.streaming.policy import FINISH, PolicyState
+from echostream_fairseq.streaming.policy import FINISH
 from echostream_fairseq.streaming.sentence_ends import SentenceEnds
 from echostream_fairseq.streaming.setup import Dictionaries, TranslatorSetup
 from echostream_fairseq.streaming.speaking import Speech
@@ -93,29 +93,8 @@ class ReencodingTranslator:
         )
 
     def initial_state(self, source_rate: int = SAMPLE_RATE) -> PrefixState:
-        s = self.setup
-        return PrefixState(
-            source_rate=source_rate,
-            resample=ResampleStream(source_rate).initial_state(),
-            fbank=self.fbank.initial_state(),
-            encoder=None,
-            encoder_frames=0,
-            asr_tokens=(),
-            asr_last=CTC_BLANK,
-            st_caches=None,
-            st_tokens=(),
-            st_last=CTC_BLANK,
-            mt_memory=None,
-            target_tokens=(),
-            policy=PolicyState(),
-            t2u_caches=None,
-            unit_caches=None,
-            voiced_state_count=0,
-            unit_last=CTC_BLANK,
-            units_emitted=0,
-            vocoder=s.vocoder.initial_state() if s.vocoder is not None else None,
-            asr_search=s.asr_decoder.initial_state() if s.asr_decoder is not None else None,
-        )
+        """A fresh stream whose audio arrives at ``source_rate`` Hz (no encoder state: it re-encodes)."""
+        return self.setup.initial_state(source_rate, self.fbank.initial_state(), None, PrefixState)
 
     @torch.inference_mode()
     def step(self, samples, state: PrefixState, finish: bool = False) -> Tuple[StepOutput, PrefixState]:
@@ -216,8 +195,7 @@ class ReencodingTranslator:
         lengths = torch.tensor([logits.size(1)], device=setup.device)
         units = ctc_greedy(logits.float(), lengths, setup.rules.unit_banned)[0]
         new = units[len(state.all_units) :]
-        ids = [setup.rules.unit_ids[u] for u in new if u in setup.rules.unit_ids]
-        return Units(new, ids, replace(state, all_units=tuple(units)))
+        return Units(new, setup.rules.vocoder_ids(new), replace(state, all_units=tuple(units)))
 
     def _speech(self, units: Units, finish: bool) -> Speech:
         """Re-synthesise every unit and keep the audio of the new ones (StreamSpeech's vocoder call)."""
@@ -225,8 +203,8 @@ class ReencodingTranslator:
         if not new_ids:
             return Speech(torch.zeros(0), state)
         incremental = self.setup.vocoder
-        vocoder, unit_ids = incremental.vocoder, self.setup.rules.unit_ids
-        all_ids = torch.tensor([unit_ids[u] for u in state.all_units if u in unit_ids])
+        vocoder = incremental.vocoder
+        all_ids = torch.tensor(self.setup.rules.vocoder_ids(state.all_units))
         if incremental.dur_prediction:
             durations = vocoder.durations(all_ids)
             frames = torch.repeat_interleave(all_ids, durations)

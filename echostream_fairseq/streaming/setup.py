@@ -16,7 +16,9 @@ from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
-from echostream_fairseq.streaming.translator_state import TranslatorConfig
+from echostream_fairseq.streaming.features import FbankState, ResampleStream
+from echostream_fairseq.streaming.policy import PolicyState
+from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
 __all__ = ["Dictionaries", "TokenRules", "TranslatorSetup"]
@@ -69,6 +71,10 @@ class TokenRules:
     target_eos: int
     word_start: List[bool]
     unit_ids: Dict[int, int]
+
+    def vocoder_ids(self, units) -> List[int]:
+        """The vocoder's unit numbers of ``units`` (unit dictionary indices; specials dropped)."""
+        return [self.unit_ids[u] for u in units if u in self.unit_ids]
 
     @classmethod
     def build(cls, dictionaries: Dictionaries, config: TranslatorConfig) -> "TokenRules":
@@ -175,6 +181,33 @@ class TranslatorSetup:
         """The same model, dictionaries and vocoder with some config fields changed."""
         return TranslatorSetup.build(
             self.model, self.dictionaries, self.cmvn, replace(self.config, **changes), self.vocoder, self.asr_decoder
+        )
+
+    def initial_state(self, source_rate: int, fbank: FbankState, encoder, state_type: type = TranslatorState):
+        """A fresh stream's ``state_type`` (the incremental translator's, or the baseline's that
+        extends it) whose audio arrives at ``source_rate`` Hz, starting from these fbank and encoder
+        states."""
+        return state_type(
+            source_rate=source_rate,
+            resample=ResampleStream(source_rate).initial_state(),
+            fbank=fbank,
+            encoder=encoder,
+            encoder_frames=0,
+            asr_tokens=(),
+            asr_last=CTC_BLANK,
+            st_caches=None,
+            st_tokens=(),
+            st_last=CTC_BLANK,
+            mt_memory=None,
+            target_tokens=(),
+            policy=PolicyState(),
+            t2u_caches=None,
+            unit_caches=None,
+            voiced_state_count=0,
+            unit_last=CTC_BLANK,
+            units_emitted=0,
+            vocoder=self.vocoder.initial_state() if self.vocoder is not None else None,
+            asr_search=self.asr_decoder.initial_state() if self.asr_decoder is not None else None,
         )
 
     def encoder(self):

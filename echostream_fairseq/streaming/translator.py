@@ -42,13 +42,11 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 from echostream_fairseq.streaming.encoding import EncoderStage, Heard, receive
-from echostream_fairseq.streaming.features import ResampleStream
 from echostream_fairseq.streaming.mt_writing import MTWriter, Written
 from echostream_fairseq.streaming.planning import WritePlanner
-from echostream_fairseq.streaming.policy import FINISH, PolicyState
+from echostream_fairseq.streaming.policy import FINISH
 from echostream_fairseq.streaming.sentence_ends import SentenceEnds
 from echostream_fairseq.streaming.setup import Dictionaries, TranslatorSetup
 from echostream_fairseq.streaming.speaking import Speaker, Speech, SpeechRequest
@@ -168,28 +166,8 @@ class SimultaneousTranslator:
 
     def initial_state(self, source_rate: int = SAMPLE_RATE) -> TranslatorState:
         """A fresh stream whose audio arrives at ``source_rate`` Hz."""
-        s = self.setup
-        return TranslatorState(
-            source_rate=source_rate,
-            resample=ResampleStream(source_rate).initial_state(),
-            fbank=self.encoding.fbank.initial_state(),
-            encoder=s.model.encoder.initial_state(),
-            encoder_frames=0,
-            asr_tokens=(),
-            asr_last=CTC_BLANK,
-            st_caches=None,
-            st_tokens=(),
-            st_last=CTC_BLANK,
-            mt_memory=None,
-            target_tokens=(),
-            policy=PolicyState(),
-            t2u_caches=None,
-            unit_caches=None,
-            voiced_state_count=0,
-            unit_last=CTC_BLANK,
-            units_emitted=0,
-            vocoder=s.vocoder.initial_state() if s.vocoder is not None else None,
-            asr_search=s.asr_decoder.initial_state() if s.asr_decoder is not None else None,
+        return self.setup.initial_state(
+            source_rate, self.encoding.fbank.initial_state(), self.model.encoder.initial_state()
         )
 
     @torch.inference_mode()

@@ -55,9 +55,6 @@ class UnitWriter:
         self.config = setup.config
         self.rules = setup.rules
 
-    def vocoder_ids(self, units: Sequence[int]) -> List[int]:
-        return [self.rules.unit_ids[u] for u in units if u in self.rules.unit_ids]
-
     def step_batch(self, requests: Sequence[UnitRequest]) -> List[Units]:
         """Each stream's new units; the streams with nothing to voice are left as they are."""
         results: List[Optional[Units]] = [None] * len(requests)
@@ -115,7 +112,7 @@ class UnitWriter:
             results.append(
                 Units(
                     units,
-                    self.vocoder_ids(units),
+                    self.rules.vocoder_ids(units),
                     replace(
                         state,
                         t2u_caches=t2u_caches[i],
