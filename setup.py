@@ -54,6 +54,7 @@ setup(
             "echostream-serve=echostream_fairseq.cli.serve:main",
             "echostream-client=echostream_fairseq.cli.client:main",
             "echostream-import-streamspeech=echostream_fairseq.cli.import_streamspeech:main",
+            "echostream-export=echostream_fairseq.cli.export:main",
         ],
     },
 )

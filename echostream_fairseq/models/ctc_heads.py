@@ -10,14 +10,27 @@ Blank is index 0 of each dictionary (see :mod:`echostream_fairseq.modules.ctc`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from echostream_fairseq.modules.masks import causal_mask
 from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 
-__all__ = ["CTCHead", "TransformerCTCHead"]
+__all__ = ["CTCHead", "CtcHeadFixedState", "TransformerCTCHead"]
+
+
+@dataclass(frozen=True)
+class CtcHeadFixedState:
+    """:class:`TransformerCTCHead`'s caches in fixed shapes, for graphs (ONNX): ``key`` and
+    ``value`` ``[B, layers, H, W, d]`` hold the last ``W = left_context`` frames, right-aligned;
+    ``count`` ``[B]`` int64 says how many of them are filled (the rest are hidden)."""
+
+    key: Tensor
+    value: Tensor
+    count: Tensor
 
 
 class CTCHead(nn.Module):
@@ -74,3 +87,48 @@ class TransformerCTCHead(nn.Module):
         """
         x, caches = stack_step(self.layers, x, caches, self.left_context)
         return self.head(self.final_norm(x)), caches
+
+    # -- streaming in fixed shapes (graph export) ------------------------------------------------
+
+    def initial_fixed_state(self, batch_size: int, device=None, dtype=None) -> CtcHeadFixedState:
+        """Empty caches of ``left_context`` frames (a ``ValueError`` when the window is unbounded:
+        a fixed shape needs a bound)."""
+        if self.left_context < 1 and len(self.layers):
+            raise ValueError(
+                "the ST CTC layers attend the whole past (--st-ctc-left-context 0), which has no fixed-size "
+                "state: retrain or fine-tune with a window (StreamSpeech-sized models use 64) to export them"
+            )
+        if device is None or dtype is None:
+            like = self.final_norm.weight if self.layers else self.head.proj.weight
+            device = like.device if device is None else device
+            dtype = like.dtype if dtype is None else dtype
+        if self.layers:
+            attn = self.layers[0].self_attn
+            shape = (batch_size, len(self.layers), attn.num_heads, self.left_context, attn.head_dim)
+        else:
+            shape = (batch_size, 0, 0, 0, 0)
+        zeros = torch.zeros(shape, device=device, dtype=dtype)
+        return CtcHeadFixedState(zeros, zeros.clone(), torch.zeros(batch_size, dtype=torch.long, device=device))
+
+    def step_fixed(self, x: Tensor, state: CtcHeadFixedState) -> Tuple[Tensor, CtcHeadFixedState]:
+        """:meth:`step` over :class:`CtcHeadFixedState`: new frames ``[B, t, D]`` -> logits
+        ``[B, t, V]`` (equal to :meth:`step`'s within rounding) and the next state."""
+        if not self.layers:
+            return self.head(self.final_norm(x)), state
+        W = self.left_context
+        j = torch.arange(W, device=x.device)
+        new = torch.ones_like(x[:, :, 0], dtype=torch.long)  # [B, t]
+        q = new.cumsum(dim=1) - 1  # each new frame's index, traced as a shape
+        keys = torch.cat([j.unsqueeze(0).expand(x.size(0), -1), W + q], dim=1)  # key positions [B, W + t]
+        filled = torch.cat([j.unsqueeze(0) >= W - state.count.unsqueeze(1), new > 0], dim=1)  # [B, W + t]
+        at = (W + q).unsqueeze(2)  # [B, t, 1]
+        self_mask = (keys.unsqueeze(1) <= at) & (keys.unsqueeze(1) >= at - W) & filled.unsqueeze(1)
+        keys_out, values_out = [], []
+        for i, layer in enumerate(self.layers):
+            x, cache = layer(x, self_mask, None, None, LayerCache(state.key[:, i], state.value[:, i]))
+            keys_out.append(cache.self_key[:, :, cache.self_key.size(2) - W :])
+            values_out.append(cache.self_value[:, :, cache.self_value.size(2) - W :])
+        count = (state.count + new.sum(dim=1)).clamp(max=W)
+        return self.head(self.final_norm(x)), CtcHeadFixedState(
+            torch.stack(keys_out, dim=1), torch.stack(values_out, dim=1), count
+        )

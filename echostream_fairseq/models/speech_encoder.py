@@ -342,25 +342,36 @@ class EchoStreamSpeechEncoder(FairseqEncoder):
             raise ValueError(f"features must have shape [batch, time, {self.input_dim}], got {list(features.shape)}")
         if features.size(0) != state.pending.size(0):
             raise ValueError(f"the stream has {state.pending.size(0)} rows but the chunk has {features.size(0)}")
-        backbone = self.backbone
-        # input frames per backbone step (the Zipformer takes twice its output frames)
-        S, R = backbone.input_chunk_length, backbone.right_context_length
-        frames, sub_state = self.subsample.step(features, state.subsampler)
-        pending = torch.cat([state.pending, self.dropout(self.input_norm(frames))], dim=1)
-        if finish:
-            pending = torch.cat([pending, pending.new_zeros(pending.size(0), R, pending.size(2))], dim=1)
+        frames, sub_state = self.embed_step(features, state.subsampler)
+        chunks, pending = self.backbone_chunks(torch.cat([state.pending, frames], dim=1), finish)
         outputs = []
         bb_state = state.backbone
-        # whole chunks whose right context has arrived; when finishing, also the short last one
-        while pending.size(1) - R >= (1 if finish else S):
-            s = min(S, pending.size(1) - R)
-            out, bb_state = backbone.step(pending[:, :s], pending[:, s : s + R] if R > 0 else None, bb_state)
+        for chunk, right_context in chunks:
+            out, bb_state = self.backbone.step(chunk, right_context, bb_state)
             outputs.append(out)
-            pending = pending[:, s:]
-        if finish:
-            pending = pending[:, :0]
         out = torch.cat(outputs, dim=1) if outputs else pending.new_zeros(pending.size(0), 0, self.output_dim)
         return out, EncoderStreamState(sub_state, pending, bb_state, state.input_frames + features.size(1), finish)
+
+    def embed_step(self, features: Tensor, state: SubsamplerState) -> Tuple[Tensor, SubsamplerState]:
+        """The subsampler's step and the input norm: new fbank frames ``[B, t, C]`` -> the
+        backbone's input frames they complete ``[B, t', D]``."""
+        frames, state = self.subsample.step(features, state)
+        return self.dropout(self.input_norm(frames)), state
+
+    def backbone_chunks(self, pending: Tensor, finish: bool) -> Tuple[List[Tuple[Tensor, Optional[Tensor]]], Tensor]:
+        """The backbone steps ``pending`` input frames ``[B, t, D]`` allow: ``(chunk, right
+        context or None)`` for every whole chunk whose look-ahead has arrived (with ``finish``, the
+        end-of-utterance zero frames complete it, and a short last chunk goes too), and the frames
+        left waiting."""
+        S, R = self.backbone.input_chunk_length, self.backbone.right_context_length
+        if finish:
+            pending = torch.cat([pending, pending.new_zeros(pending.size(0), R, pending.size(2))], dim=1)
+        chunks = []
+        while pending.size(1) - R >= (1 if finish else S):
+            s = min(S, pending.size(1) - R)
+            chunks.append((pending[:, :s], pending[:, s : s + R] if R > 0 else None))
+            pending = pending[:, s:]
+        return chunks, pending[:, :0] if finish else pending
 
     def reorder_encoder_out(self, encoder_out: Dict[str, List[Tensor]], new_order: Tensor) -> Dict[str, List[Tensor]]:
         """Reorder the batch for beam search."""

@@ -54,6 +54,7 @@ __all__ = [
     "Emformer",
     "EmformerLayer",
     "EmformerState",
+    "EmformerFixedState",
     "from_torchaudio",
 ]
 
@@ -96,6 +97,29 @@ class EmformerState:
     @property
     def batch_size(self) -> int:
         return self.key_value[0].size(0)
+
+
+@dataclass(frozen=True)
+class EmformerFixedState:
+    """The streaming state in fixed shapes, for graphs (ONNX) whose inputs cannot change shape
+    as a stream starts: :meth:`Emformer.step_fixed` takes and returns it.
+
+    Attributes:
+        key_value: ``[B, layers, M + L, 2, H, D // H]``: per layer, ``M`` memory slots then ``L``
+            left-context slots, each group right-aligned (newest last); unfilled slots are zeros
+            that the step's mask hides.
+        num_memory: ``[B]`` int64, memory slots filled (at most ``M``).
+        num_left: ``[B]`` int64, left-context slots filled (at most ``L``).
+        conv_cache: ``[B, layers, K - 1, D]`` with a convolution module, else ``[B, layers, 0, D]``.
+
+    Every tensor is batch-first and every row carries its own counts, so streams at any point
+    stack into one batch.
+    """
+
+    key_value: Tensor
+    num_memory: Tensor
+    num_left: Tensor
+    conv_cache: Tensor
 
 
 class Emformer(nn.Module):
@@ -407,6 +431,77 @@ class Emformer(nn.Module):
             finished=s < S,
             signature=self.signature,
             conv_cache=tuple(conv_caches),
+        )
+        return x[:, :s], new_state
+
+    # -- streaming in fixed shapes (graph export) ----------------------------------------------
+
+    def initial_fixed_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+    ) -> EmformerFixedState:
+        """:meth:`initial_state` in the fixed shapes of :class:`EmformerFixedState`."""
+        weight = self.layers[0].layer_norm_input.weight
+        device = weight.device if device is None else device
+        dtype = weight.dtype if dtype is None else dtype
+        slots = self.max_memory_size + self.left_context_length
+        head_dim = self.input_dim // self.num_heads
+        return EmformerFixedState(
+            key_value=torch.zeros(
+                batch_size, len(self.layers), slots, 2, self.num_heads, head_dim, device=device, dtype=dtype
+            ),
+            num_memory=torch.zeros(batch_size, dtype=torch.long, device=device),
+            num_left=torch.zeros(batch_size, dtype=torch.long, device=device),
+            conv_cache=torch.zeros(
+                batch_size,
+                len(self.layers),
+                max(self.conv_kernel_size - 1, 0),
+                self.input_dim,
+                device=device,
+                dtype=dtype,
+            ),
+        )
+
+    def _fixed_mask(self, state: EmformerFixedState, new_keys: Tensor) -> Tensor:
+        """Additive ``[B, 1, Q, M + L + n]`` for :meth:`step_fixed`: a cache slot is seen once
+        filled, the ``n`` new rows (``new_keys`` ``[B, n]``, any values) always; the summary query
+        (the last, with memory) sees no memory slot."""
+        M, L = self.max_memory_size, self.left_context_length
+        slot = torch.arange(M + L, device=new_keys.device).unsqueeze(0)
+        memory_slot = slot < M
+        filled = (memory_slot & (slot >= M - state.num_memory.unsqueeze(1))) | (
+            ~memory_slot & (slot - M >= L - state.num_left.unsqueeze(1))
+        )
+        keys = torch.cat([filled, torch.ones_like(new_keys, dtype=torch.bool)], dim=1)  # [B, K]
+        queries = keys.unsqueeze(1).expand(-1, new_keys.size(1), -1)
+        if self.use_memory:
+            summary = torch.cat([slot >= M, torch.ones_like(new_keys[:1], dtype=torch.bool)], dim=1) & keys
+            queries = torch.cat([queries, summary.unsqueeze(1)], dim=1)
+        zero = torch.zeros((), dtype=state.key_value.dtype, device=new_keys.device)
+        return torch.where(queries, zero, float("-inf")).unsqueeze(1)
+
+    def step_fixed(
+        self, chunk: Tensor, right_context: Optional[Tensor], state: EmformerFixedState
+    ) -> Tuple[Tensor, EmformerFixedState]:
+        """:meth:`step` over :class:`EmformerFixedState` (its output equals :meth:`step`'s
+        within rounding). No input checks: this is the form traced into a graph; ``chunk``
+        ``[B, s, D]``, ``s <= chunk_length`` (shorter only for a stream's last chunk)."""
+        R, M, L = self.right_context_length, self.max_memory_size, self.left_context_length
+        s = chunk.size(1)
+        x = torch.cat([chunk, right_context], dim=1) if R > 0 else chunk
+        memory = chunk.mean(dim=1, keepdim=True) if self.use_memory else None
+        mask = self._fixed_mask(state, x[:, :, 0])
+        caches, conv_caches = [], []
+        for i, layer in enumerate(self.layers):
+            conv_cache = state.conv_cache[:, i] if layer.conv is not None else None
+            x, memory, cache, conv_cache = layer.step_fixed(x, s, memory, state.key_value[:, i], mask, M, L, conv_cache)
+            caches.append(cache)
+            conv_caches.append(state.conv_cache[:, i] if conv_cache is None else conv_cache)
+        ones = torch.ones_like(chunk[:, :, 0], dtype=torch.long).sum(dim=1)  # s per row, traced as a shape
+        new_state = EmformerFixedState(
+            key_value=torch.stack(caches, dim=1),
+            num_memory=(state.num_memory + 1).clamp(max=M) if self.use_memory else state.num_memory,
+            num_left=(state.num_left + ones).clamp(max=L),
+            conv_cache=torch.stack(conv_caches, dim=1),
         )
         return x[:, :s], new_state
 

@@ -218,3 +218,49 @@ class EmformerLayer(nn.Module):
         memory_out = self._squash_memory(attention[:, rows:])
         x, conv_cache = self._residual_blocks(x, attention[:, :rows], conv_cache=conv_cache)
         return x, memory_out, new_cache, conv_cache
+
+    def step_fixed(
+        self,
+        x: Tensor,
+        num_segment: int,
+        memory_in: Optional[Tensor],
+        cache: Tensor,
+        mask: Tensor,
+        max_memory_size: int,
+        left_context_length: int,
+        conv_cache: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Optional[Tensor], Tensor, Optional[Tensor]]:
+        """One chunk over a cache of fixed size (the graph-export form of :meth:`step`).
+
+        Args:
+            x, num_segment, memory_in, conv_cache: as :meth:`step`.
+            cache: ``[B, M + L, 2, H, d]``: ``M`` memory slots then ``L`` left-context slots,
+                each group right-aligned (its newest entry last); slots not yet filled hold
+                anything, ``mask`` hides them.
+            mask: additive ``[B, 1, s + R (+ 1), M + L + s + R]``.
+
+        Returns:
+            as :meth:`step`, the new cache of the same shape as ``cache``.
+        """
+        ln = self.layer_norm_input(x)
+        B, rows, _ = x.shape
+        if memory_in is not None:
+            ln = torch.cat([ln, ln[:, :num_segment].mean(dim=1, keepdim=True), memory_in], dim=1)
+        qkv = self.qkv_proj(ln).view(B, ln.size(1), 3, self.num_heads, self.head_dim)
+        key_value = torch.cat([cache, qkv[:, :rows, 1:]], dim=1)
+        query = qkv[:, : rows + 1 if memory_in is not None else rows, 0].transpose(1, 2)
+        attention = self._attend(query, key_value[:, :, 0].transpose(1, 2), key_value[:, :, 1].transpose(1, 2), mask)
+        M, L = max_memory_size, left_context_length
+        pieces = []
+        if memory_in is not None:  # the oldest memory slot drops out, this chunk's vector comes in
+            pieces += [cache[:, 1:M], qkv[:, rows + 1 :, 1:]]
+        if L > 0:  # the newest L of [left context, chunk frames]
+            left = torch.cat([cache[:, M:], qkv[:, :num_segment, 1:]], dim=1)
+            pieces.append(left[:, left.size(1) - L :])
+        new_cache = torch.cat(pieces, dim=1) if pieces else cache
+        if memory_in is None:
+            x, conv_cache = self._residual_blocks(x, attention, conv_cache=conv_cache)
+            return x, None, new_cache, conv_cache
+        memory_out = self._squash_memory(attention[:, rows:])
+        x, conv_cache = self._residual_blocks(x, attention[:, :rows], conv_cache=conv_cache)
+        return x, memory_out, new_cache, conv_cache

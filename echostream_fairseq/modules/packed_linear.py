@@ -182,13 +182,14 @@ class PackedLinear(nn.Linear):
 
     def _path(self, x: Tensor) -> str:
         """The :data:`LINEAR_PATHS` entry ``x`` takes: ``aten`` unless this is an inference product
-        (autograd off, eval mode, a CPU tensor of the weight's dtype, not traced by ``torch.compile``)
+        (autograd off, eval mode, a CPU tensor of the weight's dtype, not traced by ``torch.compile``
+        nor into an ONNX graph)
         that the backend sends elsewhere."""
         w = self.weight
         if torch.is_grad_enabled() or self.training or x.device.type != "cpu" or x.dtype != w.dtype:
             return "aten"
-        # the compiler picks its own kernels; it cannot lower a packed weight made in the graph
-        if torch.compiler.is_compiling():
+        # the compiler and graph export pick their own kernels; neither can take a packed weight
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return "aten"
         return linear_path(w.dtype, self.out_features, self.in_features, x.numel() // self.in_features)
 

@@ -5,23 +5,30 @@ heads for many streams at once.
 runs fbank for every stream as one batch, then the encoder and the CTC heads once per group of
 streams whose states stack (:mod:`~echostream_fairseq.modules.batching`: in steady state, all
 streams of a translator); each stream's frames and tokens equal those of the stream alone.
+
+The encoder and the heads run in one of two runtimes with the same interface (``initial_state``,
+``step`` -> :class:`EncodedChunk`): :class:`TorchEncoder`, the model's own modules, or
+:class:`~echostream_fairseq.streaming.graph_encoder.GraphEncoder`, an exported graph under
+onnxruntime (``--runtime onnx``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
+from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.modules.ctc import ctc_blank_frames, ctc_collapse, ctc_labels
+from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankStream, ResampleStream, to_mono
 from echostream_fairseq.streaming.setup import TranslatorSetup
 from echostream_fairseq.streaming.translator_state import TranslatorState
 
-__all__ = ["Heard", "EncoderStage", "receive", "search_asr"]
+__all__ = ["Heard", "EncodedChunk", "EncoderStage", "TorchEncoder", "TorchEncoderState", "receive", "search_asr"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,42 @@ class Heard:
     state: TranslatorState
 
 
+@dataclass(frozen=True)
+class EncodedChunk:
+    """An encoder runtime's step on a batch of streams: the new encoder frames ``[B, t, D]``, the
+    ASR and ST CTC heads' logits on them ``[B, t, V]``, and the runtime's next state."""
+
+    frames: Tensor
+    asr_logits: Tensor
+    st_logits: Tensor
+    state: Any
+
+
+@dataclass(frozen=True)
+class TorchEncoderState:
+    """:class:`TorchEncoder`'s state: the speech encoder's, and the ST CTC layers' caches."""
+
+    speech: EncoderStreamState
+    st_caches: Optional[List[LayerCache]]
+
+
+class TorchEncoder:
+    """The speech encoder's step and both CTC heads, the model's own modules in torch."""
+
+    def __init__(self, setup: TranslatorSetup) -> None:
+        self.setup = setup
+
+    def initial_state(self) -> TorchEncoderState:
+        return TorchEncoderState(self.setup.model.encoder.initial_state(), None)
+
+    def step(self, features: Tensor, state: TorchEncoderState, finish: bool) -> EncodedChunk:
+        """fbank frames ``[B, t, C]`` -> :class:`EncodedChunk`."""
+        model = self.setup.model
+        frames, speech = self.setup.encoder().step(features, state.speech, finish)
+        st_logits, st_caches = model.st_ctc.step(frames, state.st_caches)
+        return EncodedChunk(frames, model.asr_ctc(frames), st_logits, TorchEncoderState(speech, st_caches))
+
+
 def receive(samples, state: TranslatorState, finish: bool) -> Tuple[Tensor, TranslatorState]:
     """A chunk (``[N]`` or ``[N, channels]`` at the stream's rate) as 16 kHz mono samples; a
     non-finite sample becomes silence and is counted in the state."""
@@ -59,47 +102,46 @@ def search_asr(setup: TranslatorSetup, state: TranslatorState, asr_logits: Tenso
 
 
 class EncoderStage:
-    """fbank, the encoder's step and the CTC heads' (see the module docstring)."""
+    """fbank, the encoder's step and the CTC heads' (see the module docstring).
 
-    def __init__(self, setup: TranslatorSetup) -> None:
+    Args:
+        setup: the translator's :class:`TranslatorSetup`.
+        runtime: what runs the encoder and the heads (``None``: :class:`TorchEncoder`).
+    """
+
+    def __init__(self, setup: TranslatorSetup, runtime=None) -> None:
         self.setup = setup
         self.fbank = FbankStream(setup.cmvn)
+        self.runtime = TorchEncoder(setup) if runtime is None else runtime
 
     def step_batch(
         self, states: Sequence[TranslatorState], audios: Sequence[Tensor], finishes: Sequence[bool]
     ) -> List[Heard]:
         """One chunk of 16 kHz samples for each stream."""
-        setup, model, rules = self.setup, self.setup.model, self.setup.rules
-        encoder = setup.encoder()
+        setup, rules = self.setup, self.setup.rules
         features, fbank_states = self.fbank.step_batch(list(audios), [state.fbank for state in states])
         features = [frames.to(setup.device, setup.dtype) for frames in features]
         if len(states) == 1:  # one stream (the agents, a lone feed): nothing to group
             groups = [[0]]
         else:
             groups = group_by_layout(
-                [
-                    (f.shape, finish, state_layout(s.encoder), state_layout(s.st_caches))
-                    for f, finish, s in zip(features, finishes, states)
-                ]
+                [(f.shape, finish, state_layout(s.encoder)) for f, finish, s in zip(features, finishes, states)]
             )
         results: List[Optional[Heard]] = [None] * len(states)
         for group in groups:
-            enc_state = stack_states([states[i].encoder for i in group])
-            st_caches = stack_states([states[i].st_caches for i in group])
             batch = torch.stack([features[i] for i in group])
-            frames, enc_state = encoder.step(batch, enc_state, finishes[group[0]])
-            st_logits, st_caches = model.st_ctc.step(frames, st_caches)
-            asr_logits = model.asr_ctc(frames)
+            encoded = self.runtime.step(batch, stack_states([states[i].encoder for i in group]), finishes[group[0]])
+            frames, asr_logits, st_logits = encoded.frames, encoded.asr_logits, encoded.st_logits
             # every stream's best labels in one product per head (the ASR labels once more with the
             # sentence-end mark banned, for the pause count, when marks are read)
             asr_labels = ctc_labels(asr_logits, [b for b in rules.source_banned if b != rules.asr_mark])
             blank_labels = asr_labels if rules.asr_mark is None else ctc_labels(asr_logits, rules.source_banned)
             st_labels = ctc_labels(st_logits, rules.st_banned)
             sizes = [1] * len(group)
-            encoders = split_state(enc_state, sizes, like=[states[i].encoder for i in group])
-            for row, (i, enc, st) in enumerate(zip(group, encoders, split_state(st_caches, sizes))):
+            encoders = split_state(encoded.state, sizes, like=[states[i].encoder for i in group])
+            for row, (i, enc) in enumerate(zip(group, encoders)):
                 results[i] = self._heard(
-                    replace(states[i], fbank=fbank_states[i], encoder=enc, st_caches=st),
+                    replace(states[i], fbank=fbank_states[i], encoder=enc),
                     frames[row : row + 1],
                     asr_logits[row],
                     (asr_labels[row], blank_labels[row], st_labels[row]),

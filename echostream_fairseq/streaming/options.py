@@ -22,6 +22,7 @@ from echostream_fairseq.vocoder.incremental import LEFT_CONTEXT as VOCODER_LEFT_
 
 __all__ = [
     "OUTPUTS",
+    "RUNTIMES",
     "VOCODER_TYPES",
     "VOCODER_LEFT_CONTEXT",
     "TranslatorOptions",
@@ -36,6 +37,8 @@ __all__ = [
 
 # what a translator produces: translated speech (and text), translated text, or the source transcript
 OUTPUTS = ("speech", "text", "asr")
+# what runs the encoder stage: the model's modules, or its exported graph under onnxruntime
+RUNTIMES = ("torch", "onnx")
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 AUTO_ON_OFF = ("auto", "on", "off")
 
@@ -50,7 +53,9 @@ class TranslatorOptions:
     ``whole_word`` and ``asr_sentence_ends``: ``auto``, ``on`` or ``off``. ``asr_beam`` > 0: the
     source transcript from the lexicon and word-trigram search of ``fairseq-generate --asr-beam``,
     streamed; the policy still counts greedy subwords. ``reencode``: StreamSpeech's own agent
-    (:class:`~echostream_fairseq.streaming.reencoding.ReencodingTranslator`). The flags' help
+    (:class:`~echostream_fairseq.streaming.reencoding.ReencodingTranslator`). ``runtime``
+    ``onnx``: the encoder stage on the graphs of ``echostream-export`` in ``graphs`` (default:
+    ``graphs/`` beside the checkpoint; ``model_dtype`` int8 takes the int8 graph). The flags' help
     (:func:`add_translator_args`) says what each does.
     """
 
@@ -77,6 +82,8 @@ class TranslatorOptions:
     asr_word_bonus: float = 2.0
     reencode: bool = False
     unit_lookahead: int = TranslatorConfig.unit_lookahead
+    runtime: str = "torch"
+    graphs: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -87,6 +94,12 @@ class TranslatorOptions:
             if getattr(self, name) not in AUTO_ON_OFF:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} must be one of {AUTO_ON_OFF}, got {getattr(self, name)!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"--runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.runtime == "onnx" and self.reencode:
+            raise ValueError("--runtime onnx runs the incremental translator; --reencode runs in torch only")
+        if self.runtime == "onnx" and self.model_dtype == "bf16":
+            raise ValueError("--runtime onnx has fp32 and int8 graphs; use --model-dtype fp32 or int8, not bf16")
         if self.unit_lookahead < 0:
             raise ValueError(f"--unit-lookahead must be >= 0 text states, got {self.unit_lookahead}")
 
@@ -261,6 +274,18 @@ def add_translator_args(
         action="store_true",
         help="StreamSpeech's behaviour: re-encode and re-decode the whole prefix every chunk "
         "(the baseline; required for echostream_conformer checkpoints)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=d.runtime,
+        help="what runs the encoder and the CTC heads: torch, or the graph of echostream-export "
+        "under onnxruntime (the int8 graph with --model-dtype int8); docs/export.md",
+    )
+    parser.add_argument(
+        "--graphs",
+        default=d.graphs,
+        help="with --runtime onnx: echostream-export's folder (default: graphs/ beside the checkpoint)",
     )
     if speech_output:
         parser.add_argument(

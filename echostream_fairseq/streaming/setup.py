@@ -195,7 +195,6 @@ class TranslatorSetup:
             encoder_frames=0,
             asr_tokens=(),
             asr_last=CTC_BLANK,
-            st_caches=None,
             st_tokens=(),
             st_last=CTC_BLANK,
             mt_memory=None,

@@ -44,6 +44,7 @@ import torch
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 from echostream_fairseq.streaming.encoding import EncoderStage, Heard, receive
+from echostream_fairseq.streaming.graph_encoder import GraphEncoder
 from echostream_fairseq.streaming.mt_writing import MTWriter, Written
 from echostream_fairseq.streaming.planning import WritePlanner
 from echostream_fairseq.streaming.policy import FINISH
@@ -111,6 +112,8 @@ class SimultaneousTranslator:
     vocoder: an :class:`IncrementalVocoder` (required with ``config.speech_output``).
     asr_decoder: a :class:`CtcLexiconDecoder` for the source transcript (``None``: greedy
         CTC subwords only); the READ/WRITE policy counts greedy subwords either way.
+    encoder_graph: an onnxruntime session on the model's exported encoder step (``--runtime
+        onnx``: :class:`~echostream_fairseq.streaming.graph_encoder.GraphEncoder`); ``None``: torch.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class SimultaneousTranslator:
         config: TranslatorConfig,
         vocoder: Optional[IncrementalVocoder] = None,
         asr_decoder: Optional[CtcLexiconDecoder] = None,
+        encoder_graph=None,
     ) -> None:
         if model.encoder.encoder_type == "conformer":
             raise ValueError(
@@ -128,7 +132,8 @@ class SimultaneousTranslator:
                 "run it with --reencode (StreamSpeech's behaviour)"
             )
         self.setup = setup = TranslatorSetup.build(model, dictionaries, cmvn, config, vocoder, asr_decoder)
-        self.encoding = EncoderStage(setup)
+        self.encoder_graph = encoder_graph
+        self.encoding = EncoderStage(setup, None if encoder_graph is None else GraphEncoder(setup, encoder_graph))
         self.sentence_ends = SentenceEnds(config, setup.rules)
         self.planner = WritePlanner(config, self.sentence_ends)
         self.mt = MTWriter(setup)
@@ -161,13 +166,19 @@ class SimultaneousTranslator:
         :class:`TranslatorConfig` fields changed (e.g. ``time_stages=True``)."""
         s = self.setup
         return SimultaneousTranslator(
-            s.model, s.dictionaries, s.cmvn, replace(s.config, **changes), s.vocoder, s.asr_decoder
+            s.model,
+            s.dictionaries,
+            s.cmvn,
+            replace(s.config, **changes),
+            s.vocoder,
+            s.asr_decoder,
+            self.encoder_graph,
         )
 
     def initial_state(self, source_rate: int = SAMPLE_RATE) -> TranslatorState:
         """A fresh stream whose audio arrives at ``source_rate`` Hz."""
         return self.setup.initial_state(
-            source_rate, self.encoding.fbank.initial_state(), self.model.encoder.initial_state()
+            source_rate, self.encoding.fbank.initial_state(), self.encoding.runtime.initial_state()
         )
 
     @torch.inference_mode()

@@ -6,11 +6,10 @@ Their own module, below the translators and their stages, which all read and ret
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
-from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.ctc_lexicon import LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, ResampleState
@@ -94,11 +93,10 @@ class TranslatorState:
     source_rate: int
     resample: ResampleState
     fbank: FbankState
-    encoder: Optional[EncoderStreamState]
+    encoder: Any  # the encoder runtime's state (streaming/encoding.py); None in the re-encoding baseline
     encoder_frames: int
     asr_tokens: Tuple[int, ...]
     asr_last: int
-    st_caches: Optional[List[LayerCache]]
     st_tokens: Tuple[int, ...]
     st_last: int
     mt_memory: Optional[List[LayerCache]]  # MT decoder caches (cross keys/values, self keys/values)

@@ -1,6 +1,6 @@
 """Each layer of the package imports only the layers below it (README, "Layout").
 
-common <- modules <- models <- criterions, tasks, generator, checkpoint <- streaming <- agents, server <- cli;
+common <- modules <- models <- criterions, tasks, generator, checkpoint, export <- streaming <- agents, server <- cli;
 data, evaluation and vocoder are self-contained (evaluation and vocoder read data's files and text);
 optim (learning-rate schedules) stands on fairseq alone.
 common (atomic writes, the sample rate and encoder frame, the mono check, the CPU's capabilities) is the base:
@@ -18,7 +18,7 @@ BENCHMARKS = PACKAGE.parent / "echostream_bench"  # imports the package; the pac
 
 _BASE = {"common"}
 _MODEL = _BASE | {"modules", "models"}
-_TRAINING = _MODEL | {"data", "criterions", "tasks", "generator", "checkpoint"}
+_TRAINING = _MODEL | {"data", "criterions", "tasks", "generator", "checkpoint", "export"}
 _STREAMING = _TRAINING | {"evaluation", "vocoder", "streaming"}
 # what each top-level part of the package may import from the package
 ALLOWED = {
@@ -34,6 +34,8 @@ ALLOWED = {
     "tasks": _MODEL | {"data", "tasks", "generator"},
     "generator": _MODEL,
     "checkpoint": _MODEL | {"tasks"},
+    # the streaming stages as graphs (ONNX): built from the models, read by the streaming runtime
+    "export": _MODEL | {"export"},
     "streaming": _STREAMING,
     "agents": _STREAMING | {"agents"},
     "server": _STREAMING | {"server"},

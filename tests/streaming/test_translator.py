@@ -203,7 +203,7 @@ def test_a_step_never_changes_its_input_state(loaded, corpus):
     out2, after2 = tr.step(wave[:8000], state)  # replay from the same state
     assert out1.asr_tokens == out2.asr_tokens and after1.asr_tokens == after2.asr_tokens
     assert torch.equal(out1.audio, out2.audio)
-    assert state.fbank.frames == 0 and state.encoder.input_frames == 0
+    assert state.fbank.frames == 0 and state.encoder.speech.input_frames == 0
 
 
 def test_whole_stream_speaks_and_finishes(loaded, corpus):

@@ -1,0 +1,49 @@
+"""``echostream-export``: a checkpoint's streaming encoder step (with both CTC heads) as ONNX
+graphs, fp32 and int8, with the model's description inside (docs/export.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from echostream_fairseq.checkpoint import load_echostream_model
+from echostream_fairseq.export.onnx_files import PRECISIONS, default_folder, export_encoder, read_metadata
+from echostream_fairseq.streaming.setup import Dictionaries
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echostream-export", description=__doc__)
+    parser.add_argument("--model-path", required=True, help="echostream checkpoint (fairseq-train output)")
+    parser.add_argument("--data-bin", required=True, help="corpus folder: config YAMLs and dictionaries")
+    parser.add_argument("--config-yaml", default="config.yaml", help="data config, relative to --data-bin")
+    parser.add_argument(
+        "--multitask-config-yaml", default="config_multitask.yaml", help="multitask config, relative to --data-bin"
+    )
+    parser.add_argument("--out", help="folder for the graphs (default: graphs/ beside the checkpoint)")
+    parser.add_argument(
+        "--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS), help="graphs to write (default: both)"
+    )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        model, task = load_echostream_model(
+            args.model_path, args.data_bin, args.config_yaml, args.multitask_config_yaml
+        )
+        dictionaries = Dictionaries.of_task(task)
+        out = args.out or default_folder(args.model_path)
+        paths = export_encoder(model.eval(), dictionaries.source, dictionaries.st, out, args.precision)
+    except ValueError as err:
+        print(f"echostream-export: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        meta = read_metadata(path)
+        print(f"{path}  ({meta['precision']}, {path.stat().st_size / 1e6:.1f} MB, weights {meta['weights_digest']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

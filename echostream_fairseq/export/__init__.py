@@ -1,0 +1,3 @@
+"""ONNX graphs of the streaming stages: what each graph computes (:mod:`.encoder_graph`), the
+metadata written into it and checked when it is loaded (:mod:`.metadata`), and the export itself
+with its int8 variant (:mod:`.onnx_files`). docs/export.md is the manual."""

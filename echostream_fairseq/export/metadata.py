@@ -1,0 +1,77 @@
+"""What a graph records about the model it came from, and the check made when it is loaded.
+
+Every entry is a string in the ONNX model's ``metadata_props``. A graph is refused when it was
+made for another model: other sizes, other dictionaries (compared by size and by a digest of their
+symbols) or other weights (a digest of the exported parameters), with every difference named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["FORMAT_VERSION", "symbols_digest", "weights_digest", "encoder_metadata", "check_metadata"]
+
+FORMAT_VERSION = "1"
+# entries that describe the file rather than the model: not compared with the checkpoint
+_FILE_ENTRIES = ("precision", "opset", "producer")
+
+
+def symbols_digest(dictionary) -> str:
+    """sha256 of a fairseq dictionary's symbols, one per line, in index order (first 16 hex digits)."""
+    text = "\n".join(dictionary[i] for i in range(len(dictionary)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers, by name, as fp32 bytes (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode("utf-8"))
+        digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def encoder_metadata(graph: nn.Module, source_dictionary, st_dictionary) -> Dict[str, str]:
+    """The model entries of an encoder-step graph (:class:`~.encoder_graph.EncoderStepGraph`)."""
+    emformer = graph.backbone
+    st = graph.st_ctc
+    entries = {
+        "echostream.format": FORMAT_VERSION,
+        "echostream.graph": "encoder_step",
+        "encoder_type": "emformer",
+        "layers": len(emformer.layers),
+        "dim": emformer.input_dim,
+        "heads": emformer.num_heads,
+        "left_context_length": emformer.left_context_length,
+        "right_context_length": emformer.right_context_length,
+        "max_memory_size": emformer.max_memory_size,
+        "conv_kernel_size": emformer.conv_kernel_size,
+        "st_ctc_layers": len(st.layers),
+        "st_ctc_left_context": st.left_context,
+        "source_dictionary_size": len(source_dictionary),
+        "source_dictionary_digest": symbols_digest(source_dictionary),
+        "st_dictionary_size": len(st_dictionary),
+        "st_dictionary_digest": symbols_digest(st_dictionary),
+        "weights_digest": weights_digest(graph),
+    }
+    return {key: str(value) for key, value in entries.items()}
+
+
+def check_metadata(found: Mapping[str, str], expected: Mapping[str, str], what: str) -> None:
+    """A ``ValueError`` naming every entry of ``expected`` that ``found`` lacks or gives otherwise."""
+    if found.get("echostream.graph") is None:
+        raise ValueError(f"{what} carries no EchoStream metadata: export it with echostream-export")
+    differences = [
+        f"{key}: {found.get(key, '(missing)')} in the graph, {value} for this checkpoint"
+        for key, value in expected.items()
+        if key not in _FILE_ENTRIES and found.get(key) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"{what} was exported from another model than this checkpoint; export it again with "
+            f"echostream-export. Differences: " + "; ".join(differences)
+        )

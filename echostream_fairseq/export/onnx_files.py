@@ -1,0 +1,146 @@
+"""Writing a graph to an ONNX file (fp32, and int8 by onnxruntime's dynamic quantisation) and
+opening one for onnxruntime with its metadata checked.
+
+``onnx`` and ``onnxruntime`` are imported here only, when a graph is written or opened.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+import torch
+
+from echostream_fairseq.common.files import atomic_path
+from echostream_fairseq.export.encoder_graph import INPUT_NAMES, OUTPUT_NAMES, EncoderStepGraph
+from echostream_fairseq.export.metadata import check_metadata, encoder_metadata
+
+__all__ = [
+    "OPSET",
+    "PRECISIONS",
+    "default_folder",
+    "graph_file",
+    "export_encoder",
+    "read_metadata",
+    "open_graph",
+    "session_options",
+]
+
+OPSET = 17
+PRECISIONS = ("fp32", "int8")
+
+
+def default_folder(model_path) -> Path:
+    """Where a checkpoint's graphs go unless told otherwise: ``graphs/`` beside it."""
+    return Path(model_path).parent / "graphs"
+
+
+def graph_file(folder, graph: str, precision: str) -> Path:
+    """Where ``echostream-export`` writes a graph: ``FOLDER/encoder_step.fp32.onnx`` and so on."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown graph precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return Path(folder) / f"{graph}.{precision}.onnx"
+
+
+def _write_metadata(path: Path, entries: Mapping[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(model, tmp)
+
+
+def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=PRECISIONS) -> List[Path]:
+    """The encoder step of ``model`` (see :mod:`.encoder_graph`) as ``encoder_step.<precision>.onnx``
+    files in ``folder``, with their metadata; returns the paths written."""
+    graph = EncoderStepGraph(model).eval()
+    metadata = encoder_metadata(graph, source_dictionary, st_dictionary)
+    emformer = graph.backbone
+    p = next(graph.parameters())
+    frames = torch.randn(2, emformer.chunk_length + emformer.right_context_length, emformer.input_dim, dtype=p.dtype)
+    state = graph.initial_state(2, p.device, p.dtype)
+    dynamic = {name: {0: "streams"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    for name in ("frames", "encoder_out", "asr_logits", "st_logits"):
+        dynamic[name] = {0: "streams", 1: "frames"}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fp32 = graph_file(folder, "encoder_step", "fp32")
+    written = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as constants
+        with atomic_path(fp32) as tmp:
+            torch.onnx.export(
+                graph,
+                (frames, *state.tensors()),
+                tmp,
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    _write_metadata(fp32, {**metadata, "precision": "fp32", "opset": str(OPSET)})
+    if "fp32" in precisions:
+        written.append(fp32)
+    if "int8" in precisions:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        int8 = graph_file(folder, "encoder_step", "int8")
+        with atomic_path(int8) as tmp:
+            # weights int8 per output channel, activations quantised per call: the matrix products
+            quantize_dynamic(
+                str(fp32), tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+            )
+        _write_metadata(int8, {**metadata, "precision": "int8", "opset": str(OPSET)})
+        written.append(int8)
+    if "fp32" not in precisions:
+        fp32.unlink()
+    return written
+
+
+def read_metadata(path) -> Dict[str, str]:
+    """A graph file's metadata (a ``ValueError`` for a missing file or one that is not an ONNX model)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no graph at {path}: export one with echostream-export")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError and friends for a damaged file
+        raise ValueError(f"{path} is not an ONNX graph ({type(err).__name__}: {err})") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def session_options(threads: Optional[int] = None):
+    """onnxruntime's options for a process that also runs torch: as many threads as torch's pool,
+    and no spinning, so onnxruntime's idle threads do not take the cores torch's next operation
+    needs (docs/export.md)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def open_graph(path, expected: Mapping[str, str], threads: Optional[int] = None):
+    """An onnxruntime session on the graph at ``path`` once its metadata matches ``expected``
+    (:func:`~.metadata.check_metadata`) and its inputs are the ones this package feeds."""
+    import onnxruntime as ort
+
+    found = read_metadata(path)
+    check_metadata(found, expected, str(path))
+    session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=["CPUExecutionProvider"])
+    names = tuple(i.name for i in session.get_inputs())
+    if names != INPUT_NAMES:
+        raise ValueError(f"{path} takes inputs {list(names)}; an encoder-step graph takes {list(INPUT_NAMES)}")
+    return session

@@ -1,0 +1,121 @@
+"""The exported encoder-step graph under onnxruntime equals the model's own step, its metadata
+is checked on loading, and damaged or foreign graphs are refused with a message."""
+
+import numpy as np
+import pytest
+import torch
+
+from echostream_fairseq.export.encoder_graph import INPUT_NAMES, STATE_NAMES, EncoderGraphState, EncoderStepGraph
+from echostream_fairseq.export.metadata import encoder_metadata
+from echostream_fairseq.export.onnx_files import graph_file, open_graph, read_metadata
+from echostream_fairseq.modules.batching import split_state, stack_states
+from echostream_fairseq.streaming.setup import Dictionaries
+
+
+def _expected(loaded):
+    model, task = loaded
+    d = Dictionaries.of_task(task)
+    return encoder_metadata(EncoderStepGraph(model.eval()), d.source, d.st)
+
+
+def _run(session, frames, state):
+    feeds = {"frames": frames.numpy(), **{n: t.numpy() for n, t in zip(STATE_NAMES, state.tensors())}}
+    out = [torch.from_numpy(a) for a in session.run(None, feeds)]
+    return out[0], out[1], out[2], EncoderGraphState(*out[3:])
+
+
+def test_graph_streams_as_the_torch_step(loaded, exported):
+    model, _ = loaded
+    graph = EncoderStepGraph(model.eval())
+    session = open_graph(graph_file(exported, "encoder_step", "fp32"), _expected(loaded))
+    torch.manual_seed(0)
+    S = model.encoder.backbone.chunk_length
+    frames = torch.randn(2, 5 * S + 3, model.encoder.backbone.input_dim)
+    backbone_state, st_caches, state = None, None, graph.initial_state(2)
+    with torch.no_grad():
+        for start in range(0, frames.size(1), S):  # the last chunk is short
+            chunk = frames[:, start : start + S]
+            out, backbone_state = model.encoder.backbone.step(chunk, None, backbone_state)
+            st_logits, st_caches = model.st_ctc.step(out, st_caches)
+            g_out, g_asr, g_st, state = _run(session, chunk, state)
+            assert (g_out - out).abs().max().item() <= 1e-4
+            assert (g_asr - model.asr_ctc(out)).abs().max().item() <= 1e-4
+            assert (g_st - st_logits).abs().max().item() <= 1e-4
+    assert state.num_left.tolist() == [backbone_state.num_left] * 2
+
+
+def test_streams_at_different_points_share_one_call(loaded, exported):
+    model, _ = loaded
+    graph = EncoderStepGraph(model.eval())
+    session = open_graph(graph_file(exported, "encoder_step", "fp32"), _expected(loaded))
+    S, D = model.encoder.backbone.chunk_length, model.encoder.backbone.input_dim
+    torch.manual_seed(1)
+    states = []
+    for chunks in (0, 3, 9):
+        state = graph.initial_state(1)
+        for _ in range(chunks):
+            *_, state = _run(session, torch.randn(1, S, D), state)
+        states.append(state)
+    x = torch.randn(3, S, D)
+    out, _, st, state = _run(session, x, stack_states(states))
+    for i, (part, alone_state) in enumerate(zip(split_state(state, [1, 1, 1]), states)):
+        alone, _, alone_st, alone_next = _run(session, x[i : i + 1], alone_state)
+        assert (out[i] - alone[0]).abs().max().item() <= 1e-5
+        assert (st[i] - alone_st[0]).abs().max().item() <= 1e-5
+        assert part.num_memory.tolist() == alone_next.num_memory.tolist()
+
+
+def test_int8_graph_is_close_to_fp32(loaded, exported):
+    expected = _expected(loaded)
+    fp32 = open_graph(graph_file(exported, "encoder_step", "fp32"), expected)
+    int8 = open_graph(graph_file(exported, "encoder_step", "int8"), expected)
+    assert read_metadata(graph_file(exported, "encoder_step", "int8"))["precision"] == "int8"
+    model, _ = loaded
+    graph = EncoderStepGraph(model.eval())
+    torch.manual_seed(2)
+    x = torch.randn(1, model.encoder.backbone.chunk_length, model.encoder.backbone.input_dim)
+    a = _run(fp32, x, graph.initial_state(1))[0]
+    b = _run(int8, x, graph.initial_state(1))[0]
+    # int8 weights and activations: close, not equal (the system's BLEU is the test that matters)
+    assert (a - b).abs().max().item() < 0.25 * a.abs().max().item()
+    assert (a - b).abs().max().item() > 0
+
+
+def test_metadata_names_what_differs(loaded, exported):
+    expected = dict(_expected(loaded))
+    expected["source_dictionary_size"] = "7"
+    expected["weights_digest"] = "0123456789abcdef"
+    with pytest.raises(
+        ValueError, match=r"another model.*source_dictionary_size: \d+ in the graph, 7 for this.*weights_digest"
+    ):
+        open_graph(graph_file(exported, "encoder_step", "fp32"), expected)
+
+
+def test_bad_graph_files_are_refused(loaded, exported, tmp_path):
+    import onnx
+
+    expected = _expected(loaded)
+    with pytest.raises(ValueError, match="no graph at .*echostream-export"):
+        open_graph(tmp_path / "encoder_step.fp32.onnx", expected)
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(b"\x08\x07not a protobuf at all" * 10)
+    with pytest.raises(ValueError, match="is not an ONNX graph"):
+        open_graph(damaged, expected)
+    bare = onnx.load(str(graph_file(exported, "encoder_step", "fp32")))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ValueError, match="carries no EchoStream metadata"):
+        open_graph(tmp_path / "bare.onnx", expected)
+
+
+def test_inputs_and_dynamic_axes(exported):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(graph_file(exported, "encoder_step", "fp32")), providers=["CPUExecutionProvider"]
+    )
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    assert tuple(inputs) == INPUT_NAMES
+    assert inputs["frames"][:2] == ["streams", "frames"]
+    assert all(shape[0] == "streams" for shape in inputs.values())
+    assert np.all([o.name for o in session.get_outputs()][:3] == ["encoder_out", "asr_logits", "st_logits"])

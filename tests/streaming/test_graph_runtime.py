@@ -1,0 +1,113 @@
+"""``--runtime onnx``: the translator with its encoder stage on the exported graph writes the
+same text and units as with torch, and speech equal within 1e-3, alone and batched; its refusals."""
+
+import pytest
+import torch
+
+from echostream_fairseq.data.audio import read_audio
+from echostream_fairseq.streaming.api import EchoStream
+from echostream_fairseq.streaming.loading import load_translator, load_vocoder
+from echostream_fairseq.streaming.options import TranslatorOptions
+
+CHUNK = 5120  # 320 ms at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def graphs(writing, corpus, tmp_path_factory):
+    """``echostream-export`` run as users run it, on the ``writing`` checkpoint."""
+    from cli_runs import BIN, run_cli
+
+    save, _ = writing
+    out = tmp_path_factory.mktemp("graphs")
+    r = run_cli(
+        [BIN / "echostream-export", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus, "--out", out]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "encoder_step.fp32.onnx" in r.stdout and "encoder_step.int8.onnx" in r.stdout
+    return out
+
+
+def _translator(writing, corpus, graphs, runtime, model_dtype="fp32"):
+    save, _ = writing
+    vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim")
+    options = TranslatorOptions(
+        output="speech", runtime=runtime, graphs=str(graphs), model_dtype=model_dtype, max_len=12
+    )
+    return load_translator(str(save / "checkpoint_last.pt"), str(corpus), options, vocoder)
+
+
+def _waves(corpus, n):
+    return [read_audio(p).numpy() for p in sorted((corpus / "audio" / "src").glob("test_*.wav"))[:n]]
+
+
+def _stream(translator, wave):
+    state, outs = translator.initial_state(), []
+    for start in range(0, len(wave), CHUNK):
+        out, state = translator.step(wave[start : start + CHUNK], state, finish=start + CHUNK >= len(wave))
+        outs.append(out)
+    return outs
+
+
+def test_onnx_runtime_writes_what_torch_writes(writing, corpus, graphs):
+    torch_tr = _translator(writing, corpus, graphs, "torch")
+    onnx_tr = _translator(writing, corpus, graphs, "onnx")
+    written = 0
+    for wave in _waves(corpus, 3):
+        for a, b in zip(_stream(torch_tr, wave), _stream(onnx_tr, wave), strict=True):
+            assert (a.asr_tokens, a.target_tokens, a.units) == (b.asr_tokens, b.target_tokens, b.units)
+            assert a.audio.shape == b.audio.shape
+            if a.audio.numel():
+                assert (a.audio - b.audio).abs().max().item() <= 1e-3
+            assert (a.encoder_out - b.encoder_out).abs().max().item() <= 1e-4
+            written += len(a.target_tokens)
+    assert written > 0  # the comparison covered the MT decoder's writing, not only silence
+
+
+def test_onnx_runtime_batched_equals_alone(writing, corpus, graphs):
+    tr = _translator(writing, corpus, graphs, "onnx")
+    waves = _waves(corpus, 3)
+    alone = [_stream(tr, w) for w in waves]
+    # the streams start one chunk apart, so the graph steps rows at different points together
+    states = [tr.initial_state() for _ in waves]
+    outs = [[] for _ in waves]
+    for tick in range(max(len(w) // CHUNK + 1 for w in waves) + 2):
+        requests, who = [], []
+        for i, w in enumerate(waves):
+            start = (tick - i) * CHUNK
+            if 0 <= start < len(w):
+                requests.append((w[start : start + CHUNK], states[i], start + CHUNK >= len(w)))
+                who.append(i)
+        for i, (out, state) in zip(who, tr.step_batch(requests)):
+            outs[i].append(out)
+            states[i] = state
+    for a_list, b_list in zip(alone, outs):
+        assert [(a.asr_tokens, a.target_tokens, a.units) for a in a_list] == [
+            (b.asr_tokens, b.target_tokens, b.units) for b in b_list
+        ]
+
+
+def test_int8_graph_streams_to_the_end(writing, corpus, graphs):
+    save, _ = writing
+    stream = EchoStream.load(
+        str(save / "checkpoint_last.pt"),
+        str(corpus),
+        output="text",
+        runtime="onnx",
+        graphs=str(graphs),
+        model_dtype="int8",
+    ).open()
+    events = stream.feed(_waves(corpus, 1)[0]) + stream.finish()
+    assert events[-1].kind == "finished"
+
+
+def test_onnx_runtime_refusals(writing, corpus, tmp_path):
+    save, _ = writing
+    with pytest.raises(ValueError, match="--reencode runs in torch only"):
+        TranslatorOptions(runtime="onnx", reencode=True)
+    with pytest.raises(ValueError, match="use --model-dtype fp32 or int8, not bf16"):
+        TranslatorOptions(runtime="onnx", model_dtype="bf16")
+    with pytest.raises(ValueError, match="--runtime must be one of"):
+        TranslatorOptions(runtime="tensorrt")
+    options = TranslatorOptions(output="text", runtime="onnx", graphs=str(tmp_path))
+    with pytest.raises(ValueError, match=r"no graph at .*encoder_step.fp32.onnx: export one with echostream-export"):
+        load_translator(str(save / "checkpoint_last.pt"), str(corpus), options)
