@@ -85,9 +85,10 @@ def _sources(data: Path, split: str, limit: int) -> List[torch.Tensor]:
     return [read_audio(p, SAMPLE_RATE) for p in paths]
 
 
-def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
+def _translator(model, task, vocoder, chunk_ms: int, trained: bool, graphs=None):
     """The agents' default settings (long-form sentence ends) for a trained model; random weights
-    write nonsense at their own pace, so their target side is forced to work on every chunk."""
+    write nonsense at their own pace, so their target side is forced to work on every chunk.
+    ``graphs``: the encoder stage and MT decoder on those onnxruntime sessions (``--runtime onnx``)."""
     from dataclasses import replace
 
     from echostream_fairseq.streaming.loading import build_translator
@@ -105,7 +106,7 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool):
             asr_sentence_ends=False,
             policy=replace(config.policy, whole_word=False),
         )
-    return build_translator(model, task, config, vocoder)
+    return build_translator(model, task, config, vocoder, graphs=graphs)
 
 
 def tiny_system(args, vocoder_batch: Optional[int] = 1):

@@ -3,7 +3,8 @@
 Three encoders with the same size (StreamSpeech's: 12 layers, d=256, FFN 2048, 4 heads, 320 ms
 chunks = 8 frames after 4x subsampling, left context 32, memory 4):
 
-* ours: :class:`~echostream_fairseq.modules.emformer.Emformer` streaming step, fp32 and bf16;
+* ours: :class:`~echostream_fairseq.modules.emformer.Emformer` streaming step, fp32, bf16 and
+  int8 in torch, and its fixed-shape step exported to ONNX under onnxruntime, fp32 and int8;
 * torchaudio: ``torchaudio.models.Emformer.infer`` with the same weights (fp32);
 * baseline: the chunk Conformer re-encoding the whole prefix at every chunk, as StreamSpeech does.
 
@@ -94,6 +95,11 @@ def _variants(ta, args) -> Tuple[Dict[str, Tuple[Callable, str]], Dict[str, str]
         unavailable["ours int8"] = refusal
     if args.compile:
         variants["ours fp32, compiled"] = (ours("fp32", "aten", compiled=True), "fp32")
+    if args.onnx:
+        from echostream_bench.onnx_graphs import onnx_emformer_step
+
+        variants["ours fp32, onnxruntime"] = (onnx_emformer_step(from_torchaudio(ta), "fp32"), "fp32")
+        variants["ours int8, onnxruntime"] = (onnx_emformer_step(from_torchaudio(ta), "int8"), "int8")
     return variants, unavailable
 
 
@@ -167,7 +173,7 @@ def emformer_stream(args, right_context: int, positions: List[float]) -> Dict:
     chunk = frames[:, : S + R]
     steady = states["ours fp32"]
     calls = record_linear_calls(default.model, lambda: default(chunk, lengths, steady))
-    floor = matmul_floor_ms(calls)
+    floor = matmul_floor_ms(calls, onnx=args.onnx)
     bytes_by_dtype = {d: weight_bytes(calls, d) for d in floor}
     profile = op_profile(lambda: default(chunk, lengths, steady))
     ta_ms = overall["torchaudio fp32"]
@@ -384,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile",
         action="store_true",
         help="also time our fp32 step through torch.compile (about a minute of compilation)",
+    )
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also time the step exported to ONNX under onnxruntime (fp32, int8), and count "
+        "onnxruntime's kernels in the floor",
     )
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--dim", type=int, default=256)

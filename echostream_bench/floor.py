@@ -5,8 +5,10 @@ the model. Its floor is those matrix products alone: the same weights, the same 
 run back to back with nothing else, with the fastest library kernel this CPU has for each dtype
 (the paths :func:`~echostream_fairseq.modules.packed_linear.linear_paths` allows here for fp32 and
 bf16: ``F.linear`` and, where oneDNN runs the dtype, the oneDNN-packed product; fbgemm's dynamic
-int8 product for int8). A dtype this CPU has no kernel for has no floor (:data:`NO_KERNEL`). The
-memory-bandwidth figure says how far that floor is from streaming the weights once.
+int8 product for int8; with ``onnx``, onnxruntime's fp32 and int8 products too: the floor is the
+fastest kernel any of our runtimes has). A dtype this CPU has no kernel for has no floor
+(:data:`NO_KERNEL`). The memory-bandwidth figure says how far that floor is from streaming the
+weights once.
 """
 
 from __future__ import annotations
@@ -83,12 +85,12 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def matmul_floor_ms(
-    calls: List[LinearCall], dtypes=("fp32", "bf16", "int8"), repeats: int = 60
+    calls: List[LinearCall], dtypes=("fp32", "bf16", "int8"), repeats: int = 60, onnx: bool = False
 ) -> Dict[str, Dict[str, float]]:
     """Median time of the step's products alone, per dtype and kernel, every kernel's sets timed in turn
     (so a slow spell of the machine falls on all of them). Returns ``{dtype: {kernel: ms, "floor": fastest}}``;
     a dtype with no kernel on this CPU has only ``"floor": NO_KERNEL``."""
-    kernels = {(d, name): fn for d in dtypes for name, fn in _kernels(calls, d).items()}
+    kernels = {(d, name): fn for d in dtypes for name, fn in _kernels(calls, d, onnx).items()}
     times: Dict = {key: [] for key in kernels}
     with torch.inference_mode():
         for fn in kernels.values():
@@ -106,7 +108,7 @@ def matmul_floor_ms(
     return result
 
 
-def _kernels(calls: List[LinearCall], dtype: str) -> Dict[str, Callable[[], object]]:
+def _kernels(calls: List[LinearCall], dtype: str, onnx: bool = False) -> Dict[str, Callable[[], object]]:
     """The library kernels that can run the products in ``dtype``: name -> one pass over all of them."""
     gen = torch.Generator().manual_seed(0)
     inputs = [torch.randn(c.rows, c.weight.size(1), generator=gen) for c in calls]
@@ -137,6 +139,10 @@ def _kernels(calls: List[LinearCall], dtype: str) -> Dict[str, Callable[[], obje
             ]
     elif dtype not in ("fp32", "bf16"):
         raise ValueError(f"unknown dtype {dtype!r}; use fp32, bf16 or int8")
+    if onnx and dtype in ("fp32", "int8"):
+        from echostream_bench.onnx_graphs import onnx_matmul_kernel
+
+        kernels["onnxruntime"] = onnx_matmul_kernel(calls, dtype)
     return kernels
 
 

@@ -3,7 +3,8 @@
 ::
 
     echostream-bench-system --data results/synthetic/corpus [--model CKPT --vocoder G --vocoder-cfg CFG]
-                            [--model-dtypes fp32 bf16 int8] [--sizes tiny full] [--out results/bench_system]
+                            [--model-dtypes fp32 bf16 int8] [--runtimes torch onnx] [--sizes tiny full]
+                            [--out results/bench_system]
 
 Systems: ``tiny`` (``--model``, default ``echostream_emformer_tiny`` with random weights, and
 ``--vocoder``, default the corpus's Griffin-Lim fallback) and ``full`` (``echostream_emformer`` with
@@ -13,7 +14,10 @@ case: the MT decoder, T2U, unit decoder and vocoder all work on every chunk). Ev
 a system is stepped on the same chunk, in turn, so all of them meet the same machine. After
 ``--warmup`` chunks, ``--chunks`` are timed: the whole step and its stages (fbank + encoder + CTC,
 MT decoder, T2U + units, vocoder). Real-time factor = median step / chunk duration. Under bf16
-the CodeHiFiGAN runs in bf16 too; under int8 it stays fp32.
+the CodeHiFiGAN runs in bf16 too; under int8 it stays fp32. With ``--runtimes onnx``, each fp32 and
+int8 system is also run with its encoder stage and MT decoder on its exported graphs under
+onnxruntime (the rows ``fp32, onnx`` and ``int8, onnx``; the other stages as the dtype runs them in
+torch).
 Writes ``bench_system.md`` and ``bench_system.json`` to ``--out``.
 """
 
@@ -41,7 +45,9 @@ logger = logging.getLogger(__name__)
 
 
 def _systems(args) -> Dict[str, Dict[str, object]]:
-    """size -> dtype -> translator (each dtype its own copy of the model; bf16 a bf16 copy of a CodeHiFiGAN)."""
+    """size -> row -> translator (each row its own copy of the model; bf16 a bf16 copy of a
+    CodeHiFiGAN); rows are the dtypes, then ``DTYPE, onnx`` for the graph runtime."""
+    from echostream_bench.onnx_graphs import system_graphs
     from echostream_fairseq.checkpoint import build_random_echostream_model
 
     systems: Dict[str, Dict[str, object]] = {}
@@ -53,17 +59,23 @@ def _systems(args) -> Dict[str, Dict[str, object]]:
             model, task = build_random_echostream_model("echostream_emformer", args.data)
             vocoder = random_full_size_vocoder(Path(args.data) / "units" / "kmeans.pt")
             trained = False
-        systems[size] = {
-            dtype: _translator(
-                convert_precision(copy.deepcopy(model).eval(), dtype),
-                task,
-                _vocoder_in(vocoder, dtype),
-                args.chunk_ms,
-                trained,
-            )
-            for dtype in args.model_dtypes
-            if cpu_capabilities().dtype_refusal(dtype) is None
-        }
+        runnable = [d for d in args.model_dtypes if cpu_capabilities().dtype_refusal(d) is None]
+        rows = {}
+        for runtime in args.runtimes:
+            for dtype in runnable:
+                if runtime == "onnx" and dtype == "bf16":
+                    continue  # the graphs are fp32 and int8
+                fp32 = copy.deepcopy(model).eval()
+                graphs = system_graphs(fp32, task, dtype) if runtime == "onnx" else None
+                rows[dtype if runtime == "torch" else f"{dtype}, onnx"] = _translator(
+                    convert_precision(fp32, dtype),
+                    task,
+                    _vocoder_in(vocoder, dtype),
+                    args.chunk_ms,
+                    trained,
+                    graphs=graphs,
+                )
+        systems[size] = rows
     return systems
 
 
@@ -152,7 +164,7 @@ def render(
         f"One stream, {chunk_ms} ms chunks, speech output, {chunks} timed chunks; stage columns are means, "
         "the step column the median.",
         "",
-        "| system | dtype | step (ms) | p95 (ms) | real-time factor | / fp32 | "
+        "| system | dtype, runtime | step (ms) | p95 (ms) | real-time factor | / fp32 | "
         + " | ".join(f"{s} (ms)" for s in STAGES)
         + " | speech s per source s |",
         "|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|",
@@ -180,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder-cfg", default=None)
     p.add_argument("--sizes", nargs="+", choices=("tiny", "full"), default=["tiny", "full"])
     p.add_argument("--model-dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
+    p.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=("torch", "onnx"),
+        default=["torch", "onnx"],
+        help="what runs the encoder stage and the MT decoder (onnx: their exported graphs under "
+        "onnxruntime, fp32 and int8)",
+    )
     p.add_argument("--chunk-ms", type=int, default=320)
     p.add_argument("--warmup", type=int, default=12, help="chunks before timing (the attention windows fill)")
     p.add_argument("--chunks", type=int, default=40, help="timed chunks")

@@ -1,5 +1,6 @@
-"""``echostream-export``: a checkpoint's streaming encoder step (with both CTC heads) as ONNX
-graphs, fp32 and int8, with the model's description inside (docs/export.md)."""
+"""``echostream-export``: a checkpoint's streaming steps as ONNX graphs, fp32 and int8, with the
+model's description inside: the encoder step with both CTC heads, and the MT decoder's step
+(docs/export.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import sys
 from typing import List, Optional
 
 from echostream_fairseq.checkpoint import load_echostream_model
-from echostream_fairseq.export.onnx_files import PRECISIONS, default_folder, export_encoder, read_metadata
+from echostream_fairseq.export.onnx_files import (
+    PRECISIONS,
+    default_folder,
+    export_encoder,
+    export_mt_decoder,
+    read_metadata,
+)
 from echostream_fairseq.streaming.setup import Dictionaries
 
 
@@ -36,6 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         dictionaries = Dictionaries.of_task(task)
         out = args.out or default_folder(args.model_path)
         paths = export_encoder(model.eval(), dictionaries.source, dictionaries.st, out, args.precision)
+        paths += export_mt_decoder(model, dictionaries.target, out, args.precision)
     except ValueError as err:
         print(f"echostream-export: {err}", file=sys.stderr)
         return 2

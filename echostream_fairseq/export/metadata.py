@@ -13,7 +13,7 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
-__all__ = ["FORMAT_VERSION", "symbols_digest", "weights_digest", "encoder_metadata", "check_metadata"]
+__all__ = ["FORMAT_VERSION", "symbols_digest", "weights_digest", "encoder_metadata", "mt_metadata", "check_metadata"]
 
 FORMAT_VERSION = "1"
 # entries that describe the file rather than the model: not compared with the checkpoint
@@ -57,6 +57,22 @@ def encoder_metadata(graph: nn.Module, source_dictionary, st_dictionary) -> Dict
         "st_dictionary_size": len(st_dictionary),
         "st_dictionary_digest": symbols_digest(st_dictionary),
         "weights_digest": weights_digest(graph),
+    }
+    return {key: str(value) for key, value in entries.items()}
+
+
+def mt_metadata(decoder: nn.Module, target_dictionary) -> Dict[str, str]:
+    """The model entries of an MT decoder step graph (:class:`~.mt_graph.MTDecoderStepGraph`)."""
+    attn = decoder.layers[0].self_attn
+    entries = {
+        "echostream.format": FORMAT_VERSION,
+        "echostream.graph": "mt_decoder_step",
+        "layers": len(decoder.layers),
+        "dim": decoder.embed_dim,
+        "heads": attn.num_heads,
+        "target_dictionary_size": len(target_dictionary),
+        "target_dictionary_digest": symbols_digest(target_dictionary),
+        "weights_digest": weights_digest(decoder),
     }
     return {key: str(value) for key, value in entries.items()}
 

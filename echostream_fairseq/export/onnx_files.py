@@ -15,7 +15,8 @@ import torch
 
 from echostream_fairseq.common.files import atomic_path
 from echostream_fairseq.export.encoder_graph import INPUT_NAMES, OUTPUT_NAMES, EncoderStepGraph
-from echostream_fairseq.export.metadata import check_metadata, encoder_metadata
+from echostream_fairseq.export.metadata import check_metadata, encoder_metadata, mt_metadata
+from echostream_fairseq.export.mt_graph import MTDecoderStepGraph, mt_input_names, mt_output_names
 
 __all__ = [
     "OPSET",
@@ -55,30 +56,21 @@ def _write_metadata(path: Path, entries: Mapping[str, str]) -> None:
         onnx.save(model, tmp)
 
 
-def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=PRECISIONS) -> List[Path]:
-    """The encoder step of ``model`` (see :mod:`.encoder_graph`) as ``encoder_step.<precision>.onnx``
-    files in ``folder``, with their metadata; returns the paths written."""
-    graph = EncoderStepGraph(model).eval()
-    metadata = encoder_metadata(graph, source_dictionary, st_dictionary)
-    emformer = graph.backbone
-    p = next(graph.parameters())
-    frames = torch.randn(2, emformer.chunk_length + emformer.right_context_length, emformer.input_dim, dtype=p.dtype)
-    state = graph.initial_state(2, p.device, p.dtype)
-    dynamic = {name: {0: "streams"} for name in INPUT_NAMES + OUTPUT_NAMES}
-    for name in ("frames", "encoder_out", "asr_logits", "st_logits"):
-        dynamic[name] = {0: "streams", 1: "frames"}
+def _export(module, example, input_names, output_names, dynamic, metadata, stem, folder, precisions) -> List[Path]:
+    """Trace ``module`` on ``example`` into ``folder/STEM.fp32.onnx`` (and its int8 variant),
+    each with ``metadata``; returns the paths of ``precisions`` written."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    fp32 = graph_file(folder, "encoder_step", "fp32")
+    fp32 = graph_file(folder, stem, "fp32")
     written = []
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as constants
         with atomic_path(fp32) as tmp:
             torch.onnx.export(
-                graph,
-                (frames, *state.tensors()),
+                module,
+                example,
                 tmp,
-                input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
+                input_names=list(input_names),
+                output_names=list(output_names),
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
                 dynamo=False,
@@ -89,7 +81,7 @@ def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=P
     if "int8" in precisions:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        int8 = graph_file(folder, "encoder_step", "int8")
+        int8 = graph_file(folder, stem, "int8")
         with atomic_path(int8) as tmp:
             # weights int8 per output channel, activations quantised per call: the matrix products
             quantize_dynamic(
@@ -100,6 +92,55 @@ def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=P
     if "fp32" not in precisions:
         fp32.unlink()
     return written
+
+
+def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=PRECISIONS) -> List[Path]:
+    """The encoder step of ``model`` (see :mod:`.encoder_graph`) as ``encoder_step.<precision>.onnx``
+    files in ``folder``, with their metadata; returns the paths written."""
+    graph = EncoderStepGraph(model).eval()
+    emformer = graph.backbone
+    p = next(graph.parameters())
+    frames = torch.randn(2, emformer.chunk_length + emformer.right_context_length, emformer.input_dim, dtype=p.dtype)
+    state = graph.initial_state(2, p.device, p.dtype)
+    dynamic = {name: {0: "streams"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    for name in ("frames", "encoder_out", "asr_logits", "st_logits"):
+        dynamic[name] = {0: "streams", 1: "frames"}
+    metadata = encoder_metadata(graph, source_dictionary, st_dictionary)
+    return _export(
+        graph,
+        (frames, *state.tensors()),
+        INPUT_NAMES,
+        OUTPUT_NAMES,
+        dynamic,
+        metadata,
+        "encoder_step",
+        folder,
+        precisions,
+    )
+
+
+def export_mt_decoder(model, target_dictionary, folder, precisions=PRECISIONS) -> List[Path]:
+    """The MT decoder's step (see :mod:`.mt_graph`) as ``mt_decoder_step.<precision>.onnx`` files."""
+    decoder = model.decoder.eval()
+    graph = MTDecoderStepGraph(decoder).eval()
+    num_layers = len(decoder.layers)
+    attn = decoder.layers[0].self_attn
+    B, P, S = 2, 3, 5
+    p = next(decoder.parameters())
+    gen = torch.Generator().manual_seed(0)
+    caches = []
+    for _ in range(num_layers):
+        for width in (P, P, S, S):
+            caches.append(torch.randn(B, attn.num_heads, width, attn.head_dim, generator=gen).to(p.dtype))
+    valid = lambda n: torch.arange(n).unsqueeze(0) >= torch.tensor([[1], [0]])  # noqa: E731 (row 0 padded once)
+    example = (torch.tensor([4, 5]), torch.tensor([2, 3]), valid(P), valid(S), *caches)
+    names_in, names_out = mt_input_names(num_layers), mt_output_names(num_layers)
+    dynamic = {name: {0: "streams"} for name in names_in + names_out}
+    dynamic["self_valid"], dynamic["memory_valid"] = {0: "streams", 1: "inputs"}, {0: "streams", 1: "frames"}
+    for name in names_in[4:]:
+        dynamic[name] = {0: "streams", 2: "inputs" if name.startswith("self") else "frames"}
+    metadata = mt_metadata(decoder, target_dictionary)
+    return _export(graph, example, names_in, names_out, dynamic, metadata, "mt_decoder_step", folder, precisions)
 
 
 def read_metadata(path) -> Dict[str, str]:
@@ -132,15 +173,16 @@ def session_options(threads: Optional[int] = None):
     return options
 
 
-def open_graph(path, expected: Mapping[str, str], threads: Optional[int] = None):
+def open_graph(path, expected: Mapping[str, str], input_names=INPUT_NAMES, threads: Optional[int] = None):
     """An onnxruntime session on the graph at ``path`` once its metadata matches ``expected``
-    (:func:`~.metadata.check_metadata`) and its inputs are the ones this package feeds."""
+    (:func:`~.metadata.check_metadata`) and its inputs are ``input_names``, the ones this
+    package feeds."""
     import onnxruntime as ort
 
     found = read_metadata(path)
     check_metadata(found, expected, str(path))
     session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=["CPUExecutionProvider"])
     names = tuple(i.name for i in session.get_inputs())
-    if names != INPUT_NAMES:
-        raise ValueError(f"{path} takes inputs {list(names)}; an encoder-step graph takes {list(INPUT_NAMES)}")
+    if names != tuple(input_names):
+        raise ValueError(f"{path} takes inputs {list(names)}; this package feeds it {list(input_names)}")
     return session

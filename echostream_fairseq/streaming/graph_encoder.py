@@ -16,21 +16,11 @@ import torch
 from torch import Tensor
 
 from echostream_fairseq.export.encoder_graph import STATE_NAMES, EncoderGraphState, EncoderStepGraph
-from echostream_fairseq.export.metadata import encoder_metadata
-from echostream_fairseq.export.onnx_files import graph_file, open_graph
 from echostream_fairseq.modules.subsampler import SubsamplerState
 from echostream_fairseq.streaming.encoding import EncodedChunk
-from echostream_fairseq.streaming.setup import Dictionaries, TranslatorSetup
+from echostream_fairseq.streaming.setup import TranslatorSetup
 
-__all__ = ["GraphEncoder", "GraphEncoderState", "open_encoder_graph"]
-
-
-def open_encoder_graph(model, dictionaries: Dictionaries, folder, precision: str):
-    """An onnxruntime session on ``folder``'s encoder-step graph of ``precision`` (``fp32`` or
-    ``int8``), refused unless it was exported from ``model`` (its fp32 weights: call this before
-    converting the model's precision) with these dictionaries."""
-    expected = encoder_metadata(EncoderStepGraph(model), dictionaries.source, dictionaries.st)
-    return open_graph(graph_file(folder, "encoder_step", precision), expected)
+__all__ = ["GraphEncoder", "GraphEncoderState"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +42,7 @@ class GraphEncoder:
     """Args:
     setup: the translator's :class:`TranslatorSetup` (an fp32 model on the CPU).
     session: an onnxruntime session on the model's encoder-step graph, its metadata checked
-        (:func:`~echostream_fairseq.export.onnx_files.open_graph`).
+        (:func:`~echostream_fairseq.streaming.graphs.open_graphs`).
     """
 
     def __init__(self, setup: TranslatorSetup, session) -> None:

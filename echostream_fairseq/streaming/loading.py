@@ -19,7 +19,7 @@ from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.export.onnx_files import default_folder
 from echostream_fairseq.modules.precision import check_dtype, convert_precision
 from echostream_fairseq.streaming.features import load_global_cmvn
-from echostream_fairseq.streaming.graph_encoder import open_encoder_graph
+from echostream_fairseq.streaming.graphs import Graphs, open_graphs
 from echostream_fairseq.streaming.options import (
     VOCODER_TYPES,
     TranslatorOptions,
@@ -120,20 +120,20 @@ def build_translator(
     vocoder: Optional[IncrementalVocoder] = None,
     asr_decoder=None,
     reencode: bool = False,
-    encoder_graph=None,
+    graphs: Optional[Graphs] = None,
 ) -> Translator:
     """The translator of a model in memory with its task's dictionaries and global CMVN:
     :class:`SimultaneousTranslator`, or with ``reencode`` StreamSpeech's own agent
-    (:class:`ReencodingTranslator`). ``encoder_graph``: an onnxruntime session on the model's
-    encoder step (:func:`~echostream_fairseq.streaming.graph_encoder.open_encoder_graph`)."""
+    (:class:`ReencodingTranslator`). ``graphs``: the model's exported graphs to run on
+    (:func:`~echostream_fairseq.streaming.graphs.open_graphs`; ``None``: torch)."""
     if task.data_cfg.global_cmvn_stats is None:
         raise ValueError("the data config has no global_cmvn stats; the model was trained with them")
-    if reencode and encoder_graph is not None:
+    if reencode and graphs is not None:
         raise ValueError("the re-encoding baseline runs in torch only")
     cmvn = load_global_cmvn(task.data_cfg.global_cmvn_stats)
     if reencode:
         return ReencodingTranslator(model, Dictionaries.of_task(task), cmvn, config, vocoder, asr_decoder)
-    return SimultaneousTranslator(model, Dictionaries.of_task(task), cmvn, config, vocoder, asr_decoder, encoder_graph)
+    return SimultaneousTranslator(model, Dictionaries.of_task(task), cmvn, config, vocoder, asr_decoder, graphs)
 
 
 def check_units(task, vocoder: IncrementalVocoder) -> None:
@@ -166,13 +166,13 @@ def load_translator(
     target = _device(options.device)
     check_dtype(options.model_dtype, target)  # before the checkpoint loads: a dtype this CPU cannot run is said at once
     model, task = load_echostream_model(model_path, data_bin, options.config_yaml, options.multitask_config_yaml)
-    encoder_graph = None
+    graphs = None
     if options.runtime == "onnx":  # checked against the fp32 weights, before any conversion
         if target.type != "cpu":
             raise ValueError("--runtime onnx runs on the CPU; use --device cpu")
         folder = options.graphs or default_folder(model_path)
         precision = "int8" if options.model_dtype == "int8" else "fp32"
-        encoder_graph = open_encoder_graph(model.eval(), Dictionaries.of_task(task), folder, precision)
+        graphs = open_graphs(model.eval(), Dictionaries.of_task(task), folder, precision)
     model = convert_precision(model.eval(), options.model_dtype, target)
     asr_decoder = task.build_asr_decoder(options.asr_beam, options.asr_lm_weight, options.asr_word_bonus)
     if task.data_cfg.global_cmvn_stats is None:
@@ -180,7 +180,7 @@ def load_translator(
     config = translator_config(options, task.asr_sentence_ends, model_path)
     if config.speech_output:
         check_units(task, vocoder)
-    return build_translator(model.to(target), task, config, vocoder, asr_decoder, options.reencode, encoder_graph)
+    return build_translator(model.to(target), task, config, vocoder, asr_decoder, options.reencode, graphs)
 
 
 def translator_from_args(args, speech_output: bool, translate: bool = True) -> Translator:

@@ -66,10 +66,17 @@ class Decoded:
 
 
 class MTWriter:
-    """The MT decoder's steps (see the module docstring)."""
+    """The MT decoder's steps (see the module docstring).
 
-    def __init__(self, setup: TranslatorSetup) -> None:
-        self.decoder = setup.model.decoder
+    Args:
+        setup: the translator's :class:`TranslatorSetup`.
+        decoder: what runs the decoder's ``step``, ``step_rows`` and ``extend_memory`` (``None``:
+            the model's decoder in torch;
+            :class:`~echostream_fairseq.streaming.graph_decoder.GraphMTDecoder` under onnxruntime).
+    """
+
+    def __init__(self, setup: TranslatorSetup, decoder=None) -> None:
+        self.decoder = setup.model.decoder if decoder is None else decoder
         self.config = setup.config
         self.rules = setup.rules
         self.device = setup.device

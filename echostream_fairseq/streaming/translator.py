@@ -44,7 +44,9 @@ import torch
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 from echostream_fairseq.streaming.encoding import EncoderStage, Heard, receive
+from echostream_fairseq.streaming.graph_decoder import GraphMTDecoder
 from echostream_fairseq.streaming.graph_encoder import GraphEncoder
+from echostream_fairseq.streaming.graphs import Graphs
 from echostream_fairseq.streaming.mt_writing import MTWriter, Written
 from echostream_fairseq.streaming.planning import WritePlanner
 from echostream_fairseq.streaming.policy import FINISH
@@ -112,8 +114,9 @@ class SimultaneousTranslator:
     vocoder: an :class:`IncrementalVocoder` (required with ``config.speech_output``).
     asr_decoder: a :class:`CtcLexiconDecoder` for the source transcript (``None``: greedy
         CTC subwords only); the READ/WRITE policy counts greedy subwords either way.
-    encoder_graph: an onnxruntime session on the model's exported encoder step (``--runtime
-        onnx``: :class:`~echostream_fairseq.streaming.graph_encoder.GraphEncoder`); ``None``: torch.
+    graphs: the model's exported graphs under onnxruntime (``--runtime onnx``: the encoder stage
+        on :class:`~echostream_fairseq.streaming.graph_encoder.GraphEncoder`, the MT decoder on
+        :class:`~echostream_fairseq.streaming.graph_decoder.GraphMTDecoder`); ``None``: torch.
     """
 
     def __init__(
@@ -124,7 +127,7 @@ class SimultaneousTranslator:
         config: TranslatorConfig,
         vocoder: Optional[IncrementalVocoder] = None,
         asr_decoder: Optional[CtcLexiconDecoder] = None,
-        encoder_graph=None,
+        graphs: Optional[Graphs] = None,
     ) -> None:
         if model.encoder.encoder_type == "conformer":
             raise ValueError(
@@ -132,11 +135,11 @@ class SimultaneousTranslator:
                 "run it with --reencode (StreamSpeech's behaviour)"
             )
         self.setup = setup = TranslatorSetup.build(model, dictionaries, cmvn, config, vocoder, asr_decoder)
-        self.encoder_graph = encoder_graph
-        self.encoding = EncoderStage(setup, None if encoder_graph is None else GraphEncoder(setup, encoder_graph))
+        self.graphs = graphs
+        self.encoding = EncoderStage(setup, None if graphs is None else GraphEncoder(setup, graphs.encoder))
         self.sentence_ends = SentenceEnds(config, setup.rules)
         self.planner = WritePlanner(config, self.sentence_ends)
-        self.mt = MTWriter(setup)
+        self.mt = MTWriter(setup, None if graphs is None else GraphMTDecoder(model.decoder, graphs.mt_decoder))
         self.units = UnitWriter(setup)
         self.speaker = Speaker(vocoder) if vocoder is not None else None
 
@@ -172,7 +175,7 @@ class SimultaneousTranslator:
             replace(s.config, **changes),
             s.vocoder,
             s.asr_decoder,
-            self.encoder_graph,
+            self.graphs,
         )
 
     def initial_state(self, source_rate: int = SAMPLE_RATE) -> TranslatorState:

@@ -87,6 +87,21 @@ def test_bench_tiny(tmp_path, capsys):
     assert "Machine:" in capsys.readouterr().out
 
 
+def test_bench_onnxruntime_rows_and_floor(tmp_path):
+    out = tmp_path / "bench"
+    bench.main(["--out", str(out), "--onnx", "--right-context-lengths", "2", *TINY])
+    result = json.loads((out / "bench.json").read_text())
+    (s,) = result["streams"]
+    v = s["variants"]
+    assert v["ours fp32, onnxruntime"]["relative_l2_vs_torchaudio"] < 1e-5
+    assert 0 < v["ours int8, onnxruntime"]["relative_l2_vs_torchaudio"] < 0.1
+    assert v["ours int8, onnxruntime"]["floor_dtype"] == "int8"
+    for dtype in ("fp32", "int8"):  # onnxruntime's kernels count in the floor
+        kernels = s["floor_ms"][dtype]
+        assert kernels["onnxruntime"] > 0 and kernels["floor"] == min(k for n, k in kernels.items() if n != "floor")
+    assert "| ours fp32, onnxruntime |" in (out / "bench.md").read_text()
+
+
 def test_a_dtype_the_cpu_cannot_run_is_a_row_that_says_why(no_int8, tmp_path):
     out = tmp_path / "bench"
     bench.main(["--out", str(out), *TINY, "--right-context-lengths", "0"])

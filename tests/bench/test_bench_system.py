@@ -33,7 +33,7 @@ def test_bench_system_times_every_dtype_and_stage(corpus, tmp_path):
     from echostream_fairseq.common.cpu import cpu_capabilities
 
     int8 = ["int8"] if cpu_capabilities().fbgemm else []  # else a row says why (the test below)
-    assert list(rows) == ["fp32", "bf16", *int8]
+    assert list(rows) == ["fp32", "bf16", *int8, "fp32, onnx", *[f"{d}, onnx" for d in int8]]
     for r in rows.values():
         assert set(r["stage_ms"]) == {"encoder", "mt", "units", "vocoder"}
         assert all(v > 0 for v in r["stage_ms"].values())  # random weights are forced to write and speak
@@ -75,7 +75,7 @@ def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, mon
         == 0
     )
     result = json.loads((out / "bench_system.json").read_text())
-    assert list(result["results"]["tiny"]) == ["fp32"] and list(result["unavailable"]) == ["int8"]
+    assert list(result["results"]["tiny"]) == ["fp32", "fp32, onnx"] and list(result["unavailable"]) == ["int8"]
     table = (out / "bench_system.md").read_text()
     assert f"| tiny | int8 | not on this CPU: {lesser.dtype_refusal('int8')} |" in table
     assert main(["--data", str(corpus), "--sizes", "tiny", "--model-dtypes", "int8", "--out", str(out)]) == 2

@@ -1,8 +1,8 @@
-"""``--runtime onnx``: the translator with its encoder stage on the exported graph writes the
-same text and units as with torch, and speech equal within 1e-3, alone and batched; its refusals."""
+"""``--runtime onnx``: the translator with its encoder stage and MT decoder on the exported graphs
+writes the same text and units as with torch, and speech equal within 1e-3, alone and batched;
+its refusals."""
 
 import pytest
-import torch
 
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.streaming.api import EchoStream

@@ -1,0 +1,139 @@
+"""onnxruntime in the benchmarks: the Emformer step as a graph (fp32, int8), the step's matrix
+products as a graph (onnxruntime's kernels for the floor), and a system's graphs.
+
+The graphs are written to a temporary folder and opened with the package's session options
+(:func:`~echostream_fairseq.export.onnx_files.session_options`: torch's thread count, no spinning).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, List
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from echostream_fairseq.export.onnx_files import OPSET, session_options
+from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
+
+__all__ = ["onnx_emformer_step", "onnx_matmul_kernel", "system_graphs"]
+
+_STATE = ("key_value", "num_memory", "num_left", "conv_cache")
+
+
+class _EmformerStep(nn.Module):
+    """The bare Emformer's fixed-shape step: ``input`` ``[B, s + R, D]`` and the state's tensors."""
+
+    def __init__(self, emformer: Emformer) -> None:
+        super().__init__()
+        self.emformer = emformer
+
+    def forward(self, input: Tensor, key_value: Tensor, num_memory: Tensor, num_left: Tensor, conv_cache: Tensor):
+        R = self.emformer.right_context_length
+        s = input.size(1) - R
+        chunk, right_context = (input[:, :s], input[:, s:]) if R > 0 else (input, None)
+        out, state = self.emformer.step_fixed(
+            chunk, right_context, EmformerFixedState(key_value, num_memory, num_left, conv_cache)
+        )
+        return out, state.key_value, state.num_memory, state.num_left, state.conv_cache
+
+
+def _quantize(fp32: Path, int8: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+    )
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+
+
+def onnx_emformer_step(emformer: Emformer, precision: str) -> Callable:
+    """``step(input, lengths, state) -> (output, lengths, state)`` (``infer``'s shape) running
+    ``emformer``'s fixed-shape step as an onnxruntime graph of ``precision`` (fp32 or int8)."""
+    module = _EmformerStep(emformer.eval())
+    S, R = emformer.chunk_length, emformer.right_context_length
+    example = torch.randn(1, S + R, emformer.input_dim)
+    initial = emformer.initial_fixed_state(1)
+    folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
+    fp32 = folder / "emformer_step.onnx"
+    names = ["input", *_STATE]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example, *(getattr(initial, n) for n in _STATE)),
+            str(fp32),
+            input_names=names,
+            output_names=["output", *("next_" + n for n in _STATE)],
+            dynamic_axes={"input": {0: "streams", 1: "frames"}, **{n: {0: "streams"} for n in _STATE}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    path = fp32
+    if precision == "int8":
+        path = folder / "emformer_step.int8.onnx"
+        _quantize(fp32, path)
+    session = _session(path)
+
+    def step(input: Tensor, lengths: Tensor, state):
+        if state is None:
+            state = tuple(getattr(initial, n).numpy() for n in _STATE)
+        result = session.run(None, {"input": input.numpy(), **dict(zip(_STATE, state))})
+        return torch.from_numpy(result[0]), lengths - R, tuple(result[1:])
+
+    step.session = session
+    return step
+
+
+def onnx_matmul_kernel(calls: List, dtype: str) -> Callable[[], object]:
+    """One pass over the step's products (``LinearCall`` list) as one onnxruntime graph of MatMul
+    and Add nodes, the weights fp32 or (``int8``) quantised as the int8 step's are."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inputs, outputs, weights = [], [], [], []
+    for i, c in enumerate(calls):
+        w = c.weight.detach().float().t().contiguous().numpy()
+        weights.append(numpy_helper.from_array(w, f"w{i}"))
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [c.rows, w.shape[0]]))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [c.rows, w.shape[1]]))
+        if c.bias is None:
+            nodes.append(helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"y{i}"]))
+        else:
+            weights.append(numpy_helper.from_array(c.bias.detach().float().numpy(), f"b{i}"))
+            nodes.append(helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"p{i}"]))
+            nodes.append(helper.make_node("Add", [f"p{i}", f"b{i}"], [f"y{i}"]))
+    graph = helper.make_graph(nodes, "products", inputs, outputs, weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
+    path = folder / "products.onnx"
+    onnx.save(model, str(path))
+    if dtype == "int8":
+        _quantize(path, folder / "products.int8.onnx")
+        path = folder / "products.int8.onnx"
+    session = _session(path)
+    gen = np.random.default_rng(0)
+    feeds = {f"x{i}": gen.standard_normal((c.rows, c.weight.size(1)), dtype=np.float32) for i, c in enumerate(calls)}
+    return lambda: session.run(None, feeds)
+
+
+def system_graphs(model, task, precision: str):
+    """The graphs of ``model`` (as ``echostream-export`` writes them) opened for a translator built
+    in memory; ``model`` must still hold its fp32 weights."""
+    from echostream_fairseq.export.onnx_files import export_encoder, export_mt_decoder
+    from echostream_fairseq.streaming.graphs import open_graphs
+    from echostream_fairseq.streaming.setup import Dictionaries
+
+    d = Dictionaries.of_task(task)
+    folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
+    export_encoder(model.eval(), d.source, d.st, folder, (precision,))
+    export_mt_decoder(model, d.target, folder, (precision,))
+    return open_graphs(model, d, folder, precision)
