@@ -50,7 +50,11 @@ class LinearCall:
 
 
 def record_linear_calls(model: nn.Module, step: Callable[[], object]) -> List[LinearCall]:
-    """Run ``step`` once and record every ``nn.Linear`` call of ``model`` in it, in order."""
+    """Run ``step`` once and record every ``nn.Linear`` call of ``model`` in it, in order (on the
+    ``aten`` backend, whose fused product-and-residual goes through the module's call too, so the
+    hooks see every product)."""
+    from echostream_fairseq.modules.packed_linear import linear_backend, set_linear_backend
+
     calls: List[LinearCall] = []
 
     def hook(module, inputs):
@@ -58,10 +62,13 @@ def record_linear_calls(model: nn.Module, step: Callable[[], object]) -> List[Li
         calls.append(LinearCall(module.weight.detach(), module.bias, x.numel() // x.size(-1)))
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    before = linear_backend()
+    set_linear_backend("aten")
     try:
         with torch.inference_mode():
             step()
     finally:
+        set_linear_backend(before)
         for h in handles:
             h.remove()
     if not calls:

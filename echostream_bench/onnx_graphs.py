@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from echostream_fairseq.export.onnx_files import OPSET, session_options
+from echostream_fairseq.export.onnx_files import OPSET, quantize_int8, session_options
 from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
 
 __all__ = ["onnx_emformer_step", "onnx_matmul_kernel", "system_graphs"]
@@ -39,14 +39,6 @@ class _EmformerStep(nn.Module):
             chunk, right_context, EmformerFixedState(key_value, num_memory, num_left, conv_cache)
         )
         return out, state.key_value, state.num_memory, state.num_left, state.conv_cache
-
-
-def _quantize(fp32: Path, int8: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-    )
 
 
 def _session(path: Path):
@@ -80,7 +72,7 @@ def onnx_emformer_step(emformer: Emformer, precision: str) -> Callable:
     path = fp32
     if precision == "int8":
         path = folder / "emformer_step.int8.onnx"
-        _quantize(fp32, path)
+        quantize_int8(fp32, path)
     session = _session(path)
 
     def step(input: Tensor, lengths: Tensor, state):
@@ -117,7 +109,7 @@ def onnx_matmul_kernel(calls: List, dtype: str) -> Callable[[], object]:
     path = folder / "products.onnx"
     onnx.save(model, str(path))
     if dtype == "int8":
-        _quantize(path, folder / "products.int8.onnx")
+        quantize_int8(path, folder / "products.int8.onnx")
         path = folder / "products.int8.onnx"
     session = _session(path)
     gen = np.random.default_rng(0)
