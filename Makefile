@@ -40,7 +40,7 @@ test: $(STAMP)
 # the whole-system benchmark needs dictionaries and audio: a small synthetic corpus (seconds)
 BENCH_CORPUS := results/bench_corpus
 bench: $(STAMP)
-	$(VENV)/bin/echostream-bench --compile --out results/bench
+	$(VENV)/bin/echostream-bench --compile --onnx --out results/bench
 	$(VENV)/bin/echostream-bench-encoders --compile-sizes full --out results/bench_encoders
 	$(VENV)/bin/echostream-prep synthetic --out $(BENCH_CORPUS) --num-train 24 --num-dev 4 --num-test 16 --num-units 200 --seed 3
 	$(VENV)/bin/echostream-bench-system --data $(BENCH_CORPUS) --out results/bench_system

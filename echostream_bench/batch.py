@@ -110,9 +110,10 @@ def _translator(model, task, vocoder, chunk_ms: int, trained: bool, graphs=None)
 
 
 def tiny_system(args, vocoder_batch: Optional[int] = 1):
-    """``(model, task, vocoder)`` of ``--model`` (default: random ``echostream_emformer_tiny``) and
-    ``--vocoder`` (default: the corpus's Griffin-Lim fallback), synthesising up to ``vocoder_batch``
-    streams per call."""
+    """``(model, task, vocoder, graphs)`` of ``--model`` (default: random
+    ``echostream_emformer_tiny``) and ``--vocoder`` (default: the corpus's Griffin-Lim fallback),
+    synthesising up to ``vocoder_batch`` streams per call; with ``--runtime onnx``, the model's
+    exported graphs (else ``None``)."""
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
     from echostream_fairseq.modules.precision import convert_precision
     from echostream_fairseq.streaming.loading import load_vocoder
@@ -124,6 +125,7 @@ def tiny_system(args, vocoder_batch: Optional[int] = 1):
         model, task = load_echostream_model(args.model, args.data)
     else:
         model, task = build_random_echostream_model("echostream_emformer_tiny", args.data)
+    graphs = _graphs(args, model, task)
     model = convert_precision(model.eval(), dtype, torch.device("cpu"))
     if args.vocoder:
         vocoder = load_vocoder(
@@ -145,7 +147,17 @@ def tiny_system(args, vocoder_batch: Optional[int] = 1):
             max_batch=vocoder_batch,
             left_context=left_context,
         )
-    return model, task, vocoder
+    return model, task, vocoder, graphs
+
+
+def _graphs(args, model, task):
+    """With ``--runtime onnx``, ``model``'s graphs (exported from its fp32 weights) of the
+    precision ``--model-dtype`` takes; else ``None``."""
+    if getattr(args, "runtime", "torch") != "onnx":
+        return None
+    from echostream_bench.onnx_graphs import system_graphs
+
+    return system_graphs(model.eval(), task, "int8" if getattr(args, "model_dtype", "fp32") == "int8" else "fp32")
 
 
 def _systems(args) -> Dict[str, object]:
@@ -153,13 +165,14 @@ def _systems(args) -> Dict[str, object]:
 
     kmeans = Path(args.data) / "units" / "kmeans.pt"
     systems = {}
-    model, task, vocoder = tiny_system(args, args.vocoder_batch)
-    systems["tiny"] = _translator(model, task, vocoder, args.chunk_ms, trained=bool(args.model))
-    systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, trained=bool(args.model))
+    model, task, vocoder, graphs = tiny_system(args, args.vocoder_batch)
+    systems["tiny"] = _translator(model, task, vocoder, args.chunk_ms, bool(args.model), graphs)
+    systems["tiny_text"] = _translator(model, task, None, args.chunk_ms, bool(args.model), graphs)
     if args.full_size_streams:
         from echostream_fairseq.modules.precision import convert_precision
 
         model, task = build_random_echostream_model("echostream_emformer", args.data)
+        graphs = _graphs(args, model, task)
         model = convert_precision(model.eval(), args.model_dtype, torch.device("cpu"))
         vocoder = random_full_size_vocoder(
             kmeans,
@@ -169,7 +182,7 @@ def _systems(args) -> Dict[str, object]:
             args.vocoder_max_padding,
             args.full_size_vocoder,
         )
-        systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False)
+        systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False, graphs)
     return systems
 
 
@@ -355,6 +368,13 @@ def main(argv=None) -> int:
         choices=("fp32", "bf16", "int8"),
         help="inference precision of the models and the CodeHiFiGANs (as the agents' flag)",
     )
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        choices=("torch", "onnx"),
+        help="what runs the encoder stage and the MT decoder (as the agents' flag; onnx: the models' "
+        "graphs, exported in the run)",
+    )
     p.add_argument("--out", default="results/bench_batch")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -389,6 +409,7 @@ def main(argv=None) -> int:
         "warmup": args.warmup,
         "ticks": args.ticks,
         "model_dtype": args.model_dtype,
+        "runtime": args.runtime,
         "vocoder_max_batch": sub_batches,
         "vocoders": kinds,
         "systems": {},
@@ -404,7 +425,8 @@ def main(argv=None) -> int:
         f"Machine: {results['machine']}",
         f"Chunk {args.chunk_ms} ms, speech output; "
         f"tiny: {'trained, agent settings' if args.model else 'random, forced writing'}, full: random, forced writing; "
-        f"{args.model_dtype}; {args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
+        f"{args.model_dtype}, runtime {args.runtime}; "
+        f"{args.warmup} warm-up chunks, {args.ticks} timed ticks per count.",
         "Vocoder sub-batches (the most streams per synthesis call, as the warm-up chose them): "
         + ", ".join(f"{name} {n}" for name, n in sub_batches.items())
         + ".",

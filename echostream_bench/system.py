@@ -53,7 +53,7 @@ def _systems(args) -> Dict[str, Dict[str, object]]:
     systems: Dict[str, Dict[str, object]] = {}
     for size in args.sizes:
         if size == "tiny":
-            model, task, vocoder = tiny_system(args)
+            model, task, vocoder, _ = tiny_system(args)
             trained = bool(args.model)
         else:
             model, task = build_random_echostream_model("echostream_emformer", args.data)

@@ -7,7 +7,7 @@ import torch
 from echostream_bench.batch import main
 
 
-def test_bench_batch_writes_the_table_with_both_modes(corpus, trained, tmp_path, capsys):
+def test_bench_batch_writes_the_table_with_both_modes_on_the_graph_runtime(corpus, trained, tmp_path, capsys):
     save, _ = trained
     out = tmp_path / "bench"
     assert (
@@ -27,6 +27,8 @@ def test_bench_batch_writes_the_table_with_both_modes(corpus, trained, tmp_path,
                 "2",
                 "--utterances",
                 "4",
+                "--runtime",
+                "onnx",
                 "--out",
                 str(out),
             ]
@@ -34,7 +36,7 @@ def test_bench_batch_writes_the_table_with_both_modes(corpus, trained, tmp_path,
         == 0
     )
     results = json.loads((out / "bench_batch.json").read_text())
-    assert set(results["systems"]) == {"tiny", "tiny_text"}
+    assert set(results["systems"]) == {"tiny", "tiny_text"} and results["runtime"] == "onnx"
     rows = results["systems"]["tiny"]
     assert [r["streams"] for r in rows] == [1, 3]
     for r in rows:
