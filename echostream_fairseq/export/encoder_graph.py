@@ -74,6 +74,7 @@ class EncoderStepGraph(nn.Module):
                 f"{model.encoder.encoder_type!r}"
             )
         self.backbone = backbone
+        self.trained_chunk_length = model.encoder.trained_chunk_length
         self.asr_ctc = model.asr_ctc
         self.st_ctc = model.st_ctc
         model.st_ctc.initial_fixed_state(1)  # refuses an unbounded ST window before any tracing

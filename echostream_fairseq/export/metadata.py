@@ -36,7 +36,9 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def encoder_metadata(graph: nn.Module, source_dictionary, st_dictionary) -> Dict[str, str]:
-    """The model entries of an encoder-step graph (:class:`~.encoder_graph.EncoderStepGraph`)."""
+    """The model entries of an encoder-step graph (:class:`~.encoder_graph.EncoderStepGraph`).
+    ``chunk_length`` is the encoder chunk the model was trained with; the graph itself takes a
+    chunk of any length, and the runtime steps at the translator's."""
     emformer = graph.backbone
     st = graph.st_ctc
     entries = {
@@ -46,6 +48,7 @@ def encoder_metadata(graph: nn.Module, source_dictionary, st_dictionary) -> Dict
         "layers": len(emformer.layers),
         "dim": emformer.input_dim,
         "heads": emformer.num_heads,
+        "chunk_length": graph.trained_chunk_length,
         "left_context_length": emformer.left_context_length,
         "right_context_length": emformer.right_context_length,
         "max_memory_size": emformer.max_memory_size,
