@@ -29,6 +29,10 @@ setup(
         "pocketsphinx==5.1.1",
         "mweralign==1.4.1",
         "aiohttp==3.14.5",
+        # echostream-export and --runtime onnx (docs/export.md); onnx >= 1.18 needs numpy 2
+        "onnx==1.17.0",
+        "ml_dtypes==0.4.1",
+        "onnxruntime==1.32.0",
     ],
     # FBK's simulstream serving and long-form evaluation toolkit, for its EchoStream speech processor
     # plots: the benchmarks' and learning curves' figures (make install installs matplotlib)

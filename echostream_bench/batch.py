@@ -53,6 +53,7 @@ from typing import Dict, List, Optional
 import torch
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
+from echostream_fairseq.streaming.options import RUNTIMES
 from echostream_fairseq.streaming.translator import STAGES
 from echostream_fairseq.vocoder.incremental import (
     LEFT_CONTEXT as VOCODER_LEFT_CONTEXT,
@@ -371,7 +372,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--runtime",
         default="torch",
-        choices=("torch", "onnx"),
+        choices=RUNTIMES,
         help="what runs the encoder stage and the MT decoder (as the agents' flag; onnx: the models' "
         "graphs, exported in the run)",
     )

@@ -39,6 +39,7 @@ from echostream_bench.common import write_report
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
 from echostream_fairseq.modules.precision import DTYPES, convert_precision
+from echostream_fairseq.streaming.options import RUNTIMES
 from echostream_fairseq.streaming.translator import STAGES
 
 logger = logging.getLogger(__name__)
@@ -195,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runtimes",
         nargs="+",
-        choices=("torch", "onnx"),
-        default=["torch", "onnx"],
+        choices=RUNTIMES,
+        default=list(RUNTIMES),
         help="what runs the encoder stage and the MT decoder (onnx: their exported graphs under "
         "onnxruntime, fp32 and int8)",
     )

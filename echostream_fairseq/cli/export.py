@@ -16,18 +16,18 @@ from echostream_fairseq.export.onnx_files import (
     export_mt_decoder,
     read_metadata,
 )
+from echostream_fairseq.streaming.options import add_checkpoint_args
 from echostream_fairseq.streaming.setup import Dictionaries
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echostream-export", description=__doc__)
-    parser.add_argument("--model-path", required=True, help="echostream checkpoint (fairseq-train output)")
-    parser.add_argument("--data-bin", required=True, help="corpus folder: config YAMLs and dictionaries")
-    parser.add_argument("--config-yaml", default="config.yaml", help="data config, relative to --data-bin")
+    add_checkpoint_args(parser)
     parser.add_argument(
-        "--multitask-config-yaml", default="config_multitask.yaml", help="multitask config, relative to --data-bin"
+        "--graphs",
+        help="folder for the graphs, as --runtime onnx reads it "
+        "(default: graphs/CHECKPOINT_NAME/ beside the checkpoint)",
     )
-    parser.add_argument("--out", help="folder for the graphs (default: graphs/ beside the checkpoint)")
     parser.add_argument(
         "--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS), help="graphs to write (default: both)"
     )
@@ -41,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.model_path, args.data_bin, args.config_yaml, args.multitask_config_yaml
         )
         dictionaries = Dictionaries.of_task(task)
-        out = args.out or default_folder(args.model_path)
+        out = args.graphs or default_folder(args.model_path)
         paths = export_encoder(model.eval(), dictionaries.source, dictionaries.st, out, args.precision)
         paths += export_mt_decoder(model, dictionaries.target, out, args.precision)
     except ValueError as err:

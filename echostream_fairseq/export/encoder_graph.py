@@ -1,7 +1,7 @@
 """The encoder's streaming step after the subsampler, with both CTC heads, as one traceable module.
 
 Its state is explicit and of fixed shape (:class:`~echostream_fairseq.modules.emformer.EmformerFixedState`,
-:class:`~echostream_fairseq.models.ctc_heads.CtcHeadFixedState`), so a graph made from it has the
+:class:`~echostream_fairseq.models.ctc_heads.CTCHeadFixedState`), so a graph made from it has the
 same inputs on the first chunk of a stream as on the thousandth, and streams at any point stack
 along its batch axis.
 
@@ -31,7 +31,7 @@ from typing import Tuple
 
 from torch import Tensor, nn
 
-from echostream_fairseq.models.ctc_heads import CtcHeadFixedState
+from echostream_fairseq.models.ctc_heads import CTCHeadFixedState
 from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
 
 __all__ = ["EncoderGraphState", "EncoderStepGraph", "STATE_NAMES", "INPUT_NAMES", "OUTPUT_NAMES"]
@@ -103,7 +103,7 @@ class EncoderStepGraph(nn.Module):
         out, emformer = self.backbone.step_fixed(
             chunk, right_context, EmformerFixedState(key_value, num_memory, num_left, conv_cache)
         )
-        st_logits, st = self.st_ctc.step_fixed(out, CtcHeadFixedState(st_key, st_value, st_count))
+        st_logits, st = self.st_ctc.step_fixed(out, CTCHeadFixedState(st_key, st_value, st_count))
         asr_logits = self.asr_ctc(out)
         return (
             out,
@@ -117,8 +117,3 @@ class EncoderStepGraph(nn.Module):
             st.value,
             st.count,
         )
-
-    def step(self, frames: Tensor, state: EncoderGraphState) -> Tuple[Tensor, Tensor, Tensor, EncoderGraphState]:
-        """The eager form of the graph: ``encoder_out``, ``asr_logits``, ``st_logits`` and the next state."""
-        outputs = self(frames, *state.tensors())
-        return outputs[0], outputs[1], outputs[2], EncoderGraphState(*outputs[3:])

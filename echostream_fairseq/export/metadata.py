@@ -17,7 +17,7 @@ __all__ = ["FORMAT_VERSION", "symbols_digest", "weights_digest", "encoder_metada
 
 FORMAT_VERSION = "1"
 # entries that describe the file rather than the model: not compared with the checkpoint
-_FILE_ENTRIES = ("precision", "opset", "producer")
+_FILE_ENTRIES = ("opset",)
 
 
 def symbols_digest(dictionary) -> str:
@@ -84,6 +84,11 @@ def check_metadata(found: Mapping[str, str], expected: Mapping[str, str], what: 
     """A ``ValueError`` naming every entry of ``expected`` that ``found`` lacks or gives otherwise."""
     if found.get("echostream.graph") is None:
         raise ValueError(f"{what} carries no EchoStream metadata: export it with echostream-export")
+    if found.get("echostream.format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{what} was written in export format {found.get('echostream.format')}; this version reads "
+            f"format {FORMAT_VERSION}: export it again with echostream-export"
+        )
     differences = [
         f"{key}: {found.get(key, '(missing)')} in the graph, {value} for this checkpoint"
         for key, value in expected.items()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
@@ -25,6 +26,8 @@ __all__ = [
     "default_folder",
     "graph_file",
     "export_encoder",
+    "export_mt_decoder",
+    "quantize_int8",
     "read_metadata",
     "open_graph",
     "session_options",
@@ -35,8 +38,10 @@ PRECISIONS = ("fp32", "int8")
 
 
 def default_folder(model_path) -> Path:
-    """Where a checkpoint's graphs go unless told otherwise: ``graphs/`` beside it."""
-    return Path(model_path).parent / "graphs"
+    """Where a checkpoint's graphs go unless told otherwise: ``graphs/<checkpoint name>/`` beside
+    it (each checkpoint of a training run its own)."""
+    path = Path(model_path)
+    return path.parent / "graphs" / path.stem
 
 
 def quantize_int8(fp32, int8) -> None:
@@ -50,13 +55,14 @@ def quantize_int8(fp32, int8) -> None:
 
     # the quantiser logs a line per tensor at INFO on the root logger, and advises pre-processing
     # (shape inference) at WARNING, which these graphs' products do not need
-    logging.disable(logging.WARNING)
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))
     try:
         quantize_dynamic(
             str(fp32), str(int8), weight_type=QuantType.QUInt8, per_channel=True, op_types_to_quantize=["MatMul"]
         )
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(previous)
 
 
 def graph_file(folder, graph: str, precision: str) -> Path:
@@ -78,35 +84,35 @@ def _write_metadata(path: Path, entries: Mapping[str, str]) -> None:
 
 
 def _export(module, example, input_names, output_names, dynamic, metadata, stem, folder, precisions) -> List[Path]:
-    """Trace ``module`` on ``example`` into ``folder/STEM.fp32.onnx`` (and its int8 variant),
-    each with ``metadata``; returns the paths of ``precisions`` written."""
+    """Trace ``module`` on ``example`` into ``folder/STEM.fp32.onnx`` and its int8 variant (the
+    ``precisions`` asked for; an fp32 graph not asked for is traced in a temporary folder, so an
+    existing one is left alone), each with ``metadata``; returns the paths written."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    fp32 = graph_file(folder, stem, "fp32")
-    written = []
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as constants
-        with atomic_path(fp32) as tmp:
-            torch.onnx.export(
-                module,
-                example,
-                tmp,
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes=dynamic,
-                opset_version=OPSET,
-                dynamo=False,
-            )
-    _write_metadata(fp32, {**metadata, "precision": "fp32", "opset": str(OPSET)})
-    if "fp32" in precisions:
-        written.append(fp32)
-    if "int8" in precisions:
-        int8 = graph_file(folder, stem, "int8")
-        with atomic_path(int8) as tmp:
-            quantize_int8(fp32, tmp)
-        _write_metadata(int8, {**metadata, "precision": "int8", "opset": str(OPSET)})
-        written.append(int8)
-    if "fp32" not in precisions:
-        fp32.unlink()
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = graph_file(folder if "fp32" in precisions else scratch, stem, "fp32")
+        with torch.no_grad(), warnings.catch_warnings():
+            # the tracer notes every Python int it records; the sizes that must stay free are the
+            # dynamic axes, and the tests run the graphs at other sizes than the traced ones
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            with atomic_path(fp32) as tmp:
+                torch.onnx.export(
+                    module,
+                    example,
+                    tmp,
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    dynamic_axes=dynamic,
+                    opset_version=OPSET,
+                    dynamo=False,
+                )
+        _write_metadata(fp32, {**metadata, "precision": "fp32", "opset": str(OPSET)})
+        written = [fp32] if "fp32" in precisions else []
+        if "int8" in precisions:
+            int8 = graph_file(folder, stem, "int8")
+            with atomic_path(int8) as tmp:
+                quantize_int8(fp32, tmp)
+            _write_metadata(int8, {**metadata, "precision": "int8", "opset": str(OPSET)})
+            written.append(int8)
     return written
 
 
@@ -119,8 +125,9 @@ def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=P
     frames = torch.randn(2, emformer.chunk_length + emformer.right_context_length, emformer.input_dim, dtype=p.dtype)
     state = graph.initial_state(2, p.device, p.dtype)
     dynamic = {name: {0: "streams"} for name in INPUT_NAMES + OUTPUT_NAMES}
-    for name in ("frames", "encoder_out", "asr_logits", "st_logits"):
-        dynamic[name] = {0: "streams", 1: "frames"}
+    dynamic["frames"] = {0: "streams", 1: "chunk_and_lookahead"}
+    for name in ("encoder_out", "asr_logits", "st_logits"):
+        dynamic[name] = {0: "streams", 1: "chunk"}
     metadata = encoder_metadata(graph, source_dictionary, st_dictionary)
     return _export(
         graph,
@@ -191,8 +198,8 @@ def session_options(threads: Optional[int] = None):
 
 def open_graph(path, expected: Mapping[str, str], input_names=INPUT_NAMES, threads: Optional[int] = None):
     """An onnxruntime session on the graph at ``path`` once its metadata matches ``expected``
-    (:func:`~.metadata.check_metadata`) and its inputs are ``input_names``, the ones this
-    package feeds."""
+    (:func:`~.metadata.check_metadata`; with a ``precision`` entry, that too) and its inputs are
+    ``input_names``, the ones this package feeds."""
     import onnxruntime as ort
 
     found = read_metadata(path)

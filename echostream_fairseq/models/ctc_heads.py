@@ -19,11 +19,11 @@ from torch import Tensor, nn
 from echostream_fairseq.modules.masks import causal_mask
 from echostream_fairseq.modules.transformer_layer import LayerCache, TransformerLayer, stack_step
 
-__all__ = ["CTCHead", "CtcHeadFixedState", "TransformerCTCHead"]
+__all__ = ["CTCHead", "CTCHeadFixedState", "TransformerCTCHead"]
 
 
 @dataclass(frozen=True)
-class CtcHeadFixedState:
+class CTCHeadFixedState:
     """:class:`TransformerCTCHead`'s caches in fixed shapes, for graphs (ONNX): ``key`` and
     ``value`` ``[B, layers, H, W, d]`` hold the last ``W = left_context`` frames, right-aligned;
     ``count`` ``[B]`` int64 says how many of them are filled (the rest are hidden)."""
@@ -90,7 +90,7 @@ class TransformerCTCHead(nn.Module):
 
     # -- streaming in fixed shapes (graph export) ------------------------------------------------
 
-    def initial_fixed_state(self, batch_size: int, device=None, dtype=None) -> CtcHeadFixedState:
+    def initial_fixed_state(self, batch_size: int, device=None, dtype=None) -> CTCHeadFixedState:
         """Empty caches of ``left_context`` frames (a ``ValueError`` when the window is unbounded:
         a fixed shape needs a bound)."""
         if self.left_context < 1 and len(self.layers):
@@ -108,10 +108,10 @@ class TransformerCTCHead(nn.Module):
         else:
             shape = (batch_size, 0, 0, 0, 0)
         zeros = torch.zeros(shape, device=device, dtype=dtype)
-        return CtcHeadFixedState(zeros, zeros.clone(), torch.zeros(batch_size, dtype=torch.long, device=device))
+        return CTCHeadFixedState(zeros, zeros.clone(), torch.zeros(batch_size, dtype=torch.long, device=device))
 
-    def step_fixed(self, x: Tensor, state: CtcHeadFixedState) -> Tuple[Tensor, CtcHeadFixedState]:
-        """:meth:`step` over :class:`CtcHeadFixedState`: new frames ``[B, t, D]`` -> logits
+    def step_fixed(self, x: Tensor, state: CTCHeadFixedState) -> Tuple[Tensor, CTCHeadFixedState]:
+        """:meth:`step` over :class:`CTCHeadFixedState`: new frames ``[B, t, D]`` -> logits
         ``[B, t, V]`` (equal to :meth:`step`'s within rounding) and the next state."""
         if not self.layers:
             return self.head(self.final_norm(x)), state
@@ -129,6 +129,6 @@ class TransformerCTCHead(nn.Module):
             keys_out.append(cache.self_key[:, :, cache.self_key.size(2) - W :])
             values_out.append(cache.self_value[:, :, cache.self_value.size(2) - W :])
         count = (state.count + new.sum(dim=1)).clamp(max=W)
-        return self.head(self.final_norm(x)), CtcHeadFixedState(
+        return self.head(self.final_norm(x)), CTCHeadFixedState(
             torch.stack(keys_out, dim=1), torch.stack(values_out, dim=1), count
         )

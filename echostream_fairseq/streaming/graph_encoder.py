@@ -83,6 +83,7 @@ class GraphEncoder:
         else:
             B = features.size(0)
             out = pending.new_zeros(B, 0, encoder.output_dim)
-            asr_logits = pending.new_zeros(B, 0, self.setup.model.asr_ctc.proj.out_features)
-            st_logits = pending.new_zeros(B, 0, self.setup.model.st_ctc.head.proj.out_features)
+            d = self.setup.dictionaries
+            asr_logits = pending.new_zeros(B, 0, len(d.source))
+            st_logits = pending.new_zeros(B, 0, len(d.st))
         return EncodedChunk(out, asr_logits, st_logits, GraphEncoderState(subsampler, pending, graph, finish))

@@ -17,11 +17,10 @@ __all__ = ["Graphs", "open_graphs"]
 @dataclass(frozen=True, eq=False)
 class Graphs:
     """onnxruntime sessions: ``encoder`` on the encoder step with both CTC heads, ``mt_decoder``
-    on the MT decoder's step; ``precision``: ``fp32`` or ``int8``."""
+    on the MT decoder's step."""
 
     encoder: object
     mt_decoder: object
-    precision: str
 
 
 def open_graphs(model, dictionaries: Dictionaries, folder, precision: str) -> Graphs:
@@ -30,12 +29,12 @@ def open_graphs(model, dictionaries: Dictionaries, folder, precision: str) -> Gr
     dictionaries."""
     encoder = open_graph(
         graph_file(folder, "encoder_step", precision),
-        encoder_metadata(EncoderStepGraph(model), dictionaries.source, dictionaries.st),
+        {**encoder_metadata(EncoderStepGraph(model), dictionaries.source, dictionaries.st), "precision": precision},
     )
     decoder = model.decoder
     mt_decoder = open_graph(
         graph_file(folder, "mt_decoder_step", precision),
-        mt_metadata(decoder, dictionaries.target),
+        {**mt_metadata(decoder, dictionaries.target), "precision": precision},
         mt_input_names(len(decoder.layers)),
     )
-    return Graphs(encoder, mt_decoder, precision)
+    return Graphs(encoder, mt_decoder)

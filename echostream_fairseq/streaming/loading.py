@@ -168,8 +168,6 @@ def load_translator(
     model, task = load_echostream_model(model_path, data_bin, options.config_yaml, options.multitask_config_yaml)
     graphs = None
     if options.runtime == "onnx":  # checked against the fp32 weights, before any conversion
-        if target.type != "cpu":
-            raise ValueError("--runtime onnx runs on the CPU; use --device cpu")
         folder = options.graphs or default_folder(model_path)
         precision = "int8" if options.model_dtype == "int8" else "fp32"
         graphs = open_graphs(model.eval(), Dictionaries.of_task(task), folder, precision)

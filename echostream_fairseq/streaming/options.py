@@ -27,6 +27,7 @@ __all__ = [
     "VOCODER_LEFT_CONTEXT",
     "TranslatorOptions",
     "VocoderOptions",
+    "add_checkpoint_args",
     "add_translator_args",
     "options_from_args",
     "vocoder_options_from_args",
@@ -100,6 +101,10 @@ class TranslatorOptions:
             raise ValueError("--runtime onnx runs the incremental translator; --reencode runs in torch only")
         if self.runtime == "onnx" and self.model_dtype == "bf16":
             raise ValueError("--runtime onnx has fp32 and int8 graphs; use --model-dtype fp32 or int8, not bf16")
+        if self.runtime == "onnx" and self.device != "cpu":
+            raise ValueError(f"--runtime onnx runs on the CPU; use --device cpu, not {self.device}")
+        if self.graphs is not None and self.runtime != "onnx":
+            raise ValueError(f"--graphs {self.graphs} is read with --runtime onnx only")
         if self.unit_lookahead < 0:
             raise ValueError(f"--unit-lookahead must be >= 0 text states, got {self.unit_lookahead}")
 
@@ -169,6 +174,17 @@ def translator_config(options: TranslatorOptions, trained_sentence_ends: bool, m
     )
 
 
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that name a checkpoint and its data folder (the translator's, ``echostream-export``'s)."""
+    d = TranslatorOptions()
+    parser.add_argument("--model-path", required=True, help="echostream checkpoint (fairseq-train output)")
+    parser.add_argument("--data-bin", required=True, help="corpus folder: config YAMLs, dictionaries, gcmvn")
+    parser.add_argument("--config-yaml", default=d.config_yaml, help="data config, relative to --data-bin")
+    parser.add_argument(
+        "--multitask-config-yaml", default=d.multitask_config_yaml, help="multitask config, relative to --data-bin"
+    )
+
+
 def add_translator_args(
     parser: argparse.ArgumentParser, speech_output: bool, source_segment_size: bool = False
 ) -> None:
@@ -177,12 +193,7 @@ def add_translator_args(
     d, v = TranslatorOptions(), VocoderOptions()
     if source_segment_size:
         parser.add_argument("--source-segment-size", type=int, default=d.source_segment_size, help="the chunk, in ms")
-    parser.add_argument("--model-path", required=True, help="echostream checkpoint (fairseq-train output)")
-    parser.add_argument("--data-bin", required=True, help="corpus folder: config YAMLs, dictionaries, gcmvn")
-    parser.add_argument("--config-yaml", default=d.config_yaml, help="data config, relative to --data-bin")
-    parser.add_argument(
-        "--multitask-config-yaml", default=d.multitask_config_yaml, help="multitask config, relative to --data-bin"
-    )
+    add_checkpoint_args(parser)
     parser.add_argument("--device", default=d.device, choices=("cpu", "gpu", "cuda"), help="where the model runs")
     # not --dtype: SimulEval owns that flag (fp16/fp32) and rejects other values before an agent loads
     parser.add_argument(
@@ -193,7 +204,12 @@ def add_translator_args(
         "where oneDNN runs bf16) or int8 (int8 linear layers, needs AVX2; the vocoder stays "
         "fp32); what each needs from the CPU: docs/speed.md",
     )
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="CPU threads of torch and, under --runtime onnx, of onnxruntime (default: torch's choice)",
+    )
     parser.add_argument(
         "--lagging-k1", type=int, default=d.lagging_k1, help="target subwords kept behind the ST CTC prefix"
     )

@@ -122,6 +122,21 @@ def test_text_agents_write_words_and_latency(corpus, speaking, tmp_path, agent, 
         assert len(info["delays"]) == len(info["prediction"].split())
 
 
+def test_text_agent_on_the_graph_runtime_writes_what_torch_writes(corpus, writing, tmp_path):
+    save, _ = writing
+    r = run_cli([BIN / "echostream-export", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (save / "graphs" / "checkpoint_last" / "encoder_step.fp32.onnx").is_file()  # the default folder
+    predictions = {}
+    for runtime in ("torch", "onnx"):
+        (tmp_path / runtime).mkdir()
+        r, out = _simuleval("echostream_s2tt_agent.py", corpus, writing, tmp_path / runtime, "--runtime", runtime)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lines = (out / "instances.log").read_text().splitlines()
+        predictions[runtime] = [json.loads(line)["prediction"] for line in lines]
+    assert predictions["onnx"] == predictions["torch"] and any(predictions["torch"])
+
+
 def _write(path, data, rate, subtype):
     sf.write(str(path), data, rate, subtype=subtype)
     return path

@@ -91,6 +91,62 @@ def test_metadata_names_what_differs(loaded, exported):
         open_graph(graph_file(exported, "encoder_step", "fp32"), expected)
 
 
+def test_format_precision_and_inputs_are_checked(loaded, exported, tmp_path):
+    import onnx
+
+    path = graph_file(exported, "encoder_step", "fp32")
+    with pytest.raises(ValueError, match="precision: fp32 in the graph, int8 for this checkpoint"):
+        open_graph(path, {**_expected(loaded), "precision": "int8"})
+    with pytest.raises(ValueError, match=r"takes inputs \['frames'.*this package feeds it \['x'\]"):
+        open_graph(path, _expected(loaded), ("x",))
+    old = onnx.load(str(path))
+    for p in old.metadata_props:
+        if p.key == "echostream.format":
+            p.value = "0"
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    with pytest.raises(ValueError, match="export format 0; this version reads format 1: export it again"):
+        open_graph(tmp_path / "old.onnx", _expected(loaded))
+
+
+def test_a_zipformer_is_refused(trained_zipformer, corpus):
+    from echostream_fairseq.checkpoint import load_echostream_model
+
+    save, _ = trained_zipformer
+    model, _ = load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
+    with pytest.raises(ValueError, match="only Emformer encoders export to a graph so far; .* 'zipformer'"):
+        EncoderStepGraph(model)
+
+
+def test_a_graph_with_look_ahead_streams_as_the_torch_step(corpus, tmp_path):
+    from echostream_fairseq.checkpoint import build_random_echostream_model
+    from echostream_fairseq.export.onnx_files import export_encoder
+
+    model, task = build_random_echostream_model(
+        "echostream_emformer_tiny", str(corpus), ["--right-context-length", "2"]
+    )
+    model.eval()
+    d = Dictionaries.of_task(task)
+    export_encoder(model, d.source, d.st, tmp_path, ("fp32",))
+    graph = EncoderStepGraph(model)
+    session = open_graph(graph_file(tmp_path, "encoder_step", "fp32"), encoder_metadata(graph, d.source, d.st))
+    encoder = model.encoder
+    S, R = encoder.backbone.chunk_length, encoder.right_context_length
+    assert R == 2
+    torch.manual_seed(3)
+    frames = torch.randn(2, 3 * S + 5, encoder.backbone.input_dim)
+    # the chunking the runtime does, the end of the stream included: R zero frames, a short last chunk
+    chunks, _ = encoder.backbone_chunks(frames, finish=True)
+    assert [c.size(1) for c, _ in chunks] == [S, S, S, 5]
+    backbone_state, st_caches, state = None, None, graph.initial_state(2)
+    with torch.no_grad():
+        for chunk, right_context in chunks:
+            out, backbone_state = encoder.backbone.step(chunk, right_context, backbone_state)
+            st_logits, st_caches = model.st_ctc.step(out, st_caches)
+            g_out, _, g_st, state = _run(session, torch.cat([chunk, right_context], dim=1), state)
+            assert (g_out - out).abs().max().item() <= 1e-4
+            assert (g_st - st_logits).abs().max().item() <= 1e-4
+
+
 def test_bad_graph_files_are_refused(loaded, exported, tmp_path):
     import onnx
 
@@ -116,6 +172,6 @@ def test_inputs_and_dynamic_axes(exported):
     )
     inputs = {i.name: i.shape for i in session.get_inputs()}
     assert tuple(inputs) == INPUT_NAMES
-    assert inputs["frames"][:2] == ["streams", "frames"]
+    assert inputs["frames"][:2] == ["streams", "chunk_and_lookahead"]
     assert all(shape[0] == "streams" for shape in inputs.values())
     assert np.all([o.name for o in session.get_outputs()][:3] == ["encoder_out", "asr_logits", "st_logits"])

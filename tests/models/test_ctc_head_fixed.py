@@ -6,7 +6,7 @@ import torch
 from echostream_fairseq.models.ctc_heads import TransformerCTCHead
 
 
-@pytest.mark.parametrize("sizes", [[8, 8, 8, 8, 8, 3], [1, 5, 2, 9, 4]])
+@pytest.mark.parametrize("sizes", [[8, 8, 8, 8, 8, 3], [1, 5, 2, 9, 4], [20, 3, 17]])  # 20, 17: over the window
 def test_fixed_step_equals_step(sizes):
     torch.manual_seed(0)
     head = TransformerCTCHead(32, 11, num_layers=2, num_heads=4, ffn_dim=64, left_context=12).eval()

@@ -20,7 +20,7 @@ def graphs(writing, corpus, tmp_path_factory):
     save, _ = writing
     out = tmp_path_factory.mktemp("graphs")
     r = run_cli(
-        [BIN / "echostream-export", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus, "--out", out]
+        [BIN / "echostream-export", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus, "--graphs", out]
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "encoder_step.fp32.onnx" in r.stdout and "encoder_step.int8.onnx" in r.stdout
@@ -31,7 +31,11 @@ def _translator(writing, corpus, graphs, runtime, model_dtype="fp32"):
     save, _ = writing
     vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim")
     options = TranslatorOptions(
-        output="speech", runtime=runtime, graphs=str(graphs), model_dtype=model_dtype, max_len=12
+        output="speech",
+        runtime=runtime,
+        graphs=str(graphs) if runtime == "onnx" else None,
+        model_dtype=model_dtype,
+        max_len=12,
     )
     return load_translator(str(save / "checkpoint_last.pt"), str(corpus), options, vocoder)
 
@@ -63,10 +67,23 @@ def test_onnx_runtime_writes_what_torch_writes(writing, corpus, graphs):
     assert written > 0  # the comparison covered the MT decoder's writing, not only silence
 
 
+class _RowCounter:
+    """An onnxruntime session that records the most rows (streams) one call was given."""
+
+    def __init__(self, session):
+        self.session, self.most = session, 0
+
+    def run(self, outputs, feeds):
+        self.most = max(self.most, next(iter(feeds.values())).shape[0])
+        return self.session.run(outputs, feeds)
+
+
 def test_onnx_runtime_batched_equals_alone(writing, corpus, graphs):
     tr = _translator(writing, corpus, graphs, "onnx")
     waves = _waves(corpus, 3)
     alone = [_stream(tr, w) for w in waves]
+    counters = (_RowCounter(tr.graphs.encoder), _RowCounter(tr.graphs.mt_decoder))
+    tr.encoding.runtime.session, tr.mt.decoder.session = counters
     # the streams start one chunk apart, so the graph steps rows at different points together
     states = [tr.initial_state() for _ in waves]
     outs = [[] for _ in waves]
@@ -84,6 +101,9 @@ def test_onnx_runtime_batched_equals_alone(writing, corpus, graphs):
         assert [(a.asr_tokens, a.target_tokens, a.units) for a in a_list] == [
             (b.asr_tokens, b.target_tokens, b.units) for b in b_list
         ]
+    # the encoder graph stepped streams at different points in one call; these streams never wrote in
+    # the same tick, so the MT graph saw one row a call (tests/export/test_mt_graph.py: several rows)
+    assert [c.most for c in counters] == [3, 1]
 
 
 def test_int8_graph_streams_to_the_end(writing, corpus, graphs):
@@ -108,6 +128,10 @@ def test_onnx_runtime_refusals(writing, corpus, tmp_path):
         TranslatorOptions(runtime="onnx", model_dtype="bf16")
     with pytest.raises(ValueError, match="--runtime must be one of"):
         TranslatorOptions(runtime="tensorrt")
+    with pytest.raises(ValueError, match="--runtime onnx runs on the CPU; use --device cpu, not gpu"):
+        TranslatorOptions(runtime="onnx", device="gpu")
+    with pytest.raises(ValueError, match="--graphs g is read with --runtime onnx only"):
+        TranslatorOptions(graphs="g")
     options = TranslatorOptions(output="text", runtime="onnx", graphs=str(tmp_path))
     with pytest.raises(ValueError, match=r"no graph at .*encoder_step.fp32.onnx: export one with echostream-export"):
         load_translator(str(save / "checkpoint_last.pt"), str(corpus), options)
