@@ -7,6 +7,7 @@ The graphs are written to a temporary folder and opened with the package's sessi
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -74,6 +75,7 @@ def onnx_emformer_step(emformer: Emformer, precision: str) -> Callable:
         path = folder / "emformer_step.int8.onnx"
         quantize_int8(fp32, path)
     session = _session(path)
+    shutil.rmtree(folder)  # the session holds the graph
 
     def step(input: Tensor, lengths: Tensor, state):
         if state is None:
@@ -112,6 +114,7 @@ def onnx_matmul_kernel(calls: List, dtype: str) -> Callable[[], object]:
         quantize_int8(path, folder / "products.int8.onnx")
         path = folder / "products.int8.onnx"
     session = _session(path)
+    shutil.rmtree(folder)
     gen = np.random.default_rng(0)
     feeds = {f"x{i}": gen.standard_normal((c.rows, c.weight.size(1)), dtype=np.float32) for i, c in enumerate(calls)}
     return lambda: session.run(None, feeds)
@@ -128,4 +131,6 @@ def system_graphs(model, task, precision: str):
     folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
     export_encoder(model.eval(), d.source, d.st, folder, (precision,))
     export_mt_decoder(model, d.target, folder, (precision,))
-    return open_graphs(model, d, folder, precision)
+    graphs = open_graphs(model, d, folder, precision)
+    shutil.rmtree(folder)  # the sessions hold the graphs
+    return graphs
