@@ -114,7 +114,7 @@ def tiny_system(args, vocoder_batch: Optional[int] = 1):
     """``(model, task, vocoder, graphs)`` of ``--model`` (default: random
     ``echostream_emformer_tiny``) and ``--vocoder`` (default: the corpus's Griffin-Lim fallback),
     synthesising up to ``vocoder_batch`` streams per call; with ``--runtime onnx``, the model's
-    exported graphs (else ``None``)."""
+    exported graphs (else ``None``), and the vocoder on its graph where it has one."""
     from echostream_fairseq.checkpoint import build_random_echostream_model, load_echostream_model
     from echostream_fairseq.modules.precision import convert_precision
     from echostream_fairseq.streaming.loading import load_vocoder
@@ -148,6 +148,10 @@ def tiny_system(args, vocoder_batch: Optional[int] = 1):
             max_batch=vocoder_batch,
             left_context=left_context,
         )
+    if graphs is not None:
+        from echostream_bench.onnx_graphs import vocoder_on_graph
+
+        vocoder = vocoder_on_graph(vocoder)
     return model, task, vocoder, graphs
 
 
@@ -183,6 +187,10 @@ def _systems(args) -> Dict[str, object]:
             args.vocoder_max_padding,
             args.full_size_vocoder,
         )
+        if graphs is not None:
+            from echostream_bench.onnx_graphs import vocoder_on_graph
+
+            vocoder = vocoder_on_graph(vocoder)
         systems["full"] = _translator(model, task, vocoder, args.chunk_ms, False, graphs)
     return systems
 

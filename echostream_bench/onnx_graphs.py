@@ -1,5 +1,5 @@
 """onnxruntime in the benchmarks: the Emformer step as a graph (fp32, int8), the step's matrix
-products as a graph (onnxruntime's kernels for the floor), and a system's graphs.
+products as a graph (onnxruntime's kernels for the floor), and a system's graphs and vocoder.
 
 The graphs are written to a temporary folder and opened with the package's session options
 (:func:`~echostream_fairseq.export.onnx_files.session_options`: torch's thread count, no spinning).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from copy import deepcopy
 from pathlib import Path
 from typing import Callable, List
 
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from echostream_fairseq.export.onnx_files import OPSET, quantize_int8, session_options
 from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
 
-__all__ = ["onnx_emformer_step", "onnx_matmul_kernel", "system_graphs"]
+__all__ = ["onnx_emformer_step", "onnx_matmul_kernel", "system_graphs", "vocoder_on_graph"]
 
 _STATE = ("key_value", "num_memory", "num_left", "conv_cache")
 
@@ -134,3 +135,20 @@ def system_graphs(model, task, precision: str):
     graphs = open_graphs(model, d, folder, precision)
     shutil.rmtree(folder)  # the sessions hold the graphs
     return graphs
+
+
+def vocoder_on_graph(vocoder):
+    """A copy of ``vocoder`` (an ``IncrementalVocoder``) synthesising through its exported graph,
+    as ``--runtime onnx`` runs it; a vocoder without a graph form is returned as it is."""
+    from echostream_fairseq.export.onnx_files import export_vocoder
+    from echostream_fairseq.streaming.graphs import run_vocoder_on_graph
+    from echostream_fairseq.vocoder.generator_graph import graph_refusal
+
+    if graph_refusal(vocoder.vocoder) is not None:
+        return vocoder
+    copy = deepcopy(vocoder)
+    folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
+    export_vocoder(copy.vocoder, folder)
+    run_vocoder_on_graph(copy, folder)
+    shutil.rmtree(folder)
+    return copy

@@ -15,9 +15,9 @@ a system is stepped on the same chunk, in turn, so all of them meet the same mac
 ``--warmup`` chunks, ``--chunks`` are timed: the whole step and its stages (fbank + encoder + CTC,
 MT decoder, T2U + units, vocoder). Real-time factor = median step / chunk duration. Under bf16
 the CodeHiFiGAN runs in bf16 too; under int8 it stays fp32. With ``--runtimes onnx``, each fp32 and
-int8 system is also run with its encoder stage and MT decoder on its exported graphs under
-onnxruntime (the rows ``fp32, onnx`` and ``int8, onnx``; the other stages as the dtype runs them in
-torch).
+int8 system is also run with its encoder stage, MT decoder and (a CodeHiFiGAN) vocoder on its
+exported graphs under onnxruntime (the rows ``fp32, onnx`` and ``int8, onnx``; T2U and the unit
+decoder as the dtype runs them in torch).
 Writes ``bench_system.md`` and ``bench_system.json`` to ``--out``.
 """
 
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 def _systems(args) -> Dict[str, Dict[str, object]]:
     """size -> row -> translator (each row its own copy of the model; bf16 a bf16 copy of a
     CodeHiFiGAN); rows are the dtypes, then ``DTYPE, onnx`` for the graph runtime."""
-    from echostream_bench.onnx_graphs import system_graphs
+    from echostream_bench.onnx_graphs import system_graphs, vocoder_on_graph
     from echostream_fairseq.checkpoint import build_random_echostream_model
 
     systems: Dict[str, Dict[str, object]] = {}
@@ -68,10 +68,11 @@ def _systems(args) -> Dict[str, Dict[str, object]]:
                     continue  # the graphs are fp32 and int8
                 fp32 = copy.deepcopy(model).eval()
                 graphs = system_graphs(fp32, task, dtype) if runtime == "onnx" else None
+                voice = _vocoder_in(vocoder, dtype)
                 rows[dtype if runtime == "torch" else f"{dtype}, onnx"] = _translator(
                     convert_precision(fp32, dtype),
                     task,
-                    _vocoder_in(vocoder, dtype),
+                    vocoder_on_graph(voice) if runtime == "onnx" else voice,
                     args.chunk_ms,
                     trained,
                     graphs=graphs,

@@ -1,6 +1,6 @@
 """``echostream-export``: a checkpoint's streaming steps as ONNX graphs, fp32 and int8, with the
-model's description inside: the encoder step with both CTC heads, and the MT decoder's step
-(docs/export.md)."""
+model's description inside: the encoder step with both CTC heads, and the MT decoder's step; with
+``--vocoder``, the CodeHiFiGAN generator too (fp32) (docs/export.md)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from echostream_fairseq.export.onnx_files import (
     default_folder,
     export_encoder,
     export_mt_decoder,
+    export_vocoder,
     read_metadata,
 )
-from echostream_fairseq.streaming.options import add_checkpoint_args
+from echostream_fairseq.streaming.options import add_checkpoint_args, add_vocoder_file_args
 from echostream_fairseq.streaming.setup import Dictionaries
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echostream-export", description=__doc__)
     add_checkpoint_args(parser)
+    add_vocoder_file_args(parser)
     parser.add_argument(
         "--graphs",
         help="folder for the graphs, as --runtime onnx reads it "
@@ -44,6 +46,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = args.graphs or default_folder(args.model_path)
         paths = export_encoder(model.eval(), dictionaries.source, dictionaries.st, out, args.precision)
         paths += export_mt_decoder(model, dictionaries.target, out, args.precision)
+        if args.vocoder:
+            from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder
+
+            if not args.vocoder_cfg:
+                raise ValueError("--vocoder-cfg is required with a CodeHiFiGAN --vocoder")
+            paths += export_vocoder(CodeHiFiGANUnitVocoder.from_files(args.vocoder, args.vocoder_cfg).eval(), out)
     except ValueError as err:
         print(f"echostream-export: {err}", file=sys.stderr)
         return 2

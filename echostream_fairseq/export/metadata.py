@@ -13,7 +13,15 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
-__all__ = ["FORMAT_VERSION", "symbols_digest", "weights_digest", "encoder_metadata", "mt_metadata", "check_metadata"]
+__all__ = [
+    "FORMAT_VERSION",
+    "symbols_digest",
+    "weights_digest",
+    "encoder_metadata",
+    "mt_metadata",
+    "vocoder_metadata",
+    "check_metadata",
+]
 
 FORMAT_VERSION = "1"
 # entries that describe the file rather than the model: not compared with the checkpoint
@@ -76,6 +84,21 @@ def mt_metadata(decoder: nn.Module, target_dictionary) -> Dict[str, str]:
         "target_dictionary_size": len(target_dictionary),
         "target_dictionary_digest": symbols_digest(target_dictionary),
         "weights_digest": weights_digest(decoder),
+    }
+    return {key: str(value) for key, value in entries.items()}
+
+
+def vocoder_metadata(vocoder) -> Dict[str, str]:
+    """The entries of a vocoder graph (:class:`~echostream_fairseq.vocoder.generator_graph.HiFiGANGraph`)
+    of a :class:`~echostream_fairseq.vocoder.code_hifigan.CodeHiFiGANUnitVocoder`."""
+    entries = {
+        "echostream.format": FORMAT_VERSION,
+        "echostream.graph": "vocoder",
+        "num_units": vocoder.num_units,
+        "frame_hop": vocoder.frame_hop,
+        "sample_rate": vocoder.sample_rate,
+        "units": "unrecorded" if vocoder.units_kind is None else str(vocoder.units_kind),
+        "weights_digest": weights_digest(vocoder.generator),
     }
     return {key: str(value) for key, value in entries.items()}
 

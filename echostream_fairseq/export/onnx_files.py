@@ -17,7 +17,7 @@ import torch
 
 from echostream_fairseq.common.files import atomic_path
 from echostream_fairseq.export.encoder_graph import INPUT_NAMES, OUTPUT_NAMES, EncoderStepGraph
-from echostream_fairseq.export.metadata import check_metadata, encoder_metadata, mt_metadata
+from echostream_fairseq.export.metadata import check_metadata, encoder_metadata, mt_metadata, vocoder_metadata
 from echostream_fairseq.export.mt_graph import MTDecoderStepGraph, mt_input_names, mt_output_names
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "graph_file",
     "export_encoder",
     "export_mt_decoder",
+    "export_vocoder",
+    "VOCODER_INPUT_NAMES",
     "quantize_int8",
     "read_metadata",
     "open_graph",
@@ -35,6 +37,7 @@ __all__ = [
 
 OPSET = 17
 PRECISIONS = ("fp32", "int8")
+VOCODER_INPUT_NAMES = ("frames", "lengths")
 
 
 def default_folder(model_path) -> Path:
@@ -164,6 +167,19 @@ def export_mt_decoder(model, target_dictionary, folder, precisions=PRECISIONS) -
         dynamic[name] = {0: "streams", 2: "inputs" if name.startswith("self") else "frames"}
     metadata = mt_metadata(decoder, target_dictionary)
     return _export(graph, example, names_in, names_out, dynamic, metadata, "mt_decoder_step", folder, precisions)
+
+
+def export_vocoder(vocoder, folder) -> List[Path]:
+    """A CodeHiFiGAN's generator (see :mod:`~echostream_fairseq.vocoder.generator_graph`) as
+    ``vocoder.fp32.onnx``: fp32 only, its products being convolutions, which onnxruntime's dynamic
+    quantisation leaves alone (an int8 run takes the fp32 vocoder, as ``--model-dtype int8`` does)."""
+    from echostream_fairseq.vocoder.generator_graph import HiFiGANGraph
+
+    graph = HiFiGANGraph(vocoder).eval()
+    example = (torch.zeros(2, 16, dtype=torch.long), torch.tensor([16, 9]))
+    dynamic = {"frames": {0: "streams", 1: "frames"}, "lengths": {0: "streams"}, "audio": {0: "streams", 1: "samples"}}
+    metadata = vocoder_metadata(vocoder)
+    return _export(graph, example, VOCODER_INPUT_NAMES, ("audio",), dynamic, metadata, "vocoder", folder, ("fp32",))
 
 
 def read_metadata(path) -> Dict[str, str]:

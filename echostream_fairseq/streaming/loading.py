@@ -19,7 +19,7 @@ from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.export.onnx_files import default_folder
 from echostream_fairseq.modules.precision import check_dtype, convert_precision
 from echostream_fairseq.streaming.features import load_global_cmvn
-from echostream_fairseq.streaming.graphs import Graphs, open_graphs
+from echostream_fairseq.streaming.graphs import Graphs, open_graphs, run_vocoder_on_graph
 from echostream_fairseq.streaming.options import (
     VOCODER_TYPES,
     TranslatorOptions,
@@ -178,6 +178,8 @@ def load_translator(
     config = translator_config(options, task.asr_sentence_ends, model_path)
     if config.speech_output:
         check_units(task, vocoder)
+        if graphs is not None:  # a CodeHiFiGAN on its graph; the other vocoders stay in torch
+            run_vocoder_on_graph(vocoder, folder)
     return build_translator(model.to(target), task, config, vocoder, asr_decoder, options.reencode, graphs)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "TranslatorOptions",
     "VocoderOptions",
     "add_checkpoint_args",
+    "add_vocoder_file_args",
     "add_translator_args",
     "options_from_args",
     "vocoder_options_from_args",
@@ -185,6 +186,17 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_vocoder_file_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that name a vocoder's files (the translator's, ``echostream-export``'s)."""
+    v = VocoderOptions()
+    parser.add_argument(
+        "--vocoder",
+        default=v.vocoder,
+        help="CodeHiFiGAN generator checkpoint, or DATA/units/kmeans.pt with --vocoder-type griffin_lim",
+    )
+    parser.add_argument("--vocoder-cfg", default=v.vocoder_cfg, help="the CodeHiFiGAN checkpoint's config.json")
+
+
 def add_translator_args(
     parser: argparse.ArgumentParser, speech_output: bool, source_segment_size: bool = False
 ) -> None:
@@ -304,12 +316,7 @@ def add_translator_args(
         help="with --runtime onnx: echostream-export's folder (default: graphs/ beside the checkpoint)",
     )
     if speech_output:
-        parser.add_argument(
-            "--vocoder",
-            default=v.vocoder,
-            help="CodeHiFiGAN generator checkpoint, or DATA/units/kmeans.pt with --vocoder-type griffin_lim",
-        )
-        parser.add_argument("--vocoder-cfg", default=v.vocoder_cfg, help="the CodeHiFiGAN checkpoint's config.json")
+        add_vocoder_file_args(parser)
         parser.add_argument(
             "--vocoder-type",
             choices=VOCODER_TYPES,

@@ -197,6 +197,18 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     # and sets ``onednn`` (False: PyTorch's own CPU convolution), as the gain depends on the generator.
     length_bucket = 8
     onednn = True
+    # an onnxruntime session on this generator's graph (run_on_graph), or None: torch
+    graph = None
+
+    def run_on_graph(self, session) -> None:
+        """Synthesise through ``session``, an onnxruntime session on this vocoder's exported
+        generator (``echostream-export --vocoder``, its metadata checked by the caller); the
+        duration predictor stays in torch."""
+        self.graph = session
+
+    def _graph_audio(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        feeds = {"frames": frames.cpu().numpy(), "lengths": lengths.to(torch.long).cpu().numpy()}
+        return torch.from_numpy(self.graph.run(None, feeds)[0])
 
     @torch.no_grad()
     def synthesize_frames(self, frames: Tensor) -> Tensor:
@@ -204,6 +216,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @torch.no_grad()
     def synthesize_frames_batch(self, frames: Tensor) -> Tensor:
+        if self.graph is not None:
+            return self._graph_audio(frames, torch.full((frames.size(0),), frames.size(1)))
         mkldnn = torch.backends.mkldnn
         enabled = mkldnn.enabled
         mkldnn.enabled = enabled and (self.onednn or frames.device.type != "cpu")
@@ -220,6 +234,8 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
     def synthesize_frames_padded(self, frames: Tensor, lengths: Tensor) -> Tensor:
         if bool((lengths == frames.size(1)).all()):
             return self.synthesize_frames_batch(frames)
+        if self.graph is not None:
+            return self._graph_audio(frames, lengths)
         if self.causal:  # padding after a row's frames never reaches them; each row ends after its frames
             audio, _ = self.synthesize_step(
                 F.pad(frames, (0, self.lookahead_frames)),
@@ -286,8 +302,6 @@ def _masked_generator_forward(generator: torch.nn.Module, frames: Tensor, length
     convolution's input zeroed past its row's length. A convolution of the unpadded row sees zeros
     past its end (its padding), so each row's valid samples equal the row synthesised alone.
     ``[B, T]`` frames, ``[B]`` lengths -> ``[B, T * frame_hop]``, zeros past each row's end."""
-    from fairseq.models.text_to_speech.hifigan import LRELU_SLOPE
-
     positions = frames.size(1)
     short = [(row, n) for row, n in enumerate(lengths.tolist()) if n < positions]
 
@@ -297,6 +311,15 @@ def _masked_generator_forward(generator: torch.nn.Module, frames: Tensor, length
         for row, n in short:
             x[row, :, n * scale :] = 0
         return x
+
+    return generator_forward(generator, frames, valid)
+
+
+def generator_forward(generator: torch.nn.Module, frames: Tensor, valid) -> Tensor:
+    """fairseq's ``Generator.forward`` (weight norm removed) on ``[B, T]`` frames, ``valid`` applied
+    to every convolution's input and to the output (``valid(x)``: ``x`` ``[B, C, T * k]`` with each
+    row's steps past its length zeroed). Returns ``[B, T * frame_hop]``."""
+    from fairseq.models.text_to_speech.hifigan import LRELU_SLOPE
 
     g = generator
     x = valid(g.conv_pre(valid(g.dict(frames).transpose(1, 2).contiguous())))

@@ -1,0 +1,52 @@
+"""The CodeHiFiGAN generator over right-padded rows as one traceable module, for an ONNX graph
+(``echostream-export --vocoder``), and the check of which vocoders have one.
+
+Inputs ``frames`` ``[B, T]`` int64 (frame-level units) and ``lengths`` ``[B]`` int64 (real frames
+per row); output ``audio`` ``[B, T * frame_hop]`` float, zeros past each row's end, each row equal
+to the row synthesised alone (the masks of
+:func:`~echostream_fairseq.vocoder.code_hifigan.generator_forward`, as tensors).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder, generator_forward
+
+__all__ = ["HiFiGANGraph", "graph_refusal"]
+
+
+def graph_refusal(vocoder) -> Optional[str]:
+    """Why ``vocoder`` (a :class:`~echostream_fairseq.vocoder.base.UnitVocoder`) has no graph, or
+    ``None``: only the non-causal CodeHiFiGAN has one so far."""
+    if not isinstance(vocoder, CodeHiFiGANUnitVocoder):
+        return f"the {type(vocoder).__name__} has no graph"
+    if vocoder.istft:
+        return "the iSTFT generator has no graph yet (its inverse FFT)"
+    if vocoder.causal:
+        return "the causal CodeHiFiGAN has no graph yet (its per-layer caches)"
+    return None
+
+
+class HiFiGANGraph(nn.Module):
+    """Args: ``vocoder``: a :class:`CodeHiFiGANUnitVocoder` that :func:`graph_refusal` accepts."""
+
+    def __init__(self, vocoder: CodeHiFiGANUnitVocoder) -> None:
+        super().__init__()
+        why = graph_refusal(vocoder)
+        if why is not None:
+            raise ValueError(why)
+        self.generator = vocoder.generator
+
+    def forward(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        positions = frames.size(1)
+
+        def valid(x: Tensor) -> Tensor:
+            scale = x.size(-1) // positions  # a constant of the layer: its upsampling so far
+            steps = torch.ones_like(x[0, 0], dtype=torch.long).cumsum(0) - 1
+            return x * (steps[None, :] < lengths[:, None] * scale).unsqueeze(1).to(x.dtype)
+
+        return generator_forward(self.generator, frames, valid)
