@@ -2,7 +2,9 @@
 writes the same text and units as with torch, and speech equal within 1e-3, alone and batched;
 its refusals."""
 
+import numpy as np
 import pytest
+import torch
 
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.streaming.api import EchoStream
@@ -135,3 +137,40 @@ def test_onnx_runtime_refusals(writing, corpus, tmp_path):
     options = TranslatorOptions(output="text", runtime="onnx", graphs=str(tmp_path))
     with pytest.raises(ValueError, match=r"no graph at .*encoder_step.fp32.onnx: export one with echostream-export"):
         load_translator(str(save / "checkpoint_last.pt"), str(corpus), options)
+
+
+def test_speech_through_the_vocoder_graph_equals_torch(writing, corpus, tmp_path):
+    import json
+
+    from cli_runs import BIN, run_cli
+
+    from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, IncrementalVocoder, build_generator, preset_config
+
+    save, _ = writing
+    config = preset_config("tiny", 50)
+    torch.manual_seed(0)
+    torch.save({"generator": build_generator(config).state_dict()}, tmp_path / "g.pt")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    vocoder = {"vocoder": str(tmp_path / "g.pt"), "vocoder_cfg": str(tmp_path / "config.json")}
+    r = run_cli(
+        [BIN / "echostream-export", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus]
+        + ["--graphs", tmp_path / "graphs", "--precision", "fp32", "--vocoder", vocoder["vocoder"]]
+        + ["--vocoder-cfg", vocoder["vocoder_cfg"]]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    wave = _waves(corpus, 1)[0][: 3 * CHUNK]  # a second of source is enough speech to compare
+    speech = {}
+    for runtime, graphs in (("torch", None), ("onnx", str(tmp_path / "graphs"))):
+        # the incremental vocoder as load_vocoder makes it, without its warm-up (timing only)
+        unit_vocoder = CodeHiFiGANUnitVocoder.from_files(vocoder["vocoder"], vocoder["vocoder_cfg"]).eval()
+        options = TranslatorOptions(runtime=runtime, graphs=graphs, max_len=12)
+        translator = load_translator(
+            str(save / "checkpoint_last.pt"),
+            str(corpus),
+            options,
+            IncrementalVocoder(unit_vocoder, dur_prediction=True),
+        )
+        assert (unit_vocoder.graph is not None) == (runtime == "onnx")
+        speech[runtime] = np.concatenate([out.audio.numpy() for out in _stream(translator, wave)])
+    assert speech["onnx"].shape == speech["torch"].shape and speech["torch"].size > 0
+    assert np.abs(speech["onnx"] - speech["torch"]).max() <= 1e-3
