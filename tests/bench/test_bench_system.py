@@ -62,6 +62,8 @@ def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, mon
                 "--model-dtypes",
                 "fp32",
                 "int8",
+                "--runtimes",
+                "torch",
                 "--warmup",
                 "1",
                 "--chunks",
@@ -75,7 +77,7 @@ def test_bench_system_says_which_dtype_this_cpu_cannot_run(corpus, tmp_path, mon
         == 0
     )
     result = json.loads((out / "bench_system.json").read_text())
-    assert list(result["results"]["tiny"]) == ["fp32", "fp32, onnx"] and list(result["unavailable"]) == ["int8"]
+    assert list(result["results"]["tiny"]) == ["fp32"] and list(result["unavailable"]) == ["int8"]
     table = (out / "bench_system.md").read_text()
     assert f"| tiny | int8 | not on this CPU: {lesser.dtype_refusal('int8')} |" in table
     assert main(["--data", str(corpus), "--sizes", "tiny", "--model-dtypes", "int8", "--out", str(out)]) == 2
