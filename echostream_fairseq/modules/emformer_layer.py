@@ -113,6 +113,32 @@ class EmformerLayer(nn.Module):
         b, t, _ = qkv.shape
         return qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(0, 2, 3, 1, 4)
 
+    def _chunk_attention(
+        self, ln: Tensor, rows: int, cache: Tensor, mask: Optional[Tensor], with_memory: bool
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """One chunk's attention in both streaming forms: ``ln`` ``[B, rows (+ 2), D]`` (the chunk
+        and its look-ahead, then with memory the summary and the incoming memory vector) over the
+        keys/values ``[cache, the rows]``. Returns the projections ``[B, T, 3, H, d]``, the
+        keys/values attended and the attention of the rows (and the summary)."""
+        qkv = self.qkv_proj(ln).view(ln.size(0), ln.size(1), 3, self.num_heads, self.head_dim)
+        # time-major [B, T, 3, H, d]: the cache concatenations copy contiguous blocks
+        key_value = torch.cat([cache, qkv[:, :rows, 1:]], dim=1)
+        query = qkv[:, : rows + 1 if with_memory else rows, 0].transpose(1, 2)
+        attention = self._attend(query, key_value[:, :, 0].transpose(1, 2), key_value[:, :, 1].transpose(1, 2), mask)
+        return qkv, key_value, attention
+
+    def _chunk_outputs(
+        self, x: Tensor, attention: Tensor, rows: int, with_memory: bool, conv_cache: Optional[Tensor]
+    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        """The new ``x``, the memory vector for the layer above (``None`` without memory) and the
+        convolution module's new cache, from one chunk's attention."""
+        if not with_memory:
+            x, conv_cache = self._residual_blocks(x, attention, conv_cache=conv_cache)
+            return x, None, conv_cache
+        memory_out = self._squash_memory(attention[:, rows:])
+        x, conv_cache = self._residual_blocks(x, attention[:, :rows], conv_cache=conv_cache)
+        return x, memory_out, conv_cache
+
     # -- full-utterance mode -----------------------------------------------------------------
 
     def forward(
@@ -190,16 +216,12 @@ class EmformerLayer(nn.Module):
             new cache and the convolution module's new cache (or ``None``).
         """
         ln = self.layer_norm_input(x)
-        B, rows, _ = x.shape
+        rows = x.size(1)
         if memory_in is not None:
             summary = torch.matmul(chunk_average, ln[:, :num_segment])
             ln = torch.cat([ln, summary, memory_in], dim=1)
-        # time-major [B, T, 3, H, d]: the cache concatenations below copy contiguous blocks
-        qkv = self.qkv_proj(ln).view(B, ln.size(1), 3, self.num_heads, self.head_dim)
         # keys/values: [memory bank, left context, chunk, right context]
-        key_value = torch.cat([cache, qkv[:, :rows, 1:]], dim=1)
-        query = qkv[:, : rows + 1 if memory_in is not None else rows, 0].transpose(1, 2)
-        attention = self._attend(query, key_value[:, :, 0].transpose(1, 2), key_value[:, :, 1].transpose(1, 2), mask)
+        qkv, key_value, attention = self._chunk_attention(ln, rows, cache, mask, memory_in is not None)
 
         # new cache: the newest memories (this chunk's vector last), then the newest frames
         num_left = cache.size(1) - num_memory
@@ -211,12 +233,7 @@ class EmformerLayer(nn.Module):
             pieces += [cache[:, num_memory - keep_memory : num_memory], qkv[:, rows + 1 :, 1:]]
         pieces.append(key_value[:, context_end - keep_left : context_end])
         new_cache = torch.cat(pieces, dim=1)
-
-        if memory_in is None:
-            x, conv_cache = self._residual_blocks(x, attention, conv_cache=conv_cache)
-            return x, None, new_cache, conv_cache
-        memory_out = self._squash_memory(attention[:, rows:])
-        x, conv_cache = self._residual_blocks(x, attention[:, :rows], conv_cache=conv_cache)
+        x, memory_out, conv_cache = self._chunk_outputs(x, attention, rows, memory_in is not None, conv_cache)
         return x, memory_out, new_cache, conv_cache
 
     def step_fixed(
@@ -243,13 +260,10 @@ class EmformerLayer(nn.Module):
             as :meth:`step`, the new cache of the same shape as ``cache``.
         """
         ln = self.layer_norm_input(x)
-        B, rows, _ = x.shape
+        rows = x.size(1)
         if memory_in is not None:
             ln = torch.cat([ln, ln[:, :num_segment].mean(dim=1, keepdim=True), memory_in], dim=1)
-        qkv = self.qkv_proj(ln).view(B, ln.size(1), 3, self.num_heads, self.head_dim)
-        key_value = torch.cat([cache, qkv[:, :rows, 1:]], dim=1)
-        query = qkv[:, : rows + 1 if memory_in is not None else rows, 0].transpose(1, 2)
-        attention = self._attend(query, key_value[:, :, 0].transpose(1, 2), key_value[:, :, 1].transpose(1, 2), mask)
+        qkv, _, attention = self._chunk_attention(ln, rows, cache, mask, memory_in is not None)
         M, L = max_memory_size, left_context_length
         pieces = []
         if memory_in is not None:  # the oldest memory slot drops out, this chunk's vector comes in
@@ -258,9 +272,5 @@ class EmformerLayer(nn.Module):
             left = torch.cat([cache[:, M:], qkv[:, :num_segment, 1:]], dim=1)
             pieces.append(left[:, left.size(1) - L :])
         new_cache = torch.cat(pieces, dim=1) if pieces else cache
-        if memory_in is None:
-            x, conv_cache = self._residual_blocks(x, attention, conv_cache=conv_cache)
-            return x, None, new_cache, conv_cache
-        memory_out = self._squash_memory(attention[:, rows:])
-        x, conv_cache = self._residual_blocks(x, attention[:, :rows], conv_cache=conv_cache)
+        x, memory_out, conv_cache = self._chunk_outputs(x, attention, rows, memory_in is not None, conv_cache)
         return x, memory_out, new_cache, conv_cache
