@@ -10,10 +10,8 @@ from typing import Optional, Tuple
 
 from torch import Tensor
 
-from echostream_fairseq.modules.ctc import CTC_BLANK
-from echostream_fairseq.streaming.policy import PolicyState
 from echostream_fairseq.streaming.setup import TokenRules
-from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState
+from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState, fresh_target_side
 
 __all__ = ["SentenceEnds", "NextSentence"]
 
@@ -106,15 +104,7 @@ class SentenceEnds:
         state = replace(
             state,
             asr_tokens=asr_next,
-            st_tokens=(),
-            mt_memory=None,
-            target_tokens=(),
-            policy=PolicyState(),
-            t2u_caches=None,
-            unit_caches=None,
-            voiced_state_count=0,
-            unit_last=CTC_BLANK,
-            unit_pending=None,
+            **fresh_target_side(),
             sentences=state.sentences + 1,
             sentence_mark=None,
         )

@@ -17,8 +17,7 @@ from echostream_fairseq.data.text import WORD_START
 from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 from echostream_fairseq.streaming.features import FbankState, ResampleStream
-from echostream_fairseq.streaming.policy import PolicyState
-from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState
+from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState, fresh_target_side
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
 __all__ = ["Dictionaries", "TokenRules", "TranslatorSetup"]
@@ -195,18 +194,11 @@ class TranslatorSetup:
             encoder_frames=0,
             asr_tokens=(),
             asr_last=CTC_BLANK,
-            st_tokens=(),
             st_last=CTC_BLANK,
-            mt_memory=None,
-            target_tokens=(),
-            policy=PolicyState(),
-            t2u_caches=None,
-            unit_caches=None,
-            voiced_state_count=0,
-            unit_last=CTC_BLANK,
             units_emitted=0,
             vocoder=self.vocoder.initial_state() if self.vocoder is not None else None,
             asr_search=self.asr_decoder.initial_state() if self.asr_decoder is not None else None,
+            **fresh_target_side(),
         )
 
     def encoder(self):

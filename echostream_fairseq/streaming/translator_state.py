@@ -10,13 +10,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
+from echostream_fairseq.modules.ctc import CTC_BLANK
 from echostream_fairseq.modules.ctc_lexicon import LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, ResampleState
 from echostream_fairseq.streaming.policy import PolicyConfig, PolicyState
 from echostream_fairseq.vocoder.incremental import VocoderState
 
-__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "UNIT_LOOKAHEAD"]
+__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "UNIT_LOOKAHEAD", "fresh_target_side"]
 
 # text states a subword's units wait for by default (docs/decisions.md)
 UNIT_LOOKAHEAD = 1
@@ -119,6 +120,23 @@ class TranslatorState:
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
     # with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text
     unit_pending: Optional[Tensor] = None
+
+
+def fresh_target_side() -> Dict[str, Any]:
+    """The :class:`TranslatorState` fields of a target side that has not started (the ST CTC
+    prefix, the MT decoder, T2U, the units and the policy): a new stream's, and in long-form mode
+    each new sentence's, while the encoder streams on."""
+    return dict(
+        st_tokens=(),
+        mt_memory=None,
+        target_tokens=(),
+        policy=PolicyState(),
+        t2u_caches=None,
+        unit_caches=None,
+        voiced_state_count=0,
+        unit_last=CTC_BLANK,
+        unit_pending=None,
+    )
 
 
 @dataclass(frozen=True)
