@@ -381,7 +381,7 @@ def main(argv=None) -> int:
         "--runtime",
         default="torch",
         choices=RUNTIMES,
-        help="what runs the encoder stage and the MT decoder (as the agents' flag; onnx: the models' "
+        help="what runs the encoder stage, the MT decoder and the units' stage (as the agents' flag; onnx: the models' "
         "graphs, exported in the run)",
     )
     p.add_argument("--out", default="results/bench_batch")

@@ -124,14 +124,13 @@ def onnx_matmul_kernel(calls: List, dtype: str) -> Callable[[], object]:
 def system_graphs(model, task, precision: str):
     """The graphs of ``model`` (as ``echostream-export`` writes them) opened for a translator built
     in memory; ``model`` must still hold its fp32 weights."""
-    from echostream_fairseq.export.onnx_files import export_encoder, export_mt_decoder
+    from echostream_fairseq.export.onnx_files import export_steps
     from echostream_fairseq.streaming.graphs import open_graphs
     from echostream_fairseq.streaming.setup import Dictionaries
 
     d = Dictionaries.of_task(task)
     folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
-    export_encoder(model.eval(), d.source, d.st, folder, (precision,))
-    export_mt_decoder(model, d.target, folder, (precision,))
+    export_steps(model, d, folder, (precision,))
     graphs = open_graphs(model, d, folder, precision)
     shutil.rmtree(folder)  # the sessions hold the graphs
     return graphs

@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=RUNTIMES,
         default=list(RUNTIMES),
-        help="what runs the encoder stage and the MT decoder (onnx: their exported graphs under "
-        "onnxruntime, fp32 and int8)",
+        help="what runs the encoder stage, the MT decoder and the units' stage (onnx: their exported graphs "
+        "under onnxruntime, fp32 and int8)",
     )
     p.add_argument("--chunk-ms", type=int, default=320)
     p.add_argument("--warmup", type=int, default=12, help="chunks before timing (the attention windows fill)")

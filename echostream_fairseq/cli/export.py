@@ -1,5 +1,6 @@
 """``echostream-export``: a checkpoint's streaming steps as ONNX graphs, fp32 and int8, with the
-model's description inside: the encoder step with both CTC heads, and the MT decoder's step; with
+model's description inside: the encoder step with both CTC heads, the MT decoder's step, T2U's
+step and the unit decoder's step; with
 ``--vocoder``, the CodeHiFiGAN generator too (fp32) (docs/export.md)."""
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.export.onnx_files import (
     PRECISIONS,
     default_folder,
-    export_encoder,
-    export_mt_decoder,
+    export_steps,
     export_vocoder,
     read_metadata,
 )
@@ -44,8 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         dictionaries = Dictionaries.of_task(task)
         out = args.graphs or default_folder(args.model_path)
-        paths = export_encoder(model.eval(), dictionaries.source, dictionaries.st, out, args.precision)
-        paths += export_mt_decoder(model, dictionaries.target, out, args.precision)
+        paths = export_steps(model, dictionaries, out, args.precision)
         if args.vocoder:
             from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder
 

@@ -19,6 +19,8 @@ __all__ = [
     "weights_digest",
     "encoder_metadata",
     "mt_metadata",
+    "t2u_metadata",
+    "unit_decoder_metadata",
     "vocoder_metadata",
     "check_metadata",
 ]
@@ -88,8 +90,39 @@ def mt_metadata(decoder: nn.Module, target_dictionary) -> Dict[str, str]:
     return {key: str(value) for key, value in entries.items()}
 
 
+def t2u_metadata(t2u_encoder: nn.Module) -> Dict[str, str]:
+    """The model entries of T2U's step graph (:class:`~.unit_graphs.T2UStepGraph`)."""
+    attn = t2u_encoder.layers[0].self_attn
+    entries = {
+        "echostream.format": FORMAT_VERSION,
+        "echostream.graph": "t2u_step",
+        "layers": len(t2u_encoder.layers),
+        "dim": attn.num_heads * attn.head_dim,
+        "heads": attn.num_heads,
+        "weights_digest": weights_digest(t2u_encoder),
+    }
+    return {key: str(value) for key, value in entries.items()}
+
+
+def unit_decoder_metadata(unit_decoder: nn.Module, unit_dictionary) -> Dict[str, str]:
+    """The model entries of the unit decoder's step graph (:class:`~.unit_graphs.UnitDecoderStepGraph`)."""
+    attn = unit_decoder.layers[0].self_attn
+    entries = {
+        "echostream.format": FORMAT_VERSION,
+        "echostream.graph": "unit_decoder_step",
+        "layers": len(unit_decoder.layers),
+        "dim": unit_decoder.embed_dim,
+        "heads": attn.num_heads,
+        "upsample_rate": unit_decoder.upsample_rate,
+        "unit_dictionary_size": len(unit_dictionary),
+        "unit_dictionary_digest": symbols_digest(unit_dictionary),
+        "weights_digest": weights_digest(unit_decoder),
+    }
+    return {key: str(value) for key, value in entries.items()}
+
+
 def vocoder_metadata(vocoder) -> Dict[str, str]:
-    """The entries of a vocoder graph (:class:`~echostream_fairseq.vocoder.generator_graph.HiFiGANGraph`)
+    """The entries of a vocoder graph (:class:`~echostream_fairseq.vocoder.generator_graph.GeneratorGraph`)
     of a :class:`~echostream_fairseq.vocoder.code_hifigan.CodeHiFiGANUnitVocoder`."""
     entries = {
         "echostream.format": FORMAT_VERSION,

@@ -17,8 +17,16 @@ import torch
 
 from echostream_fairseq.common.files import atomic_path
 from echostream_fairseq.export.encoder_graph import INPUT_NAMES, OUTPUT_NAMES, EncoderStepGraph
-from echostream_fairseq.export.metadata import check_metadata, encoder_metadata, mt_metadata, vocoder_metadata
+from echostream_fairseq.export.metadata import (
+    check_metadata,
+    encoder_metadata,
+    mt_metadata,
+    t2u_metadata,
+    unit_decoder_metadata,
+    vocoder_metadata,
+)
 from echostream_fairseq.export.mt_graph import MTDecoderStepGraph, mt_input_names, mt_output_names
+from echostream_fairseq.export.unit_graphs import T2UStepGraph, UnitDecoderStepGraph, unit_graph_names
 
 __all__ = [
     "OPSET",
@@ -27,6 +35,8 @@ __all__ = [
     "graph_file",
     "export_encoder",
     "export_mt_decoder",
+    "export_unit_stage",
+    "export_steps",
     "export_vocoder",
     "VOCODER_INPUT_NAMES",
     "quantize_int8",
@@ -97,6 +107,8 @@ def _export(module, example, input_names, output_names, dynamic, metadata, stem,
             # the tracer notes every Python int it records; the sizes that must stay free are the
             # dynamic axes, and the tests run the graphs at other sizes than the traced ones
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # the vocoder's strided slices are left unfolded: nothing to fix, nothing lost
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
             with atomic_path(fp32) as tmp:
                 torch.onnx.export(
                     module,
@@ -169,13 +181,68 @@ def export_mt_decoder(model, target_dictionary, folder, precisions=PRECISIONS) -
     return _export(graph, example, names_in, names_out, dynamic, metadata, "mt_decoder_step", folder, precisions)
 
 
-def export_vocoder(vocoder, folder) -> List[Path]:
-    """A CodeHiFiGAN's generator (see :mod:`~echostream_fairseq.vocoder.generator_graph`) as
-    ``vocoder.fp32.onnx``: fp32 only, its products being convolutions, which onnxruntime's dynamic
-    quantisation leaves alone (an int8 run takes the fp32 vocoder, as ``--model-dtype int8`` does)."""
-    from echostream_fairseq.vocoder.generator_graph import HiFiGANGraph
+def export_unit_stage(model, unit_dictionary, folder, precisions=PRECISIONS) -> List[Path]:
+    """T2U's step and the unit decoder's step (see :mod:`.unit_graphs`) as
+    ``t2u_step.<precision>.onnx`` and ``unit_decoder_step.<precision>.onnx`` files."""
+    gen = torch.Generator().manual_seed(0)
+    B, P, S = 2, 3, 5
+    written = []
+    for stem, graph, layers, cross in (
+        ("t2u_step", T2UStepGraph(model.t2u_encoder.eval()), model.t2u_encoder.layers, False),
+        ("unit_decoder_step", UnitDecoderStepGraph(model.unit_decoder.eval()), model.unit_decoder.layers, True),
+    ):
+        graph = graph.eval()
+        attn = layers[0].self_attn
+        p = next(graph.parameters())
+        T = model.unit_decoder.upsample_rate if cross else 1
+        width = attn.q_proj.in_features
+        if not cross and isinstance(model.t2u_encoder.proj, torch.nn.Linear):
+            width = model.t2u_encoder.proj.in_features
+        x = torch.randn(B, T, width, generator=gen).to(p.dtype)
+        # row 0 holds one cached position fewer (left padding)
+        valid = torch.arange(P + T).unsqueeze(0) >= torch.tensor([[1], [0]])
+        self_mask = valid.unsqueeze(1) & torch.ones(T, P + T, dtype=torch.bool).tril(P).unsqueeze(0)
+        example = [x, self_mask]
+        if cross:
+            example.append((torch.arange(S).unsqueeze(0) >= torch.tensor([[2], [0]])).unsqueeze(1))
+        for _ in layers:
+            for size in (P, P) + ((S, S) if cross else ()):
+                example.append(torch.randn(B, attn.num_heads, size, attn.head_dim, generator=gen).to(p.dtype))
+        names_in, names_out = unit_graph_names(len(layers), cross)
+        dynamic = {name: {0: "streams", 2: "positions"} for name in names_out}
+        dynamic[names_out[0]] = {0: "streams", 1: "positions"}
+        dynamic["x"] = {0: "streams", 1: "positions"}
+        dynamic["self_mask"] = {0: "streams", 1: "positions", 2: "keys"}
+        dynamic["memory_mask"] = {0: "streams", 2: "memory"}
+        for name in names_in:
+            if name.startswith(("self_key", "self_value", "cross_key", "cross_value")):
+                dynamic[name] = {0: "streams", 2: "cached" if name.startswith("self") else "memory"}
+        dynamic = {name: axes for name, axes in dynamic.items() if name in names_in + names_out}
+        metadata = (
+            unit_decoder_metadata(model.unit_decoder, unit_dictionary) if cross else t2u_metadata(model.t2u_encoder)
+        )
+        written += _export(graph, tuple(example), names_in, names_out, dynamic, metadata, stem, folder, precisions)
+    return written
 
-    graph = HiFiGANGraph(vocoder).eval()
+
+def export_steps(model, dictionaries, folder, precisions=PRECISIONS) -> List[Path]:
+    """Every streaming step graph of ``model`` (the encoder's, the MT decoder's, T2U's and the
+    unit decoder's), as ``echostream-export`` writes them; ``dictionaries`` has the model's
+    ``source``, ``st``, ``target`` and ``unit`` dictionaries as attributes."""
+    model = model.eval()
+    paths = export_encoder(model, dictionaries.source, dictionaries.st, folder, precisions)
+    paths += export_mt_decoder(model, dictionaries.target, folder, precisions)
+    return paths + export_unit_stage(model, dictionaries.unit, folder, precisions)
+
+
+def export_vocoder(vocoder, folder) -> List[Path]:
+    """A CodeHiFiGAN's generator, HiFi-GAN or iSTFT (see
+    :mod:`~echostream_fairseq.vocoder.generator_graph`), as ``vocoder.fp32.onnx``: fp32 only, as
+    ``--model-dtype int8`` keeps the vocoder fp32 (a HiFi-GAN's products are convolutions, which
+    onnxruntime's dynamic quantisation leaves alone, and the iSTFT's phases need fp32)."""
+    from echostream_fairseq.vocoder.generator_graph import GeneratorGraph
+
+    graph = GeneratorGraph(vocoder).eval()
     example = (torch.zeros(2, 16, dtype=torch.long), torch.tensor([16, 9]))
     dynamic = {"frames": {0: "streams", 1: "frames"}, "lengths": {0: "streams"}, "audio": {0: "streams", 1: "samples"}}
     metadata = vocoder_metadata(vocoder)

@@ -169,8 +169,8 @@ class CTCUnitDecoder(nn.Module):
             new_memory = text
         if memory_end is None:
             memory_end = text_position + n
-        x, owner = self._upsampled(text, text_position)
-        memory_window = text_window + lookahead if text_window > 0 else 0
+        x, owner = self.upsampled(text, text_position)
+        memory_window = _memory_window(text_window, lookahead)
         y, caches = stack_step(
             self.layers,
             x,
@@ -193,10 +193,10 @@ class CTCUnitDecoder(nn.Module):
         them (inference). Returns each stream's logits ``[1, n_i * r, V]`` and caches."""
         xs, masks = [], []
         for text, _, text_position, _, memory_end in steps:
-            x, owner = self._upsampled(text, text_position)
+            x, owner = self.upsampled(text, text_position)
             xs.append(x)
             masks.append(_memory_mask(owner, memory_end, lookahead))
-        memory_window = text_window + lookahead if text_window > 0 else 0
+        memory_window = _memory_window(text_window, lookahead)
         y, caches = stack_step_packed(
             self.layers,
             xs,
@@ -208,6 +208,26 @@ class CTCUnitDecoder(nn.Module):
         )
         return list(self.proj(self.final_norm(y)).split([x.size(1) for x in xs], dim=1)), caches
 
+    def extend_memory(
+        self,
+        caches: Sequence[Optional[List[LayerCache]]],
+        new_memories: Sequence[Tensor],
+        text_window: int = 0,
+        lookahead: int = 0,
+    ) -> List[List[LayerCache]]:
+        """The streams' cross-attention memories with new T2U states ``[1, m_i, D]`` appended and
+        kept as :meth:`step_packed` keeps them, nothing decoded: for a runtime that decodes the
+        positions elsewhere."""
+        nothing = [m.new_zeros(1, 0, self.embed_dim) for m in new_memories]
+        _, caches = stack_step_packed(
+            self.layers,
+            nothing,
+            caches,
+            new_memories=new_memories,
+            memory_window=_memory_window(text_window, lookahead),
+        )
+        return caches
+
     def _position_numbers(self, first: int, count: int, device) -> Tensor:
         """The sinusoid rows of upsampled positions ``first .. first + count - 1``: their numbers, or
         with ``positions="streamspeech"`` the one row StreamSpeech's unit decoder gives every position
@@ -217,7 +237,7 @@ class CTCUnitDecoder(nn.Module):
             return torch.full((count,), STREAMSPEECH_POSITION_ROW, device=device)
         return torch.arange(first, first + count, device=device)
 
-    def _upsampled(self, text: Tensor, text_position: int) -> Tuple[Tensor, Tensor]:
+    def upsampled(self, text: Tensor, text_position: int) -> Tuple[Tensor, Tensor]:
         """``[B, n, D]`` text states from number ``text_position`` -> their ``[B, n * r, D]`` positions
         (each state repeated ``r`` times, plus its sinusoidal position) and the text state each
         position belongs to (``[n * r]``)."""
@@ -228,6 +248,11 @@ class CTCUnitDecoder(nn.Module):
             x.dtype
         ).unsqueeze(0)
         return x, text_position + torch.arange(n * r, device=text.device) // r
+
+
+def _memory_window(text_window: int, lookahead: int) -> int:
+    """Text states a cross-attention memory keeps (0: all): the window and the lookahead after it."""
+    return text_window + lookahead if text_window > 0 else 0
 
 
 def _memory_mask(owner: Tensor, memory_end: int, lookahead: int):

@@ -6,9 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from echostream_fairseq.export.encoder_graph import EncoderStepGraph
-from echostream_fairseq.export.metadata import encoder_metadata, mt_metadata, vocoder_metadata
+from echostream_fairseq.export.metadata import (
+    encoder_metadata,
+    mt_metadata,
+    t2u_metadata,
+    unit_decoder_metadata,
+    vocoder_metadata,
+)
 from echostream_fairseq.export.mt_graph import mt_input_names
 from echostream_fairseq.export.onnx_files import VOCODER_INPUT_NAMES, graph_file, open_graph
+from echostream_fairseq.export.unit_graphs import unit_graph_names
 from echostream_fairseq.streaming.setup import Dictionaries
 from echostream_fairseq.vocoder.generator_graph import graph_refusal
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
@@ -19,10 +26,12 @@ __all__ = ["Graphs", "open_graphs", "run_vocoder_on_graph"]
 @dataclass(frozen=True, eq=False)
 class Graphs:
     """onnxruntime sessions: ``encoder`` on the encoder step with both CTC heads, ``mt_decoder``
-    on the MT decoder's step."""
+    on the MT decoder's step, ``t2u`` and ``unit_decoder`` on the units' stage."""
 
     encoder: object
     mt_decoder: object
+    t2u: object
+    unit_decoder: object
 
 
 def open_graphs(model, dictionaries: Dictionaries, folder, precision: str) -> Graphs:
@@ -39,7 +48,17 @@ def open_graphs(model, dictionaries: Dictionaries, folder, precision: str) -> Gr
         {**mt_metadata(decoder, dictionaries.target), "precision": precision},
         mt_input_names(len(decoder.layers)),
     )
-    return Graphs(encoder, mt_decoder)
+    t2u = open_graph(
+        graph_file(folder, "t2u_step", precision),
+        {**t2u_metadata(model.t2u_encoder), "precision": precision},
+        unit_graph_names(len(model.t2u_encoder.layers), cross=False)[0],
+    )
+    unit_decoder = open_graph(
+        graph_file(folder, "unit_decoder_step", precision),
+        {**unit_decoder_metadata(model.unit_decoder, dictionaries.unit), "precision": precision},
+        unit_graph_names(len(model.unit_decoder.layers), cross=True)[0],
+    )
+    return Graphs(encoder, mt_decoder, t2u, unit_decoder)
 
 
 def run_vocoder_on_graph(vocoder: IncrementalVocoder, folder) -> bool:
@@ -49,6 +68,12 @@ def run_vocoder_on_graph(vocoder: IncrementalVocoder, folder) -> bool:
     unit_vocoder = vocoder.vocoder
     if graph_refusal(unit_vocoder) is not None:
         return False
-    session = open_graph(graph_file(folder, "vocoder", "fp32"), vocoder_metadata(unit_vocoder), VOCODER_INPUT_NAMES)
+    path = graph_file(folder, "vocoder", "fp32")
+    if not path.is_file():
+        raise ValueError(
+            f"no graph at {path}: under --runtime onnx this vocoder runs on its graph; export it with "
+            f"echostream-export --vocoder G --vocoder-cfg C"
+        )
+    session = open_graph(path, vocoder_metadata(unit_vocoder), VOCODER_INPUT_NAMES)
     unit_vocoder.run_on_graph(session)
     return True

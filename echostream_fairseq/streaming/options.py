@@ -39,7 +39,8 @@ __all__ = [
 
 # what a translator produces: translated speech (and text), translated text, or the source transcript
 OUTPUTS = ("speech", "text", "asr")
-# what runs the encoder stage and the MT decoder: the model's modules, or their exported graphs under onnxruntime
+# what runs the networks of the encoder stage, the MT decoder and the units' stage: the model's modules, or
+# their exported graphs under onnxruntime
 RUNTIMES = ("torch", "onnx")
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 AUTO_ON_OFF = ("auto", "on", "off")
@@ -56,8 +57,9 @@ class TranslatorOptions:
     source transcript from the lexicon and word-trigram search of ``fairseq-generate --asr-beam``,
     streamed; the policy still counts greedy subwords. ``reencode``: StreamSpeech's own agent
     (:class:`~echostream_fairseq.streaming.reencoding.ReencodingTranslator`). ``runtime``
-    ``onnx``: the encoder stage and the MT decoder on the graphs of ``echostream-export`` in ``graphs`` (default:
-    ``graphs/`` beside the checkpoint; ``model_dtype`` int8 takes the int8 graph). The flags' help
+    ``onnx``: the encoder stage, the MT decoder, T2U and the unit decoder on the graphs of
+    ``echostream-export`` in ``graphs`` (default: ``graphs/`` beside the checkpoint; ``model_dtype``
+    int8 takes the int8 graphs). The flags' help
     (:func:`add_translator_args`) says what each does.
     """
 
@@ -307,7 +309,7 @@ def add_translator_args(
         "--runtime",
         choices=RUNTIMES,
         default=d.runtime,
-        help="what runs the encoder, the CTC heads and the MT decoder: torch, or the graphs of "
+        help="what runs the encoder, the CTC heads, the MT decoder, T2U and the unit decoder: torch, or the graphs of "
         "echostream-export under onnxruntime (the int8 ones with --model-dtype int8); docs/export.md",
     )
     parser.add_argument(

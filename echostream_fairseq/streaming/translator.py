@@ -46,6 +46,7 @@ from echostream_fairseq.modules.ctc_lexicon import CtcLexiconDecoder
 from echostream_fairseq.streaming.encoding import EncoderStage, Heard, receive
 from echostream_fairseq.streaming.graph_decoder import GraphMTDecoder
 from echostream_fairseq.streaming.graph_encoder import GraphEncoder
+from echostream_fairseq.streaming.graph_units import GraphT2UEncoder, GraphUnitDecoder
 from echostream_fairseq.streaming.graphs import Graphs
 from echostream_fairseq.streaming.mt_writing import MTWriter, Written
 from echostream_fairseq.streaming.planning import WritePlanner
@@ -116,7 +117,8 @@ class SimultaneousTranslator:
         CTC subwords only); the READ/WRITE policy counts greedy subwords either way.
     graphs: the model's exported graphs under onnxruntime (``--runtime onnx``: the encoder stage
         on :class:`~echostream_fairseq.streaming.graph_encoder.GraphEncoder`, the MT decoder on
-        :class:`~echostream_fairseq.streaming.graph_decoder.GraphMTDecoder`); ``None``: torch.
+        :class:`~echostream_fairseq.streaming.graph_decoder.GraphMTDecoder`, T2U and the unit
+        decoder on :mod:`~echostream_fairseq.streaming.graph_units`'s); ``None``: torch.
     """
 
     def __init__(
@@ -140,7 +142,14 @@ class SimultaneousTranslator:
         self.sentence_ends = SentenceEnds(config, setup.rules)
         self.planner = WritePlanner(config, self.sentence_ends)
         self.mt = MTWriter(setup, None if graphs is None else GraphMTDecoder(model.decoder, graphs.mt_decoder))
-        self.units = UnitWriter(setup)
+        if graphs is None:
+            self.units = UnitWriter(setup)
+        else:
+            self.units = UnitWriter(
+                setup,
+                GraphT2UEncoder(model.t2u_encoder, graphs.t2u),
+                GraphUnitDecoder(model.unit_decoder, graphs.unit_decoder),
+            )
         self.speaker = Speaker(vocoder) if vocoder is not None else None
 
     @property

@@ -47,11 +47,18 @@ class Units:
 
 class UnitWriter:
     """With ``unit_lookahead`` k, the units of a text state wait until the k states after it have
-    arrived (a subword's sound depends on the next one)."""
+    arrived (a subword's sound depends on the next one).
 
-    def __init__(self, setup: TranslatorSetup) -> None:
-        self.t2u_encoder = setup.model.t2u_encoder
-        self.unit_decoder = setup.model.unit_decoder
+    Args:
+        setup: the translator's setup.
+        t2u_encoder, unit_decoder: what steps T2U and the unit decoder (their ``step_packed``):
+            the model's own (``None``) or their exported graphs
+            (:mod:`~echostream_fairseq.streaming.graph_units`).
+    """
+
+    def __init__(self, setup: TranslatorSetup, t2u_encoder=None, unit_decoder=None) -> None:
+        self.t2u_encoder = setup.model.t2u_encoder if t2u_encoder is None else t2u_encoder
+        self.unit_decoder = setup.model.unit_decoder if unit_decoder is None else unit_decoder
         self.config = setup.config
         self.rules = setup.rules
 

@@ -259,6 +259,11 @@ class CodeHiFiGANUnitVocoder(UnitVocoder):
 
     @torch.no_grad()
     def synthesize_frames_packed(self, calls: Sequence[Tensor]) -> List[Tensor]:
+        if self.graph is not None:  # the graph takes padded rows: one call for all of them
+            lengths = torch.tensor([call.numel() for call in calls])
+            frames = torch.nn.utils.rnn.pad_sequence(list(calls), batch_first=True)
+            audio = self._graph_audio(frames, lengths)
+            return [row[: n * self.frame_hop] for row, n in zip(audio, lengths.tolist())]
         if not self.istft:
             return super().synthesize_frames_packed(calls)
         return [audio.float() for audio in self.istft_generator.forward_packed(calls)]

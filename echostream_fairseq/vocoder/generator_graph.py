@@ -1,5 +1,6 @@
-"""The CodeHiFiGAN generator over right-padded rows as one traceable module, for an ONNX graph
-(``echostream-export --vocoder``), and the check of which vocoders have one.
+"""A unit generator over right-padded rows as one traceable module, for an ONNX graph
+(``echostream-export --vocoder``): the CodeHiFiGAN's, or the iSTFT generator's with its inverse FFT
+as matrix products; and the check of which vocoders have one.
 
 Inputs ``frames`` ``[B, T]`` int64 (frame-level units) and ``lengths`` ``[B]`` int64 (real frames
 per row); output ``audio`` ``[B, T * frame_hop]`` float, zeros past each row's end, each row equal
@@ -16,22 +17,20 @@ from torch import Tensor, nn
 
 from echostream_fairseq.vocoder.code_hifigan import CodeHiFiGANUnitVocoder, generator_forward
 
-__all__ = ["HiFiGANGraph", "graph_refusal"]
+__all__ = ["GeneratorGraph", "graph_refusal"]
 
 
 def graph_refusal(vocoder) -> Optional[str]:
     """Why ``vocoder`` (a :class:`~echostream_fairseq.vocoder.base.UnitVocoder`) has no graph, or
-    ``None``: only the non-causal CodeHiFiGAN has one so far."""
+    ``None``: the CodeHiFiGAN's and the iSTFT generator have one, the causal CodeHiFiGAN not yet."""
     if not isinstance(vocoder, CodeHiFiGANUnitVocoder):
         return f"the {type(vocoder).__name__} has no graph"
-    if vocoder.istft:
-        return "the iSTFT generator has no graph yet (its inverse FFT)"
     if vocoder.causal:
         return "the causal CodeHiFiGAN has no graph yet (its per-layer caches)"
     return None
 
 
-class HiFiGANGraph(nn.Module):
+class GeneratorGraph(nn.Module):
     """Args: ``vocoder``: a :class:`CodeHiFiGANUnitVocoder` that :func:`graph_refusal` accepts."""
 
     def __init__(self, vocoder: CodeHiFiGANUnitVocoder) -> None:
@@ -40,8 +39,11 @@ class HiFiGANGraph(nn.Module):
         if why is not None:
             raise ValueError(why)
         self.generator = vocoder.generator
+        self.istft = vocoder.istft
 
     def forward(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        if self.istft:
+            return self.generator.forward_for_graph(frames, lengths)
         positions = frames.size(1)
 
         def valid(x: Tensor) -> Tensor:

@@ -27,8 +27,9 @@ synthesised alone.
 
 from __future__ import annotations
 
+import math
 from argparse import Namespace
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,10 @@ def frame_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
         return (y + conv.bias.float()).to(x.dtype)
     if conv.groups != 1:
         raise ValueError(f"frame_conv takes full or depthwise convolutions, not {conv.groups} groups")
-    windows = padded.unfold(1, size, 1)  # [B, T, C_in, size]: the taps last, as in the weight
+    if torch.jit.is_tracing():  # the ONNX exporter cannot unfold a length it does not know
+        windows = torch.stack([padded[:, j : j + frames] for j in range(size)], dim=-1)
+    else:
+        windows = padded.unfold(1, size, 1)  # [B, T, C_in, size]: the taps last, as in the weight
     return F.linear(windows.reshape(x.size(0), frames, -1), conv.weight.reshape(conv.out_channels, -1), conv.bias)
 
 
@@ -168,9 +172,10 @@ class ISTFTGenerator(nn.Module):
         audio = self._samples(torch.cat(pieces)[None], mask)[0]
         return [audio[start * self.hop : (start + code.numel()) * self.hop] for start, code in zip(starts, codes)]
 
-    def _samples(self, code: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def _samples(self, code: Tensor, mask: Optional[Tensor], by_products: bool = False) -> Tensor:
         """``[B, T]`` -> ``[B, T * hop]``; ``mask`` ``[B, T, 1]`` (1: a real frame) or None: masked
-        frames are zeroed before each layer that mixes frames and give no spectrum."""
+        frames are zeroed before each layer that mixes frames and give no spectrum. ``by_products``:
+        the inverse FFT as products with a basis (:meth:`forward_for_graph`)."""
         x = self.dict(code)
         if mask is not None:
             x = x * mask
@@ -183,10 +188,36 @@ class ISTFTGenerator(nn.Module):
         phase = spectrum[..., bins:]
         if mask is not None:  # masked frames give nothing (a non-finite phase there would still give NaN)
             magnitude, phase = magnitude * mask.float(), phase * mask.float()
+        real, imaginary = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
+        if by_products:
+            cosines, sines = self._inverse_dft_basis(magnitude.device)
+            return self._overlap_add(real @ cosines + imaginary @ sines)
         window = self.window.to(magnitude.device)
         # torch.polar computes the same numbers at a quarter of the speed (its sine and cosine are not vectorised)
-        coefficients = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-        return self._overlap_add(torch.fft.irfft(coefficients, n=self.n_fft) * window)
+        return self._overlap_add(torch.fft.irfft(torch.complex(real, imaginary), n=self.n_fft) * window)
+
+    def forward_for_graph(self, code: Tensor, lengths: Tensor) -> Tensor:
+        """:meth:`forward` in the form an ONNX graph takes: ``[B, T]`` units and ``[B]`` lengths ->
+        ``[B, T * hop]``, the padding always masked, the inverse FFT as two products with a real
+        inverse DFT basis (ONNX has no inverse FFT). Equal to :meth:`forward` to float rounding."""
+        # positions by a cumulative sum, so the traced graph keeps the length free
+        frames = torch.ones_like(code[0]).cumsum(0) - 1
+        mask = (frames[None, :] < lengths[:, None]).unsqueeze(-1).to(self.head.weight.dtype)
+        audio = self._samples(code, mask, by_products=True)
+        samples = torch.ones_like(audio[0], dtype=torch.long).cumsum(0) - 1
+        return audio * (samples[None, :] < lengths[:, None] * self.hop)
+
+    def _inverse_dft_basis(self, device) -> Tuple[Tensor, Tensor]:
+        """``[n_fft // 2 + 1, n_fft]`` each: a frame's windowed inverse real FFT is ``real @ cosines +
+        imaginary @ sines``. Every bin but the first and the last stands for two (its mirror image),
+        and their sines are zero: the imaginary parts the inverse FFT ignores."""
+        n = self.n_fft
+        k = torch.arange(n // 2 + 1, dtype=torch.float64).unsqueeze(1)
+        angle = 2 * math.pi * k * torch.arange(n, dtype=torch.float64).unsqueeze(0) / n
+        weight = torch.full_like(k, 2.0)
+        weight[0], weight[-1] = 1.0, 1.0
+        scale = weight * self.window.to(torch.float64).unsqueeze(0) / n
+        return (scale * torch.cos(angle)).float().to(device), (-scale * torch.sin(angle)).float().to(device)
 
     def _spectrum(self, x: Tensor) -> Tensor:
         """``[B, T, C]`` -> ``[B, T, n_fft + 2]`` log magnitudes and phases, the last norm and the head

@@ -1,5 +1,6 @@
-"""The CodeHiFiGAN's exported generator under onnxruntime synthesises what the generator does, in
-streams and in padded shared calls; the vocoders without a graph, and a foreign graph, are refused."""
+"""The CodeHiFiGAN's exported generators (HiFi-GAN and iSTFT) under onnxruntime synthesise what the
+generator does, in streams and in padded and packed shared calls; the vocoders without a graph, and
+a foreign graph, are refused."""
 
 import pytest
 import torch
@@ -8,13 +9,14 @@ from vocoders import stream, write_fairseq_vocoder
 from echostream_fairseq.export.onnx_files import export_vocoder, graph_file, read_metadata
 from echostream_fairseq.streaming.graphs import run_vocoder_on_graph
 from echostream_fairseq.vocoder import CodeHiFiGANUnitVocoder, IncrementalVocoder, preset_config
-from echostream_fairseq.vocoder.generator_graph import HiFiGANGraph, graph_refusal
+from echostream_fairseq.vocoder.generator_graph import GeneratorGraph, graph_refusal
 
 
-@pytest.fixture(scope="module")
-def hifigan(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hifigan")
-    ckpt, cfg, _ = write_fairseq_vocoder(folder)
+@pytest.fixture(scope="module", params=["hifigan", "istft"])
+def hifigan(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    config = None if request.param == "hifigan" else preset_config("tiny", 20, generator="istft")
+    ckpt, cfg, _ = write_fairseq_vocoder(folder, config)
     vocoder = CodeHiFiGANUnitVocoder.from_files(ckpt, cfg).eval()
     export_vocoder(vocoder, folder)
     return ckpt, cfg, folder
@@ -50,16 +52,19 @@ def test_padded_shared_calls_equal_rows_alone(hifigan):
         alone = vocoder.synthesize_frames_batch(frames[row : row + 1, :n])[0]
         assert (padded[row, : alone.numel()] - alone).abs().max().item() <= 1e-5
         assert torch.count_nonzero(padded[row, alone.numel() :]) == 0  # silence past the row's end
+    packed = vocoder.synthesize_frames_packed([frames[row, :n] for row, n in enumerate(lengths.tolist())])
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(packed[row], padded[row, : n * vocoder.frame_hop])
 
 
 def test_vocoders_without_a_graph_and_foreign_graphs(hifigan, tmp_path):
     ckpt, cfg, folder = hifigan
-    istft_ckpt, istft_cfg, _ = write_fairseq_vocoder(tmp_path, preset_config("tiny", 20, generator="istft"))
-    istft = CodeHiFiGANUnitVocoder.from_files(istft_ckpt, istft_cfg)
-    assert graph_refusal(istft) == "the iSTFT generator has no graph yet (its inverse FFT)"
-    with pytest.raises(ValueError, match="iSTFT generator has no graph yet"):
-        HiFiGANGraph(istft)
-    assert not run_vocoder_on_graph(IncrementalVocoder(istft), folder)  # it stays in torch
+    causal_ckpt, causal_cfg, _ = write_fairseq_vocoder(tmp_path, {**preset_config("tiny", 20), "causal": True})
+    causal = CodeHiFiGANUnitVocoder.from_files(causal_ckpt, causal_cfg)
+    assert graph_refusal(causal) == "the causal CodeHiFiGAN has no graph yet (its per-layer caches)"
+    with pytest.raises(ValueError, match="causal CodeHiFiGAN has no graph yet"):
+        GeneratorGraph(causal)
+    assert not run_vocoder_on_graph(IncrementalVocoder(causal), folder)  # it stays in torch
     (tmp_path / "other").mkdir()
     other_ckpt, other_cfg, _ = write_fairseq_vocoder(tmp_path / "other", seed=5)
     other = IncrementalVocoder(CodeHiFiGANUnitVocoder.from_files(other_ckpt, other_cfg))
