@@ -27,14 +27,24 @@ Outputs: ``encoder_out`` ``[B, s, D]``, ``asr_logits`` ``[B, s, V_src]``, ``st_l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Dict, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
+from echostream_fairseq.export.zipformer_graph import ZipformerStepGraph
 from echostream_fairseq.models.ctc_heads import CTCHeadFixedState
 from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
+from echostream_fairseq.modules.zipformer import Zipformer
 
-__all__ = ["EncoderGraphState", "EncoderStepGraph", "STATE_NAMES", "INPUT_NAMES", "OUTPUT_NAMES"]
+__all__ = [
+    "EncoderGraphState",
+    "EncoderStepGraph",
+    "encoder_step_graph",
+    "STATE_NAMES",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+]
 
 STATE_NAMES = ("key_value", "num_memory", "num_left", "conv_cache", "st_key", "st_value", "st_count")
 INPUT_NAMES = ("frames",) + STATE_NAMES
@@ -57,6 +67,22 @@ class EncoderGraphState:
         return tuple(getattr(self, name) for name in STATE_NAMES)
 
 
+def encoder_step_graph(model: nn.Module):
+    """The encoder-step graph module of ``model``'s encoder: :class:`EncoderStepGraph` for an
+    Emformer, :class:`~.zipformer_graph.ZipformerStepGraph` for a Zipformer. Both have
+    ``input_names``, ``output_names``, ``initial_state``, ``state_from``, ``chunk_inputs`` and
+    ``example_inputs``; a ``ValueError`` for an encoder without a bounded state."""
+    backbone = model.encoder.backbone
+    if isinstance(backbone, Emformer):
+        return EncoderStepGraph(model)
+    if isinstance(backbone, Zipformer):
+        return ZipformerStepGraph(model)
+    raise ValueError(
+        f"only Emformer and Zipformer encoders export to a graph; this checkpoint's encoder is "
+        f"{model.encoder.encoder_type!r}, which has no bounded streaming state"
+    )
+
+
 class EncoderStepGraph(nn.Module):
     """The Emformer's fixed-shape step, the ASR CTC head and the ST CTC head's fixed-shape step.
 
@@ -65,14 +91,13 @@ class EncoderStepGraph(nn.Module):
             or when its ST CTC window is unbounded).
     """
 
+    state_names, input_names, output_names = STATE_NAMES, INPUT_NAMES, OUTPUT_NAMES
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         backbone = model.encoder.backbone
         if not isinstance(backbone, Emformer):
-            raise ValueError(
-                f"only Emformer encoders export to a graph so far; this checkpoint's encoder is "
-                f"{model.encoder.encoder_type!r}"
-            )
+            raise ValueError(f"not an Emformer encoder: {model.encoder.encoder_type!r}")
         self.backbone = backbone
         self.trained_chunk_length = model.encoder.trained_chunk_length
         self.asr_ctc = model.asr_ctc
@@ -85,6 +110,24 @@ class EncoderStepGraph(nn.Module):
         return EncoderGraphState(
             emformer.key_value, emformer.num_memory, emformer.num_left, emformer.conv_cache, st.key, st.value, st.count
         )
+
+    def state_from(self, tensors) -> EncoderGraphState:
+        """The state from the graph's ``next_`` outputs (in :data:`STATE_NAMES` order)."""
+        return EncoderGraphState(*tensors)
+
+    def chunk_inputs(self, chunk: Tensor, right_context: Optional[Tensor]) -> Tuple[Dict[str, Tensor], int]:
+        """The graph's inputs for ``chunk`` ``[B, s, D]`` and its look-ahead, and how many output
+        frames are real (all ``s``)."""
+        frames = chunk if right_context is None else torch.cat([chunk, right_context], dim=1)
+        return {"frames": frames}, chunk.size(1)
+
+    def example_inputs(self, batch_size: int, dtype) -> Tuple[Tensor, ...]:
+        """Inputs to trace the graph with: a whole chunk and its look-ahead."""
+        emformer = self.backbone
+        frames = torch.randn(
+            batch_size, emformer.chunk_length + emformer.right_context_length, emformer.input_dim, dtype=dtype
+        )
+        return (frames, *self.initial_state(batch_size, None, dtype).tensors())
 
     def forward(
         self,

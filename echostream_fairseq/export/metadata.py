@@ -46,31 +46,56 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def encoder_metadata(graph: nn.Module, source_dictionary, st_dictionary) -> Dict[str, str]:
-    """The model entries of an encoder-step graph (:class:`~.encoder_graph.EncoderStepGraph`).
-    ``chunk_length`` is the encoder chunk the model was trained with; the graph itself takes a
-    chunk of any length, and the runtime steps at the translator's."""
-    emformer = graph.backbone
+    """The model entries of an encoder-step graph (:func:`~.encoder_graph.encoder_step_graph`).
+    ``chunk_length`` is the encoder chunk the model was trained with; an Emformer's graph takes a
+    chunk of any length, and the runtime steps at the translator's; a Zipformer's graph steps the
+    chunk it was traced at, ``graph_chunk_length``."""
+    backbone = graph.backbone
     st = graph.st_ctc
     entries = {
         "echostream.format": FORMAT_VERSION,
         "echostream.graph": "encoder_step",
-        "encoder_type": "emformer",
-        "layers": len(emformer.layers),
-        "dim": emformer.input_dim,
-        "heads": emformer.num_heads,
         "chunk_length": graph.trained_chunk_length,
-        "left_context_length": emformer.left_context_length,
-        "right_context_length": emformer.right_context_length,
-        "max_memory_size": emformer.max_memory_size,
-        "conv_kernel_size": emformer.conv_kernel_size,
-        "st_ctc_layers": len(st.layers),
-        "st_ctc_left_context": st.left_context,
-        "source_dictionary_size": len(source_dictionary),
-        "source_dictionary_digest": symbols_digest(source_dictionary),
-        "st_dictionary_size": len(st_dictionary),
-        "st_dictionary_digest": symbols_digest(st_dictionary),
-        "weights_digest": weights_digest(graph),
     }
+    if hasattr(backbone, "stacks"):  # a Zipformer
+        entries.update(
+            {
+                "encoder_type": "zipformer",
+                "stack_dims": ",".join(map(str, backbone.stack_dims)),
+                "stack_layers": ",".join(map(str, backbone.stack_layers)),
+                "stack_downsampling": ",".join(map(str, backbone.stack_downsampling)),
+                "dim": backbone.input_dim,
+                "graph_chunk_length": backbone.chunk_length,
+                "left_context_length": backbone.left_context_length,
+                "future_frames": backbone.future_frames,
+                "max_memory_size": backbone.max_memory_size,
+                "output_downsampling": backbone.output_downsampling,
+            }
+        )
+    else:
+        entries.update(
+            {
+                "encoder_type": "emformer",
+                "layers": len(backbone.layers),
+                "dim": backbone.input_dim,
+                "heads": backbone.num_heads,
+                "left_context_length": backbone.left_context_length,
+                "right_context_length": backbone.right_context_length,
+                "max_memory_size": backbone.max_memory_size,
+                "conv_kernel_size": backbone.conv_kernel_size,
+            }
+        )
+    entries.update(
+        {
+            "st_ctc_layers": len(st.layers),
+            "st_ctc_left_context": st.left_context,
+            "source_dictionary_size": len(source_dictionary),
+            "source_dictionary_digest": symbols_digest(source_dictionary),
+            "st_dictionary_size": len(st_dictionary),
+            "st_dictionary_digest": symbols_digest(st_dictionary),
+            "weights_digest": weights_digest(graph),
+        }
+    )
     return {key: str(value) for key, value in entries.items()}
 
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional
 import torch
 
 from echostream_fairseq.common.files import atomic_path
-from echostream_fairseq.export.encoder_graph import INPUT_NAMES, OUTPUT_NAMES, EncoderStepGraph
+from echostream_fairseq.export.encoder_graph import INPUT_NAMES, EncoderStepGraph, encoder_step_graph
 from echostream_fairseq.export.metadata import (
     check_metadata,
     encoder_metadata,
@@ -132,23 +132,22 @@ def _export(module, example, input_names, output_names, dynamic, metadata, stem,
 
 
 def export_encoder(model, source_dictionary, st_dictionary, folder, precisions=PRECISIONS) -> List[Path]:
-    """The encoder step of ``model`` (see :mod:`.encoder_graph`) as ``encoder_step.<precision>.onnx``
-    files in ``folder``, with their metadata; returns the paths written."""
-    graph = EncoderStepGraph(model).eval()
-    emformer = graph.backbone
+    """The encoder step of ``model`` (an Emformer's, :mod:`.encoder_graph`, or a Zipformer's,
+    :mod:`.zipformer_graph`) as ``encoder_step.<precision>.onnx`` files in ``folder``, with their
+    metadata; returns the paths written."""
+    graph = encoder_step_graph(model).eval()
     p = next(graph.parameters())
-    frames = torch.randn(2, emformer.chunk_length + emformer.right_context_length, emformer.input_dim, dtype=p.dtype)
-    state = graph.initial_state(2, p.device, p.dtype)
-    dynamic = {name: {0: "streams"} for name in INPUT_NAMES + OUTPUT_NAMES}
-    dynamic["frames"] = {0: "streams", 1: "chunk_and_lookahead"}
-    for name in ("encoder_out", "asr_logits", "st_logits"):
-        dynamic[name] = {0: "streams", 1: "chunk"}
+    dynamic = {name: {0: "streams"} for name in graph.input_names + graph.output_names}
+    if isinstance(graph, EncoderStepGraph):  # the Emformer's graph takes a chunk of any length
+        dynamic["frames"] = {0: "streams", 1: "chunk_and_lookahead"}
+        for name in ("encoder_out", "asr_logits", "st_logits"):
+            dynamic[name] = {0: "streams", 1: "chunk"}
     metadata = encoder_metadata(graph, source_dictionary, st_dictionary)
     return _export(
         graph,
-        (frames, *state.tensors()),
-        INPUT_NAMES,
-        OUTPUT_NAMES,
+        graph.example_inputs(2, p.dtype),
+        graph.input_names,
+        graph.output_names,
         dynamic,
         metadata,
         "encoder_step",
@@ -204,7 +203,7 @@ def export_unit_stage(model, unit_dictionary, folder, precisions=PRECISIONS) -> 
         self_mask = valid.unsqueeze(1) & torch.ones(T, P + T, dtype=torch.bool).tril(P).unsqueeze(0)
         example = [x, self_mask]
         if cross:
-            example.append((torch.arange(S).unsqueeze(0) >= torch.tensor([[2], [0]])).unsqueeze(1))
+            example.append((torch.arange(S).unsqueeze(0) >= torch.tensor([[2], [0]])).unsqueeze(1).expand(-1, T, -1))
         for _ in layers:
             for size in (P, P) + ((S, S) if cross else ()):
                 example.append(torch.randn(B, attn.num_heads, size, attn.head_dim, generator=gen).to(p.dtype))
@@ -213,7 +212,7 @@ def export_unit_stage(model, unit_dictionary, folder, precisions=PRECISIONS) -> 
         dynamic[names_out[0]] = {0: "streams", 1: "positions"}
         dynamic["x"] = {0: "streams", 1: "positions"}
         dynamic["self_mask"] = {0: "streams", 1: "positions", 2: "keys"}
-        dynamic["memory_mask"] = {0: "streams", 2: "memory"}
+        dynamic["memory_mask"] = {0: "streams", 1: "positions", 2: "memory"}
         for name in names_in:
             if name.startswith(("self_key", "self_value", "cross_key", "cross_value")):
                 dynamic[name] = {0: "streams", 2: "cached" if name.startswith("self") else "memory"}

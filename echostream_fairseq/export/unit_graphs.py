@@ -1,28 +1,31 @@
-"""T2U's step and the unit decoder's step, one text state per stream per call, as traceable
+"""T2U's step and the unit decoder's step, for many streams in one call, as traceable
 modules over left-padded caches (the layer stacks of
 :class:`~echostream_fairseq.models.unit_decoder.T2UEncoder` and
 :class:`~echostream_fairseq.models.unit_decoder.CTCUnitDecoder`).
 
 The caller builds the masks, so the windows, the wait-k lookahead and the padding are its
-business, not the graph's: a graph is the layers, the final norm and the output projection.
+business, not the graph's: a graph is the layers, the final norm and the output projection. A
+call takes every new position of every stream: streams with fewer new positions are padded on the
+right, and their padded positions, which no real one sees, are dropped by the caller.
 The unit decoder's inputs are already upsampled (each text state repeated ``r`` times, positions
 added), and projecting new text states into its cross-attention memory stays with the caller,
 as the MT decoder's memory does.
 
-Inputs (``B`` streams, ``T`` new positions: 1 for T2U, ``r`` for the unit decoder; ``L`` layers,
-``H`` heads of ``d`` channels, ``P`` cached positions, ``S`` memory states; both left-padded):
+Inputs (``B`` streams, ``T`` new positions: the most new text states of a stream, times ``r`` for
+the unit decoder; ``L`` layers, ``H`` heads of ``d`` channels, ``P`` cached positions, ``S`` memory
+states; both left-padded):
 
 ==========================================  =====================  =====
 name                                        shape                  dtype
 ==========================================  =====================  =====
 ``x``                                       ``[B, T, D_in]``       float
 ``self_mask``                               ``[B, T, P + T]``      bool
-``memory_mask`` (unit decoder)              ``[B, 1, S]``          bool
+``memory_mask`` (unit decoder)              ``[B, T, S]``          bool
 ``self_key.i``, ``self_value.i`` (layer i)  ``[B, H, P, d]``       float
 ``cross_key.i``, ``cross_value.i`` (u.d.)   ``[B, H, S, d]``       float
 ==========================================  =====================  =====
 
-Outputs: ``out`` (T2U's states ``[B, 1, D]``) or ``logits`` (the unit decoder's ``[B, r, V]``),
+Outputs: ``out`` (T2U's states ``[B, T, D]``) or ``logits`` (the unit decoder's ``[B, T, V]``),
 then per layer the new positions' ``new_key.i``, ``new_value.i`` ``[B, H, T, d]``.
 """
 

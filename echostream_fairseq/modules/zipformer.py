@@ -57,6 +57,7 @@ from echostream_fairseq.modules.batching import counter_field
 from echostream_fairseq.modules.packed_linear import PackedLinear
 
 __all__ = [
+    "ZipformerFixedState",
     "BiasNorm",
     "Zipformer",
     "ZipformerLayer",
@@ -136,7 +137,9 @@ class CausalConvolution(nn.Module):
         value, gate = self.in_proj(x).chunk(2, dim=-1)
         y = torch.cat([cache, (value * torch.sigmoid(gate)).transpose(1, 2)], dim=2)
         new_cache = y[:, :, y.size(2) - self.cache_length :]
-        if x.size(1) <= 64:  # a streaming chunk: a windowed sum beats conv1d's per-call cost on CPU
+        # a streaming chunk: a windowed sum beats conv1d's per-call cost on CPU (but the ONNX exporter
+        # cannot unfold a tensor whose batch it does not know)
+        if x.size(1) <= 64 and not torch.jit.is_tracing():
             windows = y.unfold(2, self.cache_length + 1, 1)  # [B, D, T, K]
             conv = (windows * self.depthwise.weight.squeeze(1).unsqueeze(1)).sum(-1) + self.depthwise.bias.unsqueeze(1)
         else:
@@ -331,6 +334,29 @@ class ZipformerState:
     @property
     def batch_size(self) -> int:
         return self.key_value[0].size(0)
+
+
+@dataclass(frozen=True)
+class ZipformerFixedState:
+    """The streaming state in fixed shapes, for graphs (ONNX) whose inputs cannot change shape as
+    a stream starts: :meth:`Zipformer.step_fixed` takes and returns it.
+
+    Attributes:
+        key_value: per stack, ``[B, layers, M + Lc, cache_dim]``: each layer's ``M`` memory slots
+            then ``Lc`` left-context slots (at the stack's rate), each group right-aligned (newest
+            last); unfilled slots are zeros that the step's mask hides.
+        conv: per stack, ``[B, layers, 2, D, K - 1]``: each layer's two convolution caches.
+        num_memory: ``[B]`` int64, memory slots filled (at most ``M``, the same in every layer).
+        num_left: ``[B, stacks]`` int64, left-context slots filled per stack.
+
+    Every tensor is batch-first and every row carries its own counts, so streams at any point
+    stack into one batch.
+    """
+
+    key_value: Tuple[Tensor, ...]
+    conv: Tuple[Tensor, ...]
+    num_memory: Tensor
+    num_left: Tensor
 
 
 def _per_stack(name: str, values: Sequence[int], count: int, low: int) -> Tuple[int, ...]:
@@ -661,6 +687,98 @@ class Zipformer(nn.Module):
             finished=s < S_in,
             signature=self.signature,
         )
+
+    def initial_fixed_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+    ) -> ZipformerFixedState:
+        """The :class:`ZipformerFixedState` of a stream that has not started (all zeros)."""
+        p = self.output_norm.bias
+        device = p.device if device is None else device
+        dtype = p.dtype if dtype is None else dtype
+        key_value, conv = [], []
+        for i, stack in enumerate(self.stacks):
+            layer = stack.layers[0]
+            slots = self.max_memory_size + self.left_context_frames(i)
+            key_value.append(
+                torch.zeros(batch_size, len(stack.layers), slots, layer.cache_dim, device=device, dtype=dtype)
+            )
+            conv.append(
+                torch.zeros(
+                    batch_size, len(stack.layers), 2, stack.dim, layer.conv1.cache_length, device=device, dtype=dtype
+                )
+            )
+        counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+        left = torch.zeros(batch_size, len(self.stacks), dtype=torch.long, device=device)
+        return ZipformerFixedState(tuple(key_value), tuple(conv), counts, left)
+
+    def step_fixed(
+        self, chunk: Tensor, num_valid: Tensor, state: ZipformerFixedState
+    ) -> Tuple[Tensor, ZipformerFixedState]:
+        """:meth:`step` over :class:`ZipformerFixedState`, in the form traced into a graph (no
+        input checks): ``chunk`` ``[B, input_chunk_length, input_dim]`` always whole, of which
+        the first ``num_valid`` ``[B]`` frames per row are real (fewer only in a stream's last
+        chunk, zeros after them). Returns ``[B, chunk_length, output_dim]``, of which each row's
+        first ``ceil(num_valid / output_downsampling)`` equal :meth:`step`'s output within
+        rounding, and the next state."""
+        B, S_in = chunk.size(0), chunk.size(1)
+        M = self.max_memory_size
+        real = (torch.arange(S_in, device=chunk.device).unsqueeze(0) < num_valid.unsqueeze(1)).unsqueeze(2)
+        x = chunk * real.to(chunk.dtype)
+        outputs, key_values, convs, num_left = [], [], [], []
+        for i, stack in enumerate(self.stacks):
+            f, Lc = stack.downsampling, self.left_context_frames(i)
+            frames = S_in // f
+            valid = (num_valid + f - 1) // f  # [B] real frames at this rate
+            held = state.num_left[:, i]
+            mask = self._fixed_mask(frames, valid, state.num_memory, held, Lc, chunk.device)
+            stack_in = _convert_channels(x, stack.dim)
+            h = stack.downsample(stack_in)
+            real_here = (torch.arange(frames, device=chunk.device).unsqueeze(0) < valid.unsqueeze(1)).unsqueeze(2)
+            caches, layer_convs = [], []
+            for j, layer in enumerate(stack.layers):
+                cache, conv = state.key_value[i][:, j], state.conv[i][:, j]
+                h, new, (conv1, conv2) = layer(h, cache, (conv[:, 0], conv[:, 1]), mask)
+                pieces = []
+                if M > 0:
+                    mean = (new * real_here.to(new.dtype)).sum(dim=1, keepdim=True) / valid.view(B, 1, 1).to(new.dtype)
+                    pieces += [cache[:, 1:M], mean]
+                if Lc > 0:
+                    # the last Lc of [held left context, the chunk's real frames]: right-aligned,
+                    # they start at each row's count of real frames
+                    context = torch.cat([cache[:, M:], new], dim=1)
+                    index = (valid.unsqueeze(1) + torch.arange(Lc, device=chunk.device).unsqueeze(0)).unsqueeze(2)
+                    pieces.append(torch.gather(context, 1, index.expand(-1, -1, new.size(2))))
+                caches.append(torch.cat(pieces, dim=1) if pieces else cache)
+                layer_convs.append(torch.stack([conv1, conv2], dim=1))
+            key_values.append(torch.stack(caches, dim=1))
+            convs.append(torch.stack(layer_convs, dim=1))
+            num_left.append((held + valid).clamp(max=Lc))
+            x = stack.out_bypass(stack_in, stack.upsample(h)) * real.to(h.dtype)
+            outputs.append(x)
+        return self._output(outputs), ZipformerFixedState(
+            key_value=tuple(key_values),
+            conv=tuple(convs),
+            num_memory=(state.num_memory + 1).clamp(max=M),
+            num_left=torch.stack(num_left, dim=1),
+        )
+
+    def _fixed_mask(
+        self, frames: int, valid: Tensor, num_memory: Tensor, num_left: Tensor, left: int, device
+    ) -> Tensor:
+        """``[B, 1, frames, M + left + frames]`` for :meth:`step_fixed`: the filled memory and
+        left-context slots (right-aligned), then the chunk's frames as :meth:`_step_mask` shows them."""
+        M = self.max_memory_size
+        slots = torch.arange(M + left, device=device).unsqueeze(0)  # [1, M + left]
+        memory = slots < M
+        # plain logic, not torch.where: onnxruntime has no Where for booleans
+        filled = (memory & (slots >= M - num_memory.unsqueeze(1))) | (
+            ~memory & (slots - M >= left - num_left.unsqueeze(1))
+        )  # [B, M + left]
+        t = torch.arange(frames, device=device)
+        q, k = t.view(1, -1, 1), t.view(1, 1, -1)
+        chunk = (k <= q + self.future_frames) & ((k < valid.view(-1, 1, 1)) | (q == k))  # [B, frames, frames]
+        cached = filled.unsqueeze(1).expand(-1, frames, -1)
+        return torch.cat([cached, chunk], dim=2).unsqueeze(1)
 
     def _step_mask(self, frames: int, valid: int, cached: int, device) -> Optional[Tensor]:
         """``[1, 1, frames, cached + frames]`` for one chunk: every cached position is visible; a

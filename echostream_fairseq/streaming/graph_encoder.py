@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from echostream_fairseq.export.encoder_graph import STATE_NAMES, EncoderGraphState, EncoderStepGraph
+from echostream_fairseq.common.audio import ENCODER_FRAME_MS
+from echostream_fairseq.export.encoder_graph import encoder_step_graph
 from echostream_fairseq.modules.subsampler import SubsamplerState
 from echostream_fairseq.streaming.encoding import EncodedChunk
 from echostream_fairseq.streaming.setup import TranslatorSetup
@@ -30,7 +31,7 @@ class GraphEncoderState:
 
     subsampler: SubsamplerState
     pending: Tensor
-    graph: EncoderGraphState
+    graph: object  # the graph module's state: EncoderGraphState or ZipformerGraphState
     finished: bool
 
 
@@ -53,7 +54,15 @@ class GraphEncoder:
             )
         self.setup = setup
         self.session = session
-        self._graph = EncoderStepGraph(setup.model)  # its initial state only; the session computes
+        # its states and inputs only; the session computes
+        self._graph = encoder_step_graph(setup.model)
+        traced = session.get_modelmeta().custom_metadata_map.get("graph_chunk_length")
+        if traced is not None and int(traced) != setup.chunk_length:
+            raise ValueError(
+                f"this Zipformer's encoder graph steps chunks of {traced} encoder frames (the chunk it "
+                f"was exported at), and this translator steps {setup.chunk_length}: run with "
+                f"--encoder-chunk-ms {int(traced) * ENCODER_FRAME_MS}, or export again at this chunk"
+            )
 
     def initial_state(self) -> GraphEncoderState:
         speech = self.setup.model.encoder.initial_state(1)
@@ -73,11 +82,12 @@ class GraphEncoder:
         graph = state.graph
         outputs = []
         for chunk, right_context in chunks:
-            x = chunk if right_context is None else torch.cat([chunk, right_context], dim=1)
-            feeds = {"frames": _array(x), **{n: _array(t) for n, t in zip(STATE_NAMES, graph.tensors())}}
+            inputs, real = self._graph.chunk_inputs(chunk, right_context)
+            feeds = {n: _array(t) for n, t in inputs.items()}
+            feeds.update((n, _array(t)) for n, t in zip(self._graph.state_names, graph.tensors()))
             result = [torch.from_numpy(a) for a in self.session.run(None, feeds)]
-            outputs.append(result[:3])
-            graph = EncoderGraphState(*result[3:])
+            outputs.append([t[:, :real] for t in result[:3]])
+            graph = self._graph.state_from(result[3:])
         if outputs:
             out, asr_logits, st_logits = (torch.cat(parts, dim=1) for parts in zip(*outputs))
         else:

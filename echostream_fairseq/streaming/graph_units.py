@@ -4,11 +4,11 @@ the model's T2U encoder and unit decoder, with the same caches (one
 :class:`~echostream_fairseq.modules.transformer_layer.LayerCache` per layer and stream), so the
 writer is the same whichever runtime it is given.
 
-Each call of a graph takes one text state of every stream that has one left, over the streams'
-caches padded on the left; a stream with ``n`` new text states takes ``n`` calls. The masks are
-built here with the windows :func:`~echostream_fairseq.modules.transformer_layer.stack_step`
-keeps, so each stream's outputs equal the torch step's. Upsampling the unit decoder's input and
-projecting new text states into its cross-attention memory stay in torch.
+One call of each graph takes every new text state of every stream of a tick: the new positions
+padded on the right to the longest stream's, the caches padded on the left. The masks are built
+here with the windows :func:`~echostream_fairseq.modules.transformer_layer.stack_step` keeps, so
+each stream's outputs equal the torch step's. Upsampling the unit decoder's input and projecting
+new text states into its cross-attention memory stay in torch.
 """
 
 from __future__ import annotations
@@ -29,11 +29,19 @@ def _pad_left(parts: Sequence[Optional[Tensor]], heads: int, head_dim: int) -> T
     on the left, and ``n_i``."""
     lengths = torch.tensor([0 if t is None else t.size(2) for t in parts])
     width = int(lengths.max()) if len(parts) else 0
+    if bool((lengths == width).all()) and width:  # nothing to pad (one stream, or a steady state)
+        return np.ascontiguousarray(torch.cat(list(parts)).numpy()), lengths
     out = np.zeros((len(parts), heads, width, head_dim), dtype=np.float32)
     for row, t in enumerate(parts):
         if t is not None and t.size(2):
             out[row, :, width - t.size(2) :] = t[0].numpy()
     return out, lengths
+
+
+def _pad_right(parts: Sequence[Tensor]) -> Tensor:
+    """``[1, t_i, D]`` each -> ``[B, max t_i, D]``, zeros after each row's own."""
+    width = max(t.size(1) for t in parts)
+    return torch.cat([torch.nn.functional.pad(t, (0, 0, 0, width - t.size(1))) for t in parts])
 
 
 def _self_mask(held: Tensor, width: int, new: int, window: int) -> np.ndarray:
@@ -55,7 +63,7 @@ def _appended(cache: Optional[Tensor], new: Tensor, window: int) -> Tensor:
 
 
 class _GraphStack:
-    """A layer stack's graph, stepped one text state per stream per call."""
+    """A layer stack's graph, stepping many streams' new positions in one call."""
 
     def __init__(self, layers, session) -> None:
         self.session = session
@@ -64,15 +72,17 @@ class _GraphStack:
 
     def run(
         self,
-        x: Tensor,
+        xs: Sequence[Tensor],
         caches: Sequence[List[LayerCache]],
         self_window: int,
         memory_mask: Optional[np.ndarray] = None,
-    ) -> Tuple[Tensor, List[List[LayerCache]]]:
-        """``x`` ``[B, T, D_in]``, one row per stream, over each stream's caches; the output and
-        the caches with the ``T`` new positions appended (the last ``self_window`` kept)."""
-        T = x.size(1)
-        feeds = {"x": np.ascontiguousarray(x.numpy())}
+    ) -> Tuple[List[Tensor], List[List[LayerCache]]]:
+        """New positions ``[1, t_i, D_in]`` per stream (``t_i >= 1``) over each stream's caches;
+        each stream's output ``[1, t_i, ...]`` and its caches with the new positions appended (the
+        last ``self_window`` kept). ``memory_mask``: ``[B, max t_i, S]`` (unit decoder)."""
+        sizes = [x.size(1) for x in xs]
+        T = max(sizes)
+        feeds = {"x": np.ascontiguousarray(_pad_right(xs).numpy())}
         held = None
         layer_feeds = {}
         parts = ("self_key", "self_value") + (() if memory_mask is None else ("cross_key", "cross_value"))
@@ -87,11 +97,12 @@ class _GraphStack:
             feeds["memory_mask"] = memory_mask
         feeds.update(layer_feeds)
         out = [torch.from_numpy(a) for a in self.session.run(None, feeds)]
-        new_caches = []
-        for row, stream in enumerate(caches):
+        outputs, new_caches = [], []
+        for row, (stream, t) in enumerate(zip(caches, sizes)):
+            outputs.append(out[0][row : row + 1, :t])
             layers = []
             for i, c in enumerate(stream):
-                key, value = out[1 + 2 * i][row : row + 1], out[2 + 2 * i][row : row + 1]
+                key, value = out[1 + 2 * i][row : row + 1, :, :t], out[2 + 2 * i][row : row + 1, :, :t]
                 layers.append(
                     LayerCache(
                         _appended(c.self_key, key, self_window),
@@ -101,7 +112,7 @@ class _GraphStack:
                     )
                 )
             new_caches.append(layers)
-        return out[0], new_caches
+        return outputs, new_caches
 
 
 def _empty_caches(caches: Sequence[Optional[List[LayerCache]]], num_layers: int) -> List[List[LayerCache]]:
@@ -119,16 +130,14 @@ class GraphT2UEncoder:
     ) -> Tuple[List[Tensor], List[List[LayerCache]]]:
         """As the T2U encoder's ``step_packed``: new text states ``[1, n_i, input_dim]`` per stream."""
         caches = _empty_caches(caches, self.stack.num_layers)
-        outs: List[List[Tensor]] = [[] for _ in texts]
-        for j in range(max((t.size(1) for t in texts), default=0)):
-            rows = [i for i, t in enumerate(texts) if t.size(1) > j]
-            x = torch.cat([texts[i][:, j : j + 1] for i in rows]).float()
-            y, stepped = self.stack.run(x, [caches[i] for i in rows], self_window)
-            for k, i in enumerate(rows):
-                outs[i].append(y[k : k + 1])
-                caches[i] = stepped[k]
         dim = self.stack.heads * self.stack.head_dim
-        return [torch.cat(o, dim=1) if o else texts[i].new_zeros(1, 0, dim) for i, o in enumerate(outs)], caches
+        outs = [t.new_zeros(1, 0, dim) for t in texts]
+        rows = [i for i, t in enumerate(texts) if t.size(1)]
+        if rows:
+            ys, stepped = self.stack.run([texts[i].float() for i in rows], [caches[i] for i in rows], self_window)
+            for k, i in enumerate(rows):
+                outs[i], caches[i] = ys[k], stepped[k]
+        return outs, caches
 
 
 class GraphUnitDecoder:
@@ -151,29 +160,31 @@ class GraphUnitDecoder:
         r = self.unit_decoder.upsample_rate
         caches = self.unit_decoder.extend_memory([s[1] for s in steps], [s[3] for s in steps], text_window, lookahead)
         caches = _empty_caches(caches, self.stack.num_layers)
-        logits: List[List[Tensor]] = [[] for _ in steps]
-        for j in range(max((s[0].size(1) for s in steps), default=0)):
-            rows = [i for i, s in enumerate(steps) if s[0].size(1) > j]
-            x = torch.cat([self.unit_decoder.upsampled(steps[i][0][:, j : j + 1], steps[i][2] + j)[0] for i in rows])
+        logits = [torch.zeros(1, 0, self.num_units) for _ in steps]
+        rows = [i for i, s in enumerate(steps) if s[0].size(1)]
+        if rows:
+            upsampled = [self.unit_decoder.upsampled(steps[i][0], steps[i][2]) for i in rows]
             memory_mask = self._memory_mask(
                 [caches[i][0].cross_key.size(2) for i in rows],
                 [steps[i][4] for i in rows],
-                [steps[i][2] + j for i in rows],
+                [owner for _, owner in upsampled],
                 lookahead,
             )
-            y, stepped = self.stack.run(x.float(), [caches[i] for i in rows], text_window * r, memory_mask)
+            ys, stepped = self.stack.run(
+                [x.float() for x, _ in upsampled], [caches[i] for i in rows], text_window * r, memory_mask
+            )
             for k, i in enumerate(rows):
-                logits[i].append(y[k : k + 1])
-                caches[i] = stepped[k]
-        return [torch.cat(o, dim=1) if o else torch.zeros(1, 0, self.num_units) for o in logits], caches
+                logits[i], caches[i] = ys[k], stepped[k]
+        return logits, caches
 
     @staticmethod
-    def _memory_mask(sizes: List[int], ends: List[int], owners: List[int], lookahead: int) -> np.ndarray:
-        """``[B, 1, max size]``: a row's memory (its own ``size`` states, the last ending at text
-        state ``end``, padded on the left) visible to text state ``owner`` up to ``owner + lookahead``."""
-        width = max(sizes)
-        size, end, owner = (torch.tensor(v).view(-1, 1) for v in (sizes, ends, owners))
-        column = torch.arange(width).view(1, -1)
-        own = column - (width - size)
+    def _memory_mask(sizes: List[int], ends: List[int], owners: List[Tensor], lookahead: int) -> np.ndarray:
+        """``[B, T, max size]``: a row's memory (its own ``size`` states, the last ending at text
+        state ``end``, padded on the left) visible to each new position of text state ``owner``
+        up to ``owner + lookahead`` (rows' positions padded on the right see nothing)."""
+        width, T = max(sizes), max(o.numel() for o in owners)
+        owner = torch.stack([torch.nn.functional.pad(o, (0, T - o.numel()), value=-(10**9)) for o in owners])
+        size, end = torch.tensor(sizes).view(-1, 1, 1), torch.tensor(ends).view(-1, 1, 1)
+        own = torch.arange(width).view(1, 1, -1) - (width - size)
         text_number = end - size + own
-        return ((own >= 0) & (text_number <= owner + lookahead)).unsqueeze(1).numpy()
+        return ((own >= 0) & (text_number <= owner.unsqueeze(2) + lookahead)).numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from echostream_fairseq.export.encoder_graph import EncoderStepGraph
+from echostream_fairseq.export.encoder_graph import encoder_step_graph
 from echostream_fairseq.export.metadata import (
     encoder_metadata,
     mt_metadata,
@@ -38,9 +38,11 @@ def open_graphs(model, dictionaries: Dictionaries, folder, precision: str) -> Gr
     """``folder``'s graphs of ``precision``, each refused unless it was exported from ``model``
     (its fp32 weights: call this before converting the model's precision) with these
     dictionaries."""
+    step_graph = encoder_step_graph(model)
     encoder = open_graph(
         graph_file(folder, "encoder_step", precision),
-        {**encoder_metadata(EncoderStepGraph(model), dictionaries.source, dictionaries.st), "precision": precision},
+        {**encoder_metadata(step_graph, dictionaries.source, dictionaries.st), "precision": precision},
+        step_graph.input_names,
     )
     decoder = model.decoder
     mt_decoder = open_graph(

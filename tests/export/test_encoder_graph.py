@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from echostream_fairseq.export.encoder_graph import INPUT_NAMES, STATE_NAMES, EncoderGraphState, EncoderStepGraph
+from echostream_fairseq.export.encoder_graph import (
+    INPUT_NAMES,
+    STATE_NAMES,
+    EncoderGraphState,
+    EncoderStepGraph,
+    encoder_step_graph,
+)
 from echostream_fairseq.export.metadata import encoder_metadata
 from echostream_fairseq.export.onnx_files import graph_file, open_graph, read_metadata
 from echostream_fairseq.modules.batching import split_state, stack_states
@@ -108,13 +114,49 @@ def test_format_precision_and_inputs_are_checked(loaded, exported, tmp_path):
         open_graph(tmp_path / "old.onnx", _expected(loaded))
 
 
-def test_a_zipformer_is_refused(trained_zipformer, corpus):
+def test_a_zipformer_graph_streams_as_the_torch_step(writing_zipformer, corpus, tmp_path):
     from echostream_fairseq.checkpoint import load_echostream_model
+    from echostream_fairseq.export.onnx_files import export_encoder
+    from echostream_fairseq.export.zipformer_graph import ZipformerStepGraph
 
-    save, _ = trained_zipformer
-    model, _ = load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
-    with pytest.raises(ValueError, match="only Emformer encoders export to a graph so far; .* 'zipformer'"):
-        EncoderStepGraph(model)
+    save, _ = writing_zipformer
+    model, task = load_echostream_model(str(save / "checkpoint_last.pt"), str(corpus))
+    model.eval()
+    d = Dictionaries.of_task(task)
+    export_encoder(model, d.source, d.st, tmp_path, ("fp32",))
+    graph = encoder_step_graph(model)
+    assert isinstance(graph, ZipformerStepGraph)
+    expected = encoder_metadata(graph, d.source, d.st)
+    assert expected["encoder_type"] == "zipformer"
+    session = open_graph(graph_file(tmp_path, "encoder_step", "fp32"), expected, graph.input_names)
+    encoder = model.encoder
+    torch.manual_seed(4)
+    S = encoder.backbone.input_chunk_length
+    frames = torch.randn(2, 3 * S + 5, encoder.backbone.input_dim)
+    chunks, _ = encoder.backbone_chunks(frames, finish=True)
+    assert [c.size(1) for c, _ in chunks] == [S, S, S, 5]  # a short last chunk, padded for the graph
+    backbone_state, st_caches, state = None, None, graph.initial_state(2)
+    with torch.no_grad():
+        for chunk, right_context in chunks:
+            out, backbone_state = encoder.backbone.step(chunk, right_context, backbone_state)
+            st_logits, st_caches = model.st_ctc.step(out, st_caches)
+            inputs, real = graph.chunk_inputs(chunk, right_context)
+            feeds = {n: t.numpy() for n, t in inputs.items()}
+            feeds.update((n, t.numpy()) for n, t in zip(graph.state_names, state.tensors()))
+            result = [torch.from_numpy(a) for a in session.run(None, feeds)]
+            state = graph.state_from(result[3:])
+            assert real == out.size(1)
+            assert (result[0][:, :real] - out).abs().max().item() <= 1e-4
+            assert (result[1][:, :real] - model.asr_ctc(out)).abs().max().item() <= 1e-4
+            assert (result[2][:, :real] - st_logits).abs().max().item() <= 1e-4
+
+
+def test_an_encoder_without_a_bounded_state_is_refused(corpus):
+    from echostream_fairseq.checkpoint import build_random_echostream_model
+
+    model, _ = build_random_echostream_model("echostream_conformer_tiny", str(corpus), [])
+    with pytest.raises(ValueError, match="only Emformer and Zipformer encoders export to a graph; .* 'conformer'"):
+        encoder_step_graph(model)
 
 
 def test_a_graph_with_look_ahead_streams_as_the_torch_step(corpus, tmp_path):

@@ -174,3 +174,28 @@ def test_speech_through_the_vocoder_graph_equals_torch(writing, corpus, tmp_path
         speech[runtime] = np.concatenate([out.audio.numpy() for out in _stream(translator, wave)])
     assert speech["onnx"].shape == speech["torch"].shape and speech["torch"].size > 0
     assert np.abs(speech["onnx"] - speech["torch"]).max() <= 1e-3
+
+
+def test_a_zipformer_on_its_graphs_writes_what_torch_writes(writing_zipformer, corpus, tmp_path):
+    from cli_runs import BIN, run_cli
+
+    save, _ = writing_zipformer
+    graphs = tmp_path / "graphs"
+    r = run_cli(
+        [BIN / "echostream-export", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus]
+        + ["--graphs", graphs, "--precision", "fp32"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    torch_tr = _translator(writing_zipformer, corpus, graphs, "torch")
+    onnx_tr = _translator(writing_zipformer, corpus, graphs, "onnx")
+    written = 0
+    for wave in _waves(corpus, 2):
+        for a, b in zip(_stream(torch_tr, wave), _stream(onnx_tr, wave), strict=True):
+            assert (a.asr_tokens, a.target_tokens, a.units) == (b.asr_tokens, b.target_tokens, b.units)
+            assert (a.encoder_out - b.encoder_out).abs().max().item() <= 1e-4
+            written += len(a.target_tokens)
+    assert written > 0
+    # the graph steps the chunk it was traced at; another chunk is refused with the flag that fits
+    options = TranslatorOptions(output="text", runtime="onnx", graphs=str(graphs), encoder_chunk_ms=160)
+    with pytest.raises(ValueError, match=r"steps chunks of \d+ encoder frames .* run with --encoder-chunk-ms \d+"):
+        load_translator(str(save / "checkpoint_last.pt"), str(corpus), options)
