@@ -46,7 +46,7 @@ test: $(STAMP)
 BENCH_CORPUS := results/bench_corpus
 bench: $(STAMP)
 	$(VENV)/bin/echostream-bench --compile --onnx --out results/bench
-	$(VENV)/bin/echostream-bench-encoders --compile-sizes full --out results/bench_encoders
+	$(VENV)/bin/echostream-bench-encoders --compile-sizes full --onnx-sizes full --out results/bench_encoders
 	$(VENV)/bin/echostream-prep synthetic --out $(BENCH_CORPUS) --num-train 24 --num-dev 4 --num-test 16 --num-units 200 --seed 3
 	$(VENV)/bin/echostream-bench-system --data $(BENCH_CORPUS) --out results/bench_system
 

@@ -14,7 +14,9 @@ as growth with position; so each encoder also runs a fresh stream, restarted eve
 chunks, in lockstep with the long one, and "vs fresh" is the long stream's median over its fresh
 twin's in the same window. With ``--compile-sizes``, each encoder of those sizes is also taken to
 a steady state (every cache at its final size) and its step timed eagerly and through
-``torch.compile`` (one graph for the steady-state shape), all four interleaved. Writes
+``torch.compile`` (one graph for the steady-state shape), all four interleaved; with
+``--onnx-sizes``, its backbone's fixed-shape step as an onnxruntime graph (as ``echostream-export``
+writes it; the subsampler in torch) joins them. Writes
 ``bench_encoders.md`` and ``bench_encoders.json`` to ``--out``.
 """
 
@@ -110,9 +112,12 @@ def run_size(size: str, chunk_ms: int, positions: List[float], window: int) -> D
     return {"size": size, "rows": rows}
 
 
-def compiled_steps(size: str, chunk_ms: int, warmup: int = 60, repeats: int = 40) -> Dict[str, float]:
-    """Median steady-state step (ms) of each encoder of ``size``, eager and compiled (checked to
-    give the eager output within 1e-3)."""
+def steady_steps(
+    size: str, chunk_ms: int, compiled: bool, onnx: bool, warmup: int = 60, repeats: int = 40
+) -> Dict[str, float]:
+    """Median steady-state step (ms) of each encoder of ``size``: eager, and (``compiled``)
+    through ``torch.compile``, (``onnx``) with its backbone on an onnxruntime graph, each checked
+    to give the eager output within 1e-3, all interleaved."""
     import logging
 
     for noisy in ("filelock", "torch._inductor", "torch._dynamo"):
@@ -126,13 +131,15 @@ def compiled_steps(size: str, chunk_ms: int, warmup: int = 60, repeats: int = 40
             state = enc.initial_state()
             for _ in range(warmup):  # past every cache's final size
                 _, state = enc.step(feats, state)
-            compiled = compile_step(enc.step)
-            out, _ = compiled(feats, state)  # compiles here (a minute or two on 2 cores)
-            diff = float((out - enc.step(feats, state)[0]).abs().max())
-            if diff > 1e-3:
-                raise RuntimeError(f"the compiled {name} step differs from the eager one by {diff:g}")
+            eager, _ = enc.step(feats, state)
             steps[f"{name} eager"] = lambda enc=enc, state=state: enc.step(feats, state)
-            steps[f"{name} compiled"] = lambda compiled=compiled, state=state: compiled(feats, state)
+            if compiled:
+                step = compile_step(enc.step)
+                out, _ = step(feats, state)  # compiles here (a minute or two on 2 cores)
+                _check(name, "compiled", out, eager)
+                steps[f"{name} compiled"] = lambda step=step, state=state: step(feats, state)
+            if onnx:
+                steps[f"{name} onnxruntime"] = _onnx_steady_step(name, enc, feats, warmup, eager)
         times: Dict[str, List[float]] = {name: [] for name in steps}
         for _ in range(repeats):
             for name, step in steps.items():
@@ -140,6 +147,35 @@ def compiled_steps(size: str, chunk_ms: int, warmup: int = 60, repeats: int = 40
                 step()
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(v) * 1e3 for name, v in times.items()}
+
+
+def _check(name: str, variant: str, out: torch.Tensor, eager: torch.Tensor) -> None:
+    diff = float((out - eager).abs().max())
+    if diff > 1e-3:
+        raise RuntimeError(f"the {variant} {name} step differs from the eager one by {diff:g}")
+
+
+def _onnx_steady_step(name: str, enc: EchoStreamSpeechEncoder, feats: torch.Tensor, warmup: int, eager: torch.Tensor):
+    """One chunk of ``enc`` in steady state with the backbone on its graph: the subsampler in
+    torch, then the graph over the state its own ``warmup`` chunks left."""
+    from echostream_bench.onnx_graphs import onnx_backbone_step
+
+    graph_step = onnx_backbone_step(enc.backbone)
+    speech = enc.initial_state()
+    subsampler, pending, graph_state, out = speech.subsampler, speech.pending, None, None
+    for _ in range(warmup + 1):
+        frames, subsampler = enc.embed_step(feats, subsampler)
+        chunks, pending = enc.backbone_chunks(torch.cat([pending, frames], dim=1), False)
+        for chunk, _ in chunks:
+            out, graph_state = graph_step(chunk, graph_state)
+    _check(name, "onnxruntime", out, eager)
+    S = enc.backbone.input_chunk_length
+
+    def step(subsampler=subsampler, pending=pending, graph_state=graph_state):
+        frames, _ = enc.embed_step(feats, subsampler)
+        return graph_step(torch.cat([pending, frames], dim=1)[:, :S], graph_state)
+
+    return step
 
 
 def render(
@@ -172,12 +208,15 @@ def render(
         base = steps["Emformer eager"]
         lines += [
             "",
-            f"Steady-state step, {size}, eager and compiled (torch.compile, inductor), interleaved medians:",
+            f"Steady-state step, {size}: eager, compiled (torch.compile, inductor), onnxruntime (the "
+            f"backbone's exported step); interleaved medians:",
             "",
-            "| step | ms | vs Emformer eager |",
-            "|---|---|---|",
+            "| step | ms | vs Emformer eager | vs the Emformer's same variant |",
+            "|---|---|---|---|",
         ]
-        lines += [f"| {name} | {ms:.2f} | {ms / base:.2f}x |" for name, ms in steps.items()]
+        for name, ms in steps.items():
+            peer = steps.get("Emformer " + name.split(" ", 1)[1])
+            lines.append(f"| {name} | {ms:.2f} | {ms / base:.2f}x | {ms / peer:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated sizes whose steady-state step is also "
         "timed through torch.compile (minutes of compilation)",
+    )
+    p.add_argument(
+        "--onnx-sizes",
+        default="",
+        help="comma-separated sizes whose steady-state step is also timed with the backbone's "
+        "exported graph under onnxruntime (seconds of export)",
     )
     return p
 
@@ -220,8 +265,14 @@ def main(argv=None) -> None:
     compile_sizes = [s for s in args.compile_sizes.split(",") if s]
     if any(s not in ARCHITECTURES for s in compile_sizes):
         raise SystemExit(f"--compile-sizes takes {sorted(ARCHITECTURES)}, got {args.compile_sizes!r}")
+    onnx_sizes = [s for s in args.onnx_sizes.split(",") if s]
+    if any(s not in ARCHITECTURES for s in onnx_sizes):
+        raise SystemExit(f"--onnx-sizes takes {sorted(ARCHITECTURES)}, got {args.onnx_sizes!r}")
     results = [run_size(s, args.chunk_ms, positions, args.window) for s in sizes]
-    compiled = {s: compiled_steps(s, args.chunk_ms) for s in compile_sizes}
+    compiled = {
+        s: steady_steps(s, args.chunk_ms, s in compile_sizes, s in onnx_sizes)
+        for s in dict.fromkeys(compile_sizes + onnx_sizes)
+    }
     table = render(machine, results, positions, args.chunk_ms, args.window, compiled)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +284,7 @@ def main(argv=None) -> None:
                 "chunk_ms": args.chunk_ms,
                 "positions": positions,
                 "results": results,
-                "compiled_steady_state_ms": compiled,
+                "steady_state_ms": compiled,
             },
             indent=1,
         )

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 from echostream_fairseq.export.onnx_files import OPSET, quantize_int8, session_options
 from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
+from echostream_fairseq.modules.zipformer import Zipformer, ZipformerFixedState
 
-__all__ = ["onnx_emformer_step", "onnx_matmul_kernel", "system_graphs", "vocoder_on_graph"]
+__all__ = ["onnx_emformer_step", "onnx_backbone_step", "onnx_matmul_kernel", "system_graphs", "vocoder_on_graph"]
 
 _STATE = ("key_value", "num_memory", "num_left", "conv_cache")
 
@@ -85,6 +86,66 @@ def onnx_emformer_step(emformer: Emformer, precision: str) -> Callable:
         return torch.from_numpy(result[0]), lengths - R, tuple(result[1:])
 
     step.session = session
+    return step
+
+
+class _ZipformerStep(nn.Module):
+    """The bare Zipformer's fixed-shape step: ``input`` ``[B, S, D]``, ``num_valid`` ``[B]`` and
+    the state's tensors (key/values per stack, convolution caches per stack, the two counts)."""
+
+    def __init__(self, zipformer: Zipformer) -> None:
+        super().__init__()
+        self.zipformer = zipformer
+
+    def forward(self, input: Tensor, num_valid: Tensor, *state: Tensor):
+        n = len(self.zipformer.stacks)
+        fixed = ZipformerFixedState(state[:n], state[n : 2 * n], state[2 * n], state[2 * n + 1])
+        out, fixed = self.zipformer.step_fixed(input, num_valid, fixed)
+        return (out, *fixed.key_value, *fixed.conv, fixed.num_memory, fixed.num_left)
+
+
+def _zipformer_state(state: ZipformerFixedState) -> tuple:
+    return (*state.key_value, *state.conv, state.num_memory, state.num_left)
+
+
+def onnx_backbone_step(backbone: nn.Module, precision: str = "fp32") -> Callable:
+    """``step(frames, state) -> (output, state)`` running an Emformer's or a Zipformer's
+    fixed-shape step (``frames``: one whole chunk, ``[1, S + R, D]``) as an onnxruntime graph of
+    ``precision``; ``state`` is the graph's arrays (``None``: a fresh stream)."""
+    if isinstance(backbone, Emformer):
+        step = onnx_emformer_step(backbone, precision)
+        lengths = torch.tensor([backbone.chunk_length + backbone.right_context_length])
+        return lambda frames, state: step(frames, lengths, state)[::2]
+    module = _ZipformerStep(backbone.eval())
+    S = backbone.input_chunk_length
+    initial = _zipformer_state(backbone.initial_fixed_state(1))
+    names = [f"state{i}" for i in range(len(initial))]
+    folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
+    path = folder / "zipformer_step.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.randn(1, S, backbone.input_dim), torch.tensor([S]), *initial),
+            str(path),
+            input_names=["input", "num_valid", *names],
+            output_names=["output", *("next_" + n for n in names)],
+            dynamic_axes={n: {0: "streams"} for n in ["input", "num_valid", *names]},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    if precision == "int8":
+        quantize_int8(path, folder / "zipformer_step.int8.onnx")
+        path = folder / "zipformer_step.int8.onnx"
+    session = _session(path)
+    shutil.rmtree(folder)
+    valid = np.array([S], dtype=np.int64)
+
+    def step(frames: Tensor, state):
+        arrays = tuple(t.numpy() for t in initial) if state is None else state
+        result = session.run(None, {"input": frames.numpy(), "num_valid": valid, **dict(zip(names, arrays))})
+        return torch.from_numpy(result[0]), tuple(result[1:])
+
     return step
 
 
