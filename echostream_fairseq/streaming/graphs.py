@@ -4,6 +4,7 @@ and checked against the model (and the vocoder) they must come from."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from echostream_fairseq.export.encoder_graph import encoder_step_graph
 from echostream_fairseq.export.metadata import (
@@ -25,42 +26,47 @@ __all__ = ["Graphs", "open_graphs", "run_vocoder_on_graph"]
 
 @dataclass(frozen=True, eq=False)
 class Graphs:
-    """onnxruntime sessions: ``encoder`` on the encoder step with both CTC heads, ``mt_decoder``
-    on the MT decoder's step, ``t2u`` and ``unit_decoder`` on the units' stage."""
+    """onnxruntime sessions, ``None`` for a stage left in torch: ``encoder`` on the encoder step
+    with both CTC heads, ``mt_decoder`` on the MT decoder's step, ``t2u`` and ``unit_decoder`` on
+    the units' stage."""
 
-    encoder: object
-    mt_decoder: object
-    t2u: object
-    unit_decoder: object
+    encoder: Optional[object] = None
+    mt_decoder: Optional[object] = None
+    t2u: Optional[object] = None
+    unit_decoder: Optional[object] = None
 
 
-def open_graphs(model, dictionaries: Dictionaries, folder, precision: str) -> Graphs:
-    """``folder``'s graphs of ``precision``, each refused unless it was exported from ``model``
-    (its fp32 weights: call this before converting the model's precision) with these
-    dictionaries."""
-    step_graph = encoder_step_graph(model)
-    encoder = open_graph(
-        graph_file(folder, "encoder_step", precision),
-        {**encoder_metadata(step_graph, dictionaries.source, dictionaries.st), "precision": precision},
-        step_graph.input_names,
-    )
-    decoder = model.decoder
-    mt_decoder = open_graph(
-        graph_file(folder, "mt_decoder_step", precision),
-        {**mt_metadata(decoder, dictionaries.target), "precision": precision},
-        mt_input_names(len(decoder.layers)),
-    )
-    t2u = open_graph(
-        graph_file(folder, "t2u_step", precision),
-        {**t2u_metadata(model.t2u_encoder), "precision": precision},
-        unit_graph_names(len(model.t2u_encoder.layers), cross=False)[0],
-    )
-    unit_decoder = open_graph(
-        graph_file(folder, "unit_decoder_step", precision),
-        {**unit_decoder_metadata(model.unit_decoder, dictionaries.unit), "precision": precision},
-        unit_graph_names(len(model.unit_decoder.layers), cross=True)[0],
-    )
-    return Graphs(encoder, mt_decoder, t2u, unit_decoder)
+def open_graphs(model, dictionaries: Dictionaries, folder, precision: str, stages=("encoder", "mt", "units")) -> Graphs:
+    """``folder``'s graphs of ``precision`` for ``stages`` (``encoder``, ``mt``, ``units``), each
+    refused unless it was exported from ``model`` (its fp32 weights: call this before converting the
+    model's precision) with these dictionaries."""
+    graphs = {}
+    if "encoder" in stages:
+        step_graph = encoder_step_graph(model)
+        graphs["encoder"] = open_graph(
+            graph_file(folder, "encoder_step", precision),
+            {**encoder_metadata(step_graph, dictionaries.source, dictionaries.st), "precision": precision},
+            step_graph.input_names,
+        )
+    if "mt" in stages:
+        decoder = model.decoder
+        graphs["mt_decoder"] = open_graph(
+            graph_file(folder, "mt_decoder_step", precision),
+            {**mt_metadata(decoder, dictionaries.target), "precision": precision},
+            mt_input_names(len(decoder.layers)),
+        )
+    if "units" in stages:
+        graphs["t2u"] = open_graph(
+            graph_file(folder, "t2u_step", precision),
+            {**t2u_metadata(model.t2u_encoder), "precision": precision},
+            unit_graph_names(len(model.t2u_encoder.layers), cross=False)[0],
+        )
+        graphs["unit_decoder"] = open_graph(
+            graph_file(folder, "unit_decoder_step", precision),
+            {**unit_decoder_metadata(model.unit_decoder, dictionaries.unit), "precision": precision},
+            unit_graph_names(len(model.unit_decoder.layers), cross=True)[0],
+        )
+    return Graphs(**graphs)
 
 
 def run_vocoder_on_graph(vocoder: IncrementalVocoder, folder) -> bool:

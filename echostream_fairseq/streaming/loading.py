@@ -170,7 +170,7 @@ def load_translator(
     if options.runtime == "onnx":  # checked against the fp32 weights, before any conversion
         folder = options.graphs or default_folder(model_path)
         precision = "int8" if options.model_dtype == "int8" else "fp32"
-        graphs = open_graphs(model.eval(), Dictionaries.of_task(task), folder, precision)
+        graphs = open_graphs(model.eval(), Dictionaries.of_task(task), folder, precision, options.graph_stages)
     model = convert_precision(model.eval(), options.model_dtype, target)
     asr_decoder = task.build_asr_decoder(options.asr_beam, options.asr_lm_weight, options.asr_word_bonus)
     if task.data_cfg.global_cmvn_stats is None:
@@ -178,8 +178,8 @@ def load_translator(
     config = translator_config(options, task.asr_sentence_ends, model_path)
     if config.speech_output:
         check_units(task, vocoder)
-        if graphs is not None:  # a CodeHiFiGAN on its graph; the other vocoders stay in torch
-            run_vocoder_on_graph(vocoder, folder)
+        if graphs is not None and "vocoder" in options.graph_stages:
+            run_vocoder_on_graph(vocoder, folder)  # a CodeHiFiGAN on its graph; the other vocoders stay in torch
     return build_translator(model.to(target), task, config, vocoder, asr_decoder, options.reencode, graphs)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Optional, Tuple
 
 from echostream_fairseq.common.audio import ENCODER_FRAME_MS
 from echostream_fairseq.modules.precision import DTYPES
@@ -42,6 +42,8 @@ OUTPUTS = ("speech", "text", "asr")
 # what runs the networks of the encoder stage, the MT decoder and the units' stage: the model's modules, or
 # their exported graphs under onnxruntime
 RUNTIMES = ("torch", "onnx")
+# the stages --runtime onnx can put on their graphs; each pays on some CPUs and not on others (docs/speed.md)
+GRAPH_STAGES = ("encoder", "mt", "units", "vocoder")
 VOCODER_TYPES = ("code_hifigan", "griffin_lim")
 AUTO_ON_OFF = ("auto", "on", "off")
 
@@ -59,7 +61,7 @@ class TranslatorOptions:
     (:class:`~echostream_fairseq.streaming.reencoding.ReencodingTranslator`). ``runtime``
     ``onnx``: the encoder stage, the MT decoder, T2U and the unit decoder on the graphs of
     ``echostream-export`` in ``graphs`` (default: ``graphs/`` beside the checkpoint; ``model_dtype``
-    int8 takes the int8 graphs). The flags' help
+    int8 takes the int8 graphs); ``graph_stages``: which of them (:data:`GRAPH_STAGES`). The flags' help
     (:func:`add_translator_args`) says what each does.
     """
 
@@ -88,6 +90,7 @@ class TranslatorOptions:
     unit_lookahead: int = TranslatorConfig.unit_lookahead
     runtime: str = "torch"
     graphs: Optional[str] = None
+    graph_stages: Tuple[str, ...] = GRAPH_STAGES
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -108,6 +111,12 @@ class TranslatorOptions:
             raise ValueError(f"--runtime onnx runs on the CPU; use --device cpu, not {self.device}")
         if self.graphs is not None and self.runtime != "onnx":
             raise ValueError(f"--graphs {self.graphs} is read with --runtime onnx only")
+        object.__setattr__(self, "graph_stages", tuple(self.graph_stages))
+        unknown = [s for s in self.graph_stages if s not in GRAPH_STAGES]
+        if unknown or not self.graph_stages:
+            raise ValueError(f"--graph-stages takes one or more of {GRAPH_STAGES}, got {list(self.graph_stages)}")
+        if set(self.graph_stages) != set(GRAPH_STAGES) and self.runtime != "onnx":
+            raise ValueError(f"--graph-stages {' '.join(self.graph_stages)} is read with --runtime onnx only")
         if self.unit_lookahead < 0:
             raise ValueError(f"--unit-lookahead must be >= 0 text states, got {self.unit_lookahead}")
 
@@ -316,6 +325,14 @@ def add_translator_args(
         "--graphs",
         default=d.graphs,
         help="with --runtime onnx: echostream-export's folder (default: graphs/ beside the checkpoint)",
+    )
+    parser.add_argument(
+        "--graph-stages",
+        nargs="+",
+        choices=GRAPH_STAGES,
+        default=list(d.graph_stages),
+        help="with --runtime onnx: the stages on their graphs, the others in torch (default: all; which "
+        "pay depends on the CPU, docs/speed.md)",
     )
     if speech_output:
         add_vocoder_file_args(parser)

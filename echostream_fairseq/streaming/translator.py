@@ -138,11 +138,14 @@ class SimultaneousTranslator:
             )
         self.setup = setup = TranslatorSetup.build(model, dictionaries, cmvn, config, vocoder, asr_decoder)
         self.graphs = graphs
-        self.encoding = EncoderStage(setup, None if graphs is None else GraphEncoder(setup, graphs.encoder))
+        graphs = graphs or Graphs()
+        self.encoding = EncoderStage(setup, None if graphs.encoder is None else GraphEncoder(setup, graphs.encoder))
         self.sentence_ends = SentenceEnds(config, setup.rules)
         self.planner = WritePlanner(config, self.sentence_ends)
-        self.mt = MTWriter(setup, None if graphs is None else GraphMTDecoder(model.decoder, graphs.mt_decoder))
-        if graphs is None:
+        self.mt = MTWriter(
+            setup, None if graphs.mt_decoder is None else GraphMTDecoder(model.decoder, graphs.mt_decoder)
+        )
+        if graphs.t2u is None:
             self.units = UnitWriter(setup)
         else:
             self.units = UnitWriter(

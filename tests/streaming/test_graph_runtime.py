@@ -134,6 +134,10 @@ def test_onnx_runtime_refusals(writing, corpus, tmp_path):
         TranslatorOptions(runtime="onnx", device="gpu")
     with pytest.raises(ValueError, match="--graphs g is read with --runtime onnx only"):
         TranslatorOptions(graphs="g")
+    with pytest.raises(ValueError, match="--graph-stages encoder is read with --runtime onnx only"):
+        TranslatorOptions(graph_stages=("encoder",))
+    with pytest.raises(ValueError, match=r"--graph-stages takes one or more of .*, got \['decoder'\]"):
+        TranslatorOptions(runtime="onnx", graph_stages=["decoder"])
     options = TranslatorOptions(output="text", runtime="onnx", graphs=str(tmp_path))
     with pytest.raises(ValueError, match=r"no graph at .*encoder_step.fp32.onnx: export one with echostream-export"):
         load_translator(str(save / "checkpoint_last.pt"), str(corpus), options)
@@ -199,3 +203,21 @@ def test_a_zipformer_on_its_graphs_writes_what_torch_writes(writing_zipformer, c
     options = TranslatorOptions(output="text", runtime="onnx", graphs=str(graphs), encoder_chunk_ms=160)
     with pytest.raises(ValueError, match=r"steps chunks of \d+ encoder frames .* run with --encoder-chunk-ms \d+"):
         load_translator(str(save / "checkpoint_last.pt"), str(corpus), options)
+
+
+def test_chosen_stages_on_graphs_the_rest_in_torch(writing, corpus, graphs):
+    from echostream_fairseq.streaming.graph_encoder import GraphEncoder
+    from echostream_fairseq.streaming.graph_units import GraphT2UEncoder
+
+    save, _ = writing
+    vocoder = load_vocoder(str(corpus / "units" / "kmeans.pt"), None, "griffin_lim")
+    options = TranslatorOptions.of(
+        output="speech", runtime="onnx", graphs=str(graphs), graph_stages=["encoder", "units"], max_len=12
+    )
+    mixed = load_translator(str(save / "checkpoint_last.pt"), str(corpus), options, vocoder)
+    assert isinstance(mixed.encoding.runtime, GraphEncoder) and isinstance(mixed.units.t2u_encoder, GraphT2UEncoder)
+    assert mixed.mt.decoder is mixed.setup.model.decoder  # the MT decoder in torch
+    torch_tr = _translator(writing, corpus, graphs, "torch")
+    wave = _waves(corpus, 1)[0]
+    for a, b in zip(_stream(torch_tr, wave), _stream(mixed, wave), strict=True):
+        assert (a.asr_tokens, a.target_tokens, a.units) == (b.asr_tokens, b.target_tokens, b.units)
