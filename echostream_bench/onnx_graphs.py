@@ -182,9 +182,10 @@ def onnx_matmul_kernel(calls: List, dtype: str) -> Callable[[], object]:
     return lambda: session.run(None, feeds)
 
 
-def system_graphs(model, task, precision: str):
+def system_graphs(model, task, precision: str, stages=("encoder", "mt", "units")):
     """The graphs of ``model`` (as ``echostream-export`` writes them) opened for a translator built
-    in memory; ``model`` must still hold its fp32 weights."""
+    in memory, for ``stages`` (as ``--graph-stages``; ``vocoder`` is :func:`vocoder_on_graph`'s);
+    ``model`` must still hold its fp32 weights."""
     from echostream_fairseq.export.onnx_files import export_steps
     from echostream_fairseq.streaming.graphs import open_graphs
     from echostream_fairseq.streaming.setup import Dictionaries
@@ -192,7 +193,7 @@ def system_graphs(model, task, precision: str):
     d = Dictionaries.of_task(task)
     folder = Path(tempfile.mkdtemp(prefix="echostream-bench-onnx-"))
     export_steps(model, d, folder, (precision,))
-    graphs = open_graphs(model, d, folder, precision)
+    graphs = open_graphs(model, d, folder, precision, stages)
     shutil.rmtree(folder)  # the sessions hold the graphs
     return graphs
 

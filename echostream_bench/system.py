@@ -15,9 +15,9 @@ a system is stepped on the same chunk, in turn, so all of them meet the same mac
 ``--warmup`` chunks, ``--chunks`` are timed: the whole step and its stages (fbank + encoder + CTC,
 MT decoder, T2U + units, vocoder). Real-time factor = median step / chunk duration. Under bf16
 the CodeHiFiGAN runs in bf16 too; under int8 it stays fp32. With ``--runtimes onnx``, each fp32 and
-int8 system is also run with its encoder stage, MT decoder and (a CodeHiFiGAN) vocoder on its
-exported graphs under onnxruntime (the rows ``fp32, onnx`` and ``int8, onnx``; T2U and the unit
-decoder as the dtype runs them in torch).
+int8 system is also run with the stages of ``--graph-stages`` (default all: the encoder stage, the
+MT decoder, T2U and the unit decoder, a CodeHiFiGAN vocoder) on its exported graphs under
+onnxruntime (the rows ``fp32, onnx`` and ``int8, onnx``), the others as the dtype runs them in torch.
 Writes ``bench_system.md`` and ``bench_system.json`` to ``--out``.
 """
 
@@ -39,7 +39,7 @@ from echostream_bench.common import write_report
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.cpu import cpu_capabilities, machine_header
 from echostream_fairseq.modules.precision import DTYPES, convert_precision
-from echostream_fairseq.streaming.options import RUNTIMES
+from echostream_fairseq.streaming.options import GRAPH_STAGES, RUNTIMES
 from echostream_fairseq.streaming.translator import STAGES
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,12 @@ def _systems(args) -> Dict[str, Dict[str, object]]:
                 if runtime == "onnx" and dtype == "bf16":
                     continue  # the graphs are fp32 and int8
                 fp32 = copy.deepcopy(model).eval()
-                graphs = system_graphs(fp32, task, dtype) if runtime == "onnx" else None
+                graphs = system_graphs(fp32, task, dtype, args.graph_stages) if runtime == "onnx" else None
                 voice = _vocoder_in(vocoder, dtype)
                 rows[dtype if runtime == "torch" else f"{dtype}, onnx"] = _translator(
                     convert_precision(fp32, dtype),
                     task,
-                    vocoder_on_graph(voice) if runtime == "onnx" else voice,
+                    vocoder_on_graph(voice) if runtime == "onnx" and "vocoder" in args.graph_stages else voice,
                     args.chunk_ms,
                     trained,
                     graphs=graphs,
@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="what runs the encoder stage, the MT decoder and the units' stage (onnx: their exported graphs "
         "under onnxruntime, fp32 and int8)",
     )
+    p.add_argument(
+        "--graph-stages",
+        nargs="+",
+        choices=GRAPH_STAGES,
+        default=list(GRAPH_STAGES),
+        help="the stages the onnx rows put on their graphs (as the translators' flag)",
+    )
     p.add_argument("--chunk-ms", type=int, default=320)
     p.add_argument("--warmup", type=int, default=12, help="chunks before timing (the attention windows fill)")
     p.add_argument("--chunks", type=int, default=40, help="timed chunks")
@@ -233,11 +240,19 @@ def main(argv=None) -> int:
         print(f"echostream-bench-system: {e}", file=sys.stderr)
         return 2
     table = render(machine, results, args.chunk_ms, args.chunks, unavailable)
+    if "onnx" in args.runtimes:
+        table += f"\n`onnx` rows: on their graphs: {', '.join(args.graph_stages)}; the other stages in torch.\n"
     print(table)
     write_report(
         Path(args.out),
         "bench_system",
-        {"machine": machine, "chunk_ms": args.chunk_ms, "results": results, "unavailable": unavailable},
+        {
+            "machine": machine,
+            "chunk_ms": args.chunk_ms,
+            "results": results,
+            "unavailable": unavailable,
+            "graph_stages": args.graph_stages,
+        },
         table,
     )
     return 0
