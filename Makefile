@@ -33,7 +33,7 @@ AVX2_LANE := tests/common/test_cpu.py tests/modules/test_packed_linear.py tests/
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	bash tests/install_browser.sh
+	bash tests/install_tools.sh
 	$(PY) -m pytest -q -rs tests
 	@if grep -q -w avx512f /proc/cpuinfo; then \
 		echo "AVX2 lane: $(AVX2_LIMITS)"; \

@@ -37,17 +37,22 @@ async def stream_file(
     token: Optional[str] = None,
     stop_after: Optional[float] = None,
     on_message=None,
+    cafile: Optional[str] = None,
 ) -> Dict:
     """Stream ``samples`` (``[n]`` or ``[n, channels]`` float32) and collect the replies.
 
     Returns ``{"messages": [...JSON messages...], "speech": float32 samples, "error": message or
     None, "ready": the ready message}``. ``stop_after``: disconnect after this many seconds of
-    audio without finishing (a client that leaves mid-sentence).
+    audio without finishing (a client that leaves mid-sentence). ``cafile``: the certificate(s)
+    to trust for an ``https://`` server (default: the system's).
     """
+    import ssl
+
     import aiohttp
 
     base = url.rstrip("/")
-    async with aiohttp.ClientSession() as session:
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context) if context else None) as session:
         try:
             async with session.get(base + "/api/info") as response:
                 info = await response.json()
@@ -122,7 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--speed", type=float, default=1.0, help="times real time (0: as fast as possible)")
     p.add_argument("--chunk-ms", type=int, default=None, help="the server's chunk for this stream (default: its own)")
     p.add_argument("--piece-ms", type=int, default=100, help="audio per message")
-    p.add_argument("--token", default=None)
+    p.add_argument("--token-file", default=None, help="file holding the server's token")
+    p.add_argument("--token", default=None, help="the token itself (visible in the process list: prefer --token-file)")
+    p.add_argument("--cafile", default=None, help="certificate to trust for an https:// server (a self-signed one)")
     args = p.parse_args(argv)
     import soundfile as sf
 
@@ -134,10 +141,26 @@ def main(argv=None) -> int:
     if args.speed < 0 or args.piece_ms < 1:
         print("echostream-client: --speed must be >= 0 and --piece-ms >= 1", file=sys.stderr)
         return 2
+    token = args.token
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as e:
+            print(f"echostream-client: cannot read --token-file {args.token_file}: {e.strerror}", file=sys.stderr)
+            return 2
     try:
         result = asyncio.run(
             stream_file(
-                args.url, samples, rate, args.chunk_ms, args.speed, args.piece_ms, args.token, on_message=_printer
+                args.url,
+                samples,
+                rate,
+                args.chunk_ms,
+                args.speed,
+                args.piece_ms,
+                token,
+                on_message=_printer,
+                cafile=args.cafile,
             )
         )
     except (ClientError, OSError) as e:

@@ -1,5 +1,5 @@
-"""The live server: an aiohttp application with a WebSocket stream endpoint, the page, and one
-:class:`StreamPool` that steps every connected stream.
+"""The live server: an aiohttp application with a WebSocket stream endpoint, the page, health and
+metrics endpoints, and one :class:`StreamPool` that steps every connected stream.
 
 aiohttp serves HTTP, WebSockets and static files from one asyncio loop and is also the client
 library of ``echostream-client`` (one dependency, no ASGI server, no framework). The model runs in
@@ -7,22 +7,31 @@ one worker thread: on every tick the pool takes every stream with a whole chunk 
 them as one batch (:meth:`~echostream_fairseq.streaming.api.EchoStream.step`), while the event
 loop goes on receiving audio and sending results. A stream's faults (bad messages, limits) close
 that stream only; the pool and every other stream go on.
+
+Access: a browser's WebSocket from a page of another site is refused (403, before any model work)
+unless its ``Origin`` is allowed (``--allow-origin``); with a token (``--token-file``), the start
+message must carry it. Operations: ``/healthz`` answers 200 while the server takes streams and
+503 once it drains (:meth:`StreamPool.drain`: no new streams, open ones finish), ``/livez`` 200
+while it runs, ``/metrics`` the Prometheus text format (:mod:`.metrics`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Dict, List, Optional, Set, Tuple
+from urllib.parse import urlsplit
 
 import torch
 from aiohttp import WSMsgType, web
 
 from echostream_fairseq.modules.precision import precision_of
+from echostream_fairseq.server.metrics import CONTENT_TYPE, ServerMetrics
 from echostream_fairseq.server.protocol import (
     ERROR_CODES,
     PROTOCOL_VERSION,
@@ -37,10 +46,24 @@ from echostream_fairseq.streaming.api import EchoStream, Event, Stream
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ServerLimits", "StreamPool", "make_app", "POOL", "STREAM_PATH", "INFO_PATH"]
+__all__ = [
+    "ServerLimits",
+    "StreamPool",
+    "make_app",
+    "origin_allowed",
+    "POOL",
+    "STREAM_PATH",
+    "INFO_PATH",
+    "HEALTH_PATH",
+    "LIVE_PATH",
+    "METRICS_PATH",
+]
 
 STREAM_PATH = "/ws"
 INFO_PATH = "/api/info"
+HEALTH_PATH = "/healthz"
+LIVE_PATH = "/livez"
+METRICS_PATH = "/metrics"
 STATIC_FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
@@ -51,7 +74,10 @@ STATIC_FILES = {
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """What one client may do (each an ``echostream-serve`` flag)."""
+    """What one client may do (each an ``echostream-serve`` flag). ``token``: the secret a start
+    message must carry (``None``: none); never shown (not in the repr, the logs or ``/api/info``).
+    ``allowed_origins``: the ``Origin`` values of other sites whose pages may open streams
+    (``*``: any); the server's own origin is always allowed."""
 
     max_streams: int = 64
     max_message_bytes: int = 256 * 1024
@@ -62,14 +88,35 @@ class ServerLimits:
     max_speed: float = 1.5
     speed_allowance_seconds: float = 2.0
     start_timeout_seconds: float = 10.0
-    token: Optional[str] = None
+    token: Optional[str] = field(default=None, repr=False)
+    allowed_origins: Tuple[str, ...] = ()
+
+
+def origin_allowed(origin: Optional[str], host: str, allowed: Tuple[str, ...]) -> bool:
+    """Whether a WebSocket with this ``Origin`` header may open a stream on the server reached as
+    ``host`` (the request's ``Host``): no header (not a browser), the page's own host (any scheme:
+    a proxy in front may end TLS), or one of ``allowed`` (``*``: any)."""
+    if origin is None:
+        return True
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def token_matches(given: Optional[str], token: str) -> bool:
+    """``given == token`` in constant time (no timing tells how much of a guess was right)."""
+    return given is not None and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
 
 class StreamPool:
     """Every open stream of the server, stepped one tick at a time in one worker thread."""
 
-    def __init__(self, system: EchoStream, limits: ServerLimits, chunk_sizes: Tuple[int, ...]) -> None:
+    def __init__(
+        self, system: EchoStream, limits: ServerLimits, chunk_sizes: Tuple[int, ...], metrics: ServerMetrics
+    ) -> None:
         self.system, self.limits, self.chunk_sizes = system, limits, tuple(chunk_sizes)
+        self.metrics = metrics
+        self.draining = False
         self.connections: Dict[Stream, "Connection"] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echostream-model")
         self._wake = asyncio.Event()
@@ -78,6 +125,8 @@ class StreamPool:
         self.ticks = 0
 
     def open(self, start: StartMessage, connection: "Connection") -> Stream:
+        if self.draining:
+            raise ProtocolError("draining", "the server is shutting down and takes no new streams; connect again")
         if len(self.connections) >= self.limits.max_streams:
             raise ProtocolError(
                 "busy",
@@ -86,6 +135,9 @@ class StreamPool:
             )
         stream = self.system.open(start.sample_rate, start.chunk_ms)
         self.connections[stream] = connection
+        self.metrics.streams_opened.inc()
+        self.metrics.streams_open.set(len(self.connections))
+        logger.info("stream %s: opened (%d Hz, %d ms chunks)", stream.id, start.sample_rate, start.chunk_ms)
         return stream
 
     def wake(self) -> None:
@@ -96,6 +148,8 @@ class StreamPool:
         if stream is None or stream not in self.connections:
             return
         del self.connections[stream]
+        self.metrics.streams_open.set(len(self.connections))
+        logger.info("stream %s: closed after %.1f s of audio", stream.id, stream.source_seconds)
         if stream in self._stepping:
             self._to_close.append(stream)
         else:
@@ -125,9 +179,16 @@ class StreamPool:
                         connection = self.connections.get(stream)
                         if connection is not None:
                             connection.fail(ProtocolError("server_error", f"the model failed on this stream: {e}"))
-                compute_ms = (time.perf_counter() - started) * 1e3
+                compute = time.perf_counter() - started
+                compute_ms = compute * 1e3
                 self.ticks += 1
                 self._stepping = set()
+                chunks = [c.start.chunk_ms for s in ready if (c := self.connections.get(s)) is not None]
+                stages: Dict[str, float] = {}
+                for stream in events:
+                    for stage, seconds in stream.last_step_seconds.items():
+                        stages[stage] = stages.get(stage, 0.0) + seconds
+                self.metrics.tick(compute, min(chunks, default=0) / 1000, len(ready), stages)
                 for stream, stream_events in events.items():
                     connection = self.connections.get(stream)
                     if connection is not None:
@@ -135,6 +196,23 @@ class StreamPool:
                 for stream in self._to_close:
                     stream.close()
                 self._to_close = []
+
+    async def drain(self, seconds: float) -> int:
+        """Take no new streams (``/healthz`` says so), let the open ones finish for up to
+        ``seconds``, then end those still open with a ``shutting_down`` error. Returns how many
+        were ended that way."""
+        self.draining = True
+        logger.info("draining: %d streams open, up to %g s", len(self.connections), seconds)
+        deadline = time.monotonic() + seconds
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cut = list(self.connections.values())
+        for connection in cut:
+            connection.fail(ProtocolError("shutting_down", f"the server shut down after --drain-seconds {seconds:g}"))
+        if cut:
+            await asyncio.sleep(0.2)  # the writers send the errors
+        logger.info("drained: %d streams ended by the shutdown", len(cut))
+        return len(cut)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -147,8 +225,8 @@ POOL_TASK = web.AppKey("pool_task", asyncio.Task)
 class Connection:
     """One WebSocket: reads the client's messages, queues the stream's events for sending."""
 
-    def __init__(self, ws: web.WebSocketResponse, pool: StreamPool, query_token: Optional[str]) -> None:
-        self.ws, self.pool, self.query_token = ws, pool, query_token
+    def __init__(self, ws: web.WebSocketResponse, pool: StreamPool) -> None:
+        self.ws, self.pool = ws, pool
         self.stream: Optional[Stream] = None
         self.start: Optional[StartMessage] = None
         self.outbox: asyncio.Queue = asyncio.Queue()
@@ -166,6 +244,7 @@ class Connection:
                 message["text"] = event.text
             if event.kind == "target_speech":
                 message["samples"] = int(event.audio.size)
+                self.pool.metrics.audio_out.inc(event.audio.size / self.pool.system.output_sample_rate)
                 self.outbox.put_nowait(message)
                 self.outbox.put_nowait(encode_speech(event.audio))
                 continue
@@ -214,6 +293,11 @@ class Connection:
         try:
             await self._read()
         except ProtocolError as error:
+            metrics = self.pool.metrics
+            if self.stream is None:
+                metrics.streams_refused.labels(error.code).inc()
+            else:
+                metrics.streams_failed.labels(error.code).inc()
             self.fail(error)
         finally:
             self.pool.release(self.stream)
@@ -241,12 +325,8 @@ class Connection:
         start = parse_start(
             parse_text_message(first.data), self.pool.chunk_sizes, system.translator.config.source_segment_size
         )
-        if limits.token is not None and limits.token not in (start.token, self.query_token):
-            raise ProtocolError(
-                "unauthorized",
-                'this server needs its token (--token): send it as "token" in '
-                "the start message or as ?token= in the URL",
-            )
+        if limits.token is not None and not token_matches(start.token, limits.token):
+            raise ProtocolError("unauthorized", 'this server needs its token: send it as "token" in the start message')
         self.start = start
         self.stream = self.pool.open(start, self)
         await self.ws.send_json(
@@ -294,6 +374,7 @@ class Connection:
         if self.first_audio_at is None:
             self.first_audio_at = now
         self.received_samples += len(samples)
+        self.pool.metrics.audio_in.inc(len(samples) / self.start.sample_rate)
         received = self.received_samples / self.start.sample_rate
         if received > limits.max_stream_seconds:
             raise ProtocolError(
@@ -325,9 +406,10 @@ def make_app(
     for chunk_ms in chunk_sizes:  # fail now, not on a client's start message
         system.open(chunk_ms=chunk_ms).close()
     app = web.Application()
+    metrics = ServerMetrics()
 
     async def start_pool(app: web.Application) -> None:
-        pool = StreamPool(system, limits, chunk_sizes)
+        pool = StreamPool(system, limits, chunk_sizes, metrics)
         app[POOL] = pool
         app[POOL_TASK] = asyncio.create_task(pool.run())
 
@@ -336,11 +418,31 @@ def make_app(
         app[POOL].shutdown()
 
     async def stream_endpoint(request: web.Request) -> web.WebSocketResponse:
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, request.host, limits.allowed_origins):
+            # a page of another site in a visitor's browser (cross-site WebSocket hijacking)
+            metrics.streams_refused.labels("origin").inc()
+            logger.info("refused a WebSocket from origin %s (not this server's; --allow-origin)", origin)
+            raise web.HTTPForbidden(
+                text=f"origin {origin} may not open streams here (the server allows its own pages; --allow-origin)"
+            )
         # aiohttp's own limit is a backstop; messages over ours get a clear error first
         ws = web.WebSocketResponse(max_msg_size=4 * limits.max_message_bytes + 4096, heartbeat=30.0)
         await ws.prepare(request)
-        await Connection(ws, request.app[POOL], request.query.get("token")).serve()
+        await Connection(ws, request.app[POOL]).serve()
         return ws
+
+    async def health(request: web.Request) -> web.Response:
+        pool = request.app[POOL]
+        if pool.draining:
+            return web.json_response({"status": "draining", "open_streams": len(pool.connections)}, status=503)
+        return web.json_response({"status": "ready", "open_streams": len(pool.connections)})
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "live"})
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def info(request: web.Request) -> web.Response:
         pool = request.app[POOL]
@@ -359,7 +461,7 @@ def make_app(
                 else precision_of(system.translator.vocoder.vocoder),
                 "token_required": limits.token is not None,
                 "open_streams": len(pool.connections),
-                "limits": {k: v for k, v in asdict(limits).items() if k != "token"},
+                "limits": {k: v for k, v in asdict(limits).items() if k not in ("token", "allowed_origins")},
             }
         )
 
@@ -374,5 +476,8 @@ def make_app(
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", page)
     app.router.add_get(INFO_PATH, info)
+    app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(LIVE_PATH, live)
+    app.router.add_get(METRICS_PATH, metrics_page)
     app.router.add_get(STREAM_PATH, stream_endpoint)
     return app

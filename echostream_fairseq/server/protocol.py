@@ -10,7 +10,7 @@ Anything wrong gets one ``error`` message (a code and a sentence) and the socket
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -34,11 +34,13 @@ AUDIO_FORMATS = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
 ERROR_CODES = {
     "bad_message": 1008,  # not JSON, an unknown type, a field missing or of the wrong type, out of order
     "bad_audio": 1008,  # binary data that is not whole samples of the declared format and channels
-    "unauthorized": 1008,  # --token is set and the start message does not carry it
+    "unauthorized": 1008,  # the server has a token and the start message does not carry it
     "too_large": 1009,  # a message over --max-message-bytes
     "too_long": 1008,  # the stream went past --max-stream-seconds
     "rate_mismatch": 1008,  # audio arrives faster than the declared rate allows (--max-speed)
     "busy": 1013,  # --max-streams streams are open; try again later
+    "draining": 1012,  # the server is shutting down (SIGTERM) and takes no new streams
+    "shutting_down": 1001,  # the server shut down after --drain-seconds with this stream still open
     "server_error": 1011,  # the model failed on this stream's batch
 }
 
@@ -62,7 +64,7 @@ class StartMessage:
     audio_format: str
     channels: int
     chunk_ms: int
-    token: Optional[str]
+    token: Optional[str] = field(default=None, repr=False)  # a secret: never in a log line
 
 
 def parse_text_message(text: str) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from echostream_fairseq.cli.client import stream_file
+from echostream_fairseq.cli.client import ClientError, stream_file
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.server.app import POOL, ServerLimits, make_app
 from echostream_fairseq.streaming.api import EchoStream
@@ -300,3 +300,199 @@ def test_the_page_translates_a_fake_microphone_in_a_real_browser(speech_system, 
     # the tiny test model says nonsense, but it says it: text on the page and speech received
     assert streaming == 1 and connections == 0
     assert page["target"] and page["speech_messages"] > 0 and page["speech"] > 0 and page["done"] > 3
+
+
+async def _get(url):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as r:
+            return r.status, await r.text()
+
+
+def test_a_page_of_another_site_cannot_open_a_stream(text_system, corpus):
+    import aiohttp
+
+    wave = _waves(corpus, 1)[0]
+
+    async def connect(url, origin):
+        headers = {} if origin is None else {"Origin": origin}
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(url.replace("http", "ws") + "/ws", headers=headers) as ws:
+                    await ws.send_json({**START, "format": "f32le"})
+                    return (await ws.receive_json())["type"]
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status
+
+    async def scenario():
+        out = {}
+        async with Server(text_system, allowed_origins=("https://lab.example.org",)) as server:
+            out["forged"] = await connect(server.url, "https://evil.example.com")
+            out["ticks_after_forged"] = server.pool.ticks
+            out["own"] = await connect(server.url, server.url)
+            out["allowed"] = await connect(server.url, "https://lab.example.org")
+            out["no_origin"] = await stream_file(server.url, wave, 16000, speed=0)
+            out["metrics"] = (await _get(server.url + "/metrics"))[1]
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["forged"] == 403 and out["ticks_after_forged"] == 0  # refused before any model work
+    assert out["own"] == "ready" and out["allowed"] == "ready"
+    assert out["no_origin"]["error"] is None and out["no_origin"]["messages"][-1]["type"] == "finished"
+    assert 'echostream_streams_refused_total{reason="origin"} 1.0' in out["metrics"]
+
+
+def test_the_token_is_compared_whole_and_never_shown(text_system, corpus):
+    from echostream_fairseq.server.app import token_matches
+
+    assert token_matches("sesame", "sesame") and not token_matches("sesam", "sesame")
+    assert not token_matches(None, "sesame") and not token_matches("sésame", "sesame")
+    limits = ServerLimits(token="sesame")
+    assert "sesame" not in repr(limits)
+    wave = _waves(corpus, 1)[0]
+
+    async def scenario():
+        import aiohttp
+
+        async with Server(text_system, token="sesame") as server:
+            info = json.loads((await _get(server.url + "/api/info"))[1])
+            # the token in the URL is not taken: only the start message carries it
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(server.url.replace("http", "ws") + "/ws?token=sesame") as ws:
+                    await ws.send_json({**START, "format": "f32le"})
+                    in_url = await ws.receive_json()
+            right = await stream_file(server.url, wave, 16000, speed=0, token="sesame")
+        return info, in_url, right
+
+    info, in_url, right = asyncio.run(scenario())
+    assert info["token_required"] is True and "sesame" not in json.dumps(info)
+    assert in_url["code"] == "unauthorized" and "in the start message" in in_url["message"]
+    assert right["error"] is None
+
+
+def test_health_metrics_and_a_graceful_drain(text_system, corpus):
+    waves = _waves(corpus, 2)
+    timed = EchoStream(text_system.translator.with_config(time_stages=True))
+
+    async def scenario():
+        out = {}
+        async with Server(timed) as server:
+            out["ready"] = await _get(server.url + "/healthz")
+            holder = asyncio.create_task(stream_file(server.url, waves[0], 16000, speed=1.0))
+            await asyncio.sleep(0.8)
+            drain = asyncio.create_task(server.pool.drain(30.0))
+            await asyncio.sleep(0.1)
+            out["draining"] = await _get(server.url + "/healthz")
+            out["live"] = await _get(server.url + "/livez")
+            out["refused"] = await stream_file(server.url, waves[1], 16000, speed=0)
+            out["holder"] = await holder
+            out["cut"] = await drain
+            out["metrics"] = (await _get(server.url + "/metrics"))[1]
+        # a drain that runs out of time ends the streams still open, with a message
+        async with Server(timed) as server:
+            holder = asyncio.create_task(stream_file(server.url, waves[0], 16000, speed=1.0))
+            await asyncio.sleep(0.8)
+            out["short_cut"] = await server.pool.drain(0.3)
+            out["short_holder"] = await holder
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["ready"][0] == 200 and json.loads(out["ready"][1])["status"] == "ready"
+    assert out["draining"][0] == 503 and json.loads(out["draining"][1])["open_streams"] == 1
+    assert out["live"][0] == 200
+    refused = out["refused"]["error"]
+    assert refused["code"] == "draining" and out["refused"]["close_code"] == 1012
+    assert out["holder"]["error"] is None and out["holder"]["messages"][-1]["type"] == "finished"
+    assert out["cut"] == 0
+    assert out["short_cut"] == 1 and out["short_holder"]["error"]["code"] == "shutting_down"
+    assert out["short_holder"]["close_code"] == 1001
+    metrics = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in out["metrics"].splitlines()
+        if line and not line.startswith("#")
+    }
+    assert metrics["echostream_streams_opened_total"] == 1 and metrics["echostream_streams_open"] == 0
+    assert metrics['echostream_streams_refused_total{reason="draining"}'] == 1
+    assert metrics["echostream_ticks_total"] == metrics["echostream_tick_compute_seconds_count"] > 0
+    seconds = waves[0].size / 16000
+    assert metrics["echostream_audio_in_seconds_total"] == pytest.approx(seconds, abs=1e-3)
+    assert metrics['echostream_stage_seconds_total{stage="encoder"}'] > 0
+    assert 0 < metrics["echostream_tick_compute_seconds_sum"] < metrics["echostream_ticks_total"] * 0.32
+
+
+def test_the_command_over_https_with_a_token_file_drains_on_sigterm(writing, corpus, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from cli_runs import BIN
+
+    save, _ = writing
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+    )
+    assert made.returncode == 0, made.stderr.decode()[-2000:]
+    (tmp_path / "token").write_text("sesame\n")
+    server = subprocess.Popen(
+        [BIN / "echostream-serve", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus]
+        + ["--output", "text", "--max-len", "12", "--port", "0", "--certfile", cert, "--keyfile", key]
+        + ["--token-file", tmp_path / "token", "--drain-seconds", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("EchoStream server on https://127.0.0.1:"), line + server.stderr.read()[-3000:]
+        url = line.split()[3]
+        wave = _waves(corpus, 1)[0]
+
+        async def scenario():
+            holder = asyncio.create_task(stream_file(url, wave, 16000, speed=1.0, token="sesame", cafile=str(cert)))
+            await asyncio.sleep(1.0)
+            server.send_signal(signal.SIGTERM)  # as a deployment stops it
+            await asyncio.sleep(0.3)
+            try:
+                late = await stream_file(url, wave, 16000, speed=0, token="sesame", cafile=str(cert))
+            except ClientError as e:  # it stopped listening: a balancer would try the next server
+                late = str(e)
+            return await holder, late
+
+        holder, late = asyncio.run(scenario())
+        assert holder["error"] is None and holder["messages"][-1]["type"] == "finished"
+        assert "cannot reach an EchoStream server" in late
+        started = time.monotonic()
+        assert server.wait(timeout=30) == 0 and time.monotonic() - started < 10
+        log = server.stderr.read()
+        assert "sesame" not in log and "draining: 1 streams open" in log and "opened (16000 Hz" in log
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+@pytest.mark.parametrize(
+    "flags, env, says",
+    [
+        (["--token-file", "{tmp}/missing"], None, "--token-file {tmp}/missing: No such file or directory"),
+        (["--token-file", "{tmp}/empty"], None, "--token-file {tmp}/empty is empty"),
+        (["--token-file", "{tmp}/token"], "x", "give the token one way, not --token-file and ECHOSTREAM_TOKEN"),
+        (["--keyfile", "{tmp}/token"], None, "--keyfile needs --certfile"),
+        (["--certfile", "{tmp}/token"], None, "cannot use --certfile {tmp}/token"),
+        (["--allow-origin", "lab.example.org"], None, "--allow-origin takes http(s)://host[:port] or *"),
+    ],
+)
+def test_the_commands_access_flags_are_checked_before_the_model_loads(flags, env, says, tmp_path, capsys, monkeypatch):
+    from echostream_fairseq.cli import serve
+
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "token").write_text("sesame\n")
+    monkeypatch.delenv("ECHOSTREAM_TOKEN", raising=False)
+    if env:
+        monkeypatch.setenv("ECHOSTREAM_TOKEN", env)
+    argv = ["--model-path", "nowhere.pt", "--data-bin", "nowhere"] + [f.format(tmp=tmp_path) for f in flags]
+    assert serve.main(argv) == 2
+    assert says.format(tmp=tmp_path) in capsys.readouterr().err
