@@ -30,7 +30,8 @@ def _server(save, corpus, port):
 
     process = subprocess.Popen(
         [BIN / "echostream-serve", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus]
-        + ["--output", "text", "--max-len", "12", "--port", str(port), "--drain-seconds", "30"],
+        + ["--output", "text", "--max-len", "12", "--port", str(port), "--drain-seconds", "30"]
+        + ["--max-speed", "1000"],  # the clients after the stop send as fast as they can
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
