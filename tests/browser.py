@@ -27,8 +27,13 @@ def find_chromium() -> Optional[str]:
 class Browser:
     """``async with Browser(wav) as b: await b.open(url); await b.evaluate("...")``."""
 
-    def __init__(self, fake_microphone_wav: str, executable: Optional[str] = None) -> None:
+    def __init__(
+        self, fake_microphone_wav: str, executable: Optional[str] = None, trusted_spki: Optional[str] = None
+    ) -> None:
+        """``trusted_spki``: the base64 SHA-256 of a certificate's public key, trusted as if a
+        certificate authority had signed it (a test's self-signed certificate)."""
         self.wav, self.executable = fake_microphone_wav, executable or find_chromium()
+        self.trusted_spki = trusted_spki
         if self.executable is None:
             raise RuntimeError("no chromium found")
         self._id = 0
@@ -51,8 +56,9 @@ class Browser:
                 f"--use-file-for-fake-audio-capture={self.wav}",
                 "--autoplay-policy=no-user-gesture-required",
                 "--window-size=1200,800",
-                "about:blank",
-            ],
+            ]
+            + ([f"--ignore-certificate-errors-spki-list={self.trusted_spki}"] if self.trusted_spki else [])
+            + ["about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

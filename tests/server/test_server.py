@@ -37,25 +37,53 @@ def _waves(corpus, n):
     return [read_audio(p).numpy() for p in sorted((corpus / "audio" / "src").glob("test_*.wav"))[:n]]
 
 
-class Server:
-    """An ``echostream-serve`` app on a free localhost port, inside the test's event loop."""
+def self_signed(folder):
+    """A certificate and key for 127.0.0.1 made with openssl, and its public key's SHA-256 (base64)."""
+    import subprocess
 
-    def __init__(self, system, port=0, chunk_sizes=(320,), **limits):
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+    )
+    assert made.returncode == 0, made.stderr.decode()[-2000:]
+    spki = subprocess.run(
+        f"openssl x509 -pubkey -noout -in {cert} | openssl pkey -pubin -outform der "
+        "| openssl dgst -sha256 -binary | base64",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    return cert, key, spki.stdout.strip()
+
+
+class Server:
+    """An ``echostream-serve`` app on a free localhost port, inside the test's event loop (over
+    HTTPS with ``certificate=(cert, key)``)."""
+
+    def __init__(self, system, port=0, chunk_sizes=(320,), certificate=None, **limits):
         # clients here send as fast as they can (speed=0) unless a test says otherwise, so the
         # pace limit is off unless a test sets it
         limits.setdefault("max_speed", 1000.0)
         self.app = make_app(system, ServerLimits(**limits), chunk_sizes)
         self.port = port
+        self.ssl_context = None
+        if certificate is not None:
+            import ssl
+
+            self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ssl_context.load_cert_chain(*map(str, certificate))
 
     async def __aenter__(self):
         from aiohttp import web
 
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
         return self
 
     async def __aexit__(self, *exc):
@@ -269,18 +297,27 @@ def test_a_restarted_server_serves_new_streams_at_once(text_system, corpus):
     assert _got_text(before) == _got_text(after) and after["messages"][-1]["type"] == "finished"
 
 
-def test_the_page_translates_a_fake_microphone_in_a_real_browser(speech_system, corpus, tmp_path):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_page_translates_a_fake_microphone_in_a_real_browser(speech_system, corpus, tmp_path, scheme):
     from browser import Browser, browser_available
 
     reason = browser_available()
     if reason:
         pytest.skip(reason)
+    certificate, spki = None, None
+    if scheme == "https":  # a self-signed certificate the browser is told to trust, as a lab's would be
+        cert, key, spki = self_signed(tmp_path)
+        certificate = (cert, key)
     waves = _waves(corpus, 3)
     gap = np.zeros(8000, dtype=np.float32)
     sf.write(tmp_path / "mic.wav", np.concatenate([x for w in waves for x in (w, gap)]), 16000, subtype="PCM_16")
 
     async def scenario():
-        async with Server(speech_system) as server, Browser(str(tmp_path / "mic.wav")) as browser:
+        async with (
+            Server(speech_system, certificate=certificate) as server,
+            Browser(str(tmp_path / "mic.wav"), trusted_spki=spki) as browser,
+        ):
+            assert server.url.startswith(scheme + "://")
             await browser.open(server.url + "/")
             await browser.wait_for("!document.getElementById('mic').disabled", 30)
             await browser.evaluate("document.getElementById('mic').click()")  # start
@@ -429,13 +466,7 @@ def test_the_command_over_https_with_a_token_file_drains_on_sigterm(writing, cor
     from cli_runs import BIN
 
     save, _ = writing
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True,
-    )
-    assert made.returncode == 0, made.stderr.decode()[-2000:]
+    cert, key, _ = self_signed(tmp_path)
     (tmp_path / "token").write_text("sesame\n")
     server = subprocess.Popen(
         [BIN / "echostream-serve", "--model-path", save / "checkpoint_last.pt", "--data-bin", corpus]
