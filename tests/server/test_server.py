@@ -527,3 +527,46 @@ def test_the_commands_access_flags_are_checked_before_the_model_loads(flags, env
     argv = ["--model-path", "nowhere.pt", "--data-bin", "nowhere"] + [f.format(tmp=tmp_path) for f in flags]
     assert serve.main(argv) == 2
     assert says.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+def test_bad_clients_beside_a_good_stream_take_nothing_from_it(text_system, corpus):
+    import aiohttp
+
+    waves = _waves(corpus, 2)
+
+    async def bad(url, origin=None, start=None, send=(), leave=False):
+        headers = {} if origin is None else {"Origin": origin}
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(url.replace("http", "ws") + "/ws", headers=headers) as ws:
+                    await ws.send_json(start or {**START, "token": "sesame"})
+                    for message in send:
+                        await ws.send_bytes(message)
+                    if leave:  # mid-chunk, no finish
+                        return "left"
+                    async for m in ws:
+                        if m.type == aiohttp.WSMsgType.TEXT and json.loads(m.data)["type"] == "error":
+                            return json.loads(m.data)["code"]
+                    return "closed"
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status
+
+    async def scenario():
+        async with Server(text_system, token="sesame", max_message_bytes=4096, max_speed=1.5) as server:
+            good = asyncio.create_task(stream_file(server.url, waves[0], 16000, speed=1.0, piece_ms=50, token="sesame"))
+            await asyncio.sleep(0.5)
+            third = np.zeros(1000, dtype="<f4").tobytes()
+            outcomes = await asyncio.gather(
+                bad(server.url, origin="https://evil.example.com"),
+                bad(server.url, start={**START, "token": "guess"}),
+                bad(server.url, send=[b"\0" * 5000]),
+                bad(server.url, send=[b"\0" * 3]),
+                bad(server.url, send=[third] * 60),  # 3.75 s of audio at once: faster than the declared rate
+                bad(server.url, send=[third] * 3, leave=True),
+            )
+            return await good, outcomes, len(server.pool.connections)
+
+    good, outcomes, left_open = asyncio.run(scenario())
+    assert outcomes == [403, "unauthorized", "too_large", "bad_audio", "rate_mismatch", "left"]
+    assert good["error"] is None and _got_text(good) == _alone_text(text_system, waves[0])
+    assert left_open == 0
