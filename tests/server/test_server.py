@@ -161,18 +161,19 @@ def test_a_stream_through_the_server_equals_the_api_and_brings_speech(speech_sys
     assert any(m["type"] == "progress" and m["compute_ms"] > 0 for m in result["messages"])
 
 
-def test_32_clients_for_a_minute_are_all_answered_and_independent(text_system, corpus):
+def test_32_clients_for_half_a_minute_are_all_answered_and_independent(text_system, corpus):
     waves = _waves(corpus, 4)
-    # each client streams a minute: its own order of the utterances, 0.4 s apart
+    seconds = 30
+    # each client streams half a minute: its own order of the utterances, 0.4 s apart
     gap = np.zeros(6400, dtype=np.float32)
     streams = []
     for k in range(32):
         pieces, n, j = [], 0, k
-        while n < 60 * 16000:
+        while n < seconds * 16000:
             pieces += [waves[j % 4], gap]
             n += waves[j % 4].size + gap.size
             j += 1 + k % 3
-        streams.append(np.concatenate(pieces)[: 60 * 16000])
+        streams.append(np.concatenate(pieces)[: seconds * 16000])
 
     async def scenario():
         async with Server(text_system, max_streams=32) as server:
@@ -185,9 +186,9 @@ def test_32_clients_for_a_minute_are_all_answered_and_independent(text_system, c
     assert left_open == 0
     for stream, result in zip(streams, results):
         assert result["error"] is None and result["messages"][-1]["type"] == "finished"
-        assert result["messages"][-1]["source_seconds"] == pytest.approx(60.0)  # every chunk answered
-    # batched: far fewer ticks than 32 streams x 188 chunks
-    assert ticks < 32 * 188 / 4
+        assert result["messages"][-1]["source_seconds"] == pytest.approx(seconds)  # every chunk answered
+    # batched: far fewer ticks than 32 streams x their chunks
+    assert ticks < 32 * (seconds * 1000 // 320) / 4
     # no stream's output is affected by another's: each equals its stream alone (a sample of them)
     for k in (0, 7, 31):
         assert _got_text(results[k]) == _alone_text(text_system, streams[k])
