@@ -56,6 +56,7 @@ setup(
             "echostream-bench-system=echostream_bench.system:main",
             "echostream-bench-serving=echostream_bench.serving:main",
             "echostream-bench-moe=echostream_bench.moe:main",
+            "echostream-bench-balancer=echostream_bench.balancer:main",
             "echostream-serve=echostream_fairseq.cli.serve:main",
             "echostream-client=echostream_fairseq.cli.client:main",
             "echostream-import-streamspeech=echostream_fairseq.cli.import_streamspeech:main",
