@@ -59,20 +59,22 @@ def wait_for_port(port: int, seconds: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def start_server(model_path, data_bin, port: int, flags: Sequence[str] = ()) -> subprocess.Popen:
-    """``echostream-serve`` (text output) on ``port``, returned once it has printed its address."""
+def start_server(model_path, data_bin, port: int, log: Path, flags: Sequence[str] = ()) -> subprocess.Popen:
+    """``echostream-serve`` (text output) on ``port``, its log lines to the file ``log`` (a pipe
+    nobody reads would fill and stop it), returned once it has printed its address."""
     command = Path(sys.executable).parent / "echostream-serve"
-    process = subprocess.Popen(
-        [str(command), "--model-path", str(model_path), "--data-bin", str(data_bin), "--output", "text"]
-        + ["--port", str(port), *map(str, flags)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [str(command), "--model-path", str(model_path), "--data-bin", str(data_bin), "--output", "text"]
+            + ["--port", str(port), *map(str, flags)],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+        )
     line = process.stdout.readline()
     if not line.startswith("EchoStream server on "):
         process.kill()
-        raise RuntimeError(f"echostream-serve did not start: {line}{process.stderr.read()[-3000:]}")
+        raise RuntimeError(f"echostream-serve did not start: {line}{Path(log).read_text()[-3000:]}")
     return process
 
 
@@ -100,7 +102,7 @@ def start_nginx(folder: Path, port: int, upstreams: Sequence[int]) -> subprocess
         f"http {{ access_log off; client_body_temp_path {folder}; proxy_temp_path {folder}; "
         f"include {folder}/site.conf; }}\n"
     )
-    process = subprocess.Popen([nginx, "-p", str(folder), "-c", str(folder / "nginx.conf")], stderr=subprocess.PIPE)
+    process = subprocess.Popen([nginx, "-p", str(folder), "-c", str(folder / "nginx.conf")], stderr=subprocess.DEVNULL)
     wait_for_port(port)
     return process
 
@@ -169,8 +171,8 @@ def run(args) -> Dict:
     processes: List[subprocess.Popen] = []
     try:
         ports = [free_port() for _ in range(args.servers)]
-        for port in ports:
-            processes.append(start_server(args.model_path, args.data_bin, port, flags))
+        for i, port in enumerate(ports):
+            processes.append(start_server(args.model_path, args.data_bin, port, folder / f"server{i}.log", flags))
         front = free_port()
         processes.append(start_nginx(folder, front, ports))
         layouts = {
