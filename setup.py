@@ -30,6 +30,8 @@ setup(
         "mweralign==1.4.1",
         "aiohttp==3.14.5",
         "prometheus-client==0.26.0",
+        # simulated rooms for corpora (echostream_fairseq/data/rooms.py)
+        "pyroomacoustics==0.10.1",
         # echostream-export and --runtime onnx (docs/export.md); onnx >= 1.18 needs numpy 2
         "onnx==1.17.0",
         "ml_dtypes==0.4.1",
