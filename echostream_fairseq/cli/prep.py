@@ -98,6 +98,19 @@ def _common_options() -> argparse.ArgumentParser:
         help="leave SpecAugment out of the training transforms in config.yaml (kept in its "
         "specaugment section, so a config can turn it back on)",
     )
+    p.add_argument(
+        "--rooms",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="put this share (0 to 1) of the training utterances' source speech in simulated rooms with "
+        "noise, drawn per utterance (docs/data.md; default 0: none)",
+    )
+    p.add_argument(
+        "--test-room",
+        action="store_true",
+        help="also write the test_room split: the test sentences in rooms and noise beyond anything training draws",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
     return p
@@ -197,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentences between voice changes, drawn uniformly (default 3 8)",
     )
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--rooms",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="put this share (0 to 1) of the training utterances' source speech in simulated rooms with "
+        "noise, drawn per utterance (docs/data.md; default 0: none)",
+    )
+    p.add_argument(
+        "--test-room",
+        action="store_true",
+        help="also write the test_room split: the test sentences in rooms and noise beyond anything training draws",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
 
@@ -212,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sentences", type=int, default=3, help="utterances per example, at most (at least 2)")
     p.add_argument("--pause-range", type=float, nargs=2, default=[0.2, 1.5], metavar=("LOW", "HIGH"))
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--rooms",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="put this share (0 to 1) of the training utterances' source speech in simulated rooms with "
+        "noise, drawn per utterance (docs/data.md; default 0: none)",
+    )
+    p.add_argument(
+        "--test-room",
+        action="store_true",
+        help="also write the test_room split: the test sentences in rooms and noise beyond anything training draws",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
 
@@ -347,6 +386,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         cmvn_max_utterances=args.cmvn_max_utterances,
         precompute_fbank=args.precompute_fbank,
         specaugment=args.specaugment,
+        rooms=args.rooms,
+        test_room=args.test_room,
         seed=args.seed,
         jobs=args.jobs,
         force=args.force,

@@ -19,7 +19,7 @@ import os
 import random
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence
 
 from echostream_fairseq.data.grammar import GRAMMAR_VERSION, sample_splits
@@ -37,6 +37,8 @@ __all__ = [
     "TSV_COLUMNS",
     "source_voice",
     "HELD_OUT_SPLIT",
+    "ROOM_SPLIT",
+    "with_rooms",
     "DEFAULT_HELD_OUT_VOICES",
 ]
 
@@ -52,6 +54,8 @@ SOURCE_PITCH_SPREAD_RANGE = (35, 75)
 # voices alone. By default one male and one female variant whose pitch bands sit inside the
 # training voices' range are held out: a model must generalise to them, not extrapolate.
 HELD_OUT_SPLIT = "test_heldout"
+# the test sentences again, their source speech in simulated rooms with noise (echostream-prep --test-room)
+ROOM_SPLIT = "test_room"
 DEFAULT_HELD_OUT_VOICES = ("es-crisp", "es-breathy")
 
 
@@ -66,6 +70,8 @@ class Utterance:
         src_audio, tgt_audio: input audio paths (``None`` for synthetic: synthesised).
         src_voice: the synthetic source voice.
         where: ``"file:line"`` that defined the utterance, for error messages.
+        room: ``"training"`` or ``"test"``: its source speech is put in a simulated room of those
+            ranges (:mod:`~echostream_fairseq.data.rooms`); ``None``: as recorded or synthesised.
     """
 
     id: str
@@ -76,6 +82,7 @@ class Utterance:
     tgt_audio: Optional[str] = None
     src_voice: Optional[Voice] = None
     where: str = ""
+    room: Optional[str] = None
 
 
 @dataclass
@@ -177,6 +184,38 @@ def synthetic_corpus(
     if extra:
         fingerprint["extra_voices"] = list(extra)
     return Corpus("synthetic", splits, fingerprint)
+
+
+def _unit_interval(key: str) -> float:
+    """A number in [0, 1) fixed by ``key`` (the same on every machine)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little") / 2**64
+
+
+def with_rooms(corpus: Corpus, share: float, test_room: bool) -> Corpus:
+    """``corpus`` with a ``share`` of its training utterances (chosen by their ids) marked to be put
+    in a training room, and with ``test_room``, a :data:`ROOM_SPLIT` split: the test utterances
+    again (their text and source audio or voice), marked for a test room."""
+    if not 0.0 <= share <= 1.0:
+        raise ManifestError(f"--rooms is the share of training utterances put in a room: 0 to 1, got {share:g}")
+    if share == 0 and not test_room:
+        return corpus
+    splits = {}
+    for split, utterances in corpus.splits.items():
+        if split == "train":
+            utterances = [
+                replace(u, room="training") if _unit_interval(f"echostream-room-share:{u.id}") < share else u
+                for u in utterances
+            ]
+        splits[split] = utterances
+    if test_room:
+        if "test" not in splits:
+            raise ManifestError("--test-room needs a test split: the room split repeats its utterances")
+        splits[ROOM_SPLIT] = [
+            replace(u, id=f"{ROOM_SPLIT}_{i:05d}", split=ROOM_SPLIT, room="test", where=f"{u.where} (in a room)")
+            for i, u in enumerate(splits["test"])
+        ]
+    fingerprint = {**corpus.fingerprint, "rooms": {"share": share, "test_room": test_room}}
+    return Corpus(corpus.mode, splits, fingerprint)
 
 
 def _check_id(uid: str, where: str) -> None:

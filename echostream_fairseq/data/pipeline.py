@@ -40,7 +40,7 @@ from tqdm import tqdm
 from echostream_fairseq.common.audio import SAMPLE_RATE
 from echostream_fairseq.common.files import atomic_open, atomic_path, remove_stale_temp_files
 from echostream_fairseq.data.audio import AudioError, audio_format_hint, fbank, num_fbank_frames, read_audio, write_wav
-from echostream_fairseq.data.corpus import HELD_OUT_SPLIT, Corpus, Utterance
+from echostream_fairseq.data.corpus import HELD_OUT_SPLIT, ROOM_SPLIT, Corpus, Utterance
 from echostream_fairseq.data.kmeans import fit_kmeans
 from echostream_fairseq.data.manifest import write_tsv
 from echostream_fairseq.data.prep_options import PrepOptions
@@ -62,7 +62,11 @@ __all__ = ["Pipeline", "corpus_stats", "MANIFEST_COLUMNS", "SIMULEVAL_SPLITS", "
 logger = logging.getLogger("echostream.prep")
 
 MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "tgt_audio", "tgt_n_frames")
-SIMULEVAL_SPLITS = ("dev", "test", HELD_OUT_SPLIT)
+SIMULEVAL_SPLITS = ("dev", "test", HELD_OUT_SPLIT, ROOM_SPLIT)
+# other utterances whose speech makes a room's babble: training rooms take train utterances, test
+# rooms dev ones (voices and sentences no training babble holds)
+BABBLE_POOL_SIZE = 8
+BABBLE_SPLIT = {"training": "train", "test": "dev"}
 # a 40-frame (0.4 s) time mask: the synthetic utterances last about 2 s, so a 1 s mask would erase half
 SPECAUGMENT = {
     "freq_mask_F": 27,
@@ -97,6 +101,7 @@ class Pipeline:
         self.corpus = corpus
         self.options = options
         self.out = os.path.abspath(options.out_dir)
+        self._babble: Dict[str, List[np.ndarray]] = {}  # room kind -> the clean speech of its babble
 
     # -- paths ----------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
@@ -144,6 +149,7 @@ class Pipeline:
         ]
         if resume:
             logger.info("audio: %d of %d utterances left from the interrupted run", len(todo), len(self.corpus.all()))
+        self._prepare_rooms(todo)
         if self.corpus.mode == "synthetic":
             with _torch_threads(1):
                 self._synthesize(todo)
@@ -169,12 +175,64 @@ class Pipeline:
         with atomic_path(path) as temp:
             write_wav(temp, waveform)
 
+    def _clean_source(self, u: Utterance) -> torch.Tensor:
+        """``u``'s source speech as synthesised or read, before any room."""
+        if self.corpus.mode == "synthetic":
+            from echostream_fairseq.data.tts import get_synthesizer
+
+            return get_synthesizer().synthesize(u.src_text, u.src_voice, SAMPLE_RATE)
+        return read_audio(u.src_audio, SAMPLE_RATE)
+
+    def _prepare_rooms(self, todo: Sequence[Utterance]) -> None:
+        """The babble pools the rooms of ``todo`` may need (seeded picks of other utterances), and
+        ``audio/rooms.tsv``: every room utterance's draw."""
+        from echostream_fairseq.data.rooms import TEST_ROOMS, TRAINING, draw
+
+        roomed = [u for u in self.corpus.all() if u.room is not None]
+        if not roomed:
+            return
+        acoustics = {"training": TRAINING, "test": TEST_ROOMS}
+        talkers: Dict[str, int] = {}  # room kind -> the most talkers one of its babbles needs
+        for u in todo:
+            if u.room is not None:
+                talkers[u.room] = max(talkers.get(u.room, 0), draw(u.id, acoustics[u.room]).talkers)
+        for kind, needed in sorted(talkers.items()):
+            if not needed:
+                continue
+            split = BABBLE_SPLIT[kind]
+            pool = sorted(self.corpus.splits.get(split, []), key=lambda u: u.id)
+            if len(pool) < needed:
+                raise PrepError(
+                    f"a {kind} room's babble needs {needed} other utterances from {split}; this corpus has "
+                    f"{len(pool)} (a larger --num-{split}, or fewer rooms)"
+                )
+            picks = np.random.default_rng(self.options.seed).choice(
+                len(pool), size=max(needed, min(BABBLE_POOL_SIZE, len(pool))), replace=False
+            )
+            self._babble[kind] = [self._clean_source(pool[i]).numpy() for i in sorted(picks)]
+        rows = []
+        for u in roomed:
+            described = draw(u.id, acoustics[u.room]).describe()
+            cells = {k: v if isinstance(v, str) else json.dumps(v) for k, v in described.items()}
+            rows.append({"id": u.id, "room": u.room, **cells})
+        write_tsv(self.path("audio", "rooms.tsv"), ("id", "room", *described), rows)
+
+    def _in_room(self, u: Utterance, source: torch.Tensor) -> torch.Tensor:
+        """``u``'s source speech in its room with its noise (as it is without one)."""
+        if u.room is None:
+            return source
+        from echostream_fairseq.data.rooms import TEST_ROOMS, TRAINING, apply_room, draw
+
+        room = draw(u.id, TRAINING if u.room == "training" else TEST_ROOMS)
+        return torch.from_numpy(apply_room(source.numpy(), room, SAMPLE_RATE, self._babble.get(u.room)))
+
     def _synthesize(self, utterances: Sequence[Utterance]) -> None:
         from echostream_fairseq.data.tts import TARGET_VOICE, get_synthesizer
 
         synthesizer = get_synthesizer()
         for u in self._bar(utterances, "synthesising"):
-            self._write_wav(self.wav("src", u.id), synthesizer.synthesize(u.src_text, u.src_voice, SAMPLE_RATE))
+            source = self._in_room(u, synthesizer.synthesize(u.src_text, u.src_voice, SAMPLE_RATE))
+            self._write_wav(self.wav("src", u.id), source)
             self._write_wav(self.wav("tgt", u.id), synthesizer.synthesize(u.tgt_text, TARGET_VOICE, SAMPLE_RATE))
 
     def _convert_one(self, u: Utterance) -> None:
@@ -185,6 +243,8 @@ class Pipeline:
                 raise AudioError(f"{u.where}: {what} audio {e}") from None
             if side == "src" and num_fbank_frames(waveform.numel()) == 0:
                 raise AudioError(f"{u.where}: {what} audio {path}: shorter than one 25 ms fbank window")
+            if side == "src":
+                waveform = self._in_room(u, waveform)
             self._write_wav(self.wav(side, u.id), waveform)
 
     def _convert(self, utterances: Sequence[Utterance]) -> None:

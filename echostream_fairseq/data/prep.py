@@ -6,7 +6,8 @@ Steps (each resumable, see :mod:`~echostream_fairseq.data.steps`), in order:
 text       ``text/{split}.tsv``: ids and raw text (inputs were validated before, headers of
            input audio included, so a bad corpus fails before anything is written)
 audio      ``audio/src/{id}.wav``, ``audio/tgt/{id}.wav``: 16 kHz 16-bit mono (synthesised,
-           or read, downmixed and resampled)
+           or read, downmixed and resampled; with ``--rooms``/``--test-room`` some sources in
+           simulated rooms with noise, each draw in ``audio/rooms.tsv``)
 features   ``features/{id}.npy``: the source fbank ``[frames, 80]`` (only with ``--precompute-fbank``)
 gcmvn      ``gcmvn.npz``: mean and std of the source fbank over (a sample of) train
 subwords   ``{src,tgt}_unigram/``: sentencepiece model, fairseq ``dict.txt``, ``{split}.tsv``
@@ -14,7 +15,7 @@ units      ``units/``: k-means unit model ``kmeans.pt``, ``dict.txt``, ``{split}
 manifests  ``{split}.tsv``: ``id, src_audio, src_n_frames, tgt_audio, tgt_n_frames`` (``src_audio``:
            the wav, or its ``.npy`` features)
 configs    ``config.yaml``, ``config_multitask.yaml``
-simuleval  ``simuleval/{dev,test,test_heldout}.{source,target,src_text}``
+simuleval  ``simuleval/{dev,test,test_heldout,test_room}.{source,target,src_text}``
 stats      ``stats.json``: corpus statistics
 ========== ==============================================================================
 
@@ -29,7 +30,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from echostream_fairseq.common.audio import SAMPLE_RATE
-from echostream_fairseq.data.corpus import Corpus
+from echostream_fairseq.data.corpus import Corpus, with_rooms
 from echostream_fairseq.data.pipeline import Pipeline
 from echostream_fairseq.data.prep_options import PrepOptions
 from echostream_fairseq.data.steps import PrepError, Step, StepRunner, digest
@@ -105,6 +106,20 @@ def _steps(pipeline: Pipeline) -> List[Step]:
             "variants": digest({v: VARIANTS[v] for v in spoken}),
             "target_voice": TARGET_VOICE.describe(),
         }
+    if options.rooms or options.test_room:  # only then: folders made before the option keep their stamps
+        from dataclasses import asdict
+
+        import pyroomacoustics
+
+        from echostream_fairseq.data.rooms import TEST_ROOMS, TRAINING
+
+        audio_params["rooms"] = {
+            "share": options.rooms,
+            "test_room": options.test_room,
+            "acoustics": digest({"training": asdict(TRAINING), "test": asdict(TEST_ROOMS)}),
+            "pyroomacoustics": pyroomacoustics.__version__,
+            "babble_seed": options.seed,
+        }
     audio = Step("audio", audio_params, ["audio"], pipeline.audio)
     gcmvn = Step(
         "gcmvn",
@@ -163,6 +178,7 @@ def prepare(corpus: Corpus, options: PrepOptions) -> Dict[str, Any]:
             with other parameters (without ``force``); every message names the file involved.
     """
     _validate_options(options)
+    corpus = with_rooms(corpus, options.rooms, options.test_room)
     runner = StepRunner(os.path.abspath(options.out_dir), force=options.force)
     runner.check_folder()
     pipeline = Pipeline(corpus, options)

@@ -27,6 +27,10 @@ class PrepOptions:
         precompute_fbank: write the source fbank once (``features/{id}.npy``) and point the
             manifests at it, so that training reads features instead of computing them.
         specaugment: list SpecAugment among the training transforms of ``config.yaml``.
+        rooms: the share of training utterances whose source speech is put in a simulated room
+            with noise (:mod:`~echostream_fairseq.data.rooms`, its ``TRAINING`` ranges; 0: none).
+        test_room: also write the ``test_room`` split: the test sentences in rooms and noise
+            beyond anything training draws (``TEST_ROOMS``).
         seed: seeds k-means and the subsets.
         jobs: threads converting audio (cvss/tsv).
         force: replace outputs made with other parameters / write into a foreign folder.
@@ -45,6 +49,8 @@ class PrepOptions:
     cmvn_max_utterances: int = 10_000
     precompute_fbank: bool = False
     specaugment: bool = True
+    rooms: float = 0.0
+    test_room: bool = False
     seed: int = 1
     jobs: int = 2
     force: bool = False
