@@ -210,19 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentences between voice changes, drawn uniformly (default 3 8)",
     )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument(
-        "--rooms",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="put this share (0 to 1) of the training utterances' source speech in simulated rooms with "
-        "noise, drawn per utterance (docs/data.md; default 0: none)",
-    )
-    p.add_argument(
-        "--test-room",
-        action="store_true",
-        help="also write the test_room split: the test sentences in rooms and noise beyond anything training draws",
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
 
@@ -238,19 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sentences", type=int, default=3, help="utterances per example, at most (at least 2)")
     p.add_argument("--pause-range", type=float, nargs=2, default=[0.2, 1.5], metavar=("LOW", "HIGH"))
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument(
-        "--rooms",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="put this share (0 to 1) of the training utterances' source speech in simulated rooms with "
-        "noise, drawn per utterance (docs/data.md; default 0: none)",
-    )
-    p.add_argument(
-        "--test-room",
-        action="store_true",
-        help="also write the test_room split: the test sentences in rooms and noise beyond anything training draws",
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print errors and the final summary only")
 
