@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from echostream_fairseq.export.onnx_files import OPSET, quantize_int8, session_options
 from echostream_fairseq.modules.emformer import Emformer, EmformerFixedState
 from echostream_fairseq.modules.zipformer import Zipformer, ZipformerFixedState
+from echostream_fairseq.streaming.options import GRAPH_STAGES
 
 __all__ = ["onnx_emformer_step", "onnx_backbone_step", "onnx_matmul_kernel", "system_graphs", "vocoder_on_graph"]
 
@@ -182,7 +183,7 @@ def onnx_matmul_kernel(calls: List, dtype: str) -> Callable[[], object]:
     return lambda: session.run(None, feeds)
 
 
-def system_graphs(model, task, precision: str, stages=("encoder", "mt", "units")):
+def system_graphs(model, task, precision: str, stages=GRAPH_STAGES):
     """The graphs of ``model`` (as ``echostream-export`` writes them) opened for a translator built
     in memory, for ``stages`` (as ``--graph-stages``; ``vocoder`` is :func:`vocoder_on_graph`'s);
     ``model`` must still hold its fp32 weights."""

@@ -17,6 +17,7 @@ from echostream_fairseq.export.metadata import (
 from echostream_fairseq.export.mt_graph import mt_input_names
 from echostream_fairseq.export.onnx_files import VOCODER_INPUT_NAMES, graph_file, open_graph
 from echostream_fairseq.export.unit_graphs import unit_graph_names
+from echostream_fairseq.streaming.options import GRAPH_STAGES
 from echostream_fairseq.streaming.setup import Dictionaries
 from echostream_fairseq.vocoder.generator_graph import graph_refusal
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
@@ -36,10 +37,10 @@ class Graphs:
     unit_decoder: Optional[object] = None
 
 
-def open_graphs(model, dictionaries: Dictionaries, folder, precision: str, stages=("encoder", "mt", "units")) -> Graphs:
-    """``folder``'s graphs of ``precision`` for ``stages`` (``encoder``, ``mt``, ``units``), each
-    refused unless it was exported from ``model`` (its fp32 weights: call this before converting the
-    model's precision) with these dictionaries."""
+def open_graphs(model, dictionaries: Dictionaries, folder, precision: str, stages=GRAPH_STAGES) -> Graphs:
+    """``folder``'s graphs of ``precision`` for ``stages`` (of :data:`GRAPH_STAGES`; ``vocoder`` is
+    :func:`run_vocoder_on_graph`'s), each refused unless it was exported from ``model`` (its fp32
+    weights: call this before converting the model's precision) with these dictionaries."""
     graphs = {}
     if "encoder" in stages:
         step_graph = encoder_step_graph(model)
