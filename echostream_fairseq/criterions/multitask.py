@@ -19,6 +19,11 @@ count from the update the gate opened. Why: with a fixed START, a run whose CTC 
 the plateau when MT ramped in stayed on it (docs/decisions.md links the study). The opening update is not saved in
 checkpoints: a run resumed with a running loss already below BITS counts its schedule from update 0.
 
+A deadline (``--ctc-plateau-deadline UPDATES``, default 1000) stops a run whose ASR CTC head is
+still on the all-blank plateau at that update (:mod:`echostream_fairseq.criterions.plateau`: its
+running loss no more than a bit below the unigram entropy of the source subwords), with a message
+that says so and what to try, instead of training on a model that cannot read its input.
+
 Logged (fairseq's usual lines; losses in base 2): ``loss``, ``unit_ctc_loss`` (per unit),
 ``mt_loss`` / ``mt_nll_loss`` (per target subword), ``asr_ctc_loss`` / ``st_ctc_loss`` (per
 subword) and, from greedy CTC decoding, ``asr_wer`` (source words), ``st_wer`` (target words) and,
@@ -40,14 +45,28 @@ from sacrebleu.metrics import BLEU
 from torch import Tensor
 
 from echostream_fairseq.common import streamspeech_names
+from echostream_fairseq.criterions.plateau import PlateauWatch
 from echostream_fairseq.data.text import edit_distance, pieces_to_words
 from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy
 
-__all__ = ["EchoStreamMultitaskCriterion", "LOSS_TERMS", "parse_loss_gate", "parse_loss_schedule", "schedule_factor"]
+__all__ = [
+    "CTCPlateauStop",
+    "EchoStreamMultitaskCriterion",
+    "LOSS_TERMS",
+    "parse_loss_gate",
+    "parse_loss_schedule",
+    "schedule_factor",
+]
 
 logger = logging.getLogger(__name__)
 
 LOSS_TERMS = ("unit_ctc", "mt", "asr_ctc", "st_ctc")
+DEFAULT_PLATEAU_DEADLINE = 1000
+
+
+class CTCPlateauStop(SystemExit):
+    """Ends ``fairseq-train`` (exit status 1, the message on stderr): the ASR CTC head is still on
+    the all-blank plateau at ``--ctc-plateau-deadline``."""
 
 
 def parse_loss_schedule(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
@@ -112,10 +131,13 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         loss_schedule: Sequence[str] = (),
         loss_schedule_gate: Optional[str] = None,
         unit_ctc_weight: float = 1.0,
+        ctc_plateau_deadline: int = DEFAULT_PLATEAU_DEADLINE,
     ) -> None:
         super().__init__(task)
         if not (unit_ctc_weight > 0 and math.isfinite(unit_ctc_weight)):
             raise ValueError(f"--unit-ctc-weight must be a positive number, got {unit_ctc_weight}")
+        if ctc_plateau_deadline < 0:
+            raise ValueError(f"--ctc-plateau-deadline must be an update (0: never stop), got {ctc_plateau_deadline}")
         self.unit_weight = float(unit_ctc_weight)
         self.loss_schedule = parse_loss_schedule(loss_schedule or ())
         self.gate = parse_loss_gate(loss_schedule_gate)
@@ -123,16 +145,21 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             raise ValueError("--loss-schedule-gate needs a --loss-schedule to hold back")
         # the update the schedule's clock starts at (None: the gate is still closed)
         self.gate_update: Optional[int] = None if self.gate is not None else 0
-        self.running_asr_ctc: Optional[float] = None  # bits per source subword
+        self.src_dict = task.multitask_dictionaries["source_unigram"]
+        self.plateau = PlateauWatch(len(self.src_dict))
+        # the deadline is settled once the head is seen off the plateau (or it has no ASR CTC term)
+        self.ctc_plateau_deadline = int(ctc_plateau_deadline)
+        self._deadline_settled = self.ctc_plateau_deadline == 0
         self._pending: List[float] = [0.0, 0.0]  # this update's ASR CTC loss (nats) and subwords
+        self._pending_counts: Optional[Tensor] = None  # this update's source subword counts
         self._first_num_updates: Optional[int] = None
         self.num_updates = 0
         cfg = task.multitask_config.tasks
         self.mt_weight = cfg["target_unigram"].loss_weight
         self.mt_smoothing = cfg["target_unigram"].label_smoothing
         self.asr_weight = cfg["source_unigram"].loss_weight
+        self._deadline_settled |= self.asr_weight == 0  # a head nothing trains is no sign of a stuck run
         self.st_weight = cfg["ctc_target_unigram"].loss_weight
-        self.src_dict = task.multitask_dictionaries["source_unigram"]
         self.tgt_dict = task.multitask_dictionaries["target_unigram"]
         self.unit_dict = task.target_dictionary
         self.report_unit_error_rate = report_unit_error_rate
@@ -177,31 +204,92 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             "below BITS bits per source subword (the head has left the all-blank plateau), "
             "or at update LATEST at the latest; until then scheduled terms weigh 0",
         )
+        parser.add_argument(
+            "--ctc-plateau-deadline",
+            type=int,
+            default=DEFAULT_PLATEAU_DEADLINE,
+            metavar="UPDATES",
+            help="stop training, with a message, if the ASR CTC head is still on the all-blank "
+            "plateau at this update (its running training loss within a bit of the source "
+            f"subwords' unigram entropy); 0: never (default {DEFAULT_PLATEAU_DEADLINE})",
+        )
 
     def set_num_updates(self, num_updates: int) -> None:
         """The updates done before the coming step (the task calls this from ``train_step``)."""
         num_updates = int(num_updates)
         if self._first_num_updates is None:
             self._first_num_updates = num_updates
-        if num_updates != self.num_updates and self.gate_update is None:
-            self._update_gate(num_updates)
+        if num_updates != self.num_updates and self._watching:
+            self._fold_update(num_updates)
         self.num_updates = num_updates
 
-    def _update_gate(self, num_updates: int) -> None:
-        """Fold the finished update's ASR CTC loss into the running loss; open the gate if it is low."""
+    @property
+    def running_asr_ctc(self) -> Optional[float]:
+        """The running training ASR CTC loss (bits per source subword) while it is watched."""
+        return self.plateau.running
+
+    @property
+    def _watching(self) -> bool:
+        return self.gate_update is None or not self._deadline_settled
+
+    def _fold_update(self, num_updates: int) -> None:
+        """Fold the finished update's ASR CTC loss into the running loss; open the gate if it is
+        low; stop the run if the deadline finds the head on the plateau."""
         loss, subwords = self._pending
         self._pending = [0.0, 0.0]
+        counts = self._pending_counts
+        self._pending_counts = None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every worker opens the gate, and stops, at the same update
             both = torch.tensor([loss, subwords], dtype=torch.float64)
-            torch.distributed.all_reduce(both)  # every worker opens the gate at the same update
+            torch.distributed.all_reduce(both)
             loss, subwords = both.tolist()
-        if subwords > 0:
-            bits = loss / subwords / math.log(2)
-            first = self.running_asr_ctc is None
-            self.running_asr_ctc = bits if first else 0.9 * self.running_asr_ctc + 0.1 * bits
-            if self.running_asr_ctc < self.gate[0]:
-                # a run resumed past the plateau (its first update here is low already) counts from 0
-                self.gate_update = 0 if first and self._first_num_updates else num_updates
+            if counts is None:
+                counts = torch.zeros(len(self.src_dict), dtype=torch.float64)
+            torch.distributed.all_reduce(counts)
+        first = self.plateau.running is None
+        self.plateau.fold(loss / subwords / math.log(2) if subwords > 0 else None, counts)
+        if self.gate_update is None:
+            self._update_gate(num_updates, first)
+        if not self._deadline_settled:
+            self._check_deadline(num_updates)
+
+    def _check_deadline(self, num_updates: int) -> None:
+        if self.plateau.running is not None and not self.plateau.on_plateau:
+            logger.info(
+                "the ASR CTC head left the all-blank plateau by update %d (%s)", num_updates, self.plateau.describe()
+            )
+            self._deadline_settled = True
+        elif num_updates >= self.ctc_plateau_deadline:
+            message = (
+                f"stopping: the ASR CTC head is still on the all-blank plateau at update {num_updates} "
+                f"(--ctc-plateau-deadline {self.ctc_plateau_deadline}): {self.plateau.describe()}, so the "
+                f"encoder is not reading the speech and more updates of this run are wasted. Try: "
+                f"{'; '.join(self._plateau_hints())}; --ctc-plateau-deadline 0 trains on regardless"
+            )
+            logger.error(message)
+            raise CTCPlateauStop(message)
+
+    def _plateau_hints(self) -> List[str]:
+        """What to try, the likeliest first (docs/results/2026-12-07-ctc-plateau.md measures each)."""
+        transforms = self.task.data_cfg.training_transforms()
+        hints = []
+        if not {"global_cmvn", "utterance_cmvn"} & set(transforms):
+            hints.append(
+                f"normalised features (global_cmvn in the training transforms of {self.task.data_cfg.path}: "
+                "raw fbank keeps the heads on the plateau)"
+            )
+        hints.append("a gentler start (a longer --warmup-updates, or a lower --lr)")
+        if "specaugment" in transforms:
+            hints.append(f"weaker SpecAugment in {self.task.data_cfg.path}")
+        hints.append("another --seed")
+        return hints
+
+    def _update_gate(self, num_updates: int, first: bool) -> None:
+        running = self.plateau.running
+        if running is not None and running < self.gate[0]:
+            # a run resumed past the plateau (its first update here is low already) counts from 0
+            self.gate_update = 0 if first and self._first_num_updates else num_updates
         latest = self.gate[1]
         if self.gate_update is None and latest is not None and num_updates >= latest:
             self.gate_update = latest
@@ -266,9 +354,11 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
 
         # validation always weighs every term fully, so dev losses stay comparable along a schedule
         w = self.term_weights(scheduled=model.training)
-        if model.training and self.gate_update is None:
+        if model.training and self._watching:
             self._pending[0] += float(asr_loss.detach())
             self._pending[1] += float(asr["target_lengths"].sum())
+            counts = self.plateau.count(asr["target"], asr["target_lengths"])
+            self._pending_counts = counts if self._pending_counts is None else self._pending_counts + counts
         loss = w["unit_ctc"] * unit_loss + w["mt"] * mt_loss + w["asr_ctc"] * asr_loss + w["st_ctc"] * st_loss
         sample_size = int(unit_lengths.sum())
         log = {

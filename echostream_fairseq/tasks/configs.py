@@ -167,6 +167,11 @@ class DataConfig:
             return units_kind_of(load_unit_model(str(kmeans)))
         return None
 
+    def training_transforms(self) -> List[str]:
+        """The feature transforms training applies (``_train``'s, else ``*``'s)."""
+        names = self.transforms.get("_train")
+        return list(names if names is not None else self.transforms.get("*") or [])
+
     def feature_transforms(self, is_train: bool):
         """fairseq's composite feature transform for a split (``_train`` names apply in training)."""
         from fairseq.data.audio.feature_transforms import CompositeAudioFeatureTransform
