@@ -4,7 +4,8 @@
 #   examples/demo.sh [UPDATES]
 #
 # 1. the synthetic French->English speech corpus (espeak-ng, 29 source voices, log-mel k-means
-#    units, fbank precomputed, a held-out-voice test split);
+#    units, fbank precomputed, a held-out-voice test split, and test_room: the test sentences in
+#    reverberant rooms with noise that training never draws);
 # 2. fairseq-train DEMO_ARCH (the recipe's, echostream_emformer_conv_tiny) with the recipe of
 #    examples/synthetic_tiny/recipe.sh (resumed if interrupted): for the recipe's budget of
 #    RECIPE_MINUTES minutes of training (at most RECIPE_UPDATES updates), or, given UPDATES, for
@@ -15,8 +16,8 @@
 #    6-8 minutes; VOCODER=griffin_lim uses the training-free fallback, VOCODER_DIR another trained
 #    one), and the ceilings of speech output: the reference target speech, and the reference units
 #    through the vocoder, transcribed by the same recogniser;
-# 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test and
-#    test_heldout, and at 320 ms with --lagging-k1 1 on test: latency (plain and
+# 5. simuleval with the speech-to-speech agent at 320 ms and 2000 ms chunks on test, test_heldout
+#    and test_room, and at 320 ms with --lagging-k1 1 on test: latency (plain and
 #    computation-aware), ASR-BLEU (pocketsphinx with a domain LM from the training-side English)
 #    and the text BLEU of the written translation.
 # Every step is skipped when its output is already there.
@@ -53,7 +54,7 @@ else
 fi
 
 echo "== 3/5 offline decoding (fairseq-generate, beam 5)"
-for SPLIT in test test_heldout; do
+for SPLIT in test test_heldout test_room; do
   GEN=$SAVE/generate_$SPLIT
   if [ ! -f "$GEN/scores.json" ]; then
     "$BIN/fairseq-generate" "$DATA" --user-dir echostream_fairseq --task echostream_speech_to_speech \
@@ -127,7 +128,7 @@ simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
   test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
   echo "$VOCODER_ID" > "$OUT.vocoder"
 }
-for SPLIT in test test_heldout; do
+for SPLIT in test test_heldout test_room; do
   for SEG in 320 2000; do
     simul "$SPLIT" "$SEG" "s2st_${SPLIT}_${SEG}ms" "$SPLIT $SEG ms"
   done
@@ -135,7 +136,7 @@ done
 # the policy holding one subword back: later by about 130 ms, the words it writes heard first
 simul test 320 s2st_test_320ms_k1 "test 320 ms, --lagging-k1 1" --lagging-k1 1
 
-# test and test_heldout hold the same sentences, so one reference serves both
+# test, test_heldout and test_room hold the same sentences, so one reference serves all three
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" \
   --reference "$DATA/simuleval/test.target" --json "$WORK/report.json" | tee "$WORK/report.md"
 "$BIN/python" - "$SAVE" "$CEIL" <<'EOF' | tee -a "$WORK/report.md"
@@ -151,12 +152,12 @@ print(f"\nModel: {model.arch}{f' with --emformer-conv-kernel-size {conv}' if con
       f"{ckpt['optimizer_history'][-1]['num_updates']} updates in "
       f"{ckpt['extra_state']['previous_training_time'] / 60:.1f} minutes of training.")
 print("\n| offline (fairseq-generate, beam 5; ASR: lexicon and trigram, beam 16) | ASR WER % | MT BLEU | ST CTC BLEU | unit error % |\n|---|---|---|---|---|")
-for split in ("test", "test_heldout"):
+for split in ("test", "test_heldout", "test_room"):
     s = json.load(open(f"{save}/generate_{split}/scores.json"))
     print(f"| {split} | {s['asr_wer']:.1f} | {s['mt_bleu']:.1f} | {s['st_ctc_bleu']:.1f} | {s['unit_er']:.1f} |")
 units, speech = (json.load(open(f"{ceil}/{n}.json"))["bleu"] for n in ("units", "speech"))
 print(f"\nCeilings of ASR-BLEU on test: reference units through the vocoder {units:.1f}; reference target speech {speech:.1f}.")
 EOF
 echo
-echo "Output speech: $WORK/s2st_{test,test_heldout}_{320,2000}ms/wavs/ and $WORK/s2st_test_320ms_k1/wavs/ ({N}_pred.wav, N = line of the source list)."
+echo "Output speech: $WORK/s2st_{test,test_heldout,test_room}_{320,2000}ms/wavs/ and $WORK/s2st_test_320ms_k1/wavs/ ({N}_pred.wav, N = line of the source list)."
 echo "Text: .../text/asr.txt, translation.txt, units.txt. Per-instance delays: .../instances.log."

@@ -11,8 +11,9 @@ RECIPE_ARCH=echostream_emformer_conv_tiny
 RECIPE_MINUTES=40
 RECIPE_UPDATES=6000
 # echostream-prep synthetic flags: 20000 training utterances, fbank computed once, no SpecAugment,
-# 24 generated voices with voice qualities beside the five (docs/results/2026-12-07-learning-study.md, "Held-out voices")
-RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment --extra-voices 24 --extra-voice-qualities)
+# 24 generated voices with voice qualities beside the five (docs/results/2026-12-07-learning-study.md, "Held-out voices"),
+# and the test_room split (the test sentences in rooms and noise beyond any training draws; docs/data.md)
+RECIPE_PREP=(--num-train 20000 --precompute-fbank --no-specaugment --extra-voices 24 --extra-voice-qualities --test-room)
 # fairseq-train flags (architecture, budget and save folder are the caller's): the CTC heads first
 # (MT ramps in from update 200, units from 400), no dropout, 15 unit-decoder positions per text state,
 # 500 warm-up updates (the gentler start leaves the CTC plateau sooner and the higher later rate

@@ -175,7 +175,7 @@ def test_demo_trains_the_istft_vocoder_unless_told_otherwise(tmp_path):
 
 
 def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
-    """The units ceiling and the five simultaneous runs are redone when the vocoder's weights change,
+    """The units ceiling and the seven simultaneous runs are redone when the vocoder's weights change,
     and reused when they do not."""
     vocoder = tmp_path / "vocoder"
     vocoder.mkdir()
@@ -200,7 +200,7 @@ def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
         log.unlink(missing_ok=True)
         return made.count("vocode"), made.count("simul")
 
-    assert calls() == (1, 5)
+    assert calls() == (1, 7)
     assert calls() == (0, 0)
     (vocoder / "generator.pt").write_bytes(b"other weights")
-    assert calls() == (1, 5)
+    assert calls() == (1, 7)
