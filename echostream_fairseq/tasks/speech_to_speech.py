@@ -17,6 +17,7 @@ corpus id), ``ASR-`` (source text from the ASR CTC), ``ST-`` (target text from t
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional
@@ -63,6 +64,20 @@ def _unit_dictionary(data_cfg: DataConfig, target_code_size: Optional[int]) -> D
     if target_code_size and target_code_size != num_units:
         raise ConfigError(f"--target-code-size {target_code_size}, but {data_cfg.path}'s units number {num_units}")
     return unit_dict
+
+
+def _exit_now(stop: SystemExit) -> None:
+    """End the process as ``stop`` asks, at once. Unwinding fairseq's loop would leave its
+    prefetching thread inside torch while the interpreter shuts down, and that aborts the process
+    (``terminate called without an active exception``, exit status -6) instead of exiting."""
+    code = stop.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 @register_task("echostream_speech_to_speech")
@@ -226,7 +241,10 @@ class EchoStreamSpeechToSpeechTask(FairseqTask):
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         # a criterion with a loss schedule needs the update count, which fairseq gives only to tasks
         if hasattr(criterion, "set_num_updates"):
-            criterion.set_num_updates(update_num)
+            try:
+                criterion.set_num_updates(update_num)
+            except SystemExit as stop:  # the criterion ends the run (a head stuck on the CTC plateau)
+                _exit_now(stop)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     # -- offline decoding ------------------------------------------------------------------------
