@@ -167,21 +167,19 @@ class DataConfig:
             return units_kind_of(load_unit_model(str(kmeans)))
         return None
 
-    def training_transforms(self) -> List[str]:
-        """The feature transforms training applies (``_train``'s, else ``*``'s)."""
-        names = self.transforms.get("_train")
+    def transform_names(self, is_train: bool) -> List[str]:
+        """The names of the feature transforms a split applies (in training ``_train``'s, else ``*``'s)."""
+        names = self.transforms.get("_train") if is_train else None
         return list(names if names is not None else self.transforms.get("*") or [])
 
     def feature_transforms(self, is_train: bool):
         """fairseq's composite feature transform for a split (``_train`` names apply in training)."""
         from fairseq.data.audio.feature_transforms import CompositeAudioFeatureTransform
 
-        names = self.transforms.get("_train" if is_train else "*")
-        if names is None and is_train:
-            names = self.transforms.get("*")
+        names = self.transform_names(is_train)
         if not names:
             return None
-        cfg: Dict[str, Any] = {"feature_transforms": list(names)}
+        cfg: Dict[str, Any] = {"feature_transforms": names}
         if self.global_cmvn_stats is not None:
             cfg["global_cmvn"] = {"stats_npz_path": str(self.global_cmvn_stats)}
         cfg["specaugment"] = self.specaugment
