@@ -147,9 +147,7 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         self.gate_update: Optional[int] = None if self.gate is not None else 0
         self.src_dict = task.multitask_dictionaries["source_unigram"]
         self.plateau = PlateauWatch(len(self.src_dict))
-        # the deadline is settled once the head is seen off the plateau (or it has no ASR CTC term)
         self.ctc_plateau_deadline = int(ctc_plateau_deadline)
-        self._deadline_settled = self.ctc_plateau_deadline == 0
         self._pending: List[float] = [0.0, 0.0]  # this update's ASR CTC loss (nats) and subwords
         self._pending_counts: Optional[Tensor] = None  # this update's source subword counts
         self._first_num_updates: Optional[int] = None
@@ -158,7 +156,9 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
         self.mt_weight = cfg["target_unigram"].loss_weight
         self.mt_smoothing = cfg["target_unigram"].label_smoothing
         self.asr_weight = cfg["source_unigram"].loss_weight
-        self._deadline_settled |= self.asr_weight == 0  # a head nothing trains is no sign of a stuck run
+        # settled once the head is seen off the plateau; from the start without a deadline, or
+        # without an ASR CTC term (a head nothing trains is no sign of a stuck run)
+        self._deadline_settled = self.ctc_plateau_deadline == 0 or self.asr_weight == 0
         self.st_weight = cfg["ctc_target_unigram"].loss_weight
         self.tgt_dict = task.multitask_dictionaries["target_unigram"]
         self.unit_dict = task.target_dictionary
@@ -272,7 +272,7 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
 
     def _plateau_hints(self) -> List[str]:
         """What to try, the likeliest first (docs/results/2026-12-07-ctc-plateau.md measures each)."""
-        transforms = self.task.data_cfg.training_transforms()
+        transforms = self.task.data_cfg.transform_names(is_train=True)
         hints = []
         if not {"global_cmvn", "utterance_cmvn"} & set(transforms):
             hints.append(

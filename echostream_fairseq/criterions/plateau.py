@@ -48,7 +48,6 @@ class PlateauWatch:
     def __post_init__(self) -> None:
         self.counts = torch.zeros(self.vocab_size, dtype=torch.float64)
         self.running: Optional[float] = None  # bits per subword
-        self.updates = 0  # updates folded in
 
     def count(self, targets: Tensor, lengths: Tensor) -> Tensor:
         """One batch's subword counts ``[V]`` (float64): the first ``lengths`` of each row of
@@ -63,7 +62,6 @@ class PlateauWatch:
             self.counts += counts
         if bits is not None:
             self.running = bits if self.running is None else 0.9 * self.running + 0.1 * bits
-            self.updates += 1
 
     @property
     def entropy(self) -> float:
