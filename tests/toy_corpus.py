@@ -87,3 +87,20 @@ def write_toy_corpus(root: Path, num_train: int = 16, num_dev: int = 4, seed: in
         encoding="utf-8",
     )
     return root
+
+
+def toy_training_task(root: Path, *extra: str):
+    """``(args, task)`` as ``fairseq-train`` would build them on the toy corpus at ``root`` (the
+    tiny Emformer, the multitask criterion, no dropout, ``extra`` flags last), with ``train`` loaded."""
+    from fairseq import options, tasks
+
+    import echostream_fairseq  # noqa: F401  (registers the plugin)
+
+    args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        [str(root), "--task", "echostream_speech_to_speech", "--arch", "echostream_emformer_tiny"]
+        + ["--criterion", "echostream_multitask", "--max-tokens", "4000", "--dropout", "0", *extra],
+    )
+    task = tasks.setup_task(args)
+    task.load_dataset("train")
+    return args, task

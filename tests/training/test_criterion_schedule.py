@@ -5,8 +5,7 @@ import math
 import pytest
 import sacrebleu
 import torch
-from fairseq import options, tasks
-from toy_corpus import write_toy_corpus
+from toy_corpus import toy_training_task, write_toy_corpus
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.criterions.multitask import (
@@ -20,31 +19,7 @@ from echostream_fairseq.criterions.multitask import (
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = write_toy_corpus(tmp_path_factory.mktemp("toy"))
-
-    def build(*extra):
-        parser = options.get_training_parser()
-        args = options.parse_args_and_arch(
-            parser,
-            [
-                str(root),
-                "--task",
-                "echostream_speech_to_speech",
-                "--arch",
-                "echostream_emformer_tiny",
-                "--criterion",
-                "echostream_multitask",
-                "--max-tokens",
-                "4000",
-                "--dropout",
-                "0",
-                *extra,
-            ],
-        )
-        task = tasks.setup_task(args)
-        task.load_dataset("train")
-        return args, task
-
-    return build
+    return lambda *extra: toy_training_task(root, *extra)
 
 
 def test_parse_and_factor():
