@@ -197,12 +197,15 @@ def translator_from_args(args, speech_output: bool, translate: bool = True) -> T
 
 
 def translator_for_chunk(
-    translator: Translator, source_segment_size: int, whole_word_setting: str = "auto"
+    translator: Translator, source_segment_size: int, whole_word_setting: Optional[str] = None
 ) -> Translator:
     """The same system at another chunk size (sharing the model: the translator sets the encoder's
-    chunk length before each encoder step). ``whole_word_setting`` as ``--whole-word``."""
+    chunk length before each encoder step). ``whole_word_setting`` as ``--whole-word``; None keeps
+    the translator's."""
     config = translator.config
     if source_segment_size == config.source_segment_size:
         return translator
-    policy = replace(config.policy, whole_word=whole_word(whole_word_setting, source_segment_size))
+    policy = config.policy
+    if whole_word_setting is not None:
+        policy = replace(policy, whole_word=whole_word(whole_word_setting, source_segment_size))
     return translator.with_config(source_segment_size=source_segment_size, policy=policy)

@@ -75,7 +75,7 @@ class TranslatorOptions:
     multitask_config_yaml: str = "config_multitask.yaml"
     lagging_k1: int = PolicyConfig.lagging_k1
     stride_n: int = PolicyConfig.stride_n
-    whole_word: str = "auto"
+    whole_word: str = "on"
     max_len: int = TranslatorConfig.max_len
     mt_source_window: int = TranslatorConfig.mt_source_window
     target_window: int = TranslatorConfig.target_window
@@ -151,7 +151,7 @@ def pause_frames(ms: int, flag: str) -> int:
 
 
 def whole_word(setting: str, chunk_ms: int) -> bool:
-    """``--whole-word`` at a chunk size: ``auto`` is StreamSpeech's rule."""
+    """``--whole-word`` at a chunk size: ``auto`` is StreamSpeech's rule (:func:`whole_word_default`)."""
     if setting not in AUTO_ON_OFF:
         raise ValueError(f"--whole-word must be one of {AUTO_ON_OFF}, got {setting!r}")
     return {"on": True, "off": False}.get(setting, whole_word_default(chunk_ms))
@@ -246,7 +246,7 @@ def add_translator_args(
         "--whole-word",
         choices=AUTO_ON_OFF,
         default=d.whole_word,
-        help="write whole words only (auto: on for --source-segment-size >= 640, as StreamSpeech)",
+        help="write whole words only (auto: only for --source-segment-size >= 640, StreamSpeech's rule)",
     )
     parser.add_argument(
         "--encoder-chunk-ms",

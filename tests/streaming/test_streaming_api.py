@@ -10,7 +10,7 @@ from translators import plan_to
 from echostream_fairseq.data.audio import read_audio
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
 from echostream_fairseq.streaming.api import EchoStream
-from echostream_fairseq.streaming.policy import FINISH
+from echostream_fairseq.streaming.policy import FINISH, PolicyConfig
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +224,11 @@ def test_batched_mt_writing_equals_writing_each_stream_alone(system, corpus):
     """Three streams at different points (memory lengths, subwords written, a full self-attention
     window) written in lockstep over padded caches give each stream's own subwords, decoder
     states and caches."""
-    # the test model would end its sentences at once: with the end of sentence banned it writes on
-    translator = system.translator.with_config(target_window=4, force_writing=True, speech_output=False)
+    # the test model would end its sentences at once: with the end of sentence banned it writes on;
+    # subwords as they come, so that the counts below are the plans' own
+    translator = system.translator.with_config(
+        target_window=4, force_writing=True, speech_output=False, policy=PolicyConfig(whole_word=False)
+    )
     waves = _waves(corpus, 3)
     states = []
     for k, (chunks, written) in enumerate(((3, 2), (5, 1), (8, 6))):  # memory lengths, written prefixes
