@@ -114,12 +114,38 @@ def _flag(flags, name):
 
 def test_demo_trains_for_the_recipes_minutes_or_for_given_updates(tmp_path):
     (minutes,) = _recipe("RECIPE_MINUTES")
+    (longform_minutes,) = _recipe("RECIPE_LONGFORM_MINUTES")
     (updates,) = _recipe("RECIPE_UPDATES")
-    flags = _demo_training_flags(tmp_path)
-    assert float(_flag(flags, "--stop-time-hours")) == round(int(minutes) / 60, 4)
-    assert _flag(flags, "--max-update") == updates
+    assert 0 < int(longform_minutes) < int(minutes)
+    flags = _demo_training_flags(tmp_path)  # the first step, single sentences
+    hours = (int(minutes) - int(longform_minutes)) / 60  # of the whole budget in hours, to 4 decimals
+    assert abs(float(_flag(flags, "--stop-time-hours")) - hours) <= 1e-4
+    assert _flag(flags, "--max-update") == updates and _flag(flags, "--train-subset") == "train"
     flags = _demo_training_flags(tmp_path, "777")
-    assert _flag(flags, "--stop-time-hours") == "0" and _flag(flags, "--max-update") == "777"
+    assert float(_flag(flags, "--stop-time-hours")) == 0 and _flag(flags, "--max-update") == "777"
+
+
+def test_demo_fine_tunes_for_long_streams_within_the_budget(tmp_path):
+    """The second step starts from the first's model, on the concatenations, and stops when the two
+    together reach the recipe's minutes (fairseq counts the restored run's time)."""
+    (minutes,) = _recipe("RECIPE_MINUTES")
+    calls = tmp_path / "train_calls"
+    save_dir = 'for a; do [ "$prev" = --save-dir ] && mkdir -p "$a" && touch "$a/checkpoint_last.pt"; prev=$a; done'
+    scripts = {"fairseq-train": f'echo "$@" >> {calls}; {save_dir}', "fairseq-generate": "exit 1"}
+    proc = _run_demo_with_stand_ins(tmp_path, scripts)
+    assert "fairseq-generate failed" in proc.stdout, proc.stdout + proc.stderr
+    first, second = (line.split() for line in calls.read_text().splitlines())
+    work = tmp_path / "work"
+    (arch,) = _recipe("RECIPE_ARCH")
+    assert _flag(first, "--save-dir") == f"{work}/{arch}_sentences"
+    assert _flag(second, "--restore-file") == f"{work}/{arch}_sentences/checkpoint_last.pt"
+    assert _flag(second, "--save-dir") == f"{work}/{arch}"
+    assert _flag(second, "--train-subset") == "train_concat_mix" and "--asr-sentence-ends" in second
+    assert _flag(second, "--max-update") == _recipe("RECIPE_LONGFORM_UPDATES")[0]
+    assert float(_flag(second, "--stop-time-hours")) == round(int(minutes) / 60, 4)
+    # both steps done: a second run trains nothing
+    _run_demo_with_stand_ins(tmp_path, scripts)
+    assert len(calls.read_text().splitlines()) == 2
 
 
 def _run_demo_with_stand_ins(tmp_path, scripts, **env_extra):
@@ -127,10 +153,11 @@ def _run_demo_with_stand_ins(tmp_path, scripts, **env_extra):
     bash body) for the later tools; returns the finished process."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    save = tmp_path / "work" / _recipe("RECIPE_ARCH")[0]
     scripts = {
         "echostream-prep": "exit 0",
-        "fairseq-train": f"mkdir -p {save} && touch {save}/checkpoint_last.pt",
+        "fairseq-train": (
+            'for a; do [ "$prev" = --save-dir ] && mkdir -p "$a" && touch "$a/checkpoint_last.pt"; prev=$a; done'
+        ),
         "fairseq-generate": "exit 0",
         "echostream-score": (
             'for a; do [ "$prev" = --json ] && mkdir -p "$(dirname "$a")" && echo "{}" > "$a"; prev=$a; done'
@@ -175,7 +202,7 @@ def test_demo_trains_the_istft_vocoder_unless_told_otherwise(tmp_path):
 
 
 def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
-    """The units ceiling and the seven simultaneous runs are redone when the vocoder's weights change,
+    """The units ceiling and the eight simultaneous runs are redone when the vocoder's weights change,
     and reused when they do not."""
     vocoder = tmp_path / "vocoder"
     vocoder.mkdir()
@@ -190,7 +217,7 @@ def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
             f'for a; do [ "$prev" = --output ] && mkdir -p "$a" && touch "$a/scores.tsv"; prev=$a; done; '
             f"echo simul >> {log}"
         ),
-        "echostream-simul-report": "exit 1",  # the report needs real runs: stop there
+        "echostream-longform": "exit 1",  # the stream needs a real model: stop there
     }
 
     def calls():
@@ -200,7 +227,7 @@ def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
         log.unlink(missing_ok=True)
         return made.count("vocode"), made.count("simul")
 
-    assert calls() == (1, 7)
+    assert calls() == (1, 8)
     assert calls() == (0, 0)
     (vocoder / "generator.pt").write_bytes(b"other weights")
-    assert calls() == (1, 7)
+    assert calls() == (1, 8)
