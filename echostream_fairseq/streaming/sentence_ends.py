@@ -65,7 +65,8 @@ class SentenceEnds:
         if not cfg.sentence_pause_frames:
             return False
         if state.sentence_mark is not None and state.sentence_mark[0] >= max(1, cfg.sentence_min_tokens):
-            return True
+            if self._mark_between_words(state):
+                return True
         if len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
             return False
         if state.asr_blank_frames >= cfg.sentence_pause_frames:
@@ -74,6 +75,18 @@ class SentenceEnds:
         if not short or state.asr_blank_frames < short or not cfg.translate or not state.target_tokens:
             return False
         return None
+
+    def _mark_between_words(self, state: TranslatorState) -> bool:
+        """A mark inside a word ("aujour <mark> d'hui") is not a sentence end: the ASR subword
+        after it in the chunk, if any, must start a word. A mark left out this way leaves the
+        sentence end to the pause rules."""
+        after = state.asr_tokens[state.sentence_mark[0] :]
+        return not after or self.rules.source_word_start[after[0]]
+
+    def _remainder(self, asr_tokens) -> bool:
+        """ASR subwords too few for a sentence, or the tail of a word ("d'hui" after "aujour")."""
+        starts = self.rules.source_word_start
+        return len(asr_tokens) < self.config.sentence_min_tokens or not any(starts[t] for t in asr_tokens)
 
     def is_fragment(self, state: TranslatorState) -> bool:
         """Long-form mode: what is left after the last ended sentence is too short to translate."""
@@ -91,6 +104,10 @@ class SentenceEnds:
         cfg = self.config
         if not cfg.sentence_pause_frames:
             return cfg.max_len
+        if state.sentences > 0 and self._remainder(state.asr_tokens):
+            # the rest of a sentence cut too early (a mark or a pause inside it): what is written
+            # stays, but it is not padded out into a sentence of its own
+            return 0
         limit = min(cfg.max_len, cfg.sentence_max_len + int(cfg.sentence_max_len_ratio * len(state.st_tokens)))
         return max(0, limit - len(state.target_tokens))
 

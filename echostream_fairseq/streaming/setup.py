@@ -57,6 +57,7 @@ class TokenRules:
     Attributes:
         source_banned, st_banned, target_banned, unit_banned: indices a head never chooses.
         asr_mark: the ASR CTC's sentence-end mark, when it is read (its eos; never chosen otherwise).
+        source_word_start: per ASR subword, whether it starts a word.
         target_eos: the MT decoder's end of sentence (also its first input).
         word_start: per target subword, whether it starts a word.
         unit_ids: unit dictionary index -> the vocoder's unit number.
@@ -64,6 +65,7 @@ class TokenRules:
 
     source_banned: List[int]
     asr_mark: Optional[int]
+    source_word_start: List[bool]
     st_banned: List[int]
     target_banned: List[int]
     unit_banned: List[int]
@@ -77,7 +79,7 @@ class TokenRules:
 
     @classmethod
     def build(cls, dictionaries: Dictionaries, config: TranslatorConfig) -> "TokenRules":
-        tgt, unit = dictionaries.target, dictionaries.unit
+        src, tgt, unit = dictionaries.source, dictionaries.target, dictionaries.unit
         target_banned = [tgt.pad(), tgt.unk()]
         unit_banned = _specials(unit)
         if config.force_writing:  # every stage works on every chunk: no end of sentence, no unit blank
@@ -86,6 +88,7 @@ class TokenRules:
         return cls(
             source_banned=_specials(dictionaries.source),
             asr_mark=dictionaries.source.eos() if config.asr_sentence_ends else None,
+            source_word_start=[src[i].startswith(WORD_START) for i in range(len(src))],
             st_banned=_specials(dictionaries.st),
             target_banned=target_banned,
             unit_banned=unit_banned,

@@ -210,6 +210,56 @@ def test_the_asr_mark_ends_the_sentence_and_what_follows_starts_the_next(loaded)
     assert state.sentences == 2 and state.asr_blank_frames == 13  # the mark counts as a pause frame
 
 
+def test_a_mark_inside_a_word_is_not_a_sentence_end(loaded):
+    """ "aujour <mark> d'hui": where the ASR subword after the mark continues a word, the mark is
+    ignored and the sentence goes on; after a word-starting subword it ends the sentence."""
+    model, _ = loaded
+    tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True)
+    source = tr.dictionaries.source
+    eos, vocab = source.eos(), len(source)
+    pieces = range(source.nspecial, vocab)
+    word = next(i for i in pieces if source[i].startswith("\u2581"))
+    inside = next(i for i in pieces if not source[i].startswith("\u2581"))
+
+    def ends(after):
+        script = [word, 0] * 4 + [0, 0, 0, 0, eos, 0, after, 0] + [0] * 8
+        original = model.asr_ctc
+        model.asr_ctc = _ScriptedASR(script, vocab)
+        try:
+            state, found = tr.initial_state(), []
+            wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)
+            for k in range(3):
+                out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
+                found.append(out.sentence_end)
+        finally:
+            model.asr_ctc = original
+        return found, state
+
+    found, state = ends(inside)
+    assert found == [False, False, False] and state.sentences == 0 and state.asr_tokens == (word,) * 4 + (inside,)
+    found, state = ends(word)
+    assert found == [False, True, False] and state.sentences == 1 and state.asr_tokens == (word,)
+
+
+def test_a_short_remainder_after_a_sentence_is_not_padded_out(loaded):
+    """At the end of the stream, the rest of a sentence cut short (fewer ASR subwords than a
+    sentence needs, or the tail of a word) gets no more subwords; a first sentence, or a longer
+    rest, does."""
+    from dataclasses import replace
+
+    tr = _translator(loaded, sentence_pause_frames=30, asr_sentence_ends=True)
+    ends = tr.sentence_ends
+    source = tr.dictionaries.source
+    pieces = range(source.nspecial, len(source))
+    word = next(i for i in pieces if source[i].startswith("\u2581"))
+    inside = next(i for i in pieces if not source[i].startswith("\u2581"))
+    state = replace(tr.initial_state(), sentences=1, asr_tokens=(word,))
+    assert ends.finish_limit(state) == 0
+    assert ends.finish_limit(replace(state, asr_tokens=(inside,) * 4)) == 0  # the tail of a word
+    assert ends.finish_limit(replace(state, asr_tokens=(word, inside, inside))) > 0
+    assert ends.finish_limit(replace(state, sentences=0)) > 0
+
+
 class _PrefixScriptedASR(torch.nn.Module):
     """An ASR CTC head for --reencode: frame t of the prefix gets label ``labels[t]``."""
 
