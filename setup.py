@@ -48,6 +48,7 @@ setup(
             "echostream-bench-vocoder=echostream_bench.vocoder:main",
             "echostream-vocode=echostream_fairseq.cli.vocode:main",
             "echostream-train-vocoder=echostream_fairseq.cli.train_vocoder:main",
+            "echostream-train-refiner=echostream_fairseq.cli.train_refiner:main",
             "echostream-asr-bleu=echostream_fairseq.cli.asr_bleu:main",
             "echostream-bench-agent=echostream_bench.agent:main",
             "echostream-bench-encoders=echostream_bench.encoders:main",

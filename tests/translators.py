@@ -6,12 +6,12 @@ from echostream_fairseq.streaming.planning import WritePlanner
 from echostream_fairseq.streaming.translator_state import TranslatorConfig
 
 
-def make_translator(loaded, *, vocoder=None, asr_decoder=None, reencode=False, **config):
+def make_translator(loaded, *, vocoder=None, asr_decoder=None, reencode=False, unit_refiner=None, **config):
     """A translator of ``loaded`` with ``TranslatorConfig(**config)`` (speech output when a
     vocoder is given)."""
     model, task = loaded
     config = TranslatorConfig(**{"speech_output": vocoder is not None, **config})
-    return build_translator(model, task, config, vocoder, asr_decoder, reencode)
+    return build_translator(model, task, config, vocoder, asr_decoder, reencode, unit_refiner=unit_refiner)
 
 
 class ScriptedPolicy:

@@ -279,10 +279,11 @@ class EchoStreamModel(FairseqEncoderDecoderModel):
     def text_to_units(
         self, mt_hidden: Tensor, text_lengths: Tensor, k2: int = 0, n2: Optional[int] = None
     ) -> Dict[str, Tensor]:
-        """MT decoder states ``[B, L, D]`` -> unit logits ``[B, L * r, V]`` and lengths ``[B]``."""
+        """MT decoder states ``[B, L, D]`` -> unit logits ``[B, L * r, V]`` and lengths ``[B]``, and
+        the T2U states ``[B, L, D_u]`` they came from (what a unit refiner reads)."""
         text = self.t2u_encoder(mt_hidden)
         logits, lengths = self.unit_decoder(text, text_lengths, k2, n2)
-        return {"unit_logits": logits, "unit_lengths": lengths}
+        return {"unit_logits": logits, "unit_lengths": lengths, "t2u_states": text}
 
     def forward(
         self,

@@ -16,6 +16,7 @@ __all__ = [
     "ctc_greedy_marks",
     "ctc_labels",
     "ctc_collapse",
+    "ctc_token_confidences",
     "ctc_blank_run",
     "ctc_blank_frames",
     "ctc_emission_counts",
@@ -82,6 +83,23 @@ def ctc_collapse(
             tokens.append(label)
         previous = label
     return tokens, previous, found
+
+
+def ctc_token_confidences(
+    labels: Sequence[int], probabilities: Sequence[float], previous: int = CTC_BLANK
+) -> List[float]:
+    """The confidence of each token :func:`ctc_collapse` finds in new frames (without a mark):
+    the highest probability its label had over its frames (``probabilities``: each frame's
+    probability of its best label). A token carried over from earlier frames (``previous``) is
+    not a new one."""
+    confidences: List[float] = []
+    for label, p in zip(labels, probabilities):
+        if label != previous and label != CTC_BLANK:
+            confidences.append(p)
+        elif label == previous and label != CTC_BLANK and confidences:
+            confidences[-1] = max(confidences[-1], p)
+        previous = label
+    return confidences
 
 
 def ctc_blank_run(logits: Tensor, run: int = 0, banned: Sequence[int] = ()) -> int:

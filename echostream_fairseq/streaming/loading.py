@@ -17,6 +17,7 @@ import torch
 
 from echostream_fairseq.checkpoint import load_echostream_model
 from echostream_fairseq.export.onnx_files import default_folder
+from echostream_fairseq.models.unit_refiner import UnitRefiner
 from echostream_fairseq.modules.precision import check_dtype, convert_precision
 from echostream_fairseq.streaming.features import load_global_cmvn
 from echostream_fairseq.streaming.graphs import Graphs, open_graphs, run_vocoder_on_graph
@@ -103,6 +104,20 @@ def load_vocoder(
     return incremental
 
 
+def load_unit_refiner(path: str, model, task) -> UnitRefiner:
+    """The unit refiner in ``path``, refused unless it was trained for this model's units and T2U
+    states."""
+    refiner = UnitRefiner.load(path)
+    ours = (len(task.target_dictionary), model.unit_decoder.embed_dim)
+    theirs = (refiner.sizes.num_units, refiner.sizes.text_dim)
+    if ours != theirs:
+        raise ValueError(
+            f"--unit-refiner {path} was trained for {theirs[0]} units and T2U states of size {theirs[1]}; "
+            f"this model has {ours[0]} and {ours[1]}"
+        )
+    return refiner
+
+
 def _device(name: str) -> torch.device:
     if name in ("gpu", "cuda"):
         if not torch.cuda.is_available():
@@ -121,19 +136,25 @@ def build_translator(
     asr_decoder=None,
     reencode: bool = False,
     graphs: Optional[Graphs] = None,
+    unit_refiner: Optional[UnitRefiner] = None,
 ) -> Translator:
     """The translator of a model in memory with its task's dictionaries and global CMVN:
     :class:`SimultaneousTranslator`, or with ``reencode`` StreamSpeech's own agent
     (:class:`ReencodingTranslator`). ``graphs``: the model's exported graphs to run on
-    (:func:`~echostream_fairseq.streaming.graphs.open_graphs`; ``None``: torch)."""
+    (:func:`~echostream_fairseq.streaming.graphs.open_graphs`; ``None``: torch); ``unit_refiner``:
+    see :class:`SimultaneousTranslator`."""
     if task.data_cfg.global_cmvn_stats is None:
         raise ValueError("the data config has no global_cmvn stats; the model was trained with them")
     if reencode and graphs is not None:
         raise ValueError("the re-encoding baseline runs in torch only")
+    if reencode and unit_refiner is not None:
+        raise ValueError("the unit refiner runs with the incremental translator, not the re-encoding baseline")
     cmvn = load_global_cmvn(task.data_cfg.global_cmvn_stats)
     if reencode:
         return ReencodingTranslator(model, Dictionaries.of_task(task), cmvn, config, vocoder, asr_decoder)
-    return SimultaneousTranslator(model, Dictionaries.of_task(task), cmvn, config, vocoder, asr_decoder, graphs)
+    return SimultaneousTranslator(
+        model, Dictionaries.of_task(task), cmvn, config, vocoder, asr_decoder, graphs, unit_refiner
+    )
 
 
 def check_units(task, vocoder: IncrementalVocoder) -> None:
@@ -171,6 +192,9 @@ def load_translator(
         folder = options.graphs or default_folder(model_path)
         precision = "int8" if options.model_dtype == "int8" else "fp32"
         graphs = open_graphs(model.eval(), Dictionaries.of_task(task), folder, precision, options.graph_stages)
+    unit_refiner = None
+    if options.unit_refiner is not None:
+        unit_refiner = load_unit_refiner(options.unit_refiner, model, task).to(target)
     model = convert_precision(model.eval(), options.model_dtype, target)
     asr_decoder = task.build_asr_decoder(options.asr_beam, options.asr_lm_weight, options.asr_word_bonus)
     if task.data_cfg.global_cmvn_stats is None:
@@ -180,7 +204,9 @@ def load_translator(
         check_units(task, vocoder)
         if graphs is not None and "vocoder" in options.graph_stages:
             run_vocoder_on_graph(vocoder, folder)  # a CodeHiFiGAN on its graph; the other vocoders stay in torch
-    return build_translator(model.to(target), task, config, vocoder, asr_decoder, options.reencode, graphs)
+    return build_translator(
+        model.to(target), task, config, vocoder, asr_decoder, options.reencode, graphs, unit_refiner
+    )
 
 
 def translator_from_args(args, speech_output: bool, translate: bool = True) -> Translator:

@@ -61,7 +61,8 @@ class TranslatorOptions:
     (:class:`~echostream_fairseq.streaming.reencoding.ReencodingTranslator`). ``runtime``
     ``onnx``: the encoder stage, the MT decoder, T2U and the unit decoder on the graphs of
     ``echostream-export`` in ``graphs`` (default: ``graphs/`` beside the checkpoint; ``model_dtype``
-    int8 takes the int8 graphs); ``graph_stages``: which of them (:data:`GRAPH_STAGES`). The flags' help
+    int8 takes the int8 graphs); ``graph_stages``: which of them (:data:`GRAPH_STAGES`).
+    ``unit_refiner``: the file of a unit refiner (speech output, incremental translator in torch). The flags' help
     (:func:`add_translator_args`) says what each does.
     """
 
@@ -88,6 +89,8 @@ class TranslatorOptions:
     asr_word_bonus: float = 2.0
     reencode: bool = False
     unit_lookahead: int = TranslatorConfig.unit_lookahead
+    unit_refiner: Optional[str] = None
+    unit_refiner_threshold: float = TranslatorConfig.unit_refiner_threshold
     runtime: str = "torch"
     graphs: Optional[str] = None
     graph_stages: Tuple[str, ...] = GRAPH_STAGES
@@ -119,6 +122,15 @@ class TranslatorOptions:
             raise ValueError(f"--graph-stages {' '.join(self.graph_stages)} is read with --runtime onnx only")
         if self.unit_lookahead < 0:
             raise ValueError(f"--unit-lookahead must be >= 0 text states, got {self.unit_lookahead}")
+        if not 0.0 <= self.unit_refiner_threshold <= 1.0:
+            raise ValueError(f"--unit-refiner-threshold is a probability, got {self.unit_refiner_threshold}")
+        if self.unit_refiner is not None:
+            if self.output != "speech":
+                raise ValueError("--unit-refiner refines the units of speech output; this output is " + self.output)
+            if self.runtime == "onnx" or self.reencode:
+                raise ValueError(
+                    "--unit-refiner runs with the incremental translator in torch (not --runtime onnx or --reencode)"
+                )
 
     @classmethod
     def of(cls, **settings) -> "TranslatorOptions":
@@ -183,6 +195,7 @@ def translator_config(options: TranslatorOptions, trained_sentence_ends: bool, m
         asr_sentence_ends={"on": True, "off": False}.get(options.asr_sentence_ends, trained_sentence_ends),
         no_repeat_ngram=options.no_repeat_ngram,
         unit_lookahead=options.unit_lookahead,
+        unit_refiner_threshold=options.unit_refiner_threshold,
     )
 
 
@@ -359,6 +372,20 @@ def add_translator_args(
             default=d.unit_lookahead,
             help="target subwords (text states) a subword's units wait for: its sound depends "
             "on the next one (0: units at once)",
+        )
+        parser.add_argument(
+            "--unit-refiner",
+            default=d.unit_refiner,
+            metavar="PATH",
+            help="a unit refiner (echostream-train-refiner): the units the unit CTC is unsure of are "
+            "predicted again before they are voiced (torch runtime only)",
+        )
+        parser.add_argument(
+            "--unit-refiner-threshold",
+            type=float,
+            default=d.unit_refiner_threshold,
+            help="with --unit-refiner: the units whose CTC confidence is at or below this are predicted "
+            "again (0: none, 1: all)",
         )
 
 

@@ -119,6 +119,9 @@ class SimultaneousTranslator:
         on :class:`~echostream_fairseq.streaming.graph_encoder.GraphEncoder`, the MT decoder on
         :class:`~echostream_fairseq.streaming.graph_decoder.GraphMTDecoder`, T2U and the unit
         decoder on :mod:`~echostream_fairseq.streaming.graph_units`'s); ``None``: torch.
+    unit_refiner: a :class:`~echostream_fairseq.models.unit_refiner.UnitRefiner` that predicts
+        again the units the unit CTC is less sure of than ``config.unit_refiner_threshold``
+        (``None``: the CTC's units as they are); torch only.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class SimultaneousTranslator:
         vocoder: Optional[IncrementalVocoder] = None,
         asr_decoder: Optional[CtcLexiconDecoder] = None,
         graphs: Optional[Graphs] = None,
+        unit_refiner=None,
     ) -> None:
         if model.encoder.encoder_type == "conformer":
             raise ValueError(
@@ -137,7 +141,9 @@ class SimultaneousTranslator:
                 "run it with --reencode (StreamSpeech's behaviour)"
             )
         self.setup = setup = TranslatorSetup.build(model, dictionaries, cmvn, config, vocoder, asr_decoder)
-        self.graphs = graphs
+        if unit_refiner is not None and graphs is not None:
+            raise ValueError("--unit-refiner runs in torch; it cannot join --runtime onnx")
+        self.graphs, self.unit_refiner = graphs, unit_refiner
         graphs = graphs or Graphs()
         self.encoding = EncoderStage(setup, None if graphs.encoder is None else GraphEncoder(setup, graphs.encoder))
         self.sentence_ends = SentenceEnds(config, setup.rules)
@@ -146,7 +152,7 @@ class SimultaneousTranslator:
             setup, None if graphs.mt_decoder is None else GraphMTDecoder(model.decoder, graphs.mt_decoder)
         )
         if graphs.t2u is None:
-            self.units = UnitWriter(setup)
+            self.units = UnitWriter(setup, refiner=unit_refiner)
         else:
             self.units = UnitWriter(
                 setup,
@@ -188,6 +194,7 @@ class SimultaneousTranslator:
             s.vocoder,
             s.asr_decoder,
             self.graphs,
+            self.unit_refiner,
         )
 
     def initial_state(self, source_rate: int = SAMPLE_RATE) -> TranslatorState:

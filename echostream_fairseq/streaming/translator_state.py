@@ -61,6 +61,8 @@ class TranslatorConfig:
         unit decoder was trained under wait-k masks of a random stride per batch (so of many
         lags), and a subword's sound depends on the next one: one state of lookahead gives the
         units of the whole text (docs/decisions.md).
+    unit_refiner_threshold: with a unit refiner, the new units whose CTC confidence (their
+        label's highest frame probability) is at or below this are masked and predicted again.
     """
 
     source_segment_size: int = 320
@@ -81,6 +83,7 @@ class TranslatorConfig:
     sentence_max_len_ratio: float = 2.0
     no_repeat_ngram: int = 0
     unit_lookahead: int = UNIT_LOOKAHEAD
+    unit_refiner_threshold: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class TranslatorState:
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
     # with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text
     unit_pending: Optional[Tensor] = None
+    # with a unit refiner: the sentence's T2U states [1, m, D] and units so far (its context)
+    refiner_text: Optional[Tensor] = None
+    refiner_units: Tuple[int, ...] = ()
 
 
 def fresh_target_side() -> Dict[str, Any]:
@@ -136,6 +142,8 @@ def fresh_target_side() -> Dict[str, Any]:
         voiced_state_count=0,
         unit_last=CTC_BLANK,
         unit_pending=None,
+        refiner_text=None,
+        refiner_units=(),
     )
 
 

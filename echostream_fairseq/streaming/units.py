@@ -1,6 +1,8 @@
 """The units' stage: T2U and the unit CTC decoder on each stream's new text states, for many streams
 at once (their linear layers over every stream's new positions packed together; each stream's units
-equal its own alone). Causal: earlier units never change.
+equal its own alone). Causal: earlier units never change. With a unit refiner, the new units the
+CTC is unsure of are predicted again, from the sentence's units so far and its T2U states, before
+they are voiced.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from echostream_fairseq.modules.ctc import ctc_collapse, ctc_labels
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_collapse, ctc_labels, ctc_token_confidences
 from echostream_fairseq.streaming.setup import TranslatorSetup
 from echostream_fairseq.streaming.translator_state import TranslatorState
 
@@ -54,13 +56,19 @@ class UnitWriter:
         t2u_encoder, unit_decoder: what steps T2U and the unit decoder (their ``step_packed``):
             the model's own (``None``) or their exported graphs
             (:mod:`~echostream_fairseq.streaming.graph_units`).
+        refiner: a :class:`~echostream_fairseq.models.unit_refiner.UnitRefiner` (``None``: none).
     """
 
-    def __init__(self, setup: TranslatorSetup, t2u_encoder=None, unit_decoder=None) -> None:
+    def __init__(self, setup: TranslatorSetup, t2u_encoder=None, unit_decoder=None, refiner=None) -> None:
         self.t2u_encoder = setup.model.t2u_encoder if t2u_encoder is None else t2u_encoder
         self.unit_decoder = setup.model.unit_decoder if unit_decoder is None else unit_decoder
+        self.refiner = refiner
         self.config = setup.config
         self.rules = setup.rules
+        # the refiner's context, as far back as the unit decoder's own windows reach (0: the sentence)
+        window = self.config.target_window
+        self.refiner_text_window = window + self.config.unit_lookahead if window else 0
+        self.refiner_unit_window = window * setup.model.unit_decoder.upsample_rate if window else 0
 
     def step_batch(self, requests: Sequence[UnitRequest]) -> List[Units]:
         """Each stream's new units; the streams with nothing to voice are left as they are."""
@@ -109,13 +117,23 @@ class UnitWriter:
             plans.append((pending, held, ready))
         logits, unit_caches = self.unit_decoder.step_packed(steps, window, lookahead=k)
         # every stream's best units in one product (the streams' positions packed along time)
-        labels = ctc_labels(torch.cat([piece[0] for piece in logits]).float(), self.rules.unit_banned)
+        frames = torch.cat([piece[0] for piece in logits]).float()
+        if self.refiner is None:
+            labels, probabilities = ctc_labels(frames, self.rules.unit_banned), None
+        else:
+            labels, probabilities = self._labels_and_probabilities(frames)
         ends = [0] + list(itertools.accumulate(piece.size(1) for piece in logits))
         results = []
         for i, request in enumerate(requests):
             state = request.state
             pending, held, ready = plans[i]
-            units, last, _ = ctc_collapse(labels[ends[i] : ends[i + 1]], state.unit_last)
+            frame_labels = labels[ends[i] : ends[i + 1]]
+            units, last, _ = ctc_collapse(frame_labels, state.unit_last)
+            refined = {}
+            if self.refiner is not None:
+                units, refined = self._refine(
+                    state, units, frame_labels, probabilities[ends[i] : ends[i + 1]], text_out[i]
+                )
             results.append(
                 Units(
                     units,
@@ -127,7 +145,34 @@ class UnitWriter:
                         voiced_state_count=state.voiced_state_count + ready.size(1),
                         unit_pending=pending[:, pending.size(1) - held :] if held else None,
                         unit_last=last,
+                        **refined,
                     ),
                 )
             )
         return results
+
+    def _labels_and_probabilities(self, frames: Tensor):
+        """Each frame's best label and its probability (the banned labels never chosen)."""
+        frames = frames.clone()
+        frames[:, self.rules.unit_banned] = float("-inf")
+        best, labels = frames.softmax(dim=-1).max(dim=-1)
+        return labels.tolist(), best.tolist()
+
+    def _refine(self, state: TranslatorState, units, frame_labels, probabilities, new_text: Optional[Tensor]):
+        """The new units with those at or below the confidence threshold predicted again, and the
+        refiner's context after them (state fields)."""
+        text = state.refiner_text
+        if new_text is not None:
+            text = new_text if text is None else torch.cat([text, new_text], dim=1)
+            if self.refiner_text_window:
+                text = text[:, -self.refiner_text_window :]
+        context = list(state.refiner_units)
+        if units:
+            confidences = ctc_token_confidences(frame_labels, probabilities, state.unit_last)
+            masked = [False] * len(context) + [c <= self.config.unit_refiner_threshold for c in confidences]
+            never = [*self.rules.unit_banned, CTC_BLANK]  # a refined unit is a unit
+            units = self.refiner.refine(context + units, masked, text, never)[len(context) :]
+        context += units
+        if self.refiner_unit_window:
+            context = context[-self.refiner_unit_window :]
+        return units, dict(refiner_text=text, refiner_units=tuple(context))
