@@ -83,7 +83,7 @@ class TranslatorConfig:
     sentence_max_len_ratio: float = 2.0
     no_repeat_ngram: int = 0
     unit_lookahead: int = UNIT_LOOKAHEAD
-    unit_refiner_threshold: float = 0.9
+    unit_refiner_threshold: float = 0.3
 
 
 @dataclass(frozen=True)
