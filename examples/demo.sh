@@ -50,7 +50,7 @@ DONE=$SAVE/.done_${UPDATES}_$RECIPE_LONGFORM_UPDATES$DONE
 export PYTHONWARNINGS=ignore
 mkdir -p "$WORK"
 
-echo "== 1/5 corpus: $DATA"
+echo "== 1/6 corpus: $DATA"
 "$BIN/echostream-prep" synthetic --out "$DATA" "${RECIPE_PREP[@]}"
 
 echo "== 2/6 training $DEMO_ARCH on single sentences for $UPDATES updates$([ "$TRAIN_HOURS" = 0 ] || echo " or $SENTENCES_HOURS hours"): $SENTENCES"

@@ -3,7 +3,8 @@
 #
 #   examples/longform/finetune.sh [CHECKPOINT] [UPDATES]
 #
-# CHECKPOINT defaults to the demo's model (results/demo/DEMO_ARCH/checkpoint_last.pt; DEMO_ARCH,
+# CHECKPOINT defaults to the demo's single-sentence model, the first step of its training (which
+# make demo fine-tunes this way itself: results/demo/DEMO_ARCH_sentences/checkpoint_last.pt; DEMO_ARCH,
 # the architecture of CHECKPOINT, to the recipe's),
 # UPDATES to RECIPE_LONGFORM_UPDATES of examples/synthetic_tiny/recipe.sh (1000: about 16 minutes
 # on one thread of the 2-core machine).
@@ -18,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source examples/synthetic_tiny/recipe.sh
 DEMO_ARCH=${DEMO_ARCH:-$RECIPE_ARCH}
-CKPT=${1:-results/demo/$DEMO_ARCH/checkpoint_last.pt}
+CKPT=${1:-results/demo/${DEMO_ARCH}_sentences/checkpoint_last.pt}
 UPDATES=${2:-$RECIPE_LONGFORM_UPDATES}
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-results/synthetic/corpus}
