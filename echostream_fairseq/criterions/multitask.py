@@ -62,6 +62,9 @@ logger = logging.getLogger(__name__)
 
 LOSS_TERMS = ("unit_ctc", "mt", "asr_ctc", "st_ctc")
 DEFAULT_PLATEAU_DEADLINE = 1000
+# a run resumed past the deadline is judged once the watch has followed this many of its updates
+# (the running loss is not saved with the checkpoint)
+RESUMED_WATCH_UPDATES = 50
 
 
 class CTCPlateauStop(SystemExit):
@@ -260,7 +263,7 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
                 "the ASR CTC head left the all-blank plateau by update %d (%s)", num_updates, self.plateau.describe()
             )
             self._deadline_settled = True
-        elif num_updates >= self.ctc_plateau_deadline:
+        elif num_updates >= self._deadline_here():
             message = (
                 f"stopping: the ASR CTC head is still on the all-blank plateau at update {num_updates} "
                 f"(--ctc-plateau-deadline {self.ctc_plateau_deadline}): {self.plateau.describe()}, so the "
@@ -269,6 +272,14 @@ class EchoStreamMultitaskCriterion(FairseqCriterion):
             )
             logger.error(message)
             raise CTCPlateauStop(message)
+
+    def _deadline_here(self) -> int:
+        """The update at which this process judges the plateau: the deadline, or for a run resumed
+        past it, once the watch has followed ``RESUMED_WATCH_UPDATES`` of its updates."""
+        start = self._first_num_updates or 0
+        if start == 0:
+            return self.ctc_plateau_deadline
+        return max(self.ctc_plateau_deadline, start + RESUMED_WATCH_UPDATES)
 
     def _plateau_hints(self) -> List[str]:
         """What to try, the likeliest first (docs/results/2026-12-07-ctc-plateau.md measures each)."""

@@ -11,7 +11,7 @@ from cli_runs import BIN, TRAIN_FLAGS, run_cli
 from toy_corpus import toy_training_task, write_toy_corpus
 
 import echostream_fairseq  # noqa: F401  (registers the plugin)
-from echostream_fairseq.criterions.multitask import CTCPlateauStop
+from echostream_fairseq.criterions.multitask import RESUMED_WATCH_UPDATES, CTCPlateauStop
 from echostream_fairseq.criterions.plateau import PlateauWatch, unigram_entropy_bits
 
 # the ASR CTC head trains alone (the other terms wait), as at the start of the recipe's gated schedule
@@ -69,6 +69,16 @@ def test_the_criterion_stops_at_the_deadline_on_the_plateau(toy_task):
     # the toy corpus's config.yaml normalises nothing: that hint comes first
     assert "Try: normalised features (global_cmvn in the training transforms of " in message
     assert CTCPlateauStop("x").code == "x"  # fairseq-train exits with status 1 and the message
+
+    # a run resumed past the deadline (the running loss is not in the checkpoint) is judged only
+    # once the watch has followed RESUMED_WATCH_UPDATES of its updates
+    args, task = toy_task("--ctc-plateau-deadline", "3")
+    criterion = task.build_criterion(args)
+    for n in range(4800, 4800 + RESUMED_WATCH_UPDATES):
+        criterion.set_num_updates(n)
+        criterion(model, sample)
+    with pytest.raises(CTCPlateauStop, match=f"on the all-blank plateau at update {4800 + RESUMED_WATCH_UPDATES} "):
+        criterion.set_num_updates(4800 + RESUMED_WATCH_UPDATES)
 
     args, task = toy_task("--ctc-plateau-deadline", "0")  # never
     criterion = task.build_criterion(args)
