@@ -29,7 +29,7 @@ from torch import Tensor
 from echostream_fairseq.checkpoint import CheckpointError, load_echostream_model
 from echostream_fairseq.data.text import edit_distance
 from echostream_fairseq.models.unit_refiner import RefinerSizes, UnitRefiner
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_collapse, ctc_token_confidences
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_best, ctc_collapse, ctc_token_confidences
 
 __all__ = ["build_parser", "main", "masked_examples", "unit_errors"]
 
@@ -123,16 +123,14 @@ def unit_errors(
     units, ``refined_{t}`` for them refined at threshold ``t``, and ``masked_{t}`` (units masked,
     units) for the share each threshold masks. ``banned``: what a refined unit never is (the
     CTC chooses among the others and the blank)."""
-    frames = logits.float().clone()
-    frames[..., [b for b in banned if b != CTC_BLANK]] = float("-inf")
-    probabilities, labels = frames.softmax(dim=-1).max(dim=-1)
+    frames = logits.float()
     totals = {"ctc": [0, 0]}
     for t in thresholds:
         totals[f"refined_{t}"] = [0, 0]
         totals[f"masked_{t}"] = [0, 0]
     for b, reference in enumerate(references):
         n = int(logit_lengths[b])
-        frame_labels, frame_p = labels[b, :n].tolist(), probabilities[b, :n].tolist()
+        frame_labels, frame_p = ctc_best(frames[b, :n], [i for i in banned if i != CTC_BLANK])
         units, _, _ = ctc_collapse(frame_labels)
         confidences = ctc_token_confidences(frame_labels, frame_p)
         states = text[b : b + 1, : int(text_lengths[b])]

@@ -15,6 +15,7 @@ __all__ = [
     "ctc_greedy",
     "ctc_greedy_marks",
     "ctc_labels",
+    "ctc_best",
     "ctc_collapse",
     "ctc_token_confidences",
     "ctc_blank_run",
@@ -68,6 +69,16 @@ def ctc_labels(logits: Tensor, banned: Sequence[int] = ()) -> list:
         logits = logits.clone()
         logits[..., list(banned)] = float("-inf")
     return logits.argmax(dim=-1).tolist()
+
+
+def ctc_best(logits: Tensor, banned: Sequence[int] = ()) -> Tuple[list, list]:
+    """:func:`ctc_labels`, and the probability each frame gives its best label (the softmax over
+    the labels not banned), as lists."""
+    if banned:
+        logits = logits.clone()
+        logits[..., list(banned)] = float("-inf")
+    probabilities, labels = logits.softmax(dim=-1).max(dim=-1)
+    return labels.tolist(), probabilities.tolist()
 
 
 def ctc_collapse(

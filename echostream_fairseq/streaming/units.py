@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_collapse, ctc_labels, ctc_token_confidences
+from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_best, ctc_collapse, ctc_labels, ctc_token_confidences
 from echostream_fairseq.streaming.setup import TranslatorSetup
 from echostream_fairseq.streaming.translator_state import TranslatorState
 
@@ -121,7 +121,7 @@ class UnitWriter:
         if self.refiner is None:
             labels, probabilities = ctc_labels(frames, self.rules.unit_banned), None
         else:
-            labels, probabilities = self._labels_and_probabilities(frames)
+            labels, probabilities = ctc_best(frames, self.rules.unit_banned)
         ends = [0] + list(itertools.accumulate(piece.size(1) for piece in logits))
         results = []
         for i, request in enumerate(requests):
@@ -150,13 +150,6 @@ class UnitWriter:
                 )
             )
         return results
-
-    def _labels_and_probabilities(self, frames: Tensor):
-        """Each frame's best label and its probability (the banned labels never chosen)."""
-        frames = frames.clone()
-        frames[:, self.rules.unit_banned] = float("-inf")
-        best, labels = frames.softmax(dim=-1).max(dim=-1)
-        return labels.tolist(), best.tolist()
 
     def _refine(self, state: TranslatorState, units, frame_labels, probabilities, new_text: Optional[Tensor]):
         """The new units with those at or below the confidence threshold predicted again, and the
