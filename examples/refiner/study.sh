@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source examples/synthetic_tiny/recipe.sh
+source examples/s2st_simul.sh
 CKPT=${1:-results/demo/$RECIPE_ARCH/checkpoint_last.pt}
 UPDATES=${2:-2000}
 THRESHOLDS=("${@:3}")
@@ -32,13 +33,8 @@ for T in "${THRESHOLDS[@]}"; do
   for SEG in 320 2000; do
     OUT=$W/s2st_test_${SEG}ms_refined_$T
     RUNS+=("$OUT"); LABELS+=("$SEG ms, refiner $T")
-    [ -f "$OUT/scores.tsv" ] && continue
-    "$BIN/simuleval" --agent agents/echostream_s2st_agent.py --user-dir echostream_fairseq/evaluation/asr_bleu \
-      --source "$DATA/simuleval/test.source" --target "$DATA/simuleval/test.target" --source-segment-size "$SEG" \
-      --model-path "$CKPT" --data-bin "$DATA" "${VOCODER[@]}" --output "$OUT" --extra-output-dir "$OUT/text" \
-      --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text "$DEMO/train_english.txt" \
-      --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 \
-      --unit-refiner "$W/refiner.pt" --unit-refiner-threshold "$T" > "$OUT.log" 2>&1
+    s2st_simul "$OUT" test "$SEG" "$CKPT" "$DEMO/train_english.txt" \
+      --unit-refiner "$W/refiner.pt" --unit-refiner-threshold "$T"
   done
 done
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" --reference "$DATA/simuleval/test.target" \

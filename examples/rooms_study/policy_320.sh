@@ -23,21 +23,17 @@ if [ ! -f "$CEIL/units.json" ]; then
 fi
 echo "units ceiling: $(cat "$CEIL/units.json")"
 RUNS=(); LABELS=()
+source examples/s2st_simul.sh
 simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
-  local OUT=$W/$3
-  RUNS+=("$OUT"); LABELS+=("$4")
-  [ -f "$OUT/scores.tsv" ] && return
-  "$BIN/simuleval" --agent agents/echostream_s2st_agent.py --user-dir echostream_fairseq/evaluation/asr_bleu \
-    --source "$DATA/simuleval/$1.source" --target "$DATA/simuleval/$1.target" --source-segment-size "$2" \
-    --model-path "$W/checkpoint_last.pt" --data-bin "$DATA" "${VOCODER[@]}" --output "$OUT" --extra-output-dir "$OUT/text" \
-    --quality-metrics ASR_BLEU_OFFLINE --asr-bleu-lm-text "$W/train_english.txt" \
-    --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 "${@:5}" > "$OUT.log" 2>&1
+  RUNS+=("$W/$3"); LABELS+=("$4")
+  s2st_simul "$W/$3" "$1" "$2" "$W/checkpoint_last.pt" "$W/train_english.txt" "${@:5}"
 }
-simul test 320 s2st_test_320ms "test 320 ms"
+# these runs predate whole words as the default: the plain rows write subwords as they come
+simul test 320 s2st_test_320ms "test 320 ms" --whole-word off
 simul test 320 s2st_test_320ms_ww "test 320 ms, --whole-word on" --whole-word on
-simul test 320 s2st_test_320ms_k1 "test 320 ms, --lagging-k1 1" --lagging-k1 1
+simul test 320 s2st_test_320ms_k1 "test 320 ms, --lagging-k1 1" --lagging-k1 1 --whole-word off
 simul test 2000 s2st_test_2000ms "test 2000 ms"
-simul test_heldout 320 s2st_test_heldout_320ms "test_heldout 320 ms"
+simul test_heldout 320 s2st_test_heldout_320ms "test_heldout 320 ms" --whole-word off
 simul test_heldout 320 s2st_test_heldout_320ms_ww "test_heldout 320 ms, --whole-word on" --whole-word on
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" --reference "$DATA/simuleval/test.target" \
   --json "$W/policy_320.json" | tee "$W/policy_320.md"

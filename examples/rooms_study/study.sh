@@ -35,7 +35,8 @@ for RUN in clean rooms; do
     for SEG in 320 2000; do
       RUNS+=("$SAVE/s2tt_${SPLIT}_${SEG}ms"); LABELS+=("$SPLIT $SEG ms")
       [ -f "$SAVE/s2tt_${SPLIT}_${SEG}ms/scores.tsv" ] && continue
-      "$BIN/simuleval" --agent agents/echostream_s2tt_agent.py \
+      # --whole-word auto: the default when these runs were made (subwords at 320 ms, words at 2000)
+      "$BIN/simuleval" --agent agents/echostream_s2tt_agent.py --whole-word auto \
         --source "$DATA/simuleval/$SPLIT.source" --target "$DATA/simuleval/$SPLIT.target" --source-segment-size "$SEG" \
         --model-path "$SAVE/checkpoint_last.pt" --data-bin "$DATA" --output "$SAVE/s2tt_${SPLIT}_${SEG}ms" \
         --extra-output-dir "$SAVE/s2tt_${SPLIT}_${SEG}ms/text" --quality-metrics BLEU \
