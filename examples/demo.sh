@@ -32,7 +32,8 @@ cd "$(dirname "$0")/.."
 source examples/synthetic_tiny/recipe.sh
 UPDATES=${1:-$RECIPE_UPDATES}
 # fairseq's --stop-time-hours (0: no time limit): the recipe's minutes unless UPDATES is given;
-# the single sentences stop RECIPE_LONGFORM_MINUTES earlier (fairseq counts a restored run's time)
+# the single sentences stop RECIPE_LONGFORM_MINUTES earlier (fairseq counts a restored run's time),
+# or halfway through a TRAIN_HOURS shorter than that
 TRAIN_HOURS=${TRAIN_HOURS:-$([ $# -ge 1 ] && echo 0 || awk "BEGIN { printf \"%.4f\", $RECIPE_MINUTES / 60 }")}
 SENTENCES_HOURS=$(awk "BEGIN { h = $TRAIN_HOURS - $RECIPE_LONGFORM_MINUTES / 60; printf \"%.4f\", ($TRAIN_HOURS == 0 ? 0 : (h > 0 ? h : $TRAIN_HOURS / 2)) }")
 BIN=${BIN:-.venv/bin}

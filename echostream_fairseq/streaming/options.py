@@ -62,8 +62,8 @@ class TranslatorOptions:
     ``onnx``: the encoder stage, the MT decoder, T2U and the unit decoder on the graphs of
     ``echostream-export`` in ``graphs`` (default: ``graphs/`` beside the checkpoint; ``model_dtype``
     int8 takes the int8 graphs); ``graph_stages``: which of them (:data:`GRAPH_STAGES`).
-    ``unit_refiner``: the file of a unit refiner (speech output, incremental translator in torch). The flags' help
-    (:func:`add_translator_args`) says what each does.
+    ``unit_refiner``: the file of a unit refiner (speech output, incremental translator in torch).
+    The flags' help (:func:`add_translator_args`) says what each does.
     """
 
     output: str = "speech"
