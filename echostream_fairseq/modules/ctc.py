@@ -6,6 +6,7 @@ Blank is index 0 of every dictionary (fairseq's ``<s>``), as in fairseq's CTC cr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
@@ -14,9 +15,11 @@ __all__ = [
     "CTC_BLANK",
     "ctc_greedy",
     "ctc_greedy_marks",
+    "MarkSeen",
     "ctc_labels",
     "ctc_best",
     "ctc_collapse",
+    "ctc_lead_frames",
     "ctc_token_confidences",
     "ctc_blank_run",
     "ctc_blank_frames",
@@ -24,6 +27,22 @@ __all__ = [
 ]
 
 CTC_BLANK = 0
+
+
+@dataclass(frozen=True)
+class MarkSeen:
+    """Where a mark (a label that is no token, the ASR CTC's sentence end) fell in new frames.
+
+    Attributes:
+        tokens_before: tokens of these frames before it.
+        frames_after: frames after its first frame.
+        pause_frames: of those, the frames before the next token (all of them if none follows):
+            the mark's own repeats and blanks.
+    """
+
+    tokens_before: int
+    frames_after: int
+    pause_frames: int
 
 
 def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> List[List[int]]:
@@ -46,7 +65,7 @@ def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> L
 
 def ctc_greedy_marks(
     logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (), mark: Optional[int] = None
-) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+) -> Tuple[List[int], int, Optional[MarkSeen]]:
     """Streaming :func:`ctc_greedy` for one stream: the tokens that new frames ``[t, V]`` add.
 
     ``previous`` is the best label of the frame before (blank at the start), so a token repeated
@@ -54,8 +73,8 @@ def ctc_greedy_marks(
     end) may be chosen even if ``banned`` lists it (``None``: no mark).
 
     Returns the new tokens without the marks, the last frame's best label (the next call's
-    ``previous``), and, if a mark was written in these frames, ``(tokens before the last mark,
-    frames after it)`` (else ``None``).
+    ``previous``), and, if a mark was written in these frames, where the last one fell
+    (:class:`MarkSeen`; else ``None``).
     """
     if logits.size(0) == 0:
         return [], previous, None
@@ -83,17 +102,32 @@ def ctc_best(logits: Tensor, banned: Sequence[int] = ()) -> Tuple[list, list]:
 
 def ctc_collapse(
     labels: Sequence[int], previous: int = CTC_BLANK, mark: Optional[int] = None
-) -> Tuple[List[int], int, Optional[Tuple[int, int]]]:
+) -> Tuple[List[int], int, Optional[MarkSeen]]:
     """:func:`ctc_greedy_marks` of new frames' best labels (``mark`` must not have been banned)."""
     tokens: List[int] = []
-    found = None
+    found = None  # (tokens before the last mark, its frame)
     for t, label in enumerate(labels):
         if label != previous and label == mark:
-            found = (len(tokens), len(labels) - 1 - t)
+            found = (len(tokens), t)
         elif label != previous and label != CTC_BLANK:
             tokens.append(label)
         previous = label
-    return tokens, previous, found
+    if found is None:
+        return tokens, previous, None
+    before, frame = found
+    after = len(labels) - 1 - frame
+    lead = ctc_lead_frames(labels[frame + 1 :], mark, mark)
+    return tokens, previous, MarkSeen(before, after, after if lead is None else lead)
+
+
+def ctc_lead_frames(labels: Sequence[int], previous: int = CTC_BLANK, mark: Optional[int] = None) -> Optional[int]:
+    """How many of new frames' best labels come before the first new token (blanks, ``mark``s,
+    ``previous`` continued); ``None`` if they hold no new token."""
+    for t, label in enumerate(labels):
+        if label != previous and label not in (CTC_BLANK, mark):
+            return t
+        previous = label
+    return None
 
 
 def ctc_token_confidences(

@@ -22,11 +22,11 @@ from torch import Tensor
 
 from echostream_fairseq.models.speech_encoder import EncoderStreamState
 from echostream_fairseq.modules.batching import group_by_layout, split_state, stack_states, state_layout
-from echostream_fairseq.modules.ctc import ctc_blank_frames, ctc_collapse, ctc_labels
+from echostream_fairseq.modules.ctc import ctc_blank_frames, ctc_collapse, ctc_labels, ctc_lead_frames
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankStream, ResampleStream, to_mono
 from echostream_fairseq.streaming.setup import TranslatorSetup
-from echostream_fairseq.streaming.translator_state import TranslatorState
+from echostream_fairseq.streaming.translator_state import SentenceMark, TranslatorState
 
 __all__ = ["Heard", "EncodedChunk", "EncoderStage", "TorchEncoder", "TorchEncoderState", "receive", "search_asr"]
 
@@ -154,9 +154,17 @@ class EncoderStage:
         """The CTC heads' new tokens from the new frames' best labels: ASR (the mark allowed), ASR
         (the mark banned) and ST."""
         asr_labels, blank_labels, st_labels = labels
-        asr_new, asr_last, mark = ctc_collapse(asr_labels, state.asr_last, self.setup.rules.asr_mark)
-        if mark is not None:
-            mark = (len(state.asr_tokens) + mark[0], mark[1])
+        asr_mark = self.setup.rules.asr_mark
+        asr_new, asr_last, seen = ctc_collapse(asr_labels, state.asr_last, asr_mark)
+        mark = state.sentence_mark
+        if seen is not None:
+            mark = SentenceMark.of(seen, len(state.asr_tokens), len(asr_new))
+        elif mark is not None:  # an earlier chunk's mark: its pause goes on until a subword comes
+            mark = (
+                None
+                if mark.followed
+                else mark.heard(len(asr_labels), ctc_lead_frames(asr_labels, state.asr_last, asr_mark))
+            )
         st_new, st_last, _ = ctc_collapse(st_labels, state.st_last)
         blanks = ctc_blank_frames(blank_labels, state.asr_blank_frames)
         state = search_asr(self.setup, state, asr_logits)

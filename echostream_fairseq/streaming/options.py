@@ -83,6 +83,7 @@ class TranslatorOptions:
     sentence_pause_ms: int = 480
     sentence_confirmed_pause_ms: int = 240
     asr_sentence_ends: str = "auto"
+    sentence_mark_pause_ms: int = 200
     no_repeat_ngram: int = TranslatorConfig.no_repeat_ngram
     asr_beam: int = 0
     asr_lm_weight: float = 0.5
@@ -193,6 +194,7 @@ def translator_config(options: TranslatorOptions, trained_sentence_ends: bool, m
             options.sentence_confirmed_pause_ms, "--sentence-confirmed-pause-ms"
         ),
         asr_sentence_ends={"on": True, "off": False}.get(options.asr_sentence_ends, trained_sentence_ends),
+        sentence_mark_pause_frames=pause_frames(options.sentence_mark_pause_ms, "--sentence-mark-pause-ms"),
         no_repeat_ngram=options.no_repeat_ngram,
         unit_lookahead=options.unit_lookahead,
         unit_refiner_threshold=options.unit_refiner_threshold,
@@ -301,6 +303,13 @@ def add_translator_args(
         default=d.asr_sentence_ends,
         help="long-form: also end a sentence where the ASR CTC writes its sentence-end mark "
         "(auto: if the model was trained with --asr-sentence-ends)",
+    )
+    parser.add_argument(
+        "--sentence-mark-pause-ms",
+        type=int,
+        default=d.sentence_mark_pause_ms,
+        help="long-form: a sentence-end mark ends the sentence only once followed by a pause this "
+        "long before the next recognised subword (0: every mark)",
     )
     parser.add_argument(
         "--no-repeat-ngram",

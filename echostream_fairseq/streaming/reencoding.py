@@ -29,7 +29,7 @@ from echostream_fairseq.streaming.setup import Dictionaries, TranslatorSetup
 from echostream_fairseq.streaming.speaking import Speech
 from echostream_fairseq.streaming.stage_clock import StageClock
 from echostream_fairseq.streaming.translator import check_requests, step_output
-from echostream_fairseq.streaming.translator_state import StepOutput, TranslatorConfig, TranslatorState
+from echostream_fairseq.streaming.translator_state import SentenceMark, StepOutput, TranslatorConfig, TranslatorState
 from echostream_fairseq.streaming.units import Units
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
@@ -148,9 +148,10 @@ class ReencodingTranslator:
             frames = frames[:, : max(0, frames.size(1) - model.encoder.right_context_length)]
         length = torch.tensor([frames.size(1)], device=setup.device)
         asr_logits = model.asr_ctc(frames)
-        asr, _, mark = ctc_greedy_marks(asr_logits[0], CTC_BLANK, rules.source_banned, rules.asr_mark)
-        if mark is not None and mark[1] >= frames.size(1) - state.encoder_frames:
-            mark = None  # written in an earlier chunk (and not enough for a sentence then)
+        asr, _, seen = ctc_greedy_marks(asr_logits[0], CTC_BLANK, rules.source_banned, rules.asr_mark)
+        # the prefix is the sentence: its last mark, and the pause after it, as the incremental
+        # translator has them
+        mark = None if seen is None else SentenceMark.of(seen, 0, len(asr))
         blanks = ctc_blank_run(asr_logits[0], 0, rules.source_banned)
         st = ctc_greedy(model.st_ctc(frames), length, rules.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens) :], st[len(state.st_tokens) :]
@@ -217,10 +218,10 @@ class ReencodingTranslator:
 
     def _next_sentence(self, state: PrefixState) -> PrefixState:
         """The prefix starts again at the sentence end, so its cost stops growing."""
-        mark = state.sentence_mark
+        at_mark = self.sentence_ends.mark_ends(state)
         nxt = self.sentence_ends.next_sentence(state)
         frames_next = nxt.carried_frames
-        keep = (frames_next + self.model.encoder.right_context_length) * ENCODER_FRAME_SAMPLES if mark else 0
+        keep = (frames_next + self.model.encoder.right_context_length) * ENCODER_FRAME_SAMPLES if at_mark else 0
         return replace(
             nxt.state,
             all_units=(),

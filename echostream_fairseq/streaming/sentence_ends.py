@@ -18,8 +18,9 @@ __all__ = ["SentenceEnds", "NextSentence"]
 
 @dataclass(frozen=True)
 class NextSentence:
-    """The state whose target side starts afresh, and the encoder frames of the chunk (its last
-    ``carried_frames``, after the ASR CTC's mark) that the next sentence's MT memory starts with."""
+    """The state whose target side starts afresh, and the encoder frames heard after the ASR CTC's
+    mark (``carried_frames``; those of this chunk, its last, are what the next sentence's MT memory
+    starts with)."""
 
     state: TranslatorState
     carried_frames: int
@@ -64,9 +65,8 @@ class SentenceEnds:
         cfg = self.config
         if not cfg.sentence_pause_frames:
             return False
-        if state.sentence_mark is not None and state.sentence_mark[0] >= max(1, cfg.sentence_min_tokens):
-            if self._mark_between_words(state):
-                return True
+        if self.mark_ends(state):
+            return True
         if len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
             return False
         if state.asr_blank_frames >= cfg.sentence_pause_frames:
@@ -76,12 +76,20 @@ class SentenceEnds:
             return False
         return None
 
-    def _mark_between_words(self, state: TranslatorState) -> bool:
-        """A mark inside a word ("aujour <mark> d'hui") is not a sentence end: the ASR subword
-        after it in the chunk, if any, must start a word. A mark left out this way leaves the
-        sentence end to the pause rules."""
-        after = state.asr_tokens[state.sentence_mark[0] :]
-        return not after or self.rules.source_word_start[after[0]]
+    def mark_ends(self, state: TranslatorState) -> bool:
+        """Long-form mode: whether the sentence's mark ends it: after enough ASR subwords, between words (a mark
+        inside one, "aujour <mark> d'hui", is not a sentence end: the ASR subword after it, if
+        any, must start a word), and followed by a pause of ``sentence_mark_pause_frames``
+        ("grises <mark> aujourd'hui" runs on without one). A mark that does not end the sentence
+        leaves its end to the pause rules; one still short of its pause may end it at a later
+        chunk."""
+        mark = state.sentence_mark
+        if mark is None or mark.tokens_before < max(1, self.config.sentence_min_tokens):
+            return False
+        after = state.asr_tokens[mark.tokens_before :]
+        if after and not self.rules.source_word_start[after[0]]:
+            return False
+        return mark.pause_frames >= self.config.sentence_mark_pause_frames
 
     def _remainder(self, asr_tokens) -> bool:
         """ASR subwords too few for a sentence, or the tail of a word ("d'hui" after "aujour")."""
@@ -116,8 +124,8 @@ class SentenceEnds:
         state that starts the next sentence's target side afresh while the encoder streams on."""
         # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
         # and later, start afresh)
-        mark = state.sentence_mark
-        asr_next, carried = (state.asr_tokens[mark[0] :], mark[1]) if mark is not None else ((), 0)
+        mark = state.sentence_mark if self.mark_ends(state) else None  # a pause ends it after all it heard
+        asr_next, carried = (state.asr_tokens[mark.tokens_before :], mark.frames_after) if mark else ((), 0)
         state = replace(
             state,
             asr_tokens=asr_next,

@@ -271,8 +271,8 @@ class SimultaneousTranslator:
         for i in (i for i, e in enumerate(ending) if e):
             nxt = self.sentence_ends.next_sentence(states[i])
             state, frames = nxt.state, heard[i].frames
-            if nxt.carried_frames and frames is not None:
-                carried = frames[:, frames.size(1) - nxt.carried_frames :]
+            if nxt.carried_frames and frames is not None:  # a mark of an earlier chunk: all of this one
+                carried = frames[:, max(0, frames.size(1) - nxt.carried_frames) :]
                 state = replace(state, mt_memory=self.mt.memory_of(carried))
             states[i] = state
         # 10. what each stream's chunk produced

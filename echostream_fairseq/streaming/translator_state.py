@@ -10,14 +10,21 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
-from echostream_fairseq.modules.ctc import CTC_BLANK
+from echostream_fairseq.modules.ctc import CTC_BLANK, MarkSeen
 from echostream_fairseq.modules.ctc_lexicon import LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, ResampleState
 from echostream_fairseq.streaming.policy import PolicyConfig, PolicyState
 from echostream_fairseq.vocoder.incremental import VocoderState
 
-__all__ = ["TranslatorConfig", "TranslatorState", "StepOutput", "UNIT_LOOKAHEAD", "fresh_target_side"]
+__all__ = [
+    "TranslatorConfig",
+    "TranslatorState",
+    "SentenceMark",
+    "StepOutput",
+    "UNIT_LOOKAHEAD",
+    "fresh_target_side",
+]
 
 # text states a subword's units wait for by default (docs/decisions.md)
 UNIT_LOOKAHEAD = 1
@@ -50,6 +57,9 @@ class TranslatorConfig:
     asr_sentence_ends: long-form mode: a sentence also ends where the ASR CTC writes its
         end-of-sentence mark (a model trained with ``--asr-sentence-ends``); the ASR subwords
         after the mark, and in incremental mode the encoder frames after it, start the next one.
+    sentence_mark_pause_frames: a mark ends a sentence only once this many encoder frames after
+        it are a pause (ASR CTC blank, or the mark repeated) before the next ASR subword, so a mark
+        inside a sentence ("grises <mark> aujourd'hui") is not taken for its end (0: every mark).
     sentence_min_tokens: ASR subwords a sentence needs before a pause or a mark can end it; at the end of
         the stream, a shorter remainder after an ended sentence that has nothing written is not
         translated (a fragment the decoder would only pad into an invented sentence).
@@ -78,12 +88,44 @@ class TranslatorConfig:
     sentence_pause_frames: int = 0
     sentence_confirmed_pause_frames: int = 0
     asr_sentence_ends: bool = False
+    sentence_mark_pause_frames: int = 0
     sentence_min_tokens: int = 3
     sentence_max_len: int = 10
     sentence_max_len_ratio: float = 2.0
     no_repeat_ngram: int = 0
     unit_lookahead: int = UNIT_LOOKAHEAD
     unit_refiner_threshold: float = 0.3
+
+
+@dataclass(frozen=True)
+class SentenceMark:
+    """The ASR CTC's last sentence-end mark in the current sentence, kept from chunk to chunk
+    until an ASR subword follows it (its pause is then known).
+
+    Attributes:
+        tokens_before: the sentence's ASR subwords before it.
+        frames_after: encoder frames heard after it.
+        pause_frames: of those, the frames before the next ASR subword (all of them if none yet).
+        followed: whether an ASR subword has come after it.
+    """
+
+    tokens_before: int
+    frames_after: int
+    pause_frames: int
+    followed: bool
+
+    @classmethod
+    def of(cls, seen: MarkSeen, tokens_so_far: int, new_tokens: int) -> "SentenceMark":
+        """A mark found in a chunk (:class:`MarkSeen`) whose sentence had ``tokens_so_far`` ASR
+        subwords before the chunk, which added ``new_tokens``."""
+        before = tokens_so_far + seen.tokens_before
+        return cls(before, seen.frames_after, seen.pause_frames, seen.tokens_before < new_tokens)
+
+    def heard(self, frames: int, lead: Optional[int]) -> "SentenceMark":
+        """A mark not yet followed, after ``frames`` more encoder frames, ``lead`` of them before the
+        first new ASR subword (``None``: no new subword)."""
+        pause = self.pause_frames + (frames if lead is None else lead)
+        return SentenceMark(self.tokens_before, self.frames_after + frames, pause, lead is not None)
 
 
 @dataclass(frozen=True)
@@ -117,8 +159,8 @@ class TranslatorState:
     nonfinite_samples: int = 0
     asr_blank_frames: int = 0  # trailing encoder frames whose ASR CTC argmax is blank
     sentences: int = 0
-    # the last chunk's ASR CTC sentence-end mark: (ASR subwords before it, encoder frames after it)
-    sentence_mark: Optional[Tuple[int, int]] = None
+    # the ASR CTC's last sentence-end mark in this sentence (until a subword follows it)
+    sentence_mark: Optional[SentenceMark] = None
     asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
     # with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text

@@ -15,7 +15,7 @@ import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.speech_to_unit_dataset import SENTENCE_MARK, _encode
-from echostream_fairseq.modules.ctc import CTC_BLANK, ctc_greedy_marks
+from echostream_fairseq.modules.ctc import CTC_BLANK, MarkSeen, ctc_greedy_marks, ctc_lead_frames
 from echostream_fairseq.modules.masks import counts_from
 
 
@@ -42,13 +42,16 @@ def test_marks_end_each_sentence_with_eos_or_are_dropped():
 
 def test_greedy_marks_returns_tokens_without_marks_and_where_the_last_mark_was():
     mark = 2  # eos
-    # labels: 4 4 blank MARK MARK blank 5 blank -> tokens 4 5; the mark after 1 token, 4 frames after it
+    # labels: 4 4 blank MARK MARK blank 5 blank -> tokens 4 5; the mark after 1 token, 4 frames
+    # after it, 2 of them (the mark repeated, a blank) before the next token
     tokens, last, found = ctc_greedy_marks(_logits([4, 4, 0, 2, 2, 0, 5, 0]), CTC_BLANK, [1, 2, 3], mark)
-    assert (tokens, last, found) == ([4, 5], 0, (1, 4))
+    assert (tokens, last, found) == ([4, 5], 0, MarkSeen(1, 4, 2))
     # a mark repeated across the chunk boundary is the same mark: not found again
     assert ctc_greedy_marks(_logits([2, 0, 4]), 2, [1, 2, 3], mark) == ([4], 4, None)
     # the last of two marks
-    assert ctc_greedy_marks(_logits([4, 2, 5, 2, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, (2, 1))
+    assert ctc_greedy_marks(_logits([4, 2, 5, 2, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, MarkSeen(2, 1, 1))
+    # a token right after the mark: no pause
+    assert ctc_greedy_marks(_logits([4, 2, 5, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, MarkSeen(1, 2, 0))
     assert ctc_greedy_marks(_logits([]).reshape(0, 6), 3, [], mark) == ([], 3, None)
 
 
@@ -241,6 +244,61 @@ def test_a_mark_inside_a_word_is_not_a_sentence_end(loaded):
     assert found == [False, True, False] and state.sentences == 1 and state.asr_tokens == (word,)
 
 
+def test_lead_frames_count_what_comes_before_the_first_new_token():
+    assert ctc_lead_frames([0, 2, 0, 5, 0], CTC_BLANK, 2) == 3  # blank, the mark, blank
+    assert ctc_lead_frames([5, 5, 0, 6], 5) == 3  # 5 continues from the chunk before
+    assert ctc_lead_frames([5, 5, 0, 6], CTC_BLANK) == 0
+    assert ctc_lead_frames([0, 2, 2], CTC_BLANK, 2) is None
+    assert ctc_lead_frames([]) is None
+
+
+def _mark_pause_run(loaded, chunks, mark_pause_frames):
+    """Step a translator whose ASR CTC head follows ``chunks`` (8 labels each, one per encoder
+    frame of a 320 ms chunk; -1 is the mark): each chunk's sentence end, and the last state."""
+    model, _ = loaded
+    tr = _translator(
+        loaded, sentence_pause_frames=30, asr_sentence_ends=True, sentence_mark_pause_frames=mark_pause_frames
+    )
+    eos, vocab = tr.dictionaries.source.eos(), len(tr.dictionaries.source)
+    original = model.asr_ctc
+    model.asr_ctc = _ScriptedASR([eos if label == -1 else label for chunk in chunks for label in chunk], vocab)
+    try:
+        state, ends, memory = tr.initial_state(), [], []
+        wave = np.random.default_rng(0).uniform(-0.1, 0.1, 5120 * len(chunks)).astype(np.float32)
+        for k in range(len(chunks)):
+            out, state = tr.step(wave[k * 5120 : (k + 1) * 5120], state)
+            ends.append(out.sentence_end)
+            memory.append(None if state.mt_memory is None else state.mt_memory[0].cross_key.size(-2))
+    finally:
+        model.asr_ctc = original
+    return ends, memory, state
+
+
+def test_a_mark_ends_the_sentence_only_after_its_pause(loaded):
+    """--sentence-mark-pause-ms: a mark ends the sentence once the ASR CTC stays blank for that
+    long after it, in its chunk or in later ones; a mark that the next subword follows sooner is
+    not a sentence end ("grises <mark> aujourd'hui")."""
+    word = 7  # a word-starting subword of the toy dictionary
+    assert _translator(loaded).dictionaries.source[word].startswith("\u2581")
+    speech = [word, 0] * 4
+    late_mark = [0] * 6 + [-1, 0]  # 1 frame of pause in its chunk
+    # 1 + 3 frames of pause: the sentence ends in the chunk after the mark; the next sentence's
+    # MT memory is that whole chunk (the mark's chunk after it is pause)
+    ends, memory, state = _mark_pause_run(loaded, [speech, late_mark, [0, 0, 0, word, 0, 0, 0, 0]], 4)
+    assert ends == [False, False, True] and memory[2] == 8
+    assert state.sentences == 1 and state.asr_tokens == (word,)
+    # 1 + 1: the sentence goes on, and the mark is forgotten once the subword after it is heard
+    ends, _, state = _mark_pause_run(loaded, [speech, late_mark, [0, word, 0, 0, 0, 0, 0, 0], [0] * 8], 4)
+    assert ends == [False, False, False, False] and state.sentences == 0 and state.sentence_mark is None
+    assert state.asr_tokens == (word,) * 5
+    # the mark and its pause in one chunk: the MT memory holds the 7 frames after the mark
+    ends, memory, state = _mark_pause_run(loaded, [speech, [-1, 0, 0, 0, 0, word, 0, 0]], 4)
+    assert ends == [False, True] and memory[1] == 7 and state.asr_tokens == (word,)
+    # without the rule (0) the mark ends the sentence in its own chunk
+    ends, _, _ = _mark_pause_run(loaded, [speech, late_mark, [0, word, 0, 0, 0, 0, 0, 0]], 0)
+    assert ends == [False, True, False]
+
+
 def test_a_short_remainder_after_a_sentence_is_not_padded_out(loaded):
     """At the end of the stream, the rest of a sentence cut short (fewer ASR subwords than a
     sentence needs, or the tail of a word) gets no more subwords; a first sentence, or a longer
@@ -300,6 +358,22 @@ def test_reencode_restarts_its_prefix_after_the_mark(loaded):
     assert state.asr_searched == 3  # the 3 frames after the mark, kept in the prefix, were searched
     # the prefix starts again with the audio of the 3 encoder frames after the mark (40 ms each)
     assert state.source_samples.numel() == 3 * 640 and state.asr_tokens == () and state.encoder_frames == 0
+
+
+def test_reencode_waits_for_the_pause_after_the_mark_as_the_incremental_translator_does(loaded):
+    model, _ = loaded
+    # the mark at frame 12 has 1 frame of pause before the next subword (frame 14)
+    for mark_pause_frames, ends in ((1, [False, True]), (2, [False, False])):
+        tr = _translator(
+            loaded,
+            sentence_pause_frames=30,
+            asr_sentence_ends=True,
+            reencode=True,
+            sentence_mark_pause_frames=mark_pause_frames,
+        )
+        outs, state = _two_chunks_with_a_mark(tr, model)
+        assert [o.sentence_end for o in outs] == ends
+        assert state.sentences == ends.count(True)
 
 
 def test_reencode_speaks_the_ended_sentence_before_its_units_start_afresh(loaded, corpus):
