@@ -8,7 +8,8 @@
 # equal whatever else shares the machine; SHARE (default 0.5) is the --rooms share of training
 # sources. The two corpora differ only in those sources (and so in their CMVN statistics);
 # test_room is the same audio in both. Outputs: results/rooms_study/{clean,rooms}/report.md and
-# the breakdown of test_room by noise, SNR and reverberation.
+# the breakdown of test_room by noise, SNR and reverberation. A SHARE other than 0.5 has its own
+# corpus and run (results/synthetic/corpus_rooms_SHARE, results/rooms_study/rooms_SHARE).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source examples/synthetic_tiny/recipe.sh
@@ -20,10 +21,12 @@ mkdir -p "$OUT"
 export PYTHONWARNINGS=ignore
 # RECIPE_PREP carries --test-room
 "$BIN/echostream-prep" synthetic --out results/synthetic/corpus "${RECIPE_PREP[@]}"
-"$BIN/echostream-prep" synthetic --out results/synthetic/corpus_rooms "${RECIPE_PREP[@]}" --rooms "$SHARE"
+SUFFIX=$([ "$SHARE" = 0.5 ] || echo "_$SHARE")
+ROOMS_DATA=results/synthetic/corpus_rooms$SUFFIX
+"$BIN/echostream-prep" synthetic --out "$ROOMS_DATA" "${RECIPE_PREP[@]}" --rooms "$SHARE"
 
-for RUN in clean rooms; do
-  DATA=results/synthetic/corpus$([ $RUN = clean ] || echo _rooms)
+for RUN in clean rooms$SUFFIX; do
+  DATA=$([ $RUN = clean ] && echo results/synthetic/corpus || echo "$ROOMS_DATA")
   SAVE=$OUT/$RUN
   if [ ! -f "$SAVE/.done_$UPDATES" ]; then
     "$BIN/fairseq-train" "$DATA" --user-dir echostream_fairseq --arch "$RECIPE_ARCH" "${RECIPE_TRAIN[@]}" \
@@ -49,4 +52,4 @@ for RUN in clean rooms; do
   cat "$SAVE/report.md"
 done
 "$BIN/python" examples/rooms_study/breakdown.py results/synthetic/corpus/audio/rooms.tsv \
-  results/synthetic/corpus/simuleval/test.target "$OUT"/clean/s2tt_test_room_320ms "$OUT"/rooms/s2tt_test_room_320ms
+  results/synthetic/corpus/simuleval/test.target "$OUT"/clean/s2tt_test_room_320ms "$OUT/rooms$SUFFIX"/s2tt_test_room_320ms
