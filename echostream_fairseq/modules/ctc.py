@@ -37,7 +37,7 @@ class MarkSeen:
         tokens_before: tokens of these frames before it.
         frames_after: frames after its first frame.
         pause_frames: of those, the frames before the next token (all of them if none follows):
-            the mark's own repeats and blanks.
+            blanks and marks.
     """
 
     tokens_before: int
@@ -65,7 +65,7 @@ def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> L
 
 def ctc_greedy_marks(
     logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (), mark: Optional[int] = None
-) -> Tuple[List[int], int, Optional[MarkSeen]]:
+) -> Tuple[List[int], int, Tuple[MarkSeen, ...]]:
     """Streaming :func:`ctc_greedy` for one stream: the tokens that new frames ``[t, V]`` add.
 
     ``previous`` is the best label of the frame before (blank at the start), so a token repeated
@@ -73,11 +73,11 @@ def ctc_greedy_marks(
     end) may be chosen even if ``banned`` lists it (``None``: no mark).
 
     Returns the new tokens without the marks, the last frame's best label (the next call's
-    ``previous``), and, if a mark was written in these frames, where the last one fell
-    (:class:`MarkSeen`; else ``None``).
+    ``previous``), and where each mark written in these frames fell (:class:`MarkSeen`, in
+    order; a mark repeated with only blanks between is one mark).
     """
     if logits.size(0) == 0:
-        return [], previous, None
+        return [], previous, ()
     return ctc_collapse(ctc_labels(logits, [b for b in banned if b != mark]), previous, mark)
 
 
@@ -102,22 +102,23 @@ def ctc_best(logits: Tensor, banned: Sequence[int] = ()) -> Tuple[list, list]:
 
 def ctc_collapse(
     labels: Sequence[int], previous: int = CTC_BLANK, mark: Optional[int] = None
-) -> Tuple[List[int], int, Optional[MarkSeen]]:
+) -> Tuple[List[int], int, Tuple[MarkSeen, ...]]:
     """:func:`ctc_greedy_marks` of new frames' best labels (``mark`` must not have been banned)."""
     tokens: List[int] = []
-    found = None  # (tokens before the last mark, its frame)
+    found: List[Tuple[int, int]] = []  # (tokens before the mark, its first frame)
     for t, label in enumerate(labels):
         if label != previous and label == mark:
-            found = (len(tokens), t)
+            if not found or found[-1][0] < len(tokens):  # marks with no token between are one mark
+                found.append((len(tokens), t))
         elif label != previous and label != CTC_BLANK:
             tokens.append(label)
         previous = label
-    if found is None:
-        return tokens, previous, None
-    before, frame = found
-    after = len(labels) - 1 - frame
-    lead = ctc_lead_frames(labels[frame + 1 :], mark, mark)
-    return tokens, previous, MarkSeen(before, after, after if lead is None else lead)
+    marks = []
+    for before, frame in found:
+        after = len(labels) - 1 - frame
+        lead = ctc_lead_frames(labels[frame + 1 :], mark, mark)
+        marks.append(MarkSeen(before, after, after if lead is None else lead))
+    return tokens, previous, tuple(marks)
 
 
 def ctc_lead_frames(labels: Sequence[int], previous: int = CTC_BLANK, mark: Optional[int] = None) -> Optional[int]:

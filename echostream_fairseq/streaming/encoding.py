@@ -156,15 +156,13 @@ class EncoderStage:
         asr_labels, blank_labels, st_labels = labels
         asr_mark = self.setup.rules.asr_mark
         asr_new, asr_last, seen = ctc_collapse(asr_labels, state.asr_last, asr_mark)
-        mark = state.sentence_mark
-        if seen is not None:
-            mark = SentenceMark.of(seen, len(state.asr_tokens), len(asr_new))
-        elif mark is not None:  # an earlier chunk's mark: its pause goes on until a subword comes
-            mark = (
-                None
-                if mark.followed
-                else mark.heard(len(asr_labels), ctc_lead_frames(asr_labels, state.asr_last, asr_mark))
-            )
+        marks = [SentenceMark.of(m, len(state.asr_tokens), len(asr_new)) for m in seen]
+        waiting = [m for m in state.sentence_marks if not m.followed]  # at most one: the last
+        if waiting:  # its pause goes on until a subword comes
+            lead = ctc_lead_frames(asr_labels, state.asr_last, asr_mark)
+            if marks and marks[0].tokens_before == waiting[0].tokens_before:
+                marks = marks[1:]  # the same mark again after silence
+            marks = [waiting[0].heard(len(asr_labels), lead)] + marks
         st_new, st_last, _ = ctc_collapse(st_labels, state.st_last)
         blanks = ctc_blank_frames(blank_labels, state.asr_blank_frames)
         state = search_asr(self.setup, state, asr_logits)
@@ -180,6 +178,6 @@ class EncoderStage:
                 st_tokens=state.st_tokens + tuple(st_new),
                 st_last=st_last,
                 asr_blank_frames=blanks,
-                sentence_mark=mark,
+                sentence_marks=tuple(marks),
             ),
         )

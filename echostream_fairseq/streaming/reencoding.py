@@ -149,9 +149,10 @@ class ReencodingTranslator:
         length = torch.tensor([frames.size(1)], device=setup.device)
         asr_logits = model.asr_ctc(frames)
         asr, _, seen = ctc_greedy_marks(asr_logits[0], CTC_BLANK, rules.source_banned, rules.asr_mark)
-        # the prefix is the sentence: its last mark, and the pause after it, as the incremental
-        # translator has them
-        mark = None if seen is None else SentenceMark.of(seen, 0, len(asr))
+        # the prefix is the sentence: its marks and the pauses after them (those an earlier chunk
+        # judged are judged the same again, so the first that ends the sentence is the incremental
+        # translator's)
+        marks = tuple(SentenceMark.of(m, 0, len(asr)) for m in seen)
         blanks = ctc_blank_run(asr_logits[0], 0, rules.source_banned)
         st = ctc_greedy(model.st_ctc(frames), length, rules.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens) :], st[len(state.st_tokens) :]
@@ -168,7 +169,7 @@ class ReencodingTranslator:
                 asr_tokens=tuple(asr),
                 st_tokens=tuple(st),
                 asr_blank_frames=blanks,
-                sentence_mark=mark,
+                sentence_marks=marks,
             ),
         )
 
@@ -218,7 +219,7 @@ class ReencodingTranslator:
 
     def _next_sentence(self, state: PrefixState) -> PrefixState:
         """The prefix starts again at the sentence end, so its cost stops growing."""
-        at_mark = self.sentence_ends.mark_ends(state)
+        at_mark = self.sentence_ends.ending_mark(state) is not None
         nxt = self.sentence_ends.next_sentence(state)
         frames_next = nxt.carried_frames
         keep = (frames_next + self.model.encoder.right_context_length) * ENCODER_FRAME_SAMPLES if at_mark else 0

@@ -11,7 +11,12 @@ from typing import Optional, Tuple
 from torch import Tensor
 
 from echostream_fairseq.streaming.setup import TokenRules
-from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState, fresh_target_side
+from echostream_fairseq.streaming.translator_state import (
+    SentenceMark,
+    TranslatorConfig,
+    TranslatorState,
+    fresh_target_side,
+)
 
 __all__ = ["SentenceEnds", "NextSentence"]
 
@@ -65,7 +70,7 @@ class SentenceEnds:
         cfg = self.config
         if not cfg.sentence_pause_frames:
             return False
-        if self.mark_ends(state):
+        if self.ending_mark(state) is not None:
             return True
         if len(state.asr_tokens) < max(1, cfg.sentence_min_tokens):
             return False
@@ -76,20 +81,23 @@ class SentenceEnds:
             return False
         return None
 
-    def mark_ends(self, state: TranslatorState) -> bool:
-        """Long-form mode: whether the sentence's mark ends it: after enough ASR subwords, between words (a mark
-        inside one, "aujour <mark> d'hui", is not a sentence end: the ASR subword after it, if
-        any, must start a word), and followed by a pause of ``sentence_mark_pause_frames``
-        ("grises <mark> aujourd'hui" runs on without one). A mark that does not end the sentence
-        leaves its end to the pause rules; one still short of its pause may end it at a later
-        chunk."""
-        mark = state.sentence_mark
-        if mark is None or mark.tokens_before < max(1, self.config.sentence_min_tokens):
-            return False
-        after = state.asr_tokens[mark.tokens_before :]
-        if after and not self.rules.source_word_start[after[0]]:
-            return False
-        return mark.pause_frames >= self.config.sentence_mark_pause_frames
+    def ending_mark(self, state: TranslatorState) -> Optional[SentenceMark]:
+        """Long-form mode: the first of the chunk's marks that ends the sentence (``None``: none).
+        A mark ends it after enough ASR subwords, between words (a mark inside one, "aujour <mark>
+        d'hui", is not a sentence end: the ASR subword after it, if any, must start a word), and
+        followed by a pause of ``sentence_mark_pause_frames`` ("grises <mark> aujourd'hui" runs on
+        without one). One still short of its pause may end it at a later chunk; the others leave
+        its end to the pause rules."""
+        cfg = self.config
+        for mark in state.sentence_marks:
+            after = state.asr_tokens[mark.tokens_before : mark.tokens_before + 1]
+            if (
+                mark.tokens_before >= max(1, cfg.sentence_min_tokens)
+                and (not after or self.rules.source_word_start[after[0]])
+                and mark.pause_frames >= cfg.sentence_mark_pause_frames
+            ):
+                return mark
+        return None
 
     def _remainder(self, asr_tokens) -> bool:
         """ASR subwords too few for a sentence, or the tail of a word ("d'hui" after "aujour")."""
@@ -122,15 +130,21 @@ class SentenceEnds:
     def next_sentence(self, state: TranslatorState) -> NextSentence:
         """Once a sentence's translation is complete (its last subwords and units included), the
         state that starts the next sentence's target side afresh while the encoder streams on."""
-        # what the ASR CTC wrote after a mark starts the next sentence (its ST CTC subwords, fewer
-        # and later, start afresh)
-        mark = state.sentence_mark if self.mark_ends(state) else None  # a pause ends it after all it heard
-        asr_next, carried = (state.asr_tokens[mark.tokens_before :], mark.frames_after) if mark else ((), 0)
+        # what the ASR CTC wrote after the mark starts the next sentence (its ST CTC subwords, fewer
+        # and later, start afresh), with a later mark still waiting for its pause; a pause ends the
+        # sentence after all it heard
+        mark = self.ending_mark(state)
+        asr_next, carried, marks = (), 0, ()
+        if mark is not None:
+            asr_next, carried = state.asr_tokens[mark.tokens_before :], mark.frames_after
+            last = state.sentence_marks[-1]
+            if last is not mark and not last.followed:
+                marks = (last.renumbered(mark.tokens_before),)
         state = replace(
             state,
             asr_tokens=asr_next,
             **fresh_target_side(),
             sentences=state.sentences + 1,
-            sentence_mark=None,
+            sentence_marks=marks,
         )
         return NextSentence(state, carried)

@@ -5,7 +5,7 @@ Their own module, below the translators and their stages, which all read and ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
@@ -59,7 +59,8 @@ class TranslatorConfig:
         after the mark, and in incremental mode the encoder frames after it, start the next one.
     sentence_mark_pause_frames: a mark ends a sentence only once this many encoder frames after
         it are a pause (ASR CTC blank, or the mark repeated) before the next ASR subword, so a mark
-        inside a sentence ("grises <mark> aujourd'hui") is not taken for its end (0: every mark).
+        inside a sentence ("grises <mark> aujourd'hui") is not taken for its end (0, the default
+        here: every mark; the flags' default, ``--sentence-mark-pause-ms`` 200, gives 5).
     sentence_min_tokens: ASR subwords a sentence needs before a pause or a mark can end it; at the end of
         the stream, a shorter remainder after an ended sentence that has nothing written is not
         translated (a fragment the decoder would only pad into an invented sentence).
@@ -99,14 +100,13 @@ class TranslatorConfig:
 
 @dataclass(frozen=True)
 class SentenceMark:
-    """The ASR CTC's last sentence-end mark in the current sentence, kept from chunk to chunk
-    until an ASR subword follows it (its pause is then known).
+    """A sentence-end mark of the ASR CTC in the current sentence.
 
     Attributes:
         tokens_before: the sentence's ASR subwords before it.
         frames_after: encoder frames heard after it.
         pause_frames: of those, the frames before the next ASR subword (all of them if none yet).
-        followed: whether an ASR subword has come after it.
+        followed: whether an ASR subword has come after it (its pause is then known).
     """
 
     tokens_before: int
@@ -126,6 +126,10 @@ class SentenceMark:
         first new ASR subword (``None``: no new subword)."""
         pause = self.pause_frames + (frames if lead is None else lead)
         return SentenceMark(self.tokens_before, self.frames_after + frames, pause, lead is not None)
+
+    def renumbered(self, tokens: int) -> "SentenceMark":
+        """The mark in a sentence that starts ``tokens`` ASR subwords later."""
+        return replace(self, tokens_before=self.tokens_before - tokens)
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,9 @@ class TranslatorState:
     nonfinite_samples: int = 0
     asr_blank_frames: int = 0  # trailing encoder frames whose ASR CTC argmax is blank
     sentences: int = 0
-    # the ASR CTC's last sentence-end mark in this sentence (until a subword follows it)
-    sentence_mark: Optional[SentenceMark] = None
+    # the ASR CTC's sentence-end marks the sentence's end is decided on at this chunk: the chunk's
+    # own, after an earlier one still waiting for a subword (the last may be waiting in turn)
+    sentence_marks: Tuple[SentenceMark, ...] = ()
     asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
     # with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text

@@ -46,8 +46,8 @@ def test_labels_of_several_streams_at_once_collapse_and_count_pauses_as_each_alo
     logits[0, 1, 5] = 9.0  # the best, but banned
     labels = ctc_labels(logits, banned=[5])
     assert labels == [[3, 3, 0, 0], [0, 0, 0, 0]]
-    assert ctc_collapse(labels[0], previous=3) == ([], 0, None)  # 3 continued from the last chunk
-    assert ctc_collapse(labels[0], previous=CTC_BLANK) == ([3], 0, None)
+    assert ctc_collapse(labels[0], previous=3) == ([], 0, ())  # 3 continued from the last chunk
+    assert ctc_collapse(labels[0], previous=CTC_BLANK) == ([3], 0, ())
     assert [ctc_blank_frames(row, run=7) for row in labels] == [2, 11]
     assert [ctc_blank_run(logits[row], 7, [5]) for row in range(2)] == [2, 11]
 

@@ -189,7 +189,7 @@ def _in_short_pause(tr, state):
     state = replace(
         state,
         asr_tokens=(7,) * cfg.sentence_min_tokens,
-        sentence_mark=None,
+        sentence_marks=(),
         asr_blank_frames=cfg.sentence_confirmed_pause_frames,
     )
     assert tr.sentence_ends.before_write(state, False) is None

@@ -38,6 +38,9 @@ def test_flags_reach_the_options_and_the_config():
     config = translator_config(options, trained_sentence_ends=False, model_path="m.pt")
     assert config.policy.lagging_k1 == 2 and config.policy.whole_word  # auto: whole words at 640 ms
     assert config.sentence_pause_frames == 0 and config.sentence_confirmed_pause_frames == 6  # 240 ms, 40 ms frames
+    assert config.sentence_mark_pause_frames == 5  # 200 ms
+    args = _parse(["--sentence-mark-pause-ms", "90"])
+    assert translator_config(options_from_args(args, "text"), False, "m.pt").sentence_mark_pause_frames == 3
     assert (config.speech_output, config.translate, config.max_len) == (False, True, 9)
 
 
@@ -58,5 +61,7 @@ def test_bad_options_are_named():
         TranslatorOptions(unit_lookahead=-1)
     with pytest.raises(ValueError, match="--sentence-pause-ms must be >= 0 milliseconds, got -5"):
         translator_config(TranslatorOptions(sentence_pause_ms=-5), False, "m.pt")
+    with pytest.raises(ValueError, match="--sentence-mark-pause-ms must be >= 0 milliseconds, got -1"):
+        translator_config(TranslatorOptions(sentence_mark_pause_ms=-1), False, "m.pt")
     with pytest.raises(ValueError, match="--asr-sentence-ends on: m.pt was not trained with --asr-sentence-ends"):
         translator_config(TranslatorOptions(asr_sentence_ends="on"), False, "m.pt")

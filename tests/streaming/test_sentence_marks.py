@@ -40,19 +40,25 @@ def test_marks_end_each_sentence_with_eos_or_are_dropped():
         _encode(d, SENTENCE_MARK, "f.tsv:4", sentence_ends=True)
 
 
-def test_greedy_marks_returns_tokens_without_marks_and_where_the_last_mark_was():
+def test_greedy_marks_returns_tokens_without_marks_and_where_each_mark_was():
     mark = 2  # eos
     # labels: 4 4 blank MARK MARK blank 5 blank -> tokens 4 5; the mark after 1 token, 4 frames
     # after it, 2 of them (the mark repeated, a blank) before the next token
     tokens, last, found = ctc_greedy_marks(_logits([4, 4, 0, 2, 2, 0, 5, 0]), CTC_BLANK, [1, 2, 3], mark)
-    assert (tokens, last, found) == ([4, 5], 0, MarkSeen(1, 4, 2))
+    assert (tokens, last, found) == ([4, 5], 0, (MarkSeen(1, 4, 2),))
     # a mark repeated across the chunk boundary is the same mark: not found again
-    assert ctc_greedy_marks(_logits([2, 0, 4]), 2, [1, 2, 3], mark) == ([4], 4, None)
-    # the last of two marks
-    assert ctc_greedy_marks(_logits([4, 2, 5, 2, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, MarkSeen(2, 1, 1))
+    assert ctc_greedy_marks(_logits([2, 0, 4]), 2, [1, 2, 3], mark) == ([4], 4, ())
+    # two marks, each with its pause
+    assert ctc_greedy_marks(_logits([4, 2, 5, 2, 0]), CTC_BLANK, [], mark) == (
+        [4, 5],
+        0,
+        (MarkSeen(1, 3, 0), MarkSeen(2, 1, 1)),
+    )
+    # marks with only blanks between are one mark, whose pause runs through the second
+    assert ctc_greedy_marks(_logits([4, 2, 0, 2, 0, 5]), CTC_BLANK, [], mark) == ([4, 5], 5, (MarkSeen(1, 4, 3),))
     # a token right after the mark: no pause
-    assert ctc_greedy_marks(_logits([4, 2, 5, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, MarkSeen(1, 2, 0))
-    assert ctc_greedy_marks(_logits([]).reshape(0, 6), 3, [], mark) == ([], 3, None)
+    assert ctc_greedy_marks(_logits([4, 2, 5, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, (MarkSeen(1, 2, 0),))
+    assert ctc_greedy_marks(_logits([]).reshape(0, 6), 3, [], mark) == ([], 3, ())
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +295,7 @@ def test_a_mark_ends_the_sentence_only_after_its_pause(loaded):
     assert state.sentences == 1 and state.asr_tokens == (word,)
     # 1 + 1: the sentence goes on, and the mark is forgotten once the subword after it is heard
     ends, _, state = _mark_pause_run(loaded, [speech, late_mark, [0, word, 0, 0, 0, 0, 0, 0], [0] * 8], 4)
-    assert ends == [False, False, False, False] and state.sentences == 0 and state.sentence_mark is None
+    assert ends == [False, False, False, False] and state.sentences == 0 and state.sentence_marks == ()
     assert state.asr_tokens == (word,) * 5
     # the mark and its pause in one chunk: the MT memory holds the 7 frames after the mark
     ends, memory, state = _mark_pause_run(loaded, [speech, [-1, 0, 0, 0, 0, word, 0, 0]], 4)
@@ -297,6 +303,33 @@ def test_a_mark_ends_the_sentence_only_after_its_pause(loaded):
     # without the rule (0) the mark ends the sentence in its own chunk
     ends, _, _ = _mark_pause_run(loaded, [speech, late_mark, [0, word, 0, 0, 0, 0, 0, 0]], 0)
     assert ends == [False, True, False]
+
+
+def test_the_first_mark_with_its_pause_ends_the_sentence_and_a_later_one_waits_in_the_next(loaded):
+    """A mark that earns its pause in the chunk where a later mark comes ends the sentence; the
+    later mark, still waiting for its pause, moves to the next sentence; and of two marks in one
+    chunk the first, with its pause, wins over the second, without one."""
+    from echostream_fairseq.streaming.translator_state import SentenceMark
+
+    word = 7
+    speech = [word, 0] * 4
+    ends, _, state = _mark_pause_run(
+        loaded, [[word, 0, word, 0, word, 0, -1, 0], [0, 0, 0, 0, word, 0, -1, 0], [0] * 8], 4
+    )
+    assert ends == [False, True, False] and state.sentences == 1 and state.asr_tokens == (word,)
+    # one subword before it, fewer than a sentence needs: it waits on (1 + 8 frames heard after it)
+    assert state.sentence_marks == (SentenceMark(1, 9, 9, False),)
+    ends, memory, state = _mark_pause_run(loaded, [speech, [-1, 0, 0, 0, 0, word, -1, word]], 4)
+    assert ends == [False, True] and memory[1] == 7 and state.asr_tokens == (word, word)
+    assert state.sentence_marks == ()
+
+
+def test_a_pause_ends_the_sentence_with_all_it_heard_after_a_rejected_mark(loaded):
+    word = 7
+    chunks = [[word, 0] * 4, [-1, word, 0, 0, 0, 0, 0, 0]] + [[0] * 8] * 3  # 30 blank frames after the subword
+    ends, memory, state = _mark_pause_run(loaded, chunks, 4)
+    assert ends == [False, False, False, False, True]
+    assert state.sentences == 1 and state.asr_tokens == () and state.sentence_marks == () and memory[-1] is None
 
 
 def test_a_short_remainder_after_a_sentence_is_not_padded_out(loaded):
@@ -360,7 +393,7 @@ def test_reencode_restarts_its_prefix_after_the_mark(loaded):
     assert state.source_samples.numel() == 3 * 640 and state.asr_tokens == () and state.encoder_frames == 0
 
 
-def test_reencode_waits_for_the_pause_after_the_mark_as_the_incremental_translator_does(loaded):
+def test_reencode_waits_for_the_pause_after_the_mark(loaded):
     model, _ = loaded
     # the mark at frame 12 has 1 frame of pause before the next subword (frame 14)
     for mark_pause_frames, ends in ((1, [False, True]), (2, [False, False])):
