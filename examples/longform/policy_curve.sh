@@ -2,7 +2,7 @@
 # The latency-quality curve of the demo's model (make demo first), speech to speech on test at
 # 160, 320, 640 and 2000 ms: the agents' defaults of the day the 320 ms gap was first measured
 # (subwords as they come below 640 ms, every sentence-end mark) against today's (whole words, a
-# mark ends a sentence after 200 ms of silence), and --lagging-k1 1 at 320 ms.
+# mark ends a sentence after 200 ms of silence), and --lagging-k1 1 and --stride-n 2 at 320 ms.
 #
 #   examples/longform/policy_curve.sh
 set -euo pipefail
@@ -28,5 +28,6 @@ for SEG in 160 320 640 2000; do
 done
 simul 320 after_320ms_k1 "320 ms, now, --lagging-k1 1" --lagging-k1 1
 simul 320 after_320ms_k1_subwords "320 ms, now, --lagging-k1 1 --whole-word off" --lagging-k1 1 --whole-word off
+simul 320 after_320ms_n2 "320 ms, now, --stride-n 2" --stride-n 2
 "$BIN/echostream-simul-report" "${RUNS[@]}" --labels "${LABELS[@]}" --reference "$DATA/simuleval/test.target" \
   --json "$W/report.json" | tee "$W/report.md"
