@@ -136,13 +136,16 @@ if [ ! -f "$CEIL/speech.json" ]; then
 fi
 
 echo "== 5/6 simultaneous speech-to-speech translation (simuleval)"
+# what a run and the stream are reused with: the same vocoder, model and translator code (a change
+# of the agents' defaults, or a retrained model, redoes them)
+CODE_ID=$(find echostream_fairseq agents -name '*.py' -print0 | sort -z | xargs -0 cat | cksum | cut -d' ' -f1)
+RUN_ID="$VOCODER_ID; model $(cksum < "$SAVE/checkpoint_last.pt" | cut -d' ' -f1); code $CODE_ID"
 RUNS=(); LABELS=()
 simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
   local SPLIT=$1 SEG=$2 OUT=$WORK/${3:?a run name}
   RUNS+=("$OUT"); LABELS+=("$4")
-  # a run is reused only with the same vocoder (its folder and weights)
-  if [ -f "$OUT/scores.tsv" ] && [ "$(cat "$OUT.vocoder" 2>/dev/null)" = "$VOCODER_ID" ]; then echo "$4: done before"; return; fi
-  rm -rf "$OUT" "$OUT.vocoder"
+  if [ -f "$OUT/scores.tsv" ] && [ "$(cat "$OUT.inputs" 2>/dev/null)" = "$RUN_ID" ]; then echo "$4: done before"; return; fi
+  rm -rf "$OUT" "$OUT.inputs" "$OUT.vocoder"
   "$BIN/simuleval" --agent agents/echostream_s2st_agent.py \
     --user-dir echostream_fairseq/evaluation/asr_bleu \
     --source "$DATA/simuleval/$SPLIT.source" --target "$DATA/simuleval/$SPLIT.target" \
@@ -152,7 +155,7 @@ simul() {  # simul SPLIT SEG NAME LABEL [agent flags...]
     --latency-metrics AL AP DAL StartOffset EndOffset ATD --computation-aware --threads 2 "${@:5}" \
     2>&1 | tee "$OUT.log" | grep --line-buffered -v -E "INFO|Warning|warn\(" || true
   test -f "$OUT/scores.tsv" || { echo "simuleval failed: see $OUT.log"; exit 1; }
-  echo "$VOCODER_ID" > "$OUT.vocoder"
+  echo "$RUN_ID" > "$OUT.inputs"
 }
 for SPLIT in test test_heldout test_room; do
   for SEG in 320 2000; do
@@ -170,11 +173,12 @@ if [ ! -f "$STREAMS/stream_3min.wav" ]; then
   "$BIN/echostream-prep" longform --corpus "$DATA" --out "$STREAMS" --minutes 3 > /dev/null
 fi
 LONG=$WORK/longform_3min
-# redone whenever the model is newer than the scores
-if [ ! -f "$LONG/stream_3min.json" ] || [ "$LONG/stream_3min.json" -ot "$SAVE/checkpoint_last.pt" ]; then
+if [ ! -f "$LONG/stream_3min.json" ] || [ "$(cat "$LONG.inputs" 2>/dev/null)" != "$RUN_ID" ]; then
+  rm -f "$LONG.inputs"
   "$BIN/echostream-longform" --model-path "$SAVE/checkpoint_last.pt" --data-bin "$DATA" --streams "$STREAMS" \
     --out "$LONG" --sentence-level --threads 2 > "$LONG.md" 2> "$LONG.log" \
     || { echo "echostream-longform failed: see $LONG.log"; exit 1; }
+  echo "$RUN_ID" > "$LONG.inputs"
 fi
 cat "$LONG.md"
 

@@ -201,9 +201,9 @@ def test_demo_trains_the_istft_vocoder_unless_told_otherwise(tmp_path):
     assert code == 2 and "VOCODER must be istft, hifigan or griffin_lim, got wavenet" in out and not flags
 
 
-def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
+def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights_and_model(tmp_path):
     """The units ceiling and the eight simultaneous runs are redone when the vocoder's weights change,
-    and reused when they do not."""
+    the runs alone when the model does, and both are reused when neither does."""
     vocoder = tmp_path / "vocoder"
     vocoder.mkdir()
     (vocoder / "config.json").write_text('{"generator": "istft"}')
@@ -231,3 +231,6 @@ def test_demo_reuses_its_runs_only_with_the_same_vocoder_weights(tmp_path):
     assert calls() == (0, 0)
     (vocoder / "generator.pt").write_bytes(b"other weights")
     assert calls() == (1, 8)
+    (tmp_path / "work" / "echostream_emformer_conv_tiny" / "checkpoint_last.pt").write_bytes(b"retrained")
+    assert calls() == (0, 8)
+    assert calls() == (0, 0)
