@@ -6,7 +6,7 @@ Blank is index 0 of every dictionary (fairseq's ``<s>``), as in fairseq's CTC cr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
@@ -15,7 +15,7 @@ __all__ = [
     "CTC_BLANK",
     "ctc_greedy",
     "ctc_greedy_marks",
-    "MarkSeen",
+    "CTCMark",
     "ctc_labels",
     "ctc_best",
     "ctc_collapse",
@@ -30,19 +30,30 @@ CTC_BLANK = 0
 
 
 @dataclass(frozen=True)
-class MarkSeen:
-    """Where a mark (a label that is no token, the ASR CTC's sentence end) fell in new frames.
+class CTCMark:
+    """A mark (a label that is no token, the ASR CTC's sentence end) and the frames after it.
 
     Attributes:
-        tokens_before: tokens of these frames before it.
+        tokens_before: tokens before it (of the frames it was found in; :meth:`shifted` counts
+            from elsewhere).
         frames_after: frames after its first frame.
-        pause_frames: of those, the frames before the next token (all of them if none follows):
+        pause_frames: of those, the frames before the next token (all of them if none has come):
             blanks and marks.
     """
 
     tokens_before: int
     frames_after: int
     pause_frames: int
+
+    def shifted(self, tokens: int) -> "CTCMark":
+        """The mark counted from ``tokens`` tokens earlier (negative: later)."""
+        return replace(self, tokens_before=self.tokens_before + tokens)
+
+    def heard(self, frames: int, lead: Optional[int]) -> "CTCMark":
+        """A mark no token has followed yet, after ``frames`` more frames, ``lead`` of them before
+        the first new token (``None``: no new token, see :func:`ctc_lead_frames`)."""
+        pause = self.pause_frames + (frames if lead is None else lead)
+        return CTCMark(self.tokens_before, self.frames_after + frames, pause)
 
 
 def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> List[List[int]]:
@@ -65,7 +76,7 @@ def ctc_greedy(logits: Tensor, lengths: Tensor, banned: Sequence[int] = ()) -> L
 
 def ctc_greedy_marks(
     logits: Tensor, previous: int = CTC_BLANK, banned: Sequence[int] = (), mark: Optional[int] = None
-) -> Tuple[List[int], int, Tuple[MarkSeen, ...]]:
+) -> Tuple[List[int], int, Tuple[CTCMark, ...]]:
     """Streaming :func:`ctc_greedy` for one stream: the tokens that new frames ``[t, V]`` add.
 
     ``previous`` is the best label of the frame before (blank at the start), so a token repeated
@@ -73,7 +84,7 @@ def ctc_greedy_marks(
     end) may be chosen even if ``banned`` lists it (``None``: no mark).
 
     Returns the new tokens without the marks, the last frame's best label (the next call's
-    ``previous``), and where each mark written in these frames fell (:class:`MarkSeen`, in
+    ``previous``), and where each mark written in these frames fell (:class:`CTCMark`, in
     order; a mark repeated with only blanks between is one mark).
     """
     if logits.size(0) == 0:
@@ -102,7 +113,7 @@ def ctc_best(logits: Tensor, banned: Sequence[int] = ()) -> Tuple[list, list]:
 
 def ctc_collapse(
     labels: Sequence[int], previous: int = CTC_BLANK, mark: Optional[int] = None
-) -> Tuple[List[int], int, Tuple[MarkSeen, ...]]:
+) -> Tuple[List[int], int, Tuple[CTCMark, ...]]:
     """:func:`ctc_greedy_marks` of new frames' best labels (``mark`` must not have been banned)."""
     tokens: List[int] = []
     found: List[Tuple[int, int]] = []  # (tokens before the mark, its first frame)
@@ -117,7 +128,7 @@ def ctc_collapse(
     for before, frame in found:
         after = len(labels) - 1 - frame
         lead = ctc_lead_frames(labels[frame + 1 :], mark, mark)
-        marks.append(MarkSeen(before, after, after if lead is None else lead))
+        marks.append(CTCMark(before, after, after if lead is None else lead))
     return tokens, previous, tuple(marks)
 
 

@@ -26,7 +26,7 @@ from echostream_fairseq.modules.ctc import ctc_blank_frames, ctc_collapse, ctc_l
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankStream, ResampleStream, to_mono
 from echostream_fairseq.streaming.setup import TranslatorSetup
-from echostream_fairseq.streaming.translator_state import SentenceMark, TranslatorState
+from echostream_fairseq.streaming.translator_state import TranslatorState
 
 __all__ = ["Heard", "EncodedChunk", "EncoderStage", "TorchEncoder", "TorchEncoderState", "receive", "search_asr"]
 
@@ -156,9 +156,10 @@ class EncoderStage:
         asr_labels, blank_labels, st_labels = labels
         asr_mark = self.setup.rules.asr_mark
         asr_new, asr_last, seen = ctc_collapse(asr_labels, state.asr_last, asr_mark)
-        marks = [SentenceMark.of(m, len(state.asr_tokens), len(asr_new)) for m in seen]
-        waiting = [m for m in state.sentence_marks if not m.followed]  # at most one: the last
-        if waiting:  # its pause goes on until a subword comes
+        marks = [m.shifted(len(state.asr_tokens)) for m in seen]
+        # an earlier mark no subword has followed: its pause goes on until one comes
+        waiting = [m for m in state.sentence_marks if m.tokens_before == len(state.asr_tokens)]
+        if waiting:
             lead = ctc_lead_frames(asr_labels, state.asr_last, asr_mark)
             if marks and marks[0].tokens_before == waiting[0].tokens_before:
                 marks = marks[1:]  # the same mark again after silence

@@ -29,7 +29,7 @@ from echostream_fairseq.streaming.setup import Dictionaries, TranslatorSetup
 from echostream_fairseq.streaming.speaking import Speech
 from echostream_fairseq.streaming.stage_clock import StageClock
 from echostream_fairseq.streaming.translator import check_requests, step_output
-from echostream_fairseq.streaming.translator_state import SentenceMark, StepOutput, TranslatorConfig, TranslatorState
+from echostream_fairseq.streaming.translator_state import StepOutput, TranslatorConfig, TranslatorState
 from echostream_fairseq.streaming.units import Units
 from echostream_fairseq.vocoder.incremental import IncrementalVocoder
 
@@ -148,11 +148,10 @@ class ReencodingTranslator:
             frames = frames[:, : max(0, frames.size(1) - model.encoder.right_context_length)]
         length = torch.tensor([frames.size(1)], device=setup.device)
         asr_logits = model.asr_ctc(frames)
-        asr, _, seen = ctc_greedy_marks(asr_logits[0], CTC_BLANK, rules.source_banned, rules.asr_mark)
         # the prefix is the sentence: its marks and the pauses after them (those an earlier chunk
         # judged are judged the same again, so the first that ends the sentence is the incremental
         # translator's)
-        marks = tuple(SentenceMark.of(m, 0, len(asr)) for m in seen)
+        asr, _, marks = ctc_greedy_marks(asr_logits[0], CTC_BLANK, rules.source_banned, rules.asr_mark)
         blanks = ctc_blank_run(asr_logits[0], 0, rules.source_banned)
         st = ctc_greedy(model.st_ctc(frames), length, rules.st_banned)[0]
         asr_new, st_new = asr[len(state.asr_tokens) :], st[len(state.st_tokens) :]

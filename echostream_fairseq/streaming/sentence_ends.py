@@ -10,13 +10,9 @@ from typing import Optional, Tuple
 
 from torch import Tensor
 
+from echostream_fairseq.modules.ctc import CTCMark
 from echostream_fairseq.streaming.setup import TokenRules
-from echostream_fairseq.streaming.translator_state import (
-    SentenceMark,
-    TranslatorConfig,
-    TranslatorState,
-    fresh_target_side,
-)
+from echostream_fairseq.streaming.translator_state import TranslatorConfig, TranslatorState, fresh_target_side
 
 __all__ = ["SentenceEnds", "NextSentence"]
 
@@ -81,7 +77,7 @@ class SentenceEnds:
             return False
         return None
 
-    def ending_mark(self, state: TranslatorState) -> Optional[SentenceMark]:
+    def ending_mark(self, state: TranslatorState) -> Optional[CTCMark]:
         """Long-form mode: the first of the chunk's marks that ends the sentence (``None``: none).
         A mark ends it after enough ASR subwords, between words (a mark inside one, "aujour <mark>
         d'hui", is not a sentence end: the ASR subword after it, if any, must start a word), and
@@ -138,8 +134,8 @@ class SentenceEnds:
         if mark is not None:
             asr_next, carried = state.asr_tokens[mark.tokens_before :], mark.frames_after
             last = state.sentence_marks[-1]
-            if last is not mark and not last.followed:
-                marks = (last.renumbered(mark.tokens_before),)
+            if last is not mark and last.tokens_before == len(state.asr_tokens):  # no subword after it yet
+                marks = (last.shifted(-mark.tokens_before),)
         state = replace(
             state,
             asr_tokens=asr_next,

@@ -5,12 +5,12 @@ Their own module, below the translators and their stages, which all read and ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
-from echostream_fairseq.modules.ctc import CTC_BLANK, MarkSeen
+from echostream_fairseq.modules.ctc import CTC_BLANK, CTCMark
 from echostream_fairseq.modules.ctc_lexicon import LexiconSearchState
 from echostream_fairseq.modules.transformer_layer import LayerCache
 from echostream_fairseq.streaming.features import FbankState, ResampleState
@@ -20,7 +20,6 @@ from echostream_fairseq.vocoder.incremental import VocoderState
 __all__ = [
     "TranslatorConfig",
     "TranslatorState",
-    "SentenceMark",
     "StepOutput",
     "UNIT_LOOKAHEAD",
     "fresh_target_side",
@@ -99,40 +98,6 @@ class TranslatorConfig:
 
 
 @dataclass(frozen=True)
-class SentenceMark:
-    """A sentence-end mark of the ASR CTC in the current sentence.
-
-    Attributes:
-        tokens_before: the sentence's ASR subwords before it.
-        frames_after: encoder frames heard after it.
-        pause_frames: of those, the frames before the next ASR subword (all of them if none yet).
-        followed: whether an ASR subword has come after it (its pause is then known).
-    """
-
-    tokens_before: int
-    frames_after: int
-    pause_frames: int
-    followed: bool
-
-    @classmethod
-    def of(cls, seen: MarkSeen, tokens_so_far: int, new_tokens: int) -> "SentenceMark":
-        """A mark found in a chunk (:class:`MarkSeen`) whose sentence had ``tokens_so_far`` ASR
-        subwords before the chunk, which added ``new_tokens``."""
-        before = tokens_so_far + seen.tokens_before
-        return cls(before, seen.frames_after, seen.pause_frames, seen.tokens_before < new_tokens)
-
-    def heard(self, frames: int, lead: Optional[int]) -> "SentenceMark":
-        """A mark not yet followed, after ``frames`` more encoder frames, ``lead`` of them before the
-        first new ASR subword (``None``: no new subword)."""
-        pause = self.pause_frames + (frames if lead is None else lead)
-        return SentenceMark(self.tokens_before, self.frames_after + frames, pause, lead is not None)
-
-    def renumbered(self, tokens: int) -> "SentenceMark":
-        """The mark in a sentence that starts ``tokens`` ASR subwords later."""
-        return replace(self, tokens_before=self.tokens_before - tokens)
-
-
-@dataclass(frozen=True)
 class TranslatorState:
     """One stream's state (every tensor bounded; the re-encoding baseline extends it with its prefix).
 
@@ -163,9 +128,10 @@ class TranslatorState:
     nonfinite_samples: int = 0
     asr_blank_frames: int = 0  # trailing encoder frames whose ASR CTC argmax is blank
     sentences: int = 0
-    # the ASR CTC's sentence-end marks the sentence's end is decided on at this chunk: the chunk's
-    # own, after an earlier one still waiting for a subword (the last may be waiting in turn)
-    sentence_marks: Tuple[SentenceMark, ...] = ()
+    # the ASR CTC's sentence-end marks the sentence's end is decided on at this chunk (their
+    # subwords counted in the sentence): the chunk's own, after an earlier one that no subword had
+    # followed (the last may be waiting in turn: its tokens_before is len(asr_tokens))
+    sentence_marks: Tuple[CTCMark, ...] = ()
     asr_search: Optional[LexiconSearchState] = None  # with an ASR lexicon search: its state
     asr_final: Tuple[str, ...] = ()  # the words it made final in the last chunk
     # with ``unit_lookahead``: T2U states [1, p, D] whose units wait for later text

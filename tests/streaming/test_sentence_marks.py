@@ -15,7 +15,7 @@ import echostream_fairseq  # noqa: F401  (registers the plugin)
 from echostream_fairseq.data.concat import ConcatOptions, build_concat_split
 from echostream_fairseq.data.manifest import ManifestError, read_tsv
 from echostream_fairseq.data.speech_to_unit_dataset import SENTENCE_MARK, _encode
-from echostream_fairseq.modules.ctc import CTC_BLANK, MarkSeen, ctc_greedy_marks, ctc_lead_frames
+from echostream_fairseq.modules.ctc import CTC_BLANK, CTCMark, ctc_greedy_marks, ctc_lead_frames
 from echostream_fairseq.modules.masks import counts_from
 
 
@@ -45,19 +45,19 @@ def test_greedy_marks_returns_tokens_without_marks_and_where_each_mark_was():
     # labels: 4 4 blank MARK MARK blank 5 blank -> tokens 4 5; the mark after 1 token, 4 frames
     # after it, 2 of them (the mark repeated, a blank) before the next token
     tokens, last, found = ctc_greedy_marks(_logits([4, 4, 0, 2, 2, 0, 5, 0]), CTC_BLANK, [1, 2, 3], mark)
-    assert (tokens, last, found) == ([4, 5], 0, (MarkSeen(1, 4, 2),))
+    assert (tokens, last, found) == ([4, 5], 0, (CTCMark(1, 4, 2),))
     # a mark repeated across the chunk boundary is the same mark: not found again
     assert ctc_greedy_marks(_logits([2, 0, 4]), 2, [1, 2, 3], mark) == ([4], 4, ())
     # two marks, each with its pause
     assert ctc_greedy_marks(_logits([4, 2, 5, 2, 0]), CTC_BLANK, [], mark) == (
         [4, 5],
         0,
-        (MarkSeen(1, 3, 0), MarkSeen(2, 1, 1)),
+        (CTCMark(1, 3, 0), CTCMark(2, 1, 1)),
     )
     # marks with only blanks between are one mark, whose pause runs through the second
-    assert ctc_greedy_marks(_logits([4, 2, 0, 2, 0, 5]), CTC_BLANK, [], mark) == ([4, 5], 5, (MarkSeen(1, 4, 3),))
+    assert ctc_greedy_marks(_logits([4, 2, 0, 2, 0, 5]), CTC_BLANK, [], mark) == ([4, 5], 5, (CTCMark(1, 4, 3),))
     # a token right after the mark: no pause
-    assert ctc_greedy_marks(_logits([4, 2, 5, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, (MarkSeen(1, 2, 0),))
+    assert ctc_greedy_marks(_logits([4, 2, 5, 0]), CTC_BLANK, [], mark) == ([4, 5], 0, (CTCMark(1, 2, 0),))
     assert ctc_greedy_marks(_logits([]).reshape(0, 6), 3, [], mark) == ([], 3, ())
 
 
@@ -309,8 +309,6 @@ def test_the_first_mark_with_its_pause_ends_the_sentence_and_a_later_one_waits_i
     """A mark that earns its pause in the chunk where a later mark comes ends the sentence; the
     later mark, still waiting for its pause, moves to the next sentence; and of two marks in one
     chunk the first, with its pause, wins over the second, without one."""
-    from echostream_fairseq.streaming.translator_state import SentenceMark
-
     word = 7
     speech = [word, 0] * 4
     ends, _, state = _mark_pause_run(
@@ -318,7 +316,7 @@ def test_the_first_mark_with_its_pause_ends_the_sentence_and_a_later_one_waits_i
     )
     assert ends == [False, True, False] and state.sentences == 1 and state.asr_tokens == (word,)
     # one subword before it, fewer than a sentence needs: it waits on (1 + 8 frames heard after it)
-    assert state.sentence_marks == (SentenceMark(1, 9, 9, False),)
+    assert state.sentence_marks == (CTCMark(1, 9, 9),)
     ends, memory, state = _mark_pause_run(loaded, [speech, [-1, 0, 0, 0, 0, word, -1, word]], 4)
     assert ends == [False, True] and memory[1] == 7 and state.asr_tokens == (word, word)
     assert state.sentence_marks == ()
